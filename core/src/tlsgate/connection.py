@@ -1,0 +1,169 @@
+"""The one interface every driver uses to reach a host, and every transport implements.
+
+A driver never knows whether it talks to the local machine, an SSH server or a Windows host over
+WinRM: it calls ``run`` with an argv (the transport quotes it for the remote shell), reads and
+writes files, and asks ``platform``. ``write_file`` is atomic (temporary name in the same
+directory, mode set before any byte is written, fsync, rename). Windows transports also offer
+``run_powershell(template, params)``: a fixed script whose parameters arrive as one
+base64-encoded JSON document, never interpolated into the script text.
+"""
+
+from __future__ import annotations
+
+import abc
+import ntpath
+import posixpath
+from collections.abc import Mapping, Sequence
+from types import ModuleType, TracebackType
+from typing import Any
+
+from .errors import CommandFailed, OperationError
+from .models import CommandResult, FileStat
+
+
+class Connection(abc.ABC):
+    """An open connection to one endpoint's host. Use it as a context manager."""
+
+    #: "posix" or "windows": the remote platform, which decides quoting and path rules.
+    platform: str = "posix"
+    #: Host name for messages and probes ("localhost" for local connections).
+    host: str = "localhost"
+    #: True when the transport skips TLS verification (``*_insecure``).
+    insecure: bool = False
+
+    # -- commands -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = 120,
+        env: Mapping[str, str] | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        """Run ``argv`` (program and arguments, each passed as data, never parsed by a shell).
+
+        With ``check=True`` a non-zero exit raises :class:`CommandFailed` with stderr.
+        Secrets go through ``stdin`` or ``env``, never through argv.
+        """
+
+    def run_powershell(
+        self, template: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = 120
+    ) -> CommandResult:
+        """Run a fixed PowerShell template; ``params`` reach it as ``$P`` (decoded JSON)."""
+        raise OperationError(f"{self.host}: PowerShell is only available on Windows hosts")
+
+    # -- files --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def read_file(self, path: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Atomically replace (or create) ``path`` with ``data`` and permission ``mode``."""
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> FileStat | None:
+        """File facts, or None when ``path`` does not exist."""
+
+    @abc.abstractmethod
+    def remove(self, path: str) -> None:
+        """Remove a file; a missing file is not an error."""
+
+    @abc.abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Rename, replacing ``dst`` atomically if it exists."""
+
+    @abc.abstractmethod
+    def listdir(self, path: str) -> list[str]:
+        """Names (not paths) in a directory."""
+
+    @abc.abstractmethod
+    def makedirs(self, path: str, *, mode: int = 0o755) -> None: ...
+
+    def chown_like(self, path: str, reference: str) -> None:  # noqa: B027 - optional
+        """Give ``path`` the owner and group of ``reference`` where the platform has them."""
+
+    def exists(self, path: str) -> bool:
+        return self.stat(path) is not None
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return self.read_file(path).decode(encoding, errors="surrogateescape")
+
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a shell glob (``*``, ``?``, ``[...]``), sorted, as nginx/Apache include."""
+        import fnmatch
+
+        p = self.path
+        if not any(ch in pattern for ch in "*?["):
+            return [pattern] if self.exists(pattern) else []
+        head, tail = p.split(pattern)
+        dirs = self.glob(head) if any(ch in head for ch in "*?[") else [head]
+        out: list[str] = []
+        for d in dirs:
+            try:
+                names = self.listdir(d)
+            except OSError:
+                continue
+            out += [p.join(d, n) for n in names if fnmatch.fnmatchcase(n, tail) and not n.startswith(".")]
+        return sorted(out)
+
+    @property
+    def path(self) -> ModuleType:
+        """``posixpath`` or ``ntpath``, for joining and splitting remote paths."""
+        return ntpath if self.platform == "windows" else posixpath
+
+    def which(self, program: str) -> str | None:
+        """The full path of ``program`` on the remote PATH, or None."""
+        if self.platform == "windows":
+            res = self.run_powershell(
+                "$c = Get-Command -ErrorAction SilentlyContinue $P.name; if ($c) { $c.Source }",
+                {"name": program},
+            )
+        else:
+            res = self.run(["sh", "-c", 'command -v -- "$1"', "sh", program])
+        out = res.stdout.strip()
+        return out.splitlines()[0] if res.ok and out else None
+
+    def is_admin(self) -> bool:
+        """Whether commands run as root / a member of Administrators."""
+        if self.platform == "windows":
+            res = self.run_powershell(
+                "([Security.Principal.WindowsPrincipal][Security.Principal.WindowsIdentity]::GetCurrent())"
+                ".IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)"
+            )
+            return res.stdout.strip().lower() == "true"
+        res = self.run(["id", "-u"])
+        return res.ok and res.stdout.strip() == "0"
+
+    def systemd_running(self) -> bool:
+        """Whether systemd is PID 1 and answering on this host."""
+        if self.platform == "windows":
+            return False
+        res = self.run(["sh", "-c", "test -d /run/systemd/system && command -v systemctl >/dev/null"])
+        return res.ok
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release the connection."""
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def check(self, result: CommandResult, what: str | None = None) -> CommandResult:
+        """Raise CommandFailed unless ``result`` exited 0."""
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            tail = detail[-1] if detail else f"exit status {result.exit_code}"
+            raise CommandFailed(
+                f"{self.host}: {what or result.argv[0]} failed: {tail}",
+                exit_code=result.exit_code,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        return result

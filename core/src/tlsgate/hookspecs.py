@@ -1,0 +1,168 @@
+"""The tlsgate plugin contract. This module is the plugin author's manual.
+
+A plugin is a module (or class instance) with functions marked ``@tlsgate.plugin.impl`` whose
+names and arguments match the specifications below; it is published as a distribution with an
+entry point in the ``tlsgate`` group::
+
+    [project.entry-points.tlsgate]
+    myserver = "tlsgate_myserver.plugin"
+
+A hook implementation may accept any subset of a hook's arguments, in any order (pluggy matches
+them by name). Hooks evolve only by adding arguments, so an implementation written today keeps
+working. The version of this contract is :data:`tlsgate.PLUGIN_API`.
+
+Declaration hooks (every plugin's answer is collected):
+
+* :func:`tlsgate_endpoint_types`, :func:`tlsgate_connection_types`,
+  :func:`tlsgate_credential_stores` declare what a plugin provides. The registry refuses two
+  plugins that declare the same name.
+* :func:`validate` lets every plugin add problems to an endpoint before it is stored or used.
+
+Operation hooks (``firstresult``: the first non-None answer wins):
+
+* :func:`connect` is called only on the plugin that declared the endpoint's connection type.
+* :func:`discover_nodes`, :func:`install`, :func:`restart`, :func:`run_script` are called only
+  on the plugin that declared the endpoint's type, plus plugins that declare no types at all
+  (wrappers, policy and audit plugins, which may use ``hookwrapper``/``wrapper=True`` or
+  ``tryfirst``). So a driver needs no ``if endpoint.type != ...`` guard; a plugin owning several
+  types branches on ``endpoint.type``.
+
+Errors: raise :class:`tlsgate.ValidationError` for bad user input (exit 2) and
+:class:`tlsgate.OperationError` when the operation fails (exit 1); anything else is reported as a
+plugin bug naming the plugin. Never put a secret in an error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .bundle import CertificateBundle
+    from .connection import Connection
+    from .models import (
+        ConnectionType,
+        Credentials,
+        CredentialStoreType,
+        Endpoint,
+        EndpointType,
+        InstallResult,
+        Node,
+        Problem,
+        RestartResult,
+        ScriptResult,
+    )
+
+spec = pluggy.HookspecMarker("tlsgate")
+
+
+@spec
+def tlsgate_endpoint_types() -> list[EndpointType]:
+    """Declare the endpoint types this plugin serves.
+
+    Return a list of :class:`tlsgate.EndpointType`: the type's name (the word after
+    ``tls add``), its allowed connection types, the gateway platforms where ``local`` is allowed,
+    its options class (attrs, fields made with :func:`tlsgate.option`), and whether an install
+    needs ``tls restart`` to take effect. Called once when the registry loads.
+    """
+
+
+@spec
+def tlsgate_connection_types() -> list[ConnectionType]:
+    """Declare the transports (connection types) this plugin provides, with default ports.
+
+    A plugin that declares a connection type must answer :func:`connect` for it.
+    """
+
+
+@spec
+def tlsgate_credential_stores() -> list[CredentialStoreType]:
+    """Declare the kinds of credential store this plugin provides (``tlsgate store add KIND``).
+
+    Each :class:`tlsgate.CredentialStoreType` has an options class and a factory that builds a
+    client with ``get(cred_id) -> dict`` (keys: user, password, ssh_key, ssh_key_password) and
+    ``test() -> str``.
+    """
+
+
+@spec
+def validate(endpoint: Endpoint) -> list[Problem]:
+    """Check an endpoint before it is stored or used; return problems (empty list when fine).
+
+    Called on every plugin for every endpoint; look only at what concerns you (usually your own
+    types' options). Do not connect to remote hosts here: ``tls add`` never does. Local checks
+    (a local keystore file exists and opens) are fine when ``endpoint.connection.type`` is
+    ``local``.
+    """
+
+
+@spec(firstresult=True)
+def connect(endpoint: Endpoint, credentials: Credentials) -> Connection | None:
+    """Open a :class:`tlsgate.Connection` to the endpoint's host.
+
+    Called only on the plugin that declared ``endpoint.connection.type``. ``credentials`` are
+    resolved by the core for this job (from the inventory or a credential store); use them and
+    drop them, never store or log them. Raise :class:`tlsgate.errors.ConnectionFailed` with a
+    clear reason (refused, unreachable, authentication failed, host key unknown or changed).
+    """
+
+
+@spec(firstresult=True)
+def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node] | None:
+    """Return every node the endpoint serves, with the certificate each presents.
+
+    Read the server's configuration through ``connection`` (never assume the gateway's own
+    file system), one :class:`tlsgate.Node` per virtual host / server block / connector host /
+    binding / profile / keystore entry and listen address. Fill ``certificate`` (DER) and
+    ``fingerprint`` when the certificate can be read; confirm with
+    :func:`tlsgate.probe.served_certificate` where the port is reachable. Change nothing.
+    """
+
+
+@spec(firstresult=True)
+def install(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+    alias: str | None,
+) -> InstallResult | None:
+    """Install ``bundle`` (leaf, key, ordered chain) on ``nodes`` of the endpoint.
+
+    ``nodes`` are the nodes the operator chose (``--node``) as last discovered; when empty,
+    choose the nodes whose names the certificate covers (web servers) or the entry named by
+    ``alias`` / derived from the certificate (keystores: ``bundle.default_alias()``).
+
+    The install is a transaction: use :class:`tlsgate.Transaction` to back up every file
+    before changing it, write atomically (keys 0600), run the server's own config test, reload,
+    verify by TLS handshake (:func:`tlsgate.probe.expect_served`), and on any failure restore
+    every file, reload again and raise :class:`tlsgate.OperationError` with ``rolled_back=True``.
+
+    With ``dry_run`` change nothing: return an :class:`tlsgate.InstallResult` whose ``plan``
+    lists the files that would be written, the entries added or replaced and the commands that
+    would run, with ``dry_run=True``.
+    """
+
+
+@spec(firstresult=True)
+def restart(endpoint: Endpoint, connection: Connection) -> RestartResult | None:
+    """Restart or reload the endpoint so that installed certificates take effect.
+
+    Web servers: reload / graceful restart, after the server's config test. Keystores: run the
+    endpoint's restart script when it has one. Return a :class:`tlsgate.RestartResult` saying
+    what was done (``restarted=False`` with the reason when nothing needs doing).
+    """
+
+
+@spec(firstresult=True)
+def run_script(
+    endpoint: Endpoint, connection: Connection, script: str, args: Sequence[str]
+) -> ScriptResult | None:
+    """Run the operator's script on the endpoint's host with ``args`` passed as argv.
+
+    Never through a shell string. Return a :class:`tlsgate.ScriptResult`; a non-zero exit is a
+    result, not an exception (the caller decides).
+    """

@@ -1,0 +1,105 @@
+"""TLS probes: the verification primitive of every install (connect, handshake with SNI, read the
+served certificate, compare fingerprints). Build the SSL context once per process: loading the
+system store costs ~20 ms, many times a probe; probes do not verify (we compare fingerprints)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+
+import attrs
+
+from .errors import OperationError
+
+WILDCARDS = {"*", "0.0.0.0", "::", "[::]", "", None}  # noqa: S104 - listen wildcards, not a bind
+
+
+@lru_cache(maxsize=1)
+def _context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # we compare the served certificate's fingerprint instead
+    return ctx
+
+
+@attrs.frozen
+class Target:
+    host: str
+    port: int
+    sni: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}" + (f" (SNI {self.sni})" if self.sni else "")
+
+
+def probe_host(node_ip: str | None, endpoint_host: str | None, local: bool) -> str:
+    """The address to probe a node at: a local node's own listen address when it is specific,
+    else the endpoint's host (loopback for local endpoints)."""
+    if local:
+        if node_ip not in WILDCARDS:
+            return str(node_ip).strip("[]")
+        return "127.0.0.1"
+    return endpoint_host or "127.0.0.1"
+
+
+def sni_for(name: str | None) -> str | None:
+    """The SNI to send for a node name (none for IPs, wildcards and catch-all names)."""
+    if not name or name in ("_", "_default_", "localhost") or "*" in name or name.startswith("~"):
+        return None if name != "localhost" else name
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return None
+    except ValueError:
+        return name
+
+
+def served_certificate(host: str, port: int, sni: str | None = None, *, timeout: float = 5.0) -> bytes:
+    """The DER certificate served at host:port for ``sni``. Raises OSError when unreachable."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        with _context().wrap_socket(sock, server_hostname=sni) as tls:
+            der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise OSError("no certificate was served")
+    return der
+
+
+def try_served_fingerprint(host: str, port: int, sni: str | None = None, *, timeout: float = 3.0) -> str | None:
+    """SHA-256 hex of what is served, or None when the port does not answer TLS."""
+    try:
+        return hashlib.sha256(served_certificate(host, port, sni, timeout=timeout)).hexdigest()
+    except (OSError, ssl.SSLError, ValueError):
+        return None
+
+
+def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: float = 20.0) -> None:
+    """Wait until every target serves the certificate with ``fingerprint``; raise
+    OperationError naming the targets that still do not (servers reload asynchronously)."""
+    pending = list(targets)
+    last: dict[Target, str] = {}
+    end = time.monotonic() + deadline
+    delay = 0.05
+    while pending:
+        still = []
+        for target in pending:
+            try:
+                got = hashlib.sha256(served_certificate(target.host, target.port, target.sni)).hexdigest()
+            except (OSError, ssl.SSLError) as exc:
+                last[target] = f"no TLS answer ({exc.__class__.__name__}: {exc})"
+                still.append(target)
+                continue
+            if got != fingerprint:
+                last[target] = f"serves {got[:16]}..., expected {fingerprint[:16]}..."
+                still.append(target)
+        pending = still
+        if not pending:
+            return
+        if time.monotonic() >= end:
+            detail = "; ".join(f"{t}: {last[t]}" for t in pending)
+            raise OperationError(f"verification by TLS handshake failed: {detail}")
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

@@ -1,0 +1,275 @@
+"""Loading plugins and dispatching hooks to the plugin that owns an endpoint's type.
+
+Nothing loads at import time: :func:`get_registry` builds a :class:`Registry` on first call.
+Plugins come only from the ``tlsgate`` entry-point group (the core's own transports included),
+loaded in sorted order; ``TLSGATE_DISABLE_PLUGINS`` (a blocklist) and ``TLSGATE_LOAD_PLUGINS``
+(an allowlist: a production gateway that holds private keys should run only the plugins it names)
+take comma-separated entry-point or distribution names. Under an allowlist the core's own
+plugins (distribution ``tlsgate``) still load unless blocklisted.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .bundle import CertificateBundle
+from .connection import Connection
+from .errors import PluginError, TlsgateError
+from .models import (
+    ConnectionType,
+    Credentials,
+    CredentialStoreType,
+    Endpoint,
+    EndpointType,
+    InstallResult,
+    Node,
+    Problem,
+    RestartResult,
+    ScriptResult,
+)
+
+ENTRY_POINT_GROUP = "tlsgate"
+CORE_DISTRIBUTION = "tlsgate"
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    module: str
+    endpoint_types: tuple[str, ...] = ()
+    connection_types: tuple[str, ...] = ()
+    credential_stores: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _names_from_env(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None or not raw.strip():
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class Registry:
+    """The loaded plugins, what they declare, and one typed method per hook."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm or pluggy.PluginManager("tlsgate")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._objects: dict[str, Any] = {}
+        self.endpoint_types: dict[str, EndpointType] = {}
+        self.connection_types: dict[str, ConnectionType] = {}
+        self.credential_stores: dict[str, CredentialStoreType] = {}
+        self._type_owner: dict[str, str] = {}
+        self._conn_owner: dict[str, str] = {}
+        self._store_owner: dict[str, str] = {}
+
+    # -- loading ------------------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        blocked = _names_from_env("TLSGATE_DISABLE_PLUGINS") or set()
+        allowed = _names_from_env("TLSGATE_LOAD_PLUGINS")
+        eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value))
+        seen: dict[str, str] = {}
+        for ep in eps:
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            if ep.name in blocked or dist in blocked:
+                continue
+            if allowed is not None and not (
+                ep.name in allowed or dist in allowed or dist == CORE_DISTRIBUTION
+            ):
+                continue
+            if ep.name in seen:
+                raise PluginError(
+                    f"two plugins are named {ep.name!r}: {seen[ep.name]} and {dist}; "
+                    "uninstall one or block one with TLSGATE_DISABLE_PLUGINS"
+                )
+            seen[ep.name] = dist
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} (distribution {dist} {version}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.register(obj, name=ep.name, distribution=dist, version=version)
+        self.finish()
+
+    def register(
+        self, obj: Any, *, name: str, distribution: str = "?", version: str = "?"
+    ) -> None:
+        """Register one plugin object (module or instance) and collect its declarations."""
+        try:
+            self.pm.register(obj, name=name)
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} ({distribution}) cannot register: {exc}") from exc
+        self._objects[name] = obj
+        types = self._declared(obj, name, distribution, "tlsgate_endpoint_types", EndpointType)
+        conns = self._declared(obj, name, distribution, "tlsgate_connection_types", ConnectionType)
+        stores = self._declared(obj, name, distribution, "tlsgate_credential_stores", CredentialStoreType)
+        for what, items, table, owners in (
+            ("endpoint type", types, self.endpoint_types, self._type_owner),
+            ("connection type", conns, self.connection_types, self._conn_owner),
+            ("credential store", stores, self.credential_stores, self._store_owner),
+        ):
+            for item in items:
+                if item.name in table:
+                    other = self.plugins[owners[item.name]]
+                    raise PluginError(
+                        f"{what} {item.name!r} is declared by two plugins: "
+                        f"{other.name} ({other.distribution}) and {name} ({distribution})"
+                    )
+                table[item.name] = item
+                owners[item.name] = name
+        module = getattr(obj, "__name__", type(obj).__name__)
+        self.plugins[name] = PluginInfo(
+            name=name,
+            distribution=distribution,
+            version=version,
+            module=module,
+            endpoint_types=tuple(t.name for t in types),
+            connection_types=tuple(c.name for c in conns),
+            credential_stores=tuple(s.name for s in stores),
+        )
+
+    def _declared(self, obj: Any, name: str, dist: str, hook: str, kind: type) -> list[Any]:
+        fn = getattr(obj, hook, None)
+        if fn is None:
+            return []
+        try:
+            items = list(fn() or [])
+        except Exception as exc:
+            raise PluginError(f"plugin {name!r} ({dist}) failed in {hook}: {exc}") from exc
+        for item in items:
+            if not isinstance(item, kind):
+                raise PluginError(f"plugin {name!r} ({dist}) {hook} returned {item!r}, not a {kind.__name__}")
+        return items
+
+    def finish(self) -> None:
+        """Fail loudly on a misspelt hook implementation, then check declared types."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from exc
+        for etype in self.endpoint_types.values():
+            for ctype in etype.connection_types:
+                if ctype not in self.connection_types:
+                    # A transport plugin may be blocked or missing; the type still loads, and
+                    # using that connection type reports what is missing.
+                    continue
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def owner_of_type(self, type_name: str) -> str:
+        try:
+            return self._type_owner[type_name]
+        except KeyError:
+            raise PluginError(f"no installed plugin serves endpoint type {type_name!r}") from None
+
+    def owner_of_connection(self, conn_type: str) -> str:
+        try:
+            return self._conn_owner[conn_type]
+        except KeyError:
+            raise PluginError(
+                f"no installed plugin provides connection type {conn_type!r}"
+            ) from None
+
+    def _caller(self, hook: str, owner: str) -> Callable[..., Any]:
+        declaring = {*self._type_owner.values(), *self._conn_owner.values(), *self._store_owner.values()}
+        remove = [self._objects[n] for n in declaring if n != owner]
+        return self.pm.subset_hook_caller(hook, remove_plugins=remove)
+
+    def _call(self, hook: str, owner: str, **kwargs: Any) -> Any:
+        caller = self._caller(hook, owner)
+        try:
+            result = caller(**kwargs)
+        except TlsgateError:
+            raise
+        except Exception as exc:
+            info = self.plugins[owner]
+            raise PluginError(
+                f"plugin {owner!r} ({info.distribution} {info.version}) failed in {hook}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if result is None:
+            info = self.plugins[owner]
+            raise PluginError(f"plugin {owner!r} ({info.distribution}) did not answer {hook}")
+        return result
+
+    # -- typed facade: one method per hook ----------------------------------------------------
+    def validate(self, endpoint: Endpoint) -> list[Problem]:
+        results = self.pm.hook.validate(endpoint=endpoint)
+        return [p for problems in results for p in (problems or [])]
+
+    def connect(self, endpoint: Endpoint, credentials: Credentials) -> Connection:
+        owner = self.owner_of_connection(endpoint.connection.type)
+        return self._call("connect", owner, endpoint=endpoint, credentials=credentials)  # type: ignore[no-any-return]
+
+    def discover_nodes(self, endpoint: Endpoint, connection: Connection) -> list[Node]:
+        owner = self.owner_of_type(endpoint.type)
+        return list(self._call("discover_nodes", owner, endpoint=endpoint, connection=connection))
+
+    def install(
+        self,
+        endpoint: Endpoint,
+        connection: Connection,
+        bundle: CertificateBundle,
+        nodes: Sequence[Node],
+        dry_run: bool,
+        alias: str | None,
+    ) -> InstallResult:
+        owner = self.owner_of_type(endpoint.type)
+        return self._call(  # type: ignore[no-any-return]
+            "install", owner, endpoint=endpoint, connection=connection, bundle=bundle,
+            nodes=list(nodes), dry_run=dry_run, alias=alias,
+        )
+
+    def restart(self, endpoint: Endpoint, connection: Connection) -> RestartResult:
+        owner = self.owner_of_type(endpoint.type)
+        return self._call("restart", owner, endpoint=endpoint, connection=connection)  # type: ignore[no-any-return]
+
+    def run_script(
+        self, endpoint: Endpoint, connection: Connection, script: str, args: Sequence[str]
+    ) -> ScriptResult:
+        owner = self.owner_of_type(endpoint.type)
+        return self._call(  # type: ignore[no-any-return]
+            "run_script", owner, endpoint=endpoint, connection=connection, script=script, args=list(args)
+        )
+
+    def credential_store(self, kind: str) -> CredentialStoreType:
+        try:
+            return self.credential_stores[kind]
+        except KeyError:
+            known = ", ".join(sorted(self.credential_stores)) or "none"
+            raise PluginError(
+                f"no installed plugin provides credential store kind {kind!r} (installed: {known})"
+            ) from None
+
+
+_registry: Registry | None = None
+
+
+def get_registry(*, reload: bool = False) -> Registry:
+    """The process-wide registry, loaded from entry points on first call."""
+    global _registry
+    if _registry is None or reload:
+        registry = Registry()
+        registry.load_entry_points()
+        _registry = registry
+    return _registry
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace the process-wide registry (tests and embedding applications)."""
+    global _registry
+    _registry = registry

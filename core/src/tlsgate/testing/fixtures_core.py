@@ -1,0 +1,60 @@
+"""Core fixtures: a private TLSGATE_HOME, a test CA, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .certs import TestCA
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> TestCA:
+    """A throw-away root + intermediate CA (EC P-256) for the whole session."""
+    return TestCA()
+
+
+@pytest.fixture
+def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, private ``$TLSGATE_HOME`` (inventory, master key, known_hosts) for one test."""
+    home = tmp_path / "tlsgate-home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("TLSGATE_HOME", str(home))
+    monkeypatch.delenv("TLSGATE_MASTER_KEY", raising=False)
+    from .. import registry
+
+    registry.set_registry(None)
+    yield home
+    registry.set_registry(None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+    """Block until something accepts TCP connections on host:port (or raise TimeoutError)."""
+    import socket
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
+            time.sleep(0.1)
+
+
+def env_without_secrets() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if "PASSWORD" not in k and "TOKEN" not in k}

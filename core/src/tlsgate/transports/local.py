@@ -1,0 +1,152 @@
+"""The ``local`` transport: the endpoint runs on the gateway machine itself."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+
+from ..connection import Connection
+from ..errors import OperationError
+from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
+from ..plugin import impl
+
+
+class LocalConnection(Connection):
+    """Commands through ``subprocess`` (argv, no shell); files through the OS."""
+
+    host = "localhost"
+
+    def __init__(self) -> None:
+        self.platform = "windows" if sys.platform == "win32" else "posix"
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = 120,
+        env: Mapping[str, str] | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        argv = [str(a) for a in argv]
+        full_env = None if env is None else {**os.environ, **env}
+        try:
+            proc = subprocess.run(
+                argv,
+                input=stdin if stdin is not None else b"",
+                capture_output=True,
+                timeout=timeout,
+                env=full_env,
+                check=False,
+            )
+        except FileNotFoundError:
+            result = CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
+        except PermissionError:
+            result = CommandResult(tuple(argv), 126, "", f"{argv[0]}: permission denied")
+        except subprocess.TimeoutExpired:
+            raise OperationError(f"localhost: {argv[0]} did not finish within {timeout} s") from None
+        else:
+            result = CommandResult(
+                tuple(argv),
+                proc.returncode,
+                proc.stdout.decode("utf-8", "replace"),
+                proc.stderr.decode("utf-8", "replace"),
+            )
+        return self.check(result) if check else result
+
+    def read_file(self, path: str) -> bytes:
+        try:
+            with open(path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise OperationError(f"localhost: {path}: no such file") from None
+        except PermissionError:
+            raise OperationError(f"localhost: {path}: permission denied") from None
+        except IsADirectoryError:
+            raise OperationError(f"localhost: {path}: is a directory") from None
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".tlsgate-", dir=directory)
+        except FileNotFoundError:
+            raise OperationError(f"localhost: {directory}: no such directory") from None
+        except PermissionError:
+            raise OperationError(f"localhost: {directory}: permission denied") from None
+        try:
+            os.fchmod(fd, mode)  # final mode before any (possibly secret) byte is written
+            old = self.stat(path)
+            if old is not None and old.uid is not None and os.geteuid() == 0:
+                os.fchown(fd, old.uid, old.gid if old.gid is not None else -1)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(directory)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def stat(self, path: str) -> FileStat | None:
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return FileStat(
+            size=st.st_size,
+            mode=stat_mod.S_IMODE(st.st_mode),
+            mtime=st.st_mtime,
+            uid=st.st_uid,
+            gid=st.st_gid,
+            is_dir=stat_mod.S_ISDIR(st.st_mode),
+        )
+
+    def remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def rename(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def listdir(self, path: str) -> list[str]:
+        return sorted(os.listdir(path))
+
+    def makedirs(self, path: str, *, mode: int = 0o755) -> None:
+        os.makedirs(path, mode=mode, exist_ok=True)
+
+    def chown_like(self, path: str, reference: str) -> None:
+        ref = self.stat(reference)
+        if ref is not None and ref.uid is not None and os.geteuid() == 0:
+            os.chown(path, ref.uid, ref.gid if ref.gid is not None else -1)
+
+
+def _fsync_dir(directory: str) -> None:
+    if sys.platform == "win32":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@impl
+def tlsgate_connection_types() -> list[ConnectionType]:
+    return [ConnectionType("local", "The endpoint runs on the gateway machine.", remote=False)]
+
+
+@impl
+def connect(endpoint: Endpoint, credentials: Credentials) -> Connection | None:
+    if endpoint.connection.type != "local":
+        return None
+    return LocalConnection()

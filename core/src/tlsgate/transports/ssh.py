@@ -1,0 +1,1 @@
+"""The ssh and ssh_windows transports (paramiko)."""

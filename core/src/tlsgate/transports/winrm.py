@@ -1,0 +1,1 @@
+"""The winrm_http, winrm_https and winrm_https_insecure transports (pywinrm)."""

@@ -1,0 +1,1 @@
+"""tlsgate endpoint plugin: Apache httpd 2.4."""

@@ -1,0 +1,1 @@
+"""tlsgate endpoint plugin: F5 BIG-IP over iControl REST."""

@@ -1,0 +1,1 @@
+"""tlsgate endpoint plugin: PKCS#12, JKS and PEM keystore files."""

@@ -1,0 +1,1 @@
+"""tlsgate endpoint plugin: Nginx."""

@@ -1,0 +1,1 @@
+"""tlsgate endpoint plugin: Apache Tomcat 9/10/11."""
