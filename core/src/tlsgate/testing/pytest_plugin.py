@@ -8,6 +8,7 @@ pytest_plugins = [
     "tlsgate.testing.sshd",
     "tlsgate.testing.openbao",
     "tlsgate.testing.winrm_fixtures",
-    "tlsgate.testing.webservers",
+    "tlsgate.testing.nginx",
+    "tlsgate.testing.apache",
     "tlsgate.testing.tomcat",
 ]

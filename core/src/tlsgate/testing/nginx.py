@@ -1,0 +1,1 @@
+"""Fixtures for this peer; filled in by its issue."""
