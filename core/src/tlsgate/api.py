@@ -1,0 +1,572 @@
+"""The library API: everything the CLI does, as Python calls that return values and never print.
+
+    from tlsgate.api import Gateway
+    from tlsgate import CertificateBundle
+
+    gw = Gateway()                                   # $TLSGATE_HOME inventory, installed plugins
+    ep = gw.add_endpoint("pem", name="web-pem", connection_type="local",
+                         options={"path": "/etc/ssl/web.pem"})
+    gw.add_org("Acme"); gw.delegate("web-pem", "Acme")
+    nodes = gw.discover("web-pem")
+    bundle = CertificateBundle.from_pem_files("new.crt", "new.key", "chain.crt")
+    outcome = gw.install("web-pem", bundle)          # a transaction: restored on any failure
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import crypto
+from .bundle import CertificateBundle
+from .connection import Connection
+from .errors import OperationError, ValidationError
+from .gateway_platform import gateway_platform
+from .inventory import Inventory, StoredEndpoint, connection_from_dict, open_inventory, redact
+from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, RestartResult, ScriptResult
+from .options import OptionSpec, build_options, option_specs, options_to_dict
+from .paths import backups_dir
+from .registry import Registry, get_registry
+from .secret import Secret
+from .transaction import current_backup_sink
+
+NAME_RULE = (1, 32)
+HOST_RULE = (1, 255)
+CONNECTION_FIELDS = ("host", "port", "user", "password", "ssh_key_path", "ssh_key_password", "store", "store_cred_id")
+
+
+@attrs.frozen
+class NodeView:
+    """A node as ``tls nodes`` shows it: SSL is the certificate ID when the inventory knows the
+    served certificate and it is assigned to an organization/department, else "External"."""
+
+    node: Node
+    ssl: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.node.to_json(), "ssl": self.ssl}
+
+
+@attrs.frozen
+class InstallOutcome:
+    endpoint: str
+    certificate_id: int | None
+    result: InstallResult
+    nodes_after: tuple[Node, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "endpoint": self.endpoint,
+            "certificate_id": self.certificate_id,
+            "dry_run": r.dry_run,
+            "nodes": list(r.nodes),
+            "alias": r.alias,
+            "files_written": list(r.files_written),
+            "backups": list(r.backups),
+            "verified": r.verified,
+            "rolled_back": r.rolled_back,
+            "plan": [attrs.asdict(s) for s in r.plan],
+            "messages": list(r.messages),
+        }
+
+
+@attrs.frozen
+class TestReport:
+    endpoint: str
+    connection_type: str
+    platform: str
+    insecure: bool
+    checks: tuple[tuple[str, bool, str], ...]
+
+    __test__ = False
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for _, ok, _ in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint, "connection_type": self.connection_type, "platform": self.platform,
+            "insecure": self.insecure, "ok": self.ok,
+            "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in self.checks],
+        }
+
+
+class _EncryptedBackups:
+    """The per-job BackupSink: originals saved encrypted under $TLSGATE_HOME/backups/<job>/."""
+
+    def __init__(self, endpoint: str) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        self.dir = backups_dir() / f"{stamp}-{_safe(endpoint)}"
+        self.count = 0
+        self.manifest: list[dict[str, Any]] = []
+
+    def save(self, host: str, path: str, data: bytes | None, mode: int | None) -> str:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.count += 1
+        blob = self.dir / f"{self.count:04d}.bin"
+        fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(crypto.encrypt(data if data is not None else b"").encode())
+        self.manifest.append({"file": blob.name, "host": host, "path": path, "mode": mode, "existed": data is not None})
+        (self.dir / "manifest.json").write_text(json.dumps(self.manifest, indent=1))
+        return f"{host}:{path} -> {blob}"
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:40]
+
+
+class Gateway:
+    """The tlsgate library entry point: inventory + plugins + jobs."""
+
+    def __init__(self, inventory: Inventory | None = None, registry: Registry | None = None) -> None:
+        self.registry = registry or get_registry()
+        self.inventory = inventory or open_inventory()
+
+    def close(self) -> None:
+        self.inventory.close()
+
+    # -- endpoint types ---------------------------------------------------------------------------
+    def endpoint_type(self, name: str) -> Any:
+        try:
+            return self.registry.endpoint_types[name]
+        except KeyError:
+            known = ", ".join(sorted(self.registry.endpoint_types)) or "none installed"
+            raise ValidationError(f"unknown endpoint type {name!r} (installed: {known})") from None
+
+    def transport_option_specs(self, type_name: str) -> list[OptionSpec]:
+        """Options contributed by the connection types an endpoint type allows (deduplicated)."""
+        seen: dict[str, OptionSpec] = {}
+        for ctype in self.endpoint_type(type_name).connection_types:
+            ct = self.registry.connection_types.get(ctype)
+            if ct is not None:
+                for spec in option_specs(ct.options):
+                    seen.setdefault(spec.name, spec)
+        return list(seen.values())
+
+    # -- endpoints --------------------------------------------------------------------------------
+    def add_endpoint(
+        self,
+        type_name: str,
+        *,
+        name: str | None,
+        connection_type: str | None,
+        host: str | None = None,
+        port: int | str | None = None,
+        user: str | None = None,
+        password: Secret | str | None = None,
+        ssh_key_path: str | None = None,
+        ssh_key_password: Secret | str | None = None,
+        store: str | None = None,
+        store_cred_id: str | None = None,
+        transport_options: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Endpoint:
+        """Validate and store an endpoint (no remote connection is made). Raises ValidationError."""
+        etype = self.endpoint_type(type_name)
+        name = _check_text(name, "--name", *NAME_RULE)
+        if name in self.inventory.endpoint_names():
+            raise ValidationError(f"an endpoint named {name!r} already exists", option="--name")
+        if not connection_type:
+            raise ValidationError(f"is required (one of: {', '.join(etype.connection_types)})", option="--connection_type")
+        if connection_type not in etype.connection_types:
+            raise ValidationError(
+                f"must be one of: {', '.join(etype.connection_types)} (for {type_name})", option="--connection_type"
+            )
+        ctype = self.registry.connection_types.get(connection_type)
+        if ctype is None:
+            raise ValidationError(f"{connection_type!r} is not provided by any installed plugin", option="--connection_type")
+        password = _secret(password)
+        ssh_key_password = _secret(ssh_key_password)
+        given = {"host": host, "port": port, "user": user, "password": password, "ssh_key_path": ssh_key_path,
+                 "ssh_key_password": ssh_key_password, "store": store, "store_cred_id": store_cred_id}
+        extra_specs = {s.name: s for s in option_specs(ctype.options)}
+        transport_options = {k: v for k, v in (transport_options or {}).items() if v is not None}
+        for key in transport_options:
+            if key not in extra_specs:
+                raise ValidationError(f"is not used with --connection_type {connection_type}", option=f"--{key}")
+        if not ctype.remote:
+            platform = gateway_platform()
+            if platform not in etype.local_platforms:
+                where = {"docker": "in Docker", "windows": "on Windows", "linux": "on Linux"}[platform]
+                raise ValidationError(
+                    f"local is not allowed for {type_name} on a gateway {where}; use a remote connection type",
+                    option="--connection_type",
+                )
+            for key, value in given.items():
+                if value is not None:
+                    raise ValidationError("is not used with --connection_type local", option=f"--{key}")
+            spec = ConnectionSpec(type=connection_type)
+        else:
+            host = _check_text(host, "--host", *HOST_RULE)
+            port_num = _check_port(port, ctype.default_port)
+            if ssh_key_path is not None or ssh_key_password is not None:
+                if not connection_type.startswith("ssh"):
+                    raise ValidationError(f"is only used with ssh connection types, not {connection_type}",
+                                          option="--ssh_key_path" if ssh_key_path is not None else "--ssh_key_password")
+                if ssh_key_path is None:
+                    raise ValidationError("needs --ssh_key_path", option="--ssh_key_password")
+                _check_text(ssh_key_path, "--ssh_key_path", 1, 4096)
+                if not Path(ssh_key_path).expanduser().is_file():
+                    raise ValidationError(f"{ssh_key_path}: no such file", option="--ssh_key_path")
+                ssh_key_path = str(Path(ssh_key_path).expanduser().resolve())
+            if (store is None) != (store_cred_id is None):
+                raise ValidationError("--store and --store_cred_id go together",
+                                      option="--store" if store is None else "--store_cred_id")
+            if store is not None:
+                self.inventory.store(store)  # NotFoundError naming --store
+                _check_text(store_cred_id, "--store_cred_id", 1, 1024)
+                if password is not None:
+                    raise ValidationError("give either --password or --store/--store_cred_id, not both", option="--password")
+            if password is None and ssh_key_path is None and store is None:
+                raise ValidationError(
+                    f"{connection_type} needs --password, --ssh_key_path, or --store with --store_cred_id",
+                    option="--password",
+                )
+            if user is not None:
+                _check_text(user, "--user", 1, 256)
+            extra = {n: extra_specs[n].check(v) for n, v in transport_options.items()}
+            spec = ConnectionSpec(
+                type=connection_type, host=host, port=port_num, user=user, password=password,
+                ssh_key_path=ssh_key_path, ssh_key_password=ssh_key_password, store=store,
+                store_cred_id=store_cred_id, extra=extra,
+            )
+        opts = build_options(etype.options, options or {})
+        endpoint = Endpoint(name=name, type=type_name, connection=spec, options=opts)
+        problems = self.registry.validate(endpoint)
+        if problems:
+            first = problems[0]
+            raise ValidationError(first.message, option=first.option)
+        self.inventory.add_endpoint(endpoint, options_to_dict(opts))
+        self.inventory.audit("tls add", "ok", endpoint=endpoint, details={"type": type_name, "connection_type": connection_type})
+        return endpoint
+
+    def endpoint(self, ref: str) -> Endpoint:
+        return self._materialise(self.inventory.get_endpoint(ref))
+
+    def _materialise(self, stored: StoredEndpoint) -> Endpoint:
+        etype = self.endpoint_type(stored.type)
+        known = {s.name for s in option_specs(etype.options)}
+        raw = {k: v for k, v in stored.options.items() if k in known}
+        opts = etype.options(**raw) if etype.options is not None else None
+        return Endpoint(
+            name=stored.name, type=stored.type, connection=connection_from_dict(stored.connection),
+            options=opts, instance_id=stored.id, organization=stored.organization, department=stored.department,
+        )
+
+    def endpoints(self) -> list[StoredEndpoint]:
+        return self.inventory.endpoints()
+
+    def describe(self, stored: StoredEndpoint) -> dict[str, Any]:
+        """JSON shape of an endpoint (secrets redacted)."""
+        ctype = self.registry.connection_types.get(stored.connection.get("type", ""))
+        return {
+            "instance_id": stored.id,
+            "name": stored.name,
+            "type": stored.type,
+            "connection": redact(stored.connection),
+            "insecure": bool(ctype and ctype.insecure),
+            "options": redact(stored.options),
+            "organization": stored.organization,
+            "department": stored.department,
+            "created": stored.created,
+            "updated": stored.updated,
+        }
+
+    def remove_endpoint(self, ref: str) -> StoredEndpoint:
+        stored = self.inventory.remove_endpoint(ref)
+        self.inventory.audit("tls remove", "ok", endpoint=stored)
+        return stored
+
+    # -- organizations ----------------------------------------------------------------------------
+    def add_org(self, name: str) -> None:
+        self.inventory.add_org(name)
+        self.inventory.audit("org add", "ok", details={"org": name})
+
+    def add_department(self, org: str, name: str) -> None:
+        self.inventory.add_department(org, name)
+        self.inventory.audit("org add-department", "ok", details={"org": org, "department": name})
+
+    def delegate(self, ref: str, org: str, department: str | None = None) -> Endpoint:
+        self.inventory.delegate(ref, org, department)
+        stored = self.inventory.get_endpoint(ref)
+        self.inventory.audit("tls delegate", "ok", endpoint=stored, details={"org": org, "department": department})
+        return self._materialise(stored)
+
+    # -- connections ------------------------------------------------------------------------------
+    def credentials(self, endpoint: Endpoint) -> Credentials:
+        spec = endpoint.connection
+        if spec.store:
+            kind, raw = self.inventory.store(spec.store)
+            stype = self.registry.credential_store(kind)
+            client = stype.factory(spec.store, stype.options(**raw) if stype.options else None)
+            secret = client.get(spec.store_cred_id or "")
+            return Credentials(
+                user=spec.user or secret.get("user"),
+                password=_secret(secret.get("password")),
+                ssh_key=_secret(secret.get("ssh_key")),
+                ssh_key_password=_secret(secret.get("ssh_key_password")),
+                ssh_key_path=spec.ssh_key_path,
+            )
+        return Credentials(user=spec.user, password=spec.password, ssh_key_path=spec.ssh_key_path,
+                           ssh_key_password=spec.ssh_key_password)
+
+    @contextmanager
+    def connect(self, endpoint: Endpoint) -> Iterator[Connection]:
+        """One connection for the whole job, closed at the end."""
+        conn = self.registry.connect(endpoint, self.credentials(endpoint))
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def discover(self, ref: str) -> list[Node]:
+        endpoint = self.endpoint(ref)
+        if not endpoint.delegated:
+            raise OperationError(
+                f"endpoint {endpoint.name!r} is not delegated to an organization or department; "
+                f"run: tlsgate tls delegate {endpoint.name} --org ORG [--department DEPT]"
+            )
+        try:
+            with self.connect(endpoint) as conn:
+                nodes = self.registry.discover_nodes(endpoint, conn)
+        except Exception as exc:
+            self.inventory.audit("tls discover", "failed", endpoint=endpoint, details={"error": str(exc)})
+            raise
+        self._store_nodes(endpoint, nodes)
+        self.inventory.audit("tls discover", "ok", endpoint=endpoint, details={"nodes": len(nodes)})
+        return nodes
+
+    def _store_nodes(self, endpoint: Endpoint, nodes: Sequence[Node]) -> None:
+        from cryptography import x509
+
+        for node in nodes:
+            if node.certificate:
+                try:
+                    cert = x509.load_der_x509_certificate(node.certificate)
+                except ValueError:
+                    continue
+                self.inventory.record_certificate(cert, source=f"discovered:{endpoint.name}")
+        self.inventory.replace_nodes(endpoint.instance_id, nodes)
+
+    def nodes(self, ref: str) -> list[NodeView]:
+        stored = self.inventory.get_endpoint(ref)
+        assigned = self.inventory.certificate_ids_assigned()
+        views = []
+        for node in self.inventory.nodes(stored.id):
+            if not node.fingerprint:
+                ssl = None
+            else:
+                cid = assigned.get(node.fingerprint)
+                ssl = str(cid) if cid is not None else "External"
+            views.append(NodeView(node, ssl))
+        return views
+
+    def install(
+        self,
+        ref: str,
+        bundle: CertificateBundle,
+        *,
+        nodes: Sequence[str] = (),
+        alias: str | None = None,
+        dry_run: bool = False,
+    ) -> InstallOutcome:
+        """Install a bundle: record the certificate (assigned to the endpoint's organization),
+        run the driver's transaction, re-discover. Raises OperationError when it rolled back."""
+        endpoint = self.endpoint(ref)
+        if not endpoint.delegated:
+            raise OperationError(
+                f"endpoint {endpoint.name!r} is not delegated; run: tlsgate tls delegate {endpoint.name} --org ORG"
+            )
+        if alias is not None:
+            _check_text(alias, "--alias", 1, 255)
+        sink = None if dry_run else _EncryptedBackups(endpoint.name)
+        details: dict[str, Any] = {"fingerprint": bundle.fingerprint, "subject": bundle.subject,
+                                   "nodes": list(nodes), "alias": alias, "dry_run": dry_run}
+        before: str | None = None
+        try:
+            with self.connect(endpoint) as conn:
+                current = self.registry.discover_nodes(endpoint, conn)
+                chosen = _select_nodes(endpoint, current, nodes)
+                before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
+                token = current_backup_sink.set(sink)
+                try:
+                    result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
+                finally:
+                    current_backup_sink.reset(token)
+                after_nodes: list[Node] = []
+                if not dry_run:
+                    after_nodes = self.registry.discover_nodes(endpoint, conn)
+        except Exception as exc:
+            if not dry_run:
+                self.inventory.audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
+                                     endpoint=endpoint, before=before, after=None,
+                                     details={**details, "error": str(exc)})
+            raise
+        cert_id = None
+        if not dry_run:
+            org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
+            cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
+                                                        org_id=org_id, dept_id=dept_id)
+            self._store_nodes(endpoint, after_nodes)
+            self.inventory.audit("tls install", "ok", endpoint=endpoint, before=before, after=bundle.fingerprint,
+                                 details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
+                                          "verified": result.verified})
+        return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes))
+
+    def restart(self, ref: str) -> RestartResult:
+        endpoint = self.endpoint(ref)
+        try:
+            with self.connect(endpoint) as conn:
+                result = self.registry.restart(endpoint, conn)
+        except Exception as exc:
+            self.inventory.audit("tls restart", "failed", endpoint=endpoint, details={"error": str(exc)})
+            raise
+        self.inventory.audit("tls restart", "ok", endpoint=endpoint, details={"message": result.message,
+                                                                             "restarted": result.restarted})
+        return result
+
+    def run_script(self, ref: str, script: str, args: Sequence[str]) -> ScriptResult:
+        endpoint = self.endpoint(ref)
+        with self.connect(endpoint) as conn:
+            result = self.registry.run_script(endpoint, conn, script, args)
+        self.inventory.audit("tls run-script", "ok" if result.ok else "failed", endpoint=endpoint,
+                             details={"script": script, "args": list(args), "exit_code": result.exit_code})
+        return result
+
+    def test(self, ref: str) -> TestReport:
+        """Connect, authenticate, report the remote platform and whether what the type needs is
+        there (the driver's discovery must succeed)."""
+        endpoint = self.endpoint(ref)
+        checks: list[tuple[str, bool, str]] = []
+        platform, insecure = "?", False
+        try:
+            with self.connect(endpoint) as conn:
+                platform, insecure = conn.platform, conn.insecure
+                checks.append(("connect", True, f"{conn.host} ({endpoint.connection.type})"))
+                if insecure:
+                    checks.append(("tls verification", True, "SKIPPED: insecure connection type"))
+                try:
+                    nodes = self.registry.discover_nodes(endpoint, conn)
+                    checks.append(("endpoint readable", True, f"{len(nodes)} node(s) found"))
+                except Exception as exc:  # noqa: BLE001 - reported as a failed check
+                    checks.append(("endpoint readable", False, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check
+            checks.append(("connect", False, str(exc)))
+        report = TestReport(endpoint.name, endpoint.connection.type, platform, insecure, tuple(checks))
+        self.inventory.audit("tls test", "ok" if report.ok else "failed", endpoint=endpoint,
+                             details={"insecure": insecure, "checks": [c[0] for c in checks if not c[1]]})
+        return report
+
+    def host_key(self, ref: str) -> tuple[str, str, Any, str, int]:
+        """The SSH host key an ssh/ssh_windows endpoint presents: (type, SHA256 fingerprint, key,
+        host, port). Connects only far enough to read the key; nothing is authenticated."""
+        endpoint = self.endpoint(ref)
+        spec = endpoint.connection
+        if not spec.type.startswith("ssh") or not spec.host:
+            raise ValidationError(f"endpoint {endpoint.name!r} does not use an ssh connection type")
+        from .transports import ssh
+
+        key_type, fingerprint, key = ssh.fetch_host_key(spec.host, spec.port or 22, timeout=10)
+        return key_type, fingerprint, key, spec.host, spec.port or 22
+
+    def trust_host_key(self, ref: str, key: Any) -> None:
+        endpoint = self.endpoint(ref)
+        from .transports import ssh
+
+        spec = endpoint.connection
+        ssh.trust_host_key(spec.host, spec.port or 22, key)
+        self.inventory.audit("tls trust", "ok", endpoint=endpoint, details={"host": spec.host, "port": spec.port})
+
+    # -- certificates -----------------------------------------------------------------------------
+    def certificates(self) -> list[Any]:
+        return self.inventory.certificates()
+
+    def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
+        self.inventory.assign_certificate(cert_id, org, department)
+        self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,
+                                                           "department": department})
+
+    # -- credential stores ------------------------------------------------------------------------
+    def add_store(self, kind: str, name: str, options: dict[str, Any]) -> None:
+        stype = self.registry.credential_stores.get(kind)
+        if stype is None:
+            known = ", ".join(sorted(self.registry.credential_stores)) or "none"
+            raise ValidationError(f"unknown credential store kind {kind!r} (installed: {known})")
+        _check_text(name, "--name", 1, 64)
+        opts = build_options(stype.options, options)
+        self.inventory.add_store(name, kind, options_to_dict(opts))
+        self.inventory.audit("store add", "ok", details={"store": name, "kind": kind})
+
+    def test_store(self, name: str) -> str:
+        kind, raw = self.inventory.store(name)
+        stype = self.registry.credential_store(kind)
+        client = stype.factory(name, stype.options(**raw) if stype.options else None)
+        return str(client.test())
+
+    def put_store_secret(self, store: str, cred_id: str, values: dict[str, Any]) -> None:
+        kind, _ = self.inventory.store(store)
+        if kind != "local":
+            raise ValidationError(f"store {store!r} is a {kind} store; put secrets there with its own tools",
+                                  option="--store")
+        _check_text(cred_id, "--store_cred_id", 1, 1024)
+        clean = {k: (v.reveal() if isinstance(v, Secret) else v) for k, v in values.items() if v is not None}
+        if not clean:
+            raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
+        self.inventory.put_store_secret(store, cred_id, clean)
+        self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
+
+
+def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[str]) -> list[Node]:
+    if not wanted:
+        return []
+    chosen: list[Node] = []
+    for want in wanted:
+        hits = [n for n in current if want in (n.name, n.locator, *n.alias) or want == f"{n.name}:{n.port}"]
+        if not hits:
+            known = ", ".join(sorted({n.name for n in current})) or "none (run tls discover)"
+            raise ValidationError(f"no node {want!r} on endpoint {endpoint.name!r} (nodes: {known})", option="--node")
+        chosen += [n for n in hits if n not in chosen]
+    return chosen
+
+
+def _check_text(value: str | None, option: str, lo: int, hi: int) -> str:
+    if value is None:
+        raise ValidationError("is required", option=option)
+    if not (lo <= len(value) <= hi):
+        raise ValidationError(f"must be between {lo} and {hi} characters", option=option)
+    if any(ord(ch) < 32 for ch in value):
+        raise ValidationError("must not contain control characters", option=option)
+    return value
+
+
+def _check_port(port: int | str | None, default: int | None) -> int:
+    if port is None:
+        if default is None:
+            raise ValidationError("is required for this connection type", option="--port")
+        return default
+    try:
+        value = int(str(port).strip())
+        if str(port).strip() != str(value) and not str(port).strip().lstrip("+").isdigit():
+            raise ValueError
+    except ValueError:
+        raise ValidationError("must be an integer between 1 and 65535", option="--port") from None
+    if not 1 <= value <= 65535:
+        raise ValidationError("must be an integer between 1 and 65535", option="--port")
+    return value
+
+
+def _secret(value: Any) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(str(value))

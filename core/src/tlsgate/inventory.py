@@ -1,0 +1,475 @@
+"""The inventory: one SQLite file under $TLSGATE_HOME (WAL, versioned schema, safe for several
+``tlsgate`` processes at once). Secrets are stored only encrypted (see :mod:`tlsgate.crypto`).
+The audit log is append-only: triggers refuse UPDATE and DELETE on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import crypto
+from .errors import NotFoundError, ValidationError
+from .models import ConnectionSpec, Endpoint, Node
+from .secret import Secret
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE organizations (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+    CREATE TABLE departments (
+        id INTEGER PRIMARY KEY,
+        org_id INTEGER NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+        name TEXT NOT NULL, created TEXT NOT NULL, UNIQUE (org_id, name));
+    CREATE TABLE endpoints (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+        connection TEXT NOT NULL, options TEXT NOT NULL,
+        org_id INTEGER REFERENCES organizations(id), dept_id INTEGER REFERENCES departments(id),
+        created TEXT NOT NULL, updated TEXT NOT NULL);
+    CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY,
+        endpoint_id TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+        name TEXT NOT NULL, alias TEXT NOT NULL, protocol TEXT, ip TEXT, port INTEGER,
+        fingerprint TEXT, subject TEXT, not_after TEXT, vendor TEXT, state TEXT, locator TEXT,
+        discovered TEXT NOT NULL);
+    CREATE INDEX nodes_endpoint ON nodes(endpoint_id);
+    CREATE TABLE certificates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL UNIQUE,
+        subject TEXT, issuer TEXT, names TEXT, not_before TEXT, not_after TEXT, pem TEXT,
+        org_id INTEGER REFERENCES organizations(id), dept_id INTEGER REFERENCES departments(id),
+        source TEXT NOT NULL, created TEXT NOT NULL);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL, endpoint_id TEXT, endpoint_name TEXT, result TEXT NOT NULL,
+        before_fp TEXT, after_fp TEXT, details TEXT NOT NULL);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE stores (
+        name TEXT PRIMARY KEY, kind TEXT NOT NULL, options TEXT NOT NULL, created TEXT NOT NULL);
+    CREATE TABLE store_secrets (
+        store TEXT NOT NULL REFERENCES stores(name) ON DELETE CASCADE, cred_id TEXT NOT NULL,
+        data TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (store, cred_id));
+    """,
+}
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+# -- secret-aware (de)serialisation -----------------------------------------------------------
+def seal(value: Any) -> Any:
+    """JSON-ready form of a value; Secrets become {"$secret": "enc:v1:..."}."""
+    if isinstance(value, Secret):
+        return {"$secret": crypto.encrypt(value.reveal())}
+    if isinstance(value, dict):
+        return {k: seal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [seal(v) for v in value]
+    return value
+
+
+def unseal(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$secret"}:
+            return Secret(crypto.decrypt(value["$secret"]))
+        return {k: unseal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unseal(v) for v in value]
+    return value
+
+
+def redact(value: Any) -> Any:
+    """JSON-ready form for output: Secrets become "********"."""
+    if isinstance(value, Secret):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+@attrs.frozen
+class CertificateRecord:
+    id: int
+    fingerprint: str
+    subject: str | None
+    issuer: str | None
+    names: tuple[str, ...]
+    not_before: str | None
+    not_after: str | None
+    organization: str | None
+    department: str | None
+    source: str
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = attrs.asdict(self)
+        d["names"] = list(self.names)
+        return d
+
+
+@attrs.frozen
+class StoredEndpoint:
+    """An endpoint row whose options are kept raw (the type's plugin may not be installed)."""
+
+    id: str
+    name: str
+    type: str
+    connection: dict[str, Any]
+    options: dict[str, Any]
+    organization: str | None
+    department: str | None
+    created: str
+    updated: str
+
+
+class Inventory:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists()
+        if new:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database lock at once (no upgrade deadlocks)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.write() as db:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise ValidationError(
+                    f"{self.path}: inventory schema {current} is newer than this tlsgate ({SCHEMA_VERSION})"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(_MIGRATIONS[version]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version}")
+
+    # -- organizations --------------------------------------------------------------------------
+    def add_org(self, name: str) -> int:
+        _check_name(name, "organization")
+        with self.write() as db:
+            try:
+                return int(db.execute("INSERT INTO organizations(name, created) VALUES (?, ?)", (name, now())).lastrowid)  # type: ignore[arg-type]
+            except sqlite3.IntegrityError:
+                raise ValidationError(f"organization {name!r} already exists") from None
+
+    def add_department(self, org: str, name: str) -> int:
+        _check_name(name, "department")
+        with self.write() as db:
+            org_id = self._org_id(org)
+            try:
+                cur = db.execute("INSERT INTO departments(org_id, name, created) VALUES (?, ?, ?)", (org_id, name, now()))
+            except sqlite3.IntegrityError:
+                raise ValidationError(f"department {name!r} already exists in {org!r}") from None
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def orgs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, name FROM organizations ORDER BY name").fetchall()
+        out = []
+        for row in rows:
+            depts = [r["name"] for r in self.db.execute(
+                "SELECT name FROM departments WHERE org_id = ? ORDER BY name", (row["id"],))]
+            out.append({"name": row["name"], "departments": depts})
+        return out
+
+    def _org_id(self, org: str) -> int:
+        row = self.db.execute("SELECT id FROM organizations WHERE name = ?", (org,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no organization named {org!r} (create it with: tlsgate org add {org})", option="--org")
+        return int(row["id"])
+
+    def _dept_id(self, org_id: int, dept: str) -> int:
+        row = self.db.execute("SELECT id FROM departments WHERE org_id = ? AND name = ?", (org_id, dept)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no department named {dept!r} in that organization", option="--department")
+        return int(row["id"])
+
+    def org_ids(self, org: str, dept: str | None) -> tuple[int, int | None]:
+        org_id = self._org_id(org)
+        return org_id, (self._dept_id(org_id, dept) if dept else None)
+
+    # -- endpoints ------------------------------------------------------------------------------
+    def add_endpoint(self, endpoint: Endpoint, options: dict[str, Any]) -> None:
+        with self.write() as db:
+            try:
+                db.execute(
+                    "INSERT INTO endpoints(id, name, type, connection, options, created, updated) VALUES (?,?,?,?,?,?,?)",
+                    (endpoint.instance_id, endpoint.name, endpoint.type,
+                     json.dumps(seal(connection_to_dict(endpoint.connection))),
+                     json.dumps(seal(options)), now(), now()),
+                )
+            except sqlite3.IntegrityError:
+                raise ValidationError(f"an endpoint named {endpoint.name!r} already exists", option="--name") from None
+
+    def endpoint_names(self) -> set[str]:
+        return {r["name"] for r in self.db.execute("SELECT name FROM endpoints")}
+
+    def _endpoint_row(self, ref: str) -> sqlite3.Row:
+        row = self.db.execute(
+            "SELECT e.*, o.name AS org, d.name AS dept FROM endpoints e "
+            "LEFT JOIN organizations o ON o.id = e.org_id LEFT JOIN departments d ON d.id = e.dept_id "
+            "WHERE e.id = ? OR e.name = ? ORDER BY e.id = ? DESC LIMIT 1",
+            (ref, ref, ref),
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no endpoint named or with ID {ref!r} (see: tlsgate tls list)")
+        return row
+
+    def get_endpoint(self, ref: str) -> StoredEndpoint:
+        return _stored(self._endpoint_row(ref))
+
+    def endpoints(self) -> list[StoredEndpoint]:
+        rows = self.db.execute(
+            "SELECT e.*, o.name AS org, d.name AS dept FROM endpoints e "
+            "LEFT JOIN organizations o ON o.id = e.org_id LEFT JOIN departments d ON d.id = e.dept_id "
+            "ORDER BY e.name"
+        ).fetchall()
+        return [_stored(r) for r in rows]
+
+    def remove_endpoint(self, ref: str) -> StoredEndpoint:
+        stored = self.get_endpoint(ref)
+        with self.write() as db:
+            db.execute("DELETE FROM endpoints WHERE id = ?", (stored.id,))
+        return stored
+
+    def delegate(self, ref: str, org: str, dept: str | None) -> None:
+        stored = self.get_endpoint(ref)
+        org_id, dept_id = self.org_ids(org, dept)
+        with self.write() as db:
+            db.execute("UPDATE endpoints SET org_id = ?, dept_id = ?, updated = ? WHERE id = ?",
+                       (org_id, dept_id, now(), stored.id))
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def replace_nodes(self, endpoint_id: str, nodes: Sequence[Node]) -> None:
+        stamp = now()
+        with self.write() as db:
+            db.execute("DELETE FROM nodes WHERE endpoint_id = ?", (endpoint_id,))
+            db.executemany(
+                "INSERT INTO nodes(endpoint_id, name, alias, protocol, ip, port, fingerprint, subject, not_after, "
+                "vendor, state, locator, discovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(endpoint_id, n.name, json.dumps(list(n.alias)), n.protocol, n.ip, n.port, n.fingerprint,
+                  n.subject, n.not_after.isoformat() if n.not_after else None, n.vendor, n.state, n.locator, stamp)
+                 for n in nodes],
+            )
+
+    def nodes(self, endpoint_id: str) -> list[Node]:
+        rows = self.db.execute("SELECT * FROM nodes WHERE endpoint_id = ? ORDER BY id", (endpoint_id,)).fetchall()
+        return [
+            Node(name=r["name"], alias=tuple(json.loads(r["alias"])), protocol=r["protocol"], ip=r["ip"],
+                 port=r["port"], fingerprint=r["fingerprint"], subject=r["subject"],
+                 not_after=dt.datetime.fromisoformat(r["not_after"]) if r["not_after"] else None,
+                 vendor=r["vendor"] or "", state=r["state"] or "", locator=r["locator"] or "")
+            for r in rows
+        ]
+
+    # -- certificates ---------------------------------------------------------------------------
+    def record_certificate(
+        self, cert: Any, *, source: str, org_id: int | None = None, dept_id: int | None = None
+    ) -> int:
+        """Record a certificate (idempotent by fingerprint); assign it when org_id is given and it
+        has no owner yet. Returns the certificate ID."""
+        from . import certs as c
+
+        fp = c.fingerprint(cert)
+        with self.write() as db:
+            row = db.execute("SELECT id, org_id FROM certificates WHERE fingerprint = ?", (fp,)).fetchone()
+            if row is not None:
+                if org_id is not None and row["org_id"] is None:
+                    db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?", (org_id, dept_id, row["id"]))
+                return int(row["id"])
+            cur = db.execute(
+                "INSERT INTO certificates(fingerprint, subject, issuer, names, not_before, not_after, pem, org_id, "
+                "dept_id, source, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (fp, c.subject_text(cert), cert.issuer.rfc4514_string(), json.dumps(c.dns_names(cert)),
+                 cert.not_valid_before_utc.isoformat(), cert.not_valid_after_utc.isoformat(),
+                 c.to_pem(cert).decode(), org_id, dept_id, source, now()),
+            )
+            return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def certificates(self) -> list[CertificateRecord]:
+        rows = self.db.execute(
+            "SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON o.id = c.org_id "
+            "LEFT JOIN departments d ON d.id = c.dept_id ORDER BY c.id"
+        ).fetchall()
+        return [_cert_record(r) for r in rows]
+
+    def certificate_ids_assigned(self) -> dict[str, int]:
+        """fingerprint -> certificate ID, for certificates assigned to an organization."""
+        rows = self.db.execute("SELECT id, fingerprint FROM certificates WHERE org_id IS NOT NULL").fetchall()
+        return {r["fingerprint"]: int(r["id"]) for r in rows}
+
+    def assign_certificate(self, cert_id: int, org: str, dept: str | None) -> None:
+        org_id, dept_id = self.org_ids(org, dept)
+        with self.write() as db:
+            cur = db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?", (org_id, dept_id, cert_id))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
+
+    # -- audit ----------------------------------------------------------------------------------
+    def audit(
+        self,
+        action: str,
+        result: str,
+        *,
+        endpoint: StoredEndpoint | Endpoint | None = None,
+        before: str | None = None,
+        after: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        eid = getattr(endpoint, "id", None) or getattr(endpoint, "instance_id", None)
+        with self.write() as db:
+            db.execute(
+                "INSERT INTO audit(ts, actor, action, endpoint_id, endpoint_name, result, before_fp, after_fp, details) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (now(), actor(), action, eid, getattr(endpoint, "name", None), result, before, after,
+                 json.dumps(redact(details or {}))),
+            )
+
+    def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (int(limit) if limit else -1,)).fetchall()
+        return [
+            {"id": r["id"], "time": r["ts"], "actor": r["actor"], "action": r["action"],
+             "endpoint": r["endpoint_name"], "endpoint_id": r["endpoint_id"], "result": r["result"],
+             "before": r["before_fp"], "after": r["after_fp"], "details": json.loads(r["details"])}
+            for r in reversed(rows)
+        ]
+
+    # -- credential stores ----------------------------------------------------------------------
+    def add_store(self, name: str, kind: str, options: dict[str, Any]) -> None:
+        _check_name(name, "store")
+        with self.write() as db:
+            try:
+                db.execute("INSERT INTO stores(name, kind, options, created) VALUES (?,?,?,?)",
+                           (name, kind, json.dumps(seal(options)), now()))
+            except sqlite3.IntegrityError:
+                raise ValidationError(f"a credential store named {name!r} already exists", option="--name") from None
+
+    def store(self, name: str) -> tuple[str, dict[str, Any]]:
+        row = self.db.execute("SELECT kind, options FROM stores WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no credential store named {name!r} (see: tlsgate store list)", option="--store")
+        return row["kind"], unseal(json.loads(row["options"]))
+
+    def stores(self) -> list[dict[str, Any]]:
+        out = []
+        for r in self.db.execute("SELECT name, kind, options FROM stores ORDER BY name"):
+            out.append({"name": r["name"], "kind": r["kind"], "options": redact(unseal(json.loads(r["options"])))})
+        return out
+
+    def remove_store(self, name: str) -> None:
+        self.store(name)
+        with self.write() as db:
+            db.execute("DELETE FROM stores WHERE name = ?", (name,))
+
+    def put_store_secret(self, store: str, cred_id: str, data: dict[str, str]) -> None:
+        self.store(store)
+        with self.write() as db:
+            db.execute(
+                "INSERT INTO store_secrets(store, cred_id, data, updated) VALUES (?,?,?,?) "
+                "ON CONFLICT(store, cred_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+                (store, cred_id, crypto.encrypt(json.dumps(data)), now()),
+            )
+
+    def get_store_secret(self, store: str, cred_id: str) -> dict[str, str]:
+        row = self.db.execute("SELECT data FROM store_secrets WHERE store = ? AND cred_id = ?", (store, cred_id)).fetchone()
+        if row is None:
+            raise NotFoundError(f"credential store {store!r} has no entry {cred_id!r}", option="--store_cred_id")
+        return dict(json.loads(crypto.decrypt(row["data"])))
+
+    def store_secret_ids(self, store: str) -> list[str]:
+        return [r["cred_id"] for r in self.db.execute(
+            "SELECT cred_id FROM store_secrets WHERE store = ? ORDER BY cred_id", (store,))]
+
+
+def connection_to_dict(spec: ConnectionSpec) -> dict[str, Any]:
+    return {k: v for k, v in attrs.asdict(spec, recurse=False).items() if v not in (None, {})}
+
+
+def connection_from_dict(data: dict[str, Any]) -> ConnectionSpec:
+    return ConnectionSpec(**data)
+
+
+def _stored(row: sqlite3.Row) -> StoredEndpoint:
+    return StoredEndpoint(
+        id=row["id"], name=row["name"], type=row["type"],
+        connection=unseal(json.loads(row["connection"])), options=unseal(json.loads(row["options"])),
+        organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
+    )
+
+
+def _cert_record(r: sqlite3.Row) -> CertificateRecord:
+    return CertificateRecord(
+        id=int(r["id"]), fingerprint=r["fingerprint"], subject=r["subject"], issuer=r["issuer"],
+        names=tuple(json.loads(r["names"] or "[]")), not_before=r["not_before"], not_after=r["not_after"],
+        organization=r["org"], department=r["dept"], source=r["source"], created=r["created"],
+    )
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name or len(name) > 128 or any(ord(ch) < 32 for ch in name):
+        raise ValidationError(f"{what} name must be 1 to 128 printable characters")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration script (triggers keep their inner ';')."""
+    out, buf, depth = [], [], 0
+    for line in script.strip().splitlines():
+        buf.append(line)
+        upper = line.strip().upper()
+        if upper.startswith("CREATE TRIGGER"):
+            depth = 1
+        if depth and upper.endswith("END;"):
+            depth = 0
+            out.append("\n".join(buf))
+            buf = []
+        elif not depth and line.rstrip().endswith(";"):
+            out.append("\n".join(buf))
+            buf = []
+    return [s for s in out if s.strip()]
+
+
+def open_inventory(path: Path | None = None) -> Inventory:
+    from .paths import home
+
+    return Inventory(path or home() / "inventory.sqlite3")
