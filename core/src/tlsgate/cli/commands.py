@@ -99,14 +99,14 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("install", context_settings=CONTEXT)
     def tls_install(
         endpoint: Ref,
-        cert_file: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")] = None,  # noqa: UP045, E501
+        cert_file: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")] = None,  # noqa: UP045
         key_file: Annotated[Optional[Path], typer.Option("--key", help="Private key (PEM or DER).")] = None,  # noqa: UP045
         chain_file: Annotated[Optional[Path], typer.Option("--chain", help="Intermediate certificates (PEM).")] = None,  # noqa: UP045
-        key_password: Annotated[Optional[str], typer.Option("--key_password", help="Password of an encrypted --key ('-': stdin).")] = None,  # noqa: UP045, E501
+        key_password: Annotated[Optional[str], typer.Option("--key_password", help="Password of an encrypted --key ('-': stdin).")] = None,  # noqa: UP045
         pfx: Annotated[Optional[Path], typer.Option("--pfx", help="PKCS#12 file with key, certificate and chain.")] = None,  # noqa: UP045
-        pfx_password: Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")] = None,  # noqa: UP045, E501
-        node: Annotated[Optional[list[str]], typer.Option("--node", help="Node to install on (repeatable). Default: the nodes the certificate covers / a new entry.")] = None,  # noqa: UP045, E501
-        alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045, E501
+        pfx_password: Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")] = None,  # noqa: UP045
+        node: Annotated[Optional[list[str]], typer.Option("--node", help="Node to install on (repeatable). Default: the nodes the certificate covers / a new entry.")] = None,  # noqa: UP045
+        alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
         json: JsonOpt = False,
     ) -> None:
@@ -276,8 +276,8 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
         cred_id: Annotated[Optional[str], typer.Option("--store_cred_id", help="Entry ID.")] = None,  # noqa: UP045
         user: Annotated[Optional[str], typer.Option("--user", help="User name.")] = None,  # noqa: UP045
         password: Annotated[Optional[str], typer.Option("--password", help="Password ('-': stdin).")] = None,  # noqa: UP045
-        ssh_key_path: Annotated[Optional[Path], typer.Option("--ssh_key_path", help="Private key file to store.")] = None,  # noqa: UP045, E501
-        ssh_key_password: Annotated[Optional[str], typer.Option("--ssh_key_password", help="Key passphrase ('-': stdin).")] = None,  # noqa: UP045, E501
+        ssh_key_path: Annotated[Optional[Path], typer.Option("--ssh_key_path", help="Private key file to store.")] = None,  # noqa: UP045
+        ssh_key_password: Annotated[Optional[str], typer.Option("--ssh_key_password", help="Key passphrase ('-': stdin).")] = None,  # noqa: UP045
         json: JsonOpt = False,
     ) -> None:
         """Put credentials into a local credential store (encrypted with the master key)."""
