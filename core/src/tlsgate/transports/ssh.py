@@ -33,7 +33,6 @@ import errno
 import hashlib
 import io
 import os
-import posixpath
 import re
 import secrets
 import select
@@ -505,6 +504,7 @@ class SSHConnection(Connection):
         label = argv[0] if argv else "command"
         try:
             channel = self._transport().open_session(timeout=timeout)
+            channel.settimeout(timeout)
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
@@ -584,13 +584,11 @@ class SSHConnection(Connection):
             self._fsync_ok = False  # unsupported by this server: the rename is still atomic
 
     def stat(self, path: str) -> FileStat | None:
-        try:
-            with self._sftp_errors(path, "stat"):
+        with self._sftp_errors(path, "stat"):
+            try:
                 attrs = self.sftp.stat(self.sftp_path(path))
-        except OperationError as exc:
-            if isinstance(exc, ConnectionFailed) or "no such file" not in str(exc):
-                raise
-            return None
+            except FileNotFoundError:
+                return None
         mode = attrs.st_mode or 0
         return FileStat(
             size=int(attrs.st_size or 0),
@@ -602,12 +600,8 @@ class SSHConnection(Connection):
         )
 
     def remove(self, path: str) -> None:
-        try:
-            with self._sftp_errors(path, "remove"):
-                self.sftp.remove(self.sftp_path(path))
-        except OperationError as exc:
-            if isinstance(exc, ConnectionFailed) or "no such file" not in str(exc):
-                raise
+        with self._sftp_errors(path, "remove"), contextlib.suppress(FileNotFoundError):
+            self.sftp.remove(self.sftp_path(path))
 
     def rename(self, src: str, dst: str) -> None:
         with self._sftp_errors(src, f"rename to {dst}"):
@@ -638,11 +632,8 @@ class SSHConnection(Connection):
         ref = self.stat(reference)
         if ref is None or ref.uid is None:
             return
-        with contextlib.suppress(OperationError), self._sftp_errors(path, "chown"):
-            try:
-                self.sftp.chown(self.sftp_path(path), ref.uid, ref.gid if ref.gid is not None else -1)
-            except PermissionError:
-                return
+        with self._sftp_errors(path, "chown"), contextlib.suppress(PermissionError):
+            self.sftp.chown(self.sftp_path(path), ref.uid, ref.gid if ref.gid is not None else -1)
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -672,16 +663,16 @@ def _collect(channel: Any, timeout: float | None) -> tuple[bytes, bytes, int]:
             out += channel.recv(65536)
         while channel.recv_stderr_ready():
             err += channel.recv_stderr(65536)
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-            if channel.eof_received or channel.closed:
-                break
-        if channel.closed and not channel.recv_ready() and not channel.recv_stderr_ready():
+        drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+        finished = channel.eof_received or channel.closed
+        if drained and finished and (channel.exit_status_ready() or channel.closed):
             break
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise _Timeout
-        select.select([channel], [], [], min(remaining, 1.0) if remaining is not None else 1.0)
-    status = channel.recv_exit_status()
+        wait = 0.02 if finished else 1.0  # exit-status does not wake select(); poll briefly
+        select.select([channel], [], [], min(remaining, wait) if remaining is not None else wait)
+    status = channel.recv_exit_status() if channel.exit_status_ready() else -1
     channel.close()
     return bytes(out), bytes(err), status
 
@@ -729,4 +720,3 @@ __all__ = [
     "open_ssh_client",
     "trust_host_key",
 ]
-_ = posixpath  # the POSIX path module is the default ``Connection.path``
