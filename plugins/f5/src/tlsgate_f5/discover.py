@@ -1,0 +1,170 @@
+"""Discovery: one node per virtual server and client-ssl profile, with the certificate each
+profile presents.
+
+Node naming (what ``tls nodes`` shows): ``name`` is the virtual server's full path
+(``/Common/vs_www``); ``alias`` is the client-ssl profile's full path, then the profile's SNI
+``serverName`` when it has one; ``ip``/``port`` come from the destination (``10.0.0.1%2`` keeps
+BIG-IP's route-domain notation; "any port" is None); ``locator`` is
+``<virtual full path>|<profile full path>`` so that an install finds the pair again.
+Certificate facts come from ``/mgmt/tm/sys/file/ssl-cert`` (fingerprint, subject, expiry), not
+``/sys/crypto/cert``; the certificate itself (DER) is read by a TLS handshake to the virtual
+address when the gateway can reach it and what it serves is the profile's certificate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from tlsgate import Node, OperationError
+from tlsgate.probe import served_certificate
+
+from .names import NONE, Destination, epoch_to_datetime, hex_fingerprint, parse_destination
+
+if TYPE_CHECKING:
+    from .rest import F5Connection
+
+PROFILES = "/mgmt/tm/ltm/profile/client-ssl"
+SERVER_PROFILES = "/mgmt/tm/ltm/profile/server-ssl"
+VIRTUALS = "/mgmt/tm/ltm/virtual"
+CERTS = "/mgmt/tm/sys/file/ssl-cert"
+KEYS = "/mgmt/tm/sys/file/ssl-key"
+PROBE_TIMEOUT = 1.5
+
+
+@attrs.frozen
+class Binding:
+    """One (virtual server, client-ssl profile) profile pair as found on the device."""
+
+    virtual: str
+    profile: str
+    destination: Destination | None
+    enabled: bool
+    server_name: str | None
+    sni_default: bool
+
+    @property
+    def locator(self) -> str:
+        return f"{self.virtual}|{self.profile}"
+
+
+@attrs.define
+class DeviceState:
+    """What discovery and install read from the device in one pass."""
+
+    version: str
+    profiles: dict[str, dict[str, Any]]  # client-ssl fullPath -> profile
+    server_profiles: dict[str, dict[str, Any]]
+    certs: dict[str, dict[str, Any]]  # ssl-cert fullPath -> item
+    keys: dict[str, dict[str, Any]]
+    bindings: list[Binding]
+
+    def chain_entries(self, profile: str) -> list[dict[str, Any]]:
+        return list(self.profiles.get(profile, {}).get("certKeyChain") or [])
+
+    def primary_cert(self, profile: str) -> str | None:
+        entries = self.chain_entries(profile)
+        if entries:
+            return str(entries[0].get("cert") or "") or None
+        cert = self.profiles.get(profile, {}).get("cert")
+        return str(cert) if cert and cert != NONE else None
+
+    def references(self, *, ignore: Iterable[str] = ()) -> set[str]:
+        """Every cert/key/chain object a client-ssl or server-ssl profile references, except
+        in the profiles named in ``ignore``."""
+        skip = set(ignore)
+        out: set[str] = set()
+        for path, profile in [*self.profiles.items(), *self.server_profiles.items()]:
+            if path in skip:
+                continue
+            out |= profile_references(profile)
+        return out
+
+    def virtuals_using(self, profile: str) -> list[str]:
+        return sorted({b.virtual for b in self.bindings if b.profile == profile})
+
+
+def profile_references(profile: dict[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for entry in profile.get("certKeyChain") or []:
+        out |= {str(entry.get(f)) for f in ("cert", "key", "chain") if entry.get(f)}
+    out |= {str(profile.get(f)) for f in ("cert", "key", "chain", "caFile") if profile.get(f)}
+    return out - {NONE, ""}
+
+
+def read_state(conn: F5Connection) -> DeviceState:
+    profiles = {p["fullPath"]: p for p in conn.items(PROFILES)}
+    server_profiles = {p["fullPath"]: p for p in conn.items(SERVER_PROFILES)}
+    certs = {c["fullPath"]: c for c in conn.items(CERTS)}
+    keys = {k["fullPath"]: k for k in conn.items(KEYS)}
+    bindings: list[Binding] = []
+    for vs in conn.items(VIRTUALS, params={"expandSubcollections": "true"}):
+        items = (vs.get("profilesReference") or {}).get("items")
+        if items is None:  # an older device or a proxy that does not expand subcollections
+            items = conn.items(f"{conn.object_path(VIRTUALS, vs['fullPath'])}/profiles")
+        try:
+            dest = parse_destination(str(vs.get("destination") or ""))
+        except ValueError:
+            dest = None
+        enabled = not (vs.get("disabled") is True or vs.get("enabled") is False)
+        for item in items:
+            path = item.get("fullPath") or f"/{item.get('partition', 'Common')}/{item.get('name')}"
+            if path not in profiles:  # not a client-ssl profile (http, tcp, server-ssl, ...)
+                continue
+            profile = profiles[path]
+            server_name = profile.get("serverName")
+            bindings.append(Binding(
+                virtual=vs["fullPath"], profile=path, destination=dest, enabled=enabled,
+                server_name=None if server_name in (None, NONE, "") else str(server_name),
+                sni_default=str(profile.get("sniDefault", "false")).lower() == "true",
+            ))
+    bindings.sort(key=lambda b: (b.virtual, b.profile))
+    return DeviceState(conn.version, profiles, server_profiles, certs, keys, bindings)
+
+
+def to_node(state: DeviceState, binding: Binding, served: bytes | None = None) -> Node:
+    cert_path = state.primary_cert(binding.profile)
+    item = state.certs.get(cert_path or "", {})
+    fp = hex_fingerprint(item.get("fingerprint"))
+    alias = (binding.profile, *((binding.server_name,) if binding.server_name else ()))
+    dest = binding.destination
+    return Node(
+        name=binding.virtual,
+        alias=alias,
+        protocol="https",
+        ip=dest.ip if dest else None,
+        port=dest.port if dest else None,
+        fingerprint=fp,
+        subject=str(item["subject"]) if item.get("subject") else None,
+        not_after=epoch_to_datetime(item.get("expirationDate")),
+        vendor=f"F5 BIG-IP {state.version}",
+        state="active" if binding.enabled else "disabled",
+        locator=binding.locator,
+        certificate=served if served is not None and fp == hashlib.sha256(served).hexdigest() else None,
+    )
+
+
+def served_der(binding: Binding) -> bytes | None:
+    """What the virtual address serves for the profile's SNI, when the gateway can reach it."""
+    dest = binding.destination
+    if dest is None or not dest.probeable or dest.port is None:
+        return None
+    try:
+        return served_certificate(dest.address, dest.port, binding.server_name, timeout=PROBE_TIMEOUT)
+    except (OSError, ValueError):
+        return None
+
+
+def discover(conn: F5Connection, *, probe: bool = True) -> list[Node]:
+    try:
+        state = read_state(conn)
+    except KeyError as exc:
+        raise OperationError(f"{conn.where}: unexpected iControl REST answer (no {exc})") from None
+    served: list[bytes | None] = [None] * len(state.bindings)
+    if probe and state.bindings:
+        with ThreadPoolExecutor(max_workers=min(8, len(state.bindings))) as pool:
+            served = list(pool.map(served_der, state.bindings))
+    return [to_node(state, b, s) for b, s in zip(state.bindings, served, strict=True)]

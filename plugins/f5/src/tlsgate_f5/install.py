@@ -1,0 +1,384 @@
+"""Install a certificate, its key and chain on chosen client-ssl profiles, atomically.
+
+Order (new objects first, so the old material stays intact until the switch):
+
+1. plan: the nodes' profiles, a new unique object name in each profile's partition, which
+   ``certKeyChain`` entry each profile replaces (the one with the same key type), and which old
+   objects nothing will reference afterwards;
+2. upload ``<stem>.key``, ``<stem>.crt``, ``<stem>_chain.crt`` (file-transfer, Content-Range);
+3. install them as new objects (``sys/crypto/key|cert`` ``command=install``) and read the
+   certificate back (fingerprint and expiry);
+4. repoint each profile with one PATCH of its whole ``certKeyChain`` (cert, key and chain
+   together; several profiles go in one iControl transaction);
+5. verify: read each profile back, and handshake to its virtual servers where reachable;
+6. ``save sys config``;
+7. delete the old objects nothing references any more, and the uploaded files.
+
+Any failure in 2-6 repoints the old entries, deletes the new objects and the uploads, and
+raises ``OperationError(rolled_back=True)``. A failure in 7 only adds a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from tlsgate import CertificateBundle, InstallResult, Node, OperationError, PlanStep, ValidationError
+from tlsgate.probe import Target, expect_served
+
+from .discover import CERTS, KEYS, PROFILES, Binding, DeviceState, read_state, served_der
+from .names import NONE, f5_fingerprint, object_stem, split_path, unique_stem
+from .rest import DOWNLOADS, F5Error
+
+if TYPE_CHECKING:
+    from .rest import F5Connection
+
+#: Objects BIG-IP itself ships and uses; never deleted even when no profile references them.
+PROTECTED = {"/Common/default.crt", "/Common/default.key", "/Common/ca-bundle.crt", "/Common/f5-ca-bundle.crt"}
+
+
+@attrs.frozen
+class ProfileChange:
+    profile: str
+    old_entries: tuple[dict[str, Any], ...]
+    new_entries: tuple[dict[str, Any], ...]
+    replaced: dict[str, Any]
+    virtuals: tuple[str, ...]
+
+
+@attrs.frozen
+class InstallPlan:
+    stem: str
+    partitions: tuple[str, ...]
+    uploads: tuple[tuple[str, bytes], ...] = attrs.field(repr=False)
+    changes: tuple[ProfileChange, ...]
+    deletions: tuple[tuple[str, str], ...]  # (collection, full path)
+    bindings: tuple[Binding, ...]
+    messages: tuple[str, ...]
+
+    def objects(self) -> list[tuple[str, str, str]]:
+        """(kind, full path, uploaded name) of every object to create, key first."""
+        out = []
+        for part in self.partitions:
+            out += [
+                ("key", f"/{part}/{self.stem}.key", f"{self.stem}.key"),
+                ("cert", f"/{part}/{self.stem}.crt", f"{self.stem}.crt"),
+                ("chain", f"/{part}/{self.stem}_chain.crt", f"{self.stem}_chain.crt"),
+            ]
+        return out
+
+    def steps(self) -> tuple[PlanStep, ...]:
+        steps = [PlanStep("upload", f"{DOWNLOADS}/{name}", f"{len(data)} bytes") for name, data in self.uploads]
+        what = {"key": "private key", "cert": "certificate", "chain": "issuer chain bundle"}
+        for kind, path, name in self.objects():
+            collection = "key" if kind == "key" else "cert"
+            steps.append(PlanStep("api", path, f"install {what[kind]}: POST /mgmt/tm/sys/crypto/{collection} "
+                                               f"from-local-file {DOWNLOADS}/{name}"))
+        for ch in self.changes:
+            old, new = ch.replaced, _entry_for(ch)
+            steps.append(PlanStep(
+                "replace-entry", ch.profile,
+                f"certKeyChain {new['name']!r}: cert {old.get('cert', NONE)} -> {new['cert']}, key "
+                f"{old.get('key', NONE)} -> {new['key']}, chain {old.get('chain', NONE)} -> {new['chain']}; "
+                f"virtual servers: {', '.join(ch.virtuals) or 'none'}",
+            ))
+        for ch in self.changes:
+            steps.append(PlanStep("verify", ch.profile, "read back; TLS handshake to its virtual servers where reachable"))
+        steps.append(PlanStep("api", "save sys config", "POST /mgmt/tm/sys/config command=save"))
+        steps += [PlanStep("remove", path, "no profile references it any more") for _c, path in self.deletions]
+        steps += [PlanStep("remove", f"{DOWNLOADS}/{name}", "uploaded file") for name, _ in self.uploads]
+        return tuple(steps)
+
+
+def _entry_for(change: ProfileChange) -> dict[str, Any]:
+    name = change.replaced.get("name", "default")
+    return next(e for e in change.new_entries if e.get("name") == name)
+
+
+def _clean_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as PATCH wants it: no ``*Reference`` links, no read-only fields."""
+    return {k: v for k, v in entry.items() if not k.endswith("Reference") and k not in ("appService",)}
+
+
+def _key_kind(key: object) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ec"
+    return "other"
+
+
+def _entry_kind(state: DeviceState, entry: dict[str, Any]) -> str:
+    key_type = str(state.keys.get(str(entry.get("key")), {}).get("keyType", ""))
+    return "rsa" if key_type.startswith("rsa") else "ec" if key_type.startswith("ec") else "other"
+
+
+def _current_names(state: DeviceState, binding: Binding) -> list[str]:
+    """The host names a binding answers for: its SNI serverName, else its certificate's names."""
+    if binding.server_name:
+        return [binding.server_name]
+    item = state.certs.get(state.primary_cert(binding.profile) or "", {})
+    names = [
+        part.strip()[4:] for part in str(item.get("subjectAlternativeName") or "").split(",")
+        if part.strip().startswith("DNS:")
+    ]
+    if not names:
+        for rdn in str(item.get("subject") or "").split(","):
+            if rdn.strip().startswith("CN="):
+                names.append(rdn.strip()[3:])
+    return names
+
+
+def choose_bindings(state: DeviceState, bundle: CertificateBundle, nodes: Sequence[Node]) -> list[Binding]:
+    by_locator = {b.locator: b for b in state.bindings}
+    if nodes:
+        chosen, missing = [], []
+        for node in nodes:
+            binding = by_locator.get(node.locator)
+            if binding is None:
+                matches = [b for b in state.bindings if b.virtual == node.name]
+                if not matches:
+                    missing.append(node.name)
+                chosen += matches
+            else:
+                chosen.append(binding)
+        if missing:
+            raise OperationError(
+                f"node(s) no longer on the device: {', '.join(missing)}; run `tls discover` again"
+            )
+        return list(dict.fromkeys(chosen))
+    covered = [b for b in state.bindings if (names := _current_names(state, b)) and all(bundle.covers(n) for n in names)]
+    if not covered:
+        raise ValidationError(
+            f"the certificate ({', '.join(bundle.names) or bundle.subject}) covers no node's names "
+            "(a profile's SNI server name, else its current certificate's names); choose nodes with --node",
+            option="--node",
+        )
+    return covered
+
+
+def plan_install(conn: F5Connection, bundle: CertificateBundle, nodes: Sequence[Node]) -> tuple[InstallPlan, DeviceState]:
+    if not bundle.chain:
+        raise ValidationError(
+            "F5 BIG-IP needs the certificate's issuer chain; give the intermediate certificates with "
+            "--chain (or a PFX that contains them)",
+            option="--chain",
+        )
+    state = read_state(conn)
+    bindings = choose_bindings(state, bundle, nodes)
+    profiles = list(dict.fromkeys(b.profile for b in bindings))
+    partitions = tuple(sorted({split_path(p)[0] for p in profiles}))
+    taken = {split_path(path)[1] for path in [*state.certs, *state.keys] if split_path(path)[0] in partitions}
+    stem = unique_stem(object_stem(bundle.common_name or (bundle.names or [None])[0],
+                                   bundle.not_after, bundle.leaf.serial_number), taken)
+    kind = _key_kind(bundle.key)
+    changes, messages = [], []
+    new_fp = f5_fingerprint(bundle.fingerprint)
+    for profile in profiles:
+        part = split_path(profile)[0]
+        entries = [_clean_entry(e) for e in state.chain_entries(profile)]
+        if not entries:
+            top = state.profiles[profile]
+            entries = [{"name": "default", "cert": top.get("cert", NONE), "key": top.get("key", NONE),
+                        "chain": top.get("chain", NONE)}]
+        index = next((i for i, e in enumerate(entries) if _entry_kind(state, e) == kind), 0)
+        replaced = entries[index]
+        if state.certs.get(str(replaced.get("cert")), {}).get("fingerprint") == new_fp:
+            messages.append(f"{profile} already presents this certificate; left as it is")
+            continue
+        new_entry = {**{k: v for k, v in replaced.items() if k not in ("passphrase",)},
+                     "cert": f"/{part}/{stem}.crt", "key": f"/{part}/{stem}.key", "chain": f"/{part}/{stem}_chain.crt"}
+        new_entries = [*entries[:index], new_entry, *entries[index + 1:]]
+        users = state.virtuals_using(profile)
+        chosen_vs = {b.virtual for b in bindings if b.profile == profile}
+        others = [v for v in users if v not in chosen_vs]
+        if others:
+            messages.append(f"{profile} is also used by {', '.join(others)}: they present the new certificate too")
+        changes.append(ProfileChange(profile, tuple(entries), tuple(new_entries), replaced, tuple(users)))
+    changed = {c.profile for c in changes}
+    still = state.references(ignore=changed)
+    for ch in changes:
+        still |= {str(e.get(f)) for e in ch.new_entries for f in ("cert", "key", "chain") if e.get(f)}
+    deletions: list[tuple[str, str]] = []
+    for ch in changes:
+        for field in ("cert", "key", "chain"):
+            path = str(ch.replaced.get(field) or NONE)
+            item = (KEYS if field == "key" else CERTS, path)
+            if path != NONE and path not in still and path not in PROTECTED and item not in deletions:
+                deletions.append(item)
+    uploads = (
+        (f"{stem}.key", bundle.key_pem()),
+        (f"{stem}.crt", bundle.cert_pem()),
+        (f"{stem}_chain.crt", bundle.chain_pem()),
+    ) if changes else ()
+    used_partitions = tuple(sorted({split_path(c.profile)[0] for c in changes}))
+    plan = InstallPlan(stem, used_partitions, uploads, tuple(changes), tuple(deletions), tuple(bindings), tuple(messages))
+    return plan, state
+
+
+class _Journal:
+    """What has been done so far, to undo in reverse order."""
+
+    def __init__(self, conn: F5Connection) -> None:
+        self.conn = conn
+        self.uploaded: list[str] = []
+        self.created: list[tuple[str, str]] = []  # (collection, full path)
+        self.repointed: list[ProfileChange] = []
+
+    def remove_uploads(self) -> list[str]:
+        errors = []
+        for name in self.uploaded:
+            try:
+                self.conn.remove_upload(name)
+            except OperationError as exc:
+                errors.append(str(exc))
+        self.uploaded.clear()
+        return errors
+
+    def rollback(self) -> list[str]:
+        errors: list[str] = []
+        for change in reversed(self.repointed):
+            try:
+                self.conn.patch(self.conn.object_path(PROFILES, change.profile),
+                                {"certKeyChain": list(change.old_entries)})
+            except OperationError as exc:
+                errors.append(f"repoint {change.profile}: {exc}")
+        for collection, path in reversed(self.created):
+            try:
+                self.conn.delete(self.conn.object_path(collection, path), missing_ok=True)
+            except OperationError as exc:
+                errors.append(f"delete {path}: {exc}")
+        return errors + self.remove_uploads()
+
+
+def install_bundle(
+    conn: F5Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    *,
+    dry_run: bool = False,
+    probe: Callable[[Binding], bytes | None] = served_der,
+) -> InstallResult:
+    plan, _state = plan_install(conn, bundle, nodes)
+    node_names = tuple(dict.fromkeys(b.virtual for b in plan.bindings))
+    messages = [*conn.messages, *plan.messages]
+    if dry_run:
+        return InstallResult(nodes=node_names, plan=plan.steps(), dry_run=True, messages=tuple(messages))
+    if not plan.changes:
+        return InstallResult(nodes=node_names, verified=True, messages=tuple(messages))
+    journal = _Journal(conn)
+    try:
+        messages += _apply(conn, plan, bundle, journal, probe)
+    except Exception as exc:
+        errors = journal.rollback()
+        if errors:
+            raise OperationError(
+                f"{conn.where}: install failed ({exc}) and the rollback is incomplete: {'; '.join(errors)}",
+                host=conn.host,
+            ) from exc
+        raise OperationError(
+            f"{conn.where}: install failed and was rolled back (the profiles point at their old "
+            f"certificates, the new objects are deleted): {exc}",
+            rolled_back=True, host=conn.host,
+        ) from exc
+    messages += _cleanup(conn, plan, journal)
+    new_objects = tuple(path for _kind, path, _name in plan.objects())
+    return InstallResult(nodes=node_names, files_written=new_objects, plan=plan.steps(), verified=True,
+                         messages=tuple(messages))
+
+
+def _apply(
+    conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, journal: _Journal,
+    probe: Callable[[Binding], bytes | None],
+) -> list[str]:
+    messages: list[str] = []
+    for name, data in plan.uploads:
+        journal.uploaded.append(name)
+        conn.upload(name, data)
+    for kind, path, name in plan.objects():
+        part, obj = split_path(path)
+        collection = KEYS if kind == "key" else CERTS
+        journal.created.append((collection, path))
+        conn.post(f"/mgmt/tm/sys/crypto/{'key' if kind == 'key' else 'cert'}", {
+            "command": "install", "name": obj, "partition": part, "from-local-file": f"{DOWNLOADS}/{name}",
+        })
+    want = f5_fingerprint(bundle.fingerprint)
+    for part in plan.partitions:
+        item = conn.get(conn.object_path(CERTS, f"/{part}/{plan.stem}.crt"))
+        if item.get("fingerprint") != want:
+            raise OperationError(f"/{part}/{plan.stem}.crt reads back as {item.get('fingerprint')}, expected {want}")
+    _repoint(conn, plan, journal)
+    for ch in plan.changes:
+        entries = conn.get(conn.object_path(PROFILES, ch.profile)).get("certKeyChain") or []
+        new = _entry_for(ch)
+        if not any(all(e.get(f) == new[f] for f in ("cert", "key", "chain")) for e in entries):
+            raise OperationError(f"{ch.profile} does not read back with the new certificate")
+    messages += _handshakes(plan, bundle, probe)
+    conn.post("/mgmt/tm/sys/config", {"command": "save"})
+    return messages
+
+
+def _repoint(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> None:
+    if len(plan.changes) == 1:
+        ch = plan.changes[0]
+        journal.repointed.append(ch)
+        conn.patch(conn.object_path(PROFILES, ch.profile), {"certKeyChain": list(ch.new_entries)})
+        return
+    # Several profiles move together: one transaction, committed all-or-nothing by mcpd.
+    trans = conn.post("/mgmt/tm/transaction", {})
+    tid = str(trans.get("transId"))
+    header = {"X-F5-REST-Coordination-Id": tid}
+    for ch in plan.changes:
+        conn.patch(conn.object_path(PROFILES, ch.profile), {"certKeyChain": list(ch.new_entries)}, headers=header)
+    journal.repointed.extend(plan.changes)
+    conn.patch(f"/mgmt/tm/transaction/{tid}", {"state": "VALIDATING", "validateOnly": False})
+
+
+def _handshakes(plan: InstallPlan, bundle: CertificateBundle, probe: Callable[[Binding], bytes | None]) -> list[str]:
+    """Handshake to each changed profile's virtual servers that the gateway can reach and where
+    the profile is the one a client gets (its SNI name, or the only client-ssl profile)."""
+    changed = {c.profile for c in plan.changes}
+    messages, targets, unreached = [], [], []
+    per_vs: dict[str, int] = {}
+    for b in plan.bindings:
+        per_vs[b.virtual] = per_vs.get(b.virtual, 0) + 1
+    for b in plan.bindings:
+        if b.profile not in changed or b.destination is None:
+            continue
+        if not (b.server_name or per_vs[b.virtual] == 1 or b.sni_default):
+            continue
+        if not b.destination.probeable or probe(b) is None:
+            unreached.append(b.virtual)
+            continue
+        targets.append(Target(b.destination.address, int(b.destination.port or 0), b.server_name))
+    if targets:
+        expect_served(targets, bundle.fingerprint, deadline=10.0)
+        messages.append(f"verified by TLS handshake: {', '.join(str(t) for t in targets)}")
+    if unreached:
+        messages.append(
+            f"not reachable from the gateway, verified by reading the profiles back: {', '.join(unreached)}"
+        )
+    return messages
+
+
+def _cleanup(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> list[str]:
+    messages: list[str] = []
+    deleted = []
+    for collection, path in plan.deletions:
+        try:
+            conn.delete(conn.object_path(collection, path), missing_ok=True)
+            deleted.append(path)
+        except F5Error as exc:
+            messages.append(f"kept old object {path}: {exc.f5_message}")
+        except OperationError as exc:
+            messages.append(f"kept old object {path}: {exc}")
+    if deleted:
+        messages.append(f"deleted old objects no longer referenced: {', '.join(deleted)}")
+        try:
+            conn.post("/mgmt/tm/sys/config", {"command": "save"})
+        except OperationError as exc:
+            messages.append(f"could not save the configuration after deleting old objects: {exc}")
+    messages += [f"could not remove an uploaded file: {e}" for e in journal.remove_uploads()]
+    return messages
