@@ -1,1 +1,106 @@
-"""Hook implementations (filled in by its issue)."""
+"""Hook implementations of the ``nginx`` endpoint type.
+
+Entry module: imports only tlsgate and attrs at import time (every CLI call loads every plugin);
+the driver modules load when a hook runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+from tlsgate.plugin import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    EndpointType,
+    InstallResult,
+    Node,
+    Problem,
+    RestartResult,
+    impl,
+    option,
+)
+
+TYPE = "nginx"
+
+
+@attrs.frozen
+class NginxOptions:
+    """``tlsgate tls add nginx`` options (the reference document's, plus where certificates go)."""
+
+    nginx_config_path: str = option(
+        help="The path to the Nginx config file.", required=True, min_len=1, max_len=4096,
+        metavar="PATH",
+    )
+    certs_dir: str | None = option(
+        help="Directory for new certificate and key files (default: the directory of the config file).",
+        min_len=1, max_len=4096, metavar="DIR",
+    )
+
+
+@impl
+def tlsgate_endpoint_types() -> list[EndpointType]:
+    return [
+        EndpointType(
+            name=TYPE,
+            description="Nginx web server (server blocks, edited in place; reload after install)",
+            connection_types=("local", "ssh"),
+            local_platforms=("windows", "linux"),
+            options=NginxOptions,
+            needs_restart=False,
+            vendor="Nginx",
+        )
+    ]
+
+
+@impl
+def validate(endpoint: Endpoint) -> list[Problem]:
+    if endpoint.type != TYPE:
+        return []
+    options = endpoint.options
+    problems = []
+    path = getattr(options, "nginx_config_path", None)
+    if not path:
+        problems.append(Problem("is required", option="--nginx_config_path"))
+    elif endpoint.connection.type != "ssh" and not (path.startswith("/") or path[1:3] in (":\\", ":/")):
+        problems.append(Problem("must be an absolute path", option="--nginx_config_path"))
+    certs_dir = getattr(options, "certs_dir", None)
+    if certs_dir and "$" in certs_dir:
+        problems.append(Problem("must not contain '$' (nginx reads it as a variable)", option="--certs_dir"))
+    return problems
+
+
+def _local(endpoint: Endpoint) -> bool:
+    return endpoint.connection.type == "local"
+
+
+@impl
+def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    from .discovery import confirm_by_handshake, discover
+
+    _config, pairs = discover(connection, endpoint.options.nginx_config_path)
+    return confirm_by_handshake([n for n, _ in pairs], endpoint, _local(endpoint))
+
+
+@impl
+def install(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+) -> InstallResult:
+    from .install import install_bundle
+
+    return install_bundle(endpoint, connection, bundle, nodes, dry_run, local=_local(endpoint))
+
+
+@impl
+def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
+    from .config import load
+    from .install import restart_nginx
+
+    config = load(connection, endpoint.options.nginx_config_path)
+    done = restart_nginx(connection, config)
+    return RestartResult(restarted=True, message=f"nginx -t passed; reloaded ({done})")

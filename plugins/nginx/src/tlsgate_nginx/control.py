@@ -1,0 +1,157 @@
+"""Talking to the nginx that runs this configuration: config test and reload.
+
+The running master is found from the configuration's ``pid`` directive (relative paths are
+against the prefix; without one, the compiled ``--pid-path``), then its command line
+(``/proc/<pid>/cmdline``, which the master rewrites to ``nginx: master process <argv>``) tells
+which binary, prefix (``-p``), error log (``-e``) and ``-g`` directives it was started with, so
+``nginx -t`` and ``nginx -s reload`` test and signal exactly that instance. When systemd runs it
+(``nginx.service``'s MainPID is that master) the reload goes through ``systemctl reload
+nginx.service`` as the reference document asks.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import attrs
+from tlsgate import CommandResult, Connection, TlsgateError
+
+from .config import NginxConfig
+
+_DEFAULT_BINARY = "/usr/sbin/nginx"
+_MASTER_TITLE = "nginx: master process "
+
+
+@attrs.frozen
+class NginxControl:
+    """How to test and reload one nginx instance."""
+
+    binary: str
+    config: str
+    prefix: str | None = None
+    error_log: str | None = None
+    globals_: str | None = None
+    pid_file: str | None = None
+    master_pid: int | None = None
+    systemd_unit: str | None = None
+
+    def base(self) -> list[str]:
+        argv = [self.binary]
+        if self.prefix:
+            argv += ["-p", self.prefix]
+        if self.error_log:
+            argv += ["-e", self.error_log]
+        argv += ["-c", self.config]
+        if self.globals_:
+            argv += ["-g", self.globals_]
+        return argv
+
+    def test_argv(self) -> list[str]:
+        return [*self.base(), "-t"]
+
+    def reload_argv(self) -> list[str]:
+        if self.systemd_unit:
+            return ["systemctl", "reload", self.systemd_unit]
+        return [*self.base(), "-s", "reload"]
+
+    @property
+    def running(self) -> bool:
+        return self.master_pid is not None
+
+
+def find_control(connection: Connection, config: NginxConfig) -> NginxControl:
+    """Locate the running master of ``config`` (if any) and how to talk to it."""
+    path = connection.path
+    pid_file = _pid_file(connection, config)
+    master = _read_master(connection, pid_file) if pid_file else None
+    if master is None:
+        binary = connection.which("nginx") or _DEFAULT_BINARY
+        return NginxControl(binary=binary, config=config.main, pid_file=pid_file)
+    pid, argv = master
+    binary, prefix, error_log, globals_ = _DEFAULT_BINARY, None, None, None
+    if argv:
+        binary = argv[0] if path.isabs(argv[0]) else (connection.which(argv[0]) or _DEFAULT_BINARY)
+        i = 1
+        while i < len(argv):
+            flag = argv[i]
+            value = argv[i + 1] if i + 1 < len(argv) else None
+            if flag in ("-p", "-e", "-g", "-c") and value is not None:
+                if flag == "-p":
+                    prefix = value
+                elif flag == "-e":
+                    error_log = value
+                elif flag == "-g":
+                    globals_ = value
+                i += 2
+                continue
+            i += 1
+    unit = "nginx.service" if _systemd_owns(connection, pid) else None
+    return NginxControl(
+        binary=binary,
+        config=config.main,
+        prefix=prefix,
+        error_log=error_log,
+        globals_=globals_,
+        pid_file=pid_file,
+        master_pid=pid,
+        systemd_unit=unit,
+    )
+
+
+def _pid_file(connection: Connection, config: NginxConfig) -> str | None:
+    d = config.main_directive("pid")
+    compiled: dict[str, str] = {}
+    if d is None or not connection.path.isabs(d.args[0] if d.args else ""):
+        compiled = _compiled_paths(connection)
+    prefix = compiled.get("prefix")
+    if d is not None and d.args:
+        value = d.args[0]
+        if value == "off":
+            return None
+        if not connection.path.isabs(value):
+            value = connection.path.join(prefix or "/", value)
+        return value
+    return compiled.get("pid-path")
+
+
+def _compiled_paths(connection: Connection) -> dict[str, str]:
+    binary = connection.which("nginx") or _DEFAULT_BINARY
+    res = connection.run([binary, "-V"])
+    out: dict[str, str] = {}
+    for word in (res.stdout + res.stderr).split():
+        if word.startswith("--") and "=" in word:
+            key, _, value = word[2:].partition("=")
+            out[key] = value
+    return out
+
+
+def _read_master(connection: Connection, pid_file: str) -> tuple[int, list[str]] | None:
+    try:
+        pid = int(connection.read_file(pid_file).strip())
+        cmdline = connection.read_file(f"/proc/{pid}/cmdline")
+    except (TlsgateError, OSError, ValueError):
+        return None
+    text = cmdline.replace(b"\x00", b" ").decode("utf-8", "replace").strip()
+    if not text.startswith(_MASTER_TITLE):
+        # the master rewrote its title unless it runs without master_process (then argv as is)
+        if "nginx" not in text.split(" ", 1)[0]:
+            return None
+        return pid, text.split()
+    try:
+        return pid, shlex.split(text[len(_MASTER_TITLE) :])
+    except ValueError:
+        return pid, text[len(_MASTER_TITLE) :].split()
+
+
+def _systemd_owns(connection: Connection, pid: int) -> bool:
+    if connection.platform == "windows" or not connection.systemd_running():
+        return False
+    res = connection.run(["systemctl", "show", "--property=MainPID", "--value", "nginx.service"])
+    return res.ok and res.stdout.strip() == str(pid)
+
+
+def describe_failure(result: CommandResult) -> str:
+    """The last meaningful line of an nginx command's output."""
+    lines = [ln for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
+    bad = [ln for ln in lines if "[emerg]" in ln or "[alert]" in ln or "failed" in ln]
+    return (bad or lines or [f"exit status {result.exit_code}"])[-1].strip()

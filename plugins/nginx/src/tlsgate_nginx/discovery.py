@@ -1,0 +1,169 @@
+"""Discovery: one Node per server block and listen address, with the certificate it serves."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import ssl
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+from cryptography import x509
+from tlsgate import Connection, Endpoint, Node, TlsgateError, certs
+from tlsgate.probe import probe_host, served_certificate, sni_for
+
+from .config import NginxConfig, ServerBlock, load
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
+_PROBE_THREADS = 16
+
+
+@attrs.frozen
+class CertFacts:
+    """What a certificate file says (or why it could not be read)."""
+
+    der: bytes | None
+    fingerprint: str | None
+    subject: str | None = None
+    not_after: object = None
+    problem: str | None = None
+
+
+def resolve(config: NginxConfig, connection: Connection, value: str) -> str:
+    """A path from the configuration, absolute (relative ones are against the config dir)."""
+    return value if connection.path.isabs(value) else connection.path.join(config.conf_dir, value)
+
+
+def read_certificate(connection: Connection, path: str) -> CertFacts:
+    """The first certificate of a PEM file (nginx's leaf), fingerprinted; never raises."""
+    try:
+        data = connection.read_file(path)
+    except (TlsgateError, OSError) as exc:
+        return CertFacts(None, None, problem=f"cannot read {path}: {exc}")
+    m = _PEM_CERT.search(data)
+    if m is None:
+        return CertFacts(None, None, problem=f"{path}: no PEM certificate")
+    try:
+        der = base64.b64decode(m.group(1), validate=False)
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, binascii.Error):
+        return CertFacts(None, None, problem=f"{path}: not a valid certificate")
+    return CertFacts(
+        der,
+        hashlib.sha256(der).hexdigest(),
+        certs.subject_text(cert),
+        certs.not_after(cert),
+    )
+
+
+def build_nodes(
+    config: NginxConfig, connection: Connection, *, vendor: str = "nginx"
+) -> list[tuple[Node, ServerBlock]]:
+    """The node model from the parsed configuration alone (no handshakes)."""
+    cache: dict[str, CertFacts] = {}
+    out: list[tuple[Node, ServerBlock]] = []
+    for server in config.servers:
+        facts: CertFacts | None = None
+        notes: list[str] = []
+        paths = server.certificates
+        if paths:
+            value = paths[0]
+            if "$" in value:
+                notes.append(f"certificate path {value!r} uses variables, resolved per handshake")
+            else:
+                path = resolve(config, connection, value)
+                facts = cache.get(path)
+                if facts is None:
+                    facts = cache[path] = read_certificate(connection, path)
+                if facts.problem:
+                    notes.append(facts.problem)
+            if server.inherited:
+                notes.append("certificate inherited from http")
+        name = server.names[0] if server.names else "_"
+        alias = tuple(server.names[1:])
+        seen: set[tuple[str, int]] = set()
+        quic_only = {(x.ip, x.port) for x in server.listens if x.quic} - {
+            (x.ip, x.port) for x in server.listens if not x.quic
+        }
+        for listen in server.listens:
+            addr = (listen.ip, listen.port)
+            if addr in seen:
+                continue
+            seen.add(addr)
+            https = listen.ssl or listen.quic
+            node_notes = list(notes) if https else []
+            if addr in quic_only:
+                node_notes.append("HTTP/3 over QUIC (UDP) only")
+            if https and not paths:
+                node_notes.append("no ssl_certificate")
+            node = Node(
+                name=name,
+                alias=alias,
+                protocol="https" if https else "http",
+                ip=listen.ip,
+                port=listen.port,
+                fingerprint=facts.fingerprint if https and facts else None,
+                subject=facts.subject if https and facts else None,
+                not_after=facts.not_after if https and facts else None,  # type: ignore[arg-type]
+                vendor=vendor,
+                state="; ".join(["active", *node_notes]),
+                locator=server.locator,
+                certificate=facts.der if https and facts else None,
+            )
+            out.append((node, server))
+    return out
+
+
+def confirm_by_handshake(nodes: Iterable[Node], endpoint: Endpoint, local: bool) -> list[Node]:
+    """Replace each https node's certificate facts with what a TLS handshake (with SNI) shows.
+
+    An unreachable node keeps what its files say, and says so in its state.
+    """
+    nodes = list(nodes)
+    targets = {}
+    for node in nodes:
+        if node.protocol == "https" and node.port and "QUIC" not in node.state:
+            targets[node.key] = (probe_host(node.ip, endpoint.connection.host, local), node.port, sni_for(node.name))
+    unique = sorted(set(targets.values()), key=str)
+    with ThreadPoolExecutor(max_workers=min(_PROBE_THREADS, max(1, len(unique)))) as pool:
+        served = dict(zip(unique, pool.map(lambda t: _served(*t), unique), strict=True))
+    out = []
+    for node in nodes:
+        target = targets.get(node.key)
+        if target is None:
+            out.append(node)
+            continue
+        der = served.get(target)
+        got = hashlib.sha256(der).hexdigest() if der else None
+        if der is None:
+            out.append(attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file"))
+        elif got != node.fingerprint:
+            note = "serves a certificate other than its files (reload pending?)"
+            if node.fingerprint is None:
+                note = "certificate seen by handshake"
+            cert = x509.load_der_x509_certificate(der)
+            out.append(
+                attrs.evolve(
+                    node, fingerprint=got, certificate=der, subject=certs.subject_text(cert),
+                    not_after=certs.not_after(cert), state=node.state + "; " + note,
+                )
+            )
+        else:
+            out.append(node)
+    return out
+
+
+def _served(host: str, port: int, sni: str | None) -> bytes | None:
+    try:
+        return served_certificate(host, port, sni, timeout=3.0)
+    except (OSError, ssl.SSLError, ValueError):
+        return None
+
+
+def discover(connection: Connection, config_path: str) -> tuple[NginxConfig, list[tuple[Node, ServerBlock]]]:
+    """Parse and build the node model (the part the benchmark measures)."""
+    config = load(connection, config_path)
+    return config, build_nodes(config, connection)

@@ -1,0 +1,311 @@
+"""Installing a certificate into chosen server blocks, as one transaction.
+
+Only the arguments of ``ssl_certificate`` / ``ssl_certificate_key`` change; every other byte of
+every file stays. The new key and full chain go to *new* files named after the certificate
+(``tlsgate-<name>-<fingerprint>.fullchain.pem`` / ``.key.pem``), never over files other blocks
+may read.
+
+A server block that inherits its certificate from ``http`` gets its own two directives (added
+after its ``{``) rather than a change to the shared ones: changing the http-level pair would
+change every other block that inherits it. A directive that several server blocks read (an
+included snippet) is only changed when all of those blocks are chosen; otherwise the install is
+refused, because adding a second ``ssl_certificate`` to a block would add a certificate pair, not
+replace one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from tlsgate import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    InstallResult,
+    Node,
+    OperationError,
+    Transaction,
+    ValidationError,
+)
+from tlsgate.bundle import key_matches
+from tlsgate.probe import Target, expect_served, probe_host, sni_for, try_served_fingerprint
+
+from .config import NginxConfig, ServerBlock
+from .control import NginxControl, describe_failure, find_control
+from .discovery import discover, read_certificate, resolve
+from .lexer import Directive, quote
+
+Edit = tuple[int, int, bytes]  # replace data[start:end] with bytes (start == end: insert)
+
+
+def apply_edits(data: bytes, edits: Sequence[Edit]) -> bytes:
+    """``data`` with non-overlapping ``edits`` applied."""
+    out = []
+    pos = 0
+    for start, end, text in sorted(edits):
+        if start < pos:
+            raise ValueError("overlapping edits")
+        out += [data[pos:start], text]
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out)
+
+
+def _insertion(data: bytes, server: Directive, cert: str, key: str) -> Edit:
+    """Where and what to add to a block that has no ssl_certificate of its own."""
+    body = server.body
+    eol = data.find(b"\n", body)
+    rest = data[body : eol if eol >= 0 else len(data)]
+    lines = [f"ssl_certificate {quote(cert)};", f"ssl_certificate_key {quote(key)};"]
+    if eol >= 0 and (not rest.strip() or rest.strip().startswith(b"#")):
+        indent = _indent_of_children(data, server)
+        text = "".join(f"{indent}{line}\n" for line in lines)
+        return eol + 1, eol + 1, text.encode()
+    return body, body, (" " + " ".join(lines)).encode()
+
+
+def _indent_of_children(data: bytes, server: Directive) -> str:
+    for child in server.block or ():
+        line_start = data.rfind(b"\n", 0, child.start) + 1
+        prefix = data[line_start : child.start]
+        if not prefix.strip():
+            return prefix.decode()
+    line_start = data.rfind(b"\n", 0, server.start) + 1
+    m = re.match(rb"[ \t]*", data[line_start : server.start])
+    return (m.group(0) if m else b"").decode() + "    "
+
+
+def _pair_for(config: NginxConfig, connection: Connection, server: ServerBlock, bundle: CertificateBundle) -> int:
+    """Which certificate pair of the block to replace: the one whose key type matches."""
+    certs_, keys = server.cert_directives, server.key_directives
+    if len(certs_) != len(keys):
+        raise OperationError(
+            f"{config.where(server.directive)}: {len(certs_)} ssl_certificate but {len(keys)} "
+            "ssl_certificate_key directives; fix the block first"
+        )
+    if len(certs_) == 1:
+        return 0
+    want = _key_kind(bundle.key)
+    for i, d in enumerate(certs_):
+        if d.args and "$" not in d.args[0]:
+            facts = read_certificate(connection, resolve(config, connection, d.args[0]))
+            if facts.der is not None:
+                from cryptography import x509
+
+                if _key_kind(x509.load_der_x509_certificate(facts.der).public_key()) == want:
+                    return i
+    return 0
+
+
+def _key_kind(key: object) -> str:
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return "ec"
+    return type(key).__name__
+
+
+def plan_edits(
+    config: NginxConfig,
+    connection: Connection,
+    chosen: Sequence[ServerBlock],
+    bundle: CertificateBundle,
+    cert_path: str,
+    key_path: str,
+) -> dict[str, list[Edit]]:
+    """Per file, the edits that point the chosen blocks at ``cert_path`` / ``key_path``."""
+    users: dict[tuple[str, int], list[ServerBlock]] = defaultdict(list)
+    for server in config.servers:
+        if not server.inherited:
+            for d in server.cert_directives + server.key_directives:
+                users[(d.file, d.start)].append(server)
+    chosen_ids = {id(s) for s in chosen}
+    edits: dict[str, list[Edit]] = defaultdict(list)
+    done: set[tuple[str, int]] = set()
+    for server in chosen:
+        if server.inherited or not server.cert_directives:
+            data = config.files[server.file]
+            edits[server.file].append(_insertion(data, server.directive, cert_path, key_path))
+            continue
+        i = _pair_for(config, connection, server, bundle)
+        for d, value in ((server.cert_directives[i], cert_path), (server.key_directives[i], key_path)):
+            if "$" in " ".join(d.args):
+                raise OperationError(
+                    f"{config.where(d)}: {d.name} uses variables ({' '.join(d.args)}); tlsgate will not "
+                    "replace a per-request certificate path"
+                )
+            others = [s for s in users[(d.file, d.start)] if id(s) not in chosen_ids]
+            if others:
+                names = ", ".join(f"{s.names[0] if s.names else '_'} ({s.locator})" for s in others[:3])
+                raise OperationError(
+                    f"{config.where(d)}: {d.name} is shared with server blocks not chosen: {names}; "
+                    "choose them too or give each block its own directive"
+                )
+            if (d.file, d.start) in done:
+                continue
+            done.add((d.file, d.start))
+            start, end = d.spans[0]
+            edits[d.file].append((start, end, quote(value).encode()))
+    return dict(edits)
+
+
+def _default_servers(config: NginxConfig) -> dict[tuple[str, int], ServerBlock]:
+    """Per listen address, the block nginx picks without a matching SNI name."""
+    first: dict[tuple[str, int], ServerBlock] = {}
+    marked: dict[tuple[str, int], ServerBlock] = {}
+    for server in config.servers:
+        for listen in server.listens:
+            addr = (listen.ip, listen.port)
+            first.setdefault(addr, server)
+            if listen.default_server:
+                marked.setdefault(addr, server)
+    return {**first, **marked}
+
+
+def _reachable(
+    node: Node, server: ServerBlock, defaults: dict[tuple[str, int], ServerBlock], endpoint: Endpoint, local: bool
+) -> Target | None:
+    """The handshake target that reaches this node's block, or None when none does."""
+    if node.protocol != "https" or node.port is None or "QUIC" in node.state:
+        return None
+    sni = sni_for(node.name)
+    if sni is None and defaults.get((node.ip or "", node.port)) is not server:
+        sni = next((n for n in node.alias if sni_for(n)), None)
+        if sni is None:
+            return None
+    return Target(probe_host(node.ip, endpoint.connection.host, local), node.port, sni)
+
+
+def select_servers(
+    pairs: Sequence[tuple[Node, ServerBlock]], wanted: Sequence[Node], bundle: CertificateBundle
+) -> list[ServerBlock]:
+    """The server blocks to change: those of the chosen nodes, else those whose names the
+    certificate covers."""
+    chosen: list[ServerBlock] = []
+    if wanted:
+        for want in wanted:
+            match = [(n, s) for n, s in pairs if n.key == want.key] or [
+                (n, s) for n, s in pairs
+                if n.name == want.name and (want.port is None or n.port == want.port)
+                and (want.ip is None or n.ip == want.ip)
+            ]
+            if not match:
+                raise ValidationError(f"no such node on this endpoint: {want.name}", option="--node")
+            for node, server in match:
+                if node.protocol != "https":
+                    raise ValidationError(
+                        f"{node.name} ({node.ip}:{node.port}) is plain http; add 'ssl' to its listen first",
+                        option="--node",
+                    )
+                if server not in chosen:
+                    chosen.append(server)
+        return chosen
+    for node, server in pairs:
+        if node.protocol != "https" or server in chosen:
+            continue
+        names = [n for n in (node.name, *node.alias) if n not in ("_", "") and not n.startswith("~")]
+        if any(bundle.covers(n) for n in names):
+            chosen.append(server)
+    if not chosen:
+        https = sorted({n.name for n, _ in pairs if n.protocol == "https"})
+        raise ValidationError(
+            f"the certificate ({', '.join(bundle.names) or bundle.subject}) covers none of the https "
+            f"nodes ({', '.join(https) or 'none'}); choose nodes with --node",
+            option="--node",
+        )
+    return chosen
+
+
+#: Test seam: called after the new files are written and before ``nginx -t`` (tests use it to
+#: break a file honestly on disk). Production code never sets it.
+after_write_hook: Callable[[Connection, str, str], None] | None = None
+
+
+def check_bundle(bundle: CertificateBundle) -> None:
+    """Refuse a key that does not belong to the leaf before anything is reloaded."""
+    if not key_matches(bundle.leaf, bundle.key):
+        raise OperationError("the private key does not match the certificate")
+
+
+def install_bundle(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+    *,
+    local: bool,
+) -> InstallResult:
+    options = endpoint.options
+    config, pairs = discover(connection, options.nginx_config_path)
+    chosen = select_servers(pairs, nodes, bundle)
+    path = connection.path
+    certs_dir = options.certs_dir or config.conf_dir
+    stem = f"tlsgate-{bundle.default_alias()}-{bundle.fingerprint[:12]}"
+    cert_path = path.join(certs_dir, f"{stem}.fullchain.pem")
+    key_path = path.join(certs_dir, f"{stem}.key.pem")
+    edits = plan_edits(config, connection, chosen, bundle, cert_path, key_path)
+    control = find_control(connection, config)
+
+    defaults = _default_servers(config)
+    changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
+    changed = [t for n, s in pairs if s in chosen and (t := _reachable(n, s, defaults, endpoint, local))]
+    others = [t for n, s in pairs if s not in chosen and (t := _reachable(n, s, defaults, endpoint, local))]
+    before: dict[Target, str] = {}
+    if not dry_run and control.running:
+        before = {t: fp for t in dict.fromkeys(others) if (fp := try_served_fingerprint(t.host, t.port, t.sni))}
+
+    label = f"nginx install on {endpoint.name}"
+    verified = False
+    with Transaction(connection, dry_run=dry_run, label=label) as tx:
+        check_bundle(bundle)
+        if not connection.exists(certs_dir) and tx.step("mkdir", certs_dir):
+            connection.makedirs(certs_dir)
+        tx.write(key_path, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
+        tx.write(cert_path, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
+        for file, file_edits in edits.items():
+            lines = sorted({config.line_at(file, e[0]) for e in file_edits})
+            detail = "ssl_certificate/ssl_certificate_key at line " + ", ".join(map(str, lines))
+            tx.write(file, apply_edits(config.files[file], file_edits), detail=detail)
+        if after_write_hook is not None and not dry_run:
+            after_write_hook(connection, cert_path, key_path)
+        _run(tx, connection, control.test_argv(), "nginx -t")
+        if control.running:
+            tx.on_rollback(lambda: connection.run(control.reload_argv()), "reload nginx with the restored files")
+            _run(tx, connection, control.reload_argv(), "nginx reload")
+            if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):
+                expect_served(changed, bundle.fingerprint)
+                by_fp: dict[str, list[Target]] = defaultdict(list)
+                for target, fp in before.items():
+                    by_fp[fp].append(target)
+                for fp, targets in by_fp.items():
+                    expect_served(targets, fp, deadline=10.0)
+                verified = bool(changed)
+                if not changed:
+                    tx.messages.append("no changed node is reachable by handshake; not verified")
+        else:
+            tx.messages.append(f"nginx is not running (no master in {control.pid_file}); files installed, not reloaded")
+    return tx.result(nodes=tuple(n.name for n in changed_nodes), verified=verified)
+
+
+def _run(tx: Transaction, connection: Connection, argv: list[str], what: str) -> None:
+    result = tx.run(argv, what=what, check=False)
+    if result is not None and not result.ok:
+        raise OperationError(f"{what} failed: {describe_failure(result)}")
+
+
+def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None) -> str:
+    """``nginx -t`` then reload; raises OperationError with nginx's reason."""
+    control = control or find_control(connection, config)
+    test = connection.run(control.test_argv())
+    if not test.ok:
+        raise OperationError(f"nginx -t failed, not reloaded: {describe_failure(test)}")
+    if not control.running:
+        raise OperationError(f"nginx is not running (no master in {control.pid_file}); nothing to reload")
+    res = connection.run(control.reload_argv())
+    if not res.ok:
+        raise OperationError(f"nginx reload failed: {describe_failure(res)}")
+    return " ".join(control.reload_argv())

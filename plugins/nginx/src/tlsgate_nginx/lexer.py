@@ -1,0 +1,218 @@
+"""A small nginx configuration tokenizer and parser that keeps byte offsets.
+
+Why not crossplane (which the plugin still depends on for cross-checking in tests and the
+benchmark)? Two reasons:
+
+* An install must change *only* the arguments of ``ssl_certificate`` / ``ssl_certificate_key``
+  and leave every other byte of every file as it was (comments, spacing, quoting). crossplane
+  gives line numbers, not the byte span of each argument, so an in-place edit would have to
+  re-tokenize anyway. Here every argument carries its ``(start, end)`` offsets.
+* Discovery on big hosts: crossplane builds a dict per directive and takes ~2 s for 10,000
+  server blocks on this kind of machine. One compiled regular expression over the whole file
+  (whitespace folded into each token's match) does the same work in a fraction of that; see
+  ``benchmarks/RESULTS.md``.
+
+It follows ``ngx_conf_read_token`` (src/core/ngx_conf_file.c): a token is ``;``, ``{``, ``}``,
+a ``'...'`` or ``"..."`` string, or a bare word ended by space, tab, CR, LF, ``;`` or ``{``
+(``${`` does not end it); ``#`` starts a comment only where a token could start; a backslash
+escapes the next character. ``*_by_lua_block { ... }`` bodies are Lua, not nginx syntax, and are
+skipped as one raw argument as crossplane does. The file is handled as bytes so offsets are
+byte offsets and no decoding can alter what is written back.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+
+from tlsgate import ValidationError
+
+_TOKEN = re.compile(
+    rb"""[ \t\r\n]*(?:
+      (\#[^\n]*)                                   # 1 comment (to end of line)
+    | ("(?:[^"\\]|\\.)*")                          # 2 double-quoted string
+    | ('(?:[^'\\]|\\.)*')                          # 3 single-quoted string
+    | ([;{}])                                      # 4 punctuation
+    | ((?:\\.|\$\{|[^ \t\r\n;{}"'\#\\])(?:\\.|\$\{|[^ \t\r\n;{\\])*)  # 5 bare word
+    )""",
+    re.X | re.S,
+)
+# ngx_conf_read_token drops the backslash before " ' \\, translates \t \r \n, keeps the rest
+_ESCAPES = {b"t": b"\t", b"r": b"\r", b"n": b"\n", b'"': b'"', b"'": b"'", b"\\": b"\\"}
+_ESCAPE = re.compile(rb"\\(.)", re.S)
+
+
+class Directive:
+    """One directive: ``name``, its unquoted ``args``, and where each argument's raw text sits
+    (``spans``: ``(start, end)`` byte offsets in ``file``, quotes included). ``start`` is the
+    offset of the name, ``end`` the offset just after its ``;`` or ``}``; ``block`` holds the
+    children of a block directive (None for a simple one); ``body`` is the offset just after
+    ``{``."""
+
+    __slots__ = ("args", "block", "body", "end", "file", "name", "spans", "start")
+
+    def __init__(self, name: str, args: list[str], spans: list[tuple[int, int]], file: str, start: int) -> None:
+        self.name = name
+        self.args = args
+        self.spans = spans
+        self.file = file
+        self.start = start
+        self.end = start
+        self.body = -1
+        self.block: list[Directive] | None = None
+
+    def __repr__(self) -> str:
+        return f"Directive({self.name!r}, {self.args!r}, {self.file}@{self.start})"
+
+
+def _unescape(raw: bytes) -> bytes:
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def line_of(data: bytes, offset: int) -> int:
+    """1-based line number of ``offset`` in ``data``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+class LineIndex:
+    """Offset -> line number for one file, built once (discovery asks for many)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._newlines = [m.start() for m in re.finditer(rb"\n", data)]
+
+    def line(self, offset: int) -> int:
+        return bisect_right(self._newlines, offset - 1) + 1
+
+
+def parse(data: bytes, file: str) -> list[Directive]:
+    """Parse one file into its top-level directives (``include`` is not followed here).
+
+    Raises :class:`ValidationError` naming ``file:line`` on a syntax error: an unterminated
+    string, a ``}`` without ``{``, a missing ``;`` or ``}`` at the end of the file.
+    """
+    root: list[Directive] = []
+    stack: list[Directive] = []
+    current = root
+    words: list[bytes] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    size = len(data)
+    while True:
+        restart = None
+        for m in _TOKEN.finditer(data, pos):
+            if m.start() != pos:
+                break
+            pos = m.end()
+            kind = m.lastindex
+            if kind == 5:  # the common case first
+                raw = m.group(5)
+                words.append(_unescape(raw) if b"\\" in raw else raw)
+                spans.append(m.span(5))
+            elif kind == 4:
+                ch = m.group(4)
+                if ch == b"}":
+                    if words:
+                        _fail(data, file, m.start(4), "unexpected '}' (missing ';' before it?)")
+                    if not stack:
+                        _fail(data, file, m.start(4), "unexpected '}'")
+                    block_owner = stack.pop()
+                    block_owner.end = pos
+                    current = stack[-1].block if stack else root  # type: ignore[assignment]
+                    continue
+                if not words:
+                    _fail(data, file, m.start(4), f"unexpected '{ch.decode()}'")
+                d = Directive(
+                    _text(words[0]), [_text(w) for w in words[1:]], spans[1:], file, spans[0][0]
+                )
+                words = []
+                spans = []
+                current.append(d)
+                if ch == b";":
+                    d.end = pos
+                    continue
+                d.body = pos
+                if d.name.endswith("_by_lua_block"):
+                    end = _skip_lua(data, pos, file)
+                    d.args.append(_text(data[pos : end - 1]))
+                    d.spans.append((pos, end - 1))
+                    d.end = pos = end
+                    restart = pos
+                    break
+                d.block = []
+                stack.append(d)
+                current = d.block
+            elif kind == 1:
+                continue
+            else:
+                raw = m.group(kind)[1:-1]
+                words.append(_unescape(raw) if b"\\" in raw else raw)
+                spans.append(m.span(kind))
+        if restart is None:
+            break
+    if pos < size and data[pos:].strip(b" \t\r\n"):
+        ch = data[pos : pos + 1]
+        reason = "unterminated string" if ch in (b'"', b"'") else f"unexpected {ch!r}"
+        _fail(data, file, pos, reason)
+    if words:
+        _fail(data, file, size, "unexpected end of file, expecting ';' or '}'")
+    if stack:
+        _fail(data, file, size, "unexpected end of file, expecting '}'")
+    return root
+
+
+def _skip_lua(data: bytes, pos: int, file: str) -> int:
+    """Offset just after the ``}`` closing a Lua block that starts at ``pos`` (after ``{``).
+
+    Braces inside Lua strings and ``--`` comments do not count; long brackets are treated as
+    strings.
+    """
+    depth = 1
+    i = pos
+    n = len(data)
+    while i < n:
+        c = data[i]
+        if c == 0x7B:  # {
+            depth += 1
+        elif c == 0x7D:  # }
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c in (0x22, 0x27):  # " '
+            i += 1
+            while i < n and data[i] != c:
+                i += 2 if data[i] == 0x5C else 1
+        elif data.startswith(b"--", i):
+            j = data.find(b"\n", i)
+            i = n if j < 0 else j
+            continue
+        elif data.startswith(b"[[", i):
+            j = data.find(b"]]", i + 2)
+            i = n if j < 0 else j + 2
+            continue
+        i += 1
+    _fail(data, file, n, "unexpected end of file inside a *_by_lua_block")
+    raise AssertionError  # pragma: no cover
+
+
+def _fail(data: bytes, file: str, offset: int, reason: str) -> None:
+    raise ValidationError(f"{file}:{line_of(data, offset)}: {reason}", option="--nginx_config_path")
+
+
+_NEEDS_QUOTES = re.compile(r"""[\s;{}'"#\\]|^$""")
+
+
+def quote(value: str) -> str:
+    """``value`` as an nginx argument: bare when safe, else double-quoted with escapes.
+
+    ``$`` cannot be escaped in nginx (variables are interpolated in quoted strings too), so a
+    value with ``$`` is refused: it would name a different file.
+    """
+    if "$" in value:
+        raise ValidationError(f"{value!r}: nginx would read '$' as a variable", option="--certs_dir")
+    if not _NEEDS_QUOTES.search(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
