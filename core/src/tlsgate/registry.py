@@ -161,7 +161,10 @@ class Registry:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from exc
+            name = self.pm.get_name(exc.plugin) or "?"
+            info = self.plugins.get(name)
+            where = f" ({info.distribution} {info.version})" if info else ""
+            raise PluginError(f"plugin {name!r}{where}: {exc}") from exc
         for etype in self.endpoint_types.values():
             for ctype in etype.connection_types:
                 if ctype not in self.connection_types:

@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     try:
+        _check_endpoint_type(args)
         # standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit
         build_app()(args=args, prog_name="tlsgate")
     except SystemExit as exc:
@@ -39,6 +40,22 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_endpoint_type(args: list[str]) -> None:
+    """``tls add X`` for a type no plugin serves: say which types are installed (or that none are)."""
+    if len(args) >= 3 and args[:2] == ["tls", "add"] and not args[2].startswith("-"):
+        from ..errors import ValidationError
+        from ..registry import get_registry
+
+        types = sorted(get_registry().endpoint_types)
+        if args[2] not in types:
+            if not types:
+                raise ValidationError(
+                    f"unknown endpoint type {args[2]!r}: no endpoint types are installed "
+                    "(install a plugin such as tlsgate-keystores)"
+                )
+            raise ValidationError(f"unknown endpoint type {args[2]!r} (installed: {', '.join(types)})")
 
 
 def run() -> None:

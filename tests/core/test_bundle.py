@@ -1,0 +1,93 @@
+"""CertificateBundle: PEM and PFX inputs, key match, chain order, one-line errors naming the file."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tlsgate import CertificateBundle, ValidationError
+from tlsgate.testing.certs import TestCA
+
+
+def test_pem_files_with_shuffled_chain_are_ordered_and_root_dropped(test_ca: TestCA, tmp_path) -> None:
+    issued = test_ca.issue("www.example.org", "example.org")
+    crt, key, _ = issued.write(tmp_path, "leaf")
+    chain = tmp_path / "shuffled.pem"
+    chain.write_bytes(test_ca.root.public_bytes(__import__("cryptography").hazmat.primitives.serialization.Encoding.PEM)
+                      + issued.chain_pem)  # root first, then intermediate, then root again
+    bundle = CertificateBundle.from_pem_files(crt, key, chain)
+    assert bundle.chain == (test_ca.intermediate,)
+    with_root = CertificateBundle.from_pem_files(crt, key, chain, include_root=True)
+    assert with_root.chain == (test_ca.intermediate, test_ca.root)
+    assert bundle.covers("www.example.org") and not bundle.covers("other.example.org")
+    assert bundle.default_alias() == "www.example.org"
+
+
+def test_cert_file_holding_leaf_and_chain(test_ca: TestCA, tmp_path) -> None:
+    issued = test_ca.issue("a.example")
+    full = tmp_path / "full.pem"
+    full.write_bytes(issued.chain_pem + issued.cert_pem)  # leaf last: the key picks it out
+    key = tmp_path / "k.pem"
+    key.write_bytes(issued.key_pem)
+    bundle = CertificateBundle.from_pem_files(full, key)
+    assert bundle.fingerprint == issued.fingerprint and bundle.chain == (test_ca.intermediate,)
+
+
+def test_mismatched_key_is_refused_naming_the_files(test_ca: TestCA, tmp_path) -> None:
+    a, b = test_ca.issue("a.example"), test_ca.issue("b.example")
+    crt, _, _ = a.write(tmp_path, "a")
+    _, key_b, _ = b.write(tmp_path, "b")
+    with pytest.raises(ValidationError) as err:
+        CertificateBundle.from_pem_files(crt, key_b)
+    assert str(err.value).startswith(f"--key {key_b}: the private key does not match the certificate")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage\n", b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"])
+def test_garbage_certificate_is_one_line_naming_the_file(tmp_path, test_ca: TestCA, content: bytes) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_bytes(content)
+    key = tmp_path / "k.pem"
+    key.write_bytes(test_ca.issue("x.example").key_pem)
+    with pytest.raises(ValidationError) as err:
+        CertificateBundle.from_pem_files(bad, key)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path) -> None:
+    with pytest.raises(ValidationError, match=r"--cert: .*nope\.crt: no such file"):
+        CertificateBundle.from_pem_files(tmp_path / "nope.crt", tmp_path / "nope.key")
+
+
+def test_pfx_round_trip_and_wrong_password(test_ca: TestCA, tmp_path) -> None:
+    issued = test_ca.issue("pfx.example")
+    path = tmp_path / "b.pfx"
+    path.write_bytes(issued.pfx("s3cret"))
+    bundle = CertificateBundle.from_pfx_file(path, "s3cret")
+    assert bundle.fingerprint == issued.fingerprint and bundle.chain == (test_ca.intermediate,)
+    with pytest.raises(ValidationError) as err:
+        CertificateBundle.from_pfx_file(path, "Xk9-guess")
+    assert "wrong password" in str(err.value)
+    assert "s3cret" not in str(err.value) and "Xk9-guess" not in str(err.value)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), extra_dupes=st.integers(0, 3), key_pw=st.one_of(st.none(), st.text(min_size=1, max_size=20)))
+def test_bundle_round_trip_any_order(test_ca: TestCA, seed: int, extra_dupes: int, key_pw: str | None) -> None:
+    """Whatever order and duplication the chain arrives in, and whatever key password, the bundle
+    reloads from its own PEM output to the same leaf, key and chain."""
+    issued = _ISSUED.setdefault("x", test_ca.issue("rt.example"))
+    pieces = [issued.chain_pem.split(b"-----END CERTIFICATE-----\n")[i] + b"-----END CERTIFICATE-----\n" for i in range(2)]
+    pieces += pieces[:1] * extra_dupes
+    random.Random(seed).shuffle(pieces)
+    first = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, b"".join(pieces))
+    again = CertificateBundle.from_pem(first.cert_pem(), first.key_pem(key_pw), first.chain_pem(), key_password=key_pw)
+    assert again.fingerprint == first.fingerprint == issued.fingerprint
+    assert again.chain == first.chain == (test_ca.intermediate,)
+    assert again.key_der() == first.key_der()
+
+
+_ISSUED: dict = {}

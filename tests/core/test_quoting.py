@@ -1,0 +1,50 @@
+"""Quoting for sh and PowerShell parameters: any string is data, never code."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tlsgate.quoting import encode_params, encode_powershell, ps_quote, ps_script, sh_join
+
+ARG = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ARG, min_size=1, max_size=5))
+def test_sh_join_passes_every_argument_unchanged(args: list[str]) -> None:
+    """Run the quoted line in a real sh; printf gets exactly the arguments, NUL-separated."""
+    line = sh_join(["printf", "%s\\0", *args])
+    out = subprocess.run(["sh", "-c", line], capture_output=True, check=True).stdout
+    assert out.split(b"\x00")[:-1] == [a.encode("utf-8", "surrogateescape") for a in args]
+
+
+@given(st.text())
+def test_ps_params_round_trip(value: str) -> None:
+    params = {"path": value, "list": [value, "x"]}
+    b64 = encode_params(params)
+    assert set(b64) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+    assert json.loads(base64.b64decode(b64).decode()) == params
+    assert value not in ps_script("# tlsgate:t\n$P.path", params) or value in ps_script("# tlsgate:t\n$P.path", {})
+
+
+@given(st.text())
+def test_ps_quote_has_no_unescaped_quote(value: str) -> None:
+    quoted = ps_quote(value)
+    inner = quoted[1:-1]
+    # every single-quote-like character is doubled, so the literal cannot end early
+    i = 0
+    while i < len(inner):
+        if inner[i] in "'\u2018\u2019\u201a\u201b":
+            assert inner[i + 1] == inner[i]
+            i += 2
+        else:
+            i += 1
+
+
+def test_encoded_command_is_utf16le_base64() -> None:
+    assert base64.b64decode(encode_powershell("Write-Output 'é'")).decode("utf-16-le") == "Write-Output 'é'"

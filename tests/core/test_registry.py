@@ -1,0 +1,118 @@
+"""Plugin loading and dispatch: owner-only dispatch, duplicates refused, failures named."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from tlsgate import hookspecs
+from tlsgate.errors import PluginError
+from tlsgate.models import ConnectionSpec, Endpoint
+from tlsgate.plugin import EndpointType, impl
+from tlsgate.registry import Registry
+from tlsgate.testing.certs import TestCA
+from tlsgate.transports.local import LocalConnection
+
+
+def _bundle(ca: TestCA):
+    from tlsgate import CertificateBundle
+
+    issued = ca.issue("folder.example.org")
+    return CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
+
+
+def test_install_goes_to_the_owner_and_policy_plugins_still_run(registry: Registry, test_ca: TestCA, tmp_path) -> None:
+    et = registry.endpoint_types["folder"]
+    ep = Endpoint(name="f", type="folder", connection=ConnectionSpec("local"), options=et.options(folder=str(tmp_path)))
+    other = Endpoint(name="o", type="other", connection=ConnectionSpec("local"))
+    with LocalConnection() as conn:
+        result = registry.install(ep, conn, _bundle(test_ca), [], False, None)
+        assert result.nodes == ("folder.example.org",)
+        assert (tmp_path / "key.pem").stat().st_mode & 0o777 == 0o600
+        # the other type's install is answered by its own plugin, not by 'folder'
+        assert registry.install(other, conn, _bundle(test_ca), [], False, None).nodes == ("other-was-called",)
+    policy = registry._objects["policy"]
+    assert policy.seen == ["folder", "other"]
+
+
+def test_two_plugins_declaring_one_type_are_refused_with_both_names() -> None:
+    class Dup:
+        @impl
+        def tlsgate_endpoint_types(self):  # type: ignore[no-untyped-def]
+            return [EndpointType(name="same", description="", connection_types=("local",))]
+
+    reg = Registry()
+    reg.register(Dup(), name="first", distribution="dist-a")
+    with pytest.raises(PluginError, match=r"'same'.*first \(dist-a\).*second \(dist-b\)"):
+        reg.register(Dup(), name="second", distribution="dist-b")
+
+
+def test_misspelt_hook_fails_loudly_naming_the_plugin() -> None:
+    class Typo:
+        @impl
+        def discover_node(self, endpoint, connection):  # type: ignore[no-untyped-def]  # missing 's'
+            return []
+
+    reg = Registry()
+    reg.register(Typo(), name="typo", distribution="dist-typo")
+    with pytest.raises(PluginError, match="typo"):
+        reg.finish()
+
+
+def test_a_crash_inside_a_driver_names_the_plugin(registry: Registry, tmp_path) -> None:
+    class Crashing:
+        @impl
+        def tlsgate_endpoint_types(self):  # type: ignore[no-untyped-def]
+            return [EndpointType(name="crash", description="", connection_types=("local",))]
+
+        @impl
+        def discover_nodes(self, endpoint, connection):  # type: ignore[no-untyped-def]
+            raise KeyError("boom")
+
+    registry.register(Crashing(), name="crasher", distribution="dist-crash", version="9.9")
+    ep = Endpoint(name="c", type="crash", connection=ConnectionSpec("local"))
+    with LocalConnection() as conn, pytest.raises(PluginError, match=r"crasher.*dist-crash 9\.9.*discover_nodes"):
+        registry.discover_nodes(ep, conn)
+
+
+def test_facade_methods_match_the_hookspec_arguments() -> None:
+    for name in ("connect", "discover_nodes", "install", "restart", "run_script"):
+        spec_args = list(inspect.signature(getattr(hookspecs, name)).parameters)
+        facade_args = list(inspect.signature(getattr(Registry, name)).parameters)[1:]
+        assert facade_args == spec_args, name
+
+
+def _plugins_json(env: dict[str, str]) -> list[dict]:
+    import json
+    import os
+
+    out = subprocess.run([sys.executable, "-m", "tlsgate", "plugins", "list", "--json"], capture_output=True,
+                         text=True, env={**os.environ, **env}, check=True)
+    return json.loads(out.stdout)
+
+
+def test_blocklist_and_allowlist(tmp_path) -> None:
+    env = {"TLSGATE_HOME": str(tmp_path)}
+    names = {p["name"] for p in _plugins_json(env)}
+    assert {"local", "ssh", "winrm", "credstores"} <= names
+    blocked = {p["name"] for p in _plugins_json({**env, "TLSGATE_DISABLE_PLUGINS": "winrm"})}
+    assert "winrm" not in blocked and "local" in blocked
+    only_core = _plugins_json({**env, "TLSGATE_LOAD_PLUGINS": "no-such-plugin"})
+    assert {p["distribution"] for p in only_core} == {"tlsgate"}
+
+
+def test_core_alone_says_no_endpoint_types_are_installed(tmp_path) -> None:
+    import os
+
+    env = {**os.environ, "TLSGATE_HOME": str(tmp_path), "TLSGATE_LOAD_PLUGINS": "no-such-plugin"}
+    res = subprocess.run([sys.executable, "-m", "tlsgate", "tls", "add", "p12", "--name", "x"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: unknown endpoint type 'p12': no endpoint types are installed (install a plugin such as tlsgate-keystores)"
+    ]
+    res = subprocess.run([sys.executable, "-m", "tlsgate", "plugins", "list"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0 and "no endpoint types are installed" in res.stderr
