@@ -7,7 +7,6 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tlsgate import CertificateBundle, ValidationError
 from tlsgate.testing.certs import TestCA
 

@@ -8,7 +8,6 @@ import os
 import sqlite3
 
 import pytest
-
 from tlsgate import CertificateBundle, OperationError, ValidationError
 from tlsgate.api import Gateway
 from tlsgate.testing.certs import TestCA

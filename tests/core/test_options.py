@@ -8,7 +8,6 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from tlsgate import Secret, ValidationError, option
 from tlsgate.api import _check_port, _check_text
 from tlsgate.options import build_options, option_specs
@@ -28,7 +27,7 @@ def test_name_rule(name: str) -> None:
     if ok:
         assert _check_text(name, "--name", 1, 32) == name
     else:
-        with pytest.raises(ValidationError, match="^--name: "):
+        with pytest.raises(ValidationError, match=r"^--name: "):
             _check_text(name, "--name", 1, 32)
 
 
@@ -64,7 +63,7 @@ def test_bool_option(raw: str) -> None:
     if raw.lower() in ("true", "false", "yes", "no", "1", "0"):
         assert build_options(Opts, {"path": "/x", "legacy": raw}).legacy is (raw.lower() in ("true", "yes", "1"))
     else:
-        with pytest.raises(ValidationError, match="^--legacy: must be true or false$"):
+        with pytest.raises(ValidationError, match=r"^--legacy: must be true or false$"):
             build_options(Opts, {"path": "/x", "legacy": raw})
 
 

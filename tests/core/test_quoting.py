@@ -8,7 +8,6 @@ import subprocess
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tlsgate.quoting import encode_params, encode_powershell, ps_quote, ps_script, sh_join
 
 ARG = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40)

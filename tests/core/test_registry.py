@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tlsgate import hookspecs
 from tlsgate.errors import PluginError
 from tlsgate.models import ConnectionSpec, Endpoint

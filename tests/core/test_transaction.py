@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from tlsgate import OperationError, Transaction
 from tlsgate.transaction import current_backup_sink
 from tlsgate.transports.local import LocalConnection
