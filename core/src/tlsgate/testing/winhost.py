@@ -1,0 +1,534 @@
+"""A small simulated Windows host that runs tlsgate's PowerShell templates (there is no PowerShell
+here). The WinRM loopback peer (:mod:`tlsgate.testing.winrm_peer`) and the ``powershell`` shim of
+the ssh_windows sshd both hand it the command line they received.
+
+What it checks, like a strict Windows would:
+
+* the command line is at most 8,191 characters (cmd.exe), else ``The command line is too long.``;
+* it is ``powershell ... -EncodedCommand <base64 UTF-16LE>``;
+* the script is exactly tlsgate's parameter prelude followed by a template whose first line is
+  ``# tlsgate:<name>``; the parameters are decoded from the prelude's base64 JSON (``$P``);
+* the template is a registered one. An unknown template, a script that does not have this shape,
+  or a template whose text differs from the registered text fails loudly (exit 1 + stderr).
+
+Every call is recorded in :attr:`SimulatedWindowsHost.calls` (template name, decoded parameters,
+script text), so tests can check what reached the host and that nothing was interpolated.
+
+Extending it (other drivers' templates)::
+
+    def restart_service(host, params):
+        host.services[params["name"]] = "Running"
+        host.state.setdefault("restarts", []).append(params["name"])
+        return ""                                  # stdout; exit code 0
+
+    host.register("tomcat-restart", restart_service, template=TOMCAT_RESTART)  # template: optional
+    host.seed(r"C:\\Tomcat\\conf\\server.xml", b"<Server>...</Server>")
+
+A handler gets ``(host, params)`` and returns stdout (``str``/``bytes``), a :class:`PSResult`, or
+``None`` (empty output, exit 0); it raises :class:`PSError` to fail with a message and exit code.
+Programs run through ``Connection.run`` are simulated with ``host.register_program(name, fn)``.
+For ssh_windows, where the host runs in the shim's own process, name the registering functions in
+the ``winhost_plugins`` list (``"package.module:function"``, called with the host).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import ntpath
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..quoting import PARAMS_PRELUDE
+from ..transports import windows as win
+
+CMD_TOO_LONG = "The command line is too long.\r\n"
+
+
+class PSError(Exception):
+    """Raised by a handler: ``message`` goes to stderr, ``exit_code`` is the script's exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@attrs.frozen
+class PSResult:
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int = 0
+
+
+@attrs.frozen
+class Invocation:
+    """One template run: what the host received."""
+
+    template: str
+    params: Any
+    script: str
+
+
+Handler = Callable[["SimulatedWindowsHost", Any], "PSResult | str | bytes | None"]
+Program = Callable[["SimulatedWindowsHost", list[str], "bytes | None", "dict[str, str]"], "PSResult | str | None"]
+
+
+# -- Windows paths -------------------------------------------------------------------------------
+def split_windows_path(path: str) -> tuple[str, list[str]]:
+    """(``C:``, [components]) of an absolute Windows path; ``/`` and ``\\`` both separate,
+    ``.``/``..`` resolve, repeated separators collapse. PSError for a relative path."""
+    if not win.is_absolute_windows_path(path):
+        raise PSError(f"Cannot find path '{path}' because it is not an absolute path.", 1)
+    drive, rest = ntpath.splitdrive(path.replace("/", "\\"))
+    parts: list[str] = []
+    for part in rest.split("\\"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        if part != part.rstrip(" .") or any(ch in part for ch in '<>:"|?*') or any(ord(c) < 32 for c in part):
+            raise PSError(f"The filename, directory name, or volume label syntax is incorrect: '{path}'", 1)
+        parts.append(part)
+    return drive.upper(), parts
+
+
+class WinFS:
+    """The file system interface the built-in templates use (case-insensitive, like NTFS)."""
+
+    def read(self, path: str) -> bytes: raise NotImplementedError
+    def write(self, path: str, data: bytes, *, append: bool = False) -> None: raise NotImplementedError
+    def kind(self, path: str) -> str | None: raise NotImplementedError  # "file", "dir" or None
+    def size(self, path: str) -> int: raise NotImplementedError
+    def mtime(self, path: str) -> float: raise NotImplementedError
+    def listdir(self, path: str) -> list[str]: raise NotImplementedError
+    def mkdir(self, path: str) -> None: raise NotImplementedError
+    def remove(self, path: str) -> None: raise NotImplementedError
+    def rename(self, src: str, dst: str) -> None: raise NotImplementedError
+    def is_private(self, path: str) -> bool: raise NotImplementedError
+    def set_private(self, path: str, private: bool) -> None: raise NotImplementedError
+
+    def makedirs(self, path: str) -> None:
+        drive, parts = split_windows_path(path)
+        for i in range(1, len(parts) + 1):
+            sub = drive + "\\" + "\\".join(parts[:i])
+            k = self.kind(sub)
+            if k == "file":
+                raise PSError(f"An item with the specified name {sub} already exists.", 1)
+            if k is None:
+                self.mkdir(sub)
+
+    def _parent_dir(self, path: str) -> None:
+        drive, parts = split_windows_path(path)
+        parent = drive + "\\" + "\\".join(parts[:-1])
+        if parts[:-1] and self.kind(parent) != "dir":
+            raise PSError(f"Could not find a part of the path '{path}'.", 1)
+
+
+@attrs.define
+class _Entry:
+    name: str  # as first created (case preserved)
+    data: bytearray | None  # None: a directory
+    private: bool = False
+    mtime: float = attrs.field(factory=time.time)
+
+
+class MemoryFS(WinFS):
+    """In-memory NTFS-like tree: case-insensitive, case-preserving; drive ``C:`` exists."""
+
+    def __init__(self, drives: Iterable[str] = ("C:",)) -> None:
+        self.entries: dict[tuple[str, ...], _Entry] = {}
+        for d in drives:
+            self.entries[(d.upper(),)] = _Entry(d.upper(), None)
+
+    @staticmethod
+    def _key(path: str) -> tuple[str, ...]:
+        drive, parts = split_windows_path(path)
+        return (drive, *(p.casefold() for p in parts))
+
+    def _get(self, path: str) -> _Entry | None:
+        return self.entries.get(self._key(path))
+
+    def kind(self, path: str) -> str | None:
+        e = self._get(path)
+        return None if e is None else ("dir" if e.data is None else "file")
+
+    def _file(self, path: str) -> _Entry:
+        e = self._get(path)
+        if e is None:
+            raise PSError(f"Could not find file '{path}'.", 2)
+        if e.data is None:
+            raise PSError(f"Access to the path '{path}' is denied.", 1)
+        return e
+
+    def read(self, path: str) -> bytes:
+        return bytes(self._file(path).data or b"")
+
+    def write(self, path: str, data: bytes, *, append: bool = False) -> None:
+        e = self._get(path)
+        if e is None:
+            self._parent_dir(path)
+            e = self.entries[self._key(path)] = _Entry(split_windows_path(path)[1][-1], bytearray())
+        elif e.data is None:
+            raise PSError(f"Access to the path '{path}' is denied.", 1)
+        if append:
+            e.data += data  # type: ignore[operator]
+        else:
+            e.data = bytearray(data)
+        e.mtime = time.time()
+
+    def size(self, path: str) -> int:
+        return len(self._file(path).data or b"")
+
+    def mtime(self, path: str) -> float:
+        e = self._get(path)
+        return e.mtime if e else 0.0
+
+    def listdir(self, path: str) -> list[str]:
+        key = self._key(path)
+        if self.kind(path) != "dir":
+            raise PSError(f"Cannot find path '{path}' because it does not exist.", 2)
+        return [e.name for k, e in self.entries.items() if len(k) == len(key) + 1 and k[: len(key)] == key]
+
+    def mkdir(self, path: str) -> None:
+        self._parent_dir(path)
+        self.entries[self._key(path)] = _Entry(split_windows_path(path)[1][-1], None)
+
+    def remove(self, path: str) -> None:
+        self._file(path)
+        del self.entries[self._key(path)]
+
+    def rename(self, src: str, dst: str) -> None:
+        e = self._file(src)
+        if self.kind(dst) == "dir":
+            raise PSError(f"Cannot create a file when that file already exists: '{dst}'", 1)
+        self._parent_dir(dst)
+        del self.entries[self._key(src)]
+        old = self._get(dst)
+        e.name = old.name if old else split_windows_path(dst)[1][-1]
+        self.entries[self._key(dst)] = e
+
+    def is_private(self, path: str) -> bool:
+        e = self._get(path)
+        return bool(e and e.private)
+
+    def set_private(self, path: str, private: bool) -> None:
+        self._file(path).private = private
+
+
+class DirectoryFS(WinFS):
+    """A real directory standing in for the drives: ``C:\\x\\y`` is ``<root>/C:/x/y``.
+
+    Existing components are matched case-insensitively (NTFS); new ones keep their case. ACL
+    restriction is recorded in ``<root>/.acl.json`` (there are no ACLs to set on Linux).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        (self.root / "C:").mkdir(parents=True, exist_ok=True)
+
+    def real(self, path: str) -> Path:
+        drive, parts = split_windows_path(path)
+        cur = self.root / drive
+        for part in parts:
+            cand = cur / part
+            if not cand.exists() and cur.is_dir():
+                for name in os.listdir(cur):
+                    if name.casefold() == part.casefold():
+                        cand = cur / name
+                        break
+            cur = cand
+        return cur
+
+    def kind(self, path: str) -> str | None:
+        p = self.real(path)
+        return "dir" if p.is_dir() else "file" if p.exists() else None
+
+    def read(self, path: str) -> bytes:
+        if self.kind(path) != "file":
+            raise PSError(f"Could not find file '{path}'.", 2)
+        return self.real(path).read_bytes()
+
+    def write(self, path: str, data: bytes, *, append: bool = False) -> None:
+        self._parent_dir(path)
+        if self.kind(path) == "dir":
+            raise PSError(f"Access to the path '{path}' is denied.", 1)
+        with open(self.real(path), "ab" if append else "wb") as fh:
+            fh.write(data)
+
+    def size(self, path: str) -> int:
+        return self.real(path).stat().st_size
+
+    def mtime(self, path: str) -> float:
+        return self.real(path).stat().st_mtime
+
+    def listdir(self, path: str) -> list[str]:
+        if self.kind(path) != "dir":
+            raise PSError(f"Cannot find path '{path}' because it does not exist.", 2)
+        return sorted(os.listdir(self.real(path)))
+
+    def mkdir(self, path: str) -> None:
+        self._parent_dir(path)
+        self.real(path).mkdir()
+
+    def remove(self, path: str) -> None:
+        if self.kind(path) != "file":
+            raise PSError(f"Could not find file '{path}'.", 2)
+        self.real(path).unlink()
+        self.set_private(path, False)
+
+    def rename(self, src: str, dst: str) -> None:
+        if self.kind(src) != "file":
+            raise PSError(f"Could not find file '{src}'.", 2)
+        self._parent_dir(dst)
+        os.replace(self.real(src), self.real(dst))
+
+    def _acl(self) -> dict[str, bool]:
+        f = self.root / ".acl.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def is_private(self, path: str) -> bool:
+        return bool(self._acl().get(str(self.real(path))))
+
+    def set_private(self, path: str, private: bool) -> None:
+        acl = self._acl()
+        acl[str(self.real(path))] = private
+        (self.root / ".acl.json").write_text(json.dumps(acl))
+
+
+# -- the host ------------------------------------------------------------------------------------
+_PRELUDE_RE = re.compile(
+    "\\A" + re.escape(PARAMS_PRELUDE).replace(re.escape("{b64}"), "([A-Za-z0-9+/=]*)"), re.DOTALL
+)
+
+
+class SimulatedWindowsHost:
+    """Runs tlsgate PowerShell templates against a :class:`WinFS` (in memory by default)."""
+
+    def __init__(self, fs: WinFS | None = None, *, max_command_line: int = win.CMD_EXE_LIMIT,
+                 admin: bool = True, user: str = "vagrant") -> None:
+        self.fs = fs or MemoryFS()
+        self.max_command_line = max_command_line
+        self.admin = admin
+        self.user = user
+        self.calls: list[Invocation] = []
+        self.command_lines: list[str] = []
+        self.services: dict[str, str] = {}
+        self.state: dict[str, Any] = {}
+        self._handlers: dict[str, tuple[Handler, str | None]] = {}
+        self._programs: dict[str, Program] = {}
+        for name, text in win.TEMPLATES.items():
+            self.register(name, getattr(self, "_t_" + name.replace("-", "_")), template=text)
+
+    # -- extension API ------------------------------------------------------------------------
+    def register(self, name: str, handler: Handler, *, template: str | None = None) -> None:
+        """Handle template ``name``. With ``template``, the script must carry exactly that text."""
+        self._handlers[name] = (handler, template)
+
+    def register_program(self, name: str, program: Program) -> None:
+        """Simulate a program for ``Connection.run``: ``program(host, argv, stdin, env)``."""
+        self._programs[name.casefold()] = program
+
+    def seed(self, path: str, data: bytes | str = b"", *, private: bool = False) -> None:
+        """Create ``path`` (and its parent directories) with ``data``."""
+        self.fs.makedirs(ntpath.dirname(path))
+        self.fs.write(path, data.encode() if isinstance(data, str) else data)
+        if private:
+            self.fs.set_private(path, True)
+
+    def read(self, path: str) -> bytes:
+        return self.fs.read(path)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.kind(path) is not None
+
+    def templates_run(self) -> list[str]:
+        return [c.template for c in self.calls]
+
+    # -- entry points -------------------------------------------------------------------------
+    def run_command_line(self, command_line: str) -> tuple[bytes, bytes, int]:
+        """What cmd.exe + PowerShell would do with ``command_line``: (stdout, stderr, exit code)."""
+        self.command_lines.append(command_line)
+        if len(command_line) > self.max_command_line:
+            return b"", CMD_TOO_LONG.encode(), 1
+        try:
+            argv = shlex.split(command_line, posix=False)
+        except ValueError:
+            argv = command_line.split()
+        if not argv or ntpath.basename(argv[0]).casefold() not in ("powershell", "powershell.exe", "pwsh",
+                                                                     "pwsh.exe"):
+            prog = argv[0] if argv else ""
+            msg = f"'{prog}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+            return b"", msg.encode(), 1
+        encoded = None
+        for i, arg in enumerate(argv[1:], 1):
+            if arg.casefold() in ("-encodedcommand", "-enc", "-e", "-ec") and i + 1 < len(argv):
+                encoded = argv[i + 1]
+        if encoded is None:
+            return b"", b"simulated host: only powershell -EncodedCommand is supported\r\n", 1
+        try:
+            script = base64.b64decode(encoded, validate=True).decode("utf-16-le")
+        except (binascii.Error, UnicodeDecodeError):
+            return b"", b"Cannot process the command because the value specified with -EncodedCommand is not properly encoded.\r\n", 1
+        res = self.run_script(script)
+        return res.stdout.encode("utf-8"), res.stderr.encode("utf-8"), res.exit_code
+
+    def run_script(self, script: str) -> PSResult:
+        """Run a decoded script: prelude + ``# tlsgate:<name>`` template."""
+        m = _PRELUDE_RE.match(script)
+        if not m:
+            return PSResult("", "simulated host: script does not start with the tlsgate parameter prelude\n", 1)
+        try:
+            params = json.loads(base64.b64decode(m.group(1)).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            return PSResult("", f"simulated host: parameters are not base64 JSON: {exc}\n", 1)
+        template = script[m.end():]
+        try:
+            name = win.template_name(template)
+        except ValueError:
+            return PSResult("", "simulated host: template does not begin with '# tlsgate:<name>'\n", 1)
+        self.calls.append(Invocation(name, params, script))
+        if name not in self._handlers:
+            return PSResult("", f"simulated host: unknown template {name!r} (register a handler)\n", 1)
+        handler, expected = self._handlers[name]
+        if expected is not None and template != expected:
+            return PSResult("", f"simulated host: template {name!r} differs from the registered text\n", 1)
+        try:
+            out = handler(self, params)
+        except PSError as exc:
+            return PSResult("", str(exc) + "\n", exc.exit_code)
+        if isinstance(out, PSResult):
+            return out
+        if isinstance(out, bytes):
+            out = out.decode("utf-8")
+        return PSResult(out or "", "", 0)
+
+    # -- built-in templates (tlsgate.transports.windows.TEMPLATES) ----------------------------
+    @staticmethod
+    def _json_b64(obj: Any) -> str:
+        return base64.b64encode(json.dumps(obj).encode("utf-8")).decode()
+
+    def _t_file_read(self, _h: Any, p: Any) -> str:
+        if self.fs.kind(p["path"]) != "file":
+            raise PSError("no such file", win.EXIT_NOT_FOUND)
+        return base64.b64encode(self.fs.read(p["path"])).decode()
+
+    def _t_file_stat(self, _h: Any, p: Any) -> str:
+        path = p["path"]
+        kind = self.fs.kind(path)
+        if kind is None:
+            return self._json_b64({"exists": False})
+        return self._json_b64({
+            "exists": True, "is_dir": kind == "dir", "size": self.fs.size(path) if kind == "file" else 0,
+            "mtime": self.fs.mtime(path), "private": self.fs.is_private(path) if kind == "file" else False,
+        })
+
+    def _t_file_remove(self, _h: Any, p: Any) -> None:
+        kind = self.fs.kind(p["path"])
+        if kind == "dir":
+            raise PSError("is a directory", 1)
+        if kind == "file":
+            self.fs.remove(p["path"])
+
+    def _t_file_rename(self, _h: Any, p: Any) -> None:
+        if self.fs.kind(p["src"]) != "file":
+            raise PSError("no such file", win.EXIT_NOT_FOUND)
+        private = self.fs.is_private(p["src"])
+        self.fs.rename(p["src"], p["dst"])
+        self.fs.set_private(p["dst"], private)
+
+    def _t_file_listdir(self, _h: Any, p: Any) -> str:
+        if self.fs.kind(p["path"]) != "dir":
+            raise PSError("no such directory", win.EXIT_NOT_FOUND)
+        return self._json_b64(self.fs.listdir(p["path"]))
+
+    def _t_file_makedirs(self, _h: Any, p: Any) -> None:
+        self.fs.makedirs(p["path"])
+
+    def _t_file_write_begin(self, _h: Any, p: Any) -> None:
+        drive, parts = split_windows_path(p["tmp"])
+        if self.fs.kind(drive + "\\" + "\\".join(parts[:-1])) != "dir":
+            raise PSError("no such directory", win.EXIT_NOT_FOUND)
+        self.fs.write(p["tmp"], b"")
+        self.fs.set_private(p["tmp"], bool(p.get("private")))
+
+    def _t_file_write_chunk(self, _h: Any, p: Any) -> None:
+        if self.fs.size(p["tmp"]) != int(p["offset"]):
+            raise PSError("chunk offset mismatch", win.EXIT_BAD_OFFSET)
+        self.fs.write(p["tmp"], base64.b64decode(p["data"]), append=True)
+
+    def _t_file_write_commit(self, _h: Any, p: Any) -> None:
+        data = self.fs.read(p["tmp"])
+        if hashlib.sha256(data).hexdigest().casefold() != str(p["sha256"]).casefold():
+            self.fs.remove(p["tmp"])
+            raise PSError("SHA-256 mismatch after transfer", win.EXIT_HASH_MISMATCH)
+        private = bool(p.get("private")) or (self.fs.kind(p["path"]) == "file" and self.fs.is_private(p["path"]))
+        self.fs.rename(p["tmp"], p["path"])
+        self.fs.set_private(p["path"], private)
+
+    def _t_run_program(self, _h: Any, p: Any) -> PSResult:
+        argv = [str(a) for a in p["argv"]]
+        stdin = base64.b64decode(p["stdin"]) if p.get("stdin") is not None else None
+        prog = self._programs.get(ntpath.basename(argv[0]).casefold())
+        if prog is None:
+            return PSResult("", f"{argv[0]}: command not found\n", win.EXIT_NOT_RECOGNIZED)
+        out = prog(self, argv, stdin, dict(p.get("env") or {}))
+        if isinstance(out, PSResult):
+            return out
+        return PSResult(out or "", "", 0)
+
+    def _t_is_admin(self, _h: Any, _p: Any) -> str:
+        return "True" if self.admin else "False"
+
+    def _t_which(self, _h: Any, p: Any) -> str:
+        name = str(p["name"]).casefold()
+        if name in self._programs:
+            return f"C:\\Windows\\System32\\{p['name']}.exe"
+        return ""
+
+
+def load_plugins(host: SimulatedWindowsHost, specs: Iterable[str]) -> None:
+    """Call each ``"package.module:function"`` with ``host`` (how the ssh shim gets handlers)."""
+    import importlib
+
+    for spec in specs:
+        if not spec.strip():
+            continue
+        module, _, func = spec.strip().partition(":")
+        getattr(importlib.import_module(module), func)(host)
+
+
+def shim_main(argv: list[str] | None = None) -> int:
+    """The ``powershell`` executable of the ssh_windows test host.
+
+    sshd runs the client's command through the user's shell, which finds this shim first on
+    PATH. The simulated host works on the real directory named by ``TLSGATE_WINHOST_ROOT``; each
+    call is appended to ``<root>/.calls.jsonl``. ``TLSGATE_WINHOST_PLUGINS`` lists registering
+    functions (comma-separated ``module:function``).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    root = os.environ["TLSGATE_WINHOST_ROOT"]
+    host = SimulatedWindowsHost(DirectoryFS(root))
+    load_plugins(host, os.environ.get("TLSGATE_WINHOST_PLUGINS", "").split(","))
+    # sshd hands the command to the shell as one string; cmd.exe would see the same line.
+    line = "powershell " + " ".join(argv)
+    out, err, code = host.run_command_line(line)
+    with open(os.path.join(root, ".calls.jsonl"), "a", encoding="utf-8") as fh:
+        for call in host.calls:
+            fh.write(json.dumps({"template": call.template, "params": call.params}) + "\n")
+    sys.stdout.buffer.write(out)
+    sys.stderr.buffer.write(err)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code

@@ -1,0 +1,405 @@
+"""What every Windows transport shares: fixed PowerShell templates and a Connection built on them.
+
+A Windows transport (``winrm_*``, ``ssh_windows``) only has to run one PowerShell command line
+and say how long that line may be; :class:`WindowsConnection` turns the :class:`Connection`
+interface (run, read/write/stat/remove/rename/listdir/makedirs) into calls of the fixed templates
+in :data:`TEMPLATES`. A template is constant text whose first line is ``# tlsgate:<name>``; its
+parameters arrive only as ``$P``, decoded from one base64 JSON document by the prelude of
+:func:`tlsgate.quoting.ps_script`, so a path, alias or password is never parsed as PowerShell.
+
+Big payloads: the command line limit
+-----------------------------------
+pywinrm runs every command through ``cmd.exe /c`` (``WINRS_SKIP_CMD_SHELL=FALSE``), and Win32-
+OpenSSH's default shell is ``cmd.exe`` too, so a command line longer than 8,191 characters fails
+with "The command line is too long.". The script travels as base64 of UTF-16LE and its parameters
+are base64 of UTF-8 JSON inside it, so one raw byte of file content costs about 4.7 characters of
+command line. We chose chunking over the alternatives:
+
+* ``open_shell(env_vars=...)`` would carry up to 32,767 characters per command, but only over
+  WinRM (sshd filters environment variables), and the environment is fixed per shell, so every
+  chunk would need its own Create/Delete round trip anyway.
+* stdin (``Send``) would avoid the limit but is the least portable path through cmd.exe.
+
+So a file is written as: ``file-write-begin`` (create an empty temporary file in the target
+directory, restrict its ACL first when the file is private), N x ``file-write-chunk`` (append,
+checking the offset so a lost or repeated chunk is detected), and ``file-write-commit`` (flush,
+compare the SHA-256 with ours, then atomically replace the target). The chunk size is *measured*,
+not guessed: :meth:`WindowsConnection.chunk_capacity` builds the real command line for a chunk of
+n bytes and finds the largest n that fits under :attr:`WindowsConnection.max_command_line`. Every
+command is checked against that limit before it is sent, so an over-long script fails here with
+a clear message instead of on the host. Transports with a faster file channel (SFTP) override
+:meth:`WindowsConnection._upload` and keep begin/commit, so the hash check and the atomic replace
+are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import html
+import json
+import ntpath
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..connection import Connection
+from ..errors import OperationError
+from ..models import CommandResult, FileStat
+from ..quoting import encode_powershell, ps_script
+
+#: cmd.exe's command-line limit, which every pywinrm command and Win32-OpenSSH's default shell hit.
+CMD_EXE_LIMIT = 8191
+
+#: The program and switches of every command; the encoded script follows.
+POWERSHELL_PREFIX = "powershell -NoProfile -NonInteractive -EncodedCommand "
+
+# Exit codes the templates use on purpose (anything else is PowerShell's own failure).
+EXIT_NOT_FOUND = 2
+EXIT_HASH_MISMATCH = 3
+EXIT_BAD_OFFSET = 4
+EXIT_NOT_RECOGNIZED = 127
+
+
+def _t(name: str, body: str) -> str:
+    return f"# tlsgate:{name}\n{body.strip()}\n"
+
+
+# Output of names goes out as base64 of UTF-8 JSON: the console code page (437 over WinRM) would
+# mangle anything outside ASCII.
+_OUT_JSON = (
+    "function Out-Json($o) { [Console]::Out.Write([Convert]::ToBase64String("
+    "[Text.Encoding]::UTF8.GetBytes((ConvertTo-Json -InputObject $o -Compress -Depth 5)))) }\n"
+)
+
+_PRIVATE_ACL = """
+function New-PrivateAcl {
+  # SYSTEM, Administrators and the connecting user only; no inherited entries.
+  $acl = New-Object Security.AccessControl.FileSecurity
+  $acl.SetAccessRuleProtection($true, $false)
+  $me = [Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+  foreach ($sid in @('S-1-5-18', 'S-1-5-32-544', $me)) {
+    $id = New-Object Security.Principal.SecurityIdentifier($sid)
+    $acl.AddAccessRule((New-Object Security.AccessControl.FileSystemAccessRule($id, 'FullControl', 'Allow')))
+  }
+  return $acl
+}
+"""
+
+#: Every template the Windows transports run, by name. Drivers add their own (e.g. IIS) and call
+#: them with ``connection.run_powershell(TEXT, params)``; the first line must be ``# tlsgate:<name>``.
+TEMPLATES: dict[str, str] = {
+    "file-read": _t("file-read", """
+if (-not [IO.File]::Exists($P.path)) { [Console]::Error.WriteLine('no such file'); exit 2 }
+[Console]::Out.Write([Convert]::ToBase64String([IO.File]::ReadAllBytes($P.path)))
+"""),
+    "file-stat": _t("file-stat", _OUT_JSON + """
+$i = Get-Item -LiteralPath $P.path -Force -ErrorAction SilentlyContinue
+if ($null -eq $i) { Out-Json @{ exists = $false }; exit 0 }
+$dir = [bool]($i.Attributes -band [IO.FileAttributes]::Directory)
+$size = 0; if (-not $dir) { $size = $i.Length }
+$private = (Get-Acl -LiteralPath $P.path).AreAccessRulesProtected
+$mtime = ($i.LastWriteTimeUtc - [DateTime]'1970-01-01').TotalSeconds
+Out-Json @{ exists = $true; is_dir = $dir; size = $size; mtime = $mtime; private = $private }
+"""),
+    "file-remove": _t("file-remove", """
+if ([IO.Directory]::Exists($P.path)) { [Console]::Error.WriteLine('is a directory'); exit 1 }
+if ([IO.File]::Exists($P.path)) { [IO.File]::Delete($P.path) }
+"""),
+    "file-rename": _t("file-rename", """
+if (-not [IO.File]::Exists($P.src)) { [Console]::Error.WriteLine('no such file'); exit 2 }
+# File.Replace is atomic on NTFS (ReplaceFile); Move-Item -Force on Windows PowerShell 5.1
+# deletes the target first, which would leave a window with no file at all.
+if ([IO.File]::Exists($P.dst)) { [IO.File]::Replace($P.src, $P.dst, [NullString]::Value, $true) }
+else { [IO.File]::Move($P.src, $P.dst) }
+"""),
+    "file-listdir": _t("file-listdir", _OUT_JSON + """
+if (-not [IO.Directory]::Exists($P.path)) { [Console]::Error.WriteLine('no such directory'); exit 2 }
+$names = @(Get-ChildItem -LiteralPath $P.path -Force | ForEach-Object { $_.Name })
+Out-Json $names
+"""),
+    "file-makedirs": _t("file-makedirs", """
+[void][IO.Directory]::CreateDirectory($P.path)
+"""),
+    "file-write-begin": _t("file-write-begin", _PRIVATE_ACL + """
+$d = [IO.Path]::GetDirectoryName($P.tmp)
+if (-not [IO.Directory]::Exists($d)) { [Console]::Error.WriteLine('no such directory'); exit 2 }
+$f = [IO.File]::Create($P.tmp); $f.Dispose()
+# The ACL is restricted while the file is still empty, before any secret byte reaches it.
+if ($P.private) { Set-Acl -LiteralPath $P.tmp -AclObject (New-PrivateAcl) }
+"""),
+    "file-write-chunk": _t("file-write-chunk", """
+$b = [Convert]::FromBase64String($P.data)
+$f = [IO.File]::Open($P.tmp, 'Append', 'Write')
+try {
+  if ($f.Position -ne [long]$P.offset) { [Console]::Error.WriteLine('chunk offset mismatch'); exit 4 }
+  $f.Write($b, 0, $b.Length)
+} finally { $f.Dispose() }
+"""),
+    "file-write-commit": _t("file-write-commit", _PRIVATE_ACL + """
+$f = [IO.File]::Open($P.tmp, 'Open', 'ReadWrite')
+try { $f.Flush($true) } finally { $f.Dispose() }
+$h = (Get-FileHash -LiteralPath $P.tmp -Algorithm SHA256).Hash
+if ($h -ne $P.sha256) {
+  Remove-Item -LiteralPath $P.tmp -Force
+  [Console]::Error.WriteLine('SHA-256 mismatch after transfer'); exit 3
+}
+if ([IO.File]::Exists($P.path)) {
+  # ReplaceFile keeps the replaced file's ACL: restrict it first for a private file.
+  if ($P.private) { Set-Acl -LiteralPath $P.path -AclObject (New-PrivateAcl) }
+  [IO.File]::Replace($P.tmp, $P.path, [NullString]::Value, $true)
+} else { [IO.File]::Move($P.tmp, $P.path) }
+"""),
+    # Arguments reach the program as an array splatted to the call operator. Windows PowerShell
+    # 5.1 does not escape embedded double quotes for native programs; 7.3+ does with 'Standard'.
+    "run-program": _t("run-program", """
+$PSNativeCommandArgumentPassing = 'Standard'
+[Console]::OutputEncoding = [Text.Encoding]::UTF8
+if ($null -ne $P.env) {
+  foreach ($kv in $P.env.PSObject.Properties) { [Environment]::SetEnvironmentVariable($kv.Name, [string]$kv.Value, 'Process') }
+}
+$a = @($P.argv); $exe = $a[0]; $rest = @()
+if ($a.Count -gt 1) { $rest = @($a[1..($a.Count - 1)]) }
+if (-not (Get-Command -Name $exe -ErrorAction SilentlyContinue)) {
+  [Console]::Error.WriteLine($exe + ': command not found'); exit 127
+}
+$ErrorActionPreference = 'Continue'
+if ($null -ne $P.stdin) {
+  [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($P.stdin)) | & $exe @rest
+} else { & $exe @rest }
+exit $LASTEXITCODE
+"""),
+    "is-admin": _t("is-admin", """
+$p = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())
+[Console]::Out.Write($p.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator))
+"""),
+    "which": _t("which", """
+$c = Get-Command -Name $P.name -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+if ($c) { [Console]::Out.Write($c.Source) }
+"""),
+}
+
+_NAME_RE = re.compile(r"\A# tlsgate:([A-Za-z0-9][A-Za-z0-9._-]*)\n")
+
+
+def template_name(template: str) -> str:
+    """The ``<name>`` of a template's ``# tlsgate:<name>`` first line; ValueError without one."""
+    m = _NAME_RE.match(template)
+    if not m:
+        raise ValueError("a tlsgate PowerShell template must begin with a line '# tlsgate:<name>'")
+    return m.group(1)
+
+
+def powershell_command_line(script: str) -> str:
+    """The command line that runs ``script``: ``powershell ... -EncodedCommand <base64 UTF-16LE>``."""
+    return POWERSHELL_PREFIX + encode_powershell(script)
+
+
+def clean_clixml(stderr: str) -> str:
+    """Plain text from PowerShell's ``#< CLIXML`` error stream (as pywinrm's ``run_ps`` does).
+
+    Only the ``<S S="Error">`` strings are kept (progress records are dropped); a regular
+    expression is enough for this fixed shape and parses nothing else the host sent."""
+    if not stderr.startswith("#< CLIXML"):
+        return stderr
+    parts = [
+        html.unescape(m.group(1)).replace("_x000D__x000A_", "\n")
+        for m in re.finditer(r'<S S="Error">(.*?)</S>', stderr, re.DOTALL)
+    ]
+    return "".join(parts).strip() + "\n" if parts else ""
+
+
+def is_absolute_windows_path(path: str) -> bool:
+    """``C:\\x`` or ``C:/x`` (drive) or ``\\\\server\\share\\x`` (UNC)."""
+    drive, rest = ntpath.splitdrive(path)
+    return bool(drive) and (drive.startswith(("\\\\", "//")) or rest[:1] in ("\\", "/"))
+
+
+class WindowsConnection(Connection):
+    """A :class:`Connection` to a Windows host, built on :meth:`run_powershell`.
+
+    Subclasses implement :meth:`_execute` (run one command line, return exit code, stdout and
+    stderr as text) and may lower :attr:`max_command_line` or override :meth:`_upload`.
+    """
+
+    platform = "windows"
+    #: Longest command line the transport may send; None when there is no limit.
+    max_command_line: int | None = CMD_EXE_LIMIT
+
+    # -- what a transport provides ------------------------------------------------------------
+    @abc.abstractmethod
+    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
+        """Run ``command_line`` on the host; return (exit code, stdout, stderr)."""
+
+    def command_line(self, script: str) -> str:
+        return powershell_command_line(script)
+
+    # -- PowerShell ---------------------------------------------------------------------------
+    def run_powershell(
+        self, template: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = 120
+    ) -> CommandResult:
+        """Run a fixed template (first line ``# tlsgate:<name>``) with ``params`` as ``$P``."""
+        name = template_name(template)
+        line = self.command_line(ps_script(template, params))
+        if self.max_command_line is not None and len(line) > self.max_command_line:
+            raise OperationError(
+                f"{self.host}: PowerShell template {name!r} with these parameters needs a "
+                f"{len(line)}-character command line; the limit is {self.max_command_line} (cmd.exe)",
+                host=self.host,
+            )
+        code, out, err = self._execute(line, timeout=timeout, what=name)
+        # argv names the template, never the parameters (they may hold secrets).
+        return CommandResult(("powershell", name), code, out, clean_clixml(err))
+
+    def call(self, name: str, params: Mapping[str, Any] | None = None, *, path: str = "",
+             timeout: float | None = 120) -> CommandResult:
+        """Run the built-in template ``name``; a failure raises OperationError naming ``path``."""
+        res = self.run_powershell(TEMPLATES[name], params, timeout=timeout)
+        if res.ok:
+            return res
+        detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+        where = f"{path}: " if path else ""
+        raise OperationError(f"{self.host}: {where}{name} failed: {detail}", host=self.host)
+
+    # -- commands -----------------------------------------------------------------------------
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = 120,
+        env: Mapping[str, str] | None = None,
+        check: bool = False,
+    ) -> CommandResult:
+        argv = [str(a) for a in argv]
+        if not argv:
+            raise ValueError("empty command")
+        params: dict[str, Any] = {"argv": argv}
+        if stdin is not None:
+            params["stdin"] = base64.b64encode(stdin).decode()
+        if env:
+            params["env"] = dict(env)
+        res = self.run_powershell(TEMPLATES["run-program"], params, timeout=timeout)
+        result = CommandResult(tuple(argv), res.exit_code, res.stdout, res.stderr)
+        return self.check(result) if check else result
+
+    def which(self, program: str) -> str | None:
+        res = self.run_powershell(TEMPLATES["which"], {"name": program})
+        out = res.stdout.strip()
+        return out.splitlines()[0] if res.ok and out else None
+
+    def is_admin(self) -> bool:
+        res = self.run_powershell(TEMPLATES["is-admin"])
+        return res.ok and res.stdout.strip().lower() == "true"
+
+    # -- files --------------------------------------------------------------------------------
+    def _abs(self, path: str) -> str:
+        if not is_absolute_windows_path(path):
+            raise OperationError(f"{self.host}: {path!r} is not an absolute Windows path", host=self.host)
+        return path
+
+    def read_file(self, path: str) -> bytes:
+        res = self.run_powershell(TEMPLATES["file-read"], {"path": self._abs(path)})
+        if res.exit_code == EXIT_NOT_FOUND:
+            raise OperationError(f"{self.host}: {path}: no such file", host=self.host)
+        if not res.ok:
+            self.call("file-read", {"path": path}, path=path)  # raises with the reason
+        return base64.b64decode(res.stdout.strip())
+
+    def stat(self, path: str) -> FileStat | None:
+        res = self.call("file-stat", {"path": self._abs(path)}, path=path)
+        info = json.loads(base64.b64decode(res.stdout.strip()).decode("utf-8"))
+        if not info.get("exists"):
+            return None
+        is_dir = bool(info.get("is_dir"))
+        mode = 0o755 if is_dir else (0o600 if info.get("private") else 0o644)
+        return FileStat(size=int(info.get("size") or 0), mode=mode, mtime=float(info.get("mtime") or 0),
+                        is_dir=is_dir)
+
+    def remove(self, path: str) -> None:
+        self.call("file-remove", {"path": self._abs(path)}, path=path)
+
+    def rename(self, src: str, dst: str) -> None:
+        res = self.run_powershell(TEMPLATES["file-rename"], {"src": self._abs(src), "dst": self._abs(dst)})
+        if res.exit_code == EXIT_NOT_FOUND:
+            raise OperationError(f"{self.host}: {src}: no such file", host=self.host)
+        if not res.ok:
+            self.call("file-rename", {"src": src, "dst": dst}, path=src)
+
+    def listdir(self, path: str) -> list[str]:
+        res = self.run_powershell(TEMPLATES["file-listdir"], {"path": self._abs(path)})
+        if res.exit_code == EXIT_NOT_FOUND:
+            raise FileNotFoundError(f"{self.host}: {path}: no such directory")
+        if not res.ok:
+            self.call("file-listdir", {"path": path}, path=path)
+        names = json.loads(base64.b64decode(res.stdout.strip()).decode("utf-8")) if res.stdout.strip() else []
+        if isinstance(names, str):  # a one-element array may come back as a scalar
+            names = [names]
+        return sorted(names or [])
+
+    def makedirs(self, path: str, *, mode: int = 0o755) -> None:
+        self.call("file-makedirs", {"path": self._abs(path)}, path=path)
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        """Atomic write: temp file in the same directory, hash check, then File.Replace/Move.
+
+        ``mode`` without group/other bits (0600, 0400) makes the file private: its ACL is
+        restricted to SYSTEM, Administrators and the connecting user before any byte is written.
+        """
+        self._abs(path)
+        private = not (mode & 0o077)
+        tmp = ntpath.join(ntpath.dirname(path), f".tlsgate-{secrets.token_hex(8)}.tmp")
+        res = self.run_powershell(TEMPLATES["file-write-begin"], {"tmp": tmp, "private": private})
+        if res.exit_code == EXIT_NOT_FOUND:
+            raise OperationError(f"{self.host}: {ntpath.dirname(path)}: no such directory", host=self.host)
+        if not res.ok:
+            self.call("file-write-begin", {"tmp": tmp, "private": private}, path=path)
+        try:
+            self._upload(tmp, data)
+            self.call(
+                "file-write-commit",
+                {"tmp": tmp, "path": path, "sha256": hashlib.sha256(data).hexdigest(), "private": private},
+                path=path,
+            )
+        except BaseException:
+            try:
+                self.run_powershell(TEMPLATES["file-remove"], {"path": tmp})
+            except Exception:  # noqa: BLE001, S110 - the original error matters more
+                pass
+            raise
+
+    def _upload(self, tmp: str, data: bytes) -> None:
+        """Append ``data`` to the (empty) temporary file ``tmp`` in command-line-sized chunks."""
+        size = self.chunk_capacity(tmp)
+        for offset in range(0, len(data), size):
+            chunk = data[offset:offset + size]
+            params = {"tmp": tmp, "offset": offset, "data": base64.b64encode(chunk).decode()}
+            self.call("file-write-chunk", params, path=tmp)
+
+    def chunk_capacity(self, tmp: str) -> int:
+        """The largest number of raw bytes one ``file-write-chunk`` command can carry for ``tmp``."""
+        if self.max_command_line is None:
+            return 1 << 20
+
+        def fits(n: int) -> bool:
+            params = {"tmp": tmp, "offset": 1 << 40, "data": base64.b64encode(bytes(n)).decode()}
+            line = self.command_line(ps_script(TEMPLATES["file-write-chunk"], params))
+            return len(line) <= self.max_command_line  # type: ignore[operator]
+
+        lo, hi = 0, self.max_command_line
+        while lo < hi:  # largest n with fits(n)
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo < 64:
+            raise OperationError(f"{self.host}: path too long to transfer within the command-line limit: {tmp}")
+        return lo
+
+
+def deadline_passed(start: float, timeout: float | None) -> bool:
+    return timeout is not None and time.monotonic() - start > timeout
