@@ -76,9 +76,16 @@ class SshdServer:
         return int(self.pid_file.read_text().strip())
 
     def session_pids(self) -> list[int]:
-        """PIDs of this server's per-connection processes (its children), never anyone else's."""
-        out = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False)
-        return [int(p) for p in out.stdout.split()]
+        """PIDs of this server's per-connection processes (all its descendants: the privileged
+        monitor, the user's child, the commands it runs), never anyone else's."""
+        found: list[int] = []
+        parents = [self.pid]
+        while parents:
+            out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True,
+                                 text=True, check=False)
+            parents = [int(p) for p in out.stdout.split() if int(p) not in found]
+            found += parents
+        return found
 
     def kill_sessions(self) -> int:
         """SIGKILL every open session of this server (a dropped connection); return how many."""

@@ -351,7 +351,7 @@ def open_ssh_client(
     try:
         client.connect(
             host, port=port, username=user, password=password or None, pkey=pkey, sock=sock,
-            timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+            timeout=2 * timeout, banner_timeout=timeout,  # key exchange may take longer than the banner auth_timeout=timeout, channel_timeout=timeout,
             allow_agent=False, look_for_keys=False,
         )
     except HostKeyError:
@@ -379,10 +379,14 @@ def open_ssh_client(
         tried = " and ".join(m for m, used in (("private key", pkey is not None), ("password", bool(password))) if used)
         raise ConnectionFailed(f"{where}: authentication failed ({tried} refused)", host=host) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport = client.get_transport()
+        cause = transport.get_exception() if transport is not None else None  # the reader thread's
         _close_quietly(client, sock)
-        text = _plain(exc)
+        text = _plain(cause or exc)
         if "banner" in text.lower():
             text = f"no SSH banner within {timeout:g} s (is this an SSH server?)"
+        elif "no existing session" in text.lower():
+            text = f"the SSH handshake did not complete within {2 * timeout:g} s"
         raise ConnectionFailed(f"{where}: SSH connection failed: {text}", host=host) from None
     transport = client.get_transport()
     if transport is not None:
@@ -458,12 +462,27 @@ class SSHConnection(Connection):
         except PermissionError:
             raise OperationError(f"{self.host}: {path}: permission denied ({action})", host=self.host) from None
         except (OSError, paramiko.SSHException, EOFError, ConnectionError) as exc:
-            transport = self.client.get_transport()
-            if transport is None or not transport.is_active():
+            if self._lost(exc):
                 raise ConnectionFailed(
                     f"{self.where}: SSH connection lost during {action} of {path}", host=self.host
                 ) from None
             raise OperationError(f"{self.host}: {path}: {action} failed: {_plain(exc)}", host=self.host) from None
+
+    def _lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone; if so, close it for good (a job never
+        goes on over a half-dead connection)."""
+        transport = self.client.get_transport()
+        channel = getattr(self._sftp, "sock", None)
+        lost = (
+            isinstance(exc, (EOFError, ConnectionError))
+            or "connection dropped" in str(exc).lower()
+            or transport is None
+            or not transport.is_active()
+            or (channel is not None and channel.closed)
+        )
+        if lost:
+            self.close()
+        return lost
 
     # -- commands -------------------------------------------------------------------------------
     def command_line(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[str, bytes]:
@@ -516,8 +535,7 @@ class SSHConnection(Connection):
             raise OperationError(f"{self.host}: {label} did not finish within {timeout:g} s",
                                  host=self.host) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            transport = self.client.get_transport()
-            if transport is None or not transport.is_active():
+            if self._lost(exc):
                 raise ConnectionFailed(f"{self.where}: SSH connection lost while running {label}",
                                        host=self.host) from None
             raise OperationError(f"{self.host}: cannot run {label}: {_plain(exc)}", host=self.host) from None
