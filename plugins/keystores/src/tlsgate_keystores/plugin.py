@@ -1,1 +1,86 @@
-"""Hook implementations (filled in by its issue)."""
+"""Hook implementations of the p12, jks and pem endpoint types.
+
+This entry module imports only tlsgate and attrs (every CLI call loads every plugin); the
+format codecs (pyasn1, pyjks) are imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tlsgate import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    EndpointType,
+    InstallResult,
+    Node,
+    Problem,
+    RestartResult,
+    ScriptResult,
+)
+from tlsgate.plugin import impl
+
+from .options import endpoint_types
+
+TYPES = ("p12", "jks", "pem")
+
+
+@impl
+def tlsgate_endpoint_types() -> list[EndpointType]:
+    return endpoint_types()
+
+
+@impl
+def validate(endpoint: Endpoint) -> list[Problem]:
+    if endpoint.type not in TYPES or endpoint.options is None:
+        return []
+    from .checks import validate_endpoint
+
+    return validate_endpoint(endpoint)
+
+
+@impl
+def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    from .driver import discover
+
+    return discover(endpoint, connection)
+
+
+@impl
+def install(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+    alias: str | None,
+) -> InstallResult:
+    from .driver import install as install_bundle
+
+    return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
+
+
+@impl
+def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
+    from . import scripts
+
+    script = endpoint.options.restart_script
+    if not script:
+        return RestartResult(False, "no restart script configured")
+    ran = scripts.run(endpoint, connection, script, [], "--restart_script")
+    if not ran.ok:
+        from tlsgate import OperationError
+
+        raise OperationError(
+            f"{connection.host}: restart script {script} exited {ran.exit_code}: {scripts.tail(ran)}",
+            host=connection.host,
+        )
+    return RestartResult(True, f"restart script {script} exited 0")
+
+
+@impl
+def run_script(endpoint: Endpoint, connection: Connection, script: str, args: Sequence[str]) -> ScriptResult:
+    from . import scripts
+
+    return scripts.run(endpoint, connection, script, list(args))

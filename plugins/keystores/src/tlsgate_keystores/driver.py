@@ -1,0 +1,270 @@
+"""What the hooks do for p12, jks and pem endpoints, over any :class:`tlsgate.Connection`.
+
+Every byte is read with ``connection.read_file`` and written through :class:`tlsgate.Transaction`
+(backup, atomic write keeping the file's mode, restore on failure), so a remote endpoint needs no
+change here. An install:
+
+1. checks the scripts can run (exists, executable, root/Administrator for local) and opens the
+   keystore with the store password: nothing is written if either fails;
+2. replaces the entry of the alias (``--alias``, else the single chosen node, else the alias
+   derived from the certificate's CN) or adds it, keeping every other entry;
+3. writes the file, reads it back and parses it (the new entry with the new certificate, every
+   other alias still there) before the transaction commits; any failure restores the file
+   byte for byte;
+4. runs the install script with the alias as its only argument. The keystore write has then
+   succeeded and stays: the reference document runs the script only "after the certificate and
+   private key entries have been successfully created", and rolling the keystore back because a
+   post-install hook failed would leave the operator with neither the new certificate nor a
+   clear state. A failing script raises :class:`InstallScriptFailed` (exit 1), which says that
+   the keystore *was* updated and carries the script's stderr tail and the install result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import attrs
+from tlsgate import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    InstallResult,
+    Node,
+    OperationError,
+    Transaction,
+    ValidationError,
+    certs,
+)
+from tlsgate.bundle import key_matches
+from tlsgate.secret import reveal
+
+from . import scripts
+from .entries import KeyEntry, Keystore, TrustedEntry, check_alias, entry_nodes
+from .errors import KeystoreError
+
+
+class InstallScriptFailed(OperationError):
+    """The entry was written and verified, then the install script failed. ``result`` is the
+    install's result (the keystore change is not rolled back)."""
+
+    def __init__(self, message: str, *, result: InstallResult, host: str | None = None) -> None:
+        self.result = result
+        super().__init__(message, rolled_back=False, host=host)
+
+
+@attrs.frozen
+class Loaded:
+    data: bytes
+    store: Keystore
+    key_data: bytes | None = None  # PEM: the separate key file's bytes, when it exists
+
+
+def _secret(options: object, name: str) -> str | None:
+    return reveal(getattr(options, name, None))
+
+
+def load(endpoint: Endpoint, connection: Connection) -> Loaded:
+    """Read and decode the endpoint's file(s). Raises KeystoreError or OperationError."""
+    opts = endpoint.options
+    data = connection.read_file(opts.path)
+    if endpoint.type == "p12":
+        from . import p12_codec
+
+        return Loaded(data, p12_codec.load(data, _secret(opts, "store_password") or ""))
+    if endpoint.type == "jks":
+        from . import jks_codec
+
+        return Loaded(data, jks_codec.load(data, _secret(opts, "store_password") or ""))
+    return _load_pem(endpoint, connection, data)
+
+
+def _load_pem(endpoint: Endpoint, connection: Connection, data: bytes) -> Loaded:
+    from . import pem_codec
+
+    opts = endpoint.options
+    key_data = None
+    if opts.key_path and connection.exists(opts.key_path):
+        key_data = connection.read_file(opts.key_path)
+    content = pem_codec.parse(data, key_data)
+    entries: list[KeyEntry | TrustedEntry] = []
+    chain = pem_codec.ordered(content, _secret(opts, "key_password"))
+    if chain:
+        entries.append(KeyEntry(connection.path.basename(opts.path), chain))
+    return Loaded(data, Keystore("pem", entries, layout={"content": content}), key_data)
+
+
+def _fail(endpoint: Endpoint, connection: Connection, exc: KeystoreError) -> OperationError:
+    where = f"{connection.host}: {endpoint.options.path}"
+    if exc.kind in ("password", "key_password"):
+        return OperationError(f"{where}: {exc}; update the endpoint's {exc.option}", host=connection.host)
+    return OperationError(f"{where}: {exc}", host=connection.host)
+
+
+def discover(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    try:
+        loaded = load(endpoint, connection)
+    except KeystoreError as exc:
+        raise _fail(endpoint, connection, exc) from None
+    return entry_nodes(loaded.store, endpoint.type)
+
+
+def choose_alias(endpoint: Endpoint, bundle: CertificateBundle, nodes: Sequence[Node], alias: str | None) -> str:
+    if alias:
+        chosen, option = alias, "--alias"
+    elif endpoint.type != "pem" and nodes:
+        derived = bundle.default_alias().casefold()
+        named = [n.locator or n.name for n in nodes]
+        match = [n for n in named if n.casefold() == derived]
+        if match:
+            chosen = match[0]
+        elif len(named) == 1:
+            chosen = named[0]
+        else:
+            raise ValidationError("a keystore install replaces one entry: name one --node or give --alias",
+                                  option="--node")
+        option = "--node"
+    else:
+        chosen, option = bundle.default_alias(), "--alias"
+    return check_alias(chosen, option=option, bmp_only=endpoint.type == "jks")
+
+
+def install(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+    alias: str | None,
+) -> InstallResult:
+    opts = endpoint.options
+    entry_alias = choose_alias(endpoint, bundle, nodes, alias)
+    if opts.install_script:
+        scripts.preflight(endpoint, connection, opts.install_script, "--install_script")
+    try:
+        loaded = load(endpoint, connection)
+        if endpoint.type == "pem":
+            return _install_pem(endpoint, connection, bundle, loaded, dry_run, entry_alias)
+        if loaded.store.format == "jks":
+            entry_alias = entry_alias.lower()  # Java lowercases JKS aliases; pyjks writes them so
+        old = loaded.store.find(entry_alias)
+        if isinstance(old, TrustedEntry):
+            raise ValidationError(
+                f"{entry_alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
+                option="--alias",
+            )
+        new_store = loaded.store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
+        new_data = _dump(endpoint, new_store)
+    except KeystoreError as exc:
+        raise _fail(endpoint, connection, exc) from None
+    with Transaction(connection, dry_run=dry_run, label=f"install into {opts.path}") as tx:
+        action = "replace-entry" if old is not None else "add-entry"
+        detail = f"{bundle.subject}, SHA-256 {bundle.fingerprint[:16]}..."
+        tx.step(action, f"{opts.path} alias {entry_alias}", detail)
+        tx.write(opts.path, new_data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
+        if not dry_run:
+            _verify(endpoint, connection, bundle, entry_alias, [e.alias for e in new_store.entries])
+            tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
+        if endpoint.type == "p12" and not _secret(opts, "store_password").isascii():  # type: ignore[union-attr]
+            tx.messages.append("note: Java cannot open a PKCS#12 file whose password is not ASCII")
+    return _after(endpoint, connection, tx, entry_alias, entry_alias)
+
+
+def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
+    password = _secret(endpoint.options, "store_password") or ""
+    if endpoint.type == "p12":
+        from . import p12_codec
+
+        return p12_codec.dump(store, password, legacy=bool(endpoint.options.is_legacy))
+    from . import jks_codec
+
+    return jks_codec.dump(store, password)
+
+
+def _verify(
+    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, alias: str, aliases: list[str]
+) -> None:
+    """Read the written file back and parse it before the transaction commits."""
+    try:
+        reread = load(endpoint, connection).store
+    except KeystoreError as exc:
+        raise OperationError(f"the written file does not read back: {exc}") from None
+    entry = reread.find(alias)
+    if not isinstance(entry, KeyEntry) or certs.fingerprint(entry.leaf) != bundle.fingerprint:
+        raise OperationError(f"the written file does not hold entry {alias!r} with the new certificate")
+    missing = sorted(set(a.casefold() for a in aliases) - set(a.casefold() for a in reread.aliases()))
+    if missing:
+        raise OperationError(f"the written file lost entries: {', '.join(missing)}")
+
+
+def _install_pem(
+    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, loaded: Loaded, dry_run: bool, alias: str
+) -> InstallResult:
+    from . import pem_codec
+
+    opts = endpoint.options
+    content = loaded.store.layout["content"]
+    password = _secret(opts, "key_password")
+    if content.key_encrypted:
+        pem_codec.load_key(content, password)  # wrong or missing --key_password: refuse before writing
+    separate = bool(opts.key_path)
+    cert_data, key_data = pem_codec.render(
+        content, (bundle.leaf, *bundle.chain), bundle.key, password=password, separate_key=separate
+    )
+    node = connection.path.basename(opts.path)
+    with Transaction(connection, dry_run=dry_run, label=f"install into {opts.path}") as tx:
+        action = "replace-entry" if loaded.store.entries else "add-entry"
+        tx.step(action, f"{opts.path}", f"{bundle.subject}, SHA-256 {bundle.fingerprint[:16]}...")
+        if separate:
+            # a new key file is created 0600; an existing one keeps its mode (e.g. 0640 root:ssl-cert)
+            tx.write(opts.key_path, key_data, mode=None if connection.exists(opts.key_path) else 0o600,
+                     detail="private key")
+        tx.write(opts.path, cert_data, detail="certificate and chain" + ("" if separate else " and private key"))
+        if not dry_run:
+            reread = load(endpoint, connection)
+            got = reread.store.entries[0].leaf if reread.store.entries else None
+            new_content = reread.store.layout["content"]
+            if got is None or certs.fingerprint(got) != bundle.fingerprint or new_content.key_block is None:
+                raise OperationError(f"{opts.path} does not read back with the new certificate and key")
+            if not key_matches(got, pem_codec.load_key(new_content, password)):
+                raise OperationError(f"{opts.path}: the written key does not read back with the certificate")
+            tx.messages.append(f"wrote {opts.path}" + (f" and {opts.key_path}" if separate else ""))
+    return _after(endpoint, connection, tx, alias, node)
+
+
+def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: str, node: str) -> InstallResult:
+    """Run the install script (after the commit) and build the result."""
+    script = endpoint.options.install_script
+    if tx.dry_run:
+        if script:
+            tx.plan.append(_plan_run(script, alias))
+        return tx.result(nodes=(node,), alias=alias)
+    result = tx.result(nodes=(node,), alias=alias, verified=True)
+    if not script:
+        return result
+    ran = scripts.run(endpoint, connection, script, [alias], "--install_script")
+    if not ran.ok:
+        raise InstallScriptFailed(
+            f"{connection.host}: the keystore {endpoint.options.path} was updated (entry {alias!r}) but the "
+            f"install script {script} exited {ran.exit_code}: {scripts.tail(ran)}",
+            result=result,
+            host=connection.host,
+        )
+    return attrs.evolve(result, messages=(*result.messages, f"install script {script} exited 0"))
+
+
+def _plan_run(script: str, alias: str) -> object:
+    from tlsgate import PlanStep
+
+    return PlanStep("run", f"{script} {alias}", "install script, argv: [script, alias]")
+
+
+def local_path_problem(path: str) -> str | None:
+    """Why a local path cannot be used, or None."""
+    if not os.path.isabs(path):
+        return "must be an absolute path"
+    if not os.path.exists(path):
+        return f"{path}: no such file (the file must already exist)"
+    if os.path.isdir(path):
+        return f"{path}: is a directory"
+    return None

@@ -1,0 +1,77 @@
+"""JKS keystores through pyjks, and what a ``jks`` endpoint's file may really be.
+
+Since Java 9, ``keytool -genkeypair -keystore app.jks`` writes PKCS#12 unless told
+``-storetype JKS``, so a ``jks`` endpoint's file is read by its content, not its name:
+``FEEDFEED`` is JKS, ``CECECECE`` is JCEKS (read-only: pyjks cannot write it), anything else is
+tried as PKCS#12 and rewritten as PKCS#12 (modern profile), keeping the file's format.
+
+Entries other than the one installed are written back exactly as they were read: their keys
+stay encrypted (we never need them), so an entry whose key password differs from the store
+password survives too. New private keys are protected with the store password, as keytool does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from tlsgate import certs
+
+from . import p12_codec
+from .entries import KeyEntry, Keystore, TrustedEntry
+from .errors import KeystoreError
+
+JKS_MAGIC = b"\xfe\xed\xfe\xed"
+JCEKS_MAGIC = b"\xce\xce\xce\xce"
+
+
+def load(data: bytes, password: str) -> Keystore:
+    if data[:4] not in (JKS_MAGIC, JCEKS_MAGIC):
+        if data[:1] == b"\x30":
+            return p12_codec.load(data, password)
+        raise KeystoreError("format", "not a JKS, JCEKS or PKCS#12 keystore")
+    import jks
+
+    try:
+        ks = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
+    except jks.util.KeystoreSignatureException:
+        raise KeystoreError("password", "cannot open the JKS keystore: wrong store password") from None
+    except (jks.util.KeystoreException, ValueError, IndexError) as exc:
+        raise KeystoreError("format", f"damaged JKS keystore ({type(exc).__name__})") from None
+    entries: list[KeyEntry | TrustedEntry] = []
+    others: list[Any] = []
+    for alias, item in ks.entries.items():
+        if isinstance(item, jks.PrivateKeyEntry):
+            chain = tuple(x509.load_der_x509_certificate(der) for _, der in item.cert_chain)
+            entries.append(KeyEntry(alias, chain, None, opaque=item))
+        elif isinstance(item, jks.TrustedCertEntry):
+            entries.append(TrustedEntry(alias, x509.load_der_x509_certificate(item.cert), opaque=item))
+        else:
+            others.append(item)  # JCEKS secret keys
+    return Keystore(ks.store_type, entries, layout={"other_entries": others})
+
+
+def dump(store: Keystore, password: str) -> bytes:
+    if store.format == "pkcs12":
+        return p12_codec.dump(store, password, legacy=False)
+    if store.format != "jks":
+        raise KeystoreError(
+            "unsupported",
+            f"{store.format.upper()} keystores cannot be written (pyjks writes JKS only); "
+            "convert it with keytool -importkeystore",
+        )
+    import jks
+
+    items = []
+    for entry in store.entries:
+        if entry.opaque is not None:
+            items.append(entry.opaque)
+        elif isinstance(entry, KeyEntry):
+            key_der = entry.key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            items.append(jks.PrivateKeyEntry.new(entry.alias, [certs.to_der(c) for c in entry.certs], key_der))
+        else:
+            items.append(jks.TrustedCertEntry.new(entry.alias, certs.to_der(entry.cert)))
+    return bytes(jks.KeyStore.new("jks", items).saves(password))

@@ -1,0 +1,79 @@
+"""The p12, jks and pem endpoint types and their options (the reference document's flags).
+
+PEM adds two optional flags that the reference document's command form does not have (it has no
+password for a PEM file at all): ``--key_path``, a separate key file, and ``--key_password``, the
+passphrase of an encrypted key. Both are optional, so every reference command form still works.
+"""
+
+from __future__ import annotations
+
+import attrs
+from tlsgate import EndpointType, Secret, option
+
+#: The reference document's connection types for p12, jks and pem, in its order.
+CONNECTION_TYPES = ("local", "ssh", "ssh_windows", "winrm_http", "winrm_https", "winrm_https_insecure")
+LOCAL_PLATFORMS = ("windows", "linux")
+_PATH_HELP = "The path to the keystore or certificate file."
+_INSTALL_HELP = "The path to the install script (run with the new entry's alias as its argument)."
+_RESTART_HELP = "The path to the restart script (run by tls restart)."
+
+
+@attrs.frozen
+class P12Options:
+    path: str = option(help=_PATH_HELP, required=True, min_len=1, max_len=4096, metavar="FILE")
+    store_password: Secret = option(help="The keystore password.", required=True, secret=True, min_len=1)
+    install_script: str | None = option(help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="FILE")
+    restart_script: str | None = option(help=_RESTART_HELP, min_len=1, max_len=4096, metavar="FILE")
+    is_legacy: bool = option(
+        help="PBE scheme of the PKCS#12 file: true = legacy PKCS#12 PBE (SHA-1 + 3DES, HMAC-SHA1 MAC) for old "
+        "Java and Windows Server 2016; false (recommended) = PKCS#5 PBES2 (PBKDF2-SHA256 + AES-256, HMAC-SHA256).",
+        default=False,
+        metavar="true|false",
+    )
+
+
+@attrs.frozen
+class JksOptions:
+    path: str = option(help=_PATH_HELP, required=True, min_len=1, max_len=4096, metavar="FILE")
+    store_password: Secret = option(help="The keystore password.", required=True, secret=True, min_len=1)
+    install_script: str | None = option(help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="FILE")
+    restart_script: str | None = option(help=_RESTART_HELP, min_len=1, max_len=4096, metavar="FILE")
+
+
+@attrs.frozen
+class PemOptions:
+    path: str = option(help="The path to the file.", required=True, min_len=1, max_len=4096, metavar="FILE")
+    install_script: str | None = option(help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="FILE")
+    restart_script: str | None = option(help=_RESTART_HELP, min_len=1, max_len=4096, metavar="FILE")
+    key_path: str | None = option(
+        help="A separate private key file (default: the key is in the --path file).",
+        min_len=1, max_len=4096, metavar="FILE",
+    )
+    key_password: Secret | None = option(
+        help="The passphrase of the encrypted private key; the new key is written encrypted with it.",
+        secret=True, min_len=1,
+    )
+
+
+OPTIONS = {"p12": P12Options, "jks": JksOptions, "pem": PemOptions}
+
+
+def endpoint_types() -> list[EndpointType]:
+    described = {
+        "p12": "PKCS#12 keystore file (.p12, .pfx)",
+        "jks": "Java keystore file (JKS; a PKCS#12 file behind a .jks name is kept PKCS#12)",
+        "pem": "PEM file: certificate, chain and private key (or a separate key file)",
+    }
+    vendors = {"p12": "PKCS#12", "jks": "JKS", "pem": "PEM"}
+    return [
+        EndpointType(
+            name=name,
+            description=described[name],
+            connection_types=CONNECTION_TYPES,
+            local_platforms=LOCAL_PLATFORMS,
+            options=OPTIONS[name],
+            needs_restart=False,
+            vendor=vendors[name],
+        )
+        for name in ("p12", "jks", "pem")
+    ]

@@ -1,0 +1,279 @@
+"""PKCS#12 keystores with any number of entries.
+
+``cryptography`` (50.x) reads and writes PKCS#12 files with at most one private key
+(``load_pkcs12`` returns one key; ``serialize_key_and_certificates`` takes one), but a Java
+keystore commonly holds several. So:
+
+* reading: the bag structure is decoded here (pyasn1); certificate bags are decrypted by
+  :mod:`.pbe`, key bags by ``cryptography`` (``load_der_private_key`` of the
+  ``EncryptedPrivateKeyInfo``); ``load_pkcs12`` checks the MAC, i.e. the store password, first;
+* writing: ``cryptography`` produces every entry's encrypted bags with the explicit builder
+  profile (one ``serialize_key_and_certificates`` call per key entry, one for the loose CA
+  certificates, ``serialize_java_truststore`` for trusted entries); their authenticated-safe
+  items are concatenated here and the MAC is computed over the result (RFC 7292).
+
+The whole file is written in the endpoint's profile (``--is_legacy``): every other entry is
+decrypted and re-encrypted, never dropped. Profiles (reference: protocols.md section 6):
+
+* modern: PBES2 (PBKDF2-HMAC-SHA256, :data:`MODERN_KDF_ROUNDS`) + AES-256-CBC, HMAC-SHA256 MAC;
+* legacy: pbeWithSHAAnd3-KeyTripleDES-CBC (2048 rounds), HMAC-SHA1 MAC, for Java before
+  8u301/11.0.12 and Windows Server 2016.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from pyasn1.codec.ber import decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import char, univ
+from pyasn1_modules import rfc5652, rfc7292
+from tlsgate import certs
+from tlsgate.bundle import key_matches, order_chain
+
+from . import pbe
+from .entries import KeyEntry, Keystore, TrustedEntry
+from .errors import KeystoreError
+
+#: PBKDF2 iterations of the modern profile (the reference profile Tomcat 10.1 on Java 17 loaded).
+MODERN_KDF_ROUNDS = 600_000
+LEGACY_KDF_ROUNDS = 2048
+MAC_ROUNDS = 2048
+#: Oracle's "trusted key usage" bag attribute: marks a Java trustedCertEntry.
+ORACLE_TRUSTED = "2.16.840.113894.746875.1.1"
+X509_CERT_TYPE = "1.2.840.113549.1.9.22.1"
+_DATA, _ENCRYPTED_DATA = str(rfc5652.id_data), str(rfc5652.id_encryptedData)
+
+
+def encryption(password: str, *, legacy: bool) -> serialization.KeySerializationEncryption:
+    """The explicit profile (never ``BestAvailableEncryption``, whose meaning changes)."""
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder()
+    if legacy:
+        builder = (
+            builder.kdf_rounds(LEGACY_KDF_ROUNDS)
+            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+            .hmac_hash(hashes.SHA1())  # noqa: S303 - the legacy profile is SHA-1 by definition
+        )
+    else:
+        builder = (
+            builder.kdf_rounds(MODERN_KDF_ROUNDS)
+            .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+            .hmac_hash(hashes.SHA256())
+        )
+    return builder.build(password.encode("utf-8"))
+
+
+# -- reading ----------------------------------------------------------------------------------
+@attrs.define
+class _Bag:
+    kind: str  # "key" or "cert"
+    value: bytes  # EncryptedPrivateKeyInfo / PrivateKeyInfo DER, or certificate DER
+    shrouded: bool = False
+    friendly: str | None = None
+    local_id: bytes | None = None
+    trusted: bool = False
+    cert: x509.Certificate | None = None
+
+
+def load(data: bytes, password: str) -> Keystore:
+    """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`."""
+    pfx = _decode(data, rfc7292.PFX(), "not a PKCS#12 file")
+    try:
+        pkcs12.load_pkcs12(data, password.encode("utf-8"))
+    except ValueError:
+        raise KeystoreError("password", "cannot open the PKCS#12 file: wrong store password") from None
+    try:
+        bags = list(_bags(pfx, password))
+    except pbe.UnsupportedAlgorithm as exc:
+        raise KeystoreError("unsupported", f"PKCS#12 file uses an unsupported {exc}") from None
+    except (PyAsn1Error, ValueError) as exc:
+        raise KeystoreError("format", f"damaged PKCS#12 file ({type(exc).__name__})") from None
+    return _assemble(bags, password)
+
+
+def _decode(data: bytes, spec: object, what: str) -> object:
+    try:
+        value, _ = decoder.decode(data, asn1Spec=spec)
+    except (PyAsn1Error, ValueError, TypeError):
+        raise KeystoreError("format", what) from None
+    return value
+
+
+def _bags(pfx: object, password: str) -> Iterator[_Bag]:
+    auth_ci = pfx["authSafe"]  # type: ignore[index]
+    if str(auth_ci["contentType"]) != _DATA:
+        raise KeystoreError("unsupported", "PKCS#12 file in public-key integrity mode")
+    auth, _ = decoder.decode(bytes(_octets(auth_ci["content"])), asn1Spec=rfc7292.AuthenticatedSafe())
+    for ci in auth:
+        kind = str(ci["contentType"])
+        if kind == _DATA:
+            safe = bytes(_octets(ci["content"]))
+        elif kind == _ENCRYPTED_DATA:
+            ed, _ = decoder.decode(ci["content"], asn1Spec=rfc5652.EncryptedData())
+            eci = ed["encryptedContentInfo"]
+            alg = eci["contentEncryptionAlgorithm"]
+            params = bytes(alg["parameters"]) if alg["parameters"].isValue else None
+            safe = pbe.decrypt(str(alg["algorithm"]), params, bytes(eci["encryptedContent"]), password)
+        else:
+            raise KeystoreError("unsupported", "PKCS#12 file with public-key encrypted content")
+        yield from _safe_bags(safe)
+
+
+def _octets(any_value: object) -> univ.OctetString:
+    value, _ = decoder.decode(bytes(any_value), asn1Spec=univ.OctetString())  # type: ignore[call-overload]
+    return value
+
+
+def _safe_bags(safe_der: bytes) -> Iterator[_Bag]:
+    contents, _ = decoder.decode(safe_der, asn1Spec=rfc7292.SafeContents())
+    for bag in contents:
+        bag_id, value = bag["bagId"], bytes(bag["bagValue"])
+        if bag_id == rfc7292.id_safeContentsBag:
+            yield from _safe_bags(value)
+            continue
+        if bag_id in (rfc7292.id_pkcs8ShroudedKeyBag, rfc7292.id_keyBag):
+            item = _Bag("key", value, shrouded=bag_id == rfc7292.id_pkcs8ShroudedKeyBag)
+        elif bag_id == rfc7292.id_certBag:
+            cert_bag, _ = decoder.decode(value, asn1Spec=rfc7292.CertBag())
+            if str(cert_bag["certId"]) != X509_CERT_TYPE:
+                continue  # SDSI certificates: nothing Java or OpenSSL uses
+            der = bytes(_octets(cert_bag["certValue"]))
+            item = _Bag("cert", der, cert=x509.load_der_x509_certificate(der))
+        else:
+            raise KeystoreError("unsupported", f"PKCS#12 bag type {bag_id} (CRL or secret bag)")
+        for attr in bag["bagAttributes"]:
+            kind, values = attr["attrType"], attr["attrValues"]
+            if kind == rfc7292.pkcs_9_at_friendlyName and len(values):
+                item.friendly = str(decoder.decode(bytes(values[0]), asn1Spec=char.BMPString())[0])
+            elif kind == rfc7292.pkcs_9_at_localKeyId and len(values):
+                item.local_id = bytes(_octets(values[0]))
+            elif str(kind) == ORACLE_TRUSTED:
+                item.trusted = True
+        yield item
+
+
+def _assemble(bags: list[_Bag], password: str) -> Keystore:
+    key_bags = [b for b in bags if b.kind == "key"]
+    cert_bags = [b for b in bags if b.kind == "cert"]
+    used: set[int] = set()
+    entries: list[KeyEntry | TrustedEntry] = []
+    unnamed = 0
+    all_certs = [b.cert for b in cert_bags if b.cert is not None]
+    for kb in key_bags:
+        try:
+            key = serialization.load_der_private_key(kb.value, password.encode("utf-8") if kb.shrouded else None)
+        except (ValueError, TypeError):
+            raise KeystoreError("unsupported", "a private key that the store password does not decrypt") from None
+        leaf_bag = next((c for c in cert_bags if kb.local_id and c.local_id == kb.local_id), None)
+        if leaf_bag is None:
+            leaf_bag = next((c for c in cert_bags if key_matches(c.cert, key)), None)  # type: ignore[arg-type]
+        if leaf_bag is None or leaf_bag.cert is None:
+            raise KeystoreError("unsupported", "a private key without its certificate")
+        used.add(id(leaf_bag))
+        alias = kb.friendly or leaf_bag.friendly
+        if not alias:
+            unnamed += 1
+            alias = str(unnamed)  # what Java shows for an entry without a friendly name
+        others = [c for c in all_certs if certs.fingerprint(c) != certs.fingerprint(leaf_bag.cert)]
+        chain = order_chain(leaf_bag.cert, others, include_root=True)
+        entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key))
+    extra: list[tuple[x509.Certificate, str | None]] = []
+    for cb in cert_bags:
+        if id(cb) in used or cb.cert is None:
+            continue
+        if cb.trusted:
+            if not cb.friendly:
+                unnamed += 1
+            entries.append(TrustedEntry(cb.friendly or str(unnamed), cb.cert))
+        else:
+            extra.append((cb.cert, cb.friendly))
+    return Keystore("pkcs12", entries, extra)
+
+
+# -- writing ----------------------------------------------------------------------------------
+def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
+    """The keystore as a PKCS#12 file in the chosen profile (see the module docstring)."""
+    enc = encryption(password, legacy=legacy)
+    items: list[bytes] = []
+    chain_certs: dict[str, pkcs12.PKCS12Certificate] = {}
+    trusted: list[pkcs12.PKCS12Certificate] = []
+    for entry in store.entries:
+        if isinstance(entry, KeyEntry):
+            items += _safe_items(
+                pkcs12.serialize_key_and_certificates(entry.alias.encode("utf-8"), entry.key, entry.leaf, None, enc)
+            )
+            for cert in entry.certs[1:]:
+                chain_certs.setdefault(certs.fingerprint(cert), pkcs12.PKCS12Certificate(cert, None))
+        else:
+            trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
+    for cert, name in store.extra:
+        chain_certs[certs.fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
+    if chain_certs:
+        items += _safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
+    if trusted:
+        items += _safe_items(pkcs12.serialize_java_truststore(trusted, enc))
+    auth_safe = _tlv(0x30, b"".join(items))
+    digest = "sha1" if legacy else "sha256"
+    salt = os.urandom(8)
+    mac = pbe.mac(auth_safe, password, salt, MAC_ROUNDS, digest)
+    digest_info = _tlv(0x30, _tlv(0x30, _oid(pbe.MAC_OIDS[digest]) + b"\x05\x00") + _tlv(0x04, mac))
+    mac_data = _tlv(0x30, digest_info + _tlv(0x04, salt) + _int(MAC_ROUNDS))
+    content_info = _tlv(0x30, _oid(_DATA) + _tlv(0xA0, _tlv(0x04, auth_safe)))
+    return _tlv(0x30, _int(3) + content_info + mac_data)
+
+
+def _safe_items(p12: bytes) -> list[bytes]:
+    """The authenticated-safe items (DER ContentInfos) of a file ``cryptography`` just wrote."""
+    pfx, _ = decoder.decode(p12, asn1Spec=rfc7292.PFX())
+    return _children(bytes(_octets(pfx["authSafe"]["content"])))
+
+
+def _children(der: bytes) -> list[bytes]:
+    """The element encodings inside one DER SEQUENCE (definite lengths only: DER input)."""
+    _, start, end = _header(der, 0)
+    out, pos = [], start
+    while pos < end:
+        _, _, stop = _header(der, pos)
+        out.append(der[pos:stop])
+        pos = stop
+    return out
+
+
+def _header(der: bytes, pos: int) -> tuple[int, int, int]:
+    tag, length = der[pos], der[pos + 1]
+    body = pos + 2
+    if length & 0x80:
+        n = length & 0x7F
+        length = int.from_bytes(der[body : body + n], "big")
+        body += n
+    return tag, body, body + length
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def _int(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    body = bytearray([40 * parts[0] + parts[1]])
+    for part in parts[2:]:
+        chunk = [part & 0x7F]
+        part >>= 7
+        while part:
+            chunk.append(0x80 | (part & 0x7F))
+            part >>= 7
+        body += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(body))

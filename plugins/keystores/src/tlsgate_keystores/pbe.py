@@ -1,0 +1,142 @@
+"""Password-based encryption pieces of PKCS#12 that ``cryptography`` does not expose.
+
+``cryptography`` writes and reads a PKCS#12 file holding *one* private key. To read every entry
+of a multi-key keystore we decrypt its ``encryptedData`` certificate bags ourselves (this
+module), and to write one we let ``cryptography`` produce each entry's encrypted bags and only
+compute the outer MAC here. Key bags are decrypted by ``cryptography`` itself
+(``load_der_private_key`` reads an ``EncryptedPrivateKeyInfo`` in any PKCS#12 PBE or PBES2).
+
+Supported: PBES2 (PBKDF2 with HMAC-SHA1/224/256/384/512; AES-128/192/256-CBC, DES-EDE3-CBC)
+and the RFC 7292 PBE schemes (SHA-1 with 3-key/2-key 3DES, RC2-128, RC2-40 — the last is what
+OpenSSL 1.1, ``openssl -legacy`` and Java before 12 write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+PKCS12_PBE = "1.2.840.113549.1.12.1."
+PBES2 = "1.2.840.113549.1.5.13"
+PBKDF2 = "1.2.840.113549.1.5.12"
+
+#: RFC 7292 PBE: OID suffix -> (cipher, key length in bytes)
+_PKCS12_CIPHERS = {"3": ("3des", 24), "4": ("3des", 16), "5": ("rc2", 16), "6": ("rc2", 5)}
+_PRF = {
+    "1.2.840.113549.2.7": hashes.SHA1,
+    "1.2.840.113549.2.8": hashes.SHA224,
+    "1.2.840.113549.2.9": hashes.SHA256,
+    "1.2.840.113549.2.10": hashes.SHA384,
+    "1.2.840.113549.2.11": hashes.SHA512,
+}
+_PBES2_CIPHERS = {
+    "2.16.840.1.101.3.4.1.2": ("aes", 16),
+    "2.16.840.1.101.3.4.1.22": ("aes", 24),
+    "2.16.840.1.101.3.4.1.42": ("aes", 32),
+    "1.2.840.113549.3.7": ("3des", 24),
+}
+#: MAC digest OID -> hashlib name
+MAC_DIGESTS = {
+    "1.3.14.3.2.26": "sha1",
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
+MAC_OIDS = {name: oid for oid, name in MAC_DIGESTS.items()}
+
+
+class UnsupportedAlgorithm(ValueError):
+    """The file uses an encryption scheme this reader does not implement."""
+
+
+def bmp_password(password: str) -> bytes:
+    """The password as RFC 7292 wants it for its own KDF: UTF-16BE with two zero bytes."""
+    return password.encode("utf-16-be") + b"\x00\x00"
+
+
+def pkcs12_kdf(password: str, salt: bytes, iterations: int, purpose: int, size: int, digest: str = "sha1") -> bytes:
+    """RFC 7292 appendix B.2 key derivation (purpose 1: key, 2: IV, 3: MAC key)."""
+    v = hashlib.new(digest).block_size
+    pw = bmp_password(password)
+
+    def fill(data: bytes) -> bytes:
+        if not data:
+            return b""
+        n = v * ((len(data) + v - 1) // v)
+        return (data * (n // len(data) + 1))[:n]
+
+    d = bytes([purpose]) * v
+    i = bytearray(fill(salt) + fill(pw))
+    out = b""
+    while len(out) < size:
+        a = d + bytes(i)
+        for _ in range(iterations):
+            a = hashlib.new(digest, a).digest()
+        out += a
+        b = int.from_bytes(fill(a)[:v], "big")
+        for j in range(0, len(i), v):
+            block = (int.from_bytes(i[j : j + v], "big") + b + 1) % (1 << (8 * v))
+            i[j : j + v] = block.to_bytes(v, "big")
+    return out[:size]
+
+
+def mac(data: bytes, password: str, salt: bytes, iterations: int, digest: str) -> bytes:
+    """The PKCS#12 MacData HMAC over the authenticated-safe content."""
+    key = pkcs12_kdf(password, salt, iterations, 3, hashlib.new(digest).digest_size, digest)
+    return hmac.new(key, data, digest).digest()
+
+
+def decrypt(algorithm_oid: str, params_der: bytes | None, ciphertext: bytes, password: str) -> bytes:
+    """Decrypt ``ciphertext`` encrypted with the named password-based scheme."""
+    from pyasn1.codec.ber import decoder
+    from pyasn1_modules import rfc7292, rfc8018
+
+    if algorithm_oid.startswith(PKCS12_PBE) and algorithm_oid[len(PKCS12_PBE) :] in _PKCS12_CIPHERS:
+        cipher, key_len = _PKCS12_CIPHERS[algorithm_oid[len(PKCS12_PBE) :]]
+        p, _ = decoder.decode(params_der or b"", asn1Spec=rfc7292.Pkcs_12PbeParams())
+        salt, rounds = bytes(p["salt"]), int(p["iterations"])
+        key = pkcs12_kdf(password, salt, rounds, 1, key_len)
+        iv = pkcs12_kdf(password, salt, rounds, 2, 8)
+        return _cbc_decrypt(cipher, key, iv, ciphertext, rc2_bits=key_len * 8)
+    if algorithm_oid == PBES2:
+        p, _ = decoder.decode(params_der or b"", asn1Spec=rfc8018.PBES2_params())
+        kdf, scheme = p["keyDerivationFunc"], p["encryptionScheme"]
+        if str(kdf["algorithm"]) != PBKDF2:
+            raise UnsupportedAlgorithm(f"PBES2 key derivation {kdf['algorithm']}")
+        kp, _ = decoder.decode(kdf["parameters"], asn1Spec=rfc8018.PBKDF2_params())
+        prf_oid = str(kp["prf"]["algorithm"]) if kp["prf"].isValue else "1.2.840.113549.2.7"
+        enc_oid = str(scheme["algorithm"])
+        if prf_oid not in _PRF or enc_oid not in _PBES2_CIPHERS:
+            raise UnsupportedAlgorithm(f"PBES2 with {prf_oid} / {enc_oid}")
+        cipher, key_len = _PBES2_CIPHERS[enc_oid]
+        iv_der, _ = decoder.decode(scheme["parameters"])
+        key = PBKDF2HMAC(
+            algorithm=_PRF[prf_oid](), length=key_len, salt=bytes(kp["salt"]["specified"]),
+            iterations=int(kp["iterationCount"]),
+        ).derive(password.encode("utf-8"))
+        return _cbc_decrypt(cipher, key, bytes(iv_der), ciphertext)
+    raise UnsupportedAlgorithm(f"encryption scheme {algorithm_oid}")
+
+
+def _cbc_decrypt(cipher: str, key: bytes, iv: bytes, data: bytes, rc2_bits: int = 128) -> bytes:
+    if cipher == "rc2":
+        from Cryptodome.Cipher import ARC2  # pycryptodomex (a pyjks dependency); cryptography has no RC2-40
+
+        plain = ARC2.new(key, ARC2.MODE_CBC, iv=iv, effective_keylen=rc2_bits).decrypt(data)  # noqa: S304 - reading old files
+        block = 64
+    else:
+        if cipher == "aes":
+            algo: algorithms.BlockCipherAlgorithm = algorithms.AES(key)
+        else:
+            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+
+            algo = TripleDES(key)
+        dec = Cipher(algo, modes.CBC(iv)).decryptor()
+        plain = dec.update(data) + dec.finalize()
+        block = algo.block_size
+    unpadder = padding.PKCS7(block).unpadder()
+    return unpadder.update(plain) + unpadder.finalize()
