@@ -15,10 +15,9 @@ from pathlib import Path
 import jks
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-
 from tlsgate.testing.certs import TestCA
 
-PASSWORD = "changeit"
+PASSWORD = "changeit"  # noqa: S105 - the demo keystores' well-known password
 
 
 def main(out: Path) -> None:
