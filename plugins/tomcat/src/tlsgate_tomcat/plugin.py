@@ -1,1 +1,103 @@
-"""Hook implementations (filled in by its issue)."""
+"""tlsgate endpoint type ``tomcat``: Apache Tomcat 9.x, 10.x and 11.x.
+
+This entry module imports only tlsgate and attrs (every CLI call loads every plugin); the
+driver modules, and pyjks inside them, load when a hook runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+from tlsgate.plugin import EndpointType, Problem, RestartResult, impl, option
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+TYPE_NAME = "tomcat"
+
+
+@attrs.frozen
+class TomcatOptions:
+    tomcat_dir: str = option(
+        help="The Tomcat directory (CATALINA_BASE): the folder that holds conf/server.xml.",
+        required=True,
+        min_len=1,
+        max_len=4096,
+        metavar="TOMCAT_PATH",
+    )
+    tomcat_service: str | None = option(
+        help=(
+            "The systemd unit (Linux) or Windows service that runs this Tomcat. Default: "
+            "tomcat11, tomcat10, tomcat9 or tomcat when it serves this directory, else bin/shutdown.sh "
+            "and bin/startup.sh."
+        ),
+        min_len=1,
+        max_len=256,
+    )
+    tomcat_home: str | None = option(
+        help="CATALINA_HOME (Tomcat's bin/ and lib/) when it is not the Tomcat directory. Default: found.",
+        min_len=1,
+        max_len=4096,
+    )
+
+
+@impl
+def tlsgate_endpoint_types() -> list[EndpointType]:
+    return [
+        EndpointType(
+            name=TYPE_NAME,
+            description="Apache Tomcat 9.x, 10.x, 11.x (server.xml connectors; JKS, PKCS12 or PEM)",
+            connection_types=("local", "ssh", "winrm_http", "winrm_https", "winrm_https_insecure"),
+            local_platforms=("windows", "linux"),
+            options=TomcatOptions,
+            needs_restart=True,
+            vendor="Apache Tomcat",
+        )
+    ]
+
+
+@impl
+def validate(endpoint: Endpoint) -> list[Problem]:
+    if endpoint.type != TYPE_NAME:
+        return []
+    options = endpoint.options
+    if not isinstance(options, TomcatOptions):
+        return [Problem("the endpoint has no Tomcat options", option="--tomcat_dir")]
+    if "\x00" in options.tomcat_dir:
+        return [Problem("must not contain NUL", option="--tomcat_dir")]
+    return []
+
+
+@impl
+def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    from .discovery import discover
+
+    return discover(endpoint, connection)
+
+
+@impl
+def install(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+) -> InstallResult:
+    from .install import install as install_bundle
+
+    return install_bundle(endpoint, connection, bundle, nodes, dry_run)
+
+
+@impl
+def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
+    from . import restart as restart_mod
+    from .discovery import load_config
+    from .install import _restart_and_wait
+
+    config = load_config(connection, endpoint.options.tomcat_dir)
+    plan = restart_mod.plan_restart(
+        connection, config.base, service=endpoint.options.tomcat_service, home=endpoint.options.tomcat_home
+    )
+    return RestartResult(True, _restart_and_wait(endpoint, connection, config, plan))

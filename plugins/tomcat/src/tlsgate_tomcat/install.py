@@ -1,0 +1,273 @@
+"""Installing a certificate into Tomcat: new keystore (or PEM files) + in-place server.xml edit,
+validated before the restart and verified by handshake after it, restored on any failure.
+
+Each chosen SSLHostConfig gets its own files under ``conf/tlsgate/`` (named after its port and
+host name), so a keystore another host or connector shares is never overwritten. The keystore
+keeps the connector's type (JKS or PKCS12; PKCS12 when none is declared), its password and its
+alias when the connector has them; otherwise a password is generated for this install
+(``secrets``) and lives only in server.xml. Keystores are 0600, plus group read when server.xml
+itself is group-readable (Debian: ``root:tomcat 0640``, Tomcat runs as ``tomcat``), and get
+server.xml's owner and group.
+
+Tomcat cannot be asked whether a keystore is good (``configtest`` exits 0 when a connector
+cannot load it; a wrong password leaves the JVM up with the port dead), so before the restart
+the edited server.xml is parsed again and the keystore it now names is opened with the password
+it now holds, and must yield the new certificate with its key. After the restart every changed
+host must serve the new certificate and every other host what it served before.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+
+import attrs
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from tlsgate import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    InstallResult,
+    Node,
+    OperationError,
+    Transaction,
+    ValidationError,
+)
+from tlsgate import certs as certs_mod
+from tlsgate.plugin import key_matches
+from tlsgate.probe import Target, expect_served
+
+from . import keystore, restart, serverxml
+from .discovery import TomcatConfig, keystore_password, load_config, probe_target, read_material
+from .serverxml import CertificateConfig, HostConfig
+
+FILES_DIR = ("conf", "tlsgate")
+DEFAULT_ALIAS = "tomcat"
+
+
+@attrs.frozen
+class HostChange:
+    """What one SSLHostConfig gets: files to write and attribute changes on one element."""
+
+    host: HostConfig
+    certificate: CertificateConfig
+    files: tuple[tuple[str, bytes, int], ...]  # path, content, mode
+    changes: dict[str, str | None]
+    keystore: tuple[str, str, str] | None = attrs.field(default=None, repr=False)  # path, password, alias
+
+
+def key_type(bundle: CertificateBundle) -> str:
+    if isinstance(bundle.key, rsa.RSAPrivateKey):
+        return "RSA"
+    if isinstance(bundle.key, ec.EllipticCurvePrivateKey):
+        return "EC"
+    if isinstance(bundle.key, dsa.DSAPrivateKey):
+        return "DSA"
+    return "UNDEFINED"
+
+
+def select_hosts(hcs: Sequence[HostConfig], nodes: Sequence[Node], bundle: CertificateBundle) -> list[HostConfig]:
+    """The host configs to change: the chosen nodes (by locator, else by name), or when none
+    are chosen the hosts whose names the certificate covers."""
+    if nodes:
+        out = []
+        for node in nodes:
+            match = [h for h in hcs if node.locator and h.locator == node.locator]
+            if not match:
+                match = [
+                    h for h in hcs
+                    if h.host_name == node.name.lower() and (node.port is None or h.port == node.port)
+                ]
+            if not match:
+                raise ValidationError(f"no TLS host {node.name!r} in server.xml", option="--node")
+            out += [h for h in match if h not in out]
+        return out
+    covered = [h for h in hcs if h.host_name != serverxml.DEFAULT_HOST and bundle.covers(h.host_name)]
+    if not covered:
+        known = ", ".join(f"{h.host_name} (port {h.port})" for h in hcs) or "none"
+        raise ValidationError(
+            f"the certificate covers none of the TLS hosts ({known}); choose with --node", option="--node"
+        )
+    return covered
+
+
+def _pick_certificate(hc: HostConfig, bundle: CertificateBundle) -> CertificateConfig:
+    if not hc.certificates:
+        raise ValidationError(f"{hc.locator}: the SSLHostConfig has no <Certificate> to update", option="--node")
+    if len(hc.certificates) == 1:
+        return hc.certificates[0]
+    want = key_type(bundle)
+    for cert in hc.certificates:
+        if cert.type == want:
+            return cert
+    raise ValidationError(
+        f"{hc.locator}: several <Certificate> elements and none of type {want}", option="--node"
+    )
+
+
+def _stem(hc: HostConfig) -> str:
+    name = hc.host_name.replace("*", "wildcard")
+    addr = f"{hc.address}_" if hc.address else ""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{addr}{hc.port}_{name}")
+
+
+def plan_change(
+    connection: Connection, config: TomcatConfig, hc: HostConfig, bundle: CertificateBundle, file_mode: int
+) -> HostChange:
+    cert = _pick_certificate(hc, bundle)
+    p = connection.path
+    rel_dir = "/".join(FILES_DIR)
+    stem = _stem(hc)
+    changes: dict[str, str | None] = {}
+    current_type = cert.type
+    if len(hc.certificates) == 1 and current_type not in ("UNDEFINED", key_type(bundle)) and "type" in cert.values:
+        changes["type"] = key_type(bundle)  # a single Certificate must not claim another key type
+    if cert.uses_pem:
+        key_pw = cert.get("certificateKeyPassword")
+        enc: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(key_pw.encode()) if key_pw else serialization.NoEncryption()
+        )
+        key_pem = bundle.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+        files = [
+            (p.join(config.base, *FILES_DIR, f"{stem}.crt"), bundle.cert_pem(), file_mode | 0o044),
+            (p.join(config.base, *FILES_DIR, f"{stem}.key"), key_pem, file_mode),
+        ]
+        changes[cert.attribute_name("certificateFile")] = f"{rel_dir}/{stem}.crt"
+        changes[cert.attribute_name("certificateKeyFile")] = f"{rel_dir}/{stem}.key"
+        if bundle.chain:
+            files.append((p.join(config.base, *FILES_DIR, f"{stem}.chain.crt"), bundle.chain_pem(), file_mode | 0o044))
+            changes[cert.attribute_name("certificateChainFile")] = f"{rel_dir}/{stem}.chain.crt"
+        elif cert.get("certificateChainFile") is not None:
+            changes[cert.attribute_name("certificateChainFile")] = None
+        return HostChange(hc, cert, tuple(files), changes)
+
+    declared = cert.get("certificateKeystoreType")
+    kind = keystore.keystore_kind(declared)
+    if declared is None or declared.upper() != kind:
+        changes[cert.attribute_name("certificateKeystoreType")] = kind
+    password = cert.get("certificateKeystorePassword")
+    if password is None and cert.get("certificateKeystorePasswordFile"):
+        password = keystore_password(connection, config.base, cert)
+    if not password:
+        password = secrets.token_urlsafe(24)
+        changes[cert.attribute_name("certificateKeystorePassword")] = password
+    alias = cert.get("certificateKeyAlias")
+    if not alias:
+        alias = DEFAULT_ALIAS
+        changes[cert.attribute_name("certificateKeyAlias")] = alias
+    if cert.get("certificateKeyPassword") is not None:
+        changes[cert.attribute_name("certificateKeyPassword")] = None  # the key now uses the store password
+    ext = "jks" if kind == "JKS" else "p12"
+    path = p.join(config.base, *FILES_DIR, f"{stem}.{ext}")
+    changes[cert.attribute_name("certificateKeystoreFile")] = f"{rel_dir}/{stem}.{ext}"
+    data = keystore.write_keystore(kind, bundle, alias, password)
+    return HostChange(hc, cert, ((path, data, file_mode),), changes, keystore=(path, password, alias))
+
+
+def edit_server_xml(config: TomcatConfig, changes: Sequence[HostChange]) -> bytes:
+    data = config.xml.data
+    for change in sorted(changes, key=lambda c: c.certificate.element.start, reverse=True):
+        data = serverxml.edit_start_tag(data, change.certificate.element, change.changes, encoding=config.xml.encoding)
+    return data
+
+
+def validate_before_restart(
+    connection: Connection, base: str, new_xml: bytes, changes: Sequence[HostChange], bundle: CertificateBundle
+) -> None:
+    """Read back what was written, through the edited server.xml, as Tomcat will."""
+    for change in changes:
+        if change.keystore is not None:
+            path, password, alias = change.keystore
+            try:
+                keystore.check_written(connection.read_file(path), password, alias, bundle)
+            except keystore.KeystoreError as exc:
+                raise OperationError(f"{path}: {exc}") from None
+    edited = load_config(connection, base, data=new_xml)
+    for change in changes:
+        hc = edited.xml.find(change.host.locator)
+        if hc is None:
+            raise OperationError(f"the edited server.xml lost {change.host.locator}")
+        cert = next((c for c in hc.certificates if c.element.start == change.certificate.element.start), None)
+        if cert is None:
+            raise OperationError(f"the edited server.xml lost the Certificate of {change.host.locator}")
+        material = read_material(connection, base, cert)
+        if material.certificate is None:
+            raise OperationError(f"{change.host.locator}: Tomcat could not load the new certificate: {material.error}")
+        if certs_mod.fingerprint(material.certificate) != bundle.fingerprint:
+            raise OperationError(f"{change.host.locator}: the edited configuration names another certificate")
+        if material.key is None or not key_matches(material.certificate, material.key):
+            raise OperationError(f"{change.host.locator}: the new key does not open or does not match")
+
+
+def install(
+    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node], dry_run: bool
+) -> InstallResult:
+    base = endpoint.options.tomcat_dir
+    config = load_config(connection, base)
+    hcs = config.host_configs()
+    chosen = select_hosts(hcs, nodes, bundle)
+    xml_stat = connection.stat(config.path)
+    file_mode = 0o600 | ((xml_stat.mode & 0o040) if xml_stat else 0)
+    changes = [plan_change(connection, config, hc, bundle, file_mode) for hc in chosen]
+    new_xml = edit_server_xml(config, changes)
+    plan = restart.plan_restart(
+        connection, base, service=endpoint.options.tomcat_service, home=endpoint.options.tomcat_home
+    )
+    before = {hc.locator: _served(endpoint, hc) for hc in hcs} if not dry_run else {}
+    changed = {c.host.locator for c in changes}
+    files_dir = connection.path.join(base, *FILES_DIR)
+
+    with Transaction(connection, dry_run=dry_run, label=f"tomcat install on {endpoint.name}") as tx:
+        if not dry_run and not connection.exists(files_dir):
+            connection.makedirs(files_dir, mode=0o750)
+            connection.chown_like(files_dir, config.path)
+        for change in changes:
+            for path, data, mode in change.files:
+                tx.write(path, data, mode=mode, detail=f"{change.host.locator}, mode {mode:o}")
+                if not dry_run:
+                    connection.chown_like(path, config.path)
+        names = sorted({name for c in changes for name in c.changes})
+        tx.write(config.path, new_xml, detail="set " + ", ".join(names))  # names only: values may be secret
+        if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
+            validate_before_restart(connection, base, new_xml, changes, bundle)
+        tx.on_rollback(lambda: _restart_and_wait(endpoint, connection, config, plan), "restart Tomcat again")
+        if tx.step("restart", plan.describe()):
+            tx.messages.append(_restart_and_wait(endpoint, connection, config, plan))
+        if tx.step("verify", "TLS handshake", ", ".join(sorted(changed))):
+            targets = [t for c in changes if (t := probe_target(endpoint, c.host)) is not None]
+            expect_served(targets, bundle.fingerprint, deadline=15)
+            for hc in hcs:
+                old = before.get(hc.locator)
+                target = probe_target(endpoint, hc)
+                if hc.locator in changed or old is None or target is None:
+                    continue
+                expect_served([target], old, deadline=10)
+    return tx.result(
+        nodes=tuple(c.host.host_name for c in changes),
+        verified=not dry_run,
+        alias=next((c.keystore[2] for c in changes if c.keystore), None),
+    )
+
+
+def _served(endpoint: Endpoint, hc: HostConfig) -> str | None:
+    from tlsgate.probe import try_served_fingerprint
+
+    target = probe_target(endpoint, hc)
+    return try_served_fingerprint(target.host, target.port, target.sni) if target else None
+
+
+def connector_targets(endpoint: Endpoint, config: TomcatConfig) -> list[Target]:
+    targets = [probe_target(endpoint, hc) for hc in config.host_configs()]
+    return list(dict.fromkeys(Target(t.host, t.port) for t in targets if t is not None))
+
+
+def _restart_and_wait(endpoint: Endpoint, connection: Connection, config: TomcatConfig, plan: restart.RestartPlan) -> str:
+    message = restart.restart(connection, config.base, plan, shutdown_port=config.xml.shutdown_port)
+    closed = restart.wait_for_ports(connector_targets(endpoint, config))
+    if closed:
+        raise OperationError(
+            "Tomcat restarted but these TLS connectors do not listen: " + ", ".join(str(t) for t in closed)
+        )
+    return message

@@ -1,0 +1,278 @@
+"""Restarting Tomcat so that new keystores take effect.
+
+Which way, in order:
+
+* Windows host: the Tomcat service, through the fixed PowerShell template
+  ``# tlsgate:tomcat-restart`` (the service the endpoint names, else the ``Tomcat*`` service whose
+  procrun ``-Dcatalina.base`` is this directory).
+* systemd, only when systemd is running *and* a unit (the one the endpoint names, else
+  ``tomcat11``, ``tomcat10``, ``tomcat9``, ``tomcat``) is loaded and serves *this*
+  CATALINA_BASE according to its ``Environment`` / ``ExecStart``. A unit file a package left on
+  disk proves nothing.
+* Otherwise ``bin/shutdown.sh`` and ``bin/startup.sh`` of the Tomcat directory, or of
+  CATALINA_HOME with ``CATALINA_BASE`` set (Debian's CATALINA_BASE has no ``bin/``). The server is
+  started again as the user it ran as (when we are root and that user is not), so files it
+  writes do not become root's. A server whose shutdown port is disabled (``port="-1"``, as Debian
+  ships) or that ignores the shutdown command gets SIGTERM, then SIGKILL, by its own pid.
+
+Tomcat starts asynchronously: the caller waits for the TLS ports (see :func:`wait_for_ports`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Sequence
+
+import attrs
+from tlsgate import CommandFailed, Connection, OperationError
+from tlsgate.probe import Target
+
+DEFAULT_UNITS = ("tomcat11", "tomcat10", "tomcat9", "tomcat")
+HOME_GUESSES = ("/usr/share/tomcat11", "/usr/share/tomcat10", "/usr/share/tomcat9", "/opt/tomcat")
+BOOTSTRAP_CLASS = "org.apache.catalina.startup.Bootstrap"
+
+WINDOWS_RESTART_TEMPLATE = r"""# tlsgate:tomcat-restart
+$svc = $null
+if ($P.service) {
+    $svc = Get-Service -Name $P.service -ErrorAction Stop
+} else {
+    $base = [IO.Path]::GetFullPath($P.base).TrimEnd('\')
+    $pattern = '^-Dcatalina\.base=' + [regex]::Escape($base) + '\\?$'
+    foreach ($s in @(Get-Service -Name 'Tomcat*' -ErrorAction SilentlyContinue)) {
+        foreach ($root in @('HKLM:\SOFTWARE\Apache Software Foundation', 'HKLM:\SOFTWARE\WOW6432Node\Apache Software Foundation')) {
+            $key = Join-Path $root ('Procrun 2.0\' + $s.Name + '\Parameters\Java')
+            $opts = (Get-ItemProperty -Path $key -Name Options -ErrorAction SilentlyContinue).Options
+            if ($opts -and (@($opts) -match $pattern)) { $svc = $s }
+        }
+    }
+    if (-not $svc) { Write-Error ('no Tomcat service runs with catalina.base ' + $base); exit 3 }
+}
+Restart-Service -InputObject $svc -Force
+$svc.Name
+"""
+
+
+@attrs.frozen
+class TomcatProcess:
+    pid: int
+    uid: int
+    home: str | None
+
+
+@attrs.frozen
+class RestartPlan:
+    """How this endpoint gets restarted; ``describe()`` is what dry runs show."""
+
+    method: str  # "windows-service", "systemd" or "scripts"
+    unit: str | None = None
+    home: str | None = None
+    startup: str | None = None
+    shutdown: str | None = None
+    run_as: str | None = None
+
+    def describe(self) -> str:
+        if self.method == "windows-service":
+            return f"Restart-Service {self.unit or '(the Tomcat service of this directory)'}"
+        if self.method == "systemd":
+            return f"systemctl restart {self.unit}"
+        who = f" as {self.run_as}" if self.run_as else ""
+        return f"{self.shutdown} then {self.startup}{who}"
+
+
+def _realpath(connection: Connection, path: str) -> str:
+    res = connection.run(["readlink", "-f", "--", path])
+    out = res.stdout.strip()
+    return out if res.ok and out else connection.path.normpath(path)
+
+
+def systemd_unit_for(connection: Connection, base: str, named: str | None) -> str | None:
+    """The loaded systemd unit that runs this CATALINA_BASE, or None."""
+    if connection.platform == "windows" or not connection.systemd_running():
+        return None
+    want = _realpath(connection, base)
+    for unit in (named,) if named else DEFAULT_UNITS:
+        res = connection.run(
+            ["systemctl", "show", "--property=LoadState", "--property=Environment",
+             "--property=ExecStart", "--", unit]
+        )
+        if not res.ok:
+            continue
+        props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+        if props.get("LoadState") != "loaded":
+            continue
+        text = props.get("Environment", "") + " " + props.get("ExecStart", "")
+        bases = re.findall(r"(?:CATALINA_BASE=|-Dcatalina\.base=)([^\s;\"']+)", text)
+        if not bases:  # a unit without CATALINA_BASE runs CATALINA_HOME as its base
+            bases = re.findall(r"CATALINA_HOME=([^\s;\"']+)", text)
+        if any(_realpath(connection, b) == want for b in bases):
+            return unit
+    return None
+
+
+def tomcat_processes(connection: Connection, base: str) -> list[TomcatProcess]:
+    """The running Tomcat JVMs whose ``-Dcatalina.base`` is this directory."""
+    res = connection.run(["ps", "-ww", "-eo", "pid=,uid=,args="])
+    if not res.ok:
+        return []
+    want = _realpath(connection, base)
+    found = []
+    for line in res.stdout.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) < 3 or BOOTSTRAP_CLASS not in parts[2]:
+            continue
+        m = re.search(r"-Dcatalina\.base=(\S+)", parts[2])
+        if not m:
+            continue
+        if m.group(1) != base and _realpath(connection, m.group(1)) != want:
+            continue
+        home = re.search(r"-Dcatalina\.home=(\S+)", parts[2])
+        found.append(TomcatProcess(int(parts[0]), int(parts[1]), home.group(1) if home else None))
+    return found
+
+
+def _user_name(connection: Connection, uid: int) -> str | None:
+    res = connection.run(["id", "-nu", str(uid)])
+    return res.stdout.strip() if res.ok and res.stdout.strip() else None
+
+
+def plan_restart(
+    connection: Connection, base: str, *, service: str | None = None, home: str | None = None
+) -> RestartPlan:
+    """Decide how to restart the Tomcat of ``base`` (reads the host; changes nothing)."""
+    if connection.platform == "windows":
+        return RestartPlan("windows-service", unit=service)
+    unit = systemd_unit_for(connection, base, service)
+    if unit is not None:
+        return RestartPlan("systemd", unit=unit)
+    p = connection.path
+    procs = tomcat_processes(connection, base)
+    candidates = [home] if home else []
+    if connection.exists(p.join(base, "bin", "catalina.sh")):
+        candidates.append(base)
+    candidates += [proc.home for proc in procs if proc.home]
+    candidates += list(HOME_GUESSES)
+    found_home = next((h for h in candidates if h and connection.exists(p.join(h, "bin", "catalina.sh"))), None)
+    if found_home is None:
+        raise OperationError(
+            f"{connection.host}: cannot find Tomcat's bin/catalina.sh under {base} or a CATALINA_HOME "
+            "(give --tomcat_home)"
+        )
+
+    def script(name: str) -> str:
+        own = p.join(base, "bin", name)
+        return str(own if connection.exists(own) else p.join(found_home, "bin", name))
+
+    run_as = None
+    if connection.is_admin():
+        uid = procs[0].uid if procs else None
+        if uid is None:
+            st = connection.stat(p.join(base, "logs"))
+            uid = st.uid if st is not None else None
+        if uid:
+            run_as = _user_name(connection, uid)
+    return RestartPlan(
+        "scripts", home=found_home, startup=script("startup.sh"), shutdown=script("shutdown.sh"), run_as=run_as
+    )
+
+
+def restart(
+    connection: Connection,
+    base: str,
+    plan: RestartPlan,
+    *,
+    shutdown_port: int | None,
+    stop_timeout: float = 30.0,
+) -> str:
+    """Restart Tomcat as ``plan`` says; return what was done. Raises OperationError."""
+    if plan.method == "windows-service":
+        res = connection.run_powershell(WINDOWS_RESTART_TEMPLATE, {"service": plan.unit or "", "base": base})
+        connection.check(res, "Restart-Service")
+        return f"restarted Windows service {res.stdout.strip() or plan.unit}"
+    if plan.method == "systemd":
+        connection.check(connection.run(["systemctl", "restart", "--", plan.unit or ""], timeout=180),
+                         f"systemctl restart {plan.unit}")
+        return f"restarted systemd unit {plan.unit}"
+    stop(connection, base, plan, shutdown_port=shutdown_port, timeout=stop_timeout)
+    res = connection.run(_as_user(plan, [*_env(base, plan), "sh", plan.startup or ""]), timeout=120)
+    if not res.ok:
+        raise CommandFailed(
+            f"{connection.host}: {plan.startup} failed: {(res.stderr or res.stdout).strip()[-300:]}",
+            exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr,
+        )
+    return f"restarted with {plan.shutdown} and {plan.startup}" + (f" as {plan.run_as}" if plan.run_as else "")
+
+
+def _env(base: str, plan: RestartPlan) -> list[str]:
+    return ["env", f"CATALINA_BASE={base}", f"CATALINA_HOME={plan.home}"]
+
+
+def _as_user(plan: RestartPlan, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", plan.run_as, "--", *argv] if plan.run_as else argv
+
+
+def stop(
+    connection: Connection, base: str, plan: RestartPlan, *, shutdown_port: int | None, timeout: float = 30.0
+) -> None:
+    """Stop the Tomcat of ``base``: the shutdown command when it has a port, then SIGTERM and
+    SIGKILL of its own pid (never any other process)."""
+    procs = tomcat_processes(connection, base)
+    if not procs:
+        return
+    if shutdown_port is not None and shutdown_port > 0:
+        connection.run(_as_user(plan, [*_env(base, plan), "sh", plan.shutdown or ""]), timeout=60)
+        if _wait_gone(connection, procs, timeout):
+            return
+    for sig, wait in (("-TERM", timeout), ("-KILL", 10.0)):
+        alive = [p for p in procs if _alive(connection, p.pid)]
+        if not alive:
+            return
+        connection.run(["kill", sig, *[str(p.pid) for p in alive]])
+        if _wait_gone(connection, alive, wait):
+            return
+    raise OperationError(f"{connection.host}: Tomcat (pid {procs[0].pid}) did not stop")
+
+
+def _alive(connection: Connection, pid: int) -> bool:
+    res = connection.run(["ps", "-o", "pid=", "-p", str(pid)])
+    return res.ok and res.stdout.strip() != ""
+
+
+def _wait_gone(connection: Connection, procs: Sequence[TomcatProcess], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while True:
+        if not any(_alive(connection, p.pid) for p in procs):
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.25)
+
+
+def _answers(target: Target) -> bool:
+    try:
+        with socket.create_connection((target.host, target.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle: float = 10.0) -> list[Target]:
+    """Wait until every target accepts connections. Tomcat opens its connectors within moments
+    of each other, so once one answers the rest get ``settle`` seconds; a connector that failed
+    to load its keystore never opens. Returns the targets still closed."""
+    pending = list(dict.fromkeys(targets))
+    if not pending:
+        return []
+    total = len(pending)
+    end = time.monotonic() + deadline
+    first_up: float | None = None
+    while pending:
+        pending = [t for t in pending if not _answers(t)]
+        now = time.monotonic()
+        if pending and len(pending) < total and first_up is None:
+            first_up = now
+        if not pending or now > end or (first_up is not None and now - first_up > settle):
+            break
+        time.sleep(0.2)
+    return pending
