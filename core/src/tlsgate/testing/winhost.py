@@ -532,3 +532,16 @@ def shim_main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     return code
+
+
+class LoopbackWindowsConnection(win.WindowsConnection):
+    """A :class:`WindowsConnection` that hands each command line straight to a simulated host
+    (no network): fast unit tests for drivers' PowerShell templates."""
+
+    def __init__(self, host: SimulatedWindowsHost, *, name: str = "winhost") -> None:
+        self.winhost = host
+        self.host = name
+
+    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
+        out, err, code = self.winhost.run_command_line(command_line)
+        return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -167,7 +167,7 @@ class WinRMPeer:
             ctx.load_cert_chain(*self.tls)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="winrm-peer", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="winrm-peer", daemon=True)
         self._thread.start()
         return self
 

@@ -196,10 +196,10 @@ def connect_winrm(endpoint: Endpoint, credentials: Credentials, *, read_timeout:
         "read_timeout_sec": read_timeout,
         "operation_timeout_sec": operation_timeout,
     }
-    if https:
-        kwargs["server_cert_validation"] = "ignore" if insecure else "validate"
-        if not insecure:
-            kwargs["ca_trust_path"] = ca_bundle or _system_ca_file()
+    # Always explicit: pywinrm's default ("legacy_requests") reads REQUESTS_CA_BUNDLE with a warning.
+    kwargs["server_cert_validation"] = "ignore" if insecure else "validate"
+    if not insecure:
+        kwargs["ca_trust_path"] = (ca_bundle if https else None) or _system_ca_file()
     try:
         protocol = Protocol(**kwargs)
         shell_id = protocol.open_shell(codepage=65001)

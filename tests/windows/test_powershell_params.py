@@ -1,0 +1,87 @@
+"""hypothesis: any string as a path, alias or password reaches the Windows host unchanged as data
+in ``$P``, and nothing of it becomes PowerShell code (the host records what it received)."""
+
+from __future__ import annotations
+
+import ntpath
+import re
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tlsgate.quoting import PARAMS_PRELUDE, encode_params, ps_script
+from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials, winrm_endpoint
+from tlsgate.testing.winrm_peer import WinRMPeer
+from tlsgate.transports import winrm as winrm_transport
+from tlsgate.transports.windows import TEMPLATES, WindowsConnection
+
+ECHO = "# tlsgate:test-echo\n$P | ConvertTo-Json -Compress\n"
+COMMAND_LINE = re.compile(r"\Apowershell -NoProfile -NonInteractive -EncodedCommand [A-Za-z0-9+/]+={0,2}\Z")
+NASTY = st.sampled_from([
+    "'; Remove-Item -Recurse C:\\ -Force; '", '"; calc; "', "$(calc)", "`n`r", "@(1,2)", "${env:PATH}",
+    "a\nb\r\nc", "\u2018quoted\u2019", "C:\\Program Files\\x y\\k.pfx", "\\\\server\\share\\$x", "%PATH%",
+    "^& | < >", "--%", "# comment", "\x00nul", "",
+])
+TEXT = st.one_of(NASTY, st.text(max_size=200))
+
+
+def _echo_host() -> SimulatedWindowsHost:
+    host = SimulatedWindowsHost()
+    host.register("test-echo", lambda h, params: "", template=ECHO)
+    return host
+
+
+def check_received(conn: WindowsConnection, host: SimulatedWindowsHost, params: dict) -> None:
+    files_before = dict(getattr(host.fs, "entries", {}))
+    before = len(host.calls)
+    res = conn.run_powershell(ECHO, params)
+    assert res.ok, res.stderr
+    (call,) = host.calls[before:]
+    assert call.template == "test-echo"
+    assert call.params == params  # unchanged, as data
+    assert call.script == ps_script(ECHO, params)  # the code is the fixed template, nothing else
+    prelude, template = call.script[: -len(ECHO)], call.script[-len(ECHO):]
+    assert template == ECHO
+    assert prelude == PARAMS_PRELUDE.replace("{b64}", encode_params(params))
+    assert re.fullmatch(r"[A-Za-z0-9+/=]*", encode_params(params))
+    assert COMMAND_LINE.match(host.command_lines[-1])
+    assert dict(getattr(host.fs, "entries", {})) == files_before  # nothing ran
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=TEXT, alias=TEXT, password=TEXT)
+def test_parameters_survive_unchanged_in_process(path: str, alias: str, password: str) -> None:
+    host = _echo_host()
+    conn = LoopbackWindowsConnection(host)
+    check_received(conn, host, {"path": path, "alias": alias, "password": password})
+
+
+@settings(max_examples=100, deadline=None)
+@given(argv=st.lists(TEXT, min_size=1, max_size=5), stdin=st.binary(max_size=64))
+def test_run_argv_reaches_the_program_unchanged(argv: list[str], stdin: bytes) -> None:
+    host = SimulatedWindowsHost()
+    seen: list = []
+    host.register_program(argv[0] or "x", lambda h, a, i, e: seen.append((a, i)) or "")
+    argv = [argv[0] or "x", *argv[1:]]
+    LoopbackWindowsConnection(host).run(argv, stdin=stdin)
+    if ntpath.basename(argv[0]) == argv[0]:
+        assert seen == [(argv, stdin)]
+    assert host.calls[-1].params["argv"] == argv
+    assert host.calls[-1].script == ps_script(TEMPLATES["run-program"], host.calls[-1].params)
+
+
+@pytest.fixture(scope="module")
+def winrm_echo() -> Iterator[tuple[WindowsConnection, SimulatedWindowsHost]]:
+    host = _echo_host()
+    with WinRMPeer(host, users={WINRM_USER: WINRM_PASSWORD}) as peer:
+        with winrm_transport.connect_winrm(winrm_endpoint(peer, "winrm_http"), winrm_credentials()) as conn:
+            yield conn, host
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=TEXT, alias=TEXT, password=TEXT)
+def test_parameters_survive_unchanged_over_winrm(winrm_echo, path: str, alias: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    conn, host = winrm_echo
+    check_received(conn, host, {"path": path, "alias": alias, "password": password})
