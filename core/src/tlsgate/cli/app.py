@@ -24,6 +24,12 @@ from .output import emit_json, say, warn
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 #: The connection flags every ``tls add`` has, in the reference document's order.
+#: The reference document's placeholders for the shared flags.
+METAVARS = {"name": "<name>", "connection_type": "<connection_type>", "host": "<server_host>", "port": "<port>",
+            "user": "<user>", "password": "<password>", "ssh_key_path": "<ssh-key-path>",
+            "ssh_key_password": "<ssh-key-password>", "store": "<credential-store-name>",
+            "store_cred_id": "<credential-store-id>"}
+
 CONNECTION_FLAGS: list[tuple[str, str, bool]] = [
     ("connection_type", "The connection type.", False),
     ("host", "The remote hostname or address. Must be between 1 and 255 characters.", False),
@@ -67,7 +73,9 @@ def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str |
         name,
         inspect.Parameter.KEYWORD_ONLY,
         default=None,
-        annotation=Annotated[Optional[str], typer.Option(flag or f"--{name}", help=help_text, metavar=metavar)],  # noqa: UP045
+        annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
+            flag or f"--{name}", help=help_text,
+            metavar=metavar or METAVARS.get(name) or "<" + name.replace("_", "-") + ">")],
     )
 
 
@@ -89,16 +97,18 @@ def _with_signature(fn: Callable[..., Any], params: list[inspect.Parameter]) -> 
 
 def build_app() -> typer.Typer:
     app = typer.Typer(
+        # plain (non-rich) usage errors: one "Error: ..." line naming the option, as scripts expect
         context_settings=CONTEXT, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        rich_markup_mode=None,
         help="tlsgate: discover, install and verify TLS certificates on web servers and keystores.",
     )
-    tls = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Endpoints: add, discover, install, restart.")
-    add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Add an endpoint of an installed type.")
-    org = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Organizations and departments.")
-    cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Certificates in the inventory.")
-    store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Credential stores.")
-    store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Add a credential store.")
-    plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, help="Installed plugins.")
+    tls = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Endpoints: add, discover, install, restart.")
+    add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add an endpoint of an installed type.")
+    org = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Organizations and departments.")
+    cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
+    store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
+    store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
+    plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
     app.add_typer(tls, name="tls")
     tls.add_typer(add, name="add")
     app.add_typer(org, name="org")

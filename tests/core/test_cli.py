@@ -1,0 +1,163 @@
+"""The command line as an operator uses it (subprocess, real entry points): success lines, --json
+shapes, exit codes, one-line errors without tracebacks, secrets from stdin and never echoed.
+Uses the example third-party type `certdir` (examples/plugin), installed by the workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SECRET = "S3cr3t-in-cli-test"
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def tg(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = tg(*args, stdin=stdin)
+    assert res.returncode == 0, f"{args}: {res.stderr}"
+    return res
+
+
+def _files(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_add_prints_success_and_instance_id(tlsgate_home: Path, tmp_path: Path) -> None:
+    res = ok("tls", "add", "certdir", "--name", "mail", "--connection_type", "local", "--dir", str(tmp_path))
+    m = re.fullmatch(r"Endpoint 'mail' added successfully\. Instance ID: (\S+)\n", res.stdout)
+    assert m and UUID.match(m.group(1))
+    shown = json.loads(ok("tls", "show", m.group(1), "--json").stdout)
+    assert shown["name"] == "mail" and shown["instance_id"] == m.group(1)
+    listed = json.loads(ok("tls", "list", "--json").stdout)
+    assert [e["name"] for e in listed] == ["mail"]
+    ok("tls", "remove", "mail")
+    assert json.loads(ok("tls", "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--name", "x" * 33, "--connection_type", "local"], "error: --name: must be between 1 and 32 characters"),
+    (["--name", "a", "--connection_type", "winrm_http"], "error: --connection_type: must be one of: local, ssh (for certdir)"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "h", "--port", "70000", "--password", "p"],
+     "error: --port: must be an integer between 1 and 65535"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "h", "--port", "abc", "--password", "p"],
+     "error: --port: must be an integer between 1 and 65535"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "x" * 256, "--password", "p"],
+     "error: --host: must be between 1 and 255 characters"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "h"],
+     "error: --password: ssh needs --password, --ssh_key_path, or --store with --store_cred_id"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "h", "--ssh_key_path", "/nonexistent/key"],
+     "error: --ssh_key_path: /nonexistent/key: no such file"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "h", "--store", "nope", "--store_cred_id", "1"],
+     "error: --store: no credential store named 'nope' (see: tlsgate store list)"),
+    (["--name", "a", "--connection_type", "local", "--password", "p"],
+     "error: --password: is not used with --connection_type local"),
+])
+def test_invalid_input_is_one_line_exit_2(tlsgate_home: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    res = tg("tls", "add", "certdir", *args, "--dir", str(tmp_path))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [message]
+    assert "Traceback" not in res.stderr and res.stdout == ""
+
+
+def test_unknown_option_and_type_exit_2(tlsgate_home: Path) -> None:
+    res = tg("tls", "add", "certdir", "--name", "a", "--nginx_config_path", "/x")
+    assert res.returncode == 2 and "Error: No such option: --nginx_config_path" in res.stderr
+    res = tg("tls", "add", "nosuchtype", "--name", "a")
+    assert res.returncode == 2 and res.stderr.startswith("error: unknown endpoint type 'nosuchtype' (installed: ")
+
+
+def test_duplicate_name_and_missing_endpoint(tlsgate_home: Path, tmp_path: Path) -> None:
+    ok("tls", "add", "certdir", "--name", "a", "--connection_type", "local", "--dir", str(tmp_path))
+    res = tg("tls", "add", "certdir", "--name", "a", "--connection_type", "local", "--dir", str(tmp_path))
+    assert res.returncode == 2 and res.stderr.strip() == "error: --name: an endpoint named 'a' already exists"
+    res = tg("tls", "show", "zzz")
+    assert res.returncode == 2 and "no endpoint named or with ID 'zzz'" in res.stderr
+
+
+def test_password_from_stdin_never_stored_or_shown(tlsgate_home: Path, tmp_path: Path) -> None:
+    res = ok("tls", "add", "certdir", "--name", "r", "--connection_type", "ssh", "--host", "h.example",
+             "--user", "u", "--password", "-", "--dir", str(tmp_path), "--json", stdin=SECRET + "\n")
+    data = json.loads(res.stdout)
+    assert data["connection"]["password"] == "********" and data["connection"]["port"] == 22
+    assert SECRET.encode() not in _files(tlsgate_home)
+    for cmd in (["tls", "show", "r", "--json"], ["tls", "list", "--json"], ["log", "--json"], ["tls", "show", "r"]):
+        assert SECRET not in ok(*cmd).stdout
+
+
+def test_discover_refused_until_delegated_then_nodes(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    issued = test_ca.issue("web.example.org")
+    (tmp_path / "web.crt").write_bytes(issued.cert_pem)
+    ok("tls", "add", "certdir", "--name", "d", "--connection_type", "local", "--dir", str(tmp_path))
+    res = tg("tls", "discover", "d")
+    assert res.returncode == 1 and "not delegated" in res.stderr and "Traceback" not in res.stderr
+    res = tg("tls", "delegate", "d", "--org", "Nope")
+    assert res.returncode == 2 and "no organization named 'Nope'" in res.stderr
+    ok("org", "add", "Acme")
+    ok("org", "add-department", "Acme", "Web")
+    assert json.loads(ok("org", "list", "--json").stdout) == [{"name": "Acme", "departments": ["Web"]}]
+    ok("tls", "delegate", "d", "--org", "Acme", "--department", "Web")
+    nodes = json.loads(ok("tls", "discover", "d", "--json").stdout)
+    assert [(n["name"], n["ssl"], n["fingerprint"]) for n in nodes] == [("web", "External", issued.fingerprint)]
+    text = ok("tls", "nodes", "d").stdout
+    for column in ("Name", "Alias", "Protocol", "IP Address", "Port", "SSL", "Vendor", "State"):
+        assert column in text
+    cert_id = json.loads(ok("cert", "list", "--json").stdout)[0]["id"]
+    ok("cert", "assign", str(cert_id), "--org", "Acme", "--department", "Web")
+    assert json.loads(ok("tls", "nodes", "d", "--json").stdout)[0]["ssl"] == str(cert_id)
+
+
+def test_install_dry_run_then_real_then_audit(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    new = test_ca.issue("svc.example.org")
+    crt, key, chain = new.write(tmp_path / "in", "svc")
+    ok("tls", "add", "certdir", "--name", "i", "--connection_type", "local", "--dir", str(folder))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "i", "--org", "Acme")
+    plan = json.loads(ok("tls", "install", "i", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                         "--alias", "svc", "--dry-run", "--json").stdout)
+    assert plan["dry_run"] and [s["action"] for s in plan["plan"]] == ["write", "write"]
+    assert list(folder.iterdir()) == []
+    done = json.loads(ok("tls", "install", "i", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                         "--alias", "svc", "--json").stdout)
+    assert done["certificate_id"] >= 1 and done["nodes"] == ["svc"] and not done["rolled_back"]
+    log = json.loads(ok("log", "--json").stdout)
+    entry = [e for e in log if e["action"] == "tls install"][-1]
+    assert entry["result"] == "ok" and entry["after"] == new.fingerprint and entry["endpoint"] == "i"
+    # a mismatched key: exit 2, nothing written, one line naming the file
+    other = test_ca.issue("other.example.org")
+    _, other_key, _ = other.write(tmp_path / "o", "o")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    res = tg("tls", "install", "i", "--cert", str(crt), "--key", str(other_key))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "does not match" in res.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_plugins_list_json(tlsgate_home: Path) -> None:
+    plugins = {p["name"]: p for p in json.loads(ok("plugins", "list", "--json").stdout)}
+    assert plugins["certdir"]["distribution"] == "tlsgate-certdir"
+    assert plugins["certdir"]["endpoint_types"] == ["certdir"]
+    assert plugins["local"]["connection_types"] == ["local"]
+
+
+def test_local_store_via_cli(tlsgate_home: Path, tmp_path: Path) -> None:
+    ok("store", "add", "local", "--name", "gw")
+    ok("store", "put", "gw", "--store_cred_id", "web", "--user", "deploy", "--password", "-", stdin=SECRET + "\n")
+    assert "gw" in ok("store", "list").stdout
+    ok("tls", "add", "certdir", "--name", "s", "--connection_type", "ssh", "--host", "h", "--store", "gw",
+       "--store_cred_id", "web", "--dir", str(tmp_path))
+    assert SECRET.encode() not in _files(tlsgate_home)
+    res = tg("tls", "add", "certdir", "--name", "s2", "--connection_type", "ssh", "--host", "h", "--store", "gw",
+             "--dir", str(tmp_path))
+    assert res.returncode == 2 and "--store_cred_id: --store and --store_cred_id go together" in res.stderr
