@@ -12,6 +12,7 @@ nginx.service`` as the reference document asks.
 from __future__ import annotations
 
 import shlex
+import time
 
 import attrs
 from tlsgate import CommandResult, Connection, TlsgateError
@@ -153,5 +154,45 @@ def _systemd_owns(connection: Connection, pid: int) -> bool:
 def describe_failure(result: CommandResult) -> str:
     """The last meaningful line of an nginx command's output."""
     lines = [ln for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-    bad = [ln for ln in lines if "[emerg]" in ln or "[alert]" in ln or "failed" in ln]
-    return (bad or lines or [f"exit status {result.exit_code}"])[-1].strip()
+    emerg = [ln for ln in lines if "[emerg]" in ln or "[alert]" in ln or "[crit]" in ln]
+    failed = [ln for ln in lines if "failed" in ln]
+    return (emerg[:1] or failed[-1:] or lines[-1:] or [f"exit status {result.exit_code}"])[0].strip()
+
+
+def worker_pids(connection: Connection, master_pid: int) -> list[int] | None:
+    """The master's children now (None when the host does not say)."""
+    try:
+        data = connection.read_file(f"/proc/{master_pid}/task/{master_pid}/children").decode()
+    except (TlsgateError, OSError):
+        res = connection.run(["pgrep", "-P", str(master_pid)])
+        if res.exit_code not in (0, 1):
+            return None
+        data = res.stdout
+    return [int(x) for x in data.split() if x.isdigit()]
+
+
+def wait_workers_retired(connection: Connection, pids: list[int] | None, deadline: float) -> bool:
+    """Wait until each of ``pids`` (the workers before a reload) has exited or shows
+    "is shutting down" (it closed its listening sockets), so a handshake after this reaches
+    a new worker. Without it a probe may catch an old worker in the instant after a reload."""
+    if pids is None:
+        time.sleep(1.0)
+        return True
+    end = time.monotonic() + deadline
+    pending = list(pids)
+    while pending:
+        still = []
+        for pid in pending:
+            try:
+                title = connection.read_file(f"/proc/{pid}/cmdline")
+            except (TlsgateError, OSError):
+                continue
+            if b"shutting down" not in title and title:
+                still.append(pid)
+        pending = still
+        if not pending:
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True

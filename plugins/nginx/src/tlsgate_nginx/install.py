@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tlsgate import (
@@ -34,7 +35,7 @@ from tlsgate.bundle import key_matches
 from tlsgate.probe import Target, expect_served, probe_host, sni_for, try_served_fingerprint
 
 from .config import NginxConfig, ServerBlock
-from .control import NginxControl, describe_failure, find_control
+from .control import NginxControl, describe_failure, find_control, wait_workers_retired, worker_pids
 from .discovery import discover, read_certificate, resolve
 from .lexer import Directive, quote
 
@@ -256,7 +257,18 @@ def install_bundle(
     others = [t for n, s in pairs if s not in chosen and (t := _reachable(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
     if not dry_run and control.running:
-        before = {t: fp for t in dict.fromkeys(others) if (fp := try_served_fingerprint(t.host, t.port, t.sni))}
+        before = _served_now([*changed, *others])
+    reloaded = False
+
+    def reload_restored() -> None:
+        # After the files are restored: reload only if the failed attempt reached nginx, then wait
+        # until the changed nodes serve what they served before.
+        if not reloaded:
+            return
+        old_workers = worker_pids(connection, control.master_pid) if control.master_pid else None
+        connection.check(connection.run(control.reload_argv()), "nginx reload of the restored files")
+        wait_workers_retired(connection, old_workers, VERIFY_DEADLINE)
+        _expect_all({t: fp for t, fp in before.items() if t in changed})
 
     label = f"nginx install on {endpoint.name}"
     verified = False
@@ -274,15 +286,14 @@ def install_bundle(
             after_write_hook(connection, cert_path, key_path)
         _run(tx, connection, control.test_argv(), "nginx -t")
         if control.running:
-            tx.on_rollback(lambda: connection.run(control.reload_argv()), "reload nginx with the restored files")
-            _run(tx, connection, control.reload_argv(), "nginx reload")
+            tx.on_rollback(reload_restored, "reload nginx with the restored files")
+            old_workers = worker_pids(connection, control.master_pid) if not dry_run and control.master_pid else None
+            reloaded = _run(tx, connection, control.reload_argv(), "nginx reload")
+            if reloaded and not wait_workers_retired(connection, old_workers, VERIFY_DEADLINE):
+                tx.messages.append("old nginx workers still accept connections; the reload may not have applied")
             if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):
-                expect_served(changed, bundle.fingerprint)
-                by_fp: dict[str, list[Target]] = defaultdict(list)
-                for target, fp in before.items():
-                    by_fp[fp].append(target)
-                for fp, targets in by_fp.items():
-                    expect_served(targets, fp, deadline=10.0)
+                expect_served(changed, bundle.fingerprint, deadline=VERIFY_DEADLINE)
+                _expect_all({t: fp for t, fp in before.items() if t not in changed})
                 verified = bool(changed)
                 if not changed:
                     tx.messages.append("no changed node is reachable by handshake; not verified")
@@ -291,10 +302,32 @@ def install_bundle(
     return tx.result(nodes=tuple(n.name for n in changed_nodes), verified=verified)
 
 
-def _run(tx: Transaction, connection: Connection, argv: list[str], what: str) -> None:
+#: How long a reload may take to show in handshakes (nginx reloads asynchronously).
+VERIFY_DEADLINE = 20.0
+
+
+def _served_now(targets: Sequence[Target]) -> dict[Target, str]:
+    unique = list(dict.fromkeys(targets))
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(unique)))) as pool:
+        fps = pool.map(lambda t: try_served_fingerprint(t.host, t.port, t.sni), unique)
+        return {t: fp for t, fp in zip(unique, fps, strict=True) if fp}
+
+
+def _expect_all(expected: dict[Target, str]) -> None:
+    """Wait until each target serves its expected certificate (grouped per fingerprint)."""
+    by_fp: dict[str, list[Target]] = defaultdict(list)
+    for target, fp in expected.items():
+        by_fp[fp].append(target)
+    for fp, targets in by_fp.items():
+        expect_served(targets, fp, deadline=VERIFY_DEADLINE)
+
+
+def _run(tx: Transaction, connection: Connection, argv: list[str], what: str) -> bool:
+    """Run a step; True when it ran and succeeded (False only in a dry run)."""
     result = tx.run(argv, what=what, check=False)
     if result is not None and not result.ok:
         raise OperationError(f"{what} failed: {describe_failure(result)}")
+    return result is not None
 
 
 def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None) -> str:

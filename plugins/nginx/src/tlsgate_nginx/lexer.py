@@ -153,7 +153,9 @@ def parse(data: bytes, file: str) -> list[Directive]:
                 spans.append(m.span(kind))
         if restart is None:
             break
-    if pos < size and data[pos:].strip(b" \t\r\n"):
+    while pos < size and data[pos] in b" \t\r\n":
+        pos += 1
+    if pos < size:
         ch = data[pos : pos + 1]
         reason = "unterminated string" if ch in (b'"', b"'") else f"unexpected {ch!r}"
         _fail(data, file, pos, reason)
