@@ -28,7 +28,7 @@ class FolderPlugin:
 
     @impl
     def tlsgate_endpoint_types(self) -> list[EndpointType]:
-        return [EndpointType(name="folder", description="PEM files in a folder", connection_types=("local", "fakeremote"),
+        return [EndpointType(name="folder", description="PEM files in a folder", connection_types=("local", "fakeremote", "fakeinsecure"),
                              local_platforms=("linux", "windows"), options=FolderOptions)]
 
     @impl
@@ -70,14 +70,18 @@ class FakeRemoteTransport:
     def tlsgate_connection_types(self):  # type: ignore[no-untyped-def]
         from tlsgate.models import ConnectionType
 
-        return [ConnectionType("fakeremote", "test transport", default_port=2222)]
+        return [ConnectionType("fakeremote", "test transport", default_port=2222),
+                ConnectionType("fakeinsecure", "test transport without TLS verification", default_port=2223,
+                               insecure=True)]
 
     @impl
     def connect(self, endpoint, credentials):  # type: ignore[no-untyped-def]
         from tlsgate.transports.local import LocalConnection
 
         self.credentials.append(credentials)
-        return LocalConnection()
+        conn = LocalConnection()
+        conn.insecure = endpoint.connection.type == "fakeinsecure"
+        return conn
 
 
 class OtherPlugin:

@@ -86,7 +86,7 @@ def test_validation_rules(gateway: Gateway, tmp_path) -> None:
     cases = [
         (dict(name="", connection_type="local"), "--name: must be between 1 and 32 characters"),
         (dict(name="x" * 33, connection_type="local"), "--name: must be between 1 and 32 characters"),
-        (dict(name="a", connection_type="ssh"), "--connection_type: must be one of: local, fakeremote (for folder)"),
+        (dict(name="a", connection_type="ssh"), "--connection_type: must be one of: local, fakeremote, fakeinsecure (for folder)"),
         (dict(name="a", connection_type="local", host="h"), "--host: is not used with --connection_type local"),
         (dict(name="a", connection_type="fakeremote"), "--host: is required"),
         (dict(name="a", connection_type="fakeremote", host="h", port="0", password="p"),
@@ -173,3 +173,16 @@ def test_two_processes_write_at_once(tlsgate_home) -> None:
         assert p.exitcode == 0
     inv = open_inventory()
     assert len(inv.orgs()) == 80 and len(inv.audit_log()) == 80
+
+
+def test_insecure_transport_is_said_in_show_and_audit(gateway: Gateway, tmp_path) -> None:
+    gateway.add_endpoint("folder", name="ins", connection_type="fakeinsecure", host="h", password="p",
+                         options={"folder": str(tmp_path)})
+    assert gateway.describe(gateway.inventory.get_endpoint("ins"))["insecure"] is True
+    gateway.add_org("O")
+    gateway.delegate("ins", "O")
+    gateway.discover("ins")
+    report = gateway.test("ins")
+    assert report.insecure and ("tls verification", True, "SKIPPED: insecure connection type") in report.checks
+    entries = [e for e in gateway.inventory.audit_log() if e["endpoint"] == "ins" and e["action"] != "tls delegate"]
+    assert entries and all(e["details"]["tls_verification"].startswith("disabled") for e in entries)

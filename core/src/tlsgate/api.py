@@ -247,7 +247,7 @@ class Gateway:
             first = problems[0]
             raise ValidationError(first.message, option=first.option)
         self.inventory.add_endpoint(endpoint, options_to_dict(opts))
-        self.inventory.audit("tls add", "ok", endpoint=endpoint, details={"type": type_name, "connection_type": connection_type})
+        self._audit("tls add", "ok", endpoint, details={"type": type_name, "connection_type": connection_type})
         return endpoint
 
     def endpoint(self, ref: str) -> Endpoint:
@@ -302,6 +302,17 @@ class Gateway:
         self.inventory.audit("tls delegate", "ok", endpoint=stored, details={"org": org, "department": department})
         return self._materialise(stored)
 
+    def _insecure(self, endpoint: Endpoint) -> bool:
+        ctype = self.registry.connection_types.get(endpoint.connection.type)
+        return bool(ctype and ctype.insecure)
+
+    def _audit(self, action: str, result: str, endpoint: Endpoint, **kwargs: Any) -> None:
+        """Audit entry for a job; jobs over an ``*_insecure`` transport say so in the entry."""
+        details = dict(kwargs.pop("details", None) or {})
+        if self._insecure(endpoint):
+            details["tls_verification"] = "disabled (insecure connection type)"
+        self.inventory.audit(action, result, endpoint=endpoint, details=details, **kwargs)
+
     # -- connections ------------------------------------------------------------------------------
     def credentials(self, endpoint: Endpoint) -> Credentials:
         spec = endpoint.connection
@@ -341,10 +352,10 @@ class Gateway:
             with self.connect(endpoint) as conn:
                 nodes = self.registry.discover_nodes(endpoint, conn)
         except Exception as exc:
-            self.inventory.audit("tls discover", "failed", endpoint=endpoint, details={"error": str(exc)})
+            self._audit("tls discover", "failed", endpoint, details={"error": str(exc)})
             raise
         self._store_nodes(endpoint, nodes)
-        self.inventory.audit("tls discover", "ok", endpoint=endpoint, details={"nodes": len(nodes)})
+        self._audit("tls discover", "ok", endpoint, details={"nodes": len(nodes)})
         return nodes
 
     def _store_nodes(self, endpoint: Endpoint, nodes: Sequence[Node]) -> None:
@@ -409,8 +420,8 @@ class Gateway:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
         except Exception as exc:
             if not dry_run:
-                self.inventory.audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
-                                     endpoint=endpoint, before=before, after=None,
+                self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
+                                     endpoint, before=before, after=None,
                                      details={**details, "error": str(exc)})
             raise
         cert_id = None
@@ -419,7 +430,7 @@ class Gateway:
             cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
                                                         org_id=org_id, dept_id=dept_id)
             self._store_nodes(endpoint, after_nodes)
-            self.inventory.audit("tls install", "ok", endpoint=endpoint, before=before, after=bundle.fingerprint,
+            self._audit("tls install", "ok", endpoint, before=before, after=bundle.fingerprint,
                                  details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
                                           "verified": result.verified})
         return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes))
@@ -430,9 +441,9 @@ class Gateway:
             with self.connect(endpoint) as conn:
                 result = self.registry.restart(endpoint, conn)
         except Exception as exc:
-            self.inventory.audit("tls restart", "failed", endpoint=endpoint, details={"error": str(exc)})
+            self._audit("tls restart", "failed", endpoint, details={"error": str(exc)})
             raise
-        self.inventory.audit("tls restart", "ok", endpoint=endpoint, details={"message": result.message,
+        self._audit("tls restart", "ok", endpoint, details={"message": result.message,
                                                                              "restarted": result.restarted})
         return result
 
@@ -440,7 +451,7 @@ class Gateway:
         endpoint = self.endpoint(ref)
         with self.connect(endpoint) as conn:
             result = self.registry.run_script(endpoint, conn, script, args)
-        self.inventory.audit("tls run-script", "ok" if result.ok else "failed", endpoint=endpoint,
+        self._audit("tls run-script", "ok" if result.ok else "failed", endpoint,
                              details={"script": script, "args": list(args), "exit_code": result.exit_code})
         return result
 
@@ -464,7 +475,7 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - reported as a failed check
             checks.append(("connect", False, str(exc)))
         report = TestReport(endpoint.name, endpoint.connection.type, platform, insecure, tuple(checks))
-        self.inventory.audit("tls test", "ok" if report.ok else "failed", endpoint=endpoint,
+        self._audit("tls test", "ok" if report.ok else "failed", endpoint,
                              details={"insecure": insecure, "checks": [c[0] for c in checks if not c[1]]})
         return report
 
