@@ -35,6 +35,8 @@ from .rest import DOWNLOADS, F5Error
 if TYPE_CHECKING:
     from .rest import F5Connection
 
+#: How long a reachable virtual server may take to present the new certificate.
+VERIFY_DEADLINE = 10.0
 #: Objects BIG-IP itself ships and uses; never deleted even when no profile references them.
 PROTECTED = {"/Common/default.crt", "/Common/default.key", "/Common/ca-bundle.crt", "/Common/f5-ca-bundle.crt"}
 
@@ -354,7 +356,7 @@ def _handshakes(plan: InstallPlan, bundle: CertificateBundle, probe: Callable[[B
             continue
         targets.append(Target(b.destination.address, int(b.destination.port or 0), b.server_name))
     if targets:
-        expect_served(targets, bundle.fingerprint, deadline=10.0)
+        expect_served(targets, bundle.fingerprint, deadline=VERIFY_DEADLINE)
         messages.append(f"verified by TLS handshake: {', '.join(str(t) for t in targets)}")
     if unreached:
         messages.append(

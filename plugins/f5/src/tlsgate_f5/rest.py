@@ -215,6 +215,7 @@ class F5Connection(Connection):
                 return self._session.request(
                     method, self.base_url + path, json=json, data=data, headers=hdrs, params=params,
                     auth=basic, timeout=self.timeout,
+                    verify=self.verify,  # per request: REQUESTS_CA_BUNDLE overrides Session.verify
                 )
         except requests.exceptions.SSLError as exc:
             raise ConnectionFailed(
@@ -318,6 +319,8 @@ class F5Connection(Connection):
         """Delete an uploaded file (they hold private keys) with ``util/unix-rm``."""
         body = self.post("/mgmt/tm/util/unix-rm", {"command": "run", "utilCmdArgs": f"{DOWNLOADS}/{name}"})
         result = str(body.get("commandResult") or "")
+        if "No such file" in result:
+            return  # never arrived or already gone: nothing to remove
         if result.startswith("/bin/rm") or "cannot remove" in result:
             raise OperationError(f"{self.where}: cannot remove {DOWNLOADS}/{name}: {result.strip()}")
 
