@@ -150,7 +150,7 @@ def install(
         old = loaded.store.find(entry_alias)
         if isinstance(old, TrustedEntry):
             raise ValidationError(
-                f"{entry_alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
+                f"{old.alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
                 option="--alias",
             )
         new_store = loaded.store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))

@@ -17,6 +17,8 @@ from tlsgate import Node, ValidationError, certs
 
 VENDORS = {"p12": "PKCS#12", "jks": "JKS", "pem": "PEM"}
 MAX_ALIAS = 255
+#: bidirectional controls: they make an alias display as something it is not
+_BIDI = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @attrs.frozen
@@ -77,11 +79,11 @@ class Keystore:
 
 
 def check_alias(alias: str, *, option: str = "--alias", bmp_only: bool = False) -> str:
-    """Refuse aliases a keystore cannot hold faithfully: empty, too long, control characters,
+    """Refuse aliases a keystore cannot hold faithfully: empty, too long, control (or bidi) characters,
     and (JKS, whose aliases are Java modified UTF-8) characters outside the Basic Multilingual Plane."""
     if not alias or len(alias) > MAX_ALIAS:
         raise ValidationError(f"must be between 1 and {MAX_ALIAS} characters", option=option)
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in alias):
+    if any(unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI for ch in alias):
         raise ValidationError("must not contain control characters", option=option)
     if bmp_only and any(ord(ch) > 0xFFFF for ch in alias):
         raise ValidationError("a JKS alias must not contain characters outside the BMP", option=option)

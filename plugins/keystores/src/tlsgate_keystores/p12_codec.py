@@ -45,7 +45,7 @@ MODERN_KDF_ROUNDS = 600_000
 LEGACY_KDF_ROUNDS = 2048
 MAC_ROUNDS = 2048
 #: Oracle's "trusted key usage" bag attribute: marks a Java trustedCertEntry.
-ORACLE_TRUSTED = "2.16.840.113894.746875.1.1"
+ORACLE_TRUSTED = "2.16.840.1.113894.746875.1.1"
 X509_CERT_TYPE = "1.2.840.113549.1.9.22.1"
 _DATA, _ENCRYPTED_DATA = str(rfc5652.id_data), str(rfc5652.id_encryptedData)
 

@@ -1,0 +1,136 @@
+"""p12 endpoints: every written file read back by the real openssl and keytool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from tlsgate.testing.certs import Issued, TestCA
+
+PW = "changeit"
+
+
+@pytest.fixture
+def java_p12(tmp_path: Path, p12_file: Path, test_ca: TestCA, kt: Any, keytool: str) -> Path:
+    """A PKCS#12 with three entries as Java leaves it: "alpha" (from openssl), "gamma" (a key
+    pair keytool generated) and "rootca" (a trustedCertEntry)."""
+    root = tmp_path / "root.crt"
+    root.write_bytes(test_ca.root.public_bytes(serialization.Encoding.PEM))
+    ks = str(p12_file)
+    kt.run_tool([keytool, "-genkeypair", "-keyalg", "EC", "-alias", "gamma", "-dname", "CN=gamma",
+                 "-keystore", ks, "-storetype", "PKCS12", "-storepass:env", "KS_TEST_PW"], PW)
+    kt.run_tool([keytool, "-importcert", "-noprompt", "-alias", "rootca", "-file", str(root),
+                 "-keystore", ks, "-storepass:env", "KS_TEST_PW"], PW)
+    assert set(kt.keytool_list(p12_file, PW)) == {"alpha", "gamma", "rootca"}
+    return p12_file
+
+
+def test_modern_profile_adds_entry_and_keeps_every_other(driver: Any, java_p12: Path, leaf_b: Issued, kt: Any) -> None:
+    before = kt.keytool_list(java_p12, PW)
+    ep = driver.endpoint("p12", java_p12, store_password=PW)
+    result = driver.install(ep, kt.bundle_of(leaf_b))
+    assert result.alias == "b.example.org" and result.verified and not result.rolled_back
+
+    info = kt.openssl_info(java_p12, PW)
+    assert "MAC: sha256" in info
+    assert "PBES2, PBKDF2, AES-256-CBC" in info and "PRF hmacWithSHA256" in info
+    assert "TripleDES" not in info and "RC2" not in info
+    assert "friendlyName: b.example.org" in info
+
+    after = kt.keytool_list(java_p12, PW)
+    assert set(after) == {"alpha", "gamma", "rootca", "b.example.org"}
+    for alias in ("alpha", "gamma", "rootca"):
+        assert after[alias]["type"] == before[alias]["type"]
+        assert after[alias]["sha256"] == before[alias]["sha256"]
+        assert after[alias]["chain"] == before[alias]["chain"]
+    assert after["rootca"]["type"] == "trustedCertEntry"
+    new = after["b.example.org"]
+    assert new["type"] == "PrivateKeyEntry" and new["sha256"] == leaf_b.fingerprint
+    # the bundle brings leaf + intermediate; Java completes the chain with the root already in the file
+    assert new["chain"] == 3
+
+
+def test_legacy_profile_is_3des_with_sha1_mac(driver: Any, java_p12: Path, leaf_b: Issued, kt: Any) -> None:
+    ep = driver.endpoint("p12", java_p12, store_password=PW, is_legacy=True)
+    driver.install(ep, kt.bundle_of(leaf_b))
+    info = kt.openssl_info(java_p12, PW)
+    assert "MAC: sha1" in info
+    assert "Shrouded Keybag: pbeWithSHA1And3-KeyTripleDES-CBC" in info
+    assert "PKCS7 Encrypted data: pbeWithSHA1And3-KeyTripleDES-CBC" in info
+    assert "PBES2" not in info and "AES" not in info
+    listed = kt.keytool_list(java_p12, PW)
+    assert set(listed) == {"alpha", "gamma", "rootca", "b.example.org"}
+    assert listed["b.example.org"]["sha256"] == leaf_b.fingerprint
+
+
+def test_replaces_entry_of_the_alias_case_insensitively(driver: Any, p12_file: Path, leaf_b: Issued, kt: Any) -> None:
+    ep = driver.endpoint("p12", p12_file, store_password=PW)
+    result = driver.install(ep, kt.bundle_of(leaf_b), alias="ALPHA")
+    assert result.messages[0].startswith("replaced entry 'ALPHA'")
+    listed = kt.keytool_list(p12_file, PW)
+    assert set(listed) == {"alpha"}
+    assert listed["alpha"]["sha256"] == leaf_b.fingerprint
+    nodes = driver.discover(ep)
+    assert [(n.name, n.fingerprint, n.vendor, n.protocol) for n in nodes] == [
+        ("ALPHA", leaf_b.fingerprint, "PKCS#12", "file")
+    ]
+
+
+def test_chosen_node_names_the_entry(driver: Any, java_p12: Path, leaf_b: Issued, kt: Any) -> None:
+    ep = driver.endpoint("p12", java_p12, store_password=PW)
+    gamma = [n for n in driver.discover(ep) if n.name == "gamma"]
+    result = driver.install(ep, kt.bundle_of(leaf_b), nodes=gamma)
+    assert result.alias == "gamma"
+    listed = kt.keytool_list(java_p12, PW)
+    assert set(listed) == {"alpha", "gamma", "rootca"} and listed["gamma"]["sha256"] == leaf_b.fingerprint
+
+
+def test_reads_openssl_legacy_rc2_file_and_rewrites_it(driver: Any, tmp_path: Path, leaf_a: Issued,
+                                                       leaf_b: Issued, kt: Any) -> None:
+    leaf_a.write(tmp_path, "a")
+    path = tmp_path / "legacy.p12"
+    kt.run_tool(["openssl", "pkcs12", "-export", "-legacy", "-in", str(tmp_path / "a.crt"), "-inkey",
+                 str(tmp_path / "a.key"), "-name", "old", "-passout", "env:KS_TEST_PW", "-out", str(path)], PW)
+    assert "pbeWithSHA1And40BitRC2-CBC" in kt.run_tool(["openssl", "pkcs12", "-info", "-noout", "-legacy", "-in", str(path),
+                                    "-passin", "env:KS_TEST_PW"], PW).stderr
+    ep = driver.endpoint("p12", path, store_password=PW, is_legacy=True)
+    assert [n.fingerprint for n in driver.discover(ep)] == [leaf_a.fingerprint]
+    driver.install(ep, kt.bundle_of(leaf_b), alias="new")
+    info = kt.openssl_info(path, PW)  # no -legacy needed any more: 3DES, not RC2-40
+    assert "RC2" not in info and "MAC: sha1" in info
+    assert {n.name: n.fingerprint for n in driver.discover(ep)} == {"old": leaf_a.fingerprint,
+                                                                    "new": leaf_b.fingerprint}
+
+
+def test_discover_nodes(driver: Any, java_p12: Path, leaf_a: Issued) -> None:
+    nodes = {n.name: n for n in driver.discover(driver.endpoint("p12", java_p12, store_password=PW))}
+    assert set(nodes) == {"alpha", "gamma", "rootca"}
+    alpha = nodes["alpha"]
+    assert alpha.fingerprint == leaf_a.fingerprint and alpha.subject == "CN=a.example.org"
+    assert alpha.not_after == leaf_a.cert.not_valid_after_utc and alpha.certificate
+    assert alpha.locator == "alpha" and alpha.protocol == "file" and alpha.state == "active"
+    assert nodes["gamma"].subject == "CN=gamma"
+    assert nodes["rootca"].state == "trusted"
+
+
+@pytest.mark.production_kdf
+def test_production_modern_profile_uses_600000_pbkdf2_rounds(driver: Any, p12_file: Path, leaf_b: Issued,
+                                                             kt: Any) -> None:
+    driver.install(driver.endpoint("p12", p12_file, store_password=PW), kt.bundle_of(leaf_b))
+    info = kt.openssl_info(p12_file, PW)
+    assert "AES-256-CBC, Iteration 600000, PRF hmacWithSHA256" in info
+    assert "MAC: sha256, Iteration 2048" in info
+
+
+def test_non_ascii_password_read_by_openssl(driver: Any, tmp_path: Path, leaf_a: Issued, leaf_b: Issued,
+                                            kt: Any) -> None:
+    pw = "pässwörd €ü 密码"
+    path = tmp_path / "u.p12"
+    path.write_bytes(leaf_a.pfx(pw))
+    ep = driver.endpoint("p12", path, store_password=pw)
+    result = driver.install(ep, kt.bundle_of(leaf_b))
+    assert any("Java cannot open" in m for m in result.messages)  # Java's PBE refuses non-ASCII passwords
+    info = kt.openssl_info(path, pw)
+    assert "friendlyName: leaf" in info and "friendlyName: b.example.org" in info
