@@ -100,3 +100,190 @@ def winrm_endpoint(peer: WinRMPeer, conn_type: str = "winrm_http", *, auth: str 
 
 def winrm_credentials(password: str = WINRM_PASSWORD, user: str = WINRM_USER) -> Credentials:
     return Credentials(user=user, password=Secret(password))
+
+
+# -- ssh_windows: a real sshd whose "Windows" is the simulated host on a real directory -----------
+@attrs.frozen
+class SSHWindowsHost:
+    """A private sshd on 127.0.0.1 that behaves like Win32-OpenSSH for tlsgate's purposes.
+
+    ``powershell`` on the session's PATH is the simulated host's shim (working on ``root``, where
+    ``C:\\x`` is ``<root>/C:/x``), and the SFTP subsystem maps ``/C:/x`` to the same place.
+    Use :meth:`seed` / :meth:`read` / :meth:`winhost` from tests (they keep file ownership right
+    for the login user) and :meth:`calls` for what the shim received.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str = attrs.field(repr=False)
+    host_key_public: str
+    root: Path
+    uid: int
+    gid: int
+
+    def winhost(self) -> SimulatedWindowsHost:
+        from .winhost import DirectoryFS
+
+        return SimulatedWindowsHost(DirectoryFS(self.root))
+
+    def _chown(self) -> None:
+        import os
+
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for name in [*dirnames, *filenames, ""]:
+                os.lchown(os.path.join(dirpath, name) if name else dirpath, self.uid, self.gid)
+
+    def seed(self, path: str, data: bytes | str = b"", *, private: bool = False) -> None:
+        self.winhost().seed(path, data, private=private)
+        self._chown()
+
+    def read(self, path: str) -> bytes:
+        return self.winhost().read(path)
+
+    def exists(self, path: str) -> bool:
+        return self.winhost().exists(path)
+
+    def calls(self) -> list[dict[str, Any]]:
+        import json
+
+        f = self.root / ".calls.jsonl"
+        return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+    def endpoint(self, *, type: str = "pem", options: Any = None, name: str = "winssh1") -> Endpoint:
+        spec = ConnectionSpec("ssh_windows", host=self.host, port=self.port, user=self.user,
+                              password=Secret(self.password))
+        return Endpoint(name=name, type=type, connection=spec, options=options)
+
+    def credentials(self) -> Credentials:
+        return Credentials(user=self.user, password=Secret(self.password))
+
+
+def _python_for(user: str) -> tuple[str, str]:
+    """An interpreter the login user can run (ours may live under /root), and a PYTHONPATH that
+    gives it tlsgate and its pure-Python dependencies."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    import tlsgate
+
+    pythonpath = os.pathsep.join([str(Path(tlsgate.__file__).resolve().parents[1]),
+                                  sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        probe = subprocess.run(
+            ["runuser", "-u", user, "--", "env", f"PYTHONPATH={pythonpath}", python, "-c",
+             "import tlsgate.testing.winhost, tlsgate.testing.winsftp_shim"],
+            capture_output=True, check=False, cwd="/",
+        )
+        if probe.returncode == 0:
+            return python, pythonpath
+    pytest.skip(f"no Python {version} that user {user} may run can import tlsgate")
+
+
+def start_ssh_windows_host(base: Path, *, plugins: tuple[str, ...] = ()) -> tuple[SSHWindowsHost, Path]:
+    """Start the sshd (returns the host and its pid file); stop it with :func:`stop_ssh_windows_host`."""
+    import os
+    import subprocess
+
+    from . import sshd as sshd_mod
+    from .fixtures_core import free_port, wait_for_port
+
+    if not os.path.exists(sshd_mod.SSHD):
+        pytest.skip(f"{sshd_mod.SSHD} is not installed (Debian package openssh-server)")
+    if os.geteuid() != 0:
+        pytest.skip("the ssh_windows fixture needs root (private sshd with a test account)")
+    password, entry = sshd_mod._ensure_test_user()
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    root = base / "windows"
+    home = root / "C:" / "Users" / entry.pw_name
+    home.mkdir(parents=True)
+    (root / "C:" / "Windows" / "Temp").mkdir(parents=True)
+    bindir = base / "bin"
+    bindir.mkdir()
+    python, pythonpath = _python_for(entry.pw_name)
+    shim = bindir / "powershell"
+    shim.write_text(f"#!{python}\nimport sys\nfrom tlsgate.testing.winhost import shim_main\n"
+                    "sys.exit(shim_main())\n")
+    shim.chmod(0o755)
+    host_key = base / "ssh_host_ed25519_key"
+    host_pub = sshd_mod._host_key(host_key)
+    port = free_port()
+    pid_file, log, config = base / "sshd.pid", base / "sshd.log", base / "sshd_config"
+    env = [f"PATH={bindir}:/usr/bin:/bin", f"TLSGATE_WINHOST_ROOT={root}", f"PYTHONPATH={pythonpath}"]
+    if plugins:
+        env.append(f"TLSGATE_WINHOST_PLUGINS={','.join(plugins)}")
+    config.write_text(
+        f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {host_key}
+PidFile {pid_file}
+StrictModes no
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PubkeyAuthentication no
+PermitRootLogin no
+AllowUsers {entry.pw_name}
+MaxStartups 50:30:100
+MaxSessions 50
+LogLevel VERBOSE
+SetEnv {" ".join(env)}
+Subsystem sftp {python} -m tlsgate.testing.winsftp_shim {root} {home}
+"""
+    )
+    subprocess.run([sshd_mod.SSHD, "-t", "-f", str(config)], check=True, capture_output=True)
+    subprocess.run([sshd_mod.SSHD, "-f", str(config), "-E", str(log)], check=True, capture_output=True)
+    wait_for_port(port, timeout=20)
+    server = SSHWindowsHost("127.0.0.1", port, entry.pw_name, password, host_pub, root, entry.pw_uid,
+                            entry.pw_gid)
+    server._chown()
+    return server, pid_file
+
+
+def stop_ssh_windows_host(pid_file: Path) -> None:
+    """SIGTERM the listener this fixture started and its per-connection children."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    for child in children.stdout.split():
+        try:
+            os.kill(int(child), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def ssh_windows_host() -> Iterator[SSHWindowsHost]:
+    """The ssh_windows test host (session-scoped). Trust its key in a test's $TLSGATE_HOME with
+    ``tlsgate.transports.ssh.trust_host_key(h.host, h.port, h.host_key_public)``."""
+    import shutil
+
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-winssh-"))
+    server, pid_file = start_ssh_windows_host(base)
+    try:
+        yield server
+    finally:
+        stop_ssh_windows_host(pid_file)
+        shutil.rmtree(base, ignore_errors=True)
