@@ -63,8 +63,12 @@ def parse_destination(value: str) -> Destination:
             text = text.rsplit("/", 1)[1]
     if text.count(":") > 1:  # IPv6: the port follows the last "."
         addr_rd, sep, port = text.rpartition(".")
-    else:  # IPv4 or a named virtual address: the port follows ":"
+    elif ":" in text:  # IPv4 or a named virtual address: the port follows ":"
         addr_rd, sep, port = text.rpartition(":")
+    else:  # the IPv6 wildcard "any6.any", or a named address in IPv6 form
+        addr_rd, sep, port = text.rpartition(".")
+        if re.fullmatch(r"[\d.%]+", addr_rd):  # "1.1.1.1" has no port
+            sep = ""
     addr, _, rd = addr_rd.partition("%")
     if not sep or not addr or not (port.isdigit() or port == "any") or (rd and not rd.isdigit()):
         raise ValueError(f"not a virtual server destination: {value!r}")

@@ -1,0 +1,181 @@
+"""The rest / rest_insecure transports: TLS verification, token life cycle, Basic fallback,
+role checks and clear errors (never the password)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from f5_setup import ADMIN_PASSWORD, credentials, make_endpoint, pem
+from tlsgate import ConnectionFailed, ConnectionSpec, Endpoint, OperationError, Secret
+from tlsgate.testing.certs import TestCA
+from tlsgate.testing.fixtures_core import free_port
+from tlsgate_f5 import plugin
+from tlsgate_f5.discover import discover
+
+
+def test_rest_refuses_an_untrusted_device_certificate(peer):
+    endpoint = make_endpoint(peer)  # no --ca_bundle: the system store does not know the test CA
+    with pytest.raises(ConnectionFailed) as err:
+        plugin.connect(endpoint, credentials(endpoint))
+    text = str(err.value)
+    assert "TLS verification of the BIG-IP certificate failed" in text and "--ca_bundle" in text
+    assert ADMIN_PASSWORD not in text
+    assert peer.device.tokens_issued == 0  # the password never left over an unverified channel
+
+
+def test_rest_refuses_a_device_certificate_from_another_ca(peer, tmp_path: Path):
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(pem(TestCA("Someone Else").root))
+    endpoint = make_endpoint(peer, ca_bundle=other)
+    with pytest.raises(ConnectionFailed, match="certificate verify failed"):
+        plugin.connect(endpoint, credentials(endpoint))
+
+
+def test_rest_insecure_works_against_it_and_says_so(peer):
+    endpoint = make_endpoint(peer, connection_type="rest_insecure")
+    with plugin.connect(endpoint, credentials(endpoint)) as conn:
+        assert conn.insecure
+        assert any("TLS verification of the BIG-IP certificate is disabled" in m for m in conn.messages)
+        assert "TLS verification disabled (rest_insecure)" in conn.describe()
+        assert len(discover(conn)) == 4
+    assert peer.device.live_tokens() == 0
+
+
+def test_plain_http_port_is_a_clear_error(plain_peer):
+    endpoint = make_endpoint(plain_peer, connection_type="rest_insecure")
+    with pytest.raises(ConnectionFailed, match="does not speak TLS"):
+        plugin.connect(endpoint, credentials(endpoint))
+
+
+def test_refused_port_is_a_clear_error(ca_bundle):
+    spec = ConnectionSpec("rest", host="127.0.0.1", port=free_port(), user="admin", password=Secret("x"),
+                          extra={"ca_bundle": str(ca_bundle)})
+    endpoint = Endpoint(name="gone", type="f5", connection=spec)
+    with pytest.raises(ConnectionFailed, match="connection refused"):
+        plugin.connect(endpoint, credentials(endpoint))
+
+
+def test_wrong_password_is_401_and_never_echoed(peer, ca_bundle):
+    endpoint = make_endpoint(peer, ca_bundle=ca_bundle, password="not-the-Secret-123")
+    with pytest.raises(ConnectionFailed) as err:
+        plugin.connect(endpoint, credentials(endpoint))
+    assert "authentication failed for user 'admin'" in str(err.value)
+    assert "not-the-Secret-123" not in str(err.value) and "not-the-Secret-123" not in repr(err.value)
+
+
+def test_token_is_deleted_after_every_job(endpoint, peer, web_ca):
+    for _ in range(3):
+        with plugin.connect(endpoint, credentials(endpoint)) as conn:
+            assert conn.auth_mode == "token" and peer.device.live_tokens() == 1
+            discover(conn)
+        assert peer.device.live_tokens() == 0
+    assert peer.device.tokens_issued == peer.device.tokens_deleted == 3
+
+
+def test_token_is_deleted_when_the_job_fails(endpoint, peer):
+    with pytest.raises(OperationError):
+        with plugin.connect(endpoint, credentials(endpoint)) as conn:
+            conn.get("/mgmt/tm/ltm/virtual/~Nope~vs")
+    assert peer.device.live_tokens() == 0
+
+
+def test_expired_token_is_renewed_after_a_401(session, peer):
+    peer.device.expire_tokens()
+    assert len(discover(session)) == 4
+    assert peer.device.tokens_issued == 2
+
+
+def test_token_close_to_expiry_is_renewed_before_use(endpoint, peer):
+    peer.device.token_timeout = 30  # under the 60 s renewal margin
+    with plugin.connect(endpoint, credentials(endpoint)) as conn:
+        conn.get("/mgmt/tm/sys")
+        conn.get("/mgmt/tm/sys")
+    assert peer.device.tokens_issued == 3 and peer.device.live_tokens() == 0
+    assert not [e for e in peer.device.log if e[0] == "GET" and "401" in str(e)]
+
+
+def test_token_limit_falls_back_to_basic(endpoint, peer):
+    peer.device.max_tokens = 0
+    with plugin.connect(endpoint, credentials(endpoint)) as conn:
+        assert conn.auth_mode == "basic"
+        assert any("maximum active login tokens" in m and "Basic" in m for m in conn.messages)
+        assert len(discover(conn)) == 4
+
+
+def test_administrator_role_is_checked(session, peer):
+    assert "Administrator role" in session.check_role()
+    assert "BIG-IP 15.1.10" in session.describe()
+
+
+def test_non_administrator_gets_a_clear_message(peer, ca_bundle, web_ca):
+    from tlsgate import CertificateBundle
+
+    endpoint = make_endpoint(peer, ca_bundle=ca_bundle, user="operator", password="operator-pw")
+    with plugin.connect(endpoint, credentials(endpoint)) as conn:
+        with pytest.raises(OperationError, match="lacks the Administrator role"):
+            conn.check_role()
+        assert len(discover(conn)) == 4  # reading is allowed
+        issued = web_ca.issue("www.example.com")
+        bundle = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
+        with pytest.raises(OperationError) as err:
+            plugin.install(endpoint=endpoint, connection=conn, bundle=bundle, nodes=[], dry_run=False)
+    assert "needs the Administrator role" in str(err.value)
+    assert peer.device.live_tokens() == 0
+
+
+def test_basic_is_refused_for_non_administrators(peer, ca_bundle):
+    peer.device.max_tokens = 0
+    endpoint = make_endpoint(peer, ca_bundle=ca_bundle, user="operator", password="operator-pw")
+    with pytest.raises(ConnectionFailed, match="Basic authentication failed"):
+        plugin.connect(endpoint, credentials(endpoint))
+
+
+def test_a_rest_session_has_no_shell(session):
+    for call in (lambda: session.run(["id"]), lambda: session.read_file("/etc/passwd"),
+                 lambda: session.write_file("/tmp/x", b"x"), lambda: session.listdir("/")):
+        with pytest.raises(OperationError, match="iControl REST"):
+            call()
+
+
+def test_uploads_are_chunked_with_content_range(session, peer):
+    data = bytes(range(256)) * 9  # 2304 bytes
+    session.upload("blob.bin", data, chunk_size=1000)
+    assert peer.device.files["/var/config/rest/downloads/blob.bin"] == data
+    uploads = [e for e in peer.device.log if "file-transfer" in e[1]]
+    assert len(uploads) == 3
+    session.remove_upload("blob.bin")
+    assert peer.device.files == {}
+
+
+def test_requests_is_not_imported_by_the_entry_module():
+    import subprocess
+    import sys
+
+    code = "import sys, tlsgate_f5.plugin; print('requests' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_connection_types_and_validation(tmp_path: Path):
+    types = {t.name: t for t in plugin.tlsgate_connection_types()}
+    assert types["rest"].default_port == types["rest_insecure"].default_port == 443
+    assert types["rest_insecure"].insecure and not types["rest"].insecure
+    (etype,) = plugin.tlsgate_endpoint_types()
+    assert etype.connection_types == ("rest", "rest_insecure") and etype.local_platforms == ()
+
+    def problems(**kw) -> list[str]:
+        spec = ConnectionSpec(**{"type": "rest", "host": "bigip.example", "user": "admin", **kw})
+        return [str(p) for p in plugin.validate(Endpoint(name="b", type="f5", connection=spec))]
+
+    assert problems() == []
+    assert problems(type="local") == ["--connection_type: must be one of: rest, rest_insecure"]
+    assert problems(extra={"ca_bundle": str(tmp_path / "missing.pem")})[0].startswith("--ca_bundle:")
+    assert "rest_insecure" in problems(type="rest_insecure", extra={"ca_bundle": "x"})[0]
+    assert problems(ssh_key_path="/k")[0].startswith("--ssh_key_path:")
+    assert problems(host=None) == ["--host: is required for F5 BIG-IP endpoints"]
+
+
+def test_expiry_is_computed_from_expiration_micros(session):
+    assert session._token_expires > time.time() + 1000
