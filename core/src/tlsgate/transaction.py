@@ -91,6 +91,7 @@ class Transaction:
     def write(self, path: str, data: bytes, *, mode: int | None = None, detail: str = "") -> None:
         """Back up then atomically replace ``path``. ``mode`` defaults to the old file's mode
         (0644 for a new file); pass 0o600 for private keys."""
+        first_touch = path not in self._originals
         old = self.snapshot(path) if not self.dry_run else None
         existed = self.connection.exists(path) if self.dry_run else old is not None
         if mode is None:
@@ -99,7 +100,14 @@ class Transaction:
         if self.dry_run:
             self.plan.append(PlanStep("write" if not existed else "replace", path, detail or f"mode {mode:o}"))
             return
-        self.connection.write_file(path, data, mode=mode)
+        try:
+            self.connection.write_file(path, data, mode=mode)
+        except BaseException:
+            if first_touch:
+                # write_file is atomic: when it fails, ``path`` is as it was, so there is nothing to
+                # restore (and no "restore incomplete" alarm when the connection itself is gone).
+                self._order.remove(path)
+            raise
         self.written.append(path)
 
     def remove(self, path: str) -> None:
