@@ -1,0 +1,235 @@
+"""End to end, as an operator runs it: p12 / jks / pem keystores on a host reached over ssh (the
+real sshd fixture), with a password, with a key + passphrase, and with credentials kept in a real
+OpenBao (``--store`` / ``--store_cred_id``). Every step goes through the ``tlsgate`` command line
+in a subprocess; the keystore written remotely is read back with cryptography / pyjks.
+
+After each flow, no secret (ssh password, key passphrase, store password, OpenBao token or secret
+ID) appears in clear anywhere under $TLSGATE_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from tlsgate import CertificateBundle, ConnectionFailed, OperationError
+from tlsgate.testing.fixtures_core import free_port
+from tlsgate.testing.openbao import OpenBaoServer
+from tlsgate.testing.sshd import SshdServer
+from tlsgate.transports import ssh
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+STORE_PASSWORD = "changeit"  # the demo keystores' password (examples/make_demo_files.py)
+FILES = {"p12": "app.p12", "jks": "app.jks", "pem": "app.pem"}
+
+
+def tg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
+                          env=dict(os.environ), timeout=180)
+
+
+def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = tg(*args, stdin=stdin)
+    assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def all_bytes(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def assert_nowhere(home: Path, *secrets: str) -> None:
+    blob = all_bytes(home)
+    for secret in secrets:
+        assert secret.encode() not in blob, "a secret is stored in clear under $TLSGATE_HOME"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    subprocess.run([sys.executable, str(ROOT / "examples" / "make_demo_files.py"), str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture
+def remote(trusted: SshdServer, demo: Path, tmp_path: Path) -> Iterator[Path]:
+    """Fresh copies of the demo keystores in a directory the ssh test user owns."""
+    directory = trusted.workdir / tmp_path.name
+    shutil.copytree(demo / "keystores", directory)
+    for p in [directory, *directory.iterdir()]:
+        os.chown(p, trusted.uid, trusted.gid)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def installed_leaf(kind: str, path: Path) -> x509.Certificate:
+    data = path.read_bytes()
+    if kind == "p12":
+        from cryptography.hazmat.primitives.serialization import pkcs12
+
+        p12 = pkcs12.load_pkcs12(data, STORE_PASSWORD.encode())
+        entries = [p12.cert] if p12.cert else []
+        return next(e.certificate for e in entries if e is not None)
+    if kind == "jks":
+        import jks
+
+        store = jks.KeyStore.loads(data, STORE_PASSWORD)
+        return x509.load_der_x509_certificate(store.private_keys["app"].cert_chain[0][1])
+    return x509.load_pem_x509_certificates(data)[0]
+
+
+def type_options(kind: str, path: Path, *, legacy: bool = False) -> list[str]:
+    opts = ["--path", str(path)]
+    if kind != "pem":
+        opts += ["--store_password", STORE_PASSWORD]
+    if kind == "p12":
+        opts += ["--is_legacy", "true" if legacy else "false"]
+    return opts
+
+
+def run_job(name: str, kind: str, demo: Path, remote: Path) -> None:
+    """trust (unknown key refused first), delegate, discover, install, nodes; check the file."""
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", name, "--org", "Acme")
+    unknown = tg("tls", "discover", name)
+    assert unknown.returncode == 1 and "unknown SSH host key" in unknown.stderr
+    assert f"tlsgate tls trust {name}" in unknown.stderr and "SHA256:" in unknown.stderr
+    trusted = ok("tls", "trust", name, "--yes")
+    assert "Trusted SHA256:" in trusted.stdout
+    ok("tls", "discover", name)
+    target = remote / FILES[kind]
+    before = target.stat()
+    new = demo / "new"
+    ok("tls", "install", name, "--cert", str(new / "app.crt"), "--key", str(new / "app.key"),
+       "--chain", str(new / "chain.crt"), "--alias", "app")
+    expected = CertificateBundle.from_pem_files(new / "app.crt", new / "app.key", new / "chain.crt").leaf
+    assert installed_leaf(kind, target) == expected
+    after = target.stat()
+    assert (after.st_uid, after.st_gid, after.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
+    assert "External" not in ok("tls", "nodes", name).stdout  # the installed certificate is known
+
+
+@pytest.mark.parametrize("kind", ["p12", "jks", "pem"])
+def test_password_login(kind: str, trusted: SshdServer, demo: Path, remote: Path, isolated_home: Path) -> None:
+    (isolated_home / "known_hosts").unlink()  # start from an unknown host key
+    ok("tls", "add", kind, "--name", f"{kind}-pw", "--connection_type", "ssh", "--host", trusted.host,
+       "--port", str(trusted.port), "--user", trusted.user, "--password", "-",
+       *type_options(kind, remote / FILES[kind]), stdin=trusted.password + "\n")
+    run_job(f"{kind}-pw", kind, demo, remote)
+    assert_nowhere(isolated_home, trusted.password, STORE_PASSWORD)
+
+
+@pytest.mark.parametrize("kind", ["p12", "jks", "pem"])
+def test_key_with_passphrase(kind: str, trusted: SshdServer, demo: Path, remote: Path, isolated_home: Path) -> None:
+    (isolated_home / "known_hosts").unlink()
+    key = trusted.keys["ed25519"]
+    ok("tls", "add", kind, "--name", f"{kind}-key", "--connection_type", "ssh", "--host", trusted.host,
+       "--port", str(trusted.port), "--user", trusted.user, "--ssh_key_path", str(key.path),
+       "--ssh_key_password", "-", *type_options(kind, remote / FILES[kind], legacy=True),
+       stdin=f"{key.passphrase}\n")
+    run_job(f"{kind}-key", kind, demo, remote)
+    assert_nowhere(isolated_home, key.passphrase or "", STORE_PASSWORD)
+
+
+@pytest.mark.parametrize(("kind", "auth"), [("p12", "token"), ("jks", "approle"), ("pem", "approle-key")])
+def test_credentials_from_openbao(kind: str, auth: str, trusted: SshdServer, openbao: OpenBaoServer, demo: Path,
+                                  remote: Path, isolated_home: Path) -> None:
+    (isolated_home / "known_hosts").unlink()
+    cred_id = f"ssh/{remote.name}"
+    key = trusted.keys["rsa_pem"]
+    if auth == "approle-key":
+        openbao.put(cred_id, {"user": trusted.user, "ssh_key": key.text, "ssh_key_password": key.passphrase or ""})
+    else:
+        openbao.put(cred_id, {"username": trusted.user, "password": trusted.password})
+    if auth == "token":
+        ok("store", "add", "vault", "--name", "corp-vault", "--url", openbao.url, "--token", "-",
+           "--ca_bundle", openbao.ca_bundle, stdin=openbao.reader_token + "\n")
+    else:
+        ok("store", "add", "vault", "--name", "corp-vault", "--url", openbao.url, "--role_id", openbao.role_id,
+           "--secret_id", "-", "--ca_bundle", openbao.ca_bundle, stdin=openbao.secret_id + "\n")
+    assert "authenticated by" in ok("store", "test", "corp-vault").stdout
+    ok("tls", "add", kind, "--name", f"{kind}-vault", "--connection_type", "ssh", "--host", trusted.host,
+       "--port", str(trusted.port), "--store", "corp-vault", "--store_cred_id", cred_id,
+       *type_options(kind, remote / FILES[kind]))
+    run_job(f"{kind}-vault", kind, demo, remote)
+    assert_nowhere(isolated_home, trusted.password, key.passphrase or "", openbao.reader_token, openbao.secret_id,
+                   STORE_PASSWORD)
+
+
+def test_store_that_does_not_exist_is_refused_at_add(trusted: SshdServer, isolated_home: Path, remote: Path) -> None:
+    res = tg("tls", "add", "pem", "--name", "x", "--connection_type", "ssh", "--host", trusted.host,
+             "--store", "nope", "--store_cred_id", "ssh/x", "--path", str(remote / "app.pem"))
+    assert res.returncode == 2 and "--store" in res.stderr
+
+
+# -- failures leave the remote keystore byte-identical ------------------------------------------
+def test_wrong_password_and_closed_port(trusted: SshdServer, demo: Path, remote: Path, isolated_home: Path) -> None:
+    target = remote / "app.p12"
+    original = target.read_bytes()
+    new = demo / "new"
+    install = ["--cert", str(new / "app.crt"), "--key", str(new / "app.key"), "--chain", str(new / "chain.crt")]
+    bad = "Wr0ng;$(id)"
+    closed = free_port()
+    ok("org", "add", "Acme")
+    for name, port, password in (("bad-pw", trusted.port, bad), ("closed", closed, trusted.password)):
+        ok("tls", "add", "p12", "--name", name, "--connection_type", "ssh", "--host", trusted.host,
+           "--port", str(port), "--user", trusted.user, "--password", "-", *type_options("p12", target),
+           stdin=password + "\n")
+        ok("tls", "delegate", name, "--org", "Acme")
+        res = tg("tls", "install", name, *install)
+        assert res.returncode == 1
+        assert "Traceback" not in res.stderr and bad not in res.stderr + res.stdout
+        if name == "bad-pw":
+            assert f"{trusted.user}@{trusted.host}:{trusted.port}: authentication failed" in res.stderr
+        else:
+            assert f"{trusted.host}:{closed}: connection refused" in res.stderr
+        assert target.read_bytes() == original
+    assert_nowhere(isolated_home, bad, trusted.password)
+
+
+def test_connection_dropped_while_the_keystore_is_written(
+    trusted: SshdServer, demo: Path, remote: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sshd session is killed after the new keystore's bytes are sent and before the rename
+    (the last moment a write can fail): the remote keystore stays byte-identical and the job
+    fails with a clear connection error."""
+    from tlsgate.api import Gateway
+
+    target = remote / "app.jks"
+    original, mode = target.read_bytes(), target.stat().st_mode
+    gw = Gateway()
+    gw.add_endpoint("jks", name="drop", connection_type="ssh", host=trusted.host, port=trusted.port,
+                    user=trusted.user, password=trusted.password,
+                    options={"path": str(target), "store_password": STORE_PASSWORD})
+    gw.add_org("Acme")
+    gw.delegate("drop", "Acme")
+    real_fsync = ssh.SSHConnection._fsync
+    killed: list[int] = []
+
+    def fsync_then_drop(self: ssh.SSHConnection, fh: object) -> None:
+        real_fsync(self, fh)
+        if not killed:  # the job's first write is the keystore's
+            killed.append(trusted.kill_sessions())
+
+    monkeypatch.setattr(ssh.SSHConnection, "_fsync", fsync_then_drop)
+    bundle = CertificateBundle.from_pem_files(demo / "new" / "app.crt", demo / "new" / "app.key",
+                                              demo / "new" / "chain.crt")
+    with pytest.raises(OperationError) as err:
+        gw.install("drop", bundle, alias="app")
+    assert killed and killed[0] >= 1
+    assert "connection lost" in str(err.value) and "app.jks is unchanged" in str(err.value)
+    assert "RESTORE INCOMPLETE" not in str(err.value) and err.value.rolled_back
+    assert isinstance(err.value, ConnectionFailed) or isinstance(err.value.__cause__, ConnectionFailed)
+    assert target.read_bytes() == original and target.stat().st_mode == mode
+    for leftover in remote.glob(".tlsgate-*.tmp"):
+        assert (leftover.stat().st_mode & 0o077) == 0  # the partial copy was private from its first byte
+    gw.close()
