@@ -91,20 +91,36 @@ def _read_jks(data: bytes, password: str) -> list[KeyEntry]:
     import jks
 
     try:
-        store = jks.KeyStore.loads(data, password)
+        # Keys are decrypted below: pyjks 20's own decrypt() trips over pyasn1 >= 0.5 on the
+        # absent algorithm parameters of Sun's JKS key protector.
+        store = jks.KeyStore.loads(data, password, try_decrypt_keys=False)
     except Exception as exc:  # noqa: BLE001 - pyjks raises many kinds for a bad password or file
         raise KeystoreError(f"cannot open the JKS keystore ({type(exc).__name__})") from None
     out = []
     for alias, entry in store.private_keys.items():
         certs = [x509.load_der_x509_certificate(der) for _kind, der in entry.cert_chain]
-        key = None
-        if entry.is_decrypted():
-            try:
-                key = serialization.load_der_private_key(entry.pkey_pkcs8, None)
-            except ValueError:
-                key = None
-        out.append(KeyEntry(alias, certs[0], tuple(certs[1:]), key))
+        out.append(KeyEntry(alias, certs[0], tuple(certs[1:]), _jks_private_key(entry, password)))
     return out
+
+
+def _jks_private_key(entry: object, password: str) -> object | None:
+    """The private key of a JKS entry protected with Sun's JKS algorithm (key password = store
+    password, as Tomcat uses by default), or None."""
+    from jks import sun_crypto
+    from pyasn1.codec.der import decoder
+    from pyasn1_modules import rfc5208
+
+    try:
+        if entry.is_decrypted():  # type: ignore[attr-defined]
+            plain = entry.pkey_pkcs8  # type: ignore[attr-defined]
+        else:
+            info = decoder.decode(entry._encrypted, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())[0]  # type: ignore[attr-defined]
+            if info["encryptionAlgorithm"]["algorithm"].asTuple() != sun_crypto.SUN_JKS_ALGO_ID:
+                return None
+            plain = sun_crypto.jks_pkey_decrypt(info["encryptedData"].asOctets(), password)
+        return serialization.load_der_private_key(plain, None)
+    except Exception:  # noqa: BLE001 - a wrong key password or an unknown protector: no key
+        return None
 
 
 def find_entry(entries: Sequence[KeyEntry], alias: str | None) -> KeyEntry | None:

@@ -257,7 +257,7 @@ def _answers(target: Target) -> bool:
         return False
 
 
-def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle: float = 10.0) -> list[Target]:
+def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle: float = 6.0) -> list[Target]:
     """Wait until every target accepts connections. Tomcat opens its connectors within moments
     of each other, so once one answers the rest get ``settle`` seconds; a connector that failed
     to load its keystore never opens. Returns the targets still closed."""
