@@ -149,7 +149,7 @@ def test_tomcat11_new_keystore_gets_generated_password_alias_and_pkcs12(
 def test_tomcat11_pem_with_key_password(tomcat11_dir, make_endpoint, test_ca: TestCA) -> None:
     d = tomcat11_dir
     new = test_ca.issue("api.example.test")
-    config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/api.example.test", new)
+    _config, change, _new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/api.example.test", new)
     key_path = next(p for p, _, _ in change.files if p.endswith(".key"))
     assert b"ENCRYPTED PRIVATE KEY" in open(key_path, "rb").read()
     assert "certificateKeyPassword" not in change.changes
@@ -167,7 +167,7 @@ def test_no_covered_host_asks_for_node(tomcat11_dir, make_endpoint, test_ca: Tes
 
 def test_diff_is_limited_to_changed_attributes(tomcat9_dir, make_endpoint, test_ca: TestCA) -> None:
     d = tomcat9_dir
-    config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['modern']}/www.example.test",
+    config, _change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['modern']}/www.example.test",
                                    test_ca.issue("www.example.test"))
     old_lines = config.xml.data.decode().splitlines()
     new_lines = new_xml.decode().splitlines()
