@@ -216,9 +216,10 @@ def _users(dev: Device, name: str | None) -> dict[str, Any]:
                 "selfLink": dev.link(f"/mgmt/tm/auth/user/{n}"), "description": n, "shell": u.shell,
                 "partitionAccess": [{"name": "all-partitions", "role": u.role,
                                      "nameReference": {"link": dev.link("/mgmt/tm/auth/partition/all-partitions")}}]}
+    local = sorted(n for n, u in dev.users.items() if not u.remote)
     if name is None:
-        return dev.collection("tm:auth:user:usercollectionstate", "/mgmt/tm/auth/user", [item(n) for n in sorted(dev.users)])
-    if name not in dev.users:
+        return dev.collection("tm:auth:user:usercollectionstate", "/mgmt/tm/auth/user", [item(n) for n in local])
+    if name not in local:
         raise F5HttpError(404, f"01020036:3: The requested user role partition ({name}) was not found.")
     return item(name)
 

@@ -77,6 +77,7 @@ class User:
     password: str
     role: str = "admin"
     shell: str = "tmsh"
+    remote: bool = False  # authenticated by LDAP/RADIUS: no /mgmt/tm/auth/user object
 
 
 @attrs.define

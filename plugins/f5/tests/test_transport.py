@@ -116,12 +116,14 @@ def test_non_administrator_gets_a_clear_message(peer, ca_bundle, web_ca):
     with plugin.connect(endpoint, credentials(endpoint)) as conn:
         with pytest.raises(OperationError, match="lacks the Administrator role"):
             conn.check_role()
-        assert len(discover(conn)) == 4  # reading is allowed
+        with pytest.raises(OperationError, match="lacks the Administrator role"):
+            discover(conn)  # so `tls test`, which discovers, says it
+        assert len(conn.get("/mgmt/tm/ltm/virtual")["items"]) == 4  # the device lets it read
         issued = web_ca.issue("www.example.com")
         bundle = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
         with pytest.raises(OperationError) as err:
             plugin.install(endpoint=endpoint, connection=conn, bundle=bundle, nodes=[], dry_run=False)
-    assert "needs the Administrator role" in str(err.value)
+    assert "Administrator role" in str(err.value)
     assert peer.device.live_tokens() == 0
 
 
@@ -179,3 +181,15 @@ def test_connection_types_and_validation(tmp_path: Path):
 
 def test_expiry_is_computed_from_expiration_micros(session):
     assert session._token_expires > time.time() + 1000
+
+
+def test_remote_users_are_not_refused_by_discovery(peer, ca_bundle):
+    from icontrol_peer import User
+
+    peer.device.users["ldap-admin"] = User("ldap-pw", remote=True)
+    endpoint = make_endpoint(peer, ca_bundle=ca_bundle, user="ldap-admin", password="ldap-pw")
+    with plugin.connect(endpoint, credentials(endpoint)) as conn:
+        assert len(discover(conn)) == 4
+        assert "not a local BIG-IP user" in conn.check_role(strict=False)
+        with pytest.raises(OperationError, match="not a local BIG-IP user"):
+            conn.check_role()

@@ -159,6 +159,10 @@ def served_der(binding: Binding) -> bytes | None:
 
 
 def discover(conn: F5Connection, *, probe: bool = True) -> list[Node]:
+    """Every node of the device. Checks the Administrator role first (once per session), so
+    that ``tls test``, which discovers, reports a missing role clearly."""
+    if not conn.role_checked:
+        conn.check_role(strict=False)
     try:
         state = read_state(conn)
     except KeyError as exc:

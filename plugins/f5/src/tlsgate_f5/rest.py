@@ -91,6 +91,7 @@ class F5Connection(Connection):
         self._token: str | None = None
         self._token_expires = 0.0
         self._version: str | None = None
+        self.role_checked = False
         if insecure:
             self.messages.append(
                 f"{self.where}: TLS verification of the BIG-IP certificate is disabled (rest_insecure)"
@@ -334,13 +335,17 @@ class F5Connection(Connection):
             self._version = ver.split("&")[0] or "unknown"
         return self._version
 
-    def check_role(self) -> str:
+    def check_role(self, *, strict: bool = True) -> str:
         """Check that the user has the Administrator role (all partitions) with a CLI shell;
-        return a one-line confirmation or raise OperationError saying what is missing."""
-        from .names import uri_name as _u
+        return a one-line confirmation or raise OperationError saying what is missing.
 
-        user = self.get(f"/mgmt/tm/auth/user/{_u(self.user)}", missing_ok=True)
+        A remotely authenticated user (LDAP, RADIUS, TACACS+) has no local user object: with
+        ``strict=False`` that is accepted (the device enforces the role on each call)."""
+        user = self.get(f"/mgmt/tm/auth/user/{uri_name(self.user)}", missing_ok=True)
         if not user:
+            if not strict:
+                self.role_checked = True
+                return f"user {self.user!r} is not a local BIG-IP user; its role is checked by the device on each call"
             raise OperationError(
                 f"{self.where}: user {self.user!r} is not a local BIG-IP user; cannot read its role "
                 "(the account needs the Administrator role with CLI enabled)"
@@ -359,6 +364,7 @@ class F5Connection(Connection):
                 f"{self.where}: user {self.user!r} is an Administrator but its terminal access (CLI) "
                 "is disabled; set it to tmsh or advanced shell"
             )
+        self.role_checked = True
         return f"user {self.user!r} has the Administrator role on all partitions (terminal access: {shell})"
 
     def describe(self) -> str:
