@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tlsgate.cli import main
 from tlsgate.options import option_specs
@@ -58,8 +58,12 @@ def test_options_round_trip_through_argv(type_name: str, tmp_path_factory, monke
         for key, value in values.items():
             if value is not None:
                 argv += [f"--{key}", value]
-        assert main(argv) == 0, argv
-        capsys.readouterr()
+        code = main(argv)
+        err = capsys.readouterr().err
+        if code == 2 and err.startswith("error: --") and len(err.strip().splitlines()) == 1:
+            # the plugin's validate() refused the generated value cleanly, naming the option
+            assume(False)
+        assert code == 0, (argv, err)
         assert main(["tls", "show", name, "--json"]) == 0
         shown = json.loads(capsys.readouterr().out)
         assert shown["connection"]["port"] == port

@@ -68,7 +68,14 @@ def value_strategy(spec: OptionSpec) -> st.SearchStrategy[str]:
         return st.integers(spec.min if spec.min is not None else 0, spec.max if spec.max is not None else 10**6).map(str)
     lo = max(spec.min_len or 1, 1)
     hi = min(spec.max_len or 40, 40)
-    return _SAFE_TEXT.filter(lambda s: lo <= len(s) <= hi)
+    text = _SAFE_TEXT
+    if _looks_like_path(spec.name):  # drivers may insist on absolute paths; give them one
+        text = _SAFE_TEXT.map(lambda s: "/" + s.replace("\\", "/").lstrip("/"))
+    return text.filter(lambda s: lo <= len(s) <= hi)
+
+
+def _looks_like_path(name: str) -> bool:
+    return any(part in name for part in ("path", "dir", "script", "file", "bundle"))
 
 
 def option_values(etype: EndpointType) -> st.SearchStrategy[dict[str, Any]]:
