@@ -14,16 +14,17 @@ from tlsgate.transports.local import LocalConnection
 PW = "changeit"
 
 
-class HalfWrite(LocalConnection):
-    """A transport whose write dies half way, leaving a truncated file (worst case)."""
+class FailingWrite(LocalConnection):
+    """A transport whose ``fail_on``-th write fails (connection lost during the upload). Writes
+    are atomic (the Connection contract), so a failed write leaves its own file as it was."""
+
+    fail_on = 1
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        if not getattr(self, "armed", True):
-            return super().write_file(path, data, mode=mode)
-        self.armed = False
-        with open(path, "wb") as fh:
-            fh.write(data[: len(data) // 2])
-        raise OSError("connection lost during upload")
+        self.writes = getattr(self, "writes", 0) + 1
+        if self.writes == self.fail_on:
+            raise OSError("connection lost during upload")
+        super().write_file(path, data, mode=mode)
 
 
 class BadReadBack(LocalConnection):
@@ -62,7 +63,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, p12_file: Path, leaf_a
     return driver.endpoint(kind, path, **opts), path
 
 
-@pytest.mark.parametrize("connection", [HalfWrite, BadReadBack])
+@pytest.mark.parametrize("connection", [FailingWrite, BadReadBack])
 def test_failed_write_or_read_back_restores_the_file(store: tuple[Any, Path], connection: type, driver: Any,
                                                      leaf_b: Issued, kt: Any) -> None:
     ep, path = store
@@ -72,6 +73,25 @@ def test_failed_write_or_read_back_restores_the_file(store: tuple[Any, Path], co
     assert err.value.rolled_back and "every change was restored" in str(err.value)
     assert kt.snapshot(path)[:2] == before[:2]  # bytes and mode
     assert kt.leftovers(path.parent) == []
+
+
+def test_second_file_failing_restores_the_first(driver: Any, tmp_path: Path, leaf_a: Issued, leaf_b: Issued,
+                                                kt: Any) -> None:
+    """PEM with a separate key file: the key file is written first; when the certificate file's
+    write then fails, the key file is restored (and the pair never mismatches)."""
+    cert, key = tmp_path / "c.pem", tmp_path / "c.key"
+    cert.write_bytes(leaf_a.cert_pem + leaf_a.chain_pem)
+    key.write_bytes(leaf_a.key_pem)
+    key.chmod(0o640)
+    before = kt.snapshot(cert), kt.snapshot(key)
+    conn = FailingWrite()
+    conn.fail_on = 2
+    ep = driver.endpoint("pem", cert, key_path=str(key))
+    with pytest.raises(OperationError) as err:
+        driver.install(ep, kt.bundle_of(leaf_b), connection=conn)
+    assert err.value.rolled_back and conn.writes == 3  # key, cert (failed), key restored
+    assert (kt.snapshot(cert)[:2], kt.snapshot(key)[:2]) == (before[0][:2], before[1][:2])
+    assert kt.leftovers(tmp_path) == []
 
 
 def test_wrong_store_password_changes_nothing(store: tuple[Any, Path], driver: Any, leaf_b: Issued,
