@@ -10,7 +10,8 @@ Reusable pieces, for sibling transports such as ``ssh_windows``:
 * :class:`SSHConnection` implements :class:`tlsgate.Connection`. Its file operations go through
   one SFTP session and map remote paths with :meth:`SSHConnection.sftp_path`, which a Windows
   subclass overrides; ``run`` is the POSIX form, which a Windows subclass replaces.
-* :func:`fetch_host_key` and :func:`trust_host_key` back ``tlsgate tls trust <endpoint>``.
+* :func:`fetch_host_key` and :func:`trust_host_key` (from :mod:`.ssh_hostkeys`, re-exported here)
+  back ``tlsgate tls trust <endpoint>``.
 
 Rules this module keeps (``protocols.md`` section 8): one connection per endpoint per job,
 opened once and reused; atomic writes as temporary name in the same directory, ``chmod`` to the
@@ -27,10 +28,8 @@ command, whose standard input then continues with ``stdin``. So a secret may go 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import re
@@ -40,22 +39,30 @@ import socket
 import stat as stat_mod
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import paths
 from ..connection import Connection
 from ..errors import ConnectionFailed, HostKeyError, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
 from ..plugin import impl
 from ..quoting import sh_join
 from ..secret import reveal
+from .ssh_hostkeys import (
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    _host_key_policy,
+    _trust_hint,
+    fetch_host_key,
+    fingerprint,
+    known_host_keys,
+    known_hosts_name,
+    trust_host_key,
+    user_known_hosts,
+)
 
 if TYPE_CHECKING:
     import paramiko
 
-DEFAULT_PORT = 22
-DEFAULT_TIMEOUT = 15.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Reads NAME / octal-escaped VALUE line pairs from stdin until an empty line, exports them, then
 # runs "$@". ``read`` and ``printf`` are builtins, so no value shows up in any process's argv.
@@ -64,159 +71,6 @@ _ENV_PROLOGUE = (
     '__tg_v=$(printf "%bx" "$__tg_v"); export "$__tg_n=${__tg_v%x}"; done; '
     'unset __tg_n __tg_v; exec "$@"'
 )
-
-
-# -- host keys ----------------------------------------------------------------------------------
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's ``SHA256:...`` fingerprint (base64 of the SHA-256 of the key blob, unpadded)."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """The host field OpenSSH writes: ``host`` for port 22, ``[host]:port`` otherwise."""
-    return host if port == DEFAULT_PORT else f"[{host}]:{port}"
-
-
-def user_known_hosts() -> Path:
-    """The gateway user's own ``~/.ssh/known_hosts`` (read, never written, by tlsgate)."""
-    return Path.home() / ".ssh" / "known_hosts"
-
-
-def _load_host_keys(path: Path) -> paramiko.HostKeys:
-    import paramiko
-
-    keys = paramiko.HostKeys()
-    if path.exists():
-        try:
-            keys.load(str(path))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConnectionFailed(f"cannot read known hosts file {path}: {exc}") from None
-    return keys
-
-
-def known_host_keys(host: str, port: int) -> dict[str, paramiko.PKey]:
-    """Trusted keys for host:port by key type. tlsgate's own file wins: when it has any entry
-    for the host, the user's file is not consulted (so ``tls trust`` overrides a stale entry)."""
-    name = known_hosts_name(host, port)
-    for path in (paths.known_hosts(), user_known_hosts()):
-        found = _load_host_keys(path).lookup(name)
-        if found:
-            return {keytype: found[keytype] for keytype in found}
-    return {}
-
-
-def _trust_hint(endpoint_name: str | None, host: str, port: int) -> str:
-    target = endpoint_name or known_hosts_name(host, port)
-    return f"if this is the right host, run `tlsgate tls trust {target}`"
-
-
-def _host_key_policy(endpoint_name: str | None, host: str, port: int) -> Any:
-    import paramiko
-
-    class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
-            raise HostKeyError(
-                f"{host}:{port}: unknown SSH host key ({key.get_name()} {fingerprint(key)}); "
-                + _trust_hint(endpoint_name, host, port),
-                fingerprint=fingerprint(key),
-                host=host,
-            )
-
-    return _RefuseUnknown()
-
-
-def fetch_host_key(host: str, port: int = DEFAULT_PORT, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str, Any]:
-    """Ask the server for its host key without authenticating.
-
-    Returns ``(key_type, fingerprint, key)``; pass ``key`` to :func:`trust_host_key` after the
-    operator has confirmed the fingerprint. The key type is the one a later connection
-    negotiates (the first known type is preferred, as in :func:`open_ssh_client`).
-    """
-    import paramiko
-
-    sock = _open_socket(host, port, timeout)
-    transport = paramiko.Transport(sock)
-    try:
-        known = known_host_keys(host, port)
-        if known:
-            _prefer_key_types(transport, list(known))
-        transport.banner_timeout = timeout
-        try:
-            transport.start_client(timeout=timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise ConnectionFailed(f"{host}:{port}: SSH handshake failed: {_plain(exc)}", host=host) from None
-        key = transport.get_remote_server_key()
-        return key.get_name(), fingerprint(key), key
-    finally:
-        transport.close()
-        sock.close()
-
-
-def _matches(name: str, field: str) -> bool:
-    import paramiko
-
-    if field.startswith("|1|"):
-        return bool(paramiko.HostKeys.hash_host(name, field) == field)
-    return field == name
-
-
-def trust_host_key(host: str, port: int, key: Any) -> Path:
-    """Record ``key`` (a paramiko key, or a known_hosts-style ``"type base64"`` string) as the
-    host key of host:port in ``$TLSGATE_HOME/known_hosts`` (mode 0600), replacing every older key
-    for that host and port. Returns the file's path."""
-    if isinstance(key, str):
-        parts = key.split()
-        if len(parts) < 2:
-            raise ValueError("expected 'key-type base64' for a host key")
-        keytype, blob = parts[0], parts[1]
-    else:
-        keytype, blob = key.get_name(), key.get_base64()
-    name = known_hosts_name(host, port)
-    path = paths.known_hosts()
-    kept: list[str] = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            fields = line.split()
-            if not fields or line.lstrip().startswith("#"):
-                kept.append(line)
-                continue
-            marker = fields[0] if fields[0].startswith("@") else None
-            host_field = fields[1] if marker and len(fields) > 1 else fields[0]
-            hostnames = host_field.split(",")
-            remaining = [h for h in hostnames if not _matches(name, h)]
-            if len(remaining) == len(hostnames):
-                kept.append(line)
-            elif remaining:
-                rest = line.split(None, 2 if marker else 1)
-                if marker:
-                    kept.append(" ".join([marker, ",".join(remaining), rest[2]]))
-                else:
-                    kept.append(" ".join([",".join(remaining), rest[1]]))
-    kept.append(f"{name} {keytype} {blob}")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(kept) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    os.chmod(path, 0o600)
-    return path
-
-
-def _prefer_key_types(transport: Any, keytypes: list[str]) -> None:
-    options = transport.get_security_options()
-    offered = list(options.key_types)
-    first = [k for k in offered if k in keytypes]
-    if "ssh-rsa" in keytypes:  # an RSA host key is negotiated as rsa-sha2-*
-        first = [k for k in offered if k.startswith("rsa-sha2") or k == "ssh-rsa"] + first
-    options.key_types = list(dict.fromkeys(first + offered))
 
 
 # -- connecting ---------------------------------------------------------------------------------
@@ -737,4 +591,5 @@ __all__ = [
     "load_private_key",
     "open_ssh_client",
     "trust_host_key",
+    "user_known_hosts",
 ]
