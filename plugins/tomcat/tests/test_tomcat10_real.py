@@ -59,7 +59,7 @@ def test_install_to_one_sni_host_changes_that_host_only(tomcat10: TomcatServer, 
     before_served = served_all(t)
     new = test_ca.issue("b.test")
     pid_before = t.pids()
-    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [], False)
+    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [], False, None)
     assert result.verified and not result.rolled_back and result.nodes == ("b.test",)
     assert t.served(t.p12_port, "b.test") == new.fingerprint
     after = served_all(t)
@@ -87,7 +87,7 @@ def test_install_into_jks_connector_keeps_jks(tomcat10: TomcatServer, make_endpo
     t = tomcat10
     new = test_ca.issue("a.test", key_type="rsa")  # an RSA key into a Certificate declared type="EC"
     node = Node(name="_default_", ip="127.0.0.1", port=t.jks_port, locator=locator(t, t.jks_port, "_default_"))
-    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [node], False)
+    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [node], False, None)
     assert result.verified
     path = t.base / f"conf/tlsgate/127.0.0.1_{t.jks_port}__default_.jks"
     assert path.read_bytes().startswith(JKS_MAGIC)
@@ -99,7 +99,7 @@ def test_install_into_jks_connector_keeps_jks(tomcat10: TomcatServer, make_endpo
 def test_install_pem_host_writes_pem_files(tomcat10: TomcatServer, make_endpoint, test_ca: TestCA) -> None:
     t = tomcat10
     new = test_ca.issue("pem.test")
-    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [], False)
+    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [], False, None)
     assert result.nodes == ("pem.test",)
     assert t.served(t.p12_port, "pem.test") == new.fingerprint
     assert t.served(t.p12_port, "b.test") == t.certs["b"].fingerprint
@@ -125,7 +125,7 @@ def test_unreadable_new_keystore_is_restored_and_old_cert_served(
         pytest.skip("needs Tomcat running as a non-root user")
     before = conf_snapshot(t.base)
     with pytest.raises(OperationError) as err:
-        plugin.install(make_endpoint(t.base), ChmodKeystoreConnection(), bundle_of(test_ca.issue("b.test")), [], False)
+        plugin.install(make_endpoint(t.base), ChmodKeystoreConnection(), bundle_of(test_ca.issue("b.test")), [], False, None)
     assert err.value.rolled_back
     assert "do not listen" in str(err.value) or "verification" in str(err.value)
     assert conf_snapshot(t.base) == before  # the new keystore removed, server.xml restored
@@ -144,7 +144,7 @@ def test_validation_before_restart_catches_a_keystore_that_does_not_open(
     pids = t.pids()
     before = conf_snapshot(t.base)
     with pytest.raises(OperationError, match="cannot open") as err:
-        plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(test_ca.issue("b.test")), [], False)
+        plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(test_ca.issue("b.test")), [], False, None)
     assert err.value.rolled_back
     assert t.pids() == pids  # never restarted
     assert conf_snapshot(t.base) == before
@@ -154,7 +154,7 @@ def test_dry_run_changes_nothing(tomcat10: TomcatServer, make_endpoint, test_ca:
     t = tomcat10
     before = conf_snapshot(t.base)
     pids = t.pids()
-    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(test_ca.issue("b.test")), [], True)
+    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(test_ca.issue("b.test")), [], True, None)
     assert result.dry_run and not result.files_written
     assert [s.action for s in result.plan] == ["write", "replace", "verify", "restart", "verify"]
     assert "startup.sh" in result.plan[3].target

@@ -114,7 +114,12 @@ def _stem(hc: HostConfig) -> str:
 
 
 def plan_change(
-    connection: Connection, config: TomcatConfig, hc: HostConfig, bundle: CertificateBundle, file_mode: int
+    connection: Connection,
+    config: TomcatConfig,
+    hc: HostConfig,
+    bundle: CertificateBundle,
+    file_mode: int,
+    alias: str | None = None,
 ) -> HostChange:
     cert = _pick_certificate(hc, bundle)
     p = connection.path
@@ -153,9 +158,9 @@ def plan_change(
     if not password:
         password = secrets.token_urlsafe(24)
         changes[cert.attribute_name("certificateKeystorePassword")] = password
-    alias = cert.get("certificateKeyAlias")
-    if not alias:
-        alias = DEFAULT_ALIAS
+    current_alias = cert.get("certificateKeyAlias")
+    alias = alias or current_alias or DEFAULT_ALIAS  # the operator's --alias wins
+    if alias != current_alias:
         changes[cert.attribute_name("certificateKeyAlias")] = alias
     if cert.get("certificateKeyPassword") is not None:
         changes[cert.attribute_name("certificateKeyPassword")] = None  # the key now uses the store password
@@ -189,7 +194,8 @@ def validate_before_restart(
         hc = edited.xml.find(change.host.locator)
         if hc is None:
             raise OperationError(f"the edited server.xml lost {change.host.locator}")
-        cert = next((c for c in hc.certificates if c.element.start == change.certificate.element.start), None)
+        index = change.host.certificates.index(change.certificate)  # offsets moved; positions did not
+        cert = hc.certificates[index] if index < len(hc.certificates) else None
         if cert is None:
             raise OperationError(f"the edited server.xml lost the Certificate of {change.host.locator}")
         material = read_material(connection, base, cert)
@@ -202,7 +208,12 @@ def validate_before_restart(
 
 
 def install(
-    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node], dry_run: bool
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+    alias: str | None = None,
 ) -> InstallResult:
     base = endpoint.options.tomcat_dir
     config = load_config(connection, base)
@@ -210,7 +221,7 @@ def install(
     chosen = select_hosts(hcs, nodes, bundle)
     xml_stat = connection.stat(config.path)
     file_mode = 0o600 | ((xml_stat.mode & 0o040) if xml_stat else 0)
-    changes = [plan_change(connection, config, hc, bundle, file_mode) for hc in chosen]
+    changes = [plan_change(connection, config, hc, bundle, file_mode, alias) for hc in chosen]
     new_xml = edit_server_xml(config, changes)
     plan = restart.plan_restart(
         connection, base, service=endpoint.options.tomcat_service, home=endpoint.options.tomcat_home
@@ -232,9 +243,9 @@ def install(
         tx.write(config.path, new_xml, detail="set " + ", ".join(names))  # names only: values may be secret
         if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
             validate_before_restart(connection, base, new_xml, changes, bundle)
-        tx.on_rollback(lambda: _restart_and_wait(endpoint, connection, config, plan), "restart Tomcat again")
+        tx.on_rollback(lambda: restart_and_wait(endpoint, connection, config, plan), "restart Tomcat again")
         if tx.step("restart", plan.describe()):
-            tx.messages.append(_restart_and_wait(endpoint, connection, config, plan))
+            tx.messages.append(restart_and_wait(endpoint, connection, config, plan))
         if tx.step("verify", "TLS handshake", ", ".join(sorted(changed))):
             targets = [t for c in changes if (t := probe_target(endpoint, c.host)) is not None]
             expect_served(targets, bundle.fingerprint, deadline=15)
@@ -263,7 +274,7 @@ def connector_targets(endpoint: Endpoint, config: TomcatConfig) -> list[Target]:
     return list(dict.fromkeys(Target(t.host, t.port) for t in targets if t is not None))
 
 
-def _restart_and_wait(endpoint: Endpoint, connection: Connection, config: TomcatConfig, plan: restart.RestartPlan) -> str:
+def restart_and_wait(endpoint: Endpoint, connection: Connection, config: TomcatConfig, plan: restart.RestartPlan) -> str:
     message = restart.restart(connection, config.base, plan, shutdown_port=config.xml.shutdown_port)
     closed = restart.wait_for_ports(connector_targets(endpoint, config))
     if closed:

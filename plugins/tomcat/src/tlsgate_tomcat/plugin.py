@@ -25,7 +25,7 @@ class TomcatOptions:
         required=True,
         min_len=1,
         max_len=4096,
-        metavar="TOMCAT_PATH",
+        metavar="<tomcat-path>",
     )
     tomcat_service: str | None = option(
         help=(
@@ -84,20 +84,21 @@ def install(
     bundle: CertificateBundle,
     nodes: Sequence[Node],
     dry_run: bool,
+    alias: str | None,
 ) -> InstallResult:
     from .install import install as install_bundle
 
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run)
+    return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
 
 
 @impl
 def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
     from . import restart as restart_mod
     from .discovery import load_config
-    from .install import _restart_and_wait
+    from .install import restart_and_wait
 
     config = load_config(connection, endpoint.options.tomcat_dir)
     plan = restart_mod.plan_restart(
         connection, config.base, service=endpoint.options.tomcat_service, home=endpoint.options.tomcat_home
     )
-    return RestartResult(True, _restart_and_wait(endpoint, connection, config, plan))
+    return RestartResult(True, restart_and_wait(endpoint, connection, config, plan))

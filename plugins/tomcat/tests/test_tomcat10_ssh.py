@@ -1,0 +1,55 @@
+"""The Tomcat driver over the real ssh transport (private sshd, root key login) against the real
+Tomcat 10: discovery equals the local one, install + restart + verification work remotely."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint
+from tlsgate.testing.certs import TestCA
+from tlsgate.testing.sshd import SshdServer
+from tlsgate.testing.tomcat import TomcatServer
+from tlsgate.transports import ssh
+from tlsgate.transports.local import LocalConnection
+from tlsgate_tomcat import plugin
+from tlsgate_tomcat.plugin import TomcatOptions
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def root_ssh(sshd: SshdServer, tlsgate_home: Path, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Endpoint, ssh.SSHConnection]]:
+    home = tmp_path / "user-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # never the real ~/.ssh/known_hosts
+    ssh.trust_host_key(sshd.host, sshd.port, sshd.host_key_public)
+    yield sshd  # type: ignore[misc]
+
+
+def ssh_endpoint(sshd: SshdServer, base: Path) -> Endpoint:
+    return Endpoint(name="tc-ssh", type="tomcat",
+                    connection=ConnectionSpec(type="ssh", host=sshd.host, port=sshd.port, user="root"),
+                    options=TomcatOptions(tomcat_dir=str(base)))
+
+
+def test_discover_and_install_over_ssh(tomcat10: TomcatServer, root_ssh: SshdServer, test_ca: TestCA) -> None:
+    t, sshd = tomcat10, root_ssh
+    ep = ssh_endpoint(sshd, t.base)
+    local = plugin.discover_nodes(Endpoint(name="l", type="tomcat", connection=ConnectionSpec("local"),
+                                           options=TomcatOptions(tomcat_dir=str(t.base))), LocalConnection())
+    with ssh.connect_ssh(ep, Credentials(ssh_key_path=str(sshd.root_key.path))) as conn:
+        remote = plugin.discover_nodes(ep, conn)
+        assert [n.to_json() for n in remote] == [n.to_json() for n in local]
+        new = test_ca.issue("pem.test", "b.test")
+        bundle = CertificateBundle.from_pem(new.cert_pem, new.key_pem, new.chain_pem)
+        result = plugin.install(ep, conn, bundle, [], False, None)
+    assert sorted(result.nodes) == ["b.test", "pem.test"]
+    assert result.verified
+    assert t.served(t.p12_port, "b.test") == new.fingerprint
+    assert t.served(t.p12_port, "pem.test") == new.fingerprint
+    assert t.served(t.p12_port) == t.certs["p12"].fingerprint
+    assert t.served(t.jks_port) == t.certs["jks"].fingerprint
+    assert "as tomcat" in result.messages[0] or not t.user
