@@ -9,6 +9,10 @@ match nothing; an include without a glob must exist.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
+
 import attrs
 from tlsgate import Connection, OperationError, ValidationError
 
@@ -92,8 +96,27 @@ class NginxConfig:
         return next((d for d in self.tree if d.name == name), None)
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # The parse allocates hundreds of thousands of small acyclic objects; CPython's cyclic GC
+    # would rescan the growing heap again and again (quadratic: 10,000 blocks took 2x the time
+    # of 10 x 1,000). Reference counting frees everything here; the GC resumes afterwards.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load(connection: Connection, main: str) -> NginxConfig:
     """Read ``main`` and every file it includes; collect the http server blocks."""
+    with _gc_paused():
+        return _load(connection, main)
+
+
+def _load(connection: Connection, main: str) -> NginxConfig:
     path = connection.path
     conf_dir = path.dirname(main) or "."
     files: dict[str, bytes] = {}

@@ -148,7 +148,7 @@ def plan_edits(
             if (d.file, d.start) in done:
                 continue
             done.add((d.file, d.start))
-            start, end = d.spans[0]
+            start, end = d.spans(config.files[d.file])[0]
             edits[d.file].append((start, end, quote(value).encode()))
     return dict(edits)
 

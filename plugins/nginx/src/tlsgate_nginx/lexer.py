@@ -43,23 +43,39 @@ _ESCAPE = re.compile(rb"\\(.)", re.S)
 
 
 class Directive:
-    """One directive: ``name``, its unquoted ``args``, and where each argument's raw text sits
-    (``spans``: ``(start, end)`` byte offsets in ``file``, quotes included). ``start`` is the
-    offset of the name, ``end`` the offset just after its ``;`` or ``}``; ``block`` holds the
+    """One directive: ``name`` and its unquoted ``args``; ``start`` is the byte offset of the
+    name in ``file``, ``end`` the offset just after its ``;`` or ``}``; ``block`` holds the
     children of a block directive (None for a simple one); ``body`` is the offset just after
-    ``{``."""
+    ``{``. Argument offsets are recomputed on demand by :meth:`spans` (only an install needs
+    them; keeping them for every directive of a 10,000-block host costs more than re-reading
+    the few that change)."""
 
-    __slots__ = ("args", "block", "body", "end", "file", "name", "spans", "start")
+    __slots__ = ("args", "block", "body", "end", "file", "name", "start")
 
-    def __init__(self, name: str, args: list[str], spans: list[tuple[int, int]], file: str, start: int) -> None:
+    def __init__(self, name: str, args: list[str], file: str, start: int) -> None:
         self.name = name
         self.args = args
-        self.spans = spans
         self.file = file
         self.start = start
         self.end = start
         self.body = -1
         self.block: list[Directive] | None = None
+
+    def spans(self, data: bytes) -> list[tuple[int, int]]:
+        """``(start, end)`` of each argument's raw text in ``data`` (the file), quotes included."""
+        out: list[tuple[int, int]] = []
+        first = True
+        for m in _TOKEN.finditer(data, self.start):
+            kind = m.lastindex
+            if kind == 1:
+                continue
+            if kind == 4:
+                break
+            if first:
+                first = False
+                continue
+            out.append(m.span(kind))
+        return out
 
     def __repr__(self) -> str:
         return f"Directive({self.name!r}, {self.args!r}, {self.file}@{self.start})"
@@ -88,6 +104,21 @@ class LineIndex:
         return bisect_right(self._newlines, offset - 1) + 1
 
 
+# One match per ordinary statement: a plain name, arguments without escapes, comments or
+# ``${``, then ``;`` or ``{``. Anything else (rare) goes through the token-by-token path.
+_STATEMENT = re.compile(
+    rb"""[ \t\r\n]*(?:
+      (\#[^\n]*)                                                  # 1 comment
+    | (\})                                                        # 2 block end
+    | ([^ \t\r\n\x0b\x0c;{}"'\#\\$]+)                                # 3 name
+      ((?:[ \t\r\n]+(?:"[^"\\]*"|'[^'\\]*'|(?:[^ \t\r\n\x0b\x0c;{}"'\#\\$]|\$(?!\{))+))*)  # 4 arguments
+      [ \t\r\n]*([;{])                                            # 5 end of statement
+    )""",
+    re.X,
+)
+_ARG = re.compile(rb""""[^"]*"|'[^']*'|[^ \t\r\n]+""")
+
+
 def parse(data: bytes, file: str) -> list[Directive]:
     """Parse one file into its top-level directives (``include`` is not followed here).
 
@@ -97,62 +128,93 @@ def parse(data: bytes, file: str) -> list[Directive]:
     root: list[Directive] = []
     stack: list[Directive] = []
     current = root
-    words: list[bytes] = []
-    spans: list[tuple[int, int]] = []
     pos = 0
     size = len(data)
+    statement = _STATEMENT.match
     while True:
-        restart = None
-        for m in _TOKEN.finditer(data, pos):
-            if m.start() != pos:
-                break
+        m = statement(data, pos)
+        if m is not None:
             pos = m.end()
             kind = m.lastindex
-            if kind == 5:  # the common case first
-                raw = m.group(5)
-                words.append(_unescape(raw) if b"\\" in raw else raw)
-                spans.append(m.span(5))
-            elif kind == 4:
-                ch = m.group(4)
-                if ch == b"}":
-                    if words:
-                        _fail(data, file, m.start(4), "unexpected '}' (missing ';' before it?)")
-                    if not stack:
-                        _fail(data, file, m.start(4), "unexpected '}'")
-                    block_owner = stack.pop()
-                    block_owner.end = pos
-                    current = stack[-1].block if stack else root  # type: ignore[assignment]
-                    continue
-                if not words:
-                    _fail(data, file, m.start(4), f"unexpected '{ch.decode()}'")
-                d = Directive(
-                    _text(words[0]), [_text(w) for w in words[1:]], spans[1:], file, spans[0][0]
-                )
-                words = []
-                spans = []
-                current.append(d)
-                if ch == b";":
-                    d.end = pos
-                    continue
-                d.body = pos
-                if d.name.endswith("_by_lua_block"):
-                    end = _skip_lua(data, pos, file)
-                    d.args.append(_text(data[pos : end - 1]))
-                    d.spans.append((pos, end - 1))
-                    d.end = pos = end
-                    restart = pos
-                    break
-                d.block = []
-                stack.append(d)
-                current = d.block
+            if kind == 5:
+                raw_args = m.group(4)
+                if not raw_args:
+                    args = []
+                elif b'"' in raw_args or b"'" in raw_args:
+                    args = [
+                        (a[1:-1] if a[0] in b"\"'" else a).decode("utf-8", "surrogateescape")
+                        for a in _ARG.findall(raw_args)
+                    ]
+                else:
+                    args = [a.decode("utf-8", "surrogateescape") for a in raw_args.split()]
+                d = Directive(m.group(3).decode("utf-8", "surrogateescape"), args, file, m.start(3))
+                term = m.group(5)
             elif kind == 1:
                 continue
-            else:
-                raw = m.group(kind)[1:-1]
-                words.append(_unescape(raw) if b"\\" in raw else raw)
-                spans.append(m.span(kind))
-        if restart is None:
+            else:  # "}"
+                if not stack:
+                    _fail(data, file, m.start(2), "unexpected '}'")
+                stack.pop().end = pos
+                current = stack[-1].block if stack else root  # type: ignore[assignment]
+                continue
+        else:
+            d, term, pos = _slow_statement(data, pos, file)
+            if d is None:
+                if term == b"}":
+                    if not stack:
+                        _fail(data, file, pos - 1, "unexpected '}'")
+                    stack.pop().end = pos
+                    current = stack[-1].block if stack else root  # type: ignore[assignment]
+                    continue
+                break  # end of file
+        current.append(d)
+        if term == b";":
+            d.end = pos
+            continue
+        d.body = pos
+        if d.name.endswith("_by_lua_block"):
+            end = _skip_lua(data, pos, file)
+            d.args.append(_text(data[pos : end - 1]))
+            d.end = pos = end
+            continue
+        d.block = []
+        stack.append(d)
+        current = d.block
+    if stack:
+        _fail(data, file, size, "unexpected end of file, expecting '}'")
+    return root
+
+
+def _slow_statement(data: bytes, pos: int, file: str) -> tuple[Directive | None, bytes | None, int]:
+    """One statement token by token (escapes, comments between arguments, ``${``, odd
+    quoting). Returns (directive, b";" or b"{", new pos), (None, b"}", pos) or (None, None, pos)
+    at the end of the file."""
+    words: list[bytes] = []
+    first = pos
+    for m in _TOKEN.finditer(data, pos):
+        if m.start() != pos:
             break
+        pos = m.end()
+        kind = m.lastindex
+        if kind == 1:
+            continue
+        if kind == 4:
+            ch = m.group(4)
+            if ch == b"}":
+                if words:
+                    _fail(data, file, m.start(4), "unexpected '}' (missing ';' before it?)")
+                return None, ch, pos
+            if not words:
+                _fail(data, file, m.start(4), f"unexpected '{ch.decode()}'")
+            d = Directive(_text(words[0]), [_text(w) for w in words[1:]], file, first)
+            return d, ch, pos
+        raw = m.group(kind)
+        if not words:
+            first = m.start(kind)
+        if kind != 5:
+            raw = raw[1:-1]
+        words.append(_unescape(raw) if b"\\" in raw else raw)
+    size = len(data)
     while pos < size and data[pos] in b" \t\r\n":
         pos += 1
     if pos < size:
@@ -161,9 +223,7 @@ def parse(data: bytes, file: str) -> list[Directive]:
         _fail(data, file, pos, reason)
     if words:
         _fail(data, file, size, "unexpected end of file, expecting ';' or '}'")
-    if stack:
-        _fail(data, file, size, "unexpected end of file, expecting '}'")
-    return root
+    return None, None, pos
 
 
 def _skip_lua(data: bytes, pos: int, file: str) -> int:

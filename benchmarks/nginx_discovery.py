@@ -1,0 +1,105 @@
+"""Benchmark: nginx discovery (parse + node model, no handshake) against crossplane.parse alone.
+
+    .venv/bin/python benchmarks/nginx_discovery.py            # 100, 1,000, 10,000 server blocks
+    .venv/bin/python benchmarks/nginx_discovery.py 100 1000   # chosen sizes
+
+Both sides read the same generated files in the same run: a main file including
+``sites/*.conf`` (100 server blocks per file), each block with two listens, two names, its own
+certificate and key file, comments, locations and an included snippet. tlsgate's side goes
+through a LocalConnection exactly as ``tls discover`` does (reads every certificate file and
+fingerprints it) but does no TLS handshake. Times are the best of several runs; peak memory is
+measured in a separate run under tracemalloc (which slows the code it watches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import crossplane
+
+from tlsgate.testing.certs import TestCA
+from tlsgate.testing.nginx import generate_config
+from tlsgate.transports.local import LocalConnection
+from tlsgate_nginx.discovery import discover
+
+
+def tlsgate_discovery(main: Path) -> int:
+    _config, pairs = discover(LocalConnection(), str(main))
+    return len(pairs)
+
+
+def crossplane_parse(main: Path) -> int:
+    payload = crossplane.parse(str(main))
+    if payload["errors"]:
+        raise SystemExit(f"crossplane: {payload['errors'][:3]}")
+    return sum(len(f["parsed"]) for f in payload["config"])
+
+
+def best_time(fn: Callable[[Path], Any], main: Path, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        fn(main)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_memory(fn: Callable[[Path], Any], main: Path) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn(main)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[100, 1_000, 10_000])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    args = parser.parse_args(argv)
+
+    issued = TestCA("bench").issue("bench.example.com")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tlsgate-bench-") as tmp:
+        for size in args.sizes:
+            main_file = generate_config(
+                Path(tmp) / f"n{size}", size, cert_pem=issued.cert_pem + issued.chain_pem, key_pem=issued.key_pem
+            )
+            nodes = tlsgate_discovery(main_file)
+            assert nodes == 2 * size, nodes  # two listens per block
+            ours = best_time(tlsgate_discovery, main_file, args.repeat)
+            theirs = best_time(crossplane_parse, main_file, args.repeat)
+            ours_mem = peak_memory(tlsgate_discovery, main_file)
+            theirs_mem = peak_memory(crossplane_parse, main_file)
+            rows.append((size, nodes, ours, theirs, ours_mem, theirs_mem))
+            print(
+                f"{size:>6} blocks: tlsgate {ours:7.3f} s ({ours / size * 1e6:5.0f} us/block), "
+                f"crossplane {theirs:7.3f} s, ratio {ours / theirs:4.2f}; "
+                f"peak MiB {ours_mem / 2**20:6.1f} vs {theirs_mem / 2**20:6.1f}",
+                flush=True,
+            )
+    print()
+    print(f"Python {sys.version.split()[0]}, crossplane {crossplane.__version__}, best of {args.repeat}")
+    print()
+    print("| server blocks | nodes | tlsgate discovery (s) | crossplane.parse (s) | ratio | "
+          "tlsgate us/block | peak MiB tlsgate | peak MiB crossplane |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, nodes, ours, theirs, ours_mem, theirs_mem in rows:
+        print(f"| {size:,} | {nodes:,} | {ours:.3f} | {theirs:.3f} | {ours / theirs:.2f} | "
+              f"{ours / size * 1e6:.0f} | {ours_mem / 2**20:.1f} | {theirs_mem / 2**20:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
