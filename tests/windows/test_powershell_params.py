@@ -3,6 +3,8 @@ in ``$P``, and nothing of it becomes PowerShell code (the host records what it r
 
 from __future__ import annotations
 
+import base64
+import json
 import ntpath
 import re
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsH
 from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials, winrm_endpoint
 from tlsgate.testing.winrm_peer import WinRMPeer
 from tlsgate.transports import winrm as winrm_transport
-from tlsgate.transports.windows import TEMPLATES, WindowsConnection
+from tlsgate.transports.windows import STDIN_PRELUDE, TEMPLATES, WindowsConnection
 
 ECHO = "# tlsgate:test-echo\n$P | ConvertTo-Json -Compress\n"
 COMMAND_LINE = re.compile(r"\Apowershell -NoProfile -NonInteractive -EncodedCommand [A-Za-z0-9+/]+={0,2}\Z")
@@ -59,17 +61,45 @@ def test_parameters_survive_unchanged_in_process(path: str, alias: str, password
 
 
 @settings(max_examples=100, deadline=None)
-@given(argv=st.lists(TEXT, min_size=1, max_size=5), stdin=st.binary(max_size=64))
-def test_run_argv_reaches_the_program_unchanged(argv: list[str], stdin: bytes) -> None:
+@given(argv=st.lists(TEXT, min_size=1, max_size=5), stdin=st.binary(max_size=64),
+       env=st.dictionaries(st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True), TEXT, max_size=3),
+       has_stdin=st.booleans())
+def test_run_argv_stdin_and_env_reach_the_program_unchanged(argv: list[str], stdin: bytes, env: dict,
+                                                             has_stdin: bool) -> None:
     host = SimulatedWindowsHost()
     seen: list = []
-    host.register_program(argv[0] or "x", lambda h, a, i, e: seen.append((a, i)) or "")
     argv = [argv[0] or "x", *argv[1:]]
-    LoopbackWindowsConnection(host).run(argv, stdin=stdin)
+    host.register_program(argv[0], lambda h, a, i, e: seen.append((a, i, e)) or "")
+    LoopbackWindowsConnection(host, stdin=has_stdin).run(argv, stdin=stdin, env=env)
     if ntpath.basename(argv[0]) == argv[0]:
-        assert seen == [(argv, stdin)]
-    assert host.calls[-1].params["argv"] == argv
-    assert host.calls[-1].script == ps_script(TEMPLATES["run-program"], host.calls[-1].params)
+        assert seen == [(argv, stdin, env)]
+    call = host.calls[-1]
+    assert call.params["argv"] == argv
+    if has_stdin:  # stdin and env never on the command line
+        assert set(call.params) == {"argv"}
+        assert call.secret_params == {"stdin": base64.b64encode(stdin).decode(), **({"env": env} if env else {})}
+        assert call.script == ps_script(STDIN_PRELUDE + TEMPLATES["run-program"], call.params)
+    else:  # the fallback of a transport without stdin
+        assert call.secret_params is None
+        assert call.script == ps_script(TEMPLATES["run-program"], call.params)
+
+
+@settings(max_examples=60, deadline=None)
+@given(password=TEXT, data=st.binary(max_size=3000))
+def test_secret_parameters_never_reach_the_command_line(password: str, data: bytes) -> None:
+    host = _echo_host()
+    conn = LoopbackWindowsConnection(host)
+    res = conn.run_powershell(ECHO, {"path": "C:\\x"}, secret_params={"password": password})
+    assert res.ok
+    assert host.calls[-1].secret_params == {"password": password}
+    conn.write_file(r"C:\key.pem", data, mode=0o600)
+    assert host.read(r"C:\key.pem") == data
+    for line in host.command_lines:
+        assert COMMAND_LINE.match(line)
+        script = base64.b64decode(line.rsplit(" ", 1)[1]).decode("utf-16-le")
+        prelude_b64 = re.search(r"FromBase64String\('([A-Za-z0-9+/=]*)'\)", script).group(1)  # type: ignore[union-attr]
+        public = json.loads(base64.b64decode(prelude_b64))
+        assert "password" not in public and "data" not in public
 
 
 @pytest.fixture(scope="module")

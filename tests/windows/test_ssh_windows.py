@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 
@@ -51,13 +52,19 @@ def test_files_and_commands_over_ssh_windows(winssh: SSHWindowsHost) -> None:
         with pytest.raises(OperationError, match="no such file"):
             conn.read_file(r"C:\nope.pem")
         assert conn.is_admin() is True
-        res = conn.run(["no-such-program", "a b"])
+        res = conn.run(["no-such-program", "a b"], stdin=b"STDIN-S3CRET", env={"PFX_PASSWORD": "ENV-S3CRET"})
         assert res.exit_code == 127 and "command not found" in res.stderr
     assert winssh.read(r"C:\ProgramData\App\conf.xml") == b"<conf/>"
     calls = winssh.calls()[before:]
     templates = [c["template"] for c in calls]
     assert "file-write-begin" in templates and "file-write-commit" in templates
     assert "file-write-chunk" not in templates  # the bytes went over SFTP
+    run = next(c for c in calls if c["template"] == "run-program")
+    assert run["params"] == {"argv": ["no-such-program", "a b"]}
+    assert run["secret_params"]["env"] == {"PFX_PASSWORD": "ENV-S3CRET"}  # arrived, over stdin
+    for call in calls:
+        script = base64.b64decode(call["command_line"].rsplit(" ", 1)[1]).decode("utf-16-le")
+        assert "S3CRET" not in script and base64.b64encode(b"STDIN-S3CRET").decode() not in script
     commit = next(c for c in calls if c["template"] == "file-write-commit")
     assert commit["params"]["private"] is True and len(commit["params"]["sha256"]) == 64
 

@@ -11,7 +11,7 @@ from tlsgate.errors import ConnectionFailed, OperationError
 from tlsgate.options import option_specs
 from tlsgate.registry import get_registry
 from tlsgate.testing.fixtures_core import free_port
-from tlsgate.testing.winhost import PSError, PSResult, SimulatedWindowsHost
+from tlsgate.testing.winhost import LoopbackWindowsConnection, PSError, PSResult, SimulatedWindowsHost
 from tlsgate.testing.winrm_fixtures import (
     WINRM_PASSWORD,
     WINRM_USER,
@@ -20,7 +20,7 @@ from tlsgate.testing.winrm_fixtures import (
 )
 from tlsgate.transaction import Transaction
 from tlsgate.transports import winrm as winrm_transport
-from tlsgate.transports.windows import CMD_EXE_LIMIT, TEMPLATES, WindowsConnection
+from tlsgate.transports.windows import CMD_EXE_LIMIT, STDIN_CHUNK, TEMPLATES, WindowsConnection
 
 
 def connect(endpoint, password=WINRM_PASSWORD):  # type: ignore[no-untyped-def]
@@ -174,9 +174,9 @@ def test_operation_timeouts_beyond_our_deadline_are_a_clear_error(winrm_peer_fac
 
 
 # -- files ---------------------------------------------------------------------------------------
-def test_file_larger_than_one_chunk_round_trips_under_the_command_line_limit(winrm_peer_factory) -> None:  # type: ignore[no-untyped-def]
+def test_file_larger_than_one_chunk_round_trips_under_the_limits(winrm_peer_factory) -> None:  # type: ignore[no-untyped-def]
     peer = winrm_peer_factory("http")
-    data = os.urandom(20_000)
+    data = os.urandom(STDIN_CHUNK * 2 + 12_345)
     with connect(winrm_endpoint(peer)) as conn:
         conn.makedirs(r"C:\ProgramData\tlsgate\stores")
         path = r"C:\ProgramData\tlsgate\stores\big store.p12"
@@ -186,11 +186,26 @@ def test_file_larger_than_one_chunk_round_trips_under_the_command_line_limit(win
         assert st is not None and st.size == len(data) and st.mode == 0o600 and not st.is_dir
     assert hashlib.sha256(peer.host.read(path)).digest() == hashlib.sha256(data).digest()
     chunks = [c for c in peer.host.calls if c.template == "file-write-chunk"]
-    assert len(chunks) > 1
-    assert [c.params["offset"] for c in chunks] == sorted(c.params["offset"] for c in chunks)
+    assert [c.params["offset"] for c in chunks] == [0, STDIN_CHUNK, 2 * STDIN_CHUNK]
+    assert all("data" not in c.params and c.secret_params for c in chunks)  # bytes on stdin only
     assert max(len(line) for line in peer.host.command_lines) <= CMD_EXE_LIMIT
+    assert peer.max_request_size <= 153600  # every envelope within MaxEnvelopeSize
+    assert peer.soap_actions().count("Send") > 3  # stdin split over several Sends
     assert peer.host.fs.is_private(path)
-    assert [n for n in peer.host.fs.listdir(r"C:\ProgramData\tlsgate\stores")] == ["big store.p12"]
+    assert peer.host.fs.listdir(r"C:\ProgramData\tlsgate\stores") == ["big store.p12"]
+
+
+def test_without_stdin_chunks_fit_the_command_line(winhost) -> None:  # type: ignore[no-untyped-def]
+    conn = LoopbackWindowsConnection(winhost, stdin=False)
+    data = os.urandom(10_000)
+    conn.write_file(r"C:\big.bin", data)
+    assert winhost.read(r"C:\big.bin") == data
+    chunks = [c for c in winhost.calls if c.template == "file-write-chunk"]
+    assert len(chunks) > 5 and all(c.secret_params is None for c in chunks)
+    assert max(len(line) for line in winhost.command_lines) <= CMD_EXE_LIMIT
+    assert max(len(line) for line in winhost.command_lines) > CMD_EXE_LIMIT - 200  # chunks are sized, not guessed
+    with pytest.raises(OperationError, match="cannot pass secret parameters"):
+        conn.run_powershell(TEMPLATES["is-admin"], secret_params={"pw": "x"})
 
 
 def test_hash_mismatch_leaves_the_target_untouched(winrm_peer_factory) -> None:  # type: ignore[no-untyped-def]

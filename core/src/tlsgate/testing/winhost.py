@@ -75,8 +75,9 @@ class Invocation:
     """One template run: what the host received."""
 
     template: str
-    params: Any
+    params: Any  # $P, from the script text
     script: str
+    secret_params: Any = None  # $S, from standard input (None: the script did not read stdin)
 
 
 Handler = Callable[["SimulatedWindowsHost", Any], "PSResult | str | bytes | None"]
@@ -357,8 +358,10 @@ class SimulatedWindowsHost:
         return [c.template for c in self.calls]
 
     # -- entry points -------------------------------------------------------------------------
-    def run_command_line(self, command_line: str) -> tuple[bytes, bytes, int]:
-        """What cmd.exe + PowerShell would do with ``command_line``: (stdout, stderr, exit code)."""
+    def run_command_line(self, command_line: str, stdin: bytes | Callable[[], bytes] = b"") -> tuple[bytes, bytes, int]:
+        """What cmd.exe + PowerShell would do with ``command_line``: (stdout, stderr, exit code).
+
+        ``stdin`` (or a function that reads it) is consumed only by a script that reads ``$input``."""
         self.command_lines.append(command_line)
         if len(command_line) > self.max_command_line:
             return b"", CMD_TOO_LONG.encode(), 1
@@ -381,11 +384,12 @@ class SimulatedWindowsHost:
             script = base64.b64decode(encoded, validate=True).decode("utf-16-le")
         except (binascii.Error, UnicodeDecodeError):
             return b"", b"Cannot process the command because the value specified with -EncodedCommand is not properly encoded.\r\n", 1
-        res = self.run_script(script)
+        res = self.run_script(script, stdin)
         return res.stdout.encode("utf-8"), res.stderr.encode("utf-8"), res.exit_code
 
-    def run_script(self, script: str) -> PSResult:
-        """Run a decoded script: prelude + ``# tlsgate:<name>`` template."""
+    def run_script(self, script: str, stdin: bytes | Callable[[], bytes] = b"") -> PSResult:
+        """Run a decoded script: prelude (``$P``), optionally the stdin prelude (``$S``), then a
+        ``# tlsgate:<name>`` template. Handlers get ``$P`` and ``$S`` merged in one dict."""
         m = _PRELUDE_RE.match(script)
         if not m:
             return PSResult("", "simulated host: script does not start with the tlsgate parameter prelude\n", 1)
@@ -394,16 +398,26 @@ class SimulatedWindowsHost:
         except (ValueError, UnicodeDecodeError) as exc:
             return PSResult("", f"simulated host: parameters are not base64 JSON: {exc}\n", 1)
         template = script[m.end():]
+        secret: Any = None
+        if template.startswith(win.STDIN_PRELUDE):
+            template = template[len(win.STDIN_PRELUDE):]
+            raw = stdin() if callable(stdin) else stdin
+            try:
+                secret = json.loads(base64.b64decode(b"".join(raw.split()), validate=True).decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                return PSResult("", f"simulated host: stdin is not base64 JSON: {exc}\n", 1)
         try:
             name = win.template_name(template)
         except ValueError:
             return PSResult("", "simulated host: template does not begin with '# tlsgate:<name>'\n", 1)
-        self.calls.append(Invocation(name, params, script))
+        self.calls.append(Invocation(name, params, script, secret))
         if name not in self._handlers:
             return PSResult("", f"simulated host: unknown template {name!r} (register a handler)\n", 1)
         handler, expected = self._handlers[name]
         if expected is not None and template != expected:
             return PSResult("", f"simulated host: template {name!r} differs from the registered text\n", 1)
+        if isinstance(secret, dict) and isinstance(params, dict):
+            params = {**params, **secret}
         try:
             out = handler(self, params)
         except PSError as exc:
@@ -523,10 +537,11 @@ def shim_main(argv: list[str] | None = None) -> int:
     load_plugins(host, os.environ.get("TLSGATE_WINHOST_PLUGINS", "").split(","))
     # sshd hands the command to the shell as one string; cmd.exe would see the same line.
     line = "powershell " + " ".join(argv)
-    out, err, code = host.run_command_line(line)
+    out, err, code = host.run_command_line(line, sys.stdin.buffer.read)
     with open(os.path.join(root, ".calls.jsonl"), "a", encoding="utf-8") as fh:
         for call in host.calls:
-            fh.write(json.dumps({"template": call.template, "params": call.params}) + "\n")
+            fh.write(json.dumps({"template": call.template, "params": call.params,
+                                 "secret_params": call.secret_params, "command_line": line}) + "\n")
     sys.stdout.buffer.write(out)
     sys.stderr.buffer.write(err)
     sys.stdout.flush()
@@ -538,10 +553,12 @@ class LoopbackWindowsConnection(win.WindowsConnection):
     """A :class:`WindowsConnection` that hands each command line straight to a simulated host
     (no network): fast unit tests for drivers' PowerShell templates."""
 
-    def __init__(self, host: SimulatedWindowsHost, *, name: str = "winhost") -> None:
+    def __init__(self, host: SimulatedWindowsHost, *, name: str = "winhost", stdin: bool = True) -> None:
         self.winhost = host
         self.host = name
+        self.supports_stdin = stdin  # False: the command-line-only fallback
 
-    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
-        out, err, code = self.winhost.run_command_line(command_line)
+    def _execute(self, command_line: str, *, timeout: float | None, what: str,
+                 stdin: bytes | None = None) -> tuple[int, str, str]:
+        out, err, code = self.winhost.run_command_line(command_line, stdin or b"")
         return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -93,9 +93,11 @@ class RequestRecord:
 
 @attrs.define
 class _Command:
-    stdout: bytes
-    stderr: bytes
-    exit_code: int
+    command_line: str
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exit_code: int = -1
+    ran: bool = False
     timeouts: int = 0
     running_chunk: bool = False
     sent_out: int = 0
@@ -144,6 +146,7 @@ class WinRMPeer:
         self.allow_unencrypted = allow_unencrypted
         self.output_chunk = output_chunk
         self.requests: list[RequestRecord] = []
+        self.max_request_size = 0  # largest SOAP envelope received (plaintext)
         self.shells: dict[str, dict[str, _Command]] = {}
         self.lock = threading.Lock()
         self._pending_timeouts = 0
@@ -210,6 +213,12 @@ class WinRMPeer:
         assert hdr is not None
         action = hdr.findtext("a:Action", "", NS)
         mid = hdr.findtext("a:MessageID", "", NS)
+        self.max_request_size = max(self.max_request_size, len(raw))
+        limit = int(hdr.findtext("w:MaxEnvelopeSize", "153600", NS) or 153600)
+        if len(raw) > limit:  # fault code recalled, not verified against a real host
+            return 500, _fault(mid, "Sender", "EncodingLimit",
+                               "The WS-Management service cannot process the request because the envelope "
+                               "size exceeds MaxEnvelopeSize.", 2150858909), action
         sel = hdr.find("w:SelectorSet/w:Selector[@Name='ShellId']", NS)
         shell_id = sel.text if sel is not None else None
         body = root.find("s:Body", NS)
@@ -234,10 +243,10 @@ class WinRMPeer:
             cmd = (cl.findtext("rsp:Command", "", NS) if cl is not None else "") or ""
             args = cl.findall("rsp:Arguments", NS) if cl is not None else []
             cmdline = " ".join([cmd, *[a.text or "" for a in args]]).strip()
-            out, err, rc = self.host.run_command_line(cmdline)
             cid = str(uuid.uuid4()).upper()
             with self.lock:
-                shell[cid] = _Command(out, err, rc, timeouts=self._pending_timeouts,
+                # Run at the first Receive, once any stdin (Send ... End="true") has arrived.
+                shell[cid] = _Command(cmdline, timeouts=self._pending_timeouts,
                                       running_chunk=self._pending_timeouts > 0)
                 self._pending_timeouts = 0
             return 200, _envelope(A_COMMAND + "Response", mid,
@@ -253,6 +262,10 @@ class WinRMPeer:
             cid = ds.get("CommandId", "") if ds is not None else ""
             if cid not in shell:
                 return 500, _fault(mid, "Sender", "InvalidParameter", "The command was not found.", 2150858854), action
+            cmd = shell[cid]
+            if not cmd.ran:
+                cmd.stdout, cmd.stderr, cmd.exit_code = self.host.run_command_line(cmd.command_line, bytes(cmd.stdin))
+                cmd.ran = True
             return 200 if not shell[cid].timeouts else 500, self._receive(mid, cid, shell[cid]), action
         if action == A_SIGNAL:
             sig = body.find("rsp:Signal", NS) if body is not None else None

@@ -55,8 +55,9 @@ class SSHWindowsConnection(WindowsConnection):
         self.host = ssh.host
         self.port = ssh.port
 
-    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
-        res = self._ssh.exec(command_line, timeout=timeout, argv=("powershell", what))
+    def _execute(self, command_line: str, *, timeout: float | None, what: str,
+                 stdin: bytes | None = None) -> tuple[int, str, str]:
+        res = self._ssh.exec(command_line, stdin or b"", timeout=timeout, argv=("powershell", what))
         return res.exit_code, res.stdout, res.stderr
 
     def read_file(self, path: str) -> bytes:

@@ -7,27 +7,36 @@ in :data:`TEMPLATES`. A template is constant text whose first line is ``# tlsgat
 parameters arrive only as ``$P``, decoded from one base64 JSON document by the prelude of
 :func:`tlsgate.quoting.ps_script`, so a path, alias or password is never parsed as PowerShell.
 
-Big payloads: the command line limit
------------------------------------
+Secrets and big payloads: stdin, not the command line
+---------------------------------------------------
 pywinrm runs every command through ``cmd.exe /c`` (``WINRS_SKIP_CMD_SHELL=FALSE``), and Win32-
 OpenSSH's default shell is ``cmd.exe`` too, so a command line longer than 8,191 characters fails
-with "The command line is too long.". The script travels as base64 of UTF-16LE and its parameters
-are base64 of UTF-8 JSON inside it, so one raw byte of file content costs about 4.7 characters of
-command line. We chose chunking over the alternatives:
+with "The command line is too long.". A command line is also the wrong place for a secret: the
+Windows host shows it in process listings and in process-creation audit events (4688).
 
-* ``open_shell(env_vars=...)`` would carry up to 32,767 characters per command, but only over
-  WinRM (sshd filters environment variables), and the environment is fixed per shell, so every
-  chunk would need its own Create/Delete round trip anyway.
-* stdin (``Send``) would avoid the limit but is the least portable path through cmd.exe.
+So a template's *public* parameters (paths, names) travel in the script as ``$P`` and its
+*secret* parameters (passwords, ``env`` and ``stdin`` of :meth:`WindowsConnection.run`, file
+bytes) travel on the command's standard input as a second base64 JSON document, decoded by the
+fixed line :data:`STDIN_PRELUDE` into ``$S`` (the route Ansible's Windows connections take:
+``powershell -EncodedCommand <bootstrap>`` reading ``$input``). WinRM delivers stdin with the
+Send operation (pywinrm ``send_command_input``, command started with ``console_mode_stdin=False``),
+SSH on the exec channel. We considered the alternatives the brief named:
 
-So a file is written as: ``file-write-begin`` (create an empty temporary file in the target
-directory, restrict its ACL first when the file is private), N x ``file-write-chunk`` (append,
-checking the offset so a lost or repeated chunk is detected), and ``file-write-commit`` (flush,
-compare the SHA-256 with ours, then atomically replace the target). The chunk size is *measured*,
-not guessed: :meth:`WindowsConnection.chunk_capacity` builds the real command line for a chunk of
-n bytes and finds the largest n that fits under :attr:`WindowsConnection.max_command_line`. Every
-command is checked against that limit before it is sent, so an over-long script fails here with
-a clear message instead of on the host. Transports with a faster file channel (SFTP) override
+* chunks on the command line: works everywhere, but puts file bytes (private keys) in every
+  powershell.exe command line and needs ~4.7 characters of command line per byte (about 1.4 KB
+  per command); kept as the fallback for a transport without stdin (``supports_stdin = False``),
+  with the chunk size *measured* by :meth:`WindowsConnection.chunk_capacity`;
+* ``open_shell(env_vars=...)``: WinRM only (sshd filters the environment), fixed per shell, so
+  one Create/Delete per chunk, and the values still show in the process environment.
+
+Every command line is checked against :attr:`WindowsConnection.max_command_line` before it is
+sent, so an over-long script fails here with a clear message instead of on the host.
+
+A file is written as ``file-write-begin`` (create an empty temporary file in the target
+directory, restrict its ACL first when the file is private), ``file-write-chunk`` commands
+(append up to :data:`STDIN_CHUNK` bytes each, checking the offset so a lost or repeated chunk is
+detected) and ``file-write-commit`` (flush, compare the SHA-256 with ours, then atomically
+replace the target). Transports with a faster file channel (SFTP) override
 :meth:`WindowsConnection._upload` and keep begin/commit, so the hash check and the atomic replace
 are the same everywhere.
 """
@@ -49,13 +58,21 @@ from typing import Any
 from ..connection import Connection
 from ..errors import OperationError
 from ..models import CommandResult, FileStat
-from ..quoting import encode_powershell, ps_script
+from ..quoting import encode_params, encode_powershell, ps_script
 
 #: cmd.exe's command-line limit, which every pywinrm command and Win32-OpenSSH's default shell hit.
 CMD_EXE_LIMIT = 8191
 
 #: The program and switches of every command; the encoded script follows.
 POWERSHELL_PREFIX = "powershell -NoProfile -NonInteractive -EncodedCommand "
+
+#: Decodes the secret parameters from standard input into ``$S`` (placed after ``$P``'s prelude).
+STDIN_PRELUDE = (
+    "$S = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String((@($input) -join ''))) | ConvertFrom-Json; "
+)
+
+#: Raw bytes per file-write-chunk command when the bytes travel on stdin.
+STDIN_CHUNK = 256 * 1024
 
 # Exit codes the templates use on purpose (anything else is PowerShell's own failure).
 EXIT_NOT_FOUND = 2
@@ -132,7 +149,8 @@ $f = [IO.File]::Create($P.tmp); $f.Dispose()
 if ($P.private) { Set-Acl -LiteralPath $P.tmp -AclObject (New-PrivateAcl) }
 """),
     "file-write-chunk": _t("file-write-chunk", """
-$b = [Convert]::FromBase64String($P.data)
+$d = $P.data; if ($null -ne $S) { $d = $S.data }
+$b = [Convert]::FromBase64String($d)
 $f = [IO.File]::Open($P.tmp, 'Append', 'Write')
 try {
   if ($f.Position -ne [long]$P.offset) { [Console]::Error.WriteLine('chunk offset mismatch'); exit 4 }
@@ -158,8 +176,9 @@ if ([IO.File]::Exists($P.path)) {
     "run-program": _t("run-program", """
 $PSNativeCommandArgumentPassing = 'Standard'
 [Console]::OutputEncoding = [Text.Encoding]::UTF8
-if ($null -ne $P.env) {
-  foreach ($kv in $P.env.PSObject.Properties) { [Environment]::SetEnvironmentVariable($kv.Name, [string]$kv.Value, 'Process') }
+$X = $P; if ($null -ne $S) { $X = $S }  # env and stdin come on stdin when the transport has it
+if ($null -ne $X.env) {
+  foreach ($kv in $X.env.PSObject.Properties) { [Environment]::SetEnvironmentVariable($kv.Name, [string]$kv.Value, 'Process') }
 }
 $a = @($P.argv); $exe = $a[0]; $rest = @()
 if ($a.Count -gt 1) { $rest = @($a[1..($a.Count - 1)]) }
@@ -167,8 +186,8 @@ if (-not (Get-Command -Name $exe -ErrorAction SilentlyContinue)) {
   [Console]::Error.WriteLine($exe + ': command not found'); exit 127
 }
 $ErrorActionPreference = 'Continue'
-if ($null -ne $P.stdin) {
-  [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($P.stdin)) | & $exe @rest
+if ($null -ne $X.stdin) {
+  [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($X.stdin)) | & $exe @rest
 } else { & $exe @rest }
 exit $LASTEXITCODE
 """),
@@ -228,29 +247,48 @@ class WindowsConnection(Connection):
     platform = "windows"
     #: Longest command line the transport may send; None when there is no limit.
     max_command_line: int | None = CMD_EXE_LIMIT
+    #: Whether :meth:`_execute` can feed standard input (then secrets and file bytes use it).
+    supports_stdin: bool = True
 
     # -- what a transport provides ------------------------------------------------------------
     @abc.abstractmethod
-    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
-        """Run ``command_line`` on the host; return (exit code, stdout, stderr)."""
+    def _execute(self, command_line: str, *, timeout: float | None, what: str,
+                 stdin: bytes | None = None) -> tuple[int, str, str]:
+        """Run ``command_line`` on the host, feeding ``stdin`` (then end of input) when given;
+        return (exit code, stdout, stderr)."""
 
     def command_line(self, script: str) -> str:
         return powershell_command_line(script)
 
     # -- PowerShell ---------------------------------------------------------------------------
     def run_powershell(
-        self, template: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = 120
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = 120,
+        secret_params: Mapping[str, Any] | None = None,
     ) -> CommandResult:
-        """Run a fixed template (first line ``# tlsgate:<name>``) with ``params`` as ``$P``."""
+        """Run a fixed template (first line ``# tlsgate:<name>``) with ``params`` as ``$P``.
+
+        ``secret_params`` (passwords, key material) reach the template as ``$S`` through standard
+        input, never on the command line; a transport without stdin refuses them."""
         name = template_name(template)
-        line = self.command_line(ps_script(template, params))
+        stdin = None
+        script = ps_script(template, params)
+        if secret_params is not None:
+            if not self.supports_stdin:
+                raise OperationError(f"{self.host}: this transport cannot pass secret parameters", host=self.host)
+            script = ps_script(STDIN_PRELUDE + template, params)
+            stdin = encode_params(secret_params).encode() + b"\r\n"
+        line = self.command_line(script)
         if self.max_command_line is not None and len(line) > self.max_command_line:
             raise OperationError(
                 f"{self.host}: PowerShell template {name!r} with these parameters needs a "
                 f"{len(line)}-character command line; the limit is {self.max_command_line} (cmd.exe)",
                 host=self.host,
             )
-        code, out, err = self._execute(line, timeout=timeout, what=name)
+        code, out, err = self._execute(line, timeout=timeout, what=name, stdin=stdin)
         # argv names the template, never the parameters (they may hold secrets).
         return CommandResult(("powershell", name), code, out, clean_clixml(err))
 
@@ -278,11 +316,15 @@ class WindowsConnection(Connection):
         if not argv:
             raise ValueError("empty command")
         params: dict[str, Any] = {"argv": argv}
+        hidden: dict[str, Any] = {}
         if stdin is not None:
-            params["stdin"] = base64.b64encode(stdin).decode()
+            hidden["stdin"] = base64.b64encode(stdin).decode()
         if env:
-            params["env"] = dict(env)
-        res = self.run_powershell(TEMPLATES["run-program"], params, timeout=timeout)
+            hidden["env"] = dict(env)
+        if hidden and self.supports_stdin:
+            res = self.run_powershell(TEMPLATES["run-program"], params, timeout=timeout, secret_params=hidden)
+        else:  # fallback: on the command line (a transport without stdin)
+            res = self.run_powershell(TEMPLATES["run-program"], {**params, **hidden}, timeout=timeout)
         result = CommandResult(tuple(argv), res.exit_code, res.stdout, res.stderr)
         return self.check(result) if check else result
 
@@ -372,12 +414,19 @@ class WindowsConnection(Connection):
             raise
 
     def _upload(self, tmp: str, data: bytes) -> None:
-        """Append ``data`` to the (empty) temporary file ``tmp`` in command-line-sized chunks."""
-        size = self.chunk_capacity(tmp)
+        """Append ``data`` to the (empty) temporary file ``tmp``: chunks on stdin, or (without
+        stdin) chunks sized to fit the command line."""
+        size = STDIN_CHUNK if self.supports_stdin else self.chunk_capacity(tmp)
         for offset in range(0, len(data), size):
-            chunk = data[offset:offset + size]
-            params = {"tmp": tmp, "offset": offset, "data": base64.b64encode(chunk).decode()}
-            self.call("file-write-chunk", params, path=tmp)
+            chunk = base64.b64encode(data[offset:offset + size]).decode()
+            if self.supports_stdin:
+                res = self.run_powershell(TEMPLATES["file-write-chunk"], {"tmp": tmp, "offset": offset},
+                                          secret_params={"data": chunk})
+            else:
+                res = self.run_powershell(TEMPLATES["file-write-chunk"], {"tmp": tmp, "offset": offset, "data": chunk})
+            if not res.ok:
+                detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+                raise OperationError(f"{self.host}: {tmp}: file-write-chunk failed: {detail}", host=self.host)
 
     def chunk_capacity(self, tmp: str) -> int:
         """The largest number of raw bytes one ``file-write-chunk`` command can carry for ``tmp``."""

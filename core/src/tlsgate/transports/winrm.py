@@ -31,6 +31,7 @@ from .windows import WindowsConnection
 
 WINRM_TYPES = ("winrm_http", "winrm_https", "winrm_https_insecure")
 AUTH_METHODS = ("ntlm", "basic", "kerberos")
+SEND_PIECE = 96 * 1024
 
 
 @attrs.frozen
@@ -59,14 +60,22 @@ class WinRMConnection(WindowsConnection):
         self.insecure = insecure
         self._operation_timeout = operation_timeout
 
-    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
+    def _execute(self, command_line: str, *, timeout: float | None, what: str,
+                 stdin: bytes | None = None) -> tuple[int, str, str]:
         from winrm.exceptions import WinRMOperationTimeoutError
 
         if self._shell_id is None:
             raise OperationError(f"{self.host}: the WinRM connection is closed", host=self.host)
         shell = self._shell_id
         try:
-            command_id = self._protocol.run_command(shell, command_line)
+            # With stdin, the console must not own it (as Ansible's winrm connection does).
+            command_id = self._protocol.run_command(shell, command_line, console_mode_stdin=stdin is None)
+            if stdin is not None:
+                # One Send per piece keeps each envelope under MaxEnvelopeSize (150 KB by default):
+                # pywinrm base64-encodes the piece, so 96 KB become 128 KB.
+                pieces = [stdin[i:i + SEND_PIECE] for i in range(0, len(stdin), SEND_PIECE)] or [b""]
+                for i, piece in enumerate(pieces):
+                    self._protocol.send_command_input(shell, command_id, piece, end=i == len(pieces) - 1)
             out: list[bytes] = []
             err: list[bytes] = []
             start = time.monotonic()
