@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -361,6 +362,26 @@ def test_dropped_connection_mid_write_leaves_the_file_byte_identical(
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     with pytest.raises(ConnectionFailed, match="closed"):
         conn.run(["true"])
+
+
+def test_silent_peer_mid_job_is_a_timeout_not_a_hang(trusted: SshdServer) -> None:
+    client = ssh.open_ssh_client(ssh_endpoint(trusted), password_credentials(trusted))
+    conn = ssh.SSHConnection(client, host=trusted.host, port=trusted.port, io_timeout=1)
+    path = trusted.user_path("silent.txt")
+    conn.write_file(path, b"before")
+    stopped = trusted.signal_sessions(signal.SIGSTOP)
+    try:
+        assert stopped >= 1
+        start = time.monotonic()
+        with pytest.raises(ConnectionFailed, match=r"lost during read of .* \(no answer within 1 s\)"):
+            conn.read_file(path)
+        assert time.monotonic() - start < 10
+        with pytest.raises(ConnectionFailed, match="closed"):
+            conn.run(["true"])
+    finally:
+        trusted.signal_sessions(signal.SIGCONT)
+        conn.close()
+    assert Path(path).read_bytes() == b"before"
 
 
 # -- the transaction helper over SFTP -----------------------------------------------------------

@@ -99,6 +99,8 @@ class VaultStore:
                 option="--store_cred_id",
             ) from None
         except hx.Forbidden:
+            if action == "token lookup":
+                raise OperationError(f"{self._where}: the token is invalid or expired") from None
             if action == "AppRole login":
                 raise OperationError(f"{self._where}: AppRole login refused (wrong --role_id or --secret_id, "
                                      "or the secret ID expired)") from None

@@ -89,10 +89,15 @@ class SshdServer:
 
     def kill_sessions(self) -> int:
         """SIGKILL every open session of this server (a dropped connection); return how many."""
+        return self.signal_sessions(signal.SIGKILL)
+
+    def signal_sessions(self, sig: int) -> int:
+        """Send ``sig`` to every open session of this server (SIGSTOP: a peer that goes silent,
+        SIGCONT: back again); return how many processes got it."""
         pids = self.session_pids()
         for pid in pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
             except ProcessLookupError:
                 pass
         return len(pids)

@@ -266,11 +266,17 @@ class SSHConnection(Connection):
 
     platform = "posix"
 
-    def __init__(self, client: paramiko.SSHClient, *, host: str, port: int = DEFAULT_PORT, user: str = "") -> None:
+    #: Seconds one SFTP request may wait for its answer before the connection counts as lost.
+    io_timeout: float = 120.0
+
+    def __init__(self, client: paramiko.SSHClient, *, host: str, port: int = DEFAULT_PORT, user: str = "",
+                 io_timeout: float | None = None) -> None:
         self.client = client
         self.host = host
         self.port = port
         self.user = user
+        if io_timeout:
+            self.io_timeout = io_timeout
         self._sftp: Any = None
         self._fsync_ok: bool | None = None
 
@@ -298,6 +304,7 @@ class SSHConnection(Connection):
                 raise ConnectionFailed(f"{self.where}: cannot start SFTP: {_plain(exc)}", host=self.host) from None
             if self._sftp is None:
                 raise ConnectionFailed(f"{self.where}: the server refused the SFTP subsystem", host=self.host)
+            self._sftp.get_channel().settimeout(self.io_timeout)  # a silent peer is not waited on forever
         return self._sftp
 
     def sftp_path(self, path: str) -> str:
@@ -317,8 +324,9 @@ class SSHConnection(Connection):
             raise OperationError(f"{self.host}: {path}: permission denied ({action})", host=self.host) from None
         except (OSError, paramiko.SSHException, EOFError, ConnectionError) as exc:
             if self._lost(exc):
+                why = f" (no answer within {self.io_timeout:g} s)" if isinstance(exc, TimeoutError) else ""
                 raise ConnectionFailed(
-                    f"{self.where}: SSH connection lost during {action} of {path}", host=self.host
+                    f"{self.where}: SSH connection lost during {action} of {path}{why}", host=self.host
                 ) from None
             raise OperationError(f"{self.host}: {path}: {action} failed: {_plain(exc)}", host=self.host) from None
 
@@ -328,7 +336,7 @@ class SSHConnection(Connection):
         transport = self.client.get_transport()
         channel = getattr(self._sftp, "sock", None)
         lost = (
-            isinstance(exc, (EOFError, ConnectionError))
+            isinstance(exc, (EOFError, ConnectionError, TimeoutError))
             or "connection dropped" in str(exc).lower()
             or transport is None
             or not transport.is_active()
@@ -412,7 +420,7 @@ class SSHConnection(Connection):
         sftp = self.sftp
         created = False
         try:
-            with self._sftp_errors(tmp, "write"):
+            with self._sftp_errors(path, "write"):
                 with sftp.open(self.sftp_path(tmp), "wbx") as fh:
                     created = True
                     fh.chmod(mode)  # before any (possibly secret) byte is written
@@ -431,7 +439,7 @@ class SSHConnection(Connection):
         except ConnectionFailed as exc:
             if created:
                 raise ConnectionFailed(f"{exc}; {path} is unchanged (a partial temporary file {tmp} "
-                                       "may remain, mode already set)", host=self.host) from None
+                                       "may remain, already with the final mode)", host=self.host) from None
             raise
         except BaseException:
             if created:
