@@ -24,7 +24,7 @@ def test_quotes_escapes_comments_and_offsets() -> None:
     tree = parse(data, "t.conf")
     assert [(d.name, d.args) for d in tree] == [("a", ['b"c', "d e", "f\\;g", "${x}y"]), ("b", ["#not"])]
     a = tree[0]
-    assert [data[s:e] for s, e in a.spans] == [b'"b\\"c"', b"'d e'", b"f\\;g", b"${x}y"]
+    assert [data[s:e] for s, e in a.spans(data)] == [b'"b\\"c"', b"'d e'", b"f\\;g", b"${x}y"]
     assert LineIndex(data).line(tree[1].start) == 2
 
 
@@ -82,7 +82,7 @@ def raw_flatten(directives, data):
     # crossplane keeps escapes as written; compare the raw text without the quotes
     out = []
     for d in directives:
-        raw = [data[s:e].decode() for s, e in d.spans]
+        raw = [data[s:e].decode() for s, e in d.spans(data)]
         out.append((d.name, [r[1:-1] if r[:1] in "'\"" else r for r in raw]))
         if d.block is not None:
             out.append(("{", raw_flatten(d.block, data)))

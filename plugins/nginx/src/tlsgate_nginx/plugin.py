@@ -90,7 +90,9 @@ def install(
     bundle: CertificateBundle,
     nodes: Sequence[Node],
     dry_run: bool,
+    alias: str | None = None,
 ) -> InstallResult:
+    """``alias`` names keystore entries; server blocks have none, so it is not used."""
     from .install import install_bundle
 
     return install_bundle(endpoint, connection, bundle, nodes, dry_run, local=_local(endpoint))

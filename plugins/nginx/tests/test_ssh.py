@@ -1,0 +1,66 @@
+"""The nginx driver over the real ssh transport (private sshd, root key login) against the real
+nginx: discovery equals the local one; install, rollback and restart work remotely."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
+from tlsgate.probe import try_served_fingerprint
+from tlsgate.testing.sshd import SshdServer
+from tlsgate.transports import ssh
+from tlsgate.transports.local import LocalConnection
+from tlsgate_nginx import plugin
+from tlsgate_nginx.plugin import NginxOptions
+
+from .conftest import local_endpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def root_ssh(sshd: SshdServer, tlsgate_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshdServer]:
+    home = tmp_path / "user-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # never the real ~/.ssh/known_hosts
+    ssh.trust_host_key(sshd.host, sshd.port, sshd.host_key_public)
+    yield sshd
+
+
+def ssh_endpoint(sshd: SshdServer, config: Path) -> Endpoint:
+    return Endpoint(
+        name="nginx-ssh", type="nginx",
+        connection=ConnectionSpec(type="ssh", host=sshd.host, port=sshd.port, user="root"),
+        options=NginxOptions(nginx_config_path=str(config)),
+    )
+
+
+def test_discover_install_rollback_restart_over_ssh(nginx_server, root_ssh: SshdServer, test_ca) -> None:
+    site, server = nginx_server
+    ep = ssh_endpoint(root_ssh, site.config)
+    local = plugin.discover_nodes(local_endpoint(site.config), LocalConnection())
+    with ssh.connect_ssh(ep, Credentials(ssh_key_path=str(root_ssh.root_key.path))) as conn:
+        remote = plugin.discover_nodes(ep, conn)
+        assert [n.to_json() for n in remote] == [n.to_json() for n in local]
+
+        new = test_ca.issue("alpha.test", "www.alpha.test")
+        bundle = CertificateBundle.from_pem(new.cert_pem, new.key_pem, new.chain_pem)
+        result = plugin.install(ep, conn, bundle, [], False)
+        assert result.verified and result.nodes == ("alpha.test",)
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "alpha.test") == new.fingerprint
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == site.certs["beta.test"].fingerprint
+
+        (site.prefix / "conf.d" / "30-wip.conf").write_text("unknown_directive;\n")
+        before = site.snapshot()
+        newer = test_ca.issue("alpha.test")
+        with pytest.raises(OperationError, match="nginx -t failed") as excinfo:
+            plugin.install(ep, conn, CertificateBundle.from_pem(newer.cert_pem, newer.key_pem), [], False)
+        assert excinfo.value.rolled_back and site.snapshot() == before
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "alpha.test") == new.fingerprint
+
+        (site.prefix / "conf.d" / "30-wip.conf").unlink()
+        pid = server.pid
+        assert plugin.restart(ep, conn).restarted
+        assert server.pid == pid
