@@ -30,7 +30,8 @@ class NginxOptions:
     """``tlsgate tls add nginx`` options (the reference document's, plus where certificates go)."""
 
     nginx_config_path: str = option(
-        help="The path to the Nginx config file.", required=True, min_len=1, max_len=4096,
+        help="The path to the Nginx config file. Must be between 1 and 4096 characters.",
+        required=True, min_len=1, max_len=4096,
         metavar="PATH",
     )
     certs_dir: str | None = option(
