@@ -199,3 +199,20 @@ def test_new_key_never_stays_in_downloads(session, peer, web_ca, tmp_path: Path)
                    nodes=[], dry_run=False)
     rm = [e for e in peer.device.log if e[1] == "/mgmt/tm/util/unix-rm"]
     assert len(rm) == 3 and peer.device.files == {}
+
+
+def test_only_the_entry_with_the_same_key_type_is_replaced(session, peer, web_ca):
+    """A profile with an RSA and an ECDSA certificate: an ECDSA install replaces the ECDSA entry."""
+    dev = peer.device
+    rsa_api = web_ca.issue("api.example.com", key_type="rsa")
+    dev.add_cert("/Common/api_rsa.crt", rsa_api.cert_pem)
+    dev.add_key("/Common/api_rsa.key", rsa_api.key_pem)
+    rsa_entry = {"name": "rsa", "cert": "/Common/api_rsa.crt", "key": "/Common/api_rsa.key",
+                 "chain": "/Common/inter_chain.crt"}
+    dev.profiles["/Common/cs_api"]["certKeyChain"].insert(0, rsa_entry)
+    plugin.install(endpoint=None, connection=session, bundle=bundle_for(web_ca, "api.example.com", key_type="ec"),
+                   nodes=[], dry_run=False)
+    rsa, ec_entry = profile_chain(peer, "/Common/cs_api")
+    assert rsa == rsa_entry
+    assert ec_entry["name"] == "default" and ec_entry["cert"].startswith("/Common/api.example.com_")
+    assert "/Common/api_rsa.crt" in dev.certs and "/Common/api_2025.crt" not in dev.certs

@@ -6,13 +6,14 @@ Order (new objects first, so the old material stays intact until the switch):
    ``certKeyChain`` entry each profile replaces (the one with the same key type), and which old
    objects nothing will reference afterwards;
 2. upload ``<stem>.key``, ``<stem>.crt``, ``<stem>_chain.crt`` (file-transfer, Content-Range);
-3. install them as new objects (``sys/crypto/key|cert`` ``command=install``) and read the
-   certificate back (fingerprint and expiry);
+3. install them as new objects (``sys/crypto/key|cert`` ``command=install``), read the
+   certificate back (fingerprint and expiry), and remove the uploaded files at once (the key
+   travelled in clear and must not stay in ``/var/config/rest/downloads``);
 4. repoint each profile with one PATCH of its whole ``certKeyChain`` (cert, key and chain
    together; several profiles go in one iControl transaction);
 5. verify: read each profile back, and handshake to its virtual servers where reachable;
 6. ``save sys config``;
-7. delete the old objects nothing references any more, and the uploaded files.
+7. delete the old objects nothing references any more.
 
 Any failure in 2-6 repoints the old entries, deletes the new objects and the uploads, and
 raises ``OperationError(rolled_back=True)``. A failure in 7 only adds a message.
@@ -78,6 +79,7 @@ class InstallPlan:
             collection = "key" if kind == "key" else "cert"
             steps.append(PlanStep("api", path, f"install {what[kind]}: POST /mgmt/tm/sys/crypto/{collection} "
                                                f"from-local-file {DOWNLOADS}/{name}"))
+        steps += [PlanStep("remove", f"{DOWNLOADS}/{name}", "uploaded file, once installed") for name, _ in self.uploads]
         for ch in self.changes:
             old, new = ch.replaced, _entry_for(ch)
             steps.append(PlanStep(
@@ -90,7 +92,6 @@ class InstallPlan:
             steps.append(PlanStep("verify", ch.profile, "read back; TLS handshake to its virtual servers where reachable"))
         steps.append(PlanStep("api", "save sys config", "POST /mgmt/tm/sys/config command=save"))
         steps += [PlanStep("remove", path, "no profile references it any more") for _c, path in self.deletions]
-        steps += [PlanStep("remove", f"{DOWNLOADS}/{name}", "uploaded file") for name, _ in self.uploads]
         return tuple(steps)
 
 
@@ -311,6 +312,8 @@ def _apply(
         item = conn.get(conn.object_path(CERTS, f"/{part}/{plan.stem}.crt"))
         if item.get("fingerprint") != want:
             raise OperationError(f"/{part}/{plan.stem}.crt reads back as {item.get('fingerprint')}, expected {want}")
+        if item.get("expirationDate") not in (None, int(bundle.not_after.timestamp())):
+            raise OperationError(f"/{part}/{plan.stem}.crt reads back with another expiry ({item.get('expirationString')})")
     _repoint(conn, plan, journal)
     for ch in plan.changes:
         entries = conn.get(conn.object_path(PROFILES, ch.profile)).get("certKeyChain") or []
@@ -341,8 +344,12 @@ def _repoint(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> None:
 def _handshakes(plan: InstallPlan, bundle: CertificateBundle, probe: Callable[[Binding], bytes | None]) -> list[str]:
     """Handshake to each changed profile's virtual servers that the gateway can reach and where
     the profile is the one a client gets (its SNI name, or the only client-ssl profile)."""
-    changed = {c.profile for c in plan.changes}
+    changed = {c.profile for c in plan.changes if len(c.new_entries) == 1}
     messages, targets, unreached = [], [], []
+    for c in plan.changes:
+        if len(c.new_entries) > 1:
+            messages.append(f"{c.profile} holds {len(c.new_entries)} certificates (one per key type) and a client "
+                            "gets the one its cipher suites select: verified by reading the profile back")
     per_vs: dict[str, int] = {}
     for b in plan.bindings:
         per_vs[b.virtual] = per_vs.get(b.virtual, 0) + 1

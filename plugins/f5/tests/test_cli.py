@@ -1,0 +1,106 @@
+"""End to end through the ``tlsgate`` command line (subprocesses, private TLSGATE_HOME) against
+the loopback iControl REST peer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from f5_setup import ADMIN_PASSWORD
+from tlsgate.testing.certs import TestCA
+
+TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
+
+
+@pytest.fixture
+def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TLSGATE_")}
+    env["TLSGATE_HOME"] = str(home)
+    outputs: list[str] = []
+
+    def run(*args: str, expect: int = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([TLSGATE, *args], capture_output=True, text=True, env=env, input=stdin, timeout=60)
+        outputs.append(proc.stdout + proc.stderr)
+        assert proc.returncode == expect, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    run.home = home  # type: ignore[attr-defined]
+    run.outputs = outputs  # type: ignore[attr-defined]
+    return run
+
+
+def _files(tmp: Path, ca: TestCA, *names: str) -> tuple[str, str, str]:
+    issued = ca.issue(*names)
+    crt, key, chain = issued.write(tmp, names[0].replace("*", "wildcard"))
+    return str(crt), str(key), str(chain)
+
+
+def test_cli_end_to_end(cli, peer, ca_bundle, web_ca, tmp_path):
+    if not Path(TLSGATE).exists():
+        pytest.skip("the tlsgate command is not installed in this environment")
+    dev = peer.device
+    del dev.virtuals["/Common/vs_api6"]  # its address never answers: each discovery would wait for it
+    out = cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
+              "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
+              stdin=ADMIN_PASSWORD + "\n")
+    assert "bigip1" in out.stdout
+    cli("org", "add", "Acme")
+    cli("tls", "discover", "bigip1", expect=1)  # not delegated yet
+    cli("tls", "delegate", "bigip1", "--org", "Acme")
+    cli("tls", "discover", "bigip1")
+    assert dev.live_tokens() == 0
+    nodes = json.loads(cli("tls", "nodes", "bigip1", "--json").stdout)
+    rows = nodes if isinstance(nodes, list) else nodes.get("nodes", nodes)
+    assert sorted(r["name"] for r in rows) == ["/Common/vs_www", "/Common/vs_www", "/Tenant_A/vs_shop"]
+
+    crt, key, chain = _files(tmp_path, web_ca, "www.example.com")
+    before = dev.snapshot()
+    plan = cli("tls", "install", "bigip1", "--cert", crt, "--key", key, "--chain", chain, "--dry-run")
+    assert "/Common/cs_www" in plan.stdout and dev.snapshot() == before
+
+    refused = cli("tls", "install", "bigip1", "--cert", crt, "--key", key, expect=2)
+    assert "--chain" in refused.stdout + refused.stderr and dev.snapshot() == before
+
+    cli("tls", "install", "bigip1", "--cert", crt, "--key", key, "--chain", chain, "--node", "/Common/cs_www")
+    assert dev.profiles["/Common/cs_www"]["certKeyChain"][0]["cert"].startswith("/Common/www.example.com_")
+    assert dev.profiles["/Common/cs_api"] == before["profiles"]["/Common/cs_api"]
+    assert dev.live_tokens() == 0
+
+    restart = cli("tls", "restart", "bigip1")
+    assert "live" in restart.stdout + restart.stderr
+    cli("tls", "test", "bigip1")
+    assert dev.live_tokens() == 0
+
+    # the password is nowhere: not in any file under TLSGATE_HOME, not in any output
+    for path in cli.home.rglob("*"):
+        if path.is_file():
+            assert ADMIN_PASSWORD.encode() not in path.read_bytes(), path
+    assert not [o for o in cli.outputs if ADMIN_PASSWORD in o]
+
+
+def test_cli_rest_without_trust_fails_clearly_and_rest_insecure_says_so(cli, peer):
+    if not Path(TLSGATE).exists():
+        pytest.skip("the tlsgate command is not installed in this environment")
+    del peer.device.virtuals["/Common/vs_api6"]
+    for name, ctype in (("strict", "rest"), ("loose", "rest_insecure")):
+        cli("tls", "add", "f5", "--name", name, "--connection_type", ctype, "--host", "127.0.0.1",
+            "--port", str(peer.port), "--user", "admin", "--password", ADMIN_PASSWORD)
+    cli("org", "add", "Acme")
+    for name in ("strict", "loose"):
+        cli("tls", "delegate", name, "--org", "Acme")
+    failed = cli("tls", "discover", "strict", expect=1)
+    assert "TLS verification of the BIG-IP certificate failed" in failed.stdout + failed.stderr
+    cli("tls", "discover", "loose")
+    shown = cli("tls", "show", "loose", "--json").stdout
+    assert "insecure" in shown
+    assert dev_tokens(peer) == 0
+
+
+def dev_tokens(peer) -> int:  # type: ignore[no-untyped-def]
+    return int(peer.device.live_tokens())
