@@ -82,6 +82,14 @@ def test_drive_paths_use_win32_openssh_absolute_form(winssh: SSHWindowsHost) -> 
     assert not winssh.exists(r"C:\Windows\Temp\rel.txt")
 
 
+def test_programs_registered_by_a_plugin_run_with_stdin(winssh: SSHWindowsHost) -> None:
+    with get_registry().connect(winssh.endpoint(), winssh.credentials()) as conn:
+        assert conn.run(["hostname"], check=True).stdout.strip() == "WIN-TLSGATE"
+        res = conn.run(["findstr", "^"], stdin="päss 'w0rd'; $(x)\n".encode())
+        assert (res.exit_code, res.stdout) == (0, "päss 'w0rd'; $(x)\n")
+        assert conn.which("whoami") and conn.which("nothere") is None
+
+
 def test_command_line_is_encoded_powershell(winssh: SSHWindowsHost) -> None:
     with get_registry().connect(winssh.endpoint(), winssh.credentials()) as conn:
         assert isinstance(conn, SSHWindowsConnection)

@@ -332,3 +332,37 @@ def test_transaction_over_winrm_restores_on_failure(winrm_peer_factory) -> None:
     assert peer.host.read(r"C:\srv\key.pem") == b"old key"
     assert peer.host.fs.is_private(r"C:\srv\key.pem")
     assert not peer.host.exists(r"C:\srv\new.pem")
+
+
+def test_dropped_connection_mid_write_leaves_the_target_byte_identical(winrm_peer_factory) -> None:  # type: ignore[no-untyped-def]
+    peer = winrm_peer_factory("http")
+    peer.host.seed(r"C:\app\store.p12", b"original keystore", private=True)
+    peer.drop_connection_on("file-write-chunk")
+    with connect(winrm_endpoint(peer)) as conn, pytest.raises(ConnectionFailed) as err:
+        conn.write_file(r"C:\app\store.p12", os.urandom(STDIN_CHUNK + 10), mode=0o600)
+    assert "closed the connection" in str(err.value) and "file-write-chunk" in str(err.value)
+    assert WINRM_PASSWORD not in str(err.value)
+    assert peer.host.read(r"C:\app\store.p12") == b"original keystore"
+
+
+def test_kerberos_without_its_library_is_a_clear_error(winrm_peer_factory) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("winrm")
+    try:
+        import kerberos  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pykerberos is installed")
+    peer = winrm_peer_factory("http")
+    with pytest.raises(ConnectionFailed, match="kerberos"):
+        connect(winrm_endpoint(peer, auth="kerberos"))
+
+
+def test_clixml_error_stream_is_cleaned() -> None:
+    from tlsgate.testing.winhost import to_clixml
+    from tlsgate.transports.windows import clean_clixml
+
+    text = "Cannot find path 'C:\\x <y> & z' because it does not exist.\nsecond line"
+    assert clean_clixml(to_clixml(text)) == text + "\n"
+    assert clean_clixml("plain error\n") == "plain error\n"
+    assert clean_clixml("#< CLIXML\r\n<Objs><Obj S=\"progress\"/></Objs>") == ""

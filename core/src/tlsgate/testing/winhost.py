@@ -323,6 +323,8 @@ class SimulatedWindowsHost:
         self.max_command_line = max_command_line
         self.admin = admin
         self.user = user
+        #: PowerShell with redirected output writes its error stream as CLIXML, as on Windows.
+        self.clixml = True
         self.calls: list[Invocation] = []
         self.command_lines: list[str] = []
         self.services: dict[str, str] = {}
@@ -385,7 +387,8 @@ class SimulatedWindowsHost:
         except (binascii.Error, UnicodeDecodeError):
             return b"", b"Cannot process the command because the value specified with -EncodedCommand is not properly encoded.\r\n", 1
         res = self.run_script(script, stdin)
-        return res.stdout.encode("utf-8"), res.stderr.encode("utf-8"), res.exit_code
+        err = to_clixml(res.stderr) if self.clixml and res.stderr else res.stderr
+        return res.stdout.encode("utf-8"), err.encode("utf-8"), res.exit_code
 
     def run_script(self, script: str, stdin: bytes | Callable[[], bytes] = b"") -> PSResult:
         """Run a decoded script: prelude (``$P``), optionally the stdin prelude (``$S``), then a
@@ -510,6 +513,35 @@ class SimulatedWindowsHost:
         if name in self._programs:
             return f"C:\\Windows\\System32\\{p['name']}.exe"
         return ""
+
+
+def to_clixml(stderr: str) -> str:
+    """PowerShell's serialized error stream (``#< CLIXML``), as powershell.exe writes it when its
+    output is redirected (WinRM, SSH): one ``<S S="Error">`` per line, CR LF as ``_x000D__x000A_``."""
+    from xml.sax.saxutils import escape
+
+    lines = stderr.splitlines()
+    body = "".join(f'<S S="Error">{escape(line)}_x000D__x000A_</S>' for line in lines)
+    return ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+            '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T>'
+            '<T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for '
+            'first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD>'
+            f"</PR></MS></Obj>{body}</Objs>")
+
+
+def register_sample_programs(host: SimulatedWindowsHost) -> None:
+    """A few Windows programs for tests: ``hostname``, ``whoami`` and ``findstr "^"`` (echoes its
+    standard input, as the real one does). Usable as a ``winhost_plugins`` entry:
+    ``"tlsgate.testing.winhost:register_sample_programs"``."""
+    host.register_program("hostname", lambda h, argv, stdin, env: "WIN-TLSGATE\r\n")
+    host.register_program("whoami", lambda h, argv, stdin, env: f"win-tlsgate\\{h.user}\r\n")
+
+    def findstr(h: SimulatedWindowsHost, argv: list[str], stdin: bytes | None, env: dict[str, str]) -> PSResult:
+        if argv[1:] != ["^"]:
+            return PSResult("", "FINDSTR: only the pattern ^ is simulated\r\n", 2)
+        return PSResult((stdin or b"").decode("utf-8", "replace"), "", 0)
+
+    host.register_program("findstr", findstr)
 
 
 def load_plugins(host: SimulatedWindowsHost, specs: Iterable[str]) -> None:

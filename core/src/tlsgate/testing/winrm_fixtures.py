@@ -207,8 +207,10 @@ def start_ssh_windows_host(base: Path, *, plugins: tuple[str, ...] = ()) -> tupl
     bindir.mkdir()
     python, pythonpath = _python_for(entry.pw_name)
     shim = bindir / "powershell"
-    shim.write_text(f"#!{python}\nimport sys\nfrom tlsgate.testing.winhost import shim_main\n"
-                    "sys.exit(shim_main())\n")
+    # addsitedir also reads the venv's .pth files, so editable-installed plugins can register handlers.
+    shim.write_text(f"#!{python}\nimport site\nimport sys\n"
+                    + "".join(f"site.addsitedir({d!r})\n" for d in pythonpath.split(os.pathsep)[1:])
+                    + "from tlsgate.testing.winhost import shim_main\nsys.exit(shim_main())\n")
     shim.chmod(0o755)
     host_key = base / "ssh_host_ed25519_key"
     host_pub = sshd_mod._host_key(host_key)
@@ -275,13 +277,21 @@ def stop_ssh_windows_host(pid_file: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def ssh_windows_host() -> Iterator[SSHWindowsHost]:
+def ssh_windows_host_plugins() -> tuple[str, ...]:
+    """``"module:function"`` names the ssh_windows shim calls with its simulated host, to register
+    a driver's template handlers. Override in a conftest to add yours (the modules must be
+    importable from the venv, e.g. an editable-installed plugin)."""
+    return ()
+
+
+@pytest.fixture(scope="session")
+def ssh_windows_host(ssh_windows_host_plugins: tuple[str, ...]) -> Iterator[SSHWindowsHost]:
     """The ssh_windows test host (session-scoped). Trust its key in a test's $TLSGATE_HOME with
     ``tlsgate.transports.ssh.trust_host_key(h.host, h.port, h.host_key_public)``."""
     import shutil
 
     base = Path(tempfile.mkdtemp(prefix="tlsgate-winssh-"))
-    server, pid_file = start_ssh_windows_host(base)
+    server, pid_file = start_ssh_windows_host(base, plugins=tuple(ssh_windows_host_plugins))
     try:
         yield server
     finally:

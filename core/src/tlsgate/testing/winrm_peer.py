@@ -150,6 +150,7 @@ class WinRMPeer:
         self.shells: dict[str, dict[str, _Command]] = {}
         self.lock = threading.Lock()
         self._pending_timeouts = 0
+        self._drop_template: str | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         if "ntlm" in auth:
@@ -202,6 +203,11 @@ class WinRMPeer:
         chunk, then the rest."""
         with self.lock:
             self._pending_timeouts = count
+
+    def drop_connection_on(self, template: str | None) -> None:
+        """When a command that ran template ``template`` is first received, close the TCP
+        connection without an answer (a host or network failure in the middle of a job)."""
+        self._drop_template = template
 
     def soap_actions(self) -> list[str]:
         return [r.action.rsplit("/", 1)[-1] for r in self.requests if r.action]
@@ -264,8 +270,13 @@ class WinRMPeer:
                 return 500, _fault(mid, "Sender", "InvalidParameter", "The command was not found.", 2150858854), action
             cmd = shell[cid]
             if not cmd.ran:
+                before = len(self.host.calls)
                 cmd.stdout, cmd.stderr, cmd.exit_code = self.host.run_command_line(cmd.command_line, bytes(cmd.stdin))
                 cmd.ran = True
+                ran = [c.template for c in self.host.calls[before:]]
+                if self._drop_template is not None and self._drop_template in ran:
+                    self._drop_template = None
+                    return 0, b"", action  # 0: drop the connection
             return 200 if not shell[cid].timeouts else 500, self._receive(mid, cid, shell[cid]), action
         if action == A_SIGNAL:
             sig = body.find("rsp:Signal", NS) if body is not None else None
@@ -401,6 +412,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200)
         code, resp, action = peer.handle_soap(data)
         peer.requests.append(RequestRecord(action, scheme, encrypted, self.authed_user, tls))
+        if code == 0:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return None
         if encrypted:
             sealed = self.ntlm.wrap(resp, encrypt=True).data  # 16-byte signature + sealed
             body = (BOUNDARY + b"\r\n\tContent-Type: " + ENC_PROTO.encode() + b"\r\n"
