@@ -21,13 +21,12 @@ Tomcat starts asynchronously: the caller waits for the TLS ports (see :func:`wai
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Sequence
 
 import attrs
 from tlsgate import CommandFailed, Connection, OperationError
-from tlsgate.probe import Target
+from tlsgate.probe import Target, try_served_fingerprint
 
 DEFAULT_UNITS = ("tomcat11", "tomcat10", "tomcat9", "tomcat")
 HOME_GUESSES = ("/usr/share/tomcat11", "/usr/share/tomcat10", "/usr/share/tomcat9", "/opt/tomcat")
@@ -250,17 +249,15 @@ def _wait_gone(connection: Connection, procs: Sequence[TomcatProcess], timeout: 
 
 
 def _answers(target: Target) -> bool:
-    try:
-        with socket.create_connection((target.host, target.port), timeout=1):
-            return True
-    except OSError:
-        return False
+    """A TLS handshake completes. A bare TCP connect is not enough: Tomcat binds its ports
+    during init, seconds before its acceptors start and handshakes succeed."""
+    return try_served_fingerprint(target.host, target.port, target.sni, timeout=2.0) is not None
 
 
 def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle: float = 6.0) -> list[Target]:
-    """Wait until every target accepts connections. Tomcat opens its connectors within moments
-    of each other, so once one answers the rest get ``settle`` seconds; a connector that failed
-    to load its keystore never opens. Returns the targets still closed."""
+    """Wait until every target completes a TLS handshake. Tomcat starts its connectors within
+    moments of each other, so once one answers the rest get ``settle`` seconds; a connector that
+    failed to load its keystore never answers. Returns the targets that still do not."""
     pending = list(dict.fromkeys(targets))
     if not pending:
         return []
