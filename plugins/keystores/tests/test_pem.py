@@ -82,8 +82,10 @@ def test_encrypted_key_written_with_explicit_pbes2(driver: Any, tmp_path: Path, 
     pw = "kéy pässwörd"
     path = tmp_path / "enc.pem"
     path.write_bytes(leaf_a.cert_pem)
+    path.chmod(0o644)
     ep = driver.endpoint("pem", path, key_password=pw)
     driver.install(ep, kt.bundle_of(leaf_b))
+    assert path.stat().st_mode & 0o777 == 0o600  # the file gained a private key
     assert pem_blocks(path.read_bytes()) == ["CERTIFICATE", "CERTIFICATE", "ENCRYPTED PRIVATE KEY"]
     key_only = tmp_path / "key-only.pem"
     data = path.read_bytes()

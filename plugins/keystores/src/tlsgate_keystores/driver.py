@@ -165,7 +165,7 @@ def install(
         if not dry_run:
             _verify(endpoint, connection, bundle, entry_alias, [e.alias for e in new_store.entries])
             tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
-        if endpoint.type == "p12" and not _secret(opts, "store_password").isascii():  # type: ignore[union-attr]
+        if new_store.format == "pkcs12" and not (_secret(opts, "store_password") or "").isascii():
             tx.messages.append("note: Java cannot open a PKCS#12 file whose password is not ASCII")
     return _after(endpoint, connection, tx, entry_alias, entry_alias)
 
@@ -219,7 +219,10 @@ def _install_pem(
             # a new key file is created 0600; an existing one keeps its mode (e.g. 0640 root:ssl-cert)
             tx.write(opts.key_path, key_data, mode=None if connection.exists(opts.key_path) else 0o600,
                      detail="private key")
-        tx.write(opts.path, cert_data, detail="certificate and chain" + ("" if separate else " and private key"))
+        # a file that gains a private key it did not hold is written 0600; otherwise its mode is kept
+        gains_key = not separate and content.key_block is None
+        tx.write(opts.path, cert_data, mode=0o600 if gains_key else None,
+                 detail="certificate and chain" + ("" if separate else " and private key"))
         if not dry_run:
             reread = load(endpoint, connection)
             got = reread.store.entries[0].leaf if reread.store.entries else None

@@ -20,38 +20,56 @@ _RESTART_HELP = "The path to the restart script (run by tls restart)."
 
 @attrs.frozen
 class P12Options:
-    path: str = option(help=_PATH_HELP, required=True, min_len=1, max_len=4096, metavar="FILE")
-    store_password: Secret = option(help="The keystore password.", required=True, secret=True, min_len=1)
-    install_script: str | None = option(help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="FILE")
-    restart_script: str | None = option(help=_RESTART_HELP, min_len=1, max_len=4096, metavar="FILE")
+    path: str = option(help=_PATH_HELP, required=True, min_len=1, max_len=4096, metavar="<file-path>")
+    store_password: Secret = option(
+        help="The keystore password.", required=True, secret=True, min_len=1, metavar="<password>"
+    )
+    install_script: str | None = option(
+        help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="<custom-install-script-path>"
+    )
+    restart_script: str | None = option(
+        help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
+    )
     is_legacy: bool = option(
-        help="PBE scheme of the PKCS#12 file: true = legacy PKCS#12 PBE (SHA-1 + 3DES, HMAC-SHA1 MAC) for old "
-        "Java and Windows Server 2016; false (recommended) = PKCS#5 PBES2 (PBKDF2-SHA256 + AES-256, HMAC-SHA256).",
+        help="Specifies which password-based encryption (PBE) scheme is used to encrypt the PKCS#8 private key "
+        "inside the PKCS#12 ShroudedKeyBag: true = old PKCS#12 legacy PBE (SHA-1 + 3DES, HMAC-SHA1 MAC: old Java, "
+        "Windows Server 2016); false (recommended) = modern PKCS#5 PBES2 (PBKDF2-SHA256 + AES-256-CBC, "
+        "HMAC-SHA256 MAC). Defaults to false.",
         default=False,
-        metavar="true|false",
+        metavar="<true-or-false>",
     )
 
 
 @attrs.frozen
 class JksOptions:
-    path: str = option(help=_PATH_HELP, required=True, min_len=1, max_len=4096, metavar="FILE")
-    store_password: Secret = option(help="The keystore password.", required=True, secret=True, min_len=1)
-    install_script: str | None = option(help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="FILE")
-    restart_script: str | None = option(help=_RESTART_HELP, min_len=1, max_len=4096, metavar="FILE")
+    path: str = option(help=_PATH_HELP, required=True, min_len=1, max_len=4096, metavar="<file-path>")
+    store_password: Secret = option(
+        help="The keystore password.", required=True, secret=True, min_len=1, metavar="<password>"
+    )
+    install_script: str | None = option(
+        help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="<custom-install-script-path>"
+    )
+    restart_script: str | None = option(
+        help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
+    )
 
 
 @attrs.frozen
 class PemOptions:
-    path: str = option(help="The path to the file.", required=True, min_len=1, max_len=4096, metavar="FILE")
-    install_script: str | None = option(help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="FILE")
-    restart_script: str | None = option(help=_RESTART_HELP, min_len=1, max_len=4096, metavar="FILE")
+    path: str = option(help="The path to the file.", required=True, min_len=1, max_len=4096, metavar="<file-path>")
+    install_script: str | None = option(
+        help=_INSTALL_HELP, min_len=1, max_len=4096, metavar="<custom-install-script-path>"
+    )
+    restart_script: str | None = option(
+        help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
+    )
     key_path: str | None = option(
         help="A separate private key file (default: the key is in the --path file).",
-        min_len=1, max_len=4096, metavar="FILE",
+        min_len=1, max_len=4096, metavar="<key-file-path>",
     )
     key_password: Secret | None = option(
         help="The passphrase of the encrypted private key; the new key is written encrypted with it.",
-        secret=True, min_len=1,
+        secret=True, min_len=1, metavar="<key-password>",
     )
 
 
