@@ -417,3 +417,37 @@ def test_dry_run_transaction_changes_nothing(conn: ssh.SSHConnection, trusted: S
         tx.run(["rm", "-rf", "/"])
     assert not conn.exists(path)
     assert [s.action for s in tx.plan] == ["write", "run"]
+
+
+# -- private key formats (no server needed) -----------------------------------------------------
+@pytest.mark.parametrize(("kind", "fmt"), [(k, f) for k in ("rsa", "ecdsa", "ed25519")
+                                           for f in ("OpenSSH", "TraditionalOpenSSL", "PKCS8")
+                                           if (k, f) != ("ed25519", "TraditionalOpenSSL")])  # no such form
+@pytest.mark.parametrize("passphrase", [None, "pä$$ 'phrase'"])
+def test_load_private_key_formats(kind: str, fmt: str, passphrase: str | None) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    key = {"rsa": lambda: rsa.generate_private_key(65537, 2048), "ecdsa": lambda: ec.generate_private_key(ec.SECP384R1()),
+           "ed25519": ed25519.Ed25519PrivateKey.generate}[kind]()
+    enc = (serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
+           else serialization.NoEncryption())
+    text = key.private_bytes(serialization.Encoding.PEM, getattr(serialization.PrivateFormat, fmt), enc)
+    loaded = ssh.load_private_key(text, passphrase)
+    expected = {"rsa": paramiko.RSAKey, "ecdsa": paramiko.ECDSAKey, "ed25519": paramiko.Ed25519Key}[kind]
+    assert isinstance(loaded, expected)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    assert loaded.get_base64() == public.split()[1].decode()
+    if passphrase:
+        with pytest.raises(ConnectionFailed, match="wrong passphrase") as err:
+            ssh.load_private_key(text, "nope", source="key.pem")
+        assert "nope" not in str(err.value) and passphrase not in str(err.value)
+        with pytest.raises(ConnectionFailed, match=r"key\.pem is encrypted: give its passphrase"):
+            ssh.load_private_key(text, None, source="key.pem")
+    else:
+        assert isinstance(ssh.load_private_key(text, "ignored for a clear key"), expected)
+
+
+def test_garbage_is_not_a_key() -> None:
+    with pytest.raises(ConnectionFailed, match="is not a private key tlsgate can read"):
+        ssh.load_private_key("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", None, source="x")

@@ -110,15 +110,21 @@ def load_private_key(text: str | bytes, passphrase: str | None, *, source: str =
 
     data = text.encode() if isinstance(text, str) else bytes(text)
     password = passphrase.encode() if passphrase else None
-    try:
+
+    def load(password: bytes | None) -> Any:
         if b"BEGIN OPENSSH PRIVATE KEY" in data:
-            loaded: Any = serialization.load_ssh_private_key(data, password=password)
-        else:
-            loaded = serialization.load_pem_private_key(data, password=password)
+            return serialization.load_ssh_private_key(data, password=password)
+        return serialization.load_pem_private_key(data, password=password)
+
+    try:
+        try:
+            loaded = load(password)
+        except TypeError:
+            if password is None:
+                raise
+            loaded = load(None)  # a passphrase for an unencrypted key is ignored, as ssh does
     except TypeError:
-        if password is None:
-            raise ConnectionFailed(f"{source} is encrypted: give its passphrase (--ssh_key_password)") from None
-        raise ConnectionFailed(f"{source} is not encrypted, but a passphrase was given") from None
+        raise ConnectionFailed(f"{source} is encrypted: give its passphrase (--ssh_key_password)") from None
     except ValueError as exc:
         msg = str(exc).lower()
         if password is not None and ("decrypt" in msg or "password" in msg or "checksum" in msg):
@@ -205,7 +211,8 @@ def open_ssh_client(
     try:
         client.connect(
             host, port=port, username=user, password=password or None, pkey=pkey, sock=sock,
-            timeout=2 * timeout, banner_timeout=timeout,  # key exchange may take longer than the banner auth_timeout=timeout, channel_timeout=timeout,
+            # the key exchange may take longer than the banner, so the handshake gets twice as long
+            timeout=2 * timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
             allow_agent=False, look_for_keys=False,
         )
     except HostKeyError:
