@@ -1,0 +1,92 @@
+"""Fixtures of the IIS plugin's tests: a simulated IIS 10 (sites, bindings, certificate stores,
+HTTP.sys) on the simulated Windows host, reached through the WinRM loopback peer with the real
+pywinrm client, or directly (LoopbackWindowsConnection) for fast checks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from iis_sim import IISSim, install_iis
+from tlsgate.testing.certs import Issued, TestCA
+from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate.testing.winrm_fixtures import winrm_endpoint
+from tlsgate.testing.winrm_peer import WinRMPeer
+
+
+@attrs.frozen
+class Scene:
+    """The certificates of the standard scene (see :func:`scene`)."""
+
+    default: Issued  # Default Web Site, *:443 IP-based
+    shop: Issued  # Shop, SNI shop.example.com:443
+    blog: Issued  # Blog, SNI blog.example.com:443 and 127.0.0.5:8443 IP-based
+
+
+@pytest.fixture(scope="session")
+def iis_ca() -> TestCA:
+    return TestCA("IIS Web")
+
+
+@pytest.fixture(scope="session")
+def scene_certs(iis_ca: TestCA) -> Scene:
+    return Scene(iis_ca.issue("www.example.org", "example.org"), iis_ca.issue("shop.example.com"),
+                 iis_ca.issue("blog.example.com"))
+
+
+def der(issued: Issued) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return issued.cert.public_bytes(serialization.Encoding.DER)
+
+
+def build_scene(certs: Scene) -> IISSim:
+    """Four sites: http and https bindings, IP-based and SNI, a stopped site, an unbound binding."""
+    sim = IISSim()
+    sim.add_site("Default Web Site", ("http", "*:80:"), ("https", "*:443:"))
+    sim.add_site("Shop", ("http", "*:80:shop.example.com"), ("https", "*:443:shop.example.com", 1))
+    sim.add_site("Blog", ("https", "*:443:blog.example.com", 1), ("https", "127.0.0.5:8443:"))
+    sim.add_site("Api", ("https", "*:443:api.example.com", 1), state="Stopped")
+    t_default = sim.add_certificate(der(certs.default), key=certs.default.key)
+    t_shop = sim.add_certificate(der(certs.shop), key=certs.shop.key)
+    t_blog = sim.add_certificate(der(certs.blog), key=certs.blog.key)
+    sim.bind("Default Web Site", "*:443:", t_default)
+    sim.bind("Shop", "*:443:shop.example.com", t_shop)
+    sim.bind("Blog", "*:443:blog.example.com", t_blog)
+    sim.bind("Blog", "127.0.0.5:8443:", t_blog)
+    return sim
+
+
+@pytest.fixture
+def iis_host(scene_certs: Scene) -> SimulatedWindowsHost:
+    """A simulated Windows host with IIS and the standard scene."""
+    host = SimulatedWindowsHost()
+    install_iis(host, build_scene(scene_certs))
+    return host
+
+
+@pytest.fixture
+def loopback(iis_host: SimulatedWindowsHost) -> LoopbackWindowsConnection:
+    return LoopbackWindowsConnection(iis_host, name="iis1")
+
+
+CONNECTION_KINDS = {"winrm_http": "http", "winrm_https": "https", "winrm_https_insecure": "https_untrusted"}
+
+
+@pytest.fixture
+def iis_over_winrm(winrm_peer_factory: Callable[..., WinRMPeer], winrm_tls, iis_host: SimulatedWindowsHost,
+                   tlsgate_home: Path) -> Iterator[Callable[[str], tuple[WinRMPeer, object]]]:
+    """``make(conn_type) -> (peer, endpoint)``: an iis endpoint reaching ``iis_host`` over WinRM."""
+
+    def make(conn_type: str) -> tuple[WinRMPeer, object]:
+        peer = winrm_peer_factory(CONNECTION_KINDS[conn_type], host=iis_host)
+        ca = winrm_tls.ca_bundle if conn_type == "winrm_https" else None
+        return peer, winrm_endpoint(peer, conn_type, ca_bundle=ca, type="iis", name="iis1")
+
+    yield make
