@@ -223,6 +223,9 @@ def test_run_timeout(conn: ssh.SSHConnection) -> None:
         conn.run(["sleep", "30"], timeout=0.5)
     assert time.monotonic() - start < 5
     assert conn.run(["true"]).ok  # the connection survives
+    with pytest.raises(OperationError, match=r"sleep did not finish within 1 s"):
+        conn.run(["sleep", "30"], stdin=b"x" * (8 << 20), timeout=1)  # never reads its input
+    assert conn.run(["true"]).ok
 
 
 def test_env_values_are_data_and_stay_off_the_command_line(conn: ssh.SSHConnection, trusted: SshdServer) -> None:

@@ -398,7 +398,7 @@ class SSHConnection(Connection):
                 channel.sendall(stdin)
             channel.shutdown_write()
             stdout, stderr, status = _collect(channel, timeout)
-        except _Timeout:
+        except (_Timeout, TimeoutError):  # TimeoutError: it did not read its input in time
             with contextlib.suppress(Exception):
                 channel.close()
             raise OperationError(f"{self.host}: {label} did not finish within {timeout:g} s",
