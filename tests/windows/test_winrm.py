@@ -366,3 +366,5 @@ def test_clixml_error_stream_is_cleaned() -> None:
     assert clean_clixml(to_clixml(text)) == text + "\n"
     assert clean_clixml("plain error\n") == "plain error\n"
     assert clean_clixml("#< CLIXML\r\n<Objs><Obj S=\"progress\"/></Objs>") == ""
+    mixed = "raw line\r\n" + to_clixml("serialized") + "\r\nafter"
+    assert clean_clixml(mixed) == "raw line\r\nserialized\nafter\n"

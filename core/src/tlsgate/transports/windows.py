@@ -130,8 +130,9 @@ if ([IO.File]::Exists($P.path)) { [IO.File]::Delete($P.path) }
 if (-not [IO.File]::Exists($P.src)) { [Console]::Error.WriteLine('no such file'); exit 2 }
 # File.Replace is atomic on NTFS (ReplaceFile); Move-Item -Force on Windows PowerShell 5.1
 # deletes the target first, which would leave a window with no file at all.
-if ([IO.File]::Exists($P.dst)) { [IO.File]::Replace($P.src, $P.dst, [NullString]::Value, $true) }
-else { [IO.File]::Move($P.src, $P.dst) }
+if ([IO.File]::Exists($P.dst)) { [IO.File]::Replace($P.src, $P.dst, [NullString]::Value, $true) } else {
+  [IO.File]::Move($P.src, $P.dst)
+}
 """),
     "file-listdir": _t("file-listdir", _OUT_JSON + """
 if (-not [IO.Directory]::Exists($P.path)) { [Console]::Error.WriteLine('no such directory'); exit 2 }
@@ -175,7 +176,9 @@ if ([IO.File]::Exists($P.path)) {
     # 5.1 does not escape embedded double quotes for native programs; 7.3+ does with 'Standard'.
     "run-program": _t("run-program", """
 $PSNativeCommandArgumentPassing = 'Standard'
-[Console]::OutputEncoding = [Text.Encoding]::UTF8
+# UTF-8 both ways; setting the console encoding fails where there is no console, which is fine.
+try { [Console]::OutputEncoding = New-Object Text.UTF8Encoding($false) } catch { }
+$OutputEncoding = New-Object Text.UTF8Encoding($false)
 $X = $P; if ($null -ne $S) { $X = $S }  # env and stdin come on stdin when the transport has it
 if ($null -ne $X.env) {
   foreach ($kv in $X.env.PSObject.Properties) { [Environment]::SetEnvironmentVariable($kv.Name, [string]$kv.Value, 'Process') }
@@ -220,15 +223,20 @@ def powershell_command_line(script: str) -> str:
 def clean_clixml(stderr: str) -> str:
     """Plain text from PowerShell's ``#< CLIXML`` error stream (as pywinrm's ``run_ps`` does).
 
-    Only the ``<S S="Error">`` strings are kept (progress records are dropped); a regular
-    expression is enough for this fixed shape and parses nothing else the host sent."""
-    if not stderr.startswith("#< CLIXML"):
+    Only the ``<S S="Error">`` strings of the serialized part are kept (progress records are
+    dropped); text written straight to stderr around it is kept as is. A regular expression is
+    enough for this fixed shape and parses nothing else the host sent."""
+    marker = "#< CLIXML"
+    if marker not in stderr:
         return stderr
+    head, _, rest = stderr.partition(marker)
+    xml, end, tail = rest.partition("</Objs>")
     parts = [
         html.unescape(m.group(1)).replace("_x000D__x000A_", "\n")
-        for m in re.finditer(r'<S S="Error">(.*?)</S>', stderr, re.DOTALL)
+        for m in re.finditer(r'<S S="Error">(.*?)</S>', xml, re.DOTALL)
     ]
-    return "".join(parts).strip() + "\n" if parts else ""
+    text = head + "".join(parts) + (tail.lstrip("\r\n") if end else "")
+    return text.strip() + "\n" if text.strip() else ""
 
 
 def is_absolute_windows_path(path: str) -> bool:
