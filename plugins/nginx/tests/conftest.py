@@ -14,11 +14,22 @@ from tlsgate_nginx.plugin import NginxOptions
 class MemoryConnection(Connection):
     """Files in a dict; commands refused. Enough for parsing and edit planning."""
 
-    def __init__(self, files: Mapping[str, bytes]) -> None:
+    def __init__(
+        self,
+        files: Mapping[str, bytes],
+        commands: Mapping[tuple[str, ...], tuple[int, str]] | None = None,
+        platform: str = "posix",
+    ) -> None:
         self.files = dict(files)
+        self.commands = dict(commands or {})
+        self.platform = platform
+        self.ran: list[tuple[str, ...]] = []
 
     def run(self, argv: Sequence[str], **_: object) -> CommandResult:
-        return CommandResult(tuple(argv), 127, "", "no commands in memory")
+        """Answers from ``commands`` (argv -> (exit status, stdout)); anything else: 127."""
+        self.ran.append(tuple(argv))
+        rc, out = self.commands.get(tuple(argv), (127, ""))
+        return CommandResult(tuple(argv), rc, out, "" if rc == 0 else "not found")
 
     def read_file(self, path: str) -> bytes:
         try:

@@ -205,3 +205,29 @@ def test_restart_tests_then_reloads(nginx_server) -> None:
     (site.prefix / "conf.d" / "30-wip.conf").write_text("bad_directive;\n")
     with pytest.raises(OperationError, match="nginx -t failed"):
         plugin.restart(local_endpoint(site.config), LocalConnection())
+
+
+def test_install_while_nginx_is_stopped_tests_but_does_not_reload(tmp_path, test_ca) -> None:
+    from tlsgate.testing.nginx import nginx_binary, nginx_site
+
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    site = nginx_site(tmp_path / "stopped", test_ca)  # written, never started
+    new = test_ca.issue("beta.test")
+    result = plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(new), [], False)
+    assert not result.verified and not result.rolled_back
+    assert any("not running" in m for m in result.messages)
+    assert len(result.files_written) == 3  # key, full chain, 20-beta.conf
+    # a broken file is still caught by nginx -t, and everything is restored
+    (site.prefix / "conf.d" / "30-wip.conf").write_text("no_such_directive on;\n")
+    before_files = site.snapshot()
+    with pytest.raises(OperationError, match="nginx -t failed") as excinfo:
+        plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(test_ca.issue("alpha.test")), [], False)
+    assert excinfo.value.rolled_back and site.snapshot() == before_files
+
+
+def test_syntax_error_names_file_and_line(nginx_server) -> None:
+    site, _server = nginx_server
+    (site.prefix / "conf.d" / "30-bad.conf").write_text("server {\n  listen 1;\n")
+    with pytest.raises(OperationError, match=r"30-bad\.conf:3: unexpected end of file"):
+        discover(site)

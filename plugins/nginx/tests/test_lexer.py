@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import crossplane
 import pytest
-from tlsgate import ValidationError
+from tlsgate import OperationError, ValidationError
 from tlsgate_nginx.lexer import LineIndex, parse, quote
 
 
@@ -65,7 +65,7 @@ def test_lua_block_is_one_raw_argument() -> None:
     ],
 )
 def test_errors_name_file_and_line(text: bytes, reason: str) -> None:
-    with pytest.raises(ValidationError, match=reason) as info:
+    with pytest.raises(OperationError, match=reason) as info:
         parse(text, "/etc/nginx/x.conf")
     assert "/etc/nginx/x.conf:" in str(info.value)
 

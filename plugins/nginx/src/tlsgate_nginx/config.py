@@ -14,7 +14,7 @@ import gc
 from collections.abc import Iterator
 
 import attrs
-from tlsgate import Connection, OperationError, ValidationError
+from tlsgate import Connection, OperationError
 
 from .lexer import Directive, LineIndex, parse
 
@@ -144,12 +144,9 @@ def _load(connection: Connection, main: str) -> NginxConfig:
 
     def include(d: Directive, depth: int) -> list[Directive]:
         if depth >= _MAX_INCLUDE_DEPTH:
-            raise ValidationError(
-                f"{d.file}: includes nest deeper than {_MAX_INCLUDE_DEPTH} (an include loop?)",
-                option="--nginx_config_path",
-            )
+            raise OperationError(f"{d.file}: includes nest deeper than {_MAX_INCLUDE_DEPTH} (an include loop?)")
         if len(d.args) != 1:
-            raise ValidationError(f"{d.file}: include takes one argument", option="--nginx_config_path")
+            raise OperationError(f"{d.file}: include takes one argument")
         pattern = d.args[0]
         if not path.isabs(pattern):
             pattern = path.join(conf_dir, pattern)

@@ -11,7 +11,6 @@ nginx.service`` as the reference document asks.
 
 from __future__ import annotations
 
-import shlex
 import time
 
 import attrs
@@ -69,23 +68,14 @@ def find_control(connection: Connection, config: NginxConfig) -> NginxControl:
         binary = connection.which("nginx") or _DEFAULT_BINARY
         return NginxControl(binary=binary, config=config.main, pid_file=pid_file)
     pid, argv = master
-    binary, prefix, error_log, globals_ = _DEFAULT_BINARY, None, None, None
+    binary, options = _DEFAULT_BINARY, _flags(argv[1:])
     if argv:
         binary = argv[0] if path.isabs(argv[0]) else (connection.which(argv[0]) or _DEFAULT_BINARY)
-        i = 1
-        while i < len(argv):
-            flag = argv[i]
-            value = argv[i + 1] if i + 1 < len(argv) else None
-            if flag in ("-p", "-e", "-g", "-c") and value is not None:
-                if flag == "-p":
-                    prefix = value
-                elif flag == "-e":
-                    error_log = value
-                elif flag == "-g":
-                    globals_ = value
-                i += 2
-                continue
-            i += 1
+    elif connection.platform == "windows":
+        # No /proc: nginx for Windows runs from its own directory, which is its prefix.
+        binary = connection.which("nginx") or "nginx.exe"
+        options.setdefault("-p", path.dirname(binary) or ".")
+    prefix, error_log, globals_ = options.get("-p"), options.get("-e"), options.get("-g")
     unit = "nginx.service" if _systemd_owns(connection, pid) else None
     return NginxControl(
         binary=binary,
@@ -97,6 +87,29 @@ def find_control(connection: Connection, config: NginxConfig) -> NginxControl:
         master_pid=pid,
         systemd_unit=unit,
     )
+
+
+_FLAGS = {"-p", "-c", "-e", "-g", "-s", "-t", "-T", "-q", "-v", "-V", "-h", "-?"}
+
+
+def _flags(words: list[str]) -> dict[str, str]:
+    """``-p``/``-c``/``-e``/``-g`` values from the master's title. The title is argv joined by
+    spaces, unquoted, so a value runs up to the next nginx flag (``-g 'daemon on; pid x;'``
+    arrives as several words)."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        flag = words[i]
+        i += 1
+        if flag not in ("-p", "-c", "-e", "-g"):
+            continue
+        value = []
+        while i < len(words) and words[i] not in _FLAGS:
+            value.append(words[i])
+            i += 1
+        if value:
+            out[flag] = " ".join(value)
+    return out
 
 
 def _pid_file(connection: Connection, config: NginxConfig) -> str | None:
@@ -129,19 +142,22 @@ def _compiled_paths(connection: Connection) -> dict[str, str]:
 def _read_master(connection: Connection, pid_file: str) -> tuple[int, list[str]] | None:
     try:
         pid = int(connection.read_file(pid_file).strip())
-        cmdline = connection.read_file(f"/proc/{pid}/cmdline")
     except (TlsgateError, OSError, ValueError):
         return None
-    text = cmdline.replace(b"\x00", b" ").decode("utf-8", "replace").strip()
-    if not text.startswith(_MASTER_TITLE):
-        # the master rewrote its title unless it runs without master_process (then argv as is)
-        if "nginx" not in text.split(" ", 1)[0]:
-            return None
-        return pid, text.split()
+    if connection.platform == "windows":
+        return pid, []  # trust the pid file; "nginx -s reload" reports a stale one
     try:
-        return pid, shlex.split(text[len(_MASTER_TITLE) :])
-    except ValueError:
+        cmdline = connection.read_file(f"/proc/{pid}/cmdline")
+    except (TlsgateError, OSError):
+        return None  # no such process: nginx is not running (a stale pid file)
+    text = cmdline.replace(b"\x00", b" ").decode("utf-8", "replace").strip()
+    if text.startswith(_MASTER_TITLE):
         return pid, text[len(_MASTER_TITLE) :].split()
+    # without master_process the title is not rewritten: argv as is
+    words = text.split()
+    if not words or "nginx" not in words[0]:
+        return None  # the pid was reused by another program
+    return pid, words
 
 
 def _systemd_owns(connection: Connection, pid: int) -> bool:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 
-from tlsgate import ValidationError
+from tlsgate import OperationError, ValidationError
 
 _TOKEN = re.compile(
     rb"""[ \t\r\n]*(?:
@@ -122,7 +122,7 @@ _ARG = re.compile(rb""""[^"]*"|'[^']*'|[^ \t\r\n]+""")
 def parse(data: bytes, file: str) -> list[Directive]:
     """Parse one file into its top-level directives (``include`` is not followed here).
 
-    Raises :class:`ValidationError` naming ``file:line`` on a syntax error: an unterminated
+    Raises :class:`OperationError` naming ``file:line`` on a syntax error: an unterminated
     string, a ``}`` without ``{``, a missing ``;`` or ``}`` at the end of the file.
     """
     root: list[Directive] = []
@@ -261,7 +261,8 @@ def _skip_lua(data: bytes, pos: int, file: str) -> int:
 
 
 def _fail(data: bytes, file: str, offset: int, reason: str) -> None:
-    raise ValidationError(f"{file}:{line_of(data, offset)}: {reason}", option="--nginx_config_path")
+    # The endpoint's configuration is broken, not the operator's input: exit 1, naming file:line.
+    raise OperationError(f"{file}:{line_of(data, offset)}: {reason}")
 
 
 _NEEDS_QUOTES = re.compile(r"""[\s;{}'"#\\]|^$""")
