@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 from cryptography import x509
 from tlsgate import CertificateBundle, ConnectionFailed, OperationError
@@ -233,3 +234,29 @@ def test_connection_dropped_while_the_keystore_is_written(
     for leftover in remote.glob(".tlsgate-*.tmp"):
         assert (leftover.stat().st_mode & 0o077) == 0  # the partial copy was private from its first byte
     gw.close()
+
+
+def test_trust_asks_and_a_changed_key_is_refused_until_trusted_again(
+    trusted: SshdServer, remote: Path, isolated_home: Path
+) -> None:
+    known = isolated_home / "known_hosts"
+    known.unlink()
+    ok("tls", "add", "pem", "--name", "web", "--connection_type", "ssh", "--host", trusted.host,
+       "--port", str(trusted.port), "--user", trusted.user, "--password", "-", "--path", str(remote / "app.pem"),
+       stdin=trusted.password + "\n")
+    declined = tg("tls", "trust", "web", stdin="n\n")
+    assert declined.returncode == 1 and "SHA256:" in declined.stdout
+    assert not known.exists() or f"[{trusted.host}]:{trusted.port}" not in known.read_text()
+    ok("tls", "trust", "web", stdin="y\n")
+    tested = ok("tls", "test", "web")
+    assert "remote platform posix" in tested.stdout
+    real = ssh.fingerprint(ssh.fetch_host_key(trusted.host, trusted.port)[2])
+    impostor = paramiko.Ed25519Key.from_private_key_file(str(trusted.root_key.path))
+    ssh.trust_host_key(trusted.host, trusted.port, impostor)  # as if the host had been reinstalled
+    changed = tg("tls", "test", "web")
+    assert changed.returncode == 1
+    out = changed.stdout + changed.stderr
+    assert "HOST KEY CHANGED" in out and real in out and ssh.fingerprint(impostor) in out
+    ok("tls", "trust", "web", "--yes")
+    ok("tls", "test", "web")
+    assert_nowhere(isolated_home, trusted.password)
