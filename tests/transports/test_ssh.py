@@ -129,6 +129,17 @@ def test_silent_server_times_out(isolated_home: Path, sshd: SshdServer) -> None:
         assert time.monotonic() - start < 10
 
 
+def test_unreachable_address_fails_fast(isolated_home: Path) -> None:
+    from tlsgate import ConnectionSpec, Endpoint
+
+    ep = Endpoint(name="x", type="pem", connection=ConnectionSpec(type="ssh", host="192.0.2.1", port=22, user="u",
+                                                                  extra={"timeout": 1}))  # TEST-NET-1 (a sandbox may refuse it)
+    start = time.monotonic()
+    with pytest.raises(ConnectionFailed, match=r"192\.0\.2\.1:22: (connection timed out after 1 s|host unreachable|connection refused)"):
+        ssh.connect_ssh(ep, Credentials(password=Secret("p")))
+    assert time.monotonic() - start < 5
+
+
 def test_unresolvable_host(isolated_home: Path, sshd: SshdServer) -> None:
     from tlsgate import ConnectionSpec, Endpoint
 
