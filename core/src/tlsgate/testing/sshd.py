@@ -78,12 +78,18 @@ class SshdServer:
     def session_pids(self) -> list[int]:
         """PIDs of this server's per-connection processes (all its descendants: the privileged
         monitor, the user's child, the commands it runs), never anyone else's."""
+        children: dict[int, list[int]] = {}
+        for stat_file in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat_file.read_text()
+            except OSError:
+                continue  # the process just ended
+            ppid = int(text.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces and ")"
+            children.setdefault(ppid, []).append(int(stat_file.parent.name))
         found: list[int] = []
         parents = [self.pid]
         while parents:
-            out = subprocess.run(["pgrep", "-P", ",".join(map(str, parents))], capture_output=True,
-                                 text=True, check=False)
-            parents = [int(p) for p in out.stdout.split() if int(p) not in found]
+            parents = [c for p in parents for c in children.get(p, []) if c not in found]
             found += parents
         return found
 
