@@ -48,14 +48,29 @@ def handle(dev: Device, method: str, path: str, query: dict[str, str], headers: 
                 raise F5HttpError(404, f"Transaction {trans} not found.", framework=True)
             queue.append((method, path, body))
             return 200, {**body, "transId": int(trans)}
-        return _route(dev, method, path, query, body, raw, headers, user)
+        status, out = _route(dev, method, path, query, body, raw, headers, user)
+        if method == "GET" and "$top" in query and isinstance(out, dict) and "items" in out and not dev.ignore_paging:
+            _page(dev, path, query, out)
+        return status, out
+
+
+def _page(dev: Device, path: str, query: dict[str, str], out: dict[str, Any]) -> None:
+    top, skip = int(query["$top"]), int(query.get("$skip", "0"))
+    total = len(out["items"])
+    out["items"] = out["items"][skip:skip + top]
+    out.update(currentItemCount=len(out["items"]), itemsPerPage=top, pageIndex=skip // top + 1,
+               totalItems=total, totalPages=-(-total // top))
+    if skip + top < total:
+        rest = "&".join(f"{k}={v}" for k, v in query.items() if k not in ("$top", "$skip"))
+        out["nextLink"] = f"https://localhost{path}?$top={top}&$skip={skip + top}{'&' + rest if rest else ''}" \
+                          f"&ver={dev.version}"
 
 
 def _fault(dev: Device, method: str, path: str) -> None:
     for fault in dev.faults:
         if fault.times > 0 and fault.method == method and re.search(fault.pattern, path):
             fault.times -= 1
-            raise F5HttpError(fault.status, fault.message)
+            raise F5HttpError(fault.status, fault.message, html=fault.html)
 
 
 def _login(dev: Device, body: dict[str, Any]) -> dict[str, Any]:

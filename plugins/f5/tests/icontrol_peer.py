@@ -42,7 +42,9 @@ NONE = "none"
 
 
 class F5HttpError(Exception):
-    def __init__(self, status: int, message: str, *, framework: bool = False, api_error: int = 3) -> None:
+    def __init__(self, status: int, message: str, *, framework: bool = False, api_error: int = 3,
+                 html: bool = False) -> None:
+        self.html = html
         self.status = status
         self.message = message
         self.framework = framework
@@ -95,6 +97,7 @@ class Fault:
     status: int
     message: str
     times: int = 1
+    html: bool = False  # answer an HTML page, as the Configuration Utility does while restarting
 
 
 def _parse_certs(pem: bytes) -> tuple[x509.Certificate, ...]:
@@ -143,6 +146,7 @@ class Device:
         self.virtuals: dict[str, dict[str, Any]] = {}
         self.transactions: dict[int, list[tuple[str, str, Any]]] = {}
         self.saves = 0
+        self.ignore_paging = False  # answer every item whatever $top says
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, Any]] = []
 
@@ -166,10 +170,11 @@ class Device:
         self.virtuals[full] = {"destination": destination, "profiles": profiles, "enabled": enabled}
 
     def fail(self, method: str, pattern: str, status: int = 500,
-             message: str = "The connection to mcpd has been lost, try again.", times: int = 1) -> None:
+             message: str = "The connection to mcpd has been lost, try again.", times: int = 1,
+             html: bool = False) -> None:
         """Inject a failure: the next ``times`` requests whose method and path match answer
-        ``status`` with an F5 error body."""
-        self.faults.append(Fault(method.upper(), pattern, status, message, times))
+        ``status`` with an F5 error body (or an HTML page)."""
+        self.faults.append(Fault(method.upper(), pattern, status, message, times, html))
 
     def live_tokens(self, user: str | None = None) -> int:
         now = time.time()
@@ -485,6 +490,14 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = handle(self.peer.device, method, path, query, self.headers, raw)
         except F5HttpError as exc:
             status, body = exc.status, exc.body(path)
+            if exc.html:
+                page = f"<html><head><title>BIG-IP</title></head><body>{exc.message}</body></html>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")

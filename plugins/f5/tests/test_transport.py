@@ -13,6 +13,7 @@ from tlsgate.testing.certs import TestCA
 from tlsgate.testing.fixtures_core import free_port
 from tlsgate_f5 import plugin
 from tlsgate_f5.discover import discover
+from tlsgate_f5.rest import F5Connection
 
 
 def test_rest_refuses_an_untrusted_device_certificate(peer):
@@ -193,3 +194,33 @@ def test_remote_users_are_not_refused_by_discovery(peer, ca_bundle):
         assert "not a local BIG-IP user" in conn.check_role(strict=False)
         with pytest.raises(OperationError, match="not a local BIG-IP user"):
             conn.check_role()
+
+
+@pytest.mark.parametrize("ignore_paging", [False, True])
+def test_collections_are_read_in_pages(session, peer, monkeypatch, ignore_paging):
+    from tlsgate_f5 import rest
+
+    monkeypatch.setattr(rest, "PAGE_SIZE", 2)
+    peer.device.ignore_paging = ignore_paging
+    certs = session.items("/mgmt/tm/sys/file/ssl-cert")
+    assert sorted(c["fullPath"] for c in certs) == sorted(peer.device.certs)
+    assert len(discover(session)) == 4
+
+
+def test_restarting_device_is_retried(session, peer, monkeypatch):
+    from tlsgate_f5 import rest
+
+    monkeypatch.setattr(rest, "RETRY_DELAYS", (0.0, 0.0, 0.0))
+    peer.device.fail("GET", r"^/mgmt/tm/sys$", 503, "Configuration Utility restarting...", times=2, html=True)
+    assert session.get("/mgmt/tm/sys")["selfLink"]
+    peer.device.fail("GET", r"^/mgmt/tm/sys$", 503, "Configuration Utility restarting...", times=9, html=True)
+    with pytest.raises(OperationError, match="Configuration Utility may be restarting"):
+        session.get("/mgmt/tm/sys")
+
+
+def test_unknown_or_unreachable_host_is_a_clear_error():
+    with pytest.raises(ConnectionFailed, match="host name does not resolve"):
+        F5Connection("no-such-bigip.invalid", 443, "admin", "x", timeout=0.5).open()
+    # TEST-NET-1: dropped (unreachable, timeout) or refused by a sandbox, depending on the network
+    with pytest.raises(ConnectionFailed, match=r"unreachable|no answer|refused"):
+        F5Connection("192.0.2.1", 443, "admin", "x", timeout=0.5).open()

@@ -36,6 +36,8 @@ from .rest import DOWNLOADS, F5Error
 if TYPE_CHECKING:
     from .rest import F5Connection
 
+#: ``save sys config`` writes every bigip*.conf; give it longer than an ordinary call.
+SAVE_TIMEOUT = 300.0
 #: How long a reachable virtual server may take to present the new certificate.
 VERIFY_DEADLINE = 10.0
 #: Objects BIG-IP itself ships and uses; never deleted even when no profile references them.
@@ -174,8 +176,8 @@ def plan_install(conn: F5Connection, bundle: CertificateBundle, nodes: Sequence[
     profiles = list(dict.fromkeys(b.profile for b in bindings))
     partitions = tuple(sorted({split_path(p)[0] for p in profiles}))
     taken = {split_path(path)[1] for path in [*state.certs, *state.keys] if split_path(path)[0] in partitions}
-    stem = unique_stem(object_stem(bundle.common_name or (bundle.names or [None])[0],
-                                   bundle.not_after, bundle.leaf.serial_number), taken)
+    cn = bundle.common_name or (bundle.names[0] if bundle.names else None)
+    stem = unique_stem(object_stem(cn, bundle.not_after, bundle.leaf.serial_number), taken)
     kind = _key_kind(bundle.key)
     changes, messages = [], []
     new_fp = f5_fingerprint(bundle.fingerprint)
@@ -321,7 +323,7 @@ def _apply(
         if not any(all(e.get(f) == new[f] for f in ("cert", "key", "chain")) for e in entries):
             raise OperationError(f"{ch.profile} does not read back with the new certificate")
     messages += _handshakes(plan, bundle, probe)
-    conn.post("/mgmt/tm/sys/config", {"command": "save"})
+    conn.post("/mgmt/tm/sys/config", {"command": "save"}, timeout=SAVE_TIMEOUT)
     return messages
 
 
@@ -386,7 +388,7 @@ def _cleanup(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> list[s
     if deleted:
         messages.append(f"deleted old objects no longer referenced: {', '.join(deleted)}")
         try:
-            conn.post("/mgmt/tm/sys/config", {"command": "save"})
+            conn.post("/mgmt/tm/sys/config", {"command": "save"}, timeout=SAVE_TIMEOUT)
         except OperationError as exc:
             messages.append(f"could not save the configuration after deleting old objects: {exc}")
     messages += [f"could not remove an uploaded file: {e}" for e in journal.remove_uploads()]

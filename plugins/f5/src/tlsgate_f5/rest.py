@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 RENEW_MARGIN = 60.0
 #: The file-transfer worker accepts at most 1 MiB per request; stay well under it.
 CHUNK_SIZE = 512 * 1024
+#: Collection page size (``$top``).
+PAGE_SIZE = 500
+#: Waits before retrying a 503 (the Configuration Utility restarting); f5-ansible waits 30 s x 3.
+RETRY_DELAYS = (5.0, 10.0, 20.0)
 DOWNLOADS = "/var/config/rest/downloads"
 
 
@@ -198,6 +202,7 @@ class F5Connection(Connection):
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> requests.Response:
         import requests
 
@@ -215,7 +220,7 @@ class F5Connection(Connection):
                     warnings.simplefilter("ignore")
                 return self._session.request(
                     method, self.base_url + path, json=json, data=data, headers=hdrs, params=params,
-                    auth=basic, timeout=self.timeout,
+                    auth=basic, timeout=timeout or self.timeout,
                     verify=self.verify,  # per request: REQUESTS_CA_BUNDLE overrides Session.verify
                 )
         except requests.exceptions.SSLError as exc:
@@ -246,13 +251,22 @@ class F5Connection(Connection):
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         missing_ok: bool = False,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """Send one call and return its JSON body; non-2xx raises :class:`F5Error` (404 returns
-        ``{}`` with ``missing_ok``). A 401 renews the token and retries once."""
-        resp = self._send(method, path, json=json, data=data, headers=headers, params=params)
-        if resp.status_code == 401 and self._token is not None:
-            self._relogin()
-            resp = self._send(method, path, json=json, data=data, headers=headers, params=params)
+        ``{}`` with ``missing_ok``). A 401 renews the token and retries once; a 503 (restarting)
+        is retried after :data:`RETRY_DELAYS`."""
+        renewed = False
+        for delay in (*RETRY_DELAYS, None):
+            resp = self._send(method, path, json=json, data=data, headers=headers, params=params, timeout=timeout)
+            if resp.status_code == 401 and self._token is not None and not renewed:
+                renewed = True
+                self._relogin()
+                resp = self._send(method, path, json=json, data=data, headers=headers, params=params,
+                                  timeout=timeout)
+            if resp.status_code != 503 or delay is None:
+                break
+            time.sleep(delay)  # restjavad or the Configuration Utility is restarting
         if resp.status_code == 404 and missing_ok:
             return {}
         body = _json(resp)
@@ -274,8 +288,10 @@ class F5Connection(Connection):
     def get(self, path: str, *, params: Mapping[str, str] | None = None, missing_ok: bool = False) -> dict[str, Any]:
         return self.request("GET", path, params=params, missing_ok=missing_ok)
 
-    def post(self, path: str, body: Any, *, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-        return self.request("POST", path, json=body, headers=headers)
+    def post(
+        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        return self.request("POST", path, json=body, headers=headers, timeout=timeout)
 
     def patch(self, path: str, body: Any, *, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         return self.request("PATCH", path, json=body, headers=headers)
@@ -284,17 +300,19 @@ class F5Connection(Connection):
         return self.request("DELETE", path, missing_ok=missing_ok)
 
     def items(self, path: str, *, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Every item of a collection, following ``$top``/``$skip`` paging when the device pages."""
+        """Every item of a collection, read in pages of :data:`PAGE_SIZE` (``$top``/``$skip``,
+        as f5-ansible does) so that a device with thousands of objects answers in bounded bodies."""
         out: list[dict[str, Any]] = []
-        query = dict(params or {})
-        body = self.get(path, params=query or None)
-        out.extend(body.get("items") or [])
-        skip = len(out)
-        while body.get("nextLink") and body.get("items"):
-            body = self.get(path, params={**query, "$top": str(len(body["items"])), "$skip": str(skip)})
-            out.extend(body.get("items") or [])
-            skip = len(out)
-        return out
+        seen: set[str] = set()
+        while True:
+            query = {**(params or {}), "$top": str(PAGE_SIZE), "$skip": str(len(out))}
+            page = self.get(path, params=query).get("items") or []
+            fresh = [i for i in page if str(i.get("selfLink") or i.get("fullPath") or id(i)) not in seen]
+            seen |= {str(i.get("selfLink") or i.get("fullPath") or id(i)) for i in fresh}
+            out.extend(fresh)
+            # a short page is the last; a device that ignores $top answers everything at once
+            if len(page) < PAGE_SIZE or len(page) > PAGE_SIZE or len(fresh) < len(page):
+                return out
 
     def object_path(self, collection: str, full_path: str) -> str:
         return f"{collection}/{uri_name(full_path)}"
