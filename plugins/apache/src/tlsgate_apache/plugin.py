@@ -1,1 +1,113 @@
-"""Hook implementations (filled in by its issue)."""
+"""Hook implementations of the ``apache`` endpoint type (Apache httpd 2.4).
+
+Entry module: imports only tlsgate and attrs at import time (every CLI call loads every plugin);
+the driver modules load when a hook runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+from tlsgate.plugin import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    EndpointType,
+    InstallResult,
+    Node,
+    Problem,
+    RestartResult,
+    impl,
+    option,
+)
+
+TYPE = "apache"
+#: Where new certificate, key and chain files go unless --certs_dir says otherwise (the
+#: reference document's /var/<product>-certs rule, named for this project).
+DEFAULT_CERTS_DIR = "/var/tlsgate-certs"
+
+
+@attrs.frozen
+class ApacheOptions:
+    """``tlsgate tls add apache`` options (the reference document's, plus where certificates go)."""
+
+    apachectl_path: str | None = option(
+        help=(
+            "The path to apachectl (Debian: apache2ctl; a plain httpd binary works too). "
+            "Default: apachectl, apache2ctl or httpd found on the host."
+        ),
+        min_len=1, max_len=4096, metavar="<apachectl-path>",
+    )
+    certs_dir: str = option(
+        help=f"Directory for new certificate, key and chain files (default {DEFAULT_CERTS_DIR}).",
+        default=DEFAULT_CERTS_DIR, min_len=1, max_len=4096, metavar="DIR",
+    )
+
+
+@impl
+def tlsgate_endpoint_types() -> list[EndpointType]:
+    return [
+        EndpointType(
+            name=TYPE,
+            description="Apache httpd 2.4 (virtual hosts, edited in place; graceful restart after install)",
+            connection_types=("local", "ssh"),
+            local_platforms=("linux",),
+            options=ApacheOptions,
+            needs_restart=True,
+            vendor="Apache",
+        )
+    ]
+
+
+@impl
+def validate(endpoint: Endpoint) -> list[Problem]:
+    if endpoint.type != TYPE:
+        return []
+    options = endpoint.options
+    problems = []
+    ctl = getattr(options, "apachectl_path", None)
+    if ctl is not None and endpoint.connection.type == "local" and "/" in ctl and not ctl.startswith("/"):
+        problems.append(Problem("must be an absolute path or a program name on PATH", option="--apachectl_path"))
+    certs_dir = getattr(options, "certs_dir", None) or DEFAULT_CERTS_DIR
+    if not certs_dir.startswith("/"):
+        problems.append(Problem("must be an absolute path", option="--certs_dir"))
+    if any(ch in certs_dir for ch in "\"\n\r") or "${" in certs_dir:
+        problems.append(Problem("must not contain '\"', '${' or a newline (httpd would read them)",
+                                option="--certs_dir"))
+    return problems
+
+
+def _local(endpoint: Endpoint) -> bool:
+    return endpoint.connection.type == "local"
+
+
+@impl
+def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    from .control import ApacheControl
+    from .discovery import confirm_by_handshake, discover
+
+    control = ApacheControl.find(connection, endpoint.options.apachectl_path)
+    _config, vnodes = discover(connection, control)
+    return confirm_by_handshake(vnodes, endpoint, _local(endpoint))
+
+
+@impl
+def install(
+    endpoint: Endpoint,
+    connection: Connection,
+    bundle: CertificateBundle,
+    nodes: Sequence[Node],
+    dry_run: bool,
+) -> InstallResult:
+    from .install import install_bundle
+
+    return install_bundle(endpoint, connection, bundle, nodes, dry_run, local=_local(endpoint))
+
+
+@impl
+def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
+    from .install import restart_apache
+
+    done = restart_apache(endpoint, connection)
+    return RestartResult(restarted=True, message=f"apachectl -t passed; {done}")

@@ -1,0 +1,211 @@
+"""Asking httpd itself: one ``apachectl -t -D DUMP_VHOSTS -D DUMP_RUN_CFG -D DUMP_INCLUDES -D
+DUMP_MODULES`` call (what ``-S`` prints, plus the include list and the loaded modules), the
+config test, graceful restart and start, and whether the parent process is alive.
+
+Every command goes through the endpoint's ``--apachectl_path`` with httpd's own flags
+(``-t``, ``-k graceful``, ``-k start``), which Debian's ``apache2ctl`` (it sources
+``/etc/apache2/envvars`` first and passes unknown arguments through), upstream's ``apachectl``
+and a bare ``httpd`` binary all accept alike.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+from tlsgate import CommandResult, Connection, OperationError
+
+#: Tried in order on the host when ``--apachectl_path`` is not given.
+CANDIDATES = ("apachectl", "apache2ctl", "httpd")
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/local/apache2/bin", "/opt/apache2/bin")
+
+DUMP_ARGS = ("-t", "-D", "DUMP_VHOSTS", "-D", "DUMP_RUN_CFG", "-D", "DUMP_INCLUDES", "-D", "DUMP_MODULES")
+
+
+@attrs.frozen
+class VHostEntry:
+    """One line of httpd's vhost dump: a vhost on one address."""
+
+    ip: str  # "127.0.0.1", "::1", "*", "_default_"
+    port: int | None  # None for "*"
+    name: str
+    file: str
+    line: int
+    aliases: tuple[str, ...] = ()
+    default: bool = False  # the default server of its address (no or unknown SNI)
+
+
+@attrs.define
+class RunConfig:
+    """httpd's own view of its configuration."""
+
+    server_root: str = ""
+    main_file: str = ""
+    pid_file: str = ""
+    error_log: str = ""
+    defines: dict[str, str] = attrs.field(factory=dict)
+    modules: set[str] = attrs.field(factory=set)
+    includes: set[str] = attrs.field(factory=set)
+    vhosts: list[VHostEntry] = attrs.field(factory=list)
+
+
+_ADDR = re.compile(r"^(\[[^\]]+\]|[^\s:]+|\*):(\d+|\*)$")
+_SINGLE = re.compile(r"^(\S+)\s+(\S+) \((.*):(\d+)\)$")
+_NAMEVHOST = re.compile(r"^\s+port (\S+) namevhost (\S+) \((.*):(\d+)\)$")
+_DEFAULT = re.compile(r"^\s+default server (\S+) \((.*):(\d+)\)$")
+_ALIAS = re.compile(r"^\s+(?:wild )?alias (\S+)$")
+_QUOTED = re.compile(r'^(ServerRoot|PidFile|Main ErrorLog): "(.*)"$')
+_INCLUDE = re.compile(r"^\s*\((\*|\d+)\) (.*)$")
+
+
+def _address(text: str) -> tuple[str, int | None]:
+    m = _ADDR.match(text)
+    if not m:
+        return text, None
+    ip, port = m.group(1), m.group(2)
+    return ip.strip("[]"), None if port == "*" else int(port)
+
+
+def parse_dump(text: str) -> RunConfig:
+    """Parse the combined dump (each part is recognised by its heading, in any order)."""
+    run = RunConfig()
+    section = None
+    addr: tuple[str, int | None] | None = None
+    defaults: set[tuple[str, int | None, str, int]] = set()
+    for line in text.splitlines():
+        if line.startswith("VirtualHost configuration:"):
+            section = "vhosts"
+            continue
+        if line.startswith("Included configuration files:"):
+            section = "includes"
+            continue
+        if line.startswith("Loaded Modules:"):
+            section = "modules"
+            continue
+        m = _QUOTED.match(line)
+        if m:
+            section = "run"
+            key, value = m.groups()
+            if key == "ServerRoot":
+                run.server_root = value
+            elif key == "PidFile":
+                run.pid_file = value
+            else:
+                run.error_log = value
+            continue
+        if line.startswith("Define: "):
+            section = "run"
+            name, _, value = line[len("Define: "):].partition("=")
+            if not name.startswith("DUMP_"):
+                run.defines[name] = value
+            continue
+        if section == "includes":
+            m = _INCLUDE.match(line)
+            if m:
+                if m.group(1) == "*" and not run.main_file:
+                    run.main_file = m.group(2)
+                run.includes.add(m.group(2))
+        elif section == "modules":
+            if line.startswith(" ") and line.strip():
+                run.modules.add(line.split()[0])
+        elif section == "vhosts":
+            if (m := _DEFAULT.match(line)) and addr is not None:
+                defaults.add((addr[0], addr[1], m.group(2), int(m.group(3))))
+            elif (m := _NAMEVHOST.match(line)) and addr is not None:
+                run.vhosts.append(VHostEntry(addr[0], addr[1], m.group(2), m.group(3), int(m.group(4))))
+            elif (m := _ALIAS.match(line)) and run.vhosts:
+                last = run.vhosts[-1]
+                run.vhosts[-1] = attrs.evolve(last, aliases=(*last.aliases, m.group(1)))
+            elif line.rstrip().endswith("is a NameVirtualHost"):
+                addr = _address(line.split()[0])
+            elif m := _SINGLE.match(line):
+                ip, port = _address(m.group(1))
+                addr = (ip, port)
+                run.vhosts.append(VHostEntry(ip, port, m.group(2), m.group(3), int(m.group(4)), default=True))
+    run.vhosts = [
+        attrs.evolve(v, default=True) if (v.ip, v.port, v.file, v.line) in defaults else v for v in run.vhosts
+    ]
+    return run
+
+
+def _tail(result: CommandResult) -> str:
+    lines = [ln for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "AH00558" not in ln and not ln.startswith("Action ")]
+    return " | ".join((useful or lines or [f"exit status {result.exit_code}"])[-3:])
+
+
+def describe_failure(result: CommandResult) -> str:
+    return f"exit {result.exit_code}: {_tail(result)}"
+
+
+class ApacheControl:
+    """httpd as its control program sees it, over any :class:`Connection`."""
+
+    def __init__(self, connection: Connection, apachectl: str) -> None:
+        self.connection = connection
+        self.apachectl = apachectl
+
+    @classmethod
+    def find(cls, connection: Connection, apachectl_path: str | None) -> ApacheControl:
+        if apachectl_path:
+            return cls(connection, apachectl_path)
+        for name in CANDIDATES:
+            found = connection.which(name)
+            if found:
+                return cls(connection, found)
+            for d in _SBIN:
+                path = connection.path.join(d, name)
+                if connection.exists(path):
+                    return cls(connection, path)
+        raise OperationError(
+            f"{connection.host}: none of {', '.join(CANDIDATES)} was found; give --apachectl_path"
+        )
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.apachectl, *args]
+
+    def dump(self) -> RunConfig:
+        result = self.connection.run(self.argv(*DUMP_ARGS))
+        if not result.ok:
+            raise OperationError(f"{self.connection.host}: {self.apachectl} -S failed: {describe_failure(result)}")
+        run = parse_dump(result.stdout)
+        if not run.main_file or not run.server_root:
+            raise OperationError(
+                f"{self.connection.host}: {self.apachectl} printed no ServerRoot or include list; is it "
+                "Apache httpd 2.4?"
+            )
+        if run.pid_file and not self.connection.path.isabs(run.pid_file):
+            run.pid_file = self.connection.path.join(run.server_root, run.pid_file)
+        return run
+
+    def pid(self, run: RunConfig) -> int | None:
+        if not run.pid_file:
+            return None
+        try:
+            text = self.connection.read_file(run.pid_file).decode().strip()
+        except (OperationError, OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() else None
+
+    def alive(self, pid: int | None) -> bool:
+        """Whether ``pid`` is a live (not zombie) process; works for any user via /proc."""
+        if pid is None:
+            return False
+        script = (
+            'if [ -r "/proc/$1/stat" ]; then s=$(sed "s/.*) //" "/proc/$1/stat" | cut -d" " -f1); '
+            '[ -n "$s" ] && [ "$s" != Z ]; else kill -0 "$1" 2>/dev/null; fi'
+        )
+        return self.connection.run(["sh", "-c", script, "sh", str(pid)]).ok
+
+    def running_pid(self, run: RunConfig) -> int | None:
+        pid = self.pid(run)
+        return pid if self.alive(pid) else None
+
+    def test(self) -> CommandResult:
+        return self.connection.run(self.argv("-t"))
+
+    def error_log_tail(self, run: RunConfig, lines: int = 3) -> str:
+        if not run.error_log or not self.connection.path.isabs(run.error_log):
+            return ""
+        res = self.connection.run(["tail", "-n", str(lines), run.error_log])
+        return " | ".join(ln.strip() for ln in res.stdout.splitlines() if ln.strip()) if res.ok else ""

@@ -1,0 +1,192 @@
+"""Discovery: one Node per ``<VirtualHost>`` and address:port, with the certificate it serves."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import ssl
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+from cryptography import x509
+from tlsgate import Connection, Endpoint, Node, TlsgateError, certs
+from tlsgate.probe import Target, probe_host, served_certificate, sni_for
+
+from .config import ApacheConfig, VHostSection, load
+from .control import ApacheControl, VHostEntry
+from .lexer import Directive
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
+_PROBE_THREADS = 16
+VENDOR = "Apache"
+
+
+@attrs.frozen
+class CertFacts:
+    """What a certificate file says (or why it could not be read)."""
+
+    der: bytes | None
+    fingerprint: str | None
+    subject: str | None = None
+    not_after: object = None
+    problem: str | None = None
+
+
+def read_certificate(connection: Connection, path: str) -> CertFacts:
+    """The first certificate of a PEM file (httpd's leaf), fingerprinted; never raises."""
+    try:
+        data = connection.read_file(path)
+    except (TlsgateError, OSError) as exc:
+        return CertFacts(None, None, problem=f"cannot read {path}: {exc}")
+    m = _PEM_CERT.search(data)
+    if m is None:
+        return CertFacts(None, None, problem=f"{path}: no PEM certificate")
+    try:
+        der = base64.b64decode(m.group(1), validate=False)
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, binascii.Error):
+        return CertFacts(None, None, problem=f"{path}: not a valid certificate")
+    return CertFacts(der, hashlib.sha256(der).hexdigest(), certs.subject_text(cert), certs.not_after(cert))
+
+
+@attrs.frozen
+class VHostNode:
+    """A node with what install needs to find its configuration again."""
+
+    node: Node
+    entry: VHostEntry
+    section: VHostSection | None
+    ssl: bool
+
+    @property
+    def inherited(self) -> bool:
+        return self.section is not None and not self.section.named("sslcertificatefile")
+
+
+def is_ssl(config: ApacheConfig, section: VHostSection | None) -> bool:
+    if section is None:
+        return False
+    own = section.ssl_engine
+    return own if own is not None else config.server_ssl_engine
+
+
+def certificate_directives(config: ApacheConfig, section: VHostSection) -> list[Directive]:
+    """The SSLCertificateFile directives in effect for a vhost (its own, else the server's)."""
+    return section.named("sslcertificatefile") or config.server_named("sslcertificatefile")
+
+
+def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]:
+    """The node model from httpd's dump and the files (no handshakes)."""
+    cache: dict[str, CertFacts] = {}
+    out: list[VHostNode] = []
+    seen: set[tuple[str, str, int | None, str, int]] = set()
+    for entry in config.run.vhosts:
+        ident = (entry.name, entry.ip, entry.port, entry.file, entry.line)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        section = config.vhosts.get((entry.file, entry.line))
+        notes: list[str] = []
+        if section is None:
+            notes.append("its <VirtualHost> section could not be read")
+        https = is_ssl(config, section)
+        facts: CertFacts | None = None
+        if https and section is not None:
+            directives = certificate_directives(config, section)
+            if not directives:
+                notes.append("no SSLCertificateFile")
+            else:
+                if not section.named("sslcertificatefile"):
+                    notes.append("certificate inherited from the server level")
+                value = directives[0].args[0] if directives[0].args else ""
+                path = config.resolve(connection, value)
+                if path is None:
+                    notes.append(f"certificate path {value!r} uses an unknown variable")
+                else:
+                    facts = cache.get(path)
+                    if facts is None:
+                        facts = cache[path] = read_certificate(connection, path)
+                    if facts.problem:
+                        notes.append(facts.problem)
+        node = Node(
+            name=entry.name,
+            alias=entry.aliases,
+            protocol="https" if https else "http",
+            ip=entry.ip,
+            port=entry.port,
+            fingerprint=facts.fingerprint if facts else None,
+            subject=facts.subject if facts else None,
+            not_after=facts.not_after if facts else None,  # type: ignore[arg-type]
+            vendor=VENDOR,
+            state="; ".join(["active", *notes]),
+            locator=f"{entry.file}:{entry.line}",
+            certificate=facts.der if facts else None,
+        )
+        out.append(VHostNode(node, entry, section, https))
+    return out
+
+
+def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool) -> Target | None:
+    """The TLS handshake that reaches this vhost, or None (no port, no usable name)."""
+    node = vn.node
+    if node.protocol != "https" or node.port is None:
+        return None
+    ip = "*" if node.ip == "_default_" else node.ip
+    sni = sni_for(node.name)
+    if sni is None and not vn.entry.default:
+        sni = next((n for n in node.alias if sni_for(n)), None)
+        if sni is None:
+            return None
+    return Target(probe_host(ip, endpoint.connection.host, local), node.port, sni)
+
+
+def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local: bool) -> list[Node]:
+    """Each https node's certificate facts replaced by what a TLS handshake (with SNI) shows.
+
+    An unreachable node keeps what its files say, and says so in its state.
+    """
+    vnodes = list(vnodes)
+    targets = {id(vn): t for vn in vnodes if (t := handshake_target(vn, endpoint, local)) is not None}
+    unique = sorted(set(targets.values()), key=str)
+    with ThreadPoolExecutor(max_workers=min(_PROBE_THREADS, max(1, len(unique)))) as pool:
+        served = dict(zip(unique, pool.map(_served, unique), strict=True))
+    out = []
+    for vn in vnodes:
+        node = vn.node
+        target = targets.get(id(vn))
+        if target is None:
+            out.append(node)
+            continue
+        der = served.get(target)
+        if der is None:
+            out.append(attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file"))
+            continue
+        got = hashlib.sha256(der).hexdigest()
+        if got == node.fingerprint:
+            out.append(node)
+            continue
+        note = "certificate seen by handshake" if node.fingerprint is None else (
+            "serves a certificate other than its files (graceful restart pending?)"
+        )
+        cert = x509.load_der_x509_certificate(der)
+        out.append(attrs.evolve(
+            node, fingerprint=got, certificate=der, subject=certs.subject_text(cert),
+            not_after=certs.not_after(cert), state=node.state + "; " + note,
+        ))
+    return out
+
+
+def _served(target: Target) -> bytes | None:
+    try:
+        return served_certificate(target.host, target.port, target.sni, timeout=3.0)
+    except (OSError, ssl.SSLError, ValueError):
+        return None
+
+
+def discover(connection: Connection, control: ApacheControl) -> tuple[ApacheConfig, list[VHostNode]]:
+    """Ask httpd, parse its files, build the node model."""
+    config = load(connection, control.dump())
+    return config, build_nodes(config, connection)
