@@ -10,12 +10,6 @@ from tlsgate.testing.winrm_fixtures import SSHWindowsHost
 from tlsgate.transports import ssh
 
 
-@pytest.fixture(scope="session")
-def ssh_windows_host_plugins() -> tuple[str, ...]:
-    """The shim's simulated host also knows a few programs (hostname, whoami, findstr)."""
-    return ("tlsgate.testing.winhost:register_sample_programs",)
-
-
 @pytest.fixture
 def winssh(ssh_windows_host: SSHWindowsHost, tlsgate_home: Path, tmp_path: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[SSHWindowsHost]:

@@ -29,6 +29,8 @@ from .winhost import SimulatedWindowsHost
 from .winrm_peer import WinRMPeer
 
 WINRM_USER = "vagrant"
+#: Registers hostname, whoami and findstr on a simulated host (a winhost plugin entry).
+SAMPLE_PROGRAMS = "tlsgate.testing.winhost:register_sample_programs"
 #: Spaces, quotes, ';', '$()' and backticks: a password is data everywhere it travels.
 WINRM_PASSWORD = "p@ss w0rd;$(calc) `id` 'q' \"dq\""
 
@@ -279,9 +281,10 @@ def stop_ssh_windows_host(pid_file: Path) -> None:
 @pytest.fixture(scope="session")
 def ssh_windows_host_plugins() -> tuple[str, ...]:
     """``"module:function"`` names the ssh_windows shim calls with its simulated host, to register
-    a driver's template handlers. Override in a conftest to add yours (the modules must be
-    importable from the venv, e.g. an editable-installed plugin)."""
-    return ()
+    a driver's template handlers. Override in a conftest to add yours, keeping the default entry
+    (the modules must be importable from the venv, e.g. an editable-installed plugin). The host is
+    session-scoped: the first test that starts it decides its plugins."""
+    return (SAMPLE_PROGRAMS,)
 
 
 @pytest.fixture(scope="session")
