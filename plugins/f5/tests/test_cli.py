@@ -102,5 +102,16 @@ def test_cli_rest_without_trust_fails_clearly_and_rest_insecure_says_so(cli, pee
     assert dev_tokens(peer) == 0
 
 
+def test_cli_tls_test_reports_a_missing_administrator_role(cli, peer, ca_bundle):
+    if not Path(TLSGATE).exists():
+        pytest.skip("the tlsgate command is not installed in this environment")
+    del peer.device.virtuals["/Common/vs_api6"]
+    cli("tls", "add", "f5", "--name", "op", "--connection_type", "rest", "--host", "127.0.0.1",
+        "--port", str(peer.port), "--user", "operator", "--password", "operator-pw", "--ca_bundle", str(ca_bundle))
+    report = cli("tls", "test", "op", expect=1)
+    assert "lacks the Administrator role" in report.stdout + report.stderr
+    assert dev_tokens(peer) == 0
+
+
 def dev_tokens(peer) -> int:  # type: ignore[no-untyped-def]
     return int(peer.device.live_tokens())
