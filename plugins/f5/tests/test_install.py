@@ -216,3 +216,27 @@ def test_only_the_entry_with_the_same_key_type_is_replaced(session, peer, web_ca
     assert rsa == rsa_entry
     assert ec_entry["name"] == "default" and ec_entry["cert"].startswith("/Common/api.example.com_")
     assert "/Common/api_rsa.crt" in dev.certs and "/Common/api_2025.crt" not in dev.certs
+
+
+def test_a_name_taken_meanwhile_is_never_deleted(session, peer, web_ca, monkeypatch):
+    """Another job creates an object under our new name between plan and install: the install
+    fails on the 409 and the rollback leaves that object alone."""
+    from tlsgate_f5 import install as inst
+
+    dev = peer.device
+    real = inst.plan_install
+
+    def racing_plan(conn, bundle, nodes):  # type: ignore[no-untyped-def]
+        plan, state = real(conn, bundle, nodes)
+        other = web_ca.issue("other.example.com")
+        dev.add_key(f"/Common/{plan.stem}.key", other.key_pem)
+        return plan, state
+
+    monkeypatch.setattr(inst, "plan_install", racing_plan)
+    bundle = bundle_for(web_ca, "www.example.com")
+    with pytest.raises(OperationError) as err:
+        plugin.install(endpoint=None, connection=session, bundle=bundle, nodes=[], dry_run=False)
+    assert err.value.rolled_back and "already exists" in str(err.value)
+    stem = [k for k in dev.keys if k.startswith("/Common/www.example.com_")]
+    assert len(stem) == 1  # the other job's key is still there
+    assert dev.files == {}

@@ -75,6 +75,8 @@ class InstallPlan:
         return out
 
     def steps(self) -> tuple[PlanStep, ...]:
+        if not self.changes:
+            return ()
         steps = [PlanStep("upload", f"{DOWNLOADS}/{name}", f"{len(data)} bytes") for name, data in self.uploads]
         what = {"key": "private key", "cert": "certificate", "chain": "issuer chain bundle"}
         for kind, path, name in self.objects():
@@ -276,8 +278,10 @@ def install_bundle(
     journal = _Journal(conn)
     try:
         messages += _apply(conn, plan, bundle, journal, probe)
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C mid-install must not leave half a change either
         errors = journal.rollback()
+        if not isinstance(exc, Exception):
+            raise
         if errors:
             raise OperationError(
                 f"{conn.where}: install failed ({exc}) and the rollback is incomplete: {'; '.join(errors)}",
@@ -305,10 +309,18 @@ def _apply(
     for kind, path, name in plan.objects():
         part, obj = split_path(path)
         collection = KEYS if kind == "key" else CERTS
+        try:
+            conn.post(f"/mgmt/tm/sys/crypto/{'key' if kind == 'key' else 'cert'}", {
+                "command": "install", "name": obj, "partition": part, "from-local-file": f"{DOWNLOADS}/{name}",
+            })
+        except F5Error as exc:
+            if exc.status != 409:  # 409: someone else's object of that name; never delete it
+                journal.created.append((collection, path))
+            raise
+        except BaseException:
+            journal.created.append((collection, path))  # it may exist (a timeout after the work)
+            raise
         journal.created.append((collection, path))
-        conn.post(f"/mgmt/tm/sys/crypto/{'key' if kind == 'key' else 'cert'}", {
-            "command": "install", "name": obj, "partition": part, "from-local-file": f"{DOWNLOADS}/{name}",
-        })
     want = f5_fingerprint(bundle.fingerprint)
     for part in plan.partitions:
         item = conn.get(conn.object_path(CERTS, f"/{part}/{plan.stem}.crt"))
