@@ -32,6 +32,7 @@ from tlsgate import (
     InstallResult,
     Node,
     OperationError,
+    PlanStep,
     Transaction,
     ValidationError,
     certs,
@@ -256,9 +257,7 @@ def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: s
     return attrs.evolve(result, messages=(*result.messages, f"install script {script} exited 0"))
 
 
-def _plan_run(script: str, alias: str) -> object:
-    from tlsgate import PlanStep
-
+def _plan_run(script: str, alias: str) -> PlanStep:
     return PlanStep("run", f"{script} {alias}", "install script, argv: [script, alias]")
 
 

@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pyasn1.codec.ber import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, univ
-from pyasn1_modules import rfc5652, rfc7292
+from pyasn1_modules import rfc5208, rfc5652, rfc7292
 from tlsgate import certs
 from tlsgate.bundle import key_matches, order_chain
 
@@ -86,6 +88,8 @@ def load(data: bytes, password: str) -> Keystore:
     try:
         pkcs12.load_pkcs12(data, password.encode("utf-8"))
     except ValueError:
+        if _mac_matches(pfx, password):
+            raise KeystoreError("unsupported", "the PKCS#12 file opens but its content cannot be read") from None
         raise KeystoreError("password", "cannot open the PKCS#12 file: wrong store password") from None
     try:
         bags = list(_bags(pfx, password))
@@ -94,6 +98,22 @@ def load(data: bytes, password: str) -> Keystore:
     except (PyAsn1Error, ValueError) as exc:
         raise KeystoreError("format", f"damaged PKCS#12 file ({type(exc).__name__})") from None
     return _assemble(bags, password)
+
+
+def _mac_matches(pfx: object, password: str) -> bool:
+    """Whether the password verifies the file's HMAC (tells "wrong password" from "unsupported")."""
+    import hmac
+
+    try:
+        mac_data = pfx["macData"]  # type: ignore[index]
+        digest = pbe.MAC_DIGESTS.get(str(mac_data["mac"]["digestAlgorithm"]["algorithm"]))
+        if not mac_data.isValue or digest is None:
+            return False
+        content = bytes(_octets(pfx["authSafe"]["content"]))  # type: ignore[index]
+        expected = pbe.mac(content, password, bytes(mac_data["macSalt"]), int(mac_data["iterations"]), digest)
+        return hmac.compare_digest(expected, bytes(mac_data["mac"]["digest"]))
+    except (PyAsn1Error, ValueError, KeyError):
+        return False
 
 
 def _decode(data: bytes, spec: object, what: str) -> object:
@@ -157,6 +177,24 @@ def _safe_bags(safe_der: bytes) -> Iterator[_Bag]:
         yield item
 
 
+def _private_key(bag: _Bag, password: str) -> Any:
+    """The key of a key bag: ``cryptography`` decrypts the common schemes; the rest (2-key 3DES,
+    RC2) go through :mod:`.pbe`."""
+    try:
+        return serialization.load_der_private_key(bag.value, password.encode("utf-8") if bag.shrouded else None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        if not bag.shrouded:
+            raise KeystoreError("format", "damaged private key in the PKCS#12 file") from None
+    try:
+        epki, _ = decoder.decode(bag.value, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())
+        alg = epki["encryptionAlgorithm"]
+        params = bytes(alg["parameters"]) if alg["parameters"].isValue else None
+        plain = pbe.decrypt(str(alg["algorithm"]), params, bytes(epki["encryptedData"]), password)
+        return serialization.load_der_private_key(plain, None)
+    except (PyAsn1Error, ValueError, TypeError):
+        raise KeystoreError("unsupported", "a private key that the store password does not decrypt") from None
+
+
 def _assemble(bags: list[_Bag], password: str) -> Keystore:
     key_bags = [b for b in bags if b.kind == "key"]
     cert_bags = [b for b in bags if b.kind == "cert"]
@@ -165,10 +203,7 @@ def _assemble(bags: list[_Bag], password: str) -> Keystore:
     unnamed = 0
     all_certs = [b.cert for b in cert_bags if b.cert is not None]
     for kb in key_bags:
-        try:
-            key = serialization.load_der_private_key(kb.value, password.encode("utf-8") if kb.shrouded else None)
-        except (ValueError, TypeError):
-            raise KeystoreError("unsupported", "a private key that the store password does not decrypt") from None
+        key = _private_key(kb, password)
         leaf_bag = next((c for c in cert_bags if kb.local_id and c.local_id == kb.local_id), None)
         if leaf_bag is None:
             leaf_bag = next((c for c in cert_bags if key_matches(c.cert, key)), None)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ PBKDF2 = "1.2.840.113549.1.5.12"
 
 #: RFC 7292 PBE: OID suffix -> (cipher, key length in bytes)
 _PKCS12_CIPHERS = {"3": ("3des", 24), "4": ("3des", 16), "5": ("rc2", 16), "6": ("rc2", 5)}
-_PRF = {
+_PRF: dict[str, type[hashes.SHA1 | hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "1.2.840.113549.2.7": hashes.SHA1,
     "1.2.840.113549.2.8": hashes.SHA224,
     "1.2.840.113549.2.9": hashes.SHA256,
@@ -126,7 +126,9 @@ def _cbc_decrypt(cipher: str, key: bytes, iv: bytes, data: bytes, rc2_bits: int 
     if cipher == "rc2":
         from Cryptodome.Cipher import ARC2  # pycryptodomex (a pyjks dependency); cryptography has no RC2-40
 
-        plain = ARC2.new(key, ARC2.MODE_CBC, iv=iv, effective_keylen=rc2_bits).decrypt(data)  # noqa: S304 - reading old files
+        # reading old files is the point; nothing is ever written with RC2
+        rc2 = ARC2.new(key, ARC2.MODE_CBC, iv=iv, effective_keylen=rc2_bits)  # type: ignore[call-arg]  # noqa: S304
+        plain = rc2.decrypt(data)
         block = 64
     else:
         if cipher == "aes":
@@ -134,7 +136,7 @@ def _cbc_decrypt(cipher: str, key: bytes, iv: bytes, data: bytes, rc2_bits: int 
         else:
             from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 
-            algo = TripleDES(key)
+            algo = TripleDES(key + key[:8] if len(key) == 16 else key)  # 2-key 3DES is K1 K2 K1
         dec = Cipher(algo, modes.CBC(iv)).decryptor()
         plain = dec.update(data) + dec.finalize()
         block = algo.block_size
