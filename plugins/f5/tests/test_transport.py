@@ -178,6 +178,8 @@ def test_connection_types_and_validation(tmp_path: Path):
     assert "rest_insecure" in problems(type="rest_insecure", extra={"ca_bundle": "x"})[0]
     assert problems(ssh_key_path="/k")[0].startswith("--ssh_key_path:")
     assert problems(host=None) == ["--host: is required for F5 BIG-IP endpoints"]
+    assert problems(user=None)[0].startswith("--user: is required")
+    assert problems(user=None, store="vault", store_cred_id="bigip") == []
 
 
 def test_expiry_is_computed_from_expiration_micros(session):

@@ -89,6 +89,9 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         return problems
     if not conn.host:
         problems.append(Problem("is required for F5 BIG-IP endpoints", "--host"))
+    if not conn.user and not conn.store:
+        problems.append(Problem("is required for F5 BIG-IP endpoints (an Administrator account), unless a "
+                                "credential store supplies it (--store, --store_cred_id)", "--user"))
     if conn.ssh_key_path or conn.ssh_key_password:
         flag = "--ssh_key_path" if conn.ssh_key_path else "--ssh_key_password"
         problems.append(Problem("is not used: F5 BIG-IP endpoints are managed over iControl REST", flag))
