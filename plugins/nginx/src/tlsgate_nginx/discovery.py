@@ -117,6 +117,14 @@ def build_nodes(
     return out
 
 
+def probe_address(node: Node, endpoint: Endpoint, local: bool) -> str:
+    """Where to reach a node: its own address on a local host (``::1`` for ``[::]``, which
+    nginx binds IPv6-only), else the endpoint's host."""
+    if local and node.ip == "::":
+        return "::1"
+    return probe_host(node.ip, endpoint.connection.host, local)
+
+
 def confirm_by_handshake(nodes: Iterable[Node], endpoint: Endpoint, local: bool) -> list[Node]:
     """Replace each https node's certificate facts with what a TLS handshake (with SNI) shows.
 
@@ -126,7 +134,7 @@ def confirm_by_handshake(nodes: Iterable[Node], endpoint: Endpoint, local: bool)
     targets = {}
     for node in nodes:
         if node.protocol == "https" and node.port and "QUIC" not in node.state:
-            targets[node.key] = (probe_host(node.ip, endpoint.connection.host, local), node.port, sni_for(node.name))
+            targets[node.key] = (probe_address(node, endpoint, local), node.port, sni_for(node.name))
     unique = sorted(set(targets.values()), key=str)
     with ThreadPoolExecutor(max_workers=min(_PROBE_THREADS, max(1, len(unique)))) as pool:
         served = dict(zip(unique, pool.map(lambda t: _served(*t), unique), strict=True))

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tlsgate import (
     CertificateBundle,
@@ -32,11 +33,11 @@ from tlsgate import (
     ValidationError,
 )
 from tlsgate.bundle import key_matches
-from tlsgate.probe import Target, expect_served, probe_host, sni_for, try_served_fingerprint
+from tlsgate.probe import Target, expect_served, sni_for, try_served_fingerprint
 
 from .config import NginxConfig, ServerBlock
 from .control import NginxControl, describe_failure, find_control, wait_workers_retired, worker_pids
-from .discovery import discover, read_certificate, resolve
+from .discovery import discover, probe_address, read_certificate, resolve
 from .lexer import Directive, quote
 
 Edit = tuple[int, int, bytes]  # replace data[start:end] with bytes (start == end: insert)
@@ -63,7 +64,8 @@ def _insertion(data: bytes, server: Directive, cert: str, key: str) -> Edit:
     lines = [f"ssl_certificate {quote(cert)};", f"ssl_certificate_key {quote(key)};"]
     if eol >= 0 and (not rest.strip() or rest.strip().startswith(b"#")):
         indent = _indent_of_children(data, server)
-        text = "".join(f"{indent}{line}\n" for line in lines)
+        newline = "\r\n" if data[eol - 1 : eol] == b"\r" else "\n"  # keep the file's line endings
+        text = "".join(f"{indent}{line}{newline}" for line in lines)
         return eol + 1, eol + 1, text.encode()
     return body, body, (" " + " ".join(lines)).encode()
 
@@ -94,8 +96,6 @@ def _pair_for(config: NginxConfig, connection: Connection, server: ServerBlock, 
         if d.args and "$" not in d.args[0]:
             facts = read_certificate(connection, resolve(config, connection, d.args[0]))
             if facts.der is not None:
-                from cryptography import x509
-
                 if _key_kind(x509.load_der_x509_certificate(facts.der).public_key()) == want:
                     return i
     return 0
@@ -177,7 +177,7 @@ def _reachable(
         sni = next((n for n in node.alias if sni_for(n)), None)
         if sni is None:
             return None
-    return Target(probe_host(node.ip, endpoint.connection.host, local), node.port, sni)
+    return Target(probe_address(node, endpoint, local), node.port, sni)
 
 
 def select_servers(

@@ -55,6 +55,10 @@ def tlsgate_endpoint_types() -> list[EndpointType]:
     ]
 
 
+def _absolute(path: str) -> bool:
+    return path.startswith("/") or path[1:3] in (":\\", ":/")  # POSIX, or C:\ / C:/ on Windows
+
+
 @impl
 def validate(endpoint: Endpoint) -> list[Problem]:
     if endpoint.type != TYPE:
@@ -64,9 +68,11 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     path = getattr(options, "nginx_config_path", None)
     if not path:
         problems.append(Problem("is required", option="--nginx_config_path"))
-    elif endpoint.connection.type != "ssh" and not (path.startswith("/") or path[1:3] in (":\\", ":/")):
+    elif not _absolute(path):
         problems.append(Problem("must be an absolute path", option="--nginx_config_path"))
     certs_dir = getattr(options, "certs_dir", None)
+    if certs_dir and not _absolute(certs_dir):
+        problems.append(Problem("must be an absolute path", option="--certs_dir"))
     if certs_dir and "$" in certs_dir:
         problems.append(Problem("must not contain '$' (nginx reads it as a variable)", option="--certs_dir"))
     return problems
