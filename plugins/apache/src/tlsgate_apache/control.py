@@ -131,7 +131,7 @@ def parse_dump(text: str) -> RunConfig:
 def _tail(result: CommandResult) -> str:
     lines = [ln for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
     useful = [ln for ln in lines if "AH00558" not in ln and not ln.startswith("Action ")]
-    return " | ".join((useful or lines or [f"exit status {result.exit_code}"])[-3:])
+    return " | ".join((useful or lines or [f"exit status {result.exit_code}"])[-5:])
 
 
 def describe_failure(result: CommandResult) -> str:
@@ -200,6 +200,18 @@ class ApacheControl:
     def running_pid(self, run: RunConfig) -> int | None:
         pid = self.pid(run)
         return pid if self.alive(pid) else None
+
+    def start(self, run: RunConfig) -> CommandResult:
+        """``-k start``, after removing a PidFile whose process is gone. httpd trusts
+        ``kill(pid, 0)``, which succeeds for a zombie (a container whose PID 1 reaps nothing
+        keeps one after a failed graceful restart), and would exit 0 saying "already running"."""
+        stale = self.pid(run)
+        if stale is not None and not self.alive(stale):
+            try:
+                self.connection.remove(run.pid_file)
+            except (OperationError, OSError):
+                pass  # httpd will say why it cannot start
+        return self.connection.run(self.argv("-k", "start"))
 
     def test(self) -> CommandResult:
         return self.connection.run(self.argv("-t"))

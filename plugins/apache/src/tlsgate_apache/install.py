@@ -140,7 +140,7 @@ def wait_serving(
                 raise OperationError("httpd exited during the graceful restart" + (f": {log}" if log else ""))
             if not started:
                 started = True
-                res = control.connection.run(control.argv("-k", "start"))
+                res = control.start(run)
                 if not res.ok:
                     raise OperationError(f"httpd could not be started again: {describe_failure(res)}")
         else:
@@ -294,7 +294,7 @@ def restart_apache(endpoint: Endpoint, connection: Connection) -> str:
         raise OperationError(f"apachectl -t failed, not restarted: {describe_failure(test)}")
     check_configured_pairs(config, connection, vnodes)
     was = control.running_pid(config.run)
-    res = connection.run(control.argv("-k", "graceful" if was else "start"))
+    res = connection.run(control.argv("-k", "graceful")) if was else control.start(config.run)
     if not res.ok:
         raise OperationError(f"apachectl -k {'graceful' if was else 'start'} failed: {describe_failure(res)}")
     # The parent reads the configuration again after the signal and may exit on what -t cannot

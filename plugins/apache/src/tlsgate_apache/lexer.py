@@ -120,9 +120,9 @@ def unquote(raw: bytes) -> str:
 
 def quote(value: str) -> str:
     """``value`` as an argument: bare when it can be, else in double quotes."""
-    if value and not any(ch in value for ch in " \t\"'\\#<>") and not value.startswith("#"):
+    if value and not any(ch.isspace() or ch in "\"'\\#<>" for ch in value):
         return value
-    if '"' in value or "\n" in value:
+    if '"' in value or "\n" in value or "\r" in value or value.endswith("\\"):
         raise ValueError(f"cannot write {value!r} as an Apache argument")
     return '"' + value + '"'
 

@@ -1,0 +1,57 @@
+"""httpd's configuration syntax, byte-exactly."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tlsgate_apache.lexer import ConfigSyntaxError, parse, quote, unquote
+
+
+def test_directives_sections_and_spans() -> None:
+    data = (
+        b"# comment \\\n  continued comment line\n"
+        b"ServerRoot \"/srv/a b\"\n"
+        b"<VirtualHost 127.0.0.1:443 [::1]:443>\n"
+        b"  SSLCertificateFile \\\n      'c d.pem'\n"
+        b"  Header set X \"a \\\" # b\"\n"
+        b"  Alias /x /y # not a comment\n"
+        b"  Path c:\\\\dir\\\\\n"
+        b"</VirtualHost>\n"
+    )
+    tree = parse(data, "f.conf")
+    assert [(d.name, d.args, d.line) for d in tree] == [
+        ("ServerRoot", ["/srv/a b"], 3),
+        ("VirtualHost", ["127.0.0.1:443", "[::1]:443"], 4),
+    ]
+    vhost = tree[1]
+    assert vhost.close_line == 10
+    assert [(d.name, d.args, d.line) for d in vhost.children or []] == [
+        ("SSLCertificateFile", ["c d.pem"], 5),
+        ("Header", ["set", "X", 'a " # b'], 7),
+        ("Alias", ["/x", "/y", "#", "not", "a", "comment"], 8),
+        ("Path", ["c:\\\\dir\\\\"], 9),  # a doubled backslash does not continue the line
+    ]
+    cert = (vhost.children or [])[0]
+    start, end = cert.spans[0]
+    assert data[start:end] == b"'c d.pem'"
+
+
+def test_section_end_tag_forms_and_errors() -> None:
+    tree = parse(b"<IfModule ssl_module >\n<IfDefine X>\nA 1\n</IfDefine>\n</ifmodule>\n", "f")
+    assert tree[0].args == ["ssl_module"] and tree[0].children[0].children[0].args == ["1"]  # type: ignore[index]
+    with pytest.raises(ConfigSyntaxError, match="f:1: <VirtualHost> is never closed"):
+        parse(b"<VirtualHost *:443>\n", "f")
+    with pytest.raises(ConfigSyntaxError, match="without a matching"):
+        parse(b"</VirtualHost>\n", "f")
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1))
+def test_quote_round_trips(value: str) -> None:
+    try:
+        q = quote(value)
+    except ValueError:
+        assert '"' in value or "\n" in value or "\r" in value or value.endswith("\\")
+        return
+    assert parse(f"D {q}\n".encode(), "f")[0].args == [value]
+    assert unquote(q.encode()) == value
