@@ -316,8 +316,13 @@ class Device:
         return users
 
     def check_profile_entries(self, full: str, entries: list[dict[str, Any]]) -> None:
+        own = _split(full)[0]
         for e in entries:
             cert, key, chain = e.get("cert", NONE), e.get("key", NONE), e.get("chain", NONE)
+            for ref in (cert, key, chain):
+                if ref != NONE and _split(ref)[0] not in (own, "Common"):
+                    raise F5HttpError(400, f"01070726:3: Profile {full} in partition {own} cannot reference "
+                                           f"{ref} in partition {_split(ref)[0]}")
             if cert not in self.certs:
                 raise F5HttpError(400, f"01020036:3: The requested Certificate File ({cert}) was not found.")
             if key not in self.keys:

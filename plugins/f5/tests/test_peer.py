@@ -79,3 +79,10 @@ def test_unauthenticated_calls_are_401(peer, ca_bundle):
 
     resp = requests.get(f"{peer.url}/mgmt/tm/sys", verify=str(ca_bundle), timeout=10)
     assert resp.status_code == 401 and resp.json()["kind"] == ":resterrorresponse"
+
+
+def test_profile_cannot_reference_another_tenant(session):
+    with pytest.raises(F5Error) as err:
+        session.patch("/mgmt/tm/ltm/profile/client-ssl/~Common~cs_www", {"certKeyChain": [
+            {"name": "default", "cert": "/Tenant_A/shop_2025.crt", "key": "/Tenant_A/shop_2025.key"}]})
+    assert err.value.status == 400 and "cannot reference" in err.value.f5_message

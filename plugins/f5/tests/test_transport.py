@@ -226,3 +226,18 @@ def test_unknown_or_unreachable_host_is_a_clear_error():
     # TEST-NET-1: dropped (unreachable, timeout) or refused by a sandbox, depending on the network
     with pytest.raises(ConnectionFailed, match=r"unreachable|no answer|refused"):
         F5Connection("192.0.2.1", 443, "admin", "x", timeout=0.5).open()
+
+
+def test_rest_refuses_a_certificate_for_another_host_name(device, mgmt_ca, ca_bundle):
+    from f5_setup import server_context
+    from icontrol_peer import IControlPeer
+
+    other = IControlPeer(device, server_context(mgmt_ca.issue("bigip1.example.net"))).start()
+    try:
+        endpoint = make_endpoint(other, ca_bundle=ca_bundle)
+        with pytest.raises(ConnectionFailed) as err:
+            plugin.connect(endpoint, credentials(endpoint))
+        assert "TLS verification of the BIG-IP certificate failed" in str(err.value)
+        assert "does not name 127.0.0.1" in str(err.value)
+    finally:
+        other.stop()

@@ -224,10 +224,18 @@ class F5Connection(Connection):
                     verify=self.verify,  # per request: REQUESTS_CA_BUNDLE overrides Session.verify
                 )
         except requests.exceptions.SSLError as exc:
+            reason = _ssl_reason(exc)
+            if "mismatch" in reason or "not valid for" in reason:
+                advice = (f"the certificate does not name {self.host}: give --host as the name the certificate "
+                          "carries, or install a certificate for this name on the device")
+            elif "does not speak TLS" in reason:
+                advice = "check --port (iControl REST listens on the management port, 443 by default)"
+            else:
+                advice = ("give the CA that issued it with --ca_bundle, or install a certificate the gateway "
+                          "trusts on the device (rest_insecure skips the check)")
             raise ConnectionFailed(
-                f"{self.where}: TLS verification of the BIG-IP certificate failed ({_ssl_reason(exc)}); "
-                "give the CA that issued it with --ca_bundle, or install a trusted certificate on the "
-                "device (rest_insecure skips the check)", host=self.host,
+                f"{self.where}: TLS verification of the BIG-IP certificate failed ({reason}); {advice}",
+                host=self.host,
             ) from None
         except requests.exceptions.ConnectionError as exc:
             text = str(exc)
@@ -475,9 +483,9 @@ def _short(msg: str, limit: int = 300) -> str:
 
 def _ssl_reason(exc: Exception) -> str:
     text = str(exc)
-    found = re.search(r"certificate verify failed: ([^()'\"\]]+)", text)
+    found = re.search(r"certificate verify failed: (.+?)(?: \(_ssl\.c|\)\)|$)", text)
     if found:
-        return "certificate verify failed: " + found.group(1).strip()
+        return "certificate verify failed: " + found.group(1).strip().rstrip(".").replace("'", "")
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "the port does not speak TLS"
     if "hostname" in text.lower() or "match" in text.lower():
