@@ -68,11 +68,20 @@ def test_install_changes_only_the_covered_binding_over_winrm_https(iis_over_winr
     # the PFX went up as a private (ACL-restricted) temporary file, then was imported with the password in $P
     begins = [c.params for c in host.calls if c.template == "file-write-begin"]
     assert begins and all(p["private"] and p["tmp"].startswith(TEMP_DIR + "\\") for p in begins)
-    imp = next(c.params for c in host.calls if c.template == "iis-import-pfx")
-    assert imp["thumbprint"] == thumb and len(imp["password"]) >= 32
-    assert all(imp["password"] not in m for m in result.messages)
+    imp = next(c for c in host.calls if c.template == "iis-import-pfx")
+    assert imp.params["thumbprint"] == thumb and "password" not in imp.params
+    password = imp.secret_params["password"]  # on stdin ($S), never on the command line
+    assert len(password) >= 32
+    assert all(password not in m for m in result.messages)
+    assert not any(password in line or b64(password) in line for line in host.command_lines)
     order = [t for t in host.templates_run() if t.startswith("iis-")]
     assert order[:4] == ["iis-discover", "iis-import-chain", "iis-import-pfx", "iis-bind"]
+
+
+def b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()[:16]
 
 
 def der_of(cert) -> bytes:  # type: ignore[no-untyped-def]

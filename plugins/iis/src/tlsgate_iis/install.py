@@ -8,9 +8,10 @@ Steps (each shown by ``--dry-run``):
    the certificate covers; refuse a binding whose HTTP.sys certificate slot (``ip:port`` for
    IP-based bindings) is shared with bindings not chosen, because changing it changes them too;
 3. upload the PFX (legacy 3DES/SHA-1, random one-time password) and the intermediates (PKCS#7)
-   to ``%windir%\\Temp`` with the connection's atomic, ACL-restricted write;
+   to ``%windir%\\Temp`` with the connection's atomic, ACL-restricted write (the bytes travel on
+   stdin with the Windows transports);
 4. import the intermediates into ``LocalMachine\\CA`` and the PFX into ``LocalMachine\\My``
-   (not exportable), check the thumbprint against the bundle's SHA-1, delete the uploaded files;
+   (not exportable; the password on stdin as ``$S``), check the thumbprint against the bundle's SHA-1, delete the uploaded files;
 5. bind each chosen binding to the new thumbprint (HTTP.sys takes it at once);
 6. read the bindings back: the chosen ones must carry the new thumbprint, every other binding
    its old one;
@@ -45,8 +46,12 @@ VERIFY_DEADLINE = 10.0
 
 
 # -- remote steps ---------------------------------------------------------------------------------
-def _call(connection: Connection, template: str, params: dict[str, object], what: str) -> str:
-    res = connection.run_powershell(template, params)
+def _call(connection: Connection, template: str, params: dict[str, object], what: str,
+          secret_params: dict[str, object] | None = None) -> str:
+    if secret_params is None:
+        res = connection.run_powershell(template, params)
+    else:  # only Windows connections take secrets (on stdin); powershell_connection made sure of it
+        res = connection.run_powershell(template, params, secret_params=secret_params)  # type: ignore[call-arg]
     if not res.ok:
         detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
         raise OperationError(f"{connection.host}: {what} failed: {detail}", host=connection.host)
@@ -221,8 +226,8 @@ def _import(tx: Transaction, connection: Connection, state: IISState, bundle: Ce
                             "importing the intermediates into LocalMachine\\CA")
                 undo.chain_added = [t.upper() for t in _strings(decode_json(out, connection.host, "iis-import-chain"))]
         if tx.step("run", "Import-PfxCertificate -> Cert:\\LocalMachine\\My", f"thumbprint {thumb}, not exportable"):
-            out = _call(connection, scripts.IMPORT_PFX, {"path": pfx_path, "password": password, "thumbprint": thumb},
-                        "importing the PFX into LocalMachine\\My")
+            out = _call(connection, scripts.IMPORT_PFX, {"path": pfx_path, "thumbprint": thumb},
+                        "importing the PFX into LocalMachine\\My", secret_params={"password": password})
             data = decode_json(out, connection.host, "iis-import-pfx") or {}
             got = str(data.get("thumbprint") or "").upper()
             if not data.get("existed"):

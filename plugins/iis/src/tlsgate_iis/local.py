@@ -28,12 +28,13 @@ class LocalPowerShell(WindowsConnection):
         self.program = program
         self.host = getattr(local, "host", "localhost")
 
-    def _execute(self, command_line: str, *, timeout: float | None, what: str) -> tuple[int, str, str]:
+    def _execute(self, command_line: str, *, timeout: float | None, what: str,
+                 stdin: bytes | None = None) -> tuple[int, str, str]:
         if not command_line.startswith(POWERSHELL_PREFIX):
             raise OperationError(f"{self.host}: unexpected PowerShell command line for {what}")
         argv = [self.program, *POWERSHELL_PREFIX.split()[1:], command_line[len(POWERSHELL_PREFIX):]]
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+            proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
         except FileNotFoundError:
             raise OperationError(f"{self.host}: {self.program} not found on the gateway", host=self.host) from None
         except subprocess.TimeoutExpired:

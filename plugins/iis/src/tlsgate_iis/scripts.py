@@ -1,8 +1,10 @@
 """The fixed PowerShell templates the IIS driver runs (WebAdministration, IIS 10).
 
 Every template is constant text whose first line is ``# tlsgate:iis-<name>``; values (site names,
-binding information, thumbprints, the one-time PFX password) arrive only as ``$P``, decoded by
-the core's prelude (:func:`tlsgate.quoting.ps_script`), and are used as data: compared with
+binding information, thumbprints) arrive only as ``$P``, decoded by the core's prelude
+(:func:`tlsgate.quoting.ps_script`); the one-time PFX password arrives as ``$S`` on the command's
+standard input (``secret_params``), never on the powershell command line, which Windows shows in
+process listings and audit events. Values are used as data: compared with
 ``-eq``, passed as ``-LiteralPath`` or as method arguments, concatenated into a string. Nothing
 is ever parsed as PowerShell. Output that holds names is base64 of UTF-8 JSON (``Out-Json``):
 the console code page over WinRM (437) would mangle anything outside ASCII.
@@ -95,7 +97,8 @@ Out-Json $added
 
 IMPORT_PFX = _t("import-pfx", _OUT_JSON + r"""
 $existed = Test-Path -LiteralPath ('Cert:\LocalMachine\My\' + $P.thumbprint)
-$pw = ConvertTo-SecureString -String $P.password -AsPlainText -Force
+# The one-time password comes on standard input ($S), never on the command line.
+$pw = ConvertTo-SecureString -String $S.password -AsPlainText -Force
 # No -Exportable: the private key cannot be exported from the host again.
 $imp = @(Import-PfxCertificate -FilePath $P.path -CertStoreLocation 'Cert:\LocalMachine\My' -Password $pw)
 $leaf = $imp | Where-Object { $_.HasPrivateKey } | Select-Object -First 1
