@@ -218,6 +218,9 @@ def _upload(dev: Device, name: str, content_range: str, raw: bytes) -> dict[str,
     local = f"{DOWNLOADS}/{name}"
     if len(buf) == total:
         dev.files[local] = bytes(buf)
+        for pattern, replacement in dev.corrupt_uploads.items():
+            if re.search(pattern, name):
+                dev.files[local] = replacement
         del dev.uploads[name]
     return {"remainingByteCount": total - len(buf) if name in dev.uploads else 0, "usedChunks": {"0": len(raw)},
             "totalByteCount": total, "localFilePath": local, "temporaryFilePath": f"{local}.tmp",

@@ -147,6 +147,7 @@ class Device:
         self.transactions: dict[int, list[tuple[str, str, Any]]] = {}
         self.saves = 0
         self.ignore_paging = False  # answer every item whatever $top says
+        self.corrupt_uploads: dict[str, bytes] = {}  # name regex -> what lands on disk instead
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, Any]] = []
 

@@ -240,3 +240,16 @@ def test_a_name_taken_meanwhile_is_never_deleted(session, peer, web_ca, monkeypa
     stem = [k for k in dev.keys if k.startswith("/Common/www.example.com_")]
     assert len(stem) == 1  # the other job's key is still there
     assert dev.files == {}
+
+
+def test_device_refusing_a_mismatched_pair_rolls_back(session, peer, web_ca):
+    """The key that lands on the device is not the certificate's (a corrupted transfer): BIG-IP
+    refuses the profile change ("Key and certificate do not match") and nothing is left."""
+    dev = peer.device
+    before = dev.snapshot()
+    dev.corrupt_uploads[r"\.key$"] = web_ca.issue("someone.example").key_pem
+    with pytest.raises(OperationError) as err:
+        plugin.install(endpoint=None, connection=session, bundle=bundle_for(web_ca, "www.example.com"),
+                       nodes=[], dry_run=False)
+    assert err.value.rolled_back and "Key and certificate do not match" in str(err.value)
+    assert dev.snapshot() == before
