@@ -118,3 +118,24 @@ def test_relative_and_glob_includes_over_a_connection() -> None:
     assert [(s.names, s.listens[0].port) for s in config.servers] == [
         (["one"], 1), (["two", "two-alias"], 2), (["three"], 3)
     ]
+
+
+def test_wildcard_names_are_probed_and_unnamed_blocks_are_not(nginx_server, test_ca) -> None:
+    site, server = nginx_server
+    wild = test_ca.issue("*.wild.test")
+    (site.prefix / "certs" / "wild.crt").write_bytes(wild.cert_pem)
+    (site.prefix / "certs" / "wild.key").write_bytes(wild.key_pem)
+    (site.prefix / "conf.d" / "40-more.conf").write_text(
+        f"""server {{ listen 127.0.0.1:{site.tls_port} ssl; server_name *.wild.test;
+    ssl_certificate certs/wild.crt; ssl_certificate_key certs/wild.key; }}
+server {{ listen 127.0.0.1:{site.tls_port} ssl; server_name _; }}   # not the default: no handshake reaches it
+"""
+    )
+    server.reload()
+    from tlsgate.probe import Target, expect_served
+
+    expect_served([Target("127.0.0.1", site.tls_port, "x.wild.test")], wild.fingerprint, deadline=10)
+    nodes = {n.name: n for n in plugin.discover_nodes(local_endpoint(site.config), LocalConnection())}
+    assert nodes["*.wild.test"].fingerprint == wild.fingerprint and nodes["*.wild.test"].state == "active"
+    assert nodes["_"].fingerprint == site.certs["fallback"].fingerprint  # from its (inherited) file
+    assert "not probed" in nodes["_"].state

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import attrs
 from cryptography import x509
 from tlsgate import Connection, Endpoint, Node, TlsgateError, certs
-from tlsgate.probe import probe_host, served_certificate, sni_for
+from tlsgate.probe import Target, probe_host, served_certificate, sni_for
 
 from .config import NginxConfig, ServerBlock, _gc_paused, load
 
@@ -125,23 +125,63 @@ def probe_address(node: Node, endpoint: Endpoint, local: bool) -> str:
     return probe_host(node.ip, endpoint.connection.host, local)
 
 
-def confirm_by_handshake(nodes: Iterable[Node], endpoint: Endpoint, local: bool) -> list[Node]:
+def default_servers(config: NginxConfig) -> dict[tuple[str, int], ServerBlock]:
+    """Per listen address, the block nginx picks when no server_name matches the SNI."""
+    first: dict[tuple[str, int], ServerBlock] = {}
+    marked: dict[tuple[str, int], ServerBlock] = {}
+    for server in config.servers:
+        for listen in server.listens:
+            addr = (listen.ip, listen.port)
+            first.setdefault(addr, server)
+            if listen.default_server:
+                marked.setdefault(addr, server)
+    return {**first, **marked}
+
+
+def _sni_reaching(name: str) -> str | None:
+    """An SNI that nginx would route to a block named ``name`` (None for catch-alls/regexes)."""
+    if name.startswith("*.") and len(name) > 2:
+        return "tlsgate-probe" + name[1:]  # any label matches a leading wildcard
+    return sni_for(name)
+
+
+def handshake_target(
+    node: Node, server: ServerBlock, defaults: dict[tuple[str, int], ServerBlock], endpoint: Endpoint, local: bool
+) -> Target | None:
+    """The handshake that reaches this node's block, or None when none can be sure to: a name
+    nginx routes to the block, else nothing unless the block is its address's default server
+    (a handshake without a matching name lands there, not here)."""
+    if node.protocol != "https" or node.port is None or "QUIC" in node.state:
+        return None
+    sni = next((s for n in (node.name, *node.alias) if (s := _sni_reaching(n))), None)
+    if sni is None and defaults.get((node.ip or "", node.port)) is not server:
+        return None
+    return Target(probe_address(node, endpoint, local), node.port, sni)
+
+
+def confirm_by_handshake(
+    config: NginxConfig, pairs: Iterable[tuple[Node, ServerBlock]], endpoint: Endpoint, local: bool
+) -> list[Node]:
     """Replace each https node's certificate facts with what a TLS handshake (with SNI) shows.
 
     An unreachable node keeps what its files say, and says so in its state.
     """
-    nodes = list(nodes)
-    targets = {}
-    for node in nodes:
-        if node.protocol == "https" and node.port and "QUIC" not in node.state:
-            targets[node.key] = (probe_address(node, endpoint, local), node.port, sni_for(node.name))
+    pairs = list(pairs)
+    defaults = default_servers(config)
+    targets: dict[str, Target] = {}
+    out = []
+    for node, server in pairs:
+        target = handshake_target(node, server, defaults, endpoint, local)
+        if target is not None:
+            targets[node.key] = target
     unique = sorted(set(targets.values()), key=str)
     with ThreadPoolExecutor(max_workers=min(_PROBE_THREADS, max(1, len(unique)))) as pool:
-        served = dict(zip(unique, pool.map(lambda t: _served(*t), unique), strict=True))
-    out = []
-    for node in nodes:
+        served = dict(zip(unique, pool.map(lambda t: _served(t.host, t.port, t.sni), unique), strict=True))
+    for node, _server in pairs:
         target = targets.get(node.key)
         if target is None:
+            if node.protocol == "https" and "QUIC" not in node.state:
+                node = attrs.evolve(node, state=node.state + "; not probed: no server name reaches this block")
             out.append(node)
             continue
         der = served.get(target)

@@ -33,11 +33,11 @@ from tlsgate import (
     ValidationError,
 )
 from tlsgate.bundle import key_matches
-from tlsgate.probe import Target, expect_served, sni_for, try_served_fingerprint
+from tlsgate.probe import Target, expect_served, try_served_fingerprint
 
 from .config import NginxConfig, ServerBlock
 from .control import NginxControl, describe_failure, find_control, wait_workers_retired, worker_pids
-from .discovery import discover, probe_address, read_certificate, resolve
+from .discovery import default_servers, discover, handshake_target, read_certificate, resolve
 from .lexer import Directive, quote
 
 Edit = tuple[int, int, bytes]  # replace data[start:end] with bytes (start == end: insert)
@@ -153,33 +153,6 @@ def plan_edits(
     return dict(edits)
 
 
-def _default_servers(config: NginxConfig) -> dict[tuple[str, int], ServerBlock]:
-    """Per listen address, the block nginx picks without a matching SNI name."""
-    first: dict[tuple[str, int], ServerBlock] = {}
-    marked: dict[tuple[str, int], ServerBlock] = {}
-    for server in config.servers:
-        for listen in server.listens:
-            addr = (listen.ip, listen.port)
-            first.setdefault(addr, server)
-            if listen.default_server:
-                marked.setdefault(addr, server)
-    return {**first, **marked}
-
-
-def _reachable(
-    node: Node, server: ServerBlock, defaults: dict[tuple[str, int], ServerBlock], endpoint: Endpoint, local: bool
-) -> Target | None:
-    """The handshake target that reaches this node's block, or None when none does."""
-    if node.protocol != "https" or node.port is None or "QUIC" in node.state:
-        return None
-    sni = sni_for(node.name)
-    if sni is None and defaults.get((node.ip or "", node.port)) is not server:
-        sni = next((n for n in node.alias if sni_for(n)), None)
-        if sni is None:
-            return None
-    return Target(probe_address(node, endpoint, local), node.port, sni)
-
-
 def select_servers(
     pairs: Sequence[tuple[Node, ServerBlock]], wanted: Sequence[Node], bundle: CertificateBundle
 ) -> list[ServerBlock]:
@@ -251,10 +224,10 @@ def install_bundle(
     edits = plan_edits(config, connection, chosen, bundle, cert_path, key_path)
     control = find_control(connection, config)
 
-    defaults = _default_servers(config)
+    defaults = default_servers(config)
     changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
-    changed = [t for n, s in pairs if s in chosen and (t := _reachable(n, s, defaults, endpoint, local))]
-    others = [t for n, s in pairs if s not in chosen and (t := _reachable(n, s, defaults, endpoint, local))]
+    changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
+    others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
     if not dry_run and control.running:
         before = _served_now([*changed, *others])

@@ -86,8 +86,8 @@ def _local(endpoint: Endpoint) -> bool:
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     from .discovery import confirm_by_handshake, discover
 
-    _config, pairs = discover(connection, endpoint.options.nginx_config_path)
-    return confirm_by_handshake([n for n, _ in pairs], endpoint, _local(endpoint))
+    config, pairs = discover(connection, endpoint.options.nginx_config_path)
+    return confirm_by_handshake(config, pairs, endpoint, _local(endpoint))
 
 
 @impl
