@@ -246,9 +246,9 @@ class WinRMPeer:
         shell = self.shells[shell_id]
         if action == A_COMMAND:
             cl = body.find("rsp:CommandLine", NS) if body is not None else None
-            cmd = (cl.findtext("rsp:Command", "", NS) if cl is not None else "") or ""
+            program = (cl.findtext("rsp:Command", "", NS) if cl is not None else "") or ""
             args = cl.findall("rsp:Arguments", NS) if cl is not None else []
-            cmdline = " ".join([cmd, *[a.text or "" for a in args]]).strip()
+            cmdline = " ".join([program, *[a.text or "" for a in args]]).strip()
             cid = str(uuid.uuid4()).upper()
             with self.lock:
                 # Run at the first Receive, once any stdin (Send ... End="true") has arrived.
@@ -268,7 +268,7 @@ class WinRMPeer:
             cid = ds.get("CommandId", "") if ds is not None else ""
             if cid not in shell:
                 return 500, _fault(mid, "Sender", "InvalidParameter", "The command was not found.", 2150858854), action
-            cmd = shell[cid]
+            cmd: _Command = shell[cid]
             if not cmd.ran:
                 before = len(self.host.calls)
                 cmd.stdout, cmd.stderr, cmd.exit_code = self.host.run_command_line(cmd.command_line, bytes(cmd.stdin))

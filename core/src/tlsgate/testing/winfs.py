@@ -1,0 +1,249 @@
+"""The file systems of the simulated Windows host (:mod:`tlsgate.testing.winhost`): NTFS-like
+semantics (absolute drive paths, ``/`` and ``\\`` both separators, case-insensitive and
+case-preserving names, parent directories must exist), in memory or on a real directory."""
+
+from __future__ import annotations
+
+import json
+import ntpath
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from ..transports import windows as win
+
+
+class PSError(Exception):
+    """Raised by a handler: ``message`` goes to stderr, ``exit_code`` is the script's exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+
+# -- Windows paths -------------------------------------------------------------------------------
+def split_windows_path(path: str) -> tuple[str, list[str]]:
+    """(``C:``, [components]) of an absolute Windows path; ``/`` and ``\\`` both separate,
+    ``.``/``..`` resolve, repeated separators collapse. PSError for a relative path."""
+    if not win.is_absolute_windows_path(path):
+        raise PSError(f"Cannot find path '{path}' because it is not an absolute path.", 1)
+    drive, rest = ntpath.splitdrive(path.replace("/", "\\"))
+    parts: list[str] = []
+    for part in rest.split("\\"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        if part != part.rstrip(" .") or any(ch in part for ch in '<>:"|?*') or any(ord(c) < 32 for c in part):
+            raise PSError(f"The filename, directory name, or volume label syntax is incorrect: '{path}'", 1)
+        parts.append(part)
+    return drive.upper(), parts
+
+
+class WinFS:
+    """The file system interface the built-in templates use (case-insensitive, like NTFS)."""
+
+    def read(self, path: str) -> bytes: raise NotImplementedError
+    def write(self, path: str, data: bytes, *, append: bool = False) -> None: raise NotImplementedError
+    def kind(self, path: str) -> str | None: raise NotImplementedError  # "file", "dir" or None
+    def size(self, path: str) -> int: raise NotImplementedError
+    def mtime(self, path: str) -> float: raise NotImplementedError
+    def listdir(self, path: str) -> list[str]: raise NotImplementedError
+    def mkdir(self, path: str) -> None: raise NotImplementedError
+    def remove(self, path: str) -> None: raise NotImplementedError
+    def rename(self, src: str, dst: str) -> None: raise NotImplementedError
+    def is_private(self, path: str) -> bool: raise NotImplementedError
+    def set_private(self, path: str, private: bool) -> None: raise NotImplementedError
+
+    def makedirs(self, path: str) -> None:
+        drive, parts = split_windows_path(path)
+        for i in range(1, len(parts) + 1):
+            sub = drive + "\\" + "\\".join(parts[:i])
+            k = self.kind(sub)
+            if k == "file":
+                raise PSError(f"An item with the specified name {sub} already exists.", 1)
+            if k is None:
+                self.mkdir(sub)
+
+    def _parent_dir(self, path: str) -> None:
+        drive, parts = split_windows_path(path)
+        parent = drive + "\\" + "\\".join(parts[:-1])
+        if parts[:-1] and self.kind(parent) != "dir":
+            raise PSError(f"Could not find a part of the path '{path}'.", 1)
+
+
+@attrs.define
+class _Entry:
+    name: str  # as first created (case preserved)
+    data: bytearray | None  # None: a directory
+    private: bool = False
+    mtime: float = attrs.field(factory=time.time)
+
+
+class MemoryFS(WinFS):
+    """In-memory NTFS-like tree: case-insensitive, case-preserving; drive ``C:`` exists."""
+
+    def __init__(self, drives: Iterable[str] = ("C:",)) -> None:
+        self.entries: dict[tuple[str, ...], _Entry] = {}
+        for d in drives:
+            self.entries[(d.upper(),)] = _Entry(d.upper(), None)
+
+    @staticmethod
+    def _key(path: str) -> tuple[str, ...]:
+        drive, parts = split_windows_path(path)
+        return (drive, *(p.casefold() for p in parts))
+
+    def _get(self, path: str) -> _Entry | None:
+        return self.entries.get(self._key(path))
+
+    def kind(self, path: str) -> str | None:
+        e = self._get(path)
+        return None if e is None else ("dir" if e.data is None else "file")
+
+    def _file(self, path: str) -> _Entry:
+        e = self._get(path)
+        if e is None:
+            raise PSError(f"Could not find file '{path}'.", 2)
+        if e.data is None:
+            raise PSError(f"Access to the path '{path}' is denied.", 1)
+        return e
+
+    def read(self, path: str) -> bytes:
+        return bytes(self._file(path).data or b"")
+
+    def write(self, path: str, data: bytes, *, append: bool = False) -> None:
+        e = self._get(path)
+        if e is None:
+            self._parent_dir(path)
+            e = self.entries[self._key(path)] = _Entry(split_windows_path(path)[1][-1], bytearray())
+        elif e.data is None:
+            raise PSError(f"Access to the path '{path}' is denied.", 1)
+        if append:
+            e.data += data  # type: ignore[operator]
+        else:
+            e.data = bytearray(data)
+        e.mtime = time.time()
+
+    def size(self, path: str) -> int:
+        return len(self._file(path).data or b"")
+
+    def mtime(self, path: str) -> float:
+        e = self._get(path)
+        return e.mtime if e else 0.0
+
+    def listdir(self, path: str) -> list[str]:
+        key = self._key(path)
+        if self.kind(path) != "dir":
+            raise PSError(f"Cannot find path '{path}' because it does not exist.", 2)
+        return [e.name for k, e in self.entries.items() if len(k) == len(key) + 1 and k[: len(key)] == key]
+
+    def mkdir(self, path: str) -> None:
+        self._parent_dir(path)
+        self.entries[self._key(path)] = _Entry(split_windows_path(path)[1][-1], None)
+
+    def remove(self, path: str) -> None:
+        self._file(path)
+        del self.entries[self._key(path)]
+
+    def rename(self, src: str, dst: str) -> None:
+        e = self._file(src)
+        if self.kind(dst) == "dir":
+            raise PSError(f"Cannot create a file when that file already exists: '{dst}'", 1)
+        self._parent_dir(dst)
+        del self.entries[self._key(src)]
+        old = self._get(dst)
+        e.name = old.name if old else split_windows_path(dst)[1][-1]
+        self.entries[self._key(dst)] = e
+
+    def is_private(self, path: str) -> bool:
+        e = self._get(path)
+        return bool(e and e.private)
+
+    def set_private(self, path: str, private: bool) -> None:
+        self._file(path).private = private
+
+
+class DirectoryFS(WinFS):
+    """A real directory standing in for the drives: ``C:\\x\\y`` is ``<root>/C:/x/y``.
+
+    Existing components are matched case-insensitively (NTFS); new ones keep their case. ACL
+    restriction is recorded in ``<root>/.acl.json`` (there are no ACLs to set on Linux).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        (self.root / "C:").mkdir(parents=True, exist_ok=True)
+
+    def real(self, path: str) -> Path:
+        drive, parts = split_windows_path(path)
+        cur = self.root / drive
+        for part in parts:
+            cand = cur / part
+            if not cand.exists() and cur.is_dir():
+                for name in os.listdir(cur):
+                    if name.casefold() == part.casefold():
+                        cand = cur / name
+                        break
+            cur = cand
+        return cur
+
+    def kind(self, path: str) -> str | None:
+        p = self.real(path)
+        return "dir" if p.is_dir() else "file" if p.exists() else None
+
+    def read(self, path: str) -> bytes:
+        if self.kind(path) != "file":
+            raise PSError(f"Could not find file '{path}'.", 2)
+        return self.real(path).read_bytes()
+
+    def write(self, path: str, data: bytes, *, append: bool = False) -> None:
+        self._parent_dir(path)
+        if self.kind(path) == "dir":
+            raise PSError(f"Access to the path '{path}' is denied.", 1)
+        with open(self.real(path), "ab" if append else "wb") as fh:
+            fh.write(data)
+
+    def size(self, path: str) -> int:
+        return self.real(path).stat().st_size
+
+    def mtime(self, path: str) -> float:
+        return self.real(path).stat().st_mtime
+
+    def listdir(self, path: str) -> list[str]:
+        if self.kind(path) != "dir":
+            raise PSError(f"Cannot find path '{path}' because it does not exist.", 2)
+        return sorted(os.listdir(self.real(path)))
+
+    def mkdir(self, path: str) -> None:
+        self._parent_dir(path)
+        self.real(path).mkdir()
+
+    def remove(self, path: str) -> None:
+        if self.kind(path) != "file":
+            raise PSError(f"Could not find file '{path}'.", 2)
+        self.real(path).unlink()
+        self.set_private(path, False)
+
+    def rename(self, src: str, dst: str) -> None:
+        if self.kind(src) != "file":
+            raise PSError(f"Could not find file '{src}'.", 2)
+        self._parent_dir(dst)
+        os.replace(self.real(src), self.real(dst))
+
+    def _acl(self) -> dict[str, bool]:
+        f = self.root / ".acl.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def is_private(self, path: str) -> bool:
+        return bool(self._acl().get(str(self.real(path))))
+
+    def set_private(self, path: str, private: bool) -> None:
+        acl = self._acl()
+        acl[str(self.real(path))] = private
+        (self.root / ".acl.json").write_text(json.dumps(acl))
