@@ -253,3 +253,28 @@ def test_device_refusing_a_mismatched_pair_rolls_back(session, peer, web_ca):
                        nodes=[], dry_run=False)
     assert err.value.rolled_back and "Key and certificate do not match" in str(err.value)
     assert dev.snapshot() == before
+
+
+def test_old_profile_entries_go_to_the_jobs_backup_sink(session, peer, web_ca):
+    import json
+
+    from tlsgate.transaction import current_backup_sink
+
+    saved: list[tuple[str, str, bytes | None]] = []
+
+    class Sink:
+        def save(self, host: str, path: str, data: bytes | None, mode: int | None) -> str:
+            saved.append((host, path, data))
+            return f"backup-{len(saved)}"
+
+    token = current_backup_sink.set(Sink())
+    try:
+        result = plugin.install(endpoint=None, connection=session, bundle=bundle_for(web_ca, "www.example.com"),
+                                nodes=[], dry_run=False)
+    finally:
+        current_backup_sink.reset(token)
+    assert result.backups == ("backup-1",)
+    (host, path, data) = saved[0]
+    assert host == "127.0.0.1"
+    assert path == "/mgmt/tm/ltm/profile/client-ssl/~Common~cs_www#certKeyChain"
+    assert json.loads(data)["certKeyChain"][0]["cert"] == "/Common/www_2025.crt"

@@ -21,6 +21,7 @@ raises ``OperationError(rolled_back=True)``. A failure in 7 only adds a message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +29,10 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tlsgate import CertificateBundle, InstallResult, Node, OperationError, PlanStep, ValidationError
 from tlsgate.probe import Target, expect_served
+from tlsgate.transaction import current_backup_sink
 
 from .discover import CERTS, KEYS, PROFILES, Binding, DeviceState, read_state, served_der
-from .names import NONE, f5_fingerprint, object_stem, split_path, unique_stem
+from .names import NONE, f5_fingerprint, object_stem, split_path, unique_stem, uri_name
 from .rest import DOWNLOADS, F5Error
 
 if TYPE_CHECKING:
@@ -233,6 +235,16 @@ class _Journal:
         self.uploaded: list[str] = []
         self.created: list[tuple[str, str]] = []  # (collection, full path)
         self.repointed: list[ProfileChange] = []
+        self.backups: list[str] = []
+
+    def back_up(self, change: ProfileChange) -> None:
+        """Give the profile's old ``certKeyChain`` to the job's backup sink (when the core set
+        one), so that an operator can see what it pointed at even if the gateway dies."""
+        sink = current_backup_sink.get()
+        if sink is not None:
+            data = json.dumps({"profile": change.profile, "certKeyChain": list(change.old_entries)}, indent=1)
+            self.backups.append(sink.save(self.conn.host, f"{PROFILES}/{uri_name(change.profile)}#certKeyChain",
+                                          data.encode(), None))
 
     def remove_uploads(self) -> list[str]:
         errors = []
@@ -294,8 +306,8 @@ def install_bundle(
         ) from exc
     messages += _cleanup(conn, plan, journal)
     new_objects = tuple(path for _kind, path, _name in plan.objects())
-    return InstallResult(nodes=node_names, files_written=new_objects, plan=plan.steps(), verified=True,
-                         messages=tuple(messages))
+    return InstallResult(nodes=node_names, files_written=new_objects, backups=tuple(journal.backups),
+                         plan=plan.steps(), verified=True, messages=tuple(messages))
 
 
 def _apply(
@@ -340,6 +352,8 @@ def _apply(
 
 
 def _repoint(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> None:
+    for ch in plan.changes:
+        journal.back_up(ch)
     if len(plan.changes) == 1:
         ch = plan.changes[0]
         journal.repointed.append(ch)
