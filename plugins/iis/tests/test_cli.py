@@ -1,0 +1,144 @@
+"""The command line end to end (subprocess, real entry points) against the simulated IIS behind the
+WinRM loopback peer over winrm_https with the test CA: add, delegate, discover, install (dry run
+and real), nodes, restart; the vendor's connection-type rules; the password never stored in clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from iis_sim import IISSim
+from tlsgate.testing.certs import TestCA
+from tlsgate.testing.winhost import SimulatedWindowsHost
+from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER
+from tlsgate_iis.pfx import thumbprint
+
+
+def tg(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k != "TLSGATE_GATEWAY_PLATFORM"}
+    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
+                          env={**base, **(env or {})}, timeout=120)
+
+
+def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = tg(*args, stdin=stdin)
+    assert res.returncode == 0, f"{args}: {res.stderr}"
+    return res
+
+
+def home_bytes(home: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
+
+
+def test_cli_add_discover_install_restart_over_winrm_https(winrm_peer_factory, winrm_tls, iis_host: SimulatedWindowsHost,  # type: ignore[no-untyped-def]
+                                                           tlsgate_home: Path, iis_ca: TestCA, tmp_path: Path) -> None:
+    peer = winrm_peer_factory("https", host=iis_host)
+    res = ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+             "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle", str(winrm_tls.ca_bundle),
+             stdin=WINRM_PASSWORD + "\n")
+    assert res.stdout.startswith("Endpoint 'web1' added successfully. Instance ID: ")
+    shown = json.loads(ok("tls", "show", "web1", "--json").stdout)
+    assert shown["type"] == "iis" and shown["connection"]["password"] == "********"
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "web1", "--org", "Acme")
+
+    nodes = json.loads(ok("tls", "discover", "web1", "--json").stdout)
+    assert [(n["name"], n["protocol"], n["port"]) for n in nodes] == [
+        ("Default Web Site", "http", 80), ("Default Web Site", "https", 443), ("shop.example.com", "http", 80),
+        ("shop.example.com", "https", 443), ("blog.example.com", "https", 443), ("Blog", "https", 8443),
+        ("api.example.com", "https", 443)]
+    text = ok("tls", "nodes", "web1").stdout
+    assert "shop.example.com" in text and "External" in text
+
+    new = iis_ca.issue("shop.example.com")
+    crt, key, chain = new.write(tmp_path / "in", "shop")
+    before = IISSim.load(iis_host).bindings_view()
+    plan = json.loads(ok("tls", "install", "web1", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                         "--dry-run", "--json").stdout)
+    assert plan["dry_run"] and "api" in [s["action"] for s in plan["plan"]]
+    assert IISSim.load(iis_host).bindings_view() == before
+
+    done = json.loads(ok("tls", "install", "web1", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                         "--node", "Shop|https|*:443:shop.example.com", "--json").stdout)
+    assert done["nodes"] == ["shop.example.com"] and not done["rolled_back"] and done["certificate_id"] >= 1
+    after = IISSim.load(iis_host).bindings_view()
+    assert {k for k in after if after[k] != before[k]} == {("Shop", "https", "*:443:shop.example.com")}
+    assert after[("Shop", "https", "*:443:shop.example.com")] == thumbprint(new.cert.public_bytes(_der()))
+    listed = json.loads(ok("tls", "nodes", "web1", "--json").stdout)
+    shop = next(n for n in listed if n["name"] == "shop.example.com" and n["protocol"] == "https")
+    assert shop["fingerprint"] == new.fingerprint and shop["ssl"] == str(done["certificate_id"])
+
+    res = ok("tls", "restart", "web1")
+    assert "W3SVC" in res.stdout
+    assert IISSim.load(iis_host).restarts == 1
+
+    assert WINRM_PASSWORD.encode() not in home_bytes(tlsgate_home)
+    for cmd in (["tls", "show", "web1", "--json"], ["tls", "list", "--json"], ["log", "--json"]):
+        assert WINRM_PASSWORD not in ok(*cmd).stdout
+
+
+def _der():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.DER
+
+
+def test_cli_failed_install_exits_1_and_says_rolled_back(winrm_peer_factory, iis_host: SimulatedWindowsHost,  # type: ignore[no-untyped-def]
+                                                         tlsgate_home: Path, iis_ca: TestCA, tmp_path: Path) -> None:
+    peer = winrm_peer_factory("http", host=iis_host)
+    ok("tls", "add", "iis", "--name", "web2", "--connection_type", "winrm_http", "--host", "127.0.0.1",
+       "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", stdin=WINRM_PASSWORD + "\n")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "web2", "--org", "Acme")
+    sim = IISSim.load(iis_host)
+    before = (sim.bindings_view(), sim.store_view())
+    sim.fail("iis-bind", on_call=2, message="Cannot create a file when that file already exists.")
+    sim.save(iis_host)
+    crt, key, chain = iis_ca.issue("shop.example.com", "blog.example.com").write(tmp_path / "in", "x")
+    res = tg("tls", "install", "web2", "--cert", str(crt), "--key", str(key), "--chain", str(chain))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "every change was restored" in res.stderr and "Cannot create a file" in res.stderr
+    sim = IISSim.load(iis_host)
+    assert (sim.bindings_view(), sim.store_view()) == before
+    log = json.loads(ok("log", "--json").stdout)
+    assert [e["result"] for e in log if e["action"] == "tls install"] == ["rolled back"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--connection_type", "local"],
+     "error: --connection_type: local is not allowed for iis on a gateway on Linux; use a remote connection type"),
+    (["--connection_type", "ssh", "--host", "h", "--password", "p"],
+     "error: --connection_type: must be one of: local, ssh_windows, winrm_http, winrm_https, winrm_https_insecure "
+     "(for iis)"),
+    (["--connection_type", "rest", "--host", "h", "--password", "p"],
+     "error: --connection_type: must be one of: local, ssh_windows, winrm_http, winrm_https, winrm_https_insecure "
+     "(for iis)"),
+    (["--connection_type", "winrm_http", "--host", "h", "--password", "p", "--ssh_key_path", "/k"],
+     "error: --ssh_key_path: is only used with ssh connection types, not winrm_http"),
+    (["--connection_type", "winrm_http", "--host", "h"],
+     "error: --password: winrm_http needs --password, --ssh_key_path, or --store with --store_cred_id"),
+])
+def test_cli_refusals_exit_2_naming_the_option(tlsgate_home: Path, args: list[str], message: str) -> None:
+    res = tg("tls", "add", "iis", "--name", "w", *args)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [message]
+    assert json.loads(ok("tls", "list", "--json").stdout) == []
+
+
+def test_cli_local_follows_the_gateway_platform(tlsgate_home: Path) -> None:
+    res = tg("tls", "add", "iis", "--name", "w", "--connection_type", "local", env={"TLSGATE_GATEWAY_PLATFORM": "docker"})
+    assert res.returncode == 2 and "--connection_type: local is not allowed for iis on a gateway in Docker" in res.stderr
+    res = tg("tls", "add", "iis", "--name", "w", "--connection_type", "local", env={"TLSGATE_GATEWAY_PLATFORM": "windows"})
+    assert res.returncode == 0, res.stderr
+
+
+def test_cli_help_lists_the_vendor_options(tlsgate_home: Path) -> None:
+    text = ok("tls", "add", "iis", "--help").stdout
+    for flag in ("--name", "--connection_type", "--host", "--port", "--user", "--password", "--ssh_key_path",
+                 "--ssh_key_password", "--store", "--store_cred_id", "--winrm_auth", "--ca_bundle"):
+        assert flag in text
+    assert "local, ssh_windows, winrm_http, winrm_https" in " ".join(text.split())
