@@ -131,11 +131,9 @@ class F5Connection(Connection):
             if value:
                 self._token = str(value)
                 self.auth_mode = "token"
-                expires = token.get("expirationMicros")
-                if expires:
-                    self._token_expires = float(expires) / 1e6
-                else:
-                    self._token_expires = time.time() + float(token.get("timeout") or 1200)
+                # From the gateway's own clock (monotonic) and the token's lifetime, not the
+                # device's expirationMicros: the two clocks need not agree.
+                self._token_expires = time.monotonic() + float(token.get("timeout") or 1200)
                 return
         if resp.status_code == 401:
             raise ConnectionFailed(
@@ -159,7 +157,7 @@ class F5Connection(Connection):
 
     def _auth_headers(self) -> dict[str, str]:
         if self._token:
-            if time.time() > self._token_expires - RENEW_MARGIN:
+            if time.monotonic() > self._token_expires - RENEW_MARGIN:
                 self._relogin()
             return {"X-F5-Auth-Token": self._token or ""}
         return {}
