@@ -153,12 +153,14 @@ def test_invalid_input_exits_2_naming_the_option(cli: Cli, files: dict[str, Path
     if "No such option" not in message:  # typer/click's own usage errors print a usage header first
         assert len(message.splitlines()) == 1, message
     assert "wrong-pw" not in proc.stdout + proc.stderr
-    assert cli("tls", "list", "--json").stdout.strip() in ("[]", "")
 
 
-def test_name_rules(cli: Cli, files: dict[str, Path]) -> None:
+def test_name_rules_and_refused_adds_store_nothing(cli: Cli, files: dict[str, Path]) -> None:
     base = ["--connection_type", "local", "--path", str(files["pem"])]
     assert "--name" in cli("tls", "add", "pem", "--name", "x" * 33, *base, expect=2).stderr
+    wrong = ["--connection_type", "local", "--path", str(files["p12"]), "--store_password", "wrong-pw"]
+    assert "--store_password" in cli("tls", "add", "p12", "--name", "p", *wrong, expect=2).stderr
+    assert cli("tls", "list", "--json").stdout.strip() == "[]"
     cli("tls", "add", "pem", "--name", "x" * 32, *base)
     assert "--name" in cli("tls", "add", "pem", "--name", "x" * 32, *base, expect=2).stderr
 
