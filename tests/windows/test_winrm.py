@@ -368,3 +368,15 @@ def test_clixml_error_stream_is_cleaned() -> None:
     assert clean_clixml("#< CLIXML\r\n<Objs><Obj S=\"progress\"/></Objs>") == ""
     mixed = "raw line\r\n" + to_clixml("serialized") + "\r\nafter"
     assert clean_clixml(mixed) == "raw line\r\nserialized\nafter\n"
+
+
+@pytest.mark.parametrize("auth", ["ntlm", "basic"])
+def test_reconnects_after_the_host_closed_an_idle_connection(winrm_peer_factory, auth) -> None:  # type: ignore[no-untyped-def]
+    peer = winrm_peer_factory("http")
+    with connect(winrm_endpoint(peer, auth=auth)) as conn:
+        conn.write_file(r"C:\a.txt", b"before")
+        peer.close_idle_connections()
+        assert conn.read_file(r"C:\a.txt") == b"before"  # same shell, new HTTP connection
+        conn.write_file(r"C:\a.txt", b"after")
+    assert peer.host.read(r"C:\a.txt") == b"after"
+    assert peer.soap_actions().count("Create") == 1

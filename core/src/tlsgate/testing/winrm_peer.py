@@ -151,6 +151,7 @@ class WinRMPeer:
         self.lock = threading.Lock()
         self._pending_timeouts = 0
         self._drop_template: str | None = None
+        self._connections: list[socket.socket] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         if "ntlm" in auth:
@@ -203,6 +204,16 @@ class WinRMPeer:
         chunk, then the rest."""
         with self.lock:
             self._pending_timeouts = count
+
+    def close_idle_connections(self) -> None:
+        """Close every open keep-alive connection, as HTTP.sys does after its idle timeout."""
+        import contextlib
+
+        with self.lock:
+            conns, self._connections = list(self._connections), []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def drop_connection_on(self, template: str | None) -> None:
         """When a command that ran template ``template`` is first received, close the TCP
@@ -339,6 +350,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out as separate writes; without NODELAY, Nagle + delayed ACK add
         # 40 ms to every keep-alive round trip.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.peer.lock:
+            self.peer._connections.append(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -402,9 +415,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._unauth()
         encrypted = self.headers.get("Content-Type", "").startswith("multipart/encrypted")
         if encrypted:
-            if self.ntlm is None:
+            if self.ntlm is None or self.authed_user is None:
                 return self._send(400)
-            data = self._unwrap(data)
+            try:
+                data = self._unwrap(data)
+            except Exception:  # noqa: BLE001 - sealed with another context: the host answers 400
+                return self._send(400)
         elif data and not tls and not peer.allow_unencrypted:
             return self._send(401)  # AllowUnencrypted=false refuses a plain body over http
         if not data:  # pywinrm's empty POST that sets up message encryption

@@ -68,8 +68,7 @@ class WinRMConnection(WindowsConnection):
             raise OperationError(f"{self.host}: the WinRM connection is closed", host=self.host)
         shell = self._shell_id
         try:
-            # With stdin, the console must not own it (as Ansible's winrm connection does).
-            command_id = self._protocol.run_command(shell, command_line, console_mode_stdin=stdin is None)
+            command_id = self._start(shell, command_line, stdin is not None)
             if stdin is not None:
                 # One Send per piece keeps each envelope under MaxEnvelopeSize (150 KB by default):
                 # pywinrm base64-encodes the piece, so 96 KB become 128 KB.
@@ -104,6 +103,28 @@ class WinRMConnection(WindowsConnection):
         except Exception as exc:  # noqa: BLE001 - mapped to a clear, secret-free message
             raise _connection_error(exc, self.host, self.port, during=what) from None
         return code, b"".join(out).decode("utf-8", "replace"), b"".join(err).decode("utf-8", "replace")
+
+    def _start(self, shell: str, command_line: str, with_stdin: bool) -> str:
+        """Start a command in the shell; once, reconnect first if the HTTP connection is gone.
+
+        Windows closes idle keep-alive connections (HTTP.sys, 120 s by default). Over NTLM with
+        message encryption pywinrm cannot recover by itself: requests_ntlm re-authenticates the
+        new connection but re-sends the body sealed with the old context, which the host
+        rejects. A fresh requests session (new handshake, new encryption context) fixes it, and
+        the shell lives on the host, so it is reused. Only the Command step is retried: a
+        Command the host refused to decrypt or never received has not started anything.
+        """
+        import requests
+        from winrm.exceptions import WinRMTransportError
+
+        # With stdin, the console must not own it (as Ansible's winrm connection does).
+        try:
+            return str(self._protocol.run_command(shell, command_line, console_mode_stdin=not with_stdin))
+        except (requests.exceptions.ConnectionError, WinRMTransportError) as exc:
+            if isinstance(exc, requests.exceptions.SSLError):
+                raise
+            self._protocol.transport.close_session()
+            return str(self._protocol.run_command(shell, command_line, console_mode_stdin=not with_stdin))
 
     def _cleanup(self, command_id: str) -> None:
         try:
