@@ -67,7 +67,7 @@ class Directive:
         out: list[tuple[int, int]] = []
         first = True
         for m in _TOKEN.finditer(data, self.start):
-            kind = m.lastindex
+            kind = m.lastindex or 0
             if kind == 1:
                 continue
             if kind == 4:
@@ -159,8 +159,8 @@ def parse(data: bytes, file: str) -> list[Directive]:
                 current = stack[-1].block if stack else root  # type: ignore[assignment]
                 continue
         else:
-            d, term, pos = _slow_statement(data, pos, file)
-            if d is None:
+            slow, term, pos = _slow_statement(data, pos, file)
+            if slow is None:
                 if term == b"}":
                     if not stack:
                         _fail(data, file, pos - 1, "unexpected '}'")
@@ -168,6 +168,7 @@ def parse(data: bytes, file: str) -> list[Directive]:
                     current = stack[-1].block if stack else root  # type: ignore[assignment]
                     continue
                 break  # end of file
+            d = slow
         current.append(d)
         if term == b";":
             d.end = pos
@@ -196,7 +197,7 @@ def _slow_statement(data: bytes, pos: int, file: str) -> tuple[Directive | None,
         if m.start() != pos:
             break
         pos = m.end()
-        kind = m.lastindex
+        kind = m.lastindex or 0
         if kind == 1:
             continue
         if kind == 4:
