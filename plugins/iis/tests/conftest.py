@@ -90,3 +90,45 @@ def iis_over_winrm(winrm_peer_factory: Callable[..., WinRMPeer], winrm_tls, iis_
         return peer, winrm_endpoint(peer, conn_type, ca_bundle=ca, type="iis", name="iis1")
 
     yield make
+
+
+@pytest.fixture(scope="module")
+def iis_ssh_host() -> Iterator[object]:
+    """A private ssh_windows host (real sshd, ``powershell`` shim, SFTP drive mapping) whose shim
+    also runs the simulated IIS. The shim imports its handlers by module name; ``iis_sim`` lives
+    in this tests folder, so a copy goes next to the shim (its script directory is on sys.path).
+    Module-scoped and our own: the shared session host decides its plugins when first started."""
+    import shutil
+    import tempfile
+
+    from tlsgate.testing.winrm_fixtures import start_ssh_windows_host, stop_ssh_windows_host
+
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-iis-winssh-"))
+    try:
+        server, pid_file = start_ssh_windows_host(base, plugins=("iis_sim:register",))
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    copy = base / "bin" / "iis_sim.py"
+    shutil.copyfile(Path(__file__).with_name("iis_sim.py"), copy)
+    copy.chmod(0o644)
+    try:
+        yield server
+    finally:
+        stop_ssh_windows_host(pid_file)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def iis_over_ssh(iis_ssh_host, scene_certs: Scene, tlsgate_home: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                 monkeypatch: pytest.MonkeyPatch):
+    """The ssh_windows host with the standard scene, its host key trusted in a private
+    $TLSGATE_HOME (and a private $HOME, so the real known_hosts is not read)."""
+    from tlsgate.transports import ssh
+
+    home = tmp_path / "user-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    ssh.trust_host_key(iis_ssh_host.host, iis_ssh_host.port, iis_ssh_host.host_key_public)
+    build_scene(scene_certs).save(iis_ssh_host)
+    return iis_ssh_host

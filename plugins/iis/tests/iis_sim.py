@@ -138,11 +138,11 @@ class IISSim:
         return {name: set(certs) for name, certs in self.stores.items()}
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, host: SimulatedWindowsHost) -> None:
+    def save(self, host: Any) -> None:  # a SimulatedWindowsHost, or the ssh_windows host (same seed/read)
         host.seed(STATE_PATH, json.dumps(attrs.asdict(self)).encode())
 
     @classmethod
-    def load(cls, host: SimulatedWindowsHost) -> IISSim:
+    def load(cls, host: Any) -> IISSim:
         raw = json.loads(host.read(STATE_PATH))
         raw["sites"] = [SimSite(s["name"], s["id"], s["state"], [SimBinding(**b) for b in s["bindings"]])
                         for s in raw["sites"]]
