@@ -40,7 +40,7 @@ class ApacheOptions:
         min_len=1, max_len=4096, metavar="<apachectl-path>",
     )
     certs_dir: str = option(
-        help=f"Directory for new certificate, key and chain files (default {DEFAULT_CERTS_DIR}).",
+        help="Directory for new certificate, key and chain files.",
         default=DEFAULT_CERTS_DIR, min_len=1, max_len=4096, metavar="DIR",
     )
 
