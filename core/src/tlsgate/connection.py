@@ -49,9 +49,17 @@ class Connection(abc.ABC):
         """
 
     def run_powershell(
-        self, template: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = 120
+        self,
+        template: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = 120,
+        secret_params: Mapping[str, Any] | None = None,
     ) -> CommandResult:
-        """Run a fixed PowerShell template; ``params`` reach it as ``$P`` (decoded JSON)."""
+        """Run a fixed PowerShell template (first line ``# tlsgate:<name>``); ``params`` reach it
+        as ``$P`` (decoded JSON, carried in the script), ``secret_params`` (passwords, key bytes)
+        as ``$S`` through standard input, never on the remote command line. See
+        :mod:`tlsgate.transports.windows`."""
         raise OperationError(f"{self.host}: PowerShell is only available on Windows hosts")
 
     # -- files --------------------------------------------------------------------------------
