@@ -4,8 +4,9 @@ A Windows transport (``winrm_*``, ``ssh_windows``) only has to run one PowerShel
 and say how long that line may be; :class:`WindowsConnection` turns the :class:`Connection`
 interface (run, read/write/stat/remove/rename/listdir/makedirs) into calls of the fixed templates
 in :data:`TEMPLATES`. A template is constant text whose first line is ``# tlsgate:<name>``; its
-parameters arrive only as ``$P``, decoded from one base64 JSON document by the prelude of
-:func:`tlsgate.quoting.ps_script`, so a path, alias or password is never parsed as PowerShell.
+parameters arrive only as data: ``$P``, decoded from one base64 JSON document by the prelude of
+:func:`tlsgate.quoting.ps_script`, and ``$S`` (secrets, below), so a path, alias or password is
+never parsed as PowerShell.
 
 Secrets and big payloads: stdin, not the command line
 ---------------------------------------------------
@@ -17,10 +18,11 @@ Windows host shows it in process listings and in process-creation audit events (
 So a template's *public* parameters (paths, names) travel in the script as ``$P`` and its
 *secret* parameters (passwords, ``env`` and ``stdin`` of :meth:`WindowsConnection.run`, file
 bytes) travel on the command's standard input as a second base64 JSON document, decoded by the
-fixed line :data:`STDIN_PRELUDE` into ``$S`` (the route Ansible's Windows connections take:
-``powershell -EncodedCommand <bootstrap>`` reading ``$input``). WinRM delivers stdin with the
-Send operation (pywinrm ``send_command_input``, command started with ``console_mode_stdin=False``),
-SSH on the exec channel. We considered the alternatives the brief named:
+fixed line :data:`STDIN_PRELUDE` into ``$S`` (the route Ansible's Windows connections take, as
+recalled, not verified on a Windows host here: ``powershell -EncodedCommand <bootstrap>`` reading
+``$input``). WinRM delivers stdin with the Send operation (pywinrm ``send_command_input``, the
+command started with ``console_mode_stdin=False``), SSH on the exec channel. We considered the
+alternatives:
 
 * chunks on the command line: works everywhere, but puts file bytes (private keys) in every
   powershell.exe command line and needs ~4.7 characters of command line per byte (about 1.4 KB

@@ -190,7 +190,7 @@ def _connection_error(exc: BaseException, host: str, port: int, *, during: str =
     return ConnectionFailed(msg, host=host)
 
 
-def connect_winrm(endpoint: Endpoint, credentials: Credentials, *, read_timeout: int = 60,
+def connect_winrm(endpoint: Endpoint, credentials: Credentials, *, read_timeout: int = 30,
                   operation_timeout: int = 20) -> WinRMConnection:
     """Open a WinRM shell on the endpoint's host (the ``connect`` hook for winrm_*)."""
     from winrm.protocol import Protocol
