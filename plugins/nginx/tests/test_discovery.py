@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from nginx_helpers import MemoryConnection, local_endpoint
 from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx import plugin
 from tlsgate_nginx.config import load, parse_listen
 from tlsgate_nginx.lexer import parse
-
-from .conftest import MemoryConnection, local_endpoint
 
 
 def summary(nodes):

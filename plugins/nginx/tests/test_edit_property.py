@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nginx_helpers import MemoryConnection
 from tlsgate import CertificateBundle
 from tlsgate.testing.certs import TestCA
 from tlsgate_nginx.config import load
 from tlsgate_nginx.install import apply_edits, plan_edits
 from tlsgate_nginx.lexer import parse
-
-from .conftest import MemoryConnection
 
 _CA = TestCA("edit property")
 _ISSUED = _CA.issue("site0.test")

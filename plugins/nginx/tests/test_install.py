@@ -7,13 +7,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from nginx_helpers import local_endpoint
 from tlsgate import CertificateBundle, OperationError, ValidationError
 from tlsgate.probe import try_served_fingerprint
 from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx import install as install_mod
 from tlsgate_nginx import plugin
-
-from .conftest import local_endpoint
 
 
 def served(site, port: int, sni: str | None) -> str | None:

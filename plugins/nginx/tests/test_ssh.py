@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nginx_helpers import local_endpoint
 from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
 from tlsgate.probe import try_served_fingerprint
 from tlsgate.testing.sshd import SshdServer
@@ -14,8 +15,6 @@ from tlsgate.transports import ssh
 from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx import plugin
 from tlsgate_nginx.plugin import NginxOptions
-
-from .conftest import local_endpoint
 
 pytestmark = pytest.mark.slow
 
