@@ -380,3 +380,18 @@ def test_reconnects_after_the_host_closed_an_idle_connection(winrm_peer_factory,
         conn.write_file(r"C:\a.txt", b"after")
     assert peer.host.read(r"C:\a.txt") == b"after"
     assert peer.soap_actions().count("Create") == 1
+
+
+def test_peer_faults_for_an_unknown_shell_as_http_500(winrm_peer_factory) -> None:  # type: ignore[no-untyped-def]
+    from winrm.exceptions import WSManFaultError
+    from winrm.protocol import Protocol
+
+    peer = winrm_peer_factory("http")
+    protocol = Protocol(peer.url, transport="ntlm", username=WINRM_USER, password=WINRM_PASSWORD,
+                        server_cert_validation="ignore")
+    shell = protocol.open_shell()
+    protocol.close_shell(shell, close_session=False)
+    with pytest.raises(WSManFaultError) as err:
+        protocol.run_command(shell, "ipconfig")
+    assert err.value.code == 500 and err.value.wsman_fault_code == 2150858843
+    assert "InvalidSelectors" in err.value.fault_subcode
