@@ -238,6 +238,7 @@ def install_bundle(
                 wait_serving(control, config.run, {t: fp for t, fp in before.items() if t in others},
                              deadline=VERIFY_DEADLINE)
                 verified = bool(changed)
+                tx.messages.append("httpd restarted gracefully (apachectl -k graceful)")
                 if not changed:
                     tx.messages.append("no changed vhost is reachable by handshake; not verified")
         else:

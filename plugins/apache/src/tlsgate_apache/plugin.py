@@ -54,7 +54,7 @@ def tlsgate_endpoint_types() -> list[EndpointType]:
             connection_types=("local", "ssh"),
             local_platforms=("linux",),
             options=ApacheOptions,
-            needs_restart=True,
+            needs_restart=False,  # the install itself ends with a graceful restart
             vendor="Apache",
         )
     ]
