@@ -32,6 +32,7 @@ import ntpath
 import secrets
 import socket
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from tlsgate import CertificateBundle, Connection, Endpoint, InstallResult, Node, OperationError, Transaction
 from tlsgate.errors import ValidationError
@@ -159,17 +160,17 @@ class _Undo:
 
         for b in reversed(self.bindings):
             if b.certificate_hash:
-                attempt(lambda b=b: bind(self.connection, b, b.certificate_hash, b.certificate_store or scripts.STORE),
+                attempt(partial(bind, self.connection, b, b.certificate_hash, b.certificate_store or scripts.STORE),
                         f"rebound {describe(b)} to {b.certificate_hash}")
             else:
-                attempt(lambda b=b: unbind(self.connection, b), f"removed the certificate of {describe(b)}")
+                attempt(partial(unbind, self.connection, b), f"removed the certificate of {describe(b)}")
         if self.new_certificate:
             thumb = self.new_certificate
-            attempt(lambda: remove_certificates(self.connection, scripts.STORE, [thumb]),
+            attempt(partial(remove_certificates, self.connection, scripts.STORE, [thumb]),
                     f"removed certificate {thumb} from LocalMachine\\My if unused")
         if self.chain_added:
             added = list(self.chain_added)
-            attempt(lambda: remove_certificates(self.connection, scripts.CA_STORE, added),
+            attempt(partial(remove_certificates, self.connection, scripts.CA_STORE, added),
                     f"removed intermediates {', '.join(added)} from LocalMachine\\CA")
         if errors:
             raise OperationError("; ".join(errors))
