@@ -214,8 +214,32 @@ class NginxServer:
         for port in self.ports:
             wait_for_port(port, timeout=15)
 
-    def reload(self) -> None:
+    def workers(self) -> list[int]:
+        pid = self.pid
+        try:
+            return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def reload(self, timeout: float = 15.0) -> None:
+        """``nginx -s reload``, then wait until the old workers stopped accepting (they exit or
+        show "is shutting down"), so the next handshake sees the new configuration."""
+        old = self.workers()
         subprocess.run(self.argv("-s", "reload"), capture_output=True, timeout=30, check=True)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            busy = []
+            for pid in old:
+                try:
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if title and b"shutting down" not in title:
+                    busy.append(pid)
+            if not busy:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"nginx workers {old} still accept connections {timeout} s after a reload")
 
     def stop(self) -> None:
         """Kill this instance's master and its workers (found from its own pid file).
