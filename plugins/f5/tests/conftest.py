@@ -61,7 +61,7 @@ def f5_version() -> str:
 
 @pytest.fixture
 def device(f5_version: str, web_ca: TestCA, web_certs: dict[str, Issued]) -> Device:
-    return build_device(f5_version, web_ca, web_certs, free_port(), free_port())
+    return build_device(f5_version, web_ca, web_certs, free_port(), free_port(), free_port())
 
 
 @pytest.fixture
@@ -99,9 +99,8 @@ def session(endpoint: Endpoint, peer: IControlPeer) -> Iterator[object]:
 
 
 @pytest.fixture(autouse=True)
-def _quick_probes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loopback answers in milliseconds; do not wait seconds for addresses that never answer."""
-    from tlsgate_f5 import discover, install
+def _quick_verification(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A virtual server that serves the wrong certificate is reported after 1.5 s, not 10."""
+    from tlsgate_f5 import install
 
-    monkeypatch.setattr(discover, "PROBE_TIMEOUT", 0.3)
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 1.5)

@@ -20,12 +20,14 @@ def pem(cert) -> bytes:  # type: ignore[no-untyped-def]
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def build_device(version: str, web_ca: TestCA, certs: dict[str, Issued], www_port: int, plain_port: int) -> Device:
+def build_device(version: str, web_ca: TestCA, certs: dict[str, Issued], www_port: int, plain_port: int,
+                 v6_port: int = 443) -> Device:
     """Two partitions, four client-ssl profiles (one parent), four virtual servers:
 
     * ``/Common/vs_www`` on 127.0.0.1:<www_port> (TLS listener): SNI profiles ``cs_www``
       (default) and ``cs_api``, plus tcp, http and a server-ssl profile;
-    * ``/Common/vs_api6`` on ``2001:db8::10.443``: ``cs_api`` (shared with vs_www);
+    * ``/Common/vs_api6`` on ``::1.<v6_port>`` (nothing listens: refused at once): ``cs_api``
+      (shared with vs_www);
     * ``/Tenant_A/vs_shop`` on ``10.1.0.5%2:443`` (route domain 2, disabled): ``/Tenant_A/cs_shop``;
     * ``/Common/vs_plain``: no client-ssl profile (no node).
 
@@ -58,7 +60,7 @@ def build_device(version: str, web_ca: TestCA, certs: dict[str, Issued], www_por
     dev.add_virtual("/Common/vs_www", f"/Common/127.0.0.1:{www_port}", [
         ("/Common/tcp", "all"), ("/Common/http", "all"), ("/Common/cs_www", "clientside"),
         ("/Common/cs_api", "clientside"), ("/Common/serverssl", "serverside")])
-    dev.add_virtual("/Common/vs_api6", "/Common/2001:db8::10.443", [("/Common/tcp", "all"), ("/Common/cs_api", "clientside")])
+    dev.add_virtual("/Common/vs_api6", f"/Common/::1.{v6_port}", [("/Common/tcp", "all"), ("/Common/cs_api", "clientside")])
     dev.add_virtual("/Tenant_A/vs_shop", "/Tenant_A/10.1.0.5%2:443",
                     [("/Common/tcp", "all"), ("/Tenant_A/cs_shop", "clientside")], enabled=False)
     dev.add_virtual("/Common/vs_plain", f"/Common/127.0.0.1:{plain_port}", [("/Common/tcp", "all"), ("/Common/http", "all")])

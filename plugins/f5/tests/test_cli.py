@@ -45,7 +45,6 @@ def test_cli_end_to_end(cli, peer, ca_bundle, web_ca, tmp_path):
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
     dev = peer.device
-    del dev.virtuals["/Common/vs_api6"]  # its address never answers: each discovery would wait for it
     out = cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
               "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
               stdin=ADMIN_PASSWORD + "\n")
@@ -57,7 +56,7 @@ def test_cli_end_to_end(cli, peer, ca_bundle, web_ca, tmp_path):
     assert dev.live_tokens() == 0
     nodes = json.loads(cli("tls", "nodes", "bigip1", "--json").stdout)
     rows = nodes if isinstance(nodes, list) else nodes.get("nodes", nodes)
-    assert sorted(r["name"] for r in rows) == ["/Common/vs_www", "/Common/vs_www", "/Tenant_A/vs_shop"]
+    assert sorted(r["name"] for r in rows) == ["/Common/vs_api6", "/Common/vs_www", "/Common/vs_www", "/Tenant_A/vs_shop"]
 
     crt, key, chain = _files(tmp_path, web_ca, "www.example.com")
     before = dev.snapshot()
@@ -87,7 +86,6 @@ def test_cli_end_to_end(cli, peer, ca_bundle, web_ca, tmp_path):
 def test_cli_rest_without_trust_fails_clearly_and_rest_insecure_says_so(cli, peer):
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
-    del peer.device.virtuals["/Common/vs_api6"]
     for name, ctype in (("strict", "rest"), ("loose", "rest_insecure")):
         cli("tls", "add", "f5", "--name", name, "--connection_type", ctype, "--host", "127.0.0.1",
             "--port", str(peer.port), "--user", "admin", "--password", ADMIN_PASSWORD)
@@ -105,7 +103,6 @@ def test_cli_rest_without_trust_fails_clearly_and_rest_insecure_says_so(cli, pee
 def test_cli_tls_test_reports_a_missing_administrator_role(cli, peer, ca_bundle):
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
-    del peer.device.virtuals["/Common/vs_api6"]
     cli("tls", "add", "f5", "--name", "op", "--connection_type", "rest", "--host", "127.0.0.1",
         "--port", str(peer.port), "--user", "operator", "--password", "operator-pw", "--ca_bundle", str(ca_bundle))
     report = cli("tls", "test", "op", expect=1)

@@ -21,8 +21,9 @@ def _node(name, alias, ip, port, issued, state="active"):  # type: ignore[no-unt
 def test_discovery_is_exact(session, peer, web_certs, f5_version):
     nodes = plugin.discover_nodes(endpoint=None, connection=session)
     www_port = int(peer.device.virtuals["/Common/vs_www"]["destination"].rsplit(":", 1)[1])
+    v6_port = int(peer.device.virtuals["/Common/vs_api6"]["destination"].rsplit(".", 1)[1])
     expected = [
-        _node("/Common/vs_api6", ("/Common/cs_api", "api.example.com"), "2001:db8::10", 443, web_certs["api"]),
+        _node("/Common/vs_api6", ("/Common/cs_api", "api.example.com"), "::1", v6_port, web_certs["api"]),
         _node("/Common/vs_www", ("/Common/cs_api", "api.example.com"), "127.0.0.1", www_port, web_certs["api"]),
         _node("/Common/vs_www", ("/Common/cs_www", "www.example.com"), "127.0.0.1", www_port, web_certs["www"]),
         _node("/Tenant_A/vs_shop", ("/Tenant_A/cs_shop",), "10.1.0.5%2", 443, web_certs["shop"], state="disabled"),

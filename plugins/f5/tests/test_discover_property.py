@@ -34,7 +34,7 @@ def layouts(draw):  # type: ignore[no-untyped-def]
     return profiles, virtuals
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(layout=layouts())
 def test_discovery_matches_any_layout(session, peer, web_certs, layout):
     profiles, virtuals = layout
