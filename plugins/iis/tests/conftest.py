@@ -47,9 +47,11 @@ def der(issued: Issued) -> bytes:
 
 
 def build_scene(certs: Scene) -> IISSim:
-    """Four sites: http and https bindings, IP-based and SNI, a stopped site, an unbound binding."""
+    """Four sites: http and https bindings, IP-based and SNI, a stopped site, an unbound binding, and
+    the WAS bindings (net.tcp, net.pipe) a Default Web Site often has."""
     sim = IISSim()
-    sim.add_site("Default Web Site", ("http", "*:80:"), ("https", "*:443:"))
+    sim.add_site("Default Web Site", ("http", "*:80:"), ("https", "*:443:"), ("net.tcp", "808:*"),
+                 ("net.pipe", "*"))
     sim.add_site("Shop", ("http", "*:80:shop.example.com"), ("https", "*:443:shop.example.com", 1))
     sim.add_site("Blog", ("https", "*:443:blog.example.com", 1), ("https", "127.0.0.5:8443:"))
     sim.add_site("Api", ("https", "*:443:api.example.com", 1), state="Stopped")

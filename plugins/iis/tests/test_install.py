@@ -336,3 +336,10 @@ def test_restart_restarts_w3svc(loopback) -> None:  # type: ignore[no-untyped-de
     assert result.restarted and result.message.startswith("restarted W3SVC (World Wide Web Publishing Service)")
     assert "3 of 4 site(s) started" in result.message
     assert IISSim.load(loopback.winhost).restarts == 1
+
+
+def test_choosing_a_binding_the_certificate_does_not_cover_warns(loopback, iis_ca: TestCA) -> None:  # type: ignore[no-untyped-def]
+    nodes = [n for n in plugin.discover_nodes(ENDPOINT, loopback) if n.locator == "Blog|https|*:443:blog.example.com"]
+    result = install(loopback, bundle_of(iis_ca.issue("shop.example.com")), nodes)
+    assert ("warning: the certificate does not cover 'blog.example.com' (site 'Blog' https binding "
+            "'*:443:blog.example.com')") in result.messages

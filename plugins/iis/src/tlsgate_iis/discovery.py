@@ -1,6 +1,7 @@
 """Reading IIS: sites, their bindings and the certificate each https binding presents.
 
-One :class:`tlsgate.Node` per binding (http and https): the name is the binding's host header,
+One :class:`tlsgate.Node` per http and https binding (net.tcp, net.pipe, msmq and ftp bindings
+are not web bindings and are left out): the name is the binding's host header,
 or the site's name when it has none; the alias is the site's name; ``*`` listens on 0.0.0.0.
 The locator (``<site>|<protocol>|<bindingInformation>``) finds the binding again at install time;
 ``--node`` accepts it, the node's name, or the site name (every binding of that site).
@@ -249,7 +250,12 @@ def confirm_served(endpoint: Endpoint, nodes: Sequence[Node], state: IISState) -
     return out
 
 
+#: Binding protocols that serve web traffic; net.tcp, net.pipe, msmq.formatname (WAS activation)
+#: and ftp bindings are not certificate nodes (their binding information is not ``ip:port:host``).
+WEB_PROTOCOLS = ("http", "https")
+
+
 def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> list[Node]:
     state = read_state(connection)
-    nodes = [binding_node(b, state) for b in state.bindings]
+    nodes = [binding_node(b, state) for b in state.bindings if b.protocol in WEB_PROTOCOLS]
     return confirm_served(endpoint, nodes, state) if probe else nodes

@@ -110,6 +110,8 @@ def select_bindings(state: IISState, nodes: Sequence[Node], bundle: CertificateB
             raise ValidationError("the chosen nodes are http bindings; a certificate binds to https bindings",
                                   option="--node")
         for b in chosen:
+            if b.host_header and not bundle.covers(b.host_header):
+                notes.append(f"warning: the certificate does not cover {b.host_header!r} ({describe(b)})")
             if b.ssl_flags & CENTRAL_CERT_STORE_FLAG:
                 raise ValidationError(f"{describe(b)} takes its certificate from the Centralized Certificate "
                                       "Store (sslFlags 2), which tlsgate does not manage", option="--node")

@@ -146,15 +146,17 @@ Out-Json @{ removed = $removed; kept = $kept }
 """)
 
 RESTART = _t("restart", _OUT_JSON + _WEBADMIN + _SERVER_MANAGER + r"""
+# State throws for a site without an http(s) binding (FTP only): report it as Unknown.
+function Get-State($s) { try { [string]$s.State } catch { 'Unknown' } }
 $before = @{}
-foreach ($s in $sm.Sites) { $before[$s.Name] = [string]$s.State }
+foreach ($s in $sm.Sites) { $before[$s.Name] = Get-State $s }
 Restart-Service -Name W3SVC -Force
 (Get-Service -Name W3SVC).WaitForStatus('Running', [TimeSpan]::FromSeconds([int]$P.timeout))
 $sm = New-Object Microsoft.Web.Administration.ServerManager
 $sites = @()
 foreach ($s in $sm.Sites) {
-  if ($before[$s.Name] -eq 'Started' -and [string]$s.State -ne 'Started') { try { [void]$s.Start() } catch { } }
-  $sites += ,@{ name = [string]$s.Name; before = $before[$s.Name]; after = [string]$s.State }
+  if ($before[$s.Name] -eq 'Started' -and (Get-State $s) -ne 'Started') { try { [void]$s.Start() } catch { } }
+  $sites += ,@{ name = [string]$s.Name; before = $before[$s.Name]; after = (Get-State $s) }
 }
 Out-Json @{ service = [string](Get-Service -Name W3SVC).Status; sites = $sites }
 """)
