@@ -14,9 +14,12 @@ are httpd's own (``ap_cfg_getline`` / ``ap_getword_conf``):
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
-_WS = b" \t\r\f\v"
+_WORD = re.compile(rb"[^ \t\r\n\f\v]+")
+_SLOW = re.compile(rb"[\"'\\]")
 
 
 class ConfigSyntaxError(ValueError):
@@ -133,7 +136,15 @@ def parse(data: bytes, file: str) -> list[Directive]:
     stack: list[Directive] = []
     pos, line, n = 0, 1, len(data)
     while pos < n:
-        spans, end, crossed = _tokens(data, pos)
+        nl = data.find(b"\n", pos)
+        nl = n if nl < 0 else nl
+        if not _SLOW.search(data, pos, nl):  # most lines: no quotes, no backslash
+            spans = [m.span() for m in _WORD.finditer(data, pos, nl)]
+            if spans and data[spans[0][0] : spans[0][0] + 1] == b"#":
+                spans = []
+            end, crossed = nl, 0
+        else:
+            spans, end, crossed = _tokens(data, pos)
         if spans:
             first = data[spans[0][0] : spans[0][1]]
             args_spans = spans[1:]
