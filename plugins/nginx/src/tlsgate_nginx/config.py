@@ -97,7 +97,7 @@ class NginxConfig:
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     # The parse allocates hundreds of thousands of small acyclic objects; CPython's cyclic GC
     # would rescan the growing heap again and again (quadratic: 10,000 blocks took 2x the time
     # of 10 x 1,000). Reference counting frees everything here; the GC resumes afterwards.
@@ -112,7 +112,7 @@ def _gc_paused() -> Iterator[None]:
 
 def load(connection: Connection, main: str) -> NginxConfig:
     """Read ``main`` and every file it includes; collect the http server blocks."""
-    with _gc_paused():
+    with gc_paused():
         return _load(connection, main)
 
 

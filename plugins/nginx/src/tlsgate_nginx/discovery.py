@@ -15,7 +15,7 @@ from cryptography import x509
 from tlsgate import Connection, Endpoint, Node, TlsgateError, certs
 from tlsgate.probe import Target, probe_host, served_certificate, sni_for
 
-from .config import NginxConfig, ServerBlock, _gc_paused, load
+from .config import NginxConfig, ServerBlock, gc_paused, load
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
 _PROBE_THREADS = 16
@@ -214,5 +214,5 @@ def _served(host: str, port: int, sni: str | None) -> bytes | None:
 def discover(connection: Connection, config_path: str) -> tuple[NginxConfig, list[tuple[Node, ServerBlock]]]:
     """Parse and build the node model (the part the benchmark measures)."""
     config = load(connection, config_path)
-    with _gc_paused():
+    with gc_paused():
         return config, build_nodes(config, connection)
