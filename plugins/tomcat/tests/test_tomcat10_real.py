@@ -171,3 +171,24 @@ def test_restart_hook_restarts_and_waits(tomcat10: TomcatServer, make_endpoint) 
     assert result.restarted and "startup.sh" in result.message
     assert t.pids() and t.pids() != pids
     assert served_all(t) == t.expected()
+
+
+def test_disabled_shutdown_port_is_stopped_by_signal(tomcat10: TomcatServer, make_endpoint) -> None:
+    """Debian ships ``<Server port="-1">``: no shutdown command; the driver stops its pid."""
+    t = tomcat10
+    xml = t.server_xml.read_bytes()
+    t.server_xml.write_bytes(xml.replace(f'<Server port="{t.shutdown_port}"'.encode(), b'<Server port="-1"'))
+    pids = t.pids()
+    result = plugin.restart(make_endpoint(t.base), LocalConnection())
+    assert result.restarted
+    assert t.pids() and t.pids() != pids
+    assert served_all(t) == t.expected()
+    again = t.pids()
+    plugin.restart(make_endpoint(t.base), LocalConnection())  # now the running server has no port either
+    assert t.pids() and t.pids() != again
+
+
+def test_validate_checks_a_local_tomcat_dir(tmp_path: Path, make_endpoint) -> None:
+    problems = plugin.validate(make_endpoint(tmp_path))
+    assert [p.option for p in problems] == ["--tomcat_dir"]
+    assert "server.xml" in problems[0].message

@@ -25,6 +25,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -190,7 +191,9 @@ class TomcatServer:
         return pids
 
     def start(self, timeout: float = 90.0) -> None:
-        subprocess.run(self._argv("sh", str(self.home / "bin" / "startup.sh")), check=True, capture_output=True)
+        res = subprocess.run(self._argv("sh", str(self.home / "bin" / "startup.sh")), capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"startup.sh failed ({res.returncode}): {res.stdout}{res.stderr}")
         self.wait_serving(timeout)
 
     def wait_serving(self, timeout: float = 90.0) -> None:
@@ -201,20 +204,29 @@ class TomcatServer:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        """Stop the Tomcat of this private CATALINA_BASE (only processes started from it)."""
-        pids = self.pids()
-        if not pids:
-            return
-        subprocess.run(self._argv("sh", str(self.home / "bin" / "catalina.sh"), "stop", "10", "-force"),
-                       capture_output=True, timeout=60)
+        """Stop the Tomcat of this private CATALINA_BASE (only processes started from it):
+        SIGTERM runs Tomcat's shutdown hook, whatever its shutdown port; SIGKILL after 20 s."""
+        started = self.pids()
+        for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+            pids = self.pids()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            end = time.monotonic() + wait
+            while self.pids() and time.monotonic() < end:
+                time.sleep(0.1)
+        # An exited JVM stays a zombie until its parent (init here) reaps it, and catalina.sh
+        # refuses to start while the pid in its pid file exists: wait, then drop the stale file.
         end = time.monotonic() + 15
-        while self.pids() and time.monotonic() < end:
-            time.sleep(0.2)
-        for pid in self.pids():
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        while any(Path(f"/proc/{pid}").exists() for pid in started) and time.monotonic() < end:
+            time.sleep(0.1)
+        pid_file = self.base / "temp" / "tomcat.pid"
+        if not self.pids() and pid_file.exists():
+            pid_file.unlink()
 
     def restart(self) -> None:
         self.stop()

@@ -67,6 +67,12 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         return [Problem("the endpoint has no Tomcat options", option="--tomcat_dir")]
     if "\x00" in options.tomcat_dir:
         return [Problem("must not contain NUL", option="--tomcat_dir")]
+    if endpoint.connection.type == "local":  # a local check is cheap; remote ones wait for the job
+        import os.path
+
+        server_xml = os.path.join(options.tomcat_dir, "conf", "server.xml")
+        if not os.path.isfile(server_xml):
+            return [Problem(f"{server_xml} does not exist (give the CATALINA_BASE directory)", option="--tomcat_dir")]
     return []
 
 

@@ -221,31 +221,41 @@ def stop(
         return
     if shutdown_port is not None and shutdown_port > 0:
         connection.run(_as_user(plan, [*_env(base, plan), "sh", plan.shutdown or ""]), timeout=60)
-        if _wait_gone(connection, procs, timeout):
+        if _wait_dead(connection, procs, timeout):
             return
     for sig, wait in (("-TERM", timeout), ("-KILL", 10.0)):
-        alive = [p for p in procs if _alive(connection, p.pid)]
+        alive = [p for p in procs if _state(connection, p.pid) == "running"]
         if not alive:
-            return
+            break
         connection.run(["kill", sig, *[str(p.pid) for p in alive]])
-        if _wait_gone(connection, alive, wait):
-            return
-    raise OperationError(f"{connection.host}: Tomcat (pid {procs[0].pid}) did not stop")
+        if _wait_dead(connection, alive, wait):
+            break
+    else:
+        raise OperationError(f"{connection.host}: Tomcat (pid {procs[0].pid}) did not stop")
+    _wait_dead(connection, procs, 0)
 
 
-def _alive(connection: Connection, pid: int) -> bool:
-    res = connection.run(["ps", "-o", "pid=", "-p", str(pid)])
-    return res.ok and res.stdout.strip() != ""
+def _state(connection: Connection, pid: int) -> str:
+    """"running", "zombie" (exited, not yet reaped by its parent) or "gone"."""
+    res = connection.run(["ps", "-o", "stat=", "-p", str(pid)])
+    stat = res.stdout.strip()
+    if not res.ok or not stat:
+        return "gone"
+    return "zombie" if stat.startswith("Z") else "running"
 
 
-def _wait_gone(connection: Connection, procs: Sequence[TomcatProcess], timeout: float) -> bool:
+def _wait_dead(connection: Connection, procs: Sequence[TomcatProcess], timeout: float, reap: float = 10.0) -> bool:
+    """Wait until every process has exited; then give the parent up to ``reap`` seconds to reap
+    it, because catalina.sh refuses to start while the pid in its pid file still exists."""
     end = time.monotonic() + timeout
-    while True:
-        if not any(_alive(connection, p.pid) for p in procs):
-            return True
+    while any(_state(connection, p.pid) == "running" for p in procs):
         if time.monotonic() > end:
             return False
         time.sleep(0.25)
+    end = time.monotonic() + reap
+    while any(_state(connection, p.pid) == "zombie" for p in procs) and time.monotonic() < end:
+        time.sleep(0.25)
+    return True
 
 
 def _answers(target: Target) -> bool:
