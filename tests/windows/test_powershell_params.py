@@ -115,3 +115,25 @@ def winrm_echo() -> Iterator[tuple[WindowsConnection, SimulatedWindowsHost]]:
 def test_parameters_survive_unchanged_over_winrm(winrm_echo, path: str, alias: str, password: str) -> None:  # type: ignore[no-untyped-def]
     conn, host = winrm_echo
     check_received(conn, host, {"path": path, "alias": alias, "password": password})
+
+
+WINDOWS_NAME = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='<>:"|?*\\/'),
+    min_size=1, max_size=40,
+).filter(lambda n: n == n.rstrip(" .") and n not in (".", ".."))
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=WINDOWS_NAME, data=st.binary(max_size=512), stdin=st.booleans())
+def test_any_valid_file_name_round_trips_through_the_file_templates(name: str, data: bytes, stdin: bool) -> None:
+    host = SimulatedWindowsHost()
+    conn = LoopbackWindowsConnection(host, stdin=stdin)
+    conn.makedirs("C:\\dir $(x) 'y'")
+    path = ntpath.join("C:\\dir $(x) 'y'", name)
+    conn.write_file(path, data, mode=0o600)
+    assert conn.listdir("C:\\dir $(x) 'y'") == [name]
+    assert conn.read_file(path) == data
+    assert conn.stat(path).size == len(data)  # type: ignore[union-attr]
+    conn.rename(path, path + ".bak")
+    assert conn.listdir("C:\\dir $(x) 'y'") == [name + ".bak"]
+    assert all(COMMAND_LINE.match(line) for line in host.command_lines)
