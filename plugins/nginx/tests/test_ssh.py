@@ -63,3 +63,25 @@ def test_discover_install_rollback_restart_over_ssh(nginx_server, root_ssh: Sshd
         pid = server.pid
         assert plugin.restart(ep, conn).restarted
         assert server.pid == pid
+
+
+def test_failed_verification_over_ssh_restores_and_reloads(nginx_server, root_ssh: SshdServer, test_ca,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from tlsgate_nginx import install as install_mod
+
+    site, _server = nginx_server
+    ep = ssh_endpoint(root_ssh, site.config)
+    impostor = test_ca.issue("beta.test")
+
+    def swap_files(connection, cert_path: str, key_path: str) -> None:
+        connection.write_file(cert_path, impostor.cert_pem)  # valid pair, not the one installed
+        connection.write_file(key_path, impostor.key_pem, mode=0o600)
+
+    monkeypatch.setattr(install_mod, "after_write_hook", swap_files)
+    before = site.snapshot()
+    new = test_ca.issue("beta.test")
+    with ssh.connect_ssh(ep, Credentials(ssh_key_path=str(root_ssh.root_key.path))) as conn:
+        with pytest.raises(OperationError, match="verification by TLS handshake failed") as excinfo:
+            plugin.install(ep, conn, CertificateBundle.from_pem(new.cert_pem, new.key_pem), [], False)
+    assert excinfo.value.rolled_back and site.snapshot() == before
+    assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == site.certs["beta.test"].fingerprint
