@@ -76,3 +76,25 @@ def test_nasty_names_over_winrm(winrm_peer_factory, tlsgate_home, scene_certs: S
     bundle = CertificateBundle.from_pem(new.cert_pem, new.key_pem, new.chain_pem)
     with get_registry().connect(endpoint, winrm_credentials()) as conn:
         run_and_check(conn, endpoint, host, site, header, info, bundle)
+
+
+def test_templates_fit_cmd_exe_with_the_longest_names() -> None:
+    """A 255-character site name and host header still fit cmd.exe's 8,191-character line."""
+    from tlsgate.transports.windows import CMD_EXE_LIMIT, powershell_command_line
+
+    site, info = "S" * 255, "[2001:db8::1]:65535:" + "h" * 255
+    params = {
+        "iis-discover": {},
+        "iis-import-chain": {"path": "C:\\Windows\\Temp\\tlsgate-0123456789abcdef.p7b"},
+        "iis-import-pfx": {"path": "C:\\Windows\\Temp\\tlsgate-0123456789abcdef.pfx", "thumbprint": "A" * 40},
+        "iis-bind": {"site": site, "binding": info, "thumbprint": "A" * 40, "store": "WebHosting"},
+        "iis-unbind": {"sni": True, "ip": "[2001:db8::1]", "port": 65535, "host": "h" * 255},
+        "iis-remove-certs": {"store": "My", "thumbprints": ["A" * 40] * 4},
+        "iis-restart": {"timeout": 60},
+    }
+    assert set(params) == set(TEMPLATES)
+    for name, template in TEMPLATES.items():
+        stdin = STDIN_PRELUDE if name == "iis-import-pfx" else ""
+        line = powershell_command_line(ps_script(stdin + template, params[name]))
+        assert len(line) < CMD_EXE_LIMIT - 1000, (name, len(line))
+        assert template.startswith(f"# tlsgate:{name}\n")
