@@ -95,3 +95,33 @@ def test_apachectl_is_found_when_not_given() -> None:
         pytest.skip("no apachectl on this host")
     assert ApacheControl.find(LocalConnection(), None).apachectl == found
     assert ApacheControl.find(LocalConnection(), "/opt/x/apachectl").apachectl == "/opt/x/apachectl"
+
+
+class RecordingConnection(MemoryConnection):
+    """Answers as a systemd host with a loaded apache2.service would."""
+
+    def __init__(self, systemd: bool) -> None:
+        super().__init__({})
+        self.systemd = systemd
+        self.ran: list[tuple[str, ...]] = []
+
+    def run(self, argv, **_: object):  # type: ignore[no-untyped-def,override]
+        from tlsgate import CommandResult
+
+        self.ran.append(tuple(argv))
+        if argv[:2] == ["sh", "-c"] and "systemd" in argv[2]:
+            return CommandResult(tuple(argv), 0 if self.systemd else 1)
+        if argv[:2] == ["systemctl", "show"]:
+            return CommandResult(tuple(argv), 0, "loaded\n" if argv[-1] == "apache2.service" else "not-found\n")
+        return CommandResult(tuple(argv), 0)
+
+
+@pytest.mark.parametrize(("systemd", "pid_file", "expected"), [
+    (True, "/run/apache2/apache2.pid", ("systemctl", "start", "apache2.service")),
+    (False, "/run/apache2/apache2.pid", ("/usr/sbin/apache2ctl", "-k", "start")),
+    (True, "/srv/private/httpd.pid", ("/usr/sbin/apache2ctl", "-k", "start")),  # not the packaged instance
+])
+def test_start_uses_the_systemd_unit_of_the_packaged_instance(systemd, pid_file, expected) -> None:  # type: ignore[no-untyped-def]
+    conn = RecordingConnection(systemd)
+    ApacheControl(conn, "/usr/sbin/apache2ctl").start(RunConfig(server_root="/etc/apache2", pid_file=pid_file))
+    assert conn.ran[-1] == expected

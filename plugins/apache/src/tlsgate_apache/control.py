@@ -19,6 +19,12 @@ from tlsgate import CommandResult, Connection, OperationError
 CANDIDATES = ("apachectl", "apache2ctl", "httpd")
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/local/apache2/bin", "/opt/apache2/bin")
 
+#: PidFiles of the distributions' packaged httpd (Debian/Ubuntu, RHEL/Fedora/SUSE).
+PACKAGED_PID_FILES = frozenset({
+    "/run/apache2/apache2.pid", "/var/run/apache2/apache2.pid", "/run/httpd/httpd.pid", "/var/run/httpd/httpd.pid",
+    "/run/httpd.pid", "/var/run/httpd.pid",
+})
+
 DUMP_ARGS = ("-t", "-D", "DUMP_VHOSTS", "-D", "DUMP_RUN_CFG", "-D", "DUMP_INCLUDES", "-D", "DUMP_MODULES")
 
 
@@ -201,10 +207,26 @@ class ApacheControl:
         pid = self.pid(run)
         return pid if self.alive(pid) else None
 
+    def systemd_unit(self, run: RunConfig) -> str | None:
+        """The systemd unit that runs this httpd, when systemd runs the distribution's instance
+        (its PidFile is the packaged one). Starting that instance with ``-k start`` would leave
+        it outside its unit, which then reports it failed and cannot restart it."""
+        if run.pid_file not in PACKAGED_PID_FILES or not self.connection.systemd_running():
+            return None
+        for unit in ("apache2.service", "httpd.service"):
+            res = self.connection.run(["systemctl", "show", "-p", "LoadState", "--value", unit])
+            if res.ok and res.stdout.strip() == "loaded":
+                return unit
+        return None
+
     def start(self, run: RunConfig) -> CommandResult:
-        """``-k start``, after removing a PidFile whose process is gone. httpd trusts
-        ``kill(pid, 0)``, which succeeds for a zombie (a container whose PID 1 reaps nothing
-        keeps one after a failed graceful restart), and would exit 0 saying "already running"."""
+        """Start httpd: through its systemd unit where it has one, else ``-k start`` after
+        removing a PidFile whose process is gone (httpd trusts ``kill(pid, 0)``, which succeeds
+        for a zombie, as a container whose PID 1 reaps nothing keeps after a failed graceful
+        restart, and would exit 0 saying "already running")."""
+        unit = self.systemd_unit(run)
+        if unit is not None:
+            return self.connection.run(["systemctl", "start", unit])
         stale = self.pid(run)
         if stale is not None and not self.alive(stale):
             try:

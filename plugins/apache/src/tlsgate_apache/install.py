@@ -190,8 +190,8 @@ def install_bundle(
     changed = list(dict.fromkeys(t for vn in changed_nodes if (t := handshake_target(vn, endpoint, local))))
     others = [t for vn in vnodes if vn not in changed_nodes and (t := handshake_target(vn, endpoint, local))]
     others = [t for t in dict.fromkeys(others) if t not in changed]
-    pid_before = None if dry_run else control.running_pid(config.run)
-    before = _served_now([*changed, *others]) if pid_before else {}
+    pid_before = control.running_pid(config.run)  # read-only: a dry run plans what would happen
+    before = _served_now([*changed, *others]) if pid_before and not dry_run else {}
     signalled = False
 
     def recover() -> None:
@@ -229,7 +229,7 @@ def install_bundle(
         else:
             tx.step("check", paths.key, "key matches the certificate; chain parses")
         _run(tx, control.argv("-t"), "apachectl -t")
-        if pid_before is not None or dry_run:
+        if pid_before is not None:
             tx.on_rollback(recover, "graceful restart (or start) with the restored files")
             signalled = _run(tx, control.argv("-k", "graceful"), "apachectl -k graceful")
             if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):
