@@ -119,3 +119,17 @@ def test_unknown_host_key_and_wrong_password(ssh_windows_host: SSHWindowsHost, t
         get_registry().connect(ssh_windows_host.endpoint(),
                                Credentials(user=ssh_windows_host.user, password=Secret(wrong)))
     assert "authentication failed" in str(err.value) and wrong not in str(err.value)
+
+
+def test_without_sftp_files_go_through_powershell(winssh: SSHWindowsHost) -> None:
+    data = os.urandom(70_000)
+    with get_registry().connect(winssh.endpoint(), winssh.credentials()) as conn:
+        assert isinstance(conn, SSHWindowsConnection)
+        conn._sftp_ok = False  # as on a host whose sshd_config has no sftp subsystem
+        before = len(winssh.calls())
+        conn.makedirs(r"C:\nosftp")
+        conn.write_file(r"C:\nosftp\k.bin", data, mode=0o600)
+        assert conn.read_file(r"C:\nosftp\k.bin") == data
+    templates = [c["template"] for c in winssh.calls()[before:]]
+    assert "file-write-chunk" in templates and "file-read" in templates
+    assert winssh.read(r"C:\nosftp\k.bin") == data

@@ -24,7 +24,7 @@ import functools
 import ntpath
 from typing import Any
 
-from ..errors import OperationError
+from ..errors import ConnectionFailed, OperationError
 from ..models import ConnectionType, Credentials, Endpoint
 from ..plugin import impl
 from .windows import WindowsConnection
@@ -54,6 +54,19 @@ class SSHWindowsConnection(WindowsConnection):
         self._ssh = ssh  # a tlsgate.transports.ssh.SSHConnection whose sftp_path maps drive paths
         self.host = ssh.host
         self.port = ssh.port
+        self._sftp_ok: bool | None = None  # None: not tried yet
+
+    def _sftp_available(self) -> bool:
+        """Whether the host offers SFTP; without it, files go through PowerShell like WinRM."""
+        if self._sftp_ok is None:
+            try:
+                self._ssh.sftp  # noqa: B018 - opens the session
+                self._sftp_ok = True
+            except ConnectionFailed:
+                if not self._ssh.is_open:
+                    raise
+                self._sftp_ok = False
+        return self._sftp_ok
 
     def _execute(self, command_line: str, *, timeout: float | None, what: str,
                  stdin: bytes | None = None) -> tuple[int, str, str]:
@@ -61,13 +74,13 @@ class SSHWindowsConnection(WindowsConnection):
         return res.exit_code, res.stdout, res.stderr
 
     def read_file(self, path: str) -> bytes:
-        if windows_sftp_path(self._abs(path)) is None:
+        if windows_sftp_path(self._abs(path)) is None or not self._sftp_available():
             return super().read_file(path)
         return bytes(self._ssh.read_file(path))
 
     def _upload(self, tmp: str, data: bytes) -> None:
         remote = windows_sftp_path(tmp)
-        if remote is None:
+        if remote is None or not self._sftp_available():
             super()._upload(tmp, data)
             return
         # The file exists (file-write-begin created it and restricted its ACL); truncating an
