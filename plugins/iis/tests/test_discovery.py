@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import Scene
+from hypothesis import given
+from hypothesis import strategies as st
 from iis_sim import IISSim
 from tlsgate import ConnectionSpec, Endpoint, OperationError
 from tlsgate.registry import get_registry
@@ -93,3 +95,9 @@ def test_missing_webadministration_is_a_clear_error(iis_host: SimulatedWindowsHo
 ])
 def test_split_binding_information(info: str, parts: tuple[str, int, str]) -> None:
     assert split_binding_information(info) == parts
+
+
+@given(ip=st.one_of(st.just("*"), st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(lambda a: f"[{a}]")),
+       port=st.integers(1, 65535), host=st.text(max_size=30))
+def test_split_binding_information_round_trips(ip: str, port: int, host: str) -> None:
+    assert split_binding_information(f"{ip}:{port}:{host}") == (ip, port, host)

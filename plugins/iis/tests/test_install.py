@@ -343,3 +343,12 @@ def test_choosing_a_binding_the_certificate_does_not_cover_warns(loopback, iis_c
     result = install(loopback, bundle_of(iis_ca.issue("shop.example.com")), nodes)
     assert ("warning: the certificate does not cover 'blog.example.com' (site 'Blog' https binding "
             "'*:443:blog.example.com')") in result.messages
+
+
+def test_restart_failure_is_reported(loopback) -> None:  # type: ignore[no-untyped-def]
+    sim = IISSim.load(loopback.winhost)
+    sim.fail("iis-restart", message="Service 'World Wide Web Publishing Service (W3SVC)' cannot be started due to "
+                                    "the following error: Cannot start service W3SVC on computer '.'.")
+    sim.save(loopback.winhost)
+    with pytest.raises(OperationError, match=r"restarting IIS \(W3SVC\) failed: Service 'World Wide Web Publishing"):
+        plugin.restart(ENDPOINT, loopback)
