@@ -242,3 +242,17 @@ def test_rest_refuses_a_certificate_for_another_host_name(device, mgmt_ca, ca_bu
         assert "does not name 127.0.0.1" in str(err.value)
     finally:
         other.stop()
+
+
+def test_odata_keys_are_sent_literally(session, peer, monkeypatch):
+    seen: list[str] = []
+    real = session._session.request
+
+    def spy(method, url, **kw):  # type: ignore[no-untyped-def]
+        resp = real(method, url, **kw)
+        seen.append(resp.request.url)
+        return resp
+
+    monkeypatch.setattr(session._session, "request", spy)
+    session.items("/mgmt/tm/ltm/virtual", params={"expandSubcollections": "true"})
+    assert "?expandSubcollections=true&$top=500&$skip=0" in seen[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from tlsgate.plugin import (
@@ -30,6 +31,9 @@ from tlsgate.plugin import (
     impl,
     option,
 )
+
+if TYPE_CHECKING:
+    from .rest import F5Connection
 
 TYPE = "f5"
 CONNECTION_TYPES = ("rest", "rest_insecure")
@@ -123,7 +127,7 @@ def connect(endpoint: Endpoint, credentials: Credentials) -> Connection | None:
     return session.open()
 
 
-def _session(connection: Connection):  # type: ignore[no-untyped-def]
+def _session(connection: Connection) -> F5Connection:
     from .rest import F5Connection
 
     if not isinstance(connection, F5Connection):

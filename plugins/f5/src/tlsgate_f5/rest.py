@@ -22,6 +22,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from tlsgate import CommandResult, Connection, ConnectionFailed, FileStat, OperationError, Secret
 from tlsgate.secret import reveal
@@ -217,7 +218,7 @@ class F5Connection(Connection):
                 if self.insecure:
                     warnings.simplefilter("ignore")
                 return self._session.request(
-                    method, self.base_url + path, json=json, data=data, headers=hdrs, params=params,
+                    method, self.base_url + path, json=json, data=data, headers=hdrs, params=_query(params),
                     auth=basic, timeout=timeout or self.timeout,
                     verify=self.verify,  # per request: REQUESTS_CA_BUNDLE overrides Session.verify
                 )
@@ -449,6 +450,14 @@ class F5Connection(Connection):
 
     def which(self, program: str) -> str | None:
         return None
+
+
+def _query(params: Mapping[str, str] | None) -> str | None:
+    """The query string with OData keys spelt as f5-ansible sends them (``$top``, not ``%24top``);
+    values are percent-encoded."""
+    if not params:
+        return None
+    return "&".join(f"{key}={quote(str(value), safe=',+')}" for key, value in params.items())
 
 
 def _netloc(host: str) -> str:
