@@ -219,3 +219,22 @@ def test_install_end_to_end(cli: Cli, files: dict[str, Path], tmp_path: Path, le
     assert ("a.pem" if kind == "pem" else '"b.example.org"') in nodes
     assert "no restart script configured" in cli("tls", "restart", "ep").stdout
     assert_secret_nowhere(cli)
+
+
+def test_failing_install_script_exits_1_and_says_the_keystore_changed(cli: Cli, files: dict[str, Path],
+                                                                      tmp_path: Path, leaf_b: Issued, kt: Any) -> None:
+    script = tmp_path / "fail.sh"
+    script.write_text("#!/bin/sh\necho 'systemctl reload app: access denied' >&2\nexit 3\n")
+    script.chmod(0o755)
+    cli("tls", "add", "p12", "--name", "ep", "--connection_type", "local", "--path", str(files["p12"]),
+        "--store_password", "-", "--install_script", str(script), stdin=SECRET)
+    cli("org", "add", "Acme")
+    cli("tls", "delegate", "ep", "--org", "Acme")
+    crt, key, chain = leaf_b.write(tmp_path / "new", "b")
+    proc = cli("tls", "install", "ep", "--cert", str(crt), "--key", str(key), "--chain", str(chain), expect=1)
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert f"the keystore {files['p12']} was updated (entry 'b.example.org')" in line
+    assert line.endswith("exited 3: systemctl reload app: access denied")
+    assert read_back("p12", files["p12"], kt, SECRET)["b.example.org"] == leaf_b.fingerprint
+    assert_secret_nowhere(cli)

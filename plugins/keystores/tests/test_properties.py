@@ -45,7 +45,6 @@ def key_der(key: Any) -> bytes:
 @given(alias=aliases, password=passwords, legacy=st.booleans())
 def test_p12_round_trip(alias: str, password: str, legacy: bool) -> None:
     assume(alias.casefold() not in ("other", "rootca"))
-    p12_codec.MODERN_KDF_ROUNDS = 2048  # the autouse fixture is function-scoped; hypothesis runs inside it
     store = base_store().with_entry(KeyEntry(alias, (_NEW.cert, _CA.intermediate), _NEW.key))
     back = p12_codec.load(p12_codec.dump(store, password, legacy=legacy), password)
     assert back.aliases() == ["other", alias, "rootca"]  # key entries first, then trusted ones
@@ -78,7 +77,6 @@ def test_jks_round_trip(alias: str, password: str) -> None:
 @settings(max_examples=25, deadline=None)
 @given(password=passwords)
 def test_pem_encrypted_key_round_trip(password: str) -> None:
-    p12_codec.MODERN_KDF_ROUNDS = 2048
     text = pem_codec.key_text(_NEW.key, password=password)
     content = pem_codec.parse(_NEW.cert_pem + text)
     assert content.key_encrypted
@@ -91,7 +89,6 @@ def test_p12_install_through_the_registry(driver: Any, kt: Any, hyp_dir: Path, a
                                          legacy: bool) -> None:
     """The whole install path (read, replace, write, read back) for any alias and password, and
     openssl verifies the MAC with the same password."""
-    p12_codec.MODERN_KDF_ROUNDS = 2048
     with tempfile.TemporaryDirectory(dir=hyp_dir) as d:
         path = Path(d) / "k.p12"
         path.write_bytes(_OLD.pfx(password))
