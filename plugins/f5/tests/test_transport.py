@@ -256,3 +256,10 @@ def test_odata_keys_are_sent_literally(session, peer, monkeypatch):
     monkeypatch.setattr(session._session, "request", spy)
     session.items("/mgmt/tm/ltm/virtual", params={"expandSubcollections": "true"})
     assert "?expandSubcollections=true&$top=500&$skip=0" in seen[0]
+
+
+def test_403_names_the_missing_role(session, peer):
+    peer.device.fail("POST", r"/mgmt/tm/sys/config$", 403, "Forbidden: role resource-admin may not save")
+    with pytest.raises(OperationError) as err:
+        session.post("/mgmt/tm/sys/config", {"command": "save"})
+    assert "needs the Administrator role" in str(err.value) and "resource-admin" in str(err.value)
