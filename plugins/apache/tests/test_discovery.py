@@ -159,3 +159,20 @@ def test_include_walk_follows_httpd_rules(tmp_path: Path) -> None:
     assert vhosts[("two", 1)].ssl_engine is True
     assert config.resolve(LocalConnection(), "certs/main cert.pem") == f"{r}/certs/main cert.pem"
     assert config.resolve(LocalConnection(), "${NOPE}/x") is None
+
+
+def test_a_vhost_whose_names_an_earlier_one_claims_is_not_probed(apache_server) -> None:
+    """www.alpha.test is alpha's alias: httpd answers that SNI name with alpha, so the later
+    vhost named www.alpha.test keeps the certificate its files name, marked as unreachable."""
+    site, server = apache_server
+    (site.root / "conf.d" / "25-shadowed.conf").write_text(
+        f"<VirtualHost 127.0.0.1:{site.tls_port}>\n    ServerName WWW.alpha.test\n    SSLEngine on\n"
+        "    SSLCertificateFile certs/beta.test.crt\n    SSLCertificateKeyFile certs/beta.test.key\n</VirtualHost>\n"
+    )
+    assert server.ctl("-k", "graceful").returncode == 0
+    nodes = plugin.discover_nodes(local_endpoint(site), LocalConnection())
+    shadowed = next(n for n in nodes if n.name.lower() == "www.alpha.test")
+    assert shadowed.fingerprint == site.certs["beta.test"].fingerprint
+    assert shadowed.state == "active; its names are answered by an earlier vhost on this address"
+    alpha = next(n for n in nodes if n.name == "alpha.test")
+    assert alpha.state == "active"

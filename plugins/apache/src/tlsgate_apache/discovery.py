@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
 import hashlib
 import re
 import ssl
@@ -60,6 +61,8 @@ class VHostNode:
     entry: VHostEntry
     section: VHostSection | None
     ssl: bool
+    #: The SNI name whose handshake reaches this vhost (None: none of its names does).
+    sni: str | None = None
 
     @property
     def inherited(self) -> bool:
@@ -126,6 +129,30 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
             certificate=facts.der if facts else None,
         )
         out.append(VHostNode(node, entry, section, https))
+    return _assign_sni(out)
+
+
+def _claims(vn: VHostNode, name: str) -> bool:
+    names = (vn.node.name, *vn.node.alias)
+    return any(fnmatch.fnmatchcase(name.lower(), n.lower()) if "*" in n or "?" in n else name.lower() == n.lower()
+               for n in names)
+
+
+def _assign_sni(vnodes: list[VHostNode]) -> list[VHostNode]:
+    """httpd gives an SNI name to the first vhost of the address (in configuration order) that
+    names it in ServerName or ServerAlias; a vhost whose every name an earlier one claims cannot
+    be reached by a handshake, and is marked so rather than checked against the wrong vhost."""
+    by_addr: dict[tuple[str, int | None], list[VHostNode]] = {}
+    out = []
+    for vn in vnodes:
+        earlier = by_addr.setdefault((vn.entry.ip, vn.entry.port), [])
+        sni = next((name for cand in (vn.node.name, *vn.node.alias)
+                    if (name := sni_for(cand)) and not any(_claims(o, name) for o in earlier)), None)
+        if sni is None and vn.ssl and not vn.entry.default and any(sni_for(n) for n in (vn.node.name, *vn.node.alias)):
+            vn = attrs.evolve(vn, node=attrs.evolve(
+                vn.node, state=vn.node.state + "; its names are answered by an earlier vhost on this address"))
+        earlier.append(vn)
+        out.append(attrs.evolve(vn, sni=sni))
     return out
 
 
@@ -135,12 +162,9 @@ def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool) -> Target |
     if node.protocol != "https" or node.port is None:
         return None
     ip = "*" if node.ip == "_default_" else node.ip
-    sni = sni_for(node.name)
-    if sni is None and not vn.entry.default:
-        sni = next((n for n in node.alias if sni_for(n)), None)
-        if sni is None:
-            return None
-    return Target(probe_host(ip, endpoint.connection.host, local), node.port, sni)
+    if vn.sni is None and not vn.entry.default:
+        return None
+    return Target(probe_host(ip, endpoint.connection.host, local), node.port, vn.sni)
 
 
 def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local: bool) -> list[Node]:
