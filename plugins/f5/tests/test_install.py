@@ -278,3 +278,14 @@ def test_old_profile_entries_go_to_the_jobs_backup_sink(session, peer, web_ca):
     assert host == "127.0.0.1"
     assert path == "/mgmt/tm/ltm/profile/client-ssl/~Common~cs_www#certKeyChain"
     assert json.loads(data)["certKeyChain"][0]["cert"] == "/Common/www_2025.crt"
+
+
+def test_failure_while_queueing_a_transaction_discards_it(session, peer, web_ca):
+    dev = peer.device
+    before = dev.snapshot()
+    dev.fail("PATCH", r"/ltm/profile/client-ssl/~Common~cs_www$", 400, "01070734:3: Configuration error: injected")
+    nodes = [n for n in discover(session) if n.name == "/Common/vs_www"]
+    with pytest.raises(OperationError) as err:
+        plugin.install(endpoint=None, connection=session,
+                       bundle=bundle_for(web_ca, "www.example.com", "api.example.com"), nodes=nodes, dry_run=False)
+    assert err.value.rolled_back and dev.snapshot() == before and dev.transactions == {}

@@ -363,8 +363,15 @@ def _repoint(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> None:
     trans = conn.post("/mgmt/tm/transaction", {})
     tid = str(trans.get("transId"))
     header = {"X-F5-REST-Coordination-Id": tid}
-    for ch in plan.changes:
-        conn.patch(conn.object_path(PROFILES, ch.profile), {"certKeyChain": list(ch.new_entries)}, headers=header)
+    try:
+        for ch in plan.changes:
+            conn.patch(conn.object_path(PROFILES, ch.profile), {"certKeyChain": list(ch.new_entries)}, headers=header)
+    except BaseException:
+        try:  # nothing was applied; do not leave the queued transaction behind
+            conn.delete(f"/mgmt/tm/transaction/{tid}", missing_ok=True)
+        except OperationError:
+            pass
+        raise
     journal.repointed.extend(plan.changes)
     conn.patch(f"/mgmt/tm/transaction/{tid}", {"state": "VALIDATING", "validateOnly": False})
 
