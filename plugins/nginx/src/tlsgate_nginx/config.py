@@ -123,6 +123,7 @@ def _load(connection: Connection, main: str) -> NginxConfig:
     # A file included from several places (a snippet) is parsed once and its directives are
     # shared: edits address directives by (file, offset), so sharing is safe and cheap.
     expanded: dict[str, list[Directive]] = {}
+    words: dict[bytes, str] = {}
 
     def read(file: str) -> bytes:
         data = files.get(file)
@@ -163,11 +164,11 @@ def _load(connection: Connection, main: str) -> NginxConfig:
                 continue
             tree = expanded.get(file)
             if tree is None:
-                tree = expanded[file] = expand(parse(read(file), file), depth + 1)
+                tree = expanded[file] = expand(parse(read(file), file, words), depth + 1)
             out.extend(tree)
         return out
 
-    tree = expand(parse(read(main), main), 0)
+    tree = expand(parse(read(main), main, words), 0)
     config = NginxConfig(main=main, conf_dir=conf_dir, files=files, tree=tree)
     config.servers = find_servers(config)
     return config
