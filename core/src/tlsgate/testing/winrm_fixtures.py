@@ -123,6 +123,8 @@ class SSHWindowsHost:
     root: Path
     uid: int
     gid: int
+    #: Set when the fixture logs in as root with this key (the test account could not run tlsgate).
+    key_path: Path | None = None
 
     def winhost(self) -> SimulatedWindowsHost:
         from .winhost import DirectoryFS
@@ -153,17 +155,23 @@ class SSHWindowsHost:
         return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
 
     def endpoint(self, *, type: str = "pem", options: Any = None, name: str = "winssh1") -> Endpoint:
-        spec = ConnectionSpec("ssh_windows", host=self.host, port=self.port, user=self.user,
-                              password=Secret(self.password))
+        if self.key_path is not None:
+            spec = ConnectionSpec("ssh_windows", host=self.host, port=self.port, user=self.user,
+                                  ssh_key_path=str(self.key_path))
+        else:
+            spec = ConnectionSpec("ssh_windows", host=self.host, port=self.port, user=self.user,
+                                  password=Secret(self.password))
         return Endpoint(name=name, type=type, connection=spec, options=options)
 
     def credentials(self) -> Credentials:
+        if self.key_path is not None:
+            return Credentials(user=self.user, ssh_key_path=str(self.key_path))
         return Credentials(user=self.user, password=Secret(self.password))
 
 
-def _python_for(user: str) -> tuple[str, str]:
+def _python_for(user: str) -> tuple[str, str] | None:
     """An interpreter the login user can run (ours may live under /root), and a PYTHONPATH that
-    gives it tlsgate and its pure-Python dependencies."""
+    gives it tlsgate and its dependencies; None when there is none."""
     import os
     import subprocess
     import sys
@@ -182,7 +190,24 @@ def _python_for(user: str) -> tuple[str, str]:
         )
         if probe.returncode == 0:
             return python, pythonpath
-    pytest.skip(f"no Python {version} that user {user} may run can import tlsgate")
+    return None
+
+
+def _root_key(base: Path) -> tuple[Path, str]:
+    """An unencrypted Ed25519 client key for root (file, authorized_keys line)."""
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = base / "id_root"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                   serialization.NoEncryption()))
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return path, line.decode()
 
 
 def start_ssh_windows_host(base: Path, *, plugins: tuple[str, ...] = ()) -> tuple[SSHWindowsHost, Path]:
@@ -201,13 +226,33 @@ def start_ssh_windows_host(base: Path, *, plugins: tuple[str, ...] = ()) -> tupl
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    # The test account runs the shims when it can read tlsgate; a checkout it cannot read (under
+    # /root, say) makes the fixture log in as root with a key instead (TLSGATE_WINSSH_AS_ROOT=1
+    # forces that).
+    found = None if os.environ.get("TLSGATE_WINSSH_AS_ROOT") == "1" else _python_for(entry.pw_name)
+    key_path: Path | None = None
+    if found is None:
+        import sys
+        import sysconfig
+
+        import tlsgate
+
+        login, uid, gid = "root", 0, 0
+        python = sys.executable
+        pythonpath = os.pathsep.join([str(Path(tlsgate.__file__).resolve().parents[1]),
+                                      sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+        key_path, key_line = _root_key(base)
+        (base / "authorized_keys").mkdir(mode=0o755)
+        (base / "authorized_keys" / "root").write_text(key_line + "\n")
+    else:
+        python, pythonpath = found
+        login, uid, gid = entry.pw_name, entry.pw_uid, entry.pw_gid
     root = base / "windows"
-    home = root / "C:" / "Users" / entry.pw_name
+    home = root / "C:" / "Users" / login
     home.mkdir(parents=True)
     (root / "C:" / "Windows" / "Temp").mkdir(parents=True)
     bindir = base / "bin"
     bindir.mkdir()
-    python, pythonpath = _python_for(entry.pw_name)
     shim = bindir / "powershell"
     # addsitedir also reads the venv's .pth files, so editable-installed plugins can register handlers.
     shim.write_text(f"#!{python}\nimport site\nimport sys\n"
@@ -230,9 +275,10 @@ StrictModes no
 UsePAM no
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
-PubkeyAuthentication no
-PermitRootLogin no
-AllowUsers {entry.pw_name}
+PubkeyAuthentication yes
+AuthorizedKeysFile {base}/authorized_keys/%u
+PermitRootLogin prohibit-password
+AllowUsers {login}
 MaxStartups 50:30:100
 MaxSessions 50
 LogLevel VERBOSE
@@ -243,8 +289,7 @@ Subsystem sftp {python} -m tlsgate.testing.winsftp_shim {root} {home}
     subprocess.run([sshd_mod.SSHD, "-t", "-f", str(config)], check=True, capture_output=True)
     subprocess.run([sshd_mod.SSHD, "-f", str(config), "-E", str(log)], check=True, capture_output=True)
     wait_for_port(port, timeout=20)
-    server = SSHWindowsHost("127.0.0.1", port, entry.pw_name, password, host_pub, root, entry.pw_uid,
-                            entry.pw_gid)
+    server = SSHWindowsHost("127.0.0.1", port, login, password, host_pub, root, uid, gid, key_path)
     server._chown()
     return server, pid_file
 
