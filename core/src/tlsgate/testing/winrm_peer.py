@@ -22,7 +22,9 @@ user is one of its own.
 
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import os
 import socket
 import ssl
@@ -74,10 +76,16 @@ def _ntlm_user_file(users: dict[str, str]) -> None:
             fd, path = tempfile.mkstemp(prefix="tlsgate-ntlm-users-")
             os.close(fd)
             os.environ["TLSGATE_TEST_NTLM_USER_FILE"] = path
+            atexit.register(_remove_quietly, path)
         with open(path, "w", encoding="utf-8") as fh:
             for user, password in _NTLM_USERS.items():
                 fh.write(f":{user}:{password}\n")
         os.environ["NTLM_USER_FILE"] = path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 @attrs.define
@@ -207,8 +215,6 @@ class WinRMPeer:
 
     def close_idle_connections(self) -> None:
         """Close every open keep-alive connection, as HTTP.sys does after its idle timeout."""
-        import contextlib
-
         with self.lock:
             conns, self._connections = list(self._connections), []
         for conn in conns:
