@@ -37,7 +37,7 @@ from tlsgate import (
 )
 from tlsgate import certs as certs_mod
 from tlsgate.plugin import key_matches
-from tlsgate.probe import Target, expect_served
+from tlsgate.probe import Target, expect_served, try_served_fingerprint
 
 from . import keystore, restart, serverxml
 from .discovery import TomcatConfig, keystore_password, load_config, probe_target, read_material
@@ -54,7 +54,7 @@ class HostChange:
     host: HostConfig
     certificate: CertificateConfig
     files: tuple[tuple[str, bytes, int], ...]  # path, content, mode
-    changes: dict[str, str | None]
+    changes: dict[str, str | None] = attrs.field(repr=False)  # may hold a new keystore password
     keystore: tuple[str, str, str] | None = attrs.field(default=None, repr=False)  # path, password, alias
 
 
@@ -263,8 +263,6 @@ def install(
 
 
 def _served(endpoint: Endpoint, hc: HostConfig) -> str | None:
-    from tlsgate.probe import try_served_fingerprint
-
     target = probe_target(endpoint, hc)
     return try_served_fingerprint(target.host, target.port, target.sni) if target else None
 

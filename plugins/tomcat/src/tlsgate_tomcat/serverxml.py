@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping
 from xml.parsers import expat
 
-import attrs
+from attrs import define, field, frozen
 from tlsgate import ValidationError
 
 #: Tomcat 9's Connector-level TLS attributes and the ``<Certificate>``/``<SSLHostConfig>``
@@ -34,7 +34,7 @@ LEGACY_CERTIFICATE_ATTRS = {
 DEFAULT_HOST = "_default_"
 
 
-@attrs.define(eq=False)
+@define(eq=False)
 class Element:
     """One element of server.xml with where its start tag sits in the file's bytes."""
 
@@ -43,8 +43,8 @@ class Element:
     start: int  # byte offset of "<"
     end: int = -1  # byte offset just after the start tag's ">"
     line: int = 0
-    parent: Element | None = attrs.field(default=None, repr=False)
-    children: list[Element] = attrs.field(factory=list, repr=False)
+    parent: Element | None = field(default=None, repr=False)
+    children: list[Element] = field(factory=list, repr=False)
 
     def find_all(self, tag: str) -> list[Element]:
         return [c for c in self.children if c.tag == tag]
@@ -56,13 +56,13 @@ class Element:
             yield from child.iter(tag)
 
 
-@attrs.frozen
+@frozen
 class CertificateConfig:
     """A ``<Certificate>`` (or the legacy Connector attributes standing for one), normalised to
     the modern attribute names. ``element`` is the tag to edit; ``legacy`` says the names on
     that tag are the Tomcat 9 Connector spellings."""
 
-    element: Element = attrs.field(eq=False)
+    element: Element = field(eq=False)
     values: Mapping[str, str]
     legacy: bool = False
 
@@ -90,14 +90,14 @@ class CertificateConfig:
         raise KeyError(modern_name)
 
 
-@attrs.frozen
+@frozen
 class HostConfig:
     """One TLS virtual host of one connector: the unit tlsgate reports as a node."""
 
     service: str
-    connector: Element = attrs.field(eq=False)
+    connector: Element = field(eq=False)
     host_name: str
-    element: Element | None = attrs.field(eq=False)  # None: legacy implicit _default_
+    element: Element | None = field(eq=False)  # None: legacy implicit _default_
     certificates: tuple[CertificateConfig, ...]
 
     @property
@@ -123,10 +123,10 @@ class HostConfig:
         return f"{self.service}/{self.address or '*'}:{self.port}/{self.host_name}"
 
 
-@attrs.frozen
+@frozen
 class ServerXml:
     data: bytes
-    root: Element = attrs.field(eq=False)
+    root: Element = field(eq=False)
 
     @property
     def shutdown_port(self) -> int | None:
@@ -257,7 +257,7 @@ def _host_configs(root: Element) -> Iterator[HostConfig]:
 _NAME = re.compile(rb"[A-Za-z_:][-A-Za-z0-9._:]*")
 
 
-@attrs.frozen
+@frozen
 class _AttrSpan:
     name: str
     name_start: int
@@ -289,7 +289,7 @@ def _attribute_spans(data: bytes, start: int, end: int) -> list[_AttrSpan]:
     if m is None:
         raise ValueError("not a start tag")
     i = m.end()
-    spans = []
+    spans: list[_AttrSpan] = []
     while True:
         while i < end and data[i : i + 1].isspace():
             i += 1
