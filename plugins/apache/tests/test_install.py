@@ -244,3 +244,33 @@ def test_restart_starts_a_stopped_server(apache_server) -> None:
     result = plugin.restart(local_endpoint(site, ctl="apache2ctl"), LocalConnection())  # Debian's apache2ctl
     assert result.restarted and "started" in result.message
     assert server.alive and served_map(site) == before
+
+
+def test_failed_verification_restores_and_restarts_gracefully_again(apache_server, test_ca, monkeypatch) -> None:
+    """httpd accepts the files and restarts, but the handshake shows another certificate: the
+    files are restored and a second graceful restart brings the old certificate back."""
+    site, server = apache_server
+    before_files, before = site.snapshot(), served_map(site)
+    pid = server.pid
+    impostor = test_ca.issue("beta.test")
+
+    def swap_files(connection, paths) -> None:  # type: ignore[no-untyped-def]
+        # a valid pair, but not the one being installed (the read-back check is off for this test)
+        connection.write_file(paths.cert, impostor.cert_pem)
+        connection.write_file(paths.key, impostor.key_pem, mode=0o600)
+
+    monkeypatch.setattr(install_mod, "after_write_hook", swap_files)
+    monkeypatch.setattr(install_mod, "check_written", lambda connection, paths, bundle: None)
+    with pytest.raises(OperationError, match="verification by TLS handshake failed") as excinfo:
+        plugin.install(local_endpoint(site), LocalConnection(), bundle_for(test_ca.issue("beta.test")), [], False)
+    assert_rolled_back(site, server, before_files, before, excinfo)
+    assert server.pid == pid  # restarted gracefully twice, never killed
+
+
+def test_restart_refuses_a_config_that_fails_apachectl_t(apache_server) -> None:
+    site, server = apache_server
+    pid = server.pid
+    (site.root / "conf.d" / "30-wip.conf").write_text("NoSuchDirective on\n")
+    with pytest.raises(OperationError, match=r"apachectl -t failed, not restarted: .*NoSuchDirective"):
+        plugin.restart(local_endpoint(site), LocalConnection())
+    assert server.alive and server.pid == pid

@@ -135,9 +135,13 @@ def parse_dump(text: str) -> RunConfig:
 
 
 def _tail(result: CommandResult) -> str:
-    lines = [ln for ln in (result.stderr + "\n" + result.stdout).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if "AH00558" not in ln and not ln.startswith("Action ")]
-    return " | ".join((useful or lines or [f"exit status {result.exit_code}"])[-5:])
+    """httpd's reason: its stderr (where errors go), else stdout (dumps, apachectl's notes)."""
+    for text in (result.stderr, result.stdout):
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        useful = [ln for ln in lines if "AH00558" not in ln and not ln.startswith("Action ")]
+        if useful:
+            return " | ".join(useful[-5:])
+    return f"exit status {result.exit_code}"
 
 
 def describe_failure(result: CommandResult) -> str:

@@ -289,10 +289,10 @@ def restart_apache(endpoint: Endpoint, connection: Connection) -> str:
     """``apachectl -t``, our own key/certificate check, then ``-k graceful`` (which starts httpd
     when it is not running); waits until the parent is alive."""
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
-    config, vnodes = discover(connection, control)
     test = connection.run(control.argv("-t"))
     if not test.ok:
         raise OperationError(f"apachectl -t failed, not restarted: {describe_failure(test)}")
+    config, vnodes = discover(connection, control)
     check_configured_pairs(config, connection, vnodes)
     was = control.running_pid(config.run)
     res = connection.run(control.argv("-k", "graceful")) if was else control.start(config.run)
