@@ -83,3 +83,30 @@ def test_install_and_rollback_over_ssh(remote, apache_server, test_ca, monkeypat
 
     pid = server.pid
     assert plugin.restart(endpoint, conn).restarted and server.pid == pid
+
+
+def test_graceful_that_kills_httpd_over_ssh_is_recovered(remote, apache_server, test_ca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Liveness through /proc over ssh, restore over SFTP, ``-k start`` over ssh."""
+    import socket
+
+    endpoint, conn = remote
+    site, server = apache_server
+    before_files, before = site.snapshot(), served_map(site)
+    pid = server.pid
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+
+    def listen_on_busy_port(connection, paths) -> None:  # type: ignore[no-untyped-def]
+        beta = str(site.root / "conf.d" / "20-beta.conf")
+        connection.write_file(beta, connection.read_file(beta) + f"Listen 127.0.0.1:{busy.getsockname()[1]}\n".encode())
+
+    monkeypatch.setattr(install_mod, "after_write_hook", listen_on_busy_port)
+    try:
+        with pytest.raises(OperationError, match="httpd exited during the graceful restart") as excinfo:
+            plugin.install(endpoint, conn, bundle_for(test_ca.issue("beta.test")), [], False)
+    finally:
+        busy.close()
+    assert excinfo.value.rolled_back, str(excinfo.value)
+    assert server.pid != pid and server.alive
+    assert site.snapshot() == before_files and served_map(site) == before
