@@ -185,10 +185,16 @@ def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
 def _verify(
     endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, alias: str, aliases: list[str]
 ) -> None:
-    """Read the written file back and parse it before the transaction commits."""
+    """Read the written file back and parse it before the transaction commits. A PKCS#12 file
+    must also open with ``cryptography``'s own reader (an independent check of our MAC)."""
     try:
-        reread = load(endpoint, connection).store
-    except KeystoreError as exc:
+        loaded = load(endpoint, connection)
+        reread = loaded.store
+        if reread.format == "pkcs12":
+            from cryptography.hazmat.primitives.serialization import pkcs12
+
+            pkcs12.load_pkcs12(loaded.data, (_secret(endpoint.options, "store_password") or "").encode("utf-8"))
+    except (KeystoreError, ValueError) as exc:
         raise OperationError(f"the written file does not read back: {exc}") from None
     entry = reread.find(alias)
     if not isinstance(entry, KeyEntry) or certs.fingerprint(entry.leaf) != bundle.fingerprint:

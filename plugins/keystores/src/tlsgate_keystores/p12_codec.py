@@ -4,9 +4,10 @@
 (``load_pkcs12`` returns one key; ``serialize_key_and_certificates`` takes one), but a Java
 keystore commonly holds several. So:
 
-* reading: the bag structure is decoded here (pyasn1); certificate bags are decrypted by
-  :mod:`.pbe`, key bags by ``cryptography`` (``load_der_private_key`` of the
-  ``EncryptedPrivateKeyInfo``); ``load_pkcs12`` checks the MAC, i.e. the store password, first;
+* reading: the MAC (i.e. the store password) is checked first, here, or by ``load_pkcs12`` for
+  a MAC we do not compute; the bag structure is decoded here (pyasn1); certificate bags are
+  decrypted by :mod:`.pbe`, key bags by ``cryptography`` (``load_der_private_key`` of the
+  ``EncryptedPrivateKeyInfo``), or by :mod:`.pbe` for the schemes it does not read;
 * writing: ``cryptography`` produces every entry's encrypted bags with the explicit builder
   profile (one ``serialize_key_and_certificates`` call per key entry, one for the loose CA
   certificates, ``serialize_java_truststore`` for trusted entries); their authenticated-safe
@@ -85,12 +86,12 @@ class _Bag:
 def load(data: bytes, password: str) -> Keystore:
     """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`."""
     pfx = _decode(data, rfc7292.PFX(), "not a PKCS#12 file")
-    try:
-        pkcs12.load_pkcs12(data, password.encode("utf-8"))
-    except ValueError:
-        if _mac_matches(pfx, password):
-            raise KeystoreError("unsupported", "the PKCS#12 file opens but its content cannot be read") from None
-        raise KeystoreError("password", "cannot open the PKCS#12 file: wrong store password") from None
+    if not _mac_matches(pfx, password):
+        # a MAC we do not compute ourselves, or the wrong password: let cryptography decide
+        try:
+            pkcs12.load_pkcs12(data, password.encode("utf-8"))
+        except ValueError:
+            raise KeystoreError("password", "cannot open the PKCS#12 file: wrong store password") from None
     try:
         bags = list(_bags(pfx, password))
     except pbe.UnsupportedAlgorithm as exc:
@@ -101,7 +102,8 @@ def load(data: bytes, password: str) -> Keystore:
 
 
 def _mac_matches(pfx: object, password: str) -> bool:
-    """Whether the password verifies the file's HMAC (tells "wrong password" from "unsupported")."""
+    """Whether the password verifies the file's HMAC (the store password check: 2048 hash
+    rounds, where ``load_pkcs12`` would decrypt every bag once more)."""
     import hmac
 
     try:
