@@ -94,11 +94,10 @@ def test_second_file_failing_restores_the_first(driver: Any, tmp_path: Path, lea
     assert kt.leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("store", ["p12", "jks"], indirect=True)  # a pem file has no store password
 def test_wrong_store_password_changes_nothing(store: tuple[Any, Path], driver: Any, leaf_b: Issued,
                                               kt: Any) -> None:
     ep, path = store
-    if ep.type == "pem":
-        pytest.skip("a pem file has no store password")
     bad = driver.endpoint(ep.type, path, store_password="wrong-password")
     before = kt.snapshot(path)
     with pytest.raises(OperationError, match="wrong store password; update the endpoint's --store_password"):
@@ -145,8 +144,11 @@ def test_trusted_entry_alias_is_refused(driver: Any, tmp_path: Path, test_ca: An
     path = tmp_path / "trust.p12"
     path.write_bytes(p12_codec.dump(Keystore("pkcs12", [TrustedEntry("rootca", test_ca.root)]), PW, legacy=False))
     before = kt.snapshot(path)
+    ep = driver.endpoint("p12", path, store_password=PW)
     with pytest.raises(ValidationError, match="--alias: 'rootca' is a trusted certificate entry"):
-        driver.install(driver.endpoint("p12", path, store_password=PW), kt.bundle_of(leaf_b), alias="RootCA")
+        driver.install(ep, kt.bundle_of(leaf_b), alias="RootCA")
+    with pytest.raises(ValidationError, match="--node: 'rootca' is a trusted certificate entry"):
+        driver.install(ep, kt.bundle_of(leaf_b), nodes=driver.discover(ep))
     assert kt.snapshot(path) == before
     assert kt.keytool_list(path, PW)["rootca"]["type"] == "trustedCertEntry"
 

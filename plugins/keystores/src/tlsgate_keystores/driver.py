@@ -152,7 +152,7 @@ def install(
         if isinstance(old, TrustedEntry):
             raise ValidationError(
                 f"{old.alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
-                option="--alias",
+                option="--node" if nodes and not alias else "--alias",
             )
         new_store = loaded.store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
         new_data = _dump(endpoint, new_store)
