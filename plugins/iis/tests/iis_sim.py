@@ -193,9 +193,19 @@ def _import_chain(host: SimulatedWindowsHost, sim: IISSim, p: Any) -> str:
     return _out_json(added)
 
 
+#: DER of the OIDs that mark a "modern" PFX: PBES2 (1.2.840.113549.1.5.13) and SHA-256 (the MAC).
+_PBES2_OID = bytes.fromhex("06092a864886f70d01050d")
+_SHA256_OID = bytes.fromhex("0609608648016503040201")
+#: Windows 10 / Server 2016 builds before 1709 (16299) cannot import AES-256/SHA-256 PFX files.
+FIRST_BUILD_WITH_AES_PFX = 16299
+
+
 def _import_pfx(host: SimulatedWindowsHost, sim: IISSim, p: Any) -> str:
     existed = p["thumbprint"] in sim.stores["My"]
     data = host.read(p["path"])
+    if sim.build < FIRST_BUILD_WITH_AES_PFX and (_PBES2_OID in data or _SHA256_OID in data):
+        # What an old build reports is recalled, not verified: the import fails as if the password were wrong.
+        raise PSError(WRONG_PFX_PASSWORD)
     try:
         key, leaf, extra = pkcs12.load_key_and_certificates(data, str(p["password"]).encode())
     except ValueError:

@@ -309,8 +309,8 @@ def test_wrong_pfx_password_and_unknown_thumbprint_fail_like_windows(loopback, s
     host = loopback.winhost
     bundle = bundle_of(scene_certs.shop)
     host.seed(TEMP_DIR + "\\x.pfx", legacy_pfx(bundle, "right"))
-    res = loopback.run_powershell(scripts.IMPORT_PFX, {"path": TEMP_DIR + "\\x.pfx", "password": "wrong",
-                                                      "thumbprint": thumbprint(bundle)})
+    res = loopback.run_powershell(scripts.IMPORT_PFX, {"path": TEMP_DIR + "\\x.pfx", "thumbprint": thumbprint(bundle)},
+                                  secret_params={"password": "wrong"})
     assert res.exit_code == 1 and res.stderr.strip() == WRONG_PFX_PASSWORD
     res = loopback.run_powershell(scripts.BIND, {"site": "Shop", "binding": "*:443:shop.example.com",
                                                 "thumbprint": "AB" * 20, "store": "My"})
@@ -352,3 +352,17 @@ def test_restart_failure_is_reported(loopback) -> None:  # type: ignore[no-untyp
     sim.save(loopback.winhost)
     with pytest.raises(OperationError, match=r"restarting IIS \(W3SVC\) failed: Service 'World Wide Web Publishing"):
         plugin.restart(ENDPOINT, loopback)
+
+
+def test_server_2016_rtm_imports_the_legacy_pfx_but_not_a_modern_one(loopback, scene_certs: Scene,  # type: ignore[no-untyped-def]
+                                                                      iis_ca: TestCA) -> None:
+    host = loopback.winhost
+    sim = IISSim.load(host)
+    sim.build = 14393  # Windows Server 2016 RTM (1607)
+    sim.save(host)
+    result = install(loopback, bundle_of(iis_ca.issue("shop.example.com")))
+    assert result.nodes == ("shop.example.com",)
+    host.seed(TEMP_DIR + "\\modern.pfx", scene_certs.shop.pfx("pw"))  # AES-256 + SHA-256 MAC
+    res = loopback.run_powershell(scripts.IMPORT_PFX, {"path": TEMP_DIR + "\\modern.pfx", "thumbprint": "00" * 20},
+                                  secret_params={"password": "pw"})
+    assert res.exit_code == 1 and res.stderr.strip() == WRONG_PFX_PASSWORD
