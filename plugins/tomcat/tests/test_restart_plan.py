@@ -30,6 +30,7 @@ class ScriptedHost(Connection):
         self.root = root
         self.links = dict(links or {})
         self.commands: list[tuple[str, ...]] = []
+        self.contents: dict[str, bytes] = {}
 
     def run(self, argv, *, stdin=None, timeout=120, env=None, check=False):  # type: ignore[no-untyped-def, override]
         argv = tuple(argv)
@@ -52,12 +53,14 @@ class ScriptedHost(Connection):
     def systemd_running(self) -> bool:
         return self.systemd
 
+    def read_file(self, path: str) -> bytes:
+        return self.contents[path]
+
     def stat(self, path: str) -> FileStat | None:
         if path.endswith("/logs"):
             return FileStat(size=0, mode=0o755, mtime=0, uid=995, gid=995, is_dir=True)
-        return FileStat(size=1, mode=0o644, mtime=0) if path in self.files else None
+        return FileStat(size=1, mode=0o644, mtime=0) if path in self.files or path in self.contents else None
 
-    def read_file(self, path: str) -> bytes: raise NotImplementedError
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None: raise NotImplementedError
     def remove(self, path: str) -> None: raise NotImplementedError
     def rename(self, src: str, dst: str) -> None: raise NotImplementedError
@@ -132,3 +135,12 @@ def test_no_catalina_anywhere_is_a_clear_error() -> None:
 
     with pytest.raises(OperationError, match="--tomcat_home"):
         restart.plan_restart(ScriptedHost(systemd=False), "/srv/tc")
+
+
+def test_base_set_only_in_an_environment_file() -> None:
+    unit = {"LoadState": "loaded", "Environment": "", "EnvironmentFiles": "/etc/default/tc-a (ignore_errors=yes)",
+            "ExecStart": "{ path=/opt/tc/bin/catalina.sh ; argv[]=/opt/tc/bin/catalina.sh run }"}
+    host = ScriptedHost(systemd=True, units={"tomcat": unit}, files=HOME_FILES)
+    host.contents["/etc/default/tc-a"] = b"# site A\nCATALINA_HOME=/opt/tc\nCATALINA_BASE=/srv/tc-a\n"
+    assert restart.plan_restart(host, "/srv/tc-a").unit == "tomcat"
+    assert restart.plan_restart(host, "/srv/tc-b").method == "scripts"

@@ -38,6 +38,7 @@ def ssh_endpoint(sshd: SshdServer, base: Path) -> Endpoint:
 def test_discover_and_install_over_ssh(tomcat10: TomcatServer, root_ssh: SshdServer, test_ca: TestCA) -> None:
     t, sshd = tomcat10, root_ssh
     ep = ssh_endpoint(sshd, t.base)
+    xml_stat = t.server_xml.stat()
     local = plugin.discover_nodes(Endpoint(name="l", type="tomcat", connection=ConnectionSpec("local"),
                                            options=TomcatOptions(tomcat_dir=str(t.base))), LocalConnection())
     with ssh.connect_ssh(ep, Credentials(ssh_key_path=str(sshd.root_key.path))) as conn:
@@ -53,3 +54,12 @@ def test_discover_and_install_over_ssh(tomcat10: TomcatServer, root_ssh: SshdSer
     assert t.served(t.p12_port) == t.certs["p12"].fingerprint
     assert t.served(t.jks_port) == t.certs["jks"].fingerprint
     assert "as tomcat" in result.messages[0] or not t.user
+    after = t.server_xml.stat()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (xml_stat.st_mode, xml_stat.st_uid, xml_stat.st_gid)
+    for written in result.files_written:
+        st = Path(written).stat()
+        assert (st.st_uid, st.st_gid) == (xml_stat.st_uid, xml_stat.st_gid)
+        if not written.endswith(".crt"):  # certificates are public; keys and keystores are not
+            assert st.st_mode & 0o007 == 0
+    key = next(Path(w) for w in result.files_written if w.endswith(".key"))
+    assert key.stat().st_mode & 0o777 == 0o640

@@ -94,20 +94,35 @@ def systemd_unit_for(connection: Connection, base: str, named: str | None) -> st
     for unit in (named,) if named else DEFAULT_UNITS:
         res = connection.run(
             ["systemctl", "show", "--property=LoadState", "--property=Environment",
-             "--property=ExecStart", "--", unit]
+             "--property=EnvironmentFiles", "--property=ExecStart", "--", unit]
         )
         if not res.ok:
             continue
         props = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
         if props.get("LoadState") != "loaded":
             continue
-        text = props.get("Environment", "") + " " + props.get("ExecStart", "")
-        bases = re.findall(r"(?:CATALINA_BASE=|-Dcatalina\.base=)([^\s;\"']+)", text)
+        text = " ".join([props.get("Environment", ""), props.get("ExecStart", ""),
+                         *_environment_files(connection, props.get("EnvironmentFiles", ""))])
+        bases = re.findall(r"(?:CATALINA_BASE=|-Dcatalina\.base=)[\"']?([^\s;\"']+)", text)
         if not bases:  # a unit without CATALINA_BASE runs CATALINA_HOME as its base
-            bases = re.findall(r"CATALINA_HOME=([^\s;\"']+)", text)
+            bases = re.findall(r"CATALINA_HOME=[\"']?([^\s;\"']+)", text)
         if any(_realpath(connection, b) == want for b in bases):
             return unit
     return None
+
+
+def _environment_files(connection: Connection, value: str) -> list[str]:
+    """The text of a unit's EnvironmentFile= files (``/etc/default/x (ignore_errors=yes)`` each
+    line), so a CATALINA_BASE set only there still counts."""
+    texts = []
+    for line in value.splitlines():
+        path = line.split(" (", 1)[0].strip()
+        if path.startswith("/") and connection.exists(path):
+            try:
+                texts.append(connection.read_text(path))
+            except OperationError:
+                continue
+    return texts
 
 
 def tomcat_processes(connection: Connection, base: str) -> list[TomcatProcess]:
