@@ -141,6 +141,6 @@ def test_base_set_only_in_an_environment_file() -> None:
     unit = {"LoadState": "loaded", "Environment": "", "EnvironmentFiles": "/etc/default/tc-a (ignore_errors=yes)",
             "ExecStart": "{ path=/opt/tc/bin/catalina.sh ; argv[]=/opt/tc/bin/catalina.sh run }"}
     host = ScriptedHost(systemd=True, units={"tomcat": unit}, files=HOME_FILES)
-    host.contents["/etc/default/tc-a"] = b"# site A\nCATALINA_HOME=/opt/tc\nCATALINA_BASE=/srv/tc-a\n"
+    host.contents["/etc/default/tc-a"] = b"# site A\nCATALINA_HOME=/opt/tc\nCATALINA_BASE=\"/srv/tc-a\"\n"
     assert restart.plan_restart(host, "/srv/tc-a").unit == "tomcat"
     assert restart.plan_restart(host, "/srv/tc-b").method == "scripts"
