@@ -134,3 +134,25 @@ def test_non_ascii_password_read_by_openssl(driver: Any, tmp_path: Path, leaf_a:
     assert any("Java cannot open" in m for m in result.messages)  # Java's PBE refuses non-ASCII passwords
     info = kt.openssl_info(path, pw)
     assert "friendlyName: leaf" in info and "friendlyName: b.example.org" in info
+
+
+def test_replaced_entry_takes_its_old_chain_with_it(driver: Any, p12_file: Path, kt: Any) -> None:
+    """alpha's old intermediate and root (another CA) leave the file with it; the Java-style
+    friendly names of chain certificates that stay are kept."""
+    other_ca = TestCA("Other")
+    new = other_ca.issue("a.example.org")
+    ep = driver.endpoint("p12", p12_file, store_password=PW)
+    driver.install(ep, kt.bundle_of(new), alias="alpha")
+    info = kt.openssl_info(p12_file, PW)
+    assert "tlsgate Test" not in info  # the old CA's certificates are gone
+    assert info.count("subject=") == 2 and "subject=CN = Other Intermediate CA" in info
+    listed = kt.keytool_list(p12_file, PW)
+    assert listed == {"alpha": {"type": "PrivateKeyEntry", "chain": 2, "sha256": new.fingerprint,
+                                "store_type": "PKCS12"}}
+
+
+def test_java_chain_friendly_names_survive(driver: Any, java_p12: Path, leaf_b: Issued, kt: Any) -> None:
+    before = kt.openssl_info(java_p12, PW)
+    assert "friendlyName: CN=tlsgate Test Intermediate CA" in before  # keytool names chain certs by DN
+    driver.install(driver.endpoint("p12", java_p12, store_password=PW), kt.bundle_of(leaf_b))
+    assert "friendlyName: CN=tlsgate Test Intermediate CA" in kt.openssl_info(java_p12, PW)

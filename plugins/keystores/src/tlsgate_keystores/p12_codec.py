@@ -219,17 +219,26 @@ def _assemble(bags: list[_Bag], password: str) -> Keystore:
         others = [c for c in all_certs if certs.fingerprint(c) != certs.fingerprint(leaf_bag.cert)]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
         entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key))
+    # chain certificates belong to their entries (so a replaced entry's old intermediates go
+    # with it); only certificates no entry uses are kept as loose ones. Friendly names that
+    # chain certificates carried (Java writes the subject DN there) are kept.
+    in_chains = {certs.fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
+    names: dict[str, str] = {}
     extra: list[tuple[x509.Certificate, str | None]] = []
     for cb in cert_bags:
         if id(cb) in used or cb.cert is None:
             continue
+        fp = certs.fingerprint(cb.cert)
         if cb.trusted:
             if not cb.friendly:
                 unnamed += 1
             entries.append(TrustedEntry(cb.friendly or str(unnamed), cb.cert))
+        elif fp in in_chains:
+            if cb.friendly:
+                names[fp] = cb.friendly
         else:
             extra.append((cb.cert, cb.friendly))
-    return Keystore("pkcs12", entries, extra)
+    return Keystore("pkcs12", entries, extra, layout={"cert_names": names})
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -245,7 +254,9 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
                 pkcs12.serialize_key_and_certificates(entry.alias.encode("utf-8"), entry.key, entry.leaf, None, enc)
             )
             for cert in entry.certs[1:]:
-                chain_certs.setdefault(certs.fingerprint(cert), pkcs12.PKCS12Certificate(cert, None))
+                fp = certs.fingerprint(cert)
+                name = store.layout.get("cert_names", {}).get(fp)
+                chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
         else:
             trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
     for cert, name in store.extra:
