@@ -8,25 +8,16 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import attrs
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from iis_sim import IISSim, install_iis
-from tlsgate.testing.certs import Issued, TestCA
+from iis_scene import Scene, build_scene
+from iis_sim import install_iis
+from tlsgate.testing.certs import TestCA
 from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
 from tlsgate.testing.winrm_fixtures import winrm_endpoint
 from tlsgate.testing.winrm_peer import WinRMPeer
-
-
-@attrs.frozen
-class Scene:
-    """The certificates of the standard scene (see :func:`scene`)."""
-
-    default: Issued  # Default Web Site, *:443 IP-based
-    shop: Issued  # Shop, SNI shop.example.com:443
-    blog: Issued  # Blog, SNI blog.example.com:443 and 127.0.0.5:8443 IP-based
 
 
 @pytest.fixture(scope="session")
@@ -38,31 +29,6 @@ def iis_ca() -> TestCA:
 def scene_certs(iis_ca: TestCA) -> Scene:
     return Scene(iis_ca.issue("www.example.org", "example.org"), iis_ca.issue("shop.example.com"),
                  iis_ca.issue("blog.example.com"))
-
-
-def der(issued: Issued) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return issued.cert.public_bytes(serialization.Encoding.DER)
-
-
-def build_scene(certs: Scene) -> IISSim:
-    """Four sites: http and https bindings, IP-based and SNI, a stopped site, an unbound binding, and
-    the WAS bindings (net.tcp, net.pipe) a Default Web Site often has."""
-    sim = IISSim()
-    sim.add_site("Default Web Site", ("http", "*:80:"), ("https", "*:443:"), ("net.tcp", "808:*"),
-                 ("net.pipe", "*"))
-    sim.add_site("Shop", ("http", "*:80:shop.example.com"), ("https", "*:443:shop.example.com", 1))
-    sim.add_site("Blog", ("https", "*:443:blog.example.com", 1), ("https", "127.0.0.5:8443:"))
-    sim.add_site("Api", ("https", "*:443:api.example.com", 1), state="Stopped")
-    t_default = sim.add_certificate(der(certs.default), key=certs.default.key)
-    t_shop = sim.add_certificate(der(certs.shop), key=certs.shop.key)
-    t_blog = sim.add_certificate(der(certs.blog), key=certs.blog.key)
-    sim.bind("Default Web Site", "*:443:", t_default)
-    sim.bind("Shop", "*:443:shop.example.com", t_shop)
-    sim.bind("Blog", "*:443:blog.example.com", t_blog)
-    sim.bind("Blog", "127.0.0.5:8443:", t_blog)
-    return sim
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ connection and over every WinRM connection type with the real pywinrm client."""
 from __future__ import annotations
 
 import pytest
-from conftest import Scene
 from hypothesis import given
 from hypothesis import strategies as st
+from iis_scene import Scene, expected, table
 from iis_sim import IISSim
 from tlsgate import ConnectionSpec, Endpoint, OperationError
 from tlsgate.registry import get_registry
@@ -16,28 +16,6 @@ from tlsgate_iis import plugin
 from tlsgate_iis.discovery import split_binding_information
 
 ENDPOINT = Endpoint(name="iis1", type="iis", connection=ConnectionSpec("winrm_http", host="127.0.0.1", port=5985))
-
-
-def table(nodes):  # type: ignore[no-untyped-def]
-    return [(n.name, n.alias, n.protocol, n.ip, n.port, n.fingerprint, n.state, n.locator) for n in nodes]
-
-
-def expected(certs: Scene) -> list[tuple]:  # type: ignore[type-arg]
-    return [
-        ("Default Web Site", ("Default Web Site",), "http", "0.0.0.0", 80, None, "active",
-         "Default Web Site|http|*:80:"),
-        ("Default Web Site", ("Default Web Site",), "https", "0.0.0.0", 443, certs.default.fingerprint,
-         "active; IP-based", "Default Web Site|https|*:443:"),
-        ("shop.example.com", ("Shop",), "http", "0.0.0.0", 80, None, "active", "Shop|http|*:80:shop.example.com"),
-        ("shop.example.com", ("Shop",), "https", "0.0.0.0", 443, certs.shop.fingerprint, "active; SNI",
-         "Shop|https|*:443:shop.example.com"),
-        ("blog.example.com", ("Blog",), "https", "0.0.0.0", 443, certs.blog.fingerprint, "active; SNI",
-         "Blog|https|*:443:blog.example.com"),
-        ("Blog", ("Blog",), "https", "127.0.0.5", 8443, certs.blog.fingerprint, "active; IP-based",
-         "Blog|https|127.0.0.5:8443:"),
-        ("api.example.com", ("Api",), "https", "0.0.0.0", 443, None, "stopped; SNI; no certificate bound",
-         "Api|https|*:443:api.example.com"),
-    ]
 
 
 def test_discovery_is_exact(loopback: LoopbackWindowsConnection, scene_certs: Scene) -> None:

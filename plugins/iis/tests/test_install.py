@@ -9,8 +9,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from conftest import Scene, build_scene, der
 from httpsys import SimHttpSys
+from iis_scene import Scene, build_scene, der
 from iis_sim import TEMP_DIR, WRONG_PFX_PASSWORD, IISSim, install_iis, thumbprint_of
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, Node, OperationError, ValidationError
 from tlsgate.registry import get_registry

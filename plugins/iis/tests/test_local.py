@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Scene, build_scene
+from iis_scene import Scene, build_scene
 from iis_sim import IISSim, install_iis
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError
 from tlsgate.testing.certs import TestCA

@@ -4,9 +4,9 @@ encoded parameters (nothing interpolated)."""
 
 from __future__ import annotations
 
-from conftest import Scene, der
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from iis_scene import Scene, der
 from iis_sim import IISSim, install_iis
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint
 from tlsgate.quoting import ps_script

@@ -4,9 +4,8 @@ through the shim on exec channels, the PFX over SFTP with Win32-OpenSSH's /C:/ p
 from __future__ import annotations
 
 import pytest
-from conftest import Scene
+from iis_scene import Scene, expected, table
 from iis_sim import IISSim
-from test_discovery import expected, table
 from tlsgate import CertificateBundle, OperationError
 from tlsgate.registry import get_registry
 from tlsgate.testing.certs import TestCA
