@@ -95,3 +95,48 @@ def test_edit_round_trips_through_the_parser(changes: dict[str, str | None], quo
     assert got.attrs == expected
     assert out[: el.start] == doc[: el.start]
     assert out[got.end:] == doc[el.end:]
+
+
+# -- property: whatever the formatting, the TLS hosts found are the ones the document holds -------
+
+hostnames = st.sampled_from(["a.test", "B.Test", "*.wild.test", "_default_"])
+spaces = st.sampled_from([" ", "\n    ", "\t", "  \n\t "])
+
+
+@st.composite
+def documents(draw):  # type: ignore[no-untyped-def]
+    """(server.xml bytes, expected [(port, host name)]) with random quoting, spacing, comments,
+    commented-out connectors and non-TLS connectors."""
+    quote = draw(st.sampled_from(["'", '"']))
+    sp = draw(spaces)
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<!-- head -->\n<Server port="-1">\n<Service name="S">\n']
+    expected = []
+    for i in range(draw(st.integers(1, 4))):
+        port = 8000 + i
+        kind = draw(st.sampled_from(["tls", "plain", "commented", "disabled"]))
+        hosts = draw(st.lists(hostnames, min_size=1, max_size=3, unique_by=str.lower))
+        inner = "".join(
+            f"<SSLHostConfig{sp}hostName={quote}{h}{quote}>{sp}<Certificate{sp}certificateKeystoreFile="
+            f"{quote}conf/{i}.p12{quote}{sp}type={quote}RSA{quote}/></SSLHostConfig><!-- c -->"
+            for h in hosts)
+        enabled = {"tls": "true", "plain": None, "commented": "true", "disabled": "false"}[kind]
+        attr = f"{sp}SSLEnabled={quote}{enabled}{quote}" if enabled else ""
+        connector = f"<Connector{sp}port={quote}{port}{quote}{attr}>{inner}</Connector>\n"
+        if kind == "commented":
+            connector = "<!--\n" + connector.replace("<!-- c -->", "") + "-->\n"  # comments do not nest
+        elif kind == "tls":
+            expected += [(port, h.lower()) for h in hosts]
+        parts.append(connector)
+    parts.append("</Service>\n</Server>\n")
+    return "".join(parts).encode(), expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(doc=documents())
+def test_parse_finds_exactly_the_tls_hosts(doc) -> None:  # type: ignore[no-untyped-def]
+    data, expected = doc
+    hosts = serverxml.parse(data).host_configs()
+    assert [(h.port, h.host_name) for h in hosts] == expected
+    for h in hosts:  # and every reported tag is where the bytes say it is
+        el = h.certificates[0].element
+        assert data[el.start:el.end].startswith(b"<Certificate") and data[el.end - 2:el.end] == b"/>"
