@@ -126,3 +126,14 @@ def test_validate_ignores_other_types(registry: Any) -> None:
     ep = Endpoint(name="n", type="nginx", connection=ConnectionSpec("local"), options=None)
     assert validate(ep) == []
     assert os.path.exists("/") and validate(Endpoint(name="x", type="p12", connection=ConnectionSpec("local"))) == []
+
+
+def test_entry_module_imports_no_heavy_library() -> None:
+    """Every CLI call loads every plugin: the entry module imports only tlsgate and attrs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tlsgate_keystores.plugin; "
+            "print(sorted(m for m in ('jks', 'pyasn1', 'Cryptodome', 'tlsgate_keystores.p12_codec') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -111,7 +111,7 @@ def _mac_matches(pfx: object, password: str) -> bool:
         digest = pbe.MAC_DIGESTS.get(str(mac_data["mac"]["digestAlgorithm"]["algorithm"]))
         if not mac_data.isValue or digest is None:
             return False
-        content = bytes(_octets(pfx["authSafe"]["content"]))  # type: ignore[index]
+        content = bytes(octets(pfx["authSafe"]["content"]))  # type: ignore[index]
         expected = pbe.mac(content, password, bytes(mac_data["macSalt"]), int(mac_data["iterations"]), digest)
         return hmac.compare_digest(expected, bytes(mac_data["mac"]["digest"]))
     except (PyAsn1Error, ValueError, KeyError):
@@ -130,11 +130,11 @@ def _bags(pfx: object, password: str) -> Iterator[_Bag]:
     auth_ci = pfx["authSafe"]  # type: ignore[index]
     if str(auth_ci["contentType"]) != _DATA:
         raise KeystoreError("unsupported", "PKCS#12 file in public-key integrity mode")
-    auth, _ = decoder.decode(bytes(_octets(auth_ci["content"])), asn1Spec=rfc7292.AuthenticatedSafe())
+    auth, _ = decoder.decode(bytes(octets(auth_ci["content"])), asn1Spec=rfc7292.AuthenticatedSafe())
     for ci in auth:
         kind = str(ci["contentType"])
         if kind == _DATA:
-            safe = bytes(_octets(ci["content"]))
+            safe = bytes(octets(ci["content"]))
         elif kind == _ENCRYPTED_DATA:
             ed, _ = decoder.decode(ci["content"], asn1Spec=rfc5652.EncryptedData())
             eci = ed["encryptedContentInfo"]
@@ -146,7 +146,7 @@ def _bags(pfx: object, password: str) -> Iterator[_Bag]:
         yield from _safe_bags(safe)
 
 
-def _octets(any_value: object) -> univ.OctetString:
+def octets(any_value: object) -> univ.OctetString:
     value, _ = decoder.decode(bytes(any_value), asn1Spec=univ.OctetString())  # type: ignore[call-overload]
     return value
 
@@ -164,7 +164,7 @@ def _safe_bags(safe_der: bytes) -> Iterator[_Bag]:
             cert_bag, _ = decoder.decode(value, asn1Spec=rfc7292.CertBag())
             if str(cert_bag["certId"]) != X509_CERT_TYPE:
                 continue  # SDSI certificates: nothing Java or OpenSSL uses
-            der = bytes(_octets(cert_bag["certValue"]))
+            der = bytes(octets(cert_bag["certValue"]))
             item = _Bag("cert", der, cert=x509.load_der_x509_certificate(der))
         else:
             raise KeystoreError("unsupported", f"PKCS#12 bag type {bag_id} (CRL or secret bag)")
@@ -173,7 +173,7 @@ def _safe_bags(safe_der: bytes) -> Iterator[_Bag]:
             if kind == rfc7292.pkcs_9_at_friendlyName and len(values):
                 item.friendly = str(decoder.decode(bytes(values[0]), asn1Spec=char.BMPString())[0])
             elif kind == rfc7292.pkcs_9_at_localKeyId and len(values):
-                item.local_id = bytes(_octets(values[0]))
+                item.local_id = bytes(octets(values[0]))
             elif str(kind) == ORACLE_TRUSTED:
                 item.trusted = True
         yield item
@@ -250,7 +250,7 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     trusted: list[pkcs12.PKCS12Certificate] = []
     for entry in store.entries:
         if isinstance(entry, KeyEntry):
-            items += _safe_items(
+            items += safe_items(
                 pkcs12.serialize_key_and_certificates(entry.alias.encode("utf-8"), entry.key, entry.leaf, None, enc)
             )
             for cert in entry.certs[1:]:
@@ -262,9 +262,9 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     for cert, name in store.extra:
         chain_certs[certs.fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
     if chain_certs:
-        items += _safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
+        items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
     if trusted:
-        items += _safe_items(pkcs12.serialize_java_truststore(trusted, enc))
+        items += safe_items(pkcs12.serialize_java_truststore(trusted, enc))
     auth_safe = _tlv(0x30, b"".join(items))
     digest = "sha1" if legacy else "sha256"
     salt = os.urandom(8)
@@ -275,10 +275,10 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     return _tlv(0x30, _int(3) + content_info + mac_data)
 
 
-def _safe_items(p12: bytes) -> list[bytes]:
+def safe_items(p12: bytes) -> list[bytes]:
     """The authenticated-safe items (DER ContentInfos) of a file ``cryptography`` just wrote."""
     pfx, _ = decoder.decode(p12, asn1Spec=rfc7292.PFX())
-    return _children(bytes(_octets(pfx["authSafe"]["content"])))
+    return _children(bytes(octets(pfx["authSafe"]["content"])))
 
 
 def _children(der: bytes) -> list[bytes]:

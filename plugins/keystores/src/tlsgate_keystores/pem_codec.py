@@ -131,9 +131,9 @@ def encrypted_pkcs8(key: object, password: str) -> bytes:
     from . import p12_codec
 
     p12 = pkcs12.serialize_key_and_certificates(None, key, None, None, p12_codec.encryption(password, legacy=False))  # type: ignore[arg-type]
-    for item in p12_codec._safe_items(p12):
+    for item in p12_codec.safe_items(p12):
         ci, _ = decoder.decode(item, asn1Spec=rfc7292.ContentInfo())
-        contents, _ = decoder.decode(bytes(p12_codec._octets(ci["content"])), asn1Spec=rfc7292.SafeContents())
+        contents, _ = decoder.decode(bytes(p12_codec.octets(ci["content"])), asn1Spec=rfc7292.SafeContents())
         for bag in contents:
             if bag["bagId"] == rfc7292.id_pkcs8ShroudedKeyBag:
                 return bytes(bag["bagValue"])
