@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate.probe import try_served_fingerprint
+from tlsgate.testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,9 @@ TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
 @pytest.fixture
 def cli(tmp_path: Path):
-    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home")}
+    home = tmp_path / "user-home"  # never the real ~/.ssh/known_hosts
+    home.mkdir()
+    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home"), "HOME": str(home)}
     env.pop("TLSGATE_MASTER_KEY", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -89,3 +92,30 @@ def test_bad_options_exit_2_naming_the_option(cli) -> None:
     wrong = cli("tls", "add", "nginx", "--name", "w", "--connection_type", "winrm_http",
                 "--nginx_config_path", "/etc/nginx/nginx.conf")
     assert wrong.returncode == 2 and "--connection_type" in wrong.stderr
+
+
+def test_over_ssh(nginx_server, sshd: SshdServer, test_ca, cli, tmp_path: Path) -> None:
+    site, _server = nginx_server
+    add = cli("tls", "add", "nginx", "--name", "web-ssh", "--connection_type", "ssh", "--host", sshd.host,
+              "--port", str(sshd.port), "--user", "root", "--ssh_key_path", str(sshd.root_key.path),
+              "--nginx_config_path", str(site.config), "--certs_dir", str(site.prefix / "tlsgate certs"))
+    assert add.returncode == 0, add.stderr
+    assert cli("tls", "trust", "web-ssh", "--yes").returncode == 0
+    assert cli("org", "add", "acme").returncode == 0
+    assert cli("tls", "delegate", "web-ssh", "--org", "acme").returncode == 0
+    found = cli("tls", "discover", "web-ssh")
+    assert found.returncode == 0, found.stderr
+    nodes = json.loads(cli("tls", "nodes", "web-ssh", "--json").stdout)
+    assert len(nodes) == 5 and {n["fingerprint"] for n in nodes if n["name"] == "alpha.test"} == {
+        site.certs["alpha.test"].fingerprint
+    }
+    new = test_ca.issue("alpha.test", "www.alpha.test")
+    crt, key, chain = new.write(tmp_path / "in", "new")
+    done = cli("tls", "install", "web-ssh", "--cert", str(crt), "--key", str(key), "--chain", str(chain))
+    assert done.returncode == 0, done.stderr
+    assert try_served_fingerprint("127.0.0.1", site.tls_port, "alpha.test") == new.fingerprint
+    assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == site.certs["beta.test"].fingerprint
+    # the new files went to --certs_dir (a path with a space, quoted in the config)
+    assert '"' + str(site.prefix / "tlsgate certs") in (site.prefix / "conf.d" / "10-alpha.conf").read_text()
+    restarted = cli("tls", "restart", "web-ssh")
+    assert restarted.returncode == 0, restarted.stderr
