@@ -65,3 +65,44 @@ def test_remote_path_rule(registry: Any, path: str, connection: str) -> None:
     isabs = posixpath.isabs if connection == "ssh" else ntpath.isabs
     problems = validate(ep)
     assert [(p.option, p.message) for p in problems] == ([] if isabs(path) else [("--path", "must be an absolute path")])
+
+
+_SAMPLE = {}
+
+
+def _samples() -> dict[str, bytes]:
+    if not _SAMPLE:
+        from tlsgate.testing.certs import TestCA
+        from tlsgate_keystores import jks_codec
+        from tlsgate_keystores.entries import KeyEntry, Keystore
+
+        issued = TestCA().issue("fuzz.example.org")
+        store = Keystore("jks", [KeyEntry("k", (issued.cert, *issued.chain), issued.key)])
+        _SAMPLE.update(p12=issued.pfx("pw"), jks=jks_codec.dump(store, "pw"),
+                       pem=issued.cert_pem + issued.chain_pem + issued.key_pem)
+    return _SAMPLE
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(["p12", "jks", "pem"]), flips=st.lists(
+    st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=4), cut=st.integers(0, 10**6))
+def test_damaged_files_give_a_keystore_error_never_a_crash(kind: str, flips: list[tuple[int, int]], cut: int) -> None:
+    """``tls add`` opens whatever file it is given: damage must end in KeystoreError (an exit-2
+    line naming the option), never another exception (a plugin-bug traceback)."""
+    from tlsgate_keystores import jks_codec, pem_codec
+
+    data = bytearray(_samples()[kind])
+    for pos, xor in flips:
+        data[pos % len(data)] ^= xor
+    damaged = bytes(data[: max(1, cut % (len(data) + 1))])
+    try:
+        if kind == "p12":
+            p12_codec.load(damaged, "pw")
+        elif kind == "jks":
+            jks_codec.load(damaged, "pw")
+        else:
+            content = pem_codec.parse(damaged)
+            pem_codec.ordered(content)
+            pem_codec.load_key(content, None)
+    except KeystoreError:
+        pass
