@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,26 @@ def test_validate_checks_a_local_tomcat_dir(tmp_path: Path, make_endpoint) -> No
     problems = plugin.validate(make_endpoint(tmp_path))
     assert [p.option for p in problems] == ["--tomcat_dir"]
     assert "server.xml" in problems[0].message
+
+
+def test_a_connector_down_before_the_install_does_not_block_it(
+    tomcat10: TomcatServer, make_endpoint, test_ca: TestCA
+) -> None:
+    t = tomcat10
+    xml = t.server_xml.read_bytes()
+    t.server_xml.write_bytes(xml.replace(b'certificateKeystorePassword="jks-Secret 1"',
+                                         b'certificateKeystorePassword="not the password"'))
+    t.stop()
+    t.start(wait=False)
+    deadline = time.monotonic() + 60
+    while t.served(t.p12_port) is None and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert t.served(t.jks_port) is None  # the JKS connector could not load its keystore
+    nodes = {n.locator: n.state for n in plugin.discover_nodes(make_endpoint(t.base), LocalConnection())}
+    assert nodes[locator(t, t.jks_port, "_default_")] == "down"
+    new = test_ca.issue("b.test")
+    result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [], False, None)
+    assert result.verified
+    assert t.served(t.p12_port, "b.test") == new.fingerprint
+    assert t.served(t.p12_port) == t.certs["p12"].fingerprint
+    assert t.served(t.jks_port) is None

@@ -190,11 +190,13 @@ class TomcatServer:
                 pids.append(int(pid))
         return pids
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float = 90.0, *, wait: bool = True) -> None:
+        """Start Tomcat; with ``wait``, until it serves the original certificates."""
         res = subprocess.run(self._argv("sh", str(self.home / "bin" / "startup.sh")), capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"startup.sh failed ({res.returncode}): {res.stdout}{res.stderr}")
-        self.wait_serving(timeout)
+        if wait:
+            self.wait_serving(timeout)
 
     def wait_serving(self, timeout: float = 90.0) -> None:
         end = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import attrs
 from cryptography.hazmat.primitives import serialization
@@ -243,9 +243,12 @@ def install(
         tx.write(config.path, new_xml, detail="set " + ", ".join(names))  # names only: values may be secret
         if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
             validate_before_restart(connection, base, new_xml, changes, bundle)
-        tx.on_rollback(lambda: restart_and_wait(endpoint, connection, config, plan), "restart Tomcat again")
+        # Connectors that were down before the install are not this install's to fix.
+        was_up = {(hc.address, hc.port) for hc in hcs if before.get(hc.locator) is not None}
+        must_listen = was_up | {(c.host.address, c.host.port) for c in changes}
+        tx.on_rollback(lambda: restart_and_wait(endpoint, connection, config, plan, was_up), "restart Tomcat again")
         if tx.step("restart", plan.describe()):
-            tx.messages.append(restart_and_wait(endpoint, connection, config, plan))
+            tx.messages.append(restart_and_wait(endpoint, connection, config, plan, must_listen))
         if tx.step("verify", "TLS handshake", ", ".join(sorted(changed))):
             targets = [t for c in changes if (t := probe_target(endpoint, c.host)) is not None]
             expect_served(targets, bundle.fingerprint, deadline=15)
@@ -267,14 +270,28 @@ def _served(endpoint: Endpoint, hc: HostConfig) -> str | None:
     return try_served_fingerprint(target.host, target.port, target.sni) if target else None
 
 
-def connector_targets(endpoint: Endpoint, config: TomcatConfig) -> list[Target]:
-    targets = [probe_target(endpoint, hc) for hc in config.host_configs()]
+def connector_targets(
+    endpoint: Endpoint, config: TomcatConfig, only: Collection[tuple[str | None, int | None]] | None = None
+) -> list[Target]:
+    """One probe target per TLS connector (``only``: those whose (address, port) is listed)."""
+    targets = [
+        probe_target(endpoint, hc)
+        for hc in config.host_configs()
+        if only is None or (hc.address, hc.port) in only
+    ]
     return list(dict.fromkeys(Target(t.host, t.port) for t in targets if t is not None))
 
 
-def restart_and_wait(endpoint: Endpoint, connection: Connection, config: TomcatConfig, plan: restart.RestartPlan) -> str:
+def restart_and_wait(
+    endpoint: Endpoint,
+    connection: Connection,
+    config: TomcatConfig,
+    plan: restart.RestartPlan,
+    must_listen: Collection[tuple[str | None, int | None]] | None = None,
+) -> str:
+    """Restart, then wait until the TLS connectors (``must_listen``, default all) answer."""
     message = restart.restart(connection, config.base, plan, shutdown_port=config.xml.shutdown_port)
-    closed = restart.wait_for_ports(connector_targets(endpoint, config))
+    closed = restart.wait_for_ports(connector_targets(endpoint, config, must_listen))
     if closed:
         raise OperationError(
             "Tomcat restarted but these TLS connectors do not listen: " + ", ".join(str(t) for t in closed)
