@@ -21,7 +21,6 @@ change here. An install:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import attrs
@@ -265,14 +264,3 @@ def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: s
 
 def _plan_run(script: str, alias: str) -> PlanStep:
     return PlanStep("run", f"{script} {alias}", "install script, argv: [script, alias]")
-
-
-def local_path_problem(path: str) -> str | None:
-    """Why a local path cannot be used, or None."""
-    if not os.path.isabs(path):
-        return "must be an absolute path"
-    if not os.path.exists(path):
-        return f"{path}: no such file (the file must already exist)"
-    if os.path.isdir(path):
-        return f"{path}: is a directory"
-    return None
