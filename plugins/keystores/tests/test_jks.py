@@ -72,6 +72,20 @@ def test_jks_endpoint_with_a_pkcs12_file_stays_pkcs12(driver: Any, tmp_path: Pat
     assert "PBES2, PBKDF2, AES-256-CBC" in kt.openssl_info(store, PW)
 
 
+def test_jks_endpoint_keeps_a_legacy_pkcs12_file_legacy(driver: Any, tmp_path: Path, leaf_a: Issued,
+                                                        leaf_b: Issued, kt: Any) -> None:
+    """A PKCS#12 written the Java 8 / OpenSSL 1.1 way (SHA-1 MAC) may be read by an old Java: a
+    jks endpoint (no --is_legacy) rewrites it in the legacy profile."""
+    crt, key, _ = leaf_a.write(tmp_path, "a")
+    store = tmp_path / "old-java.jks"
+    kt.run_tool(["openssl", "pkcs12", "-export", "-legacy", "-in", str(crt), "-inkey", str(key), "-name", "tomcat",
+                 "-passout", "env:KS_TEST_PW", "-out", str(store)], PW)
+    driver.install(driver.endpoint("jks", store, store_password=PW), kt.bundle_of(leaf_b))
+    info = kt.openssl_info(store, PW)
+    assert "MAC: sha1" in info and "pbeWithSHA1And3-KeyTripleDES-CBC" in info and "AES" not in info
+    assert set(kt.keytool_list(store, PW)) == {"tomcat", "b.example.org"}
+
+
 def test_jceks_is_read_but_never_rewritten(driver: Any, tmp_path: Path, p12_file: Path, test_ca: TestCA,
                                            leaf_b: Issued, kt: Any, keytool: str) -> None:
     store = make_store(tmp_path, p12_file, test_ca, kt, keytool, "JCEKS")

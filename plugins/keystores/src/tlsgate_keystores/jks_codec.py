@@ -3,7 +3,8 @@
 Since Java 9, ``keytool -genkeypair -keystore app.jks`` writes PKCS#12 unless told
 ``-storetype JKS``, so a ``jks`` endpoint's file is read by its content, not its name:
 ``FEEDFEED`` is JKS, ``CECECECE`` is JCEKS (read-only: pyjks cannot write it), anything else is
-tried as PKCS#12 and rewritten as PKCS#12 (modern profile), keeping the file's format.
+tried as PKCS#12 and rewritten as PKCS#12 in the profile it had (legacy when its MAC is
+HMAC-SHA1, as Java 8 and OpenSSL 1.1 wrote it; modern otherwise), keeping the file's format.
 
 Entries other than the one installed are written back exactly as they were read: their keys
 stay encrypted (we never need them), so an entry whose key password differs from the store
@@ -53,8 +54,8 @@ def load(data: bytes, password: str) -> Keystore:
 
 
 def dump(store: Keystore, password: str) -> bytes:
-    if store.format == "pkcs12":
-        return p12_codec.dump(store, password, legacy=False)
+    if store.format == "pkcs12":  # keep the file's profile: an old Java may read only the legacy one
+        return p12_codec.dump(store, password, legacy=bool(store.layout.get("legacy")))
     if store.format != "jks":
         raise KeystoreError(
             "unsupported",

@@ -98,7 +98,18 @@ def load(data: bytes, password: str) -> Keystore:
         raise KeystoreError("unsupported", f"PKCS#12 file uses an unsupported {exc}") from None
     except (PyAsn1Error, ValueError) as exc:
         raise KeystoreError("format", f"damaged PKCS#12 file ({type(exc).__name__})") from None
-    return _assemble(bags, password)
+    store = _assemble(bags, password)
+    # the file's own profile, for endpoints without --is_legacy (a jks endpoint holding PKCS#12)
+    store.layout["legacy"] = _mac_digest(pfx) == "sha1"
+    return store
+
+
+def _mac_digest(pfx: object) -> str | None:
+    try:
+        mac_data = pfx["macData"]  # type: ignore[index]
+        return pbe.MAC_DIGESTS.get(str(mac_data["mac"]["digestAlgorithm"]["algorithm"])) if mac_data.isValue else None
+    except (PyAsn1Error, KeyError):
+        return None
 
 
 def _mac_matches(pfx: object, password: str) -> bool:
