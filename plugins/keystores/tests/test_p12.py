@@ -95,6 +95,8 @@ def test_reads_openssl_legacy_rc2_file_and_rewrites_it(driver: Any, tmp_path: Pa
                  str(tmp_path / "a.key"), "-name", "old", "-passout", "env:KS_TEST_PW", "-out", str(path)], PW)
     assert "pbeWithSHA1And40BitRC2-CBC" in kt.run_tool(["openssl", "pkcs12", "-info", "-noout", "-legacy", "-in", str(path),
                                     "-passin", "env:KS_TEST_PW"], PW).stderr
+    upgrade = driver.install(driver.endpoint("p12", path, store_password=PW), kt.bundle_of(leaf_b), dry_run=True)
+    assert any("had the legacy PKCS#12 profile" in m for m in upgrade.messages)  # the plan warns
     ep = driver.endpoint("p12", path, store_password=PW, is_legacy=True)
     assert [n.fingerprint for n in driver.discover(ep)] == [leaf_a.fingerprint]
     driver.install(ep, kt.bundle_of(leaf_b), alias="new")

@@ -165,6 +165,9 @@ def install(
         if not dry_run:
             _verify(endpoint, connection, bundle, entry_alias, [e.alias for e in new_store.entries])
             tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
+        if endpoint.type == "p12" and loaded.store.layout.get("legacy") and not opts.is_legacy:
+            tx.messages.append("note: the file had the legacy PKCS#12 profile and is now PBES2/AES-256 "
+                               "(--is_legacy false): Java before 8u301/11.0.12 and Windows Server 2016 cannot read it")
         if new_store.format == "pkcs12" and not (_secret(opts, "store_password") or "").isascii():
             tx.messages.append("note: Java cannot open a PKCS#12 file whose password is not ASCII")
     return _after(endpoint, connection, tx, entry_alias, entry_alias)
