@@ -137,3 +137,10 @@ def test_entry_module_imports_no_heavy_library() -> None:
             "print(sorted(m for m in ('jks', 'pyasn1', 'Cryptodome', 'tlsgate_keystores.p12_codec') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_contract_suite_accepts_the_declarations(registry: Any) -> None:
+    from tlsgate.testing.contract import check_declaration
+
+    for name in ("p12", "jks", "pem"):
+        assert check_declaration(registry, registry.endpoint_types[name]) == []
