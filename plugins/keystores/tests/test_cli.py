@@ -8,6 +8,7 @@ password never appears in any output or any file under TLSGATE_HOME.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -238,3 +239,23 @@ def test_failing_install_script_exits_1_and_says_the_keystore_changed(cli: Cli, 
     assert line.endswith("exited 3: systemctl reload app: access denied")
     assert read_back("p12", files["p12"], kt, SECRET)["b.example.org"] == leaf_b.fingerprint
     assert_secret_nowhere(cli)
+
+
+def test_install_by_alias_node_and_pfx(cli: Cli, files: dict[str, Path], tmp_path: Path, leaf_b: Issued,
+                                       test_ca: Any, kt: Any) -> None:
+    cli("tls", "add", "jks", "--name", "ep", "--connection_type", "local", "--path", str(files["jks"]),
+        "--store_password", "-", stdin=JKS_PW)
+    cli("org", "add", "Acme")
+    cli("tls", "delegate", "ep", "--org", "Acme")
+    cli("tls", "discover", "ep")
+    crt, key, chain = leaf_b.write(tmp_path / "new", "b")
+    cli("tls", "install", "ep", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--alias", "My App")
+    third = test_ca.issue("c.example.org")
+    pfx = tmp_path / "c.pfx"
+    pfx.write_bytes(third.pfx("pfx-pw"))
+    cli("tls", "install", "ep", "--pfx", str(pfx), "--pfx_password", "-", "--node", "leaf", stdin="pfx-pw")
+    listed = kt.keytool_list(files["jks"], JKS_PW)
+    assert {a: e["sha256"] for a, e in listed.items()} == {"my app": leaf_b.fingerprint, "leaf": third.fingerprint}
+    nodes = json.loads(cli("tls", "nodes", "ep", "--json").stdout)
+    found = {n.get("name") or n.get("Name"): n for n in nodes}
+    assert set(found) == {"leaf", "my app"}, nodes
