@@ -171,6 +171,7 @@ def test_restart_hook_restarts_and_waits(tomcat10: TomcatServer, make_endpoint) 
     result = plugin.restart(make_endpoint(t.base), LocalConnection())
     assert result.restarted and "startup.sh" in result.message
     assert t.pids() and t.pids() != pids
+    assert all(os.getsid(pid) != os.getsid(0) for pid in t.pids())  # detached from the gateway's session
     assert served_all(t) == t.expected()
 
 

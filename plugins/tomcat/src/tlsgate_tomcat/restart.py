@@ -70,6 +70,9 @@ class RestartPlan:
     startup: str | None = None
     shutdown: str | None = None
     run_as: str | None = None
+    #: start in a session of its own (``setsid -w``), so the JVM outlives the gateway's terminal
+    #: or ssh session and never shares its signals
+    detach: bool = False
 
     def describe(self) -> str:
         if self.method == "windows-service":
@@ -187,7 +190,8 @@ def plan_restart(
         if uid:
             run_as = _user_name(connection, uid)
     return RestartPlan(
-        "scripts", home=found_home, startup=script("startup.sh"), shutdown=script("shutdown.sh"), run_as=run_as
+        "scripts", home=found_home, startup=script("startup.sh"), shutdown=script("shutdown.sh"), run_as=run_as,
+        detach="--wait" in connection.run(["setsid", "--help"]).stdout,
     )
 
 
@@ -209,7 +213,8 @@ def restart(
                          f"systemctl restart {plan.unit}")
         return f"restarted systemd unit {plan.unit}"
     stop(connection, base, plan, shutdown_port=shutdown_port, timeout=stop_timeout)
-    res = connection.run(_as_user(plan, [*_env(base, plan), "sh", plan.startup or ""]), timeout=120)
+    argv = _as_user(plan, [*_env(base, plan), "sh", plan.startup or ""])
+    res = connection.run(["setsid", "-w", *argv] if plan.detach else argv, timeout=120)
     if not res.ok:
         raise CommandFailed(
             f"{connection.host}: {plan.startup} failed: {(res.stderr or res.stdout).strip()[-300:]}",
