@@ -180,3 +180,19 @@ def test_diff_is_limited_to_changed_attributes(tomcat9_dir, make_endpoint, test_
         ' certificateKeystorePassword="www-pass"',
         '+                     certificateKeystoreType="PKCS12" type="EC" certificateKeyAlias="tomcat"/>',
     ]
+
+
+def test_password_from_catalina_properties_is_used_and_unresolved_one_refused(
+    tomcat9_dir, make_endpoint, test_ca: TestCA
+) -> None:
+    d = tomcat9_dir
+    xml = d.server_xml.read_bytes().replace(b'keystorePass="legacy-pass"', b'keystorePass="${ks.pass}"')
+    d.server_xml.write_bytes(xml)
+    locator = f"Catalina/*:{d.ports['legacy_jks']}/_default_"
+    with pytest.raises(ValidationError, match="property reference"):
+        edit(d, make_endpoint, locator, test_ca.issue("legacy.example.test"))
+    (d.base / "conf" / "catalina.properties").write_text("# site\nks.pass=legacy-pass\n")
+    nodes = discovery.discover(make_endpoint(d.base), LocalConnection())
+    assert nodes[0].fingerprint == d.certs["legacy"].fingerprint
+    _, change, new_xml = edit(d, make_endpoint, locator, test_ca.issue("legacy.example.test"))
+    assert "keystorePass" not in change.changes and b'keystorePass="${ks.pass}"' in new_xml

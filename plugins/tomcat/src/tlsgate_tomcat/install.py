@@ -155,6 +155,12 @@ def plan_change(
     password = cert.get("certificateKeystorePassword")
     if password is None and cert.get("certificateKeystorePasswordFile"):
         password = keystore_password(connection, config.base, cert)
+    if password and re.search(r"\$\{[^}]+\}", password):
+        raise ValidationError(
+            f"{hc.locator}: the keystore password is a property reference tlsgate cannot resolve "
+            "(not in conf/catalina.properties); define it there or set the password in server.xml",
+            option="--node",
+        )
     if not password:
         password = secrets.token_urlsafe(24)
         changes[cert.attribute_name("certificateKeystorePassword")] = password
