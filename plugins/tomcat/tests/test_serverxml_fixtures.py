@@ -196,3 +196,28 @@ def test_password_from_catalina_properties_is_used_and_unresolved_one_refused(
     assert nodes[0].fingerprint == d.certs["legacy"].fingerprint
     _, change, new_xml = edit(d, make_endpoint, locator, test_ca.issue("legacy.example.test"))
     assert "keystorePass" not in change.changes and b'keystorePass="${ks.pass}"' in new_xml
+
+
+@pytest.mark.parametrize("form", ["self-closing", "open"])
+def test_sslhostconfig_without_certificate_gets_one(tomcat11_dir, make_endpoint, test_ca: TestCA, form: str) -> None:
+    d = tomcat11_dir
+    empty = ('<SSLHostConfig hostName="new.example.test" protocols="TLSv1.3" />' if form == "self-closing"
+             else '<SSLHostConfig hostName="new.example.test" protocols="TLSv1.3">\n        </SSLHostConfig>')
+    xml = d.server_xml.read_bytes().replace(
+        b'        <SSLHostConfig hostName="api.example.test">',
+        b"        " + empty.encode() + b'\n        <SSLHostConfig hostName="api.example.test">')
+    d.server_xml.write_bytes(xml)
+    new = test_ca.issue("new.example.test")
+    config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/new.example.test", new)
+    password = change.changes["certificateKeystorePassword"]
+    cert_line = (f'<Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["main"]}_new.example.test.p12" '
+                 f'certificateKeystorePassword="{password}" certificateKeystoreType="PKCS12" '
+                 'certificateKeyAlias="tomcat" type="EC" />')
+    # both forms end up the same: the new element one level in, the closing tag at the host's indent
+    expected = ('<SSLHostConfig hostName="new.example.test" protocols="TLSv1.3">\n'
+                f'            {cert_line}\n        </SSLHostConfig>')
+    assert new_xml == xml.replace(empty.encode(), expected.encode())
+    d.server_xml.write_bytes(new_xml)
+    nodes = {n.name: n for n in discovery.discover(make_endpoint(d.base), LocalConnection())}
+    assert nodes["new.example.test"].fingerprint == new.fingerprint
+    assert nodes["api.example.test"].fingerprint == d.certs["api"].fingerprint

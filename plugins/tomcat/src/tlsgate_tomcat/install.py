@@ -49,13 +49,24 @@ DEFAULT_ALIAS = "tomcat"
 
 @attrs.frozen
 class HostChange:
-    """What one SSLHostConfig gets: files to write and attribute changes on one element."""
+    """What one SSLHostConfig gets: files to write and attribute changes on one element (or,
+    when it has no ``<Certificate>`` yet, a new one with those attributes)."""
 
     host: HostConfig
-    certificate: CertificateConfig
+    certificate: CertificateConfig | None  # None: insert a new <Certificate> into host.element
     files: tuple[tuple[str, bytes, int], ...]  # path, content, mode
     changes: dict[str, str | None] = attrs.field(repr=False)  # may hold a new keystore password
     keystore: tuple[str, str, str] | None = attrs.field(default=None, repr=False)  # path, password, alias
+
+    @property
+    def position(self) -> int:
+        """Where in server.xml this change edits (edits apply from the end backwards)."""
+        element = self.certificate.element if self.certificate is not None else self.host.element
+        return element.start if element is not None else 0
+
+    @property
+    def index(self) -> int:
+        return self.host.certificates.index(self.certificate) if self.certificate is not None else 0
 
 
 def key_type(bundle: CertificateBundle) -> str:
@@ -93,9 +104,11 @@ def select_hosts(hcs: Sequence[HostConfig], nodes: Sequence[Node], bundle: Certi
     return covered
 
 
-def _pick_certificate(hc: HostConfig, bundle: CertificateBundle) -> CertificateConfig:
+def _pick_certificate(hc: HostConfig, bundle: CertificateBundle) -> CertificateConfig | None:
     if not hc.certificates:
-        raise ValidationError(f"{hc.locator}: the SSLHostConfig has no <Certificate> to update", option="--node")
+        if hc.element is None:
+            raise ValidationError(f"{hc.locator}: no <SSLHostConfig> to add a certificate to", option="--node")
+        return None  # a new <Certificate> goes into the SSLHostConfig
     if len(hc.certificates) == 1:
         return hc.certificates[0]
     want = key_type(bundle)
@@ -121,11 +134,28 @@ def plan_change(
     file_mode: int,
     alias: str | None = None,
 ) -> HostChange:
-    cert = _pick_certificate(hc, bundle)
+    picked = _pick_certificate(hc, bundle)
     p = connection.path
     rel_dir = "/".join(FILES_DIR)
     stem = _stem(hc)
     changes: dict[str, str | None] = {}
+    if picked is None:
+        new_kind = keystore.keystore_kind(None)
+        new_password = secrets.token_urlsafe(24)
+        new_alias = alias or DEFAULT_ALIAS
+        new_ext = "jks" if new_kind == "JKS" else "p12"
+        changes = {
+            "certificateKeystoreFile": f"{rel_dir}/{stem}.{new_ext}",
+            "certificateKeystorePassword": new_password,
+            "certificateKeystoreType": new_kind,
+            "certificateKeyAlias": new_alias,
+            "type": key_type(bundle),
+        }
+        new_path = p.join(config.base, *FILES_DIR, f"{stem}.{new_ext}")
+        new_data = keystore.write_keystore(new_kind, bundle, new_alias, new_password)
+        return HostChange(hc, None, ((new_path, new_data, file_mode),), changes,
+                          keystore=(new_path, new_password, new_alias))
+    cert = picked
     current_type = cert.type
     if len(hc.certificates) == 1 and current_type not in ("UNDEFINED", key_type(bundle)) and "type" in cert.values:
         changes["type"] = key_type(bundle)  # a single Certificate must not claim another key type
@@ -179,8 +209,17 @@ def plan_change(
 
 def edit_server_xml(config: TomcatConfig, changes: Sequence[HostChange]) -> bytes:
     data = config.xml.data
-    for change in sorted(changes, key=lambda c: c.certificate.element.start, reverse=True):
-        data = serverxml.edit_start_tag(data, change.certificate.element, change.changes, encoding=config.xml.encoding)
+    encoding = config.xml.encoding
+    for change in sorted(changes, key=lambda c: c.position, reverse=True):
+        if change.certificate is not None:
+            data = serverxml.edit_start_tag(data, change.certificate.element, change.changes, encoding=encoding)
+        elif change.host.element is not None:
+            attributes = b" ".join(
+                name.encode() + b'="' + serverxml.escape_attribute(value, b'"', encoding) + b'"'
+                for name, value in change.changes.items()
+                if value is not None
+            )
+            data = serverxml.insert_child(data, change.host.element, b"<Certificate " + attributes + b" />")
     return data
 
 
@@ -200,7 +239,7 @@ def validate_before_restart(
         hc = edited.xml.find(change.host.locator)
         if hc is None:
             raise OperationError(f"the edited server.xml lost {change.host.locator}")
-        index = change.host.certificates.index(change.certificate)  # offsets moved; positions did not
+        index = change.index  # offsets moved; positions did not
         cert = hc.certificates[index] if index < len(hc.certificates) else None
         if cert is None:
             raise OperationError(f"the edited server.xml lost the Certificate of {change.host.locator}")

@@ -368,3 +368,21 @@ def _separator_before(data: bytes, tag_start: int, name_start: int) -> bytes:
             j -= 1
         return data[j:name_start]
     return b" "
+
+
+def insert_child(data: bytes, element: Element, child: bytes) -> bytes:
+    """Return ``data`` with ``child`` (one element's text) as the first child of ``element``,
+    indented one level deeper than it; a self-closing ``<X .../>`` becomes ``<X ...>...</X>``."""
+    line_start = data.rfind(b"\n", 0, element.start) + 1
+    indent = data[line_start : element.start]
+    if indent.strip():
+        indent = b""
+    step = b"\t" if indent.startswith(b"\t") else b"    "
+    if data[element.end - 2 : element.end] == b"/>":
+        cut = element.end - 2
+        while data[cut - 1 : cut].isspace():
+            cut -= 1
+        closing = b"</" + element.tag.encode() + b">"
+        text = b">\n" + indent + step + child + b"\n" + indent + closing
+        return data[:cut] + text + data[element.end :]
+    return data[: element.end] + b"\n" + indent + step + child + data[element.end :]
