@@ -208,7 +208,7 @@ def test_sslhostconfig_without_certificate_gets_one(tomcat11_dir, make_endpoint,
         b"        " + empty.encode() + b'\n        <SSLHostConfig hostName="api.example.test">')
     d.server_xml.write_bytes(xml)
     new = test_ca.issue("new.example.test")
-    config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/new.example.test", new)
+    _config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/new.example.test", new)
     password = change.changes["certificateKeystorePassword"]
     cert_line = (f'<Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["main"]}_new.example.test.p12" '
                  f'certificateKeystorePassword="{password}" certificateKeystoreType="PKCS12" '
