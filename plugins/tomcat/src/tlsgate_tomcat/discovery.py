@@ -141,8 +141,10 @@ def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) 
 def node_for(
     endpoint: Endpoint, connection: Connection, config: TomcatConfig, hc: HostConfig, *, probe: bool = True
 ) -> Node:
-    material = read_material(connection, config.base, hc.certificates[0]) if hc.certificates else Material()
-    configured = material.certificate
+    # Several <Certificate>s (RSA + EC): the node shows the first; the handshake may get any.
+    materials = [read_material(connection, config.base, c) for c in hc.certificates]
+    configured_all = [m.certificate for m in materials if m.certificate is not None]
+    configured = materials[0].certificate if materials else None
     served: x509.Certificate | None = None
     target = probe_target(endpoint, hc) if probe else None
     if target is not None:
@@ -152,7 +154,7 @@ def node_for(
             served = None
     if served is None:
         state = "down" if probe else "configured"
-    elif configured is None or served == configured:
+    elif configured is None or served in configured_all:
         state = "active"
     else:
         state = "restart-pending"  # the files changed since Tomcat last started
