@@ -315,7 +315,8 @@ def _build(base: Path, ca: TestCA) -> TomcatServer:
         os.chmod(path, 0o640)
         if user:
             os.chown(path, 0, gid)
-    (conf / "Catalina").mkdir(mode=0o775)  # Tomcat creates conf/Catalina/localhost, as Debian allows
+    (conf / "Catalina").mkdir()
+    os.chmod(conf / "Catalina", 0o775)  # noqa: S103 - Tomcat creates conf/Catalina/localhost, as Debian allows
     if user:
         uid = pwd.getpwnam(user).pw_uid
         for d in ("logs", "temp", "work", "webapps"):
