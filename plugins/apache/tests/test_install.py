@@ -66,8 +66,10 @@ def test_install_into_inheriting_vhost_adds_its_own_pair(apache_server, test_ca)
     unchanged = {k for k in before if k not in ("gamma", "gamma2")}  # six.test inherits the same pair
     assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
     after_files = site.snapshot()
-    conf = site.root / "sites enabled" / "gamma.conf"
-    assert [p for p in before_files if p in after_files and before_files[p] != after_files[p]] == [conf]
+    conf = site.root / "sites available" / "gamma.conf"
+    link = site.root / "sites enabled" / "gamma.conf"
+    assert [p for p in before_files if p in after_files and before_files[p] != after_files[p]] == [conf, link]
+    assert link.is_symlink() and link.resolve() == conf  # edited through the a2ensite symlink
     old_lines = before_files[conf].decode().splitlines(keepends=True)
     stem = site.root / "tlsgate-certs" / f"tlsgate-gamma.test-{new.fingerprint[:12]}"
     assert after_files[conf].decode().splitlines(keepends=True) == [

@@ -146,7 +146,8 @@ def apache_site(root: Path, ca: TestCA) -> ApacheSite:
                                                          SSLCertificateChainFile
         conf.d/README               not included (no .conf)
         sites enabled/gamma.conf    gamma.test          127.0.0.1:TLS and 127.0.0.1:TLS2, inherits
-                                                         the server-level pair
+                                                         the server-level pair; a symlink to
+                                                         ../sites available/gamma.conf (a2ensite)
         sites enabled/ipv6.conf     six.test            [::1]:TLS6 (only when ::1 is available)
         bin/apachectl               exec apache2 -d ROOT -f ROOT/httpd.conf "$@"
         bin/apache2ctl              Debian's /usr/sbin/apache2ctl with APACHE_CONFDIR=ROOT (sources
@@ -207,7 +208,10 @@ def apache_site(root: Path, ca: TestCA) -> ApacheSite:
 """
     )
     (root / "conf.d" / "README").write_text("not a config file: IncludeOptional conf.d/*.conf skips it\n")
-    (root / "sites enabled" / "gamma.conf").write_text(
+    # Debian's a2ensite layout: the enabled site is a symlink to the available one
+    (root / "sites available").mkdir(exist_ok=True)
+    (root / "sites enabled" / "gamma.conf").symlink_to(Path("..") / "sites available" / "gamma.conf")
+    (root / "sites available" / "gamma.conf").write_text(
         f"""<VirtualHost 127.0.0.1:{tls} 127.0.0.1:{tls2}>
     ServerName gamma.test
     SSLEngine on

@@ -239,6 +239,13 @@ class ApacheControl:
                 pass  # httpd will say why it cannot start
         return self.connection.run(self.argv("-k", "start"))
 
+    def realpath(self, path: str) -> str:
+        """The file a path finally names: edits go there, so that a symlinked site
+        (``sites-enabled/x.conf -> ../sites-available/x.conf``) stays a symlink."""
+        res = self.connection.run(["readlink", "-f", "--", path])
+        out = res.stdout.strip() if res.ok else ""
+        return out if out.startswith("/") and "\n" not in out else path
+
     def test(self) -> CommandResult:
         return self.connection.run(self.argv("-t"))
 

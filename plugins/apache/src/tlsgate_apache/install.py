@@ -220,8 +220,10 @@ def install_bundle(
             tx.write(paths.chain, bundle.chain_pem(), mode=0o644, detail="chain (SSLCertificateChainFile)")
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
-            tx.write(file, apply_edits(config.files[file], file_edits),
-                     detail="SSLCertificate* at line " + ", ".join(map(str, lines)))
+            real = control.realpath(file)
+            where = "" if real == file else f" (through {file})"
+            tx.write(real, apply_edits(config.files[file], file_edits),
+                     detail="SSLCertificate* at line " + ", ".join(map(str, lines)) + where)
         if not dry_run:
             if after_write_hook is not None:
                 after_write_hook(connection, paths)
