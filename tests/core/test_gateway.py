@@ -3,7 +3,6 @@ secrets at rest, credential stores, concurrency."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sqlite3
 
@@ -164,13 +163,15 @@ def test_two_processes_write_at_once(tlsgate_home) -> None:
     from tlsgate.inventory import open_inventory
 
     open_inventory().close()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_add_orgs, args=(str(tlsgate_home), p)) for p in ("a", "b")]
+    import subprocess
+    import sys
+
+    code = ("import os,sys; os.environ['TLSGATE_HOME']=sys.argv[1]\n"
+            "from tlsgate.inventory import open_inventory\ninv=open_inventory()\n"
+            "for i in range(40):\n    inv.add_org(f'{sys.argv[2]}-{i}'); inv.audit('org add','ok',details={'i':i})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tlsgate_home), p]) for p in ("a", "b")]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+        assert p.wait(60) == 0
     inv = open_inventory()
     assert len(inv.orgs()) == 80 and len(inv.audit_log()) == 80
 
