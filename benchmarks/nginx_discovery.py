@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import crossplane
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.nginx import generate_config
 from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx.discovery import discover
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.nginx import generate_config
 
 
 def tlsgate_discovery(main: Path) -> int:

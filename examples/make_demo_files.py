@@ -15,7 +15,7 @@ from pathlib import Path
 import jks
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from tlsgate.testing.certs import TestCA
+from tlsgate_testing.certs import TestCA
 
 PASSWORD = "changeit"  # noqa: S105 - the demo keystores' well-known password
 

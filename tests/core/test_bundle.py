@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tlsgate import CertificateBundle, ValidationError
-from tlsgate.testing.certs import TestCA
+from tlsgate_testing.certs import TestCA
 
 
 def test_pem_files_with_shuffled_chain_are_ordered_and_root_dropped(test_ca: TestCA, tmp_path) -> None:

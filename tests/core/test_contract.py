@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tlsgate.cli import main
 from tlsgate.options import option_specs
 from tlsgate.registry import get_registry
-from tlsgate.testing.contract import check_declaration, option_values, remote_connection_type
+from tlsgate_testing.contract import check_declaration, option_values, remote_connection_type
 
 TYPES = sorted(get_registry().endpoint_types)
 

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from tlsgate import CertificateBundle, OperationError, ValidationError
 from tlsgate.api import Gateway
-from tlsgate.testing.certs import TestCA
+from tlsgate_testing.certs import TestCA
 
 SECRET = "Pa55-w0rd-only-in-this-test"
 

@@ -12,8 +12,8 @@ from tlsgate.errors import PluginError
 from tlsgate.models import ConnectionSpec, Endpoint
 from tlsgate.plugin import EndpointType, impl
 from tlsgate.registry import Registry
-from tlsgate.testing.certs import TestCA
 from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.certs import TestCA
 
 
 def _bundle(ca: TestCA):

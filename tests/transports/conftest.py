@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, Secret
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
+from tlsgate_testing.sshd import SshdServer
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ import paramiko
 import pytest
 from cryptography import x509
 from tlsgate import CertificateBundle, ConnectionFailed, OperationError
-from tlsgate.testing.fixtures_core import free_port
-from tlsgate.testing.openbao import OpenBaoServer
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.openbao import OpenBaoServer
+from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ import paramiko
 import pytest
 from tlsgate import CommandFailed, ConnectionFailed, Credentials, HostKeyError, OperationError, Secret, Transaction
 from tlsgate.registry import get_registry
-from tlsgate.testing.fixtures_core import free_port
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.sshd import SshdServer
 
 from .conftest import password_credentials, ssh_endpoint
 

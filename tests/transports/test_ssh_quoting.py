@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tlsgate.quoting import sh_join
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
+from tlsgate_testing.sshd import SshdServer
 
 from .conftest import password_credentials, ssh_endpoint
 

@@ -9,10 +9,10 @@ import pytest
 from tlsgate import Credentials, NotFoundError, OperationError, Secret
 from tlsgate.credstores.vault import VAULT, VaultOptions, VaultStore
 from tlsgate.registry import get_registry
-from tlsgate.testing.fixtures_core import free_port
-from tlsgate.testing.openbao import OpenBaoServer
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.openbao import OpenBaoServer
+from tlsgate_testing.sshd import SshdServer
 
 from .conftest import ssh_endpoint
 
@@ -95,7 +95,7 @@ def test_tls_is_verified(openbao: OpenBaoServer, tmp_path: Path) -> None:
         system_store.get("ssh/web1")
     other_ca = tmp_path / "other.pem"
     from cryptography.hazmat.primitives.serialization import Encoding
-    from tlsgate.testing.certs import TestCA
+    from tlsgate_testing.certs import TestCA
 
     other_ca.write_bytes(TestCA("Someone Else").root.public_bytes(Encoding.PEM))
     wrong = VaultStore("corp-vault", VaultOptions(url=openbao.url, token=Secret(openbao.reader_token),

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tlsgate.testing.winrm_fixtures import SSHWindowsHost
 from tlsgate.transports import ssh
+from tlsgate_testing.winrm_fixtures import SSHWindowsHost
 
 
 @pytest.fixture

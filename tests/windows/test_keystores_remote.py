@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, Secret
 from tlsgate.registry import get_registry
-from tlsgate.testing.certs import Issued, TestCA
-from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials
 
 pytest.importorskip("tlsgate_keystores")
 

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tlsgate.quoting import PARAMS_PRELUDE, encode_params, ps_script
-from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials, winrm_endpoint
-from tlsgate.testing.winrm_peer import WinRMPeer
 from tlsgate.transports import winrm as winrm_transport
 from tlsgate.transports.windows import STDIN_PRELUDE, TEMPLATES, WindowsConnection
+from tlsgate_testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials, winrm_endpoint
+from tlsgate_testing.winrm_peer import WinRMPeer
 
 ECHO = "# tlsgate:test-echo\n$P | ConvertTo-Json -Compress\n"
 COMMAND_LINE = re.compile(r"\Apowershell -NoProfile -NonInteractive -EncodedCommand [A-Za-z0-9+/]+={0,2}\Z")

@@ -12,8 +12,8 @@ import pytest
 from tlsgate.errors import ConnectionFailed, HostKeyError, OperationError
 from tlsgate.registry import get_registry
 from tlsgate.secret import Secret
-from tlsgate.testing.winrm_fixtures import SSHWindowsHost
 from tlsgate.transports.ssh_windows import SSHWindowsConnection, windows_sftp_path
+from tlsgate_testing.winrm_fixtures import SSHWindowsHost
 
 COMMAND = re.compile(r"\Apowershell -NoProfile -NonInteractive -EncodedCommand [A-Za-z0-9+/]+={0,2}\Z")
 

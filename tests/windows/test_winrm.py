@@ -10,17 +10,17 @@ import pytest
 from tlsgate.errors import ConnectionFailed, OperationError
 from tlsgate.options import option_specs
 from tlsgate.registry import get_registry
-from tlsgate.testing.fixtures_core import free_port
-from tlsgate.testing.winhost import LoopbackWindowsConnection, PSError, PSResult, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import (
+from tlsgate.transaction import Transaction
+from tlsgate.transports import winrm as winrm_transport
+from tlsgate.transports.windows import CMD_EXE_LIMIT, STDIN_CHUNK, TEMPLATES, WindowsConnection
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.winhost import LoopbackWindowsConnection, PSError, PSResult, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import (
     WINRM_PASSWORD,
     WINRM_USER,
     winrm_credentials,
     winrm_endpoint,
 )
-from tlsgate.transaction import Transaction
-from tlsgate.transports import winrm as winrm_transport
-from tlsgate.transports.windows import CMD_EXE_LIMIT, STDIN_CHUNK, TEMPLATES, WindowsConnection
 
 
 def connect(endpoint, password=WINRM_PASSWORD):  # type: ignore[no-untyped-def]
@@ -359,8 +359,8 @@ def test_kerberos_without_its_library_is_a_clear_error(winrm_peer_factory) -> No
 
 
 def test_clixml_error_stream_is_cleaned() -> None:
-    from tlsgate.testing.winhost import to_clixml
     from tlsgate.transports.windows import clean_clixml
+    from tlsgate_testing.winhost import to_clixml
 
     text = "Cannot find path 'C:\\x <y> & z' because it does not exist.\nsecond line"
     assert clean_clixml(to_clixml(text)) == text + "\n"

@@ -20,7 +20,7 @@
 
 Publish with ``[project.entry-points.tlsgate] myserver = "my_package.plugin"``. The hooks and
 their contracts are documented in :mod:`tlsgate.hookspecs`; ``examples/plugin`` is a complete
-third-party plugin with tests that use :mod:`tlsgate.testing`.
+third-party plugin with tests that use :mod:`tlsgate_testing`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The example plugin's tests: the same fixtures a third-party author gets from tlsgate.testing,
+"""The example plugin's tests: the same fixtures a third-party author gets from tlsgate_testing,
 driven through the documented CLI."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate.registry import get_registry
-from tlsgate.testing.contract import check_declaration
+from tlsgate_testing.contract import check_declaration
 
 pytestmark = pytest.mark.skipif("certdir" not in get_registry().endpoint_types,
                                 reason="tlsgate-certdir is not installed (pip install ./examples/plugin)")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tlsgate import CertificateBundle, CommandResult, Connection, ConnectionSpec, Endpoint, FileStat, OperationError
 from tlsgate.probe import try_served_fingerprint
-from tlsgate.testing.apache import ApacheSite
 from tlsgate_apache.plugin import ApacheOptions
+from tlsgate_testing.apache import ApacheSite
 
 
 class MemoryConnection(Connection):
@@ -90,3 +90,7 @@ def _short_verify_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     from tlsgate_apache import install
 
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 6.0)
+
+
+#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
+pytest_plugins = ["tlsgate_testing"]

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tlsgate.testing.sshd import SshdServer
+from tlsgate_testing.sshd import SshdServer
 
 from .conftest import served_map
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, OperationError
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
 from tlsgate.transports.local import LocalConnection
 from tlsgate_apache import install as install_mod
 from tlsgate_apache import plugin
 from tlsgate_apache.plugin import ApacheOptions
+from tlsgate_testing.sshd import SshdServer
 
 from .conftest import bundle_for, local_endpoint, served_map
 

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from f5_setup import VERSIONS, build_device, credentials, make_endpoint, pem, server_context
 from icontrol_peer import Device, IControlPeer
 from tlsgate import Endpoint
-from tlsgate.testing.certs import Issued, TestCA
-from tlsgate.testing.fixtures_core import free_port
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.fixtures_core import free_port
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +104,7 @@ def _quick_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     from tlsgate_f5 import install
 
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 1.5)
+
+
+#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
+pytest_plugins = ["tlsgate_testing"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from icontrol_peer import NONE, Device, IControlPeer, User
 from tlsgate import ConnectionSpec, Credentials, Endpoint, Secret
-from tlsgate.testing.certs import Issued, TestCA
+from tlsgate_testing.certs import Issued, TestCA
 
 VERSIONS = ("15.1.10", "16.1.5", "17.1.2")
 ADMIN_PASSWORD = "admin-Pa55 'quoted' $word"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from f5_setup import ADMIN_PASSWORD
-from tlsgate.testing.certs import TestCA
+from tlsgate_testing.certs import TestCA
 
 TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 

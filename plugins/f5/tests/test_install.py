@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from f5_setup import VERSIONS, credentials, make_endpoint
 from tlsgate import CertificateBundle, OperationError, ValidationError
-from tlsgate.testing.certs import TestCA
 from tlsgate_f5 import plugin
 from tlsgate_f5.discover import discover
+from tlsgate_testing.certs import TestCA
 
 
 def bundle_for(ca: TestCA, *names: str, chain: bool = True, key_type: str | None = None) -> CertificateBundle:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from f5_setup import ADMIN_PASSWORD, credentials, make_endpoint, pem
 from tlsgate import ConnectionFailed, ConnectionSpec, Endpoint, OperationError, Secret
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.fixtures_core import free_port
 from tlsgate_f5 import plugin
 from tlsgate_f5.discover import discover
 from tlsgate_f5.rest import F5Connection
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.fixtures_core import free_port
 
 
 def test_rest_refuses_an_untrusted_device_certificate(peer):

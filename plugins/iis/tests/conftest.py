@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from iis_scene import Scene, build_scene
 from iis_sim import install_iis
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import winrm_endpoint
-from tlsgate.testing.winrm_peer import WinRMPeer
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import winrm_endpoint
+from tlsgate_testing.winrm_peer import WinRMPeer
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +69,7 @@ def iis_ssh_host() -> Iterator[object]:
     import shutil
     import tempfile
 
-    from tlsgate.testing.winrm_fixtures import start_ssh_windows_host, stop_ssh_windows_host
+    from tlsgate_testing.winrm_fixtures import start_ssh_windows_host, stop_ssh_windows_host
 
     base = Path(tempfile.mkdtemp(prefix="tlsgate-iis-winssh-"))
     try:
@@ -100,3 +100,7 @@ def iis_over_ssh(iis_ssh_host, scene_certs: Scene, tlsgate_home: Path, tmp_path:
     ssh.trust_host_key(iis_ssh_host.host, iis_ssh_host.port, iis_ssh_host.host_key_public)
     build_scene(scene_certs).save(iis_ssh_host)
     return iis_ssh_host
+
+
+#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
+pytest_plugins = ["tlsgate_testing"]

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from iis_sim import IISSim
-from tlsgate.testing.winhost import SimulatedWindowsHost
+from tlsgate_testing.winhost import SimulatedWindowsHost
 
 
 class SimHttpSys:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 from iis_sim import IISSim
-from tlsgate.testing.certs import Issued
+from tlsgate_testing.certs import Issued
 
 
 @attrs.frozen

@@ -27,8 +27,8 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from tlsgate.testing.winhost import PSError, SimulatedWindowsHost
 from tlsgate_iis import scripts
+from tlsgate_testing.winhost import PSError, SimulatedWindowsHost
 
 STATE_PATH = "C:\\Windows\\System32\\inetsrv\\config\\tlsgate-sim-iis.json"
 TEMP_DIR = "C:\\Windows\\Temp"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from iis_sim import IISSim
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.winhost import SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER
 from tlsgate_iis.pfx import thumbprint
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.winhost import SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER
 
 
 def tg(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

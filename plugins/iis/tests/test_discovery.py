@@ -10,10 +10,10 @@ from iis_scene import Scene, expected, table
 from iis_sim import IISSim
 from tlsgate import ConnectionSpec, Endpoint, OperationError
 from tlsgate.registry import get_registry
-from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import winrm_credentials
 from tlsgate_iis import plugin
 from tlsgate_iis.discovery import split_binding_information
+from tlsgate_testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import winrm_credentials
 
 ENDPOINT = Endpoint(name="iis1", type="iis", connection=ConnectionSpec("winrm_http", host="127.0.0.1", port=5985))
 

@@ -14,11 +14,11 @@ from iis_scene import Scene, build_scene, der
 from iis_sim import TEMP_DIR, WRONG_PFX_PASSWORD, IISSim, install_iis, thumbprint_of
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, Node, OperationError, ValidationError
 from tlsgate.registry import get_registry
-from tlsgate.testing.certs import Issued, TestCA
-from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import winrm_credentials
 from tlsgate_iis import plugin, scripts
 from tlsgate_iis.pfx import legacy_pfx, thumbprint
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import winrm_credentials
 
 ENDPOINT = Endpoint(name="iis1", type="iis", connection=ConnectionSpec("winrm_http", host="127.0.0.1", port=5985))
 

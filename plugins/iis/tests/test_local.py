@@ -11,12 +11,12 @@ import pytest
 from iis_scene import Scene, build_scene
 from iis_sim import IISSim, install_iis
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.winhost import DirectoryFS, SimulatedWindowsHost
 from tlsgate.transports.local import LocalConnection
 from tlsgate_iis import plugin
 from tlsgate_iis.local import LocalPowerShell, powershell_connection
 from tlsgate_iis.pfx import thumbprint
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.winhost import DirectoryFS, SimulatedWindowsHost
 
 LOCAL = Endpoint(name="iislocal", type="iis", connection=ConnectionSpec("local"))
 
@@ -29,7 +29,7 @@ def fake_powershell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scene_certs
     program = tmp_path / "bin" / "powershell"
     program.parent.mkdir()
     program.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-                       "from tlsgate.testing.winhost import shim_main\nsys.exit(shim_main())\n")
+                       "from tlsgate_testing.winhost import shim_main\nsys.exit(shim_main())\n")
     program.chmod(0o755)
     monkeypatch.setenv("TLSGATE_WINHOST_ROOT", str(root))
     monkeypatch.setenv("TLSGATE_WINHOST_PLUGINS", "iis_sim:register")

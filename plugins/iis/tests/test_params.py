@@ -11,11 +11,11 @@ from iis_sim import IISSim, install_iis
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint
 from tlsgate.quoting import ps_script
 from tlsgate.registry import get_registry
-from tlsgate.testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import winrm_credentials, winrm_endpoint
 from tlsgate.transports.windows import STDIN_PRELUDE
 from tlsgate_iis import plugin
 from tlsgate_iis.scripts import TEMPLATES
+from tlsgate_testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import winrm_credentials, winrm_endpoint
 
 ENDPOINT = Endpoint(name="iis1", type="iis", connection=ConnectionSpec("winrm_http", host="127.0.0.1", port=5985))
 

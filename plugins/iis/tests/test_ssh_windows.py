@@ -8,8 +8,8 @@ from iis_scene import Scene, expected, table
 from iis_sim import IISSim
 from tlsgate import CertificateBundle, OperationError
 from tlsgate.registry import get_registry
-from tlsgate.testing.certs import TestCA
 from tlsgate_iis.pfx import thumbprint
+from tlsgate_testing.certs import TestCA
 
 
 def test_discover_and_install_over_ssh_windows(iis_over_ssh, scene_certs: Scene, iis_ca: TestCA) -> None:  # type: ignore[no-untyped-def]

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, Secret
 from tlsgate.registry import Registry, get_registry
-from tlsgate.testing.certs import Issued, TestCA
 from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.certs import Issued, TestCA
 
 TOOLS_ENV = {"LC_ALL": "C.utf8", "LANG": "C.utf8"}  # keytool decodes the env password with the locale
 
@@ -166,3 +166,7 @@ def kt() -> Any:
         bundle_of=bundle_of, run_tool=run_tool, openssl_info=openssl_info, keytool_list=keytool_list,
         snapshot=snapshot, leftovers=leftovers,
     )
+
+
+#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
+pytest_plugins = ["tlsgate_testing"]

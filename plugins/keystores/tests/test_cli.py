@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tlsgate.testing.certs import Issued
 from tlsgate_keystores import jks_codec, p12_codec
+from tlsgate_testing.certs import Issued
 
 SECRET = "Sëcret-St0re-Pässwörd"
 JKS_PW = "Ascii-only-pw"

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder
 from pyasn1_modules import rfc7292
 from tlsgate import ConnectionSpec, Endpoint, Secret
-from tlsgate.testing.certs import Issued
 from tlsgate_keystores import p12_codec
 from tlsgate_keystores.errors import KeystoreError
 from tlsgate_keystores.plugin import validate
+from tlsgate_testing.certs import Issued
 
 PW = "pässwörd-€"
 
@@ -72,9 +72,9 @@ _SAMPLE = {}
 
 def _samples() -> dict[str, bytes]:
     if not _SAMPLE:
-        from tlsgate.testing.certs import TestCA
         from tlsgate_keystores import jks_codec
         from tlsgate_keystores.entries import KeyEntry, Keystore
+        from tlsgate_testing.certs import TestCA
 
         issued = TestCA().issue("fuzz.example.org")
         store = Keystore("jks", [KeyEntry("k", (issued.cert, *issued.chain), issued.key)])

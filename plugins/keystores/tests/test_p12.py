@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from tlsgate.testing.certs import Issued, TestCA
+from tlsgate_testing.certs import Issued, TestCA
 
 PW = "changeit"
 

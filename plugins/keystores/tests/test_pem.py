@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from tlsgate import OperationError
-from tlsgate.testing.certs import Issued, TestCA
+from tlsgate_testing.certs import Issued, TestCA
 
 
 def pem_blocks(data: bytes) -> list[str]:

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tlsgate import certs
-from tlsgate.testing.certs import TestCA
 from tlsgate_keystores import jks_codec, p12_codec, pem_codec
 from tlsgate_keystores.entries import _BIDI, KeyEntry, Keystore, TrustedEntry
+from tlsgate_testing.certs import TestCA
 
 _CA = TestCA()
 _OLD, _NEW = _CA.issue("old.example.org"), _CA.issue("new.example.org")

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, OperationError, Secret
-from tlsgate.testing.certs import Issued
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
+from tlsgate_testing.certs import Issued
+from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 PW = "changeit"

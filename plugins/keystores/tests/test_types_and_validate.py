@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from tlsgate import ConnectionSpec, Endpoint, ValidationError
 from tlsgate.options import build_options, option_specs
-from tlsgate.testing.certs import Issued
 from tlsgate_keystores.plugin import validate
+from tlsgate_testing.certs import Issued
 
 PW = "changeit"
 VENDOR_ORDER = ("local", "ssh", "ssh_windows", "winrm_http", "winrm_https", "winrm_https_insecure")
@@ -140,7 +140,7 @@ def test_entry_module_imports_no_heavy_library() -> None:
 
 
 def test_contract_suite_accepts_the_declarations(registry: Any) -> None:
-    from tlsgate.testing.contract import check_declaration
+    from tlsgate_testing.contract import check_declaration
 
     for name in ("p12", "jks", "pem"):
         assert check_declaration(registry, registry.endpoint_types[name]) == []

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from tlsgate import ConnectionSpec, Endpoint, Secret, certs
-from tlsgate.testing.certs import Issued
-from tlsgate.testing.winhost import PSResult, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials
 from tlsgate_keystores import p12_codec
+from tlsgate_testing.certs import Issued
+from tlsgate_testing.winhost import PSResult, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials
 
 pytestmark = pytest.mark.slow
 PW = "changeit"

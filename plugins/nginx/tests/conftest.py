@@ -16,3 +16,7 @@ def _short_verify_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     from tlsgate_nginx import install
 
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 4.0)
+
+
+#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
+pytest_plugins = ["tlsgate_testing"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate.probe import try_served_fingerprint
-from tlsgate.testing.sshd import SshdServer
+from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import pytest
 from nginx_helpers import local_endpoint
 from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
 from tlsgate.probe import try_served_fingerprint
-from tlsgate.testing.sshd import SshdServer
 from tlsgate.transports import ssh
 from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx import plugin
 from tlsgate_nginx.plugin import NginxOptions
+from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 

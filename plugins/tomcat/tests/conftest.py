@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from tlsgate import ConnectionSpec, Endpoint
-from tlsgate.testing.certs import Issued, TestCA
-from tlsgate.testing.fixtures_core import free_port
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.fixtures_core import free_port
 from tlsgate_tomcat.plugin import TomcatOptions
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -106,3 +106,7 @@ def tomcat11_dir(tmp_path: Path, test_ca: TestCA) -> FixtureDir:
 @pytest.fixture
 def make_endpoint() -> Callable[..., Endpoint]:
     return endpoint_for
+
+
+#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
+pytest_plugins = ["tlsgate_testing"]

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.tomcat import B_PASSWORD, TomcatServer
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.tomcat import B_PASSWORD, TomcatServer
 
 pytestmark = pytest.mark.slow
 

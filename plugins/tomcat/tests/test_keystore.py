@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle
-from tlsgate.testing.certs import TestCA
+from tlsgate_testing.certs import TestCA
 from tlsgate_tomcat import keystore
 
 PASSWORD = "p w;$(id)'\""

@@ -9,8 +9,8 @@ import difflib
 import pytest
 from tlsgate import CertificateBundle, Node, ValidationError
 from tlsgate.certs import fingerprint
-from tlsgate.testing.certs import TestCA
 from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.certs import TestCA
 from tlsgate_tomcat import discovery, install, keystore
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, Node, OperationError
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.tomcat import TomcatServer
 from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import keystore, plugin
 from tlsgate_tomcat.keystore import JKS_MAGIC
 

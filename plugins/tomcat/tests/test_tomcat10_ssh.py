@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.sshd import SshdServer
-from tlsgate.testing.tomcat import TomcatServer
 from tlsgate.transports import ssh
 from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.sshd import SshdServer
+from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import plugin
 from tlsgate_tomcat.plugin import TomcatOptions
 

@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError, Secret
 from tlsgate.registry import get_registry
-from tlsgate.testing.certs import TestCA
-from tlsgate.testing.fixtures_core import free_port
-from tlsgate.testing.winhost import PSError, SimulatedWindowsHost
-from tlsgate.testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials
+from tlsgate_testing.certs import TestCA
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.winhost import PSError, SimulatedWindowsHost
+from tlsgate_testing.winrm_fixtures import WINRM_PASSWORD, WINRM_USER, winrm_credentials
 from tlsgate_tomcat.plugin import TomcatOptions
 from tlsgate_tomcat.restart import WINDOWS_RESTART_TEMPLATE
 

@@ -6,22 +6,17 @@ Typer 0.26+ vendors Click and no longer accepts Click objects, so this is the su
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from ..api import Gateway
-from ..bundle import CertificateBundle
 from ..errors import ValidationError
 from ..options import OptionSpec, option_specs
 from ..registry import get_registry
 from ..secret import Secret
+from .common import CONTEXT, JsonOpt, gateway, read_secret
 from .output import emit_json, say, warn
-
-CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 #: The connection flags every ``tls add`` has, in the reference document's order.
 #: The reference document's placeholders for the shared flags.
@@ -41,32 +36,6 @@ CONNECTION_FLAGS: list[tuple[str, str, bool]] = [
     ("store", "The credential store name.", False),
     ("store_cred_id", "The credential store ID.", False),
 ]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-def _gateway() -> Gateway:
-    return Gateway()
-
-
-_stdin_used = False
-
-
-def read_secret(value: str | None, flag: str) -> Secret | None:
-    """A secret option's value; '-' reads one line from standard input (once per command)."""
-    global _stdin_used
-    if value is None:
-        return None
-    if value == "-":
-        if _stdin_used:
-            raise ValidationError("only one option per command can read from standard input", option=flag)
-        _stdin_used = True
-        line = sys.stdin.readline()
-        if not line:
-            raise ValidationError("'-' given but standard input is empty", option=flag)
-        return Secret(line.rstrip("\r\n"))
-    return Secret(value)
-
 
 def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str | None = None) -> inspect.Parameter:
     return inspect.Parameter(
@@ -131,9 +100,17 @@ def build_app() -> typer.Typer:
     for kind in sorted(registry.credential_stores):
         _add_store_command(store_add, kind)
 
-    from . import commands
+    from . import cert as cert_cmds
+    from . import misc
+    from . import org as org_cmds
+    from . import store as store_cmds
+    from . import tls as tls_cmds
 
-    commands.register(app, tls, org, cert, store, plugins)
+    tls_cmds.register(tls)
+    org_cmds.register(org)
+    cert_cmds.register(cert)
+    store_cmds.register(store)
+    misc.register(app, plugins)
     return app
 
 
@@ -160,7 +137,7 @@ def _add_type_command(add: typer.Typer, type_name: str) -> None:
 
     def command(**kwargs: Any) -> None:
         as_json = kwargs.pop("json")
-        gw = _gateway()
+        gw = gateway()
         for name, _h, secret in CONNECTION_FLAGS:
             if secret:
                 kwargs[name] = read_secret(kwargs[name], f"--{name}")
@@ -200,7 +177,7 @@ def _add_store_command(store_add: typer.Typer, kind: str) -> None:
         if not name:
             raise ValidationError("is required", option="--name")
         options = {s.name: (read_secret(kwargs[s.name], s.flag) if s.secret else kwargs[s.name]) for s in specs}
-        gw = _gateway()
+        gw = gateway()
         gw.add_store(kind, name, options)
         if as_json:
             emit_json(next(s for s in gw.inventory.stores() if s["name"] == name))
@@ -209,14 +186,3 @@ def _add_store_command(store_add: typer.Typer, kind: str) -> None:
 
     command.__name__ = f"store_add_{kind}"
     store_add.command(kind, help=stype.description, context_settings=CONTEXT)(_with_signature(command, params))
-
-
-def read_pem_inputs(cert: Path | None, key: Path | None, chain: Path | None, pfx: Path | None,
-                    pfx_password: str | None, key_password: str | None) -> CertificateBundle:
-    if pfx is not None:
-        if cert or key or chain:
-            raise ValidationError("give either --pfx or --cert/--key/--chain, not both", option="--pfx")
-        return CertificateBundle.from_pfx_file(pfx, read_secret(pfx_password, "--pfx_password"))
-    if cert is None or key is None:
-        raise ValidationError("is required (or give --pfx)", option="--cert" if cert is None else "--key")
-    return CertificateBundle.from_pem_files(cert, key, chain, key_password=read_secret(key_password, "--key_password"))

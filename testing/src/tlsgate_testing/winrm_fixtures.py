@@ -1,8 +1,8 @@
 """Fixtures for Windows hosts: the WinRM loopback peer and the simulated Windows host.
 
-* ``winhost``: a fresh :class:`~tlsgate.testing.winhost.SimulatedWindowsHost` (in-memory C:).
+* ``winhost``: a fresh :class:`~tlsgate_testing.winhost.SimulatedWindowsHost` (in-memory C:).
 * ``winrm_peer_factory``: ``make(kind, *, host=None, users=None, auth=...)`` starts a
-  :class:`~tlsgate.testing.winrm_peer.WinRMPeer` on 127.0.0.1 for one test. ``kind``:
+  :class:`~tlsgate_testing.winrm_peer.WinRMPeer` on 127.0.0.1 for one test. ``kind``:
   ``"http"``, ``"https"`` (certificate from the session test CA, for 127.0.0.1 and localhost) or
   ``"https_untrusted"`` (a self-signed certificate nobody trusts).
 * ``winrm_tls``: the https certificate files and ``ca_bundle`` (the test CA's root, PEM).
@@ -21,16 +21,16 @@ from typing import Any
 
 import attrs
 import pytest
+from tlsgate.models import ConnectionSpec, Credentials, Endpoint
+from tlsgate.secret import Secret
 
-from ..models import ConnectionSpec, Credentials, Endpoint
-from ..secret import Secret
 from .certs import TestCA
 from .winhost import SimulatedWindowsHost
 from .winrm_peer import WinRMPeer
 
 WINRM_USER = "vagrant"
 #: Registers hostname, whoami and findstr on a simulated host (a winhost plugin entry).
-SAMPLE_PROGRAMS = "tlsgate.testing.winhost:register_sample_programs"
+SAMPLE_PROGRAMS = "tlsgate_testing.winhost:register_sample_programs"
 #: Spaces, quotes, ';', '$()' and backticks: a password is data everywhere it travels.
 WINRM_PASSWORD = "p@ss w0rd;$(calc) `id` 'q' \"dq\""
 
@@ -185,7 +185,7 @@ def _python_for(user: str) -> tuple[str, str] | None:
     for python in (sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
         probe = subprocess.run(
             ["runuser", "-u", user, "--", "env", f"PYTHONPATH={pythonpath}", python, "-c",
-             "import tlsgate.testing.winhost, tlsgate.testing.winsftp_shim"],
+             "import tlsgate_testing.winhost, tlsgate_testing.winsftp_shim"],
             capture_output=True, check=False, cwd="/",
         )
         if probe.returncode == 0:
@@ -257,7 +257,7 @@ def start_ssh_windows_host(base: Path, *, plugins: tuple[str, ...] = ()) -> tupl
     # addsitedir also reads the venv's .pth files, so editable-installed plugins can register handlers.
     shim.write_text(f"#!{python}\nimport site\nimport sys\n"
                     + "".join(f"site.addsitedir({d!r})\n" for d in pythonpath.split(os.pathsep)[1:])
-                    + "from tlsgate.testing.winhost import shim_main\nsys.exit(shim_main())\n")
+                    + "from tlsgate_testing.winhost import shim_main\nsys.exit(shim_main())\n")
     shim.chmod(0o755)
     host_key = base / "ssh_host_ed25519_key"
     host_pub = sshd_mod._host_key(host_key)
@@ -283,7 +283,7 @@ MaxStartups 50:30:100
 MaxSessions 50
 LogLevel VERBOSE
 SetEnv {" ".join(env)}
-Subsystem sftp {python} -m tlsgate.testing.winsftp_shim {root} {home}
+Subsystem sftp {python} -m tlsgate_testing.winsftp_shim {root} {home}
 """
     )
     subprocess.run([sshd_mod.SSHD, "-t", "-f", str(config)], check=True, capture_output=True)

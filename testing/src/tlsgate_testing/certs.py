@@ -48,7 +48,7 @@ class Issued:
 
     @property
     def fingerprint(self) -> str:
-        from ..certs import fingerprint
+        from tlsgate.certs import fingerprint
 
         return fingerprint(self.cert)
 

@@ -1,5 +1,5 @@
 """A small simulated Windows host that runs tlsgate's PowerShell templates (there is no PowerShell
-here). The WinRM loopback peer (:mod:`tlsgate.testing.winrm_peer`) and the ``powershell`` shim of
+here). The WinRM loopback peer (:mod:`tlsgate_testing.winrm_peer`) and the ``powershell`` shim of
 the ssh_windows sshd both hand it the command line they received.
 
 What it checks, like a strict Windows would:
@@ -46,9 +46,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+from tlsgate.quoting import PARAMS_PRELUDE
+from tlsgate.transports import windows as win
 
-from ..quoting import PARAMS_PRELUDE
-from ..transports import windows as win
 from .winfs import DirectoryFS, MemoryFS, PSError, WinFS, split_windows_path
 
 __all__ = [
@@ -304,7 +304,7 @@ def to_clixml(stderr: str) -> str:
 def register_sample_programs(host: SimulatedWindowsHost) -> None:
     """A few Windows programs for tests: ``hostname``, ``whoami`` and ``findstr "^"`` (echoes its
     standard input, as the real one does). Usable as a ``winhost_plugins`` entry:
-    ``"tlsgate.testing.winhost:register_sample_programs"``."""
+    ``"tlsgate_testing.winhost:register_sample_programs"``."""
     host.register_program("hostname", lambda h, argv, stdin, env: "WIN-TLSGATE\r\n")
     host.register_program("whoami", lambda h, argv, stdin, env: f"win-tlsgate\\{h.user}\r\n")
 

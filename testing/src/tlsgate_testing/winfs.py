@@ -1,4 +1,4 @@
-"""The file systems of the simulated Windows host (:mod:`tlsgate.testing.winhost`): NTFS-like
+"""The file systems of the simulated Windows host (:mod:`tlsgate_testing.winhost`): NTFS-like
 semantics (absolute drive paths, ``/`` and ``\\`` both separators, case-insensitive and
 case-preserving names, parent directories must exist), in memory or on a real directory."""
 
@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
-
-from ..transports import windows as win
+from tlsgate.transports import windows as win
 
 
 class PSError(Exception):

@@ -1,7 +1,7 @@
 """The endpoint-type contract suite: checks every installed endpoint type (or one a plugin author
 names) against what the core relies on. Use it from a plugin's tests::
 
-    from tlsgate.testing.contract import check_declaration, option_values, remote_connection_type
+    from tlsgate_testing.contract import check_declaration, option_values, remote_connection_type
 
 The core's own ``tests/core/test_contract.py`` runs it over every installed type.
 """
@@ -12,10 +12,9 @@ import re
 from typing import Any
 
 from hypothesis import strategies as st
-
-from ..models import EndpointType
-from ..options import OptionSpec, option_specs
-from ..registry import Registry
+from tlsgate.models import EndpointType
+from tlsgate.options import OptionSpec, option_specs
+from tlsgate.registry import Registry
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

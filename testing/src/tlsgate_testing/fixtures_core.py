@@ -24,7 +24,7 @@ def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     home.mkdir(mode=0o700)
     monkeypatch.setenv("TLSGATE_HOME", str(home))
     monkeypatch.delenv("TLSGATE_MASTER_KEY", raising=False)
-    from .. import registry
+    from tlsgate import registry
 
     registry.set_registry(None)
     yield home

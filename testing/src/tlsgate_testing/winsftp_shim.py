@@ -8,7 +8,7 @@ requests: ``/X:/p`` -> ``<root>/X:/p``, ``/p`` (no drive) -> ``<root>/C:/p``, re
 left to sftp-server (home). REALPATH answers are mapped back to ``/X:/...``. So a client that
 sends a bare ``C:/dir/file`` finds its file under the home directory, as on Windows.
 
-Usage (sshd_config): ``Subsystem sftp <python> -m tlsgate.testing.winsftp_shim <root> <home>``.
+Usage (sshd_config): ``Subsystem sftp <python> -m tlsgate_testing.winsftp_shim <root> <home>``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The static commands: tls list/show/remove/delegate/discover/nodes/install/restart/test/trust,
-org, cert, store, plugins, log."""
+"""Endpoint commands: list, show, remove, delegate, discover, nodes, install, restart, test,
+trust, run-script. (``tls add <type>`` is built from the declared options in :mod:`.app`.)"""
 
 from __future__ import annotations
 
@@ -10,19 +10,15 @@ import typer
 
 from ..errors import ValidationError
 from ..registry import get_registry
-from .app import CONTEXT, JsonOpt, _gateway, read_pem_inputs, read_secret
+from .common import CONTEXT, JsonOpt, Ref, gateway, read_pem_inputs
 from .output import emit_json, say, table, warn
 
-Ref = Annotated[str, typer.Argument(help="Endpoint name or instance ID.", metavar="ENDPOINT")]
 
-
-def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.Typer, store: typer.Typer,
-             plugins: typer.Typer) -> None:
-    # -- tls ---------------------------------------------------------------------------------------
+def register(tls: typer.Typer) -> None:
     @tls.command("list", context_settings=CONTEXT)
     def tls_list(json: JsonOpt = False) -> None:
         """List endpoints."""
-        gw = _gateway()
+        gw = gateway()
         rows = [gw.describe(s) for s in gw.endpoints()]
         if json:
             emit_json(rows)
@@ -34,7 +30,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("show", context_settings=CONTEXT)
     def tls_show(endpoint: Ref, json: JsonOpt = False) -> None:
         """Show one endpoint (secrets redacted)."""
-        gw = _gateway()
+        gw = gateway()
         data = gw.describe(gw.inventory.get_endpoint(endpoint))
         if json:
             emit_json(data)
@@ -51,7 +47,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("remove", context_settings=CONTEXT)
     def tls_remove(endpoint: Ref, json: JsonOpt = False) -> None:
         """Remove an endpoint from the inventory (the endpoint itself is not touched)."""
-        gw = _gateway()
+        gw = gateway()
         stored = gw.remove_endpoint(endpoint)
         if json:
             emit_json({"removed": stored.name, "instance_id": stored.id})
@@ -68,7 +64,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
         """Delegate an endpoint to an organization (and department)."""
         if not org_name:
             raise ValidationError("is required", option="--org")
-        gw = _gateway()
+        gw = gateway()
         ep = gw.delegate(endpoint, org_name, department)
         if json:
             emit_json(gw.describe(gw.inventory.get_endpoint(ep.instance_id)))
@@ -78,7 +74,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("discover", context_settings=CONTEXT)
     def tls_discover(endpoint: Ref, json: JsonOpt = False) -> None:
         """Discover the endpoint's nodes and the certificate each serves."""
-        gw = _gateway()
+        gw = gateway()
         gw.discover(endpoint)
         views = gw.nodes(endpoint)
         if json:
@@ -90,7 +86,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("nodes", context_settings=CONTEXT)
     def tls_nodes(endpoint: Ref, json: JsonOpt = False) -> None:
         """Show the nodes found by the last discovery."""
-        views = _gateway().nodes(endpoint)
+        views = gateway().nodes(endpoint)
         if json:
             emit_json([v.to_json() for v in views])
         else:
@@ -112,7 +108,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
         bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password)
-        gw = _gateway()
+        gw = gateway()
         outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run)
         if json:
             emit_json(outcome.to_json())
@@ -134,7 +130,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("restart", context_settings=CONTEXT)
     def tls_restart(endpoint: Ref, json: JsonOpt = False) -> None:
         """Restart / reload the endpoint so that installed certificates take effect."""
-        result = _gateway().restart(endpoint)
+        result = gateway().restart(endpoint)
         if json:
             emit_json({"endpoint": endpoint, "restarted": result.restarted, "message": result.message})
         else:
@@ -143,7 +139,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
     @tls.command("test", context_settings=CONTEXT)
     def tls_test(endpoint: Ref, json: JsonOpt = False) -> None:
         """Connect, authenticate, and check that the endpoint has what its type needs."""
-        report = _gateway().test(endpoint)
+        report = gateway().test(endpoint)
         if json:
             emit_json(report.to_json())
         else:
@@ -160,7 +156,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
         json: JsonOpt = False,
     ) -> None:
         """Show the SSH host key an endpoint presents and record it as trusted."""
-        gw = _gateway()
+        gw = gateway()
         key_type, fingerprint, key, host, port = gw.host_key(endpoint)
         if not json:
             say(f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}")
@@ -181,7 +177,7 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
         json: JsonOpt = False,
     ) -> None:
         """Run a custom script on the endpoint's host."""
-        result = _gateway().run_script(endpoint, script, args or [])
+        result = gateway().run_script(endpoint, script, args or [])
         if json:
             emit_json({"script": result.script, "args": list(result.args), "exit_code": result.exit_code,
                        "stdout": result.stdout, "stderr": result.stderr})
@@ -192,135 +188,6 @@ def register(app: typer.Typer, tls: typer.Typer, org: typer.Typer, cert: typer.T
                 warn(result.stderr.rstrip())
         if not result.ok:
             raise typer.Exit(1)
-
-    # -- org ---------------------------------------------------------------------------------------
-    @org.command("add", context_settings=CONTEXT)
-    def org_add(name: Annotated[str, typer.Argument(help="Organization name.")], json: JsonOpt = False) -> None:
-        """Add an organization."""
-        _gateway().add_org(name)
-        emit_json({"organization": name}) if json else say(f"Organization {name!r} added.")
-
-    @org.command("add-department", context_settings=CONTEXT)
-    def org_add_department(
-        org_name: Annotated[str, typer.Argument(help="Organization.", metavar="ORG")],
-        name: Annotated[str, typer.Argument(help="Department name.")],
-        json: JsonOpt = False,
-    ) -> None:
-        """Add a department to an organization."""
-        _gateway().add_department(org_name, name)
-        emit_json({"organization": org_name, "department": name}) if json else say(
-            f"Department {name!r} added to {org_name!r}.")
-
-    @org.command("list", context_settings=CONTEXT)
-    def org_list(json: JsonOpt = False) -> None:
-        """List organizations and their departments."""
-        orgs = _gateway().inventory.orgs()
-        if json:
-            emit_json(orgs)
-        else:
-            table(["Organization", "Departments"], [[o["name"], ", ".join(o["departments"])] for o in orgs])
-
-    # -- cert --------------------------------------------------------------------------------------
-    @cert.command("list", context_settings=CONTEXT)
-    def cert_list(json: JsonOpt = False) -> None:
-        """List certificates the inventory knows (installed and discovered)."""
-        records = _gateway().certificates()
-        if json:
-            emit_json([r.to_json() for r in records])
-            return
-        table(["ID", "Subject", "Not after", "Organization", "Department", "Source", "SHA-256"],
-              [[r.id, r.subject, r.not_after, r.organization or "External", r.department, r.source,
-                r.fingerprint[:16] + "…"] for r in records])
-
-    @cert.command("assign", context_settings=CONTEXT)
-    def cert_assign(
-        cert_id: Annotated[int, typer.Argument(help="Certificate ID.", metavar="ID")],
-        org_name: Annotated[Optional[str], typer.Option("--org", help="Organization.")] = None,  # noqa: UP045
-        department: Annotated[Optional[str], typer.Option("--department", help="Department.")] = None,  # noqa: UP045
-        json: JsonOpt = False,
-    ) -> None:
-        """Assign a certificate to an organization (and department)."""
-        if not org_name:
-            raise ValidationError("is required", option="--org")
-        _gateway().assign_certificate(cert_id, org_name, department)
-        emit_json({"certificate_id": cert_id, "organization": org_name, "department": department}) if json else say(
-            f"Certificate {cert_id} assigned to {org_name}" + (f" / {department}." if department else "."))
-
-    # -- store -------------------------------------------------------------------------------------
-    @store.command("list", context_settings=CONTEXT)
-    def store_list(json: JsonOpt = False) -> None:
-        """List credential stores (secrets redacted)."""
-        stores = _gateway().inventory.stores()
-        if json:
-            emit_json(stores)
-        else:
-            table(["Name", "Kind", "Options"],
-                  [[s["name"], s["kind"], ", ".join(f"{k}={v}" for k, v in s["options"].items() if v is not None)]
-                   for s in stores])
-
-    @store.command("test", context_settings=CONTEXT)
-    def store_test(name: Annotated[str, typer.Argument(help="Store name.")], json: JsonOpt = False) -> None:
-        """Connect to a credential store and authenticate."""
-        message = _gateway().test_store(name)
-        emit_json({"store": name, "ok": True, "message": message}) if json else say(message)
-
-    @store.command("remove", context_settings=CONTEXT)
-    def store_remove(name: Annotated[str, typer.Argument(help="Store name.")], json: JsonOpt = False) -> None:
-        """Remove a credential store (and, for a local store, its secrets)."""
-        _gateway().inventory.remove_store(name)
-        emit_json({"removed": name}) if json else say(f"Credential store {name!r} removed.")
-
-    @store.command("put", context_settings=CONTEXT)
-    def store_put(
-        name: Annotated[str, typer.Argument(help="A local store's name.")],
-        cred_id: Annotated[Optional[str], typer.Option("--store_cred_id", help="Entry ID.")] = None,  # noqa: UP045
-        user: Annotated[Optional[str], typer.Option("--user", help="User name.")] = None,  # noqa: UP045
-        password: Annotated[Optional[str], typer.Option("--password", help="Password ('-': stdin).")] = None,  # noqa: UP045
-        ssh_key_path: Annotated[Optional[Path], typer.Option("--ssh_key_path", help="Private key file to store.")] = None,  # noqa: UP045
-        ssh_key_password: Annotated[Optional[str], typer.Option("--ssh_key_password", help="Key passphrase ('-': stdin).")] = None,  # noqa: UP045
-        json: JsonOpt = False,
-    ) -> None:
-        """Put credentials into a local credential store (encrypted with the master key)."""
-        if not cred_id:
-            raise ValidationError("is required", option="--store_cred_id")
-        ssh_key = None
-        if ssh_key_path is not None:
-            try:
-                ssh_key = ssh_key_path.read_text()
-            except OSError as exc:
-                raise ValidationError(f"{ssh_key_path}: {exc.strerror}", option="--ssh_key_path") from None
-        _gateway().put_store_secret(name, cred_id, {
-            "user": user, "password": read_secret(password, "--password"), "ssh_key": ssh_key,
-            "ssh_key_password": read_secret(ssh_key_password, "--ssh_key_password")})
-        emit_json({"store": name, "cred_id": cred_id}) if json else say(f"Stored credentials {cred_id!r} in {name!r}.")
-
-    # -- plugins, log ------------------------------------------------------------------------------
-    @plugins.command("list", context_settings=CONTEXT)
-    def plugins_list(json: JsonOpt = False) -> None:
-        """List installed plugins with their distribution, version and what they provide."""
-        infos = sorted(get_registry().plugins.values(), key=lambda p: p.name)
-        if json:
-            emit_json([p.to_json() for p in infos])
-            return
-        table(["Plugin", "Distribution", "Version", "Endpoint types", "Connection types", "Credential stores"],
-              [[p.name, p.distribution, p.version, ", ".join(p.endpoint_types), ", ".join(p.connection_types),
-                ", ".join(p.credential_stores)] for p in infos])
-        if not get_registry().endpoint_types:
-            warn("no endpoint types are installed: install a plugin such as tlsgate-keystores")
-
-    @app.command("log", context_settings=CONTEXT)
-    def log(
-        limit: Annotated[Optional[int], typer.Option("--limit", help="Only the last N entries.")] = None,  # noqa: UP045
-        json: JsonOpt = False,
-    ) -> None:
-        """The audit log: who did what, when, to which endpoint, with what result."""
-        entries = _gateway().inventory.audit_log(limit)
-        if json:
-            emit_json(entries)
-            return
-        table(["Time", "Actor", "Action", "Endpoint", "Result", "Before", "After"],
-              [[e["time"], e["actor"], e["action"], e["endpoint"], e["result"], (e["before"] or "")[:12],
-                (e["after"] or "")[:12]] for e in entries])
 
 
 def _print_nodes(views: list) -> None:  # type: ignore[type-arg]

@@ -6,7 +6,7 @@ verified prototype, Appendix A): HTTP/1.1 keep-alive POSTs to ``/wsman``; Basic 
 sealed with the NTLM session key); Create shell / Command / Receive (base64 streams, exit code,
 Running chunks) / Send / Signal / Delete, each answered with ``a:RelatesTo``; SOAP faults as HTTP
 500 (unknown shell, unknown action, the operation-timeout fault 2150858793); https with any
-certificate. Commands go to a :class:`~tlsgate.testing.winhost.SimulatedWindowsHost`, which also
+certificate. Commands go to a :class:`~tlsgate_testing.winhost.SimulatedWindowsHost`, which also
 enforces cmd.exe's 8,191-character limit.
 
     host = SimulatedWindowsHost()

@@ -103,7 +103,7 @@ SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
 </Server>
 """
 
-SETENV = """# written by tlsgate.testing.tomcat
+SETENV = """# written by tlsgate_testing.tomcat
 CATALINA_PID="$CATALINA_BASE/temp/tomcat.pid"
 CATALINA_OPTS="-Xmx256m -Xss512k -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.security.egd=file:/dev/./urandom"
 """
