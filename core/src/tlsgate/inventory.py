@@ -21,7 +21,7 @@ from .errors import NotFoundError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
 from .secret import Secret
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -61,6 +61,51 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TABLE store_secrets (
         store TEXT NOT NULL REFERENCES stores(name) ON DELETE CASCADE, cred_id TEXT NOT NULL,
         data TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (store, cred_id));
+    """,
+    # The second wave: leases, jobs, the lifecycle, gateways and zones. Each feature owns its
+    # tables; a later change adds a migration (3, 4, ...) rather than editing a released one.
+    2: """
+    -- a key check value of the master key (reliability: never re-create a key for an inventory
+    -- that holds secrets); free-form settings
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- endpoint leases: at most one job changes an endpoint at a time, across processes and
+    -- gateways; a lease whose holder died expires
+    CREATE TABLE leases (
+        endpoint_id TEXT PRIMARY KEY REFERENCES endpoints(id) ON DELETE CASCADE,
+        holder TEXT NOT NULL, job_id INTEGER, acquired TEXT NOT NULL, expires TEXT NOT NULL);
+    -- fleet jobs: one row per run, one item per endpoint
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, state TEXT NOT NULL,
+        params TEXT NOT NULL, actor TEXT NOT NULL, gateway TEXT, created TEXT NOT NULL,
+        started TEXT, finished TEXT, holder TEXT);
+    CREATE TABLE job_items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        endpoint_id TEXT, endpoint_name TEXT NOT NULL, zone TEXT NOT NULL DEFAULT 'default',
+        state TEXT NOT NULL, reason TEXT, before_fp TEXT, after_fp TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        gateway TEXT, started TEXT, finished TEXT, details TEXT NOT NULL DEFAULT '{}');
+    CREATE INDEX job_items_job ON job_items(job_id);
+    -- the lifecycle: ACME accounts and DNS providers (secrets sealed like every other)
+    CREATE TABLE acme_accounts (
+        name TEXT PRIMARY KEY, directory TEXT NOT NULL, email TEXT, uri TEXT,
+        data TEXT NOT NULL, created TEXT NOT NULL);
+    CREATE TABLE dns_providers (
+        name TEXT PRIMARY KEY, kind TEXT NOT NULL, options TEXT NOT NULL, created TEXT NOT NULL);
+    -- gateways (worker processes) and their zones
+    CREATE TABLE gateways (
+        name TEXT PRIMARY KEY, zones TEXT NOT NULL, host TEXT, version TEXT, plugins TEXT,
+        started TEXT, heartbeat TEXT, running INTEGER NOT NULL DEFAULT 0);
+    ALTER TABLE endpoints ADD COLUMN zone TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE audit ADD COLUMN gateway TEXT;
+    -- certificates: the sealed private key (certificates whose key the inventory holds can be
+    -- deployed by ID), the chain, where it came from, renewal, and what superseded it
+    ALTER TABLE certificates ADD COLUMN key TEXT;
+    ALTER TABLE certificates ADD COLUMN chain TEXT;
+    ALTER TABLE certificates ADD COLUMN acme_account TEXT;
+    ALTER TABLE certificates ADD COLUMN renewal TEXT;
+    ALTER TABLE certificates ADD COLUMN superseded_by INTEGER REFERENCES certificates(id);
+    CREATE INDEX nodes_fingerprint ON nodes(fingerprint);
+    CREATE INDEX certificates_not_after ON certificates(not_after);
     """,
 }
 
