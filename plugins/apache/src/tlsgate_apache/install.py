@@ -12,27 +12,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tlsgate import (
+from tlsgate.plugin import (
     CertificateBundle,
     Connection,
     Endpoint,
     InstallResult,
     Node,
     OperationError,
+    Target,
     Transaction,
     ValidationError,
+    apply_edits,
+    key_matches,
+    served_fingerprints,
+    try_served_fingerprint,
 )
-from tlsgate.bundle import key_matches
-from tlsgate.probe import Target, try_served_fingerprint
 
 from .config import ApacheConfig, VHostSection
 from .control import ApacheControl, RunConfig, describe_failure
 from .discovery import VHostNode, discover, handshake_target
-from .edits import Paths, apply_edits, plan_edits, uses_chain_file
+from .edits import Paths, plan_edits, uses_chain_file
 
 #: How long a graceful restart may take to show in handshakes, and a restart to come up.
 VERIFY_DEADLINE = 20.0
@@ -111,15 +113,6 @@ def check_written(connection: Connection, paths: Paths, bundle: CertificateBundl
             raise OperationError(f"{paths.chain}: not a PEM chain file ({exc})") from None
 
 
-def _served_now(targets: Sequence[Target]) -> dict[Target, str]:
-    unique = list(dict.fromkeys(targets))
-    if not unique:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(unique))) as pool:
-        fps = pool.map(lambda t: try_served_fingerprint(t.host, t.port, t.sni), unique)
-        return {t: fp for t, fp in zip(unique, fps, strict=True) if fp}
-
-
 def wait_serving(
     control: ApacheControl, run: RunConfig, expected: dict[Target, str], *, deadline: float, restart_dead: bool = False
 ) -> None:
@@ -191,7 +184,7 @@ def install_bundle(
     others = [t for vn in vnodes if vn not in changed_nodes and (t := handshake_target(vn, endpoint, local))]
     others = [t for t in dict.fromkeys(others) if t not in changed]
     pid_before = control.running_pid(config.run)  # read-only: a dry run plans what would happen
-    before = _served_now([*changed, *others]) if pid_before and not dry_run else {}
+    before = {t: fp for t, fp in served_fingerprints([*changed, *others]).items() if fp} if pid_before and not dry_run else {}
     signalled = False
 
     def recover() -> None:
@@ -250,10 +243,7 @@ def install_bundle(
 
 def _run(tx: Transaction, argv: list[str], what: str) -> bool:
     """Run a step; True when it ran and succeeded (False only in a dry run)."""
-    result = tx.run(argv, what=what, check=False)
-    if result is not None and not result.ok:
-        raise OperationError(f"{what} failed: {describe_failure(result)}")
-    return result is not None
+    return tx.run(argv, what=what, explain=describe_failure) is not None
 
 
 def check_configured_pairs(config: ApacheConfig, connection: Connection, vnodes: Sequence[VHostNode]) -> None:

@@ -140,7 +140,7 @@ def _session(connection: Connection) -> F5Connection:
 
 @impl
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node] | None:
-    from .discover import discover
+    from .discovery import discover
 
     return discover(_session(connection))
 

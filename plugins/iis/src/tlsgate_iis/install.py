@@ -34,9 +34,18 @@ import socket
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from tlsgate import CertificateBundle, Connection, Endpoint, InstallResult, Node, OperationError, Transaction
-from tlsgate.errors import ValidationError
-from tlsgate.probe import Target, expect_served
+from tlsgate.plugin import (
+    CertificateBundle,
+    Connection,
+    Endpoint,
+    InstallResult,
+    Node,
+    OperationError,
+    Target,
+    Transaction,
+    ValidationError,
+    expect_served,
+)
 
 from . import scripts
 from .discovery import CENTRAL_CERT_STORE_FLAG, Binding, IISState, decode_json, probe_target, read_state

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tlsgate import (
+from tlsgate.plugin import (
     CertificateBundle,
     Connection,
     Endpoint,
@@ -18,8 +18,8 @@ from tlsgate import (
     Problem,
     RestartResult,
     ScriptResult,
+    impl,
 )
-from tlsgate.plugin import impl
 
 from .options import endpoint_types
 
@@ -42,7 +42,7 @@ def validate(endpoint: Endpoint) -> list[Problem]:
 
 @impl
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    from .driver import discover
+    from .discovery import discover
 
     return discover(endpoint, connection)
 
@@ -56,7 +56,7 @@ def install(
     dry_run: bool,
     alias: str | None,
 ) -> InstallResult:
-    from .driver import install as install_bundle
+    from .install import install as install_bundle
 
     return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
 
@@ -70,7 +70,7 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
         return RestartResult(False, "no restart script configured")
     ran = scripts.run(endpoint, connection, script, [], "--restart_script")
     if not ran.ok:
-        from tlsgate import OperationError
+        from tlsgate.plugin import OperationError
 
         raise OperationError(
             f"{connection.host}: restart script {script} exited {ran.exit_code}: {scripts.tail(ran)}",

@@ -9,9 +9,21 @@ from collections.abc import Sequence
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tlsgate import Connection, Endpoint, Node, OperationError
-from tlsgate import certs as certs_mod
-from tlsgate.probe import Target, probe_host, served_certificate, try_served_fingerprint
+from tlsgate.plugin import (
+    Connection,
+    Endpoint,
+    Node,
+    OperationError,
+    Target,
+    fingerprint,
+    load_pem_certificates,
+    not_after,
+    probe_host,
+    served_certificate,
+    subject_text,
+    to_der,
+    try_served_fingerprint,
+)
 
 from . import serverxml
 from .keystore import KeystoreError, find_entry, read_entries
@@ -92,7 +104,7 @@ def read_material(connection: Connection, base: str, cert: CertificateConfig) ->
     try:
         if cert.uses_pem:
             path = resolve(connection, base, cert.get("certificateFile") or "")
-            found = certs_mod.load_pem_certificates(connection.read_file(path))
+            found = load_pem_certificates(connection.read_file(path))
             key = None
             key_file = cert.get("certificateKeyFile")
             key_path = resolve(connection, base, key_file) if key_file else path
@@ -164,13 +176,13 @@ def node_for(
         protocol="https",
         ip=hc.address,
         port=hc.port,
-        fingerprint=certs_mod.fingerprint(shown) if shown is not None else None,
-        subject=certs_mod.subject_text(shown) if shown is not None else None,
-        not_after=certs_mod.not_after(shown) if shown is not None else None,
+        fingerprint=fingerprint(shown) if shown is not None else None,
+        subject=subject_text(shown) if shown is not None else None,
+        not_after=not_after(shown) if shown is not None else None,
         vendor=VENDOR,
         state=state,
         locator=hc.locator,
-        certificate=certs_mod.to_der(shown) if shown is not None else None,
+        certificate=to_der(shown) if shown is not None else None,
     )
 
 

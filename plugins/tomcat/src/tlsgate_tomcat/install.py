@@ -24,20 +24,22 @@ from collections.abc import Collection, Sequence
 
 import attrs
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
-from tlsgate import (
+from tlsgate.plugin import (
     CertificateBundle,
     Connection,
     Endpoint,
     InstallResult,
     Node,
     OperationError,
+    Target,
     Transaction,
     ValidationError,
+    expect_served,
+    fingerprint,
+    key_kind,
+    key_matches,
+    try_served_fingerprint,
 )
-from tlsgate import certs as certs_mod
-from tlsgate.plugin import key_matches
-from tlsgate.probe import Target, expect_served, try_served_fingerprint
 
 from . import keystore, restart, serverxml
 from .discovery import TomcatConfig, keystore_password, load_config, probe_target, read_material
@@ -70,13 +72,8 @@ class HostChange:
 
 
 def key_type(bundle: CertificateBundle) -> str:
-    if isinstance(bundle.key, rsa.RSAPrivateKey):
-        return "RSA"
-    if isinstance(bundle.key, ec.EllipticCurvePrivateKey):
-        return "EC"
-    if isinstance(bundle.key, dsa.DSAPrivateKey):
-        return "DSA"
-    return "UNDEFINED"
+    """The key type as server.xml's ``<Certificate type>`` spells it."""
+    return {"rsa": "RSA", "ec": "EC", "dsa": "DSA"}.get(key_kind(bundle.key), "UNDEFINED")
 
 
 def select_hosts(hcs: Sequence[HostConfig], nodes: Sequence[Node], bundle: CertificateBundle) -> list[HostConfig]:
@@ -246,7 +243,7 @@ def validate_before_restart(
         material = read_material(connection, base, cert)
         if material.certificate is None:
             raise OperationError(f"{change.host.locator}: Tomcat could not load the new certificate: {material.error}")
-        if certs_mod.fingerprint(material.certificate) != bundle.fingerprint:
+        if fingerprint(material.certificate) != bundle.fingerprint:
             raise OperationError(f"{change.host.locator}: the edited configuration names another certificate")
         if material.key is None or not key_matches(material.certificate, material.key):
             raise OperationError(f"{change.host.locator}: the new key does not open or does not match")

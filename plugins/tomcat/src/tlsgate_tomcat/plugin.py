@@ -15,7 +15,7 @@ from tlsgate.plugin import EndpointType, Problem, RestartResult, impl, option
 if TYPE_CHECKING:
     from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
 
-TYPE_NAME = "tomcat"
+TYPE = "tomcat"
 
 
 @attrs.frozen
@@ -47,7 +47,7 @@ class TomcatOptions:
 def tlsgate_endpoint_types() -> list[EndpointType]:
     return [
         EndpointType(
-            name=TYPE_NAME,
+            name=TYPE,
             description="Apache Tomcat 9.x, 10.x, 11.x (server.xml connectors; JKS, PKCS12 or PEM)",
             connection_types=("local", "ssh", "winrm_http", "winrm_https", "winrm_https_insecure"),
             local_platforms=("windows", "linux"),
@@ -60,7 +60,7 @@ def tlsgate_endpoint_types() -> list[EndpointType]:
 
 @impl
 def validate(endpoint: Endpoint) -> list[Problem]:
-    if endpoint.type != TYPE_NAME:
+    if endpoint.type != TYPE:
         return []
     options = endpoint.options
     if not isinstance(options, TomcatOptions):
