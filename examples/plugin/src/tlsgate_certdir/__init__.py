@@ -34,6 +34,8 @@ from tlsgate.plugin import (
     to_der,
 )
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
 
 @attrs.frozen
 class CertdirOptions:

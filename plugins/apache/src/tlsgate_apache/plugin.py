@@ -22,6 +22,9 @@ from tlsgate.plugin import (
     option,
 )
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
 TYPE = "apache"
 #: Where new certificate, key and chain files go unless --certs_dir says otherwise (the
 #: reference document's /var/<product>-certs rule, named for this project).

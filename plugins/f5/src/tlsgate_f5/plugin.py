@@ -35,6 +35,9 @@ from tlsgate.plugin import (
 if TYPE_CHECKING:
     from .rest import F5Connection
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
 TYPE = "f5"
 CONNECTION_TYPES = ("rest", "rest_insecure")
 DEFAULT_PORT = 443

@@ -31,6 +31,9 @@ from tlsgate.plugin import (
     impl,
 )
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
 TYPE = "iis"
 #: The reference document's connection types for Microsoft IIS, in its order.
 CONNECTION_TYPES = ("local", "ssh_windows", "winrm_http", "winrm_https", "winrm_https_insecure")

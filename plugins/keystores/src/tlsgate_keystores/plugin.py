@@ -23,6 +23,9 @@ from tlsgate.plugin import (
 
 from .options import endpoint_types
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
 TYPES = ("p12", "jks", "pem")
 
 

@@ -22,6 +22,9 @@ from tlsgate.plugin import (
     option,
 )
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
 TYPE = "nginx"
 
 
@@ -97,9 +100,8 @@ def install(
     bundle: CertificateBundle,
     nodes: Sequence[Node],
     dry_run: bool,
-    alias: str | None = None,
 ) -> InstallResult:
-    """``alias`` names keystore entries; server blocks have none, so it is not used."""
+    """``alias`` (keystore entry names) is not taken: server blocks have none."""
     from .install import install_bundle
 
     return install_bundle(endpoint, connection, bundle, nodes, dry_run, local=_local(endpoint))

@@ -15,6 +15,9 @@ from tlsgate.plugin import EndpointType, Problem, RestartResult, impl, option
 if TYPE_CHECKING:
     from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
 
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
 TYPE = "tomcat"
 
 
