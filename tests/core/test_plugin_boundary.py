@@ -160,3 +160,29 @@ def test_the_core_decides_by_declared_fields_not_transport_names() -> None:
     core = [p for p in (ROOT / "core/src/tlsgate").rglob("*.py") if "transports" not in p.parts]
     offenders = [str(p) for p in core if 'startswith("ssh' in p.read_text() or 'kind != "local"' in p.read_text()]
     assert offenders == []
+
+
+def test_delegate_loads_its_driver_on_first_call_and_passes_the_arguments_it_names(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tlsgate.plugin import delegate
+
+    calls: list[dict[str, object]] = []
+    driver = types.ModuleType("boundary_driver_probe")
+
+    def install(endpoint, nodes, dry_run, alias=None):  # type: ignore[no-untyped-def]
+        calls.append({"endpoint": endpoint, "nodes": nodes, "dry_run": dry_run, "alias": alias})
+        return "installed"
+
+    driver.install = install  # type: ignore[attr-defined]
+    entry = types.ModuleType("boundary_entry_probe")
+    entry.install = delegate("install", "boundary_driver_probe:install")  # type: ignore[attr-defined]
+    reg = Registry()
+    reg.register(entry, name="lazy", distribution="dist-lazy")
+    (hookimpl,) = reg.pm.hook.install.get_hookimpls()
+    assert hookimpl.argnames == ("endpoint", "connection", "bundle", "nodes", "dry_run", "alias")
+    monkeypatch.setitem(sys.modules, "boundary_driver_probe", driver)  # "installed" only now
+    answer = reg.pm.hook.install(endpoint="ep", connection="conn", bundle="b", nodes=["n"], dry_run=True, alias="x")
+    assert answer == "installed" and calls == [{"endpoint": "ep", "nodes": ["n"], "dry_run": True, "alias": "x"}]
+    with pytest.raises(AttributeError):
+        delegate("instal", "boundary_driver_probe:install")
+    with pytest.raises(ValueError, match=r"package\.module:function"):
+        delegate("install", "boundary_driver_probe")

@@ -38,7 +38,8 @@ hook. A plugin that declares nothing is loaded as ``1.x``.
 
 The exports, by what they are for:
 
-* contract: :data:`impl` (the hook marker), :data:`PLUGIN_API`, :func:`option`;
+* contract: :data:`impl` (the hook marker), :func:`delegate` (a hook that loads its driver module
+  on first use), :data:`PLUGIN_API`, :func:`option`;
 * models: :class:`EndpointType`, :class:`ConnectionType`, :class:`CredentialStoreType`,
   :class:`Endpoint`, :class:`ConnectionSpec`, :class:`Credentials`, :class:`Node`,
   :class:`Problem`, :class:`PlanStep`, :class:`InstallResult`, :class:`RestartResult`,
@@ -140,6 +141,42 @@ if TYPE_CHECKING:
 #: Marks a hook implementation: ``@impl def install(endpoint, connection, bundle, ...): ...``
 impl = pluggy.HookimplMarker("tlsgate")
 
+
+def delegate(hook: str, target: str) -> Any:
+    """A hook implementation that imports ``target`` (``"package.module:function"``) when the hook
+    first runs, and calls it with the hook's arguments that it names (any subset, by name, as
+    pluggy does)::
+
+        discover_nodes = delegate("discover_nodes", "tlsgate_myserver.discovery:discover")
+        install = delegate("install", "tlsgate_myserver.install:install")
+
+    The entry module stays cheap to import (every CLI call imports every plugin's entry module),
+    and the driver module, with cryptography and the rest, loads only when a hook of its type runs.
+    """
+    from . import hookspecs
+
+    spec = getattr(hookspecs, hook)  # AttributeError for a misspelt hook, at import
+    names = [n for n in spec.__code__.co_varnames[: spec.__code__.co_argcount]]
+    module_name, _, func_name = target.partition(":")
+    if not module_name or not func_name:
+        raise ValueError(f"delegate target must be 'package.module:function', not {target!r}")
+    resolved: list[tuple[Any, frozenset[str]]] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not resolved:
+            import inspect
+
+            func = getattr(importlib.import_module(module_name), func_name)
+            resolved.append((func, frozenset(inspect.signature(func).parameters)))
+        func, accepts = resolved[0]
+        given = {**dict(zip(names, args, strict=False)), **kwargs}
+        return func(**{n: v for n, v in given.items() if n in accepts})
+
+    call.__wrapped__ = spec  # type: ignore[attr-defined]  # pluggy reads the arguments to pass from here
+    call.__name__ = call.__qualname__ = hook
+    call.__doc__ = f"{hook}: delegated to {target}"
+    return impl(call)
+
 # Loaded on first use (they pull in cryptography, ssl or the Windows runner).
 _LAZY = {
     **dict.fromkeys(("CertificateBundle", "key_matches", "order_chain"), "bundle"),
@@ -213,6 +250,7 @@ __all__ = [
     "certificate_facts",
     "common_name",
     "covers",
+    "delegate",
     "dns_names",
     "expect_served",
     "fingerprint",

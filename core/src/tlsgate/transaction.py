@@ -39,13 +39,16 @@ import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from .connection import Connection
 from .errors import OperationError, TlsgateError
 from .models import CommandResult, InstallResult, PlanStep
+
+if TYPE_CHECKING:
+    from .bundle import CertificateBundle
 
 
 class BackupSink(Protocol):
@@ -136,6 +139,21 @@ class Transaction:
                 self._journal.remove(("file", path, None))
             raise
         self.written.append(path)
+
+    def makedirs(self, path: str) -> None:
+        """Create a directory (and its parents) unless it exists; only planned in a dry run. It
+        stays after a rollback: an empty directory is harmless, and another install may share it."""
+        if not self.connection.exists(path) and self.step("mkdir", path):
+            self.connection.makedirs(path)
+
+    def write_pem(self, bundle: CertificateBundle, *, key: str, cert: str, chain: str | None = None) -> None:
+        """Write a web server's PEM files: the private key (0600), the leaf with its chain (0644)
+        and, for servers that read the chain from a file of its own, the chain (check first that
+        the key belongs to the leaf: :func:`tlsgate.plugin.key_matches`)."""
+        self.write(key, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
+        self.write(cert, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
+        if chain is not None:
+            self.write(chain, bundle.chain_pem(), mode=0o644, detail="chain")
 
     def remove(self, path: str) -> None:
         if self.dry_run:

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertFacts,
-    Connection,
-    Endpoint,
-    Node,
-    Target,
-    node_as_served,
-    probe_host,
-    probe_many,
-    read_certificate,
-    sni_for,
-)
+from tlsgate.plugin import Node, Target, node_as_served, probe_host, probe_many, read_certificate, sni_for
 
-from .config import ApacheConfig, VHostSection, load
-from .control import ApacheControl, VHostEntry
-from .lexer import Directive
+from .config import load
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertFacts, Connection, Endpoint
+
+    from .config import ApacheConfig, VHostSection
+    from .control import ApacheControl, VHostEntry
+    from .lexer import Directive
 
 VENDOR = "Apache"
 

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
     OperationError,
-    Target,
     Transaction,
     ValidationError,
     apply_edits,
@@ -31,10 +26,16 @@ from tlsgate.plugin import (
     try_served_fingerprint,
 )
 
-from .config import ApacheConfig, VHostSection
-from .control import ApacheControl, RunConfig, describe_failure
-from .discovery import VHostNode, discover, handshake_target
+from .control import ApacheControl, describe_failure
+from .discovery import discover, handshake_target
 from .edits import Paths, plan_edits, uses_chain_file
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node, Target
+
+    from .config import ApacheConfig, VHostSection
+    from .control import RunConfig
+    from .discovery import VHostNode
 
 #: How long a graceful restart may take to show in handshakes, and a restart to come up.
 VERIFY_DEADLINE = 20.0
@@ -161,15 +162,11 @@ def _file_paths(connection: Connection, certs_dir: str, bundle: CertificateBundl
                  chain=join(certs_dir, f"{stem}.chain.crt") if chain and bundle.chain else cert)
 
 
-def install_bundle(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    *,
-    local: bool,
-) -> InstallResult:
+def install_bundle(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+                   dry_run: bool, *, local: bool | None = None) -> InstallResult:
+    """The ``install`` hook. ``local``: the endpoint runs on the gateway (default: its connection type is ``local``)."""
+    if local is None:
+        local = endpoint.connection.type == "local"
     options = endpoint.options
     control = ApacheControl.find(connection, options.apachectl_path)
     config, vnodes = discover(connection, control)
@@ -205,12 +202,8 @@ def install_bundle(
     verified = False
     with Transaction(connection, dry_run=dry_run, label=label) as tx:
         check_bundle(bundle)
-        if not connection.exists(certs_dir) and tx.step("mkdir", certs_dir):
-            connection.makedirs(certs_dir)
-        tx.write(paths.key, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
-        tx.write(paths.cert, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
-        if paths.chain != paths.cert:
-            tx.write(paths.chain, bundle.chain_pem(), mode=0o644, detail="chain (SSLCertificateChainFile)")
+        tx.makedirs(certs_dir)
+        tx.write_pem(bundle, key=paths.key, cert=paths.cert, chain=paths.chain if paths.chain != paths.cert else None)
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             real = control.realpath(file)

@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 from tlsgate.plugin import (
-    CertificateBundle,
     InstallResult,
-    Node,
     OperationError,
     PlanStep,
     Target,
@@ -39,11 +37,14 @@ from tlsgate.plugin import (
     key_kind,
 )
 
-from .discovery import CERTS, KEYS, PROFILES, Binding, DeviceState, read_state, served_der
+from .discovery import CERTS, KEYS, PROFILES, read_state, served_der
 from .names import NONE, f5_fingerprint, object_stem, split_path, unique_stem, uri_name
 from .rest import DOWNLOADS, F5Error
 
 if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Node
+
+    from .discovery import Binding, DeviceState
     from .rest import F5Connection
 
 #: ``save sys config`` writes every bigip*.conf; give it longer than an ordinary call.
@@ -252,14 +253,8 @@ class _Uploads:
             raise OperationError("; ".join(errors))
 
 
-def install_bundle(
-    conn: F5Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    *,
-    dry_run: bool = False,
-    probe: Callable[[Binding], bytes | None] = served_der,
-) -> InstallResult:
+def install_bundle(conn: F5Connection, bundle: CertificateBundle, nodes: Sequence[Node], *, dry_run: bool = False,
+                   probe: Callable[[Binding], bytes | None] = served_der) -> InstallResult:
     plan, _state = plan_install(conn, bundle, nodes)
     node_names = tuple(dict.fromkeys(b.virtual for b in plan.bindings))
     messages = [*conn.messages, *plan.messages]
@@ -282,10 +277,8 @@ def _created(tx: Transaction, conn: F5Connection, collection: str, path: str) ->
     tx.undo(lambda: conn.delete(conn.object_path(collection, path), missing_ok=True), f"delete {path}")
 
 
-def _apply(
-    conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, tx: Transaction, uploads: _Uploads,
-    probe: Callable[[Binding], bytes | None],
-) -> list[str]:
+def _apply(conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, tx: Transaction, uploads: _Uploads,
+           probe: Callable[[Binding], bytes | None]) -> list[str]:
     messages: list[str] = []
     for name, data in plan.uploads:
         uploads.names.append(name)

@@ -22,26 +22,21 @@ change here. An install:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
-    OperationError,
-    PlanStep,
-    Transaction,
-    ValidationError,
-    fingerprint,
-    key_matches,
-)
+from tlsgate.plugin import OperationError, PlanStep, Transaction, ValidationError, fingerprint, key_matches
 
 from . import scripts
-from .discovery import Loaded, failure, load, option_secret
-from .entries import KeyEntry, Keystore, TrustedEntry, check_alias
+from .discovery import failure, load, option_secret
+from .entries import KeyEntry, TrustedEntry, check_alias
 from .errors import KeystoreError
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+    from .discovery import Loaded
+    from .entries import Keystore
 
 
 class InstallScriptFailed(OperationError):
@@ -73,14 +68,8 @@ def choose_alias(endpoint: Endpoint, bundle: CertificateBundle, nodes: Sequence[
     return check_alias(chosen, option=option, bmp_only=endpoint.type == "jks")
 
 
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None,
-) -> InstallResult:
+def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+            dry_run: bool, alias: str | None) -> InstallResult:
     opts = endpoint.options
     entry_alias = choose_alias(endpoint, bundle, nodes, alias)
     if opts.install_script:

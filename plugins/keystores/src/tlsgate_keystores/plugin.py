@@ -7,21 +7,20 @@ format codecs (pyasn1, pyjks) are imported by the functions that need them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    Problem,
-    RestartResult,
-    ScriptResult,
-    impl,
-)
+from tlsgate.plugin import RestartResult, delegate, impl
 
 from .options import endpoint_types
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import (
+        Connection,
+        Endpoint,
+        EndpointType,
+        Problem,
+        ScriptResult,
+    )
 
 #: The plugin contract this plugin is written for (checked by the registry at load).
 PLUGIN_API = "1.0"
@@ -43,25 +42,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     return validate_endpoint(endpoint)
 
 
-@impl
-def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    from .discovery import discover
-
-    return discover(endpoint, connection)
-
-
-@impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None,
-) -> InstallResult:
-    from .install import install as install_bundle
-
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
+discover_nodes = delegate("discover_nodes", "tlsgate_keystores.discovery:discover")
+install = delegate("install", "tlsgate_keystores.install:install")
 
 
 @impl

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertFacts,
-    Connection,
-    Endpoint,
-    Node,
-    Target,
-    node_as_served,
-    probe_host,
-    probe_many,
-    read_certificate,
-    sni_for,
-)
+from tlsgate.plugin import Node, Target, node_as_served, probe_host, probe_many, read_certificate, sni_for
 
-from .config import NginxConfig, ServerBlock, gc_paused, load
+from .config import gc_paused, load
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertFacts, Connection, Endpoint
+
+    from .config import NginxConfig, ServerBlock
 
 
 def resolve(config: NginxConfig, connection: Connection, value: str) -> str:

@@ -18,16 +18,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Edit,
-    Endpoint,
-    InstallResult,
-    Node,
     OperationError,
-    Target,
     Transaction,
     ValidationError,
     apply_edits,
@@ -38,10 +32,16 @@ from tlsgate.plugin import (
     served_fingerprints,
 )
 
-from .config import NginxConfig, ServerBlock
-from .control import NginxControl, describe_failure, find_control, wait_workers_retired, worker_pids
+from .control import describe_failure, find_control, wait_workers_retired, worker_pids
 from .discovery import default_servers, discover, handshake_target, resolve
-from .lexer import Directive, quote
+from .lexer import quote
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Edit, Endpoint, InstallResult, Node, Target
+
+    from .config import NginxConfig, ServerBlock
+    from .control import NginxControl
+    from .lexer import Directive
 
 
 def _insertion(data: bytes, server: Directive, cert: str, key: str) -> Edit:
@@ -87,14 +87,8 @@ def _pair_for(config: NginxConfig, connection: Connection, server: ServerBlock, 
     return 0
 
 
-def plan_edits(
-    config: NginxConfig,
-    connection: Connection,
-    chosen: Sequence[ServerBlock],
-    bundle: CertificateBundle,
-    cert_path: str,
-    key_path: str,
-) -> dict[str, list[Edit]]:
+def plan_edits(config: NginxConfig, connection: Connection, chosen: Sequence[ServerBlock], bundle: CertificateBundle,
+               cert_path: str, key_path: str) -> dict[str, list[Edit]]:
     """Per file, the edits that point the chosen blocks at ``cert_path`` / ``key_path``."""
     users: dict[tuple[str, int], list[ServerBlock]] = defaultdict(list)
     for server in config.servers:
@@ -182,15 +176,11 @@ def check_bundle(bundle: CertificateBundle) -> None:
         raise OperationError("the private key does not match the certificate")
 
 
-def install_bundle(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    *,
-    local: bool,
-) -> InstallResult:
+def install_bundle(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+                   dry_run: bool, *, local: bool | None = None) -> InstallResult:
+    """The ``install`` hook. ``local``: the endpoint runs on the gateway (default: its connection type is ``local``)."""
+    if local is None:
+        local = endpoint.connection.type == "local"
     options = endpoint.options
     config, pairs = discover(connection, options.nginx_config_path)
     chosen = select_servers(pairs, nodes, bundle)
@@ -225,10 +215,8 @@ def install_bundle(
     verified = False
     with Transaction(connection, dry_run=dry_run, label=label) as tx:
         check_bundle(bundle)
-        if not connection.exists(certs_dir) and tx.step("mkdir", certs_dir):
-            connection.makedirs(certs_dir)
-        tx.write(key_path, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
-        tx.write(cert_path, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
+        tx.makedirs(certs_dir)
+        tx.write_pem(bundle, key=key_path, cert=cert_path)
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             detail = "ssl_certificate/ssl_certificate_key at line " + ", ".join(map(str, lines))

@@ -21,15 +21,11 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from cryptography.hazmat.primitives import serialization
 from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
     OperationError,
     Target,
     Transaction,
@@ -42,8 +38,13 @@ from tlsgate.plugin import (
 )
 
 from . import keystore, restart, serverxml
-from .discovery import TomcatConfig, keystore_password, load_config, probe_target, read_material
-from .serverxml import CertificateConfig, HostConfig
+from .discovery import keystore_password, load_config, probe_target, read_material
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+    from .discovery import TomcatConfig
+    from .serverxml import CertificateConfig, HostConfig
 
 FILES_DIR = ("conf", "tlsgate")
 DEFAULT_ALIAS = "tomcat"
@@ -123,14 +124,8 @@ def _stem(hc: HostConfig) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{addr}{hc.port}_{name}")
 
 
-def plan_change(
-    connection: Connection,
-    config: TomcatConfig,
-    hc: HostConfig,
-    bundle: CertificateBundle,
-    file_mode: int,
-    alias: str | None = None,
-) -> HostChange:
+def plan_change(connection: Connection, config: TomcatConfig, hc: HostConfig, bundle: CertificateBundle,
+                file_mode: int, alias: str | None = None) -> HostChange:
     picked = _pick_certificate(hc, bundle)
     p = connection.path
     rel_dir = "/".join(FILES_DIR)
@@ -249,14 +244,8 @@ def validate_before_restart(
             raise OperationError(f"{change.host.locator}: the new key does not open or does not match")
 
 
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None = None,
-) -> InstallResult:
+def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+            dry_run: bool, alias: str | None = None) -> InstallResult:
     base = endpoint.options.tomcat_dir
     config = load_config(connection, base)
     hcs = config.host_configs()

@@ -6,14 +6,13 @@ driver modules, and pyjks inside them, load when a hook runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import EndpointType, Problem, RestartResult, impl, option
+from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
 
 if TYPE_CHECKING:
-    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+    from tlsgate.plugin import Connection, Endpoint
 
 #: The plugin contract this plugin is written for (checked by the registry at load).
 PLUGIN_API = "1.0"
@@ -79,25 +78,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     return []
 
 
-@impl
-def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    from .discovery import discover
-
-    return discover(endpoint, connection)
-
-
-@impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None,
-) -> InstallResult:
-    from .install import install as install_bundle
-
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
+discover_nodes = delegate("discover_nodes", "tlsgate_tomcat.discovery:discover")
+install = delegate("install", "tlsgate_tomcat.install:install")
 
 
 @impl
