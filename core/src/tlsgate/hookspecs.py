@@ -149,6 +149,8 @@ def install(
     before changing it, write atomically (keys 0600), run the server's own config test, reload,
     verify by TLS handshake (:func:`tlsgate.plugin.expect_served`), and on any failure restore
     every file, reload again and raise :class:`tlsgate.plugin.OperationError` with ``rolled_back=True``.
+    Changes that are not files (objects created through a REST API) go in the same journal with
+    ``tx.undo(fn)``, undone newest first; ``tx.save_backup`` keeps what they replaced.
 
     With ``dry_run`` change nothing: return an :class:`tlsgate.plugin.InstallResult` whose ``plan``
     lists the files that would be written, the entries added or replaced and the commands that

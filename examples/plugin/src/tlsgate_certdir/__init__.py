@@ -1,9 +1,9 @@
 """Endpoint type ``certdir``: a directory of ``<name>.crt`` (full chain) + ``<name>.key`` files, as
 Postfix, Dovecot or HAProxy read them, with an optional reload command.
 
-This is the example third-party plugin: everything it needs comes from ``tlsgate.plugin``,
-``tlsgate.Transaction`` and ``tlsgate.certs``; it works over any transport (local, ssh, ...)
-because it touches files only through the ``Connection``.
+This is the example third-party plugin: everything it needs comes from ``tlsgate.plugin`` (the
+hook marker, models, ``Transaction``, the certificate helpers); it works over any transport
+(local, ssh, ...) because it touches files only through the ``Connection``.
 """
 
 from __future__ import annotations
