@@ -23,7 +23,6 @@ from tlsgate.plugin import (
     apply_edits,
     key_matches,
     served_fingerprints,
-    try_served_fingerprint,
 )
 
 from .control import ApacheControl, describe_failure
@@ -138,7 +137,7 @@ def wait_serving(
                 if not res.ok:
                     raise OperationError(f"httpd could not be started again: {describe_failure(res)}")
         else:
-            last = {t: try_served_fingerprint(t.host, t.port, t.sni) for t in expected}
+            last = served_fingerprints(expected)
             if all(last[t] == fp for t, fp in expected.items()):
                 return
         if time.monotonic() >= end:

@@ -3,9 +3,6 @@ its configuration names (keystore file + alias + type, or PEM file), confirmed b
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Sequence
-
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -19,10 +16,9 @@ from tlsgate.plugin import (
     load_pem_certificates,
     not_after,
     probe_host,
-    served_certificate,
+    probe_many,
     subject_text,
     to_der,
-    try_served_fingerprint,
 )
 
 from . import serverxml
@@ -147,22 +143,27 @@ def probe_target(endpoint: Endpoint, hc: HostConfig) -> Target | None:
 
 def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> list[Node]:
     config = load_config(connection, endpoint.options.tomcat_dir)
-    return [node_for(endpoint, connection, config, hc, probe=probe) for hc in config.host_configs()]
+    hcs = config.host_configs()
+    targets = [probe_target(endpoint, hc) if probe else None for hc in hcs]
+    served = probe_many([t for t in targets if t is not None], timeout=3.0)  # all connectors at once
+    return [node_for(endpoint, connection, config, hc, served[t] if t is not None else None, probe=probe)
+            for hc, t in zip(hcs, targets, strict=True)]
 
 
 def node_for(
-    endpoint: Endpoint, connection: Connection, config: TomcatConfig, hc: HostConfig, *, probe: bool = True
+    endpoint: Endpoint, connection: Connection, config: TomcatConfig, hc: HostConfig, served_der: bytes | None,
+    *, probe: bool = True,
 ) -> Node:
+    """The node of one connector host; ``served_der``: what a handshake to it got (None: nothing)."""
     # Several <Certificate>s (RSA + EC): the node shows the first; the handshake may get any.
     materials = [read_material(connection, config.base, c) for c in hc.certificates]
     configured_all = [m.certificate for m in materials if m.certificate is not None]
     configured = materials[0].certificate if materials else None
     served: x509.Certificate | None = None
-    target = probe_target(endpoint, hc) if probe else None
-    if target is not None:
+    if served_der is not None:
         try:
-            served = x509.load_der_x509_certificate(served_certificate(target.host, target.port, target.sni, timeout=3))
-        except (OSError, ssl.SSLError, ValueError):
+            served = x509.load_der_x509_certificate(served_der)
+        except ValueError:
             served = None
     if served is None:
         state = "down" if probe else "configured"
@@ -184,12 +185,3 @@ def node_for(
         locator=hc.locator,
         certificate=to_der(shown) if shown is not None else None,
     )
-
-
-def served_fingerprints(endpoint: Endpoint, hcs: Sequence[HostConfig]) -> dict[str, str | None]:
-    """What each host config serves right now (None when its port does not answer TLS)."""
-    out: dict[str, str | None] = {}
-    for hc in hcs:
-        target = probe_target(endpoint, hc)
-        out[hc.locator] = try_served_fingerprint(target.host, target.port, target.sni) if target else None
-    return out
