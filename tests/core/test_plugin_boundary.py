@@ -37,6 +37,16 @@ def test_every_exported_name_resolves_and_import_stays_light() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
 
+def test_loading_every_installed_plugin_imports_no_crypto_or_driver_code() -> None:
+    """Every CLI call loads every plugin's entry module: none may pull in cryptography, pyjks,
+    paramiko or the core's certificate and inventory modules at load (they load when a hook runs)."""
+    code = ("import sys; from tlsgate.registry import get_registry; get_registry(); "
+            "print(sorted(m for m in ('cryptography', 'jks', 'paramiko', 'winrm', 'hvac', 'tlsgate.bundle', "
+            "'tlsgate.certs', 'tlsgate.probe', 'tlsgate.api', 'tlsgate.inventory') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_the_old_spellings_still_work() -> None:
     from tlsgate import CertificateBundle, Gateway, ValidationError
     from tlsgate.bundle import CertificateBundle as Direct
