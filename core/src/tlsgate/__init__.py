@@ -7,6 +7,7 @@ imports nothing heavy: the names below load on first use (``from tlsgate import
 CertificateBundle`` imports cryptography then, not ``import tlsgate``).
 """
 
+# ruff: noqa: F405  (__all__ names the lazy exports; type checkers get them from the star import)
 from __future__ import annotations
 
 import importlib
@@ -19,39 +20,9 @@ __version__ = "0.1.0"
 #: newer major (``PLUGIN_API = "2.0"`` in its entry module) is refused at load.
 PLUGIN_API = "1.0"
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the names below, for type checkers (tlsgate.plugin exports each of them)
     from .api import Gateway
-    from .bundle import CertificateBundle
-    from .connection import Connection
-    from .errors import (
-        CommandFailed,
-        ConnectionFailed,
-        HostKeyError,
-        NotFoundError,
-        OperationError,
-        PluginError,
-        TlsgateError,
-        ValidationError,
-    )
-    from .models import (
-        CommandResult,
-        ConnectionSpec,
-        ConnectionType,
-        Credentials,
-        CredentialStoreType,
-        Endpoint,
-        EndpointType,
-        FileStat,
-        InstallResult,
-        Node,
-        PlanStep,
-        Problem,
-        RestartResult,
-        ScriptResult,
-    )
-    from .options import option
-    from .secret import Secret
-    from .transaction import Transaction
+    from .plugin import *  # noqa: F403
 
 _LAZY = {
     "Gateway": "api",
