@@ -11,11 +11,11 @@ import pytest
 from iis_scene import Scene, build_scene
 from iis_sim import IISSim, install_iis
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError
-from tlsgate.transports.local import LocalConnection
 from tlsgate_iis import plugin
 from tlsgate_iis.local import LocalPowerShell, powershell_connection
 from tlsgate_iis.pfx import thumbprint
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.connections import LocalConnection
 from tlsgate_testing.winhost import DirectoryFS, SimulatedWindowsHost
 
 LOCAL = Endpoint(name="iislocal", type="iis", connection=ConnectionSpec("local"))

@@ -11,9 +11,9 @@ from iis_sim import IISSim, install_iis
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint
 from tlsgate.quoting import ps_script
 from tlsgate.registry import get_registry
-from tlsgate.transports.windows import STDIN_PRELUDE
 from tlsgate_iis import plugin
 from tlsgate_iis.scripts import TEMPLATES
+from tlsgate_testing.connections import STDIN_PRELUDE
 from tlsgate_testing.winhost import LoopbackWindowsConnection, SimulatedWindowsHost
 from tlsgate_testing.winrm_fixtures import winrm_credentials, winrm_endpoint
 
@@ -80,7 +80,7 @@ def test_nasty_names_over_winrm(winrm_peer_factory, tlsgate_home, scene_certs: S
 
 def test_templates_fit_cmd_exe_with_the_longest_names() -> None:
     """A 255-character site name and host header still fit cmd.exe's 8,191-character line."""
-    from tlsgate.transports.windows import CMD_EXE_LIMIT, powershell_command_line
+    from tlsgate_testing.connections import CMD_EXE_LIMIT, powershell_command_line
 
     site, info = "S" * 255, "[2001:db8::1]:65535:" + "h" * 255
     params = {

@@ -13,14 +13,20 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
-from cryptography import x509
-from tlsgate import Connection, Endpoint, Node, OperationError
-from tlsgate.certs import fingerprint, not_after, subject_text
-from tlsgate.probe import WILDCARDS, sni_for, try_served_fingerprint
+from tlsgate.plugin import (
+    WILDCARDS,
+    Connection,
+    Endpoint,
+    Node,
+    OperationError,
+    Target,
+    certificate_facts,
+    served_fingerprints,
+    sni_for,
+)
 
 from . import scripts
 
@@ -217,11 +223,11 @@ def binding_node(binding: Binding, state: IISState) -> Node:
     if der is None:
         return node
     try:
-        cert = x509.load_der_x509_certificate(der)
+        facts = certificate_facts(der)
     except ValueError:
         return attrs.evolve(node, state=node.state + "; bound certificate unreadable")
-    return attrs.evolve(node, fingerprint=fingerprint(der), certificate=der, subject=subject_text(cert),
-                        not_after=not_after(cert))
+    return attrs.evolve(node, fingerprint=facts.fingerprint, certificate=der, subject=facts.subject,
+                        not_after=facts.not_after)
 
 
 def probe_target(endpoint: Endpoint, binding: Binding) -> tuple[str, int, str | None] | None:
@@ -237,14 +243,12 @@ def probe_target(endpoint: Endpoint, binding: Binding) -> tuple[str, int, str | 
 def confirm_served(endpoint: Endpoint, nodes: Sequence[Node], state: IISState) -> list[Node]:
     """Mark nodes whose port answers with a different certificate than the bound one."""
     pairs = [(n, state.find(n.locator)) for n in nodes]
-    todo = [(i, n, probe_target(endpoint, b)) for i, (n, b) in enumerate(pairs) if b is not None and n.fingerprint]
-    todo = [(i, n, t) for i, n, t in todo if t is not None]
-    if not todo:
-        return list(nodes)
+    targets = {i: Target(*t) for i, (n, b) in enumerate(pairs)
+               if b is not None and n.fingerprint and (t := probe_target(endpoint, b)) is not None}
+    served = served_fingerprints(targets.values(), timeout=2.0, threads=8)
     out = list(nodes)
-    with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-        served = list(pool.map(lambda item: try_served_fingerprint(*item[2], timeout=2.0), todo))
-    for (i, node, _target), got in zip(todo, served, strict=True):
+    for i, target in targets.items():
+        node, got = out[i], served[target]
         if got is not None and got != node.fingerprint:
             out[i] = attrs.evolve(node, state=node.state + f"; serves a different certificate ({got[:16]}...)")
     return out

@@ -33,14 +33,18 @@ import secrets
 import socket
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
-from tlsgate import CertificateBundle, Connection, Endpoint, InstallResult, Node, OperationError, Transaction
-from tlsgate.errors import ValidationError
-from tlsgate.probe import Target, expect_served
+from tlsgate.plugin import OperationError, Target, Transaction, ValidationError, expect_served
 
 from . import scripts
-from .discovery import CENTRAL_CERT_STORE_FLAG, Binding, IISState, decode_json, probe_target, read_state
+from .discovery import CENTRAL_CERT_STORE_FLAG, decode_json, probe_target, read_state
 from .pfx import chain_p7b, legacy_pfx, one_time_password, thumbprint
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+    from .discovery import Binding, IISState
 
 #: How long the handshake check waits for HTTP.sys to serve the new certificate.
 VERIFY_DEADLINE = 10.0

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tlsgate import Connection, OperationError
-from tlsgate.transports.windows import POWERSHELL_PREFIX, WindowsConnection
+from tlsgate.plugin import POWERSHELL_PREFIX, Connection, OperationError, WindowsConnection
 
 #: CreateProcess' command-line limit.
 CREATE_PROCESS_LIMIT = 32767

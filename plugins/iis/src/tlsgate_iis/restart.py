@@ -11,7 +11,7 @@ whose certificates tlsgate manages; restarting it recycles their worker processe
 
 from __future__ import annotations
 
-from tlsgate import Connection, OperationError, RestartResult
+from tlsgate.plugin import Connection, OperationError, RestartResult
 
 from . import scripts
 from .discovery import decode_json

@@ -36,8 +36,7 @@ from pyasn1.codec.ber import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, univ
 from pyasn1_modules import rfc5208, rfc5652, rfc7292
-from tlsgate import certs
-from tlsgate.bundle import key_matches, order_chain
+from tlsgate.plugin import fingerprint, key_matches, order_chain
 
 from . import pbe
 from .entries import KeyEntry, Keystore, TrustedEntry
@@ -227,19 +226,19 @@ def _assemble(bags: list[_Bag], password: str) -> Keystore:
         if not alias:
             unnamed += 1
             alias = str(unnamed)  # what Java shows for an entry without a friendly name
-        others = [c for c in all_certs if certs.fingerprint(c) != certs.fingerprint(leaf_bag.cert)]
+        others = [c for c in all_certs if fingerprint(c) != fingerprint(leaf_bag.cert)]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
         entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key))
     # chain certificates belong to their entries (so a replaced entry's old intermediates go
     # with it); only certificates no entry uses are kept as loose ones. Friendly names that
     # chain certificates carried (Java writes the subject DN there) are kept.
-    in_chains = {certs.fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
+    in_chains = {fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
     names: dict[str, str] = {}
     extra: list[tuple[x509.Certificate, str | None]] = []
     for cb in cert_bags:
         if id(cb) in used or cb.cert is None:
             continue
-        fp = certs.fingerprint(cb.cert)
+        fp = fingerprint(cb.cert)
         if cb.trusted:
             if not cb.friendly:
                 unnamed += 1
@@ -265,13 +264,13 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
                 pkcs12.serialize_key_and_certificates(entry.alias.encode("utf-8"), entry.key, entry.leaf, None, enc)
             )
             for cert in entry.certs[1:]:
-                fp = certs.fingerprint(cert)
+                fp = fingerprint(cert)
                 name = store.layout.get("cert_names", {}).get(fp)
                 chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
         else:
             trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
     for cert, name in store.extra:
-        chain_certs[certs.fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
+        chain_certs[fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
     if chain_certs:
         items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
     if trusted:
