@@ -76,3 +76,11 @@ __all__ = [
     "key_matches",
     "option",
 ]
+
+# PowerShell templates of drivers that run their own (IIS): the scaffolding every template shares
+# and the one-line failure reason of a PowerShell command (see tlsgate.transports.windows).
+from .transports.windows import OUT_JSON as PS_OUT_JSON  # noqa: E402
+from .transports.windows import error_detail as powershell_error_detail  # noqa: E402
+from .transports.windows import ps_template  # noqa: E402
+
+__all__ += ["PS_OUT_JSON", "powershell_error_detail", "ps_template"]
