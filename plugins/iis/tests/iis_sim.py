@@ -108,7 +108,7 @@ class IISSim:
     sites: list[SimSite] = attrs.field(factory=list)
     stores: dict[str, dict[str, SimCert]] = attrs.field(factory=lambda: {"My": {}, "CA": {}, "WebHosting": {}})
     http_sys: dict[str, dict[str, str]] = attrs.field(factory=dict)
-    faults: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    faults: dict[str, list[dict[str, Any]]] = attrs.field(factory=dict)
     counters: dict[str, int] = attrs.field(factory=dict)
     restarts: int = 0
     version: str = "10.0"
@@ -159,11 +159,13 @@ class IISSim:
         self.http_sys[b.http_sys_key()] = {"hash": thumb, "store": store}
 
     def fail(self, template: str, *, on_call: int = 1, message: str = "simulated failure", exit_code: int = 1,
-             mode: str = "fail") -> None:
+             mode: str = "fail", error_id: str | None = None, warnings: tuple[str, ...] = ()) -> None:
         """Make call number ``on_call`` (counted from now) of ``template`` fail before it acts
-        (``mode="ignore"``: succeed without acting)."""
-        self.faults[template] = {"on_call": self.counters.get(template, 0) + on_call, "message": message,
-                                 "exit": exit_code, "mode": mode}
+        (``mode="ignore"``: succeed without acting). Without ``error_id`` the message is raw text
+        the template writes itself; with it, a PowerShell error record (``FullyQualifiedErrorId``)."""
+        self.faults.setdefault(template, []).append({
+            "on_call": self.counters.get(template, 0) + on_call, "message": message, "exit": exit_code,
+            "mode": mode, "error_id": error_id, "warnings": list(warnings)})
 
     # -- queries ------------------------------------------------------------------------------
     def site(self, name: str) -> SimSite | None:
@@ -242,9 +244,9 @@ def _language(host: SimulatedWindowsHost, sim: IISSim) -> None:
     if sim.language_mode == "FullLanguage":
         return
     if _does(host, "$ExecutionContext.SessionState.LanguageMode"):
-        message = (f"{scripts.NOT_FULL_LANGUAGE} {sim.language_mode} mode (AppLocker or WDAC policy); the IIS "
+        message = (f"{getattr(scripts, 'NOT_FULL_LANGUAGE', '')} {sim.language_mode} mode (AppLocker or WDAC policy); the IIS "
                    "driver needs FullLanguage (Add-Type, New-Object).")
-        raise _Stdout(message + "\r\n", scripts.EXIT_NOT_FULL_LANGUAGE)
+        raise _Stdout(message + "\r\n", getattr(scripts, "EXIT_NOT_FULL_LANGUAGE", 6))
     script = _script(host)
     add_type, new_object = script.find("Add-Type"), script.find("New-Object")
     if add_type >= 0 and (new_object < 0 or add_type < new_object):
@@ -460,14 +462,15 @@ def _handler(name: str) -> Any:
     def run(host: SimulatedWindowsHost, params: Any) -> Any:
         sim = IISSim.load(host)
         sim.counters[name] = sim.counters.get(name, 0) + 1
-        fault = sim.faults.get(name)
+        fault = next((f for f in sim.faults.get(name, []) if f["on_call"] == sim.counters[name]), None)
         try:
             if name != "iis-discover":  # discovery's first New-Object comes after its reads
                 _language(host, sim)
-            if fault and sim.counters[name] == fault["on_call"]:
+            if fault:
                 if fault.get("mode") == "ignore":
                     return ""
-                raise PSError(fault["message"], fault["exit"])
+                raise PSError(fault["message"], fault["exit"], error_id=fault.get("error_id"),
+                              warnings=tuple(fault.get("warnings") or ()))
             return HANDLERS[name](host, sim, params)
         except _Stdout as out:
             return PSResult(out.text, "", out.code)

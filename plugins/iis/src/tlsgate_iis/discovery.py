@@ -224,7 +224,8 @@ def binding_node(binding: Binding, state: IISState) -> Node:
                     ip=binding.listen_ip if binding.binding_information else None, port=binding.port,
                     vendor=vendor(state), state=f"unreadable: the {what} could not be read: {binding.error}",
                     locator=binding.locator)
-    notes = ["active" if binding.site_state.lower() == "started" else (binding.site_state.lower() or "unknown")]
+    site_state = binding.site_state if binding.site_state.startswith("unknown (") else binding.site_state.lower()
+    notes = ["active" if site_state == "started" else (site_state or "unknown")]
     if binding.https:
         notes.append("SNI" if binding.sni else "IP-based")
         if binding.ssl_flags & ~SNI_FLAG:
