@@ -78,7 +78,7 @@ def test_1_bind_replaces_the_binding_where_update_in_place_fails(remote: Remote,
     sim = remote.load()
     sim.update_in_place_fails = True  # this host's CommitChanges fails with 0x80070520 on an update in place
     remote.save(sim)
-    views, attributes, stores = snapshot(sim)
+    views, attributes, _stores = snapshot(sim)
     new = bundle_of(iis_ca.issue("shop.example.com"))
     result = remote.install(new)
     after = remote.load()
@@ -106,7 +106,7 @@ def test_1_a_rollback_that_did_not_take_is_reported_loudly(remote: Remote, iis_c
     sim.fail("iis-bind", on_call=2)  # Blog fails ...
     sim.fail("iis-bind", on_call=4, mode="ignore")  # ... and restoring Shop "succeeds" without effect
     remote.save(sim)
-    with pytest.raises(OperationError, match="ROLLBACK INCOMPLETE, the bindings read back are not as before") as err:
+    with pytest.raises(OperationError, match=r"ROLLBACK INCOMPLETE, the bindings read back are not as before") as err:
         remote.install(bundle_of(iis_ca.issue("shop.example.com", "blog.example.com")))
     assert not err.value.rolled_back
     assert "site 'Shop' https binding '*:443:shop.example.com' has" in str(err.value)
@@ -135,8 +135,8 @@ def test_2_text_a_template_writes_itself_is_kept(remote: Remote, iis_ca: TestCA)
     sim = remote.load()
     sim.fail("iis-bind", message="The process cannot access the file because it is being used by another process.")
     remote.save(sim)
-    with pytest.raises(OperationError, match="binding site 'Shop' https binding '\\*:443:shop.example.com' to "
-                                             "certificate [0-9A-F]{40} failed: The process cannot access the file"):
+    with pytest.raises(OperationError, match=r"binding site 'Shop' https binding '\*:443:shop\.example\.com' to "
+                                             r"certificate [0-9A-F]{40} failed: The process cannot access the file"):
         remote.install(bundle_of(iis_ca.issue("shop.example.com")))
 
 
