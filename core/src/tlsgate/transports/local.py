@@ -27,24 +27,18 @@ class LocalConnection(Connection):
         self.powershell = powershell
         self._runner: Any = None
 
-    def run_powershell(
-        self,
-        template: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = 120,
-        secret_params: Mapping[str, Any] | None = None,
-    ) -> CommandResult:
+    def run_powershell(self, template: str, params: Mapping[str, Any] | None = None, **options: Any) -> CommandResult:
         """On a Windows gateway: the template runs in the gateway's own PowerShell, through the
         one local runner (:class:`tlsgate.transports.windows.LocalPowerShell`), exactly as over
-        WinRM (``$P`` in the script, ``$S`` on stdin). Elsewhere: no PowerShell (the base class)."""
+        WinRM (``$P`` in the script, ``$S`` on stdin; ``options``: ``timeout``, ``secret_params``).
+        Elsewhere: no PowerShell (the base class)."""
         if self.platform != "windows":
-            return super().run_powershell(template, params, timeout=timeout, secret_params=secret_params)
+            return super().run_powershell(template, params, **options)
         if self._runner is None:
             from .windows import LocalPowerShell
 
             self._runner = LocalPowerShell(program=self.powershell, host=self.host)
-        return self._runner.run_powershell(template, params, timeout=timeout, secret_params=secret_params)
+        return self._runner.run_powershell(template, params, **options)
 
     def run(
         self,
