@@ -66,7 +66,9 @@ class SimBinding:
 
     @property
     def parts(self) -> tuple[str, int, str]:
-        """(ip, port, host); the IP keeps IPv6 brackets. Only for http/https bindings: net.tcp
+        """(ip, port, host); the IP keeps IPv6 brackets (``[2001:db8::1]:443:``: an IPv6 address
+        has colons, so splitting at the first one is wrong; ansible community.windows #544 is the
+        same mistake in win_iis_webbinding). Only for http/https bindings: net.tcp
         ("808:*"), net.pipe ("*"), msmq.formatname ("localhost") and ftp have other formats
         (Microsoft Learn, "Bindings <bindings>" of system.applicationHost/sites)."""
         if self.info.startswith("["):
