@@ -136,7 +136,9 @@ if TYPE_CHECKING:
         sni_for,
         try_served_fingerprint,
     )
-    from .transports.windows import POWERSHELL_PREFIX, WindowsConnection
+    from .transports.windows import OUT_JSON as PS_OUT_JSON
+    from .transports.windows import POWERSHELL_PREFIX, WindowsConnection, ps_template
+    from .transports.windows import error_detail as powershell_error_detail
 
 #: Marks a hook implementation: ``@impl def install(endpoint, connection, bundle, ...): ...``
 impl = pluggy.HookimplMarker("tlsgate")
@@ -196,14 +198,19 @@ _LAZY = {
         "probe",
     ),
     **dict.fromkeys(("POWERSHELL_PREFIX", "WindowsConnection"), "transports.windows"),
+    # PowerShell templates of drivers that run their own (IIS): the scaffolding every template
+    # shares and the one-line failure reason of a PowerShell command
+    **dict.fromkeys(("PS_OUT_JSON", "powershell_error_detail", "ps_template"), "transports.windows"),
 }
+#: exported under another name than the module's own
+_RENAMED = {"PS_OUT_JSON": "OUT_JSON", "powershell_error_detail": "error_detail"}
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"tlsgate.{module}"), name)
+    value = getattr(importlib.import_module(f"tlsgate.{module}"), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 
@@ -215,6 +222,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "PLUGIN_API",
     "POWERSHELL_PREFIX",
+    "PS_OUT_JSON",
     "WILDCARDS",
     "CertFacts",
     "CertificateBundle",
@@ -264,8 +272,10 @@ __all__ = [
     "option",
     "order_chain",
     "pem_chain",
+    "powershell_error_detail",
     "probe_host",
     "probe_many",
+    "ps_template",
     "read_certificate",
     "reveal",
     "served_certificate",
@@ -276,3 +286,4 @@ __all__ = [
     "to_pem",
     "try_served_fingerprint",
 ]
+

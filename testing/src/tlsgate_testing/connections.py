@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from tlsgate.transports import ssh, windows
 from tlsgate.transports.local import LocalConnection
-from tlsgate.transports.windows import CMD_EXE_LIMIT, STDIN_PRELUDE, powershell_command_line
+from tlsgate.transports.windows import (
+    CMD_EXE_LIMIT,
+    STDIN_PRELUDE,
+    is_absolute_windows_path,
+    local_powershell_program,
+    powershell_command_line,
+)
 
-__all__ = ["CMD_EXE_LIMIT", "STDIN_PRELUDE", "LocalConnection", "powershell_command_line", "ssh", "windows"]
+__all__ = ["CMD_EXE_LIMIT", "STDIN_PRELUDE", "LocalConnection", "is_absolute_windows_path", "local_powershell_program",
+           "powershell_command_line", "ssh", "windows"]
