@@ -40,8 +40,7 @@ from pyasn1.codec.ber import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, univ
 from pyasn1_modules import rfc5208, rfc5652, rfc7292
-from tlsgate import certs
-from tlsgate.bundle import key_matches, order_chain
+from tlsgate.plugin import fingerprint, key_matches, order_chain
 
 from . import pbe
 from .entries import KeyEntry, Keystore, TrustedEntry
@@ -307,7 +306,7 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
     entries: list[KeyEntry | TrustedEntry] = []
     unnamed = 0
     all_certs = [b.cert for b in cert_bags if b.cert is not None]
-    fps = {id(c): certs.fingerprint(c) for c in all_certs}  # once each, not once per entry
+    fps = {id(c): fingerprint(c) for c in all_certs}  # once each, not once per entry
     for kb in key_bags:
         key = None
         leaf_bag = next((c for c in cert_bags if kb.local_id and c.local_id == kb.local_id), None)
@@ -331,13 +330,13 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
     # chain certificates belong to their entries (so a replaced entry's old intermediates go
     # with it); only certificates no entry uses are kept as loose ones. Friendly names that
     # chain certificates carried (Java writes the subject DN there) are kept.
-    in_chains = {certs.fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
+    in_chains = {fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
     names: dict[str, str] = {}
     extra: list[tuple[x509.Certificate, str | None]] = []
     for cb in cert_bags:
         if id(cb) in used or cb.cert is None:
             continue
-        fp = certs.fingerprint(cb.cert)
+        fp = fingerprint(cb.cert)
         if cb.trusted:
             if not cb.friendly:
                 unnamed += 1
@@ -391,13 +390,13 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
                 items += safe_items(pkcs12.serialize_key_and_certificates(
                     entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None, enc))
             for cert in entry.certs[1:]:
-                fp = certs.fingerprint(cert)
+                fp = fingerprint(cert)
                 name = store.layout.get("cert_names", {}).get(fp)
                 chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
         else:
             trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
     for cert, name in store.extra:
-        chain_certs[certs.fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
+        chain_certs[fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
     if chain_certs:
         items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
     if trusted:
