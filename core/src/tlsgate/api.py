@@ -361,13 +361,14 @@ class Gateway:
     def _store_nodes(self, endpoint: Endpoint, nodes: Sequence[Node]) -> None:
         from cryptography import x509
 
-        for node in nodes:
-            if node.certificate:
-                try:
-                    cert = x509.load_der_x509_certificate(node.certificate)
-                except ValueError:
-                    continue
-                self.inventory.record_certificate(cert, source=f"discovered:{endpoint.name}")
+        found = []
+        for der in dict.fromkeys(n.certificate for n in nodes if n.certificate):  # distinct, in order
+            try:
+                found.append(x509.load_der_x509_certificate(der))
+            except ValueError:
+                continue
+        if found:
+            self.inventory.record_certificates(found, source=f"discovered:{endpoint.name}")
         self.inventory.replace_nodes(endpoint.instance_id, nodes)
 
     def nodes(self, ref: str) -> list[NodeView]:
