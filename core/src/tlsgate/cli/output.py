@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # rich is imported by the first command that prints through it (start-up time)
+    from rich.console import Console
 
 _console: Console | None = None
 
@@ -16,6 +16,8 @@ _console: Console | None = None
 def console() -> Console:
     global _console
     if _console is None:
+        from rich.console import Console
+
         # piped output (scripts, CI logs) gets wide tables instead of rich's 80-column default
         _console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     return _console
@@ -26,6 +28,9 @@ def emit_json(data: Any) -> None:
 
 
 def say(text: str) -> None:
+    if _console is None and not sys.stdout.isatty():
+        sys.stdout.write(text + "\n")  # piped: the text as it is, without importing rich
+        return
     console().print(text, markup=False)
 
 
@@ -34,6 +39,8 @@ def warn(text: str) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    from rich.table import Table
+
     t = Table(*columns, title=title, show_lines=False, header_style="bold")
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
