@@ -125,6 +125,46 @@ class LazyGroup(TyperGroup):
             raise
 
 
+class _LightCoercion:
+    """Typer (0.29) coerces every parameter's value through a pydantic ``TypeAdapter`` it builds
+    on first use, and builds it even for a value that is absent (``None``), so any command, even
+    ``tls add nginx --help``, imported pydantic (~0.15 s, as much as Typer itself). This keeps
+    Typer's semantics and skips that where they are trivial: an absent value is None (or () for a
+    multi-value option) exactly as ``RuntimeParam.coerce`` returns; a ``str`` value of a ``str``
+    parameter without a custom parser is itself; anything else goes to Typer's own coercion."""
+
+    def __init__(self, descriptor: Any) -> None:
+        self.descriptor = descriptor
+        self.plain_str = descriptor.annotation is str and descriptor.parameter_info.parser is None \
+            and descriptor.file_annotation is None
+        self.full: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
+        if value is None:
+            return () if (param.multiple or param.nargs == -1) else None
+        if self.plain_str and isinstance(value, str) and not param.multiple and param.nargs == 1:
+            return value
+        if self.full is None:
+            from typer._coercion import build_runtime_param
+
+            self.full = build_runtime_param(self.descriptor)
+        return self.full.coerce(value, param=param, ctx=ctx)
+
+
+def _light(command: click.Command) -> click.Command:
+    """Install :class:`_LightCoercion` on the parameters of ``command`` (and of its built
+    subcommands). Parameters of another Typer version than the one this knows stay as they are.
+    The help option is made here (Click makes it once per command, from the context's
+    ``help_option_names``: every tlsgate command has :data:`CONTEXT`'s)."""
+    help_option = command.get_help_option(click.Context(command, **CONTEXT))  # type: ignore[arg-type]
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "_runtime_param", 0) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = _LightCoercion(param.type_descriptor)  # type: ignore[attr-defined]
+    for sub in getattr(command, "commands", {}).values():
+        _light(sub)
+    return command
+
+
 def _group(help_text: str, register: Callable[[typer.Typer], None] | None = None,
            lazy: Callable[[], dict[str, tuple[str, Callable[[], click.Command]]]] | None = None,
            ) -> Callable[[], click.Command]:
@@ -140,7 +180,7 @@ def _group(help_text: str, register: Callable[[typer.Typer], None] | None = None
         command = typer.main.get_command(group)
         assert isinstance(command, LazyGroup)
         command.lazy = lazy() if lazy is not None else {}
-        return command
+        return _light(command)
 
     return build
 
@@ -231,7 +271,7 @@ def _single(name: str, help_text: str, fn: Callable[..., Any], *, hidden: bool =
     holder.command(name, help=help_text, context_settings=CONTEXT, hidden=hidden)(fn)
     command = typer.main.get_command(holder)
     command.name = name
-    return command
+    return _light(command)
 
 
 #: The top-level groups: name -> (one-line help, builder). A new command group is one line here.
@@ -259,7 +299,7 @@ def build_app() -> click.Command:
     command = typer.main.get_command(app)
     assert isinstance(command, LazyGroup)
     command.lazy = dict(GROUPS)
-    return command
+    return _light(command)
 
 
 def _type_help(type_name: str) -> str:
