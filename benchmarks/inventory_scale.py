@@ -39,7 +39,7 @@ def _certificates(n: int) -> list[object]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certs = []
     for i in range(n):
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"site{i}.example.test")])
@@ -87,7 +87,7 @@ def timed(argv: list[str], env: dict[str, str], repeat: int) -> tuple[float, flo
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        proc = subprocess.run(argv, env=env, capture_output=True, check=True)
         wall = min(wall, time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = min(cpu, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)

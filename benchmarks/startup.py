@@ -41,14 +41,14 @@ def main() -> None:
         # makes every run compile tlsgate's editable sources again); one warm-up run writes it
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         for argv in COMMANDS.values():
-            subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+            subprocess.run(argv, env=env, capture_output=True, check=True)
         best = dict.fromkeys(COMMANDS, float("inf"))
         cpu = dict.fromkeys(COMMANDS, float("inf"))
         for _ in range(args.repeat):
             for label, argv in COMMANDS.items():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
-                subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+                subprocess.run(argv, env=env, capture_output=True, check=True)
                 best[label] = min(best[label], time.perf_counter() - start)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime

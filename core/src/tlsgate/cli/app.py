@@ -80,7 +80,7 @@ class LazyGroup(TyperGroup):
     signature into Click parameters when it builds a group, and ``tls add`` has one command per
     endpoint type built from its plugin's declared options: building them all for every run was
     most of ``tlsgate --help``'s time. The group's help lists lazy names with their one-line help
-    without building them."""
+    without building them (one whose help is empty is hidden)."""
 
     lazy: dict[str, tuple[str, Callable[[], click.Command]]]
 
@@ -97,7 +97,9 @@ class LazyGroup(TyperGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         lazy = getattr(self, "lazy", {})
         names = self.list_commands(ctx)
-        shown = [n for n in names if n in lazy and n not in self.commands or not self.commands[n].hidden]
+        # a lazy name with no help is hidden (``tls add none`` when no endpoint type is installed)
+        shown = [n for n in names if (n in lazy and n not in self.commands and lazy[n][0])
+                 or (n in self.commands and not self.commands[n].hidden)]
         if not shown:
             return
         limit = formatter.width - 6 - max(len(n) for n in shown)
