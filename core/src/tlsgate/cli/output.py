@@ -41,9 +41,14 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+#: control characters other than newline and tab, shown escaped in plain (piped) output
+_CONTROL_ESCAPES = {i: f"\\x{i:02x}" for i in (*range(9), *range(11, 32), *range(127, 160))}
+
+
 def say(text: str) -> None:
     if _console is None and not sys.stdout.isatty():
-        sys.stdout.write(text + "\n")  # piped: the text as it is, without importing rich
+        # piped: the text without importing rich; control characters (ESC, CR, ...) escaped
+        sys.stdout.write(text.translate(_CONTROL_ESCAPES) + "\n")
         return
     console().print(text, markup=False)
 
