@@ -191,40 +191,15 @@ def _no_options() -> None:
     """A group's callback: groups take no options of their own."""
 
 
-def _tls(group: typer.Typer) -> None:
-    from . import tls as tls_cmds
+def _registers(module: str, function: str = "register") -> Callable[[typer.Typer], None]:
+    """``tlsgate.cli.<module>.<function>(group)``, the module imported only when the group is built."""
 
-    tls_cmds.register(group)
+    def register(group: typer.Typer) -> None:
+        import importlib
 
+        getattr(importlib.import_module(f"{__package__}.{module}"), function)(group)
 
-def _org(group: typer.Typer) -> None:
-    from . import org as org_cmds
-
-    org_cmds.register(group)
-
-
-def _cert(group: typer.Typer) -> None:
-    from . import cert as cert_cmds
-
-    cert_cmds.register(group)
-
-
-def _store(group: typer.Typer) -> None:
-    from . import store as store_cmds
-
-    store_cmds.register(group)
-
-
-def _plugins(group: typer.Typer) -> None:
-    from . import misc
-
-    misc.register_plugins(group)
-
-
-def _top(app: typer.Typer) -> None:
-    from . import misc
-
-    misc.register_top(app)
+    return register
 
 
 def _endpoint_types() -> dict[str, tuple[str, Callable[[], click.Command]]]:
@@ -279,11 +254,11 @@ def _single(name: str, help_text: str, fn: Callable[..., Any], *, hidden: bool =
 #: The top-level groups: name -> (one-line help, builder). A new command group is one line here.
 GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
     "tls": ("Endpoints: add, discover, install, restart.",
-            _group("Endpoints: add, discover, install, restart.", _tls, _tls_subgroups)),
-    "org": ("Organizations and departments.", _group("Organizations and departments.", _org)),
-    "cert": ("Certificates in the inventory.", _group("Certificates in the inventory.", _cert)),
-    "store": ("Credential stores.", _group("Credential stores.", _store, _store_subgroups)),
-    "plugins": ("Installed plugins.", _group("Installed plugins.", _plugins)),
+            _group("Endpoints: add, discover, install, restart.", _registers("tls"), _tls_subgroups)),
+    "org": ("Organizations and departments.", _group("Organizations and departments.", _registers("org"))),
+    "cert": ("Certificates in the inventory.", _group("Certificates in the inventory.", _registers("cert"))),
+    "store": ("Credential stores.", _group("Credential stores.", _registers("store"), _store_subgroups)),
+    "plugins": ("Installed plugins.", _group("Installed plugins.", _registers("misc", "register_plugins"))),
 }
 
 
@@ -297,7 +272,7 @@ def build_app() -> click.Command:
         help="tlsgate: discover, install and verify TLS certificates on web servers and keystores.",
     )
     app.callback()(_no_options)
-    _top(app)
+    _registers("misc", "register_top")(app)
     command = typer.main.get_command(app)
     assert isinstance(command, LazyGroup)
     command.lazy = dict(GROUPS)
