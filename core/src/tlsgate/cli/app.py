@@ -231,8 +231,7 @@ def _add_help() -> str:
 
 def _tls_subgroups() -> dict[str, tuple[str, Callable[[], click.Command]]]:
     def build_add() -> click.Command:
-        command = _group(_add_help(), lazy=_endpoint_types)()
-        return command
+        return _group(_add_help(), lazy=_endpoint_types)()  # its help says when no type is installed
 
     return {"add": ("Add an endpoint of an installed type.", build_add)}
 
