@@ -18,13 +18,13 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from . import crypto
+from . import crypto, leases
 from .bundle import CertificateBundle
 from .connection import Connection
 from .errors import OperationError, ValidationError
@@ -60,6 +60,8 @@ class InstallOutcome:
     certificate_id: int | None
     result: InstallResult
     nodes_after: tuple[Node, ...] = ()
+    #: why nothing was installed (``replaces`` matched no node), else None
+    skipped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -75,6 +77,7 @@ class InstallOutcome:
             "rolled_back": r.rolled_back,
             "plan": [attrs.asdict(s) for s in r.plan],
             "messages": list(r.messages),
+            "skipped": self.skipped,
         }
 
 
@@ -340,8 +343,16 @@ class Gateway:
         finally:
             conn.close()
 
+    @contextmanager
+    def lease(self, endpoint: Endpoint, *, job_id: int | None = None) -> Iterator[leases.Lease]:
+        """Hold the endpoint's lease (see :mod:`tlsgate.leases`): no other job, thread, process or
+        gateway changes this endpoint meanwhile; a second one waits (``TLSGATE_LEASE_WAIT``) and
+        then fails with "endpoint X is busy (job J on H since T)"."""
+        with leases.hold(self.inventory, endpoint.instance_id, endpoint.name, job_id=job_id) as held:
+            yield held
+
     # -- jobs -------------------------------------------------------------------------------------
-    def discover(self, ref: str) -> list[Node]:
+    def discover(self, ref: str, *, job_id: int | None = None) -> list[Node]:
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -349,12 +360,13 @@ class Gateway:
                 f"run: tlsgate tls delegate {endpoint.name} --org ORG [--department DEPT]"
             )
         try:
-            with self.connect(endpoint) as conn:
+            # under the lease: a discovery must not store what it read before an install finished
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
                 nodes = self.registry.discover_nodes(endpoint, conn)
+                self._store_nodes(endpoint, nodes)
         except Exception as exc:
             self._audit("tls discover", "failed", endpoint, details={"error": str(exc)})
             raise
-        self._store_nodes(endpoint, nodes)
         self._audit("tls discover", "ok", endpoint, details={"nodes": len(nodes)})
         return nodes
 
@@ -391,9 +403,16 @@ class Gateway:
         nodes: Sequence[str] = (),
         alias: str | None = None,
         dry_run: bool = False,
+        replaces: str | None = None,
+        job_id: int | None = None,
     ) -> InstallOutcome:
         """Install a bundle: record the certificate (assigned to the endpoint's organization),
-        run the driver's transaction, re-discover. Raises OperationError when it rolled back."""
+        run the driver's transaction, re-discover. Raises OperationError when it rolled back.
+
+        The whole transaction holds the endpoint's lease (not a dry run). ``replaces``: a SHA-256
+        fingerprint; the nodes installed on are those the fresh discovery shows serving it (none:
+        nothing is installed and the outcome says so, ``result.nodes`` empty and ``skipped`` set).
+        """
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -406,9 +425,15 @@ class Gateway:
                                    "nodes": list(nodes), "alias": alias, "dry_run": dry_run}
         before: str | None = None
         try:
-            with self.connect(endpoint) as conn:
+            with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
                 current = self.registry.discover_nodes(endpoint, conn)
-                chosen = _select_nodes(endpoint, current, nodes)
+                if replaces is not None:
+                    chosen = [n for n in current if n.fingerprint == replaces]
+                    if not chosen:
+                        return InstallOutcome(endpoint.name, None, InstallResult(dry_run=dry_run), tuple(current),
+                                              skipped=f"no node serves {replaces[:16]}... any more")
+                else:
+                    chosen = _select_nodes(endpoint, current, nodes)
                 before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
                 token = current_backup_sink.set(sink)
                 try:
@@ -416,29 +441,33 @@ class Gateway:
                 finally:
                     current_backup_sink.reset(token)
                 after_nodes: list[Node] = []
+                cert_id = None
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
+                    # recorded while the lease is held, so the inventory matches the endpoint
+                    org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
+                    cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
+                                                                org_id=org_id, dept_id=dept_id)
+                    self._store_nodes(endpoint, after_nodes)
         except Exception as exc:
             if not dry_run:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
                                      endpoint, before=before, after=None,
-                                     details={**details, "error": str(exc)})
+                                     details={**details, "error": str(exc), **_job(job_id)})
             raise
-        cert_id = None
         if not dry_run:
-            org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-            cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
-                                                        org_id=org_id, dept_id=dept_id)
-            self._store_nodes(endpoint, after_nodes)
             self._audit("tls install", "ok", endpoint, before=before, after=bundle.fingerprint,
                                  details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                          "verified": result.verified})
+                                          "verified": result.verified, **_job(job_id)})
         return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes))
 
-    def restart(self, ref: str) -> RestartResult:
+    def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:
+        return nullcontext() if dry_run else self.lease(endpoint, job_id=job_id)
+
+    def restart(self, ref: str, *, job_id: int | None = None) -> RestartResult:
         endpoint = self.endpoint(ref)
         try:
-            with self.connect(endpoint) as conn:
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
                 result = self.registry.restart(endpoint, conn)
         except Exception as exc:
             self._audit("tls restart", "failed", endpoint, details={"error": str(exc)})
@@ -447,9 +476,9 @@ class Gateway:
                                                                              "restarted": result.restarted})
         return result
 
-    def run_script(self, ref: str, script: str, args: Sequence[str]) -> ScriptResult:
+    def run_script(self, ref: str, script: str, args: Sequence[str], *, job_id: int | None = None) -> ScriptResult:
         endpoint = self.endpoint(ref)
-        with self.connect(endpoint) as conn:
+        with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
             result = self.registry.run_script(endpoint, conn, script, args)
         self._audit("tls run-script", "ok" if result.ok else "failed", endpoint,
                              details={"script": script, "args": list(args), "exit_code": result.exit_code})
@@ -536,6 +565,10 @@ class Gateway:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
         self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
+
+
+def _job(job_id: int | None) -> dict[str, Any]:
+    return {"job_id": job_id} if job_id is not None else {}
 
 
 def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[str]) -> list[Node]:

@@ -206,6 +206,11 @@ class Inventory:
     def close(self) -> None:
         self.db.close()
 
+    def reopen(self) -> Inventory:
+        """A new connection to the same inventory (for another thread: connections are not
+        shared across threads)."""
+        return type(self)(self.path)
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the database lock at once (no upgrade deadlocks)."""
