@@ -62,6 +62,8 @@ class InstallOutcome:
     nodes_after: tuple[Node, ...] = ()
     #: why nothing was installed (``replaces`` matched no node), else None
     skipped: str | None = None
+    #: the fingerprints the chosen nodes served before (comma-separated), if any
+    before: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -459,10 +461,71 @@ class Gateway:
             self._audit("tls install", "ok", endpoint, before=before, after=bundle.fingerprint,
                                  details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
                                           "verified": result.verified, **_job(job_id)})
-        return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes))
+        return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), before=before)
 
     def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:
         return nullcontext() if dry_run else self.lease(endpoint, job_id=job_id)
+
+    def verify(self, ref: str) -> list[dict[str, Any]]:
+        """Compare what each node serves with the inventory's last discovery: TLS nodes by a
+        handshake (with SNI, each distinct address/port/SNI once), file nodes (keystore entries)
+        by reading the endpoint again over one connection. One dict per node: endpoint, node,
+        port, expected and served fingerprints, certificate (ID, or External), not_after, result
+        (``ok`` / ``mismatch`` / ``unreachable`` / ``not probed``)."""
+        from . import probe
+
+        stored = self.inventory.get_endpoint(ref)
+        endpoint = self._materialise(stored)
+        nodes = self.inventory.nodes(stored.id)
+        ctype = self.registry.connection_types.get(endpoint.connection.type)
+        local = not (ctype and ctype.remote)
+        targets: dict[int, probe.Target] = {}
+        files: list[int] = []
+        for i, node in enumerate(nodes):
+            if node.protocol == "https" and node.port:
+                if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
+                    continue
+                targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
+                                          probe.sni_for(node.name))
+            elif node.fingerprint:
+                files.append(i)
+        served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
+        served_files: dict[str, str | None] = {}
+        file_error = None
+        if files:
+            try:
+                with self.connect(endpoint) as conn:
+                    served_files = {n.key: n.fingerprint for n in self.registry.discover_nodes(endpoint, conn)}
+            except Exception as exc:  # noqa: BLE001 - the nodes are reported unreachable
+                file_error = str(exc)
+        known = {c.fingerprint: c for c in self.inventory.certificates()}
+        out = []
+        for i, node in enumerate(nodes):
+            if i in targets:
+                served = served_tls.get(targets[i])
+                missing = served is None
+            elif i in files:
+                served = served_files.get(node.key)
+                missing = file_error is not None or served is None
+            else:
+                if not node.fingerprint:
+                    continue
+                served, missing = None, False
+            if i not in targets and i not in files:
+                result = "not probed"
+            elif missing:
+                result = "unreachable"
+            else:
+                result = "ok" if served == node.fingerprint else "mismatch"
+            rec = known.get(served or "")
+            out.append({
+                "endpoint": stored.name, "node": node.name, "port": node.port, "protocol": node.protocol,
+                "expected": node.fingerprint, "served": served,
+                "certificate": (str(rec.id) if rec and rec.organization else "External") if served else None,
+                "not_after": rec.not_after if rec else (node.not_after.isoformat() if node.not_after else None),
+                "result": result, **({"error": file_error} if i in files and file_error else {}),
+            })
+        return out
 
     def restart(self, ref: str, *, job_id: int | None = None) -> RestartResult:
         endpoint = self.endpoint(ref)
@@ -531,6 +594,28 @@ class Gateway:
     # -- certificates -----------------------------------------------------------------------------
     def certificates(self) -> list[Any]:
         return self.inventory.certificates()
+
+    def record_certificate_with_key(self, bundle: CertificateBundle, *, source: str, org: str | None = None,
+                                    department: str | None = None) -> int:
+        """Record a certificate with its key (sealed) and chain, so it can be deployed by ID
+        (``tlsgate cert deploy ID``); returns its ID. Used by ``cert deploy`` and ACME issuance."""
+        org_id, dept_id = self.inventory.org_ids(org, department) if org else (None, None)
+        cert_id = self.inventory.record_certificate_with_key(bundle, source=source, org_id=org_id, dept_id=dept_id)
+        self.inventory.audit("cert record", "ok", details={"certificate_id": cert_id, "fingerprint": bundle.fingerprint,
+                                                           "subject": bundle.subject, "source": source})
+        return cert_id
+
+    def load_bundle(self, cert_id: int) -> CertificateBundle:
+        """The certificate, key and chain of a certificate whose key the inventory holds."""
+        return self.inventory.load_bundle(cert_id)
+
+    def certificate(self, ref: int | str) -> Any:
+        """A certificate record by ID or SHA-256 fingerprint."""
+        return self.inventory.certificate(ref)
+
+    def serving_nodes(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Every node whose last discovery saw this certificate."""
+        return self.inventory.serving_nodes(fingerprint)
 
     def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
         self.inventory.assign_certificate(cert_id, org, department)

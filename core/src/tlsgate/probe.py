@@ -9,7 +9,8 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import attrs
@@ -58,9 +59,16 @@ def sni_for(name: str | None) -> str | None:
         return name
 
 
-def served_certificate(host: str, port: int, sni: str | None = None, *, timeout: float = 5.0) -> bytes:
+#: connect timeout of probes (a TCP connect on a live host answers in milliseconds; a dead or
+#: filtered one should not hold a discovery of thousands of nodes)
+CONNECT_TIMEOUT = 1.5
+
+
+def served_certificate(host: str, port: int, sni: str | None = None, *, timeout: float = 5.0,
+                       connect_timeout: float | None = None) -> bytes:
     """The DER certificate served at host:port for ``sni``. Raises OSError when unreachable."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=connect_timeout or timeout) as sock:
+        sock.settimeout(timeout)
         with _context().wrap_socket(sock, server_hostname=sni) as tls:
             der = tls.getpeercert(binary_form=True)
     if not der:
@@ -74,6 +82,52 @@ def try_served_fingerprint(host: str, port: int, sni: str | None = None, *, time
         return hashlib.sha256(served_certificate(host, port, sni, timeout=timeout)).hexdigest()
     except (OSError, ssl.SSLError, ValueError):
         return None
+
+
+def probe_many(targets: Iterable[Target], *, timeout: float = 3.0, threads: int = 16,
+               connect_timeout: float = CONNECT_TIMEOUT) -> dict[Target, bytes | None]:
+    """The DER certificate each target serves (None where nothing answers TLS).
+
+    At scale: each distinct (address, port, SNI) is handshaked once; one handshake per
+    (address, port) goes first, and the other SNI names of a port that refused the connection
+    (or did not accept it within ``connect_timeout``) are not tried; the rest run in a bounded
+    pool of ``threads``."""
+    unique = sorted(set(targets), key=str)
+    if not unique:
+        return {}
+    by_port: dict[tuple[str, int], list[Target]] = {}
+    for t in unique:
+        by_port.setdefault((t.host, t.port), []).append(t)
+    dead: set[tuple[str, int]] = set()
+
+    def one(target: Target) -> bytes | None:
+        if (target.host, target.port) in dead:
+            return None
+        try:
+            return served_certificate(target.host, target.port, target.sni, timeout=timeout,
+                                      connect_timeout=connect_timeout)
+        except (ConnectionRefusedError, TimeoutError, socket.gaierror):
+            dead.add((target.host, target.port))
+            return None
+        except (OSError, ssl.SSLError, ValueError):
+            return None
+
+    out: dict[Target, bytes | None] = {}
+    firsts = [group[0] for group in by_port.values()]
+    rest = [t for group in by_port.values() for t in group[1:]]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(unique)))) as pool:
+        out.update(zip(firsts, pool.map(one, firsts), strict=True))
+        live = [t for t in rest if (t.host, t.port) not in dead]
+        out.update(zip(live, pool.map(one, live), strict=True))
+    for t in rest:
+        out.setdefault(t, None)
+    return out
+
+
+def served_fingerprints(targets: Iterable[Target], *, timeout: float = 3.0, threads: int = 16) -> dict[Target, str | None]:
+    """:func:`probe_many` as SHA-256 fingerprints (None where nothing answers TLS)."""
+    return {t: (hashlib.sha256(der).hexdigest() if der else None)
+            for t, der in probe_many(targets, timeout=timeout, threads=threads).items()}
 
 
 def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: float = 20.0) -> None:

@@ -77,6 +77,7 @@ def build_app() -> typer.Typer:
     cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
     store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
     store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
+    job = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Fleet jobs: list, show, retry.")
     plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
     app.add_typer(tls, name="tls")
     tls.add_typer(add, name="add")
@@ -84,6 +85,7 @@ def build_app() -> typer.Typer:
     app.add_typer(cert, name="cert")
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
+    app.add_typer(job, name="job")
     app.add_typer(plugins, name="plugins")
 
     registry = get_registry()
@@ -101,6 +103,7 @@ def build_app() -> typer.Typer:
         _add_store_command(store_add, kind)
 
     from . import cert as cert_cmds
+    from . import job as job_cmds
     from . import misc
     from . import org as org_cmds
     from . import store as store_cmds
@@ -109,7 +112,9 @@ def build_app() -> typer.Typer:
     tls_cmds.register(tls)
     org_cmds.register(org)
     cert_cmds.register(cert)
+    cert_cmds.register_fleet(cert)
     store_cmds.register(store)
+    job_cmds.register(job)
     misc.register(app, plugins)
     return app
 

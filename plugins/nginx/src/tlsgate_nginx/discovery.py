@@ -8,12 +8,11 @@ import hashlib
 import re
 import ssl
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 from cryptography import x509
 from tlsgate import Connection, Endpoint, Node, TlsgateError, certs
-from tlsgate.probe import Target, probe_host, served_certificate, sni_for
+from tlsgate.probe import Target, probe_host, probe_many, served_certificate, sni_for
 
 from .config import NginxConfig, ServerBlock, gc_paused, load
 
@@ -175,8 +174,7 @@ def confirm_by_handshake(
         if target is not None:
             targets[node.key] = target
     unique = sorted(set(targets.values()), key=str)
-    with ThreadPoolExecutor(max_workers=min(_PROBE_THREADS, max(1, len(unique)))) as pool:
-        served = dict(zip(unique, pool.map(lambda t: _served(t.host, t.port, t.sni), unique), strict=True))
+    served = probe_many(unique, timeout=3.0, threads=_PROBE_THREADS)
     for node, _server in pairs:
         target = targets.get(node.key)
         if target is None:
