@@ -622,6 +622,18 @@ class Gateway:
         self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,
                                                            "department": department})
 
+    # -- fleet jobs -------------------------------------------------------------------------------
+    def job(self, job_id: int) -> Any:
+        """A fleet job with its items (see :mod:`tlsgate.jobs`; a dead runner's job reads interrupted)."""
+        from . import jobs
+
+        return jobs.get(self.inventory, job_id)
+
+    def jobs(self, limit: int | None = None) -> list[Any]:
+        from . import jobs
+
+        return jobs.list_jobs(self.inventory, limit)
+
     # -- credential stores ------------------------------------------------------------------------
     def add_store(self, kind: str, name: str, options: dict[str, Any]) -> None:
         stype = self.registry.credential_stores.get(kind)

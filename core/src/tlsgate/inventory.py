@@ -201,7 +201,9 @@ class Inventory:
         if new:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # check_same_thread off: a connection is used by one thread at a time, but a fleet run's
+        # worker connections are closed by the thread that started the run
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA foreign_keys = ON")
