@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -106,7 +107,15 @@ class Fleet:
         return json.loads(r.stdout)
 
     def nodes(self, name: str) -> list[dict]:  # type: ignore[type-arg]
-        return self.js("tls", "nodes", name)  # type: ignore[return-value]
+        """The inventory's nodes of an endpoint, read directly (what ``tls nodes --json`` prints;
+        one CLI start per endpoint would be most of this module's time)."""
+        db = sqlite3.connect(Path(self.env["TLSGATE_HOME"]) / "inventory.sqlite3")
+        try:
+            rows = db.execute("SELECT n.name, n.port, n.fingerprint FROM nodes n JOIN endpoints e "
+                              "ON e.id = n.endpoint_id WHERE e.name = ? ORDER BY n.id", (name,)).fetchall()
+        finally:
+            db.close()
+        return [{"name": r[0], "port": r[1], "fingerprint": r[2]} for r in rows]
 
 
 def _write_jks(path: Path, issued, alias: str) -> None:  # type: ignore[no-untyped-def]
@@ -247,6 +256,9 @@ def test_deploy_replaces_exactly_the_nodes_that_served_old(fleet: Fleet, tmp_pat
             else:
                 assert after.get(k) == fp, (name, k)  # the keep entry, alpha, gamma: untouched
 
+    cli_nodes = f.js("tls", "nodes", "web-nginx")
+    assert sorted((n["name"], n["port"], n["fingerprint"]) for n in cli_nodes) == sorted(
+        (n["name"], n["port"], n["fingerprint"]) for n in f.nodes("web-nginx"))
     verify = f.js("tls", "verify", "--all")
     rows = [c for i in verify["items"] for c in i["details"]["nodes"]]  # type: ignore[index]
     assert rows and all(c["result"] in ("ok", "not probed") for c in rows), rows

@@ -384,6 +384,39 @@ class Inventory:
             )
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
+    def record_certificates_der(self, ders: dict[str, bytes], *, source: str) -> None:
+        """Record many certificates (fingerprint -> DER) at once: only those not yet known are
+        parsed; one transaction; a certificate another process records meanwhile is kept."""
+        from cryptography import x509
+
+        from . import certs as c
+
+        fps = list(ders)
+        known: set[str] = set()
+        for i in range(0, len(fps), 500):
+            chunk = fps[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(r[0] for r in self.db.execute(
+                f"SELECT fingerprint FROM certificates WHERE fingerprint IN ({marks})", chunk))  # noqa: S608 - only ?s
+        rows = []
+        stamp = now()
+        for fp in fps:
+            if fp in known:
+                continue
+            try:
+                cert = x509.load_der_x509_certificate(ders[fp])
+            except ValueError:
+                continue
+            rows.append((c.fingerprint(cert), c.subject_text(cert), cert.issuer.rfc4514_string(),
+                         json.dumps(c.dns_names(cert)), cert.not_valid_before_utc.isoformat(),
+                         cert.not_valid_after_utc.isoformat(), c.to_pem(cert).decode(), source, stamp))
+        if not rows:
+            return
+        with self.write() as db:
+            db.executemany(
+                "INSERT INTO certificates(fingerprint, subject, issuer, names, not_before, not_after, pem, source, "
+                "created) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(fingerprint) DO NOTHING", rows)
+
     def record_certificate_with_key(
         self, bundle: Any, *, source: str, org_id: int | None = None, dept_id: int | None = None
     ) -> int:

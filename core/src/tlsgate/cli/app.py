@@ -64,7 +64,10 @@ def _with_signature(fn: Callable[..., Any], params: list[inspect.Parameter]) -> 
     return fn
 
 
-def build_app() -> typer.Typer:
+def build_app(args: list[str] | None = None) -> typer.Typer:
+    """The application; with ``args``, the per-type ``tls add X`` / ``store add X`` commands are
+    built only when that group is invoked (Typer converts every command's signature on every run:
+    for ``tls discover`` that was most of the start-up time)."""
     app = typer.Typer(
         # plain (non-rich) usage errors: one "Error: ..." line naming the option, as scripts expect
         context_settings=CONTEXT, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -97,10 +100,13 @@ def build_app() -> typer.Typer:
 
         add.info.help = "Add an endpoint. No endpoint types are installed: install a plugin (e.g. tlsgate-keystores)."
 
-    for type_name in sorted(registry.endpoint_types):
-        _add_type_command(add, type_name)
-    for kind in sorted(registry.credential_stores):
-        _add_store_command(store_add, kind)
+    words = [a for a in (args or []) if not a.startswith("-")][:2]
+    if args is None or words == ["tls", "add"] or words == ["tls"] or not words:
+        for type_name in sorted(registry.endpoint_types):
+            _add_type_command(add, type_name)
+    if args is None or words == ["store", "add"] or words == ["store"] or not words:
+        for kind in sorted(registry.credential_stores):
+            _add_store_command(store_add, kind)
 
     from . import cert as cert_cmds
     from . import job as job_cmds
