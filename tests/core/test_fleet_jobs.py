@@ -87,7 +87,7 @@ def test_deploy_job_restores_a_failure_and_retry_finishes(estate) -> None:  # ty
 
 
 def test_max_failures_and_canary_skip_the_rest(estate) -> None:  # type: ignore[no-untyped-def]
-    gw, old, bundle, cid, _ = estate
+    gw, old, _bundle, cid, _ = estate
     chosen = [e for e in fleet.select(gw, fleet.Selection(replaces=old.fingerprint)) if e.name != "f0"]
     assert names(chosen) == ["f1", "f2", "f3", "f4"]
     chosen = [chosen[1], *chosen[:1], *chosen[2:]]  # f2 (fails) first
