@@ -165,6 +165,7 @@ def test_plain_table_one_line_per_row_no_control_characters(rows: list[list[str]
     finally:
         sys.stdout = old
     lines = buf.getvalue().split("\n")[:-1]
+    assert not any(127 <= ord(ch) < 160 for line in lines for ch in line)
     assert len(lines) == len(rows) + 2
     assert not any(ord(ch) < 32 or ord(ch) == 127 for line in lines for ch in line)
     for row, line in zip(rows, lines[2:], strict=True):

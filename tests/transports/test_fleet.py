@@ -81,6 +81,10 @@ class Forwarder:
 
     def stop(self) -> None:
         if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not on Linux)
+            except OSError:
+                pass
             self._sock.close()
             self._sock = None
         for c in self._conns:

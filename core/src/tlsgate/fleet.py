@@ -106,7 +106,7 @@ def create_job(gateway: Gateway, kind: str, endpoints: Sequence[StoredEndpoint],
                *, holder: str | None = None) -> int:
     if kind not in KINDS:
         raise ValidationError(f"unknown job kind {kind!r} (one of: {', '.join(KINDS)})")
-    zones = {r[0]: r[1] for r in gateway.inventory.db.execute("SELECT id, zone FROM endpoints")}
+    zones = {r["id"]: r["zone"] for r in gateway.inventory.db.execute("SELECT id, zone FROM endpoints")}
     return jobs.create(gateway.inventory, kind, params,
                        [(s.id, s.name, zones.get(s.id) or "default") for s in endpoints], holder=holder)
 

@@ -396,7 +396,7 @@ class Inventory:
         for i in range(0, len(fps), 500):
             chunk = fps[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(r[0] for r in self.db.execute(
+            known.update(r["fingerprint"] for r in self.db.execute(
                 f"SELECT fingerprint FROM certificates WHERE fingerprint IN ({marks})", chunk))  # noqa: S608 - only ?s
         rows = []
         stamp = now()
@@ -457,8 +457,8 @@ class Inventory:
         return _cert_record(row)
 
     def has_key(self, cert_id: int) -> bool:
-        row = self.db.execute("SELECT key IS NOT NULL FROM certificates WHERE id = ?", (cert_id,)).fetchone()
-        return bool(row and row[0])
+        row = self.db.execute("SELECT key FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        return bool(row and row["key"])
 
     def serving_nodes(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
         """Every node of the last discoveries (with its endpoint's name and type) that serves

@@ -100,12 +100,12 @@ def create(inventory: Inventory, kind: str, params: dict[str, Any], endpoints: S
     caller becomes its runner when ``holder`` is given."""
     now = leases.stamp()
     with inventory.write() as db:
-        cur = db.execute(
+        # RETURNING (SQLite 3.35+, PostgreSQL) rather than lastrowid, which PostgreSQL lacks
+        job_id = int(db.execute(
             "INSERT INTO jobs(kind, state, params, actor, gateway, created, started, holder, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (kind, "running", json.dumps(params), actor(), leases.gateway_name(), now, now, holder, now),
-        )
-        job_id = int(cur.lastrowid)  # type: ignore[arg-type]
+        ).fetchone()["id"])
         db.executemany(
             "INSERT INTO job_items(job_id, endpoint_id, endpoint_name, zone, state) VALUES (?, ?, ?, ?, 'pending')",
             [(job_id, eid, name, zone) for eid, name, zone in endpoints],
@@ -143,8 +143,11 @@ def item(inventory: Inventory, item_id: int) -> JobItem:
 
 
 def list_jobs(inventory: Inventory, limit: int | None = None) -> list[Job]:
-    ids = [int(r[0]) for r in inventory.db.execute(
-        "SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (int(limit) if limit else -1,))]
+    if limit:
+        rows = inventory.db.execute("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (int(limit),))
+    else:
+        rows = inventory.db.execute("SELECT id FROM jobs ORDER BY id DESC")
+    ids = [int(r["id"]) for r in rows]
     return [get(inventory, i) for i in reversed(ids)]
 
 

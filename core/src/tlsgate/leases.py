@@ -210,7 +210,11 @@ def try_acquire(inventory: Inventory, endpoint_id: str, holder: str, job_id: int
                          (endpoint_id,)).fetchone()
     if row is None:  # released between the two statements: try again at once
         return LeaseInfo(endpoint_id, "", None, now_s, now_s)
-    return LeaseInfo(row[0], row[1], row[2], row[3], row[4])
+    return _info(row)
+
+
+def _info(row: Any) -> LeaseInfo:
+    return LeaseInfo(row["endpoint_id"], row["holder"], row["job_id"], row["acquired"], row["expires"])
 
 
 def break_dead(inventory: Inventory, info: LeaseInfo) -> bool:
@@ -233,7 +237,7 @@ def current(inventory: Inventory, endpoint_id: str) -> LeaseInfo | None:
         "SELECT endpoint_id, holder, job_id, acquired, expires FROM leases WHERE endpoint_id = ? AND expires >= ?",
         (endpoint_id, stamp()),
     ).fetchone()
-    return LeaseInfo(row[0], row[1], row[2], row[3], row[4]) if row else None
+    return _info(row) if row else None
 
 
 def busy_message(endpoint_name: str, info: LeaseInfo) -> str:
@@ -285,9 +289,8 @@ def hold(
 def leases(inventory: Inventory) -> list[dict[str, Any]]:
     """Every live lease (for status output)."""
     rows = inventory.db.execute(
-        "SELECT l.endpoint_id, e.name, l.holder, l.job_id, l.acquired, l.expires FROM leases l "
+        "SELECT l.endpoint_id, e.name AS endpoint, l.holder, l.job_id, l.acquired, l.expires FROM leases l "
         "LEFT JOIN endpoints e ON e.id = l.endpoint_id WHERE l.expires >= ? ORDER BY l.acquired",
         (stamp(),),
     ).fetchall()
-    return [{"endpoint_id": r[0], "endpoint": r[1], "holder": r[2], "job_id": r[3], "acquired": r[4],
-             "expires": r[5]} for r in rows]
+    return [dict(r) for r in rows]

@@ -191,7 +191,7 @@ def register_fleet(cert: typer.Typer) -> None:
 
         gw = gateway()
         rec = gw.certificate(ref)
-        pem = gw.inventory.db.execute("SELECT pem FROM certificates WHERE id = ?", (rec.id,)).fetchone()[0]
+        pem = gw.inventory.db.execute("SELECT pem FROM certificates WHERE id = ?", (rec.id,)).fetchone()["pem"]
         cert_obj = x509.load_pem_x509_certificate(pem.encode())
         data = {**rec.to_json(), "serial": format(cert_obj.serial_number, "x"),
                 "sha1": cert_obj.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - shown, as browsers do

@@ -38,14 +38,14 @@ def warn(text: str) -> None:
 #: seconds for tens of thousands of rows)
 RICH_MAX_ROWS = 300
 
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160))}  # C0, DEL, C1
 _CONTROL.update({9: "\\t", 10: "\\n", 13: "\\r"})
 
 
 def clean(text: Any) -> str:
     """Text for a person: control characters (ESC, backspace, newline...) shown escaped."""
     s = "" if text is None else str(text)
-    return s.translate(_CONTROL) if any(ord(ch) < 32 or ord(ch) == 127 for ch in s) else s
+    return s.translate(_CONTROL) if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in s) else s
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
@@ -70,7 +70,7 @@ def _plain(columns: Sequence[str], cells: list[list[str]], title: str | None) ->
     last = len(columns) - 1
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v if i == last else v.ljust(widths[i]) for i, v in enumerate(values)).rstrip()
+        return "  ".join(v if i == last else v.ljust(widths[i]) for i, v in enumerate(values)).rstrip(" ")
 
     out = [title] if title else []
     out.append(line(columns))
