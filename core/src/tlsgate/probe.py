@@ -16,6 +16,7 @@ from functools import lru_cache
 import attrs
 
 from .errors import OperationError
+from .models import Node
 
 WILDCARDS = {"*", "0.0.0.0", "::", "[::]", "", None}  # noqa: S104 - listen wildcards, not a bind
 
@@ -132,6 +133,24 @@ def served_fingerprints(targets: Iterable[Target], *, timeout: float = 3.0, thre
     """:func:`probe_many` as SHA-256 fingerprints (None where nothing answers TLS)."""
     return {t: (hashlib.sha256(der).hexdigest() if der else None)
             for t, der in probe_many(targets, timeout=timeout, threads=threads).items()}
+
+
+def node_as_served(node: Node, der: bytes | None, *, pending: str = "reload pending?") -> Node:
+    """``node`` (as its files describe it) corrected by what a handshake to it showed: the same
+    node when it serves that certificate; the served certificate's facts and a note when it serves
+    another (``pending``: why it might); a note when it did not answer (``der`` None)."""
+    if der is None:
+        return attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file")
+    from .certs import certificate_facts
+
+    facts = certificate_facts(der)
+    if facts.fingerprint == node.fingerprint:
+        return node
+    note = "certificate seen by handshake" if node.fingerprint is None else (
+        f"serves a certificate other than its files ({pending})"
+    )
+    return attrs.evolve(node, fingerprint=facts.fingerprint, certificate=der, subject=facts.subject,
+                        not_after=facts.not_after, state=f"{node.state}; {note}")
 
 
 def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: float = 20.0) -> None:
