@@ -91,7 +91,7 @@ def register(tls: typer.Typer) -> None:
         gw = gateway()
         if endpoint and not (endpoints or types or org_name or all_):
             stored = gw.inventory.get_endpoint(endpoint)
-            before = {(n.key, n.fingerprint) for n in gw.inventory.nodes(stored.id)}
+            before = gw.inventory.node_keys(stored.id)
             nodes = gw.discover(endpoint)
             if json:
                 emit_json([v.to_json() for v in gw.nodes(endpoint)])
