@@ -86,4 +86,4 @@ def test_piped_text_output_escapes_control_characters_without_rich() -> None:
     code = ("import sys; from tlsgate.cli.output import say; say('ok \\x1b[31mred\\r\\x07 done\\nnext\\tcol'); "
             "print('rich' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out == "ok \\x1b[31mred\\x0d\\x07 done\nnext\tcol\nFalse\n"
+    assert out == "ok \\x1b[31mred\\r\\x07 done\nnext\tcol\nFalse\n"

@@ -191,13 +191,16 @@ def _no_options() -> None:
     """A group's callback: groups take no options of their own."""
 
 
-def _registers(module: str, function: str = "register") -> Callable[[typer.Typer], None]:
-    """``tlsgate.cli.<module>.<function>(group)``, the module imported only when the group is built."""
+def _registers(module: str, *functions: str) -> Callable[[typer.Typer], None]:
+    """``tlsgate.cli.<module>.<function>(group)`` for each function (default: ``register``), the
+    module imported only when the group is built."""
 
     def register(group: typer.Typer) -> None:
         import importlib
 
-        getattr(importlib.import_module(f"{__package__}.{module}"), function)(group)
+        loaded = importlib.import_module(f"{__package__}.{module}")
+        for function in functions or ("register",):
+            getattr(loaded, function)(group)
 
     return register
 
@@ -255,8 +258,10 @@ GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
     "tls": ("Endpoints: add, discover, install, restart.",
             _group("Endpoints: add, discover, install, restart.", _registers("tls"), _tls_subgroups)),
     "org": ("Organizations and departments.", _group("Organizations and departments.", _registers("org"))),
-    "cert": ("Certificates in the inventory.", _group("Certificates in the inventory.", _registers("cert"))),
+    "cert": ("Certificates in the inventory.",
+             _group("Certificates in the inventory.", _registers("cert", "register", "register_fleet"))),
     "store": ("Credential stores.", _group("Credential stores.", _registers("store"), _store_subgroups)),
+    "job": ("Fleet jobs: list, show, retry.", _group("Fleet jobs: list, show, retry.", _registers("job"))),
     "plugins": ("Installed plugins.", _group("Installed plugins.", _registers("misc", "register_plugins"))),
 }
 
