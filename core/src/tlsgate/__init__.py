@@ -42,7 +42,7 @@ from .transaction import Transaction
 __version__ = "0.1.0"
 
 #: Version of the plugin contract (hookspecs). Hooks only ever gain arguments within a major.
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"  # 1.1: acme_http01, tlsgate_dns_providers (optional hooks)
 
 __all__ = [
     "PLUGIN_API",

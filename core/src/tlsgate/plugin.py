@@ -30,6 +30,7 @@ import pluggy
 from .bundle import CertificateBundle, key_matches
 from .connection import Connection
 from .errors import CommandFailed, ConnectionFailed, OperationError, ValidationError
+from .lifecycle.dns import DnsProviderType
 from .models import (
     CommandResult,
     ConnectionType,
@@ -46,7 +47,9 @@ from .models import (
     ScriptResult,
 )
 from .options import option
+from .probe import expect_http_answer, probe_host
 from .secret import Secret
+from .transaction import Transaction
 
 #: Marks a hook implementation: ``@impl def install(endpoint, connection, bundle, ...): ...``
 impl = pluggy.HookimplMarker("tlsgate")
@@ -60,6 +63,7 @@ __all__ = [
     "ConnectionType",
     "CredentialStoreType",
     "Credentials",
+    "DnsProviderType",
     "Endpoint",
     "EndpointType",
     "FileStat",
@@ -71,8 +75,11 @@ __all__ = [
     "RestartResult",
     "ScriptResult",
     "Secret",
+    "Transaction",
     "ValidationError",
+    "expect_http_answer",
     "impl",
     "key_matches",
     "option",
+    "probe_host",
 ]

@@ -6,7 +6,7 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from tlsgate.plugin import (
@@ -111,3 +111,15 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
 
     done = restart_apache(endpoint, connection)
     return RestartResult(restarted=True, message=f"apachectl -t passed; {done}")
+
+
+@impl
+def acme_http01(
+    endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str, http_port: int
+) -> Callable[[], None]:
+    """A temporary exact-match AliasMatch in every vhost serving ``domain`` over plain HTTP on
+    ``http_port``; the returned cleanup restores every file and restarts gracefully."""
+    from .http01 import answer_http01
+
+    return answer_http01(endpoint, connection, domain, token, key_authorization, http_port,
+                         local=_local(endpoint))

@@ -6,7 +6,7 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from tlsgate.plugin import (
@@ -113,3 +113,14 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
     config = load(connection, endpoint.options.nginx_config_path)
     done = restart_nginx(connection, config)
     return RestartResult(restarted=True, message=f"nginx -t passed; reloaded ({done})")
+
+
+@impl
+def acme_http01(
+    endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str, http_port: int
+) -> Callable[[], None]:
+    """A temporary exact-match location in every server block serving ``domain`` over plain HTTP
+    on ``http_port``; the returned cleanup restores every file and reloads."""
+    from .http01 import answer_http01
+
+    return answer_http01(endpoint, connection, domain, token, key_authorization, http_port)
