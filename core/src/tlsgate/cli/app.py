@@ -77,6 +77,8 @@ def build_app() -> typer.Typer:
     cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
     store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
     store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
+    acme = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="ACME accounts (cert request / renew).")
+    dns = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="DNS providers for ACME dns-01.")
     plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
     app.add_typer(tls, name="tls")
     tls.add_typer(add, name="add")
@@ -84,6 +86,8 @@ def build_app() -> typer.Typer:
     app.add_typer(cert, name="cert")
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
+    app.add_typer(acme, name="acme")
+    app.add_typer(dns, name="dns")
     app.add_typer(plugins, name="plugins")
 
     registry = get_registry()
@@ -100,7 +104,9 @@ def build_app() -> typer.Typer:
     for kind in sorted(registry.credential_stores):
         _add_store_command(store_add, kind)
 
+    from . import acme as acme_cmds
     from . import cert as cert_cmds
+    from . import dns as dns_cmds
     from . import misc
     from . import org as org_cmds
     from . import store as store_cmds
@@ -110,6 +116,8 @@ def build_app() -> typer.Typer:
     org_cmds.register(org)
     cert_cmds.register(cert)
     store_cmds.register(store)
+    acme_cmds.register(acme)
+    dns_cmds.register(dns)
     misc.register(app, plugins)
     return app
 

@@ -174,7 +174,11 @@ class Session:
 
     @property
     def offers_ari(self) -> bool:
-        return "renewalInfo" in self.client.directory
+        try:
+            self.client.directory["renewalInfo"]
+        except KeyError:
+            return False
+        return True
 
     def terms_of_service(self) -> str | None:
         meta = getattr(self.client.directory, "meta", None)

@@ -410,7 +410,9 @@ class Lifecycle:
         """Install ``new`` on every node that serves ``old``, per endpoint (restored on failure)."""
         by_endpoint: dict[str, list[str]] = {}
         for eid, _name, node in self.inventory.nodes_serving(old.fingerprint):
-            by_endpoint.setdefault(eid, []).append(node.locator or node.name)
+            # name:port picks exactly the node that serves it (a locator names a whole server
+            # block, whose plain-HTTP listen is a node too)
+            by_endpoint.setdefault(eid, []).append(f"{node.name}:{node.port}" if node.port else node.name)
         results: list[dict[str, Any]] = []
         bundle = self.bundle(new.id)
         for eid, nodes in by_endpoint.items():

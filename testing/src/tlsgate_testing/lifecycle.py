@@ -1,0 +1,29 @@
+"""Helpers for ACME tests: run the ``tlsgate`` CLI as a subprocess and read served certificates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from cryptography import x509
+
+
+def tg(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``tlsgate ARGS`` as an operator runs it (stdout piped); with ``check`` exit 0 is asserted."""
+    res = subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
+                         timeout=timeout, check=False)
+    if check:
+        assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def tg_json(*args: str, stdin: str | None = None) -> Any:
+    return json.loads(tg(*args, "--json", stdin=stdin).stdout)
+
+
+def served(port: int, sni: str) -> x509.Certificate:
+    from tlsgate.probe import served_certificate
+
+    return x509.load_der_x509_certificate(served_certificate("127.0.0.1", port, sni))
