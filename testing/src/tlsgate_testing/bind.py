@@ -111,7 +111,7 @@ zone "{zone}" {{
     try:
         wait_for_port(port, timeout=30)
         _wait_answers(port, zone)
-    except Exception:
+    except TimeoutError:
         proc.kill()
         proc.wait(timeout=10)
         raise RuntimeError(f"named did not start: {(root / 'named.log').read_text(errors='replace')[-2000:]}") from None
