@@ -3,7 +3,7 @@
 Every ``<VirtualHost>`` serving the domain over plain HTTP on the CA's port gets, on the line
 after its tag, an exact-match ``AliasMatch "^/\\.well-known/acme-challenge/<token>$"`` to a
 file holding the key authorization (in a ``tlsgate-acme-challenge`` folder under the endpoint's
-certificate directory, readable by the server) with a ``<Directory>`` granting access to it.
+``--certs_dir``, which httpd's worker user must be able to traverse and read) with a ``<Directory>`` granting access to it.
 mod_alias is loaded in every stock httpd; httpd has no directive that answers a fixed body.
 All of it is a :class:`tlsgate.plugin.Transaction`: ``apachectl -t``, graceful restart, the
 answer checked over HTTP, every file restored on failure; the cleanup restores every file byte
@@ -81,24 +81,31 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
                  f"<Directory {quote(folder)}>", "    Require all granted", "</Directory>"]
         text = "".join(f"{newline}    {line}" for line in lines)
         edits.setdefault(section.file, []).append((tag_end, tag_end, text.encode()))
-    made_folder = not connection.exists(folder)
+    made: list[str] = []  # the folders this answer creates (outermost first), removed again
+    probe = folder
+    while not connection.exists(probe):
+        made.insert(0, probe)
+        parent = path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
 
     def graceful(what: str) -> None:
         result = connection.run(control.argv("-k", "graceful"))
         if not result.ok:
             raise OperationError(f"{what} failed: {describe_failure(result)}")
 
-    def remove_folder() -> None:
-        if made_folder:
-            connection.run(["rmdir", folder])
+    def remove_folders() -> None:
+        for d in reversed(made):
+            connection.run(["rmdir", d])
 
     from .edits import apply_edits
 
     tx = Transaction(connection, label=f"apache http-01 answer for {domain} on {endpoint.name}")
     with tx:
-        if made_folder:
+        if made:
             connection.makedirs(folder)
-            tx.on_rollback(remove_folder, f"remove {folder}")
+            tx.on_rollback(remove_folders, f"remove {made[0]}")
         tx.write(answer, key_authorization.encode(), mode=0o644)
         for file, file_edits in edits.items():
             tx.write(control.realpath(file), apply_edits(config.files[file], file_edits))
