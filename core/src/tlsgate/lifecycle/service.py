@@ -77,7 +77,7 @@ class RenewReport:
 
     @property
     def ok(self) -> bool:
-        return (all(i.action in ("renewed", "not due", "would renew") and all(d["ok"] for d in i.deploy)
+        return (all(i.action in ("renewed", "not due", "would renew", "skipped") and all(d["ok"] for d in i.deploy)
                     for i in self.items)
                 and all(r["ok"] for r in self.rollouts))
 
