@@ -384,60 +384,88 @@ class Inventory:
             return int(cur.lastrowid)  # type: ignore[arg-type]
 
     def record_certificate_with_key(
-        self,
-        cert: Any,
-        key_pem: Secret,
-        chain: Sequence[Any] = (),
-        *,
-        source: str,
-        acme_account: str | None = None,
-        renewal: dict[str, Any] | None = None,
-        org_id: int | None = None,
-        dept_id: int | None = None,
+        self, bundle: Any, *, source: str, org_id: int | None = None, dept_id: int | None = None
     ) -> int:
-        """Record a certificate with its private key sealed (and its chain), so it can be deployed
-        by ID. Idempotent by fingerprint: an existing row gains the key, chain and ACME facts."""
-        from . import certs as c
-
-        cert_id = self.record_certificate(cert, source=source, org_id=org_id, dept_id=dept_id)
-        chain_pem = c.pem_chain(chain).decode() if chain else None
+        """Record a certificate with its private key and chain, the key sealed with the master key
+        (as every secret), so that it can be deployed by ID later (:meth:`load_bundle`). Idempotent
+        by fingerprint; an existing record without a key gets this one."""
+        cert_id = self.record_certificate(bundle.leaf, source=source, org_id=org_id, dept_id=dept_id)
+        key = crypto.encrypt(bundle.key_pem())
+        chain = bundle.chain_pem().decode() or None
         with self.write() as db:
-            db.execute(
-                "UPDATE certificates SET key = ?, chain = ?, acme_account = ?, renewal = ?, source = ? WHERE id = ?",
-                (crypto.encrypt(key_pem.reveal()), chain_pem, acme_account,
-                 json.dumps(renewal) if renewal is not None else None, source, cert_id),
-            )
+            db.execute("UPDATE certificates SET key = ?, chain = ? WHERE id = ? AND key IS NULL", (key, chain, cert_id))
         return cert_id
 
-    def certificate(self, cert_id: int) -> CertificateRecord:
-        row = self.db.execute(
-            "SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON o.id = c.org_id "
-            "LEFT JOIN departments d ON d.id = c.dept_id WHERE c.id = ?", (cert_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
-        return _cert_record(row)
+    def load_bundle(self, cert_id: int) -> Any:
+        """The CertificateBundle of a certificate whose key the inventory holds (NotFoundError when
+        there is no such certificate, ValidationError when its key is not held)."""
+        from .bundle import CertificateBundle
 
-    def certificate_material(self, cert_id: int) -> tuple[bytes, Secret | None, bytes]:
-        """(leaf PEM, sealed key opened as a Secret or None, chain PEM) of a certificate."""
         row = self.db.execute("SELECT pem, key, chain FROM certificates WHERE id = ?", (cert_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
-        key = Secret(crypto.decrypt(row["key"])) if row["key"] else None
-        return (row["pem"] or "").encode(), key, (row["chain"] or "").encode()
+        if not row["key"]:
+            raise ValidationError(
+                f"the inventory does not hold the private key of certificate {cert_id} (it was discovered, not "
+                "installed by tlsgate): deploy it from files with --cert/--key or --pfx")
+        return CertificateBundle.from_pem(row["pem"].encode(), crypto.decrypt_bytes(row["key"]),
+                                          row["chain"].encode() if row["chain"] else None)
+
+    def certificate(self, ref: int | str) -> CertificateRecord:
+        """A certificate by ID or SHA-256 fingerprint (hex, colons allowed)."""
+        text = str(ref).strip()
+        if text.isdigit():
+            row = self.db.execute(_CERT_SELECT + "WHERE c.id = ?", (int(text),)).fetchone()
+        else:
+            row = self.db.execute(_CERT_SELECT + "WHERE c.fingerprint = ?", (normalize_fingerprint(text),)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no certificate {text!r} in the inventory (see: tlsgate cert list)")
+        return _cert_record(row)
+
+    def has_key(self, cert_id: int) -> bool:
+        row = self.db.execute("SELECT key IS NOT NULL FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        return bool(row and row[0])
+
+    def serving_nodes(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
+        """Every node of the last discoveries (with its endpoint's name and type) that serves
+        ``fingerprint`` (every node with a certificate when None)."""
+        sql = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
+               "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
+        if fingerprint is None:
+            rows = self.db.execute(sql + "WHERE n.fingerprint IS NOT NULL ORDER BY e.name, n.id").fetchall()
+        else:
+            rows = self.db.execute(sql + "WHERE n.fingerprint = ? ORDER BY e.name, n.id", (fingerprint,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def certificates(self) -> list[CertificateRecord]:
+        rows = self.db.execute(
+            "SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON o.id = c.org_id "
+            "LEFT JOIN departments d ON d.id = c.dept_id ORDER BY c.id"
+        ).fetchall()
+        return [_cert_record(r) for r in rows]
+
+    def certificate_ids_assigned(self) -> dict[str, int]:
+        """fingerprint -> certificate ID, for certificates assigned to an organization."""
+        rows = self.db.execute("SELECT id, fingerprint FROM certificates WHERE org_id IS NOT NULL").fetchall()
+        return {r["fingerprint"]: int(r["id"]) for r in rows}
+
+    def assign_certificate(self, cert_id: int, org: str, dept: str | None) -> None:
+        org_id, dept_id = self.org_ids(org, dept)
+        with self.write() as db:
+            cur = db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?", (org_id, dept_id, cert_id))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
+
+    # -- the ACME lifecycle ------------------------------------------------------------------------
+    def set_acme_facts(self, cert_id: int, account: str, renewal: dict[str, Any]) -> None:
+        """Mark a certificate as issued through ACME ``account``, renewed with ``renewal`` settings."""
+        with self.write() as db:
+            db.execute("UPDATE certificates SET acme_account = ?, renewal = ?, source = ? WHERE id = ?",
+                       (account, json.dumps(renewal), f"acme:{account}", cert_id))
 
     def set_superseded(self, old_id: int, new_id: int) -> None:
         with self.write() as db:
             db.execute("UPDATE certificates SET superseded_by = ? WHERE id = ?", (new_id, old_id))
-
-    def nodes_serving(self, fingerprint: str) -> list[tuple[str, str, Node]]:
-        """(endpoint ID, endpoint name, node) of every discovered node serving ``fingerprint``."""
-        rows = self.db.execute(
-            "SELECT n.*, e.name AS endpoint_name FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id "
-            "WHERE n.fingerprint = ? ORDER BY e.name, n.id", (fingerprint,)).fetchall()
-        return [(r["endpoint_id"], r["endpoint_name"], Node(
-            name=r["name"], alias=tuple(json.loads(r["alias"])), protocol=r["protocol"], ip=r["ip"], port=r["port"],
-            fingerprint=r["fingerprint"], subject=r["subject"], vendor=r["vendor"] or "", state=r["state"] or "",
-            locator=r["locator"] or "")) for r in rows]
 
     def take_certificate_lease(self, cert_id: int, holder: str, seconds: int = 900) -> bool:
         """Take (in one statement) the renewal lease of a certificate; False when another live
@@ -506,25 +534,6 @@ class Inventory:
         self.dns_provider(name)
         with self.write() as db:
             db.execute("DELETE FROM dns_providers WHERE name = ?", (name,))
-
-    def certificates(self) -> list[CertificateRecord]:
-        rows = self.db.execute(
-            "SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON o.id = c.org_id "
-            "LEFT JOIN departments d ON d.id = c.dept_id ORDER BY c.id"
-        ).fetchall()
-        return [_cert_record(r) for r in rows]
-
-    def certificate_ids_assigned(self) -> dict[str, int]:
-        """fingerprint -> certificate ID, for certificates assigned to an organization."""
-        rows = self.db.execute("SELECT id, fingerprint FROM certificates WHERE org_id IS NOT NULL").fetchall()
-        return {r["fingerprint"]: int(r["id"]) for r in rows}
-
-    def assign_certificate(self, cert_id: int, org: str, dept: str | None) -> None:
-        org_id, dept_id = self.org_ids(org, dept)
-        with self.write() as db:
-            cur = db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?", (org_id, dept_id, cert_id))
-            if cur.rowcount == 0:
-                raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
 
     # -- audit ----------------------------------------------------------------------------------
     def audit(
@@ -616,6 +625,19 @@ def _stored(row: sqlite3.Row) -> StoredEndpoint:
         connection=unseal(json.loads(row["connection"])), options=unseal(json.loads(row["options"])),
         organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
     )
+
+
+_CERT_SELECT = ("SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON "
+                "o.id = c.org_id LEFT JOIN departments d ON d.id = c.dept_id ")
+
+
+def normalize_fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint as 64 lower-case hex digits (colons and spaces dropped); raises
+    ValidationError otherwise."""
+    hexed = text.replace(":", "").replace(" ", "").lower()
+    if len(hexed) != 64 or any(ch not in "0123456789abcdef" for ch in hexed):
+        raise ValidationError("must be a certificate ID or a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    return hexed
 
 
 def _cert_record(r: sqlite3.Row) -> CertificateRecord:

@@ -268,13 +268,13 @@ class Lifecycle:
 
     def _record(self, issued: Issued, acme: str, settings: dict[str, Any], org_id: int | None,
                 dept_id: int | None) -> int:
-        from cryptography.hazmat.primitives import serialization
+        from ..bundle import CertificateBundle
 
-        key_pem = issued.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()).decode()
-        return self.inventory.record_certificate_with_key(
-            issued.leaf, Secret(key_pem), issued.chain, source=f"acme:{acme}", acme_account=acme,
-            renewal=settings, org_id=org_id, dept_id=dept_id)
+        bundle = CertificateBundle(leaf=issued.leaf, key=issued.key, chain=issued.chain)
+        cert_id = self.inventory.record_certificate_with_key(bundle, source=f"acme:{acme}", org_id=org_id,
+                                                             dept_id=dept_id)
+        self.inventory.set_acme_facts(cert_id, acme, settings)
+        return cert_id
 
     # -- renewal ------------------------------------------------------------------------------
     def renew(self, *, days: int | None = None, cert_ids: Sequence[int] = (), deploy: bool = False,
@@ -328,10 +328,7 @@ class Lifecycle:
         assert not_after is not None
         if days is not None:
             return not_after - dt.timedelta(days=days), "days"
-        from cryptography import x509
-
-        leaf_pem, _key, _chain = self.inventory.certificate_material(rec.id)
-        leaf = x509.load_pem_x509_certificate(leaf_pem)
+        leaf = self.inventory.load_bundle(rec.id).leaf
         account = rec.acme_account or ""
         if account not in sessions:
             sessions[account] = stack.enter_context(self.session(account))
@@ -381,7 +378,7 @@ class Lifecycle:
         out = []
         records = {c.id: c for c in self.inventory.certificates()}
         for rec in records.values():
-            if rec.superseded_by is not None and self.inventory.nodes_serving(rec.fingerprint):
+            if rec.superseded_by is not None and self.inventory.serving_nodes(rec.fingerprint):
                 newest = records[rec.superseded_by]
                 while newest.superseded_by is not None and newest.superseded_by in records:
                     newest = records[newest.superseded_by]
@@ -392,27 +389,24 @@ class Lifecycle:
         """'' or how far a superseded certificate's replacement got, as cert list/show say it."""
         if rec.superseded_by is None:
             return ""
-        serving = self.inventory.nodes_serving(rec.fingerprint)
+        serving = self.inventory.serving_nodes(rec.fingerprint)
         if serving:
             return (f"superseded by {rec.superseded_by}, not yet deployed everywhere "
                     f"({len(serving)} node(s) still serve it)")
         return f"superseded by {rec.superseded_by}"
 
     def bundle(self, cert_id: int) -> CertificateBundle:
-        from ..bundle import CertificateBundle
-
-        leaf, key, chain = self.inventory.certificate_material(cert_id)
-        if key is None:
-            raise ValidationError(f"the inventory holds no private key for certificate {cert_id}", option="ID")
-        return CertificateBundle.from_pem(leaf, key.reveal().encode(), chain or None)
+        """The certificate with its (unsealed) key and chain, for an install."""
+        return self.inventory.load_bundle(cert_id)  # type: ignore[no-any-return]
 
     def _rollout(self, old: CertificateRecord, new: CertificateRecord, dry_run: bool) -> dict[str, Any]:
         """Install ``new`` on every node that serves ``old``, per endpoint (restored on failure)."""
         by_endpoint: dict[str, list[str]] = {}
-        for eid, _name, node in self.inventory.nodes_serving(old.fingerprint):
+        for node in self.inventory.serving_nodes(old.fingerprint):
             # name:port picks exactly the node that serves it (a locator names a whole server
             # block, whose plain-HTTP listen is a node too)
-            by_endpoint.setdefault(eid, []).append(f"{node.name}:{node.port}" if node.port else node.name)
+            by_endpoint.setdefault(node["endpoint_id"], []).append(
+                f"{node['name']}:{node['port']}" if node["port"] else node["name"])
         results: list[dict[str, Any]] = []
         bundle = self.bundle(new.id)
         for eid, nodes in by_endpoint.items():
@@ -437,12 +431,10 @@ class Lifecycle:
         if not rec.acme_account:
             raise ValidationError(f"certificate {cert_id} was not issued through an ACME account of this gateway",
                                   option="ID")
-        from cryptography import x509
-
-        leaf_pem, _key, _chain = self.inventory.certificate_material(cert_id)
+        leaf = self.inventory.load_bundle(cert_id).leaf
         try:
             with self.session(rec.acme_account) as session:
-                session.revoke(x509.load_pem_x509_certificate(leaf_pem), reason)
+                session.revoke(leaf, reason)
         except TlsgateError as exc:
             self.inventory.audit("cert revoke", "failed", before=rec.fingerprint,
                                  details={"certificate_id": cert_id, "reason": reason, "error": str(exc)})
