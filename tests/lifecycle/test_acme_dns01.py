@@ -92,3 +92,14 @@ def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pe
     assert secret not in json.dumps(tg_json("acme", "show", "corp"))
     # registering again with the same name, directory and e-mail finds the account
     assert tg_json(*base, "--eab_kid", "kid-1", "--eab_hmac_key", "-", stdin=secret + "\n")["found"] is True
+    assert tg_json("acme", "remove", "corp") == {"removed": "corp", "certificates": []}
+    assert tg_json("acme", "list") == []
+
+
+def test_a_bad_nonce_is_retried_once_then_one_clear_line(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]
+    pebble = pebble_factory(http_port=free_port(), nonce_reject=100)  # every nonce is "bad"
+    res = tg("acme", "add", "p", "--directory", pebble.directory, "--email", "ops@example.test",
+             "--ca_bundle", str(pebble.ca_bundle), "--agree_tos", check=False)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("error: ACME account registration for ops@example.test: ") and "(badNonce)" in res.stderr
+    assert pebble.log().count("POST /sign-me-up") == 2  # the first try and exactly one retry
