@@ -31,6 +31,7 @@ from .bundle import CertificateBundle, key_matches
 from .connection import Connection
 from .errors import CommandFailed, ConnectionFailed, OperationError, ValidationError
 from .lifecycle.dns import DnsProviderType
+from .lifecycle.http01 import http01_path, undo_later
 from .models import (
     CommandResult,
     ConnectionType,
@@ -78,8 +79,10 @@ __all__ = [
     "Transaction",
     "ValidationError",
     "expect_http_answer",
+    "http01_path",
     "impl",
     "key_matches",
     "option",
     "probe_host",
+    "undo_later",
 ]

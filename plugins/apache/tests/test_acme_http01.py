@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tlsgate_testing.apache import ApacheServer, apache_binary, apache_site
 from tlsgate_testing.fixtures_core import free_port
-from tlsgate_testing.lifecycle import served, tg, tg_json
+from tlsgate_testing.lifecycle import changed_directives, served, tg, tg_json
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +87,8 @@ def test_http01_via_apache_request_and_deploy(shop_apache, pebble_factory) -> No
     after = {p: b for p, b in _files(site).items() if "tlsgate-certs" not in p.parts}
     changed = [p for p in after if after[p] != before.get(p)]
     assert changed == [site.root / "conf.d" / "30-shop.conf"]
-    old, new = before[changed[0]].splitlines(), after[changed[0]].splitlines()
-    assert [a.split()[0] for a, b in zip(old, new, strict=True) if a != b] == [b"SSLCertificateFile",
-                                                                                b"SSLCertificateKeyFile"]
+    assert changed_directives(before[changed[0]], after[changed[0]]) == [b"SSLCertificateFile",
+                                                                          b"SSLCertificateKeyFile"]
 
 
 def test_unreachable_challenge_fails_clearly_and_leaves_nothing(shop_apache, pebble_factory) -> None:  # type: ignore[no-untyped-def]

@@ -27,3 +27,11 @@ def served(port: int, sni: str) -> x509.Certificate:
     from tlsgate.probe import served_certificate
 
     return x509.load_der_x509_certificate(served_certificate("127.0.0.1", port, sni))
+
+
+def changed_directives(before: bytes, after: bytes) -> list[bytes]:
+    """The first word of every line that differs between two versions of a config file (same
+    number of lines: an in-place edit of arguments)."""
+    old, new = before.splitlines(), after.splitlines()
+    assert len(old) == len(new), "lines were added or removed"
+    return [a.split()[0] for a, b in zip(old, new, strict=True) if a != b]

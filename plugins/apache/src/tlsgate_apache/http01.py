@@ -20,9 +20,10 @@ from tlsgate.plugin import (
     Endpoint,
     OperationError,
     Transaction,
-    ValidationError,
     expect_http_answer,
+    http01_path,
     probe_host,
+    undo_later,
 )
 
 from .config import ApacheConfig, VHostSection
@@ -30,8 +31,6 @@ from .control import ApacheControl, VHostEntry, describe_failure
 from .discovery import is_ssl
 from .lexer import quote
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-_KEY_AUTH = re.compile(r"^[A-Za-z0-9_-]{1,256}\.[A-Za-z0-9_-]{1,256}$")
 CHALLENGE_DIR = "tlsgate-acme-challenge"
 
 
@@ -56,8 +55,8 @@ def plain_http_vhosts(config: ApacheConfig, domain: str, port: int) -> list[tupl
 
 def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str,
                   http_port: int, *, local: bool) -> Callable[[], None]:
-    if not _TOKEN.match(token) or not _KEY_AUTH.match(key_authorization) or not key_authorization.startswith(token):
-        raise ValidationError("the CA's http-01 token or key authorization is not base64url; refusing to write it")
+    url_path = http01_path(token, key_authorization)
+    pattern = "^" + re.escape(url_path) + "$"  # AliasMatch: a regex, anchored = an exact match
     from .discovery import discover
 
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
@@ -77,7 +76,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
         tag_end = section.directive.end
         newline = "\r\n" if b"\r\n" in data else "\n"
         lines = [f"# tlsgate: temporary ACME http-01 answer for {domain}",
-                 f'AliasMatch "^/\\.well-known/acme-challenge/{token}$" {quote(answer)}',
+                 f"AliasMatch {quote(pattern)} {quote(answer)}",
                  f"<Directory {quote(folder)}>", "    Require all granted", "</Directory>"]
         text = "".join(f"{newline}    {line}" for line in lines)
         edits.setdefault(section.file, []).append((tag_end, tag_end, text.encode()))
@@ -117,12 +116,6 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
         entry = vhosts[0][0]
         ip = "*" if entry.ip == "_default_" else entry.ip
         expect_http_answer(probe_host(ip, endpoint.connection.host, local), http_port, domain,
-                           f"/.well-known/acme-challenge/{token}", key_authorization)
+                           url_path, key_authorization)
 
-    def cleanup() -> None:
-        tx.rollback()
-        if tx.restore_errors:
-            raise OperationError(f"removing the http-01 answer for {domain} from {endpoint.name!r}: "
-                                 + "; ".join(tx.restore_errors))
-
-    return cleanup
+    return undo_later(tx, f"the http-01 answer for {domain} from {endpoint.name!r}")

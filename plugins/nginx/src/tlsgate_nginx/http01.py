@@ -9,7 +9,6 @@ any failure every file is restored. The cleanup restores the files byte for byte
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from tlsgate.plugin import (
@@ -17,17 +16,15 @@ from tlsgate.plugin import (
     Endpoint,
     OperationError,
     Transaction,
-    ValidationError,
     expect_http_answer,
+    http01_path,
     probe_host,
+    undo_later,
 )
 
 from .config import NginxConfig, ServerBlock, load
 from .control import describe_failure, find_control, wait_workers_retired, worker_pids
 from .install import VERIFY_DEADLINE, _indent_of_children, apply_edits
-
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-_KEY_AUTH = re.compile(r"^[A-Za-z0-9_-]{1,256}\.[A-Za-z0-9_-]{1,256}$")
 
 
 def name_matches(pattern: str, domain: str) -> bool:
@@ -52,8 +49,7 @@ def plain_http_servers(config: NginxConfig, domain: str, port: int) -> list[Serv
 
 def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str,
                   http_port: int) -> Callable[[], None]:
-    if not _TOKEN.match(token) or not _KEY_AUTH.match(key_authorization) or not key_authorization.startswith(token):
-        raise ValidationError("the CA's http-01 token or key authorization is not base64url; refusing to write it")
+    url_path = http01_path(token, key_authorization)
     config = load(connection, endpoint.options.nginx_config_path)
     servers = plain_http_servers(config, domain, http_port)
     if not servers:
@@ -69,7 +65,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
         body = server.directive.body
         newline = "\r\n" if b"\r\n" in data else "\n"
         indent = _indent_of_children(data, server.directive)
-        text = (f"{newline}{indent}location = /.well-known/acme-challenge/{token} {{ default_type text/plain; "
+        text = (f"{newline}{indent}location = {url_path} {{ default_type text/plain; "
                 f'return 200 "{key_authorization}"; }}  # tlsgate: temporary ACME http-01 answer')
         edits.setdefault(server.file, []).append((body, body, text.encode()))
 
@@ -91,12 +87,6 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
         reload("nginx reload")
         listen = next(li for li in servers[0].listens if li.port == http_port and not li.ssl)
         expect_http_answer(probe_host(listen.ip, endpoint.connection.host, endpoint.connection.type == "local"),
-                           http_port, domain, f"/.well-known/acme-challenge/{token}", key_authorization)
+                           http_port, domain, url_path, key_authorization)
 
-    def cleanup() -> None:
-        tx.rollback()
-        if tx.restore_errors:
-            raise OperationError(f"removing the http-01 answer for {domain} from {endpoint.name!r}: "
-                                 + "; ".join(tx.restore_errors))
-
-    return cleanup
+    return undo_later(tx, f"the http-01 answer for {domain} from {endpoint.name!r}")
