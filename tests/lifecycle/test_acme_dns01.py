@@ -79,6 +79,9 @@ def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pe
     pebble = pebble_factory(http_port=free_port(), eab=True)
     base = ["acme", "add", "corp", "--directory", pebble.directory, "--email", "ops@example.test",
             "--ca_bundle", str(pebble.ca_bundle), "--agree_tos"]
+    unagreed = tg(*base[:-1], check=False)
+    assert unagreed.returncode == 2 and unagreed.stderr.startswith(
+        "error: --agree_tos: the CA's terms of service must be agreed to (data:text/plain,")
     res = tg(*base, check=False)
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     assert "requires External Account Binding" in res.stderr and "--eab_kid" in res.stderr

@@ -100,3 +100,16 @@ def test_empty_and_too_many() -> None:
         validate_domains([])
     with pytest.raises(ValidationError, match="at most 100 names"):
         validate_domains([f"n{i}.test" for i in range(101)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=60))
+def test_a_cas_problem_detail_becomes_one_safe_line(detail: str) -> None:
+    from acme import messages
+    from tlsgate.lifecycle.acme import describe
+
+    err = messages.Error.with_code("rejectedIdentifier", detail=detail)
+    line = str(describe(err, "order", "shop.test"))
+    assert line.startswith("ACME order for shop.test: ")
+    assert line.endswith("(rejectedIdentifier)" if detail.strip() else ": rejectedIdentifier")
+    assert line.isprintable()

@@ -78,8 +78,19 @@ def _problem_text(err: messages.Error) -> str:
     return "; ".join(parts)
 
 
+def _printable(text: str) -> str:
+    """A CA's text made one safe line: control characters (newlines, terminal escapes) shown
+    escaped, never sent to the operator's terminal."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def describe(exc: BaseException, what: str, subject: str) -> OperationError:
     """One line for an ACME failure: ``ACME <what> for <subject>: <the CA's detail> (<type>)``."""
+    error = _describe(exc, what, subject)
+    return OperationError(_printable(str(error)))
+
+
+def _describe(exc: BaseException, what: str, subject: str) -> OperationError:
     if isinstance(exc, messages.Error):
         subject = exc.identifier.value if getattr(exc, "identifier", None) is not None else subject
         reason = _problem_text(exc)
