@@ -67,12 +67,20 @@ def test_dns01_with_rfc2136_wildcard_record_removed_secrets_sealed(tlsgate_home,
     assert "alreadyRevoked" in again.stderr and "wild.test" in again.stderr
 
 
-def test_dns_test_with_a_wrong_tsig_secret_fails_in_one_line(tlsgate_home, bind_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_tsig_secret_fails_in_one_line_and_the_order_leaves_nothing(tlsgate_home, bind_server,  # type: ignore[no-untyped-def]
+                                                                          pebble_factory) -> None:
     add_dns(bind_server, "bad", secret="d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA==")
     res = tg("dns", "test", "bad", check=False)
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "adding TXT _tlsgate-test.test." in res.stderr
     assert bind_server.txt("_tlsgate-test.test") == []
+    add_account(pebble_factory(http_port=free_port()))
+    res = tg("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bad", "--domain", "nope.test",
+             check=False)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("error: dns bad: adding TXT _acme-challenge.nope.test.: 127.0.0.1:")
+    assert "refused the TSIG key (PeerBadSignature: check --tsig_key_name" in res.stderr
+    assert bind_server.txt("_acme-challenge.nope.test") == [] and tg_json("cert", "list") == []
 
 
 def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]

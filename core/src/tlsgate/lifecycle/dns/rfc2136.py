@@ -85,6 +85,10 @@ class Rfc2136Provider:
         what = "adding" if add else "removing"
         try:
             resp = dns.query.tcp(upd, self.options.server, port=self.options.port, timeout=15)
+        except (dns.tsig.PeerBadKey, dns.tsig.PeerBadSignature, dns.tsig.PeerBadTime) as exc:
+            raise OperationError(f"dns {self.name}: {what} TXT {fqdn}: {self.options.server}:{self.options.port} "
+                                 f"refused the TSIG key ({type(exc).__name__}: check --tsig_key_name, "
+                                 "--tsig_algorithm and --tsig_secret)") from None
         except (dns.exception.DNSException, OSError) as exc:
             raise OperationError(f"dns {self.name}: {what} TXT {fqdn} at {self.options.server}:{self.options.port} "
                                  f"failed: {type(exc).__name__}: {exc}") from None
