@@ -54,7 +54,7 @@ def plain_http_vhosts(config: ApacheConfig, domain: str, port: int) -> list[tupl
 
 
 def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str,
-                  http_port: int, *, local: bool) -> Callable[[], None]:
+                  http_port: int) -> Callable[[], None]:
     url_path = http01_path(token, key_authorization)
     pattern = "^" + re.escape(url_path) + "$"  # AliasMatch: a regex, anchored = an exact match
     from .discovery import discover
@@ -104,7 +104,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
     with tx:
         if made:
             connection.makedirs(folder)
-            tx.on_rollback(remove_folders, f"remove {made[0]}")
+            tx.undo(remove_folders, f"remove {made[0]}")
         tx.write(answer, key_authorization.encode(), mode=0o644)
         for file, file_edits in edits.items():
             tx.write(control.realpath(file), apply_edits(config.files[file], file_edits))
@@ -115,6 +115,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
         graceful("apachectl -k graceful")
         entry = vhosts[0][0]
         ip = "*" if entry.ip == "_default_" else entry.ip
+        local = endpoint.connection.type == "local"
         expect_http_answer(probe_host(ip, endpoint.connection.host, local), http_port, domain,
                            url_path, key_authorization)
 
