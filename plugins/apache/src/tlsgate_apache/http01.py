@@ -20,6 +20,7 @@ from tlsgate.plugin import (
     Endpoint,
     OperationError,
     Transaction,
+    apply_edits,
     expect_http_answer,
     http01_path,
     probe_host,
@@ -97,8 +98,6 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
     def remove_folders() -> None:
         for d in reversed(made):
             connection.run(["rmdir", d])
-
-    from .edits import apply_edits
 
     tx = Transaction(connection, label=f"apache http-01 answer for {domain} on {endpoint.name}")
     with tx:

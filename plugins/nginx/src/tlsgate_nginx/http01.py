@@ -16,6 +16,7 @@ from tlsgate.plugin import (
     Endpoint,
     OperationError,
     Transaction,
+    apply_edits,
     expect_http_answer,
     http01_path,
     probe_host,
@@ -24,7 +25,7 @@ from tlsgate.plugin import (
 
 from .config import NginxConfig, ServerBlock, load
 from .control import describe_failure, find_control, wait_workers_retired, worker_pids
-from .install import VERIFY_DEADLINE, _indent_of_children, apply_edits
+from .install import VERIFY_DEADLINE, _indent_of_children
 
 
 def name_matches(pattern: str, domain: str) -> bool:
