@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tlsgate_testing.apache import ApacheServer, apache_binary, apache_site
 from tlsgate_testing.fixtures_core import free_port
-from tlsgate_testing.lifecycle import changed_directives, served, tg, tg_json
+from tlsgate_testing.lifecycle import changed_directives, install_recorded, served, tg, tg_json
 
 pytestmark = pytest.mark.slow
 
@@ -73,14 +73,7 @@ def test_http01_via_apache_request_and_deploy(shop_apache, pebble_factory) -> No
     assert _files(site) == before, "the http-01 answer (config lines, answer file) was not removed"
     assert not (site.root / "tlsgate-certs").exists()
 
-    from tlsgate.api import Gateway
-
-    gw = Gateway()
-    try:
-        outcome = gw.install("web", gw.lifecycle.bundle(issued["certificate_id"]))
-    finally:
-        gw.close()
-    assert outcome.result.verified
+    assert install_recorded("web", issued["certificate_id"]).result.verified
     leaf = served(site.tls_port2, "shop.test")
     assert leaf.issuer == pebble.intermediates()[0].subject
     assert leaf.public_key().key_size == 2048  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tlsgate_testing.lifecycle import changed_directives, served, tg, tg_json
+from tlsgate_testing.lifecycle import changed_directives, install_recorded, served, tg, tg_json
 from tlsgate_testing.nginx import NginxServer, nginx_binary, nginx_site
 
 pytestmark = pytest.mark.slow
@@ -61,14 +61,7 @@ def test_http01_via_nginx_request_deploy_and_renew(shop_nginx, pebble_factory) -
     assert not list(site.prefix.rglob("*acme-challenge*"))
 
     # deploy the recorded certificate (key sealed in the inventory) through the library
-    from tlsgate.api import Gateway
-
-    gw = Gateway()
-    try:
-        outcome = gw.install("web", gw.lifecycle.bundle(issued["certificate_id"]))
-    finally:
-        gw.close()
-    assert outcome.result.verified
+    assert install_recorded("web", issued["certificate_id"]).result.verified
     leaf = served(site.tls_port2, "shop.test")
     inter = pebble.intermediates()[0]
     assert leaf.issuer == inter.subject

@@ -35,3 +35,15 @@ def changed_directives(before: bytes, after: bytes) -> list[bytes]:
     old, new = before.splitlines(), after.splitlines()
     assert len(old) == len(new), "lines were added or removed"
     return [a.split()[0] for a, b in zip(old, new, strict=True) if a != b]
+
+
+def install_recorded(endpoint: str, cert_id: int) -> Any:
+    """Install a certificate the inventory recorded with its sealed key (``tls install`` through
+    the library: the key never goes to a file); returns the install outcome."""
+    from tlsgate.api import Gateway
+
+    gw = Gateway()
+    try:
+        return gw.install(endpoint, gw.lifecycle.bundle(cert_id))
+    finally:
+        gw.close()
