@@ -1,3 +1,2 @@
-"""Lifecycle tests: ACME against a real Pebble, DNS against a real BIND 9."""
-
-pytest_plugins = ["tlsgate_testing"]
+"""Lifecycle tests: ACME against a real Pebble, DNS against a real BIND 9 (the kit is opted in by
+tests/conftest.py)."""
