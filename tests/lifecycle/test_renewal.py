@@ -80,6 +80,10 @@ def test_renew_deploy_reaches_every_node_and_finishes_pending_rollouts(issued, t
     listing = {c["id"]: c for c in tg_json("cert", "list")}
     assert listing[old]["status"] == f"superseded by {new}, not yet deployed everywhere (1 node(s) still serve it)"
     assert "superseded by" in tg("cert", "list").stdout
+    assert tg_json("cert", "show", str(old))["status"].startswith(f"superseded by {new}, not yet deployed everywhere")
+    expiring = {c["id"]: c for c in tg_json("cert", "expiring", "--days", "0")}  # listed whatever its end date
+    assert [n["endpoint"] for n in expiring[old]["nodes"]] == ["store-b"] and new not in expiring
+    assert isinstance(item["job"], int)  # the rollout is one fleet deploy job
     new_fp = listing[new]["fingerprint"]
     assert _served_fp(a) == new_fp and _served_fp(away) == listing[old]["fingerprint"]
 

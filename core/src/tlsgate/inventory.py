@@ -21,7 +21,7 @@ from .errors import NotFoundError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
 from .secret import Secret
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -107,9 +107,14 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX nodes_fingerprint ON nodes(fingerprint);
     CREATE INDEX certificates_not_after ON certificates(not_after);
     """,
+    # fleet jobs: the runner's heartbeat, so a job whose runner died (kill -9, a lost gateway)
+    # is seen as interrupted even when it ran on another gateway
+    3: """
+    ALTER TABLE jobs ADD COLUMN heartbeat TEXT;
+    """,
     # ACME renewal: a lease per certificate, so two renewal runs (two timers, two gateways) never
     # renew one certificate twice; the fleet's endpoint leases stay per endpoint.
-    3: """
+    4: """
     CREATE TABLE certificate_leases (
         cert_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
         holder TEXT NOT NULL, acquired TEXT NOT NULL, expires TEXT NOT NULL);
@@ -207,7 +212,9 @@ class Inventory:
         if new:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # check_same_thread off: a connection is used by one thread at a time, but a fleet run's
+        # worker connections are closed by the thread that started the run
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA foreign_keys = ON")
@@ -216,6 +223,11 @@ class Inventory:
 
     def close(self) -> None:
         self.db.close()
+
+    def reopen(self) -> Inventory:
+        """A new connection to the same inventory (for another thread: connections are not
+        shared across threads)."""
+        return type(self)(self.path)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -349,6 +361,13 @@ class Inventory:
                  for n in nodes],
             )
 
+    def node_keys(self, endpoint_id: str) -> set[tuple[str, str | None]]:
+        """(Node.key, fingerprint) of every stored node: what changed since the last discovery,
+        without building 20,000 Node objects."""
+        rows = self.db.execute("SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?",
+                               (endpoint_id,))
+        return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
+
     def nodes(self, endpoint_id: str) -> list[Node]:
         rows = self.db.execute("SELECT * FROM nodes WHERE endpoint_id = ? ORDER BY id", (endpoint_id,)).fetchall()
         return [
@@ -435,8 +454,8 @@ class Inventory:
         return _cert_record(row)
 
     def has_key(self, cert_id: int) -> bool:
-        row = self.db.execute("SELECT key IS NOT NULL FROM certificates WHERE id = ?", (cert_id,)).fetchone()
-        return bool(row and row[0])
+        row = self.db.execute("SELECT key FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        return bool(row and row["key"])
 
     def serving_nodes(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
         """Every node of the last discoveries (with its endpoint's name and type) that serves

@@ -64,6 +64,7 @@ class RenewItem:
     new_certificate_id: int | None = None
     reason: str | None = None
     deploy: list[dict[str, Any]] = attrs.field(factory=list)
+    job: int | None = None  # the fleet job of the rollout (--deploy)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -282,7 +283,7 @@ class Lifecycle:
         """Renew every ACME certificate that is due (``days``: ends within N days; else its
         renewal window: ARI when the CA offers it, else one third of the lifetime left). With
         ``deploy``, pending rollouts are finished first, then each renewed certificate replaces
-        the old one on every node that served it."""
+        the old one on every node that served it (one fleet ``deploy`` job per certificate)."""
         if days is not None and not 0 <= days <= 3650:
             raise ValidationError("must be between 0 and 3650", option="--days")
         now = now or dt.datetime.now(dt.UTC)
@@ -370,7 +371,7 @@ class Lifecycle:
             self.inventory.release_certificate_lease(rec.id, holder)
         if deploy:
             outcome = self._rollout(rec, self.inventory.certificate(new_id), False)
-            item.deploy = outcome["endpoints"]
+            item.deploy, item.job = outcome["endpoints"], outcome["job"]
 
     # -- rollouts -----------------------------------------------------------------------------
     def pending_rollouts(self) -> list[tuple[CertificateRecord, CertificateRecord]]:
@@ -400,28 +401,25 @@ class Lifecycle:
         return self.inventory.load_bundle(cert_id)  # type: ignore[no-any-return]
 
     def _rollout(self, old: CertificateRecord, new: CertificateRecord, dry_run: bool) -> dict[str, Any]:
-        """Install ``new`` on every node that serves ``old``, per endpoint (restored on failure)."""
-        by_endpoint: dict[str, list[str]] = {}
-        for node in self.inventory.serving_nodes(old.fingerprint):
-            # name:port picks exactly the node that serves it (a locator names a whole server
-            # block, whose plain-HTTP listen is a node too)
-            by_endpoint.setdefault(node["endpoint_id"], []).append(
-                f"{node['name']}:{node['port']}" if node["port"] else node["name"])
-        results: list[dict[str, Any]] = []
-        bundle = self.bundle(new.id)
-        for eid, nodes in by_endpoint.items():
-            endpoint = self.gw.endpoint(eid)
-            entry: dict[str, Any] = {"endpoint": endpoint.name, "nodes": sorted(set(nodes)), "ok": True}
-            if dry_run:
-                entry["action"] = "would deploy"
-            else:
-                try:
-                    self.gw.install(eid, bundle, nodes=sorted(set(nodes)))
-                    entry["action"] = "deployed"
-                except TlsgateError as exc:
-                    entry.update(ok=False, action="failed", reason=str(exc))
-            results.append(entry)
-        return {"ok": all(r["ok"] for r in results), "endpoints": results}
+        """``cert deploy NEW --replaces OLD`` as one fleet job: ``new`` goes onto every node whose last
+        discovery saw ``old``, per endpoint under its lease, each endpoint its own transaction."""
+        from .. import fleet, jobs
+
+        chosen = fleet.select(self.gw, fleet.Selection(replaces=old.fingerprint))
+        if dry_run:
+            return {"ok": True, "job": None, "endpoints": [
+                {"endpoint": s.name, "action": "would deploy", "ok": True} for s in chosen]}
+        if not chosen:
+            return {"ok": True, "job": None, "endpoints": []}
+        job_id = fleet.create_job(self.gw, "deploy", chosen, {
+            "certificate_id": new.id, "fingerprint": new.fingerprint, "replaces": old.fingerprint,
+            "selection": {"replaces": str(old.id)}, "renewal": {"old_certificate_id": old.id}})
+        job = fleet.run_job(self.gw, job_id)
+        entries = [{"endpoint": i.endpoint, "ok": i.state in jobs.FINAL_OK, "state": i.state,
+                    "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
+                    **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})}
+                   for i in job.items]
+        return {"ok": job.ok, "job": job_id, "endpoints": entries}
 
     # -- revocation ---------------------------------------------------------------------------
     def revoke(self, cert_id: int, reason: str = "unspecified") -> dict[str, Any]:
