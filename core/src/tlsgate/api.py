@@ -136,9 +136,19 @@ class Gateway:
     def __init__(self, inventory: Inventory | None = None, registry: Registry | None = None) -> None:
         self.registry = registry or get_registry()
         self.inventory = inventory or open_inventory()
+        self._lifecycle: Any = None
 
     def close(self) -> None:
         self.inventory.close()
+
+    @property
+    def lifecycle(self) -> Any:
+        """ACME accounts, DNS providers, cert request / renew / revoke (:mod:`tlsgate.lifecycle`)."""
+        from .lifecycle.service import Lifecycle
+
+        if self._lifecycle is None:
+            self._lifecycle = Lifecycle(self)
+        return self._lifecycle
 
     # -- endpoint types ---------------------------------------------------------------------------
     def endpoint_type(self, name: str) -> Any:

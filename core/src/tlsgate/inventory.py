@@ -21,7 +21,7 @@ from .errors import NotFoundError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
 from .secret import Secret
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -112,6 +112,13 @@ _MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE jobs ADD COLUMN heartbeat TEXT;
     """,
+    # ACME renewal: a lease per certificate, so two renewal runs (two timers, two gateways) never
+    # renew one certificate twice; the fleet's endpoint leases stay per endpoint.
+    4: """
+    CREATE TABLE certificate_leases (
+        cert_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+        holder TEXT NOT NULL, acquired TEXT NOT NULL, expires TEXT NOT NULL);
+    """,
 }
 
 
@@ -172,6 +179,10 @@ class CertificateRecord:
     department: str | None
     source: str
     created: str
+    acme_account: str | None = None
+    superseded_by: int | None = None
+    has_key: bool = False
+    renewal: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = attrs.asdict(self)
@@ -476,6 +487,85 @@ class Inventory:
             if cur.rowcount == 0:
                 raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
 
+    # -- the ACME lifecycle ------------------------------------------------------------------------
+    def set_acme_facts(self, cert_id: int, account: str, renewal: dict[str, Any]) -> None:
+        """Mark a certificate as issued through ACME ``account``, renewed with ``renewal`` settings."""
+        with self.write() as db:
+            db.execute("UPDATE certificates SET acme_account = ?, renewal = ?, source = ? WHERE id = ?",
+                       (account, json.dumps(renewal), f"acme:{account}", cert_id))
+
+    def set_superseded(self, old_id: int, new_id: int) -> None:
+        with self.write() as db:
+            db.execute("UPDATE certificates SET superseded_by = ? WHERE id = ?", (new_id, old_id))
+
+    def take_certificate_lease(self, cert_id: int, holder: str, seconds: int = 900) -> bool:
+        """Take (in one statement) the renewal lease of a certificate; False when another live
+        holder has it. An expired lease (its holder died) is taken over."""
+        stamp = dt.datetime.now(dt.UTC)
+        expires = (stamp + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+        with self.write() as db:
+            cur = db.execute(
+                "INSERT INTO certificate_leases(cert_id, holder, acquired, expires) VALUES (?,?,?,?) "
+                "ON CONFLICT(cert_id) DO UPDATE SET holder = excluded.holder, acquired = excluded.acquired, "
+                "expires = excluded.expires WHERE certificate_leases.expires < ? OR certificate_leases.holder = ?",
+                (cert_id, holder, stamp.isoformat(timespec="seconds"), expires,
+                 stamp.isoformat(timespec="seconds"), holder))
+            return cur.rowcount == 1
+
+    def release_certificate_lease(self, cert_id: int, holder: str) -> None:
+        with self.write() as db:
+            db.execute("DELETE FROM certificate_leases WHERE cert_id = ? AND holder = ?", (cert_id, holder))
+
+    # -- ACME accounts and DNS providers ----------------------------------------------------------
+    def add_acme_account(self, name: str, directory: str, email: str | None, uri: str, data: dict[str, Any]) -> None:
+        _check_name(name, "ACME account")
+        with self.write() as db:
+            try:
+                db.execute("INSERT INTO acme_accounts(name, directory, email, uri, data, created) VALUES (?,?,?,?,?,?)",
+                           (name, directory, email, uri, json.dumps(seal(data)), now()))
+            except sqlite3.IntegrityError:
+                raise ValidationError(f"an ACME account named {name!r} already exists", option="NAME") from None
+
+    def acme_account(self, name: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT * FROM acme_accounts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no ACME account named {name!r} (see: tlsgate acme list)", option="--acme")
+        return {"name": row["name"], "directory": row["directory"], "email": row["email"], "uri": row["uri"],
+                "created": row["created"], **unseal(json.loads(row["data"]))}
+
+    def acme_accounts(self) -> list[dict[str, Any]]:
+        names = [r["name"] for r in self.db.execute("SELECT name FROM acme_accounts ORDER BY name")]
+        return [self.acme_account(n) for n in names]
+
+    def remove_acme_account(self, name: str) -> None:
+        self.acme_account(name)
+        with self.write() as db:
+            db.execute("DELETE FROM acme_accounts WHERE name = ?", (name,))
+
+    def add_dns_provider(self, name: str, kind: str, options: dict[str, Any]) -> None:
+        _check_name(name, "DNS provider")
+        with self.write() as db:
+            try:
+                db.execute("INSERT INTO dns_providers(name, kind, options, created) VALUES (?,?,?,?)",
+                           (name, kind, json.dumps(seal(options)), now()))
+            except sqlite3.IntegrityError:
+                raise ValidationError(f"a DNS provider named {name!r} already exists", option="NAME") from None
+
+    def dns_provider(self, name: str) -> tuple[str, dict[str, Any]]:
+        row = self.db.execute("SELECT kind, options FROM dns_providers WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no DNS provider named {name!r} (see: tlsgate dns list)", option="--dns")
+        return row["kind"], unseal(json.loads(row["options"]))
+
+    def dns_providers(self) -> list[dict[str, Any]]:
+        return [{"name": r["name"], "kind": r["kind"], "options": redact(unseal(json.loads(r["options"])))}
+                for r in self.db.execute("SELECT name, kind, options FROM dns_providers ORDER BY name")]
+
+    def remove_dns_provider(self, name: str) -> None:
+        self.dns_provider(name)
+        with self.write() as db:
+            db.execute("DELETE FROM dns_providers WHERE name = ?", (name,))
+
     # -- audit ----------------------------------------------------------------------------------
     def audit(
         self,
@@ -586,6 +676,8 @@ def _cert_record(r: sqlite3.Row) -> CertificateRecord:
         id=int(r["id"]), fingerprint=r["fingerprint"], subject=r["subject"], issuer=r["issuer"],
         names=tuple(json.loads(r["names"] or "[]")), not_before=r["not_before"], not_after=r["not_after"],
         organization=r["org"], department=r["dept"], source=r["source"], created=r["created"],
+        acme_account=r["acme_account"], superseded_by=r["superseded_by"], has_key=r["key"] is not None,
+        renewal=json.loads(r["renewal"]) if r["renewal"] else None,
     )
 
 

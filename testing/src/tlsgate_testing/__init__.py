@@ -1,5 +1,5 @@
 """tlsgate's opt-in test kit for plugin authors: a throw-away CA, real-peer fixtures (sshd,
-OpenBao, nginx, apache2, tomcat10, a WS-Management loopback peer and simulated Windows host) and
+OpenBao, nginx, apache2, tomcat10, Pebble (ACME) and BIND 9, a WS-Management loopback peer and simulated Windows host) and
 the endpoint-type contract suite.
 
 Opt in from a top-level ``conftest.py``, as with ``pytester``::
@@ -20,4 +20,6 @@ pytest_plugins = [
     "tlsgate_testing.nginx",
     "tlsgate_testing.apache",
     "tlsgate_testing.tomcat",
+    "tlsgate_testing.bind",
+    "tlsgate_testing.pebble",
 ]

@@ -80,6 +80,8 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
     store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
     store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
+    acme = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="ACME accounts (cert request / renew).")
+    dns = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="DNS providers for ACME dns-01.")
     job = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Fleet jobs: list, show, retry.")
     plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
     app.add_typer(tls, name="tls")
@@ -88,6 +90,8 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     app.add_typer(cert, name="cert")
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
+    app.add_typer(acme, name="acme")
+    app.add_typer(dns, name="dns")
     app.add_typer(job, name="job")
     app.add_typer(plugins, name="plugins")
 
@@ -108,7 +112,9 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
         for kind in sorted(registry.credential_stores):
             _add_store_command(store_add, kind)
 
+    from . import acme as acme_cmds
     from . import cert as cert_cmds
+    from . import dns as dns_cmds
     from . import job as job_cmds
     from . import misc
     from . import org as org_cmds
@@ -120,6 +126,8 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     cert_cmds.register(cert)
     cert_cmds.register_fleet(cert)
     store_cmds.register(store)
+    acme_cmds.register(acme)
+    dns_cmds.register(dns)
     job_cmds.register(job)
     misc.register(app, plugins)
     return app
