@@ -185,7 +185,9 @@ class PostgresConnection:
         try:
             self.raw = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=30)
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to {redact_url(url)}: {_first_line(exc)}") from None
+            from .errors import OperationError
+
+            raise OperationError(f"inventory database: cannot connect to {redact_url(url)}: {_first_line(exc)}") from None
         self._identity_tables: set[str] | None = None
 
     def close(self) -> None:

@@ -233,7 +233,7 @@ class Inventory:
     """The inventory on one engine: ``Inventory(path)`` opens (creating) the SQLite file;
     ``Inventory(url="postgresql://...")`` a PostgreSQL database. Opening migrates the schema."""
 
-    def __init__(self, path: Path | None = None, *, url: str | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, url: str | None = None, migrate: bool = True) -> None:
         from .paths import home
 
         self.url = url
@@ -246,7 +246,8 @@ class Inventory:
             self.path = path
             self.db = database.connect_sqlite(path)
         self.dialect = database.dialect_of(self.db)
-        self._migrate()
+        if migrate:
+            self.migrate()
 
     @property
     def location(self) -> str:
@@ -286,7 +287,9 @@ class Inventory:
             db.execute("CREATE TABLE IF NOT EXISTS tlsgate_schema (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)")
             db.execute("INSERT INTO tlsgate_schema(version, applied) VALUES (?, ?)", (version, now()))
 
-    def _migrate(self) -> None:
+    def migrate(self) -> tuple[int, int]:
+        """Apply the pending migrations (each engine's text, one transaction under the writer
+        lock, so gateways starting at once migrate once); returns (version before, after)."""
         with self.write() as db:
             current = self.schema_version()
             if current > SCHEMA_VERSION:
@@ -303,6 +306,7 @@ class Inventory:
                 queue.ensure_schema(db)
         if self.dialect == "postgresql":
             self.db.forget_schema()
+        return current, max(current, SCHEMA_VERSION)
 
     # -- organizations --------------------------------------------------------------------------
     def add_org(self, name: str) -> int:
@@ -591,12 +595,12 @@ def _split_sql(script: str) -> list[str]:
     return [s for s in out if s.strip()]
 
 
-def open_inventory(path: Path | None = None) -> Inventory:
+def open_inventory(path: Path | None = None, *, migrate: bool = True) -> Inventory:
     """The configured inventory: PostgreSQL when ``TLSGATE_DATABASE_URL`` names one (and no path
     is given), else the SQLite file under ``$TLSGATE_HOME``."""
     from .paths import home
 
     url = None if path is not None else database.database_url()
     if url is not None:
-        return Inventory(url=url)
-    return Inventory(path or home() / "inventory.sqlite3")
+        return Inventory(url=url, migrate=migrate)
+    return Inventory(path or home() / "inventory.sqlite3", migrate=migrate)

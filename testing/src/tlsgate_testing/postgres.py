@@ -162,3 +162,18 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 def postgres_database(postgres_cluster: PostgresCluster) -> str:
     """The URL of a fresh database with tlsgate's schema, for one test."""
     return postgres_cluster.new_database()
+
+
+def database_text(url: str) -> str:
+    """Every row of every table of a database as JSON text (to check no secret is stored in clear)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_type = 'BASE TABLE'").fetchall()]
+        out = []
+        for name in names:
+            rows = conn.execute(f'SELECT row_to_json(t)::text FROM "{name}" t').fetchall()  # noqa: S608 (catalog names)
+            out.extend(r[0] for r in rows)
+        return "\n".join(out)

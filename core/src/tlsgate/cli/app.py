@@ -85,6 +85,8 @@ def build_app() -> typer.Typer:
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
     app.add_typer(plugins, name="plugins")
+    db = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="The inventory database: status, migrate, copy.")
+    app.add_typer(db, name="db")
 
     registry = get_registry()
     if not registry.endpoint_types:
@@ -111,6 +113,9 @@ def build_app() -> typer.Typer:
     cert_cmds.register(cert)
     store_cmds.register(store)
     misc.register(app, plugins)
+    from . import db as db_cmds
+
+    db_cmds.register(db)
     return app
 
 
