@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ValidationError
-from .inventory import SCHEMA_VERSION, Inventory, now
+from .inventory import SCHEMA_VERSION, Inventory
 
 # tables that describe running processes, not the estate: not copied
 _RUNTIME_TABLES = {"leases", "gateways", "tlsgate_schema"}
