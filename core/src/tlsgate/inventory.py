@@ -161,6 +161,14 @@ def actor() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
+def gateway_name() -> str:
+    """The gateway this process acts as: ``TLSGATE_GATEWAY`` (a worker sets it to its
+    ``--gateway``), else the host name. Recorded in audit entries, leases and job items."""
+    import socket
+
+    return os.environ.get("TLSGATE_GATEWAY") or socket.gethostname() or "localhost"
+
+
 # -- secret-aware (de)serialisation -----------------------------------------------------------
 def seal(value: Any) -> Any:
     """JSON-ready form of a value; Secrets become {"$secret": "enc:v1:..."}."""
@@ -227,6 +235,7 @@ class StoredEndpoint:
     department: str | None
     created: str
     updated: str
+    zone: str = "default"
 
 
 class Inventory:
@@ -353,14 +362,14 @@ class Inventory:
         return org_id, (self._dept_id(org_id, dept) if dept else None)
 
     # -- endpoints ------------------------------------------------------------------------------
-    def add_endpoint(self, endpoint: Endpoint, options: dict[str, Any]) -> None:
+    def add_endpoint(self, endpoint: Endpoint, options: dict[str, Any], *, zone: str = "default") -> None:
         with self.write() as db:
             try:
                 db.execute(
-                    "INSERT INTO endpoints(id, name, type, connection, options, created, updated) VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO endpoints(id, name, type, connection, options, zone, created, updated) VALUES (?,?,?,?,?,?,?,?)",
                     (endpoint.instance_id, endpoint.name, endpoint.type,
                      json.dumps(seal(connection_to_dict(endpoint.connection))),
-                     json.dumps(seal(options)), now(), now()),
+                     json.dumps(seal(options)), zone, now(), now()),
                 )
             except sqlite3.IntegrityError:
                 raise ValidationError(f"an endpoint named {endpoint.name!r} already exists", option="--name") from None
@@ -402,6 +411,13 @@ class Inventory:
         with self.write() as db:
             db.execute("UPDATE endpoints SET org_id = ?, dept_id = ?, updated = ? WHERE id = ?",
                        (org_id, dept_id, now(), stored.id))
+
+    def set_zone(self, ref: str, zone: str) -> StoredEndpoint:
+        """Move an endpoint to another zone (the workers of that zone run its tasks from now on)."""
+        stored = self.get_endpoint(ref)
+        with self.write() as db:
+            db.execute("UPDATE endpoints SET zone = ?, updated = ? WHERE id = ?", (zone, now(), stored.id))
+        return self.get_endpoint(stored.id)
 
     # -- nodes ----------------------------------------------------------------------------------
     def replace_nodes(self, endpoint_id: str, nodes: Sequence[Node]) -> None:
@@ -483,10 +499,10 @@ class Inventory:
         eid = getattr(endpoint, "id", None) or getattr(endpoint, "instance_id", None)
         with self.write() as db:
             db.execute(
-                "INSERT INTO audit(ts, actor, action, endpoint_id, endpoint_name, result, before_fp, after_fp, details) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO audit(ts, actor, action, endpoint_id, endpoint_name, result, before_fp, after_fp, details, "
+                "gateway) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (now(), actor(), action, eid, getattr(endpoint, "name", None), result, before, after,
-                 json.dumps(redact(details or {}))),
+                 json.dumps(redact(details or {})), gateway_name()),
             )
 
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -497,7 +513,8 @@ class Inventory:
         return [
             {"id": r["id"], "time": r["ts"], "actor": r["actor"], "action": r["action"],
              "endpoint": r["endpoint_name"], "endpoint_id": r["endpoint_id"], "result": r["result"],
-             "before": r["before_fp"], "after": r["after_fp"], "details": json.loads(r["details"])}
+             "before": r["before_fp"], "after": r["after_fp"], "details": json.loads(r["details"]),
+             "gateway": r["gateway"]}
             for r in reversed(rows)
         ]
 
@@ -561,6 +578,7 @@ def _stored(row: sqlite3.Row) -> StoredEndpoint:
         id=row["id"], name=row["name"], type=row["type"],
         connection=unseal(json.loads(row["connection"])), options=unseal(json.loads(row["options"])),
         organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
+        zone=row["zone"] or "default",
     )
 
 
