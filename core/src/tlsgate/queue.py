@@ -97,7 +97,12 @@ def build_app(connector: Any) -> Any:
     import procrastinate
 
     app = procrastinate.App(connector=connector, periodic_defaults={"max_delay": 120})
-    app.task(name=TASK_RUN_ITEM, pass_context=True)(_run_item_task)
+    from procrastinate import RetryStrategy
+
+    # an exception out of a task (not an endpoint's own failure: run_item records those) is the
+    # database or the worker: retried a bounded number of times, a little later
+    app.task(name=TASK_RUN_ITEM, pass_context=True,
+             retry=RetryStrategy(max_attempts=max_attempts(), wait=1))(_run_item_task)
     app.task(name=TASK_NOOP)(_noop_task)
     verify = app.task(name="tlsgate.nightly_verify", queue=ESTATE_QUEUE)(_nightly_verify_task)
     app.periodic(cron=os.environ.get("TLSGATE_VERIFY_CRON", "0 3 * * *"), periodic_id="nightly-verify")(verify)
@@ -168,18 +173,22 @@ def _worker_gateway() -> Gateway:
 
 
 def _run_item_task(context: Any, job_id: int, item_id: int) -> None:
-    from . import fleet
+    from . import fleet, jobs
 
     with _counted():
         gw = _worker_gateway()
         try:
-            fleet.run_item(gw, job_id, item_id)
+            why = _gate(gw, job_id, item_id)
+            if why:
+                jobs.skip_items(gw.inventory, [item_id], why)
+            else:
+                fleet.run_item(gw, job_id, item_id)
+            _after_item(gw, job_id, item_id)
         except Exception:
             # the inventory connection may be the broken part (database restarted): a fresh
-            # Gateway next time; procrastinate records the failure and the sweep/retry handles it
+            # Gateway next time; procrastinate retries the task (RetryStrategy on the task)
             _forget_gateway()
             raise
-        finish_if_done(gw, job_id)
 
 
 def _forget_gateway() -> None:
@@ -212,8 +221,10 @@ def _noop_task(job_id: int, item_id: int) -> None:
 
 def _nightly_verify_task(timestamp: int) -> None:
     """Periodic: a ``verify`` job over every endpoint, one task per endpoint in its zone."""
+    from . import fleet
+
     gw = _worker_gateway()
-    job_id = enqueue_job(gw, "verify", gw.inventory.endpoints(), {"periodic": "nightly-verify", "tick": timestamp})
+    job_id = fleet.create_job(gw, "verify", gw.inventory.endpoints(), {"periodic": "nightly-verify", "tick": timestamp})
     log.info("nightly verify: job %s", job_id)
 
 
@@ -227,21 +238,120 @@ def _renewal_task(timestamp: int) -> None:
     renew()
 
 
-def enqueue_job(gateway: Gateway, kind: str, endpoints: Sequence[Any], params: dict[str, Any]) -> int:
-    """Record a job with one item per endpoint AND defer one task per item into its endpoint's
-    zone queue, in one transaction; returns the job ID (PostgreSQL inventories only)."""
-    from . import jobs
-
+def submit(gateway: Gateway, job_id: int, item_ids: Sequence[int], *, canary: int = 0,
+           max_failures: int | None = None, db: Any = None) -> None:
+    """Queue a job's items (PostgreSQL): the run options go into the job's parameters (the
+    workers enforce them), the items go back to ``pending``, and one task per item is deferred
+    into its zone's queue; with ``canary`` only the first ``canary`` items are deferred now, the
+    rest by the worker that finishes the last canary (or skipped when a canary failed). Runs in
+    ``db``'s open transaction when given (the one that inserted the job), else in its own."""
     inv = gateway.inventory
     if inv.dialect != "postgresql":
         raise ValidationError("the job queue needs a PostgreSQL inventory (TLSGATE_DATABASE_URL)")
-    zones = {r[0]: r[1] for r in inv.db.execute("SELECT id, zone FROM endpoints")}
-    rows = [(s.id, s.name, zones.get(s.id) or DEFAULT_ZONE) for s in endpoints]
+    with contextlib.ExitStack() as stack:
+        if db is None:
+            db = stack.enter_context(inv.write())
+        row = db.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        params = json.loads(row[0]) if row else {}
+        params["queue"] = {"canary": sorted(item_ids)[:canary] if canary else [], "max_failures": max_failures}
+        db.execute("UPDATE jobs SET params = ?, state = 'running', holder = NULL, finished = NULL WHERE id = ?",
+                   (json.dumps(params), job_id))
+        db.executemany("UPDATE job_items SET state = 'pending', reason = NULL, finished = NULL, task_id = NULL "
+                       "WHERE id = ?", [(i,) for i in item_ids])
+        first = sorted(item_ids)[:canary] if canary else sorted(item_ids)
+        _defer_pending(db, job_id, first)
+
+
+def _defer_pending(db: Any, job_id: int, item_ids: Sequence[int]) -> None:
+    if not item_ids:
+        return
+    marks = ",".join("?" for _ in item_ids)
+    rows = db.execute(f"SELECT id, zone FROM job_items WHERE job_id = ? AND id IN ({marks}) ORDER BY id",  # noqa: S608
+                      (job_id, *item_ids)).fetchall()
+    task_ids = defer_items(db, [(job_id, int(r[0]), r[1]) for r in rows])
+    db.executemany("UPDATE job_items SET task_id = ? WHERE id = ?",
+                   [(t, int(r[0])) for t, r in zip(task_ids, rows, strict=True)])
+
+
+def _gate(gateway: Gateway, job_id: int, item_id: int) -> str | None:
+    """Why this item must not start (``--max-failures`` reached), or None."""
+    inv = gateway.inventory
+    params = json.loads(inv.db.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+    limit = (params.get("queue") or {}).get("max_failures")
+    if limit:
+        failed = inv.db.execute("SELECT COUNT(*) FROM job_items WHERE job_id = ? AND state IN ('failed', 'interrupted')",
+                                (job_id,)).fetchone()[0]
+        if failed >= limit:
+            return f"not started: --max-failures {limit} reached"
+    return None
+
+
+def _after_item(gateway: Gateway, job_id: int, item_id: int) -> None:
+    """After an item: release the rest of a canary job, or close the job when nothing is left."""
+    from . import jobs
+
+    inv = gateway.inventory
     with inv.write() as db:
-        job_id = jobs.insert(db, kind, params, rows, holder=None)
-        items = db.execute("SELECT id, zone FROM job_items WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
-        defer_items(db, [(job_id, int(r[0]), r[1]) for r in items])
-    return job_id
+        params = json.loads(db.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+        canary = (params.get("queue") or {}).get("canary") or []
+        if item_id in canary:
+            marks = ",".join("?" for _ in canary)
+            states = [r[0] for r in db.execute(f"SELECT state FROM job_items WHERE id IN ({marks})", tuple(canary))]  # noqa: S608
+            if all(s not in ("pending", "running") for s in states):
+                rest = [int(r[0]) for r in db.execute(
+                    "SELECT id FROM job_items WHERE job_id = ? AND state = 'pending' AND task_id IS NULL", (job_id,))]
+                bad = sum(1 for s in states if s not in jobs.FINAL_OK)
+                if bad:
+                    db.executemany("UPDATE job_items SET state = 'skipped', reason = ?, finished = ? WHERE id = ?",
+                                   [(f"not started: {bad} of the {len(canary)} canary endpoint(s) failed",
+                                     _now(), i) for i in rest])
+                else:
+                    _defer_pending(db, job_id, rest)
+    finish_if_done(gateway, job_id)
+
+
+def _now() -> str:
+    from .inventory import now
+
+    return now()
+
+
+def follow(gateway: Gateway, job_id: int, progress: Any = None, *, poll: float = 0.2) -> Any:
+    """Wait for a queued job to end, calling ``progress.started`` / ``progress.finished`` as the
+    workers report; returns the finished Job. Raises OperationError at once when no live worker
+    serves a zone that has items to run (the tasks stay queued for when one starts)."""
+    import time
+
+    from . import jobs
+    from .errors import OperationError
+
+    inv = gateway.inventory
+    job = jobs.get(inv, job_id, refresh=False)
+    waiting = {i.id for i in job.items if i.state in ("pending", "running")}
+    zones = {r[0] for r in inv.db.execute(
+        "SELECT DISTINCT zone FROM job_items WHERE job_id = ? AND state IN ('pending', 'running')", (job_id,))}
+    served = {z for g in gateways(inv) if g["alive"] for z in g["zones"]}
+    missing = sorted(zones - served)
+    if missing:
+        raise OperationError(f"job {job_id} is queued, but no live worker serves zone(s) {', '.join(missing)}: start "
+                             f"tlsgate worker --zone {missing[0]} (the tasks wait for it); then: tlsgate job show {job_id}")
+    seen_running: set[int] = set()
+    while True:
+        job = jobs.get(inv, job_id, refresh=False)
+        for item in job.items:
+            if item.id not in waiting:
+                continue
+            if item.state == "running" and item.id not in seen_running:
+                seen_running.add(item.id)
+                if progress is not None and progress.started:
+                    progress.started(item)
+            elif item.state not in ("pending", "running"):
+                waiting.discard(item.id)
+                if progress is not None and progress.finished:
+                    progress.finished(item)
+        if job.state != "running" and not waiting:
+            return job
+        time.sleep(poll)
 
 
 # -- gateways -----------------------------------------------------------------------------------
