@@ -224,13 +224,39 @@ class PostgresConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+        status = self.raw.info.transaction_status
+        return status not in (self._psycopg.pq.TransactionStatus.IDLE, self._psycopg.pq.TransactionStatus.UNKNOWN)
 
     def _execute_raw(self, sql: str, params: Any = ()) -> Any:
+        idle = not self.in_transaction
         try:
             return self.raw.execute(sql, params if params is not None else None, prepare=False)
+        except self._psycopg.OperationalError as exc:
+            # the server restarted or the network dropped: outside a transaction nothing is lost,
+            # so connect again and run the statement once more (inside one, the caller's
+            # transaction is gone and the error is theirs)
+            if not (idle and self.raw.broken):
+                raise _mapped(self._psycopg, exc) from None
+            self._reconnect()
+            try:
+                return self.raw.execute(sql, params if params is not None else None, prepare=False)
+            except self._psycopg.Error as exc2:
+                raise _mapped(self._psycopg, exc2) from None
         except self._psycopg.Error as exc:
             raise _mapped(self._psycopg, exc) from None
+
+    def _reconnect(self, attempts: int = 30, delay: float = 1.0) -> None:
+        import time
+
+        for attempt in range(attempts):
+            try:
+                self.raw = self._psycopg.connect(self.url, autocommit=True, row_factory=_row_factory,
+                                                 connect_timeout=10)
+                return
+            except self._psycopg.OperationalError as exc:
+                if attempt == attempts - 1:
+                    raise _mapped(self._psycopg, exc) from None
+                time.sleep(delay)
 
     def identity_tables(self) -> set[str]:
         """Tables whose ``id`` column the database numbers (identity or serial)."""
