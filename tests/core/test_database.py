@@ -143,3 +143,32 @@ def test_copy_sqlite_inventory_into_postgres(tmp_path: Path, postgres_database: 
     res = tg("db", "copy", "--to", postgres_database)
     assert res.returncode == 2 and "already holds an inventory" in res.stderr
     assert len(json.loads(ok("tls", "list", "--json", env=pg).stdout)) == 2
+
+
+# -- zones ---------------------------------------------------------------------------------------
+@given(zone=st.text(max_size=70))
+def test_zone_names_are_validated(zone: str) -> None:
+    import re
+
+    from tlsgate.errors import ValidationError
+    from tlsgate.queue import validate_zone, zone_queue
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", zone):
+        assert validate_zone(zone) == zone and zone_queue(zone) == f"zone:{zone}"
+    else:
+        with pytest.raises(ValidationError, match="--zone: a zone is 1 to 63"):
+            validate_zone(zone)
+
+
+def test_zone_on_add_show_and_audit_gateway(tlsgate_home: Path, tmp_path: Path) -> None:
+    ok("tls", "add", "certdir", "--name", "z1", "--connection_type", "local", "--dir", str(tmp_path), "--zone", "dmz")
+    ok("tls", "add", "certdir", "--name", "z2", "--connection_type", "local", "--dir", str(tmp_path))
+    shown = {e["name"]: e["zone"] for e in json.loads(ok("tls", "list", "--json").stdout)}
+    assert shown == {"z1": "dmz", "z2": "default"}
+    res = tg("tls", "add", "certdir", "--name", "z3", "--connection_type", "local", "--dir", str(tmp_path),
+             "--zone", "no spaces")
+    assert res.returncode == 2 and res.stderr.startswith("error: --zone: a zone is 1 to 63")
+    log = json.loads(ok("log", "--json", env={"TLSGATE_GATEWAY": "gw-test"}).stdout)
+    assert log and all("gateway" in e for e in log)
+    ok("org", "add", "Z", env={"TLSGATE_GATEWAY": "gw-test"})
+    assert json.loads(ok("log", "--json").stdout)[-1]["gateway"] == "gw-test"

@@ -44,10 +44,11 @@ class Estate:
             "TLSGATE_DATABASE_URL": url,
             "TLSGATE_MASTER_KEY": Fernet.generate_key().decode(),  # shared by every gateway
             "TLSGATE_WORKER_HEARTBEAT": "0.5",
-            "TLSGATE_WORKER_STALLED": "3",
-            "TLSGATE_LEASE_TTL": "3",
+            "TLSGATE_WORKER_STALLED": "6",
+            "TLSGATE_LEASE_TTL": "5",
             "TLSGATE_LEASE_WAIT": "60",
             "TLSGATE_GATEWAY": "cli",
+            "TLSGATE_JOB_RUNNER": "queue",
         }
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self._servers: list[threading.Thread] = []
@@ -56,16 +57,16 @@ class Estate:
         self.pids_to_kill: list[int] = []
 
     # -- CLI ---------------------------------------------------------------------------------------
-    def tg(self, *args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def tg(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
                               env=tg_env(self), timeout=timeout)
 
-    def ok(self, *args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def ok(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         res = self.tg(*args, stdin=stdin, timeout=timeout)
         assert res.returncode == 0, f"{args}: {res.stdout}\n{res.stderr}"
         return res
 
-    def json(self, *args: str, timeout: float = 180) -> Any:
+    def json(self, *args: str, timeout: float = 60) -> Any:
         return json.loads(self.ok(*args, "--json", timeout=timeout).stdout)
 
     # -- endpoints ---------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ class Estate:
         argv = [sys.executable, "-m", "tlsgate", "worker", "--gateway", name, "--concurrency", str(concurrency)]
         for z in zones:
             argv += ["--zone", z]
-        log = open(self.tmp / f"worker-{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.tmp / f"worker-{name}.log", "wb")
         proc = subprocess.Popen(argv, env=tg_env(self), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         self.workers[name] = proc
@@ -173,6 +174,8 @@ class Estate:
     def close(self) -> None:
         self._stop.set()
         self.stop_workers()
+        for name in self.workers:  # shown by pytest when the test failed
+            print(f"--- worker {name} ---\n{self.worker_log(name)}")
 
 
 @pytest.fixture

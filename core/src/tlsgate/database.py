@@ -193,6 +193,12 @@ class PostgresConnection:
     def close(self) -> None:
         self.raw.close()
 
+    def __enter__(self) -> PostgresConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- sqlite3.Connection surface ---------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PostgresCursor:
         word = sql.strip().split(None, 1)[0].upper() if sql.strip() else ""
@@ -289,7 +295,9 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    # check_same_thread off: a connection is used by one thread at a time, but a fleet run's
+    # worker connections are closed by the thread that started the run
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout = 30000")
     db.execute("PRAGMA foreign_keys = ON")

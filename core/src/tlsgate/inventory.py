@@ -26,7 +26,7 @@ from .errors import NotFoundError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
 from .secret import Secret
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -111,6 +111,10 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE certificates ADD COLUMN superseded_by INTEGER REFERENCES certificates(id);
     CREATE INDEX nodes_fingerprint ON nodes(fingerprint);
     CREATE INDEX certificates_not_after ON certificates(not_after);
+    """,
+    # the job queue (PostgreSQL): the procrastinate task that runs an item, NULL until deferred
+    3: """
+    ALTER TABLE job_items ADD COLUMN task_id INTEGER;
     """,
 }
 

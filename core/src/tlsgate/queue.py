@@ -147,6 +147,19 @@ def defer_items(db: Any, items: Sequence[tuple[int, int, str]], task: str = TASK
 _state = threading.local()
 _running = 0
 _running_lock = threading.Lock()
+# procrastinate job IDs running in this process: never "stalled" for this worker's own sweep,
+# however late a busy event loop sends its heartbeat
+_mine: set[int | None] = set()
+_mine_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _finally(fn: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        with _mine_lock:
+            fn()
 
 
 @contextlib.contextmanager
@@ -175,7 +188,11 @@ def _worker_gateway() -> Gateway:
 def _run_item_task(context: Any, job_id: int, item_id: int) -> None:
     from . import fleet, jobs
 
-    with _counted():
+    log.info("job %s item %s: start (attempt %s)", job_id, item_id, getattr(context.job, "attempts", 0) + 1)
+    task_id = getattr(context.job, "id", None)
+    with _mine_lock:
+        _mine.add(task_id)
+    with _counted(), _finally(lambda: _mine.discard(task_id)):
         gw = _worker_gateway()
         try:
             why = _gate(gw, job_id, item_id)
@@ -184,7 +201,9 @@ def _run_item_task(context: Any, job_id: int, item_id: int) -> None:
             else:
                 fleet.run_item(gw, job_id, item_id)
             _after_item(gw, job_id, item_id)
+            log.info("job %s item %s: done", job_id, item_id)
         except Exception:
+            log.exception("job %s item %s: the task failed", job_id, item_id)
             # the inventory connection may be the broken part (database restarted): a fresh
             # Gateway next time; procrastinate retries the task (RetryStrategy on the task)
             _forget_gateway()
@@ -260,6 +279,8 @@ def submit(gateway: Gateway, job_id: int, item_ids: Sequence[int], *, canary: in
                        "WHERE id = ?", [(i,) for i in item_ids])
         first = sorted(item_ids)[:canary] if canary else sorted(item_ids)
         _defer_pending(db, job_id, first)
+        if not item_ids:  # nothing to run: the job is done now (no worker will close it)
+            db.execute("UPDATE jobs SET state = 'done', finished = ? WHERE id = ?", (_now(), job_id))
 
 
 def _defer_pending(db: Any, job_id: int, item_ids: Sequence[int]) -> None:
@@ -384,7 +405,7 @@ def gateways(inventory: Any) -> list[dict[str, Any]]:
     out = []
     for r in inventory.db.execute("SELECT * FROM gateways ORDER BY name").fetchall():
         beat = r["heartbeat"]
-        alive = bool(beat) and dt.datetime.fromisoformat(beat) >= limit
+        alive = bool(beat) and bool(r["started"]) and dt.datetime.fromisoformat(beat) >= limit
         out.append({"name": r["name"], "zones": json.loads(r["zones"] or "[]"), "host": r["host"],
                     "version": r["version"], "plugins": json.loads(r["plugins"] or "[]"), "started": r["started"],
                     "heartbeat": beat, "running": int(r["running"] or 0), "alive": alive})
@@ -403,6 +424,11 @@ def stalled_after() -> float:
 def run_worker(url: str, zones: Sequence[str], name: str, concurrency: int = 4) -> None:
     """Run a worker until SIGINT/SIGTERM: the tasks of ``zones`` (and the estate queue)."""
     os.environ["TLSGATE_GATEWAY"] = name  # leases, job items and audit entries name this gateway
+    level = os.environ.get("TLSGATE_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {name} %(name)s %(levelname)s %(message)s")
+    logging.getLogger("tlsgate").setLevel(level)
+    logging.getLogger("procrastinate").setLevel(os.environ.get("TLSGATE_QUEUE_LOG_LEVEL", "WARNING").upper())
+    log.info("worker %s: zones %s, concurrency %s", name, ", ".join(zones), concurrency)
     asyncio.run(_worker_main(url, list(zones), name, concurrency))
 
 
@@ -422,16 +448,71 @@ async def _worker_main(url: str, zones: list[str], name: str, concurrency: int) 
         side = [asyncio.create_task(_heartbeat_loop(url, name, zones, started), name="tlsgate-gateway-heartbeat"),
                 asyncio.create_task(_stalled_loop(app, url, set(queues)), name="tlsgate-stalled-sweep")]
         try:
-            await app.run_worker_async(
-                queues=queues, name=name, concurrency=concurrency, install_signal_handlers=True,
-                update_heartbeat_interval=max(0.5, stalled_after() / 4), stalled_worker_timeout=stalled_after(),
-                fetch_job_polling_interval=2.0, delete_jobs="successful",
-            )
+            await _supervise(app, queues, name, concurrency)
         finally:
             for t in side:
                 t.cancel()
             with contextlib.suppress(Exception):
+                await asyncio.to_thread(_unregister, inventory, name)
+            with contextlib.suppress(Exception):
                 await asyncio.to_thread(inventory.close)
+            log.info("worker %s stopped", name)
+
+
+async def _supervise(app: Any, queues: list[str], name: str, concurrency: int) -> None:
+    """Run procrastinate's worker until SIGINT/SIGTERM (a graceful stop: running tasks finish).
+    procrastinate stops its worker when a side task (the LISTEN connection, the heartbeat) loses
+    the database; a gateway must outlive a database restart, so a worker that stopped on its own
+    is started again once the database answers."""
+    import signal
+
+    from procrastinate.worker import Worker
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    current: list[Any] = []
+
+    def stop() -> None:
+        stopping.set()
+        if current:
+            current[0].stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        while not stopping.is_set():
+            worker = Worker(app, queues=queues, name=name, concurrency=concurrency, install_signal_handlers=False,
+                            update_heartbeat_interval=max(0.5, stalled_after() / 4),
+                            stalled_worker_timeout=stalled_after(), fetch_job_polling_interval=2.0,
+                            delete_jobs="successful")
+            current[:] = [worker]
+            try:
+                await worker.run()
+            except Exception as exc:  # noqa: BLE001 - the database went away: start again below
+                log.warning("worker %s: the queue stopped (%s); starting again", name, exc)
+            if not stopping.is_set():
+                log.warning("worker %s: the queue stopped (database lost?); starting again", name)
+                await _wait_for_database(app, stopping)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _wait_for_database(app: Any, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        try:
+            if await app.job_manager.check_connection_async():
+                return
+        except Exception as exc:  # noqa: BLE001 - not yet: try again
+            log.debug("database not back yet: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=1.0)
+
+
+def _unregister(inventory: Any, name: str) -> None:
+    """A worker that stops cleanly says so (``started`` empty): nobody waits for it."""
+    with inventory.write() as db:
+        db.execute("UPDATE gateways SET started = NULL, running = 0 WHERE name = ?", (name,))
 
 
 async def _heartbeat_loop(url: str, name: str, zones: list[str], started: str) -> None:
@@ -444,6 +525,7 @@ async def _heartbeat_loop(url: str, name: str, zones: list[str], started: str) -
             if inventory is None:
                 inventory = await asyncio.to_thread(Inventory, url=url)
             await asyncio.to_thread(register_gateway, inventory, name, zones, running=_running, started=started)
+            log.debug("gateway heartbeat")
         except Exception as exc:  # noqa: BLE001 - the database may be restarting: try again next beat
             log.warning("gateway heartbeat failed: %s", exc)
             if inventory is not None:
@@ -476,9 +558,10 @@ async def sweep_stalled(app: Any, inventory: Any, queues: set[str]) -> list[int]
     from procrastinate.jobs import Status
 
     handled = []
-    await app.job_manager.prune_stalled_workers(stalled_after())
     for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after()):
-        if job.queue not in queues:
+        with _mine_lock:
+            own = job.id in _mine
+        if job.queue not in queues or own:
             continue
         handled.append(job.id)
         kwargs = job.task_kwargs or {}

@@ -28,6 +28,9 @@ def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inventory_back
     monkeypatch.setenv("TLSGATE_HOME", str(home))
     if inventory_backend == "postgresql":
         monkeypatch.setenv("TLSGATE_DATABASE_URL", request.getfixturevalue("postgres_database"))
+        # fleet jobs run in the test's process (no worker serves this database); the queue's
+        # own tests start workers
+        monkeypatch.setenv("TLSGATE_JOB_RUNNER", "inprocess")
     else:
         monkeypatch.delenv("TLSGATE_DATABASE_URL", raising=False)
     monkeypatch.delenv("TLSGATE_MASTER_KEY", raising=False)

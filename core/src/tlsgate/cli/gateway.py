@@ -51,4 +51,4 @@ def register(app: typer.Typer, gateway_group: typer.Typer) -> None:
             return
         table(["Gateway", "Zones", "Host", "Version", "Plugins", "Last heartbeat", "Running", "State"],
               [[r["name"], ", ".join(r["zones"]), r["host"], r["version"], len(r["plugins"]), r["heartbeat"],
-                r["running"], "up" if r["alive"] else "silent"] for r in rows])
+                r["running"], "up" if r["alive"] else ("stopped" if not r["started"] else "silent")] for r in rows])
