@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from tlsgate import OperationError
-from tlsgate.transports.local import LocalConnection
-from tlsgate_keystores.driver import InstallScriptFailed
+from tlsgate_keystores.install import InstallScriptFailed
 from tlsgate_testing.certs import Issued
+from tlsgate_testing.connections import LocalConnection
 
 PW = "changeit"
 NASTY_ALIAS = "it's $(touch pwned); `id` \"x\" *"
@@ -109,14 +109,15 @@ def test_real_non_root_user_is_refused(tmp_path: Path) -> None:
         pytest.skip("no system python3 of the venv's version for runuser")
     import tlsgate
     import tlsgate_keystores
+    import tlsgate_testing
 
     paths = [sysconfig.get_paths()["purelib"], str(Path(tlsgate.__file__).parents[1]),
-             str(Path(tlsgate_keystores.__file__).parents[1])]
+             str(Path(tlsgate_keystores.__file__).parents[1]), str(Path(tlsgate_testing.__file__).parents[1])]
     code = textwrap.dedent("""
         from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError, Secret
         from tlsgate.registry import get_registry
         from tlsgate_testing.certs import TestCA
-        from tlsgate.transports.local import LocalConnection
+        from tlsgate_testing.connections import LocalConnection
         issued = TestCA().issue("x.example.org")
         bundle = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem)
         reg = get_registry()
