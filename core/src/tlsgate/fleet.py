@@ -195,7 +195,7 @@ def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
 
 def _discover(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
     eid = item.endpoint_id or item.endpoint
-    before = {(n.key, n.fingerprint) for n in gateway.inventory.nodes(gateway.inventory.get_endpoint(eid).id)}
+    before = gateway.inventory.node_keys(gateway.inventory.get_endpoint(eid).id)
     nodes = gateway.discover(eid, job_id=job.id)
     summary = discovery_summary(nodes, before)
     state = "changed" if summary["changed"] or len(before) != len(nodes) else "unchanged"

@@ -446,6 +446,13 @@ class Inventory:
                  for n in nodes],
             )
 
+    def node_keys(self, endpoint_id: str) -> set[tuple[str, str | None]]:
+        """(Node.key, fingerprint) of every stored node: what changed since the last discovery,
+        without building 20,000 Node objects."""
+        rows = self.db.execute("SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?",
+                               (endpoint_id,))
+        return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
+
     def nodes(self, endpoint_id: str) -> list[Node]:
         rows = self.db.execute("SELECT * FROM nodes WHERE endpoint_id = ? ORDER BY id", (endpoint_id,)).fetchall()
         return [

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ValidationError
-from .common import CONTEXT, JsonOpt, gateway, read_pem_inputs
+from .common import (
+    CONTEXT,
+    CertFileOpt,
+    ChainFileOpt,
+    JsonOpt,
+    KeyFileOpt,
+    KeyPasswordOpt,
+    PfxOpt,
+    PfxPasswordOpt,
+    gateway,
+    read_pem_inputs,
+)
 from .job import (
     AllSel,
     CanaryOpt,
@@ -61,12 +71,12 @@ def register_fleet(cert: typer.Typer) -> None:
     def cert_deploy(
         cert_id: Annotated[Optional[int], typer.Argument(  # noqa: UP045
             help="A certificate of the inventory whose key it holds (or give files).", metavar="[ID]")] = None,
-        cert_file: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")] = None,  # noqa: UP045
-        key_file: Annotated[Optional[Path], typer.Option("--key", help="Private key (PEM or DER).")] = None,  # noqa: UP045
-        chain_file: Annotated[Optional[Path], typer.Option("--chain", help="Intermediate certificates (PEM).")] = None,  # noqa: UP045
-        key_password: Annotated[Optional[str], typer.Option("--key_password", help="Password of an encrypted --key ('-': stdin).")] = None,  # noqa: UP045
-        pfx: Annotated[Optional[Path], typer.Option("--pfx", help="PKCS#12 file with key, certificate and chain.")] = None,  # noqa: UP045
-        pfx_password: Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")] = None,  # noqa: UP045
+        cert_file: CertFileOpt = None,
+        key_file: KeyFileOpt = None,
+        chain_file: ChainFileOpt = None,
+        key_password: KeyPasswordOpt = None,
+        pfx: PfxOpt = None,
+        pfx_password: PfxPasswordOpt = None,
         endpoints: EndpointSel = None,
         types: TypeSel = None,
         org_name: OrgSel = None,

@@ -3,14 +3,25 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ValidationError
 from ..registry import get_registry
-from .common import CONTEXT, JsonOpt, Ref, gateway, read_pem_inputs
+from .common import (
+    CONTEXT,
+    CertFileOpt,
+    ChainFileOpt,
+    JsonOpt,
+    KeyFileOpt,
+    KeyPasswordOpt,
+    PfxOpt,
+    PfxPasswordOpt,
+    Ref,
+    gateway,
+    read_pem_inputs,
+)
 from .job import (
     AllSel,
     DeptSel,
@@ -103,7 +114,7 @@ def register(tls: typer.Typer) -> None:
         gw = gateway()
         if endpoint and not (endpoints or types or org_name or all_):
             stored = gw.inventory.get_endpoint(endpoint)
-            before = {(n.key, n.fingerprint) for n in gw.inventory.nodes(stored.id)}
+            before = gw.inventory.node_keys(stored.id)
             nodes = gw.discover(endpoint)
             if json:
                 emit_json([v.to_json() for v in gw.nodes(endpoint)])
@@ -130,12 +141,12 @@ def register(tls: typer.Typer) -> None:
     @tls.command("install", context_settings=CONTEXT)
     def tls_install(
         endpoint: Ref,
-        cert_file: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")] = None,  # noqa: UP045
-        key_file: Annotated[Optional[Path], typer.Option("--key", help="Private key (PEM or DER).")] = None,  # noqa: UP045
-        chain_file: Annotated[Optional[Path], typer.Option("--chain", help="Intermediate certificates (PEM).")] = None,  # noqa: UP045
-        key_password: Annotated[Optional[str], typer.Option("--key_password", help="Password of an encrypted --key ('-': stdin).")] = None,  # noqa: UP045
-        pfx: Annotated[Optional[Path], typer.Option("--pfx", help="PKCS#12 file with key, certificate and chain.")] = None,  # noqa: UP045
-        pfx_password: Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")] = None,  # noqa: UP045
+        cert_file: CertFileOpt = None,
+        key_file: KeyFileOpt = None,
+        chain_file: ChainFileOpt = None,
+        key_password: KeyPasswordOpt = None,
+        pfx: PfxOpt = None,
+        pfx_password: PfxPasswordOpt = None,
         node: Annotated[Optional[list[str]], typer.Option("--node", help="Node to install on (repeatable). Default: the nodes the certificate covers / a new entry.")] = None,  # noqa: UP045
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
