@@ -14,6 +14,7 @@ with ports chosen free at start.
 
 pytest_plugins = [
     "tlsgate_testing.fixtures_core",
+    "tlsgate_testing.postgres",
     "tlsgate_testing.sshd",
     "tlsgate_testing.openbao",
     "tlsgate_testing.winrm_fixtures",

@@ -25,9 +25,11 @@ from .job import (
     DeptSel,
     EndpointSel,
     MaxFailOpt,
+    NoWaitOpt,
     OrgSel,
     ParallelOpt,
     TypeSel,
+    check_no_wait,
     run_and_report,
     selection,
 )
@@ -169,6 +171,7 @@ def register_fleet(cert: typer.Typer) -> None:
         parallel: ParallelOpt = 8,
         canary: CanaryOpt = 0,
         max_failures: MaxFailOpt = None,
+        no_wait: NoWaitOpt = False,
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print every endpoint's plan; change nothing.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before touching more than 10 endpoints.")] = False,
         json: JsonOpt = False,
@@ -185,6 +188,7 @@ def register_fleet(cert: typer.Typer) -> None:
         if cert_id is None and not files:
             raise ValidationError("is required: a certificate ID, or --cert/--key, or --pfx", option="--cert")
         gw = gateway()
+        check_no_wait(gw, no_wait)
         bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
@@ -230,8 +234,10 @@ def register_fleet(cert: typer.Typer) -> None:
                                                           "replaces": old, "selection": {
                                                               k: v for k, v in {"endpoint": endpoints, "type": types,
                                                                                 "org": org_name, "department": department,
-                                                                                "all": all_, "replaces": replaces}.items() if v}})
-        run_and_report(gw, job_id, as_json=json, parallel=parallel, canary=canary, max_failures=max_failures)
+                                                                                "all": all_, "replaces": replaces}.items() if v}},
+                                  canary=canary, max_failures=max_failures)
+        run_and_report(gw, job_id, as_json=json, parallel=parallel, canary=canary, max_failures=max_failures,
+                       no_wait=no_wait)
 
     @cert.command("expiring", context_settings=CONTEXT)
     def cert_expiring(
