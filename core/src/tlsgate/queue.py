@@ -248,13 +248,10 @@ def _nightly_verify_task(timestamp: int) -> None:
 
 
 def _renewal_task(timestamp: int) -> None:
-    """Periodic: the lifecycle's renewal run, when the installed tlsgate has one."""
+    """Periodic: the lifecycle's renewal run (``tlsgate cert renew --deploy``), once per estate."""
     gw = _worker_gateway()
-    renew = getattr(gw, "renew_due", None)
-    if renew is None:
-        log.info("renewal run: this tlsgate has no ACME renewal (tick %s)", timestamp)
-        return
-    renew()
+    report = gw.lifecycle.renew(deploy=True)
+    log.info("renewal run (tick %s): %s", timestamp, "ok" if report.ok else "failures, see tlsgate log")
 
 
 def submit(gateway: Gateway, job_id: int, item_ids: Sequence[int], *, canary: int = 0,
