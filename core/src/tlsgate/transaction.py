@@ -98,7 +98,11 @@ class Transaction:
             prev = self._originals.get(path)
             mode = prev.mode if prev is not None and prev.mode is not None else 0o644
         if self.dry_run:
-            self.plan.append(PlanStep("write" if not existed else "replace", path, detail or f"mode {mode:o}"))
+            detail = detail or f"mode {mode:o}"
+            sudo = self.connection.write_needs_privilege(path)
+            if sudo:
+                detail += f", via {self.connection.escalation} install + mv"
+            self.plan.append(PlanStep("write" if not existed else "replace", path, detail, privileged=sudo))
             return
         try:
             self.connection.write_file(path, data, mode=mode)
@@ -126,13 +130,18 @@ class Transaction:
         stdin: bytes | None = None,
         timeout: float | None = 180,
         env: dict[str, str] | None = None,
+        privileged: bool = False,
     ) -> CommandResult | None:
         """Run a step's command; with ``check`` a failure aborts (and so restores). In a dry run
-        the command is only added to the plan and None is returned."""
+        the command is only added to the plan and None is returned. ``privileged``: see
+        :meth:`Connection.run`; the plan says when the command would run under sudo."""
         if self.dry_run:
-            self.plan.append(PlanStep("run", " ".join(argv), what or ""))
+            escalation = self.connection.escalation if privileged else None
+            target = " ".join(argv) if escalation is None else f"{escalation} " + " ".join(argv)
+            self.plan.append(PlanStep("run", target, what or "", privileged=privileged,
+                                      argv=tuple(str(a) for a in argv)))
             return None
-        result = self.connection.run(argv, stdin=stdin, timeout=timeout, env=env)
+        result = self.connection.run(argv, stdin=stdin, timeout=timeout, env=env, privileged=privileged)
         if check:
             self.connection.check(result, what)
         return result

@@ -16,6 +16,8 @@ LOCAL_PLATFORMS = ("windows", "linux")
 _PATH_HELP = "The path to the keystore or certificate file."
 _INSTALL_HELP = "The path to the install script (run with the new entry's alias as its argument)."
 _RESTART_HELP = "The path to the restart script (run by tls restart)."
+_SCRIPT_SUDO_HELP = ("Run the install and restart scripts as root through sudo (with the ssh connection's "
+                     "--sudo; as the login account otherwise).")
 
 
 @attrs.frozen
@@ -30,6 +32,7 @@ class P12Options:
     restart_script: str | None = option(
         help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
     is_legacy: bool = option(
         help="Specifies which password-based encryption (PBE) scheme is used to encrypt the PKCS#8 private key "
         "inside the PKCS#12 ShroudedKeyBag: true = old PKCS#12 legacy PBE (SHA-1 + 3DES, HMAC-SHA1 MAC: old Java, "
@@ -52,6 +55,7 @@ class JksOptions:
     restart_script: str | None = option(
         help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
 
 
 @attrs.frozen
@@ -63,6 +67,7 @@ class PemOptions:
     restart_script: str | None = option(
         help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
     key_path: str | None = option(
         help="A separate private key file (default: the key is in the --path file).",
         min_len=1, max_len=4096, metavar="<key-file-path>",
