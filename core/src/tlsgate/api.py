@@ -472,7 +472,9 @@ class Gateway:
         try:
             with self.connect(endpoint) as conn:
                 platform, insecure = conn.platform, conn.insecure
-                checks.append(("connect", True, f"{conn.host} ({endpoint.connection.type})"))
+                note = getattr(conn, "route_note", "")
+                checks.append(("connect", True, f"{conn.host} ({endpoint.connection.type})"
+                               + (f": {note}" if note else "")))
                 if insecure:
                     checks.append(("tls verification", True, "SKIPPED: insecure connection type"))
                 try:

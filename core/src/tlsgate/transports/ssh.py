@@ -303,6 +303,12 @@ def _tunnel(via: Any, host: str, port: int, timeout: float, label: str) -> Any:
     return channel
 
 
+def format_jump(hops: Any) -> str:
+    from .ssh_route import format_jump as fmt
+
+    return fmt(tuple(hops))
+
+
 def target_route(endpoint: Endpoint, credentials: Credentials | None = None) -> Any:
     """The endpoint's :class:`~.ssh_route.Route` after ``~/.ssh/config`` (host alias)."""
     from .ssh_route import resolve
@@ -460,6 +466,8 @@ class SSHConnection(Connection):
         self.escalation = "sudo" if sudo else None
         self._sudo_password = sudo_password
         self._uid: int | None = None
+        #: How the host was reached, for ``tls test`` ("10.0.0.5:22 from ~/.ssh/config; through ...").
+        self.route_note = ""
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
@@ -773,9 +781,12 @@ class SSHConnection(Connection):
             self._privileged([*argv, "--", staged, target_tmp], f"writing {path}")
             try:
                 self._privileged(["mv", "-f", "--", target_tmp, path], f"writing {path}")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._run_sudo(("rm", "-f", "--", target_tmp), stdin=None, timeout=60, env=None)
+            except OperationError as exc:
+                try:
+                    self._privileged(["rm", "-f", "--", target_tmp], f"removing {target_tmp}")
+                except Exception:  # noqa: BLE001 - say what is left behind
+                    raise OperationError(f"{exc}; {path} is unchanged, but the temporary copy {target_tmp} "
+                                         "remains (sudo rm was refused too)", host=self.host) from None
                 raise
         finally:
             with contextlib.suppress(Exception):
@@ -971,7 +982,7 @@ def connect_ssh(endpoint: Endpoint, credentials: Credentials) -> SSHConnection:
     client = open_ssh_client(endpoint, credentials)
     extra = endpoint.connection.extra or {}
     password = extra.get("sudo_password")
-    return SSHConnection(
+    conn = SSHConnection(
         client,
         host=endpoint.connection.host or "",
         port=route.port,
@@ -979,6 +990,11 @@ def connect_ssh(endpoint: Endpoint, credentials: Credentials) -> SSHConnection:
         sudo=bool(extra.get("sudo")) or password is not None,
         sudo_password=password if isinstance(password, Secret) or password is None else Secret(str(password)),
     )
+    notes = [f"{route.host}:{route.port} from ~/.ssh/config"] if route.alias else []
+    notes += [f"through {format_jump(route.jump)}"] if route.jump else []
+    notes += ["commands needing root through sudo"] if conn.escalation else []
+    conn.route_note = "; ".join(notes)
+    return conn
 
 
 @impl
