@@ -352,3 +352,35 @@ def test_sudo_refusals_are_recognised_and_command_output_is_not() -> None:
     assert classify(1, "Sorry, user deploy is not allowed to execute '/usr/bin/id' as root on web3.\n") == "denied"
     assert classify(1, "nginx: [emerg] unknown directive\n") is None
     assert classify(0, "sudo: a password is required\n") is None
+
+
+# -- OpenSSH user certificates -------------------------------------------------------------------
+def test_user_certificate_beside_the_key_is_offered(tmp_path: Path, isolated_home: Path) -> None:
+    """An sshd that trusts a user CA and lists no key of ours: the key alone is refused, the key
+    with its ``-cert.pub`` (signed by ``ssh-keygen -s``) logs in."""
+    from tlsgate import ConnectionFailed
+    from tlsgate_testing.sshd import start_sshd, stop_sshd
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("ca", "id_ed25519"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(keys / "ca"), "-I", "tlsgate-test-cert", "-n", "tlsgate-test",
+                    str(keys / "id_ed25519.pub")], check=True, capture_output=True)
+    assert (keys / "id_ed25519-cert.pub").is_file()
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-sshd-ca-"))
+    ca_pub = base / "user_ca.pub"
+    ca_pub.write_text((keys / "ca.pub").read_text())
+    ca_pub.chmod(0o644)
+    server = start_sshd(base / "sshd", extra_config=f"TrustedUserCAKeys {ca_pub}\n")
+    try:
+        ssh.trust_host_key(server.host, server.port, server.host_key_public)
+        endpoint = ssh_endpoint(server)
+        with ssh.connect_ssh(endpoint, Credentials(ssh_key_path=str(keys / "id_ed25519"))) as conn:
+            assert conn.run(["id", "-un"]).stdout.strip() == "tlsgate-test"
+        (keys / "id_ed25519-cert.pub").unlink()
+        with pytest.raises(ConnectionFailed, match="authentication failed"):
+            ssh.connect_ssh(endpoint, Credentials(ssh_key_path=str(keys / "id_ed25519")))
+    finally:
+        stop_sshd(server)
+        subprocess.run(["rm", "-rf", "--", str(base)], check=False)
