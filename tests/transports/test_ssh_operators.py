@@ -29,7 +29,6 @@ from .conftest import ssh_endpoint
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def sudo_conn(server: SshdServer, *, password: str | None = None, sudo: bool = True) -> ssh.SSHConnection:
@@ -246,14 +245,6 @@ def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]
     res = tg(*args, stdin=stdin)
     assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
     return res
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    subprocess.run([sys.executable, str(ROOT / "examples" / "make_demo_files.py"), str(out)], check=True,
-                   capture_output=True)
-    return out
 
 
 def remote_pem(server: SshdServer, demo: Path, name: str) -> Path:

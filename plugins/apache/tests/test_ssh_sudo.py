@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tlsgate.probe import try_served_fingerprint
-from tlsgate_testing.apache import ApacheServer, ApacheSite, apache_binary, apache_site
+from tlsgate_testing.apache import ApacheServer, ApacheSite, running_apache
+from tlsgate_testing.fixtures_core import world_readable_dir
 from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
 
 pytestmark = pytest.mark.slow
@@ -24,18 +24,9 @@ TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
 @pytest.fixture
 def root_site(test_ca) -> Iterator[tuple[ApacheSite, ApacheServer]]:  # type: ignore[no-untyped-def]
-    if apache_binary() is None:
-        pytest.skip("apache2/httpd is not installed")
-    base = Path(tempfile.mkdtemp(prefix="tlsgate-apache-root-"))
-    base.chmod(0o755)
-    site = apache_site(base / "apache", test_ca)
-    server = ApacheServer(site)
-    server.start()
-    try:
-        yield site, server
-    finally:
-        server.stop()
-        subprocess.run(["rm", "-rf", "--", str(base)], check=False)
+    """httpd (as root) in a ServerRoot the ssh account may read but not write."""
+    with world_readable_dir("tlsgate-apache-root-") as base, running_apache(base / "apache", test_ca) as pair:
+        yield pair
 
 
 def owners_and_modes(root: Path) -> dict[Path, tuple[int, int, int]]:

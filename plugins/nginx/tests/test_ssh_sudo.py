@@ -9,14 +9,14 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tlsgate.probe import try_served_fingerprint
-from tlsgate_testing.nginx import NginxServer, NginxSite, nginx_binary, nginx_site
+from tlsgate_testing.fixtures_core import world_readable_dir
+from tlsgate_testing.nginx import NginxServer, NginxSite, running_nginx
 from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
 
 pytestmark = pytest.mark.slow
@@ -28,18 +28,8 @@ FILE_COMMANDS = ("install", "mv", "rm", "cat")
 @pytest.fixture
 def root_site(test_ca) -> Iterator[tuple[NginxSite, NginxServer]]:  # type: ignore[no-untyped-def]
     """nginx (as root) in a prefix the ssh account may read but not write, keys mode 0600."""
-    if nginx_binary() is None:
-        pytest.skip("nginx is not installed")
-    base = Path(tempfile.mkdtemp(prefix="tlsgate-nginx-root-"))
-    base.chmod(0o755)
-    site = nginx_site(base / "nginx", test_ca)
-    server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
-    server.start()
-    try:
-        yield site, server
-    finally:
-        server.stop()
-        subprocess.run(["rm", "-rf", "--", str(base)], check=False)
+    with world_readable_dir("tlsgate-nginx-root-") as base, running_nginx(base / "nginx", test_ca) as pair:
+        yield pair
 
 
 @pytest.fixture
