@@ -375,3 +375,28 @@ def test_user_certificate_beside_the_key_is_offered(tmp_path: Path, isolated_hom
     finally:
         stop_sshd(server)
         subprocess.run(["rm", "-rf", "--", str(base)], check=False)
+
+
+def test_cli_trusts_each_hop_in_turn_then_installs_through_the_bastion(
+        bastion_pair: tuple[SshdServer, SshdServer], demo: Path, isolated_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    bastion, inner = bastion_pair
+    target = remote_pem(inner, demo, "behind")
+    ok("tls", "add", "pem", "--name", "behind", "--connection_type", "ssh", "--host", inner.host,
+       "--port", str(inner.port), "--user", inner.user, "--password", "-",
+       "--ssh_jump", f"{bastion.user}@{bastion.host}:{bastion.port}", "--path", str(target),
+       stdin=inner.password + "\n")
+    refused = tg("tls", "test", "behind")
+    assert refused.returncode == 1 and f"bastion 1 {bastion.host}:{bastion.port}: unknown SSH host key" in refused.stdout
+    first = ok("tls", "trust", "behind", "--yes").stdout
+    second = ok("tls", "trust", "behind", "--yes").stdout
+    assert f"{bastion.host}:{bastion.port} presents" in first and f"{inner.host}:{inner.port} presents" in second
+    report = ok("tls", "test", "behind").stdout
+    assert f"through {bastion.user}@{bastion.host}:{bastion.port}" in report
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "behind", "--org", "Acme")
+    new = demo / "new"
+    ok("tls", "install", "behind", "--cert", str(new / "app.crt"), "--key", str(new / "app.key"),
+       "--chain", str(new / "chain.crt"))
+    assert (new / "app.crt").read_bytes().strip() in target.read_bytes()
