@@ -400,3 +400,27 @@ def test_cli_trusts_each_hop_in_turn_then_installs_through_the_bastion(
     ok("tls", "install", "behind", "--cert", str(new / "app.crt"), "--key", str(new / "app.key"),
        "--chain", str(new / "chain.crt"))
     assert (new / "app.crt").read_bytes().strip() in target.read_bytes()
+
+
+def test_bastion_with_its_own_credentials_from_the_store(
+        bastion_pair: tuple[SshdServer, SshdServer], openbao, demo: Path, isolated_home: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint's key is not accepted by the bastion; the bastion's own key, from OpenBao
+    through --ssh_jump_store_cred_id, is."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    bastion, inner = bastion_pair
+    ssh.trust_host_key(bastion.host, bastion.port, bastion.host_key_public)
+    ssh.trust_host_key(inner.host, inner.port, inner.host_key_public)
+    openbao.put("ssh/inner", {"user": inner.user, "ssh_key": inner.keys["ecdsa"].text})
+    openbao.put("ssh/bastion", {"user": bastion.user, "ssh_key": bastion.keys["ecdsa"].text})
+    ok("store", "add", "vault", "--name", "corp-vault", "--url", openbao.url, "--token", "-",
+       "--ca_bundle", openbao.ca_bundle, stdin=openbao.reader_token + "\n")
+    target = remote_pem(inner, demo, "vaulted")
+    common = ["--connection_type", "ssh", "--host", inner.host, "--port", str(inner.port), "--store", "corp-vault",
+              "--store_cred_id", "ssh/inner", "--ssh_jump", f"{bastion.host}:{bastion.port}", "--path", str(target)]
+    ok("tls", "add", "pem", "--name", "same-creds", *common)
+    refused = tg("tls", "test", "same-creds")
+    assert refused.returncode == 1
+    assert f"bastion 1 {bastion.user}@{bastion.host}:{bastion.port}: authentication failed" in refused.stdout
+    ok("tls", "add", "pem", "--name", "own-creds", *common, "--ssh_jump_store_cred_id", "ssh/bastion")
+    assert ok("tls", "test", "own-creds", "--json").stdout.count('"ok": true') >= 2

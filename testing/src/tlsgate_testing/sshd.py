@@ -313,6 +313,7 @@ def bastion_pair() -> Iterator[tuple[SshdServer, SshdServer]]:
     """Two private sshds: a bastion on 127.0.0.1 (debug log, so a test can see what it
     forwarded) and an inner host on 127.0.0.2 (the endpoint a test reaches through the bastion)."""
     base = Path(tempfile.mkdtemp(prefix="tlsgate-bastion-"))
+    base.chmod(0o755)  # each sshd reads its authorized_keys as the test user
     bastion = start_sshd(base / "bastion", log_level="DEBUG1", extra_config="AllowTcpForwarding yes\n")
     try:
         inner = start_sshd(base / "inner", listen="127.0.0.2")
