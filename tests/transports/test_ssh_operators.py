@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tlsgate import ConnectionSpec, Credentials, Endpoint, HostKeyError, OperationError, Secret
+from tlsgate import ConnectionFailed, ConnectionSpec, Credentials, Endpoint, HostKeyError, OperationError, Secret
 from tlsgate.transports import ssh
 from tlsgate.transports.ssh_route import Hop, format_jump, parse_hop, parse_jump
 from tlsgate.transports.ssh_sudo import classify, sudo_argv, sudo_command_line
@@ -349,7 +349,6 @@ def test_sudo_refusals_are_recognised_and_command_output_is_not() -> None:
 def test_user_certificate_beside_the_key_is_offered(tmp_path: Path, isolated_home: Path) -> None:
     """An sshd that trusts a user CA and lists no key of ours: the key alone is refused, the key
     with its ``-cert.pub`` (signed by ``ssh-keygen -s``) logs in."""
-    from tlsgate import ConnectionFailed
     from tlsgate_testing.sshd import start_sshd, stop_sshd
 
     keys = tmp_path / "keys"
@@ -424,3 +423,28 @@ def test_bastion_with_its_own_credentials_from_the_store(
     assert f"bastion 1 {bastion.user}@{bastion.host}:{bastion.port}: authentication failed" in refused.stdout
     ok("tls", "add", "pem", "--name", "own-creds", *common, "--ssh_jump_store_cred_id", "ssh/bastion")
     assert ok("tls", "test", "own-creds", "--json").stdout.count('"ok": true') >= 2
+
+
+def test_proxyjump_and_identity_file_from_ssh_config(bastion_pair: tuple[SshdServer, SshdServer],
+                                                     isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    bastion, inner = bastion_pair
+    ssh.trust_host_key(bastion.host, bastion.port, bastion.host_key_public)
+    ssh.trust_host_key(inner.host, inner.port, inner.host_key_public)
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    (ssh_dir / "config").write_text(
+        f"Host inner-alias\n    HostName {inner.host}\n    Port {inner.port}\n    User {inner.user}\n"
+        f"    IdentityFile {inner.keys['ecdsa'].path}\n"
+        f"    ProxyJump {bastion.user}@{bastion.host}:{bastion.port}\n")
+    endpoint = Endpoint(name="aliased", type="pem", connection=ConnectionSpec(type="ssh", host="inner-alias", port=22))
+    route = ssh.target_route(endpoint)
+    assert (route.host, route.port, route.user) == (inner.host, inner.port, inner.user)
+    assert route.jump == (Hop(bastion.host, bastion.port, bastion.user),)
+    # the bastion gets the same credential (the IdentityFile), which it does not accept ...
+    with pytest.raises(ConnectionFailed, match=r"^bastion 1 .*: authentication failed \(private key refused\)"):
+        ssh.connect_ssh(endpoint, Credentials())
+    # ... and with its own from the store-shaped hop credentials it goes through
+    creds = Credentials(hops=(Credentials(ssh_key=Secret(bastion.keys["ecdsa"].text)),))
+    with ssh.connect_ssh(endpoint, creds) as conn:
+        assert conn.run(["sh", "-c", 'echo "$SSH_CONNECTION"']).stdout.split()[2] == inner.host

@@ -280,6 +280,10 @@ def _authenticate(
         cause = transport.get_exception() if transport is not None else None  # the reader thread's
         _close_quietly(client, sock)
         text = _plain(cause or exc)
+        if "no authentication methods available" in text.lower():
+            raise ConnectionFailed(f"{where}: no SSH credential to offer (give one, or its own with "
+                                   "--ssh_jump_store_cred_id for a bastion, an IdentityFile in ~/.ssh/config, "
+                                   "or an ssh-agent)", host=host) from None
         if "banner" in text.lower():
             text = f"no SSH banner within {timeout:g} s (is this an SSH server?)"
         elif "no existing session" in text.lower():
@@ -343,6 +347,9 @@ def open_hops(endpoint: Endpoint, credentials: Credentials, route: Any, timeout:
                                        "(write it in --ssh_jump as user@host)", host=hop.host)
             password = reveal(creds.password)
             pkey = _client_key(creds)
+            if pkey is None and not password:  # as ssh: the hop's own Host entry, else the endpoint's
+                pkey = _identity_file_key([*_config_identity_files(hop.host), *route.identity_files],
+                                          reveal(creds.ssh_key_password))
             client = paramiko.SSHClient()
             for keytype, key in known_host_keys(hop.host, hop.port).items():
                 client.get_host_keys().add(known_hosts_name(hop.host, hop.port), keytype, key)
@@ -380,6 +387,16 @@ def path_host_key(endpoint: Endpoint, credentials: Credentials, route: Any) -> t
         for client in reversed(hops):
             _close_quietly(client)
     return key_type, fp, key, target[0], target[1]
+
+
+def _config_identity_files(host: str) -> list[str]:
+    from .ssh_route import lookup_config
+
+    try:
+        found = lookup_config(host)
+    except ValueError:
+        return []
+    return [os.path.expanduser(str(p)) for p in (found.get("identityfile") or ())]  # type: ignore[attr-defined]
 
 
 def _agent_available() -> bool:
