@@ -182,7 +182,7 @@ def plan_restart(
         return str(own if connection.exists(own) else p.join(found_home, "bin", name))
 
     run_as = None
-    if connection.is_admin():
+    if connection.is_admin() or connection.escalation:  # root, or root through sudo
         uid = procs[0].uid if procs else None
         if uid is None:
             st = connection.stat(p.join(base, "logs"))
