@@ -448,3 +448,35 @@ def test_proxyjump_and_identity_file_from_ssh_config(bastion_pair: tuple[SshdSer
     creds = Credentials(hops=(Credentials(ssh_key=Secret(bastion.keys["ecdsa"].text)),))
     with ssh.connect_ssh(endpoint, creds) as conn:
         assert conn.run(["sh", "-c", 'echo "$SSH_CONNECTION"']).stdout.split()[2] == inner.host
+
+
+def test_keystore_in_a_root_only_directory_with_its_script_through_sudo(
+        trusted: SshdServer, demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pem keystore root owns (0600, in a directory only root may write), installed by the
+    non-root account with --sudo; its install script runs as root with --script_sudo true."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    directory = Path(tempfile.mkdtemp(prefix="tlsgate-ks-root-"))
+    try:
+        directory.chmod(0o755)
+        target = directory / "app.pem"
+        target.write_bytes((demo / "keystores" / "app.pem").read_bytes())
+        target.chmod(0o600)
+        script, out = directory / "after-install.sh", directory / "ran-as"
+        script.write_text(f'#!/bin/sh\nid -u > {out}\n')
+        script.chmod(0o755)
+        rule = f"{trusted.user} ALL=(root) NOPASSWD: {sudo_commands('install', 'mv', 'rm', 'cat')}, {script}"
+        ok("tls", "add", "pem", "--name", "ks", "--connection_type", "ssh", "--host", trusted.host,
+           "--port", str(trusted.port), "--user", trusted.user, "--ssh_key_path", str(trusted.keys["ecdsa"].path),
+           "--sudo", "--path", str(target), "--install_script", str(script), "--script_sudo", "true")
+        ok("org", "add", "Acme")
+        ok("tls", "delegate", "ks", "--org", "Acme")
+        new = demo / "new"
+        with sudoers_rule(rule):
+            ok("tls", "install", "ks", "--cert", str(new / "app.crt"), "--key", str(new / "app.key"),
+               "--chain", str(new / "chain.crt"))
+        assert (new / "app.crt").read_bytes().strip() in target.read_bytes()
+        st_target = target.stat()
+        assert (st_target.st_uid, st_target.st_gid, st_target.st_mode & 0o7777) == (0, 0, 0o600)
+        assert out.read_text().strip() == "0"
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(directory)], check=False)
