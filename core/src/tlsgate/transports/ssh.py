@@ -2,11 +2,18 @@
 
 Reusable pieces, for sibling transports such as ``ssh_windows``:
 
-* :func:`open_ssh_client` opens the socket itself (connect timeout, ``TCP_NODELAY``), verifies the
-  host key against ``$TLSGATE_HOME/known_hosts`` then ``~/.ssh/known_hosts``, and authenticates
-  with exactly what the operator configured (password and/or private key; never an agent or
-  ``~/.ssh/id_*``). Every failure is a :class:`ConnectionFailed` naming host and port, never a
-  secret.
+* :func:`open_ssh_client` opens the socket itself (connect timeout, ``TCP_NODELAY``) or a
+  ``direct-tcpip`` tunnel through the bastions of ``--ssh_jump`` / ``ProxyJump`` (each hop's host
+  key verified and each hop authenticated in turn), verifies the host key against
+  ``$TLSGATE_HOME/known_hosts`` then ``~/.ssh/known_hosts``, and authenticates with what the
+  operator configured (password and/or private key with its ``-cert.pub``); only when nothing is
+  configured, a host alias's ``IdentityFile`` from ``~/.ssh/config``, else an ssh-agent's keys
+  (never ``~/.ssh/id_*`` guessed). Every failure is a :class:`ConnectionFailed` naming host and
+  port (and "bastion N" for a hop), never a secret. :mod:`.ssh_route` parses jump specs and
+  applies ``~/.ssh/config``.
+* ``--sudo`` / ``--sudo_password``: commands a driver marks ``privileged`` run through sudo, and
+  file operations the account is refused fall back to sudo (see :mod:`.ssh_sudo` and
+  :meth:`SSHConnection.write_file`).
 * :class:`SSHConnection` implements :class:`tlsgate.Connection`. Its file operations go through
   one SFTP session and map remote paths with :meth:`SSHConnection.sftp_path`, which a Windows
   subclass overrides; ``run`` is the POSIX form, which a Windows subclass replaces.
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import re
@@ -207,15 +215,12 @@ def _identity_file_key(paths: Sequence[str], passphrase: str | None) -> paramiko
     return None
 
 
-class _Client:
-    """Marker base: see :func:`_client_class`."""
-
-
+@functools.cache
 def _client_class() -> type:
     """A ``paramiko.SSHClient`` that also closes the bastion connections it was opened through."""
     import paramiko
 
-    class Client(paramiko.SSHClient, _Client):
+    class Client(paramiko.SSHClient):
         def __init__(self) -> None:
             super().__init__()
             self.hops: list[Any] = []
