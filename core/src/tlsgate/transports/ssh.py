@@ -839,7 +839,7 @@ class SSHConnection(Connection):
                     return None
         except PermissionError:
             if self.escalation != "sudo":
-                raise self._denied(path, "reading", "use --sudo, or give the account access to the directory") from None
+                raise self._denied(path, "looking up", "use --sudo, or give the account access to the directory") from None
             return self._sudo_stat(path)
         mode = attrs.st_mode or 0
         return FileStat(
