@@ -32,7 +32,6 @@ class P12Options:
     restart_script: str | None = option(
         help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
     )
-    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
     is_legacy: bool = option(
         help="Specifies which password-based encryption (PBE) scheme is used to encrypt the PKCS#8 private key "
         "inside the PKCS#12 ShroudedKeyBag: true = old PKCS#12 legacy PBE (SHA-1 + 3DES, HMAC-SHA1 MAC: old Java, "
@@ -41,6 +40,7 @@ class P12Options:
         default=False,
         metavar="<true-or-false>",
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
 
 
 @attrs.frozen
@@ -67,7 +67,6 @@ class PemOptions:
     restart_script: str | None = option(
         help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
     )
-    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
     key_path: str | None = option(
         help="A separate private key file (default: the key is in the --path file).",
         min_len=1, max_len=4096, metavar="<key-file-path>",
@@ -76,6 +75,7 @@ class PemOptions:
         help="The passphrase of the encrypted private key; the new key is written encrypted with it.",
         secret=True, min_len=1, metavar="<key-password>",
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
 
 
 OPTIONS = {"p12": P12Options, "jks": JksOptions, "pem": PemOptions}
