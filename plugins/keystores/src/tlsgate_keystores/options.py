@@ -2,7 +2,8 @@
 
 PEM adds two optional flags that the reference document's command form does not have (it has no
 password for a PEM file at all): ``--key_path``, a separate key file, and ``--key_password``, the
-passphrase of an encrypted key. Both are optional, so every reference command form still works.
+passphrase of an encrypted key. All three types add ``--script_sudo`` (run the scripts through the
+ssh transport's sudo). All are optional, so every reference command form still works.
 """
 
 from __future__ import annotations
