@@ -990,6 +990,7 @@ SSH = ConnectionType(
     "OpenSSH (or any SSH-2 server) on a POSIX host: commands over exec, files over SFTP.",
     default_port=DEFAULT_PORT,
     options=SSHOptions,
+    host_keys=True,
 )
 
 
