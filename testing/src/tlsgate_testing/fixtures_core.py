@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +71,15 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> 
 
 def env_without_secrets() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "PASSWORD" not in k and "TOKEN" not in k}
+
+
+@contextlib.contextmanager
+def world_readable_dir(prefix: str) -> Iterator[Path]:
+    """A fresh root-owned directory, mode 0755, outside pytest's 0700 tmp tree (so a non-root
+    account over ssh can read what is inside); removed when the block ends."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -243,7 +243,7 @@ def register(tls: typer.Typer) -> None:
             say(f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}")
         if not yes and not typer.confirm("Trust this host key?", default=False):
             raise typer.Exit(1)
-        gw.trust_host_key(endpoint, key)
+        gw.trust_host_key(endpoint, key, host, port)
         if json:
             emit_json({"endpoint": endpoint, "host": host, "port": port, "key_type": key_type,
                        "fingerprint": fingerprint, "trusted": True})
