@@ -261,8 +261,15 @@ GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
     "cert": ("Certificates in the inventory.",
              _group("Certificates in the inventory.", _registers("cert", "register", "register_fleet"))),
     "store": ("Credential stores.", _group("Credential stores.", _registers("store"), _store_subgroups)),
+    "acme": ("ACME accounts (cert request / renew).",
+             _group("ACME accounts (cert request / renew).", _registers("acme"))),
+    "dns": ("DNS providers for ACME dns-01.", _group("DNS providers for ACME dns-01.", _registers("dns"))),
     "job": ("Fleet jobs: list, show, retry.", _group("Fleet jobs: list, show, retry.", _registers("job"))),
     "plugins": ("Installed plugins.", _group("Installed plugins.", _registers("misc", "register_plugins"))),
+    "db": ("The inventory database: status, migrate, copy.",
+           _group("The inventory database: status, migrate, copy.", _registers("db"))),
+    "gateway": ("Gateways (workers) of a shared inventory.",
+                _group("Gateways (workers) of a shared inventory.", _registers("gateway"))),
 }
 
 
@@ -277,6 +284,7 @@ def build_app() -> click.Command:
     )
     app.callback()(_no_options)
     _registers("misc", "register_top")(app)
+    _registers("gateway", "register_top")(app)
     command = typer.main.get_command(app)
     assert isinstance(command, LazyGroup)
     command.lazy = dict(GROUPS)
@@ -312,6 +320,9 @@ def _add_type_command(type_name: str) -> click.Command:
         params.append(_param(name, help_text))
     for spec in type_specs + gw_specs:
         params.append(_param(spec.name, _spec_help(spec), metavar=spec.metavar))
+    if "zone" not in seen and "zone" not in {s.name for s in type_specs}:
+        params.append(_param("zone", "The network zone whose gateways reach this endpoint. Default: default.",
+                             metavar="<zone>"))
     params.append(inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt))
 
     def command(**kwargs: Any) -> None:
@@ -328,7 +339,8 @@ def _add_type_command(type_name: str) -> click.Command:
         for spec in gw_specs:
             value = kwargs.pop(spec.name)
             transport[spec.name] = read_secret(value, spec.flag) if spec.secret else value
-        endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options, **kwargs)
+        endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options,
+                                   zone=kwargs.pop("zone", None), **kwargs)
         if as_json:
             emit_json(gw.describe(gw.inventory.get_endpoint(endpoint.instance_id)))
         else:
