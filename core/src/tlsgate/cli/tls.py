@@ -31,7 +31,7 @@ def register(tls: typer.Typer) -> None:
     def tls_show(endpoint: Ref, json: JsonOpt = False) -> None:
         """Show one endpoint (secrets redacted)."""
         gw = gateway()
-        data = gw.describe(gw.inventory.get_endpoint(endpoint))
+        data = gw.describe(endpoint)
         if json:
             emit_json(data)
             return
@@ -67,7 +67,7 @@ def register(tls: typer.Typer) -> None:
         gw = gateway()
         ep = gw.delegate(endpoint, org_name, department)
         if json:
-            emit_json(gw.describe(gw.inventory.get_endpoint(ep.instance_id)))
+            emit_json(gw.describe(ep))
         else:
             say(f"Endpoint {ep.name!r} delegated to {org_name}" + (f" / {department}." if department else "."))
 
@@ -94,6 +94,7 @@ def register(tls: typer.Typer) -> None:
 
     @tls.command("install", context_settings=CONTEXT)
     def tls_install(
+        ctx: typer.Context,
         endpoint: Ref,
         cert_file: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")] = None,  # noqa: UP045
         key_file: Annotated[Optional[Path], typer.Option("--key", help="Private key (PEM or DER).")] = None,  # noqa: UP045
@@ -107,7 +108,7 @@ def register(tls: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
-        bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password)
+        bundle = read_pem_inputs(ctx, cert_file, key_file, chain_file, pfx, pfx_password, key_password)
         gw = gateway()
         outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run)
         if json:
