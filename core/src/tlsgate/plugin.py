@@ -76,3 +76,36 @@ __all__ = [
     "key_matches",
     "option",
 ]
+
+# -- exports the HAProxy example plugin and the kit's contract tests need (boundary-kit);
+# -- kept as a separate block so the plugin-boundary work's fuller list can replace it.
+from .certs import (  # noqa: E402
+    common_name,
+    dns_names,
+    fingerprint,
+    load_any_certificate,
+    load_pem_certificates,
+    not_after,
+    subject_text,
+    to_der,
+)
+from .models import ConnectionSpec  # noqa: E402
+from .probe import Target, expect_served, served_certificate, try_served_fingerprint  # noqa: E402
+from .transaction import Transaction  # noqa: E402
+
+__all__ += [
+    "ConnectionSpec",
+    "Target",
+    "Transaction",
+    "common_name",
+    "dns_names",
+    "expect_served",
+    "fingerprint",
+    "load_any_certificate",
+    "load_pem_certificates",
+    "not_after",
+    "served_certificate",
+    "subject_text",
+    "to_der",
+    "try_served_fingerprint",
+]
