@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint
 from tlsgate.probe import try_served_fingerprint
 from tlsgate_apache.plugin import ApacheOptions
-from tlsgate_testing.apache import ApacheSite
+
+sys.path.insert(0, str(Path(__file__).parent))  # apache_peer (the real httpd fixture) imports by name
+
+from apache_peer import ApacheSite
 
 
 def local_endpoint(site: ApacheSite, *, ctl: str = "apachectl", certs_dir: Path | str | None = None) -> Endpoint:
@@ -47,5 +51,6 @@ def _short_verify_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 6.0)
 
 
-#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
-pytest_plugins = ["tlsgate_testing"]
+#: The opt-in test kit (test_ca, tlsgate_home, sshd, OpenBao, WinRM peer) and this plugin's own
+#: real-httpd fixture (apache_server).
+pytest_plugins = ["tlsgate_testing", "apache_peer"]

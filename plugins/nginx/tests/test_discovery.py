@@ -48,7 +48,7 @@ def test_handshake_overrides_files_when_nginx_was_not_reloaded(nginx_server, tes
 
 
 def test_unreachable_nodes_keep_what_files_say(tmp_path, test_ca) -> None:
-    from tlsgate_testing.nginx import nginx_site
+    from nginx_peer import nginx_site
 
     site = nginx_site(tmp_path / "n", test_ca)  # not started
     nodes = plugin.discover_nodes(local_endpoint(site.config), LocalConnection())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tlsgate_testing.fixtures_core import free_port
 from tlsgate_tomcat.plugin import TomcatOptions
 
 FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(Path(__file__).parent))  # tomcat_peer (the real Tomcat 10 fixture) imports by name
 
 
 def p12_bytes(issued: Issued, alias: str, password: str) -> bytes:
@@ -108,5 +110,6 @@ def make_endpoint() -> Callable[..., Endpoint]:
     return endpoint_for
 
 
-#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
-pytest_plugins = ["tlsgate_testing"]
+#: The opt-in test kit (test_ca, tlsgate_home, sshd, OpenBao, WinRM peer) and this plugin's own
+#: real Tomcat 10 fixture (tomcat10, tomcat10_server).
+pytest_plugins = ["tlsgate_testing", "tomcat_peer"]

@@ -12,9 +12,9 @@ from tlsgate.transports import ssh
 from tlsgate.transports.local import LocalConnection
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.sshd import SshdServer
-from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import plugin
 from tlsgate_tomcat.plugin import TomcatOptions
+from tomcat_peer import TomcatServer
 
 pytestmark = pytest.mark.slow
 

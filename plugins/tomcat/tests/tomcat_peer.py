@@ -37,9 +37,8 @@ from pathlib import Path
 import attrs
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-
-from .certs import Issued, TestCA
-from .fixtures_core import free_port
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.fixtures_core import free_port
 
 CATALINA_HOME = Path("/usr/share/tomcat10")
 CONF_SOURCES = (Path("/usr/share/tomcat10/etc"), Path("/etc/tomcat10"))
@@ -103,7 +102,7 @@ SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
 </Server>
 """
 
-SETENV = """# written by tlsgate_testing.tomcat
+SETENV = """# written by the tomcat plugin tests (tomcat_peer.py)
 CATALINA_PID="$CATALINA_BASE/temp/tomcat.pid"
 CATALINA_OPTS="-Xmx256m -Xss512k -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.security.egd=file:/dev/./urandom"
 """
