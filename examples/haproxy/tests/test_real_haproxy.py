@@ -56,7 +56,7 @@ def test_install_into_a_crt_file_changes_its_names_and_nothing_else(haproxy: Hap
     assert after["alpha"] == after["www.alpha"] == new.fingerprint
     assert {k: v for k, v in after.items() if "alpha" not in k} == {k: v for k, v in before.items() if "alpha" not in k}
     pem = site.dir / "certs" / "alpha.pem"
-    assert pem.read_bytes() == new.cert_pem + new.chain_pem + b.key_pem()  # one PEM bundle, as HAProxy wants
+    assert pem.read_bytes() == b.fullchain_pem() + b.key_pem()  # leaf + chain + key in one file, as HAProxy wants
     assert pem.stat().st_mode & 0o777 == 0o600
     assert site.pids() == master  # master-worker: reloaded by the master, not replaced
     assert [n.fingerprint for n in discover(site) if n.name == "alpha.test"] == [new.fingerprint]
