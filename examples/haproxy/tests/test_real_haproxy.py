@@ -78,7 +78,7 @@ def test_a_file_that_serves_an_uncovered_name_is_refused(haproxy: HaproxySite, t
     site = haproxy
     before = site.snapshot()
     only_alpha = test_ca.issue("alpha.test")  # alpha.pem also serves www.alpha.test
-    with local_connection() as conn, pytest.raises(ValidationError, match="also serves www.alpha.test"):
+    with local_connection() as conn, pytest.raises(ValidationError, match=r"also serves www\.alpha\.test"):
         plugin.install(endpoint(site), conn, bundle(only_alpha), [], False)
     assert site.snapshot() == before
 
