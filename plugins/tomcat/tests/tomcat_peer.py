@@ -108,20 +108,6 @@ CATALINA_OPTS="-Xmx256m -Xss512k -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava
 """
 
 
-def _p12(issued: Issued, alias: str, password: str) -> bytes:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    enc = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password.encode())
-    )
-    return pkcs12.serialize_key_and_certificates(alias.encode(), issued.key, issued.cert, list(issued.chain[:1]), enc)  # type: ignore[arg-type]
-
-
 def _keytool_jks(p12: Path, p12_password: str, jks: Path, jks_password: str) -> None:
     """A JKS written by keytool itself (not by the code under test)."""
     subprocess.run(
@@ -299,11 +285,11 @@ def _build(base: Path, ca: TestCA) -> TomcatServer:
         shutdown=server.shutdown_port, jks=server.jks_port, p12=server.p12_port, commented=free_port(),
     ))
     tmp_p12 = base / "temp" / "jks-src.p12"
-    tmp_p12.write_bytes(_p12(certs["jks"], "tomcat", "transfer"))
+    tmp_p12.write_bytes(certs["jks"].pfx("transfer", alias="tomcat", chain_len=1))
     _keytool_jks(tmp_p12, "transfer", conf / "jks-default.jks", JKS_PASSWORD)
     tmp_p12.unlink()
-    (conf / "p12-default.p12").write_bytes(_p12(certs["p12"], "default", P12_PASSWORD))
-    (conf / "b.p12").write_bytes(_p12(certs["b"], "Tomcat", B_PASSWORD))
+    (conf / "p12-default.p12").write_bytes(certs["p12"].pfx(P12_PASSWORD, alias="default", chain_len=1))
+    (conf / "b.p12").write_bytes(certs["b"].pfx(B_PASSWORD, alias="Tomcat", chain_len=1))
     pem = certs["pem"]
     (conf / "pem.crt").write_bytes(pem.cert_pem)
     (conf / "pem.key").write_bytes(pem.key_pem)

@@ -11,7 +11,7 @@ this is hand-written and tested against ``haproxy -c`` itself.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
@@ -131,6 +131,17 @@ class Config:
     binds: tuple[Bind, ...]
 
 
+def _lines(path: str, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, words) of every line that has words; errors name the file and line."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        try:
+            words = split_words(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}:{number}: {exc}") from None
+        if words:
+            yield number, words
+
+
 def parse_address(word: str) -> list[Address] | None:
     """``bind``'s first word: comma-separated ``[host]:port[-port]``; None for unix sockets,
     ``fd@`` and other non-TCP addresses."""
@@ -161,13 +172,7 @@ def parse(path: str, text: str) -> Config:
     master_worker = daemon = False
     binds: list[Bind] = []
     per_section: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        try:
-            words = split_words(raw)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}:{number}: {exc}") from None
-        if not words:
-            continue
+    for number, words in _lines(path, text):
         key = words[0]
         if key in SECTIONS:
             section = " ".join(words[:2])
@@ -200,13 +205,7 @@ def parse_crt_list(path: str, text: str) -> list[tuple[int, str, tuple[str, ...]
     """A crt-list file: (line, certificate file, SNI filters) per entry. ``[...]`` bind options
     are skipped; negative filters (``!name``) are kept with their ``!``."""
     out = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        try:
-            words = split_words(raw)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}:{number}: {exc}") from None
-        if not words:
-            continue
+    for number, words in _lines(path, text):
         cert, rest = words[0], words[1:]
         filters: list[str] = []
         depth = 0
