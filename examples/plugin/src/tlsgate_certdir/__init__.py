@@ -1,8 +1,8 @@
 """Endpoint type ``certdir``: a directory of ``<name>.crt`` (full chain) + ``<name>.key`` files, as
 Postfix, Dovecot or HAProxy read them, with an optional reload command.
 
-This is the example third-party plugin: everything it needs comes from ``tlsgate.plugin``,
-``tlsgate.Transaction`` and ``tlsgate.certs``; it works over any transport (local, ssh, ...)
+This is the smallest example third-party plugin: everything it needs comes from
+``tlsgate.plugin``; it works over any transport (local, ssh, ...)
 because it touches files only through the ``Connection``.
 """
 
@@ -12,7 +12,6 @@ import shlex
 from collections.abc import Sequence
 
 import attrs
-from tlsgate import Transaction, certs
 from tlsgate.plugin import (
     CertificateBundle,
     Connection,
@@ -24,8 +23,15 @@ from tlsgate.plugin import (
     Problem,
     RestartResult,
     ScriptResult,
+    Transaction,
+    dns_names,
+    fingerprint,
     impl,
+    load_any_certificate,
+    not_after,
     option,
+    subject_text,
+    to_der,
 )
 
 
@@ -72,14 +78,14 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
             continue
         data = connection.read_file(connection.path.join(folder, name))
         try:
-            leaf = certs.load_any_certificate(data)
+            leaf = load_any_certificate(data)
         except ValueError:
             nodes.append(Node(name=name[:-4], protocol="file", state="unreadable", locator=name))
             continue
         nodes.append(Node(
-            name=name[:-4], protocol="file", alias=tuple(n for n in certs.dns_names(leaf) if n != name[:-4]),
-            fingerprint=certs.fingerprint(leaf), subject=certs.subject_text(leaf), not_after=certs.not_after(leaf),
-            vendor="PEM directory", locator=name, certificate=certs.to_der(leaf),
+            name=name[:-4], protocol="file", alias=tuple(n for n in dns_names(leaf) if n != name[:-4]),
+            fingerprint=fingerprint(leaf), subject=subject_text(leaf), not_after=not_after(leaf),
+            vendor="PEM directory", locator=name, certificate=to_der(leaf),
         ))
     return nodes
 
@@ -99,8 +105,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             tx.run(argv, what="reload command")
         if not dry_run:  # read back what the service will read
             for name in names:
-                served = certs.load_any_certificate(connection.read_file(connection.path.join(folder, f"{name}.crt")))
-                if certs.fingerprint(served) != bundle.fingerprint:
+                served = load_any_certificate(connection.read_file(connection.path.join(folder, f"{name}.crt")))
+                if fingerprint(served) != bundle.fingerprint:
                     raise OperationError(f"{name}.crt does not hold the new certificate after writing")
     return tx.result(nodes=tuple(names), verified=not dry_run)
 
