@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint
-from tlsgate.probe import try_served_fingerprint
+from tlsgate.plugin import try_served_fingerprint
 from tlsgate_apache.plugin import ApacheOptions
 
 sys.path.insert(0, str(Path(__file__).parent))  # apache_peer (the real httpd fixture) imports by name

@@ -6,8 +6,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tlsgate import CertificateBundle
+from tlsgate.plugin import apply_edits
 from tlsgate_nginx.config import load
-from tlsgate_nginx.install import apply_edits, plan_edits
+from tlsgate_nginx.install import plan_edits
 from tlsgate_nginx.lexer import parse
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.fake import FakeConnection

@@ -153,7 +153,7 @@ def tree_snapshot(*roots: str | Path, dirs: bool = False) -> dict[str, tuple[str
 
 def local_connection() -> Connection:
     """The core's local transport, as the gateway opens it for ``--connection_type local``."""
-    from tlsgate.transports.local import LocalConnection
+    from .connections import LocalConnection
 
     return LocalConnection()
 

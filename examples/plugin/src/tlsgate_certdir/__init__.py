@@ -1,38 +1,28 @@
 """Endpoint type ``certdir``: a directory of ``<name>.crt`` (full chain) + ``<name>.key`` files, as
 Postfix, Dovecot or HAProxy read them, with an optional reload command.
 
-This is the smallest example third-party plugin: everything it needs comes from
-``tlsgate.plugin``; it works over any transport (local, ssh, ...)
-because it touches files only through the ``Connection``.
+This is the example third-party plugin: everything it needs comes from ``tlsgate.plugin`` (the
+hook marker, models, ``Transaction``, the certificate helpers); it works over any transport
+(local, ssh, ...) because it touches files only through the ``Connection``.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    OperationError,
-    Problem,
-    RestartResult,
-    ScriptResult,
-    Transaction,
-    dns_names,
-    fingerprint,
-    impl,
-    load_any_certificate,
-    not_after,
-    option,
-    subject_text,
-    to_der,
-)
+from tlsgate.plugin import EndpointType, Node, OperationError, Problem, RestartResult, ScriptResult, impl, option
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
+# Every CLI call imports every plugin's entry module: the certificate helpers (and cryptography
+# with them) are imported inside the hooks that use them, so that loading this module stays cheap.
 
 
 @attrs.frozen
@@ -71,6 +61,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
 
 @impl
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    from tlsgate.plugin import dns_names, fingerprint, load_any_certificate, not_after, subject_text, to_der
+
     folder = endpoint.options.dir
     nodes = []
     for name in connection.listdir(folder):
@@ -93,6 +85,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
 @impl
 def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
             dry_run: bool, alias: str | None) -> InstallResult:
+    from tlsgate.plugin import Transaction, fingerprint, load_any_certificate
+
     names = [n.name for n in nodes] or [alias or bundle.default_alias()]
     folder = endpoint.options.dir
     with Transaction(connection, dry_run=dry_run, label=f"install on {endpoint.name}") as tx:
