@@ -21,6 +21,7 @@ from tlsgate.plugin import (
     InstallResult,
     Node,
     OperationError,
+    RestartResult,
     Target,
     Transaction,
     ValidationError,
@@ -141,6 +142,11 @@ def _reload(connection: Connection, control: Control, what: str) -> None:
     result = connection.run(control.reload_argv(), timeout=60)
     if not result.ok:
         raise OperationError(f"{what} failed: {describe_failure(result)}")
+
+
+def restart_result(endpoint: Endpoint, connection: Connection) -> RestartResult:
+    """The ``restart`` hook: ``haproxy -c``, then reload."""
+    return RestartResult(True, f"haproxy -c passed; reloaded ({restart(endpoint, connection)})")
 
 
 def restart(endpoint: Endpoint, connection: Connection) -> str:

@@ -1,29 +1,20 @@
-"""Endpoint type ``haproxy``: the hooks tlsgate calls. Everything comes from ``tlsgate.plugin``.
+"""Endpoint type ``haproxy``: the hooks tlsgate calls. Everything comes from ``tlsgate.plugin``;
+this entry module stays cheap to import (the driver modules load when a hook runs).
 
     tlsgate tls add haproxy --name lb --connection_type local|ssh ... [--haproxy_config_path PATH]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    Problem,
-    RestartResult,
-    ScriptResult,
-    impl,
-    option,
-)
+from tlsgate.plugin import EndpointType, Problem, ScriptResult, delegate, impl, option
 
-from . import discovery
-from . import install as install_mod
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tlsgate.plugin import Connection, Endpoint
 
 #: The version of the tlsgate plugin contract this plugin is written for.
 PLUGIN_API = "1.0"
@@ -60,20 +51,11 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     return []
 
 
-@impl
-def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    return discovery.discover(endpoint, connection)
-
-
-@impl
-def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
-            dry_run: bool) -> InstallResult:
-    return install_mod.install_bundle(endpoint, connection, bundle, nodes, dry_run)
-
-
-@impl
-def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
-    return RestartResult(True, f"haproxy -c passed; reloaded ({install_mod.restart(endpoint, connection)})")
+# Every CLI call imports every plugin's entry module: the driver modules (and cryptography with
+# them) load only when a hook of this type runs.
+discover_nodes = delegate("discover_nodes", "tlsgate_haproxy.discovery:discover")
+install = delegate("install", "tlsgate_haproxy.install:install_bundle")
+restart = delegate("restart", "tlsgate_haproxy.install:restart_result")
 
 
 @impl
