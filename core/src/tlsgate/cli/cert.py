@@ -67,6 +67,7 @@ def register_fleet(cert: typer.Typer) -> None:
 
     @cert.command("deploy", context_settings=CONTEXT)
     def cert_deploy(
+        ctx: typer.Context,
         cert_id: Annotated[Optional[int], typer.Argument(  # noqa: UP045
             help="A certificate of the inventory whose key it holds (or give files).", metavar="[ID]")] = None,
         cert_file: CertFileOpt = None,
@@ -102,7 +103,7 @@ def register_fleet(cert: typer.Typer) -> None:
         if cert_id is None and not files:
             raise ValidationError("is required: a certificate ID, or --cert/--key, or --pfx", option="--cert")
         gw = gateway()
-        bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
+        bundle = read_pem_inputs(ctx, cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
         assert bundle is not None
