@@ -188,7 +188,8 @@ def bench_deploy(n: int, repeat: int, legacy: bool = True) -> dict[str, float]:
 def bench_discover(blocks: int, repeat: int) -> dict[str, float]:
     import crossplane
     from tlsgate_testing.certs import TestCA
-    from tlsgate_testing.nginx import generate_config
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "nginx" / "tests"))
+    from nginx_peer import generate_config  # the real-nginx fixture's generator, with the nginx plugin's tests
 
     base = Path(tempfile.mkdtemp(prefix="tlsgate-bench-discover-"))
     issued = TestCA().issue("site.example.com")

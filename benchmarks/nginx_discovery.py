@@ -28,7 +28,10 @@ import crossplane
 from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx.discovery import discover
 from tlsgate_testing.certs import TestCA
-from tlsgate_testing.nginx import generate_config
+
+# the generator lives with the nginx plugin's real-nginx fixture (plugins/nginx/tests/nginx_peer.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "nginx" / "tests"))
+from nginx_peer import generate_config
 
 
 def tlsgate_discovery(main: Path) -> int:

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README): set up everything the tests need on a fresh Debian machine, then
 # run ruff and the whole test suite against real peers on 127.0.0.1. Extra args go to pytest.
+# Then (unless TLSGATE_SKIP_ISOLATED=1, or pytest args were given) scripts/test_isolated.sh:
+# every plugin's tests again with only core + tlsgate-testing + that plugin installed
+# (collection of all its tests, then those not marked slow; see that script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
@@ -19,4 +22,8 @@ if [ $rc -eq 5 ]; then
   echo "test.sh: pytest collected no tests: that is a failure" >&2
   exit 1
 fi
-exit $rc
+[ $rc -ne 0 ] && exit $rc
+if [ $# -eq 0 ] && [ "${TLSGATE_SKIP_ISOLATED:-0}" != 1 ]; then
+  scripts/test_isolated.sh
+fi
+exit 0

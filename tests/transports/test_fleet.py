@@ -25,10 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from tlsgate import CertificateBundle, registry
 from tlsgate.api import Gateway
 from tlsgate.probe import try_served_fingerprint
-from tlsgate_testing.apache import ApacheServer, apache_binary, apache_site
 from tlsgate_testing.fixtures_core import free_port
-from tlsgate_testing.nginx import NginxServer, nginx_binary, nginx_site
 from tlsgate_testing.sshd import SshdServer
+
+# the real nginx and apache2 fixtures live with their plugins' tests (importable by name)
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "plugins" / "nginx" / "tests"), str(ROOT / "plugins" / "apache" / "tests")]
+from apache_peer import ApacheServer, apache_binary, apache_site  # noqa: E402
+from nginx_peer import NginxServer, nginx_binary, nginx_site  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

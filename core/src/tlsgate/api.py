@@ -26,7 +26,7 @@ import attrs
 
 from . import crypto, leases
 from .connection import Connection
-from .errors import OperationError, ValidationError
+from .errors import NotFoundError, OperationError, ValidationError
 from .gateway_platform import gateway_platform
 from .inventory import Inventory, StoredEndpoint, connection_from_dict, open_inventory, redact
 from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, RestartResult, ScriptResult
@@ -289,8 +289,13 @@ class Gateway:
     def endpoints(self) -> list[StoredEndpoint]:
         return self.inventory.endpoints()
 
-    def describe(self, stored: StoredEndpoint) -> dict[str, Any]:
-        """JSON shape of an endpoint (secrets redacted)."""
+    def describe(self, stored: StoredEndpoint | Endpoint | str) -> dict[str, Any]:
+        """JSON shape of an endpoint (secrets redacted): a stored endpoint, an :class:`Endpoint`
+        with an instance ID, or a name / instance ID."""
+        if isinstance(stored, Endpoint):
+            stored = self.inventory.get_endpoint(stored.instance_id or stored.name)
+        elif isinstance(stored, str):
+            stored = self.inventory.get_endpoint(stored)
         ctype = self.registry.connection_types.get(stored.connection.get("type", ""))
         return {
             "instance_id": stored.id,
@@ -321,6 +326,10 @@ class Gateway:
         return stored
 
     # -- organizations ----------------------------------------------------------------------------
+    def orgs(self) -> list[dict[str, Any]]:
+        """Organizations with their departments, as ``org list --json`` prints them."""
+        return self.inventory.orgs()
+
     def add_org(self, name: str) -> None:
         self.inventory.add_org(name)
         self.inventory.audit("org add", "ok", details={"org": name})
@@ -706,6 +715,21 @@ class Gateway:
         """The certificate, key and chain of a certificate whose key the inventory holds."""
         return self.inventory.load_bundle(cert_id)
 
+    def certificate_pem(self, cert_id: int) -> bytes:
+        """The PEM of a certificate the inventory holds."""
+        row = self.inventory.db.execute("SELECT pem FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no certificate with ID {cert_id}")
+        return str(row["pem"]).encode()
+
+    def certificate_has_key(self, cert_id: int) -> bool:
+        """Whether the inventory holds the certificate's private key (encrypted)."""
+        return self.inventory.has_key(cert_id)
+
+    def node_keys(self, ref: str) -> set[tuple[str, str | None]]:
+        """(node key, fingerprint) of every node the last discovery of ``ref`` found."""
+        return self.inventory.node_keys(self.inventory.get_endpoint(ref).id)
+
     def certificate(self, ref: int | str) -> Any:
         """A certificate record by ID or SHA-256 fingerprint."""
         return self.inventory.certificate(ref)
@@ -718,6 +742,11 @@ class Gateway:
         self.inventory.assign_certificate(cert_id, org, department)
         self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,
                                                            "department": department})
+
+    # -- audit ------------------------------------------------------------------------------------
+    def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries, oldest first (the last ``limit`` when given)."""
+        return self.inventory.audit_log(limit)
 
     # -- fleet jobs -------------------------------------------------------------------------------
     def job(self, job_id: int) -> Any:
@@ -732,6 +761,23 @@ class Gateway:
         return jobs.list_jobs(self.inventory, limit)
 
     # -- credential stores ------------------------------------------------------------------------
+    def stores(self) -> list[dict[str, Any]]:
+        """Credential stores (secrets redacted)."""
+        return self.inventory.stores()
+
+    def store(self, name: str) -> dict[str, Any]:
+        """One credential store as :meth:`stores` lists it."""
+        for entry in self.stores():
+            if entry["name"] == name:
+                return entry
+        raise NotFoundError(f"no credential store named {name!r} (see: tlsgate store list)", option="--store")
+
+    def remove_store(self, name: str) -> None:
+        """Remove a credential store (and, for a local store, its secrets); audited."""
+        kind, _ = self.inventory.store(name)
+        self.inventory.remove_store(name)
+        self.inventory.audit("store remove", "ok", details={"store": name, "kind": kind})
+
     def add_store(self, kind: str, name: str, options: dict[str, Any]) -> None:
         stype = self.registry.credential_stores.get(kind)
         if stype is None:

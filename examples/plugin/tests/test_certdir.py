@@ -9,12 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from tlsgate.registry import get_registry
 from tlsgate_testing.contract import check_declaration
-
-pytestmark = pytest.mark.skipif("certdir" not in get_registry().endpoint_types,
-                                reason="tlsgate-certdir is not installed (pip install ./examples/plugin)")
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,58 +2,17 @@
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Mapping, Sequence
+import sys
 from pathlib import Path
 
 import pytest
-from tlsgate import CertificateBundle, CommandResult, Connection, ConnectionSpec, Endpoint, FileStat, OperationError
+from tlsgate import CertificateBundle, ConnectionSpec, Endpoint
 from tlsgate.plugin import try_served_fingerprint
 from tlsgate_apache.plugin import ApacheOptions
-from tlsgate_testing.apache import ApacheSite
 
+sys.path.insert(0, str(Path(__file__).parent))  # apache_peer (the real httpd fixture) imports by name
 
-class MemoryConnection(Connection):
-    """Files in a dict; commands refused. Enough for parsing and edit planning."""
-
-    def __init__(self, files: Mapping[str, bytes]) -> None:
-        self.files = dict(files)
-
-    def run(self, argv: Sequence[str], **_: object) -> CommandResult:
-        return CommandResult(tuple(argv), 127, "", "no commands in memory")
-
-    def read_file(self, path: str) -> bytes:
-        try:
-            return self.files[path]
-        except KeyError:
-            raise OperationError(f"{path}: no such file") from None
-
-    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        self.files[path] = data
-
-    def stat(self, path: str) -> FileStat | None:
-        if path in self.files:
-            return FileStat(size=len(self.files[path]), mode=0o644, mtime=0)
-        if any(p.startswith(path.rstrip("/") + "/") for p in self.files):
-            return FileStat(size=0, mode=0o755, mtime=0, is_dir=True)
-        return None
-
-    def remove(self, path: str) -> None:
-        self.files.pop(path, None)
-
-    def rename(self, src: str, dst: str) -> None:
-        self.files[dst] = self.files.pop(src)
-
-    def listdir(self, path: str) -> list[str]:
-        prefix = path.rstrip("/") + "/"
-        return sorted({p[len(prefix):].split("/")[0] for p in self.files if p.startswith(prefix)})
-
-    def makedirs(self, path: str, *, mode: int = 0o755) -> None:
-        pass
-
-    @property
-    def path(self):  # type: ignore[override]
-        return posixpath
+from apache_peer import ApacheSite
 
 
 def local_endpoint(site: ApacheSite, *, ctl: str = "apachectl", certs_dir: Path | str | None = None) -> Endpoint:
@@ -92,5 +51,6 @@ def _short_verify_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 6.0)
 
 
-#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
-pytest_plugins = ["tlsgate_testing"]
+#: The opt-in test kit (test_ca, tlsgate_home, sshd, OpenBao, WinRM peer) and this plugin's own
+#: real-httpd fixture (apache_server).
+pytest_plugins = ["tlsgate_testing", "apache_peer"]

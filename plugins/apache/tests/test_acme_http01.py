@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tlsgate_testing.apache import ApacheServer, apache_binary, apache_site
+from apache_peer import ApacheServer, apache_binary, apache_site
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.lifecycle import changed_directives, install_recorded, served, tg, tg_json
 

@@ -11,8 +11,7 @@ from tlsgate_apache.control import RunConfig
 from tlsgate_apache.edits import Paths, plan_edits
 from tlsgate_apache.lexer import parse
 from tlsgate_testing.certs import TestCA
-
-from .conftest import MemoryConnection
+from tlsgate_testing.fake import FakeConnection
 
 ROOT = "/srv/httpd"
 _CA = TestCA()
@@ -80,7 +79,7 @@ def configs(draw):  # type: ignore[no-untyped-def]
 def test_edit_changes_only_the_arguments(case, certs_dir) -> None:  # type: ignore[no-untyped-def]
     data, chosen_idx = case
     file = f"{ROOT}/sites.conf"
-    conn = MemoryConnection({file: data})
+    conn = FakeConnection({file: data})
     run = RunConfig(server_root=ROOT, main_file=file, modules={"ssl_module"}, includes={file})
     config = load(conn, run)
     sections = list(config.vhosts.values())

@@ -12,15 +12,14 @@ from tlsgate_apache.config import load
 from tlsgate_apache.control import ApacheControl, RunConfig
 from tlsgate_apache.edits import Paths, plan_edits
 from tlsgate_testing.connections import LocalConnection
-
-from .conftest import MemoryConnection
+from tlsgate_testing.fake import FakeConnection
 
 ROOT = "/srv/httpd"
 PATHS = Paths(cert="/var/tlsgate-certs/n.crt", key="/var/tlsgate-certs/n.key", chain="/var/tlsgate-certs/n.chain.crt")
 
 
 def setup(files: dict[str, str], **extra: object):  # type: ignore[no-untyped-def]
-    conn = MemoryConnection({f"{ROOT}/{k}": v.encode() for k, v in files.items()})
+    conn = FakeConnection({f"{ROOT}/{k}": v.encode() for k, v in files.items()})
     main = f"{ROOT}/httpd.conf"
     run = RunConfig(server_root=ROOT, main_file=main, modules={"ssl_module"}, includes=set(conn.files), **extra)  # type: ignore[arg-type]
     return conn, load(conn, run)
@@ -98,23 +97,15 @@ def test_apachectl_is_found_when_not_given() -> None:
     assert ApacheControl.find(LocalConnection(), "/opt/x/apachectl").apachectl == "/opt/x/apachectl"
 
 
-class RecordingConnection(MemoryConnection):
-    """Answers as a systemd host with a loaded apache2.service would."""
+def systemd_host(systemd: bool) -> FakeConnection:
+    """Answers as a host with a loaded apache2.service would (systemd running or not)."""
 
-    def __init__(self, systemd: bool) -> None:
-        super().__init__({})
-        self.systemd = systemd
-        self.ran: list[tuple[str, ...]] = []
+    def answer(argv: tuple[str, ...]) -> tuple[int, str]:
+        if argv[:2] == ("systemctl", "show"):
+            return 0, "loaded\n" if argv[-1] == "apache2.service" else "not-found\n"
+        return 0, ""
 
-    def run(self, argv, **_: object):  # type: ignore[no-untyped-def,override]
-        from tlsgate import CommandResult
-
-        self.ran.append(tuple(argv))
-        if argv[:2] == ["sh", "-c"] and "systemd" in argv[2]:
-            return CommandResult(tuple(argv), 0 if self.systemd else 1)
-        if argv[:2] == ["systemctl", "show"]:
-            return CommandResult(tuple(argv), 0, "loaded\n" if argv[-1] == "apache2.service" else "not-found\n")
-        return CommandResult(tuple(argv), 0)
+    return FakeConnection(commands=answer, systemd=systemd)
 
 
 @pytest.mark.parametrize(("systemd", "pid_file", "expected"), [
@@ -123,6 +114,6 @@ class RecordingConnection(MemoryConnection):
     (True, "/srv/private/httpd.pid", ("/usr/sbin/apache2ctl", "-k", "start")),  # not the packaged instance
 ])
 def test_start_uses_the_systemd_unit_of_the_packaged_instance(systemd, pid_file, expected) -> None:  # type: ignore[no-untyped-def]
-    conn = RecordingConnection(systemd)
+    conn = systemd_host(systemd)
     ApacheControl(conn, "/usr/sbin/apache2ctl").start(RunConfig(server_root="/etc/apache2", pid_file=pid_file))
     assert conn.ran[-1] == expected

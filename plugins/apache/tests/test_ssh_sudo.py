@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from apache_peer import ApacheServer, ApacheSite, running_apache
 from tlsgate.probe import try_served_fingerprint
-from tlsgate_testing.apache import ApacheServer, ApacheSite, running_apache
 from tlsgate_testing.fixtures_core import world_readable_dir
 from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # for nginx_helpers
+# this folder on sys.path: nginx_helpers and nginx_peer (the real nginx fixture) import by name,
+# also from outside the plugin (benchmarks/, tests/ that need a real nginx)
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)
@@ -18,5 +20,6 @@ def _short_verify_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(install, "VERIFY_DEADLINE", 4.0)
 
 
-#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
-pytest_plugins = ["tlsgate_testing"]
+#: The opt-in test kit (test_ca, tlsgate_home, sshd, OpenBao, WinRM peer) and this plugin's own
+#: real-nginx fixture (nginx_server).
+pytest_plugins = ["tlsgate_testing", "nginx_peer"]

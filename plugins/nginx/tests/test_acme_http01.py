@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nginx_peer import NginxServer, nginx_binary, nginx_site
 from tlsgate_testing.lifecycle import changed_directives, install_recorded, served, tg, tg_json
-from tlsgate_testing.nginx import NginxServer, nginx_binary, nginx_site
 
 pytestmark = pytest.mark.slow
 

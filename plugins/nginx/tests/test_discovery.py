@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from nginx_helpers import MemoryConnection, local_endpoint
+from nginx_helpers import local_endpoint
 from tlsgate_nginx import plugin
 from tlsgate_nginx.config import load, parse_listen
 from tlsgate_nginx.lexer import parse
 from tlsgate_testing.connections import LocalConnection
+from tlsgate_testing.fake import FakeConnection
 
 
 def summary(nodes):
@@ -47,7 +48,7 @@ def test_handshake_overrides_files_when_nginx_was_not_reloaded(nginx_server, tes
 
 
 def test_unreachable_nodes_keep_what_files_say(tmp_path, test_ca) -> None:
-    from tlsgate_testing.nginx import nginx_site
+    from nginx_peer import nginx_site
 
     site = nginx_site(tmp_path / "n", test_ca)  # not started
     nodes = plugin.discover_nodes(local_endpoint(site.config), LocalConnection())
@@ -87,7 +88,7 @@ http {
 }
 stream { server { listen 12345 ssl; ssl_certificate /c/s.pem; } }
 """
-    conn = MemoryConnection({"/etc/nginx/nginx.conf": conf, "/c/http.pem": b"not pem"})
+    conn = FakeConnection({"/etc/nginx/nginx.conf": conf, "/c/http.pem": b"not pem"})
     from tlsgate_nginx.discovery import build_nodes
 
     config = load(conn, "/etc/nginx/nginx.conf")
@@ -113,7 +114,7 @@ def test_relative_and_glob_includes_over_a_connection() -> None:
         "/opt/ng/extra/z": b"server { listen 3; server_name three; }",
         "/opt/ng/extra/.hidden": b"server { listen 4; server_name hidden; }",
     }
-    config = load(MemoryConnection(files), "/opt/ng/conf/main.conf")
+    config = load(FakeConnection(files), "/opt/ng/conf/main.conf")
     assert [(s.names, s.listens[0].port) for s in config.servers] == [
         (["one"], 1), (["two", "two-alias"], 2), (["three"], 3)
     ]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nginx_helpers import MemoryConnection
 from tlsgate import CertificateBundle
 from tlsgate.plugin import apply_edits
 from tlsgate_nginx.config import load
 from tlsgate_nginx.install import plan_edits
 from tlsgate_nginx.lexer import parse
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.fake import FakeConnection
 
 _CA = TestCA("edit property")
 _ISSUED = _CA.issue("site0.test")
@@ -69,7 +69,7 @@ def configs(draw):
 @given(configs())
 def test_edit_keeps_every_other_byte(case) -> None:
     files, chosen_idx, new_dir = case
-    conn = MemoryConnection(files)
+    conn = FakeConnection(files)
     config = load(conn, "/etc/nginx/nginx.conf")
     chosen = [config.servers[i] for i in sorted(chosen_idx)]
     cert_path, key_path = f"{new_dir}/new.fullchain.pem", f"{new_dir}/new.key.pem"
@@ -96,7 +96,7 @@ def test_edit_keeps_every_other_byte(case) -> None:
         rebuilt = apply_edits(new, _inverse(old, file_edits))
         assert rebuilt == old
 
-    after = load(MemoryConnection(new_files), "/etc/nginx/nginx.conf")
+    after = load(FakeConnection(new_files), "/etc/nginx/nginx.conf")
     assert len(after.servers) == len(config.servers)
     for i, (was, now) in enumerate(zip(config.servers, after.servers, strict=True)):
         assert now.names == was.names

@@ -207,7 +207,7 @@ def test_restart_tests_then_reloads(nginx_server) -> None:
 
 
 def test_install_while_nginx_is_stopped_tests_but_does_not_reload(tmp_path, test_ca) -> None:
-    from tlsgate_testing.nginx import nginx_binary, nginx_site
+    from nginx_peer import nginx_binary, nginx_site
 
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")

@@ -99,7 +99,7 @@ def _crossplane_flat(parsed):
 
 
 def test_same_tree_as_crossplane(tmp_path, test_ca) -> None:
-    from tlsgate_testing.nginx import generate_config, nginx_site
+    from nginx_peer import generate_config, nginx_site
 
     site = nginx_site(tmp_path / "site", test_ca)
     issued = test_ca.issue("x.test")

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nginx_peer import NginxServer, NginxSite, running_nginx
 from tlsgate.probe import try_served_fingerprint
 from tlsgate_testing.fixtures_core import world_readable_dir
-from tlsgate_testing.nginx import NginxServer, NginxSite, running_nginx
 from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
 
 pytestmark = pytest.mark.slow

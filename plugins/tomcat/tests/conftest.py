@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives import serialization
 from tlsgate import ConnectionSpec, Endpoint
 from tlsgate_testing.certs import Issued, TestCA
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_tomcat.plugin import TomcatOptions
 
 FIXTURES = Path(__file__).parent / "fixtures"
+sys.path.insert(0, str(Path(__file__).parent))  # tomcat_peer (the real Tomcat 10 fixture) imports by name
 
 
 def p12_bytes(issued: Issued, alias: str, password: str) -> bytes:
-    enc = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password.encode())
-    )
-    return pkcs12.serialize_key_and_certificates(alias.encode(), issued.key, issued.cert, list(issued.chain[:1]), enc)  # type: ignore[arg-type]
+    return issued.pfx(password, alias=alias, chain_len=1)
 
 
 def keytool_jks(path: Path, issued: Issued, alias: str, password: str) -> None:
@@ -108,5 +102,6 @@ def make_endpoint() -> Callable[..., Endpoint]:
     return endpoint_for
 
 
-#: The opt-in test kit (fixtures: test_ca, tlsgate_home, sshd, OpenBao, servers, WinRM peer).
-pytest_plugins = ["tlsgate_testing"]
+#: The opt-in test kit (test_ca, tlsgate_home, sshd, OpenBao, WinRM peer) and this plugin's own
+#: real Tomcat 10 fixture (tomcat10, tomcat10_server).
+pytest_plugins = ["tlsgate_testing", "tomcat_peer"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate_testing.certs import TestCA
-from tlsgate_testing.tomcat import B_PASSWORD, TomcatServer
+from tomcat_peer import B_PASSWORD, TomcatServer
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pytest
-from tlsgate import CommandResult, FileStat
-from tlsgate.plugin import Connection
+from tlsgate import FileStat
+from tlsgate_testing.fake import FakeConnection
 from tlsgate_tomcat import restart
 
 DEBIAN_UNIT = {
@@ -17,55 +17,38 @@ DEBIAN_UNIT = {
 }
 
 
-class ScriptedHost(Connection):
-    """Answers the commands the restart planner runs; records them."""
+class ScriptedHost(FakeConnection):
+    """Answers the commands the restart planner runs (systemctl show, readlink, ps, id); records
+    them. ``logs/`` of any base is owned by uid 995 (tomcat), as Debian's package makes it."""
 
     def __init__(self, *, systemd: bool, units: Mapping[str, Mapping[str, str]] | None = None,
                  files: Sequence[str] = (), ps: str = "", root: bool = True,
                  links: Mapping[str, str] | None = None) -> None:
-        self.systemd = systemd
+        super().__init__(dict.fromkeys(files, b"#!/bin/sh\n"), commands=self._answer, systemd=systemd, admin=root)
         self.units = units or {}
-        self.files = set(files)
         self.ps = ps
-        self.root = root
         self.links = dict(links or {})
-        self.commands: list[tuple[str, ...]] = []
-        self.contents: dict[str, bytes] = {}
 
-    def run(self, argv, *, stdin=None, timeout=120, env=None, check=False, privileged=False):  # type: ignore[no-untyped-def, override]
-        argv = tuple(argv)
-        self.commands.append(argv)
+    def _answer(self, argv: tuple[str, ...]) -> tuple[int, str] | tuple[int, str, str]:
         if argv[:2] == ("systemctl", "show"):
             unit = self.units.get(argv[-1])
             if unit is None:
-                return CommandResult(argv, 0, "LoadState=not-found\nEnvironment=\nExecStart=\n")
-            return CommandResult(argv, 0, "".join(f"{k}={v}\n" for k, v in unit.items()))
+                return 0, "LoadState=not-found\nEnvironment=\nExecStart=\n"
+            return 0, "".join(f"{k}={v}\n" for k, v in unit.items())
         if argv[:2] == ("readlink", "-f"):
-            return CommandResult(argv, 0, self.links.get(argv[-1], argv[-1]) + "\n")
+            return 0, self.links.get(argv[-1], argv[-1]) + "\n"
         if argv[0] == "ps":
-            return CommandResult(argv, 0, self.ps)
+            return 0, self.ps
         if argv[:2] == ("id", "-u"):
-            return CommandResult(argv, 0, "0\n" if self.root else "1000\n")
+            return 0, "0\n" if self.admin else "1000\n"
         if argv[:2] == ("id", "-nu"):
-            return CommandResult(argv, 0, {"995": "tomcat"}.get(argv[2], "u" + argv[2]) + "\n")
-        return CommandResult(argv, 1, "", "unexpected")
-
-    def systemd_running(self) -> bool:
-        return self.systemd
-
-    def read_file(self, path: str) -> bytes:
-        return self.contents[path]
+            return 0, {"995": "tomcat"}.get(argv[2], "u" + argv[2]) + "\n"
+        return 1, "", "unexpected"
 
     def stat(self, path: str) -> FileStat | None:
         if path.endswith("/logs"):
             return FileStat(size=0, mode=0o755, mtime=0, uid=995, gid=995, is_dir=True)
-        return FileStat(size=1, mode=0o644, mtime=0) if path in self.files or path in self.contents else None
-
-    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None: raise NotImplementedError
-    def remove(self, path: str) -> None: raise NotImplementedError
-    def rename(self, src: str, dst: str) -> None: raise NotImplementedError
-    def listdir(self, path: str) -> list[str]: raise NotImplementedError
-    def makedirs(self, path: str, *, mode: int = 0o755) -> None: raise NotImplementedError
+        return super().stat(path)
 
 
 HOME_FILES = ["/usr/share/tomcat10/bin/catalina.sh"]
@@ -95,7 +78,7 @@ def test_unit_for_another_base_is_not_proof() -> None:
 def test_unit_files_do_not_count_when_systemd_is_not_running() -> None:
     host = ScriptedHost(systemd=False, units={"tomcat10": DEBIAN_UNIT}, files=HOME_FILES)
     assert restart.plan_restart(host, "/var/lib/tomcat10").method == "scripts"
-    assert not any(c[0] == "systemctl" for c in host.commands)
+    assert not any(c[0] == "systemctl" for c in host.ran)
 
 
 def test_named_unit_is_checked_too() -> None:
@@ -141,6 +124,6 @@ def test_base_set_only_in_an_environment_file() -> None:
     unit = {"LoadState": "loaded", "Environment": "", "EnvironmentFiles": "/etc/default/tc-a (ignore_errors=yes)",
             "ExecStart": "{ path=/opt/tc/bin/catalina.sh ; argv[]=/opt/tc/bin/catalina.sh run }"}
     host = ScriptedHost(systemd=True, units={"tomcat": unit}, files=HOME_FILES)
-    host.contents["/etc/default/tc-a"] = b"# site A\nCATALINA_HOME=/opt/tc\nCATALINA_BASE=\"/srv/tc-a\"\n"
+    host.files["/etc/default/tc-a"] = b"# site A\nCATALINA_HOME=/opt/tc\nCATALINA_BASE=\"/srv/tc-a\"\n"
     assert restart.plan_restart(host, "/srv/tc-a").unit == "tomcat"
     assert restart.plan_restart(host, "/srv/tc-b").method == "scripts"

@@ -13,9 +13,9 @@ import pytest
 from tlsgate import CertificateBundle, Node, OperationError
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.connections import LocalConnection
-from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import keystore, plugin
 from tlsgate_tomcat.keystore import JKS_MAGIC
+from tomcat_peer import TomcatServer
 
 pytestmark = pytest.mark.slow
 

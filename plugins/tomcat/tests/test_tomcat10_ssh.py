@@ -11,9 +11,9 @@ from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.connections import LocalConnection, ssh
 from tlsgate_testing.sshd import SshdServer
-from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import plugin
 from tlsgate_tomcat.plugin import TomcatOptions
+from tomcat_peer import TomcatServer
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,8 @@
-"""tlsgate's opt-in test kit for plugin authors: a throw-away CA, real-peer fixtures (sshd,
-OpenBao, nginx, apache2, tomcat10, Pebble (ACME) and BIND 9, a WS-Management loopback peer and simulated Windows host) and
-the endpoint-type contract suite.
+"""tlsgate's opt-in test kit for plugin authors: a throw-away CA, real-peer fixtures shared by
+several parts (sshd, OpenBao, PostgreSQL, Pebble (ACME), BIND 9, a WS-Management loopback peer and
+simulated Windows host), the in-memory :class:`~tlsgate_testing.fake.FakeConnection` and the
+endpoint-type contract suite (:mod:`tlsgate_testing.contract`). Servers only one plugin tests
+against (nginx, apache2, tomcat10, haproxy) live in that plugin's tests folder (``nginx_peer.py``, ...).
 
 Opt in from a top-level ``conftest.py``, as with ``pytester``::
 
@@ -18,9 +20,6 @@ pytest_plugins = [
     "tlsgate_testing.sshd",
     "tlsgate_testing.openbao",
     "tlsgate_testing.winrm_fixtures",
-    "tlsgate_testing.nginx",
-    "tlsgate_testing.apache",
-    "tlsgate_testing.tomcat",
     "tlsgate_testing.bind",
     "tlsgate_testing.pebble",
 ]

@@ -63,7 +63,10 @@ class Issued:
         chain.write_bytes(self.chain_pem)
         return crt, key, chain
 
-    def pfx(self, password: str | None, *, include_chain: bool = True) -> bytes:
+    def pfx(self, password: str | None, *, include_chain: bool = True, alias: str = "leaf",
+            chain_len: int | None = None) -> bytes:
+        """PKCS#12 (PBES2/AES, 2048 rounds: fast) with the key, the leaf as ``alias`` and the chain
+        (its first ``chain_len`` certificates when given)."""
         from cryptography.hazmat.primitives.serialization import pkcs12
 
         enc = (
@@ -76,7 +79,8 @@ class Issued:
             else serialization.NoEncryption()
         )
         return pkcs12.serialize_key_and_certificates(
-            b"leaf", self.key, self.cert, list(self.chain) if include_chain else None, enc  # type: ignore[arg-type]
+            alias.encode(), self.key, self.cert, list(self.chain[:chain_len]) if include_chain else None,
+            enc,  # type: ignore[arg-type]
         )
 
 

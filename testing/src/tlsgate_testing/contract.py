@@ -1,19 +1,46 @@
 """The endpoint-type contract suite: checks every installed endpoint type (or one a plugin author
-names) against what the core relies on. Use it from a plugin's tests::
+names) against what the core relies on.
+
+Declarations (the core's ``tests/core/test_contract.py`` runs these over every installed type)::
 
     from tlsgate_testing.contract import check_declaration, option_values, remote_connection_type
 
-The core's own ``tests/core/test_contract.py`` runs it over every installed type.
+Behaviour, on the plugin's own endpoints (a real peer or a :class:`~tlsgate_testing.fake.FakeConnection`)::
+
+    from tlsgate_testing.contract import Case, check_behaviour, tree_snapshot
+
+    case = Case(endpoint, connection, bundle, snapshot=lambda: tree_snapshot(site_dir))
+    check_behaviour(case)
+
+:func:`check_behaviour` runs the three promises every driver makes: discovery is read-only, a dry
+run changes nothing (and says what it would do), and a failed install restores every file byte
+for byte (the kit makes the install fail itself: the write after the first one raises). Each
+check is also callable on its own.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 from tlsgate.models import EndpointType
 from tlsgate.options import OptionSpec, option_specs
+from tlsgate.plugin import (
+    CertificateBundle,
+    CommandResult,
+    Connection,
+    Endpoint,
+    FileStat,
+    InstallResult,
+    Node,
+    OperationError,
+)
 from tlsgate.registry import Registry
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -84,3 +111,193 @@ def option_values(etype: EndpointType) -> st.SearchStrategy[dict[str, Any]]:
         strategy = value_strategy(spec)
         parts[spec.name] = strategy if spec.required else st.one_of(st.none(), strategy)
     return st.fixed_dictionaries(parts)
+
+
+# -- behaviour ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Case:
+    """One endpoint to check: how to reach it, a bundle its install accepts (for the nodes given,
+    or the nodes it covers), and ``snapshot``: the state that must not change (files under the
+    server's directories: :func:`tree_snapshot`; a FakeConnection: ``conn.snapshot``)."""
+
+    endpoint: Endpoint
+    connection: Connection
+    bundle: CertificateBundle
+    snapshot: Callable[[], object]
+    nodes: Sequence[Node] = ()
+    alias: str | None = None
+
+
+def tree_snapshot(*roots: str | Path, dirs: bool = False) -> dict[str, tuple[str, bytes, int]]:
+    """Every file and symlink under ``roots`` (and, with ``dirs``, every directory): kind,
+    content (link target) and mode. The contract promises files byte for byte; a directory an
+    install created may stay behind (pass ``dirs=True`` to hold a driver to more)."""
+    out: dict[str, tuple[str, bytes, int]] = {}
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                if os.path.islink(path):
+                    out[path] = ("link", os.readlink(path).encode(), 0)
+                elif os.path.isdir(path):
+                    if dirs:
+                        out[path] = ("dir", b"", st.st_mode & 0o7777)
+                else:
+                    with open(path, "rb") as fh:
+                        out[path] = ("file", fh.read(), st.st_mode & 0o7777)
+    return out
+
+
+def local_connection() -> Connection:
+    """The core's local transport, as the gateway opens it for ``--connection_type local``."""
+    from .connections import LocalConnection
+
+    return LocalConnection()
+
+
+def _registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from tlsgate.registry import get_registry
+
+    return get_registry()
+
+
+def check_discovery_is_read_only(case: Case, registry: Registry | None = None) -> list[Node]:
+    """Discover twice; nothing changes, both answers are equal. Returns the nodes."""
+    reg = _registry(registry)
+    before = case.snapshot()
+    first = reg.discover_nodes(case.endpoint, case.connection)
+    second = reg.discover_nodes(case.endpoint, case.connection)
+    _same(before, case.snapshot(), "discovery changed the endpoint")
+    assert [n.to_json() for n in first] == [n.to_json() for n in second], "two discoveries disagree"
+    return first
+
+
+def check_dry_run_changes_nothing(case: Case, registry: Registry | None = None) -> InstallResult:
+    """A dry run returns a plan (``dry_run=True``, at least one step) and changes nothing."""
+    reg = _registry(registry)
+    before = case.snapshot()
+    result = reg.install(case.endpoint, case.connection, case.bundle, list(case.nodes), True, case.alias)
+    _same(before, case.snapshot(), "a dry run changed the endpoint")
+    assert result.dry_run, "a dry run's result says dry_run=False"
+    assert result.plan, "a dry run returned an empty plan"
+    assert not result.files_written, f"a dry run reports files written: {result.files_written}"
+    return result
+
+
+def check_failed_install_restores(case: Case, registry: Registry | None = None) -> OperationError:
+    """Make the install fail after its first write (the next read, write or rename raises, or
+    the next command fails, whichever the driver does first) and check it raised OperationError with
+    ``rolled_back=True`` and restored every file byte for byte."""
+    reg = _registry(registry)
+    before = case.snapshot()
+    broken = FailAfterFirstWrite(case.connection)
+    try:
+        reg.install(case.endpoint, broken, case.bundle, list(case.nodes), False, case.alias)
+    except OperationError as exc:
+        assert broken.failed, f"the install failed before the injected failure: {exc}"
+        assert exc.rolled_back, f"the install failed without rolling back: {exc}"
+        _same(before, case.snapshot(), "a failed install did not restore every file")
+        return exc
+    raise AssertionError("the install succeeded although a write after the first one failed"
+                         if broken.failed else "the install wrote nothing, so no failure could be injected")
+
+
+def check_behaviour(case: Case, registry: Registry | None = None) -> None:
+    """The three behavioural promises, in order: read-only discovery, dry run, restore on failure."""
+    check_discovery_is_read_only(case, registry)
+    check_dry_run_changes_nothing(case, registry)
+    check_failed_install_restores(case, registry)
+
+
+def _same(before: object, after: object, what: str) -> None:
+    if before == after:
+        return
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+        raise AssertionError(f"{what}: {', '.join(map(str, changed[:10]))}")
+    raise AssertionError(what)
+
+
+class FailAfterFirstWrite(Connection):
+    """Wraps a connection; after the first successful ``write_file``, the next ``read_file``,
+    ``write_file`` or ``rename`` raises, or, if a command comes first, that command fails (exit
+    1). Only once: the driver's restore then runs on a working connection."""
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+        self.platform = inner.platform
+        self.host = inner.host
+        self.insecure = inner.insecure
+        self.wrote = False
+        self.failed = False
+
+    def _trip(self) -> bool:
+        if self.wrote and not self.failed:
+            self.failed = True
+            return True
+        return False
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> CommandResult:
+        if self._trip():
+            return CommandResult(tuple(argv), 1, "", "injected failure (tlsgate_testing.contract)")
+        return self.inner.run(argv, **kwargs)
+
+    def run_powershell(self, template: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> CommandResult:
+        if self._trip():
+            return CommandResult(("powershell",), 1, "", "injected failure (tlsgate_testing.contract)")
+        return self.inner.run_powershell(template, params, **kwargs)
+
+    def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        if self._trip():
+            raise OperationError(f"{self.host}: {path}: injected write failure (tlsgate_testing.contract)")
+        self.inner.write_file(path, data, mode=mode)
+        self.wrote = True
+
+    def rename(self, src: str, dst: str) -> None:
+        if self._trip():
+            raise OperationError(f"{self.host}: {dst}: injected rename failure (tlsgate_testing.contract)")
+        self.inner.rename(src, dst)
+
+    def read_file(self, path: str) -> bytes:
+        if self._trip():
+            raise OperationError(f"{self.host}: {path}: injected read failure (tlsgate_testing.contract)")
+        return self.inner.read_file(path)
+
+    def stat(self, path: str) -> FileStat | None:
+        return self.inner.stat(path)
+
+    def remove(self, path: str) -> None:
+        self.inner.remove(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+    def makedirs(self, path: str, *, mode: int = 0o755) -> None:
+        self.inner.makedirs(path, mode=mode)
+
+    def chown_like(self, path: str, reference: str) -> None:
+        self.inner.chown_like(path, reference)
+
+    def glob(self, pattern: str) -> list[str]:
+        return self.inner.glob(pattern)
+
+    def which(self, program: str) -> str | None:
+        return self.inner.which(program)
+
+    def is_admin(self) -> bool:
+        return self.inner.is_admin()
+
+    def systemd_running(self) -> bool:
+        return self.inner.systemd_running()
+
+    @property
+    def path(self) -> ModuleType:
+        return self.inner.path
+
+    def close(self) -> None:
+        """The wrapped connection belongs to the caller."""

@@ -16,6 +16,7 @@ Name = Annotated[str, typer.Argument(help="The account's name in this gateway.",
 def register(acme: typer.Typer) -> None:
     @acme.command("add", context_settings=CONTEXT)
     def acme_add(
+        ctx: typer.Context,
         name: Name,
         directory: Annotated[Optional[str], typer.Option("--directory", help="The CA's ACME directory URL.", metavar="URL")] = None,  # noqa: UP045
         email: Annotated[Optional[str], typer.Option("--email", help="Contact e-mail for the account.", metavar="E")] = None,  # noqa: UP045
@@ -32,7 +33,7 @@ def register(acme: typer.Typer) -> None:
             raise ValidationError("is required", option="--directory")
         view = gateway().lifecycle.add_account(
             name, directory=directory, email=email, eab_kid=eab_kid,
-            eab_hmac_key=read_secret(eab_hmac_key, "--eab_hmac_key"), ca_bundle=ca_bundle, agree_tos=agree_tos)
+            eab_hmac_key=read_secret(ctx, eab_hmac_key, "--eab_hmac_key"), ca_bundle=ca_bundle, agree_tos=agree_tos)
         if json:
             emit_json(view)
         else:

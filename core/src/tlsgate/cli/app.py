@@ -58,6 +58,10 @@ def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str |
     )
 
 
+#: The click context, for per-invocation state (see ``common.read_secret``).
+_CTX_PARAM = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+
+
 def _spec_help(spec: OptionSpec) -> str:
     text = spec.help
     if spec.choices:
@@ -324,25 +328,27 @@ def _add_type_command(type_name: str) -> click.Command:
         params.append(_param("zone", "The network zone whose gateways reach this endpoint. Default: default.",
                              metavar="<zone>"))
     params.append(inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt))
+    params.insert(0, _CTX_PARAM)
 
     def command(**kwargs: Any) -> None:
+        ctx = kwargs.pop("ctx")
         as_json = kwargs.pop("json")
         gw = gateway()
         for name, _h, secret in CONNECTION_FLAGS:
             if secret:
-                kwargs[name] = read_secret(kwargs[name], f"--{name}")
+                kwargs[name] = read_secret(ctx, kwargs[name], f"--{name}")
         options = {}
         for spec in type_specs:
             value = kwargs.pop(spec.name)
-            options[spec.name] = read_secret(value, spec.flag) if spec.secret else value
+            options[spec.name] = read_secret(ctx, value, spec.flag) if spec.secret else value
         transport = {}
         for spec in gw_specs:
             value = kwargs.pop(spec.name)
-            transport[spec.name] = read_secret(value, spec.flag) if spec.secret else value
+            transport[spec.name] = read_secret(ctx, value, spec.flag) if spec.secret else value
         endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options,
                                    zone=kwargs.pop("zone", None), **kwargs)
         if as_json:
-            emit_json(gw.describe(gw.inventory.get_endpoint(endpoint.instance_id)))
+            emit_json(gw.describe(endpoint))
         else:
             say(f"Endpoint {endpoint.name!r} added successfully. Instance ID: {endpoint.instance_id}")
             if registry.connection_types[endpoint.connection.type].insecure:
@@ -361,17 +367,19 @@ def _add_store_command(kind: str) -> click.Command:
     params = [_param("name", "The credential store name.")]
     params += [_param(s.name, _spec_help(s), metavar=s.metavar) for s in specs]
     params.append(inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt))
+    params.insert(0, _CTX_PARAM)
 
     def command(**kwargs: Any) -> None:
+        ctx = kwargs.pop("ctx")
         as_json = kwargs.pop("json")
         name = kwargs.pop("name")
         if not name:
             raise ValidationError("is required", option="--name")
-        options = {s.name: (read_secret(kwargs[s.name], s.flag) if s.secret else kwargs[s.name]) for s in specs}
+        options = {s.name: (read_secret(ctx, kwargs[s.name], s.flag) if s.secret else kwargs[s.name]) for s in specs}
         gw = gateway()
         gw.add_store(kind, name, options)
         if as_json:
-            emit_json(next(s for s in gw.inventory.stores() if s["name"] == name))
+            emit_json(gw.store(name))
         else:
             say(f"Credential store {name!r} ({kind}) added. Check it with: tlsgate store test {name}")
 

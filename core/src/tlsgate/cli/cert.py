@@ -152,6 +152,7 @@ def register_fleet(cert: typer.Typer) -> None:
 
     @cert.command("deploy", context_settings=CONTEXT)
     def cert_deploy(
+        ctx: typer.Context,
         cert_id: Annotated[Optional[int], typer.Argument(  # noqa: UP045
             help="A certificate of the inventory whose key it holds (or give files).", metavar="[ID]")] = None,
         cert_file: CertFileOpt = None,
@@ -189,7 +190,7 @@ def register_fleet(cert: typer.Typer) -> None:
             raise ValidationError("is required: a certificate ID, or --cert/--key, or --pfx", option="--cert")
         gw = gateway()
         check_no_wait(gw, no_wait)
-        bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
+        bundle = read_pem_inputs(ctx, cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
         assert bundle is not None
@@ -292,11 +293,10 @@ def register_fleet(cert: typer.Typer) -> None:
 
         gw = gateway()
         rec = gw.certificate(ref)
-        pem = gw.inventory.db.execute("SELECT pem FROM certificates WHERE id = ?", (rec.id,)).fetchone()["pem"]
-        cert_obj = x509.load_pem_x509_certificate(pem.encode())
+        cert_obj = x509.load_pem_x509_certificate(gw.certificate_pem(rec.id))
         data = {**rec.to_json(), "serial": format(cert_obj.serial_number, "x"),
                 "sha1": cert_obj.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - shown, as browsers do
-                "key_held": gw.inventory.has_key(rec.id), "status": gw.lifecycle.rollout_state(rec),
+                "key_held": gw.certificate_has_key(rec.id), "status": gw.lifecycle.rollout_state(rec),
                 "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port", "state")} for n in gw.serving_nodes(rec.fingerprint)]}
         if json:
             emit_json(data)

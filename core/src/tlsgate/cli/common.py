@@ -38,18 +38,22 @@ def gateway() -> Gateway:
     return Gateway()
 
 
-_stdin_used = False
+#: Key in the click context's ``meta`` (shared by every nested context of one invocation): set
+#: once an option has read standard input, so a second ``-`` in the same command is refused.
+#: It lives in the context, not in a module global, so each ``main()`` call starts afresh.
+STDIN_READ = "tlsgate.stdin_read"
 
 
-def read_secret(value: str | None, flag: str) -> Secret | None:
+def read_secret(ctx: typer.Context, value: str | None, flag: str) -> Secret | None:
     """A secret option's value; '-' reads one line from standard input (once per command)."""
-    global _stdin_used
     if value is None:
         return None
     if value == "-":
-        if _stdin_used:
-            raise ValidationError("only one option per command can read from standard input", option=flag)
-        _stdin_used = True
+        if ctx.meta.get(STDIN_READ):
+            raise ValidationError(
+                f"only one option per command can read from standard input ({ctx.meta[STDIN_READ]} already did)",
+                option=flag)
+        ctx.meta[STDIN_READ] = flag
         line = sys.stdin.readline()
         if not line:
             raise ValidationError("'-' given but standard input is empty", option=flag)
@@ -57,15 +61,14 @@ def read_secret(value: str | None, flag: str) -> Secret | None:
     return Secret(value)
 
 
-
-def read_pem_inputs(cert: Path | None, key: Path | None, chain: Path | None, pfx: Path | None,
+def read_pem_inputs(ctx: typer.Context, cert: Path | None, key: Path | None, chain: Path | None, pfx: Path | None,
                     pfx_password: str | None, key_password: str | None) -> CertificateBundle:
     from ..bundle import CertificateBundle
 
     if pfx is not None:
         if cert or key or chain:
             raise ValidationError("give either --pfx or --cert/--key/--chain, not both", option="--pfx")
-        return CertificateBundle.from_pfx_file(pfx, read_secret(pfx_password, "--pfx_password"))
+        return CertificateBundle.from_pfx_file(pfx, read_secret(ctx, pfx_password, "--pfx_password"))
     if cert is None or key is None:
         raise ValidationError("is required (or give --pfx)", option="--cert" if cert is None else "--key")
-    return CertificateBundle.from_pem_files(cert, key, chain, key_password=read_secret(key_password, "--key_password"))
+    return CertificateBundle.from_pem_files(cert, key, chain, key_password=read_secret(ctx, key_password, "--key_password"))

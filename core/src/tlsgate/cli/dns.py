@@ -29,6 +29,7 @@ def register(dns: typer.Typer) -> None:
             specs.setdefault(spec.name, spec)
             owners.setdefault(spec.name, []).append(kind)
     params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Name),
         inspect.Parameter("kind", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[str, typer.Argument(
             help=f"The provider kind: {', '.join(sorted(kinds)) or 'none installed'}.", metavar="KIND")]),
@@ -39,6 +40,7 @@ def register(dns: typer.Typer) -> None:
 
     def dns_add(**kwargs: Any) -> None:
         as_json = kwargs.pop("json")
+        ctx = kwargs.pop("ctx")
         name, kind = kwargs.pop("name"), kwargs.pop("kind")
         if kind not in kinds:
             raise ValidationError(f"unknown DNS provider kind {kind!r} (installed: {', '.join(sorted(kinds)) or 'none'})",
@@ -50,7 +52,7 @@ def register(dns: typer.Typer) -> None:
                 continue
             if key not in own:
                 raise ValidationError(f"is not an option of the {kind} kind", option=f"--{key}")
-            options[key] = read_secret(value, f"--{key}") if specs[key].secret else value
+            options[key] = read_secret(ctx, value, f"--{key}") if specs[key].secret else value
         view = gateway().lifecycle.add_dns(name, kind, options)
         if as_json:
             emit_json(view)

@@ -34,7 +34,7 @@ def register_top(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """The audit log: who did what, when, to which endpoint, with what result."""
-        entries = gateway().inventory.audit_log(limit)
+        entries = gateway().audit_log(limit)
         if json:
             emit_json(entries)
             return

@@ -31,7 +31,7 @@ def register(org: typer.Typer) -> None:
     @org.command("list", context_settings=CONTEXT)
     def org_list(json: JsonOpt = False) -> None:
         """List organizations and their departments."""
-        orgs = gateway().inventory.orgs()
+        orgs = gateway().orgs()
         if json:
             emit_json(orgs)
         else:

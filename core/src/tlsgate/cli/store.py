@@ -16,7 +16,7 @@ def register(store: typer.Typer) -> None:
     @store.command("list", context_settings=CONTEXT)
     def store_list(json: JsonOpt = False) -> None:
         """List credential stores (secrets redacted)."""
-        stores = gateway().inventory.stores()
+        stores = gateway().stores()
         if json:
             emit_json(stores)
         else:
@@ -33,11 +33,12 @@ def register(store: typer.Typer) -> None:
     @store.command("remove", context_settings=CONTEXT)
     def store_remove(name: Annotated[str, typer.Argument(help="Store name.")], json: JsonOpt = False) -> None:
         """Remove a credential store (and, for a local store, its secrets)."""
-        gateway().inventory.remove_store(name)
+        gateway().remove_store(name)
         emit_json({"removed": name}) if json else say(f"Credential store {name!r} removed.")
 
     @store.command("put", context_settings=CONTEXT)
     def store_put(
+        ctx: typer.Context,
         name: Annotated[str, typer.Argument(help="A local store's name.")],
         cred_id: Annotated[Optional[str], typer.Option("--store_cred_id", help="Entry ID.")] = None,  # noqa: UP045
         user: Annotated[Optional[str], typer.Option("--user", help="User name.")] = None,  # noqa: UP045
@@ -56,6 +57,6 @@ def register(store: typer.Typer) -> None:
             except OSError as exc:
                 raise ValidationError(f"{ssh_key_path}: {exc.strerror}", option="--ssh_key_path") from None
         gateway().put_store_secret(name, cred_id, {
-            "user": user, "password": read_secret(password, "--password"), "ssh_key": ssh_key,
-            "ssh_key_password": read_secret(ssh_key_password, "--ssh_key_password")})
+            "user": user, "password": read_secret(ctx, password, "--password"), "ssh_key": ssh_key,
+            "ssh_key_password": read_secret(ctx, ssh_key_password, "--ssh_key_password")})
         emit_json({"store": name, "cred_id": cred_id}) if json else say(f"Stored credentials {cred_id!r} in {name!r}.")

@@ -57,7 +57,7 @@ def register(tls: typer.Typer) -> None:
     def tls_show(endpoint: Ref, json: JsonOpt = False) -> None:
         """Show one endpoint (secrets redacted)."""
         gw = gateway()
-        data = gw.describe(gw.inventory.get_endpoint(endpoint))
+        data = gw.describe(endpoint)
         if json:
             emit_json(data)
             return
@@ -93,7 +93,7 @@ def register(tls: typer.Typer) -> None:
         gw = gateway()
         ep = gw.delegate(endpoint, org_name, department)
         if json:
-            emit_json(gw.describe(gw.inventory.get_endpoint(ep.instance_id)))
+            emit_json(gw.describe(ep))
         else:
             say(f"Endpoint {ep.name!r} delegated to {org_name}" + (f" / {department}." if department else "."))
 
@@ -113,8 +113,8 @@ def register(tls: typer.Typer) -> None:
         certificate each serves; prints a summary (the table: tls nodes)."""
         gw = gateway()
         if endpoint and not (endpoints or types or org_name or all_):
-            stored = gw.inventory.get_endpoint(endpoint)
-            before = gw.inventory.node_keys(stored.id)
+            stored = gw.endpoint(endpoint)
+            before = gw.node_keys(endpoint)
             nodes = gw.discover(endpoint)
             if json:
                 emit_json([v.to_json() for v in gw.nodes(endpoint)])
@@ -140,6 +140,7 @@ def register(tls: typer.Typer) -> None:
 
     @tls.command("install", context_settings=CONTEXT)
     def tls_install(
+        ctx: typer.Context,
         endpoint: Ref,
         cert_file: CertFileOpt = None,
         key_file: KeyFileOpt = None,
@@ -153,7 +154,7 @@ def register(tls: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
-        bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password)
+        bundle = read_pem_inputs(ctx, cert_file, key_file, chain_file, pfx, pfx_password, key_password)
         gw = gateway()
         outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run)
         if json:

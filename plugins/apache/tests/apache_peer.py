@@ -25,9 +25,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-
-from .certs import Issued, TestCA
-from .fixtures_core import free_port, wait_for_port
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.fixtures_core import free_port, wait_for_port
 
 APACHE_BINARY = os.environ.get("TLSGATE_TEST_APACHE", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("TLSGATE_TEST_APACHE_MODULES", "/usr/lib/apache2/modules")

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import attrs
 import pytest
-
-from .certs import Issued, TestCA
-from .fixtures_core import free_port, wait_for_port
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.fixtures_core import free_port, wait_for_port
 
 NGINX_BINARY = os.environ.get("TLSGATE_TEST_NGINX", "/usr/sbin/nginx")
 

@@ -37,9 +37,8 @@ from pathlib import Path
 import attrs
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-
-from .certs import Issued, TestCA
-from .fixtures_core import free_port
+from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.fixtures_core import free_port
 
 CATALINA_HOME = Path("/usr/share/tomcat10")
 CONF_SOURCES = (Path("/usr/share/tomcat10/etc"), Path("/etc/tomcat10"))
@@ -103,24 +102,10 @@ SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
 </Server>
 """
 
-SETENV = """# written by tlsgate_testing.tomcat
+SETENV = """# written by the tomcat plugin tests (tomcat_peer.py)
 CATALINA_PID="$CATALINA_BASE/temp/tomcat.pid"
 CATALINA_OPTS="-Xmx256m -Xss512k -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.security.egd=file:/dev/./urandom"
 """
-
-
-def _p12(issued: Issued, alias: str, password: str) -> bytes:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    enc = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password.encode())
-    )
-    return pkcs12.serialize_key_and_certificates(alias.encode(), issued.key, issued.cert, list(issued.chain[:1]), enc)  # type: ignore[arg-type]
 
 
 def _keytool_jks(p12: Path, p12_password: str, jks: Path, jks_password: str) -> None:
@@ -300,11 +285,11 @@ def _build(base: Path, ca: TestCA) -> TomcatServer:
         shutdown=server.shutdown_port, jks=server.jks_port, p12=server.p12_port, commented=free_port(),
     ))
     tmp_p12 = base / "temp" / "jks-src.p12"
-    tmp_p12.write_bytes(_p12(certs["jks"], "tomcat", "transfer"))
+    tmp_p12.write_bytes(certs["jks"].pfx("transfer", alias="tomcat", chain_len=1))
     _keytool_jks(tmp_p12, "transfer", conf / "jks-default.jks", JKS_PASSWORD)
     tmp_p12.unlink()
-    (conf / "p12-default.p12").write_bytes(_p12(certs["p12"], "default", P12_PASSWORD))
-    (conf / "b.p12").write_bytes(_p12(certs["b"], "Tomcat", B_PASSWORD))
+    (conf / "p12-default.p12").write_bytes(certs["p12"].pfx(P12_PASSWORD, alias="default", chain_len=1))
+    (conf / "b.p12").write_bytes(certs["b"].pfx(B_PASSWORD, alias="Tomcat", chain_len=1))
     pem = certs["pem"]
     (conf / "pem.crt").write_bytes(pem.cert_pem)
     (conf / "pem.key").write_bytes(pem.key_pem)

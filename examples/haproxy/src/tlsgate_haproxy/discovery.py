@@ -1,0 +1,144 @@
+"""Nodes of an HAProxy endpoint: one per bind address and SNI name, with the certificate read from
+its file and confirmed by a TLS handshake where the address answers."""
+
+from __future__ import annotations
+
+import attrs
+from tlsgate.plugin import (
+    Connection,
+    Endpoint,
+    Node,
+    OperationError,
+    common_name,
+    dns_names,
+    fingerprint,
+    load_any_certificate,
+    load_pem_certificates,
+    not_after,
+    served_certificate,
+    subject_text,
+    to_der,
+)
+
+from .config import EXTRA_SUFFIXES, Bind, CertEntry, Config, ConfigError, parse, parse_crt_list, resolve, sni_names
+
+VENDOR = "HAProxy"
+
+
+@attrs.frozen
+class Slot:
+    """A node and what serves it: the bind, and the certificate file HAProxy loads for it."""
+
+    node: Node
+    bind: Bind
+    entry: CertEntry | None  # None for plain (non-ssl) binds
+
+
+def load_config(connection: Connection, path: str) -> Config:
+    try:
+        return parse(path, connection.read_text(path))
+    except ConfigError as exc:
+        raise OperationError(str(exc)) from None
+
+
+def cert_entries(connection: Connection, config: Config, bind: Bind) -> list[CertEntry]:
+    """Every certificate a bind loads, in HAProxy's order (crt arguments, then crt-lists)."""
+    p = connection.path
+    config_dir = p.dirname(config.path)
+    out: list[CertEntry] = []
+    for crt in bind.crt:
+        path = resolve(crt, config.crt_base, config_dir, p.join)
+        st = connection.stat(path)
+        if st is not None and st.is_dir:
+            for name in connection.listdir(path):
+                if name.startswith(".") or name.endswith(EXTRA_SUFFIXES):
+                    continue
+                out.append(CertEntry(p.join(path, name), (), f"crt {crt} (directory)"))
+        else:
+            out.append(CertEntry(path, (), f"crt {crt}"))
+    for listed in bind.crt_lists:
+        list_path = resolve(listed, config.crt_base, config_dir, p.join)
+        try:
+            entries = parse_crt_list(list_path, connection.read_text(list_path))
+        except ConfigError as exc:
+            raise OperationError(str(exc)) from None
+        for line, cert, filters in entries:
+            out.append(CertEntry(resolve(cert, config.crt_base, config_dir, p.join), filters,
+                                 f"crt-list {listed}:{line}"))
+    return out
+
+
+def probe_host(host: str, endpoint: Endpoint) -> str:
+    if endpoint.connection.type != "local":
+        return endpoint.connection.host or "127.0.0.1"
+    return host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104 - a wildcard bind
+
+
+def sni_of(name: str) -> str | None:
+    return None if "*" in name or not name or name[0].isdigit() or ":" in name else name
+
+
+def slots(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> tuple[Config, list[Slot]]:
+    config = load_config(connection, endpoint.options.haproxy_config_path)
+    out: list[Slot] = []
+    for bind in config.binds:
+        locator_base = f"{bind.section}|bind {bind.index}"
+        if not bind.ssl:
+            for a in bind.addresses:
+                node = Node(name=bind.section.split(" ", 1)[-1], protocol="http", ip=a.host or "*", port=a.port,
+                            vendor=VENDOR, locator=locator_base, state="active")
+                out.append(Slot(node, bind, None))
+            continue
+        for entry in cert_entries(connection, config, bind):
+            leaf, note = _read_leaf(connection, entry.path)
+            names = sni_names(entry.filters) or (
+                (dns_names(leaf) or [common_name(leaf) or ""]) if leaf is not None else [""])
+            for a in bind.addresses:
+                for name in names:
+                    node = Node(
+                        name=name or "(default)", protocol="https", ip=a.host or "*", port=a.port, vendor=VENDOR,
+                        locator=f"{locator_base}|{entry.path}", state="active" if note is None else note,
+                        **(_facts(leaf) if leaf is not None else {}),
+                    )
+                    if probe and leaf is not None:
+                        node = _confirm(node, endpoint, a.host)
+                    out.append(Slot(node, bind, entry))
+    return config, out
+
+
+def _read_leaf(connection: Connection, path: str):  # type: ignore[no-untyped-def]
+    try:
+        found = load_pem_certificates(connection.read_file(path))
+    except OperationError as exc:
+        return None, f"unreadable: {exc}"
+    except ValueError:
+        return None, "unreadable: not a PEM certificate"
+    if not found:
+        return None, "unreadable: no certificate in the file"
+    return found[0], None
+
+
+def _facts(cert) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {"fingerprint": fingerprint(cert), "subject": subject_text(cert), "not_after": not_after(cert),
+            "certificate": to_der(cert)}
+
+
+def _confirm(node: Node, endpoint: Endpoint, host: str) -> Node:
+    """What the address serves for the node's name, when it answers: HAProxy may not have been
+    reloaded since the file changed, and the handshake is what clients get."""
+    sni = sni_of(node.name)
+    if sni is None:
+        return attrs.evolve(node, state=node.state + "; not probed: no server name to send")
+    try:
+        der = served_certificate(probe_host(host, endpoint), int(node.port or 0), sni, timeout=3.0)
+    except (OSError, ValueError):
+        return attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file")
+    served = load_any_certificate(der)
+    if fingerprint(served) == node.fingerprint:
+        return node
+    return attrs.evolve(node, state=node.state + "; serves another certificate than its file (not reloaded?)",
+                        **_facts(served))
+
+
+def discover(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    return [s.node for s in slots(endpoint, connection)[1]]
