@@ -20,12 +20,11 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import crypto, leases
-from .bundle import CertificateBundle
 from .connection import Connection
 from .errors import NotFoundError, OperationError, ValidationError
 from .gateway_platform import gateway_platform
@@ -36,6 +35,9 @@ from .paths import backups_dir
 from .registry import Registry, get_registry
 from .secret import Secret
 from .transaction import Transaction
+
+if TYPE_CHECKING:  # cryptography loads with the first command that handles a certificate
+    from .bundle import CertificateBundle
 
 NAME_RULE = (1, 32)
 HOST_RULE = (1, 255)

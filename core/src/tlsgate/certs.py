@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import attrs
@@ -151,7 +152,15 @@ def read_certificate(connection: Connection, path: str) -> CertFacts:
     m = _PEM_CERT.search(data)
     if m is None:
         return CertFacts(None, None, problem=f"{path}: no PEM certificate")
+    return _facts_of_pem_body(m.group(1)) or CertFacts(None, None, problem=f"{path}: not a valid certificate")
+
+
+@lru_cache(maxsize=65536)
+def _facts_of_pem_body(body: bytes) -> CertFacts | None:
+    """:func:`certificate_facts` of a PEM body, once per distinct certificate in a process
+    (a discovery of thousands of vhosts or connectors reads the same certificate under many
+    paths: a wildcard or a fleet-wide certificate copied next to each site)."""
     try:
-        return certificate_facts(base64.b64decode(m.group(1), validate=False))
+        return certificate_facts(base64.b64decode(body, validate=False))
     except (ValueError, binascii.Error):
-        return CertFacts(None, None, problem=f"{path}: not a valid certificate")
+        return None

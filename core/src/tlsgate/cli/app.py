@@ -7,16 +7,26 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+import typer._click as click  # Typer 0.26+ vendors Click; its group API is what a lazy group extends
+from typer.core import TyperGroup
 
 from ..errors import ValidationError
-from ..options import OptionSpec, option_specs
-from ..registry import get_registry
 from ..secret import Secret
 from .common import CONTEXT, JsonOpt, gateway, read_secret
-from .output import emit_json, say, warn
+
+if TYPE_CHECKING:
+    from ..options import OptionSpec
+    from ..registry import Registry
+
+
+def get_registry() -> Registry:
+    # imported when a group needs the plugins: ``tlsgate --help`` loads none (start-up time)
+    from ..registry import get_registry
+
+    return get_registry()
 
 #: The connection flags every ``tls add`` has, in the reference document's order.
 #: The reference document's placeholders for the shared flags.
@@ -68,86 +78,234 @@ def _with_signature(fn: Callable[..., Any], params: list[inspect.Parameter]) -> 
     return fn
 
 
-def build_app(args: list[str] | None = None) -> typer.Typer:
-    """The application; with ``args``, the per-type ``tls add X`` / ``store add X`` commands are
-    built only when that group is invoked (Typer converts every command's signature on every run:
-    for ``tls discover`` that was most of the start-up time)."""
+class LazyGroup(TyperGroup):
+    """A command group whose subcommands are built only when one is invoked (or its own help is
+    asked for): ``lazy`` maps a name to (one-line help, builder). Typer converts every command's
+    signature into Click parameters when it builds a group, and ``tls add`` has one command per
+    endpoint type built from its plugin's declared options: building them all for every run was
+    most of ``tlsgate --help``'s time. The group's help lists lazy names with their one-line help
+    without building them (one whose help is empty is hidden)."""
+
+    lazy: dict[str, tuple[str, Callable[[], click.Command]]]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = getattr(self, "lazy", {})
+        return [*self.commands, *(n for n in lazy if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = getattr(self, "lazy", {})
+        if cmd_name not in self.commands and cmd_name in lazy:
+            self.commands[cmd_name] = lazy[cmd_name][1]()
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        lazy = getattr(self, "lazy", {})
+        names = self.list_commands(ctx)
+        # a lazy name with no help is hidden (``tls add none`` when no endpoint type is installed)
+        shown = [n for n in names if (n in lazy and n not in self.commands and lazy[n][0])
+                 or (n in self.commands and not self.commands[n].hidden)]
+        if not shown:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in shown)
+        rows = []
+        for name in shown:
+            if name in self.commands:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:
+                rows.append((name, click.utils.make_default_short_help(lazy[name][0], limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        # TyperGroup's typo suggestions ("Did you mean ...?") look at self.commands only
+        try:
+            return self._click_resolve_command(ctx, args)
+        except click.exceptions.UsageError as e:
+            names = self.list_commands(ctx)
+            if self.suggest_commands and names and args:
+                import difflib
+
+                matches = difflib.get_close_matches(args[0], names)
+                if matches:
+                    e.message = e.message.rstrip(".") + ". Did you mean " + ", ".join(f"{m!r}" for m in matches) + "?"
+            raise
+
+
+class _LightCoercion:
+    """Typer (0.29) coerces every parameter's value through a pydantic ``TypeAdapter`` it builds
+    on first use, and builds it even for a value that is absent (``None``), so any command, even
+    ``tls add nginx --help``, imported pydantic (~0.15 s, as much as Typer itself). This keeps
+    Typer's semantics and skips that where they are trivial: an absent value is None (or () for a
+    multi-value option) exactly as ``RuntimeParam.coerce`` returns; a ``str`` value of a ``str``
+    parameter without a custom parser is itself; anything else goes to Typer's own coercion."""
+
+    def __init__(self, descriptor: Any) -> None:
+        self.descriptor = descriptor
+        self.plain_str = descriptor.annotation is str and descriptor.parameter_info.parser is None \
+            and descriptor.file_annotation is None
+        self.full: Any = None
+
+    def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
+        if value is None:
+            return () if (param.multiple or param.nargs == -1) else None
+        if self.plain_str and isinstance(value, str) and not param.multiple and param.nargs == 1:
+            return value
+        if self.full is None:
+            from typer._coercion import build_runtime_param
+
+            self.full = build_runtime_param(self.descriptor)
+        return self.full.coerce(value, param=param, ctx=ctx)
+
+
+def _light(command: click.Command) -> click.Command:
+    """Install :class:`_LightCoercion` on the parameters of ``command`` (and of its built
+    subcommands). Parameters of another Typer version than the one this knows stay as they are.
+    The help option is made here (Click makes it once per command, from the context's
+    ``help_option_names``: every tlsgate command has :data:`CONTEXT`'s)."""
+    help_option = command.get_help_option(click.Context(command, **CONTEXT))  # type: ignore[arg-type]
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "_runtime_param", 0) is None and hasattr(param, "type_descriptor"):
+            param._runtime_param = _LightCoercion(param.type_descriptor)  # type: ignore[attr-defined]
+    for sub in getattr(command, "commands", {}).values():
+        _light(sub)
+    return command
+
+
+def _group(help_text: str, register: Callable[[typer.Typer], None] | None = None,
+           lazy: Callable[[], dict[str, tuple[str, Callable[[], click.Command]]]] | None = None,
+           ) -> Callable[[], click.Command]:
+    """A builder of one command group: its commands from ``register``, its lazy subgroups from
+    ``lazy`` (called when the group is built)."""
+
+    def build() -> click.Command:
+        group = typer.Typer(cls=LazyGroup, context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None,
+                            add_completion=False, pretty_exceptions_enable=False, help=help_text)
+        group.callback()(_no_options)
+        if register is not None:
+            register(group)
+        command = typer.main.get_command(group)
+        assert isinstance(command, LazyGroup)
+        command.lazy = lazy() if lazy is not None else {}
+        return _light(command)
+
+    return build
+
+
+def _no_options() -> None:
+    """A group's callback: groups take no options of their own."""
+
+
+def _registers(module: str, *functions: str) -> Callable[[typer.Typer], None]:
+    """``tlsgate.cli.<module>.<function>(group)`` for each function (default: ``register``), the
+    module imported only when the group is built."""
+
+    def register(group: typer.Typer) -> None:
+        import importlib
+
+        loaded = importlib.import_module(f"{__package__}.{module}")
+        for function in functions or ("register",):
+            getattr(loaded, function)(group)
+
+    return register
+
+
+def _endpoint_types() -> dict[str, tuple[str, Callable[[], click.Command]]]:
+    """``tls add``'s subcommands: one per installed endpoint type, each built when invoked."""
+    registry = get_registry()
+    if not registry.endpoint_types:
+        def none() -> click.Command:
+            def _none() -> None:
+                raise ValidationError("no endpoint types are installed: install a plugin such as tlsgate-keystores")
+
+            return _single("none", "No endpoint types are installed.", _none, hidden=True)
+
+        return {"none": ("", none)}
+    return {name: (_type_help(name), lambda name=name: _add_type_command(name))  # type: ignore[misc]
+            for name in sorted(registry.endpoint_types)}
+
+
+def _store_kinds() -> dict[str, tuple[str, Callable[[], click.Command]]]:
+    registry = get_registry()
+    return {kind: (registry.credential_stores[kind].description, lambda kind=kind: _add_store_command(kind))  # type: ignore[misc]
+            for kind in sorted(registry.credential_stores)}
+
+
+def _add_help() -> str:
+    if not get_registry().endpoint_types:
+        return "Add an endpoint. No endpoint types are installed: install a plugin (e.g. tlsgate-keystores)."
+    return "Add an endpoint of an installed type."
+
+
+def _tls_subgroups() -> dict[str, tuple[str, Callable[[], click.Command]]]:
+    def build_add() -> click.Command:
+        return _group(_add_help(), lazy=_endpoint_types)()  # its help says when no type is installed
+
+    return {"add": ("Add an endpoint of an installed type.", build_add)}
+
+
+def _store_subgroups() -> dict[str, tuple[str, Callable[[], click.Command]]]:
+    return {"add": ("Add a credential store.", _group("Add a credential store.", lazy=_store_kinds))}
+
+
+def _single(name: str, help_text: str, fn: Callable[..., Any], *, hidden: bool = False) -> click.Command:
+    """One command as a Click command (Typer's conversion of its signature)."""
+    holder = typer.Typer(context_settings=CONTEXT, add_completion=False, rich_markup_mode=None,
+                         pretty_exceptions_enable=False)
+    holder.command(name, help=help_text, context_settings=CONTEXT, hidden=hidden)(fn)
+    command = typer.main.get_command(holder)
+    command.name = name
+    return _light(command)
+
+
+#: The top-level groups: name -> (one-line help, builder). A new command group is one line here.
+GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
+    "tls": ("Endpoints: add, discover, install, restart.",
+            _group("Endpoints: add, discover, install, restart.", _registers("tls"), _tls_subgroups)),
+    "org": ("Organizations and departments.", _group("Organizations and departments.", _registers("org"))),
+    "cert": ("Certificates in the inventory.",
+             _group("Certificates in the inventory.", _registers("cert", "register", "register_fleet"))),
+    "store": ("Credential stores.", _group("Credential stores.", _registers("store"), _store_subgroups)),
+    "acme": ("ACME accounts (cert request / renew).",
+             _group("ACME accounts (cert request / renew).", _registers("acme"))),
+    "dns": ("DNS providers for ACME dns-01.", _group("DNS providers for ACME dns-01.", _registers("dns"))),
+    "job": ("Fleet jobs: list, show, retry.", _group("Fleet jobs: list, show, retry.", _registers("job"))),
+    "plugins": ("Installed plugins.", _group("Installed plugins.", _registers("misc", "register_plugins"))),
+    "db": ("The inventory database: status, migrate, copy.",
+           _group("The inventory database: status, migrate, copy.", _registers("db"))),
+    "gateway": ("Gateways (workers) of a shared inventory.",
+                _group("Gateways (workers) of a shared inventory.", _registers("gateway"))),
+}
+
+
+def build_app() -> click.Command:
+    """The ``tlsgate`` command: top-level commands built now, every group when it is invoked."""
     app = typer.Typer(
+        cls=LazyGroup,
         # plain (non-rich) usage errors: one "Error: ..." line naming the option, as scripts expect
         context_settings=CONTEXT, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
         rich_markup_mode=None,
         help="tlsgate: discover, install and verify TLS certificates on web servers and keystores.",
     )
-    tls = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Endpoints: add, discover, install, restart.")
-    add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add an endpoint of an installed type.")
-    org = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Organizations and departments.")
-    cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
-    store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
-    store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
-    acme = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="ACME accounts (cert request / renew).")
-    dns = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="DNS providers for ACME dns-01.")
-    job = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Fleet jobs: list, show, retry.")
-    plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
-    app.add_typer(tls, name="tls")
-    tls.add_typer(add, name="add")
-    app.add_typer(org, name="org")
-    app.add_typer(cert, name="cert")
-    app.add_typer(store, name="store")
-    store.add_typer(store_add, name="add")
-    app.add_typer(acme, name="acme")
-    app.add_typer(dns, name="dns")
-    app.add_typer(job, name="job")
-    app.add_typer(plugins, name="plugins")
-    db = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="The inventory database: status, migrate, copy.")
-    app.add_typer(db, name="db")
-    gateway_group = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Gateways (workers) of a shared inventory.")
-    app.add_typer(gateway_group, name="gateway")
-
-    registry = get_registry()
-    if not registry.endpoint_types:
-
-        @add.command("none", hidden=True)
-        def _none() -> None:
-            raise ValidationError("no endpoint types are installed: install a plugin such as tlsgate-keystores")
-
-        add.info.help = "Add an endpoint. No endpoint types are installed: install a plugin (e.g. tlsgate-keystores)."
-
-    words = [a for a in (args or []) if not a.startswith("-")][:2]
-    if args is None or words == ["tls", "add"] or words == ["tls"] or not words:
-        for type_name in sorted(registry.endpoint_types):
-            _add_type_command(add, type_name)
-    if args is None or words == ["store", "add"] or words == ["store"] or not words:
-        for kind in sorted(registry.credential_stores):
-            _add_store_command(store_add, kind)
-
-    from . import acme as acme_cmds
-    from . import cert as cert_cmds
-    from . import dns as dns_cmds
-    from . import job as job_cmds
-    from . import misc
-    from . import org as org_cmds
-    from . import store as store_cmds
-    from . import tls as tls_cmds
-
-    tls_cmds.register(tls)
-    org_cmds.register(org)
-    cert_cmds.register(cert)
-    cert_cmds.register_fleet(cert)
-    store_cmds.register(store)
-    acme_cmds.register(acme)
-    dns_cmds.register(dns)
-    job_cmds.register(job)
-    misc.register(app, plugins)
-    from . import db as db_cmds
-
-    db_cmds.register(db)
-    from . import gateway as gateway_cmds
-
-    gateway_cmds.register(app, gateway_group)
-    return app
+    app.callback()(_no_options)
+    _registers("misc", "register_top")(app)
+    _registers("gateway", "register_top")(app)
+    command = typer.main.get_command(app)
+    assert isinstance(command, LazyGroup)
+    command.lazy = dict(GROUPS)
+    return _light(command)
 
 
-def _add_type_command(add: typer.Typer, type_name: str) -> None:
+def _type_help(type_name: str) -> str:
+    etype = get_registry().endpoint_types[type_name]
+    return etype.description + (
+        f" Connection types: {', '.join(etype.connection_types)}." if etype.connection_types else ""
+    )
+
+
+def _add_type_command(type_name: str) -> click.Command:
+    from ..options import option_specs
+    from .output import emit_json, say, warn
+
     registry = get_registry()
     etype = registry.endpoint_types[type_name]
     type_specs = list(option_specs(etype.options))
@@ -197,13 +355,13 @@ def _add_type_command(add: typer.Typer, type_name: str) -> None:
                 warn(f"{endpoint.connection.type} does not verify the server's TLS certificate")
 
     command.__name__ = f"add_{type_name}"
-    help_text = etype.description + (
-        f" Connection types: {', '.join(etype.connection_types)}." if etype.connection_types else ""
-    )
-    add.command(type_name, help=help_text, context_settings=CONTEXT)(_with_signature(command, params))
+    return _single(type_name, _type_help(type_name), _with_signature(command, params))
 
 
-def _add_store_command(store_add: typer.Typer, kind: str) -> None:
+def _add_store_command(kind: str) -> click.Command:
+    from ..options import option_specs
+    from .output import emit_json, say
+
     stype = get_registry().credential_stores[kind]
     specs = list(option_specs(stype.options))
     params = [_param("name", "The credential store name.")]
@@ -226,4 +384,4 @@ def _add_store_command(store_add: typer.Typer, kind: str) -> None:
             say(f"Credential store {name!r} ({kind}) added. Check it with: tlsgate store test {name}")
 
     command.__name__ = f"store_add_{kind}"
-    store_add.command(kind, help=stype.description, context_settings=CONTEXT)(_with_signature(command, params))
+    return _single(kind, stype.description, _with_signature(command, params))

@@ -11,7 +11,9 @@ from .common import CONTEXT, JsonOpt
 from .output import emit_json, table
 
 
-def register(app: typer.Typer, gateway_group: typer.Typer) -> None:
+def register_top(app: typer.Typer) -> None:
+    """``tlsgate worker`` (a top-level command)."""
+
     @app.command("worker", context_settings=CONTEXT)
     def worker(
         zone: Annotated[Optional[list[str]], typer.Option("--zone", metavar="<zone>", help="A zone whose tasks this gateway runs (repeatable).")] = None,  # noqa: UP045
@@ -35,6 +37,8 @@ def register(app: typer.Typer, gateway_group: typer.Typer) -> None:
             raise ValidationError("must be 1 to 128 printable characters", option="--gateway")
         run_worker(url, zones, gw_name, concurrency)
 
+
+def register(gateway_group: typer.Typer) -> None:
     @gateway_group.command("list", context_settings=CONTEXT)
     def gateway_list(json: JsonOpt = False) -> None:
         """Registered gateways: name, zones, version, plugins, last heartbeat, running tasks."""

@@ -6,15 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..registry import get_registry
 from .common import CONTEXT, JsonOpt, gateway
 from .output import emit_json, table, warn
 
 
-def register(app: typer.Typer, plugins: typer.Typer) -> None:
+def register_plugins(plugins: typer.Typer) -> None:
     @plugins.command("list", context_settings=CONTEXT)
     def plugins_list(json: JsonOpt = False) -> None:
         """List installed plugins with their distribution, version and what they provide."""
+        from ..registry import get_registry
+
         infos = sorted(get_registry().plugins.values(), key=lambda p: p.name)
         if json:
             emit_json([p.to_json() for p in infos])
@@ -25,6 +26,8 @@ def register(app: typer.Typer, plugins: typer.Typer) -> None:
         if not get_registry().endpoint_types:
             warn("no endpoint types are installed: install a plugin such as tlsgate-keystores")
 
+
+def register_top(app: typer.Typer) -> None:
     @app.command("log", context_settings=CONTEXT)
     def log(
         limit: Annotated[Optional[int], typer.Option("--limit", help="Only the last N entries.")] = None,  # noqa: UP045

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich is imported by the first command that prints through it (start-up time)
+    from rich.console import Console
 
 _console: Console | None = None
 
@@ -17,16 +16,36 @@ _console: Console | None = None
 def console() -> Console:
     global _console
     if _console is None:
+        from rich.console import Console
+
         # piped output (scripts, CI logs) gets wide tables instead of rich's 80-column default
         _console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     return _console
 
 
+#: a JSON list longer than this is written one element per line (still one JSON document)
+STREAM_ITEMS = 100
+
+
 def emit_json(data: Any) -> None:
+    if isinstance(data, list) and len(data) > STREAM_ITEMS:
+        # json's indent= runs its pure-Python encoder (10,000 endpoints took ~1 s); the C encoder
+        # writes each element on a line of its own, as it goes
+        write = sys.stdout.write
+        write("[\n")
+        last = len(data) - 1
+        for i, item in enumerate(data):
+            write(json.dumps(item, default=str, ensure_ascii=False) + (",\n" if i < last else "\n"))
+        write("]\n")
+        return
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def say(text: str) -> None:
+    if _console is None and not sys.stdout.isatty():
+        # piped: the text without importing rich; control characters (ESC, CR, ...) escaped
+        sys.stdout.write(text.translate(_SAY_CONTROL) + "\n")
+        return
     console().print(text, markup=False)
 
 
@@ -40,6 +59,8 @@ RICH_MAX_ROWS = 300
 
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160))}  # C0, DEL, C1
 _CONTROL.update({9: "\\t", 10: "\\n", 13: "\\r"})
+#: what say() escapes when piped: the same, but its own line breaks and tabs kept
+_SAY_CONTROL = {k: v for k, v in _CONTROL.items() if k not in (9, 10)}
 
 
 def clean(text: Any) -> str:
@@ -55,6 +76,9 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
     if not sys.stdout.isatty() or len(cells) > RICH_MAX_ROWS:
         _plain(columns, cells, title)
         return
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(*columns, title=title, show_lines=False, header_style="bold")
     for row in cells:
         t.add_row(*(Text(v) for v in row))  # data is never rich markup
