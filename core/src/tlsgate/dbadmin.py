@@ -146,3 +146,57 @@ def open_sqlite(path: Path) -> Inventory:
     if not path.is_file():
         raise ValidationError(f"{path}: no such inventory file", option="--from")
     return Inventory(path)
+
+
+# -- the library API the ``tlsgate db`` commands call -----------------------------------------
+def inventory_status() -> dict[str, Any]:
+    """:func:`status` of the inventory this process uses (``TLSGATE_DATABASE_URL`` or the SQLite
+    file), opened without migrating it."""
+    from .inventory import open_inventory
+
+    inv = open_inventory(migrate=False)
+    try:
+        return status(inv)
+    finally:
+        inv.close()
+
+
+def migrate_inventory() -> dict[str, Any]:
+    """Apply pending migrations; returns engine, location, schema version before and after."""
+    from .inventory import open_inventory
+
+    inv = open_inventory(migrate=False)
+    try:
+        before, after = inv.migrate()
+        return {"engine": inv.dialect, "location": inv.location, "from": before, "to": after}
+    finally:
+        inv.close()
+
+
+def copy_to(url: str, source: Path | None = None) -> dict[str, Any]:
+    """Copy a SQLite inventory (default: the one under ``$TLSGATE_HOME``) into the empty
+    PostgreSQL database at ``url``; returns where from, where to (password hidden) and the rows."""
+    from .database import redact_url
+    from .inventory import Inventory
+    from .paths import home
+
+    src = open_sqlite(source or home() / "inventory.sqlite3")
+    dst = Inventory(url=url)
+    try:
+        copied = copy_inventory(src, dst)
+    finally:
+        src.close()
+        dst.close()
+    return {"from": src.location, "to": redact_url(url), "rows": copied}
+
+
+def gateway_list() -> list[dict[str, Any]]:
+    """Registered gateways (``tlsgate gateway list``)."""
+    from .inventory import open_inventory
+    from .queue import gateways
+
+    inv = open_inventory()
+    try:
+        return gateways(inv)
+    finally:
+        inv.close()

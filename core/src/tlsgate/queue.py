@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
+from .inventory import gateway_name  # noqa: F401  - the worker command names its gateway like every process
 
 if TYPE_CHECKING:
     from .api import Gateway

@@ -16,14 +16,9 @@ def register(db: typer.Typer) -> None:
     @db.command("status", context_settings=CONTEXT)
     def db_status(json: JsonOpt = False) -> None:
         """Engine, location, schema version, row counts (and the job queue, on PostgreSQL)."""
-        from ..dbadmin import status
-        from ..inventory import open_inventory
+        from ..dbadmin import inventory_status
 
-        inv = open_inventory(migrate=False)
-        try:
-            data = status(inv)
-        finally:
-            inv.close()
+        data = inventory_status()
         if json:
             emit_json(data)
             return
@@ -39,16 +34,12 @@ def register(db: typer.Typer) -> None:
     @db.command("migrate", context_settings=CONTEXT)
     def db_migrate(json: JsonOpt = False) -> None:
         """Apply pending schema migrations (the same numbered migrations on SQLite and PostgreSQL)."""
-        from ..inventory import open_inventory
+        from ..dbadmin import migrate_inventory
 
-        inv = open_inventory(migrate=False)
-        try:
-            before, after = inv.migrate()
-            location = inv.location
-        finally:
-            inv.close()
+        data = migrate_inventory()
+        before, after, location = data["from"], data["to"], data["location"]
         if json:
-            emit_json({"engine": inv.dialect, "location": location, "from": before, "to": after})
+            emit_json(data)
         elif before == after:
             say(f"Inventory {location} is at schema {after}; nothing to do.")
         else:
@@ -61,23 +52,14 @@ def register(db: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Copy a SQLite inventory into PostgreSQL (endpoints, nodes, certificates, audit log; secrets stay sealed)."""
-        from ..database import redact_url
-        from ..dbadmin import copy_inventory, open_sqlite
-        from ..inventory import Inventory
-        from ..paths import home
+        from ..dbadmin import copy_to
 
         if not to or not to.startswith(("postgresql://", "postgres://")):
             raise ValidationError("must be a postgresql:// URL", option="--to")
-        src = open_sqlite(source or home() / "inventory.sqlite3")
-        dst = Inventory(url=to)
-        try:
-            copied = copy_inventory(src, dst)
-        finally:
-            src.close()
-            dst.close()
+        result = copy_to(to, source)
         if json:
-            emit_json({"from": src.location, "to": redact_url(to), "rows": copied})
+            emit_json(result)
             return
-        say(f"Copied {src.location} to {redact_url(to)}:")
-        table(["Table", "Rows"], [[t, n] for t, n in copied.items()])
-        say(f"Every gateway that uses it needs the same master key; then set TLSGATE_DATABASE_URL={redact_url(to)}")
+        say(f"Copied {result['from']} to {result['to']}:")
+        table(["Table", "Rows"], [[t, n] for t, n in result["rows"].items()])
+        say(f"Every gateway that uses it needs the same master key; then set TLSGATE_DATABASE_URL={result['to']}")

@@ -23,8 +23,7 @@ def register_top(app: typer.Typer) -> None:
         """Run this gateway's worker: register it, heartbeat, and execute the tasks of its zones
         (PostgreSQL inventory; stops on SIGINT/SIGTERM)."""
         from ..database import database_url
-        from ..inventory import gateway_name
-        from ..queue import run_worker, validate_zone
+        from ..queue import gateway_name, run_worker, validate_zone
 
         url = database_url()
         if url is None:
@@ -42,14 +41,9 @@ def register(gateway_group: typer.Typer) -> None:
     @gateway_group.command("list", context_settings=CONTEXT)
     def gateway_list(json: JsonOpt = False) -> None:
         """Registered gateways: name, zones, version, plugins, last heartbeat, running tasks."""
-        from ..inventory import open_inventory
-        from ..queue import gateways
+        from ..dbadmin import gateway_list as registered
 
-        inv = open_inventory()
-        try:
-            rows = gateways(inv)
-        finally:
-            inv.close()
+        rows = registered()
         if json:
             emit_json(rows)
             return

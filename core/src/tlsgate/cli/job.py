@@ -62,7 +62,7 @@ def run_and_report(gw: Gateway, job_id: int, *, as_json: bool, parallel: int = 8
         if retry:
             from .. import jobs, queue
 
-            job = jobs.get(gw.inventory, job_id)
+            job = gw.job(job_id)
             ids = [i.id for i in job.items if i.state in jobs.RETRYABLE]
             queue.submit(gw, job_id, ids, max_failures=max_failures)
         if as_json:
