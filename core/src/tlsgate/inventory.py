@@ -17,9 +17,9 @@ from typing import Any
 import attrs
 
 from . import crypto
-from .errors import NotFoundError, ValidationError
+from .errors import NotFoundError, OperationError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
-from .secret import Secret
+from .secret import SealedSecret, Secret
 
 SCHEMA_VERSION = 2
 
@@ -124,6 +124,8 @@ def actor() -> str:
 # -- secret-aware (de)serialisation -----------------------------------------------------------
 def seal(value: Any) -> Any:
     """JSON-ready form of a value; Secrets become {"$secret": "enc:v1:..."}."""
+    if isinstance(value, SealedSecret):
+        return {"$secret": value.token}  # still sealed: kept as it is, no key needed
     if isinstance(value, Secret):
         return {"$secret": crypto.encrypt(value.reveal())}
     if isinstance(value, dict):
@@ -133,13 +135,15 @@ def seal(value: Any) -> Any:
     return value
 
 
-def unseal(value: Any) -> Any:
+def unseal(value: Any, owner: str = "") -> Any:
+    """The stored form back as values; sealed secrets become :class:`SealedSecret`, decrypted
+    only where they are used (naming ``owner`` when the key cannot open them)."""
     if isinstance(value, dict):
         if set(value) == {"$secret"}:
-            return Secret(crypto.decrypt(value["$secret"]))
-        return {k: unseal(v) for k, v in value.items()}
+            return SealedSecret(value["$secret"], owner)
+        return {k: unseal(v, owner) for k, v in value.items()}
     if isinstance(value, list):
-        return [unseal(v) for v in value]
+        return [unseal(v, owner) for v in value]
     return value
 
 
@@ -276,6 +280,7 @@ class Inventory:
 
     # -- endpoints ------------------------------------------------------------------------------
     def add_endpoint(self, endpoint: Endpoint, options: dict[str, Any]) -> None:
+        crypto.fernet()  # key checked (or created, with its check value) before the write lock
         with self.write() as db:
             try:
                 db.execute(
@@ -423,6 +428,7 @@ class Inventory:
     # -- credential stores ----------------------------------------------------------------------
     def add_store(self, name: str, kind: str, options: dict[str, Any]) -> None:
         _check_name(name, "store")
+        crypto.fernet()  # key checked (or created, with its check value) before the write lock
         with self.write() as db:
             try:
                 db.execute("INSERT INTO stores(name, kind, options, created) VALUES (?,?,?,?)",
@@ -434,12 +440,12 @@ class Inventory:
         row = self.db.execute("SELECT kind, options FROM stores WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"no credential store named {name!r} (see: tlsgate store list)", option="--store")
-        return row["kind"], unseal(json.loads(row["options"]))
+        return row["kind"], unseal(json.loads(row["options"]), f"credential store {name!r}")
 
     def stores(self) -> list[dict[str, Any]]:
         out = []
         for r in self.db.execute("SELECT name, kind, options FROM stores ORDER BY name"):
-            out.append({"name": r["name"], "kind": r["kind"], "options": redact(unseal(json.loads(r["options"])))})
+            out.append({"name": r["name"], "kind": r["kind"], "options": redact(unseal(json.loads(r["options"])))})  # no key needed
         return out
 
     def remove_store(self, name: str) -> None:
@@ -449,18 +455,22 @@ class Inventory:
 
     def put_store_secret(self, store: str, cred_id: str, data: dict[str, str]) -> None:
         self.store(store)
+        sealed = crypto.encrypt(json.dumps(data))
         with self.write() as db:
             db.execute(
                 "INSERT INTO store_secrets(store, cred_id, data, updated) VALUES (?,?,?,?) "
                 "ON CONFLICT(store, cred_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
-                (store, cred_id, crypto.encrypt(json.dumps(data)), now()),
+                (store, cred_id, sealed, now()),
             )
 
     def get_store_secret(self, store: str, cred_id: str) -> dict[str, str]:
         row = self.db.execute("SELECT data FROM store_secrets WHERE store = ? AND cred_id = ?", (store, cred_id)).fetchone()
         if row is None:
             raise NotFoundError(f"credential store {store!r} has no entry {cred_id!r}", option="--store_cred_id")
-        return dict(json.loads(crypto.decrypt(row["data"])))
+        try:
+            return dict(json.loads(crypto.decrypt(row["data"])))
+        except OperationError as exc:
+            raise OperationError(f"credential store {store!r} entry {cred_id!r}: {exc}") from None
 
     def store_secret_ids(self, store: str) -> list[str]:
         return [r["cred_id"] for r in self.db.execute(
@@ -478,7 +488,8 @@ def connection_from_dict(data: dict[str, Any]) -> ConnectionSpec:
 def _stored(row: sqlite3.Row) -> StoredEndpoint:
     return StoredEndpoint(
         id=row["id"], name=row["name"], type=row["type"],
-        connection=unseal(json.loads(row["connection"])), options=unseal(json.loads(row["options"])),
+        connection=unseal(json.loads(row["connection"]), f"endpoint {row['name']!r}"),
+        options=unseal(json.loads(row["options"]), f"endpoint {row['name']!r}"),
         organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
     )
 

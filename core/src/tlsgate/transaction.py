@@ -15,6 +15,15 @@ config, start the server again), and raises :class:`OperationError` with ``rolle
 and the original reason. With ``dry_run=True`` nothing is written or run: every step is recorded
 as a :class:`PlanStep` for ``--dry-run``.
 
+Paths are resolved through symbolic links first (``Connection.realpath``): the target is backed
+up, written and restored, so ``sites-enabled/x.conf -> ../sites-available/x.conf`` or a keystore
+path that is a link stays a link, in an install and in a rollback.
+
+No lost updates: every replace is ``write_file_if`` against the content the transaction backed
+up (or, with ``base=``, the content the driver parsed), compared just before the rename; a file
+someone changed meanwhile is not overwritten (:class:`FileChanged`, so the job rolls back). A
+rollback restores a file only while it still holds what this job wrote, and says so otherwise.
+
 Backups live in memory for the restore and, when the core runs a job, also on the gateway in
 ``$TLSGATE_HOME/backups/<job>/`` encrypted with the master key (a private key is a secret at rest
 too), so an operator can recover even if the gateway dies mid-install. Backups are never written
@@ -24,6 +33,7 @@ next to the originals: an ``include conf.d/*`` would load them.
 from __future__ import annotations
 
 import contextvars
+import shlex
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
@@ -31,7 +41,7 @@ from typing import Any, Protocol
 import attrs
 
 from .connection import Connection
-from .errors import OperationError, TlsgateError
+from .errors import FileChanged, OperationError, TlsgateError
 from .models import CommandResult, InstallResult, PlanStep
 
 
@@ -55,6 +65,11 @@ class _Original:
     data: bytes | None  # None: the file did not exist before
     mode: int | None
     reference: str | None = None
+    written: bytes | None = None  # what this job last wrote there (None: not written yet)
+    wrote: bool = False
+
+
+_UNSET: Any = object()
 
 
 class Transaction:
@@ -65,6 +80,7 @@ class Transaction:
         self.dry_run = dry_run
         self.label = label
         self._originals: dict[str, _Original] = {}
+        self._real: dict[str, str] = {}
         self._order: list[str] = []
         self._rollback_actions: list[tuple[str, Callable[[], Any]]] = []
         self.plan: list[PlanStep] = []
@@ -74,8 +90,15 @@ class Transaction:
         self.restore_errors: list[str] = []
 
     # -- steps --------------------------------------------------------------------------------
+    def resolve(self, path: str) -> str:
+        """The file ``path`` names through symbolic links (asked once per path)."""
+        if path not in self._real:
+            self._real[path] = self.connection.realpath(path)
+        return self._real[path]
+
     def snapshot(self, path: str) -> bytes | None:
         """Back up ``path`` (once) before it is changed by any means; return its old content."""
+        path = self.resolve(path)
         if path in self._originals:
             return self._originals[path].data
         st = self.connection.stat(path)
@@ -88,34 +111,50 @@ class Transaction:
         self._order.append(path)
         return data
 
-    def write(self, path: str, data: bytes, *, mode: int | None = None, detail: str = "") -> None:
-        """Back up then atomically replace ``path``. ``mode`` defaults to the old file's mode
-        (0644 for a new file); pass 0o600 for private keys."""
-        first_touch = path not in self._originals
-        old = self.snapshot(path) if not self.dry_run else None
-        existed = self.connection.exists(path) if self.dry_run else old is not None
+    def write(
+        self, path: str, data: bytes, *, mode: int | None = None, detail: str = "", base: bytes | None = _UNSET
+    ) -> None:
+        """Back up then atomically replace ``path`` (through symbolic links: the target is
+        written). ``mode`` defaults to the old file's mode (0644 for a new file); pass 0o600 for
+        private keys. ``base``: the content the new ``data`` was computed from (an edited
+        config); when the file no longer holds it, nothing is written (:class:`FileChanged`)."""
+        real = self.resolve(path)
+        if real != path:
+            detail = f"{detail + ' ' if detail else ''}(through the link {path})"
+        first_touch = real not in self._originals
+        old = self.snapshot(real) if not self.dry_run else None
+        existed = self.connection.exists(real) if self.dry_run else old is not None
         if mode is None:
-            prev = self._originals.get(path)
+            prev = self._originals.get(real)
             mode = prev.mode if prev is not None and prev.mode is not None else 0o644
         if self.dry_run:
-            self.plan.append(PlanStep("write" if not existed else "replace", path, detail or f"mode {mode:o}"))
+            self.plan.append(PlanStep("write" if not existed else "replace", real, detail or f"mode {mode:o}"))
             return
+        original = self._originals[real]
+        if base is not _UNSET and base != original.data and not original.wrote:
+            if first_touch:
+                self._order.remove(real)
+            raise FileChanged(self.connection.host, real)
+        expect = original.written if original.wrote else original.data
         try:
-            self.connection.write_file(path, data, mode=mode)
+            self.connection.write_file_if(real, data, mode=mode, expect=expect)
         except BaseException:
             if first_touch:
                 # write_file is atomic: when it fails, ``path`` is as it was, so there is nothing to
                 # restore (and no "restore incomplete" alarm when the connection itself is gone).
-                self._order.remove(path)
+                self._order.remove(real)
             raise
-        self.written.append(path)
+        original.written, original.wrote = data, True
+        self.written.append(real)
 
     def remove(self, path: str) -> None:
         if self.dry_run:
             self.plan.append(PlanStep("remove", path))
             return
         self.snapshot(path)
-        self.connection.remove(path)
+        real = self.resolve(path)
+        self.connection.remove(real)
+        self._originals[real].written, self._originals[real].wrote = None, True
 
     def run(
         self,
@@ -130,7 +169,7 @@ class Transaction:
         """Run a step's command; with ``check`` a failure aborts (and so restores). In a dry run
         the command is only added to the plan and None is returned."""
         if self.dry_run:
-            self.plan.append(PlanStep("run", " ".join(argv), what or ""))
+            self.plan.append(PlanStep("run", shlex.join(argv), what or ""))
             return None
         result = self.connection.run(argv, stdin=stdin, timeout=timeout, env=env)
         if check:
@@ -154,12 +193,19 @@ class Transaction:
         for path in reversed(self._order):
             original = self._originals[path]
             try:
+                current = self.connection.read_file(path) if self.connection.exists(path) else None
+                if current == original.data:
+                    continue
+                if original.wrote and current != original.written:
+                    # someone changed it after this job wrote it: restoring would undo their change
+                    self.restore_errors.append(
+                        f"{path}: changed by someone else after this job wrote it; left as it is")
+                    continue
                 if original.data is None:
                     self.connection.remove(path)
                 else:
-                    current = self.connection.read_file(path) if self.connection.exists(path) else None
-                    if current != original.data:
-                        self.connection.write_file(path, original.data, mode=original.mode or 0o644)
+                    self.connection.write_file_if(path, original.data, mode=original.mode or 0o644,
+                                                  expect=current)
             except Exception as exc:  # noqa: BLE001 - keep restoring the rest, report all
                 self.restore_errors.append(f"{path}: {exc}")
         for what, action in self._rollback_actions:

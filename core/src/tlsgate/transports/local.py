@@ -9,8 +9,8 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 
-from ..connection import Connection
-from ..errors import OperationError
+from ..connection import Connection, temp_name
+from ..errors import FileChanged, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
 from ..plugin import impl
 
@@ -70,9 +70,16 @@ class LocalConnection(Connection):
             raise OperationError(f"localhost: {path}: is a directory") from None
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        self._write(path, data, mode, check=False, expect=None)
+
+    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
+        self._write(path, data, mode, check=True, expect=expect)
+
+    def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         directory = os.path.dirname(os.path.abspath(path))
+        name = temp_name("")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".tlsgate-", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=name, dir=directory)
         except FileNotFoundError:
             raise OperationError(f"localhost: {directory}: no such directory") from None
         except PermissionError:
@@ -86,6 +93,12 @@ class LocalConnection(Connection):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if check:
+                # the last moment before the rename: a file someone changed since the job read it
+                # is not overwritten (the window left is this read and the rename)
+                current = self.read_file(path) if os.path.lexists(path) else None
+                if current != expect:
+                    raise FileChanged(self.host, path)
             os.replace(tmp, path)
             _fsync_dir(directory)
         except BaseException:
@@ -94,6 +107,9 @@ class LocalConnection(Connection):
             except FileNotFoundError:
                 pass
             raise
+
+    def realpath(self, path: str) -> str:
+        return os.path.realpath(path)
 
     def stat(self, path: str) -> FileStat | None:
         try:

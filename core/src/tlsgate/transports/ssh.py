@@ -33,7 +33,6 @@ import errno
 import io
 import os
 import re
-import secrets
 import select
 import socket
 import stat as stat_mod
@@ -41,8 +40,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..connection import Connection
-from ..errors import ConnectionFailed, HostKeyError, OperationError
+from ..connection import Connection, temp_name
+from ..errors import ConnectionFailed, FileChanged, HostKeyError, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
 from ..plugin import impl
 from ..quoting import sh_join
@@ -418,11 +417,24 @@ class SSHConnection(Connection):
             return bytes(fh.read())
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        self._write(path, data, mode, check=False, expect=None)
+
+    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
+        self._write(path, data, mode, check=True, expect=expect)
+
+    def realpath(self, path: str) -> str:
+        """SFTP ``realpath`` (OpenSSH resolves every link); a missing file: ``readlink -f``."""
+        if self.exists(path):
+            with self._sftp_errors(path, "resolve"):
+                return str(self.sftp.normalize(self.sftp_path(path)))
+        return super().realpath(path)
+
+    def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         """Atomic replace: temporary file in the same directory, owner of the old file where
         permitted, final mode before any byte, write, fsync, ``posix-rename``. A failure before
         the rename leaves ``path`` untouched."""
         directory = self.path.dirname(path) or "."
-        tmp = self.path.join(directory, f".tlsgate-{secrets.token_hex(6)}.tmp")
+        tmp = self.path.join(directory, temp_name())
         old = self.stat(path)
         sftp = self.sftp
         created = False
@@ -441,6 +453,11 @@ class SSHConnection(Connection):
                         fh.write(view[offset:offset + (1 << 18)])
                     fh.flush()
                     self._fsync(fh)
+            if check:
+                # the last moment before the rename: never overwrite a file changed since read
+                current = self.read_file(path) if self.exists(path) else None
+                if current != expect:
+                    raise FileChanged(self.host, path)
             with self._sftp_errors(path, "rename"):
                 sftp.posix_rename(self.sftp_path(tmp), self.sftp_path(path))
         except ConnectionFailed as exc:

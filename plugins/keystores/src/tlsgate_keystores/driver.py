@@ -161,7 +161,7 @@ def install(
         action = "replace-entry" if old is not None else "add-entry"
         detail = f"{bundle.subject}, SHA-256 {bundle.fingerprint[:16]}..."
         tx.step(action, f"{opts.path} alias {entry_alias}", detail)
-        tx.write(opts.path, new_data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
+        tx.write(opts.path, new_data, base=loaded.data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
         if not dry_run:
             _verify(endpoint, connection, bundle, entry_alias, [e.alias for e in new_store.entries])
             tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
@@ -230,7 +230,7 @@ def _install_pem(
                      detail="private key")
         # a file that gains a private key it did not hold is written 0600; otherwise its mode is kept
         gains_key = not separate and content.key_block is None
-        tx.write(opts.path, cert_data, mode=0o600 if gains_key else None,
+        tx.write(opts.path, cert_data, mode=0o600 if gains_key else None, base=loaded.data,
                  detail="certificate and chain" + ("" if separate else " and private key"))
         if not dry_run:
             reread = load(endpoint, connection)
