@@ -158,6 +158,15 @@ def redact(value: Any) -> Any:
     return value
 
 
+def url_without_userinfo(value: Any) -> Any:
+    """``https://user:pw@host`` -> ``https://****@host`` (other values unchanged)."""
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        netloc, sep, path = rest.partition("/")
+        return f"{scheme}://****@{netloc.rsplit('@', 1)[1]}{sep}{path}"
+    return value
+
+
 @attrs.frozen
 class CertificateRecord:
     id: int
@@ -292,6 +301,17 @@ class Inventory:
             except sqlite3.IntegrityError:
                 raise ValidationError(f"an endpoint named {endpoint.name!r} already exists", option="--name") from None
 
+    def update_endpoint(self, endpoint: Endpoint, options: dict[str, Any]) -> None:
+        """Replace an endpoint's connection and options (same ID: delegation, nodes, history kept)."""
+        crypto.fernet()
+        connection = json.dumps(seal(connection_to_dict(endpoint.connection)))
+        sealed = json.dumps(seal(options))
+        with self.write() as db:
+            cur = db.execute("UPDATE endpoints SET connection = ?, options = ?, updated = ? WHERE id = ?",
+                             (connection, sealed, now(), endpoint.instance_id))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no endpoint with ID {endpoint.instance_id!r}")
+
     def endpoint_names(self) -> set[str]:
         return {r["name"] for r in self.db.execute("SELECT name FROM endpoints")}
 
@@ -416,6 +436,14 @@ class Inventory:
                  json.dumps(redact(details or {}))),
             )
 
+    def journal(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit entries that name a backup set (the install journal), oldest first."""
+        rows = self.db.execute(
+            "SELECT id, result, endpoint_id, details FROM audit WHERE json_extract(details, '$.backup') "
+            "IS NOT NULL AND (? IS NULL OR endpoint_id = ?) ORDER BY id", (endpoint_id, endpoint_id)).fetchall()
+        return [{"id": r["id"], "result": r["result"], "endpoint_id": r["endpoint_id"],
+                 "details": json.loads(r["details"])} for r in rows]
+
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (int(limit) if limit else -1,)).fetchall()
         return [
@@ -445,7 +473,8 @@ class Inventory:
     def stores(self) -> list[dict[str, Any]]:
         out = []
         for r in self.db.execute("SELECT name, kind, options FROM stores ORDER BY name"):
-            out.append({"name": r["name"], "kind": r["kind"], "options": redact(unseal(json.loads(r["options"])))})  # no key needed
+            out.append({"name": r["name"], "kind": r["kind"], "options": {k: url_without_userinfo(v) for k, v in
+                                    redact(unseal(json.loads(r["options"]))).items()}})  # no key needed
         return out
 
     def remove_store(self, name: str) -> None:
@@ -503,8 +532,10 @@ def _cert_record(r: sqlite3.Row) -> CertificateRecord:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not name or len(name) > 128 or any(ord(ch) < 32 for ch in name):
-        raise ValidationError(f"{what} name must be 1 to 128 printable characters")
+    from .validate import bad_character
+
+    if not name or len(name) > 128 or bad_character(name) is not None or not name.strip():
+        raise ValidationError(f"{what} name must be 1 to 128 printable characters, not only spaces")
 
 
 def _split_sql(script: str) -> list[str]:

@@ -78,6 +78,8 @@ def build_app() -> typer.Typer:
     store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
     store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
     plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
+    backup = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None,
+                         help="Backup sets of installs: list, restore, dismiss.")
     app.add_typer(tls, name="tls")
     tls.add_typer(add, name="add")
     app.add_typer(org, name="org")
@@ -85,6 +87,7 @@ def build_app() -> typer.Typer:
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
     app.add_typer(plugins, name="plugins")
+    app.add_typer(backup, name="backup")
 
     registry = get_registry()
     if not registry.endpoint_types:
@@ -100,6 +103,7 @@ def build_app() -> typer.Typer:
     for kind in sorted(registry.credential_stores):
         _add_store_command(store_add, kind)
 
+    from . import backup as backup_cmds
     from . import cert as cert_cmds
     from . import misc
     from . import org as org_cmds
@@ -111,6 +115,7 @@ def build_app() -> typer.Typer:
     cert_cmds.register(cert)
     store_cmds.register(store)
     misc.register(app, plugins)
+    backup_cmds.register(backup)
     return app
 
 

@@ -1,4 +1,9 @@
-"""Printing: JSON (stable shapes, secrets already redacted) or rich tables for people."""
+"""Printing: JSON (stable shapes, secrets already redacted) or rich tables for people.
+
+Human output escapes every control and bidi-control character of the data it shows (an alias
+or certificate subject with ESC sequences, backspaces or newlines is printed as ``\x1b``,
+``\x08``, ``\n``): :func:`escape` is the one function, and :func:`table`, :func:`say` and
+:func:`warn` apply it to everything they print. ``--json`` output is JSON-escaped already."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 _console: Console | None = None
 
@@ -21,20 +27,51 @@ def console() -> Console:
     return _console
 
 
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters (C0, DEL, C1), bidi controls and unpaired surrogates
+    written as Python-style escapes, so a terminal shows them instead of obeying them."""
+    from ..validate import bad_character
+
+    if bad_character(text) is None:
+        return text
+    out = []
+    for ch in text:
+        if bad_character(ch) is None:
+            out.append(ch)
+        elif ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
 def say(text: str) -> None:
-    console().print(text, markup=False)
+    """One line (data in it escaped; a newline in data cannot start a fake line)."""
+    console().print(escape(text), markup=False)
+
+
+def say_lines(text: str) -> None:
+    """Several lines of data (a script's output): line breaks kept, each line escaped."""
+    for line in text.splitlines():
+        say(line)
 
 
 def warn(text: str) -> None:
-    print(f"warning: {text}", file=sys.stderr)
+    print(f"warning: {escape(text)}", file=sys.stderr)
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     t = Table(*columns, title=title, show_lines=False, header_style="bold")
     for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+        # Text, not str: a cell holding "[bold]" is data, not rich markup
+        t.add_row(*[Text("" if v is None else escape(str(v))) for v in row])
     console().print(t)

@@ -33,7 +33,7 @@ def register(store: typer.Typer) -> None:
     @store.command("remove", context_settings=CONTEXT)
     def store_remove(name: Annotated[str, typer.Argument(help="Store name.")], json: JsonOpt = False) -> None:
         """Remove a credential store (and, for a local store, its secrets)."""
-        gateway().inventory.remove_store(name)
+        gateway().remove_store(name)
         emit_json({"removed": name}) if json else say(f"Credential store {name!r} removed.")
 
     @store.command("put", context_settings=CONTEXT)
@@ -51,10 +51,14 @@ def register(store: typer.Typer) -> None:
             raise ValidationError("is required", option="--store_cred_id")
         ssh_key = None
         if ssh_key_path is not None:
+            from ..bundle import read_capped
+
+            raw = read_capped(ssh_key_path, "--ssh_key_path", 64 * 1024, "an SSH private key")
             try:
-                ssh_key = ssh_key_path.read_text()
-            except OSError as exc:
-                raise ValidationError(f"{ssh_key_path}: {exc.strerror}", option="--ssh_key_path") from None
+                ssh_key = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError(f"{ssh_key_path}: not a text (OpenSSH or PEM) key file",
+                                      option="--ssh_key_path") from None
         gateway().put_store_secret(name, cred_id, {
             "user": user, "password": read_secret(password, "--password"), "ssh_key": ssh_key,
             "ssh_key_password": read_secret(ssh_key_password, "--ssh_key_password")})

@@ -21,6 +21,7 @@ change here. An install:
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 import attrs
@@ -251,7 +252,8 @@ def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: s
         if script:
             tx.plan.append(_plan_run(script, alias))
         return tx.result(nodes=(node,), alias=alias)
-    result = tx.result(nodes=(node,), alias=alias, verified=True)
+    result = tx.result(nodes=(node,), alias=alias, verified=True,
+                       verified_by=f"re-reading {endpoint.options.path}: entry {alias!r} holds the new certificate")
     if not script:
         return result
     ran = scripts.run(endpoint, connection, script, [alias], "--install_script")
@@ -266,4 +268,4 @@ def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: s
 
 
 def _plan_run(script: str, alias: str) -> PlanStep:
-    return PlanStep("run", f"{script} {alias}", "install script, argv: [script, alias]")
+    return PlanStep("run", shlex.join([script, alias]), "install script, argv: [script, alias]")
