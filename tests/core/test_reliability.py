@@ -236,8 +236,8 @@ def test_control_characters_of_data_are_escaped(tmp_path: Path, cli: Any, ca: Te
     folder = tmp_path / "certs"
     _certdir(cli, folder)
     evil = ca.issue("evil.test", cn="evil\x1b[2J\nfake row\x08")
-    (folder / "x.crt").write_bytes(evil.cert_pem)
-    (folder / "x.key").write_bytes(evil.key_pem)
+    # a file name (the node's name) and a subject with ESC sequences, a newline and a backspace
+    (folder / "evil\x1b[2J\nfake row\x08.crt").write_bytes(evil.cert_pem)
     for args in (("tls", "discover", "cd"), ("tls", "nodes", "cd"), ("cert", "list")):
         res = cli(*args)
         assert res.returncode == 0, res.stderr

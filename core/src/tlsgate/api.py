@@ -192,8 +192,11 @@ class Gateway:
         type_names = {sp.name for sp in option_specs(etype.options)}
         ctype = self.registry.connection_types.get(ctype_name)
         transport_names = {sp.name for sp in option_specs(ctype.options if ctype else None)}
+        zone = None
         for key, value in changes.items():
-            if key in ("name", "connection_type", "type"):
+            if key == "zone":
+                zone = check_name(value, "--zone", 1, 64)
+            elif key in ("name", "connection_type", "type"):
                 raise ValidationError("cannot be changed (add a new endpoint instead)", option=f"--{key}")
             if key in CONNECTION_FIELDS:
                 conn[key] = value
@@ -202,7 +205,7 @@ class Gateway:
             elif key in transport_names:
                 extra[key] = value
             else:
-                known = sorted({*CONNECTION_FIELDS, *type_names, *transport_names})
+                known = sorted({*CONNECTION_FIELDS, *type_names, *transport_names, "zone"})
                 raise ValidationError(f"is not an option of {stored.type} endpoints over {ctype_name} "
                                       f"(options: {', '.join('--' + k for k in known)})", option=f"--{key}")
         if changes.get("password") is not None:  # a password replaces a credential store entry
@@ -215,7 +218,7 @@ class Gateway:
             stored.type, name=stored.name, connection_type=ctype_name,
             transport_options=extra, options=options, instance_id=stored.id, **conn)
         endpoint = attrs.evolve(endpoint, organization=stored.organization, department=stored.department)
-        self.inventory.update_endpoint(endpoint, options_to_dict(opts))
+        self.inventory.update_endpoint(endpoint, options_to_dict(opts), zone=zone)
         self._audit("tls set", "ok", endpoint, details={"changed": sorted(changes)})
         return endpoint
 

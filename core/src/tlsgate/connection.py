@@ -97,8 +97,8 @@ class Connection(abc.ABC):
     def realpath(self, path: str) -> str:
         """The file ``path`` finally names, through every symbolic link (``path`` itself when
         it is not a link, or the platform has none). Writes go there, so a link stays a link."""
-        if self.platform == "windows":
-            return path
+        if self.platform != "posix":
+            return path  # Windows: no link resolution here (NTFS links in configs are rare)
         res = self.run(["readlink", "-f", "--", path])
         out = res.stdout.rstrip("\n") if res.ok else ""
         return out if out.startswith("/") and "\n" not in out else path

@@ -301,8 +301,9 @@ class Inventory:
             except sqlite3.IntegrityError:
                 raise ValidationError(f"an endpoint named {endpoint.name!r} already exists", option="--name") from None
 
-    def update_endpoint(self, endpoint: Endpoint, options: dict[str, Any]) -> None:
-        """Replace an endpoint's connection and options (same ID: delegation, nodes, history kept)."""
+    def update_endpoint(self, endpoint: Endpoint, options: dict[str, Any], *, zone: str | None = None) -> None:
+        """Replace an endpoint's connection and options, and its zone when given (same ID:
+        delegation, nodes, history kept)."""
         crypto.fernet()
         connection = json.dumps(seal(connection_to_dict(endpoint.connection)))
         sealed = json.dumps(seal(options))
@@ -311,6 +312,8 @@ class Inventory:
                              (connection, sealed, now(), endpoint.instance_id))
             if cur.rowcount == 0:
                 raise NotFoundError(f"no endpoint with ID {endpoint.instance_id!r}")
+            if zone is not None:
+                db.execute("UPDATE endpoints SET zone = ? WHERE id = ?", (zone, endpoint.instance_id))
 
     def endpoint_names(self) -> set[str]:
         return {r["name"] for r in self.db.execute("SELECT name FROM endpoints")}

@@ -196,8 +196,9 @@ class Transaction:
                 current = self.connection.read_file(path) if self.connection.exists(path) else None
                 if current == original.data:
                     continue
-                if original.wrote and current != original.written:
+                if original.wrote and current != original.written and original.data is not None:
                     # someone changed it after this job wrote it: restoring would undo their change
+                    # (a file this job created is its own, and is removed whatever it holds now)
                     self.restore_errors.append(
                         f"{path}: changed by someone else after this job wrote it; left as it is")
                     continue
