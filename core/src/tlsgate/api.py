@@ -553,7 +553,7 @@ class Gateway:
     def check_unfinished(self, endpoint: Endpoint, conn: Connection) -> None:
         """Before a job changes ``endpoint``: find installs on it whose process died. Their
         temporaries are removed; one that changed nothing is closed; otherwise refuse."""
-        for stored in self.backup_sets():
+        for stored in backup_sets.load_sets(self.inventory.journal(endpoint.instance_id), open_only=True):
             if stored.state != "unfinished" or stored.manifest.get("endpoint_id") != endpoint.instance_id:
                 continue
             removed = backup_sets.remove_temporaries(conn, stored)

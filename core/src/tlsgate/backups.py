@@ -150,13 +150,17 @@ def _states(journal: Sequence[dict[str, Any]]) -> dict[str, str]:
     return out
 
 
-def load_sets(journal: Sequence[dict[str, Any]]) -> list[StoredSet]:
-    """Every backup set under the home, oldest first, with its state from ``journal`` (the
-    audit entries that name a backup)."""
+def load_sets(journal: Sequence[dict[str, Any]], *, open_only: bool = False) -> list[StoredSet]:
+    """Every backup set under the home (``open_only``: only those whose journal has no final
+    entry), oldest first, with its state from ``journal`` (the audit entries naming a backup)."""
     states = _states(journal)
     out = []
     root = backups_dir()
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+    if open_only:
+        dirs = sorted(root / ref for ref, state in states.items() if state == "started" and (root / ref).is_dir())
+    else:
+        dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    for d in dirs:
         try:
             manifest = json.loads((d / "manifest.json").read_text())
         except (OSError, ValueError):
