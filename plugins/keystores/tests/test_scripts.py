@@ -109,9 +109,10 @@ def test_real_non_root_user_is_refused(tmp_path: Path) -> None:
         pytest.skip("no system python3 of the venv's version for runuser")
     import tlsgate
     import tlsgate_keystores
+    import tlsgate_testing
 
     paths = [sysconfig.get_paths()["purelib"], str(Path(tlsgate.__file__).parents[1]),
-             str(Path(tlsgate_keystores.__file__).parents[1])]
+             str(Path(tlsgate_keystores.__file__).parents[1]), str(Path(tlsgate_testing.__file__).parents[1])]
     code = textwrap.dedent("""
         from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError, Secret
         from tlsgate.registry import get_registry
