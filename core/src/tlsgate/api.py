@@ -167,10 +167,10 @@ class Gateway:
         """Validate and store an endpoint (no remote connection is made). Raises ValidationError."""
         if name in self.inventory.endpoint_names():
             raise ValidationError(f"an endpoint named {name!r} already exists", option="--name")
-        endpoint, opts = self._build_endpoint(
-            type_name, name=name, connection_type=connection_type, host=host, port=port, user=user,
+        endpoint, opts = self._build_endpoint(type_name, dict(
+            name=name, connection_type=connection_type, host=host, port=port, user=user,
             password=password, ssh_key_path=ssh_key_path, ssh_key_password=ssh_key_password, store=store,
-            store_cred_id=store_cred_id, transport_options=transport_options, options=options)
+            store_cred_id=store_cred_id, transport_options=transport_options, options=options))
         self.inventory.add_endpoint(endpoint, options_to_dict(opts))
         self._audit("tls add", "ok", endpoint, details={"type": type_name, "connection_type": connection_type})
         return endpoint
@@ -214,32 +214,21 @@ class Gateway:
         if changes.get("store") is not None:
             conn.pop("password", None)
         options = {k: v for k, v in options.items() if k in type_names}
-        endpoint, opts = self._build_endpoint(
-            stored.type, name=stored.name, connection_type=ctype_name,
-            transport_options=extra, options=options, instance_id=stored.id, **conn)
+        endpoint, opts = self._build_endpoint(stored.type, {
+            **conn, "name": stored.name, "connection_type": ctype_name, "transport_options": extra,
+            "options": options, "instance_id": stored.id})
         endpoint = attrs.evolve(endpoint, organization=stored.organization, department=stored.department)
         self.inventory.update_endpoint(endpoint, options_to_dict(opts), zone=zone)
         self._audit("tls set", "ok", endpoint, details={"changed": sorted(changes)})
         return endpoint
 
-    def _build_endpoint(
-        self,
-        type_name: str,
-        *,
-        name: str | None,
-        connection_type: str | None,
-        host: str | None = None,
-        port: int | str | None = None,
-        user: str | None = None,
-        password: Secret | str | None = None,
-        ssh_key_path: str | None = None,
-        ssh_key_password: Secret | str | None = None,
-        store: str | None = None,
-        store_cred_id: str | None = None,
-        transport_options: dict[str, Any] | None = None,
-        options: dict[str, Any] | None = None,
-        instance_id: str | None = None,
-    ) -> tuple[Endpoint, Any]:
+    def _build_endpoint(self, type_name: str, fields: dict[str, Any]) -> tuple[Endpoint, Any]:
+        """Validate ``fields`` (``add_endpoint``'s keyword arguments, plus ``instance_id``) into
+        an endpoint and its options; nothing is stored."""
+        name, connection_type, host, port, user, password, ssh_key_path, ssh_key_password, store, store_cred_id = (
+            fields.get(k) for k in ("name", "connection_type", *CONNECTION_FIELDS))
+        transport_options, options, instance_id = (
+            fields.get(k) for k in ("transport_options", "options", "instance_id"))
         etype = self.endpoint_type(type_name)
         name = check_name(name, "--name", *NAME_RULE)
         if not connection_type:
