@@ -94,15 +94,15 @@ def test_write_file_if_compares_just_before_the_rename(tmp_path: Path) -> None:
     assert path.read_bytes() == b"new"
 
 
-def test_rollback_leaves_a_later_change_by_someone_else(tmp_path: Path) -> None:
+def test_rollback_says_when_a_file_changed_after_the_job_wrote_it(tmp_path: Path) -> None:
     path = tmp_path / "site.conf"
     path.write_bytes(b"v0")
-    with pytest.raises(OperationError, match=r"RESTORE INCOMPLETE.*changed by someone else"), \
+    with pytest.raises(OperationError, match=r"every change was restored.*no longer held what this job wrote"), \
             Transaction(LocalConnection()) as tx:
         tx.write(str(path), b"mine")
-        path.write_bytes(b"theirs")  # another job's edit after ours
+        path.write_bytes(b"theirs")  # another writer after ours
         raise RuntimeError("config test failed")
-    assert path.read_bytes() == b"theirs"
+    assert path.read_bytes() == b"v0"
 
 
 # -- 2: symlinks (local; ssh in the keystores and nginx tests) --------------------------------

@@ -22,7 +22,7 @@ path that is a link stays a link, in an install and in a rollback.
 No lost updates: every replace is ``write_file_if`` against the content the transaction backed
 up (or, with ``base=``, the content the driver parsed), compared just before the rename; a file
 someone changed meanwhile is not overwritten (:class:`FileChanged`, so the job rolls back). A
-rollback restores a file only while it still holds what this job wrote, and says so otherwise.
+rollback that finds a file no longer holding what the job wrote restores it and says so.
 
 Backups live in memory for the restore and, when the core runs a job, also on the gateway in
 ``$TLSGATE_HOME/backups/<job>/`` encrypted with the master key (a private key is a secret at rest
@@ -88,6 +88,7 @@ class Transaction:
         self.messages: list[str] = []
         self.rolled_back = False
         self.restore_errors: list[str] = []
+        self.restore_notes: list[str] = []
 
     # -- steps --------------------------------------------------------------------------------
     def resolve(self, path: str) -> str:
@@ -197,11 +198,9 @@ class Transaction:
                 if current == original.data:
                     continue
                 if original.wrote and current != original.written and original.data is not None:
-                    # someone changed it after this job wrote it: restoring would undo their change
-                    # (a file this job created is its own, and is removed whatever it holds now)
-                    self.restore_errors.append(
-                        f"{path}: changed by someone else after this job wrote it; left as it is")
-                    continue
+                    # another writer, or a damaged read-back: the original goes back all the
+                    # same (the job's backup is the known state), and the message says so
+                    self.restore_notes.append(f"{path} no longer held what this job wrote")
                 if original.data is None:
                     self.connection.remove(path)
                 else:
@@ -244,6 +243,7 @@ class Transaction:
                 f"{self.label} failed: {reason}; RESTORE INCOMPLETE: " + "; ".join(self.restore_errors),
                 rolled_back=False,
             ) from exc
+        notes = f" (note: {'; '.join(self.restore_notes)})" if self.restore_notes else ""
         raise OperationError(
-            f"{self.label} failed and every change was restored: {reason}", rolled_back=True
+            f"{self.label} failed and every change was restored: {reason}{notes}", rolled_back=True
         ) from exc

@@ -41,6 +41,11 @@ class ElsewhereConnection(Connection):
         self.calls.append(("write", path))
         self.inner.write_file(self._map(path), data, mode=mode)
 
+    def realpath(self, path: str) -> str:
+        self.calls.append(("realpath", path))
+        real = self.inner.realpath(self._map(path))
+        return "/" + str(Path(real).relative_to(self.root))
+
     def stat(self, path: str) -> FileStat | None:
         self.calls.append(("stat", path))
         return self.inner.stat(self._map(path))

@@ -69,11 +69,20 @@ class LocalConnection(Connection):
         except IsADirectoryError:
             raise OperationError(f"localhost: {path}: is a directory") from None
 
+    _expect: tuple[str, bytes | None] | None = None
+
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        self._write(path, data, mode, check=False, expect=None)
+        pending = self._expect
+        check = pending is not None and pending[0] == path
+        self._write(path, data, mode, check=check, expect=pending[1] if pending is not None and check else None)
 
     def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
-        self._write(path, data, mode, check=True, expect=expect)
+        # through write_file, so a subclass that wraps write_file still sees every write
+        self._expect = (path, expect)
+        try:
+            self.write_file(path, data, mode=mode)
+        finally:
+            self._expect = None
 
     def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         directory = os.path.dirname(os.path.abspath(path))

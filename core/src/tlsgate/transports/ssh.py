@@ -416,11 +416,20 @@ class SSHConnection(Connection):
             fh.prefetch()
             return bytes(fh.read())
 
+    _expect: tuple[str, bytes | None] | None = None
+
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        self._write(path, data, mode, check=False, expect=None)
+        pending = self._expect
+        check = pending is not None and pending[0] == path
+        self._write(path, data, mode, check=check, expect=pending[1] if pending is not None and check else None)
 
     def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
-        self._write(path, data, mode, check=True, expect=expect)
+        # through write_file, so a subclass that wraps write_file still sees every write
+        self._expect = (path, expect)
+        try:
+            self.write_file(path, data, mode=mode)
+        finally:
+            self._expect = None
 
     def realpath(self, path: str) -> str:
         """SFTP ``realpath`` (OpenSSH resolves every link); a missing file: ``readlink -f``."""
