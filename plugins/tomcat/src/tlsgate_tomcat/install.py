@@ -285,7 +285,7 @@ def install(
                 if not dry_run:
                     connection.chown_like(path, config.path)
         names = sorted({name for c in changes for name in c.changes})
-        tx.write(config.path, new_xml, base=config.data,  # names only below: values may be secret
+        tx.write(config.path, new_xml, base=config.xml.data,  # names only below: values may be secret
                  detail="set " + ", ".join(names))
         if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
             validate_before_restart(connection, base, new_xml, changes, bundle)
