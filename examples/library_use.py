@@ -19,8 +19,7 @@ def main() -> None:
     os.environ["TLSGATE_HOME"] = str(work / "home")
     subprocess.run([sys.executable, str(Path(__file__).with_name("make_demo_files.py")), str(work / "demo")], check=True)
 
-    from tlsgate import CertificateBundle, OperationError, Secret
-    from tlsgate.api import Gateway
+    from tlsgate import CertificateBundle, Gateway, OperationError, Secret
 
     gw = Gateway()
     gw.add_endpoint("p12", name="app", connection_type="local",

@@ -6,7 +6,6 @@ import os
 
 import pytest
 from tlsgate import OperationError, Transaction
-from tlsgate.transaction import current_backup_sink
 from tlsgate.transports.local import LocalConnection
 
 
@@ -56,13 +55,9 @@ def test_backup_sink_receives_originals(tmp_path) -> None:
     conf = tmp_path / "c"
     conf.write_bytes(b"old")
     os.chmod(conf, 0o640)
-    token = current_backup_sink.set(Sink())
-    try:
-        with LocalConnection() as conn, Transaction(conn) as tx:
-            tx.write(str(conf), b"new")
-            tx.write(str(tmp_path / "fresh"), b"n")
-    finally:
-        current_backup_sink.reset(token)
+    with Transaction.backups_to(Sink()), LocalConnection() as conn, Transaction(conn) as tx:
+        tx.write(str(conf), b"new")
+        tx.write(str(tmp_path / "fresh"), b"n")
     assert saved == [(str(conf), b"old", 0o640), (str(tmp_path / "fresh"), None, None)]
     assert tx.backups == [f"ref:{conf}", f"ref:{tmp_path / 'fresh'}"]
 
@@ -74,3 +69,84 @@ def test_atomic_write_never_exposes_a_partial_file(tmp_path) -> None:
     with LocalConnection() as conn:
         conn.write_file(str(target), b"b" * 200000, mode=0o600)
     assert target.read_bytes() == b"b" * 200000 and target.stat().st_mode & 0o777 == 0o600
+
+
+def test_rollback_is_one_journal_undone_last_in_first_out(tmp_path) -> None:
+    """Files and undo steps interleave; rollback walks them newest first, and on_rollback
+    actions come last, once every file is back (each undo sees the state it was written for)."""
+    conf = tmp_path / "a.conf"
+    conf.write_bytes(b"v0")
+    seen: list[tuple[str, bytes]] = []
+
+    def note(what: str):  # type: ignore[no-untyped-def]
+        return lambda: seen.append((what, conf.read_bytes()))
+
+    with LocalConnection() as conn, pytest.raises(OperationError) as err:
+        with Transaction(conn) as tx:
+            tx.write(str(conf), b"v1")
+            tx.undo(note("undo object 1"), "delete object 1")
+            tx.on_rollback(note("reload"), "reload with the restored files")
+            tx.write(str(conf), b"v2")  # the same file again: restored once, to v0
+            tx.undo(note("undo object 2"), "delete object 2")
+            raise RuntimeError("verification failed")
+    assert err.value.rolled_back and "RuntimeError: verification failed" in str(err.value)
+    assert seen == [("undo object 2", b"v2"), ("undo object 1", b"v2"), ("reload", b"v0")]
+    assert conf.read_bytes() == b"v0"
+
+
+def test_an_undo_that_fails_is_reported_and_the_rest_still_runs(tmp_path) -> None:
+    conf = tmp_path / "b.conf"
+    conf.write_bytes(b"old")
+    ran = []
+
+    def broken() -> None:
+        raise OperationError("device unreachable")
+
+    with LocalConnection() as conn, pytest.raises(OperationError) as err:
+        with Transaction(conn, label="F5 install") as tx:
+            tx.undo(lambda: ran.append("first"), "remove uploads")
+            tx.write(str(conf), b"new")
+            tx.undo(broken, "repoint /Common/cs_www")
+            raise OperationError("handshake shows the old certificate")
+    assert not err.value.rolled_back
+    assert "RESTORE INCOMPLETE: repoint /Common/cs_www: device unreachable" in str(err.value)
+    assert ran == ["first"] and conf.read_bytes() == b"old"
+
+
+def test_success_and_dry_run_undo_nothing_and_save_backup_reaches_the_sink(tmp_path) -> None:
+    saved = []
+
+    class Sink:
+        def save(self, host, path, data, mode):  # type: ignore[no-untyped-def]
+            saved.append((host, path, data))
+            return f"job-backup-{len(saved)}"
+
+    ran: list[str] = []
+    with LocalConnection() as conn:
+        with Transaction.backups_to(Sink()), Transaction(conn) as tx:
+            tx.undo(lambda: ran.append("undo"))
+            assert tx.save_backup("/profiles/cs_www#certKeyChain", b'{"old": 1}') == "job-backup-1"
+        assert ran == [] and tx.result().backups == ("job-backup-1",)
+        with pytest.raises(RuntimeError), Transaction.backups_to(Sink()), Transaction(conn, dry_run=True) as dry:
+            dry.undo(lambda: ran.append("dry undo"))
+            dry.save_backup("/x", b"y")
+            raise RuntimeError("a dry run does not roll back")
+    assert ran == [] and saved == [(conn.host, "/profiles/cs_www#certKeyChain", b'{"old": 1}')]
+
+
+def test_ctrl_c_is_undone_then_re_raised_as_it_is(tmp_path) -> None:
+    conf = tmp_path / "c.conf"
+    conf.write_bytes(b"old")
+    with LocalConnection() as conn, pytest.raises(KeyboardInterrupt):
+        with Transaction(conn) as tx:
+            tx.write(str(conf), b"new")
+            raise KeyboardInterrupt
+    assert conf.read_bytes() == b"old" and tx.rolled_back
+
+
+def test_run_with_explain_names_the_step_and_the_servers_reason(tmp_path) -> None:
+    with LocalConnection() as conn, pytest.raises(OperationError) as err:
+        with Transaction(conn) as tx:
+            tx.run(["sh", "-c", "echo 'line 3: unknown directive' >&2; exit 1"], what="nginx -t",
+                   explain=lambda r: r.stderr.strip())
+    assert "nginx -t failed: line 3: unknown directive" in str(err.value)

@@ -367,7 +367,7 @@ def test_clixml_error_stream_is_cleaned() -> None:
     assert clean_clixml("plain error\n") == "plain error\n"
     assert clean_clixml("#< CLIXML\r\n<Objs><Obj S=\"progress\"/></Objs>") == ""
     mixed = "raw line\r\n" + to_clixml("serialized") + "\r\nafter"
-    assert clean_clixml(mixed) == "raw line\r\nserialized\nafter\n"
+    assert clean_clixml(mixed) == "raw line\nserialized\nafter\n"
 
 
 @pytest.mark.parametrize("auth", ["ntlm", "basic"])

@@ -38,7 +38,7 @@ from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, 
 from .options import OptionSpec, build_options, option_specs, options_to_dict
 from .registry import Registry, get_registry
 from .secret import Secret
-from .transaction import current_backup_sink
+from .transaction import Transaction
 from .validate import check_alias, check_host, check_name, check_script_path, check_text
 
 NAME_RULE = (1, 32)
@@ -259,13 +259,13 @@ class Gateway:
                 )
             for key, value in given.items():
                 if value is not None:
-                    raise ValidationError("is not used with --connection_type local", option=f"--{key}")
+                    raise ValidationError(f"is not used with --connection_type {connection_type}", option=f"--{key}")
             spec = ConnectionSpec(type=connection_type)
         else:
             host = check_host(host, "--host")
             port_num = _check_port(port, ctype.default_port)
             if ssh_key_path is not None or ssh_key_password is not None:
-                if not connection_type.startswith("ssh"):
+                if not ctype.host_keys:
                     raise ValidationError(f"is only used with ssh connection types, not {connection_type}",
                                           option="--ssh_key_path" if ssh_key_path is not None else "--ssh_key_password")
                 if ssh_key_path is None:
@@ -416,13 +416,14 @@ class Gateway:
     def _store_nodes(self, endpoint: Endpoint, nodes: Sequence[Node]) -> None:
         from cryptography import x509
 
-        for node in nodes:
-            if node.certificate:
-                try:
-                    cert = x509.load_der_x509_certificate(node.certificate)
-                except ValueError:
-                    continue
-                self.inventory.record_certificate(cert, source=f"discovered:{endpoint.name}")
+        found = []
+        for der in dict.fromkeys(n.certificate for n in nodes if n.certificate):  # distinct, in order
+            try:
+                found.append(x509.load_der_x509_certificate(der))
+            except ValueError:
+                continue
+        if found:
+            self.inventory.record_certificates(found, source=f"discovered:{endpoint.name}")
         self.inventory.replace_nodes(endpoint.instance_id, nodes)
 
     def nodes(self, ref: str) -> list[NodeView]:
@@ -491,10 +492,10 @@ class Gateway:
                 if sink is not None:
                     sink.open()  # the journal: written before the first change, naming the set
                     self._audit("tls install", "started", endpoint, before=before, details=details)
-                token = current_backup_sink.set(sink)
                 tag = current_temp_tag.set(sink.tag if sink is not None else "")
                 try:
-                    result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
+                    with Transaction.backups_to(sink):
+                        result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
                 except Exception as exc:
                     committed = getattr(exc, "result", None)
                     if not isinstance(committed, InstallResult):
@@ -502,7 +503,6 @@ class Gateway:
                     result, failure = committed, exc  # the change stands; a later step failed
                 finally:
                     current_temp_tag.reset(tag)
-                    current_backup_sink.reset(token)
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
         except Exception as exc:
@@ -642,7 +642,8 @@ class Gateway:
         host, port). Connects only far enough to read the key; nothing is authenticated."""
         endpoint = self.endpoint(ref)
         spec = endpoint.connection
-        if not spec.type.startswith("ssh") or not spec.host:
+        ctype = self.registry.connection_types.get(spec.type)
+        if ctype is None or not ctype.host_keys or not spec.host:
             raise ValidationError(f"endpoint {endpoint.name!r} does not use an ssh connection type")
         from .transports import ssh
 
@@ -700,7 +701,7 @@ class Gateway:
 
     def put_store_secret(self, store: str, cred_id: str, values: dict[str, Any]) -> None:
         kind, _ = self.inventory.store(store)
-        if kind != "local":
+        if not self.registry.credential_store(kind).writable:
             raise ValidationError(f"store {store!r} is a {kind} store; put secrets there with its own tools",
                                   option="--store")
         _check_text(cred_id, "--store_cred_id", 1, 1024)

@@ -1,15 +1,24 @@
-"""Certificate helpers shared by every driver: fingerprints, names, matching, PEM/DER."""
+"""Certificate helpers shared by every driver: fingerprints, names, matching, PEM/DER, key kinds,
+and reading a certificate file through a connection. Plugins import them from :mod:`tlsgate.plugin`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from .connection import Connection
 
 
 def fingerprint(cert: x509.Certificate | bytes) -> str:
@@ -87,3 +96,62 @@ def load_any_certificate(data: bytes) -> x509.Certificate:
 
 def pem_chain(certs: Iterable[x509.Certificate]) -> bytes:
     return b"".join(to_pem(c) for c in certs)
+
+
+def key_kind(key: object) -> str:
+    """The algorithm of a private key, public key or certificate: ``"rsa"``, ``"ec"``, ``"dsa"``,
+    ``"ed25519"``, ``"ed448"`` or ``"other"`` (drivers pick the certificate pair of the same kind
+    when a server holds one per algorithm)."""
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+    if isinstance(key, x509.Certificate):
+        key = key.public_key()
+    for kind, types in (
+        ("rsa", (rsa.RSAPrivateKey, rsa.RSAPublicKey)),
+        ("ec", (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)),
+        ("dsa", (dsa.DSAPrivateKey, dsa.DSAPublicKey)),
+        ("ed25519", (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)),
+        ("ed448", (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)),
+    ):
+        if isinstance(key, types):
+            return kind
+    return "other"
+
+
+@attrs.frozen
+class CertFacts:
+    """What a certificate file says (or why it could not be read): see :func:`read_certificate`."""
+
+    der: bytes | None
+    fingerprint: str | None
+    subject: str | None = None
+    not_after: dt.datetime | None = None
+    problem: str | None = None
+    key_kind: str | None = None
+
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
+
+
+def certificate_facts(der: bytes) -> CertFacts:
+    """The facts of one DER certificate (raises ValueError when it is not one)."""
+    cert = x509.load_der_x509_certificate(der)
+    return CertFacts(der, fingerprint(der), subject_text(cert), not_after(cert), key_kind=key_kind(cert))
+
+
+def read_certificate(connection: Connection, path: str) -> CertFacts:
+    """The first certificate of a PEM file read through ``connection`` (a web server's leaf),
+    fingerprinted; never raises: a file that cannot be read or parsed gives ``problem``."""
+    from .errors import TlsgateError
+
+    try:
+        data = connection.read_file(path)
+    except (TlsgateError, OSError) as exc:
+        return CertFacts(None, None, problem=f"cannot read {path}: {exc}")
+    m = _PEM_CERT.search(data)
+    if m is None:
+        return CertFacts(None, None, problem=f"{path}: no PEM certificate")
+    try:
+        return certificate_facts(base64.b64decode(m.group(1), validate=False))
+    except (ValueError, binascii.Error):
+        return CertFacts(None, None, problem=f"{path}: not a valid certificate")

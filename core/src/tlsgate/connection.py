@@ -201,6 +201,10 @@ class Connection(abc.ABC):
         if not result.ok:
             detail = (result.stderr or result.stdout).strip().splitlines()
             tail = detail[-1] if detail else f"exit status {result.exit_code}"
+            if "FullyQualifiedErrorId" in result.stderr:  # a PowerShell error record: its message and id
+                from .transports.windows import error_detail
+
+                tail = error_detail(result.stderr, result.exit_code)
             raise CommandFailed(
                 f"{self.host}: {what or result.argv[0]} failed: {tail}",
                 exit_code=result.exit_code,

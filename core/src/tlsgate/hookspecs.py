@@ -9,7 +9,15 @@ entry point in the ``tlsgate`` group::
 
 A hook implementation may accept any subset of a hook's arguments, in any order (pluggy matches
 them by name). Hooks evolve only by adding arguments, so an implementation written today keeps
-working. The version of this contract is :data:`tlsgate.PLUGIN_API`.
+working. **pluggy never passes an argument that has a default value in the implementation**
+(``def install(..., alias=None)`` always sees ``None``): list the arguments you use without
+defaults, and leave out the ones you do not use.
+
+The version of this contract is :data:`tlsgate.plugin.PLUGIN_API`; declare the one you wrote
+against as ``PLUGIN_API = "1.0"`` in your entry module, and a core of an older major version
+refuses your plugin with a clear message instead of failing inside a hook. Import what a driver
+needs from :mod:`tlsgate.plugin` only (models, errors, :class:`~tlsgate.plugin.Transaction`,
+probes, certificate helpers): the rest of ``tlsgate`` is internal.
 
 Declaration hooks (every plugin's answer is collected):
 
@@ -27,9 +35,10 @@ Operation hooks (``firstresult``: the first non-None answer wins):
   ``tryfirst``). So a driver needs no ``if endpoint.type != ...`` guard; a plugin owning several
   types branches on ``endpoint.type``.
 
-Errors: raise :class:`tlsgate.ValidationError` for bad user input (exit 2) and
-:class:`tlsgate.OperationError` when the operation fails (exit 1); anything else is reported as a
-plugin bug naming the plugin. Never put a secret in an error message.
+Errors: raise :class:`tlsgate.plugin.ValidationError` for bad user input (exit 2) and
+:class:`tlsgate.plugin.OperationError` when the operation fails (exit 1); anything else raised in
+any hook (``validate`` and the declaration hooks included) is reported as a plugin bug naming the
+plugin and its distribution. Never put a secret in an error message.
 """
 
 from __future__ import annotations
@@ -62,9 +71,9 @@ spec = pluggy.HookspecMarker("tlsgate")
 def tlsgate_endpoint_types() -> list[EndpointType]:
     """Declare the endpoint types this plugin serves.
 
-    Return a list of :class:`tlsgate.EndpointType`: the type's name (the word after
+    Return a list of :class:`tlsgate.plugin.EndpointType`: the type's name (the word after
     ``tls add``), its allowed connection types, the gateway platforms where ``local`` is allowed,
-    its options class (attrs, fields made with :func:`tlsgate.option`), and whether an install
+    its options class (attrs, fields made with :func:`tlsgate.plugin.option`), and whether an install
     needs ``tls restart`` to take effect. Called once when the registry loads.
     """
 
@@ -81,7 +90,7 @@ def tlsgate_connection_types() -> list[ConnectionType]:
 def tlsgate_credential_stores() -> list[CredentialStoreType]:
     """Declare the kinds of credential store this plugin provides (``tlsgate store add KIND``).
 
-    Each :class:`tlsgate.CredentialStoreType` has an options class and a factory that builds a
+    Each :class:`tlsgate.plugin.CredentialStoreType` has an options class and a factory that builds a
     client with ``get(cred_id) -> dict`` (keys: user, password, ssh_key, ssh_key_password) and
     ``test() -> str``.
     """
@@ -100,11 +109,11 @@ def validate(endpoint: Endpoint) -> list[Problem]:
 
 @spec(firstresult=True)
 def connect(endpoint: Endpoint, credentials: Credentials) -> Connection | None:
-    """Open a :class:`tlsgate.Connection` to the endpoint's host.
+    """Open a :class:`tlsgate.plugin.Connection` to the endpoint's host.
 
     Called only on the plugin that declared ``endpoint.connection.type``. ``credentials`` are
     resolved by the core for this job (from the inventory or a credential store); use them and
-    drop them, never store or log them. Raise :class:`tlsgate.errors.ConnectionFailed` with a
+    drop them, never store or log them. Raise :class:`tlsgate.plugin.ConnectionFailed` with a
     clear reason (refused, unreachable, authentication failed, host key unknown or changed).
     """
 
@@ -114,10 +123,10 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node] | N
     """Return every node the endpoint serves, with the certificate each presents.
 
     Read the server's configuration through ``connection`` (never assume the gateway's own
-    file system), one :class:`tlsgate.Node` per virtual host / server block / connector host /
+    file system), one :class:`tlsgate.plugin.Node` per virtual host / server block / connector host /
     binding / profile / keystore entry and listen address. Fill ``certificate`` (DER) and
     ``fingerprint`` when the certificate can be read; confirm with
-    :func:`tlsgate.probe.served_certificate` where the port is reachable. Change nothing.
+    :func:`tlsgate.plugin.served_certificate` where the port is reachable. Change nothing.
     """
 
 
@@ -136,12 +145,14 @@ def install(
     choose the nodes whose names the certificate covers (web servers) or the entry named by
     ``alias`` / derived from the certificate (keystores: ``bundle.default_alias()``).
 
-    The install is a transaction: use :class:`tlsgate.Transaction` to back up every file
+    The install is a transaction: use :class:`tlsgate.plugin.Transaction` to back up every file
     before changing it, write atomically (keys 0600), run the server's own config test, reload,
-    verify by TLS handshake (:func:`tlsgate.probe.expect_served`), and on any failure restore
-    every file, reload again and raise :class:`tlsgate.OperationError` with ``rolled_back=True``.
+    verify by TLS handshake (:func:`tlsgate.plugin.expect_served`), and on any failure restore
+    every file, reload again and raise :class:`tlsgate.plugin.OperationError` with ``rolled_back=True``.
+    Changes that are not files (objects created through a REST API) go in the same journal with
+    ``tx.undo(fn)``, undone newest first; ``tx.save_backup`` keeps what they replaced.
 
-    With ``dry_run`` change nothing: return an :class:`tlsgate.InstallResult` whose ``plan``
+    With ``dry_run`` change nothing: return an :class:`tlsgate.plugin.InstallResult` whose ``plan``
     lists the files that would be written, the entries added or replaced and the commands that
     would run, with ``dry_run=True``.
     """
@@ -152,7 +163,7 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult | None:
     """Restart or reload the endpoint so that installed certificates take effect.
 
     Web servers: reload / graceful restart, after the server's config test. Keystores: run the
-    endpoint's restart script when it has one. Return a :class:`tlsgate.RestartResult` saying
+    endpoint's restart script when it has one. Return a :class:`tlsgate.plugin.RestartResult` saying
     what was done (``restarted=False`` with the reason when nothing needs doing).
     """
 
@@ -163,6 +174,6 @@ def run_script(
 ) -> ScriptResult | None:
     """Run the operator's script on the endpoint's host with ``args`` passed as argv.
 
-    Never through a shell string. Return a :class:`tlsgate.ScriptResult`; a non-zero exit is a
+    Never through a shell string. Return a :class:`tlsgate.plugin.ScriptResult`; a non-zero exit is a
     result, not an exception (the caller decides).
     """

@@ -40,7 +40,10 @@ class ConnectionType:
 
     ``default_port`` is used when ``--port`` is not given. ``insecure`` types skip TLS
     verification and say so in ``tls show`` and in the audit log. ``remote`` types need
-    ``--host`` and a credential.
+    ``--host`` and a credential. ``platform`` is what the transport reaches (``"windows"``: its
+    commands are PowerShell). ``host_keys`` types are SSH: they verify the server's host key
+    against known_hosts (``tls host-key`` / ``tls trust``) and accept ``--ssh_key_path``. The core
+    decides by these fields, never by a connection type's name.
     """
 
     name: str
@@ -49,6 +52,7 @@ class ConnectionType:
     remote: bool = True
     insecure: bool = False
     platform: str = "posix"  # the remote platform this transport reaches: "posix" or "windows"
+    host_keys: bool = False  # SSH: host keys checked against known_hosts; --ssh_key_path accepted
     #: attrs class of transport-specific ``tls add`` flags (built with :func:`tlsgate.option`),
     #: stored in ``ConnectionSpec.extra``; e.g. ``--ca_bundle`` for winrm_https and rest.
     options: type | None = None
@@ -240,12 +244,15 @@ class CredentialStoreType:
 
     ``options``: attrs class (built with :func:`tlsgate.option`) of ``tlsgate store add <kind>``.
     ``factory(config) -> CredentialStore`` builds a client from the stored options.
+    ``writable`` stores keep their secrets in tlsgate itself (``tlsgate store put``); the others
+    are filled with their own tools.
     """
 
     name: str
     description: str
     options: type | None
     factory: Any
+    writable: bool = False
 
 
 def names(nodes: Sequence[Node]) -> list[str]:

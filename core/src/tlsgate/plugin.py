@@ -1,7 +1,11 @@
-"""What a plugin author imports. Quick start::
+"""What a plugin author imports: everything a driver needs, and nothing else of tlsgate.
+
+Quick start::
 
     import attrs
     from tlsgate.plugin import impl, option, EndpointType, Node, InstallResult
+
+    PLUGIN_API = "1.0"  # the contract this plugin is written for (see below)
 
     @attrs.frozen
     class MyOptions:
@@ -21,17 +25,69 @@
 Publish with ``[project.entry-points.tlsgate] myserver = "my_package.plugin"``. The hooks and
 their contracts are documented in :mod:`tlsgate.hookspecs`; ``examples/plugin`` is a complete
 third-party plugin with tests that use :mod:`tlsgate_testing`.
+
+A plugin imports only this module (the bundled plugins are held to it by a ruff
+``banned-api`` rule); anything else in ``tlsgate`` is internal and may change in any release.
+What is here changes only with :data:`PLUGIN_API`: within a major version, names are only added.
+
+**Declaring the contract version.** Put ``PLUGIN_API = "1.0"`` (the value of
+:data:`tlsgate.plugin.PLUGIN_API` you wrote against) in the module your entry point names. The
+registry refuses to load a plugin whose major version is newer than the core's (``"2.0"`` on a
+core that speaks ``1.x``), naming the plugin and its distribution, instead of failing later in a
+hook. A plugin that declares nothing is loaded as ``1.x``.
+
+The exports, by what they are for:
+
+* contract: :data:`impl` (the hook marker), :func:`delegate` (a hook that loads its driver module
+  on first use), :data:`PLUGIN_API`, :func:`option`;
+* models: :class:`EndpointType`, :class:`ConnectionType`, :class:`CredentialStoreType`,
+  :class:`Endpoint`, :class:`ConnectionSpec`, :class:`Credentials`, :class:`Node`,
+  :class:`Problem`, :class:`PlanStep`, :class:`InstallResult`, :class:`RestartResult`,
+  :class:`ScriptResult`, :class:`CommandResult`, :class:`FileStat`;
+* errors: :class:`ValidationError` (bad input, exit 2), :class:`OperationError` (exit 1),
+  :class:`ConnectionFailed`, :class:`HostKeyError`, :class:`CommandFailed`,
+  :class:`NotFoundError`, :class:`PluginError`, :class:`TlsgateError`;
+* secrets: :class:`Secret`, :func:`reveal`;
+* transports: :class:`Connection` (what every hook gets), :class:`WindowsConnection` and
+  :data:`POWERSHELL_PREFIX` (a driver that runs PowerShell templates itself);
+* installs: :class:`Transaction` (backup, atomic write, check, LIFO undo with ``tx.undo``,
+  ``tx.save_backup``), :data:`Edit` / :func:`apply_edits` (in-place span edits of a config file);
+* certificates: :class:`CertificateBundle`, :func:`key_matches`, :func:`order_chain`,
+  :func:`key_kind`, :func:`fingerprint`, :func:`subject_text`, :func:`common_name`,
+  :func:`dns_names`, :func:`covers`, :func:`not_after`, :func:`to_der`, :func:`to_pem`,
+  :func:`pem_chain`, :func:`load_pem_certificates`, :func:`load_any_certificate`,
+  :class:`CertFacts`, :func:`certificate_facts`, :func:`read_certificate`;
+* probes (verification by TLS handshake): :class:`Target`, :func:`probe_host`, :func:`sni_for`,
+  :data:`WILDCARDS`, :func:`served_certificate`, :func:`try_served_fingerprint`,
+  :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`.
+
+Importing this module stays cheap (every CLI call imports every plugin's entry module): the
+certificate, probe and Windows helpers load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import pluggy
 
-from .bundle import CertificateBundle, key_matches
+from . import PLUGIN_API
 from .connection import Connection
-from .errors import CommandFailed, ConnectionFailed, OperationError, ValidationError
+from .edits import Edit, apply_edits
+from .errors import (
+    CommandFailed,
+    ConnectionFailed,
+    HostKeyError,
+    NotFoundError,
+    OperationError,
+    PluginError,
+    TlsgateError,
+    ValidationError,
+)
 from .models import (
     CommandResult,
+    ConnectionSpec,
     ConnectionType,
     Credentials,
     CredentialStoreType,
@@ -46,33 +102,188 @@ from .models import (
     ScriptResult,
 )
 from .options import option
-from .secret import Secret
+from .secret import Secret, reveal
+from .transaction import Transaction
+
+if TYPE_CHECKING:
+    from .bundle import CertificateBundle, key_matches, order_chain
+    from .certs import (
+        CertFacts,
+        certificate_facts,
+        common_name,
+        covers,
+        dns_names,
+        fingerprint,
+        key_kind,
+        load_any_certificate,
+        load_pem_certificates,
+        not_after,
+        pem_chain,
+        read_certificate,
+        subject_text,
+        to_der,
+        to_pem,
+    )
+    from .probe import (
+        WILDCARDS,
+        Target,
+        expect_served,
+        node_as_served,
+        probe_host,
+        probe_many,
+        served_certificate,
+        served_fingerprints,
+        sni_for,
+        try_served_fingerprint,
+    )
+    from .transports.windows import OUT_JSON as PS_OUT_JSON
+    from .transports.windows import POWERSHELL_PREFIX, WindowsConnection, ps_template
+    from .transports.windows import error_detail as powershell_error_detail
 
 #: Marks a hook implementation: ``@impl def install(endpoint, connection, bundle, ...): ...``
 impl = pluggy.HookimplMarker("tlsgate")
 
+
+def delegate(hook: str, target: str) -> Any:
+    """A hook implementation that imports ``target`` (``"package.module:function"``) when the hook
+    first runs, and calls it with the hook's arguments that it names (any subset, by name, as
+    pluggy does)::
+
+        discover_nodes = delegate("discover_nodes", "tlsgate_myserver.discovery:discover")
+        install = delegate("install", "tlsgate_myserver.install:install")
+
+    The entry module stays cheap to import (every CLI call imports every plugin's entry module),
+    and the driver module, with cryptography and the rest, loads only when a hook of its type runs.
+    """
+    from . import hookspecs
+
+    spec = getattr(hookspecs, hook)  # AttributeError for a misspelt hook, at import
+    names = [n for n in spec.__code__.co_varnames[: spec.__code__.co_argcount]]
+    module_name, _, func_name = target.partition(":")
+    if not module_name or not func_name:
+        raise ValueError(f"delegate target must be 'package.module:function', not {target!r}")
+    resolved: list[tuple[Any, frozenset[str]]] = []
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not resolved:
+            import inspect
+
+            func = getattr(importlib.import_module(module_name), func_name)
+            resolved.append((func, frozenset(inspect.signature(func).parameters)))
+        func, accepts = resolved[0]
+        given = {**dict(zip(names, args, strict=False)), **kwargs}
+        return func(**{n: v for n, v in given.items() if n in accepts})
+
+    call.__wrapped__ = spec  # type: ignore[attr-defined]  # pluggy reads the arguments to pass from here
+    call.__name__ = call.__qualname__ = hook
+    call.__doc__ = f"{hook}: delegated to {target}"
+    return impl(call)
+
+# Loaded on first use (they pull in cryptography, ssl or the Windows runner).
+_LAZY = {
+    **dict.fromkeys(("CertificateBundle", "key_matches", "order_chain"), "bundle"),
+    **dict.fromkeys(
+        (
+            "CertFacts", "certificate_facts", "common_name", "covers", "dns_names", "fingerprint", "key_kind",
+            "load_any_certificate", "load_pem_certificates", "not_after", "pem_chain", "read_certificate",
+            "subject_text", "to_der", "to_pem",
+        ),
+        "certs",
+    ),
+    **dict.fromkeys(
+        (
+            "WILDCARDS", "Target", "expect_served", "node_as_served", "probe_host", "probe_many", "served_certificate",
+            "served_fingerprints", "sni_for", "try_served_fingerprint",
+        ),
+        "probe",
+    ),
+    **dict.fromkeys(("POWERSHELL_PREFIX", "WindowsConnection"), "transports.windows"),
+    # PowerShell templates of drivers that run their own (IIS): the scaffolding every template
+    # shares and the one-line failure reason of a PowerShell command
+    **dict.fromkeys(("PS_OUT_JSON", "powershell_error_detail", "ps_template"), "transports.windows"),
+}
+#: exported under another name than the module's own
+_RENAMED = {"PS_OUT_JSON": "OUT_JSON", "powershell_error_detail": "error_detail"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tlsgate.{module}"), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
+    "PLUGIN_API",
+    "POWERSHELL_PREFIX",
+    "PS_OUT_JSON",
+    "WILDCARDS",
+    "CertFacts",
     "CertificateBundle",
     "CommandFailed",
     "CommandResult",
     "Connection",
     "ConnectionFailed",
+    "ConnectionSpec",
     "ConnectionType",
     "CredentialStoreType",
     "Credentials",
+    "Edit",
     "Endpoint",
     "EndpointType",
     "FileStat",
+    "HostKeyError",
     "InstallResult",
     "Node",
+    "NotFoundError",
     "OperationError",
     "PlanStep",
+    "PluginError",
     "Problem",
     "RestartResult",
     "ScriptResult",
     "Secret",
+    "Target",
+    "TlsgateError",
+    "Transaction",
     "ValidationError",
+    "WindowsConnection",
+    "apply_edits",
+    "certificate_facts",
+    "common_name",
+    "covers",
+    "delegate",
+    "dns_names",
+    "expect_served",
+    "fingerprint",
     "impl",
+    "key_kind",
     "key_matches",
+    "load_any_certificate",
+    "load_pem_certificates",
+    "node_as_served",
+    "not_after",
     "option",
+    "order_chain",
+    "pem_chain",
+    "powershell_error_detail",
+    "probe_host",
+    "probe_many",
+    "ps_template",
+    "read_certificate",
+    "reveal",
+    "served_certificate",
+    "served_fingerprints",
+    "sni_for",
+    "subject_text",
+    "to_der",
+    "to_pem",
+    "try_served_fingerprint",
 ]
+

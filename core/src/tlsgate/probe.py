@@ -9,12 +9,14 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import attrs
 
 from .errors import OperationError
+from .models import Node
 
 WILDCARDS = {"*", "0.0.0.0", "::", "[::]", "", None}  # noqa: S104 - listen wildcards, not a bind
 
@@ -74,6 +76,51 @@ def try_served_fingerprint(host: str, port: int, sni: str | None = None, *, time
         return hashlib.sha256(served_certificate(host, port, sni, timeout=timeout)).hexdigest()
     except (OSError, ssl.SSLError, ValueError):
         return None
+
+
+def probe_many(targets: Iterable[Target], *, timeout: float = 3.0, threads: int = 16) -> dict[Target, bytes | None]:
+    """The DER certificate each target serves (None where nothing answers TLS), probed in
+    parallel threads, so that reading many nodes costs the slowest handshake, not the sum."""
+    unique = sorted(set(targets), key=str)
+    if not unique:
+        return {}
+
+    def one(target: Target) -> bytes | None:
+        try:
+            return served_certificate(target.host, target.port, target.sni, timeout=timeout)
+        except (OSError, ssl.SSLError, ValueError):
+            return None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(unique)))) as pool:
+        return dict(zip(unique, pool.map(one, unique), strict=True))
+
+
+def served_fingerprints(
+    targets: Iterable[Target], *, timeout: float = 3.0, threads: int = 16
+) -> dict[Target, str | None]:
+    """:func:`probe_many` as SHA-256 fingerprints (None where nothing answers TLS)."""
+    return {
+        t: (hashlib.sha256(der).hexdigest() if der else None)
+        for t, der in probe_many(targets, timeout=timeout, threads=threads).items()
+    }
+
+
+def node_as_served(node: Node, der: bytes | None, *, pending: str = "reload pending?") -> Node:
+    """``node`` (as its files describe it) corrected by what a handshake to it showed: the same
+    node when it serves that certificate; the served certificate's facts and a note when it serves
+    another (``pending``: why it might); a note when it did not answer (``der`` None)."""
+    if der is None:
+        return attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file")
+    from .certs import certificate_facts
+
+    facts = certificate_facts(der)
+    if facts.fingerprint == node.fingerprint:
+        return node
+    note = "certificate seen by handshake" if node.fingerprint is None else (
+        f"serves a certificate other than its files ({pending})"
+    )
+    return attrs.evolve(node, fingerprint=facts.fingerprint, certificate=der, subject=facts.subject,
+                        not_after=facts.not_after, state=f"{node.state}; {note}")
 
 
 def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: float = 20.0) -> None:

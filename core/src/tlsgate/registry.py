@@ -13,14 +13,12 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
-from . import hookspecs
-from .bundle import CertificateBundle
-from .connection import Connection
+from . import PLUGIN_API, hookspecs
 from .errors import PluginError, TlsgateError
 from .models import (
     ConnectionType,
@@ -34,6 +32,10 @@ from .models import (
     RestartResult,
     ScriptResult,
 )
+
+if TYPE_CHECKING:
+    from .bundle import CertificateBundle
+    from .connection import Connection
 
 ENTRY_POINT_GROUP = "tlsgate"
 CORE_DISTRIBUTION = "tlsgate"
@@ -51,6 +53,29 @@ class PluginInfo:
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def _major(version: str) -> int | None:
+    head = version.split(".", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+def check_plugin_api(obj: Any, name: str, distribution: str, version: str = "?") -> None:
+    """Refuse a plugin whose declared ``PLUGIN_API`` (in its entry module) has a newer major
+    version than this core's: its hooks may expect arguments or exports this core lacks."""
+    declared = getattr(obj, "PLUGIN_API", None)
+    if declared is None:
+        return
+    core = _major(PLUGIN_API)
+    theirs = _major(declared) if isinstance(declared, str) else None
+    where = f"plugin {name!r} (distribution {distribution} {version})"
+    if theirs is None:
+        raise PluginError(f"{where} declares PLUGIN_API = {declared!r}; it must be a version string such as \"1.0\"")
+    if core is not None and theirs > core:
+        raise PluginError(
+            f"{where} needs plugin API {declared}, but this tlsgate provides {PLUGIN_API}; "
+            f"upgrade tlsgate or install a release of {distribution} written for plugin API {core}.x"
+        )
 
 
 def _names_from_env(var: str) -> set[str] | None:
@@ -110,6 +135,7 @@ class Registry:
         self, obj: Any, *, name: str, distribution: str = "?", version: str = "?"
     ) -> None:
         """Register one plugin object (module or instance) and collect its declarations."""
+        check_plugin_api(obj, name, distribution, version)
         try:
             self.pm.register(obj, name=name)
         except ValueError as exc:
@@ -144,13 +170,15 @@ class Registry:
         )
 
     def _declared(self, obj: Any, name: str, dist: str, hook: str, kind: type) -> list[Any]:
-        fn = getattr(obj, hook, None)
-        if fn is None:
-            return []
-        try:
-            items = list(fn() or [])
-        except Exception as exc:
-            raise PluginError(f"plugin {name!r} ({dist}) failed in {hook}: {exc}") from exc
+        """What ``obj`` answers to a declaration hook, read through pluggy (its registered
+        implementation, whatever the function is called in the module), checked for type."""
+        impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is obj]
+        items: list[Any] = []
+        for hookimpl in impls:
+            try:
+                items += list(hookimpl.function() or [])
+            except Exception as exc:
+                raise PluginError(f"plugin {name!r} ({dist}) failed in {hook}: {type(exc).__name__}: {exc}") from exc
         for item in items:
             if not isinstance(item, kind):
                 raise PluginError(f"plugin {name!r} ({dist}) {hook} returned {item!r}, not a {kind.__name__}")
@@ -211,8 +239,30 @@ class Registry:
 
     # -- typed facade: one method per hook ----------------------------------------------------
     def validate(self, endpoint: Endpoint) -> list[Problem]:
-        results = self.pm.hook.validate(endpoint=endpoint)
-        return [p for problems in results for p in (problems or [])]
+        """Every plugin's problems with ``endpoint``. Each implementation is called on its own,
+        so that one that crashes is named (a PluginError), like in the other hooks."""
+        kwargs = {"endpoint": endpoint}
+        problems: list[Problem] = []
+        for hookimpl in reversed(self.pm.hook.validate.get_hookimpls()):  # pluggy's call order
+            if hookimpl.hookwrapper or getattr(hookimpl, "wrapper", False):
+                continue
+            try:
+                answer = hookimpl.function(*(kwargs[a] for a in hookimpl.argnames))
+            except TlsgateError:
+                raise
+            except Exception as exc:
+                name = self.pm.get_name(hookimpl.plugin) or "?"
+                info = self.plugins.get(name)
+                where = f" ({info.distribution} {info.version})" if info else ""
+                raise PluginError(
+                    f"plugin {name!r}{where} failed in validate: {type(exc).__name__}: {exc}"
+                ) from exc
+            for problem in answer or []:
+                if not isinstance(problem, Problem):
+                    raise PluginError(f"plugin {self.pm.get_name(hookimpl.plugin)!r} validate returned "
+                                      f"{problem!r}, not a Problem")
+                problems.append(problem)
+        return problems
 
     def connect(self, endpoint: Endpoint, credentials: Credentials) -> Connection:
         owner = self.owner_of_connection(endpoint.connection.type)

@@ -9,11 +9,23 @@
         expect_served(...)                                     # mismatch -> rollback
     result = tx.result(nodes=..., verified=True)
 
-Leaving the block with an exception restores every file the transaction changed (or removes the
-files it created), in reverse order, runs the ``on_rollback`` actions (reload the restored
-config, start the server again), and raises :class:`OperationError` with ``rolled_back=True``
-and the original reason. With ``dry_run=True`` nothing is written or run: every step is recorded
-as a :class:`PlanStep` for ``--dry-run``.
+Leaving the block with an exception undoes the steps last-in-first-out, from one journal: each
+file the transaction changed is restored (a file it created is removed) and each ``tx.undo(fn)``
+action runs, newest first; ``on_rollback`` actions (reload the restored config, start the server
+again) run last, after every file is back. Then :class:`OperationError` is raised with
+``rolled_back=True`` and the original reason (a Ctrl-C is re-raised as it is, after the undo).
+With ``dry_run=True`` nothing is written or run: every step is recorded as a :class:`PlanStep`
+for ``--dry-run``.
+
+A driver whose changes are API calls rather than files (a load balancer's REST API) journals its
+own undo steps and keeps a durable copy of what it replaces::
+
+    with Transaction(conn, dry_run=dry_run, label="F5 install") as tx:
+        conn.post(".../sys/crypto/cert", new_object)
+        tx.undo(lambda: conn.delete(new_object_path), f"delete {new_object_path}")
+        tx.save_backup(profile_path, old_profile_json)       # the job's encrypted backup copy
+        conn.patch(profile_path, new_profile)
+        tx.undo(lambda: conn.patch(profile_path, old_profile), f"repoint {profile_path}")
 
 Paths are resolved through symbolic links first (``Connection.realpath``): the target is backed
 up, written and restored, so ``sites-enabled/x.conf -> ../sites-available/x.conf`` or a keystore
@@ -32,17 +44,21 @@ next to the originals: an ``include conf.d/*`` would load them.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from .connection import Connection
 from .errors import FileChanged, OperationError, TlsgateError
 from .models import CommandResult, InstallResult, PlanStep
+
+if TYPE_CHECKING:
+    from .bundle import CertificateBundle
 
 
 class BackupSink(Protocol):
@@ -81,14 +97,28 @@ class Transaction:
         self.label = label
         self._originals: dict[str, _Original] = {}
         self._real: dict[str, str] = {}
-        self._order: list[str] = []
-        self._rollback_actions: list[tuple[str, Callable[[], Any]]] = []
+        #: One journal, undone last-in-first-out: ("file", path) or ("undo", what, action).
+        self._journal: list[tuple[str, str, Callable[[], Any] | None]] = []
+        #: ``on_rollback`` actions: they belong below every journal entry (run after all is undone).
+        self._final: int = 0
+        self._backup_refs: list[str] = []
         self.plan: list[PlanStep] = []
         self.written: list[str] = []
         self.messages: list[str] = []
         self.rolled_back = False
         self.restore_errors: list[str] = []
         self.restore_notes: list[str] = []
+
+    @staticmethod
+    @contextlib.contextmanager
+    def backups_to(sink: BackupSink | None) -> Iterator[None]:
+        """Within the block, every transaction keeps its durable backups in ``sink`` (the core
+        does this around each job; an embedding application or a plugin's test can too)."""
+        token = current_backup_sink.set(sink)
+        try:
+            yield
+        finally:
+            current_backup_sink.reset(token)
 
     # -- steps --------------------------------------------------------------------------------
     def resolve(self, path: str) -> str:
@@ -109,7 +139,7 @@ class Transaction:
         if sink is not None and not self.dry_run:
             original.reference = sink.save(self.connection.host, path, data, original.mode)
         self._originals[path] = original
-        self._order.append(path)
+        self._journal.append(("file", path, None))
         return data
 
     def write(
@@ -134,7 +164,7 @@ class Transaction:
         original = self._originals[real]
         if base is not _UNSET and base != original.data and not original.wrote:
             if first_touch:
-                self._order.remove(real)
+                self._journal.remove(("file", real, None))
             raise FileChanged(self.connection.host, real)
         expect = original.written if original.wrote else original.data
         try:
@@ -143,10 +173,25 @@ class Transaction:
             if first_touch:
                 # write_file is atomic: when it fails, ``path`` is as it was, so there is nothing to
                 # restore (and no "restore incomplete" alarm when the connection itself is gone).
-                self._order.remove(real)
+                self._journal.remove(("file", real, None))
             raise
         original.written, original.wrote = data, True
         self.written.append(real)
+
+    def makedirs(self, path: str) -> None:
+        """Create a directory (and its parents) unless it exists; only planned in a dry run. It
+        stays after a rollback: an empty directory is harmless, and another install may share it."""
+        if not self.connection.exists(path) and self.step("mkdir", path):
+            self.connection.makedirs(path)
+
+    def write_pem(self, bundle: CertificateBundle, *, key: str, cert: str, chain: str | None = None) -> None:
+        """Write a web server's PEM files: the private key (0600), the leaf with its chain (0644)
+        and, for servers that read the chain from a file of its own, the chain (check first that
+        the key belongs to the leaf: :func:`tlsgate.plugin.key_matches`)."""
+        self.write(key, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
+        self.write(cert, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
+        if chain is not None:
+            self.write(chain, bundle.chain_pem(), mode=0o644, detail="chain")
 
     def remove(self, path: str) -> None:
         if self.dry_run:
@@ -166,13 +211,18 @@ class Transaction:
         stdin: bytes | None = None,
         timeout: float | None = 180,
         env: dict[str, str] | None = None,
+        explain: Callable[[CommandResult], str] | None = None,
     ) -> CommandResult | None:
-        """Run a step's command; with ``check`` a failure aborts (and so restores). In a dry run
-        the command is only added to the plan and None is returned."""
+        """Run a step's command; with ``check`` a failure aborts (and so restores): an
+        OperationError ``"<what> failed: <explain(result)>"`` when ``explain`` is given (the
+        server's own error lines), else :class:`CommandFailed` with the last line of output.
+        In a dry run the command is only added to the plan and None is returned."""
         if self.dry_run:
             self.plan.append(PlanStep("run", shlex.join(argv), what or ""))
             return None
         result = self.connection.run(argv, stdin=stdin, timeout=timeout, env=env)
+        if check and explain is not None and not result.ok:
+            raise OperationError(f"{what or argv[0]} failed: {explain(result)}")
         if check:
             self.connection.check(result, what)
         return result
@@ -184,15 +234,44 @@ class Transaction:
             return False
         return True
 
+    def undo(self, action: Callable[[], Any], what: str = "") -> None:
+        """Journal how to undo the step just done (delete the object just created, repoint the
+        profile just changed). On failure the journal runs newest first, files included; an
+        undo that raises is reported (``RESTORE INCOMPLETE``) and the rest still runs."""
+        if not self.dry_run:
+            self._journal.append(("undo", what, action))
+
     def on_rollback(self, action: Callable[[], Any], what: str = "") -> None:
-        """Run ``action`` after the files are restored (reload the old config, start again)."""
-        self._rollback_actions.append((what, action))
+        """Run ``action`` once everything else is undone and every file restored (reload the
+        old config, start the server again): an undo step of the transaction's start."""
+        if not self.dry_run:
+            self._journal.insert(self._final, ("undo", what, action))
+            self._final += 1
+
+    def save_backup(self, target: str, data: bytes, mode: int | None = None) -> str:
+        """Keep a durable copy of something the driver replaces that is not a file written with
+        :meth:`write` (a profile's old settings read from an API): to the job's encrypted backup
+        store when the core runs a job. Returns the reference listed in the result's backups."""
+        sink = current_backup_sink.get()
+        reference = target
+        if sink is not None and not self.dry_run:
+            reference = sink.save(self.connection.host, target, data, mode)
+        self._backup_refs.append(reference)
+        return reference
 
     # -- outcome ------------------------------------------------------------------------------
     def rollback(self) -> None:
-        """Restore every changed file in reverse order, then run the rollback actions."""
-        for path in reversed(self._order):
-            original = self._originals[path]
+        """Undo the journal last-in-first-out: restore each changed file, run each undo action."""
+        while self._journal:
+            kind, what, action = self._journal.pop()
+            if kind == "undo":
+                try:
+                    action()  # type: ignore[misc]
+                except Exception as exc:  # noqa: BLE001 - report, keep going
+                    self.restore_errors.append(f"{what or 'undo action'}: {exc}")
+                continue
+            original = self._originals[what]
+            path = what
             try:
                 current = self.connection.read_file(path) if self.connection.exists(path) else None
                 if current == original.data:
@@ -202,22 +281,18 @@ class Transaction:
                     # same (the job's backup is the known state), and the message says so
                     self.restore_notes.append(f"{path} no longer held what this job wrote")
                 if original.data is None:
-                    self.connection.remove(path)
+                    self.connection.remove(what)
                 else:
                     self.connection.write_file_if(path, original.data, mode=original.mode or 0o644,
                                                   expect=current)
             except Exception as exc:  # noqa: BLE001 - keep restoring the rest, report all
-                self.restore_errors.append(f"{path}: {exc}")
-        for what, action in self._rollback_actions:
-            try:
-                action()
-            except Exception as exc:  # noqa: BLE001 - report, keep going
-                self.restore_errors.append(f"{what or 'rollback action'}: {exc}")
+                self.restore_errors.append(f"{what}: {exc}")
+        self._final = 0
         self.rolled_back = True
 
     @property
     def backups(self) -> list[str]:
-        return [o.reference or o.path for o in self._originals.values()]
+        return [o.reference or o.path for o in self._originals.values()] + self._backup_refs
 
     def result(self, **kwargs: Any) -> InstallResult:
         kwargs.setdefault("files_written", tuple(self.written))
@@ -237,6 +312,8 @@ class Transaction:
         if exc is None or self.dry_run:
             return
         self.rollback()
+        if not isinstance(exc, Exception):
+            return  # Ctrl-C, SystemExit: undone, then re-raised as they are
         reason = str(exc) if isinstance(exc, TlsgateError) else f"{type(exc).__name__}: {exc}"
         if self.restore_errors:
             raise OperationError(

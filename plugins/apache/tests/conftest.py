@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, CommandResult, Connection, ConnectionSpec, Endpoint, FileStat, OperationError
-from tlsgate.probe import try_served_fingerprint
+from tlsgate.plugin import try_served_fingerprint
 from tlsgate_apache.plugin import ApacheOptions
 from tlsgate_testing.apache import ApacheSite
 

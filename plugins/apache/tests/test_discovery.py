@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from tlsgate import OperationError
-from tlsgate.transports.local import LocalConnection
 from tlsgate_apache import plugin
 from tlsgate_apache.config import load
 from tlsgate_apache.control import RunConfig, VHostEntry, parse_dump
+from tlsgate_testing.connections import LocalConnection
 
 from .conftest import local_endpoint
 

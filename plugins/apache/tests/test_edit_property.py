@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tlsgate import CertificateBundle
+from tlsgate.plugin import apply_edits
 from tlsgate_apache.config import load
 from tlsgate_apache.control import RunConfig
-from tlsgate_apache.edits import Paths, apply_edits, plan_edits
+from tlsgate_apache.edits import Paths, plan_edits
 from tlsgate_apache.lexer import parse
 from tlsgate_testing.certs import TestCA
 

@@ -7,10 +7,11 @@ import shutil
 
 import pytest
 from tlsgate import CertificateBundle, OperationError
-from tlsgate.transports.local import LocalConnection
+from tlsgate.plugin import apply_edits
 from tlsgate_apache.config import load
 from tlsgate_apache.control import ApacheControl, RunConfig
-from tlsgate_apache.edits import Paths, apply_edits, plan_edits
+from tlsgate_apache.edits import Paths, plan_edits
+from tlsgate_testing.connections import LocalConnection
 
 from .conftest import MemoryConnection
 

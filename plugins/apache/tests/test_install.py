@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, OperationError, ValidationError
-from tlsgate.transports.local import LocalConnection
 from tlsgate_apache import install as install_mod
 from tlsgate_apache import plugin
+from tlsgate_testing.connections import LocalConnection
 
 from .conftest import bundle_for, local_endpoint, served_map
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, OperationError
-from tlsgate.transports import ssh
-from tlsgate.transports.local import LocalConnection
 from tlsgate_apache import install as install_mod
 from tlsgate_apache import plugin
 from tlsgate_apache.plugin import ApacheOptions
+from tlsgate_testing.connections import LocalConnection, ssh
 from tlsgate_testing.sshd import SshdServer
 
 from .conftest import bundle_for, local_endpoint, served_map

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from f5_setup import VERSIONS
 from tlsgate_f5 import plugin
-from tlsgate_f5.discover import CERTS
+from tlsgate_f5.discovery import CERTS
 
 
 def _node(name, alias, ip, port, issued, state="active"):  # type: ignore[no-untyped-def]
@@ -53,7 +53,7 @@ def test_self_links_carry_the_version(session, peer, f5_version):
 
 def test_discovery_without_expanded_subcollections(session, peer, monkeypatch):
     """A device that ignores expandSubcollections: the profiles are fetched per virtual server."""
-    from tlsgate_f5 import discover as disc
+    from tlsgate_f5 import discovery as disc
 
     real = session.items
 

@@ -7,7 +7,7 @@ import ipaddress
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tlsgate_f5.discover import discover
+from tlsgate_f5.discovery import discover
 
 PARTITIONS = ["Common", "Tenant_A", "Tenant_B"]
 CERT_NAMES = ["www", "api", "shop"]

@@ -9,7 +9,7 @@ import pytest
 from f5_setup import VERSIONS, credentials, make_endpoint
 from tlsgate import CertificateBundle, OperationError, ValidationError
 from tlsgate_f5 import plugin
-from tlsgate_f5.discover import discover
+from tlsgate_f5.discovery import discover
 from tlsgate_testing.certs import TestCA
 
 
@@ -258,7 +258,7 @@ def test_device_refusing_a_mismatched_pair_rolls_back(session, peer, web_ca):
 def test_old_profile_entries_go_to_the_jobs_backup_sink(session, peer, web_ca):
     import json
 
-    from tlsgate.transaction import current_backup_sink
+    from tlsgate.plugin import Transaction
 
     saved: list[tuple[str, str, bytes | None]] = []
 
@@ -267,12 +267,9 @@ def test_old_profile_entries_go_to_the_jobs_backup_sink(session, peer, web_ca):
             saved.append((host, path, data))
             return f"backup-{len(saved)}"
 
-    token = current_backup_sink.set(Sink())
-    try:
+    with Transaction.backups_to(Sink()):
         result = plugin.install(endpoint=None, connection=session, bundle=bundle_for(web_ca, "www.example.com"),
                                 nodes=[], dry_run=False)
-    finally:
-        current_backup_sink.reset(token)
     assert result.backups == ("backup-1",)
     (host, path, data) = saved[0]
     assert host == "127.0.0.1"

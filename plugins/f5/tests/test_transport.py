@@ -10,7 +10,7 @@ import pytest
 from f5_setup import ADMIN_PASSWORD, credentials, make_endpoint, pem
 from tlsgate import ConnectionFailed, ConnectionSpec, Endpoint, OperationError, Secret
 from tlsgate_f5 import plugin
-from tlsgate_f5.discover import discover
+from tlsgate_f5.discovery import discover
 from tlsgate_f5.rest import F5Connection
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.fixtures_core import free_port

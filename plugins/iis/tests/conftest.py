@@ -92,7 +92,7 @@ def iis_over_ssh(iis_ssh_host, scene_certs: Scene, tlsgate_home: Path, tmp_path:
                  monkeypatch: pytest.MonkeyPatch):
     """The ssh_windows host with the standard scene, its host key trusted in a private
     $TLSGATE_HOME (and a private $HOME, so the real known_hosts is not read)."""
-    from tlsgate.transports import ssh
+    from tlsgate_testing.connections import ssh
 
     home = tmp_path / "user-home"
     home.mkdir()

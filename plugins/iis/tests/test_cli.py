@@ -142,3 +142,24 @@ def test_cli_help_lists_the_vendor_options(tlsgate_home: Path) -> None:
                  "--ssh_key_password", "--store", "--store_cred_id", "--winrm_auth", "--ca_bundle"):
         assert flag in text
     assert "local, ssh_windows, winrm_http, winrm_https" in " ".join(text.split())
+
+
+def test_cli_tls_test_says_a_constrained_language_host_needs_full_language(  # type: ignore[no-untyped-def]
+        winrm_peer_factory, iis_host: SimulatedWindowsHost, tlsgate_home: Path) -> None:
+    sim = IISSim.load(iis_host)
+    sim.language_mode = "ConstrainedLanguage"  # an AppLocker / WDAC host
+    sim.save(iis_host)
+    peer = winrm_peer_factory("http", host=iis_host)
+    ok("tls", "add", "iis", "--name", "clm", "--connection_type", "winrm_http", "--host", "127.0.0.1",
+       "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", stdin=WINRM_PASSWORD + "\n")
+    res = tg("tls", "test", "clm", "--json")
+    assert res.returncode == 1, res.stderr
+    report = json.loads(res.stdout)
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["connect"]["ok"]
+    assert not checks["endpoint readable"]["ok"]
+    assert checks["endpoint readable"]["detail"] == (
+        "127.0.0.1: reading the IIS configuration failed: PowerShell on this host runs in ConstrainedLanguage mode "
+        "(AppLocker or WDAC policy); the IIS driver needs FullLanguage (Add-Type, New-Object).")
+    human = tg("tls", "test", "clm")
+    assert human.returncode == 1 and "needs FullLanguage" in human.stdout + human.stderr

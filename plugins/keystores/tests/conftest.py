@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, Secret
 from tlsgate.registry import Registry, get_registry
-from tlsgate.transports.local import LocalConnection
 from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.connections import LocalConnection
 
 TOOLS_ENV = {"LC_ALL": "C.utf8", "LANG": "C.utf8"}  # keytool decodes the env password with the locale
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from tlsgate import CertificateBundle, OperationError, ValidationError
-from tlsgate.transports.local import LocalConnection
 from tlsgate_testing.certs import Issued
+from tlsgate_testing.connections import LocalConnection
 
 PW = "changeit"
 

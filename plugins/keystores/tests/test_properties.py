@@ -53,7 +53,7 @@ def test_p12_round_trip(alias: str, password: str, legacy: bool) -> None:
     assert certs.fingerprint(entry.leaf) == _NEW.fingerprint
     assert [certs.fingerprint(c) for c in entry.certs[1:]] == [certs.fingerprint(_CA.intermediate),
                                                                certs.fingerprint(_CA.root)]
-    assert key_der(entry.key) == key_der(_NEW.key)
+    assert key_der(p12_codec.entry_key(entry, password)) == key_der(_NEW.key)  # decrypted on demand
     assert isinstance(back.find("rootca"), TrustedEntry)
 
 
@@ -127,3 +127,25 @@ def hyp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One pytest-owned directory for the examples' files (the function-scoped tmp_path is shared
     by every example of a hypothesis test)."""
     return tmp_path_factory.mktemp("hypothesis")
+
+
+@SETTINGS
+@given(password=st.text(alphabet=st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=1, max_size=12),
+       legacy=st.booleans())
+def test_p12_rewrite_keeps_unchanged_entries_byte_for_byte(password: str, legacy: bool) -> None:
+    """Installing one entry keeps the others' encrypted items as they were (no re-encryption),
+    in the same profile; writing in the other profile re-encrypts every entry, keys included."""
+    first = p12_codec.dump(base_store(), password, legacy=legacy)
+    loaded = p12_codec.load(first, password)
+    other = loaded.find("other")
+    assert isinstance(other, KeyEntry) and other.key is None  # not decrypted: not needed
+    second = p12_codec.dump(loaded.with_entry(KeyEntry("new", (_NEW.cert,), _NEW.key)), password, legacy=legacy)
+    kept = other.opaque.items
+    assert all(item in second for item in kept)
+    back = p12_codec.load(second, password)
+    assert key_der(p12_codec.entry_key(back.find("other"), password)) == key_der(_OLD.key)  # type: ignore[arg-type]
+    flipped = p12_codec.dump(loaded, password, legacy=not legacy)
+    assert not any(item in flipped for item in kept)
+    again = p12_codec.load(flipped, password)
+    assert again.layout["legacy"] is (not legacy)
+    assert key_der(p12_codec.entry_key(again.find("other"), password)) == key_der(_OLD.key)  # type: ignore[arg-type]

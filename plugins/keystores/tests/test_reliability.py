@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, OperationError, Secret, Transaction
-from tlsgate.transports import ssh
+from tlsgate_testing.connections import ssh
 from tlsgate_keystores import p12_codec
 from tlsgate_testing.certs import Issued, TestCA
 from tlsgate_testing.interrupt import die_at_env, tlsgate_cli
@@ -106,7 +106,7 @@ def test_keystore_symlink_stays_a_link_local(tmp_path: Path, leaf_a: Issued, lea
 
 
 def test_transaction_rollback_through_a_link_local(tmp_path: Path) -> None:
-    from tlsgate.transports.local import LocalConnection
+    from tlsgate_testing.connections import LocalConnection
 
     target = tmp_path / "t.p12"
     target.write_bytes(b"original")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tlsgate import Connection, FileStat
-from tlsgate.transports.local import LocalConnection
 from tlsgate_testing.certs import Issued
+from tlsgate_testing.connections import LocalConnection
 
 PW = "changeit"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from tlsgate import OperationError
-from tlsgate.transports.local import LocalConnection
-from tlsgate_keystores.driver import InstallScriptFailed
+from tlsgate_keystores.install import InstallScriptFailed
 from tlsgate_testing.certs import Issued
+from tlsgate_testing.connections import LocalConnection
 
 PW = "changeit"
 NASTY_ALIAS = "it's $(touch pwned); `id` \"x\" *"
@@ -117,7 +117,7 @@ def test_real_non_root_user_is_refused(tmp_path: Path) -> None:
         from tlsgate import CertificateBundle, ConnectionSpec, Endpoint, OperationError, Secret
         from tlsgate.registry import get_registry
         from tlsgate_testing.certs import TestCA
-        from tlsgate.transports.local import LocalConnection
+        from tlsgate_testing.connections import LocalConnection
         issued = TestCA().issue("x.example.org")
         bundle = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem)
         reg = get_registry()

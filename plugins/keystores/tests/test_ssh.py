@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, OperationError, Secret
-from tlsgate.transports import ssh
 from tlsgate_testing.certs import Issued
+from tlsgate_testing.connections import ssh
 from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow

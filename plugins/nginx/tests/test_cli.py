@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tlsgate.probe import try_served_fingerprint
+from tlsgate.plugin import try_served_fingerprint
 from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow

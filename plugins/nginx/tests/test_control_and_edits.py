@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from nginx_helpers import MemoryConnection
 from tlsgate import CertificateBundle, OperationError
+from tlsgate.plugin import apply_edits
 from tlsgate_nginx.config import load
 from tlsgate_nginx.control import find_control
-from tlsgate_nginx.install import apply_edits, plan_edits
+from tlsgate_nginx.install import plan_edits
 from tlsgate_testing.certs import TestCA
 
 SYSTEMD_CHECK = ("sh", "-c", "test -d /run/systemd/system && command -v systemctl >/dev/null")

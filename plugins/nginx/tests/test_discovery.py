@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from nginx_helpers import MemoryConnection, local_endpoint
-from tlsgate.transports.local import LocalConnection
 from tlsgate_nginx import plugin
 from tlsgate_nginx.config import load, parse_listen
 from tlsgate_nginx.lexer import parse
+from tlsgate_testing.connections import LocalConnection
 
 
 def summary(nodes):
@@ -131,7 +131,7 @@ server {{ listen 127.0.0.1:{site.tls_port} ssl; server_name _; }}   # not the de
 """
     )
     server.reload()
-    from tlsgate.probe import Target, expect_served
+    from tlsgate.plugin import Target, expect_served
 
     expect_served([Target("127.0.0.1", site.tls_port, "x.wild.test")], wild.fingerprint, deadline=10)
     nodes = {n.name: n for n in plugin.discover_nodes(local_endpoint(site.config), LocalConnection())}

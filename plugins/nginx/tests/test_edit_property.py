@@ -7,8 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nginx_helpers import MemoryConnection
 from tlsgate import CertificateBundle
+from tlsgate.plugin import apply_edits
 from tlsgate_nginx.config import load
-from tlsgate_nginx.install import apply_edits, plan_edits
+from tlsgate_nginx.install import plan_edits
 from tlsgate_nginx.lexer import parse
 from tlsgate_testing.certs import TestCA
 

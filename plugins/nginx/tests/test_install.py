@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from nginx_helpers import local_endpoint
 from tlsgate import CertificateBundle, OperationError, ValidationError
-from tlsgate.probe import try_served_fingerprint
-from tlsgate.transports.local import LocalConnection
+from tlsgate.plugin import try_served_fingerprint
 from tlsgate_nginx import install as install_mod
 from tlsgate_nginx import plugin
+from tlsgate_testing.connections import LocalConnection
 
 
 def served(site, port: int, sni: str | None) -> str | None:

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from nginx_helpers import local_endpoint
 from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
-from tlsgate.probe import try_served_fingerprint
-from tlsgate.transports import ssh
-from tlsgate.transports.local import LocalConnection
+from tlsgate.plugin import try_served_fingerprint
 from tlsgate_nginx import plugin
 from tlsgate_nginx.plugin import NginxOptions
+from tlsgate_testing.connections import LocalConnection, ssh
 from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow

@@ -59,7 +59,7 @@ def test_cli_end_to_end(tomcat10: TomcatServer, tlsgate_home: Path, test_ca: Tes
 
     ok("tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
        "--node", f"_default_:{t.jks_port}", "--node", "b.test")
-    from tlsgate.certs import fingerprint, load_any_certificate
+    from tlsgate.plugin import fingerprint, load_any_certificate
 
     new_fp = fingerprint(load_any_certificate(crt.read_bytes()))
     assert t.served(t.p12_port, "b.test") == new_fp

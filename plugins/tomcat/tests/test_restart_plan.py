@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 from tlsgate import CommandResult, FileStat
-from tlsgate.connection import Connection
+from tlsgate.plugin import Connection
 from tlsgate_tomcat import restart
 
 DEBIAN_UNIT = {

@@ -8,9 +8,9 @@ import difflib
 
 import pytest
 from tlsgate import CertificateBundle, Node, ValidationError
-from tlsgate.certs import fingerprint
-from tlsgate.transports.local import LocalConnection
+from tlsgate.plugin import fingerprint
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.connections import LocalConnection
 from tlsgate_tomcat import discovery, install, keystore
 
 

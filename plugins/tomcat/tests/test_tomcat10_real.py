@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, Node, OperationError
-from tlsgate.transports.local import LocalConnection
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.connections import LocalConnection
 from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import keystore, plugin
 from tlsgate_tomcat.keystore import JKS_MAGIC

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint
-from tlsgate.transports import ssh
-from tlsgate.transports.local import LocalConnection
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.connections import LocalConnection, ssh
 from tlsgate_testing.sshd import SshdServer
 from tlsgate_testing.tomcat import TomcatServer
 from tlsgate_tomcat import plugin

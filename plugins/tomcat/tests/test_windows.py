@@ -154,7 +154,7 @@ def windows_tomcat(request: pytest.FixtureRequest, winrm_peer_factory: Callable[
 
 
 def served(port: int) -> str | None:
-    from tlsgate.probe import try_served_fingerprint
+    from tlsgate.plugin import try_served_fingerprint
 
     return try_served_fingerprint("127.0.0.1", port)
 

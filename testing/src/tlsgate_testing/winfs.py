@@ -16,11 +16,24 @@ from tlsgate.transports import windows as win
 
 
 class PSError(Exception):
-    """Raised by a handler: ``message`` goes to stderr, ``exit_code`` is the script's exit code."""
+    """Raised by a handler: ``message`` goes to stderr, ``exit_code`` is the script's exit code.
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    Without ``error_id`` the message is what a template writes itself with
+    ``[Console]::Error.WriteLine`` (raw text on the process' stderr). With ``error_id`` it is a
+    PowerShell *error record* (a cmdlet or .NET exception the template did not catch), which
+    powershell.exe serializes as CLIXML the way real PowerShell does: the message wrapped at the
+    console width, ``At line:N char:M``, the offending line, ``+ CategoryInfo``, ``+
+    FullyQualifiedErrorId``. ``warnings`` are warning records written before the failure."""
+
+    def __init__(self, message: str, exit_code: int = 1, *, error_id: str | None = None,
+                 category: str = "NotSpecified: (:) [], RuntimeException", line: str = "",
+                 warnings: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.error_id = error_id
+        self.category = category
+        self.line = line
+        self.warnings = warnings
 
 
 

@@ -61,9 +61,15 @@ CMD_TOO_LONG = "The command line is too long.\r\n"
 
 @attrs.frozen
 class PSResult:
+    """What a template produced. ``stderr`` is raw text (``[Console]::Error``); ``records`` are
+    PowerShell error records and ``warnings`` warning records, which powershell.exe with
+    redirected output serializes as CLIXML (see :func:`to_clixml`)."""
+
     stdout: str = ""
     stderr: str = ""
     exit_code: int = 0
+    records: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -97,6 +103,8 @@ class SimulatedWindowsHost:
         self.user = user
         #: PowerShell with redirected output writes its error stream as CLIXML, as on Windows.
         self.clixml = True
+        #: 32 when the PowerShell that runs the templates is SysWOW64's (a 32-bit caller under WOW64).
+        self.bitness = 64
         self.calls: list[Invocation] = []
         self.command_lines: list[str] = []
         self.services: dict[str, str] = {}
@@ -159,7 +167,10 @@ class SimulatedWindowsHost:
         except (binascii.Error, UnicodeDecodeError):
             return b"", b"Cannot process the command because the value specified with -EncodedCommand is not properly encoded.\r\n", 1
         res = self.run_script(script, stdin)
-        err = to_clixml(res.stderr) if self.clixml and res.stderr else res.stderr
+        if self.clixml and (res.records or res.warnings or res.stderr):
+            err = to_clixml(res.stderr, records=res.records, warnings=res.warnings)
+        else:
+            err = res.stderr
         return res.stdout.encode("utf-8"), err.encode("utf-8"), res.exit_code
 
     def run_script(self, script: str, stdin: bytes | Callable[[], bytes] = b"") -> PSResult:
@@ -196,7 +207,9 @@ class SimulatedWindowsHost:
         try:
             out = handler(self, params)
         except PSError as exc:
-            return PSResult("", str(exc) + "\n", exc.exit_code)
+            if exc.error_id is not None:
+                return PSResult("", "", exc.exit_code, records=(error_record(exc),), warnings=exc.warnings)
+            return PSResult("", str(exc) + "\n", exc.exit_code, warnings=exc.warnings)
         if isinstance(out, PSResult):
             return out
         if isinstance(out, bytes):
@@ -287,18 +300,53 @@ class SimulatedWindowsHost:
         return ""
 
 
-def to_clixml(stderr: str) -> str:
-    """PowerShell's serialized error stream (``#< CLIXML``), as powershell.exe writes it when its
-    output is redirected (WinRM, SSH): one ``<S S="Error">`` per line, CR LF as ``_x000D__x000A_``."""
+#: Where powershell.exe wraps an error record's message: the console width of a redirected
+#: host (pywinrm's sample below breaks "... or operable program. Check " / "the spelling ...").
+CONSOLE_WIDTH = 120
+
+
+def error_record(exc: PSError) -> str:
+    """An uncaught error record as powershell.exe prints it (``$ErrorView = 'NormalView'``,
+    Windows PowerShell 5.1): the message wrapped at the console width, the position, the line with
+    ``~`` markers, CategoryInfo and FullyQualifiedErrorId, then a line with one space. Shape as in
+    pywinrm's own sample of a real host (tests/test_session.py, ``test_decode_clixml_error``)."""
+    import textwrap
+
+    line = exc.line or "$sm.CommitChanges()"
+    message = "\n".join(textwrap.wrap(str(exc), CONSOLE_WIDTH, break_long_words=False, break_on_hyphens=False,
+                                       drop_whitespace=False)) or str(exc)
+    return (f"{message}\nAt line:1 char:1\n+ {line}\n+ {'~' * max(1, len(line))}\n"
+            f"    + CategoryInfo          : {exc.category}\n"
+            f"    + FullyQualifiedErrorId : {exc.error_id}\n \n")
+
+
+_CLIXML_HEAD = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+                '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T>'
+                '<T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for '
+                'first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD>'
+                "</PR></MS></Obj>")
+
+
+def to_clixml(stderr: str = "", *, records: Iterable[str] = (), warnings: Iterable[str] = ()) -> str:
+    """The error stream of powershell.exe with redirected output (WinRM, SSH), as real PowerShell
+    writes it: ``#< CLIXML``, ``<Objs>`` opened at the first record (the progress record of module
+    loading), each warning and error record as it happens with one ``<S S="Warning">`` /
+    ``<S S="Error">`` per line (CR LF as ``_x000D__x000A_``, XmlConvert escapes), and ``</Objs>`` at
+    exit. ``stderr`` is raw text a script writes with ``[Console]::Error``: it bypasses the
+    serializer and lands inside the open block (before ``</Objs>``)."""
     from xml.sax.saxutils import escape
 
-    lines = stderr.splitlines()
-    body = "".join(f'<S S="Error">{escape(line)}_x000D__x000A_</S>' for line in lines)
-    return ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
-            '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T>'
-            '<T>System.Object</T></TN><MS><I64 N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for '
-            'first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD>'
-            f"</PR></MS></Obj>{body}</Objs>")
+    def strings(kind: str, text: str) -> str:
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()
+        return "".join(f'<S S="{kind}">{escape(line)}_x000D__x000A_</S>' for line in lines)
+
+    body = "".join(strings("Warning", w) for w in warnings)
+    raw = stderr.replace("\r\n", "\n").replace("\n", "\r\n")
+    body += raw
+    body += "".join(strings("Error", r) for r in records)
+    return _CLIXML_HEAD + body + "</Objs>"
 
 
 def register_sample_programs(host: SimulatedWindowsHost) -> None:
@@ -338,6 +386,8 @@ def shim_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root = os.environ["TLSGATE_WINHOST_ROOT"]
     host = SimulatedWindowsHost(DirectoryFS(root))
+    # a stand-in for SysWOW64's powershell.exe says so (see tlsgate.transports.windows.local_powershell_program)
+    host.bitness = int(os.environ.get("TLSGATE_WINHOST_BITNESS", "64"))
     load_plugins(host, os.environ.get("TLSGATE_WINHOST_PLUGINS", "").split(","))
     # sshd hands the command to the shell as one string; cmd.exe would see the same line.
     line = "powershell " + " ".join(argv)

@@ -30,4 +30,5 @@ LOCAL = CredentialStoreType(
     description="Secrets kept encrypted (master key) in the tlsgate inventory.",
     options=LocalStoreOptions,
     factory=LocalStore,
+    writable=True,
 )

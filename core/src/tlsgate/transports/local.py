@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..connection import Connection, temp_name
 from ..errors import FileChanged, OperationError
@@ -20,8 +21,24 @@ class LocalConnection(Connection):
 
     host = "localhost"
 
-    def __init__(self) -> None:
+    def __init__(self, *, powershell: str | None = None) -> None:
         self.platform = "windows" if sys.platform == "win32" else "posix"
+        #: The PowerShell program of a Windows gateway (None: ``powershell``, or Sysnative's under WOW64).
+        self.powershell = powershell
+        self._runner: Any = None
+
+    def run_powershell(self, template: str, params: Mapping[str, Any] | None = None, **options: Any) -> CommandResult:
+        """On a Windows gateway: the template runs in the gateway's own PowerShell, through the
+        one local runner (:class:`tlsgate.transports.windows.LocalPowerShell`), exactly as over
+        WinRM (``$P`` in the script, ``$S`` on stdin; ``options``: ``timeout``, ``secret_params``).
+        Elsewhere: no PowerShell (the base class)."""
+        if self.platform != "windows":
+            return super().run_powershell(template, params, **options)
+        if self._runner is None:
+            from .windows import LocalPowerShell
+
+            self._runner = LocalPowerShell(program=self.powershell, host=self.host)
+        return self._runner.run_powershell(template, params, **options)
 
     def run(
         self,

@@ -595,6 +595,7 @@ SSH = ConnectionType(
     "ssh",
     "OpenSSH (or any SSH-2 server) on a POSIX host: commands over exec, files over SFTP.",
     default_port=DEFAULT_PORT,
+    host_keys=True,
 )
 
 

@@ -36,6 +36,7 @@ SSH_WINDOWS = ConnectionType(
     "Win32-OpenSSH on Windows: PowerShell commands over exec, files over SFTP.",
     default_port=DEFAULT_PORT,
     platform="windows",
+    host_keys=True,
 )
 
 

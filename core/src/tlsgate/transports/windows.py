@@ -48,9 +48,9 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
-import html
 import json
 import ntpath
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -82,16 +82,29 @@ EXIT_BAD_OFFSET = 4
 EXIT_NOT_RECOGNIZED = 127
 
 
-def _t(name: str, body: str) -> str:
-    return f"# tlsgate:{name}\n{body.strip()}\n"
+def ps_template(name: str, body: str) -> str:
+    """A fixed PowerShell template: the line ``# tlsgate:<name>`` (what the host and the simulated
+    host dispatch on), then ``body``. Parameters never go into ``body``: they arrive as ``$P`` /
+    ``$S`` (see the module docstring).
+
+    What is sent is compact: comment lines, indentation and blank lines are dropped (every
+    character costs 2.7 on the ``-EncodedCommand`` line, whose limit is cmd.exe's 8,191), so the
+    comments in the source are for readers only. ``body`` must therefore hold no here-strings or
+    multi-line string literals (the grammar test of the templates would show the damage)."""
+    lines = [line.strip() for line in body.splitlines()]
+    kept = [line for line in lines if line and not line.startswith("#")]
+    return f"# tlsgate:{name}\n" + "\n".join(kept) + "\n"
 
 
-# Output of names goes out as base64 of UTF-8 JSON: the console code page (437 over WinRM) would
-# mangle anything outside ASCII.
-_OUT_JSON = (
+_t = ps_template
+
+#: ``Out-Json $o``: write ``$o`` as base64 of UTF-8 JSON. Output holding names goes out this way:
+#: the console code page (437 over WinRM) would mangle anything outside ASCII.
+OUT_JSON = (
     "function Out-Json($o) { [Console]::Out.Write([Convert]::ToBase64String("
-    "[Text.Encoding]::UTF8.GetBytes((ConvertTo-Json -InputObject $o -Compress -Depth 5)))) }\n"
+    "[Text.Encoding]::UTF8.GetBytes((ConvertTo-Json -InputObject $o -Compress -Depth 6)))) }\n"
 )
+_OUT_JSON = OUT_JSON
 
 _PRIVATE_ACL = """
 function New-PrivateAcl {
@@ -221,23 +234,133 @@ def powershell_command_line(script: str) -> str:
     return POWERSHELL_PREFIX + encode_powershell(script)
 
 
-def clean_clixml(stderr: str) -> str:
-    """Plain text from PowerShell's ``#< CLIXML`` error stream (as pywinrm's ``run_ps`` does).
+_CLIXML_MARKER = "#< CLIXML"
+#: One top-level element of a CLIXML stream (a serialized object or a stream string). PowerShell
+#: writes ``<Objs ...>``, then each record as it happens, then ``</Objs>`` at exit; text a script
+#: writes straight to ``[Console]::Error`` lands between records, even inside the open ``<Objs>``.
+_CLIXML_ITEM = re.compile(r"<Obj\b[^>]*/>|<Obj\b.*?</Obj>|<S\b[^>]*/>|<S\b[^>]*>.*?</S>", re.DOTALL)
+_CLIXML_FRAME = re.compile(r"<Objs\b[^>]*>|</Objs>")
+_CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+#: Stream names whose strings are text for the operator (progress and verbose records are not).
+_CLIXML_TEXT_STREAMS = {"error": "", "warning": "WARNING: "}
 
-    Only the ``<S S="Error">`` strings of the serialized part are kept (progress records are
-    dropped); text written straight to stderr around it is kept as is. A regular expression is
-    enough for this fixed shape and parses nothing else the host sent."""
-    marker = "#< CLIXML"
-    if marker not in stderr:
+
+def _clixml_unescape(text: str) -> str:
+    """XmlConvert's ``_xHHHH_`` escapes (``_x000D__x000A_`` is CR LF) back to characters."""
+    return _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text).replace("\r\n", "\n")
+
+
+def _clixml_strings(fragment: str) -> list[tuple[str, str]]:
+    """The operator-facing text of one CLIXML element, parsed as XML, as (stream, text) pairs. A
+    fragment that is not well-formed XML is returned as raw text (never dropped)."""
+    import xml.etree.ElementTree as ET  # our own fragment; no DTD reaches the parser (below)
+
+    if "<!" in fragment:  # no DOCTYPE / entity declarations reach the parser
+        return [("raw", fragment)]
+    wrapped = f'<Objs xmlns="http://schemas.microsoft.com/powershell/2004/04">{fragment}</Objs>'
+    try:
+        root = ET.fromstring(wrapped)  # noqa: S314
+    except ET.ParseError:
+        return [("raw", fragment)]
+    out = []
+    for el in root.iter():
+        if el.tag.rsplit("}", 1)[-1] != "S":
+            continue
+        prefix = _CLIXML_TEXT_STREAMS.get(str(el.get("S", "")).lower())
+        if prefix is None:
+            continue
+        text = _clixml_unescape(el.text or "")
+        out.append((str(el.get("S")).lower(), prefix + text if prefix and text.strip() else text))
+    return out
+
+
+def clean_clixml(stderr: str) -> str:
+    """Plain text from PowerShell's ``#< CLIXML`` error stream.
+
+    powershell.exe with redirected output (WinRM, SSH) serializes its error, warning, verbose
+    and progress streams as CLIXML. The text kept: every ``<S S="Error">`` string (an error record
+    spans several, one per line, with ``_x000D__x000A_`` for CR LF), every ``<S S="Warning">``
+    string (prefixed ``WARNING: ``), and raw text around or between the elements (what a script
+    writes with ``[Console]::Error``), in the order written. Progress and other records are
+    dropped. pywinrm's ``Session._clean_error_msg`` parses the whole block as one XML document,
+    which fails (and returns everything) as soon as raw text sits inside it, and keeps errors only;
+    here each element is cut out first and parsed as XML on its own."""
+    if _CLIXML_MARKER not in stderr:
         return stderr
-    head, _, rest = stderr.partition(marker)
-    xml, end, tail = rest.partition("</Objs>")
-    parts = [
-        html.unescape(m.group(1)).replace("_x000D__x000A_", "\n")
-        for m in re.finditer(r'<S S="Error">(.*?)</S>', xml, re.DOTALL)
-    ]
-    text = head + "".join(parts) + (tail.lstrip("\r\n") if end else "")
-    return text.strip() + "\n" if text.strip() else ""
+    parts: list[tuple[str, str]] = []
+    rest = stderr
+    while _CLIXML_MARKER in rest:
+        head, _, rest = rest.partition(_CLIXML_MARKER)
+        parts.append(("raw", head))
+        rest = rest.lstrip("\r\n")
+        pos = 0
+        for m in _CLIXML_ITEM.finditer(rest):
+            if _CLIXML_MARKER in rest[pos:m.start()]:
+                break  # a second CLIXML stream begins: the outer loop takes it
+            parts.append(("raw", _CLIXML_FRAME.sub("", rest[pos:m.start()])))
+            parts.extend(_clixml_strings(m.group(0)))
+            pos = m.end()
+        tail = rest[pos:]
+        nxt = tail.find(_CLIXML_MARKER)
+        parts.append(("raw", _CLIXML_FRAME.sub("", tail if nxt < 0 else tail[:nxt])))
+        rest = "" if nxt < 0 else tail[nxt:]
+    parts.append(("raw", rest))
+    # An error record begins on a line of its own, after a blank line when other text came first,
+    # so that error_detail can tell the record's message from raw text before it.
+    out: list[str] = []
+    prev = ""
+    for kind, piece in parts:
+        if not piece:
+            continue
+        if kind == "error" and prev not in ("", "error"):
+            joined = "".join(out)
+            out.append("\n" if joined.endswith("\n") else "\n\n")
+        out.append(piece)
+        prev = kind if piece.strip() or kind == "error" else prev
+    text = "".join(out).replace("\r\n", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    text = "\n".join(lines).strip("\n")
+    return text + "\n" if text.strip() else ""
+
+
+_RECORD_POSITION = re.compile(r"^(At line:\d+ char:\d+|At .+:\d+ char:\d+)$")
+_RECORD_ID = re.compile(r"^\s*\+ FullyQualifiedErrorId\s*:\s*(.+?)\s*$")
+
+
+def error_detail(stderr: str, exit_code: int | None = None) -> str:
+    """One line that says why a PowerShell command failed, from its (CLIXML-cleaned) stderr.
+
+    A PowerShell error record as powershell.exe prints it is the message (wrapped at the console
+    width), ``At line:N char:M``, the offending line with ``+ ~~~`` markers, ``+ CategoryInfo`` and
+    ``+ FullyQualifiedErrorId``; its last line says nothing useful. For the last record this
+    returns ``<message> (<FullyQualifiedErrorId>)``; for plain text (``[Console]::Error``) its
+    last line; for nothing at all, the exit status."""
+    lines = [line for line in stderr.replace("\r\n", "\n").split("\n")]
+    ids = [i for i, line in enumerate(lines) if _RECORD_ID.match(line)]
+    if ids:
+        end = ids[-1]
+        error_id = _RECORD_ID.match(lines[end]).group(1)  # type: ignore[union-attr]
+        start = end
+        while start > 0 and (lines[start - 1].startswith((" ", "+")) or _RECORD_POSITION.match(lines[start - 1])):
+            start -= 1
+        # the message: the lines before the record's position, back to the previous record or warning
+        msg_end = start
+        msg_start = msg_end
+        while msg_start > 0:
+            prev = lines[msg_start - 1]
+            if not prev.strip() or _RECORD_ID.match(prev) or prev.startswith("WARNING: "):
+                break
+            msg_start -= 1
+        message = " ".join(part.strip() for part in lines[msg_start:msg_end] if part.strip())
+        # a Write-Error record from a script prints "<script> : <message>"; keep the message
+        return f"{message or 'PowerShell error'} ({error_id})"
+    texts = [line.strip() for line in lines if line.strip() and not line.startswith("WARNING: ")]
+    if texts:
+        return texts[-1]
+    warnings = [line.strip() for line in lines if line.strip()]
+    if warnings:
+        return warnings[-1]
+    return f"exit status {exit_code}" if exit_code is not None else "no error output"
 
 
 def is_absolute_windows_path(path: str) -> bool:
@@ -307,7 +430,7 @@ class WindowsConnection(Connection):
         res = self.run_powershell(TEMPLATES[name], params, timeout=timeout)
         if res.ok:
             return res
-        detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+        detail = error_detail(res.stderr, res.exit_code)
         where = f"{path}: " if path else ""
         raise OperationError(f"{self.host}: {where}{name} failed: {detail}", host=self.host)
 
@@ -434,7 +557,7 @@ class WindowsConnection(Connection):
             else:
                 res = self.run_powershell(TEMPLATES["file-write-chunk"], {"tmp": tmp, "offset": offset, "data": chunk})
             if not res.ok:
-                detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+                detail = error_detail(res.stderr, res.exit_code)
                 raise OperationError(f"{self.host}: {tmp}: file-write-chunk failed: {detail}", host=self.host)
 
     def chunk_capacity(self, tmp: str) -> int:
@@ -461,3 +584,56 @@ class WindowsConnection(Connection):
 
 def deadline_passed(start: float, timeout: float | None) -> bool:
     return timeout is not None and time.monotonic() - start > timeout
+
+
+# -- PowerShell on the gateway itself ---------------------------------------------------------------
+#: CreateProcess' command-line limit (the local runner starts powershell.exe without cmd.exe).
+CREATE_PROCESS_LIMIT = 32767
+
+
+def local_powershell_program(environ: Mapping[str, str] | None = None) -> str:
+    """The Windows PowerShell a Windows gateway runs templates with.
+
+    A 32-bit Python on 64-bit Windows runs under WOW64, where ``powershell`` resolves to
+    ``%windir%\\SysWOW64\\WindowsPowerShell\\v1.0\\powershell.exe``; 32-bit PowerShell cannot load
+    IIS' 64-bit WebAdministration / Microsoft.Web.Administration COM classes ("80040154 Class not
+    registered"). A WOW64 process sees ``PROCESSOR_ARCHITEW6432`` (the native architecture) in its
+    environment and reaches the native System32 through the ``Sysnative`` alias (Microsoft docs:
+    "WOW64 Implementation Details" and "File System Redirector")."""
+    env = os.environ if environ is None else environ
+    if env.get("PROCESSOR_ARCHITEW6432"):
+        windir = env.get("windir") or env.get("WINDIR") or env.get("SystemRoot") or "C:\\Windows"
+        return os.path.join(windir, "Sysnative", "WindowsPowerShell", "v1.0", "powershell.exe")
+    return "powershell"
+
+
+class LocalPowerShell(WindowsConnection):
+    """Runs each template with the gateway's own ``powershell.exe`` (a Windows gateway).
+
+    The command line is started directly (CreateProcess, no cmd.exe, hence
+    :data:`CREATE_PROCESS_LIMIT`); secrets travel on standard input like over WinRM. Only
+    :meth:`run_powershell` is meant to be used: a ``local`` connection does files with the OS."""
+
+    max_command_line = CREATE_PROCESS_LIMIT
+
+    def __init__(self, *, program: str | None = None, host: str = "localhost") -> None:
+        self.program = program or local_powershell_program()
+        self.host = host
+
+    def _execute(self, command_line: str, *, timeout: float | None, what: str,
+                 stdin: bytes | None = None) -> tuple[int, str, str]:
+        import subprocess
+
+        if not command_line.startswith(POWERSHELL_PREFIX):
+            raise OperationError(f"{self.host}: unexpected PowerShell command line for {what}", host=self.host)
+        argv = [self.program, *POWERSHELL_PREFIX.split()[1:], command_line[len(POWERSHELL_PREFIX):]]
+        try:
+            proc = subprocess.run(argv, input=stdin or b"", capture_output=True, timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise OperationError(f"{self.host}: {self.program} not found on the gateway", host=self.host) from None
+        except subprocess.TimeoutExpired:
+            raise OperationError(f"{self.host}: {what} did not finish within {timeout:g} s", host=self.host) from None
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Nothing to release: each template is its own process."""

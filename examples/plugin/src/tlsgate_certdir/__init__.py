@@ -1,32 +1,28 @@
 """Endpoint type ``certdir``: a directory of ``<name>.crt`` (full chain) + ``<name>.key`` files, as
 Postfix, Dovecot or HAProxy read them, with an optional reload command.
 
-This is the example third-party plugin: everything it needs comes from ``tlsgate.plugin``,
-``tlsgate.Transaction`` and ``tlsgate.certs``; it works over any transport (local, ssh, ...)
-because it touches files only through the ``Connection``.
+This is the example third-party plugin: everything it needs comes from ``tlsgate.plugin`` (the
+hook marker, models, ``Transaction``, the certificate helpers); it works over any transport
+(local, ssh, ...) because it touches files only through the ``Connection``.
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate import Transaction, certs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    OperationError,
-    Problem,
-    RestartResult,
-    ScriptResult,
-    impl,
-    option,
-)
+from tlsgate.plugin import EndpointType, Node, OperationError, Problem, RestartResult, ScriptResult, impl, option
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
+# Every CLI call imports every plugin's entry module: the certificate helpers (and cryptography
+# with them) are imported inside the hooks that use them, so that loading this module stays cheap.
 
 
 @attrs.frozen
@@ -65,6 +61,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
 
 @impl
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
+    from tlsgate.plugin import dns_names, fingerprint, load_any_certificate, not_after, subject_text, to_der
+
     folder = endpoint.options.dir
     nodes = []
     for name in connection.listdir(folder):
@@ -72,14 +70,14 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
             continue
         data = connection.read_file(connection.path.join(folder, name))
         try:
-            leaf = certs.load_any_certificate(data)
+            leaf = load_any_certificate(data)
         except ValueError:
             nodes.append(Node(name=name[:-4], protocol="file", state="unreadable", locator=name))
             continue
         nodes.append(Node(
-            name=name[:-4], protocol="file", alias=tuple(n for n in certs.dns_names(leaf) if n != name[:-4]),
-            fingerprint=certs.fingerprint(leaf), subject=certs.subject_text(leaf), not_after=certs.not_after(leaf),
-            vendor="PEM directory", locator=name, certificate=certs.to_der(leaf),
+            name=name[:-4], protocol="file", alias=tuple(n for n in dns_names(leaf) if n != name[:-4]),
+            fingerprint=fingerprint(leaf), subject=subject_text(leaf), not_after=not_after(leaf),
+            vendor="PEM directory", locator=name, certificate=to_der(leaf),
         ))
     return nodes
 
@@ -87,6 +85,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
 @impl
 def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
             dry_run: bool, alias: str | None) -> InstallResult:
+    from tlsgate.plugin import Transaction, fingerprint, load_any_certificate
+
     names = [n.name for n in nodes] or [alias or bundle.default_alias()]
     folder = endpoint.options.dir
     with Transaction(connection, dry_run=dry_run, label=f"install on {endpoint.name}") as tx:
@@ -99,8 +99,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             tx.run(argv, what="reload command")
         if not dry_run:  # read back what the service will read
             for name in names:
-                served = certs.load_any_certificate(connection.read_file(connection.path.join(folder, f"{name}.crt")))
-                if certs.fingerprint(served) != bundle.fingerprint:
+                served = load_any_certificate(connection.read_file(connection.path.join(folder, f"{name}.crt")))
+                if fingerprint(served) != bundle.fingerprint:
                     raise OperationError(f"{name}.crt does not hold the new certificate after writing")
     return tx.result(nodes=tuple(names), verified=not dry_run)
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 
 import attrs
-from tlsgate import Connection, OperationError
+from tlsgate.plugin import Connection, OperationError
 
 from .control import RunConfig
 from .lexer import ConfigSyntaxError, Directive, parse

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 import attrs
-from tlsgate import CommandResult, Connection, OperationError
+from tlsgate.plugin import CommandResult, Connection, OperationError
 
 #: Tried in order on the host when ``--apachectl_path`` is not given.
 CANDIDATES = ("apachectl", "apache2ctl", "httpd")

@@ -14,15 +14,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import attrs
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tlsgate import CertificateBundle, Connection, OperationError
+from tlsgate.plugin import CertificateBundle, Connection, Edit, OperationError, key_kind, read_certificate
 
 from .config import ApacheConfig, VHostSection
-from .discovery import read_certificate
 from .lexer import Directive, quote
-
-Edit = tuple[int, int, bytes]  # replace data[start:end] with bytes (start == end: insert)
 
 
 @attrs.frozen
@@ -32,38 +27,15 @@ class Paths:
     chain: str
 
 
-def apply_edits(data: bytes, edits: Sequence[Edit]) -> bytes:
-    """``data`` with non-overlapping ``edits`` applied."""
-    out = []
-    pos = 0
-    for start, end, text in sorted(edits):
-        if start < pos:
-            raise ValueError("overlapping edits")
-        out += [data[pos:start], text]
-        pos = end
-    out.append(data[pos:])
-    return b"".join(out)
-
-
-def _key_kind(key: object) -> str:
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return "rsa"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return "ec"
-    return type(key).__name__
-
-
 def _pair_index(config: ApacheConfig, connection: Connection, certs_: list[Directive], bundle: CertificateBundle) -> int:
     """Which of several certificate pairs (RSA + ECDSA) to replace: the one of the same key type."""
     if len(certs_) == 1:
         return 0
-    want = _key_kind(bundle.key)
+    want = key_kind(bundle.key)
     for i, d in enumerate(certs_):
         path = config.resolve(connection, d.args[0]) if d.args else None
-        facts = read_certificate(connection, path) if path else None
-        if facts is not None and facts.der is not None:
-            if _key_kind(x509.load_der_x509_certificate(facts.der).public_key()) == want:
-                return i
+        if path and read_certificate(connection, path).key_kind == want:
+            return i
     return 0
 
 

@@ -12,27 +12,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tlsgate import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
+from tlsgate.plugin import (
     OperationError,
     Transaction,
     ValidationError,
+    apply_edits,
+    key_matches,
+    served_fingerprints,
 )
-from tlsgate.bundle import key_matches
-from tlsgate.probe import Target, try_served_fingerprint
 
-from .config import ApacheConfig, VHostSection
-from .control import ApacheControl, RunConfig, describe_failure
-from .discovery import VHostNode, discover, handshake_target
-from .edits import Paths, apply_edits, plan_edits, uses_chain_file
+from .control import ApacheControl, describe_failure
+from .discovery import discover, handshake_target
+from .edits import Paths, plan_edits, uses_chain_file
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node, Target
+
+    from .config import ApacheConfig, VHostSection
+    from .control import RunConfig
+    from .discovery import VHostNode
 
 #: How long a graceful restart may take to show in handshakes, and a restart to come up.
 VERIFY_DEADLINE = 20.0
@@ -111,15 +113,6 @@ def check_written(connection: Connection, paths: Paths, bundle: CertificateBundl
             raise OperationError(f"{paths.chain}: not a PEM chain file ({exc})") from None
 
 
-def _served_now(targets: Sequence[Target]) -> dict[Target, str]:
-    unique = list(dict.fromkeys(targets))
-    if not unique:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(unique))) as pool:
-        fps = pool.map(lambda t: try_served_fingerprint(t.host, t.port, t.sni), unique)
-        return {t: fp for t, fp in zip(unique, fps, strict=True) if fp}
-
-
 def wait_serving(
     control: ApacheControl, run: RunConfig, expected: dict[Target, str], *, deadline: float, restart_dead: bool = False
 ) -> None:
@@ -144,7 +137,7 @@ def wait_serving(
                 if not res.ok:
                     raise OperationError(f"httpd could not be started again: {describe_failure(res)}")
         else:
-            last = {t: try_served_fingerprint(t.host, t.port, t.sni) for t in expected}
+            last = served_fingerprints(expected)
             if all(last[t] == fp for t, fp in expected.items()):
                 return
         if time.monotonic() >= end:
@@ -168,15 +161,11 @@ def _file_paths(connection: Connection, certs_dir: str, bundle: CertificateBundl
                  chain=join(certs_dir, f"{stem}.chain.crt") if chain and bundle.chain else cert)
 
 
-def install_bundle(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    *,
-    local: bool,
-) -> InstallResult:
+def install_bundle(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+                   dry_run: bool, *, local: bool | None = None) -> InstallResult:
+    """The ``install`` hook. ``local``: the endpoint runs on the gateway (default: its connection type is ``local``)."""
+    if local is None:
+        local = endpoint.connection.type == "local"
     options = endpoint.options
     control = ApacheControl.find(connection, options.apachectl_path)
     config, vnodes = discover(connection, control)
@@ -191,7 +180,7 @@ def install_bundle(
     others = [t for vn in vnodes if vn not in changed_nodes and (t := handshake_target(vn, endpoint, local))]
     others = [t for t in dict.fromkeys(others) if t not in changed]
     pid_before = control.running_pid(config.run)  # read-only: a dry run plans what would happen
-    before = _served_now([*changed, *others]) if pid_before and not dry_run else {}
+    before = {t: fp for t, fp in served_fingerprints([*changed, *others]).items() if fp} if pid_before and not dry_run else {}
     signalled = False
 
     def recover() -> None:
@@ -212,12 +201,8 @@ def install_bundle(
     verified = False
     with Transaction(connection, dry_run=dry_run, label=label) as tx:
         check_bundle(bundle)
-        if not connection.exists(certs_dir) and tx.step("mkdir", certs_dir):
-            connection.makedirs(certs_dir)
-        tx.write(paths.key, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
-        tx.write(paths.cert, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
-        if paths.chain != paths.cert:
-            tx.write(paths.chain, bundle.chain_pem(), mode=0o644, detail="chain (SSLCertificateChainFile)")
+        tx.makedirs(certs_dir)
+        tx.write_pem(bundle, key=paths.key, cert=paths.cert, chain=paths.chain if paths.chain != paths.cert else None)
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             real = control.realpath(file)
@@ -250,10 +235,7 @@ def install_bundle(
 
 def _run(tx: Transaction, argv: list[str], what: str) -> bool:
     """Run a step; True when it ran and succeeded (False only in a dry run)."""
-    result = tx.run(argv, what=what, check=False)
-    if result is not None and not result.ok:
-        raise OperationError(f"{what} failed: {describe_failure(result)}")
-    return result is not None
+    return tx.run(argv, what=what, explain=describe_failure) is not None
 
 
 def check_configured_pairs(config: ApacheConfig, connection: Connection, vnodes: Sequence[VHostNode]) -> None:

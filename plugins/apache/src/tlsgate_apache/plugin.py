@@ -6,21 +6,16 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    Problem,
-    RestartResult,
-    impl,
-    option,
-)
+from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import Connection, Endpoint, Node
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
 
 TYPE = "apache"
 #: Where new certificate, key and chain files go unless --certs_dir says otherwise (the
@@ -92,17 +87,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     return confirm_by_handshake(vnodes, endpoint, _local(endpoint))
 
 
-@impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-) -> InstallResult:
-    from .install import install_bundle
-
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run, local=_local(endpoint))
+#: ``alias`` (keystore entry names) is not taken: virtual hosts have none.
+install = delegate("install", "tlsgate_apache.install:install_bundle")
 
 
 @impl

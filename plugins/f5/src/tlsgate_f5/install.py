@@ -26,16 +26,25 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tlsgate import CertificateBundle, InstallResult, Node, OperationError, PlanStep, ValidationError
-from tlsgate.probe import Target, expect_served
-from tlsgate.transaction import current_backup_sink
+from tlsgate.plugin import (
+    InstallResult,
+    OperationError,
+    PlanStep,
+    Target,
+    Transaction,
+    ValidationError,
+    expect_served,
+    key_kind,
+)
 
-from .discover import CERTS, KEYS, PROFILES, Binding, DeviceState, read_state, served_der
+from .discovery import CERTS, KEYS, PROFILES, read_state, served_der
 from .names import NONE, f5_fingerprint, object_stem, split_path, unique_stem, uri_name
 from .rest import DOWNLOADS, F5Error
 
 if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Node
+
+    from .discovery import Binding, DeviceState
     from .rest import F5Connection
 
 #: ``save sys config`` writes every bigip*.conf; give it longer than an ordinary call.
@@ -111,14 +120,6 @@ def _clean_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if not k.endswith("Reference") and k not in ("appService",)}
 
 
-def _key_kind(key: object) -> str:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return "rsa"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return "ec"
-    return "other"
-
-
 def _entry_kind(state: DeviceState, entry: dict[str, Any]) -> str:
     key_type = str(state.keys.get(str(entry.get("key")), {}).get("keyType", ""))
     return "rsa" if key_type.startswith("rsa") else "ec" if key_type.startswith("ec") else "other"
@@ -182,7 +183,8 @@ def plan_install(conn: F5Connection, bundle: CertificateBundle, nodes: Sequence[
     taken = {split_path(path)[1] for path in [*state.certs, *state.keys] if split_path(path)[0] in partitions}
     cn = bundle.common_name or (bundle.names[0] if bundle.names else None)
     stem = unique_stem(object_stem(cn, bundle.not_after, bundle.leaf.serial_number), taken)
-    kind = _key_kind(bundle.key)
+    kind = key_kind(bundle.key)
+    kind = kind if kind in ("rsa", "ec") else "other"  # what BIG-IP's keyType tells apart
     changes, messages = [], []
     new_fp = f5_fingerprint(bundle.fingerprint)
     for profile in profiles:
@@ -227,59 +229,32 @@ def plan_install(conn: F5Connection, bundle: CertificateBundle, nodes: Sequence[
     return plan, state
 
 
-class _Journal:
-    """What has been done so far, to undo in reverse order."""
+class _Uploads:
+    """The files uploaded to ``/var/config/rest/downloads``: removed after the install, whether
+    it succeeds or is undone (the key travelled in clear and must not stay there)."""
 
     def __init__(self, conn: F5Connection) -> None:
         self.conn = conn
-        self.uploaded: list[str] = []
-        self.created: list[tuple[str, str]] = []  # (collection, full path)
-        self.repointed: list[ProfileChange] = []
-        self.backups: list[str] = []
+        self.names: list[str] = []
 
-    def back_up(self, change: ProfileChange) -> None:
-        """Give the profile's old ``certKeyChain`` to the job's backup sink (when the core set
-        one), so that an operator can see what it pointed at even if the gateway dies."""
-        sink = current_backup_sink.get()
-        if sink is not None:
-            data = json.dumps({"profile": change.profile, "certKeyChain": list(change.old_entries)}, indent=1)
-            self.backups.append(sink.save(self.conn.host, f"{PROFILES}/{uri_name(change.profile)}#certKeyChain",
-                                          data.encode(), None))
-
-    def remove_uploads(self) -> list[str]:
+    def remove(self) -> list[str]:
         errors = []
-        for name in self.uploaded:
+        for name in self.names:
             try:
                 self.conn.remove_upload(name)
             except OperationError as exc:
                 errors.append(str(exc))
-        self.uploaded.clear()
+        self.names.clear()
         return errors
 
-    def rollback(self) -> list[str]:
-        errors: list[str] = []
-        for change in reversed(self.repointed):
-            try:
-                self.conn.patch(self.conn.object_path(PROFILES, change.profile),
-                                {"certKeyChain": list(change.old_entries)})
-            except OperationError as exc:
-                errors.append(f"repoint {change.profile}: {exc}")
-        for collection, path in reversed(self.created):
-            try:
-                self.conn.delete(self.conn.object_path(collection, path), missing_ok=True)
-            except OperationError as exc:
-                errors.append(f"delete {path}: {exc}")
-        return errors + self.remove_uploads()
+    def remove_or_raise(self) -> None:
+        errors = self.remove()
+        if errors:
+            raise OperationError("; ".join(errors))
 
 
-def install_bundle(
-    conn: F5Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    *,
-    dry_run: bool = False,
-    probe: Callable[[Binding], bytes | None] = served_der,
-) -> InstallResult:
+def install_bundle(conn: F5Connection, bundle: CertificateBundle, nodes: Sequence[Node], *, dry_run: bool = False,
+                   probe: Callable[[Binding], bytes | None] = served_der) -> InstallResult:
     plan, _state = plan_install(conn, bundle, nodes)
     node_names = tuple(dict.fromkeys(b.virtual for b in plan.bindings))
     messages = [*conn.messages, *plan.messages]
@@ -287,36 +262,26 @@ def install_bundle(
         return InstallResult(nodes=node_names, plan=plan.steps(), dry_run=True, messages=tuple(messages))
     if not plan.changes:
         return InstallResult(nodes=node_names, verified=True, messages=tuple(messages))
-    journal = _Journal(conn)
-    try:
-        messages += _apply(conn, plan, bundle, journal, probe)
-    except BaseException as exc:  # Ctrl-C mid-install must not leave half a change either
-        errors = journal.rollback()
-        if not isinstance(exc, Exception):
-            raise
-        if errors:
-            raise OperationError(
-                f"{conn.where}: install failed ({exc}) and the rollback is incomplete: {'; '.join(errors)}",
-                host=conn.host,
-            ) from exc
-        raise OperationError(
-            f"{conn.where}: install failed and was rolled back (the profiles point at their old "
-            f"certificates, the new objects are deleted): {exc}",
-            rolled_back=True, host=conn.host,
-        ) from exc
-    messages += _cleanup(conn, plan, journal)
+    uploads = _Uploads(conn)
+    # Undone newest first: repoint the profiles, delete the new objects, then the uploads.
+    with Transaction(conn, label=f"{conn.where}: install") as tx:
+        tx.on_rollback(uploads.remove_or_raise, "remove the uploaded files")
+        messages += _apply(conn, plan, bundle, tx, uploads, probe)
+    messages += _cleanup(conn, plan, uploads)
     new_objects = tuple(path for _kind, path, _name in plan.objects())
-    return InstallResult(nodes=node_names, files_written=new_objects, backups=tuple(journal.backups),
+    return InstallResult(nodes=node_names, files_written=new_objects, backups=tuple(tx.backups),
                          plan=plan.steps(), verified=True, messages=tuple(messages))
 
 
-def _apply(
-    conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, journal: _Journal,
-    probe: Callable[[Binding], bytes | None],
-) -> list[str]:
+def _created(tx: Transaction, conn: F5Connection, collection: str, path: str) -> None:
+    tx.undo(lambda: conn.delete(conn.object_path(collection, path), missing_ok=True), f"delete {path}")
+
+
+def _apply(conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, tx: Transaction, uploads: _Uploads,
+           probe: Callable[[Binding], bytes | None]) -> list[str]:
     messages: list[str] = []
     for name, data in plan.uploads:
-        journal.uploaded.append(name)
+        uploads.names.append(name)
         conn.upload(name, data)
     for kind, path, name in plan.objects():
         part, obj = split_path(path)
@@ -327,12 +292,12 @@ def _apply(
             })
         except F5Error as exc:
             if exc.status != 409:  # 409: someone else's object of that name; never delete it
-                journal.created.append((collection, path))
+                _created(tx, conn, collection, path)
             raise
         except BaseException:
-            journal.created.append((collection, path))  # it may exist (a timeout after the work)
+            _created(tx, conn, collection, path)  # it may exist (a timeout after the work)
             raise
-        journal.created.append((collection, path))
+        _created(tx, conn, collection, path)
     want = f5_fingerprint(bundle.fingerprint)
     for part in plan.partitions:
         item = conn.get(conn.object_path(CERTS, f"/{part}/{plan.stem}.crt"))
@@ -340,7 +305,7 @@ def _apply(
             raise OperationError(f"/{part}/{plan.stem}.crt reads back as {item.get('fingerprint')}, expected {want}")
         if item.get("expirationDate") not in (None, int(bundle.not_after.timestamp())):
             raise OperationError(f"/{part}/{plan.stem}.crt reads back with another expiry ({item.get('expirationString')})")
-    _repoint(conn, plan, journal)
+    _repoint(conn, plan, tx)
     for ch in plan.changes:
         entries = conn.get(conn.object_path(PROFILES, ch.profile)).get("certKeyChain") or []
         new = _entry_for(ch)
@@ -351,12 +316,20 @@ def _apply(
     return messages
 
 
-def _repoint(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> None:
+def _repointed(tx: Transaction, conn: F5Connection, change: ProfileChange) -> None:
+    tx.undo(lambda: conn.patch(conn.object_path(PROFILES, change.profile), {"certKeyChain": list(change.old_entries)}),
+            f"repoint {change.profile}")
+
+
+def _repoint(conn: F5Connection, plan: InstallPlan, tx: Transaction) -> None:
     for ch in plan.changes:
-        journal.back_up(ch)
+        # The profile's old certKeyChain goes to the job's backup store, so that an operator can
+        # see what it pointed at even if the gateway dies mid-install.
+        data = json.dumps({"profile": ch.profile, "certKeyChain": list(ch.old_entries)}, indent=1)
+        tx.save_backup(f"{PROFILES}/{uri_name(ch.profile)}#certKeyChain", data.encode())
     if len(plan.changes) == 1:
         ch = plan.changes[0]
-        journal.repointed.append(ch)
+        _repointed(tx, conn, ch)
         conn.patch(conn.object_path(PROFILES, ch.profile), {"certKeyChain": list(ch.new_entries)})
         return
     # Several profiles move together: one transaction, committed all-or-nothing by mcpd.
@@ -372,7 +345,8 @@ def _repoint(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> None:
         except OperationError:
             pass
         raise
-    journal.repointed.extend(plan.changes)
+    for ch in plan.changes:
+        _repointed(tx, conn, ch)
     conn.patch(f"/mgmt/tm/transaction/{tid}", {"state": "VALIDATING", "validateOnly": False})
 
 
@@ -407,7 +381,7 @@ def _handshakes(plan: InstallPlan, bundle: CertificateBundle, probe: Callable[[B
     return messages
 
 
-def _cleanup(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> list[str]:
+def _cleanup(conn: F5Connection, plan: InstallPlan, uploads: _Uploads) -> list[str]:
     messages: list[str] = []
     deleted = []
     for collection, path in plan.deletions:
@@ -424,5 +398,5 @@ def _cleanup(conn: F5Connection, plan: InstallPlan, journal: _Journal) -> list[s
             conn.post("/mgmt/tm/sys/config", {"command": "save"}, timeout=SAVE_TIMEOUT)
         except OperationError as exc:
             messages.append(f"could not save the configuration after deleting old objects: {exc}")
-    messages += [f"could not remove an uploaded file: {e}" for e in journal.remove_uploads()]
+    messages += [f"could not remove an uploaded file: {e}" for e in uploads.remove()]
     return messages

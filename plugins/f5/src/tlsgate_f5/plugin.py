@@ -15,25 +15,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    ConnectionType,
-    Credentials,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    OperationError,
-    Problem,
-    RestartResult,
-    ScriptResult,
-    impl,
-    option,
-)
+from tlsgate.plugin import ConnectionType, EndpointType, OperationError, Problem, RestartResult, impl, option
 
 if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Credentials, Endpoint, InstallResult, Node, ScriptResult
+
     from .rest import F5Connection
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
 
 TYPE = "f5"
 CONNECTION_TYPES = ("rest", "rest_insecure")
@@ -140,19 +130,14 @@ def _session(connection: Connection) -> F5Connection:
 
 @impl
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node] | None:
-    from .discover import discover
+    from .discovery import discover
 
     return discover(_session(connection))
 
 
 @impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-) -> InstallResult | None:
+def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+            dry_run: bool) -> InstallResult | None:
     from .install import install_bundle
 
     return install_bundle(_session(connection), bundle, nodes, dry_run=dry_run)

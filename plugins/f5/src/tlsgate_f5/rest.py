@@ -24,8 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from tlsgate import CommandResult, Connection, ConnectionFailed, FileStat, OperationError, Secret
-from tlsgate.secret import reveal
+from tlsgate.plugin import CommandResult, Connection, ConnectionFailed, FileStat, OperationError, Secret, reveal
 
 from .names import uri_name
 

@@ -13,14 +13,22 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
-from cryptography import x509
-from tlsgate import Connection, Endpoint, Node, OperationError
-from tlsgate.certs import fingerprint, not_after, subject_text
-from tlsgate.probe import WILDCARDS, sni_for, try_served_fingerprint
+from tlsgate.plugin import (
+    WILDCARDS,
+    CommandResult,
+    Connection,
+    Endpoint,
+    Node,
+    OperationError,
+    Target,
+    certificate_facts,
+    powershell_error_detail,
+    served_fingerprints,
+    sni_for,
+)
 
 from . import scripts
 
@@ -39,6 +47,8 @@ class Binding:
     ssl_flags: int = 0
     certificate_hash: str = ""
     certificate_store: str = ""
+    #: Why the host could not read this binding (or its site), "" when it could.
+    error: str = ""
 
     @property
     def ip(self) -> str:
@@ -79,6 +89,15 @@ class Binding:
         if self.sni:
             return ("hostnameport", self.host_header.lower(), self.port)
         return ("ipport", self.listen_ip, self.port)
+
+    @property
+    def netsh_key(self) -> str:
+        """The HTTP.sys entry as ``netsh http ... sslcert`` names it: ``ipport=0.0.0.0:443``,
+        ``ipport=[2001:db8::1]:443`` (IPv6 in brackets) or ``hostnameport=www.example.org:443``."""
+        kind, addr, port = self.http_sys_key
+        if kind == "ipport" and ":" in addr:
+            addr = f"[{addr}]"
+        return f"{kind}={addr}:{port}"
 
 
 @attrs.frozen
@@ -129,10 +148,18 @@ def read_state(connection: Connection) -> IISState:
     """Run ``iis-discover`` and parse its answer (OperationError with the host's reason)."""
     res = connection.run_powershell(scripts.DISCOVER, {})
     if not res.ok:
-        detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+        detail = failure_detail(res)
         raise OperationError(f"{connection.host}: reading the IIS configuration failed: {detail}",
                              host=connection.host)
     return parse_state(decode_json(res.stdout, connection.host, "iis-discover"))
+
+
+def failure_detail(res: CommandResult) -> str:
+    """Why an IIS template failed: its own language-mode message (exit 6, on stdout: the only
+    stream that works in every language mode), else the PowerShell error record or stderr line."""
+    if res.exit_code == scripts.EXIT_NOT_FULL_LANGUAGE and res.stdout.strip().startswith(scripts.NOT_FULL_LANGUAGE):
+        return res.stdout.strip().splitlines()[0]
+    return powershell_error_detail(res.stderr, res.exit_code)
 
 
 def decode_json(stdout: str, host: str, what: str) -> Any:
@@ -156,15 +183,24 @@ def parse_state(data: Any) -> IISState:
     data = data or {}
     bindings = []
     for site in _list(data.get("sites")):
+        name = str(site.get("name") or "")
+        state = str(site.get("state") or "")
+        if site.get("stateError"):
+            state = f"unknown ({site.get('stateError')})"
+        if site.get("error"):  # the bindings of this site could not be read at all
+            bindings.append(Binding(site=name, site_state=state, protocol="", binding_information="",
+                                    error=str(site.get("error"))))
+            continue
         for b in _list(site.get("bindings")):
             bindings.append(Binding(
-                site=str(site.get("name") or ""),
-                site_state=str(site.get("state") or ""),
+                site=name,
+                site_state=state,
                 protocol=str(b.get("protocol") or "").lower(),
                 binding_information=str(b.get("bindingInformation") or ""),
                 ssl_flags=int(b.get("sslFlags") or 0),
                 certificate_hash=str(b.get("certificateHash") or "").upper(),
                 certificate_store=str(b.get("certificateStoreName") or ""),
+                error=str(b.get("error") or ""),
             ))
     certs = {}
     for thumb, c in (data.get("certs") or {}).items():
@@ -189,7 +225,14 @@ def vendor(state: IISState) -> str:
 
 
 def binding_node(binding: Binding, state: IISState) -> Node:
-    notes = ["active" if binding.site_state.lower() == "started" else (binding.site_state.lower() or "unknown")]
+    if binding.error:
+        what = "binding" if binding.protocol or binding.binding_information else "site's bindings"
+        return Node(name=binding.host_header or binding.site, alias=(binding.site,), protocol=binding.protocol,
+                    ip=binding.listen_ip if binding.binding_information else None, port=binding.port,
+                    vendor=vendor(state), state=f"unreadable: the {what} could not be read: {binding.error}",
+                    locator=binding.locator)
+    site_state = binding.site_state if binding.site_state.startswith("unknown (") else binding.site_state.lower()
+    notes = ["active" if site_state == "started" else (site_state or "unknown")]
     if binding.https:
         notes.append("SNI" if binding.sni else "IP-based")
         if binding.ssl_flags & ~SNI_FLAG:
@@ -217,11 +260,11 @@ def binding_node(binding: Binding, state: IISState) -> Node:
     if der is None:
         return node
     try:
-        cert = x509.load_der_x509_certificate(der)
+        facts = certificate_facts(der)
     except ValueError:
         return attrs.evolve(node, state=node.state + "; bound certificate unreadable")
-    return attrs.evolve(node, fingerprint=fingerprint(der), certificate=der, subject=subject_text(cert),
-                        not_after=not_after(cert))
+    return attrs.evolve(node, fingerprint=facts.fingerprint, certificate=der, subject=facts.subject,
+                        not_after=facts.not_after)
 
 
 def probe_target(endpoint: Endpoint, binding: Binding) -> tuple[str, int, str | None] | None:
@@ -237,14 +280,12 @@ def probe_target(endpoint: Endpoint, binding: Binding) -> tuple[str, int, str | 
 def confirm_served(endpoint: Endpoint, nodes: Sequence[Node], state: IISState) -> list[Node]:
     """Mark nodes whose port answers with a different certificate than the bound one."""
     pairs = [(n, state.find(n.locator)) for n in nodes]
-    todo = [(i, n, probe_target(endpoint, b)) for i, (n, b) in enumerate(pairs) if b is not None and n.fingerprint]
-    todo = [(i, n, t) for i, n, t in todo if t is not None]
-    if not todo:
-        return list(nodes)
+    targets = {i: Target(*t) for i, (n, b) in enumerate(pairs)
+               if b is not None and n.fingerprint and (t := probe_target(endpoint, b)) is not None}
+    served = served_fingerprints(targets.values(), timeout=2.0, threads=8)
     out = list(nodes)
-    with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-        served = list(pool.map(lambda item: try_served_fingerprint(*item[2], timeout=2.0), todo))
-    for (i, node, _target), got in zip(todo, served, strict=True):
+    for i, target in targets.items():
+        node, got = out[i], served[target]
         if got is not None and got != node.fingerprint:
             out[i] = attrs.evolve(node, state=node.state + f"; serves a different certificate ({got[:16]}...)")
     return out
@@ -257,5 +298,5 @@ WEB_PROTOCOLS = ("http", "https")
 
 def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> list[Node]:
     state = read_state(connection)
-    nodes = [binding_node(b, state) for b in state.bindings if b.protocol in WEB_PROTOCOLS]
+    nodes = [binding_node(b, state) for b in state.bindings if b.protocol in WEB_PROTOCOLS or b.error]
     return confirm_served(endpoint, nodes, state) if probe else nodes

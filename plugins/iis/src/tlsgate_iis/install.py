@@ -33,14 +33,26 @@ import secrets
 import socket
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
-from tlsgate import CertificateBundle, Connection, Endpoint, InstallResult, Node, OperationError, Transaction
-from tlsgate.errors import ValidationError
-from tlsgate.probe import Target, expect_served
+from tlsgate.plugin import OperationError, Target, Transaction, ValidationError, expect_served
 
 from . import scripts
-from .discovery import CENTRAL_CERT_STORE_FLAG, Binding, IISState, decode_json, probe_target, read_state
+from .discovery import (
+    CENTRAL_CERT_STORE_FLAG,
+    Binding,
+    IISState,
+    decode_json,
+    failure_detail,
+    probe_target,
+    read_state,
+)
 from .pfx import chain_p7b, legacy_pfx, one_time_password, thumbprint
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+    from .discovery import Binding, IISState
 
 #: How long the handshake check waits for HTTP.sys to serve the new certificate.
 VERIFY_DEADLINE = 10.0
@@ -52,25 +64,27 @@ def _call(connection: Connection, template: str, params: dict[str, object], what
     if secret_params is None:
         res = connection.run_powershell(template, params)
     else:  # only Windows connections take secrets (on stdin); powershell_connection made sure of it
-        res = connection.run_powershell(template, params, secret_params=secret_params)  # type: ignore[call-arg]
+        res = connection.run_powershell(template, params, secret_params=secret_params)
     if not res.ok:
-        detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+        detail = failure_detail(res)
         raise OperationError(f"{connection.host}: {what} failed: {detail}", host=connection.host)
     return res.stdout
 
 
 def bind(connection: Connection, binding: Binding, thumb: str, store: str = scripts.STORE) -> None:
-    """Point one https binding at certificate ``thumb`` in ``LocalMachine\\<store>``."""
+    """Point one https binding at certificate ``thumb`` in ``LocalMachine\\<store>`` by replacing
+    the binding with a copy of all its attributes (see :mod:`tlsgate_iis.scripts`: never an update
+    in place)."""
     _call(connection, scripts.BIND,
           {"site": binding.site, "binding": binding.binding_information, "thumbprint": thumb, "store": store},
           f"binding {describe(binding)} to certificate {thumb}")
 
 
 def unbind(connection: Connection, binding: Binding) -> None:
-    """Remove the HTTP.sys certificate of a binding (the state of a binding that had none)."""
-    ip = binding.listen_ip if ":" not in binding.listen_ip else f"[{binding.listen_ip}]"
+    """Give a binding no certificate again (the state of a binding that had none): the same
+    replace without a certificate, then its HTTP.sys entry deleted by its exact key."""
     _call(connection, scripts.UNBIND,
-          {"sni": binding.sni, "ip": ip, "port": binding.port, "host": binding.host_header},
+          {"site": binding.site, "binding": binding.binding_information, "httpsys": binding.netsh_key},
           f"removing the certificate of {describe(binding)}")
 
 
@@ -141,10 +155,12 @@ def select_bindings(state: IISState, nodes: Sequence[Node], bundle: CertificateB
 
 # -- the transaction ------------------------------------------------------------------------------
 class _Undo:
-    """What the install changed, undone in reverse: bindings, then certificates."""
+    """What the install changed, undone in reverse: bindings, then certificates; then the bindings
+    are read back, and any binding not in its state from before the install is reported loudly."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, before: IISState | None = None) -> None:
         self.connection = connection
+        self.before = before
         self.bindings: list[Binding] = []  # with their previous certificate
         self.new_certificate: str | None = None
         self.chain_added: list[str] = []
@@ -174,6 +190,16 @@ class _Undo:
             added = list(self.chain_added)
             attempt(partial(remove_certificates, self.connection, scripts.CA_STORE, added),
                     f"removed intermediates {', '.join(added)} from LocalMachine\\CA")
+        if self.bindings and self.before is not None:
+            try:
+                problems = compare_bindings(self.before, read_state(self.connection), {})
+            except OperationError as exc:
+                problems = [f"the bindings could not be read back: {exc}"]
+            if problems:
+                errors.append("ROLLBACK INCOMPLETE, the bindings read back are not as before the install: "
+                              + "; ".join(problems))
+            else:
+                self.done.append("read the bindings back: every binding is as before the install")
         if errors:
             raise OperationError("; ".join(errors))
 
@@ -188,7 +214,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     thumb = thumbprint(bundle)
     tx = Transaction(connection, dry_run=dry_run, label=f"IIS install on {connection.host}")
     tx.messages += notes
-    undo = _Undo(connection)
+    undo = _Undo(connection, state)
     tx.on_rollback(undo, "restore the previous IIS certificates")
     verified = False
     with tx:
@@ -248,20 +274,33 @@ def _import(tx: Transaction, connection: Connection, state: IISState, bundle: Ce
                     tx.messages.append(f"could not delete {path}: {exc}")
 
 
-def _check_bindings(connection: Connection, before: IISState, chosen: Sequence[Binding], thumb: str) -> None:
-    """Read the bindings back: chosen ones carry ``thumb``, every other one what it had."""
-    after = read_state(connection)
-    wanted = {b.locator for b in chosen}
+def compare_bindings(before: IISState, after: IISState, wanted: dict[str, str]) -> list[str]:
+    """What differs between the bindings read back and what they should be: ``wanted`` maps a
+    locator to its new thumbprint, every other binding must be as ``before``, with the same
+    sslFlags (a replaced binding keeps all its attributes)."""
     problems = []
     for old in before.bindings:
+        if old.error or not old.binding_information:
+            continue
         new = after.find(old.locator)
+        expected = wanted.get(old.locator, old.certificate_hash)
         if new is None:
-            problems.append(f"{old.locator} disappeared")
-        elif old.locator in wanted and new.certificate_hash != thumb:
-            problems.append(f"{describe(old)} has {new.certificate_hash or 'no certificate'}, expected {thumb}")
-        elif old.locator not in wanted and new.certificate_hash != old.certificate_hash:
-            problems.append(f"{describe(old)} changed from {old.certificate_hash or 'none'} to "
-                            f"{new.certificate_hash or 'none'} although it was not chosen")
+            problems.append(f"{describe(old)} disappeared")
+            continue
+        if new.ssl_flags != old.ssl_flags:
+            problems.append(f"{describe(old)} has sslFlags {new.ssl_flags}, expected {old.ssl_flags}")
+        if new.certificate_hash != expected:
+            if old.locator in wanted:
+                problems.append(f"{describe(old)} has {new.certificate_hash or 'no certificate'}, expected {expected}")
+            else:
+                problems.append(f"{describe(old)} has {new.certificate_hash or 'no certificate'}, expected "
+                                f"{expected or 'no certificate'} (as before)")
+    return problems
+
+
+def _check_bindings(connection: Connection, before: IISState, chosen: Sequence[Binding], thumb: str) -> None:
+    """Read the bindings back: chosen ones carry ``thumb``, every other one what it had."""
+    problems = compare_bindings(before, read_state(connection), {b.locator: thumb for b in chosen})
     if problems:
         raise OperationError(f"{connection.host}: the bindings read back do not match: " + "; ".join(problems))
 

@@ -14,7 +14,7 @@ import secrets
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
-from tlsgate import CertificateBundle
+from tlsgate.plugin import CertificateBundle
 
 
 def one_time_password() -> str:

@@ -16,20 +16,15 @@ This module imports only tlsgate and attrs; the drivers load when a job runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    OperationError,
-    Problem,
-    RestartResult,
-    ScriptResult,
-    impl,
-)
+from tlsgate.plugin import EndpointType, OperationError, Problem, impl
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node, RestartResult, ScriptResult
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
 
 TYPE = "iis"
 #: The reference document's connection types for Microsoft IIS, in its order.
@@ -69,13 +64,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node] | N
 
 
 @impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-) -> InstallResult | None:
+def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+            dry_run: bool) -> InstallResult | None:
     from .install import install_bundle
     from .local import powershell_connection
 

@@ -11,10 +11,10 @@ whose certificates tlsgate manages; restarting it recycles their worker processe
 
 from __future__ import annotations
 
-from tlsgate import Connection, OperationError, RestartResult
+from tlsgate.plugin import Connection, OperationError, RestartResult
 
 from . import scripts
-from .discovery import decode_json
+from .discovery import decode_json, failure_detail
 
 #: Seconds to wait for W3SVC to report Running again.
 START_TIMEOUT = 60
@@ -23,7 +23,7 @@ START_TIMEOUT = 60
 def restart_w3svc(connection: Connection) -> RestartResult:
     res = connection.run_powershell(scripts.RESTART, {"timeout": START_TIMEOUT}, timeout=START_TIMEOUT + 60)
     if not res.ok:
-        detail = (res.stderr.strip().splitlines() or [f"exit status {res.exit_code}"])[-1]
+        detail = failure_detail(res)
         raise OperationError(f"{connection.host}: restarting IIS (W3SVC) failed: {detail}", host=connection.host)
     data = decode_json(res.stdout, connection.host, "iis-restart") or {}
     service = str(data.get("service") or "")

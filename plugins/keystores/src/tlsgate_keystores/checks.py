@@ -11,8 +11,7 @@ import ntpath
 import os
 import posixpath
 
-from tlsgate import Endpoint, Problem
-from tlsgate.secret import reveal
+from tlsgate.plugin import Endpoint, Problem, reveal
 
 from .errors import KeystoreError
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 from cryptography import x509
-from tlsgate import Node, ValidationError, certs
+from tlsgate.plugin import Node, ValidationError, fingerprint, not_after, subject_text, to_der
 
 VENDORS = {"p12": "PKCS#12", "jks": "JKS", "pem": "PEM"}
 MAX_ALIAS = 255
@@ -100,13 +100,13 @@ def entry_nodes(store: Keystore, endpoint_type: str) -> list[Node]:
             Node(
                 name=entry.alias,
                 protocol="file",
-                fingerprint=certs.fingerprint(cert),
-                subject=certs.subject_text(cert),
-                not_after=certs.not_after(cert),
+                fingerprint=fingerprint(cert),
+                subject=subject_text(cert),
+                not_after=not_after(cert),
                 vendor=vendor,
                 state="active" if isinstance(entry, KeyEntry) else "trusted",
                 locator=entry.alias,
-                certificate=certs.to_der(cert),
+                certificate=to_der(cert),
             )
         )
     return nodes

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tlsgate import certs
+from tlsgate.plugin import to_der
 
 from . import p12_codec
 from .entries import KeyEntry, Keystore, TrustedEntry
@@ -72,7 +72,7 @@ def dump(store: Keystore, password: str) -> bytes:
             key_der = entry.key.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            items.append(jks.PrivateKeyEntry.new(entry.alias, [certs.to_der(c) for c in entry.certs], key_der))
+            items.append(jks.PrivateKeyEntry.new(entry.alias, [to_der(c) for c in entry.certs], key_der))
         else:
-            items.append(jks.TrustedCertEntry.new(entry.alias, certs.to_der(entry.cert)))
+            items.append(jks.TrustedCertEntry.new(entry.alias, to_der(entry.cert)))
     return bytes(jks.KeyStore.new("jks", items).saves(password))

@@ -8,7 +8,7 @@ passphrase of an encrypted key. Both are optional, so every reference command fo
 from __future__ import annotations
 
 import attrs
-from tlsgate import EndpointType, Secret, option
+from tlsgate.plugin import EndpointType, Secret, option
 
 #: The reference document's connection types for p12, jks and pem, in its order.
 CONNECTION_TYPES = ("local", "ssh", "ssh_windows", "winrm_http", "winrm_https", "winrm_https_insecure")

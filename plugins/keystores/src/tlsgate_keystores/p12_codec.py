@@ -13,8 +13,12 @@ keystore commonly holds several. So:
   certificates, ``serialize_java_truststore`` for trusted entries); their authenticated-safe
   items are concatenated here and the MAC is computed over the result (RFC 7292).
 
-The whole file is written in the endpoint's profile (``--is_legacy``): every other entry is
-decrypted and re-encrypted, never dropped. Profiles (reference: protocols.md section 6):
+The whole file is written in the endpoint's profile (``--is_legacy``), never dropping an entry.
+An entry that does not change keeps its encrypted bags byte for byte when the file already has
+that profile and the entry's bags sit in authenticated-safe items of their own (as
+``cryptography``, OpenSSL and this module write them): re-encrypting 50 unchanged entries cost
+two PBKDF2 derivations of 600,000 rounds each, per entry, per install. Private keys are decrypted
+only when an entry has to be re-encrypted (or matched to its certificate without a localKeyId). Profiles (reference: protocols.md section 6):
 
 * modern: PBES2 (PBKDF2-HMAC-SHA256, :data:`MODERN_KDF_ROUNDS`) + AES-256-CBC, HMAC-SHA256 MAC;
 * legacy: pbeWithSHAAnd3-KeyTripleDES-CBC (2048 rounds), HMAC-SHA1 MAC, for Java before
@@ -36,8 +40,7 @@ from pyasn1.codec.ber import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, univ
 from pyasn1_modules import rfc5208, rfc5652, rfc7292
-from tlsgate import certs
-from tlsgate.bundle import key_matches, order_chain
+from tlsgate.plugin import fingerprint, key_matches, order_chain
 
 from . import pbe
 from .entries import KeyEntry, Keystore, TrustedEntry
@@ -81,6 +84,18 @@ class _Bag:
     local_id: bytes | None = None
     trusted: bool = False
     cert: x509.Certificate | None = None
+    item: int | None = None  # index of the authenticated-safe item (ContentInfo) holding the bag
+    profile: str | None = None  # the write profile its encryption matches ("plain": not encrypted)
+
+
+@attrs.frozen
+class _Original:
+    """A key entry's encrypted bags as the file holds them (``KeyEntry.opaque``)."""
+
+    items: tuple[bytes, ...]  # its authenticated-safe items, DER, in file order
+    legacy: bool  # the file's profile
+    key_bag: bytes  # the (shrouded) key bag's value, to decrypt the key when it is needed
+    shrouded: bool
 
 
 def load(data: bytes, password: str) -> Keystore:
@@ -98,10 +113,23 @@ def load(data: bytes, password: str) -> Keystore:
         raise KeystoreError("unsupported", f"PKCS#12 file uses an unsupported {exc}") from None
     except (PyAsn1Error, ValueError) as exc:
         raise KeystoreError("format", f"damaged PKCS#12 file ({type(exc).__name__})") from None
-    store = _assemble(bags, password)
     # the file's own profile, for endpoints without --is_legacy (a jks endpoint holding PKCS#12)
-    store.layout["legacy"] = _mac_digest(pfx) == "sha1"
+    legacy = _mac_digest(pfx) == "sha1"
+    store = _assemble(bags, password, _raw_items(pfx), legacy)
+    store.layout["legacy"] = legacy
     return store
+
+
+def _raw_items(pfx: object) -> list[bytes] | None:
+    """The authenticated-safe items exactly as the file encodes them (None: not plain DER, so
+    nothing is kept byte for byte)."""
+    try:
+        auth = bytes(octets(pfx["authSafe"]["content"]))  # type: ignore[index]
+        items = _children(auth)
+    except (PyAsn1Error, IndexError, ValueError):
+        return None
+    _, start, end = _header(auth, 0)
+    return items if end == len(auth) and sum(map(len, items)) == end - start else None
 
 
 def _mac_digest(pfx: object) -> str | None:
@@ -142,19 +170,82 @@ def _bags(pfx: object, password: str) -> Iterator[_Bag]:
     if str(auth_ci["contentType"]) != _DATA:
         raise KeystoreError("unsupported", "PKCS#12 file in public-key integrity mode")
     auth, _ = decoder.decode(bytes(octets(auth_ci["content"])), asn1Spec=rfc7292.AuthenticatedSafe())
-    for ci in auth:
+    for index, ci in enumerate(auth):
         kind = str(ci["contentType"])
         if kind == _DATA:
-            safe = bytes(octets(ci["content"]))
+            safe, item_profile = bytes(octets(ci["content"])), "plain"
         elif kind == _ENCRYPTED_DATA:
             ed, _ = decoder.decode(ci["content"], asn1Spec=rfc5652.EncryptedData())
             eci = ed["encryptedContentInfo"]
             alg = eci["contentEncryptionAlgorithm"]
             params = bytes(alg["parameters"]) if alg["parameters"].isValue else None
-            safe = pbe.decrypt(str(alg["algorithm"]), params, bytes(eci["encryptedContent"]), password)
+            safe = _decrypt_safe(str(alg["algorithm"]), params, bytes(eci["encryptedContent"]), password)
+            item_profile = _profile(str(alg["algorithm"]), params)
         else:
             raise KeystoreError("unsupported", "PKCS#12 file with public-key encrypted content")
-        yield from _safe_bags(safe)
+        for bag in _parsed_safe(safe):
+            bag_profile = item_profile
+            if bag.kind == "key":
+                bag_profile = _key_profile(bag) if item_profile == "plain" else None
+            yield attrs.evolve(bag, item=index, profile=bag_profile)
+
+
+def _profile(algorithm: str, params: bytes | None) -> str | None:
+    return pbe.profile(algorithm, params, modern_rounds=MODERN_KDF_ROUNDS, legacy_rounds=LEGACY_KDF_ROUNDS)
+
+
+def _key_profile(bag: _Bag) -> str | None:
+    """The profile of a shrouded key bag's encryption (None for a plain keyBag: re-encrypt it)."""
+    if not bag.shrouded:
+        return None
+    try:
+        epki, _ = decoder.decode(bag.value, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())
+        alg = epki["encryptionAlgorithm"]
+        return _profile(str(alg["algorithm"]), bytes(alg["parameters"]) if alg["parameters"].isValue else None)
+    except (PyAsn1Error, ValueError, TypeError):
+        return None
+
+
+#: Decrypted certificate safes by (password, ciphertext) digest. An install reads the keystore,
+#: writes it keeping the unchanged entries' ciphertext, reads it back to verify, and discovery
+#: reads it again: each read would repeat one key derivation per entry (600,000 PBKDF2 rounds,
+#: or the pure-Python RFC 7292 KDF of the legacy profile). The file's MAC is still checked on
+#: every read, so a cached safe is only ever used for bytes the password authenticates. The
+#: values are certificate bags (public data); private keys are never cached.
+_SAFES: dict[bytes, bytes] = {}
+_SAFES_MAX = 4096
+
+
+def _decrypt_safe(algorithm: str, params: bytes | None, ciphertext: bytes, password: str) -> bytes:
+    import hashlib
+
+    tag = hashlib.sha256(algorithm.encode() + b"\0" + (params or b"") + b"\0" + password.encode("utf-8", "surrogatepass")
+                         + b"\0" + ciphertext).digest()
+    safe = _SAFES.get(tag)
+    if safe is None:
+        safe = pbe.decrypt(algorithm, params, ciphertext, password)
+        if len(_SAFES) >= _SAFES_MAX:
+            _SAFES.pop(next(iter(_SAFES)))
+        _SAFES[tag] = safe
+    return safe
+
+
+#: Bags of a safe already decoded by this process, by the safe's digest (pyasn1 decoding is the
+#: other half of a read's cost; the same reads as above repeat it). Callers get copies.
+_PARSED: dict[bytes, tuple[_Bag, ...]] = {}
+
+
+def _parsed_safe(safe: bytes) -> tuple[_Bag, ...]:
+    import hashlib
+
+    tag = hashlib.sha256(safe).digest()
+    bags = _PARSED.get(tag)
+    if bags is None:
+        bags = tuple(_safe_bags(safe))
+        if len(_PARSED) >= _SAFES_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[tag] = bags
+    return bags
 
 
 def octets(any_value: object) -> univ.OctetString:
@@ -208,17 +299,19 @@ def _private_key(bag: _Bag, password: str) -> Any:
         raise KeystoreError("unsupported", "a private key that the store password does not decrypt") from None
 
 
-def _assemble(bags: list[_Bag], password: str) -> Keystore:
+def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, legacy: bool = False) -> Keystore:
     key_bags = [b for b in bags if b.kind == "key"]
     cert_bags = [b for b in bags if b.kind == "cert"]
     used: set[int] = set()
     entries: list[KeyEntry | TrustedEntry] = []
     unnamed = 0
     all_certs = [b.cert for b in cert_bags if b.cert is not None]
+    fps = {id(c): fingerprint(c) for c in all_certs}  # once each, not once per entry
     for kb in key_bags:
-        key = _private_key(kb, password)
+        key = None
         leaf_bag = next((c for c in cert_bags if kb.local_id and c.local_id == kb.local_id), None)
         if leaf_bag is None:
+            key = _private_key(kb, password)
             leaf_bag = next((c for c in cert_bags if key_matches(c.cert, key)), None)  # type: ignore[arg-type]
         if leaf_bag is None or leaf_bag.cert is None:
             raise KeystoreError("unsupported", "a private key without its certificate")
@@ -227,19 +320,23 @@ def _assemble(bags: list[_Bag], password: str) -> Keystore:
         if not alias:
             unnamed += 1
             alias = str(unnamed)  # what Java shows for an entry without a friendly name
-        others = [c for c in all_certs if certs.fingerprint(c) != certs.fingerprint(leaf_bag.cert)]
+        leaf_fp = fps[id(leaf_bag.cert)]
+        others = [c for c in all_certs if fps[id(c)] != leaf_fp]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
-        entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key))
+        original = _original(kb, leaf_bag, bags, raw, legacy)
+        if original is None and key is None:
+            key = _private_key(kb, password)
+        entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key, opaque=original))
     # chain certificates belong to their entries (so a replaced entry's old intermediates go
     # with it); only certificates no entry uses are kept as loose ones. Friendly names that
     # chain certificates carried (Java writes the subject DN there) are kept.
-    in_chains = {certs.fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
+    in_chains = {fingerprint(c) for e in entries if isinstance(e, KeyEntry) for c in e.certs[1:]}
     names: dict[str, str] = {}
     extra: list[tuple[x509.Certificate, str | None]] = []
     for cb in cert_bags:
         if id(cb) in used or cb.cert is None:
             continue
-        fp = certs.fingerprint(cb.cert)
+        fp = fingerprint(cb.cert)
         if cb.trusted:
             if not cb.friendly:
                 unnamed += 1
@@ -252,6 +349,31 @@ def _assemble(bags: list[_Bag], password: str) -> Keystore:
     return Keystore("pkcs12", entries, extra, layout={"cert_names": names})
 
 
+def _original(kb: _Bag, leaf: _Bag, bags: list[_Bag], raw: list[bytes] | None, legacy: bool) -> _Original | None:
+    """The entry's own items, when no other bag shares them (else it is re-encoded on write)."""
+    if raw is None or kb.item is None or leaf.item is None:
+        return None
+    mine = {kb.item, leaf.item}
+    if any(b.item in mine and b is not kb and b is not leaf for b in bags):
+        return None
+    # kept only when already in the profile the file is written in: a weaker original (RC2-40,
+    # fewer rounds, a plain key bag) is re-encrypted, as before
+    wanted = "legacy" if legacy else "modern"
+    if kb.profile != wanted or leaf.profile not in (wanted, "plain"):
+        return None
+    return _Original(tuple(raw[i] for i in sorted(mine)), legacy, kb.value, kb.shrouded)
+
+
+def entry_key(entry: KeyEntry, password: str) -> Any:
+    """The entry's private key, decrypting the file's key bag when it was not needed before."""
+    if entry.key is not None:
+        return entry.key
+    original = entry.opaque
+    if not isinstance(original, _Original):
+        raise KeystoreError("format", f"entry {entry.alias!r} has no private key")
+    return _private_key(_Bag("key", original.key_bag, shrouded=original.shrouded), password)
+
+
 # -- writing ----------------------------------------------------------------------------------
 def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     """The keystore as a PKCS#12 file in the chosen profile (see the module docstring)."""
@@ -261,17 +383,20 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     trusted: list[pkcs12.PKCS12Certificate] = []
     for entry in store.entries:
         if isinstance(entry, KeyEntry):
-            items += safe_items(
-                pkcs12.serialize_key_and_certificates(entry.alias.encode("utf-8"), entry.key, entry.leaf, None, enc)
-            )
+            original = entry.opaque
+            if isinstance(original, _Original) and original.legacy == legacy:
+                items += original.items  # unchanged, already in this profile: kept byte for byte
+            else:
+                items += safe_items(pkcs12.serialize_key_and_certificates(
+                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None, enc))
             for cert in entry.certs[1:]:
-                fp = certs.fingerprint(cert)
+                fp = fingerprint(cert)
                 name = store.layout.get("cert_names", {}).get(fp)
                 chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
         else:
             trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
     for cert, name in store.extra:
-        chain_certs[certs.fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
+        chain_certs[fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
     if chain_certs:
         items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
     if trusted:
@@ -306,6 +431,8 @@ def _children(der: bytes) -> list[bytes]:
 def _header(der: bytes, pos: int) -> tuple[int, int, int]:
     tag, length = der[pos], der[pos + 1]
     body = pos + 2
+    if length == 0x80:
+        raise ValueError("indefinite length (BER, not DER)")
     if length & 0x80:
         n = length & 0x7F
         length = int.from_bytes(der[body : body + n], "big")

@@ -72,10 +72,13 @@ def pkcs12_kdf(password: str, salt: bytes, iterations: int, purpose: int, size: 
     d = bytes([purpose]) * v
     i = bytearray(fill(salt) + fill(pw))
     out = b""
+    # the named constructor (hashlib.sha1), bound once: hashlib.new(name) per round cost three
+    # times as much, and a legacy keystore of 50 entries runs ~300,000 rounds to be read
+    h = getattr(hashlib, digest, None) or (lambda data: hashlib.new(digest, data))
     while len(out) < size:
         a = d + bytes(i)
         for _ in range(iterations):
-            a = hashlib.new(digest, a).digest()
+            a = h(a).digest()
         out += a
         b = int.from_bytes(fill(a)[:v], "big")
         for j in range(0, len(i), v):
@@ -120,6 +123,31 @@ def decrypt(algorithm_oid: str, params_der: bytes | None, ciphertext: bytes, pas
         ).derive(password.encode("utf-8"))
         return _cbc_decrypt(cipher, key, bytes(iv_der), ciphertext)
     raise UnsupportedAlgorithm(f"encryption scheme {algorithm_oid}")
+
+
+def profile(algorithm_oid: str, params_der: bytes | None, *, modern_rounds: int, legacy_rounds: int) -> str | None:
+    """Which of tlsgate's two write profiles an encryption is at least as strong as and the same
+    scheme of: "modern" (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC), "legacy" (SHA-1 3-key 3DES),
+    else None (weaker rounds, RC2, another cipher: such bags are re-encrypted on write)."""
+    from pyasn1.codec.ber import decoder
+    from pyasn1.error import PyAsn1Error
+    from pyasn1_modules import rfc7292, rfc8018
+
+    try:
+        if algorithm_oid == PKCS12_PBE + "3":
+            p, _ = decoder.decode(params_der or b"", asn1Spec=rfc7292.Pkcs_12PbeParams())
+            return "legacy" if int(p["iterations"]) >= legacy_rounds else None
+        if algorithm_oid == PBES2:
+            p, _ = decoder.decode(params_der or b"", asn1Spec=rfc8018.PBES2_params())
+            kdf, scheme = p["keyDerivationFunc"], p["encryptionScheme"]
+            if str(kdf["algorithm"]) != PBKDF2 or str(scheme["algorithm"]) != "2.16.840.1.101.3.4.1.42":
+                return None
+            kp, _ = decoder.decode(kdf["parameters"], asn1Spec=rfc8018.PBKDF2_params())
+            prf = str(kp["prf"]["algorithm"]) if kp["prf"].isValue else None
+            return "modern" if prf == "1.2.840.113549.2.9" and int(kp["iterationCount"]) >= modern_rounds else None
+    except (PyAsn1Error, ValueError, TypeError, KeyError):
+        return None
+    return None
 
 
 def _cbc_decrypt(cipher: str, key: bytes, iv: bytes, data: bytes, rc2_bits: int = 128) -> bytes:

@@ -18,8 +18,7 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tlsgate import certs
-from tlsgate.bundle import key_matches
+from tlsgate.plugin import fingerprint, key_matches, pem_chain
 
 from .errors import KeystoreError
 
@@ -98,7 +97,7 @@ def ordered(content: PemContent, password: str | None = None) -> tuple[x509.Cert
         except KeystoreError:
             key = None
         leaf = next((c for c in content.certs if key is not None and key_matches(c, key)), leaf)
-    return (leaf, *[c for c in content.certs if certs.fingerprint(c) != certs.fingerprint(leaf)])
+    return (leaf, *[c for c in content.certs if fingerprint(c) != fingerprint(leaf)])
 
 
 def render(
@@ -106,7 +105,7 @@ def render(
 ) -> tuple[bytes, bytes]:
     """The new certificate file and key text (the key text is empty when it goes in the same file)."""
     key_pem = key_text(key, password=password, traditional=old.key_traditional)
-    cert_pem = certs.pem_chain(chain)
+    cert_pem = pem_chain(chain)
     if separate_key:
         return cert_pem + b"".join(old.others), key_pem
     body = key_pem + cert_pem if old.key_first else cert_pem + key_pem

@@ -7,21 +7,23 @@ format codecs (pyasn1, pyjks) are imported by the functions that need them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from tlsgate import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    Problem,
-    RestartResult,
-    ScriptResult,
-)
-from tlsgate.plugin import impl
+from tlsgate.plugin import RestartResult, delegate, impl
 
 from .options import endpoint_types
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import (
+        Connection,
+        Endpoint,
+        EndpointType,
+        Problem,
+        ScriptResult,
+    )
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
 
 TYPES = ("p12", "jks", "pem")
 
@@ -40,25 +42,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     return validate_endpoint(endpoint)
 
 
-@impl
-def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    from .driver import discover
-
-    return discover(endpoint, connection)
-
-
-@impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None,
-) -> InstallResult:
-    from .driver import install as install_bundle
-
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
+discover_nodes = delegate("discover_nodes", "tlsgate_keystores.discovery:discover")
+install = delegate("install", "tlsgate_keystores.install:install")
 
 
 @impl
@@ -70,7 +55,7 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
         return RestartResult(False, "no restart script configured")
     ran = scripts.run(endpoint, connection, script, [], "--restart_script")
     if not ran.ok:
-        from tlsgate import OperationError
+        from tlsgate.plugin import OperationError
 
         raise OperationError(
             f"{connection.host}: restart script {script} exited {ran.exit_code}: {scripts.tail(ran)}",

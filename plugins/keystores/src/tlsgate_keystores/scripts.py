@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tlsgate import Connection, Endpoint, OperationError, ScriptResult
+from tlsgate.plugin import Connection, Endpoint, OperationError, ScriptResult
 
 #: Seconds a script may run before the job gives up on it.
 SCRIPT_TIMEOUT = 600

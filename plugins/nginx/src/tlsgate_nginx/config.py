@@ -14,7 +14,7 @@ import gc
 from collections.abc import Iterator
 
 import attrs
-from tlsgate import Connection, OperationError
+from tlsgate.plugin import Connection, OperationError
 
 from .lexer import Directive, LineIndex, parse
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 import attrs
-from tlsgate import CommandResult, Connection, TlsgateError
+from tlsgate.plugin import CommandResult, Connection, TlsgateError
 
 from .config import NginxConfig
 

@@ -2,61 +2,23 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import re
-import ssl
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import attrs
-from cryptography import x509
-from tlsgate import Connection, Endpoint, Node, TlsgateError, certs
-from tlsgate.probe import Target, probe_host, served_certificate, sni_for
+from tlsgate.plugin import Node, Target, node_as_served, probe_host, probe_many, read_certificate, sni_for
 
-from .config import NginxConfig, ServerBlock, gc_paused, load
+from .config import gc_paused, load
 
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
-_PROBE_THREADS = 16
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertFacts, Connection, Endpoint
 
-
-@attrs.frozen
-class CertFacts:
-    """What a certificate file says (or why it could not be read)."""
-
-    der: bytes | None
-    fingerprint: str | None
-    subject: str | None = None
-    not_after: object = None
-    problem: str | None = None
+    from .config import NginxConfig, ServerBlock
 
 
 def resolve(config: NginxConfig, connection: Connection, value: str) -> str:
     """A path from the configuration, absolute (relative ones are against the config dir)."""
     return value if connection.path.isabs(value) else connection.path.join(config.conf_dir, value)
-
-
-def read_certificate(connection: Connection, path: str) -> CertFacts:
-    """The first certificate of a PEM file (nginx's leaf), fingerprinted; never raises."""
-    try:
-        data = connection.read_file(path)
-    except (TlsgateError, OSError) as exc:
-        return CertFacts(None, None, problem=f"cannot read {path}: {exc}")
-    m = _PEM_CERT.search(data)
-    if m is None:
-        return CertFacts(None, None, problem=f"{path}: no PEM certificate")
-    try:
-        der = base64.b64decode(m.group(1), validate=False)
-        cert = x509.load_der_x509_certificate(der)
-    except (ValueError, binascii.Error):
-        return CertFacts(None, None, problem=f"{path}: not a valid certificate")
-    return CertFacts(
-        der,
-        hashlib.sha256(der).hexdigest(),
-        certs.subject_text(cert),
-        certs.not_after(cert),
-    )
 
 
 def build_nodes(
@@ -168,47 +130,18 @@ def confirm_by_handshake(
     """
     pairs = list(pairs)
     defaults = default_servers(config)
-    targets: dict[str, Target] = {}
+    targets = {node.key: t for node, server in pairs if (t := handshake_target(node, server, defaults, endpoint, local))}
+    served = probe_many(targets.values())
     out = []
-    for node, server in pairs:
-        target = handshake_target(node, server, defaults, endpoint, local)
-        if target is not None:
-            targets[node.key] = target
-    unique = sorted(set(targets.values()), key=str)
-    with ThreadPoolExecutor(max_workers=min(_PROBE_THREADS, max(1, len(unique)))) as pool:
-        served = dict(zip(unique, pool.map(lambda t: _served(t.host, t.port, t.sni), unique), strict=True))
     for node, _server in pairs:
         target = targets.get(node.key)
         if target is None:
             if node.protocol == "https" and "QUIC" not in node.state:
                 node = attrs.evolve(node, state=node.state + "; not probed: no server name reaches this block")
             out.append(node)
-            continue
-        der = served.get(target)
-        got = hashlib.sha256(der).hexdigest() if der else None
-        if der is None:
-            out.append(attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file"))
-        elif got != node.fingerprint:
-            note = "serves a certificate other than its files (reload pending?)"
-            if node.fingerprint is None:
-                note = "certificate seen by handshake"
-            cert = x509.load_der_x509_certificate(der)
-            out.append(
-                attrs.evolve(
-                    node, fingerprint=got, certificate=der, subject=certs.subject_text(cert),
-                    not_after=certs.not_after(cert), state=node.state + "; " + note,
-                )
-            )
         else:
-            out.append(node)
+            out.append(node_as_served(node, served[target]))
     return out
-
-
-def _served(host: str, port: int, sni: str | None) -> bytes | None:
-    try:
-        return served_certificate(host, port, sni, timeout=3.0)
-    except (OSError, ssl.SSLError, ValueError):
-        return None
 
 
 def discover(connection: Connection, config_path: str) -> tuple[NginxConfig, list[tuple[Node, ServerBlock]]]:

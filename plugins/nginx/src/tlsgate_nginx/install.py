@@ -18,42 +18,30 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from tlsgate import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
+from tlsgate.plugin import (
     OperationError,
     Transaction,
     ValidationError,
+    apply_edits,
+    expect_served,
+    key_kind,
+    key_matches,
+    read_certificate,
+    served_fingerprints,
 )
-from tlsgate.bundle import key_matches
-from tlsgate.probe import Target, expect_served, try_served_fingerprint
 
-from .config import NginxConfig, ServerBlock
-from .control import NginxControl, describe_failure, find_control, wait_workers_retired, worker_pids
-from .discovery import default_servers, discover, handshake_target, read_certificate, resolve
-from .lexer import Directive, quote
+from .control import describe_failure, find_control, wait_workers_retired, worker_pids
+from .discovery import default_servers, discover, handshake_target, resolve
+from .lexer import quote
 
-Edit = tuple[int, int, bytes]  # replace data[start:end] with bytes (start == end: insert)
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Edit, Endpoint, InstallResult, Node, Target
 
-
-def apply_edits(data: bytes, edits: Sequence[Edit]) -> bytes:
-    """``data`` with non-overlapping ``edits`` applied."""
-    out = []
-    pos = 0
-    for start, end, text in sorted(edits):
-        if start < pos:
-            raise ValueError("overlapping edits")
-        out += [data[pos:start], text]
-        pos = end
-    out.append(data[pos:])
-    return b"".join(out)
+    from .config import NginxConfig, ServerBlock
+    from .control import NginxControl
+    from .lexer import Directive
 
 
 def _insertion(data: bytes, server: Directive, cert: str, key: str) -> Edit:
@@ -91,32 +79,16 @@ def _pair_for(config: NginxConfig, connection: Connection, server: ServerBlock, 
         )
     if len(certs_) == 1:
         return 0
-    want = _key_kind(bundle.key)
+    want = key_kind(bundle.key)
     for i, d in enumerate(certs_):
         if d.args and "$" not in d.args[0]:
-            facts = read_certificate(connection, resolve(config, connection, d.args[0]))
-            if facts.der is not None:
-                if _key_kind(x509.load_der_x509_certificate(facts.der).public_key()) == want:
-                    return i
+            if read_certificate(connection, resolve(config, connection, d.args[0])).key_kind == want:
+                return i
     return 0
 
 
-def _key_kind(key: object) -> str:
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return "rsa"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return "ec"
-    return type(key).__name__
-
-
-def plan_edits(
-    config: NginxConfig,
-    connection: Connection,
-    chosen: Sequence[ServerBlock],
-    bundle: CertificateBundle,
-    cert_path: str,
-    key_path: str,
-) -> dict[str, list[Edit]]:
+def plan_edits(config: NginxConfig, connection: Connection, chosen: Sequence[ServerBlock], bundle: CertificateBundle,
+               cert_path: str, key_path: str) -> dict[str, list[Edit]]:
     """Per file, the edits that point the chosen blocks at ``cert_path`` / ``key_path``."""
     users: dict[tuple[str, int], list[ServerBlock]] = defaultdict(list)
     for server in config.servers:
@@ -204,15 +176,11 @@ def check_bundle(bundle: CertificateBundle) -> None:
         raise OperationError("the private key does not match the certificate")
 
 
-def install_bundle(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    *,
-    local: bool,
-) -> InstallResult:
+def install_bundle(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+                   dry_run: bool, *, local: bool | None = None) -> InstallResult:
+    """The ``install`` hook. ``local``: the endpoint runs on the gateway (default: its connection type is ``local``)."""
+    if local is None:
+        local = endpoint.connection.type == "local"
     options = endpoint.options
     config, pairs = discover(connection, options.nginx_config_path)
     chosen = select_servers(pairs, nodes, bundle)
@@ -230,7 +198,7 @@ def install_bundle(
     others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
     if not dry_run and control.running:
-        before = _served_now([*changed, *others])
+        before = {t: fp for t, fp in served_fingerprints([*changed, *others]).items() if fp}
     reloaded = False
 
     def reload_restored() -> None:
@@ -247,21 +215,19 @@ def install_bundle(
     verified = False
     with Transaction(connection, dry_run=dry_run, label=label) as tx:
         check_bundle(bundle)
-        if not connection.exists(certs_dir) and tx.step("mkdir", certs_dir):
-            connection.makedirs(certs_dir)
-        tx.write(key_path, bundle.key_pem(), mode=0o600, detail="private key, mode 600")
-        tx.write(cert_path, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
+        tx.makedirs(certs_dir)
+        tx.write_pem(bundle, key=key_path, cert=cert_path)
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             detail = "ssl_certificate/ssl_certificate_key at line " + ", ".join(map(str, lines))
             tx.write(file, apply_edits(config.files[file], file_edits), detail=detail, base=config.files[file])
         if after_write_hook is not None and not dry_run:
             after_write_hook(connection, cert_path, key_path)
-        _run(tx, connection, control.test_argv(), "nginx -t")
+        _run(tx, control.test_argv(), "nginx -t")
         if control.running:
             tx.on_rollback(reload_restored, "reload nginx with the restored files")
             old_workers = worker_pids(connection, control.master_pid) if not dry_run and control.master_pid else None
-            reloaded = _run(tx, connection, control.reload_argv(), "nginx reload")
+            reloaded = _run(tx, control.reload_argv(), "nginx reload")
             if reloaded and not wait_workers_retired(connection, old_workers, VERIFY_DEADLINE):
                 tx.messages.append("old nginx workers still accept connections; the reload may not have applied")
             if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):
@@ -279,13 +245,6 @@ def install_bundle(
 VERIFY_DEADLINE = 20.0
 
 
-def _served_now(targets: Sequence[Target]) -> dict[Target, str]:
-    unique = list(dict.fromkeys(targets))
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(unique)))) as pool:
-        fps = pool.map(lambda t: try_served_fingerprint(t.host, t.port, t.sni), unique)
-        return {t: fp for t, fp in zip(unique, fps, strict=True) if fp}
-
-
 def _expect_all(expected: dict[Target, str]) -> None:
     """Wait until each target serves its expected certificate (grouped per fingerprint)."""
     by_fp: dict[str, list[Target]] = defaultdict(list)
@@ -295,12 +254,9 @@ def _expect_all(expected: dict[Target, str]) -> None:
         expect_served(targets, fp, deadline=VERIFY_DEADLINE)
 
 
-def _run(tx: Transaction, connection: Connection, argv: list[str], what: str) -> bool:
+def _run(tx: Transaction, argv: list[str], what: str) -> bool:
     """Run a step; True when it ran and succeeded (False only in a dry run)."""
-    result = tx.run(argv, what=what, check=False)
-    if result is not None and not result.ok:
-        raise OperationError(f"{what} failed: {describe_failure(result)}")
-    return result is not None
+    return tx.run(argv, what=what, explain=describe_failure) is not None
 
 
 def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 
-from tlsgate import OperationError, ValidationError
+from tlsgate.plugin import OperationError, ValidationError
 
 _TOKEN = re.compile(
     rb"""[ \t\r\n]*(?:

@@ -6,21 +6,16 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    EndpointType,
-    InstallResult,
-    Node,
-    Problem,
-    RestartResult,
-    impl,
-    option,
-)
+from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import Connection, Endpoint, Node
+
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
 
 TYPE = "nginx"
 
@@ -42,17 +37,9 @@ class NginxOptions:
 
 @impl
 def tlsgate_endpoint_types() -> list[EndpointType]:
-    return [
-        EndpointType(
-            name=TYPE,
-            description="Nginx web server (server blocks, edited in place; reload after install)",
-            connection_types=("local", "ssh"),
-            local_platforms=("windows", "linux"),
-            options=NginxOptions,
-            needs_restart=False,
-            vendor="Nginx",
-        )
-    ]
+    return [EndpointType(name=TYPE, description="Nginx web server (server blocks, edited in place; reload after install)",
+                         connection_types=("local", "ssh"), local_platforms=("windows", "linux"), options=NginxOptions,
+                         needs_restart=False, vendor="Nginx")]
 
 
 def _absolute(path: str) -> bool:
@@ -63,8 +50,7 @@ def _absolute(path: str) -> bool:
 def validate(endpoint: Endpoint) -> list[Problem]:
     if endpoint.type != TYPE:
         return []
-    options = endpoint.options
-    problems = []
+    options, problems = endpoint.options, []
     path = getattr(options, "nginx_config_path", None)
     if not path:
         problems.append(Problem("is required", option="--nginx_config_path"))
@@ -90,19 +76,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     return confirm_by_handshake(config, pairs, endpoint, _local(endpoint))
 
 
-@impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None = None,
-) -> InstallResult:
-    """``alias`` names keystore entries; server blocks have none, so it is not used."""
-    from .install import install_bundle
-
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run, local=_local(endpoint))
+#: ``alias`` (keystore entry names) is not taken: server blocks have none.
+install = delegate("install", "tlsgate_nginx.install:install_bundle")
 
 
 @impl

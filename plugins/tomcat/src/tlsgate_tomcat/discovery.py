@@ -3,15 +3,23 @@ its configuration names (keystore file + alias + type, or PEM file), confirmed b
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Sequence
-
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tlsgate import Connection, Endpoint, Node, OperationError
-from tlsgate import certs as certs_mod
-from tlsgate.probe import Target, probe_host, served_certificate, try_served_fingerprint
+from tlsgate.plugin import (
+    Connection,
+    Endpoint,
+    Node,
+    OperationError,
+    Target,
+    fingerprint,
+    load_pem_certificates,
+    not_after,
+    probe_host,
+    probe_many,
+    subject_text,
+    to_der,
+)
 
 from . import serverxml
 from .keystore import KeystoreError, find_entry, read_entries
@@ -92,7 +100,7 @@ def read_material(connection: Connection, base: str, cert: CertificateConfig) ->
     try:
         if cert.uses_pem:
             path = resolve(connection, base, cert.get("certificateFile") or "")
-            found = certs_mod.load_pem_certificates(connection.read_file(path))
+            found = load_pem_certificates(connection.read_file(path))
             key = None
             key_file = cert.get("certificateKeyFile")
             key_path = resolve(connection, base, key_file) if key_file else path
@@ -135,22 +143,27 @@ def probe_target(endpoint: Endpoint, hc: HostConfig) -> Target | None:
 
 def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> list[Node]:
     config = load_config(connection, endpoint.options.tomcat_dir)
-    return [node_for(endpoint, connection, config, hc, probe=probe) for hc in config.host_configs()]
+    hcs = config.host_configs()
+    targets = [probe_target(endpoint, hc) if probe else None for hc in hcs]
+    served = probe_many([t for t in targets if t is not None], timeout=3.0)  # all connectors at once
+    return [node_for(endpoint, connection, config, hc, served[t] if t is not None else None, probe=probe)
+            for hc, t in zip(hcs, targets, strict=True)]
 
 
 def node_for(
-    endpoint: Endpoint, connection: Connection, config: TomcatConfig, hc: HostConfig, *, probe: bool = True
+    endpoint: Endpoint, connection: Connection, config: TomcatConfig, hc: HostConfig, served_der: bytes | None,
+    *, probe: bool = True,
 ) -> Node:
+    """The node of one connector host; ``served_der``: what a handshake to it got (None: nothing)."""
     # Several <Certificate>s (RSA + EC): the node shows the first; the handshake may get any.
     materials = [read_material(connection, config.base, c) for c in hc.certificates]
     configured_all = [m.certificate for m in materials if m.certificate is not None]
     configured = materials[0].certificate if materials else None
     served: x509.Certificate | None = None
-    target = probe_target(endpoint, hc) if probe else None
-    if target is not None:
+    if served_der is not None:
         try:
-            served = x509.load_der_x509_certificate(served_certificate(target.host, target.port, target.sni, timeout=3))
-        except (OSError, ssl.SSLError, ValueError):
+            served = x509.load_der_x509_certificate(served_der)
+        except ValueError:
             served = None
     if served is None:
         state = "down" if probe else "configured"
@@ -164,20 +177,11 @@ def node_for(
         protocol="https",
         ip=hc.address,
         port=hc.port,
-        fingerprint=certs_mod.fingerprint(shown) if shown is not None else None,
-        subject=certs_mod.subject_text(shown) if shown is not None else None,
-        not_after=certs_mod.not_after(shown) if shown is not None else None,
+        fingerprint=fingerprint(shown) if shown is not None else None,
+        subject=subject_text(shown) if shown is not None else None,
+        not_after=not_after(shown) if shown is not None else None,
         vendor=VENDOR,
         state=state,
         locator=hc.locator,
-        certificate=certs_mod.to_der(shown) if shown is not None else None,
+        certificate=to_der(shown) if shown is not None else None,
     )
-
-
-def served_fingerprints(endpoint: Endpoint, hcs: Sequence[HostConfig]) -> dict[str, str | None]:
-    """What each host config serves right now (None when its port does not answer TLS)."""
-    out: dict[str, str | None] = {}
-    for hc in hcs:
-        target = probe_target(endpoint, hc)
-        out[hc.locator] = try_served_fingerprint(target.host, target.port, target.sni) if target else None
-    return out

@@ -21,27 +21,30 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
-from tlsgate import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
+from tlsgate.plugin import (
     OperationError,
+    Target,
     Transaction,
     ValidationError,
+    expect_served,
+    fingerprint,
+    key_kind,
+    key_matches,
+    try_served_fingerprint,
 )
-from tlsgate import certs as certs_mod
-from tlsgate.plugin import key_matches
-from tlsgate.probe import Target, expect_served, try_served_fingerprint
 
 from . import keystore, restart, serverxml
-from .discovery import TomcatConfig, keystore_password, load_config, probe_target, read_material
-from .serverxml import CertificateConfig, HostConfig
+from .discovery import keystore_password, load_config, probe_target, read_material
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+    from .discovery import TomcatConfig
+    from .serverxml import CertificateConfig, HostConfig
 
 FILES_DIR = ("conf", "tlsgate")
 DEFAULT_ALIAS = "tomcat"
@@ -70,13 +73,8 @@ class HostChange:
 
 
 def key_type(bundle: CertificateBundle) -> str:
-    if isinstance(bundle.key, rsa.RSAPrivateKey):
-        return "RSA"
-    if isinstance(bundle.key, ec.EllipticCurvePrivateKey):
-        return "EC"
-    if isinstance(bundle.key, dsa.DSAPrivateKey):
-        return "DSA"
-    return "UNDEFINED"
+    """The key type as server.xml's ``<Certificate type>`` spells it."""
+    return {"rsa": "RSA", "ec": "EC", "dsa": "DSA"}.get(key_kind(bundle.key), "UNDEFINED")
 
 
 def select_hosts(hcs: Sequence[HostConfig], nodes: Sequence[Node], bundle: CertificateBundle) -> list[HostConfig]:
@@ -126,14 +124,8 @@ def _stem(hc: HostConfig) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{addr}{hc.port}_{name}")
 
 
-def plan_change(
-    connection: Connection,
-    config: TomcatConfig,
-    hc: HostConfig,
-    bundle: CertificateBundle,
-    file_mode: int,
-    alias: str | None = None,
-) -> HostChange:
+def plan_change(connection: Connection, config: TomcatConfig, hc: HostConfig, bundle: CertificateBundle,
+                file_mode: int, alias: str | None = None) -> HostChange:
     picked = _pick_certificate(hc, bundle)
     p = connection.path
     rel_dir = "/".join(FILES_DIR)
@@ -246,20 +238,14 @@ def validate_before_restart(
         material = read_material(connection, base, cert)
         if material.certificate is None:
             raise OperationError(f"{change.host.locator}: Tomcat could not load the new certificate: {material.error}")
-        if certs_mod.fingerprint(material.certificate) != bundle.fingerprint:
+        if fingerprint(material.certificate) != bundle.fingerprint:
             raise OperationError(f"{change.host.locator}: the edited configuration names another certificate")
         if material.key is None or not key_matches(material.certificate, material.key):
             raise OperationError(f"{change.host.locator}: the new key does not open or does not match")
 
 
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None = None,
-) -> InstallResult:
+def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+            dry_run: bool, alias: str | None = None) -> InstallResult:
     base = endpoint.options.tomcat_dir
     config = load_config(connection, base)
     hcs = config.host_configs()

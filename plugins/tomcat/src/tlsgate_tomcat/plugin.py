@@ -6,16 +6,18 @@ driver modules, and pyjks inside them, load when a hook runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import EndpointType, Problem, RestartResult, impl, option
+from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
 
 if TYPE_CHECKING:
-    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+    from tlsgate.plugin import Connection, Endpoint
 
-TYPE_NAME = "tomcat"
+#: The plugin contract this plugin is written for (checked by the registry at load).
+PLUGIN_API = "1.0"
+
+TYPE = "tomcat"
 
 
 @attrs.frozen
@@ -47,7 +49,7 @@ class TomcatOptions:
 def tlsgate_endpoint_types() -> list[EndpointType]:
     return [
         EndpointType(
-            name=TYPE_NAME,
+            name=TYPE,
             description="Apache Tomcat 9.x, 10.x, 11.x (server.xml connectors; JKS, PKCS12 or PEM)",
             connection_types=("local", "ssh", "winrm_http", "winrm_https", "winrm_https_insecure"),
             local_platforms=("windows", "linux"),
@@ -60,7 +62,7 @@ def tlsgate_endpoint_types() -> list[EndpointType]:
 
 @impl
 def validate(endpoint: Endpoint) -> list[Problem]:
-    if endpoint.type != TYPE_NAME:
+    if endpoint.type != TYPE:
         return []
     options = endpoint.options
     if not isinstance(options, TomcatOptions):
@@ -76,25 +78,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     return []
 
 
-@impl
-def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    from .discovery import discover
-
-    return discover(endpoint, connection)
-
-
-@impl
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None,
-) -> InstallResult:
-    from .install import install as install_bundle
-
-    return install_bundle(endpoint, connection, bundle, nodes, dry_run, alias)
+discover_nodes = delegate("discover_nodes", "tlsgate_tomcat.discovery:discover")
+install = delegate("install", "tlsgate_tomcat.install:install")
 
 
 @impl

@@ -25,8 +25,7 @@ import time
 from collections.abc import Sequence
 
 import attrs
-from tlsgate import CommandFailed, Connection, OperationError
-from tlsgate.probe import Target, try_served_fingerprint
+from tlsgate.plugin import CommandFailed, Connection, OperationError, Target, try_served_fingerprint
 
 DEFAULT_UNITS = ("tomcat11", "tomcat10", "tomcat9", "tomcat")
 HOME_GUESSES = ("/usr/share/tomcat11", "/usr/share/tomcat10", "/usr/share/tomcat9", "/opt/tomcat")

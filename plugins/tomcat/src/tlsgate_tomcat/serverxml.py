@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from xml.parsers import expat
 
 from attrs import define, field, frozen
-from tlsgate import ValidationError
+from tlsgate.plugin import ValidationError
 
 #: Tomcat 9's Connector-level TLS attributes and the ``<Certificate>``/``<SSLHostConfig>``
 #: attribute each one is an alias for (they configure the ``_default_`` host's first certificate).

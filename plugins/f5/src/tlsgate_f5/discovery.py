@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from tlsgate import Node, OperationError
-from tlsgate.probe import served_certificate
+from tlsgate.plugin import Node, OperationError, Target, probe_many
 
 from .names import NONE, Destination, epoch_to_datetime, hex_fingerprint, parse_destination
 
@@ -147,15 +145,19 @@ def to_node(state: DeviceState, binding: Binding, served: bytes | None = None) -
     )
 
 
-def served_der(binding: Binding) -> bytes | None:
-    """What the virtual address serves for the profile's SNI, when the gateway can reach it."""
+def probe_target(binding: Binding) -> Target | None:
+    """The handshake that reaches a binding's virtual address with the profile's SNI (None when
+    the gateway cannot reach the address)."""
     dest = binding.destination
     if dest is None or not dest.probeable or dest.port is None:
         return None
-    try:
-        return served_certificate(dest.address, dest.port, binding.server_name, timeout=PROBE_TIMEOUT)
-    except (OSError, ValueError):
-        return None
+    return Target(dest.address, dest.port, binding.server_name)
+
+
+def served_der(binding: Binding) -> bytes | None:
+    """What the virtual address serves for the profile's SNI, when the gateway can reach it."""
+    target = probe_target(binding)
+    return None if target is None else probe_many([target], timeout=PROBE_TIMEOUT)[target]
 
 
 def discover(conn: F5Connection, *, probe: bool = True) -> list[Node]:
@@ -167,8 +169,7 @@ def discover(conn: F5Connection, *, probe: bool = True) -> list[Node]:
         state = read_state(conn)
     except KeyError as exc:
         raise OperationError(f"{conn.where}: unexpected iControl REST answer (no {exc})") from None
-    served: list[bytes | None] = [None] * len(state.bindings)
-    if probe and state.bindings:
-        with ThreadPoolExecutor(max_workers=min(8, len(state.bindings))) as pool:
-            served = list(pool.map(served_der, state.bindings))
+    targets = [probe_target(b) if probe else None for b in state.bindings]
+    got = probe_many([t for t in targets if t is not None], timeout=PROBE_TIMEOUT, threads=8)
+    served = [got[t] if t is not None else None for t in targets]
     return [to_node(state, b, s) for b, s in zip(state.bindings, served, strict=True)]

@@ -1,4 +1,4 @@
-"""What the hooks do for p12, jks and pem endpoints, over any :class:`tlsgate.Connection`.
+"""Install for p12, jks and pem endpoints, over any :class:`tlsgate.plugin.Connection`.
 
 Every byte is read with ``connection.read_file`` and written through :class:`tlsgate.Transaction`
 (backup, atomic write keeping the file's mode, restore on failure), so a remote endpoint needs no
@@ -23,26 +23,21 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate import (
-    CertificateBundle,
-    Connection,
-    Endpoint,
-    InstallResult,
-    Node,
-    OperationError,
-    PlanStep,
-    Transaction,
-    ValidationError,
-    certs,
-)
-from tlsgate.bundle import key_matches
-from tlsgate.secret import reveal
+from tlsgate.plugin import OperationError, PlanStep, Transaction, ValidationError, fingerprint, key_matches
 
 from . import scripts
-from .entries import KeyEntry, Keystore, TrustedEntry, check_alias, entry_nodes
+from .discovery import failure, load, option_secret
+from .entries import KeyEntry, TrustedEntry, check_alias
 from .errors import KeystoreError
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
+
+    from .discovery import Loaded
+    from .entries import Keystore
 
 
 class InstallScriptFailed(OperationError):
@@ -52,62 +47,6 @@ class InstallScriptFailed(OperationError):
     def __init__(self, message: str, *, result: InstallResult, host: str | None = None) -> None:
         self.result = result
         super().__init__(message, rolled_back=False, host=host)
-
-
-@attrs.frozen
-class Loaded:
-    data: bytes
-    store: Keystore
-    key_data: bytes | None = None  # PEM: the separate key file's bytes, when it exists
-
-
-def _secret(options: object, name: str) -> str | None:
-    return reveal(getattr(options, name, None))
-
-
-def load(endpoint: Endpoint, connection: Connection) -> Loaded:
-    """Read and decode the endpoint's file(s). Raises KeystoreError or OperationError."""
-    opts = endpoint.options
-    data = connection.read_file(opts.path)
-    if endpoint.type == "p12":
-        from . import p12_codec
-
-        return Loaded(data, p12_codec.load(data, _secret(opts, "store_password") or ""))
-    if endpoint.type == "jks":
-        from . import jks_codec
-
-        return Loaded(data, jks_codec.load(data, _secret(opts, "store_password") or ""))
-    return _load_pem(endpoint, connection, data)
-
-
-def _load_pem(endpoint: Endpoint, connection: Connection, data: bytes) -> Loaded:
-    from . import pem_codec
-
-    opts = endpoint.options
-    key_data = None
-    if opts.key_path and connection.exists(opts.key_path):
-        key_data = connection.read_file(opts.key_path)
-    content = pem_codec.parse(data, key_data)
-    entries: list[KeyEntry | TrustedEntry] = []
-    chain = pem_codec.ordered(content, _secret(opts, "key_password"))
-    if chain:
-        entries.append(KeyEntry(connection.path.basename(opts.path), chain))
-    return Loaded(data, Keystore("pem", entries, layout={"content": content}), key_data)
-
-
-def _fail(endpoint: Endpoint, connection: Connection, exc: KeystoreError) -> OperationError:
-    where = f"{connection.host}: {endpoint.options.path}"
-    if exc.kind in ("password", "key_password"):
-        return OperationError(f"{where}: {exc}; update the endpoint's {exc.option}", host=connection.host)
-    return OperationError(f"{where}: {exc}", host=connection.host)
-
-
-def discover(endpoint: Endpoint, connection: Connection) -> list[Node]:
-    try:
-        loaded = load(endpoint, connection)
-    except KeystoreError as exc:
-        raise _fail(endpoint, connection, exc) from None
-    return entry_nodes(loaded.store, endpoint.type)
 
 
 def choose_alias(endpoint: Endpoint, bundle: CertificateBundle, nodes: Sequence[Node], alias: str | None) -> str:
@@ -130,14 +69,8 @@ def choose_alias(endpoint: Endpoint, bundle: CertificateBundle, nodes: Sequence[
     return check_alias(chosen, option=option, bmp_only=endpoint.type == "jks")
 
 
-def install(
-    endpoint: Endpoint,
-    connection: Connection,
-    bundle: CertificateBundle,
-    nodes: Sequence[Node],
-    dry_run: bool,
-    alias: str | None,
-) -> InstallResult:
+def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
+            dry_run: bool, alias: str | None) -> InstallResult:
     opts = endpoint.options
     entry_alias = choose_alias(endpoint, bundle, nodes, alias)
     if opts.install_script:
@@ -157,7 +90,7 @@ def install(
         new_store = loaded.store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
         new_data = _dump(endpoint, new_store)
     except KeystoreError as exc:
-        raise _fail(endpoint, connection, exc) from None
+        raise failure(endpoint, connection, exc) from None
     with Transaction(connection, dry_run=dry_run, label=f"install into {opts.path}") as tx:
         action = "replace-entry" if old is not None else "add-entry"
         detail = f"{bundle.subject}, SHA-256 {bundle.fingerprint[:16]}..."
@@ -169,13 +102,13 @@ def install(
         if endpoint.type == "p12" and loaded.store.layout.get("legacy") and not opts.is_legacy:
             tx.messages.append("note: the file had the legacy PKCS#12 profile and is now PBES2/AES-256 "
                                "(--is_legacy false): Java before 8u301/11.0.12 and Windows Server 2016 cannot read it")
-        if new_store.format == "pkcs12" and not (_secret(opts, "store_password") or "").isascii():
+        if new_store.format == "pkcs12" and not (option_secret(opts, "store_password") or "").isascii():
             tx.messages.append("note: Java cannot open a PKCS#12 file whose password is not ASCII")
     return _after(endpoint, connection, tx, entry_alias, entry_alias)
 
 
 def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
-    password = _secret(endpoint.options, "store_password") or ""
+    password = option_secret(endpoint.options, "store_password") or ""
     if endpoint.type == "p12":
         from . import p12_codec
 
@@ -196,11 +129,11 @@ def _verify(
         if reread.format == "pkcs12":
             from cryptography.hazmat.primitives.serialization import pkcs12
 
-            pkcs12.load_pkcs12(loaded.data, (_secret(endpoint.options, "store_password") or "").encode("utf-8"))
+            pkcs12.load_pkcs12(loaded.data, (option_secret(endpoint.options, "store_password") or "").encode("utf-8"))
     except (KeystoreError, ValueError) as exc:
         raise OperationError(f"the written file does not read back: {exc}") from None
     entry = reread.find(alias)
-    if not isinstance(entry, KeyEntry) or certs.fingerprint(entry.leaf) != bundle.fingerprint:
+    if not isinstance(entry, KeyEntry) or fingerprint(entry.leaf) != bundle.fingerprint:
         raise OperationError(f"the written file does not hold entry {alias!r} with the new certificate")
     missing = sorted(set(a.casefold() for a in aliases) - set(a.casefold() for a in reread.aliases()))
     if missing:
@@ -214,7 +147,7 @@ def _install_pem(
 
     opts = endpoint.options
     content = loaded.store.layout["content"]
-    password = _secret(opts, "key_password")
+    password = option_secret(opts, "key_password")
     if content.key_encrypted:
         pem_codec.load_key(content, password)  # wrong or missing --key_password: refuse before writing
     separate = bool(opts.key_path)
@@ -237,7 +170,7 @@ def _install_pem(
             reread = load(endpoint, connection)
             got = reread.store.entries[0].leaf if reread.store.entries else None
             new_content = reread.store.layout["content"]
-            if got is None or certs.fingerprint(got) != bundle.fingerprint or new_content.key_block is None:
+            if got is None or fingerprint(got) != bundle.fingerprint or new_content.key_block is None:
                 raise OperationError(f"{opts.path} does not read back with the new certificate and key")
             if not key_matches(got, pem_codec.load_key(new_content, password)):
                 raise OperationError(f"{opts.path}: the written key does not read back with the certificate")

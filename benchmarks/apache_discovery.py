@@ -1,0 +1,164 @@
+"""Apache discovery end to end through the CLI vs ``apache2ctl -S`` on the same ServerRoot.
+
+    .venv/bin/python benchmarks/apache_discovery.py                 # 1,000 and 10,000 vhosts
+    .venv/bin/python benchmarks/apache_discovery.py 1000 --repeat 3
+
+For each size and layout (one vhost per include file; 100 vhosts per file) it generates a private
+ServerRoot (every vhost SSL, its own ServerName, an alias, its own certificate and key file, on
+one of four loopback addresses whose ports nothing listens on), then measures in the same run,
+interleaved, best of ``--repeat``:
+
+- **apache2ctl -S**: Debian's ``apache2ctl -S`` with ``APACHE_CONFDIR`` pointed at the root (the
+  server's own parser dumping its vhosts);
+- **tlsgate**: ``tlsgate tls discover NAME`` as a subprocess with stdout piped, on a fresh
+  ``TLSGATE_HOME`` holding one apache endpoint: the whole command a script runs, start-up,
+  ``apachectl -t -D DUMP_VHOSTS -D DUMP_RUN_CFG``, reading and parsing every file, reading and
+  fingerprinting every certificate, probing (refused at once: nothing listens), storing the
+  nodes and printing the summary.
+
+It prints wall times, the ratio (target ≤ 1.5 at every size) and tlsgate's time per vhost
+(linear growth shows as a flat column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+DEBIAN_APACHE2CTL = "/usr/sbin/apache2ctl"
+APACHE2 = "/usr/sbin/apache2"
+MODULES_DIR = "/usr/lib/apache2/modules"
+DISTINCT_CERTS = 100  # certificate files are copies of 100 distinct certificates
+
+
+def _certs(n: int) -> list[tuple[bytes, bytes]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    out = []
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    for i in range(n):
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"site{i}.bench.test")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(i + 1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+                .sign(key, hashes.SHA256()))
+        out.append((cert.public_bytes(serialization.Encoding.PEM), key_pem))
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate(root: Path, vhosts: int, per_file: int) -> Path:
+    """A ServerRoot with ``vhosts`` SSL vhosts, ``per_file`` per include file. Returns apache2ctl."""
+    for d in ("run", "logs", "sites", "certs", "bin"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    ports = [_free_port() for _ in range(4)]
+    pairs = _certs(DISTINCT_CERTS)
+    for i in range(vhosts):
+        crt, key = pairs[i % DISTINCT_CERTS]
+        (root / "certs" / f"site{i}.crt").write_bytes(crt)
+        k = root / "certs" / f"site{i}.key"
+        k.write_bytes(key)
+    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so"
+                      for m in ("mpm_event", "authz_core", "socache_shmcb", "ssl"))
+    listens = "\n".join(f"Listen 127.0.0.1:{p} https" for p in ports)
+    (root / "apache2.conf").write_text(f"""ServerRoot "{root}"
+{loads}
+PidFile run/httpd.pid
+Mutex file:{root / 'run'} default
+ErrorLog logs/error.log
+ServerName localhost
+User nobody
+Group nogroup
+{listens}
+IncludeOptional sites/*.conf
+""")
+    (root / "envvars").write_text(
+        f"export APACHE_RUN_USER=nobody\nexport APACHE_RUN_GROUP=nogroup\nexport APACHE_RUN_DIR={root}/run\n"
+        f"export APACHE_LOCK_DIR={root}/run\nexport APACHE_LOG_DIR={root}/logs\nexport APACHE_HTTPD={APACHE2}\n")
+    for f in range(0, vhosts, per_file):
+        blocks = []
+        for i in range(f, min(f + per_file, vhosts)):
+            blocks.append(f"""<VirtualHost 127.0.0.1:{ports[i % 4]}>
+    # site {i}
+    ServerName site{i}.bench.test
+    ServerAlias www.site{i}.bench.test
+    DocumentRoot /var/www/html
+    SSLEngine on
+    SSLCertificateFile certs/site{i}.crt
+    SSLCertificateKeyFile certs/site{i}.key
+</VirtualHost>
+""")
+        (root / "sites" / f"{f // per_file:05d}.conf").write_text("\n".join(blocks))
+    ctl = root / "bin" / "apache2ctl"
+    ctl.write_text(f'#!/bin/sh\nAPACHE_CONFDIR="{root}" exec {DEBIAN_APACHE2CTL} "$@"\n')
+    ctl.chmod(0o755)
+    return ctl
+
+
+def _time(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def measure(vhosts: int, per_file: int, repeat: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="tlsgate-apache-bench-") as tmp:
+        root = Path(tmp) / "root"
+        ctl = generate(root, vhosts, per_file)
+        home = Path(tmp) / "home"
+        home.mkdir()
+        env = dict(os.environ, TLSGATE_HOME=str(home), TLSGATE_MASTER_KEY="benchmark-passphrase-not-secret")
+        tlsgate = str(VENV_BIN / "tlsgate")
+        for argv in ([tlsgate, "tls", "add", "apache", "--name", "bench", "--connection_type", "local",
+                      "--apachectl_path", str(ctl)],
+                     [tlsgate, "org", "add", "Bench"],
+                     [tlsgate, "tls", "delegate", "bench", "--org", "Bench"]):
+            _time(argv, env)
+        best_ctl = best_gw = float("inf")
+        for _ in range(repeat):
+            best_ctl = min(best_ctl, _time([str(ctl), "-S"], env))
+            best_gw = min(best_gw, _time([tlsgate, "tls", "discover", "bench"], env))
+        return best_gw, best_ctl
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if not (shutil.which(APACHE2) and Path(DEBIAN_APACHE2CTL).exists()):
+        raise SystemExit("needs Debian's apache2 (apt-get install apache2)")
+    print(f"{'vhosts':>7} {'per file':>8} {'tlsgate s':>10} {'apache2ctl -S s':>16} {'ratio':>6} {'tlsgate µs/vhost':>17}")
+    for n in args.sizes:
+        for per_file in (1, 100):
+            gw, ctl = measure(n, per_file, args.repeat)
+            print(f"{n:>7} {per_file:>8} {gw:>10.3f} {ctl:>16.3f} {gw / ctl:>6.2f} {gw / n * 1e6:>17.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

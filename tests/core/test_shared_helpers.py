@@ -1,0 +1,143 @@
+"""The helpers plugins share through tlsgate.plugin: reading a certificate file through a
+connection, key kinds, span edits, and probing several nodes at once (against real TLS
+listeners on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tlsgate.plugin import (
+    Node,
+    Target,
+    apply_edits,
+    fingerprint,
+    key_kind,
+    node_as_served,
+    probe_many,
+    read_certificate,
+    served_fingerprints,
+    to_der,
+)
+from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.certs import Issued, TestCA
+
+
+def test_read_certificate_reads_the_leaf_and_says_why_it_cannot(tmp_path: Path, test_ca: TestCA) -> None:
+    issued = test_ca.issue("www.example.test", key_type="rsa")
+    good = tmp_path / "full.pem"
+    good.write_bytes(issued.cert_pem + issued.chain_pem)
+    (tmp_path / "junk.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    (tmp_path / "key.pem").write_bytes(issued.key_pem)
+    with LocalConnection() as conn:
+        facts = read_certificate(conn, str(good))
+        assert facts.fingerprint == fingerprint(issued.cert) and facts.der == to_der(issued.cert)
+        assert facts.key_kind == "rsa" and "www.example.test" in (facts.subject or "") and facts.problem is None
+        assert facts.not_after == issued.cert.not_valid_after_utc
+        assert "not a valid certificate" in (read_certificate(conn, str(tmp_path / "junk.pem")).problem or "")
+        assert "no PEM certificate" in (read_certificate(conn, str(tmp_path / "key.pem")).problem or "")
+        missing = read_certificate(conn, str(tmp_path / "absent.pem"))
+        assert missing.der is None and "cannot read" in (missing.problem or "")
+
+
+def test_key_kind_of_keys_and_certificates(test_ca: TestCA) -> None:
+    rsa, ec = test_ca.issue("a.test", key_type="rsa"), test_ca.issue("a.test", key_type="ec")
+    assert [key_kind(x) for x in (rsa.key, rsa.cert, rsa.cert.public_key())] == ["rsa"] * 3
+    assert [key_kind(x) for x in (ec.key, ec.cert)] == ["ec", "ec"]
+    assert key_kind("not a key") == "other"
+
+
+_edits = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6), st.binary(max_size=5)), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=0, max_size=40), raw=_edits)
+def test_apply_edits_equals_splicing_from_the_end(data: bytes, raw: list[tuple[int, int, bytes]]) -> None:
+    spans: list[tuple[int, int, bytes]] = []
+    for start, length, text in raw:
+        start = min(start, len(data))
+        end = min(start + length, len(data))
+        if all(end <= s or start >= e for s, e, _ in spans) and all(start != s for s, _, _ in spans):
+            spans.append((start, end, text))
+    expected = data
+    for start, end, text in sorted(spans, reverse=True):
+        expected = expected[:start] + text + expected[end:]
+    assert apply_edits(data, spans) == expected
+    if len(spans) >= 1 and spans[0][1] > spans[0][0]:
+        s, e, _ = spans[0]
+        with pytest.raises(ValueError, match="overlapping"):
+            apply_edits(data, [*spans, (s, e, b"again")])
+
+
+def _tls_listener(issued: Issued, tmp_path: Path, name: str) -> Iterator[int]:
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert.write_bytes(issued.cert_pem + issued.chain_pem)
+    key.write_bytes(issued.key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    sock = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = sock.accept()
+            except TimeoutError:
+                continue
+            try:
+                with ctx.wrap_socket(client, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+@pytest.fixture
+def two_listeners(tmp_path: Path, test_ca: TestCA) -> Iterator[tuple[tuple[int, Issued], tuple[int, Issued]]]:
+    a, b = test_ca.issue("a.test"), test_ca.issue("b.test")
+    gen_a, gen_b = _tls_listener(a, tmp_path, "a"), _tls_listener(b, tmp_path, "b")
+    port_a, port_b = next(gen_a), next(gen_b)
+    yield (port_a, a), (port_b, b)
+    for gen in (gen_a, gen_b):
+        next(gen, None)
+
+
+def test_probe_many_reads_each_listener_once_and_none_for_a_closed_port(two_listeners) -> None:  # type: ignore[no-untyped-def]
+    (port_a, a), (port_b, b) = two_listeners
+    closed = socket.create_server(("127.0.0.1", 0))
+    dead = closed.getsockname()[1]
+    closed.close()
+    ta, tb, tdead = Target("127.0.0.1", port_a, "a.test"), Target("127.0.0.1", port_b), Target("127.0.0.1", dead)
+    served = probe_many([ta, tb, ta, tdead], timeout=2.0)
+    assert set(served) == {ta, tb, tdead} and served[tdead] is None
+    assert fingerprint(served[ta] or b"") == fingerprint(a.cert) and fingerprint(served[tb] or b"") == fingerprint(b.cert)
+    assert served_fingerprints([ta, tdead]) == {ta: fingerprint(a.cert), tdead: None}
+    assert probe_many([]) == {}
+
+
+def test_node_as_served_keeps_agrees_corrects_and_notes(test_ca: TestCA) -> None:
+    a, b = test_ca.issue("a.test"), test_ca.issue("b.test")
+    der_a, der_b = to_der(a.cert), to_der(b.cert)
+    node = Node(name="a.test", port=443, fingerprint=fingerprint(der_a), state="active")
+    assert node_as_served(node, der_a) is node
+    moved = node_as_served(node, der_b, pending="graceful restart pending?")
+    assert moved.fingerprint == fingerprint(der_b) and moved.certificate == der_b and "b.test" in (moved.subject or "")
+    assert moved.state == "active; serves a certificate other than its files (graceful restart pending?)"
+    assert node_as_served(node, None).state == "active; not reachable, certificate read from its file"
+    fresh = node_as_served(Node(name="x", port=443, state="active"), der_a)
+    assert fresh.state == "active; certificate seen by handshake" and fresh.fingerprint == fingerprint(der_a)
