@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from tlsgate import ConnectionSpec, Credentials, Endpoint, OperationError, Secret, Transaction
-from tlsgate_testing.connections import ssh
 from tlsgate_keystores import p12_codec
 from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.connections import ssh
 from tlsgate_testing.interrupt import die_at_env, tlsgate_cli
 from tlsgate_testing.sshd import SshdServer
 

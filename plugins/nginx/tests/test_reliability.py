@@ -154,9 +154,9 @@ def test_symlinked_site_over_ssh(nginx_server, sshd, tlsgate_home: Path, tmp_pat
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The same layout over a real sshd (SFTP): install and rollback keep the link a link."""
     from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
-    from tlsgate_testing.connections import ssh
     from tlsgate_nginx import plugin
     from tlsgate_nginx.plugin import NginxOptions
+    from tlsgate_testing.connections import ssh
 
     site, _server = nginx_server
     monkeypatch.setenv("HOME", str(tmp_path))  # never the real ~/.ssh/known_hosts
