@@ -36,6 +36,28 @@ def temp_name(suffix: str = ".tmp") -> str:
     return f"{TEMP_PREFIX}{tag + '-' if tag else ''}{secrets.token_hex(6)}{suffix}"
 
 
+class LateCheckedWrites:
+    """Mixin for transports whose ``write_file`` can compare the target with what is expected
+    just before its rename: ``write_file_if`` goes through ``write_file`` (so a subclass that
+    wraps ``write_file`` still sees every write), which asks :meth:`_expected` for the check."""
+
+    _expect: tuple[str, bytes | None] | None = None
+
+    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
+        self._expect = (path, expect)
+        try:
+            self.write_file(path, data, mode=mode)  # type: ignore[attr-defined]
+        finally:
+            self._expect = None
+
+    def _expected(self, path: str) -> tuple[bool, bytes | None]:
+        """(compare?, expected content) for a write of ``path`` now."""
+        pending = self._expect
+        if pending is None or pending[0] != path:
+            return False, None
+        return True, pending[1]
+
+
 class Connection(abc.ABC):
     """An open connection to one endpoint's host. Use it as a context manager."""
 

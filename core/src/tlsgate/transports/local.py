@@ -10,13 +10,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..connection import Connection, temp_name
+from ..connection import Connection, LateCheckedWrites, temp_name
 from ..errors import FileChanged, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
 from ..plugin import impl
 
 
-class LocalConnection(Connection):
+class LocalConnection(LateCheckedWrites, Connection):
     """Commands through ``subprocess`` (argv, no shell); files through the OS."""
 
     host = "localhost"
@@ -86,20 +86,9 @@ class LocalConnection(Connection):
         except IsADirectoryError:
             raise OperationError(f"localhost: {path}: is a directory") from None
 
-    _expect: tuple[str, bytes | None] | None = None
-
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        pending = self._expect
-        check = pending is not None and pending[0] == path
-        self._write(path, data, mode, check=check, expect=pending[1] if pending is not None and check else None)
-
-    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
-        # through write_file, so a subclass that wraps write_file still sees every write
-        self._expect = (path, expect)
-        try:
-            self.write_file(path, data, mode=mode)
-        finally:
-            self._expect = None
+        check, expect = self._expected(path)
+        self._write(path, data, mode, check=check, expect=expect)
 
     def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         directory = os.path.dirname(os.path.abspath(path))

@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..connection import Connection, temp_name
+from ..connection import Connection, LateCheckedWrites, temp_name
 from ..errors import ConnectionFailed, FileChanged, HostKeyError, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
 from ..plugin import impl
@@ -263,7 +263,7 @@ def _close_quietly(client: Any, sock: socket.socket | None = None) -> None:
 
 
 # -- the connection -----------------------------------------------------------------------------
-class SSHConnection(Connection):
+class SSHConnection(LateCheckedWrites, Connection):
     """A :class:`Connection` over one SSH transport: exec channels and one SFTP session.
 
     Subclasses for other remote platforms override :attr:`platform`, :meth:`sftp_path` (how a
@@ -416,20 +416,9 @@ class SSHConnection(Connection):
             fh.prefetch()
             return bytes(fh.read())
 
-    _expect: tuple[str, bytes | None] | None = None
-
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        pending = self._expect
-        check = pending is not None and pending[0] == path
-        self._write(path, data, mode, check=check, expect=pending[1] if pending is not None and check else None)
-
-    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
-        # through write_file, so a subclass that wraps write_file still sees every write
-        self._expect = (path, expect)
-        try:
-            self.write_file(path, data, mode=mode)
-        finally:
-            self._expect = None
+        check, expect = self._expected(path)
+        self._write(path, data, mode, check=check, expect=expect)
 
     def realpath(self, path: str) -> str:
         """SFTP ``realpath`` (OpenSSH resolves every link); a missing file: ``readlink -f``."""
