@@ -15,13 +15,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from . import backups as backup_sets
+from . import leases
 from .bundle import CertificateBundle
 from .connection import Connection, current_temp_tag
 from .errors import OperationError, ValidationError
@@ -66,6 +67,10 @@ class InstallOutcome:
     nodes_after: tuple[Node, ...] = ()
     warnings: tuple[str, ...] = ()
     backup: str | None = None
+    #: why nothing was installed (``replaces`` matched no node), else None
+    skipped: str | None = None
+    #: the fingerprints the chosen nodes served before (comma-separated), if any
+    before: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -84,6 +89,7 @@ class InstallOutcome:
             "rolled_back": r.rolled_back,
             "plan": [attrs.asdict(s) for s in r.plan],
             "messages": list(r.messages),
+            "skipped": self.skipped,
         }
 
 
@@ -395,8 +401,16 @@ class Gateway:
         finally:
             conn.close()
 
+    @contextmanager
+    def lease(self, endpoint: Endpoint, *, job_id: int | None = None) -> Iterator[leases.Lease]:
+        """Hold the endpoint's lease (see :mod:`tlsgate.leases`): no other job, thread, process or
+        gateway changes this endpoint meanwhile; a second one waits (``TLSGATE_LEASE_WAIT``) and
+        then fails with "endpoint X is busy (job J on H since T)"."""
+        with leases.hold(self.inventory, endpoint.instance_id, endpoint.name, job_id=job_id) as held:
+            yield held
+
     # -- jobs -------------------------------------------------------------------------------------
-    def discover(self, ref: str) -> list[Node]:
+    def discover(self, ref: str, *, job_id: int | None = None) -> list[Node]:
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -404,12 +418,13 @@ class Gateway:
                 f"run: tlsgate tls delegate {endpoint.name} --org ORG [--department DEPT]"
             )
         try:
-            with self.connect(endpoint) as conn:
+            # under the lease: a discovery must not store what it read before an install finished
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
                 nodes = self.registry.discover_nodes(endpoint, conn)
+                self._store_nodes(endpoint, nodes)
         except Exception as exc:
             self._audit("tls discover", "failed", endpoint, details={"error": str(exc)})
             raise
-        self._store_nodes(endpoint, nodes)
         self._audit("tls discover", "ok", endpoint, details={"nodes": len(nodes)})
         return nodes
 
@@ -448,13 +463,20 @@ class Gateway:
         alias: str | None = None,
         dry_run: bool = False,
         force: bool = False,
+        replaces: str | None = None,
+        job_id: int | None = None,
     ) -> InstallOutcome:
         """Install a bundle: record the certificate (assigned to the endpoint's organization),
         run the driver's transaction, re-discover. Raises OperationError when it rolled back.
 
         Refused before anything is touched: a CA certificate as the leaf; an expired or
         not-yet-valid certificate unless ``force`` (then the audit entry says so). A chain that
-        does not reach a trusted root is a warning."""
+        does not reach a trusted root is a warning.
+
+        The whole transaction holds the endpoint's lease (not a dry run). ``replaces``: a SHA-256
+        fingerprint; the nodes installed on are those the fresh discovery shows serving it (none:
+        nothing is installed and the outcome says so, ``result.nodes`` empty and ``skipped`` set).
+        """
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -481,17 +503,24 @@ class Gateway:
         after_nodes: list[Node] = []
         result: InstallResult | None = None
         failure: Exception | None = None
+        cert_id = None
         try:
-            with self.connect(endpoint) as conn:
+            with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
                 if sink is not None:
                     sink.info["host"] = conn.host
                     self.check_unfinished(endpoint, conn)
                 current = self.registry.discover_nodes(endpoint, conn)
-                chosen = _select_nodes(endpoint, current, nodes)
+                if replaces is not None:
+                    chosen = [n for n in current if n.fingerprint == replaces]
+                    if not chosen:
+                        return InstallOutcome(endpoint.name, None, InstallResult(dry_run=dry_run), tuple(current),
+                                              skipped=f"no node serves {replaces[:16]}... any more")
+                else:
+                    chosen = _select_nodes(endpoint, current, nodes)
                 before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
                 if sink is not None:
                     sink.open()  # the journal: written before the first change, naming the set
-                    self._audit("tls install", "started", endpoint, before=before, details=details)
+                    self._audit("tls install", "started", endpoint, before=before, details={**details, **_job(job_id)})
                 tag = current_temp_tag.set(sink.tag if sink is not None else "")
                 try:
                     with Transaction.backups_to(sink):
@@ -505,10 +534,16 @@ class Gateway:
                     current_temp_tag.reset(tag)
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
+                    # recorded while the lease is held, so the inventory matches the endpoint
+                    org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
+                    cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
+                                                                org_id=org_id, dept_id=dept_id)
+                    self._store_nodes(endpoint, after_nodes)
         except Exception as exc:
             if not dry_run and result is None:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
-                            endpoint, before=before, after=None, details={**details, "error": str(exc)})
+                            endpoint, before=before, after=None,
+                            details={**details, "error": str(exc), **_job(job_id)})
                 raise
             if dry_run or failure is None:
                 raise
@@ -518,19 +553,14 @@ class Gateway:
             changed = set(result.nodes)
             before = ",".join(sorted({n.fingerprint for n in current
                                       if n.fingerprint and (n.name in changed or changed & set(n.alias))})) or None
-        cert_id = None
         if not dry_run:
-            org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-            cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
-                                                        org_id=org_id, dept_id=dept_id)
-            self._store_nodes(endpoint, after_nodes)
             extra = {"error": str(failure)} if failure is not None else {}
             self._audit("tls install", "ok" if failure is None else "script failed", endpoint, before=before,
                         after=bundle.fingerprint,
                         details={**details, **extra, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                 "verified": result.verified})
+                                 "verified": result.verified, **_job(job_id)})
         outcome = InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), warnings,
-                                 sink.id if sink is not None else None)
+                                 sink.id if sink is not None else None, before=before)
         if failure is not None:
             raise InstalledWithFailure(str(failure), outcome) from failure
         return outcome
@@ -567,7 +597,7 @@ class Gateway:
             raise OperationError(f"backup {ref}: the job that made it (pid {stored.manifest.get('pid')}) still runs")
         endpoint = self.endpoint(str(stored.manifest.get("endpoint_id") or stored.endpoint))
         try:
-            with self.connect(endpoint) as conn:
+            with self.lease(endpoint), self.connect(endpoint) as conn:
                 removed = backup_sets.remove_temporaries(conn, stored)
                 restored = backup_sets.restore(conn, stored)
         except Exception as exc:
@@ -583,15 +613,79 @@ class Gateway:
         if stored.state != "unfinished":
             raise OperationError(f"backup {ref} is {stored.state}, not unfinished; nothing to dismiss")
         endpoint = self.endpoint(str(stored.manifest.get("endpoint_id") or stored.endpoint))
-        with self.connect(endpoint) as conn:
+        with self.lease(endpoint), self.connect(endpoint) as conn:
             removed = backup_sets.remove_temporaries(conn, stored)
         self._audit("backup dismiss", "dismissed", endpoint, details={"backup": stored.id, "temporaries_removed": removed})
         return stored
 
-    def restart(self, ref: str) -> RestartResult:
+    def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:
+        return nullcontext() if dry_run else self.lease(endpoint, job_id=job_id)
+
+    def verify(self, ref: str) -> list[dict[str, Any]]:
+        """Compare what each node serves with the inventory's last discovery: TLS nodes by a
+        handshake (with SNI, each distinct address/port/SNI once), file nodes (keystore entries)
+        by reading the endpoint again over one connection. One dict per node: endpoint, node,
+        port, expected and served fingerprints, certificate (ID, or External), not_after, result
+        (``ok`` / ``mismatch`` / ``unreachable`` / ``not probed``)."""
+        from . import probe
+
+        stored = self.inventory.get_endpoint(ref)
+        endpoint = self._materialise(stored)
+        nodes = self.inventory.nodes(stored.id)
+        ctype = self.registry.connection_types.get(endpoint.connection.type)
+        local = not (ctype and ctype.remote)
+        targets: dict[int, probe.Target] = {}
+        files: list[int] = []
+        for i, node in enumerate(nodes):
+            if node.protocol == "https" and node.port:
+                if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
+                    continue
+                targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
+                                          probe.sni_for(node.name))
+            elif node.fingerprint:
+                files.append(i)
+        served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
+        served_files: dict[str, str | None] = {}
+        file_error = None
+        if files:
+            try:
+                with self.connect(endpoint) as conn:
+                    served_files = {n.key: n.fingerprint for n in self.registry.discover_nodes(endpoint, conn)}
+            except Exception as exc:  # noqa: BLE001 - the nodes are reported unreachable
+                file_error = str(exc)
+        known = {c.fingerprint: c for c in self.inventory.certificates()}
+        out = []
+        for i, node in enumerate(nodes):
+            if i in targets:
+                served = served_tls.get(targets[i])
+                missing = served is None
+            elif i in files:
+                served = served_files.get(node.key)
+                missing = file_error is not None or served is None
+            else:
+                if not node.fingerprint:
+                    continue
+                served, missing = None, False
+            if i not in targets and i not in files:
+                result = "not probed"
+            elif missing:
+                result = "unreachable"
+            else:
+                result = "ok" if served == node.fingerprint else "mismatch"
+            rec = known.get(served or "")
+            out.append({
+                "endpoint": stored.name, "node": node.name, "port": node.port, "protocol": node.protocol,
+                "expected": node.fingerprint, "served": served,
+                "certificate": (str(rec.id) if rec and rec.organization else "External") if served else None,
+                "not_after": rec.not_after if rec else (node.not_after.isoformat() if node.not_after else None),
+                "result": result, **({"error": file_error} if i in files and file_error else {}),
+            })
+        return out
+
+    def restart(self, ref: str, *, job_id: int | None = None) -> RestartResult:
         endpoint = self.endpoint(ref)
         try:
-            with self.connect(endpoint) as conn:
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
                 self.check_unfinished(endpoint, conn)  # a reload would activate a half install
                 result = self.registry.restart(endpoint, conn)
         except Exception as exc:
@@ -601,11 +695,11 @@ class Gateway:
                                                                              "restarted": result.restarted})
         return result
 
-    def run_script(self, ref: str, script: str, args: Sequence[str]) -> ScriptResult:
+    def run_script(self, ref: str, script: str, args: Sequence[str], *, job_id: int | None = None) -> ScriptResult:
         """Run ``script`` (an absolute path on the endpoint's host) with ``args`` as argv."""
         endpoint = self.endpoint(ref)
         check_text(script, "SCRIPT", 1, 4096)
-        with self.connect(endpoint) as conn:
+        with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
             check_script_path(script, "SCRIPT", windows=conn.platform == "windows")
             self.check_unfinished(endpoint, conn)
             result = self.registry.run_script(endpoint, conn, script, args)
@@ -662,10 +756,44 @@ class Gateway:
     def certificates(self) -> list[Any]:
         return self.inventory.certificates()
 
+    def record_certificate_with_key(self, bundle: CertificateBundle, *, source: str, org: str | None = None,
+                                    department: str | None = None) -> int:
+        """Record a certificate with its key (sealed) and chain, so it can be deployed by ID
+        (``tlsgate cert deploy ID``); returns its ID. Used by ``cert deploy`` and ACME issuance."""
+        org_id, dept_id = self.inventory.org_ids(org, department) if org else (None, None)
+        cert_id = self.inventory.record_certificate_with_key(bundle, source=source, org_id=org_id, dept_id=dept_id)
+        self.inventory.audit("cert record", "ok", details={"certificate_id": cert_id, "fingerprint": bundle.fingerprint,
+                                                           "subject": bundle.subject, "source": source})
+        return cert_id
+
+    def load_bundle(self, cert_id: int) -> CertificateBundle:
+        """The certificate, key and chain of a certificate whose key the inventory holds."""
+        return self.inventory.load_bundle(cert_id)
+
+    def certificate(self, ref: int | str) -> Any:
+        """A certificate record by ID or SHA-256 fingerprint."""
+        return self.inventory.certificate(ref)
+
+    def serving_nodes(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Every node whose last discovery saw this certificate."""
+        return self.inventory.serving_nodes(fingerprint)
+
     def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
         self.inventory.assign_certificate(cert_id, org, department)
         self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,
                                                            "department": department})
+
+    # -- fleet jobs -------------------------------------------------------------------------------
+    def job(self, job_id: int) -> Any:
+        """A fleet job with its items (see :mod:`tlsgate.jobs`; a dead runner's job reads interrupted)."""
+        from . import jobs
+
+        return jobs.get(self.inventory, job_id)
+
+    def jobs(self, limit: int | None = None) -> list[Any]:
+        from . import jobs
+
+        return jobs.list_jobs(self.inventory, limit)
 
     # -- credential stores ------------------------------------------------------------------------
     def add_store(self, kind: str, name: str, options: dict[str, Any]) -> None:
@@ -710,6 +838,10 @@ class Gateway:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
         self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
+
+
+def _job(job_id: int | None) -> dict[str, Any]:
+    return {"job_id": job_id} if job_id is not None else {}
 
 
 def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[str]) -> list[Node]:
