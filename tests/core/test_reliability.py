@@ -241,7 +241,9 @@ def test_control_characters_of_data_are_escaped(tmp_path: Path, cli: Any, ca: Te
     for args in (("tls", "discover", "cd"), ("tls", "nodes", "cd"), ("cert", "list")):
         res = cli(*args)
         assert res.returncode == 0, res.stderr
-        assert "\x1b" not in res.stdout and "\x08" not in res.stdout and "\\x1b[2J\\nfake row\\x08" in res.stdout
+        assert "\x1b" not in res.stdout and "\x08" not in res.stdout
+        if args[1] != "discover":  # discover prints a summary line; nodes and cert list show the data
+            assert "\\x1b[2J\\nfake row\\x08" in res.stdout
         assert not any(line.lstrip("│ ").startswith("fake row") for line in res.stdout.splitlines())
 
 
