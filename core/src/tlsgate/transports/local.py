@@ -124,6 +124,8 @@ class LocalConnection(LateCheckedWrites, Connection):
             raise
 
     def realpath(self, path: str) -> str:
+        if self.platform != "posix" or not os.path.isabs(path):
+            return path  # a Windows path (or a relative one) is not resolved here
         return os.path.realpath(path)
 
     def stat(self, path: str) -> FileStat | None:
