@@ -53,8 +53,11 @@ def test_add_prints_success_and_instance_id(tlsgate_home: Path, tmp_path: Path) 
      "error: --port: must be an integer between 1 and 65535"),
     (["--name", "a", "--connection_type", "ssh", "--host", "x" * 256, "--password", "p"],
      "error: --host: must be between 1 and 255 characters"),
-    (["--name", "a", "--connection_type", "ssh", "--host", "h"],
-     "error: --password: ssh needs --password, --ssh_key_path, or --store with --store_cred_id"),
+    # (ssh with no credential at all is valid: an ssh-agent or ~/.ssh/config may provide one)
+    (["--name", "a", "--connection_type", "ssh", "--host", "h", "--ssh_jump", "bastion:0"],
+     "error: --ssh_jump: 'bastion:0': the port must be an integer between 1 and 65535"),
+    (["--name", "a", "--connection_type", "ssh", "--host", "h", "--sudo", "maybe"],
+     "error: --sudo: must be true or false"),
     (["--name", "a", "--connection_type", "ssh", "--host", "h", "--ssh_key_path", "/nonexistent/key"],
      "error: --ssh_key_path: /nonexistent/key: no such file"),
     (["--name", "a", "--connection_type", "ssh", "--host", "h", "--store", "nope", "--store_cred_id", "1"],

@@ -54,3 +54,16 @@ def root_conn(trusted: SshdServer) -> Iterator[ssh.SSHConnection]:
     creds = Credentials(ssh_key_path=str(trusted.root_key.path))
     with ssh.connect_ssh(ssh_endpoint(trusted, user="root"), creds) as c:
         yield c  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo files of ``examples/make_demo_files.py`` (keystores and a new certificate)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo")
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, str(root / "examples" / "make_demo_files.py"), str(out)], check=True,
+                   capture_output=True)
+    return out

@@ -27,7 +27,6 @@ from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 STORE_PASSWORD = "changeit"  # the demo keystores' password (examples/make_demo_files.py)
 FILES = {"p12": "app.p12", "jks": "app.jks", "pem": "app.pem"}
 
@@ -51,14 +50,6 @@ def assert_nowhere(home: Path, *secrets: str) -> None:
     blob = all_bytes(home)
     for secret in secrets:
         assert secret.encode() not in blob, "a secret is stored in clear under $TLSGATE_HOME"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    subprocess.run([sys.executable, str(ROOT / "examples" / "make_demo_files.py"), str(out)], check=True,
-                   capture_output=True)
-    return out
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -130,9 +131,19 @@ class Gateway:
     def __init__(self, inventory: Inventory | None = None, registry: Registry | None = None) -> None:
         self.registry = registry or get_registry()
         self.inventory = inventory or open_inventory()
+        self._lifecycle: Any = None
 
     def close(self) -> None:
         self.inventory.close()
+
+    @property
+    def lifecycle(self) -> Any:
+        """ACME accounts, DNS providers, cert request / renew / revoke (:mod:`tlsgate.lifecycle`)."""
+        from .lifecycle.service import Lifecycle
+
+        if self._lifecycle is None:
+            self._lifecycle = Lifecycle(self)
+        return self._lifecycle
 
     # -- endpoint types ---------------------------------------------------------------------------
     def endpoint_type(self, name: str) -> Any:
@@ -169,15 +180,20 @@ class Gateway:
         store_cred_id: str | None = None,
         transport_options: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
+        zone: str | None = None,
     ) -> Endpoint:
-        """Validate and store an endpoint (no remote connection is made). Raises ValidationError."""
+        """Validate and store an endpoint (no remote connection is made). Raises ValidationError.
+        ``zone``: the network zone whose workers reach it (default ``default``)."""
+        from .queue import validate_zone
+
+        zone = validate_zone(zone)
         if name in self.inventory.endpoint_names():
             raise ValidationError(f"an endpoint named {name!r} already exists", option="--name")
         endpoint, opts = self._build_endpoint(type_name, dict(
             name=name, connection_type=connection_type, host=host, port=port, user=user,
             password=password, ssh_key_path=ssh_key_path, ssh_key_password=ssh_key_password, store=store,
             store_cred_id=store_cred_id, transport_options=transport_options, options=options))
-        self.inventory.add_endpoint(endpoint, options_to_dict(opts))
+        self.inventory.add_endpoint(endpoint, options_to_dict(opts), zone=zone)
         self._audit("tls add", "ok", endpoint, details={"type": type_name, "connection_type": connection_type})
         return endpoint
 
@@ -288,7 +304,8 @@ class Gateway:
                 _check_text(store_cred_id, "--store_cred_id", 1, 1024)
                 if password is not None:
                     raise ValidationError("give either --password or --store/--store_cred_id, not both", option="--password")
-            if password is None and ssh_key_path is None and store is None:
+            # ssh alone may log in with an ssh-agent's keys or ~/.ssh/config's IdentityFile
+            if password is None and ssh_key_path is None and store is None and connection_type != "ssh":
                 raise ValidationError(
                     f"{connection_type} needs --password, --ssh_key_path, or --store with --store_cred_id",
                     option="--password",
@@ -339,9 +356,19 @@ class Gateway:
             "options": redact(stored.options),
             "organization": stored.organization,
             "department": stored.department,
+            "zone": stored.zone,
             "created": stored.created,
             "updated": stored.updated,
         }
+
+    def set_zone(self, ref: str, zone: str) -> StoredEndpoint:
+        """Move an endpoint to another network zone (``tls set ENDPOINT --zone Z``)."""
+        from .queue import validate_zone
+
+        before = self.inventory.get_endpoint(ref)
+        stored = self.inventory.set_zone(ref, validate_zone(zone))
+        self.inventory.audit("tls set", "ok", endpoint=stored, details={"zone": {"from": before.zone, "to": stored.zone}})
+        return stored
 
     def remove_endpoint(self, ref: str) -> StoredEndpoint:
         stored = self.inventory.remove_endpoint(ref)
@@ -382,12 +409,19 @@ class Gateway:
             stype = self.registry.credential_store(kind)
             client = stype.factory(spec.store, stype.options(**raw) if stype.options else None)
             secret = client.get(spec.store_cred_id or "")
+            hops: list[Credentials | None] = []
+            for cred_id in str((spec.extra or {}).get("ssh_jump_store_cred_id") or "").split(","):
+                own = client.get(cred_id.strip()) if cred_id.strip() else None
+                hops.append(None if own is None else Credentials(
+                    user=own.get("user"), password=_secret(own.get("password")),
+                    ssh_key=_secret(own.get("ssh_key")), ssh_key_password=_secret(own.get("ssh_key_password"))))
             return Credentials(
                 user=spec.user or secret.get("user"),
                 password=_secret(secret.get("password")),
                 ssh_key=_secret(secret.get("ssh_key")),
                 ssh_key_password=_secret(secret.get("ssh_key_password")),
                 ssh_key_path=spec.ssh_key_path,
+                hops=tuple(hops),
             )
         return Credentials(user=spec.user, password=spec.password, ssh_key_path=spec.ssh_key_path,
                            ssh_key_password=spec.ssh_key_password)
@@ -716,7 +750,9 @@ class Gateway:
         try:
             with self.connect(endpoint) as conn:
                 platform, insecure = conn.platform, conn.insecure
-                checks.append(("connect", True, f"{conn.host} ({endpoint.connection.type})"))
+                note = getattr(conn, "route_note", "")
+                checks.append(("connect", True, f"{conn.host} ({endpoint.connection.type})"
+                               + (f": {note}" if note else "")))
                 if insecure:
                     checks.append(("tls verification", True, "SKIPPED: insecure connection type"))
                 try:
@@ -724,6 +760,9 @@ class Gateway:
                     checks.append(("endpoint readable", True, f"{len(nodes)} node(s) found"))
                 except Exception as exc:  # noqa: BLE001 - reported as a failed check
                     checks.append(("endpoint readable", False, str(exc)))
+                else:
+                    if conn.platform == "posix" and endpoint.connection.type != "local":
+                        checks += self._privilege_checks(endpoint, conn, nodes)
         except Exception as exc:  # noqa: BLE001 - reported as a failed check
             checks.append(("connect", False, str(exc)))
         report = TestReport(endpoint.name, endpoint.connection.type, platform, insecure, tuple(checks))
@@ -731,26 +770,84 @@ class Gateway:
                              details={"insecure": insecure, "checks": [c[0] for c in checks if not c[1]]})
         return report
 
-    def host_key(self, ref: str) -> tuple[str, str, Any, str, int]:
-        """The SSH host key an ssh/ssh_windows endpoint presents: (type, SHA256 fingerprint, key,
-        host, port). Connects only far enough to read the key; nothing is authenticated."""
-        endpoint = self.endpoint(ref)
+    def _privilege_checks(self, endpoint: Endpoint, conn: Connection, nodes: Sequence[Node]) -> list[tuple[str, bool, str]]:
+        """What an install of this endpoint needs on its host, from a dry-run plan with a
+        throwaway certificate for its names: each command marked privileged (``sudo -n -l``
+        allows it?) and each directory written (writable by the account, or through sudo)."""
+        names = sorted({n.name for n in nodes if n.protocol == "https" and n.name and "*" not in n.name})[:20]
+        try:
+            bundle = _throwaway_bundle(names or ["tlsgate-test.invalid"])
+            result = self.registry.install(endpoint, conn, bundle, [], True, None)
+        except Exception as exc:  # noqa: BLE001 - reported; the endpoint itself was readable
+            return [("privileges", True, f"not listed: an install could not be planned ({exc})")]
+        who = getattr(conn, "user", "") or "the login account"
+        checks: list[tuple[str, bool, str]] = []
+        seen: set[str] = set()
+        writes_need_sudo = False
+        for step in result.plan:
+            if step.action == "run" and step.privileged and step.argv:
+                shown = " ".join(step.argv)
+                if shown in seen:
+                    continue
+                seen.add(shown)
+                allowed = conn.sudo_allows(step.argv)
+                if allowed is None:
+                    checks.append((f"command {shown}", True, f"runs as {who} (no --sudo)"))
+                else:
+                    checks.append((f"sudo {shown}", allowed, "allowed by sudo -n -l" if allowed
+                                   else f"NOT allowed for {who}: add it to the sudoers rule"))
+            elif step.action in ("write", "replace"):
+                directory = conn.path.dirname(step.target) or "."
+                if directory in seen:
+                    continue
+                seen.add(directory)
+                writable = conn.run(["test", "-w", directory]).ok
+                if writable:
+                    checks.append((f"directory {directory}", True, f"writable by {who}"))
+                elif conn.escalation:
+                    writes_need_sudo = True
+                    checks.append((f"directory {directory}", True, f"not writable by {who}: written through sudo"))
+                else:
+                    checks.append((f"directory {directory}", False,
+                                   f"not writable by {who} (use --sudo, or give the group write permission)"))
+        if writes_need_sudo:
+            sample = ["/home/.tlsgate-0.tmp", "/etc/.tlsgate-0.tmp"]
+            for argv in (["install", "-m", "0644", "--", *sample], ["mv", "-f", "--", sample[1], "/etc/x"]):
+                allowed = bool(conn.sudo_allows(argv))
+                checks.append((f"sudo {argv[0]}", allowed, "allowed by sudo -n -l" if allowed
+                               else f"NOT allowed for {who}: writes need sudo {argv[0]}"))
+        return checks
+
+    def _ssh_route(self, endpoint: Endpoint) -> Any:
         spec = endpoint.connection
         ctype = self.registry.connection_types.get(spec.type)
         if ctype is None or not ctype.host_keys or not spec.host:
             raise ValidationError(f"endpoint {endpoint.name!r} does not use an ssh connection type")
         from .transports import ssh
 
-        key_type, fingerprint, key = ssh.fetch_host_key(spec.host, spec.port or 22, timeout=10)
-        return key_type, fingerprint, key, spec.host, spec.port or 22
+        return ssh.target_route(endpoint)
 
-    def trust_host_key(self, ref: str, key: Any) -> None:
+    def host_key(self, ref: str) -> tuple[str, str, Any, str, int]:
+        """The SSH host key an ssh/ssh_windows endpoint presents: (type, SHA256 fingerprint, key,
+        host, port). Connects only far enough to read the key; nothing is authenticated. With
+        bastions, the first one whose key is not trusted yet answers (so ``tls trust`` asks for
+        each in turn); once all are trusted, the endpoint's host through them."""
+        endpoint = self.endpoint(ref)
+        route = self._ssh_route(endpoint)
+        from .transports import ssh
+
+        key_type, fingerprint, key, host, port = ssh.path_host_key(endpoint, self.credentials(endpoint), route)
+        return key_type, fingerprint, key, host, port
+
+    def trust_host_key(self, ref: str, key: Any, host: str | None = None, port: int | None = None) -> None:
         endpoint = self.endpoint(ref)
         from .transports import ssh
 
-        spec = endpoint.connection
-        ssh.trust_host_key(spec.host, spec.port or 22, key)
-        self.inventory.audit("tls trust", "ok", endpoint=endpoint, details={"host": spec.host, "port": spec.port})
+        if host is None:
+            route = self._ssh_route(endpoint)
+            host, port = route.host, route.port
+        ssh.trust_host_key(host, port or 22, key)
+        self.inventory.audit("tls trust", "ok", endpoint=endpoint, details={"host": host, "port": port})
 
     # -- certificates -----------------------------------------------------------------------------
     def certificates(self) -> list[Any]:
@@ -838,6 +935,26 @@ class Gateway:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
         self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
+
+
+def _throwaway_bundle(names: Sequence[str]) -> CertificateBundle:
+    """A self-signed certificate for ``names`` (EC P-256, one hour), only ever used in a dry run."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return CertificateBundle.from_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
 
 
 def _job(job_id: int | None) -> dict[str, Any]:

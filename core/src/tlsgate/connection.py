@@ -67,6 +67,9 @@ class Connection(abc.ABC):
     host: str = "localhost"
     #: True when the transport skips TLS verification (``*_insecure``).
     insecure: bool = False
+    #: How commands marked ``privileged`` run: None (as the login account, which already has the
+    #: rights: root over ssh, the gateway user locally) or "sudo" (the ssh transport's ``--sudo``).
+    escalation: str | None = None
 
     # -- commands -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -78,11 +81,16 @@ class Connection(abc.ABC):
         timeout: float | None = 120,
         env: Mapping[str, str] | None = None,
         check: bool = False,
+        privileged: bool = False,
     ) -> CommandResult:
         """Run ``argv`` (program and arguments, each passed as data, never parsed by a shell).
 
         With ``check=True`` a non-zero exit raises :class:`CommandFailed` with stderr.
-        Secrets go through ``stdin`` or ``env``, never through argv.
+        Secrets go through ``stdin`` or ``env``, never through argv. Drivers pass
+        ``privileged=True`` for a command that needs root on a server (a config test, a reload,
+        a service start/stop): with :attr:`escalation` "sudo" it runs as ``sudo -n -- argv``;
+        otherwise exactly as an unprivileged command. File writes need no mark: a transport
+        with escalation falls back to it by itself where the account may not write.
         """
 
     def run_powershell(
@@ -124,6 +132,15 @@ class Connection(abc.ABC):
         res = self.run(["readlink", "-f", "--", path])
         out = res.stdout.rstrip("\n") if res.ok else ""
         return out if out.startswith("/") and "\n" not in out else path
+
+    def sudo_allows(self, argv: Sequence[str]) -> bool | None:
+        """Whether :attr:`escalation` would let ``argv`` run (``sudo -n -l``); None without one."""
+        return None
+
+    def write_needs_privilege(self, path: str) -> bool:
+        """Whether :meth:`write_file` of ``path`` would go through :attr:`escalation` (shown by
+        ``--dry-run`` plans and ``tls test``)."""
+        return False
 
     @abc.abstractmethod
     def stat(self, path: str) -> FileStat | None:

@@ -84,6 +84,8 @@ class Credentials:
     ssh_key_path: str | None = None
     ssh_key: Secret | None = None  # private key text from a credential store
     ssh_key_password: Secret | None = None
+    #: Per bastion of ``--ssh_jump`` (in order): its own credentials, or None for the endpoint's.
+    hops: tuple[Credentials | None, ...] = ()
 
 
 @attrs.frozen
@@ -173,6 +175,10 @@ class PlanStep:
     action: str
     target: str
     detail: str = ""
+    #: True when the step would run through the connection's escalation (sudo).
+    privileged: bool = False
+    #: For ``run`` steps: the command as argv (``target`` is its display form).
+    argv: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.action:<14} {self.target}" + (f"  ({self.detail})" if self.detail else "")

@@ -159,7 +159,11 @@ class Transaction:
             prev = self._originals.get(real)
             mode = prev.mode if prev is not None and prev.mode is not None else 0o644
         if self.dry_run:
-            self.plan.append(PlanStep("write" if not existed else "replace", real, detail or f"mode {mode:o}"))
+            detail = detail or f"mode {mode:o}"
+            sudo = self.connection.write_needs_privilege(real)
+            if sudo:
+                detail += f", via {self.connection.escalation} install + mv"
+            self.plan.append(PlanStep("write" if not existed else "replace", real, detail, privileged=sudo))
             return
         original = self._originals[real]
         if base is not _UNSET and base != original.data and not original.wrote:
@@ -212,15 +216,22 @@ class Transaction:
         timeout: float | None = 180,
         env: dict[str, str] | None = None,
         explain: Callable[[CommandResult], str] | None = None,
+        privileged: bool = False,
     ) -> CommandResult | None:
         """Run a step's command; with ``check`` a failure aborts (and so restores): an
         OperationError ``"<what> failed: <explain(result)>"`` when ``explain`` is given (the
         server's own error lines), else :class:`CommandFailed` with the last line of output.
-        In a dry run the command is only added to the plan and None is returned."""
+        In a dry run the command is only added to the plan and None is returned.
+        ``privileged``: see :meth:`Connection.run`; the plan says when the command would run
+        under sudo."""
         if self.dry_run:
-            self.plan.append(PlanStep("run", shlex.join(argv), what or ""))
+            escalation = self.connection.escalation if privileged else None
+            shown = shlex.join(str(a) for a in argv)  # quoted as a shell would
+            target = shown if escalation is None else f"{escalation} {shown}"
+            self.plan.append(PlanStep("run", target, what or "", privileged=privileged,
+                                      argv=tuple(str(a) for a in argv)))
             return None
-        result = self.connection.run(argv, stdin=stdin, timeout=timeout, env=env)
+        result = self.connection.run(argv, stdin=stdin, timeout=timeout, env=env, privileged=privileged)
         if check and explain is not None and not result.ok:
             raise OperationError(f"{what or argv[0]} failed: {explain(result)}")
         if check:

@@ -24,9 +24,11 @@ def test_declared_types(registry: Any) -> None:
         assert et.connection_types == VENDOR_ORDER
         assert et.local_platforms == ("windows", "linux") and not et.needs_restart
         flags[name] = {s.flag: s for s in option_specs(et.options)}
-    assert list(flags["p12"]) == ["--path", "--store_password", "--install_script", "--restart_script", "--is_legacy"]
-    assert list(flags["jks"]) == ["--path", "--store_password", "--install_script", "--restart_script"]
-    assert list(flags["pem"]) == ["--path", "--install_script", "--restart_script", "--key_path", "--key_password"]
+    assert list(flags["p12"]) == ["--path", "--store_password", "--install_script", "--restart_script", "--is_legacy",
+                                   "--script_sudo"]
+    assert list(flags["jks"]) == ["--path", "--store_password", "--install_script", "--restart_script", "--script_sudo"]
+    assert list(flags["pem"]) == ["--path", "--install_script", "--restart_script", "--key_path", "--key_password",
+                                   "--script_sudo"]
     assert flags["p12"]["--store_password"].secret and flags["pem"]["--key_password"].secret
     assert flags["p12"]["--is_legacy"].type is bool and flags["p12"]["--is_legacy"].default is False
     assert flags["p12"]["--path"].required and flags["jks"]["--store_password"].required

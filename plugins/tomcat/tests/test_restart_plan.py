@@ -32,7 +32,7 @@ class ScriptedHost(Connection):
         self.commands: list[tuple[str, ...]] = []
         self.contents: dict[str, bytes] = {}
 
-    def run(self, argv, *, stdin=None, timeout=120, env=None, check=False):  # type: ignore[no-untyped-def, override]
+    def run(self, argv, *, stdin=None, timeout=120, env=None, check=False, privileged=False):  # type: ignore[no-untyped-def, override]
         argv = tuple(argv)
         self.commands.append(argv)
         if argv[:2] == ("systemctl", "show"):

@@ -62,3 +62,33 @@ def test_discover_and_install_over_ssh(tomcat10: TomcatServer, root_ssh: SshdSer
             assert st.st_mode & 0o007 == 0
     key = next(Path(w) for w in result.files_written if w.endswith(".key"))
     assert key.stat().st_mode & 0o777 == 0o640
+
+
+def test_install_as_a_non_root_account_with_sudo(tomcat10: TomcatServer, root_ssh: SshdServer,
+                                                 test_ca: TestCA) -> None:
+    """The test account (not root) with a NOPASSWD rule for the file commands and the restart
+    commands: conf/ (root:tomcat, not readable by the account) is read and written through sudo,
+    owners and modes stay, and Tomcat is restarted as its own user."""
+    from tlsgate_testing.sshd import sudo_commands, sudoers_rule
+
+    t, sshd = tomcat10, root_ssh
+    ep = Endpoint(name="tc-sudo", type="tomcat",
+                  connection=ConnectionSpec(type="ssh", host=sshd.host, port=sshd.port, user=sshd.user,
+                                            extra={"sudo": True}),
+                  options=TomcatOptions(tomcat_dir=str(t.base)))
+    xml_stat = t.server_xml.stat()
+    rule = (f"{sshd.user} ALL=(root) NOPASSWD: "
+            f"{sudo_commands('install', 'mv', 'rm', 'cat', 'stat', 'mkdir', 'chown', 'setsid', 'runuser', 'kill')}")
+    with sudoers_rule(rule), ssh.connect_ssh(ep, Credentials(ssh_key_path=str(sshd.keys["ecdsa"].path))) as conn:
+        new = test_ca.issue("pem.test", "b.test")
+        bundle = CertificateBundle.from_pem(new.cert_pem, new.key_pem, new.chain_pem)
+        result = plugin.install(ep, conn, bundle, [], False, None)
+    assert result.verified and sorted(result.nodes) == ["b.test", "pem.test"]
+    assert t.served(t.p12_port, "pem.test") == new.fingerprint
+    after = t.server_xml.stat()
+    assert (after.st_mode, after.st_uid, after.st_gid) == (xml_stat.st_mode, xml_stat.st_uid, xml_stat.st_gid)
+    for written in result.files_written:
+        st = Path(written).stat()
+        assert (st.st_uid, st.st_gid) == (xml_stat.st_uid, xml_stat.st_gid)
+    if t.user:
+        assert "as tomcat" in result.messages[0]

@@ -13,6 +13,7 @@ Tests that cannot find ``apache2`` (or ``httpd``) are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -325,9 +326,16 @@ class ApacheServer:
 @pytest.fixture
 def apache_server(tmp_path: Path, test_ca: TestCA) -> Iterator[tuple[ApacheSite, ApacheServer]]:
     """A real httpd on :func:`apache_site`'s configuration; stopped (by its PidFile) at teardown."""
+    with running_apache(tmp_path / "apache", test_ca) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def running_apache(root: Path, ca: TestCA) -> Iterator[tuple[ApacheSite, ApacheServer]]:
+    """:func:`apache_site` under ``root``, started; stopped when the block ends."""
     if apache_binary() is None:
         pytest.skip("apache2/httpd is not installed")
-    site = apache_site(tmp_path / "apache", test_ca)
+    site = apache_site(root, ca)
     server = ApacheServer(site)
     server.start()
     try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +21,21 @@ def test_ca() -> TestCA:
 
 
 @pytest.fixture
-def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh, private ``$TLSGATE_HOME`` (inventory, master key, known_hosts) for one test."""
+def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inventory_backend: str,
+                 request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh, private ``$TLSGATE_HOME`` (inventory, master key, known_hosts) for one test.
+    With ``--inventory=postgresql`` (or ``both``) the inventory is a fresh PostgreSQL database
+    named by ``$TLSGATE_DATABASE_URL`` (see :mod:`tlsgate_testing.postgres`)."""
     home = tmp_path / "tlsgate-home"
     home.mkdir(mode=0o700)
     monkeypatch.setenv("TLSGATE_HOME", str(home))
+    if inventory_backend == "postgresql":
+        monkeypatch.setenv("TLSGATE_DATABASE_URL", request.getfixturevalue("postgres_database"))
+        # fleet jobs run in the test's process (no worker serves this database); the queue's
+        # own tests start workers
+        monkeypatch.setenv("TLSGATE_JOB_RUNNER", "inprocess")
+    else:
+        monkeypatch.delenv("TLSGATE_DATABASE_URL", raising=False)
     monkeypatch.delenv("TLSGATE_MASTER_KEY", raising=False)
     from tlsgate import registry
 
@@ -58,3 +71,15 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> 
 
 def env_without_secrets() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "PASSWORD" not in k and "TOKEN" not in k}
+
+
+@contextlib.contextmanager
+def world_readable_dir(prefix: str) -> Iterator[Path]:
+    """A fresh root-owned directory, mode 0755, outside pytest's 0700 tmp tree (so a non-root
+    account over ssh can read what is inside); removed when the block ends."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base.chmod(0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -10,6 +10,7 @@ stops it at teardown. Tests that cannot find ``nginx`` are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -273,9 +274,16 @@ class NginxServer:
 @pytest.fixture
 def nginx_server(tmp_path: Path, test_ca: TestCA) -> Iterator[tuple[NginxSite, NginxServer]]:
     """A real nginx on :func:`nginx_site`'s configuration; stopped (by its pid file) at teardown."""
+    with running_nginx(tmp_path / "nginx", test_ca) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def running_nginx(prefix: Path, ca: TestCA) -> Iterator[tuple[NginxSite, NginxServer]]:
+    """:func:`nginx_site` under ``prefix``, started; stopped when the block ends."""
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")
-    site = nginx_site(tmp_path / "nginx", test_ca)
+    site = nginx_site(prefix, ca)
     server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
     server.start()
     try:

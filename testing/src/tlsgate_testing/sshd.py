@@ -16,6 +16,7 @@ Tests run as root (as in CI). The fixture is session-scoped; it kills only the s
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pwd
@@ -177,8 +178,12 @@ def _host_key(path: Path) -> str:
                                          serialization.PublicFormat.OpenSSH).decode()
 
 
-def start_sshd(base: Path) -> SshdServer:
-    """Start a private sshd under ``base`` (created); the caller stops it with :func:`stop_sshd`."""
+def start_sshd(base: Path, *, listen: str = "127.0.0.1", log_level: str = "VERBOSE",
+               extra_config: str = "") -> SshdServer:
+    """Start a private sshd under ``base`` (created); the caller stops it with :func:`stop_sshd`.
+
+    ``listen``: the loopback address it binds (a second one, 127.0.0.2, for a host reachable only
+    through a bastion); ``extra_config``: more sshd_config lines (before any ``Match``)."""
     if not os.path.exists(SSHD):
         pytest.skip(f"{SSHD} is not installed (Debian package openssh-server)")
     if os.geteuid() != 0:
@@ -204,7 +209,7 @@ def start_sshd(base: Path) -> SshdServer:
     config = base / "sshd_config"
     config.write_text(
         f"""Port {port}
-ListenAddress 127.0.0.1
+ListenAddress {listen}
 HostKey {host_key}
 PidFile {pid_file}
 AuthorizedKeysFile {auth_dir}/%u
@@ -217,15 +222,15 @@ PermitRootLogin prohibit-password
 AllowUsers {TEST_USER} root
 MaxStartups 50:30:100
 MaxSessions 50
-LogLevel VERBOSE
+LogLevel {log_level}
 Subsystem sftp internal-sftp
-"""
+{extra_config}"""
     )
     subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True)
     subprocess.run([SSHD, "-f", str(config), "-E", str(log)], check=True, capture_output=True)
-    wait_for_port(port, timeout=20)
+    wait_for_port(port, host=listen, timeout=20)
     return SshdServer(
-        host="127.0.0.1", port=port, user=TEST_USER, password=password, uid=entry.pw_uid,
+        host=listen, port=port, user=TEST_USER, password=password, uid=entry.pw_uid,
         gid=entry.pw_gid, home=Path(entry.pw_dir), workdir=workdir, keys=keys, root_key=root_key,
         host_key_public=host_pub, config=config, log=log, pid_file=pid_file,
     )
@@ -261,4 +266,63 @@ def sshd() -> Iterator[SshdServer]:
         yield server
     finally:
         stop_sshd(server)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -- sudo for the non-root account ---------------------------------------------------------------
+SUDOERS_DIR = Path("/etc/sudoers.d")
+
+
+@contextlib.contextmanager
+def sudoers_rule(*lines: str) -> Iterator[Path]:
+    """Install a sudoers rule file for the test (a unique name under /etc/sudoers.d, mode 0440,
+    checked with ``visudo -cf`` before it goes live), removed when the block ends."""
+    if shutil.which("visudo") is None or shutil.which("sudo") is None:
+        pytest.skip("sudo is not installed (Debian package sudo)")
+    text = "".join(line + "\n" for line in lines)
+    staged = SUDOERS_DIR / f".tlsgate-test-{secrets.token_hex(6)}.tmp"  # sudo skips names with '.'
+    final = SUDOERS_DIR / f"tlsgate-test-{secrets.token_hex(6)}"
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    try:
+        check = subprocess.run(["visudo", "-cf", str(staged)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise AssertionError(f"invalid sudoers rule {text!r}: {check.stdout}{check.stderr}")
+        os.rename(staged, final)
+        yield final
+    finally:
+        for path in (staged, final):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def sudo_commands(*names: str) -> str:
+    """Full paths of commands for a sudoers Cmnd list (as sudo resolves them on secure_path)."""
+    paths = []
+    for name in names:
+        found = shutil.which(name, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        if found is None:
+            pytest.skip(f"{name} is not installed")
+        paths.append(found)
+    return ", ".join(paths)
+
+
+@pytest.fixture(scope="session")
+def bastion_pair() -> Iterator[tuple[SshdServer, SshdServer]]:
+    """Two private sshds: a bastion on 127.0.0.1 (debug log, so a test can see what it
+    forwarded) and an inner host on 127.0.0.2 (the endpoint a test reaches through the bastion)."""
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-bastion-"))
+    base.chmod(0o755)  # each sshd reads its authorized_keys as the test user
+    bastion = start_sshd(base / "bastion", log_level="DEBUG1", extra_config="AllowTcpForwarding yes\n")
+    try:
+        inner = start_sshd(base / "inner", listen="127.0.0.2")
+    except BaseException:
+        stop_sshd(bastion)
+        raise
+    try:
+        yield bastion, inner
+    finally:
+        stop_sshd(inner)
+        stop_sshd(bastion)
         shutil.rmtree(base, ignore_errors=True)

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         _check_endpoint_type(args)
+        args = _bare_switches(args)
         # standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit
         build_app(args)(args=args, prog_name="tlsgate")
     except SystemExit as exc:
@@ -58,6 +59,27 @@ def _check_endpoint_type(args: list[str]) -> None:
                     "(install a plugin such as tlsgate-keystores)"
                 )
             raise ValidationError(f"unknown endpoint type {args[2]!r} (installed: {', '.join(types)})")
+
+
+def _bare_switches(args: list[str]) -> list[str]:
+    """``tls add|set ... --sudo``: a yes/no option of a connection type may be given bare (it
+    means ``--sudo true``), as operators write it; ``--sudo false`` still works. (Typer has no
+    optional-value options, so the bare form is completed here.)"""
+    if len(args) < 2 or args[0] != "tls" or args[1] not in ("add", "set"):
+        return args
+    from ..options import option_specs
+    from ..registry import get_registry
+
+    switches = {spellings for ct in get_registry().connection_types.values()
+                for spec in option_specs(ct.options) if spec.type is bool
+                for spellings in (spec.flag, spec.flag.replace("_", "-"))}
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg in switches and (following is None or following.startswith("-")):
+            out.append("true")
+    return out
 
 
 def run() -> None:

@@ -23,7 +23,18 @@ from .common import (
     parse_set_args,
     read_pem_inputs,
 )
-from .job import AllSel, DeptSel, EndpointSel, OrgSel, ParallelOpt, TypeSel, run_and_report, selection
+from .job import (
+    AllSel,
+    DeptSel,
+    EndpointSel,
+    NoWaitOpt,
+    OrgSel,
+    ParallelOpt,
+    TypeSel,
+    check_no_wait,
+    run_and_report,
+    selection,
+)
 from .output import clean, emit_json, say, say_lines, table, warn
 
 OptRef = Annotated[Optional[str], typer.Argument(  # noqa: UP045
@@ -96,6 +107,7 @@ def register(tls: typer.Typer) -> None:
         department: DeptSel = None,
         all_: AllSel = False,
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Discover the nodes of one endpoint (ENDPOINT) or of the selected ones (a job), and the
@@ -116,7 +128,7 @@ def register(tls: typer.Typer) -> None:
                 f"See them with: tlsgate tls nodes {clean(stored.name)}")
             return
         _fan_out(gw, "discover", selection(endpoints, types, org_name, department, all_, positional=endpoint),
-                 parallel, json)
+                 parallel, json, no_wait)
 
     @tls.command("nodes", context_settings=CONTEXT)
     def tls_nodes(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -198,6 +210,7 @@ def register(tls: typer.Typer) -> None:
         department: DeptSel = None,
         all_: AllSel = False,
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Restart / reload one endpoint (ENDPOINT) or the selected ones (a job) so that installed
@@ -211,7 +224,7 @@ def register(tls: typer.Typer) -> None:
                 say(result.message or ("Restarted." if result.restarted else "Nothing to restart."))
             return
         _fan_out(gw, "restart", selection(endpoints, types, org_name, department, all_, positional=endpoint),
-                 parallel, json)
+                 parallel, json, no_wait)
 
     @tls.command("verify", context_settings=CONTEXT)
     def tls_verify(
@@ -222,6 +235,7 @@ def register(tls: typer.Typer) -> None:
         department: DeptSel = None,
         all_: AllSel = False,
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Handshake every TLS node (with SNI), re-read keystore entries, and compare what is
@@ -229,7 +243,7 @@ def register(tls: typer.Typer) -> None:
         not-after, and ok / mismatch / unreachable. Exit 1 unless every node is ok."""
         gw = gateway()
         _fan_out(gw, "verify", selection(endpoints, types, org_name, department, all_, positional=endpoint),
-                 parallel, json)
+                 parallel, json, no_wait)
 
     @tls.command("test", context_settings=CONTEXT)
     def tls_test(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -257,7 +271,7 @@ def register(tls: typer.Typer) -> None:
             say(f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}")
         if not yes and not typer.confirm("Trust this host key?", default=False):
             raise typer.Exit(1)
-        gw.trust_host_key(endpoint, key)
+        gw.trust_host_key(endpoint, key, host, port)
         if json:
             emit_json({"endpoint": endpoint, "host": host, "port": port, "key_type": key_type,
                        "fingerprint": fingerprint, "trusted": True})
@@ -285,12 +299,13 @@ def register(tls: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _fan_out(gw, kind: str, sel, parallel: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _fan_out(gw, kind: str, sel, parallel: int, as_json: bool, no_wait: bool = False) -> None:  # type: ignore[no-untyped-def]
     from .. import fleet
 
+    check_no_wait(gw, no_wait)
     chosen = fleet.select(gw, sel)
     job_id = fleet.create_job(gw, kind, chosen, {"selection": _sel_json(sel)})
-    run_and_report(gw, job_id, as_json=as_json, parallel=parallel)
+    run_and_report(gw, job_id, as_json=as_json, parallel=parallel, no_wait=no_wait)
 
 
 def _sel_json(sel) -> dict:  # type: ignore[no-untyped-def, type-arg]

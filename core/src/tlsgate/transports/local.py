@@ -48,6 +48,7 @@ class LocalConnection(LateCheckedWrites, Connection):
         timeout: float | None = 120,
         env: Mapping[str, str] | None = None,
         check: bool = False,
+        privileged: bool = False,  # the gateway user's own rights: nothing to escalate
     ) -> CommandResult:
         argv = [str(a) for a in argv]
         full_env = None if env is None else {**os.environ, **env}

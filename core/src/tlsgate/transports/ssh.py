@@ -2,11 +2,18 @@
 
 Reusable pieces, for sibling transports such as ``ssh_windows``:
 
-* :func:`open_ssh_client` opens the socket itself (connect timeout, ``TCP_NODELAY``), verifies the
-  host key against ``$TLSGATE_HOME/known_hosts`` then ``~/.ssh/known_hosts``, and authenticates
-  with exactly what the operator configured (password and/or private key; never an agent or
-  ``~/.ssh/id_*``). Every failure is a :class:`ConnectionFailed` naming host and port, never a
-  secret.
+* :func:`open_ssh_client` opens the socket itself (connect timeout, ``TCP_NODELAY``) or a
+  ``direct-tcpip`` tunnel through the bastions of ``--ssh_jump`` / ``ProxyJump`` (each hop's host
+  key verified and each hop authenticated in turn), verifies the host key against
+  ``$TLSGATE_HOME/known_hosts`` then ``~/.ssh/known_hosts``, and authenticates with what the
+  operator configured (password and/or private key with its ``-cert.pub``); only when nothing is
+  configured, a host alias's ``IdentityFile`` from ``~/.ssh/config``, else an ssh-agent's keys
+  (never ``~/.ssh/id_*`` guessed). Every failure is a :class:`ConnectionFailed` naming host and
+  port (and "bastion N" for a hop), never a secret. :mod:`.ssh_route` parses jump specs and
+  applies ``~/.ssh/config``.
+* ``--sudo`` / ``--sudo_password``: commands a driver marks ``privileged`` run through sudo, and
+  file operations the account is refused fall back to sudo (see :mod:`.ssh_sudo` and
+  :meth:`SSHConnection.write_file`).
 * :class:`SSHConnection` implements :class:`tlsgate.Connection`. Its file operations go through
   one SFTP session and map remote paths with :meth:`SSHConnection.sftp_path`, which a Windows
   subclass overrides; ``run`` is the POSIX form, which a Windows subclass replaces.
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import re
@@ -40,12 +48,16 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from ..connection import Connection, LateCheckedWrites, temp_name
 from ..errors import ConnectionFailed, FileChanged, HostKeyError, OperationError
-from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
+from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat, Problem
+from ..options import option
 from ..plugin import impl
 from ..quoting import sh_join
-from ..secret import reveal
+from ..secret import Secret, reveal
+from . import ssh_sudo
 from .ssh_hostkeys import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
@@ -163,7 +175,7 @@ def _client_key(credentials: Credentials) -> paramiko.PKey | None:
             raise ConnectionFailed(f"--ssh_key_path {path}: permission denied") from None
         except IsADirectoryError:
             raise ConnectionFailed(f"--ssh_key_path {path}: is a directory") from None
-        return load_private_key(data, passphrase, source=f"--ssh_key_path {path}")
+        return _with_certificate(load_private_key(data, passphrase, source=f"--ssh_key_path {path}"), path)
     return None
 
 
@@ -175,44 +187,72 @@ def _timeout(endpoint: Endpoint) -> float:
         return DEFAULT_TIMEOUT
 
 
-def open_ssh_client(
-    endpoint: Endpoint, credentials: Credentials, *, timeout: float | None = None
-) -> paramiko.SSHClient:
-    """Connect, verify the host key and authenticate; return the open ``paramiko.SSHClient``.
+def _with_certificate(pkey: paramiko.PKey, key_path: str | None) -> paramiko.PKey:
+    """Attach the OpenSSH user certificate beside the key (``<key>-cert.pub``), as ssh does, so
+    the server may accept the certificate where it does not list the bare key."""
+    if not key_path:
+        return pkey
+    cert = f"{key_path}-cert.pub"
+    if os.path.isfile(cert):
+        try:
+            pkey.load_certificate(cert)
+        except (OSError, ValueError) as exc:
+            raise ConnectionFailed(f"{cert}: cannot use this certificate with its key ({_plain(exc)})") from None
+    return pkey
 
-    Raises :class:`HostKeyError` (unknown or changed host key, with the fingerprint) or
-    :class:`ConnectionFailed` (refused, unreachable, timed out, not SSH, authentication failed).
-    """
+
+def _identity_file_key(paths: Sequence[str], passphrase: str | None) -> paramiko.PKey | None:
+    """The first readable ``IdentityFile`` of ``~/.ssh/config`` (with its certificate)."""
+    for path in paths:
+        if os.path.isfile(path):
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            return _with_certificate(load_private_key(data, passphrase, source=f"IdentityFile {path}"), path)
+    return None
+
+
+@functools.cache
+def _client_class() -> type:
+    """A ``paramiko.SSHClient`` that also closes the bastion connections it was opened through."""
     import paramiko
 
-    spec = endpoint.connection
-    host = spec.host
-    if not host:
-        raise ConnectionFailed(f"{endpoint.name}: no --host for an SSH connection")
-    port = int(spec.port or DEFAULT_PORT)
-    user = credentials.user or spec.user
-    if not user:
-        raise ConnectionFailed(f"{host}:{port}: no user to log in as (give --user or store it in the credential)",
-                               host=host)
-    timeout = timeout or _timeout(endpoint)
-    password = reveal(credentials.password)
-    pkey = _client_key(credentials)
-    if pkey is None and not password:
-        raise ConnectionFailed(f"{host}:{port}: no SSH credential (give --password, --ssh_key_path, "
-                               "or --store/--store_cred_id)", host=host)
-    where = f"{user}@{host}:{port}"
+    class Client(paramiko.SSHClient):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hops: list[Any] = []
 
-    client = paramiko.SSHClient()
-    for keytype, key in known_host_keys(host, port).items():
-        client.get_host_keys().add(known_hosts_name(host, port), keytype, key)
-    client.set_missing_host_key_policy(_host_key_policy(endpoint.name, host, port))
-    sock = _open_socket(host, port, timeout)
+        def close(self) -> None:
+            super().close()
+            for hop in reversed(self.hops):
+                _close_quietly(hop)
+            self.hops = []
+
+    return Client
+
+
+def _hop_credentials(credentials: Credentials, index: int) -> Credentials:
+    """A bastion's credentials: its own from the credential store when given, else the endpoint's."""
+    own = credentials.hops[index] if index < len(credentials.hops) else None
+    return own if own is not None else credentials
+
+
+def _authenticate(
+    client: Any, *, host: str, port: int, user: str, password: str | None, pkey: Any, sock: Any,
+    timeout: float, endpoint_name: str | None, label: str, agent: bool,
+) -> None:
+    """``client.connect`` over ``sock`` with every failure mapped to one clear line."""
+    import paramiko
+
+    where = f"{label}{user}@{host}:{port}"
     try:
         client.connect(
             host, port=port, username=user, password=password or None, pkey=pkey, sock=sock,
             # the key exchange may take longer than the banner, so the handshake gets twice as long
             timeout=2 * timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-            allow_agent=False, look_for_keys=False,
+            allow_agent=agent, look_for_keys=False,
         )
     except HostKeyError:
         _close_quietly(client, sock)
@@ -220,38 +260,196 @@ def open_ssh_client(
     except paramiko.BadHostKeyException as exc:
         _close_quietly(client, sock)
         raise HostKeyError(
-            f"{host}:{port}: SSH HOST KEY CHANGED: the host presented {exc.key.get_name()} "
+            f"{label}{host}:{port}: SSH HOST KEY CHANGED: the host presented {exc.key.get_name()} "
             f"{fingerprint(exc.key)} but {fingerprint(exc.expected_key)} is trusted; this may be an "
             f"attack (or a reinstalled host); refusing to connect. "
-            + _trust_hint(endpoint.name, host, port).replace("if this is", "if the new key is"),
+            + _trust_hint(endpoint_name, host, port).replace("if this is", "if the new key is"),
             fingerprint=fingerprint(exc.key),
             host=host,
         ) from None
     except paramiko.BadAuthenticationType as exc:
         _close_quietly(client, sock)
-        tried = "key" if pkey is not None and not password else "password"
+        tried = "key" if pkey is not None and not password else ("agent key" if agent else "password")
         raise ConnectionFailed(
             f"{where}: authentication failed: the server does not accept {tried} login "
             f"(it allows: {', '.join(exc.allowed_types) or 'nothing'})", host=host
         ) from None
     except paramiko.AuthenticationException:
         _close_quietly(client, sock)
-        tried = " and ".join(m for m, used in (("private key", pkey is not None), ("password", bool(password))) if used)
+        used = (("private key", pkey is not None), ("password", bool(password)), ("ssh-agent keys", agent))
+        tried = " and ".join(m for m, on in used if on)
         raise ConnectionFailed(f"{where}: authentication failed ({tried} refused)", host=host) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport = client.get_transport()
         cause = transport.get_exception() if transport is not None else None  # the reader thread's
         _close_quietly(client, sock)
         text = _plain(cause or exc)
+        if "no authentication methods available" in text.lower():
+            raise ConnectionFailed(f"{where}: no SSH credential to offer (give one, or its own with "
+                                   "--ssh_jump_store_cred_id for a bastion, an IdentityFile in ~/.ssh/config, "
+                                   "or an ssh-agent)", host=host) from None
         if "banner" in text.lower():
             text = f"no SSH banner within {timeout:g} s (is this an SSH server?)"
         elif "no existing session" in text.lower():
             text = f"the SSH handshake did not complete within {2 * timeout:g} s"
         raise ConnectionFailed(f"{where}: SSH connection failed: {text}", host=host) from None
+
+
+def _tunnel(via: Any, host: str, port: int, timeout: float, label: str) -> Any:
+    """A ``direct-tcpip`` channel through the bastion ``via`` to host:port (ssh -J's forwarding)."""
+    import paramiko
+
+    transport = via.get_transport()
+    try:
+        channel = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+    except paramiko.ChannelException as exc:
+        raise ConnectionFailed(f"{label}cannot reach {host}:{port} through the bastion: "
+                               f"{exc.text or 'refused'} (is it listening, and may the bastion forward?)",
+                               host=host) from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise ConnectionFailed(f"{label}cannot open a tunnel to {host}:{port}: {_plain(exc)}", host=host) from None
+    return channel
+
+
+def format_jump(hops: Any) -> str:
+    from .ssh_route import format_jump as fmt
+
+    return fmt(tuple(hops))
+
+
+def target_route(endpoint: Endpoint, credentials: Credentials | None = None) -> Any:
+    """The endpoint's :class:`~.ssh_route.Route` after ``~/.ssh/config`` (host alias)."""
+    from .ssh_route import resolve
+
+    spec = endpoint.connection
+    if not spec.host:
+        raise ConnectionFailed(f"{endpoint.name}: no --host for an SSH connection")
+    user = (credentials.user if credentials else None) or spec.user
+    try:
+        return resolve(spec.host, spec.port, user, (spec.extra or {}).get("ssh_jump"))
+    except ValueError as exc:
+        raise ConnectionFailed(f"{endpoint.name}: {exc}") from None
+
+
+def open_hops(endpoint: Endpoint, credentials: Credentials, route: Any, timeout: float) -> tuple[list[Any], Any]:
+    """Connect through every bastion of ``route`` in turn (each host key checked against
+    known_hosts, each authenticated); return the bastion clients and the socket (a tunnel
+    channel, or a TCP socket when there is none) to the final host."""
+    import paramiko
+
+    hops: list[Any] = []
+    sock: Any = None
+    try:
+        for index, hop in enumerate(route.jump):
+            label = f"bastion {index + 1} "
+            sock = (_open_socket(hop.host, hop.port, timeout) if not hops
+                    else _tunnel(hops[-1], hop.host, hop.port, timeout, label))
+            creds = _hop_credentials(credentials, index)
+            user = hop.user or creds.user or route.user
+            if not user:
+                raise ConnectionFailed(f"{label}{hop.host}:{hop.port}: no user to log in as "
+                                       "(write it in --ssh_jump as user@host)", host=hop.host)
+            password = reveal(creds.password)
+            pkey = _client_key(creds)
+            if pkey is None and not password:  # as ssh: the hop's own Host entry, else the endpoint's
+                pkey = _identity_file_key([*_config_identity_files(hop.host), *route.identity_files],
+                                          reveal(creds.ssh_key_password))
+            client = paramiko.SSHClient()
+            for keytype, key in known_host_keys(hop.host, hop.port).items():
+                client.get_host_keys().add(known_hosts_name(hop.host, hop.port), keytype, key)
+            client.set_missing_host_key_policy(
+                _host_key_policy(endpoint.name, hop.host, port=hop.port, label=label))
+            _authenticate(client, host=hop.host, port=hop.port, user=user, password=password, pkey=pkey,
+                          sock=sock, timeout=timeout, endpoint_name=endpoint.name, label=label,
+                          agent=pkey is None and not password and _agent_available())
+            hops.append(client)
+        final = (_open_socket(route.host, route.port, timeout) if not hops
+                 else _tunnel(hops[-1], route.host, route.port, timeout, ""))
+    except BaseException:
+        for client in reversed(hops):
+            _close_quietly(client)
+        raise
+    return hops, final
+
+
+def path_host_key(endpoint: Endpoint, credentials: Credentials, route: Any) -> tuple[str, str, Any, str, int]:
+    """``(key type, fingerprint, key, host, port)`` of the first host on the way whose key is
+    not trusted yet (a bastion, reached through the trusted ones before it), else of the final
+    host. Backs ``tls trust`` for endpoints behind bastions: run it once per untrusted hop."""
+    timeout = _timeout(endpoint)
+    target = (route.host, route.port)
+    prefix = route
+    for index, hop in enumerate(route.jump):
+        if not known_host_keys(hop.host, hop.port):
+            target = (hop.host, hop.port)
+            prefix = attrs.evolve(route, jump=route.jump[:index], host=hop.host, port=hop.port)
+            break
+    hops, sock = open_hops(endpoint, credentials, prefix, timeout)
+    try:
+        key_type, fp, key = fetch_host_key(target[0], target[1], timeout, sock=sock)
+    finally:
+        for client in reversed(hops):
+            _close_quietly(client)
+    return key_type, fp, key, target[0], target[1]
+
+
+def _config_identity_files(host: str) -> list[str]:
+    from .ssh_route import lookup_config
+
+    try:
+        found = lookup_config(host)
+    except ValueError:
+        return []
+    return [os.path.expanduser(str(p)) for p in (found.get("identityfile") or ())]  # type: ignore[attr-defined]
+
+
+def _agent_available() -> bool:
+    return bool(os.environ.get("SSH_AUTH_SOCK"))
+
+
+def open_ssh_client(
+    endpoint: Endpoint, credentials: Credentials, *, timeout: float | None = None
+) -> paramiko.SSHClient:
+    """Connect (through the bastions of ``--ssh_jump`` or ``~/.ssh/config``'s ProxyJump), verify
+    every host key, authenticate; return the open ``paramiko.SSHClient``.
+
+    Authentication uses what the operator configured: password and/or private key (with its
+    ``-cert.pub`` certificate); without either, the ``IdentityFile`` of ``~/.ssh/config`` for a
+    host alias, else the keys of a running ssh-agent (``SSH_AUTH_SOCK``). Raises
+    :class:`HostKeyError` (unknown or changed host key, with the fingerprint) or
+    :class:`ConnectionFailed` (refused, unreachable, timed out, not SSH, authentication failed).
+    """
+    route = target_route(endpoint, credentials)
+    host, port, user = route.host, route.port, route.user
+    if not user:
+        raise ConnectionFailed(f"{host}:{port}: no user to log in as (give --user or store it in the credential)",
+                               host=host)
+    timeout = timeout or _timeout(endpoint)
+    password = reveal(credentials.password)
+    pkey = _client_key(credentials)
+    if pkey is None and not password and route.identity_files:
+        pkey = _identity_file_key(route.identity_files, reveal(credentials.ssh_key_password))
+    agent = pkey is None and not password and _agent_available()
+    if pkey is None and not password and not agent:
+        raise ConnectionFailed(f"{host}:{port}: no SSH credential (give --password, --ssh_key_path, "
+                               "or --store/--store_cred_id, or run an ssh-agent: SSH_AUTH_SOCK)", host=host)
+
+    hops, sock = open_hops(endpoint, credentials, route, timeout)
+    client = _client_class()()
+    client.hops = hops
+    for keytype, key in known_host_keys(host, port).items():
+        client.get_host_keys().add(known_hosts_name(host, port), keytype, key)
+    client.set_missing_host_key_policy(_host_key_policy(endpoint.name, host, port))
+    try:
+        _authenticate(client, host=host, port=port, user=user, password=password, pkey=pkey, sock=sock,
+                      timeout=timeout, endpoint_name=endpoint.name, label="", agent=agent)
+    except BaseException:
+        client.close()
+        raise
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(30)
-    return client
+    return client  # type: ignore[no-any-return]
 
 
 def _close_quietly(client: Any, sock: socket.socket | None = None) -> None:
@@ -276,7 +474,7 @@ class SSHConnection(LateCheckedWrites, Connection):
     io_timeout: float = 120.0
 
     def __init__(self, client: paramiko.SSHClient, *, host: str, port: int = DEFAULT_PORT, user: str = "",
-                 io_timeout: float | None = None) -> None:
+                 io_timeout: float | None = None, sudo: bool = False, sudo_password: Secret | None = None) -> None:
         self.client = client
         self.host = host
         self.port = port
@@ -285,6 +483,12 @@ class SSHConnection(LateCheckedWrites, Connection):
             self.io_timeout = io_timeout
         self._sftp: Any = None
         self._fsync_ok: bool | None = None
+        #: "sudo" when commands marked privileged (and writes the account may not do) go through sudo.
+        self.escalation = "sudo" if sudo else None
+        self._sudo_password = sudo_password
+        self._uid: int | None = None
+        #: How the host was reached, for ``tls test`` ("10.0.0.5:22 from ~/.ssh/config; through ...").
+        self.route_note = ""
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
@@ -318,8 +522,9 @@ class SSHConnection(LateCheckedWrites, Connection):
         return path
 
     @contextlib.contextmanager
-    def _sftp_errors(self, path: str, action: str) -> Iterator[None]:
-        """Turn paramiko/SFTP failures into one-line OperationError / ConnectionFailed."""
+    def _sftp_errors(self, path: str, action: str, *, denied: bool = False) -> Iterator[None]:
+        """Turn paramiko/SFTP failures into one-line OperationError / ConnectionFailed
+        (``denied=True``: a PermissionError goes through, for the caller's sudo fallback)."""
         import paramiko
 
         try:
@@ -327,6 +532,8 @@ class SSHConnection(LateCheckedWrites, Connection):
         except FileNotFoundError:
             raise OperationError(f"{self.host}: {path}: no such file or directory", host=self.host) from None
         except PermissionError:
+            if denied:
+                raise
             raise OperationError(f"{self.host}: {path}: permission denied ({action})", host=self.host) from None
         except (OSError, paramiko.SSHException, EOFError, ConnectionError) as exc:
             if self._lost(exc):
@@ -377,15 +584,80 @@ class SSHConnection(LateCheckedWrites, Connection):
         timeout: float | None = 120,
         env: Mapping[str, str] | None = None,
         check: bool = False,
+        privileged: bool = False,
     ) -> CommandResult:
         argv = tuple(str(a) for a in argv)
-        command, header = self.command_line(argv, env)
-        result = self.exec(command, (header + stdin) if stdin else header, timeout=timeout, argv=argv)
+        if privileged and self.escalation == "sudo":
+            result = self._run_sudo(argv, stdin=stdin, timeout=timeout, env=env)
+        else:
+            command, header = self.command_line(argv, env)
+            result = self.exec(command, (header + stdin) if stdin else header, timeout=timeout, argv=argv)
         return self.check(result) if check else result
+
+    def _run_sudo(self, argv: tuple[str, ...], *, stdin: bytes | None, timeout: float | None,
+                  env: Mapping[str, str] | None) -> CommandResult:
+        """``sudo -n -- argv``; with a password and only when sudo says one is needed, again as
+        ``sudo -S -p '' -- argv`` with the password as the first line of stdin (see
+        :mod:`.ssh_sudo`). A refusal by sudo itself is an OperationError naming the command."""
+        _inner, header = self.command_line(argv, env)
+        target = ("sh", "-c", _ENV_PROLOGUE, "sh", *argv) if header else argv
+        payload = header + (stdin or b"")
+        result = self.exec(ssh_sudo.sudo_command_line(target), payload, timeout=timeout, argv=argv)
+        kind = ssh_sudo.classify(result.exit_code, result.stderr)
+        password = reveal(self._sudo_password)
+        if kind == "password" and password is not None:
+            line = password.encode() + b"\n"
+            result = self.exec(ssh_sudo.sudo_command_line(target, with_password=True), line + payload,
+                               timeout=timeout, argv=argv)
+            del line
+            kind = ssh_sudo.classify(result.exit_code, result.stderr)
+        del password
+        if kind is not None:
+            raise OperationError(ssh_sudo.describe(kind, argv, self.host, self.user), host=self.host)
+        return result
+
+    def sudo_allows(self, argv: Sequence[str]) -> bool:
+        """Whether the account's sudo rules let it run ``argv`` as root (``sudo -n -l``; with a
+        password configured, ``sudo -S -l``)."""
+        res = self.exec(sh_join(ssh_sudo.list_argv(argv)), timeout=30, argv=tuple(argv))
+        password = reveal(self._sudo_password)
+        if res.exit_code != 0 and password is not None:
+            listing = ["sudo", "-S", "-p", "", "-l", "--", *[str(a) for a in argv]]
+            res = self.exec("LC_ALL=C " + sh_join(listing), password.encode() + b"\n", timeout=30, argv=tuple(argv))
+        return res.exit_code == 0
+
+    @property
+    def uid(self) -> int | None:
+        """The login account's uid on the remote host."""
+        if self._uid is None:
+            res = self.run(["id", "-u"])
+            if res.ok and res.stdout.strip().isdigit():
+                self._uid = int(res.stdout.strip())
+        return self._uid
+
+    def _privileged(self, argv: Sequence[str], what: str) -> CommandResult:
+        """A file operation through sudo; a failure names the path."""
+        res = self._run_sudo(tuple(argv), stdin=None, timeout=self.io_timeout, env=None)
+        if not res.ok:
+            detail = (res.stderr or res.stdout).strip().splitlines()
+            raise OperationError(f"{self.host}: {what} through sudo failed: "
+                                 f"{detail[-1] if detail else f'exit status {res.exit_code}'}", host=self.host)
+        return res
+
+    def _denied(self, path: str, action: str, fix: str) -> OperationError:
+        who = self.user or "the login account"
+        return OperationError(f"{self.host}: permission denied {action} {path} as {who} ({fix})", host=self.host)
 
     def exec(self, command: str, stdin: bytes = b"", *, timeout: float | None = 120,
              argv: tuple[str, ...] = ()) -> CommandResult:
         """Run ``command`` (already quoted for the remote shell) on a new exec channel."""
+        status, stdout, stderr = self.exec_bytes(command, stdin, timeout=timeout, argv=argv)
+        return CommandResult(argv or (command,), status, stdout.decode("utf-8", "replace"),
+                             stderr.decode("utf-8", "replace"))
+
+    def exec_bytes(self, command: str, stdin: bytes = b"", *, timeout: float | None = 120,
+                   argv: tuple[str, ...] = ()) -> tuple[int, bytes, bytes]:
+        """:meth:`exec` with standard output and error as bytes: ``(status, stdout, stderr)``."""
         import paramiko
 
         label = argv[0] if argv else "command"
@@ -407,14 +679,52 @@ class SSHConnection(LateCheckedWrites, Connection):
                 raise ConnectionFailed(f"{self.where}: SSH connection lost while running {label}",
                                        host=self.host) from None
             raise OperationError(f"{self.host}: cannot run {label}: {_plain(exc)}", host=self.host) from None
-        return CommandResult(argv or (command,), status, stdout.decode("utf-8", "replace"),
-                             stderr.decode("utf-8", "replace"))
+        return status, stdout, stderr
 
     # -- files ----------------------------------------------------------------------------------
     def read_file(self, path: str) -> bytes:
-        with self._sftp_errors(path, "read"), self.sftp.open(self.sftp_path(path), "rb") as fh:
-            fh.prefetch()
-            return bytes(fh.read())
+        """The file's bytes over SFTP; when that read is refused and ``--sudo`` is on,
+        ``sudo cat`` (root-only keys and configs)."""
+        try:
+            with self._sftp_errors(path, "read", denied=True), self.sftp.open(self.sftp_path(path), "rb") as fh:
+                fh.prefetch()
+                return bytes(fh.read())
+        except PermissionError:
+            if self.escalation != "sudo":
+                raise self._denied(path, "reading", "use --sudo, or give the account read permission") from None
+        return self._sudo_read(path)
+
+    def _sudo_read(self, path: str) -> bytes:
+        argv = ("cat", "--", path)
+        status, out, err = self.exec_bytes(ssh_sudo.sudo_command_line(argv), timeout=self.io_timeout, argv=argv)
+        kind = ssh_sudo.classify(status, err.decode("utf-8", "replace"))
+        password = reveal(self._sudo_password)
+        if kind == "password" and password is not None:
+            status, out, err = self.exec_bytes(ssh_sudo.sudo_command_line(argv, with_password=True),
+                                               password.encode() + b"\n", timeout=self.io_timeout, argv=argv)
+            kind = ssh_sudo.classify(status, err.decode("utf-8", "replace"))
+        del password
+        if kind is not None:
+            raise OperationError(ssh_sudo.describe(kind, argv, self.host, self.user), host=self.host)
+        if status != 0:
+            detail = err.decode("utf-8", "replace").strip().splitlines()
+            raise OperationError(f"{self.host}: {path}: read through sudo failed: "
+                                 f"{detail[-1] if detail else f'exit status {status}'}", host=self.host)
+        return out
+
+    def write_needs_privilege(self, path: str) -> bool:
+        """Whether :meth:`write_file` would go through sudo (for ``--dry-run`` plans): the
+        directory is not writable by the account, or the file belongs to someone else."""
+        if self.escalation != "sudo":
+            return False
+        directory = self.path.dirname(path) or "."
+        if not self.run(["test", "-w", directory]).ok:
+            return True
+        try:
+            old = self.stat(path)
+        except OperationError:
+            return True
+        return old is not None and old.uid is not None and self.uid not in (0, old.uid)
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         check, expect = self._expected(path)
@@ -430,14 +740,37 @@ class SSHConnection(LateCheckedWrites, Connection):
     def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         """Atomic replace: temporary file in the same directory, owner of the old file where
         permitted, final mode before any byte, write, fsync, ``posix-rename``. A failure before
-        the rename leaves ``path`` untouched."""
+        the rename leaves ``path`` untouched.
+
+        With ``--sudo``, a directory the account cannot write (or a file that belongs to another
+        account, whose owner the account could not keep) goes through :meth:`_write_sudo`."""
+        old = self.stat(path)
+        if (self.escalation == "sudo" and old is not None and old.uid is not None
+                and self.uid not in (0, old.uid)):
+            self._write_sudo(path, data, mode, old, check, expect)
+            return
+        try:
+            self._write_plain(path, data, mode, old, check, expect)
+        except PermissionError:
+            if self.escalation != "sudo":
+                raise self._denied(path, "writing", "use --sudo, or give the group write permission") from None
+            self._write_sudo(path, data, mode, old, check, expect)
+
+    def _check_unchanged(self, path: str, check: bool, expect: bytes | None) -> None:
+        """The last moment before the rename: never overwrite a file changed since it was read."""
+        if check:
+            current = self.read_file(path) if self.exists(path) else None
+            if current != expect:
+                raise FileChanged(self.host, path)
+
+    def _write_plain(self, path: str, data: bytes, mode: int, old: FileStat | None,
+                     check: bool = False, expect: bytes | None = None) -> None:
         directory = self.path.dirname(path) or "."
         tmp = self.path.join(directory, temp_name())
-        old = self.stat(path)
         sftp = self.sftp
         created = False
         try:
-            with self._sftp_errors(path, "write"):
+            with self._sftp_errors(path, "write", denied=True):
                 with sftp.open(self.sftp_path(tmp), "wbx") as fh:
                     created = True
                     fh.chmod(mode)  # before any (possibly secret) byte is written
@@ -445,18 +778,9 @@ class SSHConnection(LateCheckedWrites, Connection):
                         with contextlib.suppress(OSError):  # only root may give a file away
                             fh.chown(old.uid, old.gid if old.gid is not None else -1)
                         fh.chmod(mode)  # chown may clear set-id bits; the mode is ours again
-                    fh.set_pipelined(True)
-                    view = memoryview(data)
-                    for offset in range(0, len(view), 1 << 18):
-                        fh.write(view[offset:offset + (1 << 18)])
-                    fh.flush()
-                    self._fsync(fh)
-            if check:
-                # the last moment before the rename: never overwrite a file changed since read
-                current = self.read_file(path) if self.exists(path) else None
-                if current != expect:
-                    raise FileChanged(self.host, path)
-            with self._sftp_errors(path, "rename"):
+                    self._send(fh, data)
+            self._check_unchanged(path, check, expect)
+            with self._sftp_errors(path, "rename", denied=True):
                 sftp.posix_rename(self.sftp_path(tmp), self.sftp_path(path))
         except ConnectionFailed as exc:
             if created:
@@ -468,6 +792,48 @@ class SSHConnection(LateCheckedWrites, Connection):
                 with contextlib.suppress(Exception):
                     sftp.remove(self.sftp_path(tmp))
             raise
+
+    def _send(self, fh: Any, data: bytes) -> None:
+        fh.set_pipelined(True)
+        view = memoryview(data)
+        for offset in range(0, len(view), 1 << 18):
+            fh.write(view[offset:offset + (1 << 18)])
+        fh.flush()
+        self._fsync(fh)
+
+    def _write_sudo(self, path: str, data: bytes, mode: int, old: FileStat | None,
+                    check: bool = False, expect: bytes | None = None) -> None:
+        """The content goes to a temporary file the account owns (mode 0600, in its home), then
+        ``sudo install -m MODE [-o UID -g GID]`` copies it to a temporary name in the target
+        directory and ``sudo mv -f`` renames that over ``path`` (one rename in one directory:
+        atomic). Owner and group of the old file are kept; a new file belongs to root."""
+        sftp = self.sftp
+        with self._sftp_errors("~", "home directory lookup"):
+            home = sftp.normalize(".")
+        name = temp_name()
+        staged = self.path.join(home, name)
+        target_tmp = self.path.join(self.path.dirname(path) or ".", name)
+        try:
+            with self._sftp_errors(staged, "write"), sftp.open(self.sftp_path(staged), "wbx") as fh:
+                fh.chmod(0o600)
+                self._send(fh, data)
+            argv = ["install", "-m", f"{mode:04o}"]
+            if old is not None and old.uid is not None:
+                argv += ["-o", str(old.uid), "-g", str(old.gid if old.gid is not None else old.uid)]
+            self._privileged([*argv, "--", staged, target_tmp], f"writing {path}")
+            try:
+                self._check_unchanged(path, check, expect)
+                self._privileged(["mv", "-f", "--", target_tmp, path], f"writing {path}")
+            except OperationError as exc:
+                try:
+                    self._privileged(["rm", "-f", "--", target_tmp], f"removing {target_tmp}")
+                except Exception:  # noqa: BLE001 - say what is left behind
+                    raise OperationError(f"{exc}; {path} is unchanged, but the temporary copy {target_tmp} "
+                                         "remains (sudo rm was refused too)", host=self.host) from None
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                sftp.remove(self.sftp_path(staged))
 
     def _fsync(self, fh: Any) -> None:
         """``fsync@openssh.com`` on the open handle when the server offers it."""
@@ -486,11 +852,16 @@ class SSHConnection(LateCheckedWrites, Connection):
             self._fsync_ok = False  # unsupported by this server: the rename is still atomic
 
     def stat(self, path: str) -> FileStat | None:
-        with self._sftp_errors(path, "stat"):
-            try:
-                attrs = self.sftp.stat(self.sftp_path(path))
-            except FileNotFoundError:
-                return None
+        try:
+            with self._sftp_errors(path, "stat", denied=True):
+                try:
+                    attrs = self.sftp.stat(self.sftp_path(path))
+                except FileNotFoundError:
+                    return None
+        except PermissionError:
+            if self.escalation != "sudo":
+                raise self._denied(path, "looking up", "use --sudo, or give the account access to the directory") from None
+            return self._sudo_stat(path)
         mode = attrs.st_mode or 0
         return FileStat(
             size=int(attrs.st_size or 0),
@@ -501,17 +872,42 @@ class SSHConnection(LateCheckedWrites, Connection):
             is_dir=stat_mod.S_ISDIR(mode),
         )
 
+    def _sudo_stat(self, path: str) -> FileStat | None:
+        res = self._run_sudo(("stat", "-L", "-c", "%s %f %Y %u %g", "--", path), stdin=None,
+                             timeout=self.io_timeout, env=None)
+        if not res.ok:
+            if "no such file" in res.stderr.lower():
+                return None
+            self._privileged(("stat", "--", path), f"stat of {path}")  # raises with the reason
+        size, raw_mode, mtime, uid, gid = res.stdout.split()
+        mode = int(raw_mode, 16)
+        return FileStat(size=int(size), mode=stat_mod.S_IMODE(mode), mtime=float(mtime), uid=int(uid),
+                        gid=int(gid), is_dir=stat_mod.S_ISDIR(mode))
+
     def remove(self, path: str) -> None:
-        with self._sftp_errors(path, "remove"), contextlib.suppress(FileNotFoundError):
-            self.sftp.remove(self.sftp_path(path))
+        try:
+            with self._sftp_errors(path, "remove", denied=True), contextlib.suppress(FileNotFoundError):
+                self.sftp.remove(self.sftp_path(path))
+        except PermissionError:
+            if self.escalation != "sudo":
+                raise self._denied(path, "removing", "use --sudo, or give the group write permission") from None
+            self._privileged(["rm", "-f", "--", path], f"removing {path}")
 
     def rename(self, src: str, dst: str) -> None:
-        with self._sftp_errors(src, f"rename to {dst}"):
-            self.sftp.posix_rename(self.sftp_path(src), self.sftp_path(dst))
+        try:
+            with self._sftp_errors(src, f"rename to {dst}", denied=True):
+                self.sftp.posix_rename(self.sftp_path(src), self.sftp_path(dst))
+        except PermissionError:
+            if self.escalation != "sudo":
+                raise self._denied(dst, "renaming to", "use --sudo, or give the group write permission") from None
+            self._privileged(["mv", "-f", "--", src, dst], f"renaming {src} to {dst}")
 
     def listdir(self, path: str) -> list[str]:
-        with self._sftp_errors(path, "list"):
-            return sorted(self.sftp.listdir(self.sftp_path(path)))
+        try:
+            with self._sftp_errors(path, "list", denied=True):
+                return sorted(self.sftp.listdir(self.sftp_path(path)))
+        except PermissionError:
+            raise self._denied(path, "listing", "give the account read permission on the directory") from None
 
     def makedirs(self, path: str, *, mode: int = 0o755) -> None:
         existing = self.stat(path)
@@ -522,20 +918,34 @@ class SSHConnection(LateCheckedWrites, Connection):
         parent = self.path.dirname(path.rstrip("/\\"))
         if parent and parent != path:
             self.makedirs(parent, mode=mode)
-        with self._sftp_errors(path, "mkdir"):
-            try:
-                self.sftp.mkdir(self.sftp_path(path), mode)
-            except OSError:
-                if self.stat(path) is None:  # lost a race with another creator: fine
+        try:
+            with self._sftp_errors(path, "mkdir", denied=True):
+                try:
+                    self.sftp.mkdir(self.sftp_path(path), mode)
+                except PermissionError:
                     raise
+                except OSError:
+                    if self.stat(path) is None:  # lost a race with another creator: fine
+                        raise
+        except PermissionError:
+            if self.escalation != "sudo":
+                raise self._denied(path, "creating", "use --sudo, or give the group write permission") from None
+            self._privileged(["mkdir", "-p", "-m", f"{mode:04o}", "--", path], f"creating {path}")
 
     def chown_like(self, path: str, reference: str) -> None:
-        """Copy uid/gid of ``reference`` onto ``path`` where permitted (silently not otherwise)."""
+        """Copy uid/gid of ``reference`` onto ``path`` where permitted (through sudo with
+        ``--sudo``; silently not otherwise)."""
         ref = self.stat(reference)
         if ref is None or ref.uid is None:
             return
-        with self._sftp_errors(path, "chown"), contextlib.suppress(PermissionError):
-            self.sftp.chown(self.sftp_path(path), ref.uid, ref.gid if ref.gid is not None else -1)
+        gid = ref.gid if ref.gid is not None else -1
+        try:
+            with self._sftp_errors(path, "chown", denied=True):
+                self.sftp.chown(self.sftp_path(path), ref.uid, gid)
+        except PermissionError:
+            if self.escalation == "sudo":
+                owner = f"{ref.uid}:{ref.gid}" if ref.gid is not None else str(ref.uid)
+                self._privileged(["chown", owner, "--", path], f"chown of {path}")
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -580,10 +990,27 @@ def _collect(channel: Any, timeout: float | None) -> tuple[bytes, bytes, int]:
 
 
 # -- the plugin ---------------------------------------------------------------------------------
+@attrs.frozen
+class SSHOptions:
+    """``tls add`` flags of the ssh connection type (stored in ``ConnectionSpec.extra``)."""
+
+    sudo: bool = option(help="Run the commands that need privilege through sudo (sudo -n: a rule that wants a "
+                        "password fails at once unless --sudo_password is given).", default=False)
+    sudo_password: Secret | None = option(help="The account's sudo password, given to sudo -S on standard "
+                                          "input only when sudo asks; stored encrypted.", secret=True, max_len=1024)
+    ssh_jump: str | None = option(help="Bastions to connect through, as OpenSSH -J: [user@]host[:port], several "
+                                  "separated by commas (first hop first); each host key must be trusted.",
+                                  max_len=2048, metavar="<user@host:port>")
+    ssh_jump_store_cred_id: str | None = option(
+        help="Credential store IDs (in --store) of the bastions, comma-separated in hop order; an empty "
+             "entry uses the endpoint's credentials.", max_len=4096)
+
+
 SSH = ConnectionType(
     "ssh",
     "OpenSSH (or any SSH-2 server) on a POSIX host: commands over exec, files over SFTP.",
     default_port=DEFAULT_PORT,
+    options=SSHOptions,
     host_keys=True,
 )
 
@@ -595,13 +1022,47 @@ def tlsgate_connection_types() -> list[ConnectionType]:
 
 def connect_ssh(endpoint: Endpoint, credentials: Credentials) -> SSHConnection:
     """Open an :class:`SSHConnection` (one per endpoint per job; close it when done)."""
+    route = target_route(endpoint, credentials)
     client = open_ssh_client(endpoint, credentials)
-    return SSHConnection(
+    extra = endpoint.connection.extra or {}
+    password = extra.get("sudo_password")
+    conn = SSHConnection(
         client,
         host=endpoint.connection.host or "",
-        port=int(endpoint.connection.port or DEFAULT_PORT),
-        user=credentials.user or endpoint.connection.user or "",
+        port=route.port,
+        user=route.user or "",
+        sudo=bool(extra.get("sudo")) or password is not None,
+        sudo_password=password if isinstance(password, Secret) or password is None else Secret(str(password)),
     )
+    notes = [f"{route.host}:{route.port} from ~/.ssh/config"] if route.alias else []
+    notes += [f"through {format_jump(route.jump)}"] if route.jump else []
+    notes += ["commands needing root through sudo"] if conn.escalation else []
+    conn.route_note = "; ".join(notes)
+    return conn
+
+
+@impl
+def validate(endpoint: Endpoint) -> list[Problem]:
+    """``--ssh_jump`` must parse; ``--sudo_password`` needs ``--sudo``."""
+    from .ssh_route import parse_jump
+
+    spec = endpoint.connection
+    if spec.type != "ssh":
+        return []
+    extra = spec.extra or {}
+    try:
+        hops = parse_jump(extra.get("ssh_jump"))
+    except ValueError as exc:
+        return [Problem(str(exc), option="--ssh_jump")]
+    if extra.get("sudo_password") is not None and extra.get("sudo") is False:
+        return [Problem("needs --sudo true (or leave --sudo out)", option="--sudo_password")]
+    ids = extra.get("ssh_jump_store_cred_id")
+    if ids is not None:
+        if not spec.store:
+            return [Problem("needs --store (the credential store the IDs are in)", option="--ssh_jump_store_cred_id")]
+        if len(ids.split(",")) > max(len(hops), 1):
+            return [Problem(f"has more entries than --ssh_jump has hops ({len(hops)})", option="--ssh_jump_store_cred_id")]
+    return []
 
 
 @impl

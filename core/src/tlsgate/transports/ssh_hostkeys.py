@@ -66,19 +66,21 @@ def known_host_keys(host: str, port: int) -> dict[str, paramiko.PKey]:
     return {}
 
 
-def _trust_hint(endpoint_name: str | None, host: str, port: int) -> str:
+def _trust_hint(endpoint_name: str | None, host: str, port: int, *, bastion: bool = False) -> str:
     target = endpoint_name or known_hosts_name(host, port)
-    return f"if this is the right host, run `tlsgate tls trust {target}`"
+    hint = f"if this is the right host, run `tlsgate tls trust {target}`"
+    return hint + " (it asks for each bastion in turn)" if bastion else hint
 
 
-def _host_key_policy(endpoint_name: str | None, host: str, port: int) -> Any:
+def _host_key_policy(endpoint_name: str | None, host: str, port: int, *, label: str = "") -> Any:
+    """Refuse an unknown host key (``label`` names a bastion: "bastion 1 ")."""
     import paramiko
 
     class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
         def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
             raise HostKeyError(
-                f"{host}:{port}: unknown SSH host key ({key.get_name()} {fingerprint(key)}); "
-                + _trust_hint(endpoint_name, host, port),
+                f"{label}{host}:{port}: unknown SSH host key ({key.get_name()} {fingerprint(key)}); "
+                + _trust_hint(endpoint_name, host, port, bastion=bool(label)),
                 fingerprint=fingerprint(key),
                 host=host,
             )
@@ -86,18 +88,21 @@ def _host_key_policy(endpoint_name: str | None, host: str, port: int) -> Any:
     return _RefuseUnknown()
 
 
-def fetch_host_key(host: str, port: int = DEFAULT_PORT, timeout: float = DEFAULT_TIMEOUT) -> tuple[str, str, Any]:
+def fetch_host_key(host: str, port: int = DEFAULT_PORT, timeout: float = DEFAULT_TIMEOUT,
+                   sock: Any = None) -> tuple[str, str, Any]:
     """Ask the server for its host key without authenticating.
 
     Returns ``(key_type, fingerprint, key)``; pass ``key`` to :func:`trust_host_key` after the
     operator has confirmed the fingerprint. The key type is the one a later connection
-    negotiates (the first known type is preferred, as in :func:`open_ssh_client`).
+    negotiates (the first known type is preferred, as in :func:`open_ssh_client`). ``sock``:
+    an open socket or tunnel channel to use (through a bastion) instead of connecting.
     """
     import paramiko
 
     from .ssh import _open_socket, _plain
 
-    sock = _open_socket(host, port, timeout)
+    if sock is None:
+        sock = _open_socket(host, port, timeout)
     transport = paramiko.Transport(sock)
     try:
         known = known_host_keys(host, port)

@@ -443,6 +443,7 @@ class WindowsConnection(Connection):
         timeout: float | None = 120,
         env: Mapping[str, str] | None = None,
         check: bool = False,
+        privileged: bool = False,  # Windows: an Administrators login already has the rights
     ) -> CommandResult:
         argv = [str(a) for a in argv]
         if not argv:

@@ -109,7 +109,7 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
 def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
     if not endpoint.options.reload_command:
         return RestartResult(False, "no --reload_command configured: nothing to restart")
-    result = connection.run(shlex.split(endpoint.options.reload_command))
+    result = connection.run(shlex.split(endpoint.options.reload_command), privileged=True)  # a service reload
     connection.check(result, "reload command")
     return RestartResult(True, "reload command succeeded")
 

@@ -175,7 +175,7 @@ class ApacheControl:
         return [self.apachectl, *args]
 
     def dump(self) -> RunConfig:
-        result = self.connection.run(self.argv(*DUMP_ARGS))
+        result = self.connection.run(self.argv(*DUMP_ARGS), privileged=True)
         if not result.ok:
             raise OperationError(f"{self.connection.host}: {self.apachectl} -S failed: {describe_failure(result)}")
         run = parse_dump(result.stdout)
@@ -230,14 +230,14 @@ class ApacheControl:
         restart, and would exit 0 saying "already running")."""
         unit = self.systemd_unit(run)
         if unit is not None:
-            return self.connection.run(["systemctl", "start", unit])
+            return self.connection.run(["systemctl", "start", unit], privileged=True)
         stale = self.pid(run)
         if stale is not None and not self.alive(stale):
             try:
                 self.connection.remove(run.pid_file)
             except (OperationError, OSError):
                 pass  # httpd will say why it cannot start
-        return self.connection.run(self.argv("-k", "start"))
+        return self.connection.run(self.argv("-k", "start"), privileged=True)
 
     def realpath(self, path: str) -> str:
         """The file a path finally names: edits go there, so that a symlinked site
@@ -247,7 +247,7 @@ class ApacheControl:
         return out if out.startswith("/") and "\n" not in out else path
 
     def test(self) -> CommandResult:
-        return self.connection.run(self.argv("-t"))
+        return self.connection.run(self.argv("-t"), privileged=True)
 
     def error_log_tail(self, run: RunConfig, lines: int = 3) -> str:
         if not run.error_log or not self.connection.path.isabs(run.error_log):

@@ -192,7 +192,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
                 wait_serving(control, config.run, before, deadline=VERIFY_DEADLINE, restart_dead=True)
             return
         if control.running_pid(config.run) is not None:
-            res = connection.run(control.argv("-k", "graceful"))
+            res = connection.run(control.argv("-k", "graceful"), privileged=True)
             if not res.ok:
                 raise OperationError(f"graceful restart with the restored files failed: {describe_failure(res)}")
         wait_serving(control, config.run, before, deadline=VERIFY_DEADLINE, restart_dead=True)
@@ -235,7 +235,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
 
 def _run(tx: Transaction, argv: list[str], what: str) -> bool:
     """Run a step; True when it ran and succeeded (False only in a dry run)."""
-    return tx.run(argv, what=what, explain=describe_failure) is not None
+    return tx.run(argv, what=what, explain=describe_failure, privileged=True) is not None
 
 
 def check_configured_pairs(config: ApacheConfig, connection: Connection, vnodes: Sequence[VHostNode]) -> None:
@@ -273,13 +273,13 @@ def restart_apache(endpoint: Endpoint, connection: Connection) -> str:
     """``apachectl -t``, our own key/certificate check, then ``-k graceful`` (which starts httpd
     when it is not running); waits until the parent is alive."""
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
-    test = connection.run(control.argv("-t"))
+    test = connection.run(control.argv("-t"), privileged=True)
     if not test.ok:
         raise OperationError(f"apachectl -t failed, not restarted: {describe_failure(test)}")
     config, vnodes = discover(connection, control)
     check_configured_pairs(config, connection, vnodes)
     was = control.running_pid(config.run)
-    res = connection.run(control.argv("-k", "graceful")) if was else control.start(config.run)
+    res = connection.run(control.argv("-k", "graceful"), privileged=True) if was else control.start(config.run)
     if not res.ok:
         raise OperationError(f"apachectl -k {'graceful' if was else 'start'} failed: {describe_failure(res)}")
     # The parent reads the configuration again after the signal and may exit on what -t cannot

@@ -413,6 +413,7 @@ class F5Connection(Connection):
         timeout: float | None = 120,
         env: Mapping[str, str] | None = None,
         check: bool = False,
+        privileged: bool = False,
     ) -> CommandResult:
         raise self._no_shell("running commands")
 

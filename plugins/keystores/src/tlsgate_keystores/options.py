@@ -2,7 +2,8 @@
 
 PEM adds two optional flags that the reference document's command form does not have (it has no
 password for a PEM file at all): ``--key_path``, a separate key file, and ``--key_password``, the
-passphrase of an encrypted key. Both are optional, so every reference command form still works.
+passphrase of an encrypted key. All three types add ``--script_sudo`` (run the scripts through the
+ssh transport's sudo). All are optional, so every reference command form still works.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ LOCAL_PLATFORMS = ("windows", "linux")
 _PATH_HELP = "The path to the keystore or certificate file."
 _INSTALL_HELP = "The path to the install script (run with the new entry's alias as its argument)."
 _RESTART_HELP = "The path to the restart script (run by tls restart)."
+_SCRIPT_SUDO_HELP = ("Run the install and restart scripts as root through sudo (with the ssh connection's "
+                     "--sudo; as the login account otherwise).")
 
 
 @attrs.frozen
@@ -38,6 +41,7 @@ class P12Options:
         default=False,
         metavar="<true-or-false>",
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
 
 
 @attrs.frozen
@@ -52,6 +56,7 @@ class JksOptions:
     restart_script: str | None = option(
         help=_RESTART_HELP, min_len=1, max_len=4096, metavar="<custom-restart-script-path>"
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
 
 
 @attrs.frozen
@@ -71,6 +76,7 @@ class PemOptions:
         help="The passphrase of the encrypted private key; the new key is written encrypted with it.",
         secret=True, min_len=1, metavar="<key-password>",
     )
+    script_sudo: bool = option(help=_SCRIPT_SUDO_HELP, default=False, metavar="<true-or-false>")
 
 
 OPTIONS = {"p12": P12Options, "jks": JksOptions, "pem": PemOptions}

@@ -46,7 +46,8 @@ def run(
 ) -> ScriptResult:
     """Run ``script`` with ``args`` as argv; a non-zero exit is a result, not an exception."""
     preflight(endpoint, connection, script, option)
-    result = connection.run(argv_for(connection, script, args), timeout=SCRIPT_TIMEOUT)
+    privileged = bool(getattr(endpoint.options, "script_sudo", False))
+    result = connection.run(argv_for(connection, script, args), timeout=SCRIPT_TIMEOUT, privileged=privileged)
     return ScriptResult(script, tuple(args), result.exit_code, result.stdout, result.stderr)
 
 

@@ -207,7 +207,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         if not reloaded:
             return
         old_workers = worker_pids(connection, control.master_pid) if control.master_pid else None
-        connection.check(connection.run(control.reload_argv()), "nginx reload of the restored files")
+        connection.check(connection.run(control.reload_argv(), privileged=True), "nginx reload of the restored files")
         wait_workers_retired(connection, old_workers, VERIFY_DEADLINE)
         _expect_all({t: fp for t, fp in before.items() if t in changed})
 
@@ -256,18 +256,18 @@ def _expect_all(expected: dict[Target, str]) -> None:
 
 def _run(tx: Transaction, argv: list[str], what: str) -> bool:
     """Run a step; True when it ran and succeeded (False only in a dry run)."""
-    return tx.run(argv, what=what, explain=describe_failure) is not None
+    return tx.run(argv, what=what, explain=describe_failure, privileged=True) is not None
 
 
 def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None) -> str:
     """``nginx -t`` then reload; raises OperationError with nginx's reason."""
     control = control or find_control(connection, config)
-    test = connection.run(control.test_argv())
+    test = connection.run(control.test_argv(), privileged=True)
     if not test.ok:
         raise OperationError(f"nginx -t failed, not reloaded: {describe_failure(test)}")
     if not control.running:
         raise OperationError(f"nginx is not running (no master in {control.pid_file}); nothing to reload")
-    res = connection.run(control.reload_argv())
+    res = connection.run(control.reload_argv(), privileged=True)
     if not res.ok:
         raise OperationError(f"nginx reload failed: {describe_failure(res)}")
     return " ".join(control.reload_argv())

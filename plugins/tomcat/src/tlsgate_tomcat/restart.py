@@ -181,7 +181,7 @@ def plan_restart(
         return str(own if connection.exists(own) else p.join(found_home, "bin", name))
 
     run_as = None
-    if connection.is_admin():
+    if connection.is_admin() or connection.escalation:  # root, or root through sudo
         uid = procs[0].uid if procs else None
         if uid is None:
             st = connection.stat(p.join(base, "logs"))
@@ -208,12 +208,12 @@ def restart(
         connection.check(res, "Restart-Service")
         return f"restarted Windows service {res.stdout.strip() or plan.unit}"
     if plan.method == "systemd":
-        connection.check(connection.run(["systemctl", "restart", "--", plan.unit or ""], timeout=180),
+        connection.check(connection.run(["systemctl", "restart", "--", plan.unit or ""], timeout=180, privileged=True),
                          f"systemctl restart {plan.unit}")
         return f"restarted systemd unit {plan.unit}"
     stop(connection, base, plan, shutdown_port=shutdown_port, timeout=stop_timeout)
     argv = _as_user(plan, [*_env(base, plan), "sh", plan.startup or ""])
-    res = connection.run(["setsid", "-w", *argv] if plan.detach else argv, timeout=120)
+    res = connection.run(["setsid", "-w", *argv] if plan.detach else argv, timeout=120, privileged=True)
     if not res.ok:
         raise CommandFailed(
             f"{connection.host}: {plan.startup} failed: {(res.stderr or res.stdout).strip()[-300:]}",
@@ -239,14 +239,14 @@ def stop(
     if not procs:
         return
     if shutdown_port is not None and shutdown_port > 0:
-        connection.run(_as_user(plan, [*_env(base, plan), "sh", plan.shutdown or ""]), timeout=60)
+        connection.run(_as_user(plan, [*_env(base, plan), "sh", plan.shutdown or ""]), timeout=60, privileged=True)
         if _wait_dead(connection, procs, timeout):
             return
     for sig, wait in (("-TERM", timeout), ("-KILL", 10.0)):
         alive = [p for p in procs if _state(connection, p.pid) == "running"]
         if not alive:
             break
-        connection.run(["kill", sig, *[str(p.pid) for p in alive]])
+        connection.run(["kill", sig, *[str(p.pid) for p in alive]], privileged=True)
         if _wait_dead(connection, alive, wait):
             break
     else:
