@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import unicodedata
 
 import attrs
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from tlsgate import Secret, ValidationError, option
 from tlsgate.api import _check_port, _check_text
 from tlsgate.options import build_options, option_specs
+from tlsgate.validate import BIDI
 
 
 @attrs.frozen
@@ -23,7 +25,7 @@ class Opts:
 
 @given(st.text(min_size=0, max_size=40))
 def test_name_rule(name: str) -> None:
-    ok = 1 <= len(name) <= 32 and not any(ord(c) < 32 for c in name)
+    ok = 1 <= len(name) <= 32 and not any(unicodedata.category(c) in ("Cc", "Cs") or c in BIDI for c in name)
     if ok:
         assert _check_text(name, "--name", 1, 32) == name
     else:

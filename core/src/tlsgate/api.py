@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -24,17 +22,25 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import crypto, leases
-from .connection import Connection
+from . import backups as backup_sets
+from . import leases
+from .connection import Connection, current_temp_tag
 from .errors import NotFoundError, OperationError, ValidationError
 from .gateway_platform import gateway_platform
-from .inventory import Inventory, StoredEndpoint, connection_from_dict, open_inventory, redact
+from .inventory import (
+    Inventory,
+    StoredEndpoint,
+    connection_from_dict,
+    open_inventory,
+    redact,
+    url_without_userinfo,
+)
 from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, RestartResult, ScriptResult
 from .options import OptionSpec, build_options, option_specs, options_to_dict
-from .paths import backups_dir
 from .registry import Registry, get_registry
 from .secret import Secret
 from .transaction import Transaction
+from .validate import check_alias, check_host, check_name, check_script_path, check_text
 
 if TYPE_CHECKING:  # cryptography loads with the first command that handles a certificate
     from .bundle import CertificateBundle
@@ -62,6 +68,8 @@ class InstallOutcome:
     certificate_id: int | None
     result: InstallResult
     nodes_after: tuple[Node, ...] = ()
+    warnings: tuple[str, ...] = ()
+    backup: str | None = None
     #: why nothing was installed (``replaces`` matched no node), else None
     skipped: str | None = None
     #: the fingerprints the chosen nodes served before (comma-separated), if any
@@ -70,6 +78,8 @@ class InstallOutcome:
     def to_json(self) -> dict[str, Any]:
         r = self.result
         return {
+            "warnings": list(self.warnings),
+            "backup": self.backup,
             "endpoint": self.endpoint,
             "certificate_id": self.certificate_id,
             "dry_run": r.dry_run,
@@ -78,11 +88,21 @@ class InstallOutcome:
             "files_written": list(r.files_written),
             "backups": list(r.backups),
             "verified": r.verified,
+            "verified_by": r.verified_by if r.verified else None,
             "rolled_back": r.rolled_back,
             "plan": [attrs.asdict(s) for s in r.plan],
             "messages": list(r.messages),
             "skipped": self.skipped,
         }
+
+
+class InstalledWithFailure(OperationError):
+    """The certificate was installed and recorded, then a step after the commit (the install
+    script) failed: ``outcome`` is the install, the message the failure (exit status 1)."""
+
+    def __init__(self, message: str, outcome: InstallOutcome) -> None:
+        self.outcome = outcome
+        super().__init__(message, rolled_back=False)
 
 
 @attrs.frozen
@@ -105,31 +125,6 @@ class TestReport:
             "insecure": self.insecure, "ok": self.ok,
             "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in self.checks],
         }
-
-
-class _EncryptedBackups:
-    """The per-job BackupSink: originals saved encrypted under $TLSGATE_HOME/backups/<job>/."""
-
-    def __init__(self, endpoint: str) -> None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        self.dir = backups_dir() / f"{stamp}-{_safe(endpoint)}"
-        self.count = 0
-        self.manifest: list[dict[str, Any]] = []
-
-    def save(self, host: str, path: str, data: bytes | None, mode: int | None) -> str:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.count += 1
-        blob = self.dir / f"{self.count:04d}.bin"
-        fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(crypto.encrypt(data if data is not None else b"").encode())
-        self.manifest.append({"file": blob.name, "host": host, "path": path, "mode": mode, "existed": data is not None})
-        (self.dir / "manifest.json").write_text(json.dumps(self.manifest, indent=1))
-        return f"{host}:{path} -> {blob}"
-
-
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:40]
 
 
 class Gateway:
@@ -193,11 +188,76 @@ class Gateway:
         ``zone``: the network zone whose workers reach it (default ``default``)."""
         from .queue import validate_zone
 
-        etype = self.endpoint_type(type_name)
         zone = validate_zone(zone)
-        name = _check_text(name, "--name", *NAME_RULE)
         if name in self.inventory.endpoint_names():
             raise ValidationError(f"an endpoint named {name!r} already exists", option="--name")
+        endpoint, opts = self._build_endpoint(type_name, dict(
+            name=name, connection_type=connection_type, host=host, port=port, user=user,
+            password=password, ssh_key_path=ssh_key_path, ssh_key_password=ssh_key_password, store=store,
+            store_cred_id=store_cred_id, transport_options=transport_options, options=options))
+        self.inventory.add_endpoint(endpoint, options_to_dict(opts), zone=zone)
+        self._audit("tls add", "ok", endpoint, details={"type": type_name, "connection_type": connection_type})
+        return endpoint
+
+    def set_endpoint(self, ref: str, changes: dict[str, Any]) -> Endpoint:
+        """Change options of an endpoint (``{"store_password": Secret(...), "port": 2222}``: the
+        type's options, its transport's, and the connection flags but the connection type),
+        validated as ``tls add`` validates them. The endpoint keeps its instance ID, delegation,
+        nodes and history; the audit entry names the options changed (never their values). A
+        value of None removes an optional setting."""
+        stored = self.inventory.get_endpoint(ref)
+        if not changes:
+            raise ValidationError("give at least one option to change (e.g. --store_password -)")
+        conn = dict(stored.connection)
+        ctype_name = str(conn.pop("type"))
+        extra = dict(conn.pop("extra", {}) or {})
+        options = dict(stored.options)
+        etype = self.endpoint_type(stored.type)
+        type_names = {sp.name for sp in option_specs(etype.options)}
+        ctype = self.registry.connection_types.get(ctype_name)
+        transport_names = {sp.name for sp in option_specs(ctype.options if ctype else None)}
+        zone = None
+        for key, value in changes.items():
+            if key == "zone":
+                from .queue import validate_zone
+
+                zone = validate_zone(value)
+                continue
+            if key in ("name", "connection_type", "type"):
+                raise ValidationError("cannot be changed (add a new endpoint instead)", option=f"--{key}")
+            if key in CONNECTION_FIELDS:
+                conn[key] = value
+            elif key in type_names:
+                options[key] = value
+            elif key in transport_names:
+                extra[key] = value
+            else:
+                known = sorted({*CONNECTION_FIELDS, *type_names, *transport_names, "zone"})
+                raise ValidationError(f"is not an option of {stored.type} endpoints over {ctype_name} "
+                                      f"(options: {', '.join('--' + k for k in known)})", option=f"--{key}")
+        if changes.get("password") is not None:  # a password replaces a credential store entry
+            conn.pop("store", None)
+            conn.pop("store_cred_id", None)
+        if changes.get("store") is not None:
+            conn.pop("password", None)
+        options = {k: v for k, v in options.items() if k in type_names}
+        endpoint, opts = self._build_endpoint(stored.type, {
+            **conn, "name": stored.name, "connection_type": ctype_name, "transport_options": extra,
+            "options": options, "instance_id": stored.id})
+        endpoint = attrs.evolve(endpoint, organization=stored.organization, department=stored.department)
+        self.inventory.update_endpoint(endpoint, options_to_dict(opts), zone=zone)
+        self._audit("tls set", "ok", endpoint, details={"changed": sorted(changes)})
+        return endpoint
+
+    def _build_endpoint(self, type_name: str, fields: dict[str, Any]) -> tuple[Endpoint, Any]:
+        """Validate ``fields`` (``add_endpoint``'s keyword arguments, plus ``instance_id``) into
+        an endpoint and its options; nothing is stored."""
+        name, connection_type, host, port, user, password, ssh_key_path, ssh_key_password, store, store_cred_id = (
+            fields.get(k) for k in ("name", "connection_type", *CONNECTION_FIELDS))
+        transport_options, options, instance_id = (
+            fields.get(k) for k in ("transport_options", "options", "instance_id"))
+        etype = self.endpoint_type(type_name)
+        name = check_name(name, "--name", *NAME_RULE)
         if not connection_type:
             raise ValidationError(f"is required (one of: {', '.join(etype.connection_types)})", option="--connection_type")
         if connection_type not in etype.connection_types:
@@ -229,7 +289,7 @@ class Gateway:
                     raise ValidationError(f"is not used with --connection_type {connection_type}", option=f"--{key}")
             spec = ConnectionSpec(type=connection_type)
         else:
-            host = _check_text(host, "--host", *HOST_RULE)
+            host = check_host(host, "--host")
             port_num = _check_port(port, ctype.default_port)
             if ssh_key_path is not None or ssh_key_password is not None:
                 if not ctype.host_keys:
@@ -265,13 +325,13 @@ class Gateway:
             )
         opts = build_options(etype.options, options or {})
         endpoint = Endpoint(name=name, type=type_name, connection=spec, options=opts)
+        if instance_id is not None:
+            endpoint = attrs.evolve(endpoint, instance_id=instance_id)
         problems = self.registry.validate(endpoint)
         if problems:
             first = problems[0]
             raise ValidationError(first.message, option=first.option)
-        self.inventory.add_endpoint(endpoint, options_to_dict(opts), zone=zone)
-        self._audit("tls add", "ok", endpoint, details={"type": type_name, "connection_type": connection_type})
-        return endpoint
+        return endpoint, opts
 
     def endpoint(self, ref: str) -> Endpoint:
         return self._materialise(self.inventory.get_endpoint(ref))
@@ -450,11 +510,16 @@ class Gateway:
         nodes: Sequence[str] = (),
         alias: str | None = None,
         dry_run: bool = False,
+        force: bool = False,
         replaces: str | None = None,
         job_id: int | None = None,
     ) -> InstallOutcome:
         """Install a bundle: record the certificate (assigned to the endpoint's organization),
         run the driver's transaction, re-discover. Raises OperationError when it rolled back.
+
+        Refused before anything is touched: a CA certificate as the leaf; an expired or
+        not-yet-valid certificate unless ``force`` (then the audit entry says so). A chain that
+        does not reach a trusted root is a warning.
 
         The whole transaction holds the endpoint's lease (not a dry run). ``replaces``: a SHA-256
         fingerprint; the nodes installed on are those the fresh discovery shows serving it (none:
@@ -466,13 +531,32 @@ class Gateway:
                 f"endpoint {endpoint.name!r} is not delegated; run: tlsgate tls delegate {endpoint.name} --org ORG"
             )
         if alias is not None:
-            _check_text(alias, "--alias", 1, 255)
-        sink = None if dry_run else _EncryptedBackups(endpoint.name)
+            alias = check_alias(alias)
+        problem = bundle.leaf_problem()
+        if problem:
+            raise ValidationError(problem, option="--cert")
         details: dict[str, Any] = {"fingerprint": bundle.fingerprint, "subject": bundle.subject,
                                    "nodes": list(nodes), "alias": alias, "dry_run": dry_run}
+        validity = bundle.validity_problem()
+        if validity:
+            if not force:
+                raise ValidationError(f"{validity} (--force installs it anyway)", option="--cert")
+            details["forced"] = validity
+        warnings = tuple(w for w in [bundle.trust_problem()] if w)
+        sink = None if dry_run else backup_sets.BackupSet(endpoint.name, endpoint.instance_id)
+        if sink is not None:
+            details["backup"] = sink.id
         before: str | None = None
+        current: list[Node] = []
+        after_nodes: list[Node] = []
+        result: InstallResult | None = None
+        failure: Exception | None = None
+        cert_id = None
         try:
             with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
+                if sink is not None:
+                    sink.info["host"] = conn.host
+                    self.check_unfinished(endpoint, conn)
                 current = self.registry.discover_nodes(endpoint, conn)
                 if replaces is not None:
                     chosen = [n for n in current if n.fingerprint == replaces]
@@ -482,10 +566,20 @@ class Gateway:
                 else:
                     chosen = _select_nodes(endpoint, current, nodes)
                 before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
-                with Transaction.backups_to(sink):
-                    result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
-                after_nodes: list[Node] = []
-                cert_id = None
+                if sink is not None:
+                    sink.open()  # the journal: written before the first change, naming the set
+                    self._audit("tls install", "started", endpoint, before=before, details={**details, **_job(job_id)})
+                tag = current_temp_tag.set(sink.tag if sink is not None else "")
+                try:
+                    with Transaction.backups_to(sink):
+                        result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
+                except Exception as exc:
+                    committed = getattr(exc, "result", None)
+                    if not isinstance(committed, InstallResult):
+                        raise
+                    result, failure = committed, exc  # the change stands; a later step failed
+                finally:
+                    current_temp_tag.reset(tag)
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
                     # recorded while the lease is held, so the inventory matches the endpoint
@@ -494,16 +588,83 @@ class Gateway:
                                                                 org_id=org_id, dept_id=dept_id)
                     self._store_nodes(endpoint, after_nodes)
         except Exception as exc:
-            if not dry_run:
+            if not dry_run and result is None:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
-                                     endpoint, before=before, after=None,
-                                     details={**details, "error": str(exc), **_job(job_id)})
-            raise
+                            endpoint, before=before, after=None,
+                            details={**details, "error": str(exc), **_job(job_id)})
+                raise
+            if dry_run or failure is None:
+                raise
+            failure = OperationError(f"{failure}; re-discovery failed too: {exc}")
+        assert result is not None
+        if before is None and not dry_run:
+            changed = set(result.nodes)
+            before = ",".join(sorted({n.fingerprint for n in current
+                                      if n.fingerprint and (n.name in changed or changed & set(n.alias))})) or None
         if not dry_run:
-            self._audit("tls install", "ok", endpoint, before=before, after=bundle.fingerprint,
-                                 details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                          "verified": result.verified, **_job(job_id)})
-        return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), before=before)
+            extra = {"error": str(failure)} if failure is not None else {}
+            self._audit("tls install", "ok" if failure is None else "script failed", endpoint, before=before,
+                        after=bundle.fingerprint,
+                        details={**details, **extra, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
+                                 "verified": result.verified, **_job(job_id)})
+        outcome = InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), warnings,
+                                 sink.id if sink is not None else None, before=before)
+        if failure is not None:
+            raise InstalledWithFailure(str(failure), outcome) from failure
+        return outcome
+
+    # -- interrupted jobs ------------------------------------------------------------------------
+    def backup_sets(self) -> list[backup_sets.StoredSet]:
+        return backup_sets.load_sets(self.inventory.journal())
+
+    def check_unfinished(self, endpoint: Endpoint, conn: Connection) -> None:
+        """Before a job changes ``endpoint``: find installs on it whose process died. Their
+        temporaries are removed; one that changed nothing is closed; otherwise refuse."""
+        for stored in backup_sets.load_sets(self.inventory.journal(endpoint.instance_id), open_only=True):
+            if stored.state != "unfinished" or stored.manifest.get("endpoint_id") != endpoint.instance_id:
+                continue
+            removed = backup_sets.remove_temporaries(conn, stored)
+            changed = backup_sets.changed_files(conn, stored)
+            if not changed:
+                self._audit("tls install", "interrupted", endpoint,
+                            details={"backup": stored.id, "changed": [], "temporaries_removed": removed,
+                                     "note": "the process died before it changed any file"})
+                continue
+            raise OperationError(
+                f"endpoint {endpoint.name!r}: an install started {stored.manifest.get('started')} (pid "
+                f"{stored.manifest.get('pid')}) died after changing {', '.join(changed)}; restore the "
+                f"originals with: tlsgate backup restore {stored.id} (or keep the files as they are: "
+                f"tlsgate backup dismiss {stored.id})"
+            )
+
+    def restore_backup(self, ref: str) -> tuple[backup_sets.StoredSet, list[str], list[str]]:
+        """Put back the originals of an unfinished (or any finished) install; returns the set, the
+        files restored and the temporaries removed. A set whose job still runs is refused."""
+        stored = backup_sets.find_set(self.inventory.journal(), ref)
+        if stored.state == "running":
+            raise OperationError(f"backup {ref}: the job that made it (pid {stored.manifest.get('pid')}) still runs")
+        endpoint = self.endpoint(str(stored.manifest.get("endpoint_id") or stored.endpoint))
+        try:
+            with self.lease(endpoint), self.connect(endpoint) as conn:
+                removed = backup_sets.remove_temporaries(conn, stored)
+                restored = backup_sets.restore(conn, stored)
+        except Exception as exc:
+            self._audit("backup restore", "failed", endpoint, details={"backup": stored.id, "error": str(exc)})
+            raise
+        self._audit("backup restore", "restored", endpoint,
+                    details={"backup": stored.id, "restored": restored, "temporaries_removed": removed})
+        return stored, restored, removed
+
+    def dismiss_backup(self, ref: str) -> backup_sets.StoredSet:
+        """Close an unfinished install, keeping the endpoint's files as they are."""
+        stored = backup_sets.find_set(self.inventory.journal(), ref)
+        if stored.state != "unfinished":
+            raise OperationError(f"backup {ref} is {stored.state}, not unfinished; nothing to dismiss")
+        endpoint = self.endpoint(str(stored.manifest.get("endpoint_id") or stored.endpoint))
+        with self.lease(endpoint), self.connect(endpoint) as conn:
+            removed = backup_sets.remove_temporaries(conn, stored)
+        self._audit("backup dismiss", "dismissed", endpoint, details={"backup": stored.id, "temporaries_removed": removed})
+        return stored
 
     def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:
         return nullcontext() if dry_run else self.lease(endpoint, job_id=job_id)
@@ -573,6 +734,7 @@ class Gateway:
         endpoint = self.endpoint(ref)
         try:
             with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
+                self.check_unfinished(endpoint, conn)  # a reload would activate a half install
                 result = self.registry.restart(endpoint, conn)
         except Exception as exc:
             self._audit("tls restart", "failed", endpoint, details={"error": str(exc)})
@@ -582,8 +744,12 @@ class Gateway:
         return result
 
     def run_script(self, ref: str, script: str, args: Sequence[str], *, job_id: int | None = None) -> ScriptResult:
+        """Run ``script`` (an absolute path on the endpoint's host) with ``args`` as argv."""
         endpoint = self.endpoint(ref)
+        check_text(script, "SCRIPT", 1, 4096)
         with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
+            check_script_path(script, "SCRIPT", windows=conn.platform == "windows")
+            self.check_unfinished(endpoint, conn)
             result = self.registry.run_script(endpoint, conn, script, args)
         self._audit("tls run-script", "ok" if result.ok else "failed", endpoint,
                              details={"script": script, "args": list(args), "exit_code": result.exit_code})
@@ -772,21 +938,31 @@ class Gateway:
                 return entry
         raise NotFoundError(f"no credential store named {name!r} (see: tlsgate store list)", option="--store")
 
-    def remove_store(self, name: str) -> None:
-        """Remove a credential store (and, for a local store, its secrets); audited."""
-        kind, _ = self.inventory.store(name)
-        self.inventory.remove_store(name)
-        self.inventory.audit("store remove", "ok", details={"store": name, "kind": kind})
-
     def add_store(self, kind: str, name: str, options: dict[str, Any]) -> None:
         stype = self.registry.credential_stores.get(kind)
         if stype is None:
             known = ", ".join(sorted(self.registry.credential_stores)) or "none"
             raise ValidationError(f"unknown credential store kind {kind!r} (installed: {known})")
-        _check_text(name, "--name", 1, 64)
+        check_name(name, "--name", 1, 64)
+        for key, value in options.items():
+            if url_without_userinfo(value) != value:
+                raise ValidationError("must not hold a user name or password (user:password@); give "
+                                      "credentials with the store's own options", option=f"--{key}")
         opts = build_options(stype.options, options)
         self.inventory.add_store(name, kind, options_to_dict(opts))
         self.inventory.audit("store add", "ok", details={"store": name, "kind": kind})
+
+    def remove_store(self, name: str) -> None:
+        """Remove a credential store (and, for a local store, its secrets); refused while
+        endpoints still use it (named); audited."""
+        kind, _ = self.inventory.store(name)
+        users = sorted(e.name for e in self.inventory.endpoints() if e.connection.get("store") == name)
+        if users:
+            raise OperationError(
+                f"credential store {name!r} is used by endpoint(s) {', '.join(users)}; move them first "
+                f"(tlsgate tls set ENDPOINT --store OTHER --store_cred_id ID, or --password -)")
+        self.inventory.remove_store(name)
+        self.inventory.audit("store remove", "ok", details={"store": name, "kind": kind})
 
     def test_store(self, name: str) -> str:
         kind, raw = self.inventory.store(name)
@@ -845,13 +1021,7 @@ def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[
 
 
 def _check_text(value: str | None, option: str, lo: int, hi: int) -> str:
-    if value is None:
-        raise ValidationError("is required", option=option)
-    if not (lo <= len(value) <= hi):
-        raise ValidationError(f"must be between {lo} and {hi} characters", option=option)
-    if any(ord(ch) < 32 for ch in value):
-        raise ValidationError("must not contain control characters", option=option)
-    return value
+    return check_text(value, option, lo, hi)
 
 
 def _check_port(port: int | str | None, default: int | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,10 +50,19 @@ class CertificateBundle:
         cert_name, key_name, chain_name = names
         found = _parse_certs(cert_pem, cert_name)
         key = _parse_key(key_pem, key_name, key_password)
+        if chain_pem is not None and not chain_pem.strip():
+            raise ValidationError("is empty (give intermediate certificates or leave --chain out)", option=chain_name)
         extra = _parse_certs(chain_pem, chain_name) if chain_pem else []
         leaf = _pick_leaf(found, key, cert_name, key_name)
         others = [c for c in found + extra if certs.fingerprint(c) != certs.fingerprint(leaf)]
-        return cls(leaf=leaf, key=key, chain=order_chain(leaf, others, include_root=include_root))
+        chain = order_chain(leaf, others, include_root=include_root)
+        on_path = {certs.fingerprint(c) for c in order_chain(leaf, others, include_root=True)}
+        stray = [c for c in extra if certs.fingerprint(c) not in on_path | {certs.fingerprint(leaf)}]
+        if stray:
+            raise ValidationError(
+                f"does not lead to the leaf's issuer ({leaf.issuer.rfc4514_string()}): "
+                f"{certs.subject_text(stray[0])} is not on the leaf's issuer path", option=chain_name)
+        return cls(leaf=leaf, key=key, chain=chain)
 
     @classmethod
     def from_pem_files(
@@ -102,6 +112,47 @@ class CertificateBundle:
         cls, path: str | Path, password: Secret | str | None = None, *, include_root: bool = False
     ) -> CertificateBundle:
         return cls.from_pfx(_read(path, "--pfx"), password, include_root=include_root, name=f"--pfx {path}")
+
+    # -- checks -------------------------------------------------------------------------------
+    def validity_problem(self, now: dt.datetime | None = None) -> str | None:
+        """"expired on ..." / "not valid before ..." or None (``--force`` overrides these)."""
+        now = now or dt.datetime.now(dt.UTC)
+        if self.leaf.not_valid_after_utc < now:
+            return f"the certificate expired on {self.leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        if self.leaf.not_valid_before_utc > now:
+            return f"the certificate is not valid before {self.leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        return None
+
+    def leaf_problem(self) -> str | None:
+        """Why the certificate is not a server (leaf) certificate, or None."""
+        try:
+            bc = self.leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            bc = None
+        if bc is not None and bc.ca:
+            return "the certificate is a CA certificate (CA:TRUE), not a leaf"
+        try:
+            eku = self.leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            return None
+        from cryptography.x509.oid import ExtendedKeyUsageOID as E
+
+        if not {E.SERVER_AUTH, E.CLIENT_AUTH, E.ANY_EXTENDED_KEY_USAGE} & set(eku):
+            return "the certificate is not for TLS (its extended key usage has neither serverAuth nor clientAuth)"
+        return None
+
+    def trust_problem(self, roots: Sequence[x509.Certificate] | None = None) -> str | None:
+        """A warning when the chain does not end at a root the gateway trusts (the system store,
+        plus ``TLSGATE_TRUSTED_ROOTS``, a PEM file), else None."""
+        roots = trusted_roots() if roots is None else roots
+        top = self.chain[-1] if self.chain else self.leaf
+        for root in roots:
+            if certs.fingerprint(root) == certs.fingerprint(top):
+                return None
+            if root.subject == top.issuer and _signed_by(top, root):
+                return None
+        return (f"the chain ends at {certs.subject_text(top)}, issued by {top.issuer.rfc4514_string()}, "
+                "which is not a root this gateway trusts; clients may not trust it either")
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -157,6 +208,28 @@ class CertificateBundle:
         return safe.strip("._") or "tlsgate"
 
 
+def trusted_roots() -> list[x509.Certificate]:
+    """The gateway's trusted roots: the system CA file and ``TLSGATE_TRUSTED_ROOTS``."""
+    import os
+    import ssl
+
+    files = (ssl.get_default_verify_paths().cafile, os.environ.get("TLSGATE_TRUSTED_ROOTS"))
+    return [c for name in files if name for c in _load_roots(name)]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_roots(name: str) -> tuple[x509.Certificate, ...]:
+    import warnings
+
+    try:
+        data = Path(name).read_bytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a few system roots have non-positive serials
+            return tuple(x509.load_pem_x509_certificates(data))
+    except (OSError, ValueError):
+        return ()
+
+
 def order_chain(
     leaf: x509.Certificate, others: Sequence[x509.Certificate], *, include_root: bool = False
 ) -> tuple[x509.Certificate, ...]:
@@ -192,18 +265,26 @@ def _self_signed(cert: x509.Certificate) -> bool:
     return cert.subject == cert.issuer and _signed_by(cert, cert)
 
 
-def _read(path: str | Path, option: str) -> bytes:
+def read_capped(path: str | Path, option: str, limit: int = _MAX_INPUT, what: str = "a certificate or key") -> bytes:
+    """Read at most ``limit`` bytes of ``path`` (a pipe or /dev/zero included: the bytes read are
+    counted, not ``st_size``); more is refused naming ``option``."""
     p = Path(path)
     try:
-        if p.stat().st_size > _MAX_INPUT:
-            raise ValidationError(f"{p}: file is too large to be a certificate or key", option=option)
-        return p.read_bytes()
+        with p.open("rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise ValidationError(f"{p}: more than {limit // 1024} KiB, too large to be {what}", option=option)
+        return data
     except FileNotFoundError:
         raise ValidationError(f"{p}: no such file", option=option) from None
     except IsADirectoryError:
         raise ValidationError(f"{p}: is a directory", option=option) from None
     except PermissionError:
         raise ValidationError(f"{p}: permission denied", option=option) from None
+
+
+def _read(path: str | Path, option: str) -> bytes:
+    return read_capped(path, option)
 
 
 def _parse_certs(data: bytes | None, name: str) -> list[x509.Certificate]:

@@ -11,14 +11,51 @@ base64-encoded JSON document, never interpolated into the script text.
 from __future__ import annotations
 
 import abc
+import contextvars
 import ntpath
 import posixpath
+import secrets
 from collections.abc import Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
 
-from .errors import CommandFailed, OperationError
+from .errors import CommandFailed, FileChanged, OperationError
 from .models import CommandResult, FileStat
+
+#: The running job's tag: every temporary a transport creates is named
+#: ``.tlsgate-<tag>-<random>``, so the temporaries a dead job left can be found and removed
+#: without touching those of a job still running (the core sets it per job).
+current_temp_tag: contextvars.ContextVar[str] = contextvars.ContextVar("tlsgate_temp_tag", default="")
+
+TEMP_PREFIX = ".tlsgate-"
+
+
+def temp_name(suffix: str = ".tmp") -> str:
+    """A fresh temporary file name (no directory) carrying the current job's tag."""
+    tag = current_temp_tag.get()
+    return f"{TEMP_PREFIX}{tag + '-' if tag else ''}{secrets.token_hex(6)}{suffix}"
+
+
+class LateCheckedWrites:
+    """Mixin for transports whose ``write_file`` can compare the target with what is expected
+    just before its rename: ``write_file_if`` goes through ``write_file`` (so a subclass that
+    wraps ``write_file`` still sees every write), which asks :meth:`_expected` for the check."""
+
+    _expect: tuple[str, bytes | None] | None = None
+
+    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
+        self._expect = (path, expect)
+        try:
+            self.write_file(path, data, mode=mode)  # type: ignore[attr-defined]
+        finally:
+            self._expect = None
+
+    def _expected(self, path: str) -> tuple[bool, bytes | None]:
+        """(compare?, expected content) for a write of ``path`` now."""
+        pending = self._expect
+        if pending is None or pending[0] != path:
+            return False, None
+        return True, pending[1]
 
 
 class Connection(abc.ABC):
@@ -77,6 +114,24 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         """Atomically replace (or create) ``path`` with ``data`` and permission ``mode``."""
+
+    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
+        """Like :meth:`write_file`, but refuse (:class:`FileChanged`, nothing written) when
+        ``path`` no longer holds ``expect`` (None: must not exist). Transports that can compare
+        just before their rename override this; this default compares just before the write."""
+        current = self.read_file(path) if self.exists(path) else None
+        if current != expect:
+            raise FileChanged(self.host, path)
+        self.write_file(path, data, mode=mode)
+
+    def realpath(self, path: str) -> str:
+        """The file ``path`` finally names, through every symbolic link (``path`` itself when
+        it is not a link, or the platform has none). Writes go there, so a link stays a link."""
+        if self.platform != "posix":
+            return path  # Windows: no link resolution here (NTFS links in configs are rare)
+        res = self.run(["readlink", "-f", "--", path])
+        out = res.stdout.rstrip("\n") if res.ok else ""
+        return out if out.startswith("/") and "\n" not in out else path
 
     def sudo_allows(self, argv: Sequence[str]) -> bool | None:
         """Whether :attr:`escalation` would let ``argv`` run (``sudo -n -l``); None without one."""

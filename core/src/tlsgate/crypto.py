@@ -3,12 +3,19 @@
 The key is ``TLSGATE_MASTER_KEY`` (a Fernet key, or any passphrase, stretched with scrypt), else
 a random key in ``$TLSGATE_HOME/master.key`` created with mode 0600. Values are stored as
 ``enc:v1:<Fernet token>`` (AES-128-CBC + HMAC-SHA256, from ``cryptography``).
+
+The inventory's ``meta`` table holds a key check value (a token of a fixed text sealed with the
+key). A key is created only for an inventory that holds no secrets (no check value, no sealed
+value): a missing ``master.key`` is never silently replaced, and a wrong key is refused before
+anything is sealed with it. ``master.key`` is created atomically (written to a temporary file,
+then linked into place), so a process starting at the same time never reads half a key.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,24 +29,112 @@ PREFIX = "enc:v1:"
 _SALT = b"tlsgate master key v1"  # fixed: the passphrase itself must carry the entropy
 
 
+_CHECK_TEXT = b"tlsgate master key check v1"
+_CHECK_KEY = "master_key_check"
+
+
 @lru_cache(maxsize=8)
 def _fernet_for(env_key: str | None, key_file: str) -> Fernet:
     if env_key:
         try:
-            return Fernet(env_key.encode())
+            f = Fernet(env_key.encode())
         except ValueError:
             kdf = Scrypt(salt=_SALT, length=32, n=2**15, r=8, p=1)
-            return Fernet(base64.urlsafe_b64encode(kdf.derive(env_key.encode())))
+            f = Fernet(base64.urlsafe_b64encode(kdf.derive(env_key.encode())))
+        _check(f, Path(key_file).parent, "TLSGATE_MASTER_KEY")
+        return f
     path = Path(key_file)
     if not path.exists():
-        key = Fernet.generate_key()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
+        if _holds_secrets(path.parent):
+            raise OperationError(
+                f"{path} is missing but the inventory holds secrets sealed with a master key; "
+                "restore master.key or set TLSGATE_MASTER_KEY (no new key is created)")
+        _create_key(path)
     try:
-        return Fernet(path.read_bytes().strip())
+        f = Fernet(path.read_bytes().strip())
     except ValueError:
         raise OperationError(f"{path}: not a valid master key file") from None
+    _check(f, path.parent, str(path))
+    return f
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key under a temporary name, then link it into place: readers see no file or
+    the whole key; of several processes creating at once, the first link wins, the rest read it."""
+    tmp = path.with_name(f".master.key.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(Fernet.generate_key())
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _db(directory: Path) -> sqlite3.Connection | None:
+    db_path = directory / "inventory.sqlite3"
+    if not db_path.exists():
+        return None
+    db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 30000")
+    return db
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _holds_secrets(directory: Path) -> bool:
+    """Whether the inventory has a key check value or any sealed value."""
+    db = _db(directory)
+    if db is None:
+        return False
+    try:
+        if _has_table(db, "meta") and db.execute("SELECT 1 FROM meta WHERE key = ?", (_CHECK_KEY,)).fetchone():
+            return True
+        like = f"%{PREFIX}%"
+        for table, column in (("endpoints", "connection"), ("endpoints", "options"), ("stores", "options"),
+                              ("store_secrets", "data")):
+            if _has_table(db, table) and db.execute(
+                    f"SELECT 1 FROM {table} WHERE {column} LIKE ? LIMIT 1", (like,)).fetchone():  # noqa: S608
+                return True
+        return False
+    finally:
+        db.close()
+
+
+def _check(f: Fernet, directory: Path, source: str) -> None:
+    """Compare the key with the inventory's check value; record one when there is none."""
+    db = _db(directory)
+    if db is None:
+        return
+    try:
+        if not _has_table(db, "meta"):
+            return
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (_CHECK_KEY,)).fetchone()
+        if row is not None:
+            try:
+                f.decrypt(row[0].encode())
+            except InvalidToken:
+                raise OperationError(
+                    f"the master key ({source}) is not the one this inventory's secrets were sealed with "
+                    "(key check value differs); use the original key") from None
+            return
+        # recorded on the side: this process may itself hold the inventory's write lock (sealing
+        # inside a transaction), so do not wait; a later process records it then
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                       (_CHECK_KEY, f.encrypt(_CHECK_TEXT).decode()))
+        except sqlite3.OperationalError:
+            pass
+    finally:
+        db.close()
 
 
 def fernet() -> Fernet:

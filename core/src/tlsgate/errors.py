@@ -44,6 +44,16 @@ class OperationError(TlsgateError):
         super().__init__(message)
 
 
+class FileChanged(OperationError):
+    """A file changed between the moment a job read (backed up) it and the moment it would have
+    replaced it: another job or a person edited it. Nothing was written over it."""
+
+    def __init__(self, host: str, path: str) -> None:
+        self.path = path
+        super().__init__(f"{host}: {path} changed since this job read it (another job or a person "
+                         "edited it); not overwritten", host=host)
+
+
 class ConnectionFailed(OperationError):
     """The transport could not reach or authenticate to the host."""
 

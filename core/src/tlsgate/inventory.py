@@ -22,9 +22,9 @@ from typing import Any
 import attrs
 
 from . import crypto, database
-from .errors import NotFoundError, ValidationError
+from .errors import NotFoundError, OperationError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
-from .secret import Secret
+from .secret import SealedSecret, Secret
 
 SCHEMA_VERSION = 5
 
@@ -188,6 +188,8 @@ def gateway_name() -> str:
 # -- secret-aware (de)serialisation -----------------------------------------------------------
 def seal(value: Any) -> Any:
     """JSON-ready form of a value; Secrets become {"$secret": "enc:v1:..."}."""
+    if isinstance(value, SealedSecret):
+        return {"$secret": value.token}  # still sealed: kept as it is, no key needed
     if isinstance(value, Secret):
         return {"$secret": crypto.encrypt(value.reveal())}
     if isinstance(value, dict):
@@ -197,13 +199,15 @@ def seal(value: Any) -> Any:
     return value
 
 
-def unseal(value: Any) -> Any:
+def unseal(value: Any, owner: str = "") -> Any:
+    """The stored form back as values; sealed secrets become :class:`SealedSecret`, decrypted
+    only where they are used (naming ``owner`` when the key cannot open them)."""
     if isinstance(value, dict):
         if set(value) == {"$secret"}:
-            return Secret(crypto.decrypt(value["$secret"]))
-        return {k: unseal(v) for k, v in value.items()}
+            return SealedSecret(value["$secret"], owner)
+        return {k: unseal(v, owner) for k, v in value.items()}
     if isinstance(value, list):
-        return [unseal(v) for v in value]
+        return [unseal(v, owner) for v in value]
     return value
 
 
@@ -215,6 +219,15 @@ def redact(value: Any) -> Any:
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    return value
+
+
+def url_without_userinfo(value: Any) -> Any:
+    """``https://user:pw@host`` -> ``https://****@host`` (other values unchanged)."""
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        netloc, sep, path = rest.partition("/")
+        return f"{scheme}://****@{netloc.rsplit('@', 1)[1]}{sep}{path}"
     return value
 
 
@@ -388,6 +401,7 @@ class Inventory:
 
     # -- endpoints ------------------------------------------------------------------------------
     def add_endpoint(self, endpoint: Endpoint, options: dict[str, Any], *, zone: str = "default") -> None:
+        crypto.fernet()  # key checked (or created, with its check value) before the write lock
         with self.write() as db:
             try:
                 db.execute(
@@ -398,6 +412,20 @@ class Inventory:
                 )
             except sqlite3.IntegrityError:
                 raise ValidationError(f"an endpoint named {endpoint.name!r} already exists", option="--name") from None
+
+    def update_endpoint(self, endpoint: Endpoint, options: dict[str, Any], *, zone: str | None = None) -> None:
+        """Replace an endpoint's connection and options, and its zone when given (same ID:
+        delegation, nodes, history kept)."""
+        crypto.fernet()
+        connection = json.dumps(seal(connection_to_dict(endpoint.connection)))
+        sealed = json.dumps(seal(options))
+        with self.write() as db:
+            cur = db.execute("UPDATE endpoints SET connection = ?, options = ?, updated = ? WHERE id = ?",
+                             (connection, sealed, now(), endpoint.instance_id))
+            if cur.rowcount == 0:
+                raise NotFoundError(f"no endpoint with ID {endpoint.instance_id!r}")
+            if zone is not None:
+                db.execute("UPDATE endpoints SET zone = ? WHERE id = ?", (zone, endpoint.instance_id))
 
     def endpoint_names(self) -> set[str]:
         return {r["name"] for r in self.db.execute("SELECT name FROM endpoints")}
@@ -682,6 +710,14 @@ class Inventory:
                  json.dumps(redact(details or {})), gateway_name()),
             )
 
+    def journal(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
+        """Audit entries that name a backup set (the install journal), oldest first."""
+        rows = self.db.execute(
+            "SELECT id, result, endpoint_id, details FROM audit WHERE json_extract(details, '$.backup') "
+            "IS NOT NULL AND (? IS NULL OR endpoint_id = ?) ORDER BY id", (endpoint_id, endpoint_id)).fetchall()
+        return [{"id": r["id"], "result": r["result"], "endpoint_id": r["endpoint_id"],
+                 "details": json.loads(r["details"])} for r in rows]
+
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         if limit:
             rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()
@@ -698,6 +734,7 @@ class Inventory:
     # -- credential stores ----------------------------------------------------------------------
     def add_store(self, name: str, kind: str, options: dict[str, Any]) -> None:
         _check_name(name, "store")
+        crypto.fernet()  # key checked (or created, with its check value) before the write lock
         with self.write() as db:
             try:
                 db.execute("INSERT INTO stores(name, kind, options, created) VALUES (?,?,?,?)",
@@ -709,12 +746,13 @@ class Inventory:
         row = self.db.execute("SELECT kind, options FROM stores WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"no credential store named {name!r} (see: tlsgate store list)", option="--store")
-        return row["kind"], unseal(json.loads(row["options"]))
+        return row["kind"], unseal(json.loads(row["options"]), f"credential store {name!r}")
 
     def stores(self) -> list[dict[str, Any]]:
         out = []
         for r in self.db.execute("SELECT name, kind, options FROM stores ORDER BY name"):
-            out.append({"name": r["name"], "kind": r["kind"], "options": redact(unseal(json.loads(r["options"])))})
+            out.append({"name": r["name"], "kind": r["kind"], "options": {k: url_without_userinfo(v) for k, v in
+                                    redact(unseal(json.loads(r["options"]))).items()}})  # no key needed
         return out
 
     def remove_store(self, name: str) -> None:
@@ -724,18 +762,22 @@ class Inventory:
 
     def put_store_secret(self, store: str, cred_id: str, data: dict[str, str]) -> None:
         self.store(store)
+        sealed = crypto.encrypt(json.dumps(data))
         with self.write() as db:
             db.execute(
                 "INSERT INTO store_secrets(store, cred_id, data, updated) VALUES (?,?,?,?) "
                 "ON CONFLICT(store, cred_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
-                (store, cred_id, crypto.encrypt(json.dumps(data)), now()),
+                (store, cred_id, sealed, now()),
             )
 
     def get_store_secret(self, store: str, cred_id: str) -> dict[str, str]:
         row = self.db.execute("SELECT data FROM store_secrets WHERE store = ? AND cred_id = ?", (store, cred_id)).fetchone()
         if row is None:
             raise NotFoundError(f"credential store {store!r} has no entry {cred_id!r}", option="--store_cred_id")
-        return dict(json.loads(crypto.decrypt(row["data"])))
+        try:
+            return dict(json.loads(crypto.decrypt(row["data"])))
+        except OperationError as exc:
+            raise OperationError(f"credential store {store!r} entry {cred_id!r}: {exc}") from None
 
     def store_secret_ids(self, store: str) -> list[str]:
         return [r["cred_id"] for r in self.db.execute(
@@ -753,17 +795,18 @@ def connection_from_dict(data: dict[str, Any]) -> ConnectionSpec:
 def _stored(row: sqlite3.Row) -> StoredEndpoint:
     return StoredEndpoint(
         id=row["id"], name=row["name"], type=row["type"],
-        connection=_unseal_text(row["connection"]), options=_unseal_text(row["options"]),
+        connection=_unseal_text(row["connection"], f"endpoint {row['name']!r}"),
+        options=_unseal_text(row["options"], f"endpoint {row['name']!r}"),
         organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
         zone=row["zone"] or "default",
     )
 
 
-def _unseal_text(text: str) -> Any:
+def _unseal_text(text: str, owner: str = "") -> Any:
     """:func:`unseal` of stored JSON text; the walk only when the text holds a sealed value
     (``tls list`` of 10,000 endpoints walked every value of every endpoint)."""
     value = json.loads(text)
-    return unseal(value) if '"$secret"' in text else value
+    return unseal(value, owner) if '"$secret"' in text else value
 
 
 _CERT_SELECT = ("SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON "
@@ -790,8 +833,10 @@ def _cert_record(r: sqlite3.Row) -> CertificateRecord:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not name or len(name) > 128 or any(ord(ch) < 32 for ch in name):
-        raise ValidationError(f"{what} name must be 1 to 128 printable characters")
+    from .validate import bad_character
+
+    if not name or len(name) > 128 or bad_character(name) is not None or not name.strip():
+        raise ValidationError(f"{what} name must be 1 to 128 printable characters, not only spaces")
 
 
 def _split_sql(script: str) -> list[str]:

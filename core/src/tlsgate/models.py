@@ -193,6 +193,8 @@ class InstallResult:
     backups: tuple[str, ...] = ()
     plan: tuple[PlanStep, ...] = ()
     verified: bool = False
+    #: how ``verified`` was established, as the CLI says it ("verified by ...")
+    verified_by: str = "TLS handshake"
     rolled_back: bool = False
     dry_run: bool = False
     messages: tuple[str, ...] = ()

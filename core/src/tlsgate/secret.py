@@ -29,7 +29,7 @@ class Secret:
         return bool(self._value)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and other.reveal() == self._value
 
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
@@ -52,3 +52,39 @@ def reveal(value: Secret | str | None) -> str | None:
     if value is None:
         return None
     return value.reveal() if isinstance(value, Secret) else value
+
+
+class SealedSecret(Secret):
+    """A secret still sealed with the master key: shown as ``********`` like any Secret, and
+    decrypted only when :meth:`reveal` is called (listing, showing or removing what holds it
+    needs no key). A failure names ``owner`` (the endpoint or store it belongs to)."""
+
+    __slots__ = ("_owner", "_token")
+
+    def __init__(self, token: str, owner: str = "") -> None:
+        object.__setattr__(self, "_token", token)
+        object.__setattr__(self, "_owner", owner)
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def reveal(self) -> str:
+        from . import crypto
+        from .errors import OperationError
+
+        try:
+            return crypto.decrypt(self._token)
+        except OperationError as exc:
+            raise OperationError(f"{self._owner}: {exc}" if self._owner else str(exc)) from None
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SealedSecret) and other._token == self._token:
+            return True
+        return isinstance(other, Secret) and other.reveal() == self.reveal()
+
+    def __hash__(self) -> int:
+        return hash(("SealedSecret", self._token))

@@ -27,6 +27,15 @@ own undo steps and keeps a durable copy of what it replaces::
         conn.patch(profile_path, new_profile)
         tx.undo(lambda: conn.patch(profile_path, old_profile), f"repoint {profile_path}")
 
+Paths are resolved through symbolic links first (``Connection.realpath``): the target is backed
+up, written and restored, so ``sites-enabled/x.conf -> ../sites-available/x.conf`` or a keystore
+path that is a link stays a link, in an install and in a rollback.
+
+No lost updates: every replace is ``write_file_if`` against the content the transaction backed
+up (or, with ``base=``, the content the driver parsed), compared just before the rename; a file
+someone changed meanwhile is not overwritten (:class:`FileChanged`, so the job rolls back). A
+rollback that finds a file no longer holding what the job wrote restores it and says so.
+
 Backups live in memory for the restore and, when the core runs a job, also on the gateway in
 ``$TLSGATE_HOME/backups/<job>/`` encrypted with the master key (a private key is a secret at rest
 too), so an operator can recover even if the gateway dies mid-install. Backups are never written
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from .connection import Connection
-from .errors import OperationError, TlsgateError
+from .errors import FileChanged, OperationError, TlsgateError
 from .models import CommandResult, InstallResult, PlanStep
 
 if TYPE_CHECKING:
@@ -71,6 +81,11 @@ class _Original:
     data: bytes | None  # None: the file did not exist before
     mode: int | None
     reference: str | None = None
+    written: bytes | None = None  # what this job last wrote there (None: not written yet)
+    wrote: bool = False
+
+
+_UNSET: Any = object()
 
 
 class Transaction:
@@ -81,6 +96,7 @@ class Transaction:
         self.dry_run = dry_run
         self.label = label
         self._originals: dict[str, _Original] = {}
+        self._real: dict[str, str] = {}
         #: One journal, undone last-in-first-out: ("file", path) or ("undo", what, action).
         self._journal: list[tuple[str, str, Callable[[], Any] | None]] = []
         #: ``on_rollback`` actions: they belong below every journal entry (run after all is undone).
@@ -91,6 +107,7 @@ class Transaction:
         self.messages: list[str] = []
         self.rolled_back = False
         self.restore_errors: list[str] = []
+        self.restore_notes: list[str] = []
 
     @staticmethod
     @contextlib.contextmanager
@@ -104,8 +121,15 @@ class Transaction:
             current_backup_sink.reset(token)
 
     # -- steps --------------------------------------------------------------------------------
+    def resolve(self, path: str) -> str:
+        """The file ``path`` names through symbolic links (asked once per path)."""
+        if path not in self._real:
+            self._real[path] = self.connection.realpath(path)
+        return self._real[path]
+
     def snapshot(self, path: str) -> bytes | None:
         """Back up ``path`` (once) before it is changed by any means; return its old content."""
+        path = self.resolve(path)
         if path in self._originals:
             return self._originals[path].data
         st = self.connection.stat(path)
@@ -118,31 +142,45 @@ class Transaction:
         self._journal.append(("file", path, None))
         return data
 
-    def write(self, path: str, data: bytes, *, mode: int | None = None, detail: str = "") -> None:
-        """Back up then atomically replace ``path``. ``mode`` defaults to the old file's mode
-        (0644 for a new file); pass 0o600 for private keys."""
-        first_touch = path not in self._originals
-        old = self.snapshot(path) if not self.dry_run else None
-        existed = self.connection.exists(path) if self.dry_run else old is not None
+    def write(
+        self, path: str, data: bytes, *, mode: int | None = None, detail: str = "", base: bytes | None = _UNSET
+    ) -> None:
+        """Back up then atomically replace ``path`` (through symbolic links: the target is
+        written). ``mode`` defaults to the old file's mode (0644 for a new file); pass 0o600 for
+        private keys. ``base``: the content the new ``data`` was computed from (an edited
+        config); when the file no longer holds it, nothing is written (:class:`FileChanged`)."""
+        real = self.resolve(path)
+        if real != path:
+            detail = f"{detail + ' ' if detail else ''}(through the link {path})"
+        first_touch = real not in self._originals
+        old = self.snapshot(real) if not self.dry_run else None
+        existed = self.connection.exists(real) if self.dry_run else old is not None
         if mode is None:
-            prev = self._originals.get(path)
+            prev = self._originals.get(real)
             mode = prev.mode if prev is not None and prev.mode is not None else 0o644
         if self.dry_run:
             detail = detail or f"mode {mode:o}"
-            sudo = self.connection.write_needs_privilege(path)
+            sudo = self.connection.write_needs_privilege(real)
             if sudo:
                 detail += f", via {self.connection.escalation} install + mv"
-            self.plan.append(PlanStep("write" if not existed else "replace", path, detail, privileged=sudo))
+            self.plan.append(PlanStep("write" if not existed else "replace", real, detail, privileged=sudo))
             return
+        original = self._originals[real]
+        if base is not _UNSET and base != original.data and not original.wrote:
+            if first_touch:
+                self._journal.remove(("file", real, None))
+            raise FileChanged(self.connection.host, real)
+        expect = original.written if original.wrote else original.data
         try:
-            self.connection.write_file(path, data, mode=mode)
+            self.connection.write_file_if(real, data, mode=mode, expect=expect)
         except BaseException:
             if first_touch:
                 # write_file is atomic: when it fails, ``path`` is as it was, so there is nothing to
                 # restore (and no "restore incomplete" alarm when the connection itself is gone).
-                self._journal.remove(("file", path, None))
+                self._journal.remove(("file", real, None))
             raise
-        self.written.append(path)
+        original.written, original.wrote = data, True
+        self.written.append(real)
 
     def makedirs(self, path: str) -> None:
         """Create a directory (and its parents) unless it exists; only planned in a dry run. It
@@ -164,7 +202,9 @@ class Transaction:
             self.plan.append(PlanStep("remove", path))
             return
         self.snapshot(path)
-        self.connection.remove(path)
+        real = self.resolve(path)
+        self.connection.remove(real)
+        self._originals[real].written, self._originals[real].wrote = None, True
 
     def run(
         self,
@@ -186,7 +226,8 @@ class Transaction:
         under sudo."""
         if self.dry_run:
             escalation = self.connection.escalation if privileged else None
-            target = " ".join(argv) if escalation is None else f"{escalation} " + " ".join(argv)
+            shown = shlex.join(str(a) for a in argv)  # quoted as a shell would
+            target = shown if escalation is None else f"{escalation} {shown}"
             self.plan.append(PlanStep("run", target, what or "", privileged=privileged,
                                       argv=tuple(str(a) for a in argv)))
             return None
@@ -241,13 +282,20 @@ class Transaction:
                     self.restore_errors.append(f"{what or 'undo action'}: {exc}")
                 continue
             original = self._originals[what]
+            path = what
             try:
+                current = self.connection.read_file(path) if self.connection.exists(path) else None
+                if current == original.data:
+                    continue
+                if original.wrote and current != original.written and original.data is not None:
+                    # another writer, or a damaged read-back: the original goes back all the
+                    # same (the job's backup is the known state), and the message says so
+                    self.restore_notes.append(f"{path} no longer held what this job wrote")
                 if original.data is None:
                     self.connection.remove(what)
                 else:
-                    current = self.connection.read_file(what) if self.connection.exists(what) else None
-                    if current != original.data:
-                        self.connection.write_file(what, original.data, mode=original.mode or 0o644)
+                    self.connection.write_file_if(path, original.data, mode=original.mode or 0o644,
+                                                  expect=current)
             except Exception as exc:  # noqa: BLE001 - keep restoring the rest, report all
                 self.restore_errors.append(f"{what}: {exc}")
         self._final = 0
@@ -283,6 +331,7 @@ class Transaction:
                 f"{self.label} failed: {reason}; RESTORE INCOMPLETE: " + "; ".join(self.restore_errors),
                 rolled_back=False,
             ) from exc
+        notes = f" (note: {'; '.join(self.restore_notes)})" if self.restore_notes else ""
         raise OperationError(
-            f"{self.label} failed and every change was restored: {reason}", rolled_back=True
+            f"{self.label} failed and every change was restored: {reason}{notes}", rolled_back=True
         ) from exc

@@ -102,6 +102,10 @@ class FakeConnection(Connection):
         self.files[path] = bytes(data)
         self.modes[path] = mode
 
+    def realpath(self, path: str) -> str:
+        """The fake host has no symbolic links: every path names itself."""
+        return path
+
     def stat(self, path: str) -> FileStat | None:
         if path in self.files:
             return FileStat(size=len(self.files[path]), mode=self.modes.get(path, 0o644), mtime=0)

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except TlsgateError as exc:
         if os.environ.get("TLSGATE_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        from .output import escape
+
+        print(f"error: {escape(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

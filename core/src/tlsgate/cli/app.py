@@ -274,6 +274,8 @@ GROUPS: dict[str, tuple[str, Callable[[], click.Command]]] = {
            _group("The inventory database: status, migrate, copy.", _registers("db"))),
     "gateway": ("Gateways (workers) of a shared inventory.",
                 _group("Gateways (workers) of a shared inventory.", _registers("gateway"))),
+    "backup": ("Backup sets of installs: list, restore, dismiss.",
+               _group("Backup sets of installs: list, restore, dismiss.", _registers("backup"))),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -72,3 +72,34 @@ def read_pem_inputs(ctx: typer.Context, cert: Path | None, key: Path | None, cha
     if cert is None or key is None:
         raise ValidationError("is required (or give --pfx)", option="--cert" if cert is None else "--key")
     return CertificateBundle.from_pem_files(cert, key, chain, key_password=read_secret(ctx, key_password, "--key_password"))
+
+
+def parse_set_args(ctx: typer.Context, gw: Gateway, ref: str, args: list[str]) -> dict[str, Any]:
+    """``--option value`` / ``--option=value`` pairs of ``tls set`` against the options the
+    endpoint's type and transport declare (and the connection flags); secret ones read '-' from
+    standard input. Both ``--store_password`` and ``--store-password`` spellings are accepted."""
+    from ..options import option_specs
+
+    endpoint = gw.endpoint(ref)
+    etype = gw.endpoint_type(endpoint.type)
+    ctype = gw.registry.connection_types.get(endpoint.connection.type)
+    secret = {"password", "ssh_key_password"} | {
+        s.name for s in (*option_specs(etype.options), *option_specs(ctype.options if ctype else None)) if s.secret}
+    changes: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise ValidationError(f"unexpected argument {arg!r}: give --option value pairs")
+        name, eq, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if not eq:
+            if i + 1 >= len(args):
+                raise ValidationError("needs a value", option=f"--{name}")
+            i += 1
+            value = args[i]
+        if name in changes:
+            raise ValidationError("given twice", option=f"--{name}")
+        changes[name] = read_secret(ctx, value, f"--{name}") if name in secret else value
+        i += 1
+    return changes

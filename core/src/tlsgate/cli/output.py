@@ -1,4 +1,9 @@
-"""Printing: JSON (stable shapes, secrets already redacted) or rich tables for people."""
+"""Printing: JSON (stable shapes, secrets already redacted) or rich tables for people.
+
+Human output escapes every control and bidi-control character of the data it shows (an alias
+or certificate subject with ESC sequences, backspaces or newlines is printed as ``\x1b``,
+``\x08``, ``\n``): :func:`escape` is the one function, and :func:`table`, :func:`say` and
+:func:`warn` apply it to everything they print. ``--json`` output is JSON-escaped already."""
 
 from __future__ import annotations
 
@@ -23,6 +28,29 @@ def console() -> Console:
     return _console
 
 
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters (C0, DEL, C1), bidi controls and unpaired surrogates
+    written as Python-style escapes, so a terminal shows them instead of obeying them."""
+    from ..validate import bad_character
+
+    if bad_character(text) is None:
+        return text
+    out = []
+    for ch in text:
+        if bad_character(ch) is None:
+            out.append(ch)
+        elif ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif ord(ch) <= 0xFF:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
 #: a JSON list longer than this is written one element per line (still one JSON document)
 STREAM_ITEMS = 100
 
@@ -42,31 +70,30 @@ def emit_json(data: Any) -> None:
 
 
 def say(text: str) -> None:
+    """One line (data in it escaped; a newline in data cannot start a fake line)."""
     if _console is None and not sys.stdout.isatty():
-        # piped: the text without importing rich; control characters (ESC, CR, ...) escaped
-        sys.stdout.write(text.translate(_SAY_CONTROL) + "\n")
+        sys.stdout.write(escape(text) + "\n")  # piped: no need to import rich for one line
         return
-    console().print(text, markup=False)
+    console().print(escape(text), markup=False)
+
+
+def say_lines(text: str) -> None:
+    """Several lines of data (a script's output): line breaks kept, each line escaped."""
+    for line in text.splitlines():
+        say(line)
 
 
 def warn(text: str) -> None:
-    print(f"warning: {text}", file=sys.stderr)
+    print(f"warning: {escape(text)}", file=sys.stderr)
 
 
 #: tables longer than this are written as plain text even on a terminal (rich's renderer takes
 #: seconds for tens of thousands of rows)
 RICH_MAX_ROWS = 300
 
-_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160))}  # C0, DEL, C1
-_CONTROL.update({9: "\\t", 10: "\\n", 13: "\\r"})
-#: what say() escapes when piped: the same, but its own line breaks and tabs kept
-_SAY_CONTROL = {k: v for k, v in _CONTROL.items() if k not in (9, 10)}
-
-
 def clean(text: Any) -> str:
-    """Text for a person: control characters (ESC, backspace, newline...) shown escaped."""
-    s = "" if text is None else str(text)
-    return s.translate(_CONTROL) if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in s) else s
+    """:func:`escape` of any value (None: empty), for table cells."""
+    return escape("" if text is None else str(text))
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:

@@ -52,10 +52,14 @@ def register(store: typer.Typer) -> None:
             raise ValidationError("is required", option="--store_cred_id")
         ssh_key = None
         if ssh_key_path is not None:
+            from ..bundle import read_capped
+
+            raw = read_capped(ssh_key_path, "--ssh_key_path", 64 * 1024, "an SSH private key")
             try:
-                ssh_key = ssh_key_path.read_text()
-            except OSError as exc:
-                raise ValidationError(f"{ssh_key_path}: {exc.strerror}", option="--ssh_key_path") from None
+                ssh_key = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError(f"{ssh_key_path}: not a text (OpenSSH or PEM) key file",
+                                      option="--ssh_key_path") from None
         gateway().put_store_secret(name, cred_id, {
             "user": user, "password": read_secret(ctx, password, "--password"), "ssh_key": ssh_key,
             "ssh_key_password": read_secret(ctx, ssh_key_password, "--ssh_key_password")})

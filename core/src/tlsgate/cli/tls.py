@@ -1,4 +1,4 @@
-"""Endpoint commands: list, show, remove, delegate, discover, nodes, install, restart, test,
+"""Endpoint commands: list, show, remove, delegate, discover, nodes, install, set, restart, test,
 trust, run-script. (``tls add <type>`` is built from the declared options in :mod:`.app`.)"""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .common import (
     PfxPasswordOpt,
     Ref,
     gateway,
+    parse_set_args,
     read_pem_inputs,
 )
 from .job import (
@@ -34,7 +35,7 @@ from .job import (
     run_and_report,
     selection,
 )
-from .output import clean, emit_json, say, table, warn
+from .output import clean, emit_json, say, say_lines, table, warn
 
 OptRef = Annotated[Optional[str], typer.Argument(  # noqa: UP045
     help="One endpoint (name or instance ID); or use the selectors.", metavar="[ENDPOINT]")]
@@ -64,7 +65,7 @@ def register(tls: typer.Typer) -> None:
         for key in ("name", "instance_id", "type", "organization", "department"):
             say(f"{key:<18}{data[key] if data[key] is not None else '-'}")
         for key, value in data["connection"].items():
-            say(f"{'connection.' + key:<18}{value}")
+            say(f"{'connection.' + key:<18} {value}")
         if data["insecure"]:
             say(f"{'tls verification':<18}DISABLED (insecure connection type)")
         for key, value in data["options"].items():
@@ -150,29 +151,56 @@ def register(tls: typer.Typer) -> None:
         pfx_password: PfxPasswordOpt = None,
         node: Annotated[Optional[list[str]], typer.Option("--node", help="Node to install on (repeatable). Default: the nodes the certificate covers / a new entry.")] = None,  # noqa: UP045
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print the plan; change nothing.")] = False,
+        force: Annotated[bool, typer.Option("--force", help="Install an expired or not-yet-valid certificate on purpose (audited).")] = False,
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
+        from ..api import InstalledWithFailure
+
         bundle = read_pem_inputs(ctx, cert_file, key_file, chain_file, pfx, pfx_password, key_password)
         gw = gateway()
-        outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run)
+        failure: InstalledWithFailure | None = None
+        try:
+            outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run, force=force)
+        except InstalledWithFailure as exc:
+            outcome, failure = exc.outcome, exc
         if json:
-            emit_json(outcome.to_json())
+            emit_json({**outcome.to_json(), **({"error": str(failure)} if failure else {})})
+            if failure:
+                raise typer.Exit(1)
             return
         r = outcome.result
+        for text in outcome.warnings:
+            warn(text)
         if dry_run:
             say(f"Plan for {outcome.endpoint!r} (dry run, nothing changed):")
             for step in r.plan:
                 say(f"  {step}")
             return
         say(f"Installed certificate {outcome.certificate_id} ({bundle.subject}) on {outcome.endpoint!r}"
-            + (f": {', '.join(r.nodes)}" if r.nodes else "") + ("; verified by TLS handshake" if r.verified else ""))
+            + (f": {', '.join(r.nodes)}" if r.nodes else "") + (f"; verified by {r.verified_by}" if r.verified else ""))
         for msg in r.messages:
             say(f"  {msg}")
+        if failure is not None:
+            warn(str(failure))
+            raise typer.Exit(1)
         etype = get_registry().endpoint_types.get(gw.endpoint(endpoint).type)
         if etype is not None and etype.needs_restart and not r.messages:
             say(f"  {etype.name} needs a restart for the new certificate to take effect: tlsgate tls restart {endpoint}")
+
+    @tls.command("set", context_settings={**CONTEXT, "allow_extra_args": True, "ignore_unknown_options": True})
+    def tls_set(ctx: typer.Context, endpoint: Ref, json: JsonOpt = False) -> None:
+        """Change options of an endpoint: tlsgate tls set ENDPOINT --option value ... (the options
+        of tls add for its type and connection type; '-' reads a secret from standard input).
+        Validated like tls add and audited; the endpoint keeps its ID, delegation and history."""
+        gw = gateway()
+        changes = parse_set_args(ctx, gw, endpoint, list(ctx.args))
+        ep = gw.set_endpoint(endpoint, changes)
+        if json:
+            emit_json(gw.describe(ep.instance_id))
+        else:
+            say(f"Endpoint {ep.name!r} updated: {', '.join('--' + k for k in sorted(changes))}.")
 
     @tls.command("restart", context_settings=CONTEXT)
     def tls_restart(
@@ -254,7 +282,7 @@ def register(tls: typer.Typer) -> None:
     @tls.command("run-script", context_settings=CONTEXT)
     def tls_run_script(
         endpoint: Ref,
-        script: Annotated[str, typer.Argument(help="Path of the script on the endpoint's host.")],
+        script: Annotated[str, typer.Argument(help="Absolute path of the script on the endpoint's host.")],
         args: Annotated[Optional[list[str]], typer.Argument(help="Arguments (passed as argv).")] = None,  # noqa: UP045
         json: JsonOpt = False,
     ) -> None:
@@ -265,9 +293,9 @@ def register(tls: typer.Typer) -> None:
                        "stdout": result.stdout, "stderr": result.stderr})
         else:
             if result.stdout:
-                say(result.stdout.rstrip())
-            if result.stderr:
-                warn(result.stderr.rstrip())
+                say_lines(result.stdout.rstrip())
+            for line in result.stderr.rstrip().splitlines():
+                warn(line)
         if not result.ok:
             raise typer.Exit(1)
 

@@ -48,7 +48,9 @@ class VaultStore:
     # -- connecting -------------------------------------------------------------------------------
     @property
     def _where(self) -> str:
-        return f"credential store {self.name!r} ({self.options.url})"
+        from ..inventory import url_without_userinfo
+
+        return f"credential store {self.name!r} ({url_without_userinfo(self.options.url)})"
 
     def _client(self) -> tuple[Any, str]:
         """An authenticated hvac client and how it authenticated ("token" or "AppRole")."""
@@ -169,7 +171,10 @@ class VaultStore:
         with self._errors("token lookup"):
             me = client.auth.token.lookup_self()
         policies = ", ".join((me.get("data") or {}).get("policies") or []) or "none"
-        return (f"vault store {self.name!r}: {self.options.url} answered (version {health.get('version', '?')}), "
+        from ..inventory import url_without_userinfo
+
+        url = url_without_userinfo(self.options.url)
+        return (f"vault store {self.name!r}: {url} answered (version {health.get('version', '?')}), "
                 f"authenticated by {how} (policies: {policies}), KV v2 mount {self.options.mount!r}")
 
 

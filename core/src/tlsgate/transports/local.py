@@ -10,13 +10,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..connection import Connection
-from ..errors import OperationError
+from ..connection import Connection, LateCheckedWrites, temp_name
+from ..errors import FileChanged, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat
 from ..plugin import impl
 
 
-class LocalConnection(Connection):
+class LocalConnection(LateCheckedWrites, Connection):
     """Commands through ``subprocess`` (argv, no shell); files through the OS."""
 
     host = "localhost"
@@ -88,9 +88,14 @@ class LocalConnection(Connection):
             raise OperationError(f"localhost: {path}: is a directory") from None
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        check, expect = self._expected(path)
+        self._write(path, data, mode, check=check, expect=expect)
+
+    def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         directory = os.path.dirname(os.path.abspath(path))
+        name = temp_name("")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".tlsgate-", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=name, dir=directory)
         except FileNotFoundError:
             raise OperationError(f"localhost: {directory}: no such directory") from None
         except PermissionError:
@@ -104,6 +109,12 @@ class LocalConnection(Connection):
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            if check:
+                # the last moment before the rename: a file someone changed since the job read it
+                # is not overwritten (the window left is this read and the rename)
+                current = self.read_file(path) if os.path.lexists(path) else None
+                if current != expect:
+                    raise FileChanged(self.host, path)
             os.replace(tmp, path)
             _fsync_dir(directory)
         except BaseException:
@@ -112,6 +123,11 @@ class LocalConnection(Connection):
             except FileNotFoundError:
                 pass
             raise
+
+    def realpath(self, path: str) -> str:
+        if self.platform != "posix" or not os.path.isabs(path):
+            return path  # a Windows path (or a relative one) is not resolved here
+        return os.path.realpath(path)
 
     def stat(self, path: str) -> FileStat | None:
         try:

@@ -41,7 +41,6 @@ import functools
 import io
 import os
 import re
-import secrets
 import select
 import socket
 import stat as stat_mod
@@ -51,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..connection import Connection
-from ..errors import ConnectionFailed, HostKeyError, OperationError
+from ..connection import Connection, LateCheckedWrites, temp_name
+from ..errors import ConnectionFailed, FileChanged, HostKeyError, OperationError
 from ..models import CommandResult, ConnectionType, Credentials, Endpoint, FileStat, Problem
 from ..options import option
 from ..plugin import impl
@@ -462,7 +461,7 @@ def _close_quietly(client: Any, sock: socket.socket | None = None) -> None:
 
 
 # -- the connection -----------------------------------------------------------------------------
-class SSHConnection(Connection):
+class SSHConnection(LateCheckedWrites, Connection):
     """A :class:`Connection` over one SSH transport: exec channels and one SFTP session.
 
     Subclasses for other remote platforms override :attr:`platform`, :meth:`sftp_path` (how a
@@ -728,6 +727,17 @@ class SSHConnection(Connection):
         return old is not None and old.uid is not None and self.uid not in (0, old.uid)
 
     def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        check, expect = self._expected(path)
+        self._write(path, data, mode, check=check, expect=expect)
+
+    def realpath(self, path: str) -> str:
+        """SFTP ``realpath`` (OpenSSH resolves every link); a missing file: ``readlink -f``."""
+        if self.exists(path):
+            with self._sftp_errors(path, "resolve"):
+                return str(self.sftp.normalize(self.sftp_path(path)))
+        return super().realpath(path)
+
+    def _write(self, path: str, data: bytes, mode: int, *, check: bool, expect: bytes | None) -> None:
         """Atomic replace: temporary file in the same directory, owner of the old file where
         permitted, final mode before any byte, write, fsync, ``posix-rename``. A failure before
         the rename leaves ``path`` untouched.
@@ -737,18 +747,26 @@ class SSHConnection(Connection):
         old = self.stat(path)
         if (self.escalation == "sudo" and old is not None and old.uid is not None
                 and self.uid not in (0, old.uid)):
-            self._write_sudo(path, data, mode, old)
+            self._write_sudo(path, data, mode, old, check, expect)
             return
         try:
-            self._write_plain(path, data, mode, old)
+            self._write_plain(path, data, mode, old, check, expect)
         except PermissionError:
             if self.escalation != "sudo":
                 raise self._denied(path, "writing", "use --sudo, or give the group write permission") from None
-            self._write_sudo(path, data, mode, old)
+            self._write_sudo(path, data, mode, old, check, expect)
 
-    def _write_plain(self, path: str, data: bytes, mode: int, old: FileStat | None) -> None:
+    def _check_unchanged(self, path: str, check: bool, expect: bytes | None) -> None:
+        """The last moment before the rename: never overwrite a file changed since it was read."""
+        if check:
+            current = self.read_file(path) if self.exists(path) else None
+            if current != expect:
+                raise FileChanged(self.host, path)
+
+    def _write_plain(self, path: str, data: bytes, mode: int, old: FileStat | None,
+                     check: bool = False, expect: bytes | None = None) -> None:
         directory = self.path.dirname(path) or "."
-        tmp = self.path.join(directory, f".tlsgate-{secrets.token_hex(6)}.tmp")
+        tmp = self.path.join(directory, temp_name())
         sftp = self.sftp
         created = False
         try:
@@ -761,6 +779,7 @@ class SSHConnection(Connection):
                             fh.chown(old.uid, old.gid if old.gid is not None else -1)
                         fh.chmod(mode)  # chown may clear set-id bits; the mode is ours again
                     self._send(fh, data)
+            self._check_unchanged(path, check, expect)
             with self._sftp_errors(path, "rename", denied=True):
                 sftp.posix_rename(self.sftp_path(tmp), self.sftp_path(path))
         except ConnectionFailed as exc:
@@ -782,7 +801,8 @@ class SSHConnection(Connection):
         fh.flush()
         self._fsync(fh)
 
-    def _write_sudo(self, path: str, data: bytes, mode: int, old: FileStat | None) -> None:
+    def _write_sudo(self, path: str, data: bytes, mode: int, old: FileStat | None,
+                    check: bool = False, expect: bytes | None = None) -> None:
         """The content goes to a temporary file the account owns (mode 0600, in its home), then
         ``sudo install -m MODE [-o UID -g GID]`` copies it to a temporary name in the target
         directory and ``sudo mv -f`` renames that over ``path`` (one rename in one directory:
@@ -790,9 +810,9 @@ class SSHConnection(Connection):
         sftp = self.sftp
         with self._sftp_errors("~", "home directory lookup"):
             home = sftp.normalize(".")
-        token = secrets.token_hex(6)
-        staged = self.path.join(home, f".tlsgate-{token}.tmp")
-        target_tmp = self.path.join(self.path.dirname(path) or ".", f".tlsgate-{token}.tmp")
+        name = temp_name()
+        staged = self.path.join(home, name)
+        target_tmp = self.path.join(self.path.dirname(path) or ".", name)
         try:
             with self._sftp_errors(staged, "write"), sftp.open(self.sftp_path(staged), "wbx") as fh:
                 fh.chmod(0o600)
@@ -802,6 +822,7 @@ class SSHConnection(Connection):
                 argv += ["-o", str(old.uid), "-g", str(old.gid if old.gid is not None else old.uid)]
             self._privileged([*argv, "--", staged, target_tmp], f"writing {path}")
             try:
+                self._check_unchanged(path, check, expect)
                 self._privileged(["mv", "-f", "--", target_tmp, path], f"writing {path}")
             except OperationError as exc:
                 try:

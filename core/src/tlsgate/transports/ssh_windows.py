@@ -115,6 +115,9 @@ def _windows_sftp_class() -> type:
                 raise OperationError(f"{self.host}: {path}: no SFTP form for this path", host=self.host)
             return mapped
 
+        def realpath(self, path: str) -> str:
+            return path  # the Windows side resolves nothing here; see WindowsConnection.realpath
+
     return WindowsSFTPConnection
 
 

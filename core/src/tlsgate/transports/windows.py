@@ -52,12 +52,11 @@ import json
 import ntpath
 import os
 import re
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..connection import Connection
+from ..connection import Connection, temp_name
 from ..errors import OperationError
 from ..models import CommandResult, FileStat
 from ..quoting import encode_params, encode_powershell, ps_script
@@ -527,7 +526,7 @@ class WindowsConnection(Connection):
         """
         self._abs(path)
         private = not (mode & 0o077)
-        tmp = ntpath.join(ntpath.dirname(path), f".tlsgate-{secrets.token_hex(8)}.tmp")
+        tmp = ntpath.join(ntpath.dirname(path), temp_name())
         res = self.run_powershell(TEMPLATES["file-write-begin"], {"tmp": tmp, "private": private})
         if res.exit_code == EXIT_NOT_FOUND:
             raise OperationError(f"{self.host}: {ntpath.dirname(path)}: no such directory", host=self.host)

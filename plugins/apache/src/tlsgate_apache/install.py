@@ -207,7 +207,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             real = control.realpath(file)
             where = "" if real == file else f" (through {file})"
-            tx.write(real, apply_edits(config.files[file], file_edits),
+            tx.write(real, apply_edits(config.files[file], file_edits), base=config.files[file],
                      detail="SSLCertificate* at line " + ", ".join(map(str, lines)) + where)
         if not dry_run:
             if after_write_hook is not None:

@@ -21,6 +21,7 @@ change here. An install:
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -94,7 +95,7 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         action = "replace-entry" if old is not None else "add-entry"
         detail = f"{bundle.subject}, SHA-256 {bundle.fingerprint[:16]}..."
         tx.step(action, f"{opts.path} alias {entry_alias}", detail)
-        tx.write(opts.path, new_data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
+        tx.write(opts.path, new_data, base=loaded.data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
         if not dry_run:
             _verify(endpoint, connection, bundle, entry_alias, [e.alias for e in new_store.entries])
             tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
@@ -163,7 +164,7 @@ def _install_pem(
                      detail="private key")
         # a file that gains a private key it did not hold is written 0600; otherwise its mode is kept
         gains_key = not separate and content.key_block is None
-        tx.write(opts.path, cert_data, mode=0o600 if gains_key else None,
+        tx.write(opts.path, cert_data, mode=0o600 if gains_key else None, base=loaded.data,
                  detail="certificate and chain" + ("" if separate else " and private key"))
         if not dry_run:
             reread = load(endpoint, connection)
@@ -184,7 +185,8 @@ def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: s
         if script:
             tx.plan.append(_plan_run(script, alias))
         return tx.result(nodes=(node,), alias=alias)
-    result = tx.result(nodes=(node,), alias=alias, verified=True)
+    result = tx.result(nodes=(node,), alias=alias, verified=True,
+                       verified_by=f"re-reading {endpoint.options.path}: entry {alias!r} holds the new certificate")
     if not script:
         return result
     ran = scripts.run(endpoint, connection, script, [alias], "--install_script")
@@ -199,4 +201,4 @@ def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: s
 
 
 def _plan_run(script: str, alias: str) -> PlanStep:
-    return PlanStep("run", f"{script} {alias}", "install script, argv: [script, alias]")
+    return PlanStep("run", shlex.join([script, alias]), "install script, argv: [script, alias]")

@@ -220,7 +220,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             detail = "ssl_certificate/ssl_certificate_key at line " + ", ".join(map(str, lines))
-            tx.write(file, apply_edits(config.files[file], file_edits), detail=detail)
+            tx.write(file, apply_edits(config.files[file], file_edits), detail=detail, base=config.files[file])
         if after_write_hook is not None and not dry_run:
             after_write_hook(connection, cert_path, key_path)
         _run(tx, control.test_argv(), "nginx -t")

@@ -271,7 +271,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
                 if not dry_run:
                     connection.chown_like(path, config.path)
         names = sorted({name for c in changes for name in c.changes})
-        tx.write(config.path, new_xml, detail="set " + ", ".join(names))  # names only: values may be secret
+        tx.write(config.path, new_xml, base=config.xml.data,  # names only below: values may be secret
+                 detail="set " + ", ".join(names))
         if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
             validate_before_restart(connection, base, new_xml, changes, bundle)
         # Connectors that were down before the install are not this install's to fix.
