@@ -33,6 +33,7 @@ from .inventory import Inventory, StoredEndpoint, connection_from_dict, open_inv
 from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, RestartResult, ScriptResult
 from .options import OptionSpec, build_options, option_specs, options_to_dict
 from .paths import backups_dir
+from .policy import InstallPolicy, node_names, policy, uncovered_names
 from .registry import Registry, get_registry
 from .secret import Secret
 from .transaction import Transaction
@@ -392,9 +393,15 @@ class Gateway:
         nodes: Sequence[str] = (),
         alias: str | None = None,
         dry_run: bool = False,
+        apply_pending: bool = False,
+        allow_name_mismatch: bool = False,
     ) -> InstallOutcome:
         """Install a bundle: record the certificate (assigned to the endpoint's organization),
-        run the driver's transaction, re-discover. Raises OperationError when it rolled back."""
+        run the driver's transaction, re-discover. Raises OperationError when it rolled back.
+
+        ``apply_pending``: go ahead although the running server has not loaded some of its
+        configuration files (a reload would apply them too). ``allow_name_mismatch``: install on
+        nodes that answer for names the leaf does not cover. See :mod:`tlsgate.policy`."""
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -411,13 +418,19 @@ class Gateway:
                 current = self.registry.discover_nodes(endpoint, conn)
                 chosen = _select_nodes(endpoint, current, nodes)
                 before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
-                with Transaction.backups_to(sink):
+                rules = InstallPolicy(apply_pending=apply_pending, allow_name_mismatch=allow_name_mismatch,
+                                      own_writes=self._own_writes(endpoint))
+                with Transaction.backups_to(sink), policy(rules):
                     result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
                 after_nodes: list[Node] = []
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
+                    details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
+                    result = _check_served_names(result, bundle, after_nodes)
         except Exception as exc:
             if not dry_run:
+                # restored files hold what the server had loaded: they are not someone's pending change
+                details["file_mtimes"] = _restored_mtimes(self, endpoint, sink)
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
                                      endpoint, before=before, after=None,
                                      details={**details, "error": str(exc)})
@@ -432,6 +445,14 @@ class Gateway:
                                  details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
                                           "verified": result.verified})
         return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes))
+
+    def _own_writes(self, endpoint: Endpoint) -> dict[str, float]:
+        """The files tlsgate wrote on this endpoint and the mtime each was left with (latest wins)."""
+        out: dict[str, float] = {}
+        for entry in self.inventory.audit_log():
+            if entry["endpoint_id"] == endpoint.instance_id and entry["action"] == "tls install":
+                out.update(entry["details"].get("file_mtimes") or {})
+        return out
 
     def restart(self, ref: str) -> RestartResult:
         endpoint = self.endpoint(ref)
@@ -535,6 +556,40 @@ class Gateway:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
         self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
+
+
+def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for path in paths:
+        try:
+            st = conn.stat(path)
+        except Exception:  # noqa: BLE001 - a file we cannot stat is simply not recorded
+            st = None
+        if st is not None:
+            out[path] = st.mtime
+    return out
+
+
+def _restored_mtimes(gw: Gateway, endpoint: Endpoint, sink: _EncryptedBackups | None) -> dict[str, float]:
+    paths = [m["path"] for m in (sink.manifest if sink else []) if m["existed"]]
+    if not paths:
+        return {}
+    try:
+        with gw.connect(endpoint) as conn:
+            return _mtimes(conn, paths)
+    except Exception:  # noqa: BLE001 - best effort after a failed install
+        return {}
+
+
+def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node]) -> InstallResult:
+    """Verification checks names as well as fingerprints: each node now serving the leaf must
+    answer only for names the leaf covers (only possible with ``--allow-name-mismatch``)."""
+    serving = [n for n in after if n.fingerprint == bundle.fingerprint]
+    missing = uncovered_names(bundle, [name for n in serving for name in node_names(n)])
+    if not missing:
+        return result
+    return attrs.evolve(result, verified=False, messages=(
+        *result.messages, f"not verified: the certificate does not cover {', '.join(missing)} (--allow-name-mismatch)"))
 
 
 def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[str]) -> list[Node]:

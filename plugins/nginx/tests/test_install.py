@@ -221,7 +221,8 @@ def test_install_while_nginx_is_stopped_tests_but_does_not_reload(tmp_path, test
     (site.prefix / "conf.d" / "30-wip.conf").write_text("no_such_directive on;\n")
     before_files = site.snapshot()
     with pytest.raises(OperationError, match="nginx -t failed") as excinfo:
-        plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(test_ca.issue("alpha.test")), [], False)
+        plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(test_ca.issue("alpha.test", "www.alpha.test")), [],
+                       False)
     assert excinfo.value.rolled_back and site.snapshot() == before_files
 
 

@@ -104,12 +104,20 @@ def register(tls: typer.Typer) -> None:
         node: Annotated[Optional[list[str]], typer.Option("--node", help="Node to install on (repeatable). Default: the nodes the certificate covers / a new entry.")] = None,  # noqa: UP045
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+        apply_pending: Annotated[bool, typer.Option(
+            "--apply_pending", "--apply-pending",
+            help="Go ahead although the running server has not loaded some of its configuration files "
+                 "(the reload/restart applies them too).")] = False,
+        allow_name_mismatch: Annotated[bool, typer.Option(
+            "--allow_name_mismatch", "--allow-name-mismatch",
+            help="Install on nodes whose names the certificate does not all cover.")] = False,
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
         bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password)
         gw = gateway()
-        outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run)
+        outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run,
+                             apply_pending=apply_pending, allow_name_mismatch=allow_name_mismatch)
         if json:
             emit_json(outcome.to_json())
             return

@@ -22,6 +22,8 @@ from tlsgate.plugin import (
     ValidationError,
     apply_edits,
     key_matches,
+    refuse_pending,
+    require_names_covered,
     served_fingerprints,
 )
 
@@ -179,7 +181,10 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     changed = list(dict.fromkeys(t for vn in changed_nodes if (t := handshake_target(vn, endpoint, local))))
     others = [t for vn in vnodes if vn not in changed_nodes and (t := handshake_target(vn, endpoint, local))]
     others = [t for t in dict.fromkeys(others) if t not in changed]
+    require_names_covered(bundle, [vn.node for vn in changed_nodes if vn.ssl])
     pid_before = control.running_pid(config.run)  # read-only: a dry run plans what would happen
+    # httpd's own list of its configuration files (DUMP_INCLUDES) against the master's start
+    refuse_pending(connection, sorted(config.run.includes), pid_before, "httpd")
     before = {t: fp for t, fp in served_fingerprints([*changed, *others]).items() if fp} if pid_before and not dry_run else {}
     signalled = False
 

@@ -29,6 +29,8 @@ from tlsgate.plugin import (
     key_kind,
     key_matches,
     read_certificate,
+    refuse_pending,
+    require_names_covered,
     served_fingerprints,
 )
 
@@ -194,6 +196,9 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
 
     defaults = default_servers(config)
     changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
+    require_names_covered(bundle, changed_nodes)
+    # the files of the configuration as nginx reads them, against the master's start
+    refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
     changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
