@@ -429,8 +429,6 @@ class Gateway:
                     result = _check_served_names(result, bundle, after_nodes)
         except Exception as exc:
             if not dry_run:
-                # restored files hold what the server had loaded: they are not someone's pending change
-                details["file_mtimes"] = _restored_mtimes(self, endpoint, sink)
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
                                      endpoint, before=before, after=None,
                                      details={**details, "error": str(exc)})
@@ -568,17 +566,6 @@ def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:
         if st is not None:
             out[path] = st.mtime
     return out
-
-
-def _restored_mtimes(gw: Gateway, endpoint: Endpoint, sink: _EncryptedBackups | None) -> dict[str, float]:
-    paths = [m["path"] for m in (sink.manifest if sink else []) if m["existed"]]
-    if not paths:
-        return {}
-    try:
-        with gw.connect(endpoint) as conn:
-            return _mtimes(conn, paths)
-    except Exception:  # noqa: BLE001 - best effort after a failed install
-        return {}
 
 
 def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node]) -> InstallResult:

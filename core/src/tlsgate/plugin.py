@@ -54,7 +54,8 @@ The exports, by what they are for:
   :class:`InstallPolicy`, :func:`install_policy`, :func:`require_names_covered` (every web-server
   driver calls it on its chosen nodes), :func:`uncovered_names`, :func:`node_names`,
   :func:`refuse_pending` (configuration the running server has not loaded),
-  :func:`process_start_time`;
+  :func:`process_start_time`; :func:`remove_superseded` (tlsgate's own files no configuration
+  references any more, after a verified install);
 * installs: :class:`Transaction` (backup, atomic write, check, LIFO undo with ``tx.undo``,
   ``tx.save_backup``), :data:`Edit` / :func:`apply_edits` (in-place span edits of a config file);
 * certificates: :class:`CertificateBundle`, :func:`key_matches`, :func:`order_chain`,
@@ -90,6 +91,7 @@ from .errors import (
     TlsgateError,
     ValidationError,
 )
+from .hygiene import remove_superseded
 from .models import (
     CommandResult,
     ConnectionSpec,
@@ -296,6 +298,7 @@ __all__ = [
     "ps_template",
     "read_certificate",
     "refuse_pending",
+    "remove_superseded",
     "require_names_covered",
     "reveal",
     "served_certificate",

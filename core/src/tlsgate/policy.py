@@ -182,7 +182,8 @@ def refuse_pending(connection: Connection, files: Iterable[str], pid: int | None
         rules.applied.update(found)
     elif pending:
         raise OperationError(
-            f"{server} has not loaded changes made since it started (pid {pid}) in: {', '.join(pending)}; "
+            f"{server} (pid {pid}) has not loaded changes made since it last loaded its configuration, in: "
+            f"{', '.join(pending)}; "
             "a reload would apply them too. Load or revert them first, or give --apply-pending on purpose"
         )
     return pending

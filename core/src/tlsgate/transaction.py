@@ -71,6 +71,7 @@ class _Original:
     data: bytes | None  # None: the file did not exist before
     mode: int | None
     reference: str | None = None
+    mtime: float | None = None
 
 
 class Transaction:
@@ -110,7 +111,7 @@ class Transaction:
             return self._originals[path].data
         st = self.connection.stat(path)
         data = self.connection.read_file(path) if st is not None else None
-        original = _Original(path, data, st.mode if st else None)
+        original = _Original(path, data, st.mode if st else None, mtime=st.mtime if st else None)
         sink = current_backup_sink.get()
         if sink is not None and not self.dry_run:
             original.reference = sink.save(self.connection.host, path, data, original.mode)
@@ -238,10 +239,18 @@ class Transaction:
                     current = self.connection.read_file(what) if self.connection.exists(what) else None
                     if current != original.data:
                         self.connection.write_file(what, original.data, mode=original.mode or 0o644)
+                        self._restore_mtime(what, original.mtime)
             except Exception as exc:  # noqa: BLE001 - keep restoring the rest, report all
                 self.restore_errors.append(f"{what}: {exc}")
         self._final = 0
         self.rolled_back = True
+
+    def _restore_mtime(self, path: str, mtime: float | None) -> None:
+        """A restored file gets its old mtime back, as it was: a server's own "changed since I
+        loaded it" check (and tlsgate's pending-change check) must not see a change."""
+        if mtime is None or self.connection.platform == "windows":
+            return
+        self.connection.run(["touch", "-m", "-d", f"@{mtime:.6f}", "--", path])
 
     @property
     def backups(self) -> list[str]:

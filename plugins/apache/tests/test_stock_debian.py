@@ -174,7 +174,12 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     # 1: an unrelated pending change (a Listen on a port in use: apachectl -t passes it) is refused,
     # naming the file; nothing changes and httpd keeps serving
     settle()
-    busy = s.http
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
     ports = s.conf / "ports.conf"
     original_ports = ports.read_bytes()
     ports.write_text(ports.read_text() + f"\nListen 127.0.0.1:{busy}\n")
@@ -188,6 +193,7 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     assert len(pending.stderr.strip().splitlines()) == 1
     assert s.pid() == pid and served(s.https) == before
     ports.write_bytes(original_ports)
+    taken.close()
 
     # the operator's harmless pending edit, applied on purpose with --apply-pending
     default = s.conf / "sites-available" / "000-default.conf"
@@ -209,7 +215,7 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     settle()
     default.write_text(default.read_text() + "# another edit\n")
     late = tg("tls", "install", name, *files2, "--node", "www.stock.test")
-    assert late.returncode == 1 and str(default) in late.stderr
+    assert late.returncode == 1 and "sites-enabled/000-default.conf" in late.stderr  # as httpd names it
 
 
 def test_stock_local(stock: Stock, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -30,6 +30,7 @@ from tlsgate.plugin import (
     key_matches,
     read_certificate,
     refuse_pending,
+    remove_superseded,
     require_names_covered,
     served_fingerprints,
 )
@@ -187,7 +188,8 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     config, pairs = discover(connection, options.nginx_config_path)
     chosen = select_servers(pairs, nodes, bundle)
     path = connection.path
-    certs_dir = options.certs_dir or config.conf_dir
+    # the endpoint's own directory beside the configuration (Debian: /etc/nginx/tlsgate/)
+    certs_dir = options.certs_dir or path.join(config.conf_dir, CERTS_SUBDIR)
     stem = f"tlsgate-{bundle.default_alias()}-{bundle.fingerprint[:12]}"
     cert_path = path.join(certs_dir, f"{stem}.fullchain.pem")
     key_path = path.join(certs_dir, f"{stem}.key.pem")
@@ -243,8 +245,16 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
                     tx.messages.append("no changed node is reachable by handshake; not verified")
         else:
             tx.messages.append(f"nginx is not running (no master in {control.pid_file}); files installed, not reloaded")
+    if verified:
+        fresh, _ = discover(connection, options.nginx_config_path)
+        removed = remove_superseded(connection, certs_dir, fresh.files.values(), keep=(cert_path, key_path))
+        if removed:
+            tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(nodes=tuple(n.name for n in changed_nodes), verified=verified)
 
+
+#: where new pairs go unless the endpoint names a directory (--certs_dir): beside the main config
+CERTS_SUBDIR = "tlsgate"
 
 #: How long a reload may take to show in handshakes (nginx reloads asynchronously).
 VERIFY_DEADLINE = 20.0

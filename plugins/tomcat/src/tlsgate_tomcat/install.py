@@ -36,6 +36,7 @@ from tlsgate.plugin import (
     key_kind,
     key_matches,
     refuse_pending,
+    remove_superseded,
     require_names_covered,
     try_served_fingerprint,
 )
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from .serverxml import CertificateConfig, HostConfig
 
 FILES_DIR = ("conf", "tlsgate")
+#: every file in conf/tlsgate/ is tlsgate's own (the directory is)
+ANY_NAME = re.compile(r"^[^.].*")
 DEFAULT_ALIAS = "tomcat"
 
 
@@ -84,8 +87,12 @@ def select_hosts(hcs: Sequence[HostConfig], nodes: Sequence[Node], bundle: Certi
     """The host configs to change: the chosen nodes (by locator, else by name), or when none
     are chosen the hosts whose names the certificate covers."""
     if nodes:
+        plain = [n for n in nodes if n.protocol == "http"]
+        if plain and len(plain) == len(nodes):
+            raise ValidationError(f"{plain[0].name} (port {plain[0].port}) is a plain HTTP connector; "
+                                  "give it SSLEnabled and an SSLHostConfig first", option="--node")
         out = []
-        for node in nodes:
+        for node in (n for n in nodes if n.protocol != "http"):
             match = [h for h in hcs if node.locator and h.locator == node.locator]
             if not match:
                 match = [
@@ -331,6 +338,15 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         for change in changes if not dry_run else ():
             served_from = change.keystore[0] if change.keystore else change.files[0][0]
             tx.messages.append(f"{change.host.locator} now serves from {served_from}")
+    if not dry_run:  # verified (a failed verification raised): tidy conf/tlsgate/
+        texts = [new_xml]
+        props = connection.path.join(base, "conf", "catalina.properties")
+        if connection.exists(props):
+            texts.append(connection.read_file(props))
+        written = [path for c in changes for path, _, _ in c.files]
+        removed = remove_superseded(connection, files_dir, texts, keep=written, own=ANY_NAME)
+        if removed:
+            tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(
         nodes=tuple(c.host.host_name for c in changes),
         verified=not dry_run,
@@ -381,7 +397,7 @@ def restart_and_wait(
             gone.clear()
             return False
         first = gone.setdefault("t", time.monotonic())
-        return time.monotonic() - first > 2.0
+        return time.monotonic() - first > 5.0
 
     closed = restart.wait_for_ports(connector_targets(endpoint, config, must_listen), exited=exited)
     if closed and gone and exited():

@@ -331,7 +331,7 @@ def restart(
         log = connection_join(base, "logs", "catalina.out")
         # catalina.sh run stays in the foreground: detach it (new session, output to
         # catalina.out, stdin closed) so this command returns and the JVM outlives the session
-        script = 'cd "$1" || exit 1; setsid sh "$2" >>"$3" 2>&1 </dev/null & echo $!'
+        script = 'cd "$1" && : >>"$3" || exit 1; setsid sh "$2" >>"$3" 2>&1 </dev/null & echo $!'
         argv = _as_user(plan, [*_env(base, plan), "sh", "-c", script, "sh", base, plan.startup or "", log])
         res = connection.run(argv, timeout=60)
         if not res.ok:
