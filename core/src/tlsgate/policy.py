@@ -75,7 +75,7 @@ def node_names(node: Node) -> list[str]:
     out = []
     for name in (node.name, *node.alias):
         name = name.strip()
-        if not name or name in ("_", "*", "localhost") or name.startswith("~") or "$" in name:
+        if not name or name in ("_", "*", "_default_", "localhost") or name.startswith("~") or "$" in name:
             continue
         if name.replace(".", "").isdigit() or ":" in name:  # an address, not a name
             continue

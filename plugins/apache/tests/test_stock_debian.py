@@ -5,6 +5,7 @@ changes, names coverage)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -148,7 +149,9 @@ def settle() -> None:
 def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ok("org", "add", "Acme")
     ok("tls", "delegate", name, "--org", "Acme")
-    ok("tls", "discover", name)
+    nodes = json.loads(ok("tls", "discover", name, "--json").stdout)
+    # 8: default-ssl has no ServerName: the default vhost of its address, not httpd's fallback name
+    assert ("_default_", "https", s.https) in {(n["name"], n["protocol"], n["port"]) for n in nodes}
     pid = s.pid()
     assert pid is not None
     settle()
@@ -210,6 +213,9 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     ok("tls", "install", name, "--cert", str(d / "c3.pem"), "--key", str(d / "k3.pem"), "--node", "www.stock.test")
     assert served(s.https) == again.fingerprint
     assert s.pid() == pid  # graceful restarts only
+    # 6: the server's own directory (ServerRoot/tlsgate); the superseded pair is gone
+    own = sorted(p.name for p in (s.conf / "tlsgate").iterdir())
+    assert own and all(again.fingerprint[:12] in n for n in own), own
 
     # ... but someone's edit after that does
     settle()
@@ -219,8 +225,7 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
 
 
 def test_stock_local(stock: Stock, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    ok("tls", "add", "apache", "--name", "web", "--connection_type", "local", "--apachectl_path", str(stock.ctl),
-       "--certs_dir", str(stock.conf / "tlsgate"))
+    ok("tls", "add", "apache", "--name", "web", "--connection_type", "local", "--apachectl_path", str(stock.ctl))
     flow("web", stock, test_ca, tmp_path)
 
 

@@ -161,6 +161,10 @@ def flow(name: str, s: Stock, server: NginxServer, test_ca, tmp_path: Path) -> N
     again = test_ca.issue("alpha.test", "www.alpha.test")
     ok("tls", "install", name, *pem_files(tmp_path / f"{name}-again", again), "--node", "alpha.test")
     assert served(s.https, "alpha.test") == again.fingerprint
+    # 6: new pairs live in tlsgate/ beside nginx.conf; the superseded ones are gone
+    own = sorted(p.name for p in (s.conf / "tlsgate").iterdir())
+    assert len(own) == 2 and all(again.fingerprint[:12] in n for n in own), own
+    assert not any(p.name.startswith("tlsgate-") for p in s.conf.iterdir())
     default.write_bytes(original)
     server.reload()
 

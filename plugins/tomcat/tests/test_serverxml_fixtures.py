@@ -84,10 +84,10 @@ def test_tomcat9_legacy_jks_edit_keeps_legacy_spelling(tomcat9_dir, make_endpoin
     new = test_ca.issue("legacy.example.test")
     config, change, new_xml = edit(d, make_endpoint, locator, new)
     old = config.xml.data
-    assert change.changes == {"keystoreFile": f"conf/tlsgate/{d.ports['legacy_jks']}__default_.jks"}
+    assert change.changes == {"keystoreFile": f"conf/tlsgate/{d.ports['legacy_jks']}__default_-{new.fingerprint[:12]}.jks"}
     only_tag_changed(old, new_xml, change.certificate.element.start)
     assert old.replace(b'keystoreFile="conf/legacy.jks"',
-                       f'keystoreFile="conf/tlsgate/{d.ports["legacy_jks"]}__default_.jks"'.encode()) == new_xml
+                       f'keystoreFile="conf/tlsgate/{d.ports["legacy_jks"]}__default_-{new.fingerprint[:12]}.jks"'.encode()) == new_xml
     path = change.files[0][0]
     assert keystore.find_entry(keystore.read_entries(open(path, "rb").read(), "legacy-pass"), "tomcat") is not None
     # what discovery now reads through the edited file
@@ -101,7 +101,7 @@ def test_tomcat9_legacy_pem_edit(tomcat9_dir, make_endpoint, test_ca: TestCA) ->
     locator = f"Catalina/127.0.0.1:{d.ports['legacy_pem']}/_default_"
     new = test_ca.issue("apr.example.test")
     config, change, new_xml = edit(d, make_endpoint, locator, new)
-    stem = f"127.0.0.1_{d.ports['legacy_pem']}__default_"
+    stem = f"127.0.0.1_{d.ports['legacy_pem']}__default_-{new.fingerprint[:12]}"
     assert change.changes == {
         "SSLCertificateFile": f"conf/tlsgate/{stem}.crt",
         "SSLCertificateKeyFile": f"conf/tlsgate/{stem}.key",
@@ -118,7 +118,7 @@ def test_tomcat11_ec_bundle_replaces_the_ec_certificate_only(tomcat11_dir, make_
     new = test_ca.issue("main.example.test")  # EC
     config, change, new_xml = edit(d, make_endpoint, locator, new)
     assert change.certificate.get("certificateKeyAlias") == "ec"
-    assert change.changes == {"certificateKeystoreFile": f"conf/tlsgate/{d.ports['main']}__default_.p12"}
+    assert change.changes == {"certificateKeystoreFile": f"conf/tlsgate/{d.ports['main']}__default_-{new.fingerprint[:12]}.p12"}
     only_tag_changed(config.xml.data, new_xml, change.certificate.element.start)
     assert b'certificateKeystoreFile="conf/rsa.p12"' in new_xml
 
@@ -136,7 +136,7 @@ def test_tomcat11_new_keystore_gets_generated_password_alias_and_pkcs12(
     assert change.changes["certificateKeyAlias"] == "tomcat"
     # the one-line tag got the new attributes on the same line, after the last one
     assert (
-        f'<Certificate certificateKeystoreFile="conf/tlsgate/127.0.0.1_{d.ports["plain"]}__default_.p12" '
+        f'<Certificate certificateKeystoreFile="conf/tlsgate/127.0.0.1_{d.ports["plain"]}__default_-{new.fingerprint[:12]}.p12" '
         f'certificateKeystoreType="PKCS12" certificateKeystorePassword="{password}" '
         'certificateKeyAlias="tomcat"/>'
     ).encode() in new_xml
@@ -167,8 +167,8 @@ def test_no_covered_host_asks_for_node(tomcat11_dir, make_endpoint, test_ca: Tes
 
 def test_diff_is_limited_to_changed_attributes(tomcat9_dir, make_endpoint, test_ca: TestCA) -> None:
     d = tomcat9_dir
-    config, _change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['modern']}/www.example.test",
-                                   test_ca.issue("www.example.test"))
+    new = test_ca.issue("www.example.test")
+    config, _change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['modern']}/www.example.test", new)
     old_lines = config.xml.data.decode().splitlines()
     new_lines = new_xml.decode().splitlines()
     diff = [line for line in difflib.unified_diff(old_lines, new_lines, lineterm="", n=0)
@@ -176,7 +176,7 @@ def test_diff_is_limited_to_changed_attributes(tomcat9_dir, make_endpoint, test_
     assert diff == [
         '-        <Certificate certificateKeystoreFile="conf/www.p12" certificateKeystorePassword="www-pass"',
         '-                     certificateKeystoreType="PKCS12" type="EC"/>',
-        f'+        <Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["modern"]}_www.example.test.p12"'
+        f'+        <Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["modern"]}_www.example.test-{new.fingerprint[:12]}.p12"'
         ' certificateKeystorePassword="www-pass"',
         '+                     certificateKeystoreType="PKCS12" type="EC" certificateKeyAlias="tomcat"/>',
     ]
@@ -210,7 +210,7 @@ def test_sslhostconfig_without_certificate_gets_one(tomcat11_dir, make_endpoint,
     new = test_ca.issue("new.example.test")
     _config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/new.example.test", new)
     password = change.changes["certificateKeystorePassword"]
-    cert_line = (f'<Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["main"]}_new.example.test.p12" '
+    cert_line = (f'<Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["main"]}_new.example.test-{new.fingerprint[:12]}.p12" '
                  f'certificateKeystorePassword="{password}" certificateKeystoreType="PKCS12" '
                  'certificateKeyAlias="tomcat" type="EC" />')
     # both forms end up the same: the new element one level in, the closing tag at the host's indent

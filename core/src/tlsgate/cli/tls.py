@@ -3,12 +3,14 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ValidationError
+from ..models import Node
 from ..registry import get_registry
 from .common import CONTEXT, JsonOpt, Ref, gateway, read_pem_inputs
 from .output import emit_json, say, table, warn
@@ -128,7 +130,9 @@ def register(tls: typer.Typer) -> None:
                 say(f"  {step}")
             return
         say(f"Installed certificate {outcome.certificate_id} ({bundle.subject}) on {outcome.endpoint!r}"
-            + (f": {', '.join(r.nodes)}" if r.nodes else "") + ("; verified by TLS handshake" if r.verified else ""))
+            + ("; verified by TLS handshake" if r.verified else ""))
+        for name, addresses in _names_with_addresses(r.nodes, outcome.nodes_after, bundle.fingerprint):
+            say(f"  {name}" + (f"  ({', '.join(addresses)})" if addresses else ""))
         for msg in r.messages:
             say(f"  {msg}")
         etype = get_registry().endpoint_types.get(gw.endpoint(endpoint).type)
@@ -196,6 +200,16 @@ def register(tls: typer.Typer) -> None:
                 warn(result.stderr.rstrip())
         if not result.ok:
             raise typer.Exit(1)
+
+
+def _names_with_addresses(names: Sequence[str], after: Sequence[Node], fp: str) -> list[tuple[str, list[str]]]:
+    """One entry per changed name (a block on IPv4 and IPv6 is one name), with its listen addresses."""
+    out = []
+    for name in dict.fromkeys(names):
+        addresses = [f"[{n.ip}]:{n.port}" if n.ip and ":" in n.ip else f"{n.ip or '*'}:{n.port}"
+                     for n in after if n.name == name and n.fingerprint == fp and n.port is not None]
+        out.append((name, list(dict.fromkeys(addresses))))
+    return out
 
 
 def _print_nodes(views: list) -> None:  # type: ignore[type-arg]

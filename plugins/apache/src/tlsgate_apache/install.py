@@ -23,10 +23,12 @@ from tlsgate.plugin import (
     apply_edits,
     key_matches,
     refuse_pending,
+    remove_superseded,
     require_names_covered,
     served_fingerprints,
 )
 
+from .config import load
 from .control import ApacheControl, describe_failure
 from .discovery import discover, handshake_target
 from .edits import Paths, plan_edits, uses_chain_file
@@ -163,6 +165,15 @@ def _file_paths(connection: Connection, certs_dir: str, bundle: CertificateBundl
                  chain=join(certs_dir, f"{stem}.chain.crt") if chain and bundle.chain else cert)
 
 
+def default_certs_dir(connection: Connection, server_root: str) -> str:
+    """This server's own directory for tlsgate's files: ``tlsgate/`` in its ServerRoot
+    (Debian: /etc/apache2/tlsgate/), never a directory every endpoint on the host shares."""
+    return connection.path.join(server_root or "/etc/apache2", CERTS_SUBDIR)
+
+
+CERTS_SUBDIR = "tlsgate"
+
+
 def install_bundle(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
                    dry_run: bool, *, local: bool | None = None) -> InstallResult:
     """The ``install`` hook. ``local``: the endpoint runs on the gateway (default: its connection type is ``local``)."""
@@ -172,7 +183,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     control = ApacheControl.find(connection, options.apachectl_path)
     config, vnodes = discover(connection, control)
     chosen = select_sections(vnodes, nodes, bundle)
-    certs_dir = options.certs_dir
+    certs_dir = options.certs_dir or default_certs_dir(connection, config.run.server_root)
     paths = _file_paths(connection, certs_dir, bundle, uses_chain_file(chosen))
     edits = plan_edits(config, connection, chosen, bundle, paths)
 
@@ -235,6 +246,12 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
                     tx.messages.append("no changed vhost is reachable by handshake; not verified")
         else:
             tx.messages.append("httpd is not running; files installed, not started (run tls restart)")
+    if verified:
+        fresh = load(connection, control.dump())
+        keep = {paths.cert, paths.key, paths.chain}
+        removed = remove_superseded(connection, certs_dir, fresh.files.values(), keep=keep)
+        if removed:
+            tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(nodes=tuple(dict.fromkeys(vn.node.name for vn in changed_nodes)), verified=verified)
 
 
