@@ -52,3 +52,20 @@ def remove_superseded(
             continue
         removed.append(path)
     return removed
+
+
+def package_owner(connection: Connection, path: str) -> str | None:
+    """The package that ships ``path`` (``dpkg -S``, else ``rpm -qf``; the real path, symlinks
+    resolved), or None. A package's conffile edited in place makes its next upgrade prompt."""
+    script = (
+        'p=$(readlink -f -- "$1") || p=$1; '
+        'if command -v dpkg >/dev/null 2>&1; then dpkg -S -- "$p" 2>/dev/null | head -n 1 | cut -d: -f1; '
+        'elif command -v rpm >/dev/null 2>&1; then rpm -qf --queryformat "%{NAME}\\n" -- "$p" 2>/dev/null; fi'
+    )
+    if connection.platform == "windows":
+        return None
+    res = connection.run(["sh", "-c", script, "sh", path])
+    name = res.stdout.strip().splitlines()[0].strip() if res.ok and res.stdout.strip() else ""
+    if not name or " " in name or "not owned" in name:
+        return None
+    return name

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tlsgate_testing.cli import ok, settle, tg
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.sshd import SshdServer
 
@@ -28,15 +28,6 @@ ETC = Path("/etc/apache2")
 APACHE2CTL = "/usr/sbin/apache2ctl"
 
 
-def tg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=180)
-
-
-def ok(*args: str) -> subprocess.CompletedProcess[str]:
-    res = tg(*args)
-    assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 def snakeoil(directory: Path) -> tuple[Path, Path]:
@@ -138,12 +129,6 @@ def served(port: int, sni: str | None = None) -> str | None:
 
     return try_served_fingerprint("127.0.0.1", port, sni, timeout=5)
 
-
-def settle() -> None:
-    """Edits the tests make must be clearly after the server (re)loaded (/proc: 1 s resolution)."""
-    from tlsgate.policy import START_SLACK
-
-    time.sleep(START_SLACK + 0.3)
 
 
 def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,12 +11,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tlsgate_testing.cli import ok, pem_files, settle, tg
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.nginx import NginxServer, nginx_binary
 from tlsgate_testing.sshd import SshdServer
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.slow
 ETC = Path("/etc/nginx")
 
 
-def tg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=180)
-
-
-def ok(*args: str) -> subprocess.CompletedProcess[str]:
-    res = tg(*args)
-    assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 class Stock:
@@ -107,18 +97,6 @@ def served(port: int, sni: str) -> str | None:
     return try_served_fingerprint("127.0.0.1", port, sni, timeout=5)
 
 
-def settle() -> None:
-    from tlsgate.policy import START_SLACK
-
-    time.sleep(START_SLACK + 0.3)
-
-
-def pem_files(directory: Path, issued) -> list[str]:  # type: ignore[no-untyped-def]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "c.pem").write_bytes(issued.cert_pem + issued.chain_pem)
-    (directory / "k.pem").write_bytes(issued.key_pem)
-    return ["--cert", str(directory / "c.pem"), "--key", str(directory / "k.pem")]
-
 
 def flow(name: str, s: Stock, server: NginxServer, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ok("org", "add", "Acme")
@@ -187,3 +165,26 @@ def test_stock_over_ssh(stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tm
        "--nginx_config_path", str(s.conf / "nginx.conf"))
     ok("tls", "trust", "web-ssh", "--yes")
     flow("web-ssh", s, server, test_ca, tmp_path)
+
+
+def test_package_owned_snippet_is_not_edited(test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """7: a block whose pair comes from Debian's snippets/snakeoil.conf (a conffile of
+    nginx-common): refused with the reason; the packaged file is not touched."""
+    snippet = ETC / "snippets" / "snakeoil.conf"
+    owner = subprocess.run(["dpkg", "-S", str(snippet)], capture_output=True, text=True)
+    assert owner.returncode == 0, "Debian's nginx-common ships snippets/snakeoil.conf"
+    before = (snippet.read_bytes(), snippet.stat().st_mtime)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:{free_port()} ssl;\n"
+                    f"    server_name snake.test;\n    include {snippet};\n  }}\n}}\n")
+    ok("tls", "add", "nginx", "--name", "snake", "--connection_type", "local", "--nginx_config_path", str(conf))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "snake", "--org", "Acme")
+    ok("tls", "discover", "snake")
+    refused = tg("tls", "install", "snake", *pem_files(tmp_path / "in", test_ca.issue("snake.test")),
+                 "--node", "snake.test")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"{snippet} belongs to the package nginx-common" in refused.stderr
+    assert "its own" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert (snippet.read_bytes(), snippet.stat().st_mtime) == before
+    assert not (tmp_path / "tlsgate").exists()  # refused before anything was written

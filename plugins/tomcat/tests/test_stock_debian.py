@@ -17,13 +17,13 @@ import pwd
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tlsgate_testing.cli import ok, pem_files, settle, tg
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.sshd import SshdServer
 from tlsgate_tomcat.keystore import JKS_MAGIC
@@ -37,15 +37,6 @@ ETC = Path("/etc/tomcat10")
 JKS_PASSWORD = "changeit"
 
 
-def tg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=600)
-
-
-def ok(*args: str) -> subprocess.CompletedProcess[str]:
-    res = tg(*args)
-    assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 class Stock:
@@ -147,17 +138,6 @@ def jvm(pid: int) -> tuple[list[str], dict[str, str], int]:
     return argv, env, os.stat(f"/proc/{pid}").st_uid
 
 
-def pem_files(directory: Path, issued) -> list[str]:  # type: ignore[no-untyped-def]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "c.pem").write_bytes(issued.cert_pem + issued.chain_pem)
-    (directory / "k.pem").write_bytes(issued.key_pem)
-    return ["--cert", str(directory / "c.pem"), "--key", str(directory / "k.pem")]
-
-
-def settle() -> None:
-    from tlsgate.policy import START_SLACK
-
-    time.sleep(START_SLACK + 0.3)
 
 
 def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

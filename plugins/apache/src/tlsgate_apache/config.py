@@ -204,6 +204,8 @@ def _walk(
                 _walk(_read(config, connection, path, trees), config, connection, trees, vhost, depth + 1)
         elif name in SSL_DIRECTIVES:
             (vhost.directives if vhost is not None else config.server_level).append(d)
+        elif name == "servername" and vhost is not None:
+            vhost.directives.append(d)  # whether the vhost names itself (else: its address's default)
 
 
 def load(connection: Connection, run: RunConfig) -> ApacheConfig:

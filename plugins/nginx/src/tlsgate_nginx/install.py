@@ -28,6 +28,7 @@ from tlsgate.plugin import (
     expect_served,
     key_kind,
     key_matches,
+    package_owner,
     read_certificate,
     refuse_pending,
     remove_superseded,
@@ -128,6 +129,19 @@ def plan_edits(config: NginxConfig, connection: Connection, chosen: Sequence[Ser
     return dict(edits)
 
 
+def refuse_package_files(connection: Connection, edits: dict[str, list[Edit]]) -> None:
+    """A directive in a file a package ships (Debian's snippets/snakeoil.conf) is not edited:
+    the next upgrade of that package would stop to ask about the changed conffile."""
+    for file in edits:
+        owner = package_owner(connection, file)
+        if owner is not None:
+            raise OperationError(
+                f"{file} belongs to the package {owner} (dpkg -S / rpm -qf): editing it there makes the next "
+                f"upgrade of {owner} ask about a changed conffile; give the server block its own "
+                "ssl_certificate / ssl_certificate_key instead of the packaged include, then install again"
+            )
+
+
 def select_servers(
     pairs: Sequence[tuple[Node, ServerBlock]], wanted: Sequence[Node], bundle: CertificateBundle
 ) -> list[ServerBlock]:
@@ -194,6 +208,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     cert_path = path.join(certs_dir, f"{stem}.fullchain.pem")
     key_path = path.join(certs_dir, f"{stem}.key.pem")
     edits = plan_edits(config, connection, chosen, bundle, cert_path, key_path)
+    refuse_package_files(connection, edits)
     control = find_control(connection, config)
 
     defaults = default_servers(config)
