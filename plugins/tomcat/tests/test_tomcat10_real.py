@@ -158,8 +158,10 @@ def test_dry_run_changes_nothing(tomcat10: TomcatServer, make_endpoint, test_ca:
     pids = t.pids()
     result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(test_ca.issue("b.test")), [], True, None)
     assert result.dry_run and not result.files_written
-    assert [s.action for s in result.plan] == ["write", "replace", "verify", "restart", "verify"]
-    assert "startup.sh" in result.plan[3].target
+    assert [s.action for s in result.plan] == ["write", "replace", "verify", "run", "restart", "verify"]
+    assert "configtest" in result.plan[3].target  # before anything is stopped
+    # Debian's tomcat10 is installed here: restarted as its service starts it
+    assert "/usr/libexec/tomcat10/tomcat-start.sh" in result.plan[4].target
     assert "b'secret" not in repr(result)
     assert conf_snapshot(t.base) == before
     assert not (t.base / "conf" / "tlsgate").exists()
@@ -170,7 +172,7 @@ def test_restart_hook_restarts_and_waits(tomcat10: TomcatServer, make_endpoint) 
     t = tomcat10
     pids = t.pids()
     result = plugin.restart(make_endpoint(t.base), LocalConnection())
-    assert result.restarted and "startup.sh" in result.message
+    assert result.restarted and "/usr/libexec/tomcat10/tomcat-start.sh" in result.message
     assert t.pids() and t.pids() != pids
     assert all(os.getsid(pid) != os.getsid(0) for pid in t.pids())  # detached from the gateway's session
     assert served_all(t) == t.expected()

@@ -37,6 +37,8 @@ class VHostSection:
 
     directive: Directive
     directives: list[Directive] = attrs.field(factory=list)
+    #: a ServerName of its own (without one httpd shows its fallback name)
+    server_name: bool = False
 
     @property
     def file(self) -> str:
@@ -205,7 +207,7 @@ def _walk(
         elif name in SSL_DIRECTIVES:
             (vhost.directives if vhost is not None else config.server_level).append(d)
         elif name == "servername" and vhost is not None:
-            vhost.directives.append(d)  # whether the vhost names itself (else: its address's default)
+            vhost.server_name = True  # the vhost names itself (else: it is its address's default)
 
 
 def load(connection: Connection, run: RunConfig) -> ApacheConfig:

@@ -89,7 +89,7 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
         node = Node(
             # without a ServerName httpd prints its fallback (the address or the host name): the
             # vhost is its address's default, and shown so
-            name=entry.name if section is None or section.named("servername") else DEFAULT_VHOST,
+            name=entry.name if section is None or section.server_name else DEFAULT_VHOST,
             alias=entry.aliases,
             protocol="https" if https else "http",
             ip=entry.ip,
