@@ -18,13 +18,13 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from . import crypto
+from . import crypto, leases
 from .bundle import CertificateBundle
 from .connection import Connection
 from .errors import OperationError, ValidationError
@@ -61,6 +61,10 @@ class InstallOutcome:
     certificate_id: int | None
     result: InstallResult
     nodes_after: tuple[Node, ...] = ()
+    #: why nothing was installed (``replaces`` matched no node), else None
+    skipped: str | None = None
+    #: the fingerprints the chosen nodes served before (comma-separated), if any
+    before: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -76,6 +80,7 @@ class InstallOutcome:
             "rolled_back": r.rolled_back,
             "plan": [attrs.asdict(s) for s in r.plan],
             "messages": list(r.messages),
+            "skipped": self.skipped,
         }
 
 
@@ -341,8 +346,16 @@ class Gateway:
         finally:
             conn.close()
 
+    @contextmanager
+    def lease(self, endpoint: Endpoint, *, job_id: int | None = None) -> Iterator[leases.Lease]:
+        """Hold the endpoint's lease (see :mod:`tlsgate.leases`): no other job, thread, process or
+        gateway changes this endpoint meanwhile; a second one waits (``TLSGATE_LEASE_WAIT``) and
+        then fails with "endpoint X is busy (job J on H since T)"."""
+        with leases.hold(self.inventory, endpoint.instance_id, endpoint.name, job_id=job_id) as held:
+            yield held
+
     # -- jobs -------------------------------------------------------------------------------------
-    def discover(self, ref: str) -> list[Node]:
+    def discover(self, ref: str, *, job_id: int | None = None) -> list[Node]:
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -350,12 +363,13 @@ class Gateway:
                 f"run: tlsgate tls delegate {endpoint.name} --org ORG [--department DEPT]"
             )
         try:
-            with self.connect(endpoint) as conn:
+            # under the lease: a discovery must not store what it read before an install finished
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
                 nodes = self.registry.discover_nodes(endpoint, conn)
+                self._store_nodes(endpoint, nodes)
         except Exception as exc:
             self._audit("tls discover", "failed", endpoint, details={"error": str(exc)})
             raise
-        self._store_nodes(endpoint, nodes)
         self._audit("tls discover", "ok", endpoint, details={"nodes": len(nodes)})
         return nodes
 
@@ -395,13 +409,20 @@ class Gateway:
         dry_run: bool = False,
         apply_pending: bool = False,
         allow_name_mismatch: bool = False,
+        replaces: str | None = None,
+        job_id: int | None = None,
     ) -> InstallOutcome:
         """Install a bundle: record the certificate (assigned to the endpoint's organization),
         run the driver's transaction, re-discover. Raises OperationError when it rolled back.
 
+        The whole transaction holds the endpoint's lease (not a dry run). ``replaces``: a SHA-256
+        fingerprint; the nodes installed on are those the fresh discovery shows serving it (none:
+        nothing is installed and the outcome says so, ``result.nodes`` empty and ``skipped`` set).
+
         ``apply_pending``: go ahead although the running server has not loaded some of its
         configuration files (a reload would apply them too). ``allow_name_mismatch``: install on
-        nodes that answer for names the leaf does not cover. See :mod:`tlsgate.policy`."""
+        nodes that answer for names the leaf does not cover. See :mod:`tlsgate.policy`.
+        """
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
             raise OperationError(
@@ -414,35 +435,42 @@ class Gateway:
                                    "nodes": list(nodes), "alias": alias, "dry_run": dry_run}
         before: str | None = None
         try:
-            with self.connect(endpoint) as conn:
+            with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
                 current = self.registry.discover_nodes(endpoint, conn)
-                chosen = _select_nodes(endpoint, current, nodes)
+                if replaces is not None:
+                    chosen = [n for n in current if n.fingerprint == replaces]
+                    if not chosen:
+                        return InstallOutcome(endpoint.name, None, InstallResult(dry_run=dry_run), tuple(current),
+                                              skipped=f"no node serves {replaces[:16]}... any more")
+                else:
+                    chosen = _select_nodes(endpoint, current, nodes)
                 before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
                 rules = InstallPolicy(apply_pending=apply_pending, allow_name_mismatch=allow_name_mismatch,
                                       own_writes=self._own_writes(endpoint))
                 with Transaction.backups_to(sink), policy(rules):
                     result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
                 after_nodes: list[Node] = []
+                cert_id = None
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
                     details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
                     result = _check_served_names(result, bundle, after_nodes)
+                    # recorded while the lease is held, so the inventory matches the endpoint
+                    org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
+                    cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
+                                                                org_id=org_id, dept_id=dept_id)
+                    self._store_nodes(endpoint, after_nodes)
         except Exception as exc:
             if not dry_run:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
                                      endpoint, before=before, after=None,
-                                     details={**details, "error": str(exc)})
+                                     details={**details, "error": str(exc), **_job(job_id)})
             raise
-        cert_id = None
         if not dry_run:
-            org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-            cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
-                                                        org_id=org_id, dept_id=dept_id)
-            self._store_nodes(endpoint, after_nodes)
             self._audit("tls install", "ok", endpoint, before=before, after=bundle.fingerprint,
                                  details={**details, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                          "verified": result.verified})
-        return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes))
+                                          "verified": result.verified, **_job(job_id)})
+        return InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), before=before)
 
     def _own_writes(self, endpoint: Endpoint) -> dict[str, float]:
         """The files tlsgate wrote on this endpoint and the mtime each was left with (latest wins)."""
@@ -452,10 +480,74 @@ class Gateway:
                 out.update(entry["details"].get("file_mtimes") or {})
         return out
 
-    def restart(self, ref: str) -> RestartResult:
+    def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:
+        return nullcontext() if dry_run else self.lease(endpoint, job_id=job_id)
+
+    def verify(self, ref: str) -> list[dict[str, Any]]:
+        """Compare what each node serves with the inventory's last discovery: TLS nodes by a
+        handshake (with SNI, each distinct address/port/SNI once), file nodes (keystore entries)
+        by reading the endpoint again over one connection. One dict per node: endpoint, node,
+        port, expected and served fingerprints, certificate (ID, or External), not_after, result
+        (``ok`` / ``mismatch`` / ``unreachable`` / ``not probed``)."""
+        from . import probe
+
+        stored = self.inventory.get_endpoint(ref)
+        endpoint = self._materialise(stored)
+        nodes = self.inventory.nodes(stored.id)
+        ctype = self.registry.connection_types.get(endpoint.connection.type)
+        local = not (ctype and ctype.remote)
+        targets: dict[int, probe.Target] = {}
+        files: list[int] = []
+        for i, node in enumerate(nodes):
+            if node.protocol == "https" and node.port:
+                if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
+                    continue
+                targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
+                                          probe.sni_for(node.name))
+            elif node.fingerprint:
+                files.append(i)
+        served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
+        served_files: dict[str, str | None] = {}
+        file_error = None
+        if files:
+            try:
+                with self.connect(endpoint) as conn:
+                    served_files = {n.key: n.fingerprint for n in self.registry.discover_nodes(endpoint, conn)}
+            except Exception as exc:  # noqa: BLE001 - the nodes are reported unreachable
+                file_error = str(exc)
+        known = {c.fingerprint: c for c in self.inventory.certificates()}
+        out = []
+        for i, node in enumerate(nodes):
+            if i in targets:
+                served = served_tls.get(targets[i])
+                missing = served is None
+            elif i in files:
+                served = served_files.get(node.key)
+                missing = file_error is not None or served is None
+            else:
+                if not node.fingerprint:
+                    continue
+                served, missing = None, False
+            if i not in targets and i not in files:
+                result = "not probed"
+            elif missing:
+                result = "unreachable"
+            else:
+                result = "ok" if served == node.fingerprint else "mismatch"
+            rec = known.get(served or "")
+            out.append({
+                "endpoint": stored.name, "node": node.name, "port": node.port, "protocol": node.protocol,
+                "expected": node.fingerprint, "served": served,
+                "certificate": (str(rec.id) if rec and rec.organization else "External") if served else None,
+                "not_after": rec.not_after if rec else (node.not_after.isoformat() if node.not_after else None),
+                "result": result, **({"error": file_error} if i in files and file_error else {}),
+            })
+        return out
+
+    def restart(self, ref: str, *, job_id: int | None = None) -> RestartResult:
         endpoint = self.endpoint(ref)
         try:
-            with self.connect(endpoint) as conn:
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
                 result = self.registry.restart(endpoint, conn)
         except Exception as exc:
             self._audit("tls restart", "failed", endpoint, details={"error": str(exc)})
@@ -464,9 +556,9 @@ class Gateway:
                                                                              "restarted": result.restarted})
         return result
 
-    def run_script(self, ref: str, script: str, args: Sequence[str]) -> ScriptResult:
+    def run_script(self, ref: str, script: str, args: Sequence[str], *, job_id: int | None = None) -> ScriptResult:
         endpoint = self.endpoint(ref)
-        with self.connect(endpoint) as conn:
+        with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
             result = self.registry.run_script(endpoint, conn, script, args)
         self._audit("tls run-script", "ok" if result.ok else "failed", endpoint,
                              details={"script": script, "args": list(args), "exit_code": result.exit_code})
@@ -521,10 +613,44 @@ class Gateway:
     def certificates(self) -> list[Any]:
         return self.inventory.certificates()
 
+    def record_certificate_with_key(self, bundle: CertificateBundle, *, source: str, org: str | None = None,
+                                    department: str | None = None) -> int:
+        """Record a certificate with its key (sealed) and chain, so it can be deployed by ID
+        (``tlsgate cert deploy ID``); returns its ID. Used by ``cert deploy`` and ACME issuance."""
+        org_id, dept_id = self.inventory.org_ids(org, department) if org else (None, None)
+        cert_id = self.inventory.record_certificate_with_key(bundle, source=source, org_id=org_id, dept_id=dept_id)
+        self.inventory.audit("cert record", "ok", details={"certificate_id": cert_id, "fingerprint": bundle.fingerprint,
+                                                           "subject": bundle.subject, "source": source})
+        return cert_id
+
+    def load_bundle(self, cert_id: int) -> CertificateBundle:
+        """The certificate, key and chain of a certificate whose key the inventory holds."""
+        return self.inventory.load_bundle(cert_id)
+
+    def certificate(self, ref: int | str) -> Any:
+        """A certificate record by ID or SHA-256 fingerprint."""
+        return self.inventory.certificate(ref)
+
+    def serving_nodes(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Every node whose last discovery saw this certificate."""
+        return self.inventory.serving_nodes(fingerprint)
+
     def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
         self.inventory.assign_certificate(cert_id, org, department)
         self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,
                                                            "department": department})
+
+    # -- fleet jobs -------------------------------------------------------------------------------
+    def job(self, job_id: int) -> Any:
+        """A fleet job with its items (see :mod:`tlsgate.jobs`; a dead runner's job reads interrupted)."""
+        from . import jobs
+
+        return jobs.get(self.inventory, job_id)
+
+    def jobs(self, limit: int | None = None) -> list[Any]:
+        from . import jobs
+
+        return jobs.list_jobs(self.inventory, limit)
 
     # -- credential stores ------------------------------------------------------------------------
     def add_store(self, kind: str, name: str, options: dict[str, Any]) -> None:
@@ -577,6 +703,10 @@ def _check_served_names(result: InstallResult, bundle: CertificateBundle, after:
         return result
     return attrs.evolve(result, verified=False, messages=(
         *result.messages, f"not verified: the certificate does not cover {', '.join(missing)} (--allow-name-mismatch)"))
+
+
+def _job(job_id: int | None) -> dict[str, Any]:
+    return {"job_id": job_id} if job_id is not None else {}
 
 
 def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[str]) -> list[Node]:

@@ -21,7 +21,7 @@ from .errors import NotFoundError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
 from .secret import Secret
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -106,6 +106,11 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE certificates ADD COLUMN superseded_by INTEGER REFERENCES certificates(id);
     CREATE INDEX nodes_fingerprint ON nodes(fingerprint);
     CREATE INDEX certificates_not_after ON certificates(not_after);
+    """,
+    # fleet jobs: the runner's heartbeat, so a job whose runner died (kill -9, a lost gateway)
+    # is seen as interrupted even when it ran on another gateway
+    3: """
+    ALTER TABLE jobs ADD COLUMN heartbeat TEXT;
     """,
 }
 
@@ -196,7 +201,9 @@ class Inventory:
         if new:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # check_same_thread off: a connection is used by one thread at a time, but a fleet run's
+        # worker connections are closed by the thread that started the run
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA foreign_keys = ON")
@@ -205,6 +212,11 @@ class Inventory:
 
     def close(self) -> None:
         self.db.close()
+
+    def reopen(self) -> Inventory:
+        """A new connection to the same inventory (for another thread: connections are not
+        shared across threads)."""
+        return type(self)(self.path)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -338,6 +350,13 @@ class Inventory:
                  for n in nodes],
             )
 
+    def node_keys(self, endpoint_id: str) -> set[tuple[str, str | None]]:
+        """(Node.key, fingerprint) of every stored node: what changed since the last discovery,
+        without building 20,000 Node objects."""
+        rows = self.db.execute("SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?",
+                               (endpoint_id,))
+        return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
+
     def nodes(self, endpoint_id: str) -> list[Node]:
         rows = self.db.execute("SELECT * FROM nodes WHERE endpoint_id = ? ORDER BY id", (endpoint_id,)).fetchall()
         return [
@@ -383,6 +402,60 @@ class Inventory:
                 )
                 ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
         return ids
+
+    def record_certificate_with_key(
+        self, bundle: Any, *, source: str, org_id: int | None = None, dept_id: int | None = None
+    ) -> int:
+        """Record a certificate with its private key and chain, the key sealed with the master key
+        (as every secret), so that it can be deployed by ID later (:meth:`load_bundle`). Idempotent
+        by fingerprint; an existing record without a key gets this one."""
+        cert_id = self.record_certificate(bundle.leaf, source=source, org_id=org_id, dept_id=dept_id)
+        key = crypto.encrypt(bundle.key_pem())
+        chain = bundle.chain_pem().decode() or None
+        with self.write() as db:
+            db.execute("UPDATE certificates SET key = ?, chain = ? WHERE id = ? AND key IS NULL", (key, chain, cert_id))
+        return cert_id
+
+    def load_bundle(self, cert_id: int) -> Any:
+        """The CertificateBundle of a certificate whose key the inventory holds (NotFoundError when
+        there is no such certificate, ValidationError when its key is not held)."""
+        from .bundle import CertificateBundle
+
+        row = self.db.execute("SELECT pem, key, chain FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
+        if not row["key"]:
+            raise ValidationError(
+                f"the inventory does not hold the private key of certificate {cert_id} (it was discovered, not "
+                "installed by tlsgate): deploy it from files with --cert/--key or --pfx")
+        return CertificateBundle.from_pem(row["pem"].encode(), crypto.decrypt_bytes(row["key"]),
+                                          row["chain"].encode() if row["chain"] else None)
+
+    def certificate(self, ref: int | str) -> CertificateRecord:
+        """A certificate by ID or SHA-256 fingerprint (hex, colons allowed)."""
+        text = str(ref).strip()
+        if text.isdigit():
+            row = self.db.execute(_CERT_SELECT + "WHERE c.id = ?", (int(text),)).fetchone()
+        else:
+            row = self.db.execute(_CERT_SELECT + "WHERE c.fingerprint = ?", (normalize_fingerprint(text),)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no certificate {text!r} in the inventory (see: tlsgate cert list)")
+        return _cert_record(row)
+
+    def has_key(self, cert_id: int) -> bool:
+        row = self.db.execute("SELECT key FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        return bool(row and row["key"])
+
+    def serving_nodes(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
+        """Every node of the last discoveries (with its endpoint's name and type) that serves
+        ``fingerprint`` (every node with a certificate when None)."""
+        sql = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
+               "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
+        if fingerprint is None:
+            rows = self.db.execute(sql + "WHERE n.fingerprint IS NOT NULL ORDER BY e.name, n.id").fetchall()
+        else:
+            rows = self.db.execute(sql + "WHERE n.fingerprint = ? ORDER BY e.name, n.id", (fingerprint,)).fetchall()
+        return [dict(r) for r in rows]
 
     def certificates(self) -> list[CertificateRecord]:
         rows = self.db.execute(
@@ -493,6 +566,19 @@ def _stored(row: sqlite3.Row) -> StoredEndpoint:
         connection=unseal(json.loads(row["connection"])), options=unseal(json.loads(row["options"])),
         organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
     )
+
+
+_CERT_SELECT = ("SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON "
+                "o.id = c.org_id LEFT JOIN departments d ON d.id = c.dept_id ")
+
+
+def normalize_fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint as 64 lower-case hex digits (colons and spaces dropped); raises
+    ValidationError otherwise."""
+    hexed = text.replace(":", "").replace(" ", "").lower()
+    if len(hexed) != 64 or any(ch not in "0123456789abcdef" for ch in hexed):
+        raise ValidationError("must be a certificate ID or a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    return hexed
 
 
 def _cert_record(r: sqlite3.Row) -> CertificateRecord:

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_endpoint_type(args)
         # standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit
-        build_app()(args=args, prog_name="tlsgate")
+        build_app(args)(args=args, prog_name="tlsgate")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except TlsgateError as exc:

@@ -64,7 +64,10 @@ def _with_signature(fn: Callable[..., Any], params: list[inspect.Parameter]) -> 
     return fn
 
 
-def build_app() -> typer.Typer:
+def build_app(args: list[str] | None = None) -> typer.Typer:
+    """The application; with ``args``, the per-type ``tls add X`` / ``store add X`` commands are
+    built only when that group is invoked (Typer converts every command's signature on every run:
+    for ``tls discover`` that was most of the start-up time)."""
     app = typer.Typer(
         # plain (non-rich) usage errors: one "Error: ..." line naming the option, as scripts expect
         context_settings=CONTEXT, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -77,6 +80,7 @@ def build_app() -> typer.Typer:
     cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
     store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
     store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
+    job = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Fleet jobs: list, show, retry.")
     plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
     app.add_typer(tls, name="tls")
     tls.add_typer(add, name="add")
@@ -84,6 +88,7 @@ def build_app() -> typer.Typer:
     app.add_typer(cert, name="cert")
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
+    app.add_typer(job, name="job")
     app.add_typer(plugins, name="plugins")
 
     registry = get_registry()
@@ -95,12 +100,16 @@ def build_app() -> typer.Typer:
 
         add.info.help = "Add an endpoint. No endpoint types are installed: install a plugin (e.g. tlsgate-keystores)."
 
-    for type_name in sorted(registry.endpoint_types):
-        _add_type_command(add, type_name)
-    for kind in sorted(registry.credential_stores):
-        _add_store_command(store_add, kind)
+    words = [a for a in (args or []) if not a.startswith("-")][:2]
+    if args is None or words == ["tls", "add"] or words == ["tls"] or not words:
+        for type_name in sorted(registry.endpoint_types):
+            _add_type_command(add, type_name)
+    if args is None or words == ["store", "add"] or words == ["store"] or not words:
+        for kind in sorted(registry.credential_stores):
+            _add_store_command(store_add, kind)
 
     from . import cert as cert_cmds
+    from . import job as job_cmds
     from . import misc
     from . import org as org_cmds
     from . import store as store_cmds
@@ -109,7 +118,9 @@ def build_app() -> typer.Typer:
     tls_cmds.register(tls)
     org_cmds.register(org)
     cert_cmds.register(cert)
+    cert_cmds.register_fleet(cert)
     store_cmds.register(store)
+    job_cmds.register(job)
     misc.register(app, plugins)
     return app
 

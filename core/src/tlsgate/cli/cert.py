@@ -7,8 +7,31 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import ValidationError
-from .common import CONTEXT, JsonOpt, gateway
-from .output import emit_json, say, table
+from .common import (
+    CONTEXT,
+    CertFileOpt,
+    ChainFileOpt,
+    JsonOpt,
+    KeyFileOpt,
+    KeyPasswordOpt,
+    PfxOpt,
+    PfxPasswordOpt,
+    gateway,
+    read_pem_inputs,
+)
+from .job import (
+    AllSel,
+    CanaryOpt,
+    DeptSel,
+    EndpointSel,
+    MaxFailOpt,
+    OrgSel,
+    ParallelOpt,
+    TypeSel,
+    run_and_report,
+    selection,
+)
+from .output import clean, emit_json, say, table
 
 
 def register(cert: typer.Typer) -> None:
@@ -36,3 +59,166 @@ def register(cert: typer.Typer) -> None:
         gateway().assign_certificate(cert_id, org_name, department)
         emit_json({"certificate_id": cert_id, "organization": org_name, "department": department}) if json else say(
             f"Certificate {cert_id} assigned to {org_name}" + (f" / {department}." if department else "."))
+
+
+def register_fleet(cert: typer.Typer) -> None:
+    """cert deploy / expiring / show."""
+
+
+    @cert.command("deploy", context_settings=CONTEXT)
+    def cert_deploy(
+        cert_id: Annotated[Optional[int], typer.Argument(  # noqa: UP045
+            help="A certificate of the inventory whose key it holds (or give files).", metavar="[ID]")] = None,
+        cert_file: CertFileOpt = None,
+        key_file: KeyFileOpt = None,
+        chain_file: ChainFileOpt = None,
+        key_password: KeyPasswordOpt = None,
+        pfx: PfxOpt = None,
+        pfx_password: PfxPasswordOpt = None,
+        endpoints: EndpointSel = None,
+        types: TypeSel = None,
+        org_name: OrgSel = None,
+        department: DeptSel = None,
+        all_: AllSel = False,
+        replaces: Annotated[Optional[str], typer.Option(  # noqa: UP045
+            "--replaces", help="Certificate ID or SHA-256 fingerprint: install on every node whose last discovery "
+            "saw it, on every endpoint.", metavar="<ID-or-SHA256>")] = None,
+        parallel: ParallelOpt = 8,
+        canary: CanaryOpt = 0,
+        max_failures: MaxFailOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print every endpoint's plan; change nothing.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before touching more than 10 endpoints.")] = False,
+        json: JsonOpt = False,
+    ) -> None:
+        """Deploy a certificate to the selected endpoints, in parallel, as a job: the same install
+        as tls install (a transaction per endpoint), then re-discover and verify."""
+        import sys
+
+        from .. import fleet
+
+        files = any(x is not None for x in (cert_file, key_file, chain_file, pfx))
+        if cert_id is not None and files:
+            raise ValidationError("give a certificate ID or files (--cert/--key or --pfx), not both", option="--cert")
+        if cert_id is None and not files:
+            raise ValidationError("is required: a certificate ID, or --cert/--key, or --pfx", option="--cert")
+        gw = gateway()
+        bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
+        if cert_id is not None:
+            bundle = gw.load_bundle(cert_id)
+        assert bundle is not None
+        sel = selection(endpoints, types, org_name, department, all_, replaces)
+        chosen = fleet.select(gw, sel)
+        old = fleet.resolve_certificate_ref(gw, replaces) if replaces else None
+        if old == bundle.fingerprint:
+            raise ValidationError("is the certificate being deployed", option="--replaces")
+        if dry_run:
+            plans = []
+            for stored in chosen:
+                try:
+                    out = gw.install(stored.id, bundle, replaces=old, dry_run=True)
+                    plans.append({"endpoint": stored.name, "skipped": out.skipped,
+                                  "plan": [str(p) for p in out.result.plan]})
+                except Exception as exc:  # noqa: BLE001 - one endpoint's problem, shown in its plan
+                    plans.append({"endpoint": stored.name, "error": str(exc), "plan": []})
+            if json:
+                emit_json({"dry_run": True, "fingerprint": bundle.fingerprint, "endpoints": plans})
+                return
+            say(f"Plan for {len(plans)} endpoint(s) (dry run, nothing changed):")
+            for p in plans:
+                say(f"{clean(p['endpoint'])}:" + (f" error: {clean(p['error'])}" if p.get("error") else "")
+                    + (f" nothing to do ({p['skipped']})" if p.get("skipped") else ""))
+                for step in p["plan"]:
+                    say(f"  {clean(step)}")
+            if any(p.get("error") for p in plans):
+                raise typer.Exit(1)
+            return
+        if not chosen:
+            if json:
+                emit_json({"job": None, "endpoints": []})
+            else:
+                say("No endpoint matches the selection: nothing to deploy.")
+            return
+        if len(chosen) > 10 and not yes and sys.stdin.isatty() and sys.stdout.isatty():
+            if not typer.confirm(f"Deploy {bundle.subject} to {len(chosen)} endpoints?", default=False):
+                raise typer.Exit(1)
+        if files:
+            cert_id = gw.record_certificate_with_key(bundle, source="deploy")
+        job_id = fleet.create_job(gw, "deploy", chosen, {"certificate_id": cert_id, "fingerprint": bundle.fingerprint,
+                                                          "replaces": old, "selection": {
+                                                              k: v for k, v in {"endpoint": endpoints, "type": types,
+                                                                                "org": org_name, "department": department,
+                                                                                "all": all_, "replaces": replaces}.items() if v}})
+        run_and_report(gw, job_id, as_json=json, parallel=parallel, canary=canary, max_failures=max_failures)
+
+    @cert.command("expiring", context_settings=CONTEXT)
+    def cert_expiring(
+        days: Annotated[int, typer.Option("--days", help="Certificates that end within this many days.")] = 30,
+        json: JsonOpt = False,
+    ) -> None:
+        """Certificates of the inventory that end within N days (expired first), with every node
+        that serves them."""
+        import datetime as dt
+
+        if days < 0:
+            raise ValidationError("must be 0 or more", option="--days")
+        gw = gateway()
+        now = dt.datetime.now(dt.UTC)
+        limit = now + dt.timedelta(days=days)
+        found = []
+        for rec in gw.certificates():
+            if not rec.not_after:
+                continue
+            end = dt.datetime.fromisoformat(rec.not_after)
+            if end <= limit:
+                found.append((end, rec))
+        found.sort(key=lambda x: x[0])
+        out = []
+        for end, rec in found:
+            out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
+                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in gw.serving_nodes(rec.fingerprint)]})
+        if json:
+            emit_json(out)
+            return
+        rows = []
+        for c in out:
+            nodes = c["nodes"] or [{"endpoint": "", "name": "(not served)", "port": ""}]
+            for n in nodes:
+                rows.append([c["id"], c["subject"], c["not_after"][:19], "EXPIRED" if c["expired"] else c["days_left"],
+                             n["endpoint"], n["name"], n["port"] or ""])
+        table(["ID", "Subject", "Not after", "Days left", "Endpoint", "Node", "Port"], rows)
+        if not out:
+            say(f"No certificate ends within {days} day(s).")
+
+    @cert.command("show", context_settings=CONTEXT)
+    def cert_show(
+        ref: Annotated[str, typer.Argument(help="Certificate ID or SHA-256 fingerprint.", metavar="ID")],
+        json: JsonOpt = False,
+    ) -> None:
+        """One certificate (subject, SANs, issuer, serial, validity, fingerprints, organization) and
+        every node that serves it."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+
+        gw = gateway()
+        rec = gw.certificate(ref)
+        pem = gw.inventory.db.execute("SELECT pem FROM certificates WHERE id = ?", (rec.id,)).fetchone()["pem"]
+        cert_obj = x509.load_pem_x509_certificate(pem.encode())
+        data = {**rec.to_json(), "serial": format(cert_obj.serial_number, "x"),
+                "sha1": cert_obj.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - shown, as browsers do
+                "key_held": gw.inventory.has_key(rec.id),
+                "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port", "state")} for n in gw.serving_nodes(rec.fingerprint)]}
+        if json:
+            emit_json(data)
+            return
+        for label, key in (("ID", "id"), ("Subject", "subject"), ("Issuer", "issuer"), ("Serial", "serial"),
+                           ("Not before", "not_before"), ("Not after", "not_after"), ("SHA-256", "fingerprint"),
+                           ("SHA-1", "sha1"), ("Organization", "organization"), ("Department", "department"),
+                           ("Source", "source")):
+            say(f"{label:<14}{clean(data[key] if data[key] is not None else '-')}")
+        say(f"{'SANs':<14}{clean(', '.join(data['names'])) or '-'}")
+        say(f"{'Key held':<14}{'yes (deployable by ID)' if data['key_held'] else 'no'}")
+        if data["nodes"]:
+            table(["Endpoint", "Type", "Node", "Port", "State"],
+                  [[n["endpoint"], n["type"], n["name"], n["port"] or "", n["state"]] for n in data["nodes"]])
+        else:
+            say("Served by no node of the last discoveries.")

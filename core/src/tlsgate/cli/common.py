@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -21,6 +21,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 Ref = Annotated[str, typer.Argument(help="Endpoint name or instance ID.", metavar="ENDPOINT")]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+# the certificate inputs of tls install and cert deploy
+CertFileOpt = Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")]  # noqa: UP045
+KeyFileOpt = Annotated[Optional[Path], typer.Option("--key", help="Private key (PEM or DER).")]  # noqa: UP045
+ChainFileOpt = Annotated[Optional[Path], typer.Option("--chain", help="Intermediate certificates (PEM).")]  # noqa: UP045
+KeyPasswordOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--key_password", help="Password of an encrypted --key ('-': stdin).")]
+PfxOpt = Annotated[Optional[Path], typer.Option("--pfx", help="PKCS#12 file with key, certificate and chain.")]  # noqa: UP045
+PfxPasswordOpt = Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")]  # noqa: UP045
 
 
 def gateway() -> Gateway:

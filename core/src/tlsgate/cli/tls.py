@@ -4,7 +4,6 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -12,8 +11,24 @@ import typer
 from ..errors import ValidationError
 from ..models import Node
 from ..registry import get_registry
-from .common import CONTEXT, JsonOpt, Ref, gateway, read_pem_inputs
-from .output import emit_json, say, table, warn
+from .common import (
+    CONTEXT,
+    CertFileOpt,
+    ChainFileOpt,
+    JsonOpt,
+    KeyFileOpt,
+    KeyPasswordOpt,
+    PfxOpt,
+    PfxPasswordOpt,
+    Ref,
+    gateway,
+    read_pem_inputs,
+)
+from .job import AllSel, DeptSel, EndpointSel, OrgSel, ParallelOpt, TypeSel, run_and_report, selection
+from .output import clean, emit_json, say, table, warn
+
+OptRef = Annotated[Optional[str], typer.Argument(  # noqa: UP045
+    help="One endpoint (name or instance ID); or use the selectors.", metavar="[ENDPOINT]")]
 
 
 def register(tls: typer.Typer) -> None:
@@ -74,16 +89,35 @@ def register(tls: typer.Typer) -> None:
             say(f"Endpoint {ep.name!r} delegated to {org_name}" + (f" / {department}." if department else "."))
 
     @tls.command("discover", context_settings=CONTEXT)
-    def tls_discover(endpoint: Ref, json: JsonOpt = False) -> None:
-        """Discover the endpoint's nodes and the certificate each serves."""
+    def tls_discover(
+        endpoint: OptRef = None,
+        endpoints: EndpointSel = None,
+        types: TypeSel = None,
+        org_name: OrgSel = None,
+        department: DeptSel = None,
+        all_: AllSel = False,
+        parallel: ParallelOpt = 8,
+        json: JsonOpt = False,
+    ) -> None:
+        """Discover the nodes of one endpoint (ENDPOINT) or of the selected ones (a job), and the
+        certificate each serves; prints a summary (the table: tls nodes)."""
         gw = gateway()
-        gw.discover(endpoint)
-        views = gw.nodes(endpoint)
-        if json:
-            emit_json([v.to_json() for v in views])
-        else:
-            say(f"Discovered {len(views)} node(s) on {endpoint!r}.")
-            _print_nodes(views)
+        if endpoint and not (endpoints or types or org_name or all_):
+            stored = gw.inventory.get_endpoint(endpoint)
+            before = gw.inventory.node_keys(stored.id)
+            nodes = gw.discover(endpoint)
+            if json:
+                emit_json([v.to_json() for v in gw.nodes(endpoint)])
+                return
+            from ..fleet import discovery_summary
+
+            sm = discovery_summary(nodes, before)
+            say(f"Discovered {sm['nodes']} node(s) on {clean(stored.name)!r}: {sm['tls']} with a certificate, "
+                f"{sm['changed']} changed since the last discovery, {sm['unreachable']} unreachable. "
+                f"See them with: tlsgate tls nodes {clean(stored.name)}")
+            return
+        _fan_out(gw, "discover", selection(endpoints, types, org_name, department, all_, positional=endpoint),
+                 parallel, json)
 
     @tls.command("nodes", context_settings=CONTEXT)
     def tls_nodes(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -97,12 +131,12 @@ def register(tls: typer.Typer) -> None:
     @tls.command("install", context_settings=CONTEXT)
     def tls_install(
         endpoint: Ref,
-        cert_file: Annotated[Optional[Path], typer.Option("--cert", help="Certificate (PEM or DER); may hold the chain.")] = None,  # noqa: UP045
-        key_file: Annotated[Optional[Path], typer.Option("--key", help="Private key (PEM or DER).")] = None,  # noqa: UP045
-        chain_file: Annotated[Optional[Path], typer.Option("--chain", help="Intermediate certificates (PEM).")] = None,  # noqa: UP045
-        key_password: Annotated[Optional[str], typer.Option("--key_password", help="Password of an encrypted --key ('-': stdin).")] = None,  # noqa: UP045
-        pfx: Annotated[Optional[Path], typer.Option("--pfx", help="PKCS#12 file with key, certificate and chain.")] = None,  # noqa: UP045
-        pfx_password: Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")] = None,  # noqa: UP045
+        cert_file: CertFileOpt = None,
+        key_file: KeyFileOpt = None,
+        chain_file: ChainFileOpt = None,
+        key_password: KeyPasswordOpt = None,
+        pfx: PfxOpt = None,
+        pfx_password: PfxPasswordOpt = None,
         node: Annotated[Optional[list[str]], typer.Option("--node", help="Node to install on (repeatable). Default: the nodes the certificate covers / a new entry.")] = None,  # noqa: UP045
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
@@ -132,7 +166,7 @@ def register(tls: typer.Typer) -> None:
         say(f"Installed certificate {outcome.certificate_id} ({bundle.subject}) on {outcome.endpoint!r}"
             + ("; verified by TLS handshake" if r.verified else ""))
         for name, addresses in _names_with_addresses(r.nodes, outcome.nodes_after, bundle.fingerprint):
-            say(f"  {name}" + (f"  ({', '.join(addresses)})" if addresses else ""))
+            say(f"  {clean(name)}" + (f"  ({clean(', '.join(addresses))})" if addresses else ""))
         for msg in r.messages:
             say(f"  {msg}")
         etype = get_registry().endpoint_types.get(gw.endpoint(endpoint).type)
@@ -140,13 +174,46 @@ def register(tls: typer.Typer) -> None:
             say(f"  {etype.name} needs a restart for the new certificate to take effect: tlsgate tls restart {endpoint}")
 
     @tls.command("restart", context_settings=CONTEXT)
-    def tls_restart(endpoint: Ref, json: JsonOpt = False) -> None:
-        """Restart / reload the endpoint so that installed certificates take effect."""
-        result = gateway().restart(endpoint)
-        if json:
-            emit_json({"endpoint": endpoint, "restarted": result.restarted, "message": result.message})
-        else:
-            say(result.message or ("Restarted." if result.restarted else "Nothing to restart."))
+    def tls_restart(
+        endpoint: OptRef = None,
+        endpoints: EndpointSel = None,
+        types: TypeSel = None,
+        org_name: OrgSel = None,
+        department: DeptSel = None,
+        all_: AllSel = False,
+        parallel: ParallelOpt = 8,
+        json: JsonOpt = False,
+    ) -> None:
+        """Restart / reload one endpoint (ENDPOINT) or the selected ones (a job) so that installed
+        certificates take effect."""
+        gw = gateway()
+        if endpoint and not (endpoints or types or org_name or all_):
+            result = gw.restart(endpoint)
+            if json:
+                emit_json({"endpoint": endpoint, "restarted": result.restarted, "message": result.message})
+            else:
+                say(result.message or ("Restarted." if result.restarted else "Nothing to restart."))
+            return
+        _fan_out(gw, "restart", selection(endpoints, types, org_name, department, all_, positional=endpoint),
+                 parallel, json)
+
+    @tls.command("verify", context_settings=CONTEXT)
+    def tls_verify(
+        endpoint: OptRef = None,
+        endpoints: EndpointSel = None,
+        types: TypeSel = None,
+        org_name: OrgSel = None,
+        department: DeptSel = None,
+        all_: AllSel = False,
+        parallel: ParallelOpt = 8,
+        json: JsonOpt = False,
+    ) -> None:
+        """Handshake every TLS node (with SNI), re-read keystore entries, and compare what is
+        served with the inventory: per node the served fingerprint, certificate ID or External,
+        not-after, and ok / mismatch / unreachable. Exit 1 unless every node is ok."""
+        gw = gateway()
+        _fan_out(gw, "verify", selection(endpoints, types, org_name, department, all_, positional=endpoint),
+                 parallel, json)
 
     @tls.command("test", context_settings=CONTEXT)
     def tls_test(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -210,6 +277,20 @@ def _names_with_addresses(names: Sequence[str], after: Sequence[Node], fp: str) 
                      for n in after if n.name == name and n.fingerprint == fp and n.port is not None]
         out.append((name, list(dict.fromkeys(addresses))))
     return out
+
+
+def _fan_out(gw, kind: str, sel, parallel: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    from .. import fleet
+
+    chosen = fleet.select(gw, sel)
+    job_id = fleet.create_job(gw, kind, chosen, {"selection": _sel_json(sel)})
+    run_and_report(gw, job_id, as_json=as_json, parallel=parallel)
+
+
+def _sel_json(sel) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    import attrs
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.asdict(sel).items() if v}
 
 
 def _print_nodes(views: list) -> None:  # type: ignore[type-arg]

@@ -1,0 +1,261 @@
+"""Benchmark: fleet rollout and discovery at scale (issue 11). One command:
+
+    .venv/bin/python benchmarks/fleet.py              # all three
+    .venv/bin/python benchmarks/fleet.py --only discover --blocks 10000 --repeat 3
+    .venv/bin/python benchmarks/fleet.py --only deploy --endpoints 60
+
+1. ``deploy``: 60 p12 endpoints over a real loopback sshd (a private one started here), one
+   certificate deployed to all of them as a fleet job, ``--parallel 16`` against ``--parallel 1``
+   (target >= 4x), through :func:`tlsgate.fleet.run_job` as ``cert deploy`` runs it.
+2. ``sequential``: the same 60 endpoints one after another, tlsgate against a bare paramiko loop
+   with TCP_NODELAY doing, per endpoint, what tlsgate's install does on the wire (connect + key
+   auth, SFTP reads of the keystore, an SFTP write of a temporary, a rename, the read back, and
+   the same number of exec calls tlsgate made, counted in this run) (target <= 1.3x).
+3. ``discover``: ``tlsgate tls discover`` of 10,000 nginx server blocks end to end through the
+   CLI with stdout piped (process start, parse, probes, inventory writes, output), against
+   ``crossplane.parse`` of the same files in the same run (target <= 1.0x).
+
+Every ratio is measured in the same run; best of ``--repeat`` interleaved runs. Needs root
+(the sshd fixture's test account) for parts 1 and 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
+PW = "changeit"
+
+
+@contextlib.contextmanager
+def tlsgate_home(base: Path) -> Iterator[Path]:
+    home = base / "home"
+    home.mkdir(mode=0o700, exist_ok=True)
+    old = {k: os.environ.get(k) for k in ("TLSGATE_HOME", "HOME")}
+    os.environ["TLSGATE_HOME"] = str(home)
+    os.environ["HOME"] = str(base)
+    from tlsgate import registry
+
+    registry.set_registry(None)
+    try:
+        yield home
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        registry.set_registry(None)
+
+
+# -- 1 and 2: p12 over ssh -------------------------------------------------------------------
+class ExecCounter:
+    """Counts exec calls on SSH channels (what tlsgate sends per install)."""
+
+    def __init__(self) -> None:
+        import paramiko
+
+        self.count = 0
+        self._orig = paramiko.Channel.exec_command
+        counter = self
+
+        def wrapped(chan: Any, command: Any) -> Any:
+            counter.count += 1
+            return counter._orig(chan, command)
+
+        self._wrapped = wrapped
+
+    def __enter__(self) -> ExecCounter:
+        import paramiko
+
+        paramiko.Channel.exec_command = self._wrapped  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import paramiko
+
+        paramiko.Channel.exec_command = self._orig  # type: ignore[method-assign]
+
+
+def bare_paramiko(server: Any, paths: list[str], data: bytes, execs: int, reads: int) -> None:
+    """What one install does on the wire, per endpoint, with nothing else around it."""
+    import paramiko
+
+    for path in paths:
+        sock = socket.create_connection((server.host, server.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(sock)
+        transport.connect()
+        key = paramiko.Ed25519Key.from_private_key_file(str(server.root_key.path)) if "ed25519" in \
+            server.root_key.public_line else paramiko.PKey.from_path(str(server.root_key.path))
+        transport.auth_publickey("root", key)
+        for _ in range(execs):
+            chan = transport.open_session()
+            chan.exec_command("true")
+            chan.recv_exit_status()
+            chan.close()
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        assert sftp is not None
+        for _ in range(reads):
+            with sftp.open(path, "rb") as fh:
+                fh.read()
+        tmp = path + ".bench-tmp"
+        with sftp.open(tmp, "wb") as fh:
+            fh.write(data)
+        sftp.chmod(tmp, 0o600)
+        sftp.posix_rename(tmp, path)
+        with sftp.open(path, "rb") as fh:
+            fh.read()
+        sftp.close()
+        transport.close()
+
+
+def bench_deploy(n: int, repeat: int, legacy: bool = True) -> dict[str, float]:
+    from tlsgate import CertificateBundle, fleet
+    from tlsgate.api import Gateway
+    from tlsgate_testing.certs import TestCA
+    from tlsgate_testing.sshd import start_sshd, stop_sshd
+
+    ca = TestCA()
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-bench-fleet-"))
+    server = start_sshd(base / "sshd")
+    out: dict[str, float] = {}
+    try:
+        with tlsgate_home(base):
+            gw = Gateway()
+            gw.add_org("Bench")
+            old = ca.issue("bench.test")
+            paths = []
+            for i in range(n):
+                p = base / f"ks{i:03d}.p12"
+                p.write_bytes(old.pfx(PW))
+                paths.append(str(p))
+                gw.add_endpoint("p12", name=f"p12-{i:03d}", connection_type="ssh", host=server.host, port=server.port,
+                                user="root", ssh_key_path=str(server.root_key.path),
+                                options={"path": str(p), "store_password": PW, "is_legacy": legacy})
+                gw.delegate(f"p12-{i:03d}", "Bench")
+                if i == 0:
+                    gw.trust_host_key("p12-000", gw.host_key("p12-000")[2])
+            endpoints = fleet.select(gw, fleet.Selection(all=True))
+
+            def deploy(parallel: int) -> float:
+                issued = ca.issue("bench.test")
+                bundle = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
+                cid = gw.record_certificate_with_key(bundle, source="bench")
+                job_id = fleet.create_job(gw, "deploy", endpoints, {"certificate_id": cid})
+                gc.collect()
+                t = time.perf_counter()
+                job = fleet.run_job(gw, job_id, parallel=parallel)
+                took = time.perf_counter() - t
+                assert job.ok, [(i.endpoint, i.reason) for i in job.items if i.state != "changed"]
+                return took
+
+            # the first sequential pass also counts the exec calls tlsgate makes per endpoint
+            best = {"p16": float("inf"), "p1": float("inf"), "bare": float("inf")}
+            execs = 0
+            for r in range(repeat):
+                if r == 0:
+                    with ExecCounter() as counter:
+                        best["p1"] = deploy(1)
+                    execs = round(counter.count / n)
+                else:
+                    best["p1"] = min(best["p1"], deploy(1))
+                best["p16"] = min(best["p16"], deploy(16))
+                data = Path(paths[0]).read_bytes()
+                t = time.perf_counter()
+                # reads: discovery before, the transaction's read, discovery after (what tlsgate reads)
+                bare_paramiko(server, paths, data, execs, reads=3)
+                best["bare"] = min(best["bare"], time.perf_counter() - t)
+            gw.close()
+            out = {**best, "execs_per_endpoint": execs, "endpoints": n}
+    finally:
+        stop_sshd(server)
+    return out
+
+
+# -- 3: discovery of 10,000 server blocks ----------------------------------------------------
+def bench_discover(blocks: int, repeat: int) -> dict[str, float]:
+    import crossplane
+    from tlsgate_testing.certs import TestCA
+    from tlsgate_testing.nginx import generate_config
+
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-bench-discover-"))
+    issued = TestCA().issue("site.example.com")
+    main = generate_config(base / "nginx", blocks, cert_pem=issued.cert_pem + issued.chain_pem,
+                           key_pem=issued.key_pem)
+    # as installed: byte-code cached (this workplace sets PYTHONDONTWRITEBYTECODE)
+    env = {**os.environ, "TLSGATE_HOME": str(base / "home")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    (base / "home").mkdir(mode=0o700)
+    for args in (["tls", "add", "nginx", "--name", "big", "--connection_type", "local", "--nginx_config_path",
+                  str(main)], ["org", "add", "Bench"], ["tls", "delegate", "big", "--org", "Bench"]):
+        subprocess.run([TLSGATE, *args], env=env, check=True, capture_output=True)
+    import resource
+
+    subprocess.run([TLSGATE, "tls", "discover", "big"], env=env, capture_output=True, check=True)  # warm-up
+    best = {"tlsgate": float("inf"), "crossplane": float("inf"), "tlsgate_cpu": float("inf"),
+            "crossplane_cpu": float("inf")}
+    summary = ""
+    for _ in range(repeat):
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        r = subprocess.run([TLSGATE, "tls", "discover", "big"], env=env, capture_output=True, text=True, check=True)
+        best["tlsgate"] = min(best["tlsgate"], time.perf_counter() - t)
+        ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best["tlsgate_cpu"] = min(best["tlsgate_cpu"], ru2.ru_utime + ru2.ru_stime - ru.ru_utime - ru.ru_stime)
+        summary = r.stdout.strip()
+        gc.collect()
+        t, c = time.perf_counter(), time.process_time()
+        payload = crossplane.parse(str(main))
+        best["crossplane"] = min(best["crossplane"], time.perf_counter() - t)
+        best["crossplane_cpu"] = min(best["crossplane_cpu"], time.process_time() - c)
+        assert not payload["errors"]
+    t = time.perf_counter()
+    r = subprocess.run([TLSGATE, "tls", "nodes", "big"], env=env, capture_output=True, text=True, check=True)
+    best["nodes_table"] = time.perf_counter() - t
+    best["rows"] = len(r.stdout.splitlines()) - 2
+    print(f"  {summary}")
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("deploy", "discover"), default=None)
+    ap.add_argument("--endpoints", type=int, default=60)
+    ap.add_argument("--blocks", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--p12_profile", choices=("legacy", "modern"), default="legacy",
+                    help="p12 written with --is_legacy true (2,048 PBE rounds) or the modern profile (600,000 "
+                         "PBKDF2 rounds per key derivation, which then dominates every install)")
+    args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    if args.only in (None, "deploy"):
+        r = bench_deploy(args.endpoints, args.repeat, legacy=args.p12_profile == "legacy")
+        print(f"deploy of {r['endpoints']:.0f} p12 endpoints ({args.p12_profile} profile) over loopback sshd "
+              f"({r['execs_per_endpoint']:.0f} exec calls per endpoint):")
+        print(f"  --parallel 16: {r['p16']:.2f} s   --parallel 1: {r['p1']:.2f} s   "
+              f"speed-up {r['p1'] / r['p16']:.2f}x (target >= 4x)")
+        print(f"  sequential tlsgate {r['p1']:.2f} s vs bare paramiko loop {r['bare']:.2f} s: "
+              f"{r['p1'] / r['bare']:.2f}x (target <= 1.3x)")
+    if args.only in (None, "discover"):
+        r = bench_discover(args.blocks, args.repeat)
+        print(f"tls discover of {args.blocks} nginx server blocks (CLI, stdout piped): wall {r['tlsgate']:.2f} s vs "
+              f"crossplane.parse {r['crossplane']:.2f} s: {r['tlsgate'] / r['crossplane']:.2f}x; CPU "
+              f"{r['tlsgate_cpu']:.2f} s vs {r['crossplane_cpu']:.2f} s: {r['tlsgate_cpu'] / r['crossplane_cpu']:.2f}x "
+              "(target <= 1.0x)")
+        print(f"  tls nodes (plain table of {r['rows']:.0f} rows, piped): {r['nodes_table']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Fleet jobs: one ``jobs`` row per run (kind, parameters, state, runner), one ``job_items`` row
+per endpoint (state, reason, before/after fingerprints, attempts).
+
+Item states: ``pending`` -> ``running`` -> ``changed`` | ``unchanged`` | ``failed`` (the
+endpoint's transaction restored it) | ``skipped`` (not started: ``--max-failures`` reached or the
+canary failed); ``interrupted``: it was pending or running when its runner died. Job states:
+``running``, ``done`` (every item changed/unchanged), ``failed`` (some item failed or was
+skipped), ``interrupted``.
+
+A job's runner (this process, or a queue worker) holds ``jobs.holder`` and renews
+``jobs.heartbeat``; a running job whose runner is sure to be dead (same gateway, pid gone) or
+whose heartbeat is older than the lease TTL is marked interrupted when anyone reads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import leases
+from .errors import NotFoundError
+from .inventory import actor
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
+
+ITEM_STATES = ("pending", "running", "changed", "unchanged", "failed", "skipped", "interrupted")
+FINAL_OK = ("changed", "unchanged")
+RETRYABLE = ("failed", "skipped", "interrupted")
+
+
+@attrs.frozen
+class JobItem:
+    id: int
+    job_id: int
+    endpoint_id: str | None
+    endpoint: str
+    state: str
+    reason: str | None
+    before: str | None
+    after: str | None
+    attempts: int
+    gateway: str | None
+    started: str | None
+    finished: str | None
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Job:
+    id: int
+    kind: str
+    state: str
+    params: dict[str, Any]
+    actor: str
+    gateway: str | None
+    created: str
+    started: str | None
+    finished: str | None
+    holder: str | None
+    heartbeat: str | None
+    items: tuple[JobItem, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(ITEM_STATES, 0)
+        for item in self.items:
+            out[item.state] = out.get(item.state, 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(i.state in FINAL_OK for i in self.items)
+
+    def to_json(self, *, items: bool = True) -> dict[str, Any]:
+        d = attrs.asdict(self, recurse=False)
+        d["counts"] = self.counts()
+        d["items"] = [i.to_json() for i in self.items] if items else None
+        if not items:
+            d.pop("items")
+        return d
+
+
+def _item(r: Any) -> JobItem:
+    return JobItem(id=int(r["id"]), job_id=int(r["job_id"]), endpoint_id=r["endpoint_id"], endpoint=r["endpoint_name"],
+                   state=r["state"], reason=r["reason"], before=r["before_fp"], after=r["after_fp"],
+                   attempts=int(r["attempts"]), gateway=r["gateway"], started=r["started"], finished=r["finished"],
+                   details=json.loads(r["details"] or "{}"))
+
+
+def create(inventory: Inventory, kind: str, params: dict[str, Any], endpoints: Sequence[tuple[str, str, str]],
+           *, holder: str | None = None) -> int:
+    """A new job with one pending item per (endpoint_id, name, zone); returns its ID. The
+    caller becomes its runner when ``holder`` is given."""
+    now = leases.stamp()
+    with inventory.write() as db:
+        # RETURNING (SQLite 3.35+, PostgreSQL) rather than lastrowid, which PostgreSQL lacks
+        job_id = int(db.execute(
+            "INSERT INTO jobs(kind, state, params, actor, gateway, created, started, holder, heartbeat) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (kind, "running", json.dumps(params), actor(), leases.gateway_name(), now, now, holder, now),
+        ).fetchone()["id"])
+        db.executemany(
+            "INSERT INTO job_items(job_id, endpoint_id, endpoint_name, zone, state) VALUES (?, ?, ?, ?, 'pending')",
+            [(job_id, eid, name, zone) for eid, name, zone in endpoints],
+        )
+    return job_id
+
+
+def _job_row(inventory: Inventory, job_id: int) -> Any:
+    row = inventory.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no job with ID {job_id} (see: tlsgate job list)")
+    return row
+
+
+def _job(row: Any, items: Iterable[JobItem] = ()) -> Job:
+    return Job(id=int(row["id"]), kind=row["kind"], state=row["state"], params=json.loads(row["params"]),
+               actor=row["actor"], gateway=row["gateway"], created=row["created"], started=row["started"],
+               finished=row["finished"], holder=row["holder"], heartbeat=row["heartbeat"], items=tuple(items))
+
+
+def get(inventory: Inventory, job_id: int, *, refresh: bool = True) -> Job:
+    """A job with its items (a dead runner's unfinished items are marked interrupted first)."""
+    if refresh:
+        refresh_interrupted(inventory, job_id)
+    row = _job_row(inventory, job_id)
+    items = [_item(r) for r in inventory.db.execute("SELECT * FROM job_items WHERE job_id = ? ORDER BY id", (job_id,))]
+    return _job(row, items)
+
+
+def item(inventory: Inventory, item_id: int) -> JobItem:
+    row = inventory.db.execute("SELECT * FROM job_items WHERE id = ?", (item_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no job item with ID {item_id}")
+    return _item(row)
+
+
+def list_jobs(inventory: Inventory, limit: int | None = None) -> list[Job]:
+    if limit:
+        rows = inventory.db.execute("SELECT id FROM jobs ORDER BY id DESC LIMIT ?", (int(limit),))
+    else:
+        rows = inventory.db.execute("SELECT id FROM jobs ORDER BY id DESC")
+    ids = [int(r["id"]) for r in rows]
+    return [get(inventory, i) for i in reversed(ids)]
+
+
+def runner_dead(row: Any) -> bool:
+    """True when a running job's runner is gone: on this gateway, its pid; anywhere, a heartbeat
+    older than the lease TTL (the runner renews it every TTL/3)."""
+    if row["state"] != "running":
+        return False
+    holder = row["holder"]
+    if not holder:
+        return False  # a queue-run job: its workers hold the item leases
+    if leases.holder_dead(holder):
+        return True
+    beat = row["heartbeat"]
+    if beat:
+        limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=leases.ttl())
+        return beat < leases.stamp(limit)
+    return False
+
+
+def refresh_interrupted(inventory: Inventory, job_id: int) -> bool:
+    """Mark a dead runner's job and its unfinished items interrupted; True when it did."""
+    row = _job_row(inventory, job_id)
+    if not runner_dead(row):
+        return False
+    now = leases.stamp()
+    with inventory.write() as db:
+        db.execute("UPDATE job_items SET state = 'interrupted', reason = ?, finished = ? "
+                   "WHERE job_id = ? AND state IN ('pending', 'running')",
+                   ("the job's runner stopped (killed or lost) before this endpoint finished", now, job_id))
+        db.execute("UPDATE jobs SET state = 'interrupted', finished = ?, holder = NULL WHERE id = ? AND state = 'running'",
+                   (now, job_id))
+    return True
+
+
+def heartbeat(inventory: Inventory, job_id: int, holder: str) -> bool:
+    with inventory.write() as db:
+        cur = db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ? AND holder = ?", (leases.stamp(), job_id, holder))
+        return cur.rowcount == 1
+
+
+def take_over(inventory: Inventory, job_id: int, holder: str, item_ids: Sequence[int]) -> None:
+    """Become the runner of a job again (retry): the given items go back to pending."""
+    now = leases.stamp()
+    with inventory.write() as db:
+        db.execute("UPDATE jobs SET state = 'running', holder = ?, heartbeat = ?, finished = NULL WHERE id = ?",
+                   (holder, now, job_id))
+        db.executemany("UPDATE job_items SET state = 'pending', reason = NULL, finished = NULL WHERE id = ?",
+                       [(i,) for i in item_ids])
+
+
+def start_item(inventory: Inventory, item_id: int) -> None:
+    with inventory.write() as db:
+        db.execute("UPDATE job_items SET state = 'running', started = ?, finished = NULL, gateway = ?, "
+                   "attempts = attempts + 1 WHERE id = ?", (leases.stamp(), leases.gateway_name(), item_id))
+
+
+def finish_item(inventory: Inventory, item_id: int, state: str, *, reason: str | None = None,
+                before: str | None = None, after: str | None = None, details: dict[str, Any] | None = None) -> None:
+    assert state in ITEM_STATES
+    with inventory.write() as db:
+        db.execute("UPDATE job_items SET state = ?, reason = ?, before_fp = ?, after_fp = ?, finished = ?, details = ? "
+                   "WHERE id = ?",
+                   (state, reason, before, after, leases.stamp(), json.dumps(details or {}, default=str), item_id))
+
+
+def skip_items(inventory: Inventory, item_ids: Sequence[int], reason: str) -> None:
+    now = leases.stamp()
+    with inventory.write() as db:
+        db.executemany("UPDATE job_items SET state = 'skipped', reason = ?, finished = ? WHERE id = ? AND state = 'pending'",
+                       [(reason, now, i) for i in item_ids])
+
+
+def finish(inventory: Inventory, job_id: int) -> Job:
+    """Close a job: done when every item changed/unchanged, else failed."""
+    job = get(inventory, job_id, refresh=False)
+    state = "done" if job.ok else "failed"
+    with inventory.write() as db:
+        db.execute("UPDATE jobs SET state = ?, finished = ?, holder = NULL WHERE id = ?", (state, leases.stamp(), job_id))
+    return get(inventory, job_id, refresh=False)
