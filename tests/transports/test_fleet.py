@@ -247,7 +247,11 @@ def test_deploy_replaces_exactly_the_nodes_that_served_old(fleet: Fleet, tmp_pat
     for path, data in files_before.items():
         changed_ks = path.parent == f.root / "ks" and path.stem in expected
         web_edit = path.suffix == ".conf" and ("beta" in path.name)
-        if not changed_ks and not web_edit:
+        if path.parent.name == "tlsgate-certs" and old_fp[:12] in path.name:
+            # tlsgate's own pair of the old certificate, referenced by no configuration any more:
+            # removed after the verified install (issue 14 item 6)
+            assert path not in files_after, f"{path} left behind"
+        elif not changed_ks and not web_edit:
             assert files_after.get(path) == data, f"{path} changed"
     for (s, port), fp in served_before.items():
         assert _served("127.0.0.1", port, s) == fp
