@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tlsgate quickstart: a throw-away CA, p12 / jks / pem keystores on this machine, and the whole
-# job: add endpoints, delegate, discover, install a renewed certificate, list nodes, read the log.
+# job: add endpoints, delegate, discover, find what expires, deploy its successor everywhere it is
+# served as one job, verify, list nodes, read the log.
 # Uses a private TLSGATE_HOME so it never touches a real inventory. CI runs this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +28,15 @@ for ep in app-p12 app-jks app-pem; do
   run tls discover "$ep"
 done
 
-run tls install app-p12 --cert "$N/app.crt" --key "$N/app.key" --chain "$N/chain.crt" --alias app --dry-run
+# the loop an operator lives in: a certificate is about to expire; its successor goes to every
+# node that serves it, as one tracked job (each endpoint a transaction), then verified
+run cert expiring --days 30
+OLD=$("$TLSGATE" cert expiring --days 30 --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["fingerprint"])')
+run cert deploy --cert "$N/app.crt" --key "$N/app.key" --chain "$N/chain.crt" --replaces "$OLD" --dry-run
+run cert deploy --cert "$N/app.crt" --key "$N/app.key" --chain "$N/chain.crt" --replaces "$OLD" --parallel 3
+run tls verify --all
+run job list
 for ep in app-p12 app-jks app-pem; do
-  run tls install "$ep" --cert "$N/app.crt" --key "$N/app.key" --chain "$N/chain.crt" --alias app
   run tls nodes "$ep"
 done
 run cert list

@@ -9,6 +9,11 @@ VENV=${TLSGATE_VENV:-$PWD/.venv}
 set +e
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
 rc=$?
+if [ $rc -eq 0 ] && [ $# -eq 0 ]; then
+  # the core and contract suites again, on a PostgreSQL inventory (a private initdb cluster)
+  "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/core --inventory=postgresql
+  rc=$?
+fi
 set -e
 if [ $rc -eq 5 ]; then
   echo "test.sh: pytest collected no tests: that is a failure" >&2

@@ -142,7 +142,15 @@ def test_local_credential_store(gateway: Gateway, tmp_path, registry) -> None:
 
 def test_audit_log_is_append_only(gateway: Gateway) -> None:
     gateway.add_org("A")
-    db = sqlite3.connect(gateway.inventory.path)
+    # a second client of the same database, as a forger would use
+    if gateway.inventory.url:
+        from tlsgate.database import PostgresConnection
+
+        db = PostgresConnection(gateway.inventory.url)
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("TRUNCATE audit")
+    else:
+        db = sqlite3.connect(gateway.inventory.path)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute("UPDATE audit SET result = 'forged'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tlsgate import leases
-from tlsgate.inventory import Inventory
+from tlsgate.inventory import open_inventory
 
 TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
@@ -86,7 +86,7 @@ def test_killed_holder_on_this_gateway_is_broken_at_once(env: dict[str, str], tl
     holder = _start_holder(env, 60)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
-    inv = Inventory(tlsgate_home / "inventory.sqlite3")
+    inv = open_inventory()
     try:
         ep_id = inv.get_endpoint("web").id
         assert leases.current(inv, ep_id) is not None  # the row outlives its holder
@@ -113,12 +113,12 @@ def test_killed_holder_on_another_gateway_expires_after_its_ttl(env: dict[str, s
 
 def test_heartbeat_keeps_a_long_job_leased(tlsgate_home: Path, env: dict[str, str]) -> None:
     """A job longer than the TTL keeps its lease (renewed), so nobody steals it mid-install."""
-    inv = Inventory(tlsgate_home / "inventory.sqlite3")
+    inv = open_inventory()
     try:
         ep_id = inv.get_endpoint("web").id
         with leases.hold(inv, ep_id, "web", job_id=3, lease_ttl=0.6) as lease:
             time.sleep(1.5)  # 2.5 TTLs
-            other = Inventory(tlsgate_home / "inventory.sqlite3")
+            other = open_inventory()
             try:
                 with pytest.raises(leases.EndpointBusy, match=r"endpoint web is busy \(job 3 on "):
                     with leases.hold(other, ep_id, "web", wait=0.3, lease_ttl=0.6):
@@ -131,13 +131,13 @@ def test_heartbeat_keeps_a_long_job_leased(tlsgate_home: Path, env: dict[str, st
 
 
 def test_threads_of_one_process_exclude_each_other(tlsgate_home: Path, env: dict[str, str]) -> None:
-    path = tlsgate_home / "inventory.sqlite3"
+    tlsgate_home / "inventory.sqlite3"
     inside: list[int] = []
     overlaps: list[int] = []
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        inv = Inventory(path)
+        inv = open_inventory()
         try:
             ep_id = inv.get_endpoint("web").id
             for _ in range(3):

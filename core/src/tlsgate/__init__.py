@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 #: Version of the plugin contract (hookspecs and :mod:`tlsgate.plugin`). Within a major version
 #: hooks only gain arguments and :mod:`tlsgate.plugin` only gains names; a plugin declaring a
 #: newer major (``PLUGIN_API = "2.0"`` in its entry module) is refused at load.
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"  # 1.1: the optional hooks acme_http01 and tlsgate_dns_providers
 
 if TYPE_CHECKING:  # the names below, for type checkers (tlsgate.plugin exports each of them)
     from .api import Gateway

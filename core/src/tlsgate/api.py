@@ -137,9 +137,19 @@ class Gateway:
     def __init__(self, inventory: Inventory | None = None, registry: Registry | None = None) -> None:
         self.registry = registry or get_registry()
         self.inventory = inventory or open_inventory()
+        self._lifecycle: Any = None
 
     def close(self) -> None:
         self.inventory.close()
+
+    @property
+    def lifecycle(self) -> Any:
+        """ACME accounts, DNS providers, cert request / renew / revoke (:mod:`tlsgate.lifecycle`)."""
+        from .lifecycle.service import Lifecycle
+
+        if self._lifecycle is None:
+            self._lifecycle = Lifecycle(self)
+        return self._lifecycle
 
     # -- endpoint types ---------------------------------------------------------------------------
     def endpoint_type(self, name: str) -> Any:
@@ -176,9 +186,14 @@ class Gateway:
         store_cred_id: str | None = None,
         transport_options: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
+        zone: str | None = None,
     ) -> Endpoint:
-        """Validate and store an endpoint (no remote connection is made). Raises ValidationError."""
+        """Validate and store an endpoint (no remote connection is made). Raises ValidationError.
+        ``zone``: the network zone whose workers reach it (default ``default``)."""
+        from .queue import validate_zone
+
         etype = self.endpoint_type(type_name)
+        zone = validate_zone(zone)
         name = _check_text(name, "--name", *NAME_RULE)
         if name in self.inventory.endpoint_names():
             raise ValidationError(f"an endpoint named {name!r} already exists", option="--name")
@@ -252,7 +267,7 @@ class Gateway:
         if problems:
             first = problems[0]
             raise ValidationError(first.message, option=first.option)
-        self.inventory.add_endpoint(endpoint, options_to_dict(opts))
+        self.inventory.add_endpoint(endpoint, options_to_dict(opts), zone=zone)
         self._audit("tls add", "ok", endpoint, details={"type": type_name, "connection_type": connection_type})
         return endpoint
 
@@ -284,9 +299,19 @@ class Gateway:
             "options": redact(stored.options),
             "organization": stored.organization,
             "department": stored.department,
+            "zone": stored.zone,
             "created": stored.created,
             "updated": stored.updated,
         }
+
+    def set_zone(self, ref: str, zone: str) -> StoredEndpoint:
+        """Move an endpoint to another network zone (``tls set ENDPOINT --zone Z``)."""
+        from .queue import validate_zone
+
+        before = self.inventory.get_endpoint(ref)
+        stored = self.inventory.set_zone(ref, validate_zone(zone))
+        self.inventory.audit("tls set", "ok", endpoint=stored, details={"zone": {"from": before.zone, "to": stored.zone}})
+        return stored
 
     def remove_endpoint(self, ref: str) -> StoredEndpoint:
         stored = self.inventory.remove_endpoint(ref)

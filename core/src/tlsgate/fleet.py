@@ -103,12 +103,44 @@ def select(gateway: Gateway, selection: Selection) -> list[StoredEndpoint]:
 
 # -- jobs ----------------------------------------------------------------------------------------
 def create_job(gateway: Gateway, kind: str, endpoints: Sequence[StoredEndpoint], params: dict[str, Any],
-               *, holder: str | None = None) -> int:
+               *, holder: str | None = None, canary: int = 0, max_failures: int | None = None) -> int:
+    """Record a job with one pending item per endpoint. On a PostgreSQL inventory the same
+    transaction defers one task per item into its zone's queue (:mod:`tlsgate.queue`; ``canary``
+    and ``max_failures`` travel with the job, enforced by the workers)."""
     if kind not in KINDS:
         raise ValidationError(f"unknown job kind {kind!r} (one of: {', '.join(KINDS)})")
+    _check_run_options(1, canary, max_failures)
     zones = {r["id"]: r["zone"] for r in gateway.inventory.db.execute("SELECT id, zone FROM endpoints")}
-    return jobs.create(gateway.inventory, kind, params,
-                       [(s.id, s.name, zones.get(s.id) or "default") for s in endpoints], holder=holder)
+    rows = [(s.id, s.name, zones.get(s.id) or "default") for s in endpoints]
+    if not queued(gateway):
+        return jobs.create(gateway.inventory, kind, params, rows, holder=holder)
+    from . import queue
+
+    with gateway.inventory.write() as db:
+        job_id = jobs.insert(db, kind, params, rows, holder=None)
+        item_ids = [int(r["id"]) for r in db.execute("SELECT id FROM job_items WHERE job_id = ? ORDER BY id", (job_id,))]
+        queue.submit(gateway, job_id, item_ids, canary=canary, max_failures=max_failures, db=db)
+    return job_id
+
+
+def queued(gateway: Gateway) -> bool:
+    """True when jobs run on the workers of a queue (a PostgreSQL inventory), not in-process.
+    ``TLSGATE_JOB_RUNNER=inprocess`` keeps a PostgreSQL inventory's jobs in this process (one
+    gateway without workers)."""
+    import os
+
+    if os.environ.get("TLSGATE_JOB_RUNNER", "").strip().lower() == "inprocess":
+        return False
+    return getattr(gateway.inventory, "dialect", "sqlite") == "postgresql"
+
+
+def _check_run_options(parallel: int, canary: int, max_failures: int | None) -> None:
+    if parallel < 1:
+        raise ValidationError("must be at least 1", option="--parallel")
+    if canary < 0:
+        raise ValidationError("must be 0 or more", option="--canary")
+    if max_failures is not None and max_failures < 1:
+        raise ValidationError("must be at least 1", option="--max-failures")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -266,12 +298,14 @@ def run_job(
     """Run a job's pending items (or ``item_ids``): the first ``canary`` must all succeed before
     the rest start; after ``max_failures`` failures no new item starts (the rest end skipped).
     This process is the job's runner meanwhile (holder and heartbeat in the ``jobs`` row)."""
-    if parallel < 1:
-        raise ValidationError("must be at least 1", option="--parallel")
-    if canary < 0:
-        raise ValidationError("must be 0 or more", option="--canary")
-    if max_failures is not None and max_failures < 1:
-        raise ValidationError("must be at least 1", option="--max-failures")
+    _check_run_options(parallel, canary, max_failures)
+    if executor is None and queued(gateway):
+        # PostgreSQL: the workers of each zone run the items; this process follows them
+        from . import queue
+
+        if item_ids is not None:
+            queue.submit(gateway, job_id, item_ids, canary=canary, max_failures=max_failures)
+        return queue.follow(gateway, job_id, progress)
     inventory = gateway.inventory
     holder = leases.new_holder()
     job = jobs.get(inventory, job_id, refresh=False)

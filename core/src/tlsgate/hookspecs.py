@@ -25,6 +25,7 @@ Declaration hooks (every plugin's answer is collected):
   :func:`tlsgate_credential_stores` declare what a plugin provides. The registry refuses two
   plugins that declare the same name.
 * :func:`validate` lets every plugin add problems to an endpoint before it is stored or used.
+* :func:`tlsgate_dns_providers` (optional) declares DNS provider kinds for ACME dns-01.
 
 Operation hooks (``firstresult``: the first non-None answer wins):
 
@@ -34,6 +35,11 @@ Operation hooks (``firstresult``: the first non-None answer wins):
   (wrappers, policy and audit plugins, which may use ``hookwrapper``/``wrapper=True`` or
   ``tryfirst``). So a driver needs no ``if endpoint.type != ...`` guard; a plugin owning several
   types branches on ``endpoint.type``.
+
+Optional operation hooks (an endpoint type may leave them out; the core then says the type cannot
+do it):
+
+* :func:`acme_http01` lets a web-server type answer an ACME http-01 challenge itself.
 
 Errors: raise :class:`tlsgate.plugin.ValidationError` for bad user input (exit 2) and
 :class:`tlsgate.plugin.OperationError` when the operation fails (exit 1); anything else raised in
@@ -49,8 +55,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .bundle import CertificateBundle
     from .connection import Connection
+    from .lifecycle.dns import DnsProviderType
     from .models import (
         ConnectionType,
         Credentials,
@@ -93,6 +102,20 @@ def tlsgate_credential_stores() -> list[CredentialStoreType]:
     Each :class:`tlsgate.plugin.CredentialStoreType` has an options class and a factory that builds a
     client with ``get(cred_id) -> dict`` (keys: user, password, ssh_key, ssh_key_password) and
     ``test() -> str``.
+    """
+
+
+@spec
+def tlsgate_dns_providers() -> list[DnsProviderType]:
+    """Declare the kinds of DNS provider this plugin provides (``tlsgate dns add NAME KIND``),
+    used by ``cert request --challenge dns-01 --dns NAME``. Optional.
+
+    Each :class:`tlsgate.plugin.DnsProviderType` has a name, a description, an options class (attrs,
+    fields made with :func:`tlsgate.plugin.option`; secret ones are sealed at rest) and
+    ``factory(name, options)`` returning a provider with ``add_txt(fqdn, value)``,
+    ``wait_visible(fqdn, value, timeout)`` (return once the zone's authoritative server answers
+    the record), ``remove_txt(fqdn, value)`` (remove exactly that value) and ``test() -> str``.
+    The registry refuses two plugins that declare the same kind. The core ships ``rfc2136``.
     """
 
 
@@ -176,4 +199,28 @@ def run_script(
 
     Never through a shell string. Return a :class:`tlsgate.plugin.ScriptResult`; a non-zero exit is a
     result, not an exception (the caller decides).
+    """
+
+
+@spec(firstresult=True)
+def acme_http01(
+    endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str, http_port: int
+) -> Callable[[], None] | None:
+    """Answer an ACME http-01 challenge from the endpoint itself. Optional.
+
+    Called only on the plugin that declared ``endpoint.type`` (``cert request --challenge
+    http-01 --via ENDPOINT``), once per domain of the order, before the CA is told to validate.
+    Make every server block / virtual host that serves ``domain`` over plain HTTP on
+    ``http_port`` (80, or ``--http_port``: the port the CA validates on) answer
+    ``GET /.well-known/acme-challenge/<token>`` with exactly ``key_authorization``
+    (``text/plain``), by an exact-match rule that shadows nothing else, as a
+    :class:`tlsgate.plugin.Transaction`: config test, reload, restore on failure
+    (:func:`tlsgate.plugin.http01_path`, :func:`tlsgate.plugin.expect_http_answer` and
+    :func:`tlsgate.plugin.undo_later` do the shared parts).
+
+    Return a callable that removes the answer again (restores every file byte for byte and
+    reloads); the core calls it after validation, whether it succeeded or failed, and calls the
+    cleanups of several domains in reverse order. Raise :class:`tlsgate.plugin.OperationError` naming
+    the domain when no block serves it over plain HTTP on ``http_port``. Return None for an
+    endpoint type that cannot answer (the core then refuses ``--via`` for it).
     """

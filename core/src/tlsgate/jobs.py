@@ -98,18 +98,25 @@ def create(inventory: Inventory, kind: str, params: dict[str, Any], endpoints: S
            *, holder: str | None = None) -> int:
     """A new job with one pending item per (endpoint_id, name, zone); returns its ID. The
     caller becomes its runner when ``holder`` is given."""
-    now = leases.stamp()
     with inventory.write() as db:
-        # RETURNING (SQLite 3.35+, PostgreSQL) rather than lastrowid, which PostgreSQL lacks
-        job_id = int(db.execute(
-            "INSERT INTO jobs(kind, state, params, actor, gateway, created, started, holder, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (kind, "running", json.dumps(params), actor(), leases.gateway_name(), now, now, holder, now),
-        ).fetchone()["id"])
-        db.executemany(
-            "INSERT INTO job_items(job_id, endpoint_id, endpoint_name, zone, state) VALUES (?, ?, ?, ?, 'pending')",
-            [(job_id, eid, name, zone) for eid, name, zone in endpoints],
-        )
+        return insert(db, kind, params, endpoints, holder=holder)
+
+
+def insert(db: Any, kind: str, params: dict[str, Any], endpoints: Sequence[tuple[str, str, str]],
+           *, holder: str | None = None) -> int:
+    """:func:`create` inside the caller's write transaction ``db`` (the job queue defers the
+    job's tasks in the same transaction)."""
+    now = leases.stamp()
+    # RETURNING (SQLite 3.35+, PostgreSQL) rather than lastrowid, which PostgreSQL lacks
+    job_id = int(db.execute(
+        "INSERT INTO jobs(kind, state, params, actor, gateway, created, started, holder, heartbeat) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (kind, "running", json.dumps(params), actor(), leases.gateway_name(), now, now, holder, now),
+    ).fetchone()["id"])
+    db.executemany(
+        "INSERT INTO job_items(job_id, endpoint_id, endpoint_name, zone, state) VALUES (?, ?, ?, ?, 'pending')",
+        [(job_id, eid, name, zone) for eid, name, zone in endpoints],
+    )
     return job_id
 
 

@@ -65,7 +65,10 @@ The exports, by what they are for:
   :class:`CertFacts`, :func:`certificate_facts`, :func:`read_certificate`;
 * probes (verification by TLS handshake): :class:`Target`, :func:`probe_host`, :func:`sni_for`,
   :data:`WILDCARDS`, :func:`served_certificate`, :func:`try_served_fingerprint`,
-  :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`.
+  :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`;
+* ACME (the optional ``acme_http01`` and ``tlsgate_dns_providers`` hooks): :func:`http01_path`
+  (the checked URL path of an answer), :func:`expect_http_answer` (wait until it is served),
+  :func:`undo_later` (the cleanup to return), :class:`DnsProviderType`.
 
 Importing this module stays cheap (every CLI call imports every plugin's entry module): the
 certificate, probe and Windows helpers load on first use.
@@ -140,9 +143,12 @@ if TYPE_CHECKING:
         to_der,
         to_pem,
     )
+    from .lifecycle.dns import DnsProviderType
+    from .lifecycle.http01 import http01_path, undo_later
     from .probe import (
         WILDCARDS,
         Target,
+        expect_http_answer,
         expect_served,
         node_as_served,
         probe_host,
@@ -209,10 +215,12 @@ _LAZY = {
     **dict.fromkeys(
         (
             "WILDCARDS", "Target", "expect_served", "node_as_served", "probe_host", "probe_many", "served_certificate",
-            "served_fingerprints", "sni_for", "try_served_fingerprint",
+            "served_fingerprints", "sni_for", "try_served_fingerprint", "expect_http_answer",
         ),
         "probe",
     ),
+    "DnsProviderType": "lifecycle.dns",
+    **dict.fromkeys(("http01_path", "undo_later"), "lifecycle.http01"),
     **dict.fromkeys(("POWERSHELL_PREFIX", "WindowsConnection"), "transports.windows"),
     # PowerShell templates of drivers that run their own (IIS): the scaffolding every template
     # shares and the one-line failure reason of a PowerShell command
@@ -250,6 +258,7 @@ __all__ = [
     "ConnectionType",
     "CredentialStoreType",
     "Credentials",
+    "DnsProviderType",
     "Edit",
     "Endpoint",
     "EndpointType",
@@ -277,8 +286,10 @@ __all__ = [
     "covers",
     "delegate",
     "dns_names",
+    "expect_http_answer",
     "expect_served",
     "fingerprint",
+    "http01_path",
     "impl",
     "install_policy",
     "key_kind",
@@ -310,5 +321,6 @@ __all__ = [
     "to_pem",
     "try_served_fingerprint",
     "uncovered_names",
+    "undo_later",
 ]
 

@@ -180,3 +180,32 @@ def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: floa
             raise OperationError(f"verification by TLS handshake failed: {detail}")
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def expect_http_answer(host: str, port: int, host_header: str, path: str, body: str, *,
+                       deadline: float = 20.0) -> None:
+    """Wait until ``GET http://host:port/path`` (Host: ``host_header``) answers 200 with exactly
+    ``body`` (an ACME http-01 answer after a reload); raise OperationError after ``deadline``."""
+    import http.client
+
+    end = time.monotonic() + deadline
+    last = "no answer"
+    delay = 0.05
+    while True:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        try:
+            conn.request("GET", path, headers={"Host": host_header, "User-Agent": "tlsgate"})
+            resp = conn.getresponse()
+            got = resp.read(4096).decode(errors="replace")
+            if resp.status == 200 and got.strip() == body:
+                return
+            last = f"HTTP {resp.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        if time.monotonic() > end:
+            raise OperationError(f"http://{host_header}:{port}{path} (at {host}) does not serve the answer "
+                                 f"after {deadline:.0f} s ({last})")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)

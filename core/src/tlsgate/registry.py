@@ -20,6 +20,7 @@ import pluggy
 
 from . import PLUGIN_API, hookspecs
 from .errors import PluginError, TlsgateError
+from .lifecycle.dns import DnsProviderType
 from .models import (
     ConnectionType,
     Credentials,
@@ -50,6 +51,7 @@ class PluginInfo:
     endpoint_types: tuple[str, ...] = ()
     connection_types: tuple[str, ...] = ()
     credential_stores: tuple[str, ...] = ()
+    dns_providers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -96,9 +98,11 @@ class Registry:
         self.endpoint_types: dict[str, EndpointType] = {}
         self.connection_types: dict[str, ConnectionType] = {}
         self.credential_stores: dict[str, CredentialStoreType] = {}
+        self.dns_providers: dict[str, DnsProviderType] = {}
         self._type_owner: dict[str, str] = {}
         self._conn_owner: dict[str, str] = {}
         self._store_owner: dict[str, str] = {}
+        self._dns_owner: dict[str, str] = {}
 
     # -- loading ------------------------------------------------------------------------------
     def load_entry_points(self) -> None:
@@ -144,10 +148,12 @@ class Registry:
         types = self._declared(obj, name, distribution, "tlsgate_endpoint_types", EndpointType)
         conns = self._declared(obj, name, distribution, "tlsgate_connection_types", ConnectionType)
         stores = self._declared(obj, name, distribution, "tlsgate_credential_stores", CredentialStoreType)
+        dns = self._declared(obj, name, distribution, "tlsgate_dns_providers", DnsProviderType)
         for what, items, table, owners in (
             ("endpoint type", types, self.endpoint_types, self._type_owner),
             ("connection type", conns, self.connection_types, self._conn_owner),
             ("credential store", stores, self.credential_stores, self._store_owner),
+            ("DNS provider kind", dns, self.dns_providers, self._dns_owner),
         ):
             for item in items:
                 if item.name in table:
@@ -167,6 +173,7 @@ class Registry:
             endpoint_types=tuple(t.name for t in types),
             connection_types=tuple(c.name for c in conns),
             credential_stores=tuple(s.name for s in stores),
+            dns_providers=tuple(d.name for d in dns),
         )
 
     def _declared(self, obj: Any, name: str, dist: str, hook: str, kind: type) -> list[Any]:
@@ -216,7 +223,8 @@ class Registry:
             ) from None
 
     def _caller(self, hook: str, owner: str) -> Callable[..., Any]:
-        declaring = {*self._type_owner.values(), *self._conn_owner.values(), *self._store_owner.values()}
+        declaring = {*self._type_owner.values(), *self._conn_owner.values(), *self._store_owner.values(),
+                     *self._dns_owner.values()}
         remove = [self._objects[n] for n in declaring if n != owner]
         return self.pm.subset_hook_caller(hook, remove_plugins=remove)
 
@@ -298,6 +306,35 @@ class Registry:
         return self._call(  # type: ignore[no-any-return]
             "run_script", owner, endpoint=endpoint, connection=connection, script=script, args=list(args)
         )
+
+    def acme_http01(
+        self, endpoint: Endpoint, connection: Connection, domain: str, token: str, key_authorization: str,
+        http_port: int,
+    ) -> Callable[[], None] | None:
+        """The endpoint type's http-01 answer (its cleanup), or None when the type has none."""
+        owner = self.owner_of_type(endpoint.type)
+        caller = self._caller("acme_http01", owner)
+        try:
+            return caller(endpoint=endpoint, connection=connection, domain=domain, token=token,  # type: ignore[no-any-return]
+                          key_authorization=key_authorization, http_port=http_port)
+        except TlsgateError:
+            raise
+        except Exception as exc:
+            info = self.plugins[owner]
+            raise PluginError(f"plugin {owner!r} ({info.distribution} {info.version}) failed in acme_http01: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+    def answers_http01(self, type_name: str) -> bool:
+        """Whether the plugin owning ``type_name`` implements :func:`hookspecs.acme_http01`."""
+        owner = self._objects.get(self.owner_of_type(type_name))
+        return callable(getattr(owner, "acme_http01", None))
+
+    def dns_provider(self, kind: str) -> DnsProviderType:
+        try:
+            return self.dns_providers[kind]
+        except KeyError:
+            known = ", ".join(sorted(self.dns_providers)) or "none"
+            raise PluginError(f"no installed plugin provides DNS provider kind {kind!r} (installed: {known})") from None
 
     def credential_store(self, kind: str) -> CredentialStoreType:
         try:

@@ -86,3 +86,23 @@ def test_failed_verification_over_ssh_restores_and_reloads(nginx_server, root_ss
             plugin.install(ep, conn, CertificateBundle.from_pem(new.cert_pem, new.key_pem), [], False)
     assert excinfo.value.rolled_back and site.snapshot() == before
     assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == site.certs["beta.test"].fingerprint
+
+
+def test_acme_http01_answer_over_ssh_and_removed_byte_for_byte(nginx_server, root_ssh: SshdServer) -> None:
+    import urllib.request
+
+    site, _server = nginx_server
+    ep = ssh_endpoint(root_ssh, site.config)
+    before = site.snapshot()
+    token, key_auth = "tok-EN_1", "tok-EN_1.thumbprint-xyz"
+    with ssh.connect_ssh(ep, Credentials(ssh_key_path=str(root_ssh.root_key.path))) as conn:
+        with pytest.raises(OperationError, match="no server block on 'nginx-ssh' serves it over plain HTTP on port"):
+            plugin.acme_http01(ep, conn, "alpha.test", token, key_auth, site.http_port)
+        assert site.snapshot() == before
+        cleanup = plugin.acme_http01(ep, conn, "plain.test", token, key_auth, site.http_port)
+        req = urllib.request.Request(f"http://127.0.0.1:{site.http_port}/.well-known/acme-challenge/{token}",
+                                     headers={"Host": "plain.test"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.read().decode() == key_auth
+        cleanup()
+    assert site.snapshot() == before

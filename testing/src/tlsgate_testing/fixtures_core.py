@@ -18,11 +18,21 @@ def test_ca() -> TestCA:
 
 
 @pytest.fixture
-def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh, private ``$TLSGATE_HOME`` (inventory, master key, known_hosts) for one test."""
+def tlsgate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inventory_backend: str,
+                 request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh, private ``$TLSGATE_HOME`` (inventory, master key, known_hosts) for one test.
+    With ``--inventory=postgresql`` (or ``both``) the inventory is a fresh PostgreSQL database
+    named by ``$TLSGATE_DATABASE_URL`` (see :mod:`tlsgate_testing.postgres`)."""
     home = tmp_path / "tlsgate-home"
     home.mkdir(mode=0o700)
     monkeypatch.setenv("TLSGATE_HOME", str(home))
+    if inventory_backend == "postgresql":
+        monkeypatch.setenv("TLSGATE_DATABASE_URL", request.getfixturevalue("postgres_database"))
+        # fleet jobs run in the test's process (no worker serves this database); the queue's
+        # own tests start workers
+        monkeypatch.setenv("TLSGATE_JOB_RUNNER", "inprocess")
+    else:
+        monkeypatch.delenv("TLSGATE_DATABASE_URL", raising=False)
     monkeypatch.delenv("TLSGATE_MASTER_KEY", raising=False)
     from tlsgate import registry
 

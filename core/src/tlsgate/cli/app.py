@@ -80,6 +80,8 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     cert = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Certificates in the inventory.")
     store = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Credential stores.")
     store_add = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Add a credential store.")
+    acme = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="ACME accounts (cert request / renew).")
+    dns = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="DNS providers for ACME dns-01.")
     job = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Fleet jobs: list, show, retry.")
     plugins = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Installed plugins.")
     app.add_typer(tls, name="tls")
@@ -88,8 +90,14 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     app.add_typer(cert, name="cert")
     app.add_typer(store, name="store")
     store.add_typer(store_add, name="add")
+    app.add_typer(acme, name="acme")
+    app.add_typer(dns, name="dns")
     app.add_typer(job, name="job")
     app.add_typer(plugins, name="plugins")
+    db = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="The inventory database: status, migrate, copy.")
+    app.add_typer(db, name="db")
+    gateway_group = typer.Typer(context_settings=CONTEXT, no_args_is_help=True, rich_markup_mode=None, help="Gateways (workers) of a shared inventory.")
+    app.add_typer(gateway_group, name="gateway")
 
     registry = get_registry()
     if not registry.endpoint_types:
@@ -108,7 +116,9 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
         for kind in sorted(registry.credential_stores):
             _add_store_command(store_add, kind)
 
+    from . import acme as acme_cmds
     from . import cert as cert_cmds
+    from . import dns as dns_cmds
     from . import job as job_cmds
     from . import misc
     from . import org as org_cmds
@@ -120,8 +130,16 @@ def build_app(args: list[str] | None = None) -> typer.Typer:
     cert_cmds.register(cert)
     cert_cmds.register_fleet(cert)
     store_cmds.register(store)
+    acme_cmds.register(acme)
+    dns_cmds.register(dns)
     job_cmds.register(job)
     misc.register(app, plugins)
+    from . import db as db_cmds
+
+    db_cmds.register(db)
+    from . import gateway as gateway_cmds
+
+    gateway_cmds.register(app, gateway_group)
     return app
 
 
@@ -144,6 +162,9 @@ def _add_type_command(add: typer.Typer, type_name: str) -> None:
         params.append(_param(name, help_text))
     for spec in type_specs + gw_specs:
         params.append(_param(spec.name, _spec_help(spec), metavar=spec.metavar))
+    if "zone" not in seen and "zone" not in {s.name for s in type_specs}:
+        params.append(_param("zone", "The network zone whose gateways reach this endpoint. Default: default.",
+                             metavar="<zone>"))
     params.append(inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt))
 
     def command(**kwargs: Any) -> None:
@@ -160,7 +181,8 @@ def _add_type_command(add: typer.Typer, type_name: str) -> None:
         for spec in gw_specs:
             value = kwargs.pop(spec.name)
             transport[spec.name] = read_secret(value, spec.flag) if spec.secret else value
-        endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options, **kwargs)
+        endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options,
+                                   zone=kwargs.pop("zone", None), **kwargs)
         if as_json:
             emit_json(gw.describe(gw.inventory.get_endpoint(endpoint.instance_id)))
         else:

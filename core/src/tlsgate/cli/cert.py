@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 
@@ -25,9 +25,11 @@ from .job import (
     DeptSel,
     EndpointSel,
     MaxFailOpt,
+    NoWaitOpt,
     OrgSel,
     ParallelOpt,
     TypeSel,
+    check_no_wait,
     run_and_report,
     selection,
 )
@@ -38,13 +40,15 @@ def register(cert: typer.Typer) -> None:
     @cert.command("list", context_settings=CONTEXT)
     def cert_list(json: JsonOpt = False) -> None:
         """List certificates the inventory knows (installed and discovered)."""
-        records = gateway().certificates()
+        gw = gateway()
+        records = gw.certificates()
+        states = {r.id: gw.lifecycle.rollout_state(r) for r in records}
         if json:
-            emit_json([r.to_json() for r in records])
+            emit_json([{**r.to_json(), "status": states[r.id]} for r in records])
             return
-        table(["ID", "Subject", "Not after", "Organization", "Department", "Source", "SHA-256"],
+        table(["ID", "Subject", "Not after", "Organization", "Department", "Source", "SHA-256", "Status"],
               [[r.id, r.subject, r.not_after, r.organization or "External", r.department, r.source,
-                r.fingerprint[:16] + "…"] for r in records])
+                r.fingerprint[:16] + "…", states[r.id]] for r in records])
 
     @cert.command("assign", context_settings=CONTEXT)
     def cert_assign(
@@ -60,6 +64,87 @@ def register(cert: typer.Typer) -> None:
         emit_json({"certificate_id": cert_id, "organization": org_name, "department": department}) if json else say(
             f"Certificate {cert_id} assigned to {org_name}" + (f" / {department}." if department else "."))
 
+    register_lifecycle(cert)
+
+
+def register_lifecycle(cert: typer.Typer) -> None:
+    """``cert request`` / ``renew`` / ``revoke`` (ACME, :mod:`tlsgate.lifecycle`)."""
+
+    @cert.command("request", context_settings=CONTEXT)
+    def cert_request(
+        acme: Annotated[Optional[str], typer.Option("--acme", help="The ACME account (see: tlsgate acme list).", metavar="NAME")] = None,  # noqa: UP045
+        domain: Annotated[Optional[list[str]], typer.Option("--domain", help="A name for the certificate (repeat for more; the first is the CN).", metavar="D")] = None,  # noqa: UP045
+        key_type: Annotated[str, typer.Option("--key_type", "--key-type", help="ec256, ec384, rsa2048, rsa3072 or rsa4096.", metavar="TYPE")] = "ec256",
+        challenge: Annotated[str, typer.Option("--challenge", help="http-01 (answered by --via ENDPOINT) or dns-01 (by --dns NAME).", metavar="TYPE")] = "http-01",
+        via: Annotated[Optional[str], typer.Option("--via", help="The nginx or apache endpoint that serves the names over plain HTTP.", metavar="ENDPOINT")] = None,  # noqa: UP045
+        http_port: Annotated[Optional[int], typer.Option("--http_port", "--http-port", help="The port the CA validates http-01 on. Default: 80.", metavar="P")] = None,  # noqa: UP045
+        dns: Annotated[Optional[str], typer.Option("--dns", help="The DNS provider for dns-01 (see: tlsgate dns list).", metavar="NAME")] = None,  # noqa: UP045
+        org_name: Annotated[Optional[str], typer.Option("--org", help="Assign the certificate to this organization.", metavar="O")] = None,  # noqa: UP045
+        department: Annotated[Optional[str], typer.Option("--department", help="... and department.", metavar="DEP")] = None,  # noqa: UP045
+        json: JsonOpt = False,
+    ) -> None:
+        """Order a certificate by ACME, prove control, record it (new ID, key sealed)."""
+        if not acme:
+            raise ValidationError("is required (see: tlsgate acme list)", option="--acme")
+        outcome = gateway().lifecycle.request(
+            acme, domain or [], key_type=key_type, challenge=challenge, via=via, http_port=http_port, dns=dns,
+            org=org_name, department=department)
+        if json:
+            emit_json(outcome.to_json())
+        else:
+            say(f"Certificate {outcome.certificate_id} issued for {', '.join(outcome.names)} "
+                f"(by {outcome.issuer}; expires {outcome.not_after}).")
+
+    @cert.command("renew", context_settings=CONTEXT)
+    def cert_renew(
+        days: Annotated[Optional[int], typer.Option("--days", help="Renew what ends within N days (default: each certificate's renewal window: ARI, else one third of its lifetime left).", metavar="N")] = None,  # noqa: UP045
+        cert_ids: Annotated[Optional[list[int]], typer.Option("--cert", help="Only this certificate ID (repeatable).", metavar="ID")] = None,  # noqa: UP045
+        deploy: Annotated[bool, typer.Option("--deploy", help="Finish pending rollouts, then deploy each renewed certificate to every node that served the old one.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Say what would be renewed; change nothing.")] = False,
+        json: JsonOpt = False,
+    ) -> None:
+        """Renew due ACME certificates (idempotent; exit 1 when anything failed)."""
+        report = gateway().lifecycle.renew(days=days, cert_ids=cert_ids or [], deploy=deploy, dry_run=dry_run)
+        if json:
+            emit_json(report.to_json())
+        else:
+            _print_renewal(report)
+        if not report.ok:
+            raise typer.Exit(1)
+
+    @cert.command("revoke", context_settings=CONTEXT)
+    def cert_revoke(
+        cert_id: Annotated[int, typer.Argument(help="Certificate ID.", metavar="ID")],
+        reason: Annotated[str, typer.Option("--reason", help="unspecified, keyCompromise, affiliationChanged, superseded or cessationOfOperation.", metavar="R")] = "unspecified",
+        json: JsonOpt = False,
+    ) -> None:
+        """Revoke an ACME certificate through the account that issued it."""
+        result = gateway().lifecycle.revoke(cert_id, reason)
+        emit_json(result) if json else say(f"Certificate {cert_id} revoked ({reason}).")
+
+
+def _print_renewal(report: object) -> None:
+    from ..lifecycle.service import RenewReport
+
+    report = cast(RenewReport, report)
+    for r in report.rollouts:
+        for e in r["endpoints"]:
+            say(f"rollout {r['old_certificate_id']} -> {r['new_certificate_id']} on {e['endpoint']}: {e['action']}"
+                + (f": {e['reason']}" if e.get("reason") else ""))
+    if not report.items:
+        say("No ACME certificates to renew.")
+    for i in report.items:
+        names = ", ".join(i.names)
+        if i.action == "not due":
+            say(f"{i.certificate_id} ({names}): not due (renew at {i.renew_at}, {i.window})")
+        elif i.action == "renewed":
+            say(f"{i.certificate_id} ({names}): renewed as {i.new_certificate_id}")
+        elif i.action == "would renew":
+            say(f"{i.certificate_id} ({names}): would renew (due {i.renew_at}, {i.window})")
+        else:
+            say(f"{i.certificate_id} ({names}): {i.action}: {i.reason}")
+        for e in i.deploy:
+            say(f"  deploy to {e['endpoint']}: {e['action']}" + (f": {e['reason']}" if e.get("reason") else ""))
 
 def register_fleet(cert: typer.Typer) -> None:
     """cert deploy / expiring / show."""
@@ -86,6 +171,7 @@ def register_fleet(cert: typer.Typer) -> None:
         parallel: ParallelOpt = 8,
         canary: CanaryOpt = 0,
         max_failures: MaxFailOpt = None,
+        no_wait: NoWaitOpt = False,
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print every endpoint's plan; change nothing.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before touching more than 10 endpoints.")] = False,
         json: JsonOpt = False,
@@ -102,6 +188,7 @@ def register_fleet(cert: typer.Typer) -> None:
         if cert_id is None and not files:
             raise ValidationError("is required: a certificate ID, or --cert/--key, or --pfx", option="--cert")
         gw = gateway()
+        check_no_wait(gw, no_wait)
         bundle = read_pem_inputs(cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
@@ -147,8 +234,10 @@ def register_fleet(cert: typer.Typer) -> None:
                                                           "replaces": old, "selection": {
                                                               k: v for k, v in {"endpoint": endpoints, "type": types,
                                                                                 "org": org_name, "department": department,
-                                                                                "all": all_, "replaces": replaces}.items() if v}})
-        run_and_report(gw, job_id, as_json=json, parallel=parallel, canary=canary, max_failures=max_failures)
+                                                                                "all": all_, "replaces": replaces}.items() if v}},
+                                  canary=canary, max_failures=max_failures)
+        run_and_report(gw, job_id, as_json=json, parallel=parallel, canary=canary, max_failures=max_failures,
+                       no_wait=no_wait)
 
     @cert.command("expiring", context_settings=CONTEXT)
     def cert_expiring(
@@ -169,12 +258,14 @@ def register_fleet(cert: typer.Typer) -> None:
             if not rec.not_after:
                 continue
             end = dt.datetime.fromisoformat(rec.not_after)
-            if end <= limit:
+            # a renewed certificate some node still serves is listed whatever its end date
+            if end <= limit or (rec.superseded_by is not None and gw.serving_nodes(rec.fingerprint)):
                 found.append((end, rec))
         found.sort(key=lambda x: x[0])
         out = []
         for end, rec in found:
             out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
+                        "status": gw.lifecycle.rollout_state(rec),
                         "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in gw.serving_nodes(rec.fingerprint)]})
         if json:
             emit_json(out)
@@ -184,8 +275,8 @@ def register_fleet(cert: typer.Typer) -> None:
             nodes = c["nodes"] or [{"endpoint": "", "name": "(not served)", "port": ""}]
             for n in nodes:
                 rows.append([c["id"], c["subject"], c["not_after"][:19], "EXPIRED" if c["expired"] else c["days_left"],
-                             n["endpoint"], n["name"], n["port"] or ""])
-        table(["ID", "Subject", "Not after", "Days left", "Endpoint", "Node", "Port"], rows)
+                             n["endpoint"], n["name"], n["port"] or "", c["status"]])
+        table(["ID", "Subject", "Not after", "Days left", "Endpoint", "Node", "Port", "Status"], rows)
         if not out:
             say(f"No certificate ends within {days} day(s).")
 
@@ -205,7 +296,7 @@ def register_fleet(cert: typer.Typer) -> None:
         cert_obj = x509.load_pem_x509_certificate(pem.encode())
         data = {**rec.to_json(), "serial": format(cert_obj.serial_number, "x"),
                 "sha1": cert_obj.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - shown, as browsers do
-                "key_held": gw.inventory.has_key(rec.id),
+                "key_held": gw.inventory.has_key(rec.id), "status": gw.lifecycle.rollout_state(rec),
                 "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port", "state")} for n in gw.serving_nodes(rec.fingerprint)]}
         if json:
             emit_json(data)
@@ -217,6 +308,8 @@ def register_fleet(cert: typer.Typer) -> None:
             say(f"{label:<14}{clean(data[key] if data[key] is not None else '-')}")
         say(f"{'SANs':<14}{clean(', '.join(data['names'])) or '-'}")
         say(f"{'Key held':<14}{'yes (deployable by ID)' if data['key_held'] else 'no'}")
+        if data["status"]:
+            say(f"{'Status':<14}{clean(data['status'])}")
         if data["nodes"]:
             table(["Endpoint", "Type", "Node", "Port", "State"],
                   [[n["endpoint"], n["type"], n["name"], n["port"] or "", n["state"]] for n in data["nodes"]])

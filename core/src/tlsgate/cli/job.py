@@ -29,6 +29,17 @@ ParallelOpt = Annotated[int, typer.Option("--parallel", help="Endpoints run at o
 MaxFailOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
     "--max_failures", "--max-failures", help="After this many failures no new endpoint starts (the rest: skipped).")]
 CanaryOpt = Annotated[int, typer.Option("--canary", help="These many endpoints must succeed before the rest start.")]
+NoWaitOpt = Annotated[bool, typer.Option(
+    "--no_wait", "--no-wait", help="PostgreSQL inventory: queue the job for the workers and print its ID at once.")]
+
+
+def check_no_wait(gw: Gateway, no_wait: bool) -> None:
+    """``--no-wait`` needs workers to run the job (a PostgreSQL inventory)."""
+    from ..fleet import queued
+
+    if no_wait and not queued(gw):
+        raise ValidationError("needs a PostgreSQL inventory whose workers run the job (TLSGATE_DATABASE_URL); "
+                              "with SQLite the job runs in this process", option="--no_wait")
 
 
 def selection(endpoint: list[str] | None, types: list[str] | None, org: str | None, department: str | None,
@@ -41,10 +52,24 @@ def selection(endpoint: list[str] | None, types: list[str] | None, org: str | No
 
 
 def run_and_report(gw: Gateway, job_id: int, *, as_json: bool, parallel: int = 8, canary: int = 0,
-                   max_failures: int | None = None, retry: bool = False) -> None:
+                   max_failures: int | None = None, retry: bool = False, no_wait: bool = False) -> None:
     """Run (or retry) a job with a progress bar on a TTY, print the result, exit 1 unless every
-    endpoint ended changed/unchanged."""
+    endpoint ended changed/unchanged. ``no_wait`` (queued jobs): print the job ID and return."""
     from .. import fleet
+
+    if no_wait:
+        check_no_wait(gw, no_wait)
+        if retry:
+            from .. import jobs, queue
+
+            job = jobs.get(gw.inventory, job_id)
+            ids = [i.id for i in job.items if i.state in jobs.RETRYABLE]
+            queue.submit(gw, job_id, ids, max_failures=max_failures)
+        if as_json:
+            emit_json({"job": job_id, "state": "queued"})
+        else:
+            say(f"Job {job_id} queued. Follow it with: tlsgate job show {job_id}")
+        return
 
     show_bar = sys.stdout.isatty() and not as_json
     progress = None
@@ -135,6 +160,7 @@ def register(job: typer.Typer) -> None:
     def job_retry(
         job_id: Annotated[int, typer.Argument(help="Job ID.", metavar="ID")],
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         max_failures: MaxFailOpt = None,
         json: JsonOpt = False,
     ) -> None:
@@ -143,4 +169,5 @@ def register(job: typer.Typer) -> None:
         j = gw.job(job_id)
         if j.state == "running":
             raise ValidationError(f"job {job_id} is still running; wait for it (or for its runner to stop)")
-        run_and_report(gw, job_id, as_json=json, parallel=parallel, max_failures=max_failures, retry=True)
+        run_and_report(gw, job_id, as_json=json, parallel=parallel, max_failures=max_failures, retry=True,
+                       no_wait=no_wait)

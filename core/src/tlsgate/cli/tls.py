@@ -24,7 +24,18 @@ from .common import (
     gateway,
     read_pem_inputs,
 )
-from .job import AllSel, DeptSel, EndpointSel, OrgSel, ParallelOpt, TypeSel, run_and_report, selection
+from .job import (
+    AllSel,
+    DeptSel,
+    EndpointSel,
+    NoWaitOpt,
+    OrgSel,
+    ParallelOpt,
+    TypeSel,
+    check_no_wait,
+    run_and_report,
+    selection,
+)
 from .output import clean, emit_json, say, table, warn
 
 OptRef = Annotated[Optional[str], typer.Argument(  # noqa: UP045
@@ -97,6 +108,7 @@ def register(tls: typer.Typer) -> None:
         department: DeptSel = None,
         all_: AllSel = False,
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Discover the nodes of one endpoint (ENDPOINT) or of the selected ones (a job), and the
@@ -117,7 +129,7 @@ def register(tls: typer.Typer) -> None:
                 f"See them with: tlsgate tls nodes {clean(stored.name)}")
             return
         _fan_out(gw, "discover", selection(endpoints, types, org_name, department, all_, positional=endpoint),
-                 parallel, json)
+                 parallel, json, no_wait)
 
     @tls.command("nodes", context_settings=CONTEXT)
     def tls_nodes(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -182,6 +194,7 @@ def register(tls: typer.Typer) -> None:
         department: DeptSel = None,
         all_: AllSel = False,
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Restart / reload one endpoint (ENDPOINT) or the selected ones (a job) so that installed
@@ -195,7 +208,7 @@ def register(tls: typer.Typer) -> None:
                 say(result.message or ("Restarted." if result.restarted else "Nothing to restart."))
             return
         _fan_out(gw, "restart", selection(endpoints, types, org_name, department, all_, positional=endpoint),
-                 parallel, json)
+                 parallel, json, no_wait)
 
     @tls.command("verify", context_settings=CONTEXT)
     def tls_verify(
@@ -206,6 +219,7 @@ def register(tls: typer.Typer) -> None:
         department: DeptSel = None,
         all_: AllSel = False,
         parallel: ParallelOpt = 8,
+        no_wait: NoWaitOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Handshake every TLS node (with SNI), re-read keystore entries, and compare what is
@@ -213,7 +227,7 @@ def register(tls: typer.Typer) -> None:
         not-after, and ok / mismatch / unreachable. Exit 1 unless every node is ok."""
         gw = gateway()
         _fan_out(gw, "verify", selection(endpoints, types, org_name, department, all_, positional=endpoint),
-                 parallel, json)
+                 parallel, json, no_wait)
 
     @tls.command("test", context_settings=CONTEXT)
     def tls_test(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -279,12 +293,13 @@ def _names_with_addresses(names: Sequence[str], after: Sequence[Node], fp: str) 
     return out
 
 
-def _fan_out(gw, kind: str, sel, parallel: int, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _fan_out(gw, kind: str, sel, parallel: int, as_json: bool, no_wait: bool = False) -> None:  # type: ignore[no-untyped-def]
     from .. import fleet
 
+    check_no_wait(gw, no_wait)
     chosen = fleet.select(gw, sel)
     job_id = fleet.create_job(gw, kind, chosen, {"selection": _sel_json(sel)})
-    run_and_report(gw, job_id, as_json=as_json, parallel=parallel)
+    run_and_report(gw, job_id, as_json=as_json, parallel=parallel, no_wait=no_wait)
 
 
 def _sel_json(sel) -> dict:  # type: ignore[no-untyped-def, type-arg]

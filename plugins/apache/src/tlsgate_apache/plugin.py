@@ -95,3 +95,7 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
 
     done = restart_apache(endpoint, connection)
     return RestartResult(restarted=True, message=f"apachectl -t passed; {done}")
+
+#: A temporary exact-match AliasMatch in every vhost serving the domain over plain HTTP on the
+#: CA's port; returns the cleanup that restores every file and restarts gracefully.
+acme_http01 = delegate("acme_http01", "tlsgate_apache.http01:answer_http01")

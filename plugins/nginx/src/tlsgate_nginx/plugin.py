@@ -88,3 +88,7 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
     config = load(connection, endpoint.options.nginx_config_path)
     done = restart_nginx(connection, config)
     return RestartResult(restarted=True, message=f"nginx -t passed; reloaded ({done})")
+
+#: A temporary exact-match location in every server block serving the domain over plain HTTP on
+#: the CA's port; returns the cleanup that restores every file and reloads.
+acme_http01 = delegate("acme_http01", "tlsgate_nginx.http01:answer_http01")

@@ -1,0 +1,232 @@
+"""Benchmark: the PostgreSQL job queue (issue 13). One command:
+
+    .venv/bin/python benchmarks/job_queue.py                       # both parts
+    .venv/bin/python benchmarks/job_queue.py --only overhead --tasks 500
+    .venv/bin/python benchmarks/job_queue.py --only deploy --endpoints 200
+
+A private PostgreSQL cluster (initdb + pg_ctl, 127.0.0.1, a free port) is started here.
+
+1. ``overhead``: 500 no-op tasks (``tlsgate.noop``, one per endpoint item) deferred in one
+   transaction into a zone's queue and run by 4 ``tlsgate worker`` processes (concurrency 1),
+   against the same 500 calls in this process on 4 threads. Per-task overhead = (queue wall -
+   in-process wall) x 4 workers / 500 tasks: the time a worker spends per task on the queue
+   (fetch with SKIP LOCKED, status updates, deletion) (target <= 5 ms). Workers are started and
+   registered before the clock starts.
+2. ``deploy``: one certificate to 200 p12 endpoints over a real loopback sshd as a
+   ``cert deploy`` job: 2 ``tlsgate worker`` processes x ``--concurrency 8`` on a PostgreSQL
+   inventory, against ``fleet.run_job(parallel=16)`` in one process on a SQLite inventory (the
+   single-gateway default). Reports both walls and the ratio queue / in-process.
+
+Needs root for part 2 (the sshd fixture's test account).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+PW = "changeit"
+
+
+def _cluster(base: Path) -> Any:
+    from tlsgate_testing.postgres import PostgresCluster
+
+    cluster = PostgresCluster(base)
+    cluster.init()
+    cluster.start()
+    cluster.make_template()
+    return cluster
+
+
+def _env(url: str, home: Path, key: str) -> dict[str, str]:
+    return {**os.environ, "TLSGATE_DATABASE_URL": url, "TLSGATE_HOME": str(home), "TLSGATE_MASTER_KEY": key,
+            "TLSGATE_WORKER_HEARTBEAT": "1", "TLSGATE_JOB_RUNNER": "queue", "TLSGATE_LOG_LEVEL": "WARNING"}
+
+
+def _workers(env: dict[str, str], base: Path, zone: str, count: int, concurrency: int) -> list[subprocess.Popen]:  # type: ignore[type-arg]
+    procs = []
+    for i in range(count):
+        log = open(base / f"worker-{i}.log", "wb")
+        procs.append(subprocess.Popen([sys.executable, "-m", "tlsgate", "worker", "--zone", zone, "--gateway",
+                                       f"bench-{i}", "--concurrency", str(concurrency)], env=env, stdout=log,
+                                      stderr=subprocess.STDOUT))
+    return procs
+
+
+def _wait_registered(url: str, count: int) -> None:
+    from tlsgate.inventory import Inventory
+    from tlsgate.queue import gateways
+
+    inv = Inventory(url=url)
+    try:
+        end = time.monotonic() + 120
+        while sum(1 for g in gateways(inv) if g["alive"]) < count:
+            if time.monotonic() > end:
+                raise TimeoutError("workers did not register")
+            time.sleep(0.2)
+        time.sleep(1.5)  # their procrastinate workers are listening too
+    finally:
+        inv.close()
+
+
+def _cpu(procs: list[subprocess.Popen]) -> float:  # type: ignore[type-arg]
+    """CPU seconds (user + system) the processes used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in procs:
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:  # type: ignore[type-arg]
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(60)
+
+
+def bench_overhead(tasks: int, workers: int = 4) -> dict[str, float]:
+    from cryptography.fernet import Fernet
+    from tlsgate import queue
+    from tlsgate.inventory import Inventory
+
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-bench-queue-"))
+    cluster = _cluster(base)
+    try:
+        url = cluster.new_database()
+        (base / "home").mkdir(mode=0o700)
+        env = _env(url, base / "home", Fernet.generate_key().decode())
+        procs = _workers(env, base, "bench", workers, 1)
+        try:
+            _wait_registered(url, workers)
+            inv = Inventory(url=url)
+            cpu0 = _cpu(procs)
+            t = time.perf_counter()
+            with inv.write() as db:
+                queue.defer_items(db, [(0, i, "bench") for i in range(tasks)], task=queue.TASK_NOOP)
+            while inv.db.execute("SELECT COUNT(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()[0]:
+                time.sleep(0.01)
+            queued = time.perf_counter() - t
+            worker_cpu = _cpu(procs) - cpu0
+            inv.close()
+        finally:
+            _stop(procs)
+        t = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda i: queue._noop_task(0, i), range(tasks)))
+        local = time.perf_counter() - t
+    finally:
+        cluster.stop("immediate")
+    return {"tasks": tasks, "workers": workers, "queue_s": queued, "inprocess_s": local,
+            "overhead_ms_per_task": (queued - local) * workers / tasks * 1000,
+            "worker_cpu_ms_per_task": worker_cpu / tasks * 1000}
+
+
+def bench_deploy(n: int) -> dict[str, float]:
+    from cryptography.fernet import Fernet
+    from tlsgate import CertificateBundle, fleet
+    from tlsgate.api import Gateway
+    from tlsgate.inventory import Inventory
+    from tlsgate_testing.certs import TestCA
+    from tlsgate_testing.sshd import start_sshd, stop_sshd
+
+    ca = TestCA()
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-bench-qdeploy-"))
+    server = start_sshd(base / "sshd")
+    cluster = _cluster(Path(tempfile.mkdtemp(prefix="tlsgate-bench-pg-")))
+    key = Fernet.generate_key().decode()
+    out: dict[str, float] = {"endpoints": n}
+    saved = {k: os.environ.get(k) for k in ("TLSGATE_HOME", "HOME", "TLSGATE_MASTER_KEY", "TLSGATE_DATABASE_URL",
+                                            "TLSGATE_JOB_RUNNER")}
+    try:
+        home = base / "home"
+        home.mkdir(mode=0o700)
+        os.environ.update({"TLSGATE_HOME": str(home), "HOME": str(base), "TLSGATE_MASTER_KEY": key})
+        os.environ.pop("TLSGATE_DATABASE_URL", None)
+        old = ca.issue("bench.test")
+
+        def populate(gw: Gateway, tag: str) -> list[Any]:
+            gw.add_org("Bench")
+            for i in range(n):
+                p = base / f"{tag}{i:03d}.p12"
+                p.write_bytes(old.pfx(PW))
+                gw.add_endpoint("p12", name=f"{tag}-{i:03d}", connection_type="ssh", host=server.host,
+                                port=server.port, user="root", ssh_key_path=str(server.root_key.path),
+                                options={"path": str(p), "store_password": PW}, zone="bench")
+                gw.delegate(f"{tag}-{i:03d}", "Bench")
+                if i == 0:
+                    gw.trust_host_key(f"{tag}-000", gw.host_key(f"{tag}-000")[2])
+            return fleet.select(gw, fleet.Selection(all=True))
+
+        def bundle() -> CertificateBundle:
+            issued = ca.issue("bench.test")
+            return CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
+
+        # in-process, SQLite, --parallel 16
+        gw = Gateway()
+        endpoints = populate(gw, "l")
+        cid = gw.record_certificate_with_key(bundle(), source="bench")
+        job_id = fleet.create_job(gw, "deploy", endpoints, {"certificate_id": cid})
+        t = time.perf_counter()
+        job = fleet.run_job(gw, job_id, parallel=16)
+        out["inprocess_s"] = time.perf_counter() - t
+        assert job.ok, [(i.endpoint, i.reason) for i in job.items if i.state != "changed"][:3]
+        gw.close()
+
+        # the queue: PostgreSQL, 2 workers x 8
+        url = cluster.new_database()
+        os.environ["TLSGATE_DATABASE_URL"] = url
+        os.environ["TLSGATE_JOB_RUNNER"] = "queue"
+        gw = Gateway(inventory=Inventory(url=url))
+        endpoints = populate(gw, "q")
+        procs = _workers(_env(url, home, key), base, "bench", 2, 8)
+        try:
+            _wait_registered(url, 2)
+            cid = gw.record_certificate_with_key(bundle(), source="bench")
+            t = time.perf_counter()
+            job_id = fleet.create_job(gw, "deploy", endpoints, {"certificate_id": cid})
+            job = fleet.run_job(gw, job_id)
+            out["queue_s"] = time.perf_counter() - t
+            assert job.ok, [(i.endpoint, i.reason) for i in job.items if i.state != "changed"][:3]
+        finally:
+            _stop(procs)
+            gw.close()
+        out["ratio_queue_over_inprocess"] = out["queue_s"] / out["inprocess_s"]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop_sshd(server)
+        cluster.stop("immediate")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=("overhead", "deploy"))
+    ap.add_argument("--tasks", type=int, default=500)
+    ap.add_argument("--endpoints", type=int, default=200)
+    args = ap.parse_args()
+    if args.only in (None, "overhead"):
+        r = bench_overhead(args.tasks)
+        print(f"overhead: {r['tasks']} no-op tasks, {r['workers']} workers: queue {r['queue_s']:.2f} s, "
+              f"in-process {r['inprocess_s']:.4f} s -> {r['overhead_ms_per_task']:.2f} ms per task of a worker's time "
+              f"(target <= 5); worker CPU {r['worker_cpu_ms_per_task']:.2f} ms per task")
+    if args.only in (None, "deploy"):
+        r = bench_deploy(args.endpoints)
+        print(f"deploy: {r['endpoints']} p12 endpoints over ssh: queue (2 workers x 8) {r['queue_s']:.1f} s, "
+              f"in-process --parallel 16 {r['inprocess_s']:.1f} s -> ratio {r['ratio_queue_over_inprocess']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""The inventory's two engines: placeholder translation (hypothesis), ``tlsgate db status |
+migrate | copy`` through the CLI, and a SQLite inventory moved into a real PostgreSQL database
+with its endpoints, nodes, certificates, audit log and sealed secrets unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tlsgate.database import redact_url, translate
+
+SECRET = "S3cr3t-moved-to-postgres"
+
+
+def tg(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **(env or {})}
+    full = {k: v for k, v in full.items() if v is not None}
+    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
+                          env=full, timeout=120)
+
+
+def ok(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    res = tg(*args, **kw)  # type: ignore[arg-type]
+    assert res.returncode == 0, f"{args}: {res.stderr}"
+    return res
+
+
+# -- translation ---------------------------------------------------------------------------------
+_plain = st.text(alphabet=st.characters(blacklist_characters="'\"-%?", blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.tuples(_plain, st.sampled_from(["?", "%", "'a?%b'", '"c?"', ""])), max_size=8))
+def test_translate_marks_only_placeholders_outside_quotes(parts: list[tuple[str, str]]) -> None:
+    sql = "".join(a + b for a, b in parts)
+    out = translate(sql)
+    # undoing the translation gives the input back: nothing else changed
+    assert out.replace("%s", "?").replace("%%", "%") == sql
+    outside = "".join(a + b for a, b in parts if not b.startswith(("'", '"')))
+    assert out.count("%s") == outside.count("?")
+    # literals keep their question marks (psycopg sees no placeholder there)
+    for _, b in parts:
+        if b.startswith(("'", '"')):
+            assert b.replace("%", "%%") in out
+
+
+def test_translate_insert_or_ignore() -> None:
+    assert translate("INSERT OR IGNORE INTO t(a) VALUES (?)") == "INSERT INTO t(a) VALUES (%s) ON CONFLICT DO NOTHING"
+
+
+@given(user=st.text(alphabet="abcdefgh", min_size=1, max_size=8), password=st.text(
+    alphabet=st.characters(blacklist_characters="@/", blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20))
+def test_redact_url_hides_the_password(user: str, password: str) -> None:
+    url = f"postgresql://{user}:{password}@127.0.0.1:5432/db"
+    shown = redact_url(url)
+    assert shown == f"postgresql://{user}:****@127.0.0.1:5432/db"
+
+
+# -- db status / migrate on either engine ----------------------------------------------------
+def test_db_status_and_migrate(tlsgate_home: Path, inventory_backend: str) -> None:
+    ok("org", "add", "Acme")
+    status = json.loads(ok("db", "status", "--json").stdout)
+    assert status["engine"] == inventory_backend
+    assert status["schema_version"] == status["latest_schema_version"] >= 2
+    assert status["tables"]["organizations"] == 1 and status["tables"]["audit"] == 1
+    assert ("queue" in status) == (inventory_backend == "postgresql")
+    migrated = json.loads(ok("db", "migrate", "--json").stdout)
+    assert migrated["from"] == migrated["to"] == status["schema_version"]
+    assert "nothing to do" in ok("db", "migrate").stdout
+
+
+def test_bad_database_url_is_exit_2(tlsgate_home: Path) -> None:
+    res = tg("tls", "list", env={"TLSGATE_DATABASE_URL": "mysql://x"})
+    assert res.returncode == 2 and res.stderr.startswith("error: TLSGATE_DATABASE_URL must be a postgresql:// URL")
+    res = tg("db", "copy", "--to", "sqlite:///x")
+    assert res.returncode == 2 and "--to: must be a postgresql:// URL" in res.stderr
+
+
+def test_unreachable_postgres_fails_with_reason(tlsgate_home: Path) -> None:
+    from tlsgate_testing.fixtures_core import free_port
+
+    url = f"postgresql://nobody:pw-not-shown@127.0.0.1:{free_port()}/none"
+    res = tg("tls", "list", env={"TLSGATE_DATABASE_URL": url})
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: inventory database: cannot connect to postgresql://nobody:****@127.0.0.1")
+    assert "pw-not-shown" not in res.stderr and "Traceback" not in res.stderr
+
+
+# -- db copy: SQLite -> PostgreSQL ----------------------------------------------------------------
+def test_copy_sqlite_inventory_into_postgres(tmp_path: Path, postgres_database: str, test_ca,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("TLSGATE_HOME", str(home))
+    monkeypatch.delenv("TLSGATE_DATABASE_URL", raising=False)
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    issued = test_ca.issue("svc.example.org")
+    crt, key, chain = issued.write(tmp_path / "in", "svc")
+    ok("org", "add", "Acme")
+    ok("tls", "add", "certdir", "--name", "web", "--connection_type", "local", "--dir", str(folder))
+    ok("tls", "add", "certdir", "--name", "remote", "--connection_type", "ssh", "--host", "127.0.0.1",
+       "--user", "u", "--password", "-", "--dir", "/srv", stdin=SECRET + "\n")
+    ok("tls", "delegate", "web", "--org", "Acme")
+    ok("tls", "install", "web", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--alias", "svc")
+    ok("tls", "discover", "web")
+    ok("store", "add", "local", "--name", "gw")
+    ok("store", "put", "gw", "--store_cred_id", "db", "--user", "u", "--password", "-", stdin=SECRET + "\n")
+    views = ["tls list", "tls show remote", "tls nodes web", "cert list", "log", "store list", "org list"]
+    before = {v: json.loads(ok(*v.split(), "--json").stdout) for v in views}
+
+    res = ok("db", "copy", "--to", postgres_database, "--json")
+    copied = json.loads(res.stdout)["rows"]
+    assert copied["endpoints"] == 2 and copied["audit"] == len(before["log"]) and copied["certificates"] >= 1
+
+    pg = {"TLSGATE_DATABASE_URL": postgres_database}
+    after = {v: json.loads(ok(*v.split(), "--json", env=pg).stdout) for v in views}
+    for v in views:
+        if v != "log":
+            assert after[v] == before[v], v
+    # the audit log arrived whole and in order (IDs kept), followed by the copy's own entry
+    assert after["log"][:-1] == before["log"]
+    assert after["log"][-1]["action"] == "db copy"
+    # the secrets were moved sealed: not in clear in the database, still readable with the key
+    from tlsgate.inventory import Inventory
+    from tlsgate_testing.postgres import database_text
+
+    assert SECRET not in database_text(postgres_database)
+    inv = Inventory(url=postgres_database)
+    assert inv.get_store_secret("gw", "db")["password"] == SECRET
+    assert inv.get_endpoint("remote").connection["password"].reveal() == SECRET
+    # new rows continue after the copied IDs
+    ok("org", "add", "Beta", env=pg)
+    assert [o["name"] for o in json.loads(ok("org", "list", "--json", env=pg).stdout)] == ["Acme", "Beta"]
+    inv.close()
+    # a second copy into the same database is refused, nothing changed
+    res = tg("db", "copy", "--to", postgres_database)
+    assert res.returncode == 2 and "already holds an inventory" in res.stderr
+    assert len(json.loads(ok("tls", "list", "--json", env=pg).stdout)) == 2
+
+
+# -- zones ---------------------------------------------------------------------------------------
+@given(zone=st.text(max_size=70))
+def test_zone_names_are_validated(zone: str) -> None:
+    import re
+
+    from tlsgate.errors import ValidationError
+    from tlsgate.queue import validate_zone, zone_queue
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", zone):
+        assert validate_zone(zone) == zone and zone_queue(zone) == f"zone:{zone}"
+    else:
+        with pytest.raises(ValidationError, match="--zone: a zone is 1 to 63"):
+            validate_zone(zone)
+
+
+def test_zone_on_add_show_and_audit_gateway(tlsgate_home: Path, tmp_path: Path) -> None:
+    ok("tls", "add", "certdir", "--name", "z1", "--connection_type", "local", "--dir", str(tmp_path), "--zone", "dmz")
+    ok("tls", "add", "certdir", "--name", "z2", "--connection_type", "local", "--dir", str(tmp_path))
+    shown = {e["name"]: e["zone"] for e in json.loads(ok("tls", "list", "--json").stdout)}
+    assert shown == {"z1": "dmz", "z2": "default"}
+    res = tg("tls", "add", "certdir", "--name", "z3", "--connection_type", "local", "--dir", str(tmp_path),
+             "--zone", "no spaces")
+    assert res.returncode == 2 and res.stderr.startswith("error: --zone: a zone is 1 to 63")
+    log = json.loads(ok("log", "--json", env={"TLSGATE_GATEWAY": "gw-test"}).stdout)
+    assert log and all("gateway" in e for e in log)
+    ok("org", "add", "Z", env={"TLSGATE_GATEWAY": "gw-test"})
+    assert json.loads(ok("log", "--json").stdout)[-1]["gateway"] == "gw-test"

@@ -1,0 +1,223 @@
+"""Gateways and zones on a real PostgreSQL (the session's private cluster): ``tlsgate worker``
+processes in two zones run a ``cert deploy --all`` each endpoint exactly once on a worker of its
+own zone; a worker killed (kill -9) mid-install is replaced by the other worker of its zone; a
+PostgreSQL restart mid-job is survived; 200 jobs from 4 CLI processes at once each run once."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _setup(estate, zones: dict[str, list[str]]) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    estate.ok("org", "add", "Acme")
+    paths = {}
+    for zone, names in zones.items():
+        for name in names:
+            paths[name] = estate.add_p12(name, zone)
+            estate.ok("tls", "delegate", name, "--org", "Acme")
+    return paths
+
+
+def _deploy_files(estate, cn: str = "new.example"):  # type: ignore[no-untyped-def]
+    issued = estate.ca.issue(cn)
+    crt, key, chain = issued.write(estate.tmp / "new", "new")
+    return issued, ["--cert", str(crt), "--key", str(key), "--chain", str(chain)]
+
+
+def _installs(estate, endpoint: str) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    return [e for e in estate.json("log") if e["action"] == "tls install" and e["endpoint"] == endpoint]
+
+
+def test_deploy_all_runs_each_endpoint_once_on_its_zone(estate) -> None:  # type: ignore[no-untyped-def]
+    zones = {"dmz": ["dmz-1", "dmz-2"], "pci": ["pci-1", "pci-2"]}
+    _setup(estate, zones)
+    estate.start_worker("gw-dmz", "dmz")
+    estate.start_worker("gw-pci", "pci")
+    estate.wait_gateways("gw-dmz", "gw-pci")
+    listed = {g["name"]: g for g in estate.json("gateway", "list")}
+    assert listed["gw-dmz"]["zones"] == ["dmz"] and listed["gw-pci"]["zones"] == ["pci"]
+    assert any(p.startswith("keystores ") for p in listed["gw-dmz"]["plugins"])
+
+    issued, files = _deploy_files(estate)
+    job = estate.json("cert", "deploy", "--all", *files, "--yes")
+    assert job["state"] == "done", job
+    home = {name: f"gw-{zone}" for zone, names in zones.items() for name in names}
+    assert sorted(i["endpoint"] for i in job["items"]) == sorted(home)
+    for item in job["items"]:
+        assert item["state"] == "changed" and item["attempts"] == 1, item
+        assert item["gateway"] == home[item["endpoint"]], item
+        assert item["after"] == issued.fingerprint
+    # the audit log: one successful install per endpoint, by the gateway of its zone
+    for name, gw in home.items():
+        installs = _installs(estate, name)
+        assert [(e["result"], e["gateway"]) for e in installs] == [("ok", gw)]
+    # the inventory's nodes show the new certificate everywhere
+    for name in home:
+        nodes = estate.json("tls", "nodes", name)
+        assert issued.fingerprint in {n["fingerprint"] for n in nodes}
+    with estate.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
+
+
+def test_no_wait_returns_the_job_id_and_the_workers_finish_it(estate) -> None:  # type: ignore[no-untyped-def]
+    _setup(estate, {"lab": ["lab-1", "lab-2"]})
+    _issued, files = _deploy_files(estate)
+    # no worker serves the zone yet: the job is queued and the CLI says so
+    queued = estate.json("cert", "deploy", "--all", *files, "--yes", "--no-wait")
+    assert queued["state"] == "queued"
+    job_id = queued["job"]
+    shown = estate.json("job", "show", str(job_id))
+    assert shown["state"] == "running" and {i["state"] for i in shown["items"]} == {"pending"}
+    estate.start_worker("gw-lab", "lab")
+    done = estate.wait_for(lambda: (j := estate.json("job", "show", str(job_id)))["state"] != "running" and j,
+                           what="the queued job to finish")
+    assert done["state"] == "done" and {i["gateway"] for i in done["items"]} == {"gw-lab"}
+    # following a job whose zone nobody serves fails at once, naming the zone
+    estate.stop_workers()
+    res = estate.tg("tls", "verify", "--all")
+    assert res.returncode == 1 and "no live worker serves zone(s) lab" in res.stderr
+
+
+def test_kill_9_mid_install_is_retried_by_the_other_worker_of_the_zone(estate) -> None:  # type: ignore[no-untyped-def]
+    paths = _setup(estate, {"dmz": ["victim"]})
+    estate.start_worker("gw-a", "dmz", concurrency=1)
+    estate.start_worker("gw-b", "dmz", concurrency=1)
+    estate.wait_gateways("gw-a", "gw-b")
+    issued, files = _deploy_files(estate)
+    estate.hold(paths["victim"])  # the install blocks at its first read of the keystore
+    job_id = estate.json("cert", "deploy", "--endpoint", "victim", *files, "--no-wait")["job"]
+
+    def running_on() -> str | None:
+        item = estate.json("job", "show", str(job_id))["items"][0]
+        return item["gateway"] if item["state"] == "running" else None
+
+    first = estate.wait_for(running_on, what="the install to start")
+    other = "gw-b" if first == "gw-a" else "gw-a"
+    estate.kill9(first)
+    # the other worker takes the task over once the dead one's heartbeat and lease have expired
+    estate.wait_for(lambda: (i := estate.json("job", "show", str(job_id))["items"][0])["gateway"] == other
+                    and i["attempts"] == 2, timeout=90, what="the retry on the other worker")
+    estate.release(paths["victim"])
+    job = estate.wait_for(lambda: (j := estate.json("job", "show", str(job_id)))["state"] != "running" and j,
+                          timeout=90, what="the job to finish")
+    item = job["items"][0]
+    assert job["state"] == "done" and item["state"] == "changed" and item["gateway"] == other, job
+    assert item["attempts"] == 2
+    # changed exactly once: one successful install in the audit log, by the survivor
+    installs = _installs(estate, "victim")
+    assert [(e["result"], e["gateway"]) for e in installs] == [("ok", other)]
+    retries = [e for e in estate.json("log") if e["action"] == "worker retry"]
+    assert retries and retries[0]["result"] == "retried" and retries[0]["details"]["item_id"] == item["id"]
+    assert issued.fingerprint in {n["fingerprint"] for n in estate.json("tls", "nodes", "victim")}
+    with estate.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
+
+
+def test_postgres_restart_during_a_job(estate, postgres_cluster) -> None:  # type: ignore[no-untyped-def]
+    paths = _setup(estate, {"dc1": ["r-1", "r-2"]})
+    estate.start_worker("gw-r", "dc1", concurrency=2)
+    estate.wait_gateways("gw-r")
+    issued, files = _deploy_files(estate)
+    for p in paths.values():
+        estate.hold(p)
+    job_id = estate.json("cert", "deploy", "--all", *files, "--yes", "--no-wait")["job"]
+    estate.wait_for(lambda: all(i["state"] == "running" for i in estate.json("job", "show", str(job_id))["items"]),
+                    what="both installs to start")
+    postgres_cluster.restart()  # every connection is cut mid-job
+    for p in paths.values():
+        estate.release(p)
+    job = estate.wait_for(lambda: (j := estate.json("job", "show", str(job_id)))["state"] != "running" and j,
+                          timeout=120, what="the job to finish after the restart")
+    assert job["state"] == "done", job
+    assert {i["state"] for i in job["items"]} <= {"changed", "unchanged"}
+    for name in paths:
+        assert issued.fingerprint in {n["fingerprint"] for n in estate.json("tls", "nodes", name)}
+        assert [e["result"] for e in _installs(estate, name)] == ["ok"]
+    # the worker is still alive and heartbeating on the new server
+    assert estate.workers["gw-r"].poll() is None
+    estate.wait_for(lambda: any(g["name"] == "gw-r" and g["alive"] for g in estate.json("gateway", "list")),
+                    what="the worker's heartbeat after the restart")
+
+
+def _documents(text: str) -> list[dict]:  # type: ignore[type-arg]
+    """The JSON documents printed one after another."""
+    decoder, out, pos = json.JSONDecoder(), [], 0
+    while pos < len(text.rstrip()):
+        while text[pos].isspace():
+            pos += 1
+        doc, pos = decoder.raw_decode(text, pos)
+        out.append(doc)
+    return out
+
+
+CLIENT = """
+import sys
+from tlsgate.cli import main
+for i in range(int(sys.argv[2])):
+    name = f"c-{(int(sys.argv[1]) * 7 + i) % 8}"
+    code = main(["tls", "discover", "--endpoint", name, "--no-wait", "--json"])
+    if code != 0:
+        sys.exit(code)
+"""
+
+
+def test_200_jobs_from_4_cli_processes_each_task_runs_once(estate) -> None:  # type: ignore[no-untyped-def]
+    names = [f"c-{i}" for i in range(8)]
+    _setup(estate, {"a": names[:4], "b": names[4:]})
+    estate.start_worker("gw-a", "a", concurrency=4)
+    estate.start_worker("gw-b", "b", concurrency=4)
+    estate.wait_gateways("gw-a", "gw-b")
+    from tlsgate_testing.fixtures_core import env_without_secrets
+
+    env = {**env_without_secrets(), **estate.env}
+    procs = [subprocess.Popen([sys.executable, "-c", CLIENT, str(n), "50"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in range(4)]
+    job_ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        job_ids += [doc["job"] for doc in _documents(out)]
+    assert len(set(job_ids)) == 200
+
+    def all_done() -> bool:
+        with estate.db() as db:
+            return db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetchone()[0] == 0
+
+    estate.wait_for(all_done, timeout=300, what="200 jobs to finish")
+    with estate.db() as db:
+        states = collections.Counter(r[0] for r in db.execute("SELECT state FROM jobs").fetchall())
+        items = db.execute("SELECT state, attempts, zone, gateway FROM job_items").fetchall()
+        discovers = db.execute("SELECT COUNT(*) FROM audit WHERE action = 'tls discover' AND result = 'ok'").fetchone()[0]
+        leases = db.execute("SELECT COUNT(*) FROM leases").fetchone()[0]
+        tasks = db.execute("SELECT COUNT(*) FROM procrastinate_jobs WHERE status <> 'succeeded'").fetchone()[0]
+    assert states == {"done": 200}
+    assert len(items) == 200 and all(r[0] == "unchanged" or r[0] == "changed" for r in items)
+    assert all(r[1] == 1 for r in items), "a task ran more than once"
+    assert all(r[3] == f"gw-{r[2]}" for r in items)
+    assert discovers == 200 and leases == 0 and tasks == 0
+
+
+def test_periodic_verify_runs_once_per_tick_across_workers(estate) -> None:  # type: ignore[no-untyped-def]
+    _setup(estate, {"a": ["p-1"]})
+    estate.env["TLSGATE_VERIFY_CRON"] = "*/2 * * * * *"  # every 2 seconds (procrastinate's 6th field)
+    estate.start_worker("gw-1", "a")
+    estate.start_worker("gw-2", "a")
+    estate.wait_gateways("gw-1", "gw-2")
+
+    def periodic_jobs() -> list:  # type: ignore[type-arg]
+        return [j for j in estate.json("job", "list") if j["params"].get("periodic") == "nightly-verify"]
+
+    estate.wait_for(lambda: len(periodic_jobs()) >= 3, timeout=90, what="three periodic verify jobs")
+    estate.stop_workers()
+    jobs = periodic_jobs()
+    ticks = collections.Counter(j["params"]["tick"] for j in jobs)
+    assert all(n == 1 for n in ticks.values()), ticks  # each tick: one job, whichever worker deferred it
+    assert len({j["gateway"] for j in jobs}) >= 1
