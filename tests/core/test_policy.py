@@ -80,8 +80,10 @@ def test_pending_files_and_own_writes(tmp_path: Path) -> None:
         os.utime(own, (started + 40, started + 40))
         files = [str(old), str(new), str(own), str(tmp_path / "missing.conf")]
         rules = InstallPolicy(own_writes={str(own): own.stat().st_mtime})
+        link = tmp_path / "enabled.conf"  # a server names the symlink; tlsgate wrote its target
+        link.symlink_to(own)
         with policy(rules):
-            assert pending_files(conn, files, started) == [str(new)]
+            assert pending_files(conn, [*files, str(link)], started) == [str(new)]
             with pytest.raises(OperationError, match=r"has not loaded changes .* in: .*new\.conf; .*--apply-pending"):
                 refuse_pending(conn, files, proc.pid, "demo")
         applying = InstallPolicy(apply_pending=True)

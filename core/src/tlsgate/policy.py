@@ -161,10 +161,19 @@ def _pending(connection: Connection, files: Iterable[str], since: float) -> dict
         st = connection.stat(path)
         if st is None or st.is_dir or st.mtime <= since + START_SLACK:
             continue
-        if path in own and abs(own[path] - st.mtime) < 1e-3:
-            continue
+        if _own(own, path, st.mtime) or _own(own, _realpath(connection, path), st.mtime):
+            continue  # tlsgate left it so (a server names a file by its symlink, tlsgate writes the target)
         out[path] = st.mtime
     return out
+
+
+def _own(own: Mapping[str, float], path: str | None, mtime: float) -> bool:
+    return path is not None and path in own and abs(own[path] - mtime) < 1e-3
+
+
+def _realpath(connection: Connection, path: str) -> str | None:
+    res = connection.run(["readlink", "-f", "--", path])
+    return res.stdout.strip() or None if res.ok else None
 
 
 def refuse_pending(connection: Connection, files: Iterable[str], pid: int | None, server: str) -> list[str]:
