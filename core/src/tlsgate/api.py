@@ -37,6 +37,7 @@ from .inventory import (
 )
 from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, RestartResult, ScriptResult
 from .options import OptionSpec, build_options, option_specs, options_to_dict
+from .policy import InstallPolicy, node_names, policy, uncovered_names
 from .registry import Registry, get_registry
 from .secret import Secret
 from .transaction import Transaction
@@ -511,6 +512,8 @@ class Gateway:
         alias: str | None = None,
         dry_run: bool = False,
         force: bool = False,
+        apply_pending: bool = False,
+        allow_name_mismatch: bool = False,
         replaces: str | None = None,
         job_id: int | None = None,
     ) -> InstallOutcome:
@@ -524,6 +527,10 @@ class Gateway:
         The whole transaction holds the endpoint's lease (not a dry run). ``replaces``: a SHA-256
         fingerprint; the nodes installed on are those the fresh discovery shows serving it (none:
         nothing is installed and the outcome says so, ``result.nodes`` empty and ``skipped`` set).
+
+        ``apply_pending``: go ahead although the running server has not loaded some of its
+        configuration files (a reload would apply them too). ``allow_name_mismatch``: install on
+        nodes that answer for names the leaf does not cover. See :mod:`tlsgate.policy`.
         """
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
@@ -566,12 +573,14 @@ class Gateway:
                 else:
                     chosen = _select_nodes(endpoint, current, nodes)
                 before = ",".join(sorted({n.fingerprint for n in chosen if n.fingerprint})) or None
+                rules = InstallPolicy(apply_pending=apply_pending, allow_name_mismatch=allow_name_mismatch,
+                                      own_writes=self._own_writes(endpoint))
                 if sink is not None:
                     sink.open()  # the journal: written before the first change, naming the set
                     self._audit("tls install", "started", endpoint, before=before, details={**details, **_job(job_id)})
                 tag = current_temp_tag.set(sink.tag if sink is not None else "")
                 try:
-                    with Transaction.backups_to(sink):
+                    with Transaction.backups_to(sink), policy(rules):
                         result = self.registry.install(endpoint, conn, bundle, chosen, dry_run, alias)
                 except Exception as exc:
                     committed = getattr(exc, "result", None)
@@ -582,6 +591,8 @@ class Gateway:
                     current_temp_tag.reset(tag)
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
+                    details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
+                    result = _check_served_names(result, bundle, after_nodes)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
                     cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
@@ -665,6 +676,14 @@ class Gateway:
             removed = backup_sets.remove_temporaries(conn, stored)
         self._audit("backup dismiss", "dismissed", endpoint, details={"backup": stored.id, "temporaries_removed": removed})
         return stored
+
+    def _own_writes(self, endpoint: Endpoint) -> dict[str, float]:
+        """The files tlsgate wrote on this endpoint and the mtime each was left with (latest wins)."""
+        out: dict[str, float] = {}
+        for entry in self.inventory.audit_log():
+            if entry["endpoint_id"] == endpoint.instance_id and entry["action"] == "tls install":
+                out.update(entry["details"].get("file_mtimes") or {})
+        return out
 
     def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:
         return nullcontext() if dry_run else self.lease(endpoint, job_id=job_id)
@@ -1001,6 +1020,29 @@ def _throwaway_bundle(names: Sequence[str]) -> CertificateBundle:
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return CertificateBundle.from_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+
+
+def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for path in paths:
+        try:
+            st = conn.stat(path)
+        except Exception:  # noqa: BLE001 - a file we cannot stat is simply not recorded
+            st = None
+        if st is not None:
+            out[path] = st.mtime
+    return out
+
+
+def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node]) -> InstallResult:
+    """Verification checks names as well as fingerprints: each node now serving the leaf must
+    answer only for names the leaf covers (only possible with ``--allow-name-mismatch``)."""
+    serving = [n for n in after if n.fingerprint == bundle.fingerprint]
+    missing = uncovered_names(bundle, [name for n in serving for name in node_names(n)])
+    if not missing:
+        return result
+    return attrs.evolve(result, verified=False, messages=(
+        *result.messages, f"not verified: the certificate does not cover {', '.join(missing)} (--allow-name-mismatch)"))
 
 
 def _job(job_id: int | None) -> dict[str, Any]:

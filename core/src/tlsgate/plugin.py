@@ -50,6 +50,12 @@ The exports, by what they are for:
 * secrets: :class:`Secret`, :func:`reveal`;
 * transports: :class:`Connection` (what every hook gets), :class:`WindowsConnection` and
   :data:`POWERSHELL_PREFIX` (a driver that runs PowerShell templates itself);
+* install policy (``--apply-pending``, ``--allow-name-mismatch``, tlsgate's own earlier writes):
+  :class:`InstallPolicy`, :func:`install_policy`, :func:`require_names_covered` (every web-server
+  driver calls it on its chosen nodes), :func:`uncovered_names`, :func:`node_names`,
+  :func:`refuse_pending` (configuration the running server has not loaded),
+  :func:`process_start_time`; :func:`remove_superseded` (tlsgate's own files no configuration
+  references any more, after a verified install), :func:`package_owner` (``dpkg -S`` / ``rpm -qf``);
 * installs: :class:`Transaction` (backup, atomic write, check, LIFO undo with ``tx.undo``,
   ``tx.save_backup``), :data:`Edit` / :func:`apply_edits` (in-place span edits of a config file);
 * certificates: :class:`CertificateBundle`, :func:`key_matches`, :func:`order_chain`,
@@ -88,6 +94,7 @@ from .errors import (
     TlsgateError,
     ValidationError,
 )
+from .hygiene import package_owner, remove_superseded
 from .models import (
     CommandResult,
     ConnectionSpec,
@@ -105,6 +112,15 @@ from .models import (
     ScriptResult,
 )
 from .options import option
+from .policy import (
+    InstallPolicy,
+    install_policy,
+    node_names,
+    process_start_time,
+    refuse_pending,
+    require_names_covered,
+    uncovered_names,
+)
 from .secret import Secret, reveal
 from .transaction import Transaction
 
@@ -248,6 +264,7 @@ __all__ = [
     "EndpointType",
     "FileStat",
     "HostKeyError",
+    "InstallPolicy",
     "InstallResult",
     "Node",
     "NotFoundError",
@@ -274,20 +291,27 @@ __all__ = [
     "fingerprint",
     "http01_path",
     "impl",
+    "install_policy",
     "key_kind",
     "key_matches",
     "load_any_certificate",
     "load_pem_certificates",
     "node_as_served",
+    "node_names",
     "not_after",
     "option",
     "order_chain",
+    "package_owner",
     "pem_chain",
     "powershell_error_detail",
     "probe_host",
     "probe_many",
+    "process_start_time",
     "ps_template",
     "read_certificate",
+    "refuse_pending",
+    "remove_superseded",
+    "require_names_covered",
     "reveal",
     "served_certificate",
     "served_fingerprints",
@@ -296,6 +320,7 @@ __all__ = [
     "to_der",
     "to_pem",
     "try_served_fingerprint",
+    "uncovered_names",
     "undo_later",
 ]
 

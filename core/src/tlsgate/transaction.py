@@ -83,6 +83,7 @@ class _Original:
     reference: str | None = None
     written: bytes | None = None  # what this job last wrote there (None: not written yet)
     wrote: bool = False
+    mtime: float | None = None  # restored with the content (pending-change checks)
 
 
 _UNSET: Any = object()
@@ -134,7 +135,7 @@ class Transaction:
             return self._originals[path].data
         st = self.connection.stat(path)
         data = self.connection.read_file(path) if st is not None else None
-        original = _Original(path, data, st.mode if st else None)
+        original = _Original(path, data, st.mode if st else None, mtime=st.mtime if st else None)
         sink = current_backup_sink.get()
         if sink is not None and not self.dry_run:
             original.reference = sink.save(self.connection.host, path, data, original.mode)
@@ -296,10 +297,18 @@ class Transaction:
                 else:
                     self.connection.write_file_if(path, original.data, mode=original.mode or 0o644,
                                                   expect=current)
+                    self._restore_mtime(path, original.mtime)
             except Exception as exc:  # noqa: BLE001 - keep restoring the rest, report all
                 self.restore_errors.append(f"{what}: {exc}")
         self._final = 0
         self.rolled_back = True
+
+    def _restore_mtime(self, path: str, mtime: float | None) -> None:
+        """A restored file gets its old mtime back, as it was: a server's own "changed since I
+        loaded it" check (and tlsgate's pending-change check) must not see a change."""
+        if mtime is None or self.connection.platform == "windows":
+            return
+        self.connection.run(["touch", "-m", "-d", f"@{mtime:.6f}", "--", path])
 
     @property
     def backups(self) -> list[str]:

@@ -75,7 +75,7 @@ def operator_flow(name: str, site, server, test_ca, tmp_path: Path) -> None:  # 
 
     # a failing install: exit 1 with the reason, every file as it was, the old certificate served
     before_files, before = site.snapshot(), served_map(site)
-    other = test_ca.issue("alpha.test")
+    other = test_ca.issue("alpha.test", "www.alpha.test")
     cert2, key2, chain2 = write_pem(tmp_path / "other", other)
     bad = tg("tls", "install", name, "--cert", cert2, "--key", key2, "--chain", chain2, "--node", "plain.test")
     assert bad.returncode == 2 and "plain http" in bad.stderr

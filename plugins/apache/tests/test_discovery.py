@@ -59,7 +59,8 @@ def test_wrong_apachectl_is_a_clear_error(apache_server, tmp_path: Path) -> None
     endpoint = local_endpoint(site)
     bad = type(endpoint)(name="web", type="apache", connection=endpoint.connection,
                          options=plugin.ApacheOptions(apachectl_path=str(tmp_path / "nope")))
-    with pytest.raises(OperationError, match="nope -S failed"):
+    # the command that ran is named (not "-S", which tlsgate does not run)
+    with pytest.raises(OperationError, match="nope -t -D DUMP_VHOSTS -D DUMP_RUN_CFG -D DUMP_INCLUDES -D DUMP_MODULES failed"):
         plugin.discover_nodes(bad, LocalConnection())
 
 

@@ -72,9 +72,10 @@ def test_add_delegate_discover_nodes_install(nginx_server, test_ca, cli, tmp_pat
 
     (site.prefix / "conf.d" / "30-wip.conf").write_text("no_such_directive on;\n")
     before = site.snapshot()
-    newer = test_ca.issue("alpha.test")
+    newer = test_ca.issue("alpha.test", "www.alpha.test")
     crt2, key2, _ = newer.write(tmp_path / "in2", "newer")
-    failed = cli("tls", "install", "web", "--cert", str(crt2), "--key", str(key2))
+    # the broken file is a pending change: applied on purpose, nginx -t catches it
+    failed = cli("tls", "install", "web", "--cert", str(crt2), "--key", str(key2), "--apply-pending")
     assert failed.returncode == 1
     assert "nginx -t failed" in failed.stderr and "restored" in failed.stderr
     assert "Traceback" not in failed.stderr

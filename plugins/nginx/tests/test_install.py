@@ -62,10 +62,11 @@ def test_install_changes_one_node_and_nothing_else(nginx_server, test_ca) -> Non
     old_text, new_text = before_files[beta_path].decode(), after_files[beta_path].decode()
     # only the two arguments changed: the quotes, tabs, spacing and comments are all still there
     cert_dir = site.prefix
+    own = cert_dir / "tlsgate"  # the default directory: tlsgate/ beside the main config
     assert new_text == old_text.replace(
-        f'"{cert_dir}/certs/beta.test.crt"', str(cert_dir / f"tlsgate-beta.test-{new.fingerprint[:12]}.fullchain.pem")
+        f'"{cert_dir}/certs/beta.test.crt"', str(own / f"tlsgate-beta.test-{new.fingerprint[:12]}.fullchain.pem")
     ).replace(
-        f"'{cert_dir}/certs/beta.test.key'", str(cert_dir / f"tlsgate-beta.test-{new.fingerprint[:12]}.key.pem")
+        f"'{cert_dir}/certs/beta.test.key'", str(own / f"tlsgate-beta.test-{new.fingerprint[:12]}.key.pem")
     )
     beta = next(n for n in discover(site) if n.name == "beta.test")
     assert beta.fingerprint == new.fingerprint and beta.state == "active"
@@ -87,7 +88,7 @@ def test_install_into_inheriting_block_adds_its_own_directives(nginx_server, tes
     assert [p for p in before_files if before_files[p] != after_files[p]] == [gamma]
     old_lines = before_files[gamma].decode().splitlines(keepends=True)
     new_lines = after_files[gamma].decode().splitlines(keepends=True)
-    stem = site.prefix / f"tlsgate-gamma.test-{new.fingerprint[:12]}"
+    stem = site.prefix / "tlsgate" / f"tlsgate-gamma.test-{new.fingerprint[:12]}"
     assert new_lines == [
         old_lines[0],
         f"    ssl_certificate {stem}.fullchain.pem;\n",
@@ -103,7 +104,7 @@ def test_dry_run_changes_nothing(nginx_server, test_ca) -> None:
     result = plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(new), [], True)
     assert result.dry_run and not result.files_written
     actions = [(s.action, s.target) for s in result.plan]
-    stem = str(site.prefix / f"tlsgate-alpha.test-{new.fingerprint[:12]}")
+    stem = str(site.prefix / "tlsgate" / f"tlsgate-alpha.test-{new.fingerprint[:12]}")
     assert ("write", f"{stem}.key.pem") in actions and ("write", f"{stem}.fullchain.pem") in actions
     assert ("replace", str(site.prefix / "conf.d" / "10-alpha.conf")) in actions
     assert any(a == "run" and t.endswith(" -t") for a, t in actions)
@@ -221,7 +222,8 @@ def test_install_while_nginx_is_stopped_tests_but_does_not_reload(tmp_path, test
     (site.prefix / "conf.d" / "30-wip.conf").write_text("no_such_directive on;\n")
     before_files = site.snapshot()
     with pytest.raises(OperationError, match="nginx -t failed") as excinfo:
-        plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(test_ca.issue("alpha.test")), [], False)
+        plugin.install(local_endpoint(site.config), LocalConnection(), bundle_for(test_ca.issue("alpha.test", "www.alpha.test")), [],
+                       False)
     assert excinfo.value.rolled_back and site.snapshot() == before_files
 
 

@@ -10,6 +10,7 @@ import pytest
 from nginx_helpers import local_endpoint
 from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
 from tlsgate.plugin import try_served_fingerprint
+from tlsgate.policy import InstallPolicy, policy
 from tlsgate_nginx import plugin
 from tlsgate_nginx.plugin import NginxOptions
 from tlsgate_testing.connections import LocalConnection, ssh
@@ -52,8 +53,9 @@ def test_discover_install_rollback_restart_over_ssh(nginx_server, root_ssh: Sshd
 
         (site.prefix / "conf.d" / "30-wip.conf").write_text("unknown_directive;\n")
         before = site.snapshot()
-        newer = test_ca.issue("alpha.test")
-        with pytest.raises(OperationError, match="nginx -t failed") as excinfo:
+        newer = test_ca.issue("alpha.test", "www.alpha.test")
+        # the broken file is a pending change: applied on purpose, nginx -t catches it
+        with pytest.raises(OperationError, match="nginx -t failed") as excinfo, policy(InstallPolicy(apply_pending=True)):
             plugin.install(ep, conn, CertificateBundle.from_pem(newer.cert_pem, newer.key_pem), [], False)
         assert excinfo.value.rolled_back and site.snapshot() == before
         assert try_served_fingerprint("127.0.0.1", site.tls_port, "alpha.test") == new.fingerprint

@@ -76,5 +76,5 @@ def test_cli_end_to_end(tomcat10: TomcatServer, tlsgate_home: Path, test_ca: Tes
     blob = b"".join(p.read_bytes() for p in tlsgate_home.rglob("*") if p.is_file())
     assert B_PASSWORD.encode() not in blob
     xml = t.server_xml.read_text()
-    generated = xml.split(f"127.0.0.1_{t.jks_port}__default_.jks")[1]
+    generated = xml.split(f"127.0.0.1_{t.jks_port}__default_-{new_fp[:12]}.jks")[1]
     assert "jks-Secret 1" in generated  # the JKS connector's own password was kept

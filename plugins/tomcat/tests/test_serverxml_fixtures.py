@@ -13,6 +13,8 @@ from tlsgate_testing.certs import TestCA
 from tlsgate_testing.connections import LocalConnection
 from tlsgate_tomcat import discovery, install, keystore
 
+from .conftest import endpoint_for
+
 
 def bundle_of(issued) -> CertificateBundle:  # type: ignore[no-untyped-def]
     return CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
@@ -22,9 +24,17 @@ def summary(nodes: list[Node]) -> list[tuple]:
     return [(n.name, n.ip, n.port, n.fingerprint, n.subject, n.state, n.locator) for n in nodes]
 
 
+def https_nodes(d):  # type: ignore[no-untyped-def]
+    return [n for n in discovery.discover(endpoint_for(d.base), LocalConnection()) if n.protocol == "https"]
+
+
 def test_tomcat9_discovery_reads_legacy_connector_attributes(tomcat9_dir, make_endpoint) -> None:
     d = tomcat9_dir
-    nodes = discovery.discover(make_endpoint(d.base), LocalConnection())
+    every = discovery.discover(make_endpoint(d.base), LocalConnection())
+    # the plain HTTP connector is a node too (no certificate), as nginx's and Apache's plain listeners
+    assert [(n.name, n.port, n.fingerprint) for n in every if n.protocol == "http"] == [
+        ("_default_", 8080, None), ("_default_", 9999, None)]  # 9999: an SSLHostConfig without SSLEnabled
+    nodes = [n for n in every if n.protocol == "https"]
     p = d.ports
     assert summary(nodes) == [
         ("_default_", None, p["legacy_jks"], d.certs["legacy"].fingerprint, "CN=legacy.example.test", "down",
@@ -40,7 +50,7 @@ def test_tomcat9_discovery_reads_legacy_connector_attributes(tomcat9_dir, make_e
 
 def test_tomcat11_discovery(tomcat11_dir, make_endpoint) -> None:
     d = tomcat11_dir
-    nodes = discovery.discover(make_endpoint(d.base), LocalConnection())
+    nodes = https_nodes(d)
     p = d.ports
     assert summary(nodes) == [
         # several Certificates on one host: the node reports the first (RSA) one
@@ -84,15 +94,15 @@ def test_tomcat9_legacy_jks_edit_keeps_legacy_spelling(tomcat9_dir, make_endpoin
     new = test_ca.issue("legacy.example.test")
     config, change, new_xml = edit(d, make_endpoint, locator, new)
     old = config.xml.data
-    assert change.changes == {"keystoreFile": f"conf/tlsgate/{d.ports['legacy_jks']}__default_.jks"}
+    assert change.changes == {"keystoreFile": f"conf/tlsgate/{d.ports['legacy_jks']}__default_-{new.fingerprint[:12]}.jks"}
     only_tag_changed(old, new_xml, change.certificate.element.start)
     assert old.replace(b'keystoreFile="conf/legacy.jks"',
-                       f'keystoreFile="conf/tlsgate/{d.ports["legacy_jks"]}__default_.jks"'.encode()) == new_xml
+                       f'keystoreFile="conf/tlsgate/{d.ports["legacy_jks"]}__default_-{new.fingerprint[:12]}.jks"'.encode()) == new_xml
     path = change.files[0][0]
     assert keystore.find_entry(keystore.read_entries(open(path, "rb").read(), "legacy-pass"), "tomcat") is not None
     # what discovery now reads through the edited file
     d.server_xml.write_bytes(new_xml)
-    nodes = discovery.discover(make_endpoint(d.base), LocalConnection())
+    nodes = https_nodes(d)
     assert [n.fingerprint for n in nodes] == [new.fingerprint, d.certs["apr"].fingerprint, d.certs["www"].fingerprint]
 
 
@@ -101,7 +111,7 @@ def test_tomcat9_legacy_pem_edit(tomcat9_dir, make_endpoint, test_ca: TestCA) ->
     locator = f"Catalina/127.0.0.1:{d.ports['legacy_pem']}/_default_"
     new = test_ca.issue("apr.example.test")
     config, change, new_xml = edit(d, make_endpoint, locator, new)
-    stem = f"127.0.0.1_{d.ports['legacy_pem']}__default_"
+    stem = f"127.0.0.1_{d.ports['legacy_pem']}__default_-{new.fingerprint[:12]}"
     assert change.changes == {
         "SSLCertificateFile": f"conf/tlsgate/{stem}.crt",
         "SSLCertificateKeyFile": f"conf/tlsgate/{stem}.key",
@@ -118,26 +128,29 @@ def test_tomcat11_ec_bundle_replaces_the_ec_certificate_only(tomcat11_dir, make_
     new = test_ca.issue("main.example.test")  # EC
     config, change, new_xml = edit(d, make_endpoint, locator, new)
     assert change.certificate.get("certificateKeyAlias") == "ec"
-    assert change.changes == {"certificateKeystoreFile": f"conf/tlsgate/{d.ports['main']}__default_.p12"}
+    assert change.changes == {"certificateKeystoreFile": f"conf/tlsgate/{d.ports['main']}__default_-{new.fingerprint[:12]}.p12"}
     only_tag_changed(config.xml.data, new_xml, change.certificate.element.start)
     assert b'certificateKeystoreFile="conf/rsa.p12"' in new_xml
 
 
-def test_tomcat11_new_keystore_gets_generated_password_alias_and_pkcs12(
+def test_tomcat11_new_keystore_gets_generated_password_alias_and_keeps_jks(
     tomcat11_dir, make_endpoint, test_ca: TestCA
 ) -> None:
+    """The connector declares no keystore type and its file is JKS (Tomcat's default type): the
+    new keystore is JKS too, not silently converted to PKCS12 (issue 14 item 5)."""
     d = tomcat11_dir
     locator = f"Catalina/127.0.0.1:{d.ports['plain']}/_default_"
     new = test_ca.issue("plain.example.test")
     config, change, new_xml = edit(d, make_endpoint, locator, new)
     password = change.changes["certificateKeystorePassword"]
     assert password and len(password) >= 32 and password != "changeit"
-    assert change.changes["certificateKeystoreType"] == "PKCS12"
+    assert change.changes["certificateKeystoreType"] == "JKS"
     assert change.changes["certificateKeyAlias"] == "tomcat"
+    assert open(change.files[0][0], "rb").read().startswith(keystore.JKS_MAGIC)
     # the one-line tag got the new attributes on the same line, after the last one
     assert (
-        f'<Certificate certificateKeystoreFile="conf/tlsgate/127.0.0.1_{d.ports["plain"]}__default_.p12" '
-        f'certificateKeystoreType="PKCS12" certificateKeystorePassword="{password}" '
+        f'<Certificate certificateKeystoreFile="conf/tlsgate/127.0.0.1_{d.ports["plain"]}__default_-{new.fingerprint[:12]}.jks" '
+        f'certificateKeystoreType="JKS" certificateKeystorePassword="{password}" '
         'certificateKeyAlias="tomcat"/>'
     ).encode() in new_xml
     only_tag_changed(config.xml.data, new_xml, change.certificate.element.start)
@@ -167,8 +180,8 @@ def test_no_covered_host_asks_for_node(tomcat11_dir, make_endpoint, test_ca: Tes
 
 def test_diff_is_limited_to_changed_attributes(tomcat9_dir, make_endpoint, test_ca: TestCA) -> None:
     d = tomcat9_dir
-    config, _change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['modern']}/www.example.test",
-                                   test_ca.issue("www.example.test"))
+    new = test_ca.issue("www.example.test")
+    config, _change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['modern']}/www.example.test", new)
     old_lines = config.xml.data.decode().splitlines()
     new_lines = new_xml.decode().splitlines()
     diff = [line for line in difflib.unified_diff(old_lines, new_lines, lineterm="", n=0)
@@ -176,7 +189,7 @@ def test_diff_is_limited_to_changed_attributes(tomcat9_dir, make_endpoint, test_
     assert diff == [
         '-        <Certificate certificateKeystoreFile="conf/www.p12" certificateKeystorePassword="www-pass"',
         '-                     certificateKeystoreType="PKCS12" type="EC"/>',
-        f'+        <Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["modern"]}_www.example.test.p12"'
+        f'+        <Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["modern"]}_www.example.test-{new.fingerprint[:12]}.p12"'
         ' certificateKeystorePassword="www-pass"',
         '+                     certificateKeystoreType="PKCS12" type="EC" certificateKeyAlias="tomcat"/>',
     ]
@@ -210,7 +223,7 @@ def test_sslhostconfig_without_certificate_gets_one(tomcat11_dir, make_endpoint,
     new = test_ca.issue("new.example.test")
     _config, change, new_xml = edit(d, make_endpoint, f"Catalina/*:{d.ports['main']}/new.example.test", new)
     password = change.changes["certificateKeystorePassword"]
-    cert_line = (f'<Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["main"]}_new.example.test.p12" '
+    cert_line = (f'<Certificate certificateKeystoreFile="conf/tlsgate/{d.ports["main"]}_new.example.test-{new.fingerprint[:12]}.p12" '
                  f'certificateKeystorePassword="{password}" certificateKeystoreType="PKCS12" '
                  'certificateKeyAlias="tomcat" type="EC" />')
     # both forms end up the same: the new element one level in, the closing tag at the host's indent
@@ -218,6 +231,6 @@ def test_sslhostconfig_without_certificate_gets_one(tomcat11_dir, make_endpoint,
                 f'            {cert_line}\n        </SSLHostConfig>')
     assert new_xml == xml.replace(empty.encode(), expected.encode())
     d.server_xml.write_bytes(new_xml)
-    nodes = {n.name: n for n in discovery.discover(make_endpoint(d.base), LocalConnection())}
+    nodes = {n.name: n for n in https_nodes(d)}
     assert nodes["new.example.test"].fingerprint == new.fingerprint
     assert nodes["api.example.test"].fingerprint == d.certs["api"].fingerprint

@@ -68,7 +68,7 @@ def test_install_to_one_sni_host_changes_that_host_only(tomcat10: TomcatServer, 
         k: v for k, v in before_served.items() if k != (t.p12_port, "b.test")}
     assert t.pids() != pid_before  # restarted
     # every byte of server.xml but the one attribute value
-    rel = f"conf/tlsgate/127.0.0.1_{t.p12_port}_b.test.p12"
+    rel = f"conf/tlsgate/127.0.0.1_{t.p12_port}_b.test-{new.fingerprint[:12]}.p12"
     assert t.server_xml.read_bytes() == before_xml.replace(
         b'certificateKeystoreFile="conf/b.p12"', f'certificateKeystoreFile="{rel}"'.encode())
     ks = t.base / rel
@@ -90,7 +90,8 @@ def test_install_into_jks_connector_keeps_jks(tomcat10: TomcatServer, make_endpo
     node = Node(name="_default_", ip="127.0.0.1", port=t.jks_port, locator=locator(t, t.jks_port, "_default_"))
     result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(new), [node], False, None)
     assert result.verified
-    path = t.base / f"conf/tlsgate/127.0.0.1_{t.jks_port}__default_.jks"
+    path = t.base / f"conf/tlsgate/127.0.0.1_{t.jks_port}__default_-{new.fingerprint[:12]}.jks"
+    assert any(m == f"{locator(t, t.jks_port, '_default_')} now serves from {path}" for m in result.messages)
     assert path.read_bytes().startswith(JKS_MAGIC)
     assert t.served(t.jks_port) == new.fingerprint
     assert t.served(t.p12_port) == t.certs["p12"].fingerprint
@@ -104,7 +105,7 @@ def test_install_pem_host_writes_pem_files(tomcat10: TomcatServer, make_endpoint
     assert result.nodes == ("pem.test",)
     assert t.served(t.p12_port, "pem.test") == new.fingerprint
     assert t.served(t.p12_port, "b.test") == t.certs["b"].fingerprint
-    key = t.base / f"conf/tlsgate/127.0.0.1_{t.p12_port}_pem.test.key"
+    key = t.base / f"conf/tlsgate/127.0.0.1_{t.p12_port}_pem.test-{new.fingerprint[:12]}.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o640
 
 
@@ -157,8 +158,10 @@ def test_dry_run_changes_nothing(tomcat10: TomcatServer, make_endpoint, test_ca:
     pids = t.pids()
     result = plugin.install(make_endpoint(t.base), LocalConnection(), bundle_of(test_ca.issue("b.test")), [], True, None)
     assert result.dry_run and not result.files_written
-    assert [s.action for s in result.plan] == ["write", "replace", "verify", "restart", "verify"]
-    assert "startup.sh" in result.plan[3].target
+    assert [s.action for s in result.plan] == ["write", "replace", "verify", "run", "restart", "verify"]
+    assert "configtest" in result.plan[3].target  # before anything is stopped
+    # Debian's tomcat10 is installed here: restarted as its service starts it
+    assert "/usr/libexec/tomcat10/tomcat-start.sh" in result.plan[4].target
     assert "b'secret" not in repr(result)
     assert conf_snapshot(t.base) == before
     assert not (t.base / "conf" / "tlsgate").exists()
@@ -169,7 +172,7 @@ def test_restart_hook_restarts_and_waits(tomcat10: TomcatServer, make_endpoint) 
     t = tomcat10
     pids = t.pids()
     result = plugin.restart(make_endpoint(t.base), LocalConnection())
-    assert result.restarted and "startup.sh" in result.message
+    assert result.restarted and "/usr/libexec/tomcat10/tomcat-start.sh" in result.message
     assert t.pids() and t.pids() != pids
     assert all(os.getsid(pid) != os.getsid(0) for pid in t.pids())  # detached from the gateway's session
     assert served_all(t) == t.expected()

@@ -177,10 +177,10 @@ def test_install_over_winrm_restarts_the_service(windows_tomcat: Any, test_ca: T
         assert dry.plan[3].target == "Restart-Service (the Tomcat service of this directory)"
         assert host.read(BASE + r"\conf\server.xml") == before_xml and len(service.restarts) == 1
         result = registry.install(endpoint, conn, bundle, chosen, dry_run=False, alias=None)
-    assert result.verified and result.messages == (f"restarted Windows service {SERVICE}",)
+    assert result.verified and result.messages[0] == f"restarted Windows service {SERVICE}"
     assert served(ports["a"]) == new.fingerprint
     assert served(ports["b"]) == certs["b"].fingerprint
-    new_rel = f"conf/tlsgate/127.0.0.1_{ports['a']}__default_.p12"
+    new_rel = f"conf/tlsgate/127.0.0.1_{ports['a']}__default_-{new.fingerprint[:12]}.p12"
     assert host.read(BASE + r"\conf\server.xml") == before_xml.replace(
         b'certificateKeystoreFile="conf\\site-a.p12"', f'certificateKeystoreFile="{new_rel}"'.encode()).replace(
         b'type="EC" />', b'type="EC" certificateKeyAlias="tomcat" />', 1)
@@ -194,10 +194,10 @@ def test_install_over_winrm_restarts_the_service(windows_tomcat: Any, test_ca: T
 @pytest.mark.parametrize("windows_tomcat", ["winrm_http"], indirect=True)
 def test_unloadable_keystore_is_restored_over_winrm(windows_tomcat: Any, test_ca: TestCA) -> None:
     endpoint, host, service, ports, certs = windows_tomcat
-    new_path = BASE + f"\\conf\\tlsgate\\127.0.0.1_{ports['b']}__default_.p12"
+    new = test_ca.issue("b.example.test")
+    new_path = BASE + f"\\conf\\tlsgate\\127.0.0.1_{ports['b']}__default_-{new.fingerprint[:12]}.p12"
     service.unreadable.add(new_path)
     before_xml = host.read(BASE + r"\conf\server.xml")
-    new = test_ca.issue("b.example.test")
     registry = get_registry()
     with registry.connect(endpoint, winrm_credentials()) as conn, pytest.raises(OperationError) as err:
         chosen = [n for n in registry.discover_nodes(endpoint, conn) if n.port == ports["b"]]

@@ -3,11 +3,13 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ValidationError
+from ..models import Node
 from ..registry import get_registry
 from .common import (
     CONTEXT,
@@ -153,6 +155,13 @@ def register(tls: typer.Typer) -> None:
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print the plan; change nothing.")] = False,
         force: Annotated[bool, typer.Option("--force", help="Install an expired or not-yet-valid certificate on purpose (audited).")] = False,
+        apply_pending: Annotated[bool, typer.Option(
+            "--apply_pending", "--apply-pending",
+            help="Go ahead although the running server has not loaded some of its configuration files "
+                 "(the reload/restart applies them too).")] = False,
+        allow_name_mismatch: Annotated[bool, typer.Option(
+            "--allow_name_mismatch", "--allow-name-mismatch",
+            help="Install on nodes whose names the certificate does not all cover.")] = False,
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
@@ -162,7 +171,8 @@ def register(tls: typer.Typer) -> None:
         gw = gateway()
         failure: InstalledWithFailure | None = None
         try:
-            outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run, force=force)
+            outcome = gw.install(endpoint, bundle, nodes=node or [], alias=alias, dry_run=dry_run, force=force,
+                                 apply_pending=apply_pending, allow_name_mismatch=allow_name_mismatch)
         except InstalledWithFailure as exc:
             outcome, failure = exc.outcome, exc
         if json:
@@ -179,7 +189,9 @@ def register(tls: typer.Typer) -> None:
                 say(f"  {step}")
             return
         say(f"Installed certificate {outcome.certificate_id} ({bundle.subject}) on {outcome.endpoint!r}"
-            + (f": {', '.join(r.nodes)}" if r.nodes else "") + (f"; verified by {r.verified_by}" if r.verified else ""))
+            + (f"; verified by {r.verified_by}" if r.verified else ""))
+        for name, addresses in _names_with_addresses(r.nodes, outcome.nodes_after, bundle.fingerprint):
+            say(f"  {clean(name)}" + (f"  ({clean(', '.join(addresses))})" if addresses else ""))
         for msg in r.messages:
             say(f"  {msg}")
         if failure is not None:
@@ -298,6 +310,16 @@ def register(tls: typer.Typer) -> None:
                 warn(line)
         if not result.ok:
             raise typer.Exit(1)
+
+
+def _names_with_addresses(names: Sequence[str], after: Sequence[Node], fp: str) -> list[tuple[str, list[str]]]:
+    """One entry per changed name (a block on IPv4 and IPv6 is one name), with its listen addresses."""
+    out = []
+    for name in dict.fromkeys(names):
+        addresses = [f"[{n.ip}]:{n.port}" if n.ip and ":" in n.ip else f"{n.ip or '*'}:{n.port}"
+                     for n in after if n.name == name and n.fingerprint == fp and n.port is not None]
+        out.append((name, list(dict.fromkeys(addresses))))
+    return out
 
 
 def _fan_out(gw, kind: str, sel, parallel: int, as_json: bool, no_wait: bool = False) -> None:  # type: ignore[no-untyped-def]

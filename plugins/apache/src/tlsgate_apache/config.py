@@ -37,6 +37,8 @@ class VHostSection:
 
     directive: Directive
     directives: list[Directive] = attrs.field(factory=list)
+    #: a ServerName of its own (without one httpd shows its fallback name)
+    server_name: bool = False
 
     @property
     def file(self) -> str:
@@ -204,6 +206,8 @@ def _walk(
                 _walk(_read(config, connection, path, trees), config, connection, trees, vhost, depth + 1)
         elif name in SSL_DIRECTIVES:
             (vhost.directives if vhost is not None else config.server_level).append(d)
+        elif name == "servername" and vhost is not None:
+            vhost.server_name = True  # the vhost names itself (else: it is its address's default)
 
 
 def load(connection: Connection, run: RunConfig) -> ApacheConfig:

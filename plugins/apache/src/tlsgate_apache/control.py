@@ -177,7 +177,8 @@ class ApacheControl:
     def dump(self) -> RunConfig:
         result = self.connection.run(self.argv(*DUMP_ARGS), privileged=True)
         if not result.ok:
-            raise OperationError(f"{self.connection.host}: {self.apachectl} -S failed: {describe_failure(result)}")
+            ran = " ".join(self.argv(*DUMP_ARGS))
+            raise OperationError(f"{self.connection.host}: {ran} failed: {describe_failure(result)}")
         run = parse_dump(result.stdout)
         if not run.main_file or not run.server_root:
             raise OperationError(

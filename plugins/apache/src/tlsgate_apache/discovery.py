@@ -49,6 +49,10 @@ def certificate_directives(config: ApacheConfig, section: VHostSection) -> list[
     return section.named("sslcertificatefile") or config.server_named("sslcertificatefile")
 
 
+#: the name of a vhost without a ServerName (the default vhost of its address)
+DEFAULT_VHOST = "_default_"
+
+
 def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]:
     """The node model from httpd's dump and the files (no handshakes)."""
     cache: dict[str, CertFacts] = {}
@@ -83,7 +87,9 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
                     if facts.problem:
                         notes.append(facts.problem)
         node = Node(
-            name=entry.name,
+            # without a ServerName httpd prints its fallback (the address or the host name): the
+            # vhost is its address's default, and shown so
+            name=entry.name if section is None or section.server_name else DEFAULT_VHOST,
             alias=entry.aliases,
             protocol="https" if https else "http",
             ip=entry.ip,
@@ -129,7 +135,7 @@ def _assign_sni(vnodes: list[VHostNode]) -> list[VHostNode]:
     out = []
     for vn in vnodes:
         claimed = by_addr.setdefault((vn.entry.ip, vn.entry.port), _Claimed())
-        names = (vn.node.name, *vn.node.alias)
+        names = (vn.entry.name, *vn.node.alias)  # httpd matches SNI against its own name for the vhost
         sni = next((name for cand in names if (name := sni_for(cand)) and name not in claimed), None)
         if sni is None and vn.ssl and not vn.entry.default and any(sni_for(n) for n in names):
             vn = attrs.evolve(vn, node=attrs.evolve(

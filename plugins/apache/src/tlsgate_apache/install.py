@@ -22,9 +22,13 @@ from tlsgate.plugin import (
     ValidationError,
     apply_edits,
     key_matches,
+    refuse_pending,
+    remove_superseded,
+    require_names_covered,
     served_fingerprints,
 )
 
+from .config import load
 from .control import ApacheControl, describe_failure
 from .discovery import discover, handshake_target
 from .edits import Paths, plan_edits, uses_chain_file
@@ -161,6 +165,15 @@ def _file_paths(connection: Connection, certs_dir: str, bundle: CertificateBundl
                  chain=join(certs_dir, f"{stem}.chain.crt") if chain and bundle.chain else cert)
 
 
+def default_certs_dir(connection: Connection, server_root: str) -> str:
+    """This server's own directory for tlsgate's files: ``tlsgate/`` in its ServerRoot
+    (Debian: /etc/apache2/tlsgate/), never a directory every endpoint on the host shares."""
+    return connection.path.join(server_root or "/etc/apache2", CERTS_SUBDIR)
+
+
+CERTS_SUBDIR = "tlsgate"
+
+
 def install_bundle(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
                    dry_run: bool, *, local: bool | None = None) -> InstallResult:
     """The ``install`` hook. ``local``: the endpoint runs on the gateway (default: its connection type is ``local``)."""
@@ -170,7 +183,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     control = ApacheControl.find(connection, options.apachectl_path)
     config, vnodes = discover(connection, control)
     chosen = select_sections(vnodes, nodes, bundle)
-    certs_dir = options.certs_dir
+    certs_dir = options.certs_dir or default_certs_dir(connection, config.run.server_root)
     paths = _file_paths(connection, certs_dir, bundle, uses_chain_file(chosen))
     edits = plan_edits(config, connection, chosen, bundle, paths)
 
@@ -179,7 +192,10 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     changed = list(dict.fromkeys(t for vn in changed_nodes if (t := handshake_target(vn, endpoint, local))))
     others = [t for vn in vnodes if vn not in changed_nodes and (t := handshake_target(vn, endpoint, local))]
     others = [t for t in dict.fromkeys(others) if t not in changed]
+    require_names_covered(bundle, [vn.node for vn in changed_nodes if vn.ssl])
     pid_before = control.running_pid(config.run)  # read-only: a dry run plans what would happen
+    # httpd's own list of its configuration files (DUMP_INCLUDES) against the master's start
+    refuse_pending(connection, sorted(config.run.includes), pid_before, "httpd")
     before = {t: fp for t, fp in served_fingerprints([*changed, *others]).items() if fp} if pid_before and not dry_run else {}
     signalled = False
 
@@ -230,6 +246,12 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
                     tx.messages.append("no changed vhost is reachable by handshake; not verified")
         else:
             tx.messages.append("httpd is not running; files installed, not started (run tls restart)")
+    if verified:
+        fresh = load(connection, control.dump())
+        keep = {paths.cert, paths.key, paths.chain}
+        removed = remove_superseded(connection, certs_dir, fresh.files.values(), keep=keep)
+        if removed:
+            tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(nodes=tuple(dict.fromkeys(vn.node.name for vn in changed_nodes)), verified=verified)
 
 

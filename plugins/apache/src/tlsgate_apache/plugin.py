@@ -18,9 +18,6 @@ if TYPE_CHECKING:
 PLUGIN_API = "1.0"
 
 TYPE = "apache"
-#: Where new certificate, key and chain files go unless --certs_dir says otherwise (the
-#: reference document's /var/<product>-certs rule, named for this project).
-DEFAULT_CERTS_DIR = "/var/tlsgate-certs"
 
 
 @attrs.frozen
@@ -34,9 +31,10 @@ class ApacheOptions:
         ),
         min_len=1, max_len=4096, metavar="<apachectl-path>",
     )
-    certs_dir: str = option(
-        help="Directory for new certificate, key and chain files.",
-        default=DEFAULT_CERTS_DIR, min_len=1, max_len=4096, metavar="DIR",
+    certs_dir: str | None = option(
+        help="Directory for new certificate, key and chain files (default: tlsgate/ in the ServerRoot, "
+             "e.g. /etc/apache2/tlsgate/).",
+        min_len=1, max_len=4096, metavar="DIR",
     )
 
 
@@ -64,7 +62,7 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     ctl = getattr(options, "apachectl_path", None)
     if ctl is not None and endpoint.connection.type == "local" and "/" in ctl and not ctl.startswith("/"):
         problems.append(Problem("must be an absolute path or a program name on PATH", option="--apachectl_path"))
-    certs_dir = getattr(options, "certs_dir", None) or DEFAULT_CERTS_DIR
+    certs_dir = getattr(options, "certs_dir", None) or "/"
     if not certs_dir.startswith("/"):
         problems.append(Problem("must be an absolute path", option="--certs_dir"))
     if any(ch in certs_dir for ch in "\"\n\r") or "${" in certs_dir:

@@ -28,7 +28,11 @@ from tlsgate.plugin import (
     expect_served,
     key_kind,
     key_matches,
+    package_owner,
     read_certificate,
+    refuse_pending,
+    remove_superseded,
+    require_names_covered,
     served_fingerprints,
 )
 
@@ -125,6 +129,19 @@ def plan_edits(config: NginxConfig, connection: Connection, chosen: Sequence[Ser
     return dict(edits)
 
 
+def refuse_package_files(connection: Connection, edits: dict[str, list[Edit]]) -> None:
+    """A directive in a file a package ships (Debian's snippets/snakeoil.conf) is not edited:
+    the next upgrade of that package would stop to ask about the changed conffile."""
+    for file in edits:
+        owner = package_owner(connection, file)
+        if owner is not None:
+            raise OperationError(
+                f"{file} belongs to the package {owner} (dpkg -S / rpm -qf): editing it there makes the next "
+                f"upgrade of {owner} ask about a changed conffile; give the server block its own "
+                "ssl_certificate / ssl_certificate_key instead of the packaged include, then install again"
+            )
+
+
 def select_servers(
     pairs: Sequence[tuple[Node, ServerBlock]], wanted: Sequence[Node], bundle: CertificateBundle
 ) -> list[ServerBlock]:
@@ -185,15 +202,20 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     config, pairs = discover(connection, options.nginx_config_path)
     chosen = select_servers(pairs, nodes, bundle)
     path = connection.path
-    certs_dir = options.certs_dir or config.conf_dir
+    # the endpoint's own directory beside the configuration (Debian: /etc/nginx/tlsgate/)
+    certs_dir = options.certs_dir or path.join(config.conf_dir, CERTS_SUBDIR)
     stem = f"tlsgate-{bundle.default_alias()}-{bundle.fingerprint[:12]}"
     cert_path = path.join(certs_dir, f"{stem}.fullchain.pem")
     key_path = path.join(certs_dir, f"{stem}.key.pem")
     edits = plan_edits(config, connection, chosen, bundle, cert_path, key_path)
+    refuse_package_files(connection, edits)
     control = find_control(connection, config)
 
     defaults = default_servers(config)
     changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
+    require_names_covered(bundle, changed_nodes)
+    # the files of the configuration as nginx reads them, against the master's start
+    refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
     changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
@@ -238,8 +260,16 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
                     tx.messages.append("no changed node is reachable by handshake; not verified")
         else:
             tx.messages.append(f"nginx is not running (no master in {control.pid_file}); files installed, not reloaded")
+    if verified:
+        fresh, _ = discover(connection, options.nginx_config_path)
+        removed = remove_superseded(connection, certs_dir, fresh.files.values(), keep=(cert_path, key_path))
+        if removed:
+            tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(nodes=tuple(n.name for n in changed_nodes), verified=verified)
 
+
+#: where new pairs go unless the endpoint names a directory (--certs_dir): beside the main config
+CERTS_SUBDIR = "tlsgate"
 
 #: How long a reload may take to show in handshakes (nginx reloads asynchronously).
 VERIFY_DEADLINE = 20.0

@@ -30,7 +30,7 @@ class NginxOptions:
         metavar="PATH",
     )
     certs_dir: str | None = option(
-        help="Directory for new certificate and key files (default: the directory of the config file).",
+        help="Directory for new certificate and key files (default: tlsgate/ beside the main config file).",
         min_len=1, max_len=4096, metavar="DIR",
     )
 

@@ -146,8 +146,17 @@ def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) 
     hcs = config.host_configs()
     targets = [probe_target(endpoint, hc) if probe else None for hc in hcs]
     served = probe_many([t for t in targets if t is not None], timeout=3.0)  # all connectors at once
-    return [node_for(endpoint, connection, config, hc, served[t] if t is not None else None, probe=probe)
-            for hc, t in zip(hcs, targets, strict=True)]
+    nodes = [node_for(endpoint, connection, config, hc, served[t] if t is not None else None, probe=probe)
+             for hc, t in zip(hcs, targets, strict=True)]
+    # plain HTTP connectors are nodes too (as nginx's and Apache's plain listeners are): no certificate
+    nodes += [Node(name=DEFAULT_HTTP_NAME, protocol="http", ip=address, port=port, vendor=VENDOR, state="active",
+                   locator=f"{service}/{address or '*'}:{port}/http")
+              for service, address, port in config.xml.plain_connectors()]
+    return nodes
+
+
+#: the name of a plain HTTP connector's node (a connector has no host name of its own)
+DEFAULT_HTTP_NAME = "_default_"
 
 
 def node_for(

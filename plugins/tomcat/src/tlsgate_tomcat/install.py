@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
@@ -34,11 +35,14 @@ from tlsgate.plugin import (
     fingerprint,
     key_kind,
     key_matches,
+    refuse_pending,
+    remove_superseded,
+    require_names_covered,
     try_served_fingerprint,
 )
 
 from . import keystore, restart, serverxml
-from .discovery import keystore_password, load_config, probe_target, read_material
+from .discovery import keystore_password, load_config, probe_target, read_material, resolve
 
 if TYPE_CHECKING:
     from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
     from .serverxml import CertificateConfig, HostConfig
 
 FILES_DIR = ("conf", "tlsgate")
+#: every file in conf/tlsgate/ is tlsgate's own (the directory is)
+ANY_NAME = re.compile(r"^[^.].*")
 DEFAULT_ALIAS = "tomcat"
 
 
@@ -81,8 +87,12 @@ def select_hosts(hcs: Sequence[HostConfig], nodes: Sequence[Node], bundle: Certi
     """The host configs to change: the chosen nodes (by locator, else by name), or when none
     are chosen the hosts whose names the certificate covers."""
     if nodes:
+        plain = [n for n in nodes if n.protocol == "http"]
+        if plain and len(plain) == len(nodes):
+            raise ValidationError(f"{plain[0].name} (port {plain[0].port}) is a plain HTTP connector; "
+                                  "give it SSLEnabled and an SSLHostConfig first", option="--node")
         out = []
-        for node in nodes:
+        for node in (n for n in nodes if n.protocol != "http"):
             match = [h for h in hcs if node.locator and h.locator == node.locator]
             if not match:
                 match = [
@@ -136,6 +146,7 @@ def plan_change(connection: Connection, config: TomcatConfig, hc: HostConfig, bu
         new_password = secrets.token_urlsafe(24)
         new_alias = alias or DEFAULT_ALIAS
         new_ext = "jks" if new_kind == "JKS" else "p12"
+        stem = f"{stem}-{bundle.fingerprint[:12]}"
         changes = {
             "certificateKeystoreFile": f"{rel_dir}/{stem}.{new_ext}",
             "certificateKeystorePassword": new_password,
@@ -152,6 +163,7 @@ def plan_change(connection: Connection, config: TomcatConfig, hc: HostConfig, bu
     if len(hc.certificates) == 1 and current_type not in ("UNDEFINED", key_type(bundle)) and "type" in cert.values:
         changes["type"] = key_type(bundle)  # a single Certificate must not claim another key type
     if cert.uses_pem:
+        stem = f"{stem}-{bundle.fingerprint[:12]}"
         key_pw = cert.get("certificateKeyPassword")
         enc: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(key_pw.encode()) if key_pw else serialization.NoEncryption()
@@ -171,7 +183,7 @@ def plan_change(connection: Connection, config: TomcatConfig, hc: HostConfig, bu
         return HostChange(hc, cert, tuple(files), changes)
 
     declared = cert.get("certificateKeystoreType")
-    kind = keystore.keystore_kind(declared)
+    kind = keystore.keystore_kind(declared, _current_keystore(connection, config.base, cert))
     if declared is None or declared.upper() != kind:
         changes[cert.attribute_name("certificateKeystoreType")] = kind
     password = cert.get("certificateKeystorePassword")
@@ -193,10 +205,39 @@ def plan_change(connection: Connection, config: TomcatConfig, hc: HostConfig, bu
     if cert.get("certificateKeyPassword") is not None:
         changes[cert.attribute_name("certificateKeyPassword")] = None  # the key now uses the store password
     ext = "jks" if kind == "JKS" else "p12"
-    path = p.join(config.base, *FILES_DIR, f"{stem}.{ext}")
-    changes[cert.attribute_name("certificateKeystoreFile")] = f"{rel_dir}/{stem}.{ext}"
+    # a new file per certificate: never the keystore the running connector was started with
+    name = f"{stem}-{bundle.fingerprint[:12]}.{ext}"
+    path = p.join(config.base, *FILES_DIR, name)
+    changes[cert.attribute_name("certificateKeystoreFile")] = f"{rel_dir}/{name}"
     data = keystore.write_keystore(kind, bundle, alias, password)
     return HostChange(hc, cert, ((path, data, file_mode),), changes, keystore=(path, password, alias))
+
+
+def _current_keystore(connection: Connection, base: str, cert: CertificateConfig) -> bytes | None:
+    """The first bytes of the keystore the connector uses now (its format wins over an absent
+    or wrong ``certificateKeystoreType``: a JKS file stays JKS), or None."""
+    ks_file = cert.get("certificateKeystoreFile")
+    if not ks_file or ks_file.upper() == "NONE" or "${" in ks_file:
+        return None
+    try:
+        return connection.read_file(resolve(connection, base, ks_file))[:4]
+    except OperationError:
+        return None
+
+
+#: conf files besides server.xml whose change a restart would apply
+PENDING_CONF = ("server.xml", "context.xml", "web.xml", "tomcat-users.xml", "catalina.properties",
+                "jaspic-providers.xml", "logging.properties")
+
+
+def pending_check(connection: Connection, base: str, config: TomcatConfig) -> None:
+    """Refuse when server.xml or another conf file changed after the running JVM started."""
+    procs = restart.tomcat_processes(connection, base)
+    if not procs:
+        return
+    p = connection.path
+    files = [config.path, *(p.join(base, "conf", f) for f in PENDING_CONF[1:])]
+    refuse_pending(connection, files, procs[0].pid, "Tomcat")
 
 
 def edit_server_xml(config: TomcatConfig, changes: Sequence[HostChange]) -> bytes:
@@ -250,6 +291,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
     config = load_config(connection, base)
     hcs = config.host_configs()
     chosen = select_hosts(hcs, nodes, bundle)
+    require_names_covered(bundle, [_host_node(hc) for hc in chosen])
+    pending_check(connection, base, config)
     xml_stat = connection.stat(config.path)
     file_mode = 0o600 | ((xml_stat.mode & 0o040) if xml_stat else 0)
     changes = [plan_change(connection, config, hc, bundle, file_mode, alias) for hc in chosen]
@@ -275,6 +318,9 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
                  detail="set " + ", ".join(names))
         if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
             validate_before_restart(connection, base, new_xml, changes, bundle)
+        if plan.method != "windows-service":
+            tx.run(restart.configtest_argv(base, plan), what="catalina.sh configtest",
+                   explain=restart.describe_configtest)
         # Connectors that were down before the install are not this install's to fix.
         was_up = {(hc.address, hc.port) for hc in hcs if before.get(hc.locator) is not None}
         must_listen = was_up | {(c.host.address, c.host.port) for c in changes}
@@ -290,11 +336,31 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
                 if hc.locator in changed or old is None or target is None:
                     continue
                 expect_served([target], old, deadline=10)
+        for change in changes if not dry_run else ():
+            served_from = change.keystore[0] if change.keystore else change.files[0][0]
+            tx.messages.append(f"{change.host.locator} now serves from {served_from}")
+    if not dry_run:  # verified (a failed verification raised): tidy conf/tlsgate/
+        texts = [new_xml]
+        props = connection.path.join(base, "conf", "catalina.properties")
+        if connection.exists(props):
+            texts.append(connection.read_file(props))
+        written = [path for c in changes for path, _, _ in c.files]
+        removed = remove_superseded(connection, files_dir, texts, keep=written, own=ANY_NAME)
+        if removed:
+            tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(
         nodes=tuple(c.host.host_name for c in changes),
         verified=not dry_run,
         alias=next((c.keystore[2] for c in changes if c.keystore), None),
     )
+
+
+def _host_node(hc: HostConfig) -> Node:
+    """The names an SSLHostConfig answers for (the connector's default host: none of its own)."""
+    from tlsgate.plugin import Node
+
+    name = "" if hc.host_name == serverxml.DEFAULT_HOST else hc.host_name
+    return Node(name=name, ip=hc.address, port=hc.port)
 
 
 def _served(endpoint: Endpoint, hc: HostConfig) -> str | None:
@@ -322,8 +388,23 @@ def restart_and_wait(
     must_listen: Collection[tuple[str | None, int | None]] | None = None,
 ) -> str:
     """Restart, then wait until the TLS connectors (``must_listen``, default all) answer."""
+    since = restart.log_size(connection, config.base, plan) if plan.method != "windows-service" else 0
     message = restart.restart(connection, config.base, plan, shutdown_port=config.xml.shutdown_port)
-    closed = restart.wait_for_ports(connector_targets(endpoint, config, must_listen))
+    gone: dict[str, float] = {}
+
+    def exited() -> bool:
+        # the JVM is gone (for a moment longer than a start takes to exec java)
+        if plan.method == "windows-service" or restart.tomcat_processes(connection, config.base):
+            gone.clear()
+            return False
+        first = gone.setdefault("t", time.monotonic())
+        return time.monotonic() - first > 5.0
+
+    closed = restart.wait_for_ports(connector_targets(endpoint, config, must_listen), exited=exited)
+    if closed and gone and exited():
+        raise OperationError(
+            f"Tomcat exited during its start: {restart.exit_reason(connection, config.base, plan, since)}"
+        )
     if closed:
         raise OperationError(
             "Tomcat restarted but these TLS connectors do not listen: " + ", ".join(str(t) for t in closed)

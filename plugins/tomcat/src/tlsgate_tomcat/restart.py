@@ -9,20 +9,31 @@ Which way, in order:
   ``tomcat11``, ``tomcat10``, ``tomcat9``, ``tomcat``) is loaded and serves *this*
   CATALINA_BASE according to its ``Environment`` / ``ExecStart``. A unit file a package left on
   disk proves nothing.
+* A Debian-packaged Tomcat (``/usr/libexec/tomcatN/tomcat-start.sh`` and ``/etc/default/tomcatN``
+  exist for the CATALINA_HOME ``/usr/share/tomcatN``) without systemd: as the unit would, with
+  the unit file's ``Environment=`` (CATALINA_HOME, CATALINA_TMPDIR, JAVA_OPTS), a clean
+  environment with the unit's PATH, ``tomcat-start.sh`` (which reads ``/etc/default/tomcatN``
+  and runs ``catalina.sh run``) detached, its output appended to ``logs/catalina.out``.
 * Otherwise ``bin/shutdown.sh`` and ``bin/startup.sh`` of the Tomcat directory, or of
-  CATALINA_HOME with ``CATALINA_BASE`` set (Debian's CATALINA_BASE has no ``bin/``). The server is
-  started again as the user it ran as (when we are root and that user is not), so files it
-  writes do not become root's. A server whose shutdown port is disabled (``port="-1"``, as Debian
-  ships) or that ignores the shutdown command gets SIGTERM, then SIGKILL, by its own pid.
+  CATALINA_HOME with ``CATALINA_BASE`` set (Debian's CATALINA_BASE has no ``bin/``), with the
+  old JVM's own environment read from ``/proc/<pid>/environ`` (JAVA_HOME, JAVA_OPTS,
+  CATALINA_OPTS, CATALINA_TMPDIR, PATH, ...) so startup.sh rebuilds its arguments.
 
-Tomcat starts asynchronously: the caller waits for the TLS ports (see :func:`wait_for_ports`).
+Either way the server is started again as the user it ran as (when we are root and that user is
+not), so files it writes do not become root's. A server whose shutdown port is disabled
+(``port="-1"``, as Debian ships) or that ignores the shutdown command gets SIGTERM, then SIGKILL,
+by its own pid. Before stopping anything the install runs ``catalina.sh configtest``.
+
+Tomcat starts asynchronously: the caller waits for the TLS ports (see :func:`wait_for_ports`)
+while watching the JVM: when it exits, the wait ends at once with the JVM's own reason from
+``catalina.out`` (:func:`exit_reason`).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from tlsgate.plugin import CommandFailed, Connection, OperationError, Target, try_served_fingerprint
@@ -72,6 +83,8 @@ class RestartPlan:
     #: start in a session of its own (``setsid -w``), so the JVM outlives the gateway's terminal
     #: or ssh session and never shares its signals
     detach: bool = False
+    #: the environment the service runs with (unit ``Environment=`` or the old JVM's own)
+    environment: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         if self.method == "windows-service":
@@ -79,6 +92,8 @@ class RestartPlan:
         if self.method == "systemd":
             return f"systemctl restart {self.unit}"
         who = f" as {self.run_as}" if self.run_as else ""
+        if self.method == "debian":
+            return f"stop, then {self.startup} (as the tomcat service starts it){who}"
         return f"{self.shutdown} then {self.startup}{who}"
 
 
@@ -188,10 +203,110 @@ def plan_restart(
             uid = st.uid if st is not None else None
         if uid:
             run_as = _user_name(connection, uid)
+    detach = "--wait" in connection.run(["setsid", "--help"]).stdout
+    debian = _debian_service(connection, found_home)
+    if debian is not None:
+        start_sh, env = debian
+        env = {**env, "CATALINA_HOME": found_home, "CATALINA_BASE": base}
+        return RestartPlan("debian", home=found_home, startup=start_sh, shutdown=script("shutdown.sh"),
+                           run_as=run_as, detach=detach, environment=tuple(env.items()))
+    env = _process_environment(connection, procs[0].pid) if procs else {}
     return RestartPlan(
         "scripts", home=found_home, startup=script("startup.sh"), shutdown=script("shutdown.sh"), run_as=run_as,
-        detach="--wait" in connection.run(["setsid", "--help"]).stdout,
+        detach=detach, environment=tuple(env.items()),
     )
+
+
+#: PATH of a systemd service (what the unit's processes get), not root's
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: what startup.sh reads from its environment to build the JVM's arguments
+JVM_ENVIRONMENT = ("JAVA_HOME", "JRE_HOME", "JAVA_OPTS", "CATALINA_OPTS", "CATALINA_TMPDIR", "CATALINA_OUT",
+                   "CATALINA_PID", "JSSE_OPTS", "LOGGING_CONFIG", "LOGGING_MANAGER", "UMASK", "PATH", "LANG",
+                   "LC_ALL", "TZ", "USE_NOHUP")
+
+
+def _debian_service(connection: Connection, home: str) -> tuple[str, dict[str, str]] | None:
+    """Debian's service start (``tomcat-start.sh`` + its unit's Environment=) for this home."""
+    m = re.fullmatch(r"/usr/share/(tomcat\d+)/?", home)
+    if not m:
+        return None
+    name = m.group(1)
+    start_sh = f"/usr/libexec/{name}/tomcat-start.sh"
+    if not (connection.exists(start_sh) and connection.exists(f"/etc/default/{name}")):
+        return None
+    env = {"PATH": SERVICE_PATH, "CATALINA_HOME": home, "CATALINA_TMPDIR": "/tmp"}  # noqa: S108 - the unit's value
+    for unit_dir in ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system"):
+        unit = f"{unit_dir}/{name}.service"
+        if connection.exists(unit):
+            env.update(unit_environment(connection.read_text(unit)))
+    return start_sh, env
+
+
+def unit_environment(text: str) -> dict[str, str]:
+    """The ``Environment=`` assignments of a unit file, as systemd reads them (quoted words)."""
+    import shlex
+
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("Environment="):
+            continue
+        try:
+            words = shlex.split(line[len("Environment="):])
+        except ValueError:
+            continue
+        for word in words:
+            key, sep, value = word.partition("=")
+            if sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                env[key] = value
+    return env
+
+
+def _process_environment(connection: Connection, pid: int) -> dict[str, str]:
+    """The running JVM's own environment (the variables startup.sh reads), from /proc."""
+    res = connection.run(["cat", f"/proc/{pid}/environ"])
+    if not res.ok:
+        return {}
+    env = dict(item.partition("=")[::2] for item in res.stdout.split("\0") if "=" in item)
+    return {k: env[k] for k in JVM_ENVIRONMENT if k in env}
+
+
+def configtest_argv(base: str, plan: RestartPlan) -> list[str]:
+    """``catalina.sh configtest`` as the service's user with the service's environment."""
+    home = plan.home or base
+    return _as_user(plan, [*_env(base, plan), "sh", connection_join(home, "bin", "catalina.sh"), "configtest"])
+
+
+def connection_join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts)
+
+
+def describe_configtest(result: object) -> str:
+    """The lines of configtest's output that say what is wrong (SEVERE / exceptions)."""
+    text = (getattr(result, "stdout", "") or "") + (getattr(result, "stderr", "") or "")
+    return _reason(text.splitlines()) or text.strip()[-300:]
+
+
+def _reason(lines: Sequence[str]) -> str:
+    keep = [ln.strip() for ln in lines if re.search(r"SEVERE|Exception|Error|error:", ln)]
+    return " | ".join(keep[-3:])[-500:]
+
+
+def exit_reason(connection: Connection, base: str, plan: RestartPlan, since: int) -> str:
+    """Why the JVM exited: the telling lines catalina.out got since byte ``since``."""
+    log = dict(plan.environment).get("CATALINA_OUT") or connection_join(base, "logs", "catalina.out")
+    try:
+        data = connection.read_file(log)[since:]
+    except OperationError:
+        return f"(no {log})"
+    lines = data.decode(errors="replace").splitlines()
+    return _reason(lines) or " | ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or f"(nothing in {log})"
+
+
+def log_size(connection: Connection, base: str, plan: RestartPlan) -> int:
+    log = dict(plan.environment).get("CATALINA_OUT") or connection_join(base, "logs", "catalina.out")
+    st = connection.stat(log)
+    return st.size if st is not None else 0
 
 
 def restart(
@@ -212,6 +327,17 @@ def restart(
                          f"systemctl restart {plan.unit}")
         return f"restarted systemd unit {plan.unit}"
     stop(connection, base, plan, shutdown_port=shutdown_port, timeout=stop_timeout)
+    if plan.method == "debian":
+        log = connection_join(base, "logs", "catalina.out")
+        # catalina.sh run stays in the foreground: detach it (new session, output to
+        # catalina.out, stdin closed) so this command returns and the JVM outlives the session
+        script = 'cd "$1" && : >>"$3" || exit 1; setsid sh "$2" >>"$3" 2>&1 </dev/null & echo $!'
+        argv = _as_user(plan, [*_env(base, plan), "sh", "-c", script, "sh", base, plan.startup or "", log])
+        res = connection.run(argv, timeout=60)
+        if not res.ok:
+            raise CommandFailed(f"{connection.host}: {plan.startup} failed: {(res.stderr or res.stdout).strip()[-300:]}",
+                                exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr)
+        return f"restarted as the tomcat service does ({plan.startup})" + (f" as {plan.run_as}" if plan.run_as else "")
     argv = _as_user(plan, [*_env(base, plan), "sh", plan.startup or ""])
     res = connection.run(["setsid", "-w", *argv] if plan.detach else argv, timeout=120, privileged=True)
     if not res.ok:
@@ -223,7 +349,11 @@ def restart(
 
 
 def _env(base: str, plan: RestartPlan) -> list[str]:
-    return ["env", f"CATALINA_BASE={base}", f"CATALINA_HOME={plan.home}"]
+    """``env`` with the service's environment: a clean one (``-i``) when the plan knows it."""
+    known = {k: v for k, v in plan.environment if k not in ("CATALINA_BASE", "CATALINA_HOME")}
+    clean = ["-i"] if "PATH" in known else []
+    return ["env", *clean, *(f"{k}={v}" for k, v in known.items()), f"CATALINA_BASE={base}",
+            f"CATALINA_HOME={plan.home}"]
 
 
 def _as_user(plan: RestartPlan, argv: list[str]) -> list[str]:
@@ -283,10 +413,12 @@ def _answers(target: Target) -> bool:
     return try_served_fingerprint(target.host, target.port, target.sni, timeout=2.0) is not None
 
 
-def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle: float = 6.0) -> list[Target]:
+def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle: float = 6.0,
+                   exited: Callable[[], bool] | None = None) -> list[Target]:
     """Wait until every target completes a TLS handshake. Tomcat starts its connectors within
     moments of each other, so once one answers the rest get ``settle`` seconds; a connector that
-    failed to load its keystore never answers. Returns the targets that still do not."""
+    failed to load its keystore never answers. ``exited``: says the JVM is gone (the wait ends at
+    once). Returns the targets that still do not answer."""
     pending = list(dict.fromkeys(targets))
     if not pending:
         return []
@@ -294,6 +426,8 @@ def wait_for_ports(targets: Sequence[Target], *, deadline: float = 120.0, settle
     end = time.monotonic() + deadline
     first_up: float | None = None
     while pending:
+        if exited is not None and exited():
+            break
         pending = [t for t in pending if not _answers(t)]
         now = time.monotonic()
         if pending and len(pending) < total and first_up is None:

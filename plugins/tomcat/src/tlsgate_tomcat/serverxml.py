@@ -135,6 +135,19 @@ class ServerXml:
     def host_configs(self) -> list[HostConfig]:
         return list(_host_configs(self.root))
 
+    def plain_connectors(self) -> list[tuple[str, str | None, int | None]]:
+        """The plain HTTP connectors (service, address, port): no SSLEnabled, not AJP."""
+        out = []
+        for service in self.root.find_all("Service") if self.root.tag == "Server" else []:
+            for c in service.find_all("Connector"):
+                if c.attrs.get("SSLEnabled", "false").strip().lower() == "true":
+                    continue
+                if "AJP" in c.attrs.get("protocol", "HTTP/1.1").upper():
+                    continue
+                out.append((service.attrs.get("name", "Catalina"), c.attrs.get("address") or None,
+                            _int(c.attrs.get("port"))))
+        return out
+
     def find(self, locator: str) -> HostConfig | None:
         return next((h for h in self.host_configs() if h.locator == locator), None)
 

@@ -1,0 +1,198 @@
+"""What an install may do on purpose, and the two checks every web-server driver shares.
+
+The core sets an :class:`InstallPolicy` around each install (``tls install --apply-pending``,
+``--allow-name-mismatch``, and the files tlsgate itself wrote on this endpoint before, read from
+the inventory's audit log); a driver reads it with :func:`install_policy` and calls:
+
+* :func:`require_names_covered` when it has chosen its nodes: every name of a chosen node must be
+  covered by the leaf's SANs (RFC 6125 wildcards, :func:`tlsgate.certs.covers`), else
+  :class:`ValidationError` (exit 2) listing the uncovered names, unless the operator allowed it;
+* :func:`refuse_pending` before it changes anything: files of the running configuration (as the
+  server's own dump lists them) modified after the running master / JVM started (or, after a
+  reload, after its current workers were spawned: :func:`loaded_since`) are changes the server
+  has not loaded, and a reload or restart would apply them too. tlsgate's own earlier writes
+  (path and the mtime it left) and the pending files it applied on purpose do not count.
+
+Own writes are recorded by the core, not the driver: after an install the core stats each file
+the transaction wrote and keeps ``{path: mtime}`` in the audit entry's ``details.file_mtimes``; a
+file whose mtime is still the one tlsgate left is tlsgate's, a later edit by anyone else changes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from .errors import OperationError, ValidationError
+
+if TYPE_CHECKING:
+    from .bundle import CertificateBundle
+    from .connection import Connection
+    from .models import Node
+
+#: Clock granularity between a process start (/proc: ticks since boot + btime, whole seconds)
+#: and a file's mtime: a file written up to this long after the start counts as loaded.
+START_SLACK = 1.0
+
+
+@attrs.frozen
+class InstallPolicy:
+    apply_pending: bool = False
+    allow_name_mismatch: bool = False
+    #: files tlsgate wrote on this endpoint earlier: path -> the mtime it left
+    own_writes: Mapping[str, float] = attrs.field(factory=dict)
+    #: filled by :func:`refuse_pending` with ``--apply-pending``: the pending files this install
+    #: applies (path -> mtime); once the install succeeds the server has loaded them, so the core
+    #: records them with tlsgate's own writes
+    applied: dict[str, float] = attrs.field(factory=dict)
+
+
+_current: contextvars.ContextVar[InstallPolicy | None] = contextvars.ContextVar("tlsgate_install_policy",
+                                                                                 default=None)
+
+
+def install_policy() -> InstallPolicy:
+    """The policy of the install that is running (defaults outside one)."""
+    return _current.get() or InstallPolicy()
+
+
+@contextlib.contextmanager
+def policy(value: InstallPolicy) -> Iterator[None]:
+    token = _current.set(value)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def node_names(node: Node) -> list[str]:
+    """The host names a node answers for (wildcard server names stay; catch-alls and regexes do not)."""
+    out = []
+    for name in (node.name, *node.alias):
+        name = name.strip()
+        if not name or name in ("_", "*", "_default_", "localhost") or name.startswith("~") or "$" in name:
+            continue
+        if name.replace(".", "").isdigit() or ":" in name:  # an address, not a name
+            continue
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def uncovered_names(bundle: CertificateBundle, names: Iterable[str]) -> list[str]:
+    return [n for n in dict.fromkeys(names) if not _covers(bundle, n)]
+
+
+def _covers(bundle: CertificateBundle, name: str) -> bool:
+    if bundle.covers(name):
+        return True
+    # a wildcard server name (nginx "*.example.org") is covered by the same wildcard SAN only
+    return name.startswith("*.") and name.lower() in {n.lower() for n in bundle.names}
+
+
+def require_names_covered(bundle: CertificateBundle, nodes: Sequence[Node]) -> list[str]:
+    """Refuse (ValidationError, exit 2) when a chosen node answers for a name the leaf does not
+    cover; with ``--allow-name-mismatch`` return the uncovered names instead (for a message)."""
+    names = [n for node in nodes for n in node_names(node)]
+    missing = uncovered_names(bundle, names)
+    if missing and not install_policy().allow_name_mismatch:
+        raise ValidationError(
+            f"the certificate ({', '.join(bundle.names) or bundle.subject}) does not cover "
+            f"{', '.join(missing)} served by the chosen nodes; give a certificate that does, or "
+            "--allow-name-mismatch on purpose",
+            option="--allow_name_mismatch",
+        )
+    return missing
+
+
+def process_start_time(connection: Connection, pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from ``/proc/<pid>/stat`` (field 22, clock
+    ticks since boot) and ``btime`` of ``/proc/stat``; None when /proc cannot tell."""
+    return _start_times(connection, [pid]).get(pid)
+
+
+def _start_times(connection: Connection, pids: Sequence[int]) -> dict[int, float]:
+    script = 'getconf CLK_TCK; grep "^btime " /proc/stat; for p; do cat "/proc/$p/stat" 2>/dev/null; done'
+    res = connection.run(["sh", "-c", script, "sh", *map(str, pids)])
+    lines = res.stdout.splitlines()
+    out: dict[int, float] = {}
+    try:
+        hz, btime = int(lines[0]), int(lines[1].split()[1])
+    except (ValueError, IndexError):
+        return out
+    for stat in lines[2:]:
+        try:
+            pid = int(stat.split(" ", 1)[0])
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 is index 0
+            out[pid] = btime + int(fields[19]) / hz  # field 22: starttime
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
+def loaded_since(connection: Connection, pid: int) -> float | None:
+    """Since when the server of master ``pid`` runs the configuration it has: the master's start,
+    or, when a reload re-spawned its workers (nginx ``-s reload``, httpd graceful), the start of
+    its oldest worker (conservative: an old worker still finishing requests makes it earlier)."""
+    res = connection.run(["ps", "-o", "pid=", "--ppid", str(pid)])
+    children = [int(w) for w in res.stdout.split() if w.isdigit()] if res.ok else []
+    times = _start_times(connection, [pid, *children])
+    master = times.get(pid)
+    if master is None:
+        return None
+    workers = [t for c, t in times.items() if c != pid]
+    return max(master, min(workers)) if workers else master
+
+
+def pending_files(connection: Connection, files: Iterable[str], since: float) -> list[str]:
+    """The files modified after ``since`` that tlsgate did not leave as they are."""
+    return list(_pending(connection, files, since))
+
+
+def _pending(connection: Connection, files: Iterable[str], since: float) -> dict[str, float]:
+    own = install_policy().own_writes
+    out = {}
+    for path in dict.fromkeys(files):
+        st = connection.stat(path)
+        if st is None or st.is_dir or st.mtime <= since + START_SLACK:
+            continue
+        if _own(own, path, st.mtime) or _own(own, _realpath(connection, path), st.mtime):
+            continue  # tlsgate left it so (a server names a file by its symlink, tlsgate writes the target)
+        out[path] = st.mtime
+    return out
+
+
+def _own(own: Mapping[str, float], path: str | None, mtime: float) -> bool:
+    return path is not None and path in own and abs(own[path] - mtime) < 1e-3
+
+
+def _realpath(connection: Connection, path: str) -> str | None:
+    res = connection.run(["readlink", "-f", "--", path])
+    return res.stdout.strip() or None if res.ok else None
+
+
+def refuse_pending(connection: Connection, files: Iterable[str], pid: int | None, server: str) -> list[str]:
+    """Refuse (OperationError) when the running ``server`` (its master / JVM ``pid``) has not
+    loaded some of ``files``, unless ``--apply-pending``; returns the pending files either way."""
+    if pid is None:
+        return []
+    started = loaded_since(connection, pid)
+    if started is None or started > time.time() + 60:
+        return []
+    found = _pending(connection, files, started)
+    pending = list(found)
+    rules = install_policy()
+    if pending and rules.apply_pending:
+        rules.applied.update(found)
+    elif pending:
+        raise OperationError(
+            f"{server} (pid {pid}) has not loaded changes made since it last loaded its configuration, in: "
+            f"{', '.join(pending)}; "
+            "a reload would apply them too. Load or revert them first, or give --apply-pending on purpose"
+        )
+    return pending

@@ -1,0 +1,190 @@
+"""nginx as Debian ships it: a throw-away copy of /etc/nginx (nginx.conf including
+sites-enabled/*, the default site with its snakeoil snippet enabled, a second site in
+sites-available symlinked from sites-enabled), on 127.0.0.1 high ports, started with the
+Debian binary. Through the ``tlsgate`` command line, locally and over the real sshd (issue 14:
+names coverage, pending changes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tlsgate_testing.cli import ok, pem_files, settle, tg
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.nginx import NginxServer, nginx_binary
+from tlsgate_testing.sshd import SshdServer
+
+pytestmark = pytest.mark.slow
+
+ETC = Path("/etc/nginx")
+
+
+
+
+class Stock:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.conf = root / "etc" / "nginx"
+        self.http, self.https = free_port(), free_port()
+
+
+def build(root: Path, test_ca) -> Stock:  # type: ignore[no-untyped-def]
+    s = Stock(root)
+    shutil.copytree(ETC, s.conf, symlinks=True)
+    for link in (s.conf / "sites-enabled").iterdir():  # the package's links are absolute: into the copy
+        target = os.readlink(link)
+        if target.startswith(f"{ETC}/"):
+            link.unlink()
+            link.symlink_to(s.conf / target[len(f"{ETC}/"):])
+    for d in ("run", "log", "ssl"):
+        (root / d).mkdir()
+    (s.conf / "logs").mkdir()  # the test server's -e error log
+    main = (s.conf / "nginx.conf").read_text().replace("/etc/nginx/", f"{s.conf}/")
+    main = re.sub(r"(?m)^pid .*;$", f"pid {root}/run/nginx.pid;", main)
+    main = main.replace("/var/log/nginx/", f"{root}/log/")
+    (s.conf / "nginx.conf").write_text(main)
+    # a snakeoil-like pair where the snippet expects Debian's
+    snake = test_ca.issue("snakeoil.invalid")
+    (root / "ssl" / "ssl-cert-snakeoil.pem").write_bytes(snake.cert_pem)
+    key = root / "ssl" / "ssl-cert-snakeoil.key"
+    key.write_bytes(snake.key_pem)
+    key.chmod(0o600)
+    snippet = (s.conf / "snippets" / "snakeoil.conf").read_text()
+    snippet = snippet.replace("/etc/ssl/certs/", f"{root}/ssl/").replace("/etc/ssl/private/", f"{root}/ssl/")
+    (s.conf / "snippets" / "snakeoil.conf").write_text(snippet)
+    default = (s.conf / "sites-available" / "default").read_text()
+    default = re.sub(r"(?m)^\s*listen \[::\]:80 default_server;\n", "", default)
+    default = default.replace("listen 80 default_server;", f"listen 127.0.0.1:{s.http} default_server;")
+    (s.conf / "sites-available" / "default").write_text(default)
+    # the operator's TLS site: in sites-available, enabled by a symlink, its own pair
+    alpha = test_ca.issue("alpha.test", "www.alpha.test")
+    (root / "ssl" / "alpha.crt").write_bytes(alpha.cert_pem + alpha.chain_pem)
+    (root / "ssl" / "alpha.key").write_bytes(alpha.key_pem)
+    (s.conf / "sites-available" / "alpha").write_text(f"""server {{
+\tlisten 127.0.0.1:{s.https} ssl default_server;
+\tserver_name alpha.test www.alpha.test;
+\tssl_certificate {root}/ssl/alpha.crt;
+\tssl_certificate_key {root}/ssl/alpha.key;
+\troot /var/www/html;
+}}
+""")
+    (s.conf / "sites-enabled" / "alpha").symlink_to(s.conf / "sites-available" / "alpha")
+    return s
+
+
+@pytest.fixture(scope="module")
+def stock(tmp_path_factory: pytest.TempPathFactory, test_ca) -> Iterator[tuple[Stock, NginxServer]]:  # type: ignore[no-untyped-def]
+    if nginx_binary() is None or not ETC.exists():
+        pytest.fail("Debian's nginx package is required (scripts/bootstrap.sh installs it)")
+    s = build(tmp_path_factory.mktemp("stock-nginx"), test_ca)
+    server = NginxServer(s.conf, s.conf / "nginx.conf", s.root / "run" / "nginx.pid", [s.http, s.https])
+    server.start()
+    try:
+        yield s, server
+    finally:
+        server.stop()
+
+
+def served(port: int, sni: str) -> str | None:
+    from tlsgate.probe import try_served_fingerprint
+
+    return try_served_fingerprint("127.0.0.1", port, sni, timeout=5)
+
+
+
+def flow(name: str, s: Stock, server: NginxServer, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", name, "--org", "Acme")
+    nodes = json.loads(ok("tls", "discover", name, "--json").stdout)
+    assert ("alpha.test", "https", s.https) in {(n["name"], n["protocol"], n["port"]) for n in nodes}
+    before = served(s.https, "alpha.test")
+    settle()
+
+    # 4: an alpha.test-only leaf on the block that also serves www.alpha.test: exit 2, named
+    narrow = test_ca.issue("alpha.test")
+    files = pem_files(tmp_path / f"{name}-narrow", narrow)
+    refused = tg("tls", "install", name, *files, "--node", "alpha.test")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "www.alpha.test" in refused.stderr and "--allow_name_mismatch" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert served(s.https, "alpha.test") == before
+    # on purpose: installed and served, but not called verified
+    forced = ok("tls", "install", name, *files, "--node", "alpha.test", "--allow-name-mismatch")
+    assert "verified by TLS handshake" not in forced.stdout and "www.alpha.test" in forced.stdout
+    assert served(s.https, "www.alpha.test") == narrow.fingerprint
+
+    # 1: someone's edit nginx has not loaded (a file in sites-available, read through the
+    # sites-enabled symlink) is refused, naming the file; nothing changes
+    settle()
+    default = s.conf / "sites-available" / "default"
+    original = default.read_bytes()
+    default.write_bytes(original + b"\n# an edit not reloaded yet\n")
+    good = test_ca.issue("alpha.test", "www.alpha.test")
+    files = pem_files(tmp_path / f"{name}-good", good)
+    workers = server.workers()
+    pending = tg("tls", "install", name, *files, "--node", "alpha.test")
+    assert pending.returncode == 1, pending.stdout + pending.stderr
+    assert "sites-enabled/default" in pending.stderr and "--apply-pending" in pending.stderr
+    assert server.workers() == workers and served(s.https, "alpha.test") == narrow.fingerprint
+    done = ok("tls", "install", name, *files, "--node", "alpha.test", "--apply_pending")
+    assert "verified by TLS handshake" in done.stdout
+    assert served(s.https, "www.alpha.test") == good.fingerprint
+    # reloaded now: tlsgate's own writes and the applied edit are not pending any more
+    again = test_ca.issue("alpha.test", "www.alpha.test")
+    ok("tls", "install", name, *pem_files(tmp_path / f"{name}-again", again), "--node", "alpha.test")
+    assert served(s.https, "alpha.test") == again.fingerprint
+    # 6: new pairs live in tlsgate/ beside nginx.conf; the superseded ones are gone
+    own = sorted(p.name for p in (s.conf / "tlsgate").iterdir())
+    assert len(own) == 2 and all(again.fingerprint[:12] in n for n in own), own
+    assert not any(p.name.startswith("tlsgate-") for p in s.conf.iterdir())
+    default.write_bytes(original)
+    server.reload()
+
+
+def test_stock_local(stock, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    s, server = stock
+    ok("tls", "add", "nginx", "--name", "web", "--connection_type", "local",
+       "--nginx_config_path", str(s.conf / "nginx.conf"))
+    flow("web", s, server, test_ca, tmp_path)
+
+
+def test_stock_over_ssh(stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tmp_path: Path,
+                        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    s, server = stock
+    home = tmp_path / "user-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    ok("tls", "add", "nginx", "--name", "web-ssh", "--connection_type", "ssh", "--host", sshd.host,
+       "--port", str(sshd.port), "--user", "root", "--ssh_key_path", str(sshd.root_key.path),
+       "--nginx_config_path", str(s.conf / "nginx.conf"))
+    ok("tls", "trust", "web-ssh", "--yes")
+    flow("web-ssh", s, server, test_ca, tmp_path)
+
+
+def test_package_owned_snippet_is_not_edited(test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """7: a block whose pair comes from Debian's snippets/snakeoil.conf (a conffile of
+    nginx-common): refused with the reason; the packaged file is not touched."""
+    snippet = ETC / "snippets" / "snakeoil.conf"
+    owner = subprocess.run(["dpkg", "-S", str(snippet)], capture_output=True, text=True)
+    assert owner.returncode == 0, "Debian's nginx-common ships snippets/snakeoil.conf"
+    before = (snippet.read_bytes(), snippet.stat().st_mtime)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:{free_port()} ssl;\n"
+                    f"    server_name snake.test;\n    include {snippet};\n  }}\n}}\n")
+    ok("tls", "add", "nginx", "--name", "snake", "--connection_type", "local", "--nginx_config_path", str(conf))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "snake", "--org", "Acme")
+    ok("tls", "discover", "snake")
+    refused = tg("tls", "install", "snake", *pem_files(tmp_path / "in", test_ca.issue("snake.test")),
+                 "--node", "snake.test")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"{snippet} belongs to the package nginx-common" in refused.stderr
+    assert "its own" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert (snippet.read_bytes(), snippet.stat().st_mtime) == before
+    assert not (tmp_path / "tlsgate").exists()  # refused before anything was written

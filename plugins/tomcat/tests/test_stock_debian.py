@@ -1,0 +1,246 @@
+"""Tomcat as Debian ships it: a private CATALINA_BASE laid out like /var/lib/tomcat10 (conf
+copied from /etc/tomcat10, the stock server.xml with its HTTP connector and the package's
+commented-out JKS connector enabled, on 127.0.0.1 free ports), started the way the tomcat10 unit
+starts it (``/usr/libexec/tomcat10/tomcat-start.sh``, which reads /etc/default/tomcat10; no
+systemd), as the ``tomcat`` user. One instance for the module: Tomcat starts are slow.
+
+Issue 14: JKS stays JKS in a new file, restarts keep the package's environment, configuration
+the JVM has not loaded is refused, configtest runs before the stop, a start that fails is
+noticed at once with the JVM's reason, names coverage. Through the ``tlsgate`` command line,
+locally and over the real sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tlsgate_testing.cli import ok, pem_files, settle, tg
+from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.sshd import SshdServer
+from tlsgate_tomcat.keystore import JKS_MAGIC
+from tlsgate_tomcat.restart import SERVICE_PATH
+
+pytestmark = pytest.mark.slow
+
+HOME = Path("/usr/share/tomcat10")
+START = Path("/usr/libexec/tomcat10/tomcat-start.sh")
+ETC = Path("/etc/tomcat10")
+JKS_PASSWORD = "changeit"
+
+
+
+
+class Stock:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.http, self.https = free_port(), free_port()
+
+    @property
+    def server_xml(self) -> Path:
+        return self.base / "conf" / "server.xml"
+
+    def pids(self) -> list[int]:
+        out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        return [int(line.split(None, 1)[0]) for line in out.splitlines()
+                if f"-Dcatalina.base={self.base} " in line + " " and "catalina.startup.Bootstrap" in line]
+
+    def served(self) -> str | None:
+        from tlsgate.probe import try_served_fingerprint
+
+        return try_served_fingerprint("127.0.0.1", self.https, None, timeout=3)
+
+    def start(self) -> None:
+        """As the tomcat10 unit does: its Environment=, a clean environment, tomcat-start.sh."""
+        env = {"PATH": SERVICE_PATH, "CATALINA_HOME": str(HOME), "CATALINA_BASE": str(self.base),
+               "CATALINA_TMPDIR": "/tmp", "JAVA_OPTS": "-Djava.awt.headless=true"}
+        out = self.base / "logs" / "catalina.out"
+        out.touch()
+        tomcat = pwd.getpwnam("tomcat")
+        os.chown(out, tomcat.pw_uid, tomcat.pw_gid)  # the service's user appends to it after a restart
+        with out.open("ab") as log:
+            subprocess.Popen(["runuser", "-u", "tomcat", "--", "sh", str(START)], cwd=self.base, env=env,
+                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait()
+
+    def wait(self, timeout: float = 180) -> None:
+        end = time.monotonic() + timeout
+        while self.served() is None:
+            assert time.monotonic() < end, (self.base / "logs" / "catalina.out").read_text()[-3000:]
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for pid in self.pids():
+            os.kill(pid, 15)
+        end = time.monotonic() + 30
+        while self.pids() and time.monotonic() < end:
+            time.sleep(0.2)
+        for pid in self.pids():
+            os.kill(pid, 9)
+
+
+def build(base: Path) -> Stock:
+    s = Stock(base)
+    shutil.copytree(ETC, base / "conf", symlinks=True)
+    for d in ("logs", "work", "temp", "webapps", "lib"):
+        (base / d).mkdir(exist_ok=True)
+    shutil.copytree("/var/lib/tomcat10/webapps/ROOT", base / "webapps" / "ROOT")
+    xml = s.server_xml.read_text()
+    xml = xml.replace('<Connector port="8080" protocol="HTTP/1.1"',
+                      f'<Connector port="{s.http}" address="127.0.0.1" protocol="HTTP/1.1"', 1)
+    xml = xml.replace('redirectPort="8443"', f'redirectPort="{s.https}"')
+    # the package's commented-out JKS connector, enabled as an operator would
+    m = re.search(r'<!--\s*(<Connector port="8443".*?</Connector>)\s*-->', xml, re.S)
+    assert m, "the stock server.xml has its example TLS connector"
+    connector = m.group(1).replace('port="8443"', f'port="{s.https}" address="127.0.0.1"')
+    xml = xml[:m.start()] + connector + xml[m.end():]
+    s.server_xml.write_text(xml)
+    subprocess.run(["keytool", "-genkeypair", "-alias", "tomcat", "-keyalg", "RSA", "-keysize", "2048",
+                    "-dname", "CN=localhost", "-validity", "30", "-storetype", "JKS",
+                    "-keystore", str(base / "conf" / "localhost-rsa.jks"), "-storepass:env", "PW", "-keypass:env", "PW"],
+                   check=True, capture_output=True, env={**os.environ, "PW": JKS_PASSWORD})
+    tomcat = pwd.getpwnam("tomcat")
+    for p in [base / "conf", *(base / "conf").rglob("*")]:
+        os.chown(p, 0, tomcat.pw_gid)
+        p.chmod(0o750 if p.is_dir() else 0o640)
+    for d in ("logs", "work", "temp", "webapps"):
+        for p in [base / d, *(base / d).rglob("*")]:
+            os.chown(p, tomcat.pw_uid, tomcat.pw_gid)
+    return s
+
+
+@pytest.fixture(scope="module")
+def stock() -> Iterator[Stock]:
+    if not (START.exists() and (HOME / "bin" / "catalina.sh").exists() and Path("/etc/default/tomcat10").exists()):
+        pytest.fail("Debian's tomcat10 package is required (scripts/bootstrap.sh installs it)")
+    base = Path(tempfile.mkdtemp(prefix="tlsgate-stock-tomcat-"))  # /tmp/pytest-of-root is 0700: tomcat must enter
+    base.chmod(0o755)
+    s = build(base)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def jvm(pid: int) -> tuple[list[str], dict[str, str], int]:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    env = dict(e.partition("=")[::2] for e in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if e)
+    return argv, env, os.stat(f"/proc/{pid}").st_uid
+
+
+
+
+def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", name, "--org", "Acme")
+    ok("tls", "discover", name)
+    nodes = json.loads(ok("tls", "nodes", name, "--json").stdout)
+    assert [(n["name"], n["port"]) for n in nodes if n["protocol"] == "https"] == [("_default_", s.https)]
+    # 8: the stock plain HTTP connector is a node too, as nginx's and Apache's plain listeners are
+    assert [(n["name"], n["ip"], n["port"]) for n in nodes if n["protocol"] == "http"] == [
+        ("_default_", "127.0.0.1", s.http)]
+
+    # 5: the JKS connector (no certificateKeystoreType: Tomcat's default, JKS) stays JKS, in a new file
+    new = test_ca.issue("localhost")
+    pid = s.pids()[0]
+    done = ok("tls", "install", name, *pem_files(tmp_path / f"{name}-1", new), "--node", "_default_")
+    assert "verified" in done.stdout
+    served_from = re.search(r"now serves from (\S+)", done.stdout)
+    assert served_from, done.stdout
+    path = Path(served_from.group(1))
+    assert path.parent == s.base / "conf" / "tlsgate" and path.suffix == ".jks"
+    assert path.read_bytes().startswith(JKS_MAGIC)
+    assert (s.base / "conf" / "localhost-rsa.jks").exists()  # the file in use was not overwritten
+    assert f'certificateKeystoreFile="conf/tlsgate/{path.name}"' in s.server_xml.read_text()
+    assert s.served() == new.fingerprint
+
+    # 2: restarted as the service starts it: the package's JAVA_OPTS, the unit's PATH, user tomcat
+    [new_pid] = s.pids()
+    assert new_pid != pid
+    argv, env, uid = jvm(new_pid)
+    assert "-Djava.awt.headless=true" in argv
+    assert env["PATH"] == SERVICE_PATH and env.get("CATALINA_TMPDIR") == "/tmp"
+    assert uid == pwd.getpwnam("tomcat").pw_uid
+
+    # 1: an unrelated pending change (a Listener whose class does not exist) is refused, naming
+    # server.xml; Tomcat keeps running
+    settle()
+    original = s.server_xml.read_bytes()
+    s.server_xml.write_bytes(original.replace(
+        b"<Service ", b'<Listener className="org.example.NoSuchListener" />\n  <Service ', 1))
+    newer = test_ca.issue("localhost")
+    files = pem_files(tmp_path / f"{name}-2", newer)
+    refused = tg("tls", "install", name, *files, "--node", "_default_")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert str(s.server_xml) in refused.stderr and "--apply-pending" in refused.stderr
+    assert s.pids() == [new_pid] and s.served() == new.fingerprint
+
+    # --apply-pending goes ahead, and configtest stops it before Tomcat is stopped
+    applied = tg("tls", "install", name, *files, "--node", "_default_", "--apply-pending")
+    assert applied.returncode == 1 and "configtest" in applied.stderr, applied.stdout + applied.stderr
+    assert s.pids() == [new_pid] and s.served() == new.fingerprint
+    s.server_xml.write_bytes(original)
+
+    # 2: a start that fails (the shutdown port is taken: configtest passes, the JVM exits at once)
+    # is noticed at once with the JVM's own reason; everything is restored and Tomcat runs again
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        settle()
+        s.server_xml.write_bytes(original.replace(b'<Server port="-1"', f'<Server port="{taken}"'.encode(), 1))
+        t0 = time.monotonic()
+        failed = tg("tls", "install", name, *files, "--node", "_default_", "--apply_pending")
+        took = time.monotonic() - t0
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "exited during its start" in failed.stderr and "Address already in use" in failed.stderr, failed.stderr
+    assert took < 150  # not 2 x 120 s of waiting for ports
+    # the restore put the operator's pending change back too: Tomcat stays down until it is fixed
+    assert not s.pids()
+    s.server_xml.write_bytes(original)
+    s.start()
+
+
+def test_stock_local(stock: Stock, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ok("tls", "add", "tomcat", "--name", "cat", "--connection_type", "local", "--tomcat_dir", str(stock.base))
+    flow("cat", stock, test_ca, tmp_path)
+
+
+def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "user-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    if not stock.pids():
+        stock.start()
+    stock.wait()
+    ok("tls", "add", "tomcat", "--name", "cat-ssh", "--connection_type", "ssh", "--host", sshd.host,
+       "--port", str(sshd.port), "--user", "root", "--ssh_key_path", str(sshd.root_key.path),
+       "--tomcat_dir", str(stock.base))
+    ok("tls", "trust", "cat-ssh", "--yes")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "cat-ssh", "--org", "Acme")
+    ok("tls", "discover", "cat-ssh")
+    new = test_ca.issue("localhost")
+    done = ok("tls", "install", "cat-ssh", *pem_files(tmp_path / "ssh", new), "--node", "_default_")
+    assert "verified" in done.stdout and stock.served() == new.fingerprint
+    [pid] = stock.pids()
+    argv, env, _ = jvm(pid)
+    assert "-Djava.awt.headless=true" in argv and env["PATH"] == SERVICE_PATH
+    # 6: the keystore this install superseded (tlsgate's own, in conf/tlsgate/) is gone; the
+    # package-era keystore outside it stays
+    own = sorted(p.name for p in (stock.base / "conf" / "tlsgate").iterdir())
+    assert len(own) == 1 and new.fingerprint[:12] in own[0]
+    assert (stock.base / "conf" / "localhost-rsa.jks").exists()
