@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from nginx_peer import NginxServer, nginx_binary, nginx_site
 from tlsgate.probe import try_served_fingerprint
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.interrupt import PauseBinary, die_at_env, tlsgate_cli
-from tlsgate_testing.nginx import NginxServer, nginx_binary, nginx_site
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from nginx_peer import NginxServer, nginx_binary
 from tlsgate_testing.cli import ok, pem_files, settle, tg
 from tlsgate_testing.fixtures_core import free_port
-from tlsgate_testing.nginx import NginxServer, nginx_binary
 from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
