@@ -258,6 +258,15 @@ class FailAfterFirstWrite(Connection):
         self.inner.write_file(path, data, mode=mode)
         self.wrote = True
 
+    def write_file_if(self, path: str, data: bytes, *, mode: int = 0o644, expect: bytes | None) -> None:
+        if self._trip():
+            raise OperationError(f"{self.host}: {path}: injected write failure (tlsgate_testing.contract)")
+        self.inner.write_file_if(path, data, mode=mode, expect=expect)
+        self.wrote = True
+
+    def realpath(self, path: str) -> str:
+        return self.inner.realpath(path)
+
     def rename(self, src: str, dst: str) -> None:
         if self._trip():
             raise OperationError(f"{self.host}: {dst}: injected rename failure (tlsgate_testing.contract)")
