@@ -1037,7 +1037,8 @@ def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:
 def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node]) -> InstallResult:
     """Verification checks names as well as fingerprints: each node now serving the leaf must
     answer only for names the leaf covers (only possible with ``--allow-name-mismatch``)."""
-    serving = [n for n in after if n.fingerprint == bundle.fingerprint]
+    # network nodes only: a keystore entry's name is its alias, not a host name a client asks for
+    serving = [n for n in after if n.fingerprint == bundle.fingerprint and n.port]
     missing = uncovered_names(bundle, [name for n in serving for name in node_names(n)])
     if not missing:
         return result

@@ -712,11 +712,18 @@ class Inventory:
 
     def journal(self, endpoint_id: str | None = None) -> list[dict[str, Any]]:
         """Audit entries that name a backup set (the install journal), oldest first."""
-        rows = self.db.execute(
-            "SELECT id, result, endpoint_id, details FROM audit WHERE json_extract(details, '$.backup') "
-            "IS NOT NULL AND (? IS NULL OR endpoint_id = ?) ORDER BY id", (endpoint_id, endpoint_id)).fetchall()
-        return [{"id": r["id"], "result": r["result"], "endpoint_id": r["endpoint_id"],
-                 "details": json.loads(r["details"])} for r in rows]
+        # portable SQL (SQLite and PostgreSQL): a LIKE pre-filter, the exact test on the parsed JSON
+        sql = "SELECT id, result, endpoint_id, details FROM audit WHERE details LIKE ?"
+        args: tuple[Any, ...] = ('%"backup"%',)
+        if endpoint_id is not None:
+            sql += " AND endpoint_id = ?"
+            args += (endpoint_id,)
+        out = []
+        for r in self.db.execute(sql + " ORDER BY id", args).fetchall():
+            details = json.loads(r["details"])
+            if details.get("backup") is not None:
+                out.append({"id": r["id"], "result": r["result"], "endpoint_id": r["endpoint_id"], "details": details})
+        return out
 
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         if limit:

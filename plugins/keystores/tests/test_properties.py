@@ -112,6 +112,7 @@ def test_jks_install_read_by_keytool(driver: Any, kt: Any, keytool: str, hyp_dir
                                     password: str) -> None:
     from tlsgate_keystores import jks_codec as codec
 
+    assume(alias.strip())  # an alias of only white space (U+00A0 included) is refused since issue 10
     with tempfile.TemporaryDirectory(dir=hyp_dir) as d:
         path = Path(d) / "k.jks"
         path.write_bytes(codec.dump(Keystore("jks", [KeyEntry("other", (_OLD.cert,), _OLD.key)]), password))
