@@ -246,3 +246,54 @@ def test_aliases_scripts_would_misread_are_refused(tmp_path: Path, leaf_a: Issue
     res = cli("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), f"--alias={alias}")
     assert res.returncode == 2 and res.stderr.startswith("error: --alias: "), res.stderr
     assert store.read_bytes() == before
+
+
+def test_a_retried_job_restores_its_own_dead_attempt_another_job_refuses(tmp_path: Path, leaf_a: Issued,
+                                                                          leaf_b: Issued, test_ca: TestCA,
+                                                                          cli: Any) -> None:
+    """A ``cert deploy`` killed (SIGKILL) in the install script, the keystore already written. Its
+    unfinished backup set is foreign to a lone ``tls install`` and to another deploy (both refuse,
+    naming the set); ``job retry`` of the same job owns it: the originals go back first, then one
+    install runs to its end."""
+    store = tmp_path / "app.p12"
+    store.write_bytes(leaf_a.pfx(PW))
+    flag, marker = tmp_path / "slow", tmp_path / "script-running"
+    flag.touch()
+    script = tmp_path / "slow.sh"
+    script.write_text(f"#!/bin/sh\nif [ -e {flag} ]; then echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; "
+                      "sleep 120; fi\nexit 0\n")
+    script.chmod(0o755)
+    _endpoint(cli, store, "--install_script", str(script))
+    inputs = _inputs(leaf_b, tmp_path / "in")
+    proc = cli.spawn("cert", "deploy", *inputs, "--endpoint", "ks")
+    end = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # the script's sleep, which we made
+    flag.unlink()
+    written = store.read_bytes()
+    assert _aliases(store)  # whole: the new keystore, never a half-written one
+    (job,) = json.loads(cli("job", "list", "--json").stdout)
+    assert job["state"] == "interrupted"
+    (unfinished,) = json.loads(cli("backup", "list", "--json").stdout)
+    assert unfinished["state"] == "unfinished"
+
+    lone = cli("tls", "install", "ks", *inputs)
+    other = cli("cert", "deploy", *_inputs(test_ca.issue("c.example.org"), tmp_path / "c"), "--endpoint", "ks")
+    for res in (lone, other):
+        assert res.returncode == 1 and f"backup restore {unfinished['id']}" in res.stdout + res.stderr, res
+    assert store.read_bytes() == written  # refused before anything was touched
+
+    retried = cli("job", "retry", str(job["id"]), "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["state"] == "done"
+    assert leaf_b.fingerprint in _aliases(store).values()
+    log = json.loads(cli("log", "--json").stdout)
+    assert [e["result"] for e in log if e["action"] == "tls install" and e["result"] != "started"][-1:] == ["ok"]
+    restore = [e for e in log if e["action"] == "backup restore"]
+    assert [(e["result"], e["details"]["retry_of"], e["details"]["restored"]) for e in restore] == [
+        ("restored", job["id"], [str(store)])]
+    assert {s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)} == {"restored", "ok"}
