@@ -295,6 +295,28 @@ def test_bytes_read_are_capped(tmp_path: Path, cli: Any) -> None:
     _certdir(cli, folder)
     res = cli("tls", "install", "cd", "--cert", "/dev/zero", "--key", "/dev/zero", timeout=60)
     assert res.returncode == 2 and "too large" in res.stderr and "--cert" in res.stderr
+    pfx = cli("tls", "install", "cd", "--pfx", "/dev/zero", timeout=60)
+    assert pfx.returncode == 2 and "too large" in pfx.stderr and "--pfx" in pfx.stderr, pfx.stderr
+    # a pipe (st_size 0) that never ends: the cap is on the bytes read
+    import threading
+
+    ca = TestCA("caps")
+    leaf = ca.issue("caps.test")
+    crt, key, _chain = leaf.write(tmp_path / "in", "c")
+    fifo = tmp_path / "chain.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as fh:
+                while True:
+                    fh.write(b"A" * 65536)
+        except OSError:
+            pass  # the reader stopped at the cap and closed its end
+
+    threading.Thread(target=feed, daemon=True).start()
+    piped = cli("tls", "install", "cd", "--cert", str(crt), "--key", str(key), "--chain", str(fifo), timeout=60)
+    assert piped.returncode == 2 and "too large" in piped.stderr and "--chain" in piped.stderr, piped.stderr
     assert cli("store", "add", "local", "--name", "s").returncode == 0
     big = cli("store", "put", "s", "--store_cred_id", "k", "--ssh_key_path", "/dev/zero", timeout=60)
     assert big.returncode == 2 and "--ssh_key_path" in big.stderr and "too large" in big.stderr

@@ -70,12 +70,12 @@ class Estate:
         return json.loads(self.ok(*args, "--json", timeout=timeout).stdout)
 
     # -- endpoints ---------------------------------------------------------------------------------
-    def add_p12(self, name: str, zone: str) -> Path:
+    def add_p12(self, name: str, zone: str, *extra: str) -> Path:
         path = self.tmp / "stores" / f"{name}.p12"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(self.ca.issue(f"{name}.old.example").pfx(PASSWORD))
         self.ok("tls", "add", "p12", "--name", name, "--connection_type", "local", "--path", str(path),
-                "--store_password", "-", "--zone", zone, stdin=PASSWORD + "\n")
+                "--store_password", "-", "--zone", zone, *extra, stdin=PASSWORD + "\n")
         return path
 
     # -- workers -----------------------------------------------------------------------------------
