@@ -208,3 +208,40 @@ def test_keystore_path_through_an_ntfs_link_install_and_rollback(layout: str, wi
             assert read(real) == b"half"
             raise RuntimeError("verification failed")
         assert links.info(link) == (kind, stored) and read(real) == installed
+
+
+def test_cli_install_through_an_ntfs_symlink_over_ssh_windows(winssh: Any, test_ca: TestCA, tmp_path: Path) -> None:
+    """The same through the ``tlsgate`` command: ``tls add p12 --path <a symbolic link>`` over
+    ssh_windows, ``tls install``; the link is still a link and its target holds the new entry."""
+    import json
+    import sys
+
+    unique = tmp_path.name[-20:]
+    real, link = f"C:\\Certs\\{unique}\\real.p12", f"{DIR}\\cli-{unique}\\live.p12"
+    old, new = test_ca.issue("old.example.org"), test_ca.issue("new.example.org")
+    winssh.seed(real, initial_store("p12", old, tmp_path))
+    winssh.link(link, real)
+    exe = str(Path(sys.executable).with_name("tlsgate"))
+
+    def tg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, env=dict(os.environ),
+                              timeout=300, check=False)
+
+    auth = ["--ssh_key_path", str(winssh.key_path)] if winssh.key_path else ["--password", "-"]
+    added = tg("tls", "add", "p12", "--name", "winlink", "--connection_type", "ssh_windows", "--host", winssh.host,
+               "--port", str(winssh.port), "--user", winssh.user, *auth, "--path", link, "--store_password", PW,
+               stdin=None if winssh.key_path else winssh.password + "\n")
+    assert added.returncode == 0, added.stderr
+    assert tg("org", "add", "acme").returncode == 0
+    assert tg("tls", "delegate", "winlink", "--org", "acme").returncode == 0
+    crt, key, chain = new.write(tmp_path / "in", "new")
+    done = tg("tls", "install", "winlink", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+              "--alias", "beta", "--json")
+    assert done.returncode == 0, done.stderr
+    assert winssh.winhost().fs.link(link) == ("SymbolicLink", real)
+    local = tmp_path / "readback.p12"
+    local.write_bytes(winssh.read(real))
+    aliases = keytool_aliases(local)
+    assert aliases["alpha"] == old.fingerprint and aliases["beta"] == new.fingerprint
+    entry = [e for e in json.loads(tg("log", "--json").stdout) if e["action"] == "tls install"][-1]
+    assert entry["result"] == "ok" and entry["after"] == new.fingerprint
