@@ -660,8 +660,9 @@ class Gateway:
         try:
             restored = backup_sets.restore(conn, stored)
         except Exception as exc:
+            # "set", not "backup": a failed restore leaves the set open (unfinished), it is no outcome
             self._audit("backup restore", "failed", endpoint,
-                        details={"backup": stored.id, "error": str(exc), "retry_of": stored.job_id})
+                        details={"set": stored.id, "error": str(exc), "retry_of": stored.job_id})
             raise OperationError(
                 f"endpoint {endpoint.name!r}: job {stored.job_id}'s earlier attempt died mid-install and "
                 f"restoring its originals failed ({exc}); see: tlsgate backup restore {stored.id}"
@@ -683,7 +684,8 @@ class Gateway:
                 removed = backup_sets.remove_temporaries(conn, stored)
                 restored = backup_sets.restore(conn, stored)
         except Exception as exc:
-            self._audit("backup restore", "failed", endpoint, details={"backup": stored.id, "error": str(exc)})
+            # "set", not "backup": a failed restore leaves the set open (unfinished), it is no outcome
+            self._audit("backup restore", "failed", endpoint, details={"set": stored.id, "error": str(exc)})
             raise
         self._audit("backup restore", "restored", endpoint,
                     details={"backup": stored.id, "restored": restored, "temporaries_removed": removed,

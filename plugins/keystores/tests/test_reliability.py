@@ -297,3 +297,40 @@ def test_a_retried_job_restores_its_own_dead_attempt_another_job_refuses(tmp_pat
     assert [(e["result"], e["details"]["retry_of"], e["details"]["restored"]) for e in restore] == [
         ("restored", job["id"], [str(store)])]
     assert {s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)} == {"restored", "ok"}
+
+
+def test_a_failed_restore_leaves_the_set_unfinished(tmp_path: Path, leaf_a: Issued, leaf_b: Issued,
+                                                    cli: Any) -> None:
+    """``backup restore`` that cannot put a file back (here the keystore's path became a
+    directory) fails and the set stays ``unfinished``: the next job still refuses, and a later
+    restore, once the cause is gone, completes."""
+    store = tmp_path / "app.p12"
+    store.write_bytes(leaf_a.pfx(PW))
+    before = store.read_bytes()
+    marker = tmp_path / "script-running"
+    script = tmp_path / "slow.sh"
+    script.write_text(f"#!/bin/sh\necho $$ > {marker}.tmp\nmv {marker}.tmp {marker}\nsleep 120\n")
+    script.chmod(0o755)
+    _endpoint(cli, store, "--install_script", str(script))
+    proc = cli.spawn("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), "--alias", "web")
+    end = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+    (backup,) = json.loads(cli("backup", "list", "--json").stdout)
+    written = store.read_bytes()
+    store.unlink()
+    store.mkdir()
+    failed = cli("backup", "restore", backup["id"])
+    assert failed.returncode == 1, failed.stderr
+    assert [s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)] == ["unfinished"]
+    store.rmdir()
+    store.write_bytes(written)
+    refused = cli("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), "--alias", "web")
+    assert refused.returncode == 1 and f"backup restore {backup['id']}" in refused.stderr, refused.stderr
+    assert cli("backup", "restore", backup["id"]).returncode == 0
+    assert store.read_bytes() == before
+    assert [s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)] == ["restored"]
