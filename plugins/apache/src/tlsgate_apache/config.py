@@ -83,6 +83,8 @@ class ApacheConfig:
 
     def expand(self, value: str) -> str | None:
         """``${VAR}`` replaced from httpd's defines; None when one is unknown."""
+        if "${" not in value:
+            return value
         missing = False
 
         def sub(m: re.Match[str]) -> str:
@@ -136,7 +138,10 @@ def _include_targets(d: Directive, config: ApacheConfig, connection: Connection)
             config.notes.append(f"{d.where()}: {d.name} {arg}: unknown variable, not followed")
             continue
         if any(ch in path for ch in "*?["):
-            out += [p for p in connection.glob(path) if not (connection.stat(p) or _DIR).is_dir]
+            if config.run.includes:  # httpd lists the files it read (never a directory): no stat each
+                out += [p for p in connection.glob(path) if p in config.run.includes]
+            else:
+                out += [p for p in connection.glob(path) if not (connection.stat(p) or _DIR).is_dir]
             continue
         st = connection.stat(path)
         if st is not None and st.is_dir:
