@@ -11,6 +11,8 @@ and a bare ``httpd`` binary all accept alike.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from tlsgate.plugin import CommandResult, Connection, OperationError
@@ -213,6 +215,32 @@ class ApacheControl:
         if run.pid_file and not self.connection.path.isabs(run.pid_file):
             run.pid_file = self.connection.path.join(run.server_root, run.pid_file)
         return run
+
+    def dump_started(self) -> Callable[[], RunConfig]:
+        """:meth:`dump` started in a thread; returns the call that waits for it (and raises what
+        it raised). The caller imports and prepares meanwhile (httpd parses its files without
+        us: its own process, waited on without the GIL); it must not use the connection until
+        the dump is back."""
+        import threading
+
+        box: list[Any] = []
+
+        def work() -> None:
+            try:
+                box.append(self.dump())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+                box.append(exc)
+
+        thread = threading.Thread(target=work, name="apachectl-dump", daemon=True)
+        thread.start()
+
+        def wait() -> RunConfig:
+            thread.join()
+            if isinstance(box[0], BaseException):
+                raise box[0]
+            return box[0]  # type: ignore[no-any-return]
+
+        return wait
 
     def pid(self, run: RunConfig) -> int | None:
         if not run.pid_file:

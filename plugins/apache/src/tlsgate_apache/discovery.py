@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tlsgate.plugin import CertFacts, Connection, Endpoint
 
     from .config import ApacheConfig, VHostSection
-    from .control import ApacheControl, VHostEntry
+    from .control import ApacheControl, RunConfig, VHostEntry
     from .lexer import Directive
 
 VENDOR = "Apache"
@@ -180,7 +180,8 @@ def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local:
     ]
 
 
-def discover(connection: Connection, control: ApacheControl) -> tuple[ApacheConfig, list[VHostNode]]:
-    """Ask httpd, parse its files, build the node model."""
-    config = load(connection, control.dump())
+def discover(connection: Connection, control: ApacheControl,
+             run: RunConfig | None = None) -> tuple[ApacheConfig, list[VHostNode]]:
+    """Ask httpd (unless ``run``: what it said), parse its files, build the node model."""
+    config = load(connection, run if run is not None else control.dump())
     return config, build_nodes(config, connection)

@@ -80,16 +80,18 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     import gc
 
     from .control import ApacheControl
-    from .discovery import confirm_by_handshake, discover
 
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
+    dumped = control.dump_started()  # httpd reads its configuration while this process imports
     # the parse and the node model allocate hundreds of thousands of acyclic objects: CPython's
     # cyclic collector would rescan the growing heap again and again (a fifth of the time at
     # 10,000 vhosts); nothing here makes cycles that must be freed before the hook returns
     enabled = gc.isenabled()
     gc.disable()
     try:
-        _config, vnodes = discover(connection, control)
+        from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
+
+        _config, vnodes = discover(connection, control, dumped())
         return confirm_by_handshake(vnodes, endpoint, _local(endpoint))
     finally:
         if enabled:
