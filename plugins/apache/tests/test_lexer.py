@@ -99,3 +99,21 @@ def test_the_fast_path_reads_every_file_as_token_by_token_reading_does(data: byt
         assert str(got.value) == str(exc)
         return
     assert _shape(parse(data, "f")) == want
+
+
+def _kept(tree: list, keep: frozenset[str] | None) -> list:  # type: ignore[type-arg]
+    """The tree's shape, only the sections and the directives named in ``keep`` (None: all)."""
+    return [(d.name, d.args, d.line, d.start, d.end, d.close_line, None if d.children is None else _kept(d.children, keep))
+            for d in tree if d.children is not None or keep is None or d.lname in keep]
+
+
+@settings(max_examples=100, deadline=None)
+@given(_config(), st.sets(st.sampled_from(["sslengine", "sslcertificatefile", "on", "x"])))
+def test_keep_leaves_out_only_the_other_directives(data: bytes, names: set[str]) -> None:
+    keep = frozenset(names)
+    try:
+        full = parse(data, "f")
+    except ConfigSyntaxError:
+        return
+    assert _kept(parse(data, "f", keep=keep), None) == _kept(full, keep)
+    assert _kept(parse(data, "f", keep=keep, tokenwise=True), None) == _kept(full, keep)

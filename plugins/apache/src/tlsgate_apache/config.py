@@ -26,6 +26,8 @@ SSL_DIRECTIVES = {
     "sslcertificatekeyfile",
     "sslcertificatechainfile",
 }
+#: the directives the walk reads (sections are always kept)
+_WALKED = frozenset({"include", "includeoptional", "servername", *SSL_DIRECTIVES})
 _VAR = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
 _MAX_DEPTH = 64
 
@@ -177,7 +179,7 @@ def _read(config: ApacheConfig, connection: Connection, path: str, trees: dict[s
         data = connection.read_file(path)
         config.files[path] = data
         try:
-            trees[path] = parse(data, path)
+            trees[path] = parse(data, path, keep=_WALKED)
         except ConfigSyntaxError as exc:
             raise OperationError(f"cannot parse {exc}") from None
     return trees[path]

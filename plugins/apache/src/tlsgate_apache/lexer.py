@@ -168,10 +168,10 @@ _MAX_NAMES = 4096
 class _Tree:
     """The directive tree being built, and the names seen (one ``str`` per distinct name)."""
 
-    __slots__ = ("data", "file", "names", "root", "stack")
+    __slots__ = ("data", "file", "keep", "names", "root", "stack")
 
-    def __init__(self, data: bytes, file: str) -> None:
-        self.data, self.file = data, file
+    def __init__(self, data: bytes, file: str, keep: frozenset[str] | None = None) -> None:
+        self.data, self.file, self.keep = data, file, keep
         self.root: list[Directive] = []
         self.stack: list[Directive] = []
         self.names = _NAMES
@@ -200,6 +200,8 @@ class _Tree:
             named = (text, text.lower())
             if len(self.names) < _MAX_NAMES:
                 self.names[key] = named
+        if not section and self.keep is not None and named[1] not in self.keep:
+            return
         if args is None:
             if section and words:  # the closing ">": a word of its own or the end of the last one
                 if words[-1] == b">":
@@ -228,15 +230,17 @@ def _slow_line(tree: _Tree, data: bytes, pos: int, line: int) -> tuple[int, int]
     return end + 1, line + crossed + 1
 
 
-def parse(data: bytes, file: str, *, tokenwise: bool = False) -> list[Directive]:
+def parse(data: bytes, file: str, *, keep: frozenset[str] | None = None, tokenwise: bool = False) -> list[Directive]:
     """The directive tree of one file (includes are not followed here).
 
     Lines without quotes or backslashes (nearly all) are found by one regular expression and
     split in C; a region holding a quote or a backslash is read line by line, token by token
     (``_tokens``). Each step moves forward through the file, so the time is linear in its size
     (one vhost per file or a hundred alike). ``tokenwise``: every line token by token (the
-    reference the tests compare the fast path with)."""
-    tree = _Tree(data, file)
+    reference the tests compare the fast path with). ``keep``: the (lower-case) names of the
+    directives to keep; sections are always kept, other directives left out (discovery needs a
+    few names of a file's hundreds of lines)."""
+    tree = _Tree(data, file, keep)
     if tokenwise:
         pos, line = 0, 1
         while pos < len(data):
@@ -261,9 +265,10 @@ def parse(data: bytes, file: str, *, tokenwise: bool = False) -> list[Directive]
             line += count(b"\n", pos, start)
             named = names.get(first) if stack and first[0] != 60 else None  # 60: "<"
             if named is not None:  # the common case, inline: a directive of a known name in a section
-                d = Directive(named[0], [w.decode("utf-8", "surrogateescape") for w in rest.split()], None,
-                              file, line, start, m_end, None, None, named[1], data)
-                stack[-1].children.append(d)  # type: ignore[union-attr]
+                if keep is None or named[1] in keep:
+                    d = Directive(named[0], [w.decode("utf-8", "surrogateescape") for w in rest.split()], None,
+                                  file, line, start, m_end, None, None, named[1], data)
+                    stack[-1].children.append(d)  # type: ignore[union-attr]
             else:
                 tree.add(first, None, rest.split(), None, line, start, m_end)
             pos, line = m_end + 1, line + 1

@@ -91,11 +91,15 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     try:
         from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
 
-        _config, vnodes = discover(connection, control, dumped())
-        return confirm_by_handshake(vnodes, endpoint, _local(endpoint))
+        config, vnodes = discover(connection, control, dumped())
+        nodes = confirm_by_handshake(vnodes, endpoint, _local(endpoint))
+        # the parsed files go now, by reference counting: re-enabled with them alive, the
+        # collector's next pass would walk every directive of every file once more
+        del config, vnodes
     finally:
         if enabled:
             gc.enable()
+    return nodes
 
 
 #: ``alias`` (keystore entry names) is not taken: virtual hosts have none.
