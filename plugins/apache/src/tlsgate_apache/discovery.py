@@ -66,22 +66,28 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
     seen: set[tuple[str, str, int | None, str, int]] = set()
     server_certs = config.server_named("sslcertificatefile")
     server_ssl = config.server_ssl_engine
+    vhosts = config.vhosts
     for entry in config.run.vhosts:
         ident = (entry.name, entry.ip, entry.port, entry.file, entry.line)
         if ident in seen:
             continue
         seen.add(ident)
-        section = config.vhosts.get((entry.file, entry.line))
+        section = vhosts.get((entry.file, entry.line))
         notes: list[str] = []
         facts: CertFacts | None = None
+        own_certs: list[Directive] = []
         if section is None:
             notes.append("its <VirtualHost> section could not be read")
             https = False
         else:
-            own = section.ssl_engine
-            https = own if own is not None else server_ssl
+            engine = None  # the last SSLEngine (section.ssl_engine), and the vhost's own certificates
+            for d in section.directives:
+                if d.lname == "sslengine":
+                    engine = d
+                elif d.lname == "sslcertificatefile":
+                    own_certs.append(d)
+            https = server_ssl if engine is None else bool(engine.args) and engine.args[0].lower() in ("on", "optional")
         if https and section is not None:
-            own_certs = section.named("sslcertificatefile")
             directives = own_certs or server_certs
             if not directives:
                 notes.append("no SSLCertificateFile")
