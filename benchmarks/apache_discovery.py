@@ -25,6 +25,7 @@ the load average before and after (say in RESULTS.md when other work ran meanwhi
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shutil
@@ -170,11 +171,18 @@ def main() -> None:
     print("| vhosts | per file | tlsgate wall s | apache2ctl -S wall s | ratio wall | tlsgate CPU s "
           "| apache2ctl -S CPU s | ratio CPU | tlsgate wall µs/vhost | tlsgate CPU µs/vhost |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    seen: dict[int, list[tuple[int, float, float]]] = {1: [], 100: []}
     for n in args.sizes:
         for per_file in (1, 100):
             (gw, gw_cpu), (ctl, ctl_cpu) = measure(n, per_file, args.repeat, ["--json"] if args.json else [])
             print(f"| {n:,} | {per_file} | {gw:.3f} | {ctl:.3f} | {gw / ctl:.2f} | {gw_cpu:.3f} | {ctl_cpu:.3f} "
                   f"| {gw_cpu / ctl_cpu:.2f} | {gw / n * 1e6:.0f} | {gw_cpu / n * 1e6:.0f} |", flush=True)
+            seen[per_file].append((n, gw, gw_cpu))
+    # linear growth: the cost of each further vhost (the fixed start-up cost drops out)
+    for per_file, rows in seen.items():
+        for (n0, w0, c0), (n1, w1, c1) in itertools.pairwise(rows):
+            print(f"{per_file} per file, {n0:,} -> {n1:,} vhosts: each further vhost {(w1 - w0) / (n1 - n0) * 1e6:.0f} µs "
+                  f"wall, {(c1 - c0) / (n1 - n0) * 1e6:.0f} µs CPU")
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

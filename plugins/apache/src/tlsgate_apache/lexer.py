@@ -40,7 +40,8 @@ class Directive:
     end: int  # offset just past the logical line (before its newline)
     children: list[Directive] | None = None  # sections only
     close_line: int | None = None
-    lname: str = ""  # the name in lower case
+    #: the name in lower case (the lexer passes it: one ``str`` per distinct name)
+    lname: str = attrs.field(default=attrs.Factory(lambda self: self.name.lower(), takes_self=True))
     _data: bytes = attrs.field(default=b"", repr=False)  # the file's bytes, for the spans
 
     @property
