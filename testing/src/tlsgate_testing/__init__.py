@@ -22,4 +22,5 @@ pytest_plugins = [
     "tlsgate_testing.winrm_fixtures",
     "tlsgate_testing.bind",
     "tlsgate_testing.pebble",
+    "tlsgate_testing.ari",
 ]

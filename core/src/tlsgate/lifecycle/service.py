@@ -61,6 +61,7 @@ class RenewItem:
     not_after: str | None = None
     renew_at: str | None = None
     window: str | None = None  # ari, lifetime, days
+    next_check: str | None = None  # ari: when the CA asks to be asked again (Retry-After)
     new_certificate_id: int | None = None
     reason: str | None = None
     deploy: list[dict[str, Any]] = attrs.field(factory=list)
@@ -312,12 +313,13 @@ class Lifecycle:
                 item = RenewItem(rec.id, list(rec.names), "not due", not_after=rec.not_after)
                 report.items.append(item)
                 try:
-                    when, window = self._renew_at(rec, days, now, sessions, stack)
+                    when, window, next_check = self._renew_at(rec, days, now, sessions, stack)
                 except TlsgateError as exc:
                     item.action, item.reason = "failed", f"{exc}; the old certificate stays in service " \
                                                          f"(expires {rec.not_after})"
                     continue
                 item.renew_at, item.window = when.isoformat(timespec="seconds"), window
+                item.next_check = next_check.isoformat(timespec="seconds") if next_check else None
                 if when > now:
                     continue
                 if dry_run:
@@ -334,21 +336,23 @@ class Lifecycle:
         return report
 
     def _renew_at(self, rec: CertificateRecord, days: int | None, now: dt.datetime, sessions: dict[str, Any],
-                  stack: contextlib.ExitStack) -> tuple[dt.datetime, str]:
+                  stack: contextlib.ExitStack) -> tuple[dt.datetime, str, dt.datetime | None]:
+        """When ``rec`` is due: ``--days``; else the CA's ARI window; else one third of the
+        lifetime left. Returns (when, how, ARI's next check)."""
         not_after = _utc(rec.not_after)
         assert not_after is not None
         if days is not None:
-            return not_after - dt.timedelta(days=days), "days"
+            return not_after - dt.timedelta(days=days), "days", None
         leaf = self.inventory.load_bundle(rec.id).leaf
         account = rec.acme_account or ""
         if account not in sessions:
             sessions[account] = stack.enter_context(self.session(account))
-        when = sessions[account].renewal_time(leaf)
-        if when is not None:
-            return when, "ari"
+        ari = sessions[account].renewal_time(leaf)
+        if ari is not None:
+            return ari[0], "ari", ari[1]
         from .acme import lifetime_renewal_time
 
-        return lifetime_renewal_time(leaf), "lifetime"
+        return lifetime_renewal_time(leaf), "lifetime", None
 
     def _renew_one(self, rec: CertificateRecord, item: RenewItem) -> None:
         holder = _holder()
