@@ -59,16 +59,19 @@ def _pem_endpoint(tmp_path: Path, name: str, cert_id: int) -> Path:
 
 def test_nothing_due_does_nothing(issued) -> None:  # type: ignore[no-untyped-def]
     _pebble, cert_id = issued
-    before = tg_json("cert", "list")
-    res = tg("cert", "renew")
+    before = tg_json("cert", "list"), tg_json("job", "list"), tg_json("log")
+    res = tg("cert", "renew")  # exit 0 (asserted by tg)
     assert f"{cert_id} (roll.test): not due (renew at " in res.stdout and "lifetime" in res.stdout
-    assert tg_json("cert", "list") == before
-    assert tg_json("cert", "renew", "--deploy")["ok"] is True
+    report = tg_json("cert", "renew", "--deploy")
+    assert report["ok"] is True and report["job"] is None and report["rollouts"] == []
+    assert [c["action"] for c in report["certificates"]] == ["not due"]
+    # nothing recorded, no job, no audit entry: the run did nothing
+    assert (tg_json("cert", "list"), tg_json("job", "list"), tg_json("log")) == before
 
 
-def _request(name: str) -> int:
+def _request(name: str, *extra: str) -> int:
     return int(tg_json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
-                       "--domain", name, "--org", "Acme")["certificate_id"])
+                       "--domain", name, "--org", "Acme", *extra)["certificate_id"])
 
 
 def _tty(*args: str) -> str:
@@ -98,7 +101,7 @@ def test_renew_deploy_is_one_job_reaching_every_node_and_finishing_pending_rollo
     import json
 
     _pebble, old = issued
-    other = _request("roll2.test")
+    other = _request("roll2.test", "--domain", "www.roll2.test", "--key_type", "ec384")
     a = _pem_endpoint(tmp_path, "store-a", old)
     b = _pem_endpoint(tmp_path, "store-b", old)
     c = _pem_endpoint(tmp_path, "store-c", other)
@@ -152,6 +155,10 @@ def test_renew_deploy_is_one_job_reaching_every_node_and_finishing_pending_rollo
     new_fp = listing[new]["fingerprint"]
     assert _served_fp(a) == new_fp and _served_fp(away) == listing[old]["fingerprint"]
     assert _served_fp(c) == listing[new_other]["fingerprint"]
+    # renewed with the same names, key type and challenge, in the same organization
+    assert listing[new_other]["names"] == ["roll2.test", "www.roll2.test"] and listing[new_other]["organization"] == "Acme"
+    assert listing[new_other]["renewal"] == listing[other]["renewal"] and listing[new_other]["renewal"]["key_type"] == "ec384"
+    assert x509.load_pem_x509_certificates(c.read_bytes())[0].public_key().curve.name == "secp384r1"  # type: ignore[union-attr]
 
     # job retry finishes the job (the same one), and with it the rollout
     away.rename(b)

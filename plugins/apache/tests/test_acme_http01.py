@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from apache_peer import ApacheServer, apache_binary, apache_site
 from tlsgate_testing.fixtures_core import free_port
-from tlsgate_testing.lifecycle import changed_directives, install_recorded, served, tg, tg_json
+from tlsgate_testing.lifecycle import changed_directives, deployed_by_cli, served, tg, tg_json
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def _request_deploy_and_compare(site, pebble_factory, endpoint: str) -> None:  #
     assert _files(site) == before, "the http-01 answer (config lines, answer file) was not removed"
     assert not (site.root / "tlsgate-certs").exists()
 
-    assert install_recorded(endpoint, issued["certificate_id"]).result.verified
+    assert deployed_by_cli(endpoint, issued["certificate_id"])
     leaf = served(site.tls_port2, "shop.test")
     assert leaf.issuer == pebble.intermediates()[0].subject
     assert leaf.public_key().key_size == 2048  # type: ignore[union-attr]
