@@ -9,7 +9,9 @@ import datetime as dt
 
 import pytest
 from cryptography import x509
-from tlsgate_testing.ari import cert_id
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tlsgate_testing.ari import cert_id, encode_cert_id, parse_cert_id
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.lifecycle import tg_json
 
@@ -48,12 +50,13 @@ def estate(tlsgate_home, bind_server, pebble_factory, ari_factory):  # type: ign
     shim = ari_factory(pebble, retry_after=7200)
     add_dns(bind_server)
     _account("ari", shim.directory, pebble.ca_bundle)  # the CA offers ARI
-    _account("plain", pebble.directory, pebble.ca_bundle)  # the same CA without it
-    return shim, _request("ari", "ari.test"), _request("plain", "plain.test")
+    return shim, _request("ari", "ari.test")
 
 
-def test_renew_follows_the_cas_window_open_or_closed(estate) -> None:  # type: ignore[no-untyped-def]
-    shim, with_ari, without = estate
+def test_renew_follows_the_cas_window_open_or_closed_else_one_third_of_the_lifetime(estate) -> None:  # type: ignore[no-untyped-def]
+    shim, with_ari = estate
+    _account("plain", shim.pebble.directory, shim.pebble.ca_bundle)  # the same CA without ARI
+    without = _request("plain", "plain.test")
     leaf = _leaf(with_ari)
     lifetime_rule = leaf.not_valid_after_utc - (leaf.not_valid_after_utc - leaf.not_valid_before_utc) / 3
     now = dt.datetime.now(dt.UTC)
@@ -68,6 +71,17 @@ def test_renew_follows_the_cas_window_open_or_closed(estate) -> None:  # type: i
     assert start - dt.timedelta(seconds=1) <= _when(item["renew_at"]) <= end
     assert abs(_when(item["next_check"]) - (now + dt.timedelta(seconds=7200))) < dt.timedelta(minutes=5)
     assert shim.requests == [cert_id(leaf)]  # RFC 9773 §4.1's certID, computed independently
+
+    # without ARI (the other account): one third of the lifetime left, exactly; --days N: ends within N days
+    plain = _leaf(without)
+    begin, finish = plain.not_valid_before_utc, plain.not_valid_after_utc
+    item = tg_json("cert", "renew", "--cert", str(without), "--dry-run")["certificates"][0]
+    assert item["window"] == "lifetime" and item["action"] == "not due" and item["next_check"] is None
+    assert abs(_when(item["renew_at"]) - (finish - (finish - begin) / 3)) <= dt.timedelta(seconds=1)
+    days = (finish - dt.datetime.now(dt.UTC)).days + 1
+    item = tg_json("cert", "renew", "--cert", str(without), "--days", str(days), "--dry-run")["certificates"][0]
+    assert item["window"] == "days" and item["action"] == "would renew"
+    assert shim.requests == [cert_id(leaf)]  # never asked about the other CA's certificate
 
     # open: the window started 20 days ago (its end a second from now, so the random time the client
     # picks within it is in the past: renew now) -> renewed, far from one third of the lifetime
@@ -84,24 +98,11 @@ def test_renew_follows_the_cas_window_open_or_closed(estate) -> None:  # type: i
     assert certs[without]["superseded_by"] is None
 
 
-def test_without_ari_the_window_is_one_third_of_the_lifetime(estate) -> None:  # type: ignore[no-untyped-def]
-    _shim, _with_ari, without = estate
-    leaf = _leaf(without)
-    start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-    item = tg_json("cert", "renew", "--cert", str(without), "--dry-run")["certificates"][0]
-    assert item["window"] == "lifetime" and item["action"] == "not due"
-    assert abs(_when(item["renew_at"]) - (end - (end - start) / 3)) <= dt.timedelta(seconds=1)
-    # with --days N the rule is "ends within N days": Pebble's certificates end years from now
-    days = (end - dt.datetime.now(dt.UTC)).days + 1
-    item = tg_json("cert", "renew", "--cert", str(without), "--days", str(days), "--dry-run")["certificates"][0]
-    assert item["window"] == "days" and item["action"] == "would renew"
-
-
 def test_the_shim_answers_as_rfc_9773_says(estate) -> None:  # type: ignore[no-untyped-def]
     """The shim itself (so the window tests above test the client, not a lenient fake)."""
     import requests
 
-    shim, with_ari, _without = estate
+    shim, with_ari = estate
     shim.set_window(dt.datetime(2030, 1, 1, tzinfo=dt.UTC), dt.datetime(2030, 1, 2, tzinfo=dt.UTC))
     verify = str(shim.pebble.ca_bundle)
     directory = requests.get(shim.directory, verify=verify, timeout=10).json()
@@ -117,3 +118,20 @@ def test_the_shim_answers_as_rfc_9773_says(estate) -> None:  # type: ignore[no-u
     for bad in (aki, f"{aki}.{serial}=", f"{aki}.{serial}.x", f"{aki}.+/"):
         assert requests.get(f"{base}/{bad}", verify=verify, timeout=10).status_code == 400, bad
     assert requests.post(f"{base}/{good}", verify=verify, timeout=10).status_code == 405
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=64), st.integers(min_value=1, max_value=2**159))
+def test_cert_ids_round_trip(key_identifier: bytes, serial: int) -> None:
+    text = encode_cert_id(key_identifier, serial)
+    assert "=" not in text and parse_cert_id(text) == (key_identifier, serial)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_any_text_is_a_cert_id_or_value_error(text: str) -> None:
+    try:
+        aki, _serial = parse_cert_id(text)
+    except ValueError:
+        return
+    assert aki and text.count(".") == 1

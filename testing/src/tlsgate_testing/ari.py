@@ -60,13 +60,27 @@ def cert_id(cert: x509.Certificate) -> str:
     """RFC 9773 §4.1's certID of a certificate, computed here independently of the client."""
     aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     assert aki is not None
-    serial = cert.serial_number
-    der = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)  # INTEGER content octets
+    return encode_cert_id(aki, cert.serial_number)
+
+
+def encode_cert_id(key_identifier: bytes, serial: int) -> str:
+    """§4.1: base64url(keyIdentifier) "." base64url(the serial's DER INTEGER content octets),
+    both unpadded."""
+    der = serial.to_bytes((serial.bit_length() + 8) // 8, "big", signed=True)  # two's complement, minimal
 
     def enc(b: bytes) -> str:
         return base64.urlsafe_b64encode(b).decode().rstrip("=")
 
-    return f"{enc(aki)}.{enc(der)}"
+    return f"{enc(key_identifier)}.{enc(der)}"
+
+
+def parse_cert_id(text: str) -> tuple[bytes, int]:
+    """(keyIdentifier, serial) of a certID (§4.1); ValueError for anything else."""
+    parts = text.split(".")
+    if len(parts) != 2:
+        raise ValueError("needs two parts")
+    aki, serial_der = _b64url_decode(parts[0]), _b64url_decode(parts[1])
+    return aki, int.from_bytes(serial_der, "big", signed=True)
 
 
 def _rfc3339(when: dt.datetime) -> str:
@@ -170,17 +184,15 @@ class AriShim:
             def _renewal_info(self, cid: str) -> None:
                 shim.requests.append(cid)
                 # §4.1: certID = base64url(AKI keyIdentifier) "." base64url(serial), unpadded
-                parts = cid.split(".")
                 try:
-                    if len(parts) != 2:
-                        raise ValueError("needs two parts")
-                    aki, serial_der = _b64url_decode(parts[0]), _b64url_decode(parts[1])
+                    aki, serial = parse_cert_id(cid)
                 except ValueError as exc:
                     self._problem(400, "malformed", f"certID {cid!r}: {exc}")
                     return
-                serial = int.from_bytes(serial_der, "big", signed=True)
                 cert = shim._issued(serial) if serial > 0 else None
-                if cert is None or cert_id(cert).split(".")[0] != parts[0] or not aki:
+                issuer_aki = cert.extensions.get_extension_for_class(
+                    x509.AuthorityKeyIdentifier).value.key_identifier if cert is not None else None
+                if cert is None or issuer_aki != aki:
                     self._problem(404, "malformed", f"no certificate with certID {cid!r}")
                     return
                 if shim._window is None:
