@@ -282,8 +282,8 @@ class Session:
     # -- renewal and revocation --------------------------------------------------------------
     def renewal_time(self, cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime | None] | None:
         """ARI (RFC 9773): when to renew, a time acme's ``ClientV2.renewal_time`` picks at random
-        within the CA's suggested window (§4.2; in the past once the window is open: renew now),
-        and when to ask the CA again (its Retry-After, §4.3). None when the CA offers no ARI (no
+        within the CA's suggested window (§4.2: once that time has passed, renew; a window whose
+        end has passed is always due), and when to ask the CA again (its Retry-After, §4.3). None when the CA offers no ARI (no
         ``renewalInfo`` in its directory, §3) or its answer failed: then one third of the lifetime
         left applies. acme (>= 4.1) implements the request (certID from the AKI and serial, §4.1, an
         unauthenticated GET through this account's network, so ``--ca_bundle`` applies)."""
