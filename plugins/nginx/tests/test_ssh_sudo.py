@@ -14,8 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nginx_peer import NginxServer, NginxSite, running_nginx
 from tlsgate.probe import try_served_fingerprint
+from tlsgate_nginx.plugin import SERVICE_UNIT
 from tlsgate_testing.fixtures_core import world_readable_dir
 from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
 
@@ -164,3 +167,59 @@ def test_without_sudo_the_error_names_the_file_and_the_fix(root_site, sshd: Sshd
     assert re.search(rf"permission denied (writing|creating) {re.escape(str(site.prefix))}/\S+ as tlsgate-test "
                      r"\(use --sudo, or give the group write permission\)", res.stderr), res.stderr
     assert site.snapshot() == before
+
+
+# What is stood in, and why: no systemd runs on the test machine (nor in CI containers), so there
+# is no real `systemctl`. The test writes an executable named `systemctl` in a root-owned
+# directory and puts that directory first on the account's sudo secure_path (a `Defaults:`
+# line of the test's own rule file, removed after), so `sudo -n -- systemctl reload nginx.service`
+# resolves to it exactly as it would to /usr/bin/systemctl. It logs its uid, its argv and its
+# parent's argv (sudo's own), then does what Debian's nginx.service ExecReload (`nginx -s reload`)
+# does: SIGHUP to the master named by the test nginx's pid file. Everything else is real: sshd,
+# sudo and its rule matching, nginx and its reload.
+STAND_IN_SYSTEMCTL = """#!/bin/sh
+{{ id -u; printf '%s\\n' "$*"; tr '\\0' ' ' < /proc/$PPID/cmdline; echo; }} >> {log}
+[ "$*" = "reload nginx.service" ] || {{ echo "stand-in systemctl: only reload nginx.service" >&2; exit 1; }}
+exec kill -HUP "$(cat {pid_file})"
+"""
+
+
+def test_systemctl_reload_of_the_named_unit_runs_under_sudo(root_site, sshd: SshdServer, cli, test_ca,  # type: ignore[no-untyped-def]
+                                                           tmp_path: Path) -> None:
+    import shlex
+
+    site, _server = root_site
+    with world_readable_dir("tlsgate-systemctl-") as bindir:
+        log = bindir / "calls.log"
+        stand_in = bindir / "systemctl"
+        stand_in.write_text(STAND_IN_SYSTEMCTL.format(log=shlex.quote(str(log)),
+                                                      pid_file=shlex.quote(str(site.pid_file))))
+        stand_in.chmod(0o755)
+        secure_path = f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        rule = (f"{sshd.user} ALL=(root) NOPASSWD: {stand_in} reload nginx.service, "
+                f"{sudo_commands('nginx', *FILE_COMMANDS)}")  # the README's nginx rule, systemd form
+        with sudoers_rule(f'Defaults:{sshd.user} secure_path="{secure_path}"', rule):
+            add_endpoint(cli, sshd, site, "--sudo", "--nginx_service", "nginx.service")
+            test = cli("tls", "test", "web")
+            assert "[ok] sudo systemctl reload nginx.service: allowed by sudo -n -l" in test.stdout, test.stdout
+            fingerprint, cert, key = new_pair(test_ca, tmp_path)
+            res = cli("tls", "install", "web", "--cert", str(cert), "--key", str(key))
+            assert res.returncode == 0, res.stdout + res.stderr
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "alpha.test") == fingerprint
+        uid, argv, parent = log.read_text().splitlines()
+    assert (uid, argv) == ("0", "reload nginx.service")  # as root, the unit the endpoint names
+    assert parent.split() == ["sudo", "-n", "--", "systemctl", "reload", "nginx.service"]
+
+
+def test_nginx_service_must_be_a_unit_name(cli) -> None:  # type: ignore[no-untyped-def]
+    res = cli("tls", "add", "nginx", "--name", "w", "--connection_type", "local",
+              "--nginx_config_path", "/etc/nginx/nginx.conf", "--nginx_service", "-nginx.service")
+    assert res.returncode == 2 and "--nginx_service" in res.stderr and "Traceback" not in res.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text("aZ09:_.@\\-" + " '\"$;|`\n\t/=*é", max_size=20).map(lambda s: s + ".service") | st.text(max_size=30))
+def test_an_accepted_unit_is_one_plain_systemctl_argument(value: str) -> None:
+    if SERVICE_UNIT.fullmatch(value):
+        assert value.endswith(".service") and not value.startswith("-") and value.isascii()
+        assert not any(c.isspace() or not c.isprintable() or c in "'\"$`;|&<>()*?[]~=/" for c in value)
