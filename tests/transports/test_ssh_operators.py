@@ -215,6 +215,31 @@ def test_unknown_inner_key_behind_a_trusted_bastion_is_refused(
     assert f"{key.get_name()} {key.get_base64()}" == inner.host_key_public
 
 
+def test_repeated_ssh_jump_flags_are_the_hops_in_order(bastion_pair: tuple[SshdServer, SshdServer],
+                                                       isolated_home: Path, demo: Path) -> None:
+    """``--ssh_jump A --ssh_jump B`` through the CLI: two real hops (the bastion, then the bastion
+    again, reached from itself), ``tls trust`` for the hosts on the way, then the inner host."""
+    bastion, inner = bastion_pair
+    hop = f"{bastion.user}@{bastion.host}:{bastion.port}"
+    target = remote_pem(inner, demo, "twohops")
+    ok("tls", "add", "pem", "--name", "twohops", "--connection_type", "ssh", "--host", inner.host,
+       "--port", str(inner.port), "--user", inner.user, "--password", "-", "--path", str(target),
+       "--ssh_jump", hop, "--ssh_jump", hop, stdin=inner.password + "\n")
+    assert f'"ssh_jump": "{hop},{hop}"' in ok("tls", "show", "twohops", "--json").stdout
+    log_before = len(bastion.log.read_text())
+    for host in (bastion, inner):  # one untrusted host per run: the bastion (both hops), then the endpoint
+        assert f"{host.host}:{host.port} presents" in ok("tls", "trust", "twohops", "--yes").stdout
+    report = ok("tls", "test", "twohops").stdout
+    assert f"through {hop},{hop}" in report, report
+    forwarded = bastion.log.read_text()[log_before:]
+    assert f"target {bastion.host} port {bastion.port}" in forwarded  # hop 1 -> hop 2 (itself)
+    assert f"target {inner.host} port {inner.port}" in forwarded  # hop 2 -> the endpoint
+    ok("tls", "set", "twohops", "--ssh_jump", hop, "--ssh_jump", f"{bastion.host}:{bastion.port}")
+    assert f'"ssh_jump": "{hop},{bastion.host}:{bastion.port}"' in ok("tls", "show", "twohops", "--json").stdout
+    bad = tg("tls", "set", "twohops", "--ssh_jump", hop, "--ssh_jump", "-oProxyCommand=x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --ssh_jump: ") and "Traceback" not in bad.stderr
+
+
 # -- ssh-agent and ~/.ssh/config -----------------------------------------------------------------
 @pytest.fixture
 def agent(trusted: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
@@ -327,11 +352,35 @@ def test_hostile_jump_specs_are_refused_or_parsed_into_safe_hops(text: str) -> N
         assert parse_hop(str(hop)) == hop
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(hostile, st.lists(hops, min_size=1, max_size=2).map(lambda c: format_jump(tuple(c)))),
+                min_size=1, max_size=4))
+def test_repeated_jump_flags_parse_as_their_hops_in_order(values: list[str]) -> None:
+    """``--ssh_jump`` given once per value: the stored spec holds every hop of every value, in
+    order, or is refused when any value is refused (or names no hop)."""
+    from tlsgate.options import option_specs
+
+    spec = next(s for s in option_specs(ssh.SSHOptions) if s.name == "ssh_jump")
+    joined = spec.joined(values)
+    assert joined is not None and joined.split(",") == ",".join(values).split(",")
+    try:
+        parts = [parse_jump(v) for v in values]
+    except ValueError:
+        parts = None
+    if len(values) > 1 and parts is not None and all(parts):
+        assert parse_jump(joined) == tuple(h for part in parts for h in part)
+    elif len(values) > 1:  # a refused value, or one that names no hop ("" or "none")
+        with pytest.raises(ValueError):
+            parse_jump(joined)
+
+
 def test_jump_spec_examples() -> None:
     assert parse_jump("admin@bastion.example:2222,10.0.0.5") == (
         Hop("bastion.example", 2222, "admin"), Hop("10.0.0.5", 22, None))
     assert parse_jump("[::1]:2200") == (Hop("::1", 2200, None),)
     assert parse_jump("") == () and parse_jump("none") == ()
+    with pytest.raises(ValueError, match="stands alone"):
+        parse_jump("bastion,none")
     for bad in ("host:0", "host:70000", "-oProxyCommand=x", "a b", "@host", "host,", "[host]:22", "h:2x"):
         with pytest.raises(ValueError):
             parse_jump(bad)

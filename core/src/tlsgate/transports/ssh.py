@@ -1022,9 +1022,10 @@ class SSHOptions:
                         "password fails at once unless --sudo_password is given).", default=False)
     sudo_password: Secret | None = option(help="The account's sudo password, given to sudo -S on standard "
                                           "input only when sudo asks; stored encrypted.", secret=True, max_len=1024)
-    ssh_jump: str | None = option(help="Bastions to connect through, as OpenSSH -J: [user@]host[:port], several "
-                                  "separated by commas (first hop first); each host key must be trusted.",
-                                  max_len=2048, metavar="<user@host:port>")
+    ssh_jump: str | None = option(help="Bastions to connect through, as OpenSSH -J: [user@]host[:port], the flag "
+                                  "once per hop or several hops separated by commas (first hop first); each "
+                                  "host key must be trusted.",
+                                  max_len=2048, metavar="<user@host:port>", repeat=",")
     ssh_jump_store_cred_id: str | None = option(
         help="Credential store IDs (in --store) of the bastions, comma-separated in hop order; an empty "
              "entry uses the endpoint's credentials.", max_len=4096)
