@@ -215,31 +215,6 @@ def test_unknown_inner_key_behind_a_trusted_bastion_is_refused(
     assert f"{key.get_name()} {key.get_base64()}" == inner.host_key_public
 
 
-def test_repeated_ssh_jump_flags_are_the_hops_in_order(bastion_pair: tuple[SshdServer, SshdServer],
-                                                       isolated_home: Path, demo: Path) -> None:
-    """``--ssh_jump A --ssh_jump B`` through the CLI: two real hops (the bastion, then the bastion
-    again, reached from itself), ``tls trust`` for the hosts on the way, then the inner host."""
-    bastion, inner = bastion_pair
-    hop = f"{bastion.user}@{bastion.host}:{bastion.port}"
-    target = remote_pem(inner, demo, "twohops")
-    ok("tls", "add", "pem", "--name", "twohops", "--connection_type", "ssh", "--host", inner.host,
-       "--port", str(inner.port), "--user", inner.user, "--password", "-", "--path", str(target),
-       "--ssh_jump", hop, "--ssh_jump", hop, stdin=inner.password + "\n")
-    assert f'"ssh_jump": "{hop},{hop}"' in ok("tls", "show", "twohops", "--json").stdout
-    log_before = len(bastion.log.read_text())
-    for host in (bastion, inner):  # one untrusted host per run: the bastion (both hops), then the endpoint
-        assert f"{host.host}:{host.port} presents" in ok("tls", "trust", "twohops", "--yes").stdout
-    report = ok("tls", "test", "twohops").stdout
-    assert f"through {hop},{hop}" in report, report
-    forwarded = bastion.log.read_text()[log_before:]
-    assert f"target {bastion.host} port {bastion.port}" in forwarded  # hop 1 -> hop 2 (itself)
-    assert f"target {inner.host} port {inner.port}" in forwarded  # hop 2 -> the endpoint
-    ok("tls", "set", "twohops", "--ssh_jump", hop, "--ssh_jump", f"{bastion.host}:{bastion.port}")
-    assert f'"ssh_jump": "{hop},{bastion.host}:{bastion.port}"' in ok("tls", "show", "twohops", "--json").stdout
-    bad = tg("tls", "set", "twohops", "--ssh_jump", hop, "--ssh_jump", "-oProxyCommand=x")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: --ssh_jump: ") and "Traceback" not in bad.stderr
-
-
 # -- ssh-agent and ~/.ssh/config -----------------------------------------------------------------
 @pytest.fixture
 def agent(trusted: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
@@ -428,20 +403,33 @@ def test_user_certificate_beside_the_key_is_offered(tmp_path: Path, isolated_hom
 def test_cli_trusts_each_hop_in_turn_then_installs_through_the_bastion(
         bastion_pair: tuple[SshdServer, SshdServer], demo: Path, isolated_home: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ssh_jump A --ssh_jump B`` (two real hops: the bastion, then the bastion again reached
+    from itself), ``tls trust`` once per untrusted host on the way, then an install."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     bastion, inner = bastion_pair
+    hop = f"{bastion.user}@{bastion.host}:{bastion.port}"
     target = remote_pem(inner, demo, "behind")
     ok("tls", "add", "pem", "--name", "behind", "--connection_type", "ssh", "--host", inner.host,
        "--port", str(inner.port), "--user", inner.user, "--password", "-",
-       "--ssh_jump", f"{bastion.user}@{bastion.host}:{bastion.port}", "--path", str(target),
-       stdin=inner.password + "\n")
+       "--ssh_jump", hop, "--ssh_jump", hop, "--path", str(target), stdin=inner.password + "\n")
+    assert f'"ssh_jump": "{hop},{hop}"' in ok("tls", "show", "behind", "--json").stdout
     refused = tg("tls", "test", "behind")
     assert refused.returncode == 1 and f"bastion 1 {bastion.host}:{bastion.port}: unknown SSH host key" in refused.stdout
-    first = ok("tls", "trust", "behind", "--yes").stdout
+    first = ok("tls", "trust", "behind", "--yes").stdout  # the bastion: both hops
     second = ok("tls", "trust", "behind", "--yes").stdout
     assert f"{bastion.host}:{bastion.port} presents" in first and f"{inner.host}:{inner.port} presents" in second
+    log_before = len(bastion.log.read_text())
     report = ok("tls", "test", "behind").stdout
-    assert f"through {bastion.user}@{bastion.host}:{bastion.port}" in report
+    assert f"through {hop},{hop}" in report
+    forwarded = bastion.log.read_text()[log_before:]
+    assert f"target {bastion.host} port {bastion.port}" in forwarded  # hop 1 -> hop 2 (itself)
+    assert f"target {inner.host} port {inner.port}" in forwarded  # hop 2 -> the endpoint
+    ok("tls", "set", "behind", "--ssh_jump", hop)
+    ok("tls", "set", "behind", "--ssh_jump", f"{hop},{hop}")  # the comma form: the same two hops
+    ok("tls", "set", "behind", "--ssh_jump", hop, "--ssh_jump", hop)
+    assert f'"ssh_jump": "{hop},{hop}"' in ok("tls", "show", "behind", "--json").stdout
+    bad = tg("tls", "set", "behind", "--ssh_jump", hop, "--ssh_jump", "-oProxyCommand=x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --ssh_jump: '-oProxyCommand=x': "), bad.stderr
     ok("org", "add", "Acme")
     ok("tls", "delegate", "behind", "--org", "Acme")
     new = demo / "new"
