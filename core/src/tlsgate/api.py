@@ -25,7 +25,7 @@ import attrs
 from . import backups as backup_sets
 from . import leases
 from .connection import Connection, current_temp_tag
-from .errors import NotFoundError, OperationError, ValidationError
+from .errors import NotFoundError, OperationError, TlsgateError, ValidationError
 from .gateway_platform import gateway_platform
 from .inventory import (
     Inventory,
@@ -814,8 +814,10 @@ class Gateway:
             bundle = _throwaway_bundle(names or ["tlsgate-test.invalid"])
             with policy(rules):
                 result = self.registry.install(endpoint, conn, bundle, [], True, None)
-        except Exception as exc:  # noqa: BLE001 - reported; the endpoint itself was readable
+        except TlsgateError as exc:  # reported; the endpoint itself was readable
             return [("privileges", True, f"not listed: an install could not be planned ({exc})")]
+        except Exception as exc:  # noqa: BLE001 - a fault of tlsgate's, never shown as fine
+            return [("privileges", False, f"not listed: planning an install failed ({type(exc).__name__}: {exc})")]
         who = getattr(conn, "user", "") or "the login account"
         checks: list[tuple[str, bool, str]] = []
         seen: set[str] = set()
