@@ -264,7 +264,11 @@ def unit_environment(text: str) -> dict[str, str]:
 
 def _process_environment(connection: Connection, pid: int) -> dict[str, str]:
     """The running JVM's own environment (the variables startup.sh reads), from /proc."""
-    res = connection.run(["cat", f"/proc/{pid}/environ"])
+    # the JVM's user's own file: a non-root account reads it through sudo cat (--sudo)
+    try:
+        res = connection.run(["cat", f"/proc/{pid}/environ"], privileged=True)
+    except OperationError:  # sudo refused cat: the environment is unknown, as without --sudo
+        return {}
     if not res.ok:
         return {}
     env = dict(item.partition("=")[::2] for item in res.stdout.split("\0") if "=" in item)
