@@ -23,7 +23,7 @@ from tlsgate import ConnectionFailed, ConnectionSpec, Credentials, Endpoint, Hos
 from tlsgate.transports import ssh
 from tlsgate.transports.ssh_route import Hop, format_jump, parse_hop, parse_jump
 from tlsgate.transports.ssh_sudo import classify, sudo_argv, sudo_command_line
-from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
+from tlsgate_testing.sshd import SshdServer, readme_commands, sudo_commands, sudoers_rule
 
 from .conftest import ssh_endpoint
 
@@ -501,7 +501,7 @@ def test_keystore_in_a_root_only_directory_with_its_script_through_sudo(
         script, out = directory / "after-install.sh", directory / "ran-as"
         script.write_text(f'#!/bin/sh\nid -u > {out}\n')
         script.chmod(0o755)
-        rule = f"{trusted.user} ALL=(root) NOPASSWD: {sudo_commands('install', 'mv', 'rm', 'cat')}, {script}"
+        rule = f"{trusted.user} ALL=(root) NOPASSWD: {readme_commands('p12')}, {script}"  # the README's rule + the script
         ok("tls", "add", "pem", "--name", "ks", "--connection_type", "ssh", "--host", trusted.host,
            "--port", str(trusted.port), "--user", trusted.user, "--ssh_key_path", str(trusted.keys["ecdsa"].path),
            "--sudo", "--path", str(target), "--install_script", str(script), "--script_sudo", "true")

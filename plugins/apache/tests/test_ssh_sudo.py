@@ -15,7 +15,7 @@ import pytest
 from apache_peer import ApacheServer, ApacheSite, running_apache
 from tlsgate.probe import try_served_fingerprint
 from tlsgate_testing.fixtures_core import world_readable_dir
-from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
+from tlsgate_testing.sshd import SshdServer, readme_commands, sudoers_rule
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +61,14 @@ def test_nopasswd_rule_install_and_a_command_outside_it(root_site, sshd: SshdSer
     cert, key = tmp_path / "new.crt", tmp_path / "new.key"
     cert.write_bytes(issued.cert_pem + issued.chain_pem)
     key.write_bytes(issued.key_pem)
-    files = {str(site.apachectl)}
-    with sudoers_rule(f"{sshd.user} ALL=(root) NOPASSWD: {sudo_commands('install', 'mv', 'rm', 'cat')}"):
+    with sudoers_rule(f"{sshd.user} ALL=(root) NOPASSWD: {readme_commands('apache', without=('apachectl',))}"):
         before = site.snapshot()
         res = tg("tls", "install", "web", "--cert", str(cert), "--key", str(key))  # apachectl not allowed
         assert res.returncode == 1 and "sudo: a password is required for `" in res.stderr, res.stderr
         assert "(give --sudo_password or a NOPASSWD rule)" in res.stderr
         assert site.snapshot() == before
-    rule = f"{sshd.user} ALL=(root) NOPASSWD: {', '.join(sorted(files))}, {sudo_commands('install', 'mv', 'rm', 'cat')}"
+    # the README's rule, exactly, with the test's apachectl (its wrapper of apache2 -d ROOT)
+    rule = f"{sshd.user} ALL=(root) NOPASSWD: {readme_commands('apache', replace={'apachectl': str(site.apachectl)})}"
     with sudoers_rule(rule):
         test = ok("tls", "test", "web")
         assert f"sudo {site.apachectl} -t" in test.stdout and "NOT allowed" not in test.stdout

@@ -20,12 +20,11 @@ from nginx_peer import NginxServer, NginxSite, running_nginx
 from tlsgate.probe import try_served_fingerprint
 from tlsgate_nginx.plugin import SERVICE_UNIT
 from tlsgate_testing.fixtures_core import world_readable_dir
-from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
+from tlsgate_testing.sshd import SshdServer, readme_commands, sudoers_rule
 
 pytestmark = pytest.mark.slow
 
 TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
-FILE_COMMANDS = ("install", "mv", "rm", "cat")  # the README's minimal nginx rule (with nginx)
 
 
 @pytest.fixture
@@ -82,7 +81,7 @@ def owners_and_modes(site: NginxSite) -> dict[Path, tuple[int, int, int]]:
 def test_nopasswd_rule_install_keeps_root_owner_and_modes(root_site, sshd: SshdServer, cli, test_ca,  # type: ignore[no-untyped-def]
                                                           tmp_path: Path) -> None:
     site, _server = root_site
-    rule = f"{sshd.user} ALL=(root) NOPASSWD: {sudo_commands('nginx', *FILE_COMMANDS)}"
+    rule = f"{sshd.user} ALL=(root) NOPASSWD: {readme_commands('nginx')}"  # the README's rule, exactly
     with sudoers_rule(rule):
         add_endpoint(cli, sshd, site, "--sudo")
         test = cli("tls", "test", "web")
@@ -104,7 +103,7 @@ def test_nopasswd_rule_install_keeps_root_owner_and_modes(root_site, sshd: SshdS
 def test_command_outside_the_rule_fails_clearly_and_nothing_changes(root_site, sshd: SshdServer, cli,  # type: ignore[no-untyped-def]
                                                                     test_ca, tmp_path: Path) -> None:
     site, _server = root_site
-    rule = f"{sshd.user} ALL=(root) NOPASSWD: {sudo_commands(*FILE_COMMANDS)}"  # no nginx
+    rule = f"{sshd.user} ALL=(root) NOPASSWD: {readme_commands('nginx', without=('nginx',))}"  # no nginx
     with sudoers_rule(rule):
         add_endpoint(cli, sshd, site, "--sudo")
         test = cli("tls", "test", "web")
@@ -123,7 +122,7 @@ def test_command_outside_the_rule_fails_clearly_and_nothing_changes(root_site, s
 def test_password_rule_with_sudo_password_on_stdin(root_site, sshd: SshdServer, cli, test_ca,  # type: ignore[no-untyped-def]
                                                    tmp_path: Path) -> None:
     site, _server = root_site
-    rule = f"{sshd.user} ALL=(root) {sudo_commands('nginx', *FILE_COMMANDS)}"  # a password is asked
+    rule = f"{sshd.user} ALL=(root) {readme_commands('nginx')}"  # the README's commands; a password is asked
     seen: set[bytes] = set()
     stop = threading.Event()
 
@@ -197,7 +196,7 @@ def test_systemctl_reload_of_the_named_unit_runs_under_sudo(root_site, sshd: Ssh
         stand_in.chmod(0o755)
         secure_path = f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         rule = (f"{sshd.user} ALL=(root) NOPASSWD: {stand_in} reload nginx.service, "
-                f"{sudo_commands('nginx', *FILE_COMMANDS)}")  # the README's nginx rule, systemd form
+                f"{readme_commands('nginx')}")  # the README's nginx rule, systemd form
         with sudoers_rule(f'Defaults:{sshd.user} secure_path="{secure_path}"', rule):
             add_endpoint(cli, sshd, site, "--sudo", "--nginx_service", "nginx.service")
             test = cli("tls", "test", "web")

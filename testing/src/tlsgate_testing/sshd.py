@@ -308,6 +308,48 @@ def sudo_commands(*names: str) -> str:
     return ", ".join(paths)
 
 
+README = Path(__file__).resolve().parents[3] / "README.md"  # the repository's (the kit is installed editable)
+
+
+def readme_sudoers(kind: str) -> list[str]:
+    """The commands of the README's minimal sudoers rule for ``kind`` (``nginx``, ``apache``,
+    ``tomcat``, ``p12`` for the keystores), as written there: the tests use exactly these."""
+    specs: list[str] = []
+    current, in_comment = None, False
+    for line in README.read_text().splitlines():
+        text = line.strip()
+        if text.startswith("# "):
+            if not in_comment:  # the first of consecutive comment lines names the type
+                current = text[2:].split()[0].rstrip(":")
+            in_comment = True
+            if specs and current != kind:
+                break
+            continue
+        in_comment = False
+        if current == kind and "NOPASSWD:" in text:
+            specs += [c.strip() for c in text.split("NOPASSWD:", 1)[1].split(",")]
+        elif text.startswith("```") and specs:
+            break
+    if not specs:
+        raise AssertionError(f"no sudoers rule for {kind!r} in {README}")
+    return specs
+
+
+def readme_commands(kind: str, *, without: tuple[str, ...] = (), replace: dict[str, str] | None = None) -> str:
+    """:func:`readme_sudoers` as a sudoers Cmnd list for this machine: each command's full path
+    as sudo finds it (:func:`sudo_commands`), its arguments kept; ``without``: command names left
+    out (a test of a command outside the rule); ``replace``: a name's path in the test's tree."""
+    out = []
+    for spec in readme_sudoers(kind):
+        program, *args = spec.split()
+        name = program.rsplit("/", 1)[-1]
+        if name in without:
+            continue
+        path = (replace or {}).get(name) or sudo_commands(name)
+        out.append(" ".join([path, *args]))
+    return ", ".join(out)
+
+
 @pytest.fixture(scope="session")
 def bastion_pair() -> Iterator[tuple[SshdServer, SshdServer]]:
     """Two private sshds: a bastion on 127.0.0.1 (debug log, so a test can see what it
