@@ -276,9 +276,30 @@ SUDOERS_DIR = Path("/etc/sudoers.d")
 @contextlib.contextmanager
 def sudoers_rule(*lines: str) -> Iterator[Path]:
     """Install a sudoers rule file for the test (a unique name under /etc/sudoers.d, mode 0440,
-    checked with ``visudo -cf`` before it goes live), removed when the block ends."""
+    checked with ``visudo -cf`` before it goes live), removed when the block ends.
+
+    Rules are machine-wide and every test session on the machine shares the ``tlsgate-test``
+    account, so a block holds a machine-wide lock: one test's rule never grants or refuses
+    something in another's (a test of "a command outside the rule" would pass or fail by luck)."""
     if shutil.which("visudo") is None or shutil.which("sudo") is None:
         pytest.skip("sudo is not installed (Debian package sudo)")
+    _STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+    with open(_STATE_DIR / "sudoers.lock", "w") as lock:
+        deadline = time.monotonic() + 900
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("another test session held the sudoers lock for 15 minutes") from None
+                time.sleep(0.2)
+        with _rule_file(lines) as path:
+            yield path
+
+
+@contextlib.contextmanager
+def _rule_file(lines: tuple[str, ...]) -> Iterator[Path]:
     text = "".join(line + "\n" for line in lines)
     staged = SUDOERS_DIR / f".tlsgate-test-{secrets.token_hex(6)}.tmp"  # sudo skips names with '.'
     final = SUDOERS_DIR / f"tlsgate-test-{secrets.token_hex(6)}"
