@@ -47,12 +47,15 @@ CONNECTION_FLAGS: list[tuple[str, str, bool]] = [
     ("store_cred_id", "The credential store ID.", False),
 ]
 
-def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str | None = None) -> inspect.Parameter:
+def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str | None = None,
+           multiple: bool = False) -> inspect.Parameter:
+    """A ``--name VALUE`` option (``multiple``: the flag may be given several times)."""
+    kind = Optional[list[str]] if multiple else Optional[str]  # noqa: UP045
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
         default=None,
-        annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
+        annotation=Annotated[kind, typer.Option(
             flag or f"--{name}", help=help_text,
             metavar=metavar or METAVARS.get(name) or "<" + name.replace("_", "-") + ">")],
     )
@@ -70,6 +73,8 @@ def _spec_help(spec: OptionSpec) -> str:
         text += f" Default: {str(spec.default).lower() if spec.type is bool else spec.default}."
     if spec.secret:
         text += " ('-' reads it from standard input.)"
+    if spec.repeat:
+        text += f" Repeatable (the values are joined with {spec.repeat!r})."
     return text
 
 
@@ -335,7 +340,7 @@ def _add_type_command(type_name: str) -> click.Command:
             help_text += f" One of: {', '.join(etype.connection_types)}."
         params.append(_param(name, help_text))
     for spec in type_specs + gw_specs:
-        params.append(_param(spec.name, _spec_help(spec), metavar=spec.metavar))
+        params.append(_param(spec.name, _spec_help(spec), metavar=spec.metavar, multiple=spec.repeat is not None))
     if "zone" not in seen and "zone" not in {s.name for s in type_specs}:
         params.append(_param("zone", "The network zone whose gateways reach this endpoint. Default: default.",
                              metavar="<zone>"))
@@ -351,11 +356,11 @@ def _add_type_command(type_name: str) -> click.Command:
                 kwargs[name] = read_secret(ctx, kwargs[name], f"--{name}")
         options = {}
         for spec in type_specs:
-            value = kwargs.pop(spec.name)
+            value = spec.joined(kwargs.pop(spec.name))
             options[spec.name] = read_secret(ctx, value, spec.flag) if spec.secret else value
         transport = {}
         for spec in gw_specs:
-            value = kwargs.pop(spec.name)
+            value = spec.joined(kwargs.pop(spec.name))
             transport[spec.name] = read_secret(ctx, value, spec.flag) if spec.secret else value
         endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options,
                                    zone=kwargs.pop("zone", None), **kwargs)
