@@ -9,22 +9,22 @@ master key. The audit log is append-only: triggers refuse UPDATE and DELETE on i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import getpass
 import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from . import crypto, database
 from .errors import NotFoundError, OperationError, ValidationError
-from .models import ConnectionSpec, Endpoint, Node
 from .secret import SealedSecret, Secret
+
+if TYPE_CHECKING:  # the models (attrs) load where they are used: ``tls list`` needs none (start-up)
+    from .models import ConnectionSpec, Endpoint, Node
 
 SCHEMA_VERSION = 5
 
@@ -172,6 +172,8 @@ def now() -> str:
 
 def actor() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
@@ -231,7 +233,8 @@ def url_without_userinfo(value: Any) -> Any:
     return value
 
 
-@attrs.frozen
+# plain frozen dataclasses, not attrs: the records of a read (``tls list``) import no attrs
+@dataclasses.dataclass(frozen=True, slots=True)
 class CertificateRecord:
     id: int
     fingerprint: str
@@ -250,12 +253,12 @@ class CertificateRecord:
     renewal: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        d = attrs.asdict(self)
+        d = dataclasses.asdict(self)
         d["names"] = list(self.names)
         return d
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredEndpoint:
     """An endpoint row whose options are kept raw (the type's plugin may not be installed)."""
 
@@ -493,6 +496,8 @@ class Inventory:
         return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
 
     def nodes(self, endpoint_id: str) -> list[Node]:
+        from .models import Node
+
         rows = self.db.execute("SELECT * FROM nodes WHERE endpoint_id = ? ORDER BY id", (endpoint_id,)).fetchall()
         return [
             Node(name=r["name"], alias=tuple(json.loads(r["alias"])), protocol=r["protocol"], ip=r["ip"],
@@ -791,11 +796,33 @@ class Inventory:
             "SELECT cred_id FROM store_secrets WHERE store = ? ORDER BY cred_id", (store,))]
 
 
+def endpoint_view(stored: StoredEndpoint, insecure: bool) -> dict[str, Any]:
+    """JSON shape of a stored endpoint (secrets redacted), as ``tls list`` / ``tls show`` print
+    it; ``insecure``: its connection type skips TLS verification."""
+    return {
+        "instance_id": stored.id,
+        "name": stored.name,
+        "type": stored.type,
+        "connection": redact(stored.connection),
+        "insecure": insecure,
+        "options": redact(stored.options),
+        "organization": stored.organization,
+        "department": stored.department,
+        "zone": stored.zone,
+        "created": stored.created,
+        "updated": stored.updated,
+    }
+
+
 def connection_to_dict(spec: ConnectionSpec) -> dict[str, Any]:
+    import attrs
+
     return {k: v for k, v in attrs.asdict(spec, recurse=False).items() if v not in (None, {})}
 
 
 def connection_from_dict(data: dict[str, Any]) -> ConnectionSpec:
+    from .models import ConnectionSpec
+
     return ConnectionSpec(**data)
 
 
