@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 def endpoint_views(inventory: Inventory | None = None) -> list[dict[str, Any]]:
     """Every endpoint of ``inventory`` (default: the configured one) in its JSON shape, secrets
     redacted, ordered by name; "insecure" from what the installed plugins declare."""
-    from .declarations import declarations
-    from .inventory import endpoint_view, open_inventory
+    from .inventory import open_inventory
 
-    stored = (inventory or open_inventory()).endpoints()
-    ctypes = declarations().connection_types if stored else {}
-    return [endpoint_view(s, bool((ct := ctypes.get(s.connection.get("type", ""))) and ct.insecure))
-            for s in stored]
+    def insecure() -> frozenset[str]:
+        from .declarations import declarations
+
+        return frozenset(name for name, c in declarations().connection_types.items() if c.insecure)
+
+    return (inventory or open_inventory()).endpoint_views(insecure)

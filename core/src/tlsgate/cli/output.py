@@ -61,12 +61,26 @@ def emit_json(data: Any) -> None:
         # writes each element on a line of its own, as it goes
         write = sys.stdout.write
         write("[\n")
-        last = len(data) - 1
-        for i, item in enumerate(data):
-            write(json.dumps(item, default=str, ensure_ascii=False) + (",\n" if i < last else "\n"))
+        encode = _element_encoder()
+        for start in range(0, len(data), 1000):
+            chunk = ",\n".join(map(encode, data[start : start + 1000]))
+            write(chunk + (",\n" if start + 1000 < len(data) else "\n"))
         write("]\n")
         return
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def _element_encoder() -> Any:
+    """``json.dumps(item, default=str, ensure_ascii=False)`` as one function: the C encoder that
+    ``json.dumps`` builds for every call, built once (per call, that set-up was as long as
+    encoding an endpoint). Where the interpreter has no C encoder, ``json.dumps`` itself."""
+    from json import encoder as json_encoder
+
+    make = json_encoder.c_make_encoder
+    if make is None:
+        return lambda item: json.dumps(item, default=str, ensure_ascii=False)
+    iterencode = make(None, str, json_encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    return lambda item: "".join(iterencode(item, 0))
 
 
 def say(text: str) -> None:
