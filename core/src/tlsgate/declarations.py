@@ -13,8 +13,9 @@ were built from:
   upgraded or reinstalled adds or removes an entry there, which changes the directory's mtime),
 * size and mtime of every ``entry_points.txt`` of every distribution on ``sys.path`` (an edit in
   place),
-* size and mtime of every module file outside the interpreter's prefixes that was loaded when the
-  declarations were built (editable installs: a plugin's source edited in place).
+* size and mtime of every module file of tlsgate and of the plugins' packages, and of any other
+  module outside the interpreter's prefixes, loaded when the declarations were built (a plugin's
+  source edited in place, in an editable install or in site-packages).
 
 A cache whose recorded facts differ in any way from the files' current ones is rebuilt by loading
 the plugins (:func:`tlsgate.registry.get_registry`). A cache is not written while any of those
@@ -207,13 +208,14 @@ def _distribution_files(paths: list[str]) -> list[str]:
     return files
 
 
-def _module_files() -> list[str]:
-    """Files of the loaded modules outside the interpreter's prefixes (editable sources)."""
+def _module_files(packages: set[str]) -> list[str]:
+    """Files of the loaded modules outside the interpreter's prefixes (editable sources), and of
+    every module of ``packages`` (tlsgate's and the plugins', wherever they are installed)."""
     prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix})
     files = set()
-    for module in list(sys.modules.values()):
+    for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and not path.startswith(prefixes):
+        if isinstance(path, str) and (not path.startswith(prefixes) or name.split(".", 1)[0] in packages):
             files.add(path)
     return sorted(files)
 
@@ -281,7 +283,8 @@ def declarations() -> Declarations:
         data = _data_from_registry(registry)
     except _Unrepresentable:
         return declarations()  # from the loaded registry, uncached
-    files.update({p: _stat(p) for p in _module_files() if p not in files})
+    packages = {__package__, *(info.module.split(".", 1)[0] for info in registry.plugins.values())}
+    files.update({p: _stat(p) for p in _module_files(packages) if p not in files})
     _write_cache(files, data, started)
     _current = (registry, Declarations(data))
     return _current[1]
