@@ -938,6 +938,10 @@ class Gateway:
         """Every node whose last discovery saw this certificate."""
         return self.inventory.serving_nodes(fingerprint)
 
+    def serving_nodes_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`serving_nodes` of several certificates at once, by fingerprint."""
+        return self.inventory.serving_nodes_of(fingerprints)
+
     def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
         self.inventory.assign_certificate(cert_id, org, department)
         self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,
