@@ -198,3 +198,16 @@ def test_the_declarations_cache_follows_installs_source_edits_removals_and_the_p
     proc = subprocess.run([str(Path(sys.executable).parent / "tlsgate"), "tls", "add", "fake", "--help"],
                           capture_output=True, text=True, env=full, check=False)
     assert proc.returncode == 2 and "unknown endpoint type 'fake'" in proc.stderr
+
+
+def test_an_int_option_left_at_its_default_needs_no_pydantic(tmp_path: Path) -> None:
+    """Typer coerces every value through pydantic (~0.15 s to import): ``cert expiring``'s
+    ``--days`` default, and plain digits, are ints without it; other text still gets Typer's
+    own answer and message."""
+    for args in (["cert", "expiring", "--json"], ["cert", "expiring", "--days", "400", "--json"]):
+        code, out, loaded = _run(args, tmp_path)
+        assert code == 0 and json.loads(out) == [] and "pydantic" not in loaded
+    env = {**os.environ, "TLSGATE_HOME": str(tmp_path)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "tlsgate"), "cert", "expiring", "--days", "1e3"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 2 and "Invalid value for '--days'" in proc.stderr

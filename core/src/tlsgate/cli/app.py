@@ -137,19 +137,28 @@ class _LightCoercion:
     ``tls add nginx --help``, imported pydantic (~0.15 s, as much as Typer itself). This keeps
     Typer's semantics and skips that where they are trivial: an absent value is None (or () for a
     multi-value option) exactly as ``RuntimeParam.coerce`` returns; a ``str`` value of a ``str``
-    parameter without a custom parser is itself; anything else goes to Typer's own coercion."""
+    parameter without a custom parser is itself, an ``int`` or decimal digits of an ``int`` one its
+    int; anything else goes to Typer's own coercion."""
 
     def __init__(self, descriptor: Any) -> None:
         self.descriptor = descriptor
-        self.plain_str = descriptor.annotation is str and descriptor.parameter_info.parser is None \
-            and descriptor.file_annotation is None
+        plain = descriptor.parameter_info.parser is None and descriptor.file_annotation is None
+        self.plain_str = plain and descriptor.annotation is str
+        self.plain_int = plain and descriptor.annotation is int
         self.full: Any = None
 
     def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
         if value is None:
             return () if (param.multiple or param.nargs == -1) else None
-        if self.plain_str and isinstance(value, str) and not param.multiple and param.nargs == 1:
+        single = not param.multiple and param.nargs == 1
+        if self.plain_str and isinstance(value, str) and single:
             return value
+        # an int option's default (``--days`` not given: 30), or plain decimal digits: the value
+        # pydantic gives; anything else (" 7", "1e3", "x") goes to Typer for its answer and message
+        if self.plain_int and single and (type(value) is int or (
+                type(value) is str and 0 < len(value.removeprefix("-")) <= 18 and value.removeprefix("-").isdigit()
+                and value.removeprefix("-").isascii())):
+            return int(value)
         if self.full is None:
             from typer._coercion import build_runtime_param
 
