@@ -625,8 +625,7 @@ class Inventory:
     def serving_nodes(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
         """Every node of the last discoveries (with its endpoint's name and type) that serves
         ``fingerprint`` (every node with a certificate when None)."""
-        sql = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
-               "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
+        sql = _SERVING_SELECT
         if fingerprint is None:
             rows = self.db.execute(sql + "WHERE n.fingerprint IS NOT NULL ORDER BY e.name, n.id").fetchall()
         else:
@@ -636,8 +635,7 @@ class Inventory:
     def serving_nodes_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """:meth:`serving_nodes` of each fingerprint, in a query per 500 (``cert expiring`` of a
         fleet asked once per certificate)."""
-        sql = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
-               "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
+        sql = _SERVING_SELECT
         out: dict[str, list[dict[str, Any]]] = {fp: [] for fp in fingerprints}
         unique = list(out)
         for start in range(0, len(unique), 500):
@@ -897,6 +895,8 @@ def _unseal_text(text: str, owner: str = "") -> Any:
     return unseal(value, owner) if '"$secret"' in text else value
 
 
+_SERVING_SELECT = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
+                   "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
 _CERT_SELECT = ("SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON "
                 "o.id = c.org_id LEFT JOIN departments d ON d.id = c.dept_id ")
 
