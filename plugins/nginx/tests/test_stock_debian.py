@@ -118,6 +118,14 @@ def flow(name: str, s: Stock, server: NginxServer, test_ca, tmp_path: Path) -> N
     forced = ok("tls", "install", name, *files, "--node", "alpha.test", "--allow-name-mismatch")
     assert "verified by TLS handshake" not in forced.stdout and "www.alpha.test" in forced.stdout
     assert served(s.https, "www.alpha.test") == narrow.fingerprint
+    # the fleet path (cert deploy) holds the same rule, with the same flag
+    narrow2 = test_ca.issue("alpha.test")
+    files = pem_files(tmp_path / f"{name}-narrow2", narrow2)
+    job = tg("cert", "deploy", *files, "--endpoint", name)
+    assert job.returncode == 1 and "www.alpha.test" in job.stdout + job.stderr, job.stdout + job.stderr
+    assert served(s.https, "www.alpha.test") == narrow.fingerprint
+    ok("cert", "deploy", *files, "--endpoint", name, "--allow_name_mismatch")
+    assert served(s.https, "www.alpha.test") == narrow2.fingerprint
 
     # 1: someone's edit nginx has not loaded (a file in sites-available, read through the
     # sites-enabled symlink) is refused, naming the file; nothing changes
@@ -131,9 +139,12 @@ def flow(name: str, s: Stock, server: NginxServer, test_ca, tmp_path: Path) -> N
     pending = tg("tls", "install", name, *files, "--node", "alpha.test")
     assert pending.returncode == 1, pending.stdout + pending.stderr
     assert "sites-enabled/default" in pending.stderr and "--apply-pending" in pending.stderr
-    assert server.workers() == workers and served(s.https, "alpha.test") == narrow.fingerprint
-    done = ok("tls", "install", name, *files, "--node", "alpha.test", "--apply_pending")
-    assert "verified by TLS handshake" in done.stdout
+    assert server.workers() == workers and served(s.https, "alpha.test") == narrow2.fingerprint
+    # so is cert deploy's; --apply-pending there goes ahead on purpose too
+    job = tg("cert", "deploy", *files, "--endpoint", name)
+    assert job.returncode == 1 and "--apply-pending" in job.stdout + job.stderr, job.stdout + job.stderr
+    assert server.workers() == workers and served(s.https, "alpha.test") == narrow2.fingerprint
+    ok("cert", "deploy", *files, "--endpoint", name, "--apply-pending")
     assert served(s.https, "www.alpha.test") == good.fingerprint
     # reloaded now: tlsgate's own writes and the applied edit are not pending any more
     again = test_ca.issue("alpha.test", "www.alpha.test")
@@ -167,9 +178,12 @@ def test_stock_over_ssh(stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tm
     flow("web-ssh", s, server, test_ca, tmp_path)
 
 
-def test_package_owned_snippet_is_not_edited(test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("over", ["local", "ssh"])
+def test_package_owned_snippet_is_not_edited(over: str, request: pytest.FixtureRequest, test_ca, tlsgate_home: Path,
+                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """7: a block whose pair comes from Debian's snippets/snakeoil.conf (a conffile of
-    nginx-common): refused with the reason; the packaged file is not touched."""
+    nginx-common, included, not reached through a link tlsgate may repoint): refused with the
+    reason; the packaged file is not touched. Locally and over the real sshd."""
     snippet = ETC / "snippets" / "snakeoil.conf"
     owner = subprocess.run(["dpkg", "-S", str(snippet)], capture_output=True, text=True)
     assert owner.returncode == 0, "Debian's nginx-common ships snippets/snakeoil.conf"
@@ -177,7 +191,15 @@ def test_package_owned_snippet_is_not_edited(test_ca, tlsgate_home: Path, tmp_pa
     conf = tmp_path / "nginx.conf"
     conf.write_text(f"events {{}}\nhttp {{\n  server {{\n    listen 127.0.0.1:{free_port()} ssl;\n"
                     f"    server_name snake.test;\n    include {snippet};\n  }}\n}}\n")
-    ok("tls", "add", "nginx", "--name", "snake", "--connection_type", "local", "--nginx_config_path", str(conf))
+    conn = ["--connection_type", "local"]
+    if over == "ssh":
+        sshd: SshdServer = request.getfixturevalue("sshd")
+        monkeypatch.setenv("HOME", str(tmp_path))
+        conn = ["--connection_type", "ssh", "--host", sshd.host, "--port", str(sshd.port), "--user", "root",
+                "--ssh_key_path", str(sshd.root_key.path)]
+    ok("tls", "add", "nginx", "--name", "snake", *conn, "--nginx_config_path", str(conf))
+    if over == "ssh":
+        ok("tls", "trust", "snake", "--yes")
     ok("org", "add", "Acme")
     ok("tls", "delegate", "snake", "--org", "Acme")
     ok("tls", "discover", "snake")
