@@ -68,6 +68,7 @@ def build(root: Path, test_ca) -> Stock:  # type: ignore[no-untyped-def]
     (root / "ssl" / "alpha.key").write_bytes(alpha.key_pem)
     (s.conf / "sites-available" / "alpha").write_text(f"""server {{
 \tlisten 127.0.0.1:{s.https} ssl default_server;
+\tlisten [::1]:{s.https} ssl default_server;
 \tserver_name alpha.test www.alpha.test;
 \tssl_certificate {root}/ssl/alpha.crt;
 \tssl_certificate_key {root}/ssl/alpha.key;
@@ -148,8 +149,11 @@ def flow(name: str, s: Stock, server: NginxServer, test_ca, tmp_path: Path) -> N
     assert served(s.https, "www.alpha.test") == good.fingerprint
     # reloaded now: tlsgate's own writes and the applied edit are not pending any more
     again = test_ca.issue("alpha.test", "www.alpha.test")
-    ok("tls", "install", name, *pem_files(tmp_path / f"{name}-again", again), "--node", "alpha.test")
+    out = ok("tls", "install", name, *pem_files(tmp_path / f"{name}-again", again), "--node", "alpha.test").stdout
     assert served(s.https, "alpha.test") == again.fingerprint
+    # 8: a block on IPv4 and IPv6 is one line per name, with its listen addresses
+    lines = [line for line in out.splitlines() if line.strip().startswith("alpha.test")]
+    assert len(lines) == 1 and f"127.0.0.1:{s.https}" in lines[0] and f"[::1]:{s.https}" in lines[0], out
     # 6: new pairs live in tlsgate/ beside nginx.conf; the superseded ones are gone
     own = sorted(p.name for p in (s.conf / "tlsgate").iterdir())
     assert len(own) == 2 and all(again.fingerprint[:12] in n for n in own), own
@@ -210,3 +214,50 @@ def test_package_owned_snippet_is_not_edited(over: str, request: pytest.FixtureR
     assert "its own" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert (snippet.read_bytes(), snippet.stat().st_mtime) == before
     assert not (tmp_path / "tlsgate").exists()  # refused before anything was written
+
+
+def test_packaged_site_gets_own_copy(tmp_path_factory: pytest.TempPathFactory, test_ca, tlsgate_home: Path,
+                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """7: the operator gave Debian's default site (sites-available/default, a conffile of
+    nginx-common, enabled through sites-enabled/default) a TLS server with its own pair: the
+    install leaves the packaged file as shipped, writes an edited copy of its own and points the
+    link at it. dpkg sees the copy's files as nginx-common's (its records relocated:
+    ``DPKG_ADMINDIR``)."""
+    from tlsgate_testing.dpkg import relocated_admindir
+
+    if nginx_binary() is None or not ETC.exists():
+        pytest.fail("Debian's nginx package is required (scripts/bootstrap.sh installs it)")
+    s = build(tmp_path_factory.mktemp("stock-nginx-pkg"), test_ca)
+    monkeypatch.setenv("DPKG_ADMINDIR", str(relocated_admindir(s.root / "dpkg", {"nginx-common": (str(ETC), s.conf)})))
+    port = free_port()
+    default = s.conf / "sites-available" / "default"
+    old = test_ca.issue("pkg.test")
+    (s.root / "ssl" / "pkg.crt").write_bytes(old.cert_pem + old.chain_pem)
+    (s.root / "ssl" / "pkg.key").write_bytes(old.key_pem)
+    default.write_text(default.read_text() + f"""
+server {{
+\tlisten 127.0.0.1:{port} ssl;
+\tserver_name pkg.test;
+\tssl_certificate {s.root}/ssl/pkg.crt;
+\tssl_certificate_key {s.root}/ssl/pkg.key;
+}}
+""")
+    shipped = default.read_bytes()
+    server = NginxServer(s.conf, s.conf / "nginx.conf", s.root / "run" / "nginx.pid", [s.http, s.https, port])
+    server.start()
+    try:
+        ok("tls", "add", "nginx", "--name", "pkg", "--connection_type", "local",
+           "--nginx_config_path", str(s.conf / "nginx.conf"))
+        ok("org", "add", "Acme")
+        ok("tls", "delegate", "pkg", "--org", "Acme")
+        ok("tls", "discover", "pkg")
+        new = test_ca.issue("pkg.test")
+        done = ok("tls", "install", "pkg", *pem_files(tmp_path / "new", new), "--node", "pkg.test")
+        copy = s.conf / "tlsgate" / "default"
+        assert "verified by TLS handshake" in done.stdout and served(port, "pkg.test") == new.fingerprint
+        assert f"{default} belongs to the package nginx-common" in done.stdout and str(copy) in done.stdout
+        assert default.read_bytes() == shipped
+        assert os.readlink(s.conf / "sites-enabled" / "default") == str(copy)
+        assert new.fingerprint[:12] in copy.read_text()
+    finally:
+        server.stop()

@@ -157,7 +157,9 @@ def jvm(pid: int) -> tuple[list[str], dict[str, str], int]:
 
 
 
-def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def flow(name: str, s: Stock, test_ca, tmp_path: Path, *first: str):  # type: ignore[no-untyped-def]
+    """Items 1, 2, 3 (without credentials), 5, 8 on the stock layout; returns the certificate
+    the first install put in place (``first``: more options for that install)."""
     ok("org", "add", "Acme")
     ok("tls", "delegate", name, "--org", "Acme")
     ok("tls", "discover", name)
@@ -170,7 +172,7 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     # 5: the JKS connector (no certificateKeystoreType: Tomcat's default, JKS) stays JKS, in a new file
     new = test_ca.issue("localhost")
     pid = s.pids()[0]
-    done = ok("tls", "install", name, *pem_files(tmp_path / f"{name}-1", new), "--node", "_default_")
+    done = ok("tls", "install", name, *pem_files(tmp_path / f"{name}-1", new), "--node", "_default_", *first)
     assert "verified" in done.stdout
     # 3: without Manager credentials the install restarts Tomcat, and says so (and why)
     assert "restarted Tomcat" in done.stdout and "no Manager credentials" in done.stdout, done.stdout
@@ -230,6 +232,7 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     assert not s.pids()
     s.server_xml.write_bytes(original)
     s.start()
+    return new
 
 
 class HttpPoller:
@@ -319,7 +322,9 @@ def test_in_place_mismatch_fails_and_restores(stock: Stock, test_ca, tmp_path: P
     def bundle_of(issued) -> CertificateBundle:  # type: ignore[no-untyped-def]
         return CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
 
-    other = bundle_of(test_ca.issue("localhost"))
+    # the key type server.xml declares (a changed type is a restart, not an in-place reload)
+    kind = "rsa" if 'type="RSA"' in xml.decode() else "ec"
+    other = bundle_of(test_ca.issue("localhost", key_type=kind))
 
     def swap(connection, changes) -> None:  # type: ignore[no-untyped-def]
         path, password, alias = changes[0].keystore
@@ -331,7 +336,7 @@ def test_in_place_mismatch_fails_and_restores(stock: Stock, test_ca, tmp_path: P
     install_mod.after_validate_hook = swap
     try:
         with policy(InstallPolicy(apply_pending=True)), pytest.raises(OperationError, match="handshake disagrees"):
-            install_mod.install(endpoint, LocalConnection(), bundle_of(test_ca.issue("localhost")),
+            install_mod.install(endpoint, LocalConnection(), bundle_of(test_ca.issue("localhost", key_type=kind)),
                                 [Node(name="_default_", port=stock.https)], False)
     finally:
         install_mod.after_validate_hook = None
@@ -340,7 +345,7 @@ def test_in_place_mismatch_fails_and_restores(stock: Stock, test_ca, tmp_path: P
 
 
 def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+                        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     home = tmp_path / "user-home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -351,23 +356,13 @@ def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: P
        "--port", str(sshd.port), "--user", "root", "--ssh_key_path", str(sshd.root_key.path),
        "--tomcat_dir", str(stock.base))
     ok("tls", "trust", "cat-ssh", "--yes")
-    ok("org", "add", "Acme")
-    ok("tls", "delegate", "cat-ssh", "--org", "Acme")
-    ok("tls", "discover", "cat-ssh")
-    new = test_ca.issue("localhost")
     # the local tests' in-place installs changed server.xml after the JVM started: pending for
-    # this gateway (another one wrote it), applied on purpose
-    done = ok("tls", "install", "cat-ssh", *pem_files(tmp_path / "ssh", new), "--node", "_default_",
-              "--apply-pending")
-    assert "verified" in done.stdout and stock.served() == new.fingerprint
-    assert "restarted Tomcat" in done.stdout and "no Manager credentials" in done.stdout
-    [pid] = stock.pids()
-    argv, env, _ = jvm(pid)
-    assert "-Djava.awt.headless=true" in argv and env["PATH"] == SERVICE_PATH
-    # 6: the keystore this install superseded (tlsgate's own, in conf/tlsgate/) is gone; the
+    # this gateway (another one wrote it), applied on purpose by the first install
+    new = flow("cat-ssh", stock, test_ca, tmp_path, "--apply-pending")
+    # 6: the keystores that install superseded (tlsgate's own, in conf/tlsgate/) are gone; the
     # package-era keystore outside it stays
     own = sorted(p.name for p in (stock.base / "conf" / "tlsgate").iterdir())
-    assert len(own) == 1 and new.fingerprint[:12] in own[0]
+    assert len(own) == 1 and new.fingerprint[:12] in own[0], own
     assert (stock.base / "conf" / "localhost-rsa.jks").exists()
     # 3 over ssh: the Manager is reached on the host's loopback through sshd's forwarding
     in_place("cat-ssh-mgr", stock, test_ca, tmp_path, tlsgate_home, "--connection_type", "ssh", "--host", sshd.host,
