@@ -807,10 +807,13 @@ class Gateway:
         """What an install of this endpoint needs on its host, from a dry-run plan with a
         throwaway certificate for its names: each command marked privileged (``sudo -n -l``
         allows it?) and each directory written (writable by the account, or through sudo)."""
-        names = sorted({n.name for n in nodes if n.protocol == "https" and n.name and "*" not in n.name})[:20]
+        names = sorted({name for n in nodes if n.protocol == "https" for name in (n.name, *n.alias)
+                        if name and "*" not in name and name != "_default_"})[:20]
         try:
             bundle = _throwaway_bundle(names or ["tlsgate-test.invalid"])
-            result = self.registry.install(endpoint, conn, bundle, [], True, None)
+            # a plan of what an install needs, not an install: the install policy's refusals do not apply
+            with policy(InstallPolicy(apply_pending=True, allow_name_mismatch=True)):
+                result = self.registry.install(endpoint, conn, bundle, [], True, None)
         except Exception as exc:  # noqa: BLE001 - reported; the endpoint itself was readable
             return [("privileges", True, f"not listed: an install could not be planned ({exc})")]
         who = getattr(conn, "user", "") or "the login account"
@@ -1008,6 +1011,8 @@ def _throwaway_bundle(names: Sequence[str]) -> CertificateBundle:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
+
+    from .bundle import CertificateBundle
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)

@@ -34,7 +34,6 @@ def owners_and_modes(root: Path) -> dict[Path, tuple[int, int, int]]:
             if p.is_file() and not p.is_symlink() and not {"logs", "run"} & set(p.parts)}
 
 
-@pytest.mark.xfail(reason="known failure after this session's merges (sudo rules vs the per-endpoint tlsgate/ folder, the install journal vs kill -9 retries): see the session's closing note; to fix next session", strict=False)
 def test_nopasswd_rule_install_and_a_command_outside_it(root_site, sshd: SshdServer, test_ca,  # type: ignore[no-untyped-def]
                                                         tmp_path: Path) -> None:
     site, _server = root_site

@@ -151,6 +151,17 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     nodes = json.loads(ok("tls", "discover", name, "--json").stdout)
     # 8: default-ssl has no ServerName: the default vhost of its address, not httpd's fallback name
     assert ("_default_", "https", s.https) in {(n["name"], n["protocol"], n["port"]) for n in nodes}
+    # 8: a discovery error names the command that ran (not "apachectl -S"); the file is put back
+    # as it was, mtime included
+    ports = s.conf / "ports.conf"
+    st, kept = ports.stat(), ports.read_bytes()
+    ports.write_bytes(kept + b"\nNoSuchDirective here\n")
+    broken = tg("tls", "discover", name)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"{s.ctl} -t -D DUMP_VHOSTS" in broken.stderr and "NoSuchDirective" in broken.stderr, broken.stderr
+    assert "-S failed" not in broken.stderr
+    ports.write_bytes(kept)
+    os.utime(ports, ns=(st.st_atime_ns, st.st_mtime_ns))
     pid = s.pid()
     assert pid is not None
     settle()

@@ -169,6 +169,23 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path, *first: str):  # type: ig
     assert [(n["name"], n["ip"], n["port"]) for n in nodes if n["protocol"] == "http"] == [
         ("_default_", "127.0.0.1", s.http)]
 
+    # 4: a TLS host whose name the leaf does not cover is refused (exit 2, the name listed) before
+    # anything is checked or changed; server.xml is put back as it was (content and mtime)
+    st = s.server_xml.stat()
+    original = s.server_xml.read_bytes()
+    s.server_xml.write_bytes(original.replace(b"</SSLHostConfig>", b"""</SSLHostConfig>
+        <SSLHostConfig hostName="www.stock.test">
+            <Certificate certificateKeystoreFile="conf/localhost-rsa.jks" certificateKeystorePassword="changeit"
+                         type="RSA" />
+        </SSLHostConfig>""", 1))
+    ok("tls", "discover", name)
+    narrow = tg("tls", "install", name, *pem_files(tmp_path / f"{name}-narrow", test_ca.issue("other.test")),
+                "--node", "www.stock.test")
+    assert narrow.returncode == 2 and "www.stock.test" in narrow.stderr and "--allow_name_mismatch" in narrow.stderr
+    s.server_xml.write_bytes(original)
+    os.utime(s.server_xml, ns=(st.st_atime_ns, st.st_mtime_ns))
+    ok("tls", "discover", name)
+
     # 5: the JKS connector (no certificateKeystoreType: Tomcat's default, JKS) stays JKS, in a new file
     new = test_ca.issue("localhost")
     pid = s.pids()[0]
@@ -277,6 +294,9 @@ def in_place(name: str, s: Stock, test_ca, tmp_path: Path, tlsgate_home: Path, *
     ok("tls", "discover", name)
     [pid] = s.pids()
     new = test_ca.issue("localhost")
+    plan = ok("tls", "install", name, *pem_files(tmp_path / f"{name}-in-place", new), "--node", "_default_",
+              "--dry-run").stdout
+    assert "reloadSslHostConfig" in plan and "tomcat-start.sh" not in plan, plan
     with HttpPoller(s.http) as poll:
         done = ok("tls", "install", name, *pem_files(tmp_path / f"{name}-in-place", new), "--node", "_default_")
     assert "reloaded in place, Tomcat not restarted" in done.stdout and "restarted Tomcat" not in done.stdout, done.stdout
@@ -296,6 +316,7 @@ def in_place(name: str, s: Stock, test_ca, tmp_path: Path, tlsgate_home: Path, *
     assert MANAGER_PASSWORD not in ok("tls", "show", name, "--json").stdout
 
 
+@pytest.mark.timeout(900)  # several Tomcat starts on a loaded 2-core machine
 def test_stock_local(stock: Stock, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ok("tls", "add", "tomcat", "--name", "cat", "--connection_type", "local", "--tomcat_dir", str(stock.base))
     flow("cat", stock, test_ca, tmp_path)
@@ -344,6 +365,7 @@ def test_in_place_mismatch_fails_and_restores(stock: Stock, test_ca, tmp_path: P
     assert stock.server_xml.read_bytes() == xml
 
 
+@pytest.mark.timeout(900)
 def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tmp_path: Path,
                         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     home = tmp_path / "user-home"

@@ -329,8 +329,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             if after_validate_hook is not None:
                 after_validate_hook(connection, changes)
         if plan.method != "windows-service":
-            tx.run(restart.configtest_argv(base, plan), what="catalina.sh configtest",
-                   explain=restart.describe_configtest)
+            tx.run(restart.configtest_argv(base, plan), what="catalina.sh configtest",  # runuser needs root
+                   explain=restart.describe_configtest, privileged=True)
         # Connectors that were down before the install are not this install's to fix.
         was_up = {(hc.address, hc.port) for hc in hcs if before.get(hc.locator) is not None}
         must_listen = was_up | {(c.host.address, c.host.port) for c in changes}

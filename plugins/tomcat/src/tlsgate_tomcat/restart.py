@@ -333,7 +333,7 @@ def restart(
         # catalina.out, stdin closed) so this command returns and the JVM outlives the session
         script = 'cd "$1" && : >>"$3" || exit 1; setsid sh "$2" >>"$3" 2>&1 </dev/null & echo $!'
         argv = _as_user(plan, [*_env(base, plan), "sh", "-c", script, "sh", base, plan.startup or "", log])
-        res = connection.run(argv, timeout=60)
+        res = connection.run(argv, timeout=60, privileged=True)  # runuser needs root
         if not res.ok:
             raise CommandFailed(f"{connection.host}: {plan.startup} failed: {(res.stderr or res.stdout).strip()[-300:]}",
                                 exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr)
