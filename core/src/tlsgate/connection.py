@@ -133,6 +133,13 @@ class Connection(abc.ABC):
         out = res.stdout.rstrip("\n") if res.ok else ""
         return out if out.startswith("/") and "\n" not in out else path
 
+    def open_socket(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
+        """A TCP stream to ``host:port`` as seen from the endpoint's host (a service that only
+        answers there, such as Tomcat's Manager on its loopback connector): locally a socket, over
+        ssh a ``direct-tcpip`` channel (sshd's port forwarding). It has ``sendall``, ``recv``,
+        ``makefile`` and ``close``. OperationError when the transport cannot."""
+        raise OperationError(f"{self.host}: this connection cannot open a TCP stream on the endpoint's host")
+
     def sudo_allows(self, argv: Sequence[str]) -> bool | None:
         """Whether :attr:`escalation` would let ``argv`` run (``sudo -n -l``); None without one."""
         return None
@@ -163,6 +170,12 @@ class Connection(abc.ABC):
 
     def chown_like(self, path: str, reference: str) -> None:  # noqa: B027 - optional
         """Give ``path`` the owner and group of ``reference`` where the platform has them."""
+
+    def set_mtime(self, path: str, mtime: float) -> None:
+        """Give ``path`` its modification time back (a restored file), best effort: ``touch -m``
+        on POSIX hosts, nothing elsewhere. Transports that can do better override it."""
+        if self.platform == "posix":
+            self.run(["touch", "-m", "-d", f"@{mtime:.6f}", "--", path])
 
     def exists(self, path: str) -> bool:
         return self.stat(path) is not None

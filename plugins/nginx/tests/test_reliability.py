@@ -137,6 +137,7 @@ def test_symlinked_site_stays_a_link_local_install_and_rollback(tmp_path: Path, 
     (site.prefix / "conf.d" / "30-broken.conf").write_text("no_such_directive on;\n")
     newer = test_ca.issue("gamma.test")
     crt2, key2, chain2 = newer.write(tmp_path / "in2", "g")
+    # the broken file is a pending change: applied on purpose, nginx -t catches it
     failed = cli("tls", "install", "web", "--cert", str(crt2), "--key", str(key2), "--chain", str(chain2),
                  "--node", "gamma.test", "--apply-pending")
     assert failed.returncode == 1 and "restored" in failed.stderr, failed.stderr
