@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The test command (README): set up everything the tests need on a fresh Debian machine, then
 # run ruff and every test against real peers on 127.0.0.1, each test once:
+#   0. scripts/check_core_alone.sh: `pip install ./core` alone (.venv-core) brings no pytest
+#      plugin of tlsgate's and no pytest / hypothesis, and every core module imports there;
 #   1. tests/ in .venv (every distribution installed): core, transports, Windows, lifecycle,
 #      queue and the cross-plugin fleet tests;
 #   2. tests/core again on a PostgreSQL inventory (a private initdb cluster);
 #   3. scripts/test_isolated.sh: every plugin's tests folder, all of it (slow tests included),
 #      with only core + tlsgate-testing + that plugin installed. The plugin folders are not run
 #      in pass 1 (that would run them twice).
-# Every pass runs even when an earlier one failed; a pass fails on any pytest exit status but 0
+# Every pass runs even when an earlier one failed; a pytest pass fails on any pytest exit status but 0
 # (5, "no tests collected", included) or when it passed no test at all. At the end
 # scripts/test_report.py prints, per pass, the counts (passed, failed, skipped, xfailed) and the
 # reason of every skip.
@@ -54,6 +56,8 @@ run_pass() {  # run_pass NAME PYTEST-ARGS...: one pytest run in .venv, its JUnit
   fi
 }
 
+echo "== test.sh: 0-core-alone"
+scripts/check_core_alone.sh || failed+=("0-core-alone")
 run_pass 1-tests tests
 run_pass 2-core-postgresql -q tests/core --inventory=postgresql
 scripts/test_isolated.sh || failed+=("3-isolated")
