@@ -24,7 +24,7 @@ from pathlib import Path
 import attrs
 import pytest
 from tlsgate_testing.certs import Issued, TestCA
-from tlsgate_testing.daemons import kill_daemon, process_alive, read_pid, start_daemon
+from tlsgate_testing.daemons import kill_daemon, process_alive, read_pid, running, start_daemon
 from tlsgate_testing.fixtures_core import free_port
 
 APACHE_BINARY = os.environ.get("TLSGATE_TEST_APACHE", "/usr/sbin/apache2")
@@ -279,12 +279,6 @@ class ApacheServer:
         """Kill this instance's parent and its children (found from its own PidFile)."""
         kill_daemon(self.site.pid_file)
 
-    def error_log(self) -> str:
-        try:
-            return self.site.error_log.read_text(errors="replace")
-        except OSError:
-            return ""
-
 
 @pytest.fixture
 def apache_server(tmp_path: Path, test_ca: TestCA) -> Iterator[tuple[ApacheSite, ApacheServer]]:
@@ -299,9 +293,5 @@ def running_apache(root: Path, ca: TestCA) -> Iterator[tuple[ApacheSite, ApacheS
     if apache_binary() is None:
         pytest.skip("apache2/httpd is not installed")
     site = apache_site(root, ca)
-    server = ApacheServer(site)
-    server.start()
-    try:
+    with running(ApacheServer(site)) as server:
         yield site, server
-    finally:
-        server.stop()

@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 import pytest
 from tlsgate_testing.certs import Issued, TestCA
-from tlsgate_testing.daemons import children, kill_daemon, read_pid, start_daemon
+from tlsgate_testing.daemons import children, kill_daemon, read_pid, running, start_daemon
 from tlsgate_testing.fixtures_core import free_port
 
 NGINX_BINARY = os.environ.get("TLSGATE_TEST_NGINX", "/usr/sbin/nginx")
@@ -227,12 +227,6 @@ class NginxServer:
         """Kill this instance's master and its workers (found from its own pid file)."""
         kill_daemon(self.pid_file)
 
-    def error_log(self) -> str:
-        try:
-            return (self.prefix / "logs" / "error.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
 
 @pytest.fixture
 def nginx_server(tmp_path: Path, test_ca: TestCA) -> Iterator[tuple[NginxSite, NginxServer]]:
@@ -247,12 +241,13 @@ def running_nginx(prefix: Path, ca: TestCA) -> Iterator[tuple[NginxSite, NginxSe
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")
     site = nginx_site(prefix, ca)
-    server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
-    server.start()
-    try:
+    with running(server_of(site)) as server:
         yield site, server
-    finally:
-        server.stop()
+
+
+def server_of(site: NginxSite) -> NginxServer:
+    """The (not yet started) nginx of ``site``, listening on its three ports."""
+    return NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
 
 
 # -- generated configurations (the benchmark and property tests) ------------------------------

@@ -4,12 +4,14 @@ exactly what it started, never a process by name."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from .fixtures_core import wait_for_port
 
@@ -75,3 +77,22 @@ def kill_daemon(pid_file: Path, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end and any(process_alive(v) for v in victims):
         time.sleep(0.02)
+
+
+class Daemon(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+D = TypeVar("D", bound=Daemon)
+
+
+@contextlib.contextmanager
+def running(server: D) -> Iterator[D]:
+    """``server`` started for the block, stopped when it ends (whatever the block raised)."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
