@@ -6,6 +6,7 @@ the client-ssl profile is refused (test_install.py fails every other step too)."
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from tlsgate.plugin import CertificateBundle
@@ -28,7 +29,9 @@ def test_contract_behaviour(endpoint, session, peer, web_ca) -> None:
                             "01070734:3: Configuration error: injected by the contract suite")
         return lambda: fault.times == 0
 
-    def state() -> tuple[object, int]:
-        return device.snapshot(), device.saves
+    def state() -> tuple[object, ...]:
+        """Objects (certificates by content, keys), profiles, uploads and files, virtual servers,
+        and how often the configuration was saved."""
+        return device.snapshot(), copy.deepcopy(device.virtuals), device.saves
 
     check_behaviour(Case(endpoint, session, bundle, snapshot=state, inject=refuse_the_profile_patch))

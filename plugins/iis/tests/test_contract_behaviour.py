@@ -28,9 +28,12 @@ SHARING_VIOLATION = ('Exception calling "CommitChanges" with "0" argument(s): "T
 def test_contract_behaviour(loopback, iis_ca) -> None:  # type: ignore[no-untyped-def]
     host = loopback.winhost
 
-    def state() -> tuple[object, object, list[str]]:
+    def state() -> tuple[object, ...]:
+        """Everything an install may touch: bindings (certificate, sslFlags, order), HTTP.sys'
+        table (other applications' entries included), the certificate stores, temporary files."""
         sim = IISSim.load(host)
-        return sim.bindings_view(), sim.store_view(), sorted(host.fs.listdir(TEMP_DIR))
+        return (sim.bindings_view(), sim.attributes_view(), sim.http_sys, sim.store_view(),
+                sorted(host.fs.listdir(TEMP_DIR)))
 
     def fail_the_binding_commit() -> Callable[[], bool]:
         # by then the PFX and the intermediate are imported: the driver must remove them again
