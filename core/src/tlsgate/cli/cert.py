@@ -145,6 +145,9 @@ def _print_renewal(report: object) -> None:
             say(f"{i.certificate_id} ({names}): {i.action}: {i.reason}")
         for e in i.deploy:
             say(f"  deploy to {e['endpoint']}: {e['action']}" + (f": {e['reason']}" if e.get("reason") else ""))
+    if report.job is not None:
+        say(f"Rollouts: job {report.job} (tlsgate job show {report.job})"
+            + ("" if report.ok else f"; finish what failed with: tlsgate job retry {report.job}") + ".")
 
 def register_fleet(cert: typer.Typer) -> None:
     """cert deploy / expiring / show."""
@@ -254,20 +257,22 @@ def register_fleet(cert: typer.Typer) -> None:
         gw = gateway()
         now = dt.datetime.now(dt.UTC)
         limit = now + dt.timedelta(days=days)
-        found = []
+        candidates = []
         for rec in gw.certificates():
             if not rec.not_after:
                 continue
             end = dt.datetime.fromisoformat(rec.not_after)
-            # a renewed certificate some node still serves is listed whatever its end date
-            if end <= limit or (rec.superseded_by is not None and gw.serving_nodes(rec.fingerprint)):
-                found.append((end, rec))
+            if end <= limit or rec.superseded_by is not None:
+                candidates.append((end, rec))
+        served = gw.serving_nodes_of([rec.fingerprint for _, rec in candidates])  # one query, not one each
+        # a renewed certificate some node still serves is listed whatever its end date
+        found = [(end, rec) for end, rec in candidates if end <= limit or served[rec.fingerprint]]
         found.sort(key=lambda x: x[0])
         out = []
         for end, rec in found:
             out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
                         "status": gw.lifecycle.rollout_state(rec),
-                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in gw.serving_nodes(rec.fingerprint)]})
+                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in served[rec.fingerprint]]})
         if json:
             emit_json(out)
             return

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import ValidationError
-from ..models import Node
-from ..registry import get_registry
 from .common import (
     CONTEXT,
     CertFileOpt,
@@ -39,8 +37,9 @@ from .job import (
 )
 from .output import clean, emit_json, say, say_lines, table, warn
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models (attrs) load with the commands that use them, not with the group
     from ..api import Gateway
+    from ..models import Node
 
 #: A selector command's action on one named endpoint: (gateway, ENDPOINT, --json).
 OneEndpoint = Callable[["Gateway", str, bool], None]
@@ -53,8 +52,9 @@ def register(tls: typer.Typer) -> None:
     @tls.command("list", context_settings=CONTEXT)
     def tls_list(json: JsonOpt = False) -> None:
         """List endpoints."""
-        gw = gateway()
-        rows = [gw.describe(s) for s in gw.endpoints()]
+        from ..reads import endpoint_views  # not tlsgate.api: start-up time (see tlsgate.reads)
+
+        rows = endpoint_views()
         if json:
             emit_json(rows)
             return
@@ -188,7 +188,7 @@ def register(tls: typer.Typer) -> None:
         if failure is not None:
             warn(str(failure))
             raise typer.Exit(1)
-        etype = get_registry().endpoint_types.get(gw.endpoint(endpoint).type)
+        etype = gw.registry.endpoint_types.get(gw.endpoint(endpoint).type)
         if etype is not None and etype.needs_restart and not r.messages:
             say(f"  {etype.name} needs a restart for the new certificate to take effect: tlsgate tls restart {endpoint}")
 
