@@ -632,7 +632,7 @@ class Gateway:
             self._audit("tls install", "ok" if failure is None else "script failed", endpoint, before=before,
                         after=bundle.fingerprint,
                         details={**details, **extra, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                 "verified": result.verified, **_job(job_id)})
+                                 "verified": result.verified, "messages": list(result.messages), **_job(job_id)})
         outcome = InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), warnings,
                                  sink.id if sink is not None else None, before=before)
         if failure is not None:

@@ -9,6 +9,8 @@ import typer
 from ..errors import ValidationError
 from .common import (
     CONTEXT,
+    AllowNameMismatchOpt,
+    ApplyPendingOpt,
     CertFileOpt,
     ChainFileOpt,
     JsonOpt,
@@ -178,6 +180,8 @@ def register_fleet(cert: typer.Typer) -> None:
         no_wait: NoWaitOpt = False,
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print every endpoint's plan; change nothing.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before touching more than 10 endpoints.")] = False,
+        apply_pending: ApplyPendingOpt = False,
+        allow_name_mismatch: AllowNameMismatchOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Deploy a certificate to the selected endpoints, in parallel, as a job: the same install
@@ -206,7 +210,8 @@ def register_fleet(cert: typer.Typer) -> None:
             plans = []
             for stored in chosen:
                 try:
-                    out = gw.install(stored.id, bundle, replaces=old, dry_run=True)
+                    out = gw.install(stored.id, bundle, replaces=old, dry_run=True, apply_pending=apply_pending,
+                                     allow_name_mismatch=allow_name_mismatch)
                     plans.append({"endpoint": stored.name, "skipped": out.skipped,
                                   "plan": [str(p) for p in out.result.plan]})
                 except Exception as exc:  # noqa: BLE001 - one endpoint's problem, shown in its plan
@@ -235,7 +240,8 @@ def register_fleet(cert: typer.Typer) -> None:
         if files:
             cert_id = gw.record_certificate_with_key(bundle, source="deploy")
         job_id = fleet.create_job(gw, "deploy", chosen, {"certificate_id": cert_id, "fingerprint": bundle.fingerprint,
-                                                          "replaces": old, "selection": {
+                                                          "replaces": old, "apply_pending": apply_pending,
+                                                          "allow_name_mismatch": allow_name_mismatch, "selection": {
                                                               k: v for k, v in {"endpoint": endpoints, "type": types,
                                                                                 "org": org_name, "department": department,
                                                                                 "all": all_, "replaces": replaces}.items() if v}},

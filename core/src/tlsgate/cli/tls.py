@@ -11,6 +11,8 @@ import typer
 from ..errors import ValidationError
 from .common import (
     CONTEXT,
+    AllowNameMismatchOpt,
+    ApplyPendingOpt,
     CertFileOpt,
     ChainFileOpt,
     JsonOpt,
@@ -146,13 +148,8 @@ def register(tls: typer.Typer) -> None:
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print the plan; change nothing.")] = False,
         force: Annotated[bool, typer.Option("--force", help="Install an expired or not-yet-valid certificate on purpose (audited).")] = False,
-        apply_pending: Annotated[bool, typer.Option(
-            "--apply_pending", "--apply-pending",
-            help="Go ahead although the running server has not loaded some of its configuration files "
-                 "(the reload/restart applies them too).")] = False,
-        allow_name_mismatch: Annotated[bool, typer.Option(
-            "--allow_name_mismatch", "--allow-name-mismatch",
-            help="Install on nodes whose names the certificate does not all cover.")] = False,
+        apply_pending: ApplyPendingOpt = False,
+        allow_name_mismatch: AllowNameMismatchOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
