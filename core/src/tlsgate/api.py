@@ -468,7 +468,7 @@ class Gateway:
             )
         try:
             # under the lease: a discovery must not store what it read before an install finished
-            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn, gc_paused():
                 nodes = self.registry.discover_nodes(endpoint, conn)
                 self._store_nodes(endpoint, nodes)
         except Exception as exc:
@@ -1000,6 +1000,23 @@ class Gateway:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
         self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection within the block (nested: the outermost resumes it). A
+    discovery builds tens of thousands of acyclic objects (20,000 nodes for 10,000 nginx server
+    blocks) and CPython's collector kept rescanning them (a fifth of ``tls discover``'s CPU
+    time); reference counting frees them."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _throwaway_bundle(names: Sequence[str]) -> CertificateBundle:

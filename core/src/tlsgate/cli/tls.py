@@ -4,7 +4,7 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -38,6 +38,9 @@ from .job import (
     selection,
 )
 from .output import clean, emit_json, say, say_lines, table, warn
+
+if TYPE_CHECKING:
+    from ..api import Gateway
 
 OptRef = Annotated[Optional[str], typer.Argument(  # noqa: UP045
     help="One endpoint (name or instance ID); or use the selectors.", metavar="[ENDPOINT]")]
@@ -116,21 +119,29 @@ def register(tls: typer.Typer) -> None:
         certificate each serves; prints a summary (the table: tls nodes)."""
         gw = gateway()
         if endpoint and not (endpoints or types or org_name or all_):
-            stored = gw.endpoint(endpoint)
-            before = gw.node_keys(endpoint)
-            nodes = gw.discover(endpoint)
-            if json:
-                emit_json([v.to_json() for v in gw.nodes(endpoint)])
-                return
-            from ..fleet import discovery_summary
+            import gc
 
-            sm = discovery_summary(nodes, before)
-            say(f"Discovered {sm['nodes']} node(s) on {clean(stored.name)!r}: {sm['tls']} with a certificate, "
-                f"{sm['changed']} changed since the last discovery, {sm['unreachable']} unreachable. "
-                f"See them with: tlsgate tls nodes {clean(stored.name)}")
+            # this process ends with the command: no cyclic collection from here on (after a
+            # pause, the first one scans every object the discovery left: 0.2 s at 20,000 nodes)
+            gc.disable()
+            _discover_one(gw, endpoint, json)
             return
         _fan_out(gw, "discover", selection(endpoints, types, org_name, department, all_, positional=endpoint),
                  parallel, json, no_wait)
+
+    def _discover_one(gw: Gateway, endpoint: str, json: bool) -> None:
+        stored = gw.endpoint(endpoint)
+        before = gw.node_keys(endpoint)
+        nodes = gw.discover(endpoint)
+        if json:
+            emit_json([v.to_json() for v in gw.nodes(endpoint)])
+            return
+        from ..fleet import discovery_summary
+
+        sm = discovery_summary(nodes, before)
+        say(f"Discovered {sm['nodes']} node(s) on {clean(stored.name)!r}: {sm['tls']} with a certificate, "
+            f"{sm['changed']} changed since the last discovery, {sm['unreachable']} unreachable. "
+            f"See them with: tlsgate tls nodes {clean(stored.name)}")
 
     @tls.command("nodes", context_settings=CONTEXT)
     def tls_nodes(endpoint: Ref, json: JsonOpt = False) -> None:
