@@ -27,6 +27,7 @@ from . import leases
 from .connection import Connection, current_temp_tag
 from .errors import NotFoundError, OperationError, ValidationError
 from .gateway_platform import gateway_platform
+from .gcpause import gc_paused
 from .inventory import (
     Inventory,
     StoredEndpoint,
@@ -1000,23 +1001,6 @@ class Gateway:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
         self.inventory.audit("store put", "ok", details={"store": store, "cred_id": cred_id, "keys": sorted(clean)})
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection within the block (nested: the outermost resumes it). A
-    discovery builds tens of thousands of acyclic objects (20,000 nodes for 10,000 nginx server
-    blocks) and CPython's collector kept rescanning them (a fifth of ``tls discover``'s CPU
-    time); reference counting frees them."""
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _throwaway_bundle(names: Sequence[str]) -> CertificateBundle:
