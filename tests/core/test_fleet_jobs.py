@@ -86,6 +86,47 @@ def test_deploy_job_restores_a_failure_and_retry_finishes(estate) -> None:  # ty
     assert [i.state for i in j2.items] == ["unchanged"]
 
 
+def _file_fp(folder: Path) -> str:
+    from cryptography import x509
+    from tlsgate.certs import fingerprint
+
+    return fingerprint(x509.load_pem_x509_certificates((folder / "cert.pem").read_bytes())[0])
+
+
+def test_items_name_their_own_certificates_and_a_job_grows(estate, test_ca) -> None:  # type: ignore[no-untyped-def]
+    """One job for several certificates (what cert renew --deploy runs): each item's parameters
+    name its certificate and the one it replaces; items added later run on their own; retry
+    finishes what failed."""
+    gw, old, bundle, cid, tmp = estate
+    other_old = _file_fp(tmp / "f5")
+    fresh = test_ca.issue("other.test")
+    cid2 = gw.record_certificate_with_key(CertificateBundle.from_pem(fresh.cert_pem, fresh.key_pem, fresh.chain_pem),
+                                          source="test")
+    pick = {e.name: e for e in fleet.select(gw, fleet.Selection(all=True))}
+    item = {"certificate_id": cid, "replaces": old.fingerprint}
+    with pytest.raises(ValueError, match="one entry per endpoint"):
+        fleet.create_job(gw, "deploy", [pick["f0"]], {"renewal": True}, item_params=[item, item])
+    job_id = fleet.create_job(gw, "deploy", [pick["f0"], pick["f1"]], {"renewal": True}, item_params=[item, item])
+    first = fleet.run_job(gw, job_id)
+    assert [(i.endpoint, i.state, i.params["certificate_id"]) for i in first.items] == [
+        ("f0", "changed", cid), ("f1", "changed", cid)]
+    ids = fleet.add_items(gw, job_id, [pick["f5"], pick["f2"]],
+                          [{"certificate_id": cid2, "replaces": other_old}, item])
+    job = fleet.run_job(gw, job_id, item_ids=ids)
+    assert [(i.endpoint, i.state, i.attempts) for i in job.items] == [
+        ("f0", "changed", 1), ("f1", "changed", 1), ("f5", "changed", 1), ("f2", "failed", 1)]
+    assert job.state == "failed" and [i.id for i in job.items][2:] == ids
+    assert _file_fp(tmp / "f5") == fresh.fingerprint and _file_fp(tmp / "f0") == bundle.fingerprint
+    f5 = job.items[2]
+    assert f5.before == other_old and f5.after == fresh.fingerprint
+    gw.inventory.db.execute("UPDATE endpoints SET options = replace(options, '\"fail_after_write\": true', "
+                            "'\"fail_after_write\": false') WHERE name = 'f2'")
+    done = fleet.retry(gw, job_id)
+    assert done.state == "done" and [(i.endpoint, i.attempts) for i in done.items] == [
+        ("f0", 1), ("f1", 1), ("f5", 1), ("f2", 2)]
+    assert jobs.get(gw.inventory, job_id).to_json()["items"][3]["params"] == item
+
+
 def test_max_failures_and_canary_skip_the_rest(estate) -> None:  # type: ignore[no-untyped-def]
     gw, old, _bundle, cid, _ = estate
     chosen = [e for e in fleet.select(gw, fleet.Selection(replaces=old.fingerprint)) if e.name != "f0"]

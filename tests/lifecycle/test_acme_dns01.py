@@ -114,3 +114,17 @@ def test_a_bad_nonce_is_retried_once_then_one_clear_line(tlsgate_home, pebble_fa
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert res.stderr.startswith("error: ACME account registration for ops@example.test: ") and "(badNonce)" in res.stderr
     assert pebble.log().count("POST /sign-me-up") == 2  # the first try and exactly one retry
+
+
+def test_a_rejected_identifier_is_one_line_naming_the_domain_and_leaves_nothing(tlsgate_home, bind_server,  # type: ignore[no-untyped-def]
+                                                                               pebble_factory) -> None:
+    pebble = pebble_factory(http_port=free_port(), domain_blocklist=["blocked.test"])
+    add_dns(bind_server)
+    add_account(pebble)
+    res = tg("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
+             "--domain", "blocked.test", check=False)
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    line = res.stderr.strip()
+    assert line.startswith("error: ACME new order for blocked.test: ") and line.endswith("(rejectedIdentifier)")
+    assert "forbidden by policy" in line  # the CA's own detail
+    assert tg_json("cert", "list") == [] and bind_server.txt("_acme-challenge.blocked.test") == []

@@ -1,12 +1,13 @@
 """Renewal against a real Pebble and BIND: nothing due does nothing (exit 0); a forced renewal
 with --deploy replaces the certificate on every node that served the old one; a rollout that did
-not reach every node stays "superseded, not yet deployed everywhere" until a later
-``cert renew --deploy`` finishes it; two runs at once renew a certificate once; a failed renewal
+not reach every node stays "superseded, not yet deployed everywhere" until ``job retry`` or
+a later ``cert renew --deploy`` finishes it (all of a run's rollouts are one fleet job); two runs at once renew a certificate once; a failed renewal
 keeps the old certificate and says when it expires."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,47 +59,141 @@ def _pem_endpoint(tmp_path: Path, name: str, cert_id: int) -> Path:
 
 def test_nothing_due_does_nothing(issued) -> None:  # type: ignore[no-untyped-def]
     _pebble, cert_id = issued
-    before = tg_json("cert", "list")
-    res = tg("cert", "renew")
+    before = tg_json("cert", "list"), tg_json("job", "list"), tg_json("log")
+    res = tg("cert", "renew")  # exit 0 (asserted by tg)
     assert f"{cert_id} (roll.test): not due (renew at " in res.stdout and "lifetime" in res.stdout
-    assert tg_json("cert", "list") == before
-    assert tg_json("cert", "renew", "--deploy")["ok"] is True
+    report = tg_json("cert", "renew", "--deploy")
+    assert report["ok"] is True and report["job"] is None and report["rollouts"] == []
+    assert [c["action"] for c in report["certificates"]] == ["not due"]
+    # nothing recorded, no job, no audit entry: the run did nothing
+    assert (tg_json("cert", "list"), tg_json("job", "list"), tg_json("log")) == before
 
 
-def test_renew_deploy_reaches_every_node_and_finishes_pending_rollouts(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _request(name: str, *extra: str) -> int:
+    return int(tg_json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
+                       "--domain", name, "--org", "Acme", *extra)["certificate_id"])
+
+
+def _tty(*args: str) -> str:
+    """``tlsgate ARGS`` on a pseudo-terminal (the rich renderer), wide enough for every column."""
+    import os
+    import pty
+
+    main_fd, sub_fd = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tlsgate", *args], stdout=sub_fd, stderr=sub_fd, stdin=sub_fd,
+                            env={**os.environ, "COLUMNS": "400", "LINES": "50", "TERM": "xterm"}, close_fds=True)
+    os.close(sub_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main_fd)
+    assert proc.wait(timeout=60) == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))  # no SGR codes
+
+
+def test_renew_deploy_is_one_job_reaching_every_node_and_finishing_pending_rollouts(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
     _pebble, old = issued
+    other = _request("roll2.test", "--domain", "www.roll2.test", "--key_type", "ec384")
     a = _pem_endpoint(tmp_path, "store-a", old)
     b = _pem_endpoint(tmp_path, "store-b", old)
+    c = _pem_endpoint(tmp_path, "store-c", other)
+    jobs_before = len(tg_json("job", "list"))
     away = b.rename(tmp_path / "store-b.away")  # store-b cannot be reached for now
     res = tg("cert", "renew", "--days", "3650", "--deploy", "--json", check=False)
     assert res.returncode == 1
-    report = __import__("json").loads(res.stdout)
-    item = report["certificates"][0]
-    new = item["new_certificate_id"]
-    assert item["action"] == "renewed" and {e["endpoint"]: e["action"] for e in item["deploy"]} == {
-        "store-a": "deployed", "store-b": "failed"}
+    report = json.loads(res.stdout)
+    by_id = {i["certificate_id"]: i for i in report["certificates"]}
+    new, new_other = by_id[old]["new_certificate_id"], by_id[other]["new_certificate_id"]
+    assert by_id[old]["action"] == by_id[other]["action"] == "renewed"
+    assert {e["endpoint"]: e["action"] for e in by_id[old]["deploy"]} == {"store-a": "deployed", "store-b": "failed"}
+    assert {e["endpoint"]: e["action"] for e in by_id[other]["deploy"]} == {"store-c": "deployed"}
+
+    # the rollouts of both renewed certificates are ONE job of the inventory, one item per endpoint
+    job = report["job"]
+    assert isinstance(job, int) and by_id[old]["job"] == by_id[other]["job"] == job
+    assert len(tg_json("job", "list")) == jobs_before + 1
+    shown = tg_json("job", "show", str(job))
+    assert shown["kind"] == "deploy" and shown["state"] == "failed"
+    assert sorted((i["endpoint"], i["params"]["old_certificate_id"], i["params"]["certificate_id"], i["state"])
+                  for i in shown["items"]) == [("store-a", old, new, "changed"), ("store-b", old, new, "failed"),
+                                               ("store-c", other, new_other, "changed")]
+    plain = tg("job", "show", str(job)).stdout
+    assert plain.splitlines()[1].split() == ["Endpoint", "Certificate", "State", "Before", "After", "Reason"]
+    assert next(line for line in plain.splitlines() if line.startswith("store-b")).split()[1:5] == [
+        str(old), "->", str(new), "failed"]
+    assert f"tlsgate job retry {job}" in plain
+    human = tg("cert", "renew", "--deploy", "--dry-run").stdout
+    assert f"rollout {old} -> {new} on store-b: would deploy" in human
+
     listing = {c["id"]: c for c in tg_json("cert", "list")}
-    assert listing[old]["status"] == f"superseded by {new}, not yet deployed everywhere (1 node(s) still serve it)"
-    assert "superseded by" in tg("cert", "list").stdout
-    assert tg_json("cert", "show", str(old))["status"].startswith(f"superseded by {new}, not yet deployed everywhere")
+    status = f"superseded by {new}, not yet deployed everywhere (1 node(s) still serve it)"
+    assert listing[old]["status"] == status and listing[other]["status"] == f"superseded by {new_other}"
+    assert status in tg("cert", "list").stdout
+    assert tg_json("cert", "show", str(old))["status"] == status
+    assert f"Status        {status}" in tg("cert", "show", str(old)).stdout
     expiring = {c["id"]: c for c in tg_json("cert", "expiring", "--days", "0")}  # listed whatever its end date
     assert [n["endpoint"] for n in expiring[old]["nodes"]] == ["store-b"] and new not in expiring
-    assert isinstance(item["job"], int)  # the rollout is one fleet deploy job
+    assert expiring[old]["status"] == status
+    # the same columns, and the status, in the plain table (stdout piped) and the rich one (a terminal)
+    columns = ["ID", "Subject", "Not after", "Days left", "Endpoint", "Node", "Port", "Status"]
+    piped = tg("cert", "expiring", "--days", "0").stdout.splitlines()
+    assert re.split(r"\s{2,}", piped[0].strip()) == columns
+    row = next(line for line in piped if line.startswith(f"{old} "))
+    assert "store-b" in row and row.endswith(status)
+    rich = _tty("cert", "expiring", "--days", "0")
+    header = next(line for line in rich.splitlines() if "Subject" in line)
+    assert [h.strip() for h in header.strip("┃│ \r").replace("┃", "│").split("│")] == columns
+    assert status in rich
     new_fp = listing[new]["fingerprint"]
     assert _served_fp(a) == new_fp and _served_fp(away) == listing[old]["fingerprint"]
+    assert _served_fp(c) == listing[new_other]["fingerprint"]
+    # renewed with the same names, key type and challenge, in the same organization
+    assert listing[new_other]["names"] == ["roll2.test", "www.roll2.test"] and listing[new_other]["organization"] == "Acme"
+    assert listing[new_other]["renewal"] == listing[other]["renewal"] and listing[new_other]["renewal"]["key_type"] == "ec384"
+    assert x509.load_pem_x509_certificates(c.read_bytes())[0].public_key().curve.name == "secp384r1"  # type: ignore[union-attr]
 
-    # a dry run says what it would do and changes nothing
-    dry = tg_json("cert", "renew", "--deploy", "--dry-run")
-    assert [r["endpoints"][0]["action"] for r in dry["rollouts"]] == ["would deploy"]
-    assert not b.exists()
-
+    # job retry finishes the job (the same one), and with it the rollout
     away.rename(b)
-    done = tg_json("cert", "renew", "--deploy")
-    assert done["ok"] and [(r["old_certificate_id"], r["new_certificate_id"], r["ok"]) for r in done["rollouts"]] == [
-        (old, new, True)]
-    assert [c["action"] for c in done["certificates"]] == ["not due"]  # the new one is fresh; the old is never renewed
+    retried = tg("job", "retry", str(job), "--json")
+    assert json.loads(retried.stdout)["state"] == "done"
     assert _served_fp(b) == new_fp
     assert {c["id"]: c for c in tg_json("cert", "list")}[old]["status"] == f"superseded by {new}"
+    done = tg_json("cert", "renew", "--deploy")
+    assert done["ok"] and done["rollouts"] == [] and done["job"] is None
+    assert len(tg_json("job", "list")) == jobs_before + 1
+
+
+def test_a_later_renew_deploy_finishes_pending_rollouts_first_in_its_one_job(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    _pebble, old = issued
+    a = _pem_endpoint(tmp_path, "store-a", old)
+    b = _pem_endpoint(tmp_path, "store-b", old)
+    away = b.rename(tmp_path / "store-b.away")
+    first = json.loads(tg("cert", "renew", "--days", "3650", "--deploy", "--json", check=False).stdout)
+    new = first["certificates"][0]["new_certificate_id"]
+    away.rename(b)
+    # renew the new certificate too: the pending rollout (old -> new on store-b) runs first, then
+    # the newest certificate goes to every node serving `new` (store-a, and store-b, just rolled)
+    second = tg_json("cert", "renew", "--days", "3650", "--deploy", "--cert", str(new))
+    assert second["ok"] and [(r["old_certificate_id"], r["new_certificate_id"], r["ok"]) for r in second["rollouts"]] == [
+        (old, new, True)]
+    newest = second["certificates"][0]["new_certificate_id"]
+    job = second["job"]
+    assert job != first["job"] and second["rollouts"][0]["job"] == job == second["certificates"][0]["job"]
+    items = tg_json("job", "show", str(job))["items"]
+    assert [(i["endpoint"], i["params"]["certificate_id"], i["state"]) for i in items] == [
+        ("store-b", new, "changed"), ("store-a", newest, "changed"), ("store-b", newest, "changed")]
+    fp = {c["id"]: c["fingerprint"] for c in tg_json("cert", "list")}
+    assert _served_fp(a) == _served_fp(b) == fp[newest]
     assert tg_json("cert", "renew", "--deploy")["rollouts"] == []
 
 

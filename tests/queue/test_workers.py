@@ -1,7 +1,8 @@
 """Gateways and zones on a real PostgreSQL (the session's private cluster): ``tlsgate worker``
 processes in two zones run a ``cert deploy --all`` each endpoint exactly once on a worker of its
 own zone; a worker killed (kill -9) mid-install is replaced by the other worker of its zone; a
-PostgreSQL restart mid-job is survived; 200 jobs from 4 CLI processes at once each run once."""
+PostgreSQL restart mid-job is survived; 200 jobs from 4 CLI processes at once each run once; a
+renewal-style job grows and each item installs its own certificate."""
 
 from __future__ import annotations
 
@@ -226,3 +227,34 @@ def test_periodic_verify_runs_once_per_tick_across_workers(estate) -> None:  # t
     ticks = collections.Counter(j["params"]["tick"] for j in jobs)
     assert all(n == 1 for n in ticks.values()), ticks  # each tick: one job, whichever worker deferred it
     assert len({j["gateway"] for j in jobs}) >= 1
+
+
+def test_a_renewal_style_job_grows_and_each_item_installs_its_own_certificate(estate, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """What ``cert renew --deploy`` runs on a PostgreSQL inventory: one job whose items name
+    their own certificates (job_items.params), items added to it later queued and run by the
+    workers of their zone."""
+    from tlsgate import CertificateBundle, fleet
+    from tlsgate.api import Gateway
+
+    _setup(estate, {"lab": ["lab-1", "lab-2"]})
+    estate.start_worker("gw-lab", "lab")
+    estate.wait_gateways("gw-lab")
+    for k, v in estate.env.items():
+        monkeypatch.setenv(k, v)
+    gw = Gateway()
+    try:
+        issued = [estate.ca.issue(f"new{i}.example") for i in (1, 2)]
+        cids = [gw.record_certificate_with_key(CertificateBundle.from_pem(c.cert_pem, c.key_pem, c.chain_pem),
+                                               source="test") for c in issued]
+        pick = {e.name: e for e in fleet.select(gw, fleet.Selection(all=True))}
+        job_id = fleet.create_job(gw, "deploy", [pick["lab-1"]], {"renewal": True},
+                                  item_params=[{"certificate_id": cids[0]}])
+        assert fleet.run_job(gw, job_id).state == "done"
+        ids = fleet.add_items(gw, job_id, [pick["lab-2"]], [{"certificate_id": cids[1]}])
+        job = fleet.run_job(gw, job_id, item_ids=ids)
+    finally:
+        gw.close()
+    assert job.state == "done", job
+    assert [(i.endpoint, i.state, i.attempts, i.gateway, i.after) for i in job.items] == [
+        ("lab-1", "changed", 1, "gw-lab", issued[0].fingerprint), ("lab-2", "changed", 1, "gw-lab", issued[1].fingerprint)]
+    assert len(estate.json("job", "list")) == 1

@@ -103,15 +103,17 @@ def select(gateway: Gateway, selection: Selection) -> list[StoredEndpoint]:
 
 # -- jobs ----------------------------------------------------------------------------------------
 def create_job(gateway: Gateway, kind: str, endpoints: Sequence[StoredEndpoint], params: dict[str, Any],
-               *, holder: str | None = None, canary: int = 0, max_failures: int | None = None) -> int:
-    """Record a job with one pending item per endpoint. On a PostgreSQL inventory the same
-    transaction defers one task per item into its zone's queue (:mod:`tlsgate.queue`; ``canary``
-    and ``max_failures`` travel with the job, enforced by the workers)."""
+               *, holder: str | None = None, canary: int = 0, max_failures: int | None = None,
+               item_params: Sequence[dict[str, Any]] | None = None) -> int:
+    """Record a job with one pending item per endpoint (``item_params``, one per endpoint: that
+    item's parameters over the job's, e.g. the certificate a renewal job installs there). On a
+    PostgreSQL inventory the same transaction defers one task per item into its zone's queue
+    (:mod:`tlsgate.queue`; ``canary`` and ``max_failures`` travel with the job, enforced by the
+    workers)."""
     if kind not in KINDS:
         raise ValidationError(f"unknown job kind {kind!r} (one of: {', '.join(KINDS)})")
     _check_run_options(1, canary, max_failures)
-    zones = {r["id"]: r["zone"] for r in gateway.inventory.db.execute("SELECT id, zone FROM endpoints")}
-    rows = [(s.id, s.name, zones.get(s.id) or "default") for s in endpoints]
+    rows = _item_rows(gateway, endpoints, item_params)
     if not queued(gateway):
         return jobs.create(gateway.inventory, kind, params, rows, holder=holder)
     from . import queue
@@ -121,6 +123,26 @@ def create_job(gateway: Gateway, kind: str, endpoints: Sequence[StoredEndpoint],
         item_ids = [int(r["id"]) for r in db.execute("SELECT id FROM job_items WHERE job_id = ? ORDER BY id", (job_id,))]
         queue.submit(gateway, job_id, item_ids, canary=canary, max_failures=max_failures, db=db)
     return job_id
+
+
+def _item_rows(gateway: Gateway, endpoints: Sequence[StoredEndpoint],
+               item_params: Sequence[dict[str, Any]] | None) -> list[jobs.ItemRow]:
+    if item_params is not None and len(item_params) != len(endpoints):
+        raise ValueError("item_params needs one entry per endpoint")
+    zones = {r["id"]: r["zone"] for r in gateway.inventory.db.execute("SELECT id, zone FROM endpoints")}
+    extra = item_params or [{}] * len(endpoints)
+    return [(s.id, s.name, zones.get(s.id) or "default", dict(p)) for s, p in zip(endpoints, extra, strict=True)]
+
+
+def add_items(gateway: Gateway, job_id: int, endpoints: Sequence[StoredEndpoint],
+              item_params: Sequence[dict[str, Any]] | None = None) -> list[int]:
+    """More pending items for an existing job (one per endpoint, ``item_params`` as in
+    :func:`create_job`); returns their IDs. Run them with ``run_job(..., item_ids=ids)``, which
+    also queues them on a PostgreSQL inventory."""
+    rows = _item_rows(gateway, endpoints, item_params)
+    jobs.get(gateway.inventory, job_id, refresh=False)  # NotFoundError for an unknown job
+    with gateway.inventory.write() as db:
+        return jobs.insert_items(db, job_id, rows)
 
 
 def queued(gateway: Gateway) -> bool:
@@ -172,10 +194,11 @@ Outcome = tuple[str, str | None, str | None, str | None, dict[str, Any]]
 
 
 def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
-    bundle = gateway.inventory.load_bundle(int(job.params["certificate_id"]))
-    replaces = job.params.get("replaces")
+    params = {**job.params, **item.params}  # a renewal job names each item's certificate
+    bundle = gateway.inventory.load_bundle(int(params["certificate_id"]))
+    replaces = params.get("replaces")
     outcome = gateway.install(item.endpoint_id or item.endpoint, bundle, replaces=replaces,
-                              alias=job.params.get("alias"), job_id=job.id)
+                              alias=params.get("alias"), job_id=job.id)
     if outcome.skipped:
         served_new = any(n.fingerprint == bundle.fingerprint for n in outcome.nodes_after)
         return "unchanged", outcome.skipped + ("; the new certificate is served" if served_new else ""), \

@@ -26,7 +26,7 @@ from .errors import NotFoundError, OperationError, ValidationError
 from .models import ConnectionSpec, Endpoint, Node
 from .secret import SealedSecret, Secret
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -127,6 +127,11 @@ _MIGRATIONS: dict[int, str] = {
     # the job queue (PostgreSQL): the procrastinate task that runs an item, NULL until deferred
     5: """
     ALTER TABLE job_items ADD COLUMN task_id INTEGER;
+    """,
+    # per-item parameters over the job's own (JSON, NULL: none): one renewal job deploys several
+    # certificates, each item naming the certificate it installs and the one it replaces
+    6: """
+    ALTER TABLE job_items ADD COLUMN params TEXT;
     """,
 }
 

@@ -48,6 +48,8 @@ class JobItem:
     started: str | None
     finished: str | None
     details: dict[str, Any]
+    #: this item's parameters over the job's (a renewal job: the certificate it installs, the one it replaces)
+    params: dict[str, Any] = attrs.field(factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -91,18 +93,22 @@ def _item(r: Any) -> JobItem:
     return JobItem(id=int(r["id"]), job_id=int(r["job_id"]), endpoint_id=r["endpoint_id"], endpoint=r["endpoint_name"],
                    state=r["state"], reason=r["reason"], before=r["before_fp"], after=r["after_fp"],
                    attempts=int(r["attempts"]), gateway=r["gateway"], started=r["started"], finished=r["finished"],
-                   details=json.loads(r["details"] or "{}"))
+                   details=json.loads(r["details"] or "{}"), params=json.loads(r["params"] or "{}"))
 
 
-def create(inventory: Inventory, kind: str, params: dict[str, Any], endpoints: Sequence[tuple[str, str, str]],
+#: a job item to create: (endpoint_id, name, zone) or (endpoint_id, name, zone, item params)
+ItemRow = tuple[str, str, str] | tuple[str, str, str, dict[str, Any]]
+
+
+def create(inventory: Inventory, kind: str, params: dict[str, Any], endpoints: Sequence[ItemRow],
            *, holder: str | None = None) -> int:
-    """A new job with one pending item per (endpoint_id, name, zone); returns its ID. The
-    caller becomes its runner when ``holder`` is given."""
+    """A new job with one pending item per (endpoint_id, name, zone[, item params]); returns its
+    ID. The caller becomes its runner when ``holder`` is given."""
     with inventory.write() as db:
         return insert(db, kind, params, endpoints, holder=holder)
 
 
-def insert(db: Any, kind: str, params: dict[str, Any], endpoints: Sequence[tuple[str, str, str]],
+def insert(db: Any, kind: str, params: dict[str, Any], endpoints: Sequence[ItemRow],
            *, holder: str | None = None) -> int:
     """:func:`create` inside the caller's write transaction ``db`` (the job queue defers the
     job's tasks in the same transaction)."""
@@ -113,11 +119,23 @@ def insert(db: Any, kind: str, params: dict[str, Any], endpoints: Sequence[tuple
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (kind, "running", json.dumps(params), actor(), leases.gateway_name(), now, now, holder, now),
     ).fetchone()["id"])
-    db.executemany(
-        "INSERT INTO job_items(job_id, endpoint_id, endpoint_name, zone, state) VALUES (?, ?, ?, ?, 'pending')",
-        [(job_id, eid, name, zone) for eid, name, zone in endpoints],
-    )
+    insert_items(db, job_id, endpoints)
     return job_id
+
+
+def insert_items(db: Any, job_id: int, endpoints: Sequence[ItemRow]) -> list[int]:
+    """Add pending items to a job inside the caller's write transaction; returns their IDs (in
+    the order given)."""
+    values = [(job_id, row[0], row[1], row[2], json.dumps(row[3]) if len(row) > 3 and row[3] else None)  # type: ignore[misc]
+              for row in endpoints]
+    db.executemany(
+        "INSERT INTO job_items(job_id, endpoint_id, endpoint_name, zone, state, params) "
+        "VALUES (?, ?, ?, ?, 'pending', ?)", values)
+    if not values:
+        return []
+    # the newest items of this job are these (one writer at a time: the caller's transaction)
+    rows = db.execute("SELECT id FROM job_items WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, len(values)))
+    return sorted(int(r["id"]) for r in rows)
 
 
 def _job_row(inventory: Inventory, job_id: int) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from nginx_peer import NginxServer, nginx_binary, nginx_site
-from tlsgate_testing.lifecycle import changed_directives, install_recorded, served, tg, tg_json
+from tlsgate_testing.lifecycle import changed_directives, deployed_by_cli, served, tg, tg_json
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +60,8 @@ def test_http01_via_nginx_request_deploy_and_renew(shop_nginx, pebble_factory) -
     assert _configs(site) == before, "the http-01 answer was not removed byte for byte"
     assert not list(site.prefix.rglob("*acme-challenge*"))
 
-    # deploy the recorded certificate (key sealed in the inventory) through the library
-    assert install_recorded("web", issued["certificate_id"]).result.verified
+    # cert deploy of the recorded certificate (key sealed in the inventory), a fleet job
+    assert deployed_by_cli("web", issued["certificate_id"])
     leaf = served(site.tls_port2, "shop.test")
     inter = pebble.intermediates()[0]
     assert leaf.issuer == inter.subject

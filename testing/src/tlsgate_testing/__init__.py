@@ -1,6 +1,6 @@
 """tlsgate's opt-in test kit for plugin authors: a throw-away CA, real-peer fixtures shared by
-several parts (sshd, OpenBao, PostgreSQL, Pebble (ACME), BIND 9, a WS-Management loopback peer and
-simulated Windows host), the in-memory :class:`~tlsgate_testing.fake.FakeConnection` and the
+several parts (sshd, OpenBao, PostgreSQL, Pebble (ACME) and its ARI front, BIND 9, a WS-Management
+loopback peer and simulated Windows host), the in-memory :class:`~tlsgate_testing.fake.FakeConnection` and the
 endpoint-type contract suite (:mod:`tlsgate_testing.contract`). Servers only one plugin tests
 against (nginx, apache2, tomcat10, haproxy) live in that plugin's tests folder (``nginx_peer.py``, ...).
 
@@ -22,4 +22,5 @@ pytest_plugins = [
     "tlsgate_testing.winrm_fixtures",
     "tlsgate_testing.bind",
     "tlsgate_testing.pebble",
+    "tlsgate_testing.ari",
 ]

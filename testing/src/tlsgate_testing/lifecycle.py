@@ -47,3 +47,12 @@ def install_recorded(endpoint: str, cert_id: int) -> Any:
         return gw.install(endpoint, gw.lifecycle.bundle(cert_id))
     finally:
         gw.close()
+
+
+def deployed_by_cli(endpoint: str, cert_id: int) -> bool:
+    """``tlsgate cert deploy ID --endpoint E`` (the certificate's sealed key never goes to a file):
+    True when the job's one item changed the endpoint and the handshake verified it."""
+    job = tg_json("cert", "deploy", str(cert_id), "--endpoint", endpoint)
+    items = job["items"]
+    return bool(job["state"] == "done" and len(items) == 1 and items[0]["state"] == "changed"
+                and items[0]["details"]["verified"])

@@ -15,7 +15,7 @@ import shutil
 import ssl
 import subprocess
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -73,7 +73,8 @@ class PebbleServer:
 
 
 def start_pebble(root: Path, ca: TestCA, dns: BindServer, *, http_port: int, eab: bool = False,
-                 always_valid: bool = False, nonce_reject: int = 0) -> PebbleServer:
+                 always_valid: bool = False, nonce_reject: int = 0,
+                 domain_blocklist: Sequence[str] = ()) -> PebbleServer:
     binary = pebble_binary()
     if binary is None:
         pytest.skip("pebble is not installed")
@@ -100,6 +101,8 @@ def start_pebble(root: Path, ca: TestCA, dns: BindServer, *, http_port: int, eab
     }
     if eab:
         config["externalAccountMACKeys"] = EAB_KEYS
+    if domain_blocklist:  # new orders naming these are refused: rejectedIdentifier
+        config["domainBlocklist"] = list(domain_blocklist)
     (root / "pebble.json").write_text(json.dumps({"pebble": config}, indent=2))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject), "PEBBLE_AUTHZREUSE": "0",
            "PEBBLE_VA_ALWAYS_VALID": "1" if always_valid else "0"}
@@ -119,14 +122,17 @@ def start_pebble(root: Path, ca: TestCA, dns: BindServer, *, http_port: int, eab
 
 @pytest.fixture
 def pebble_factory(tmp_path: Path, test_ca: TestCA, bind_server: BindServer) -> Iterator[Callable[..., PebbleServer]]:
-    """``pebble_factory(http_port=P, eab=False, always_valid=False, nonce_reject=0)`` starts a
-    Pebble that validates http-01 on port P and resolves through the session's BIND (rejecting
-    ``nonce_reject`` percent of good nonces); all stopped at teardown."""
+    """``pebble_factory(http_port=P, eab=False, always_valid=False, nonce_reject=0,
+    domain_blocklist=())`` starts a Pebble that validates http-01 on port P and resolves through
+    the session's BIND (rejecting ``nonce_reject`` percent of good nonces, and orders for the
+    blocked names); all stopped at teardown."""
     started: list[PebbleServer] = []
 
-    def start(*, http_port: int, eab: bool = False, always_valid: bool = False, nonce_reject: int = 0) -> PebbleServer:
+    def start(*, http_port: int, eab: bool = False, always_valid: bool = False, nonce_reject: int = 0,
+              domain_blocklist: Sequence[str] = ()) -> PebbleServer:
         server = start_pebble(tmp_path / f"pebble{len(started)}", test_ca, bind_server, http_port=http_port,
-                              eab=eab, always_valid=always_valid, nonce_reject=nonce_reject)
+                              eab=eab, always_valid=always_valid, nonce_reject=nonce_reject,
+                              domain_blocklist=domain_blocklist)
         started.append(server)
         return server
 

@@ -145,6 +145,9 @@ def _print_renewal(report: object) -> None:
             say(f"{i.certificate_id} ({names}): {i.action}: {i.reason}")
         for e in i.deploy:
             say(f"  deploy to {e['endpoint']}: {e['action']}" + (f": {e['reason']}" if e.get("reason") else ""))
+    if report.job is not None:
+        say(f"Rollouts: job {report.job} (tlsgate job show {report.job})"
+            + ("" if report.ok else f"; finish what failed with: tlsgate job retry {report.job}") + ".")
 
 def register_fleet(cert: typer.Typer) -> None:
     """cert deploy / expiring / show."""

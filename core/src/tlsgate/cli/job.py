@@ -118,6 +118,10 @@ def report(job: Job, *, as_json: bool) -> None:
         for i in job.items:
             if i.state == "failed" and not i.details.get("nodes"):
                 say(f"{clean(i.endpoint)}: {clean(i.reason or '')}")
+    elif any("certificate_id" in i.params for i in job.items):  # a renewal's job: a certificate per item
+        table(["Endpoint", "Certificate", "State", "Before", "After", "Reason"],
+              [[i.endpoint, _item_certificate(i.params), i.state, (i.before or "")[:16], (i.after or "")[:16],
+                i.reason or ""] for i in job.items])
     else:
         table(["Endpoint", "State", "Before", "After", "Reason"],
               [[i.endpoint, i.state, (i.before or "")[:16], (i.after or "")[:16], i.reason or ""] for i in job.items])
@@ -126,6 +130,11 @@ def report(job: Job, *, as_json: bool) -> None:
     say(f"Job {job.id} ({job.kind}) {job.state}: {summary or 'no endpoints'}.")
     if not job.ok:
         say(f"Retry what failed or was skipped with: tlsgate job retry {job.id}")
+
+
+def _item_certificate(params: dict[str, Any]) -> str:
+    old = params.get("old_certificate_id")
+    return f"{old} -> {params['certificate_id']}" if old is not None else str(params["certificate_id"])
 
 
 def register(job: typer.Typer) -> None:

@@ -1,5 +1,6 @@
 """ACME (RFC 8555) through certbot's ``acme`` client and ``josepy``: accounts, orders,
-challenges, revocation and renewal windows (ARI, draft-ietf-acme-ari, when the CA offers it).
+challenges, revocation and renewal windows (ARI, RFC 9773, formerly draft-ietf-acme-ari, when the
+CA offers it).
 
 Nothing here hand-writes JWS or the order state machine: ``acme.client.ClientV2`` does both (and
 retries a ``badNonce`` once). This module adds what an unattended gateway needs around it: every
@@ -279,17 +280,25 @@ class Session:
         return Issued(leaf=chain[0], chain=tuple(chain[1:]), key=key, messages=tuple(messages_out))
 
     # -- renewal and revocation --------------------------------------------------------------
-    def renewal_time(self, cert: x509.Certificate) -> dt.datetime | None:
-        """The CA's suggested renewal time (ARI), or None when the CA offers no ARI."""
+    def renewal_time(self, cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime | None] | None:
+        """ARI (RFC 9773): when to renew, a time acme's ``ClientV2.renewal_time`` picks at random
+        within the CA's suggested window (§4.2: once that time has passed, renew; a window whose
+        end has passed is always due), and when to ask the CA again (its Retry-After, §4.3). None when the CA offers no ARI (no
+        ``renewalInfo`` in its directory, §3) or its answer failed: then one third of the lifetime
+        left applies. acme (>= 4.1) implements the request (certID from the AKI and serial, §4.1, an
+        unauthenticated GET through this account's network, so ``--ca_bundle`` applies)."""
         if not self.offers_ari:
             return None
         try:
-            when, _next = self.client.renewal_time(cert.public_bytes(serialization.Encoding.PEM))
+            when, next_check = self.client.renewal_time(cert.public_bytes(serialization.Encoding.PEM))
         except errors.ARIError:
             return None
-        if when is not None and when.tzinfo is None:
+        if when is None:
+            return None
+        if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        return when
+        # acme returns the next check as naive local time (now() + Retry-After seconds)
+        return when, (next_check.astimezone(dt.UTC) if next_check is not None else None)
 
     def revoke(self, cert: x509.Certificate, reason: str) -> None:
         try:

@@ -61,10 +61,11 @@ class RenewItem:
     not_after: str | None = None
     renew_at: str | None = None
     window: str | None = None  # ari, lifetime, days
+    next_check: str | None = None  # ari: when the CA asks to be asked again (Retry-After)
     new_certificate_id: int | None = None
     reason: str | None = None
     deploy: list[dict[str, Any]] = attrs.field(factory=list)
-    job: int | None = None  # the fleet job of the rollout (--deploy)
+    job: int | None = None  # the run's one fleet deploy job (--deploy)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -75,6 +76,7 @@ class RenewReport:
     items: list[RenewItem] = attrs.field(factory=list)
     rollouts: list[dict[str, Any]] = attrs.field(factory=list)  # pending rollouts finished (or not) first
     dry_run: bool = False
+    job: int | None = None  # the one fleet deploy job of the run (--deploy), if anything was deployed
 
     @property
     def ok(self) -> bool:
@@ -83,7 +85,7 @@ class RenewReport:
                 and all(r["ok"] for r in self.rollouts))
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dry_run": self.dry_run, "rollouts": self.rollouts,
+        return {"ok": self.ok, "dry_run": self.dry_run, "job": self.job, "rollouts": self.rollouts,
                 "certificates": [i.to_json() for i in self.items]}
 
 
@@ -283,7 +285,8 @@ class Lifecycle:
         """Renew every ACME certificate that is due (``days``: ends within N days; else its
         renewal window: ARI when the CA offers it, else one third of the lifetime left). With
         ``deploy``, pending rollouts are finished first, then each renewed certificate replaces
-        the old one on every node that served it (one fleet ``deploy`` job per certificate)."""
+        the old one on every node that served it: all of it is one fleet ``deploy`` job (one item
+        per endpoint and certificate; ``job show`` lists them, ``job retry`` finishes them)."""
         if days is not None and not 0 <= days <= 3650:
             raise ValidationError("must be between 0 and 3650", option="--days")
         now = now or dt.datetime.now(dt.UTC)
@@ -295,52 +298,63 @@ class Lifecycle:
                 raise NotFoundError(f"no certificate with ID {cid} (see: tlsgate cert list)", option="--cert")
             if not rec.acme_account or not rec.renewal:
                 raise ValidationError(f"certificate {cid} was not issued through ACME by this gateway", option="--cert")
+        job = _RolloutJob(self.gw, dry_run)
         if deploy:
-            for old, new in self.pending_rollouts():
-                if cert_ids and old.id not in cert_ids and new.id not in cert_ids:
-                    continue
-                report.rollouts.append({"old_certificate_id": old.id, "new_certificate_id": new.id,
-                                        **self._rollout(old, new, dry_run)})
+            pending = [(old, new) for old, new in self.pending_rollouts()
+                       if not cert_ids or old.id in cert_ids or new.id in cert_ids]
+            for (old, new), outcome in zip(pending, job.run(pending), strict=True):
+                report.rollouts.append({"old_certificate_id": old.id, "new_certificate_id": new.id, **outcome})
         candidates = [c for c in records.values() if c.acme_account and c.renewal and c.superseded_by is None
                       and c.has_key and (not cert_ids or c.id in cert_ids)]
         sessions: dict[str, Any] = {}
+        renewed: list[tuple[RenewItem, CertificateRecord]] = []
         with contextlib.ExitStack() as stack:
             for rec in candidates:
                 item = RenewItem(rec.id, list(rec.names), "not due", not_after=rec.not_after)
                 report.items.append(item)
                 try:
-                    when, window = self._renew_at(rec, days, now, sessions, stack)
+                    when, window, next_check = self._renew_at(rec, days, now, sessions, stack)
                 except TlsgateError as exc:
                     item.action, item.reason = "failed", f"{exc}; the old certificate stays in service " \
                                                          f"(expires {rec.not_after})"
                     continue
                 item.renew_at, item.window = when.isoformat(timespec="seconds"), window
+                item.next_check = next_check.isoformat(timespec="seconds") if next_check else None
                 if when > now:
                     continue
                 if dry_run:
                     item.action = "would renew"
                     continue
-                self._renew_one(rec, item, deploy)
+                self._renew_one(rec, item)
+                if item.action == "renewed":
+                    renewed.append((item, rec))
+        if deploy and renewed:
+            pairs = [(rec, self.inventory.certificate(item.new_certificate_id or 0)) for item, rec in renewed]
+            for (item, _rec), outcome in zip(renewed, job.run(pairs), strict=True):
+                item.deploy, item.job = outcome["endpoints"], outcome["job"]
+        report.job = job.job_id
         return report
 
     def _renew_at(self, rec: CertificateRecord, days: int | None, now: dt.datetime, sessions: dict[str, Any],
-                  stack: contextlib.ExitStack) -> tuple[dt.datetime, str]:
+                  stack: contextlib.ExitStack) -> tuple[dt.datetime, str, dt.datetime | None]:
+        """When ``rec`` is due: ``--days``; else the CA's ARI window; else one third of the
+        lifetime left. Returns (when, how, ARI's next check)."""
         not_after = _utc(rec.not_after)
         assert not_after is not None
         if days is not None:
-            return not_after - dt.timedelta(days=days), "days"
+            return not_after - dt.timedelta(days=days), "days", None
         leaf = self.inventory.load_bundle(rec.id).leaf
         account = rec.acme_account or ""
         if account not in sessions:
             sessions[account] = stack.enter_context(self.session(account))
-        when = sessions[account].renewal_time(leaf)
-        if when is not None:
-            return when, "ari"
+        ari = sessions[account].renewal_time(leaf)
+        if ari is not None:
+            return ari[0], "ari", ari[1]
         from .acme import lifetime_renewal_time
 
-        return lifetime_renewal_time(leaf), "lifetime"
+        return lifetime_renewal_time(leaf), "lifetime", None
 
-    def _renew_one(self, rec: CertificateRecord, item: RenewItem, deploy: bool) -> None:
+    def _renew_one(self, rec: CertificateRecord, item: RenewItem) -> None:
         holder = _holder()
         if not self.inventory.take_certificate_lease(rec.id, holder):
             item.action, item.reason = "skipped", "another renewal run holds this certificate's lease"
@@ -369,9 +383,6 @@ class Lifecycle:
                                  details={"certificate_id": rec.id, "new_certificate_id": new_id})
         finally:
             self.inventory.release_certificate_lease(rec.id, holder)
-        if deploy:
-            outcome = self._rollout(rec, self.inventory.certificate(new_id), False)
-            item.deploy, item.job = outcome["endpoints"], outcome["job"]
 
     # -- rollouts -----------------------------------------------------------------------------
     def pending_rollouts(self) -> list[tuple[CertificateRecord, CertificateRecord]]:
@@ -400,27 +411,6 @@ class Lifecycle:
         """The certificate with its (unsealed) key and chain, for an install."""
         return self.inventory.load_bundle(cert_id)  # type: ignore[no-any-return]
 
-    def _rollout(self, old: CertificateRecord, new: CertificateRecord, dry_run: bool) -> dict[str, Any]:
-        """``cert deploy NEW --replaces OLD`` as one fleet job: ``new`` goes onto every node whose last
-        discovery saw ``old``, per endpoint under its lease, each endpoint its own transaction."""
-        from .. import fleet, jobs
-
-        chosen = fleet.select(self.gw, fleet.Selection(replaces=old.fingerprint))
-        if dry_run:
-            return {"ok": True, "job": None, "endpoints": [
-                {"endpoint": s.name, "action": "would deploy", "ok": True} for s in chosen]}
-        if not chosen:
-            return {"ok": True, "job": None, "endpoints": []}
-        job_id = fleet.create_job(self.gw, "deploy", chosen, {
-            "certificate_id": new.id, "fingerprint": new.fingerprint, "replaces": old.fingerprint,
-            "selection": {"replaces": str(old.id)}, "renewal": {"old_certificate_id": old.id}})
-        job = fleet.run_job(self.gw, job_id)
-        entries = [{"endpoint": i.endpoint, "ok": i.state in jobs.FINAL_OK, "state": i.state,
-                    "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
-                    **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})}
-                   for i in job.items]
-        return {"ok": job.ok, "job": job_id, "endpoints": entries}
-
     # -- revocation ---------------------------------------------------------------------------
     def revoke(self, cert_id: int, reason: str = "unspecified") -> dict[str, Any]:
         if reason not in REVOCATION_REASONS:
@@ -440,6 +430,49 @@ class Lifecycle:
         self.inventory.audit("cert revoke", "ok", before=rec.fingerprint,
                              details={"certificate_id": cert_id, "reason": reason})
         return {"certificate_id": cert_id, "revoked": True, "reason": reason}
+
+
+class _RolloutJob:
+    """The one fleet ``deploy`` job of a ``cert renew --deploy`` run. Each :meth:`run` adds one
+    item per endpoint serving an old certificate (the item's parameters name the new one and the
+    one it replaces: ``cert deploy NEW --replaces OLD`` per endpoint, the fleet's install under
+    the endpoint's lease) and runs them; the first call creates the job, later ones add to it
+    (pending rollouts first, then the certificates this run renewed)."""
+
+    def __init__(self, gw: Gateway, dry_run: bool) -> None:
+        self.gw, self.dry_run = gw, dry_run
+        self.job_id: int | None = None
+
+    def run(self, pairs: Sequence[tuple[CertificateRecord, CertificateRecord]]) -> list[dict[str, Any]]:
+        """One outcome per (old, new): ``{"ok", "job", "endpoints": [...]}``."""
+        from .. import fleet, jobs
+
+        chosen = [fleet.select(self.gw, fleet.Selection(replaces=old.fingerprint)) for old, _new in pairs]
+        if self.dry_run:
+            return [{"ok": True, "job": None, "endpoints": [
+                {"endpoint": s.name, "action": "would deploy", "ok": True} for s in stored]} for stored in chosen]
+        endpoints = [s for stored in chosen for s in stored]
+        if not endpoints:
+            return [{"ok": True, "job": self.job_id, "endpoints": []} for _ in pairs]
+        params = [{"certificate_id": new.id, "fingerprint": new.fingerprint, "replaces": old.fingerprint,
+                   "old_certificate_id": old.id}
+                  for (old, new), stored in zip(pairs, chosen, strict=True) for _s in stored]
+        if self.job_id is None:
+            self.job_id = fleet.create_job(self.gw, "deploy", endpoints, {"renewal": True}, item_params=params)
+            job = fleet.run_job(self.gw, self.job_id)
+        else:
+            ids = fleet.add_items(self.gw, self.job_id, endpoints, params)
+            job = fleet.run_job(self.gw, self.job_id, item_ids=ids)
+        out = []
+        for old, new in pairs:
+            items = [i for i in job.items if i.params.get("old_certificate_id") == old.id
+                     and i.params.get("certificate_id") == new.id]
+            out.append({"ok": all(i.state in jobs.FINAL_OK for i in items), "job": self.job_id, "endpoints": [
+                {"endpoint": i.endpoint, "item": i.id, "ok": i.state in jobs.FINAL_OK, "state": i.state,
+                 "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
+                 **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})}
+                for i in items]})
+        return out
 
 
 class _Http01Solver:
