@@ -16,14 +16,18 @@ interleaved, best of ``--repeat``:
   fingerprinting every certificate, probing (refused at once: nothing listens), storing the
   nodes and printing the summary.
 
-It prints wall times, the ratio (target ≤ 1.5 at every size) and tlsgate's time per vhost
-(linear growth shows as a flat column).
+It prints a Markdown table: wall and CPU time (user + system of each command's whole process
+tree, which on a loaded machine is the steadier number) of both sides, their ratios (target
+≤ 1.5 at every size) and tlsgate's time per vhost (linear growth shows as a flat column), with
+the load average before and after (say in RESULTS.md when other work ran meanwhile).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -117,13 +121,17 @@ IncludeOptional sites/*.conf
     return ctl
 
 
-def _time(argv: list[str], env: dict[str, str]) -> float:
+def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system of the whole process tree) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def measure(vhosts: int, per_file: int, repeat: int, extra: list[str] | None = None) -> tuple[float, float]:
@@ -140,11 +148,14 @@ def measure(vhosts: int, per_file: int, repeat: int, extra: list[str] | None = N
                      [tlsgate, "org", "add", "Bench"],
                      [tlsgate, "tls", "delegate", "bench", "--org", "Bench"]):
             _time(argv, env)
-        best_ctl = best_gw = float("inf")
+        inf = (float("inf"), float("inf"))
+        ctl_wall, ctl_cpu = gw_wall, gw_cpu = inf
         for _ in range(repeat):
-            best_ctl = min(best_ctl, _time([str(ctl), "-S"], env))
-            best_gw = min(best_gw, _time([tlsgate, "tls", "discover", "bench", *(extra or [])], env))
-        return best_gw, best_ctl
+            wall, cpu = _time([str(ctl), "-S"], env)
+            ctl_wall, ctl_cpu = min(ctl_wall, wall), min(ctl_cpu, cpu)
+            wall, cpu = _time([tlsgate, "tls", "discover", "bench", *(extra or [])], env)
+            gw_wall, gw_cpu = min(gw_wall, wall), min(gw_cpu, cpu)
+        return (gw_wall, gw_cpu), (ctl_wall, ctl_cpu)
 
 
 def main() -> None:
@@ -156,11 +167,23 @@ def main() -> None:
     args = parser.parse_args()
     if not (shutil.which(APACHE2) and Path(DEBIAN_APACHE2CTL).exists()):
         raise SystemExit("needs Debian's apache2 (apt-get install apache2)")
-    print(f"{'vhosts':>7} {'per file':>8} {'tlsgate s':>10} {'apache2ctl -S s':>16} {'ratio':>6} {'tlsgate µs/vhost':>17}")
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print("| vhosts | per file | tlsgate wall s | apache2ctl -S wall s | ratio wall | tlsgate CPU s "
+          "| apache2ctl -S CPU s | ratio CPU | tlsgate wall µs/vhost | tlsgate CPU µs/vhost |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    seen: dict[int, list[tuple[int, float, float]]] = {1: [], 100: []}
     for n in args.sizes:
         for per_file in (1, 100):
-            gw, ctl = measure(n, per_file, args.repeat, ["--json"] if args.json else [])
-            print(f"{n:>7} {per_file:>8} {gw:>10.3f} {ctl:>16.3f} {gw / ctl:>6.2f} {gw / n * 1e6:>17.0f}", flush=True)
+            (gw, gw_cpu), (ctl, ctl_cpu) = measure(n, per_file, args.repeat, ["--json"] if args.json else [])
+            print(f"| {n:,} | {per_file} | {gw:.3f} | {ctl:.3f} | {gw / ctl:.2f} | {gw_cpu:.3f} | {ctl_cpu:.3f} "
+                  f"| {gw_cpu / ctl_cpu:.2f} | {gw / n * 1e6:.0f} | {gw_cpu / n * 1e6:.0f} |", flush=True)
+            seen[per_file].append((n, gw, gw_cpu))
+    # linear growth: the cost of each further vhost (the fixed start-up cost drops out)
+    for per_file, rows in seen.items():
+        for (n0, w0, c0), (n1, w1, c1) in itertools.pairwise(rows):
+            print(f"{per_file} per file, {n0:,} -> {n1:,} vhosts: each further vhost {(w1 - w0) / (n1 - n0) * 1e6:.0f} µs "
+                  f"wall, {(c1 - c0) / (n1 - n0) * 1e6:.0f} µs CPU")
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -89,3 +89,13 @@ def test_piped_text_output_escapes_control_characters_without_rich() -> None:
     # say() prints one line: a newline or tab in the text cannot start a fake line (say_lines
     # is for several lines of data)
     assert out == "ok \\x1b[31mred\\r\\x07 done\\nnext\\tcol\nFalse\n"
+
+
+def test_discover_parses_its_options_without_pydantic(tmp_path: Path) -> None:
+    """``tls discover NAME`` (an Optional[str] argument, an int and bool defaults) is a fleet
+    script's most frequent call: Typer's pydantic coercion is not needed for those values."""
+    code, _out, loaded = _run(["tls", "discover", "no-such-endpoint"], tmp_path)
+    assert code == 2 and "tlsgate.api" in loaded  # parsed and run: no such endpoint
+    assert "pydantic" not in {m.split(".")[0] for m in loaded}
+    code, _out, loaded = _run(["tls", "discover", "no-such-endpoint", "--parallel", "x"], tmp_path)
+    assert code == 2 and "tlsgate.api" not in loaded  # a value given on the command line: Typer's coercion

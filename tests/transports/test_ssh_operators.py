@@ -23,7 +23,7 @@ from tlsgate import ConnectionFailed, ConnectionSpec, Credentials, Endpoint, Hos
 from tlsgate.transports import ssh
 from tlsgate.transports.ssh_route import Hop, format_jump, parse_hop, parse_jump
 from tlsgate.transports.ssh_sudo import classify, sudo_argv, sudo_command_line
-from tlsgate_testing.sshd import SshdServer, sudo_commands, sudoers_rule
+from tlsgate_testing.sshd import SshdServer, readme_commands, sudo_commands, sudoers_rule
 
 from .conftest import ssh_endpoint
 
@@ -327,11 +327,35 @@ def test_hostile_jump_specs_are_refused_or_parsed_into_safe_hops(text: str) -> N
         assert parse_hop(str(hop)) == hop
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(hostile, st.lists(hops, min_size=1, max_size=2).map(lambda c: format_jump(tuple(c)))),
+                min_size=1, max_size=4))
+def test_repeated_jump_flags_parse_as_their_hops_in_order(values: list[str]) -> None:
+    """``--ssh_jump`` given once per value: the stored spec holds every hop of every value, in
+    order, or is refused when any value is refused (or names no hop)."""
+    from tlsgate.options import option_specs
+
+    spec = next(s for s in option_specs(ssh.SSHOptions) if s.name == "ssh_jump")
+    joined = spec.joined(values)
+    assert joined is not None and joined.split(",") == ",".join(values).split(",")
+    try:
+        parts = [parse_jump(v) for v in values]
+    except ValueError:
+        parts = None
+    if len(values) > 1 and parts is not None and all(parts):
+        assert parse_jump(joined) == tuple(h for part in parts for h in part)
+    elif len(values) > 1:  # a refused value, or one that names no hop ("" or "none")
+        with pytest.raises(ValueError):
+            parse_jump(joined)
+
+
 def test_jump_spec_examples() -> None:
     assert parse_jump("admin@bastion.example:2222,10.0.0.5") == (
         Hop("bastion.example", 2222, "admin"), Hop("10.0.0.5", 22, None))
     assert parse_jump("[::1]:2200") == (Hop("::1", 2200, None),)
     assert parse_jump("") == () and parse_jump("none") == ()
+    with pytest.raises(ValueError, match="stands alone"):
+        parse_jump("bastion,none")
     for bad in ("host:0", "host:70000", "-oProxyCommand=x", "a b", "@host", "host,", "[host]:22", "h:2x"):
         with pytest.raises(ValueError):
             parse_jump(bad)
@@ -379,20 +403,33 @@ def test_user_certificate_beside_the_key_is_offered(tmp_path: Path, isolated_hom
 def test_cli_trusts_each_hop_in_turn_then_installs_through_the_bastion(
         bastion_pair: tuple[SshdServer, SshdServer], demo: Path, isolated_home: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ssh_jump A --ssh_jump B`` (two real hops: the bastion, then the bastion again reached
+    from itself), ``tls trust`` once per untrusted host on the way, then an install."""
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     bastion, inner = bastion_pair
+    hop = f"{bastion.user}@{bastion.host}:{bastion.port}"
     target = remote_pem(inner, demo, "behind")
     ok("tls", "add", "pem", "--name", "behind", "--connection_type", "ssh", "--host", inner.host,
        "--port", str(inner.port), "--user", inner.user, "--password", "-",
-       "--ssh_jump", f"{bastion.user}@{bastion.host}:{bastion.port}", "--path", str(target),
-       stdin=inner.password + "\n")
+       "--ssh_jump", hop, "--ssh_jump", hop, "--path", str(target), stdin=inner.password + "\n")
+    assert f'"ssh_jump": "{hop},{hop}"' in ok("tls", "show", "behind", "--json").stdout
     refused = tg("tls", "test", "behind")
     assert refused.returncode == 1 and f"bastion 1 {bastion.host}:{bastion.port}: unknown SSH host key" in refused.stdout
-    first = ok("tls", "trust", "behind", "--yes").stdout
+    first = ok("tls", "trust", "behind", "--yes").stdout  # the bastion: both hops
     second = ok("tls", "trust", "behind", "--yes").stdout
     assert f"{bastion.host}:{bastion.port} presents" in first and f"{inner.host}:{inner.port} presents" in second
+    log_before = len(bastion.log.read_text())
     report = ok("tls", "test", "behind").stdout
-    assert f"through {bastion.user}@{bastion.host}:{bastion.port}" in report
+    assert f"through {hop},{hop}" in report
+    forwarded = bastion.log.read_text()[log_before:]
+    assert f"target {bastion.host} port {bastion.port}" in forwarded  # hop 1 -> hop 2 (itself)
+    assert f"target {inner.host} port {inner.port}" in forwarded  # hop 2 -> the endpoint
+    ok("tls", "set", "behind", "--ssh_jump", hop)
+    ok("tls", "set", "behind", "--ssh_jump", f"{hop},{hop}")  # the comma form: the same two hops
+    ok("tls", "set", "behind", "--ssh_jump", hop, "--ssh_jump", hop)
+    assert f'"ssh_jump": "{hop},{hop}"' in ok("tls", "show", "behind", "--json").stdout
+    bad = tg("tls", "set", "behind", "--ssh_jump", hop, "--ssh_jump", "-oProxyCommand=x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --ssh_jump: '-oProxyCommand=x': "), bad.stderr
     ok("org", "add", "Acme")
     ok("tls", "delegate", "behind", "--org", "Acme")
     new = demo / "new"
@@ -464,7 +501,7 @@ def test_keystore_in_a_root_only_directory_with_its_script_through_sudo(
         script, out = directory / "after-install.sh", directory / "ran-as"
         script.write_text(f'#!/bin/sh\nid -u > {out}\n')
         script.chmod(0o755)
-        rule = f"{trusted.user} ALL=(root) NOPASSWD: {sudo_commands('install', 'mv', 'rm', 'cat')}, {script}"
+        rule = f"{trusted.user} ALL=(root) NOPASSWD: {readme_commands('p12')}, {script}"  # the README's rule + the script
         ok("tls", "add", "pem", "--name", "ks", "--connection_type", "ssh", "--host", trusted.host,
            "--port", str(trusted.port), "--user", trusted.user, "--ssh_key_path", str(trusted.keys["ecdsa"].path),
            "--sudo", "--path", str(target), "--install_script", str(script), "--script_sudo", "true")

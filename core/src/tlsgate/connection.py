@@ -164,6 +164,12 @@ class Connection(abc.ABC):
     def chown_like(self, path: str, reference: str) -> None:  # noqa: B027 - optional
         """Give ``path`` the owner and group of ``reference`` where the platform has them."""
 
+    def set_mtime(self, path: str, mtime: float) -> None:
+        """Give ``path`` its modification time back (a restored file), best effort: ``touch -m``
+        on POSIX hosts, nothing elsewhere. Transports that can do better override it."""
+        if self.platform == "posix":
+            self.run(["touch", "-m", "-d", f"@{mtime:.6f}", "--", path])
+
     def exists(self, path: str) -> bool:
         return self.stat(path) is not None
 

@@ -16,7 +16,7 @@ Plugins never import typer or click.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -46,10 +46,19 @@ class OptionSpec:
     max: int | None = None
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
+    #: The flag may be given several times; the values are joined with this separator into the
+    #: one stored string (so ``--x a --x b`` is ``--x a,b``, and the joined form keeps working).
+    repeat: str | None = None
 
     @property
     def flag(self) -> str:
         return f"--{self.name}"
+
+    def joined(self, values: str | Sequence[str] | None) -> str | None:
+        """The stored value of a repeatable flag's values (None when it was not given)."""
+        if values is None or isinstance(values, str):
+            return values
+        return self.repeat.join(values) if values and self.repeat is not None else None
 
     def check(self, value: Any) -> Any:
         """Return the value converted to the declared type, or raise ValidationError naming the flag."""
@@ -122,6 +131,7 @@ def option(
     max: int | None = None,
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
+    repeat: str | None = None,
 ) -> Any:
     """An attrs field that declares a command-line option of an endpoint type."""
     meta = {
@@ -135,6 +145,7 @@ def option(
         "max": max,
         "choices": choices,
         "metavar": metavar,
+        "repeat": repeat,
     }
     return attrs.field(default=default, metadata={_META_KEY: meta}, kw_only=True)
 

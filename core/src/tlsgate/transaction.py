@@ -306,9 +306,8 @@ class Transaction:
     def _restore_mtime(self, path: str, mtime: float | None) -> None:
         """A restored file gets its old mtime back, as it was: a server's own "changed since I
         loaded it" check (and tlsgate's pending-change check) must not see a change."""
-        if mtime is None or self.connection.platform == "windows":
-            return
-        self.connection.run(["touch", "-m", "-d", f"@{mtime:.6f}", "--", path])
+        if mtime is not None:
+            self.connection.set_mtime(path, mtime)
 
     @property
     def backups(self) -> list[str]:

@@ -136,7 +136,7 @@ def test_include_walk_follows_httpd_rules(tmp_path: Path) -> None:
     (root / "snippets").mkdir()
     (root / "snippets" / "ssl.conf").write_text("SSLCertificateFile 'x y.pem'\nSSLCertificateKeyFile x.key\n")
     (root / "dir" / "one.conf").write_text("SSLCertificateKeyFile main.key\n")
-    (root / "dir" / "sub" / "two").write_text("<VirtualHost 10.0.0.1:443>\nSSLEngine optional\n</VirtualHost>\n")
+    (root / "dir" / "sub" / "two").write_text("<VirtualHost 127.0.0.2:443>\nSSLEngine optional\n</VirtualHost>\n")
     (root / "late.conf").write_text("SSLCertificateChainFile chain.pem\n")
     r = str(root)
     listed = {f"{r}/httpd.conf", f"{r}/conf.d/a.conf", f"{r}/conf.d/b.conf", f"{r}/snippets/ssl.conf",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tlsgate_apache.lexer import ConfigSyntaxError, parse, quote, unquote
 
@@ -55,3 +55,65 @@ def test_quote_round_trips(value: str) -> None:
         return
     assert parse(f"D {q}\n".encode(), "f")[0].args == [value]
     assert unquote(q.encode()) == value
+
+
+_PIECES = st.sampled_from([
+    "SSLEngine", "on", "SSLCertificateFile", "certs/a.pem", '"a b.pem"', "'c d'", '"x \\" y"', "\\", "\\\\",
+    "#", "# c", "#x", "<VirtualHost", "127.0.0.1:443>", ">", "</VirtualHost>", "<IfModule", "ssl_module>",
+    "</IfModule>", "<VirtualHost>", "\u00e9t\u00e9", "${X}", "a#b", "<<x", "<x", "</x>",
+])
+_SPACE = st.sampled_from([" ", "  ", "\t", " \t", "\r", "\f", "\v"])
+_END = st.sampled_from(["\n", "\r\n", " \\\n", "\\\n", "\\\r\n", " \n"])
+
+
+@st.composite
+def _config(draw) -> bytes:  # type: ignore[no-untyped-def]
+    lines = []
+    for _ in range(draw(st.integers(0, 12))):
+        words = draw(st.lists(_PIECES, max_size=5))
+        indent = draw(st.sampled_from(["", "    ", "\t"]))
+        sep = draw(_SPACE)
+        lines.append(indent + sep.join(words) + draw(_END))
+    text = "".join(lines)
+    if draw(st.booleans()) and text.endswith("\n"):
+        text = text[:-1]  # a last line without its newline
+    return text.encode()
+
+
+def _shape(tree: list) -> list:  # type: ignore[type-arg]
+    return [(d.name, d.lname, d.args, d.spans, d.file, d.line, d.start, d.end, d.close_line,
+             None if d.children is None else _shape(d.children)) for d in tree]
+
+
+@settings(max_examples=300, deadline=None)  # a loaded CI machine must not fail on time
+@given(_config())
+def test_the_fast_path_reads_every_file_as_token_by_token_reading_does(data: bytes) -> None:
+    """Lines without quotes or backslashes are split by one regular expression; the rest go
+    token by token: both give the same tree (names, arguments, spans, lines, offsets) or the
+    same error."""
+    try:
+        want = _shape(parse(data, "f", tokenwise=True))
+    except ConfigSyntaxError as exc:
+        with pytest.raises(ConfigSyntaxError) as got:
+            parse(data, "f")
+        assert str(got.value) == str(exc)
+        return
+    assert _shape(parse(data, "f")) == want
+
+
+def _kept(tree: list, keep: frozenset[str] | None) -> list:  # type: ignore[type-arg]
+    """The tree's shape, only the sections and the directives named in ``keep`` (None: all)."""
+    return [(d.name, d.args, d.line, d.start, d.end, d.close_line, None if d.children is None else _kept(d.children, keep))
+            for d in tree if d.children is not None or keep is None or d.lname in keep]
+
+
+@settings(max_examples=100, deadline=None)
+@given(_config(), st.sets(st.sampled_from(["sslengine", "sslcertificatefile", "on", "x"])))
+def test_keep_leaves_out_only_the_other_directives(data: bytes, names: set[str]) -> None:
+    keep = frozenset(names)
+    try:
+        full = parse(data, "f")
+    except ConfigSyntaxError:
+        return
+    assert _kept(parse(data, "f", keep=keep), None) == _kept(full, keep)
+    assert _kept(parse(data, "f", keep=keep, tokenwise=True), None) == _kept(full, keep)

@@ -292,6 +292,9 @@ class FailAfterFirstWrite(Connection):
     def chown_like(self, path: str, reference: str) -> None:
         self.inner.chown_like(path, reference)
 
+    def set_mtime(self, path: str, mtime: float) -> None:
+        self.inner.set_mtime(path, mtime)
+
     def glob(self, pattern: str) -> list[str]:
         return self.inner.glob(pattern)
 

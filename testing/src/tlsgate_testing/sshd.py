@@ -276,9 +276,30 @@ SUDOERS_DIR = Path("/etc/sudoers.d")
 @contextlib.contextmanager
 def sudoers_rule(*lines: str) -> Iterator[Path]:
     """Install a sudoers rule file for the test (a unique name under /etc/sudoers.d, mode 0440,
-    checked with ``visudo -cf`` before it goes live), removed when the block ends."""
+    checked with ``visudo -cf`` before it goes live), removed when the block ends.
+
+    Rules are machine-wide and every test session on the machine shares the ``tlsgate-test``
+    account, so a block holds a machine-wide lock: one test's rule never grants or refuses
+    something in another's (a test of "a command outside the rule" would pass or fail by luck)."""
     if shutil.which("visudo") is None or shutil.which("sudo") is None:
         pytest.skip("sudo is not installed (Debian package sudo)")
+    _STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+    with open(_STATE_DIR / "sudoers.lock", "w") as lock:
+        deadline = time.monotonic() + 900
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("another test session held the sudoers lock for 15 minutes") from None
+                time.sleep(0.2)
+        with _rule_file(lines) as path:
+            yield path
+
+
+@contextlib.contextmanager
+def _rule_file(lines: tuple[str, ...]) -> Iterator[Path]:
     text = "".join(line + "\n" for line in lines)
     staged = SUDOERS_DIR / f".tlsgate-test-{secrets.token_hex(6)}.tmp"  # sudo skips names with '.'
     final = SUDOERS_DIR / f"tlsgate-test-{secrets.token_hex(6)}"
@@ -306,6 +327,48 @@ def sudo_commands(*names: str) -> str:
             pytest.skip(f"{name} is not installed")
         paths.append(found)
     return ", ".join(paths)
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"  # the repository's (the kit is installed editable)
+
+
+def readme_sudoers(kind: str) -> list[str]:
+    """The commands of the README's minimal sudoers rule for ``kind`` (``nginx``, ``apache``,
+    ``tomcat``, ``p12`` for the keystores), as written there: the tests use exactly these."""
+    specs: list[str] = []
+    current, in_comment = None, False
+    for line in README.read_text().splitlines():
+        text = line.strip()
+        if text.startswith("# "):
+            if not in_comment:  # the first of consecutive comment lines names the type
+                current = text[2:].split()[0].rstrip(":")
+            in_comment = True
+            if specs and current != kind:
+                break
+            continue
+        in_comment = False
+        if current == kind and "NOPASSWD:" in text:
+            specs += [c.strip() for c in text.split("NOPASSWD:", 1)[1].split(",")]
+        elif text.startswith("```") and specs:
+            break
+    if not specs:
+        raise AssertionError(f"no sudoers rule for {kind!r} in {README}")
+    return specs
+
+
+def readme_commands(kind: str, *, without: tuple[str, ...] = (), replace: dict[str, str] | None = None) -> str:
+    """:func:`readme_sudoers` as a sudoers Cmnd list for this machine: each command's full path
+    as sudo finds it (:func:`sudo_commands`), its arguments kept; ``without``: command names left
+    out (a test of a command outside the rule); ``replace``: a name's path in the test's tree."""
+    out = []
+    for spec in readme_sudoers(kind):
+        program, *args = spec.split()
+        name = program.rsplit("/", 1)[-1]
+        if name in without:
+            continue
+        path = (replace or {}).get(name) or sudo_commands(name)
+        out.append(" ".join([path, *args]))
+    return ", ".join(out)
 
 
 @pytest.fixture(scope="session")

@@ -47,12 +47,15 @@ CONNECTION_FLAGS: list[tuple[str, str, bool]] = [
     ("store_cred_id", "The credential store ID.", False),
 ]
 
-def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str | None = None) -> inspect.Parameter:
+def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str | None = None,
+           multiple: bool = False) -> inspect.Parameter:
+    """A ``--name VALUE`` option (``multiple``: the flag may be given several times)."""
+    kind = Optional[list[str]] if multiple else Optional[str]  # noqa: UP045
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
         default=None,
-        annotation=Annotated[Optional[str], typer.Option(  # noqa: UP045
+        annotation=Annotated[kind, typer.Option(
             flag or f"--{name}", help=help_text,
             metavar=metavar or METAVARS.get(name) or "<" + name.replace("_", "-") + ">")],
     )
@@ -70,6 +73,8 @@ def _spec_help(spec: OptionSpec) -> str:
         text += f" Default: {str(spec.default).lower() if spec.type is bool else spec.default}."
     if spec.secret:
         text += " ('-' reads it from standard input.)"
+    if spec.repeat:
+        text += f" Repeatable (the values are joined with {spec.repeat!r})."
     return text
 
 
@@ -131,24 +136,34 @@ class LazyGroup(TyperGroup):
             raise
 
 
+#: annotations whose value of exactly this type Typer's coercion returns unchanged
+_PLAIN: dict[Any, type] = {str: str, int: int, bool: bool, Optional[str]: str, Optional[int]: int,  # noqa: UP045
+                           Optional[bool]: bool}  # noqa: UP045
+
+
 class _LightCoercion:
     """Typer (0.29) coerces every parameter's value through a pydantic ``TypeAdapter`` it builds
     on first use, and builds it even for a value that is absent (``None``), so any command, even
     ``tls add nginx --help``, imported pydantic (~0.15 s, as much as Typer itself). This keeps
     Typer's semantics and skips that where they are trivial: an absent value is None (or () for a
     multi-value option) exactly as ``RuntimeParam.coerce`` returns; a ``str`` value of a ``str``
-    parameter without a custom parser is itself; anything else goes to Typer's own coercion."""
+    parameter without a custom parser is itself; anything else goes to Typer's own coercion.
+    The same for a ``bool`` or ``int`` value of a (possibly Optional) ``bool``/``int`` parameter
+    without a range (a flag, a default such as ``--parallel``'s 8) and a ``str`` value of an
+    ``Optional[str]`` one (an endpoint name): otherwise ``tls discover NAME`` imported pydantic
+    for them (~0.1 s of CPU on every call)."""
 
     def __init__(self, descriptor: Any) -> None:
         self.descriptor = descriptor
-        self.plain_str = descriptor.annotation is str and descriptor.parameter_info.parser is None \
-            and descriptor.file_annotation is None
+        plain = descriptor.parameter_info.parser is None and descriptor.file_annotation is None \
+            and not descriptor.is_ranged
+        self.plain: type | None = _PLAIN.get(descriptor.annotation) if plain else None
         self.full: Any = None
 
     def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
         if value is None:
             return () if (param.multiple or param.nargs == -1) else None
-        if self.plain_str and isinstance(value, str) and not param.multiple and param.nargs == 1:
+        if self.plain is not None and type(value) is self.plain and not param.multiple and param.nargs == 1:
             return value
         if self.full is None:
             from typer._coercion import build_runtime_param
@@ -325,7 +340,7 @@ def _add_type_command(type_name: str) -> click.Command:
             help_text += f" One of: {', '.join(etype.connection_types)}."
         params.append(_param(name, help_text))
     for spec in type_specs + gw_specs:
-        params.append(_param(spec.name, _spec_help(spec), metavar=spec.metavar))
+        params.append(_param(spec.name, _spec_help(spec), metavar=spec.metavar, multiple=spec.repeat is not None))
     if "zone" not in seen and "zone" not in {s.name for s in type_specs}:
         params.append(_param("zone", "The network zone whose gateways reach this endpoint. Default: default.",
                              metavar="<zone>"))
@@ -341,11 +356,11 @@ def _add_type_command(type_name: str) -> click.Command:
                 kwargs[name] = read_secret(ctx, kwargs[name], f"--{name}")
         options = {}
         for spec in type_specs:
-            value = kwargs.pop(spec.name)
+            value = spec.joined(kwargs.pop(spec.name))
             options[spec.name] = read_secret(ctx, value, spec.flag) if spec.secret else value
         transport = {}
         for spec in gw_specs:
-            value = kwargs.pop(spec.name)
+            value = spec.joined(kwargs.pop(spec.name))
             transport[spec.name] = read_secret(ctx, value, spec.flag) if spec.secret else value
         endpoint = gw.add_endpoint(type_name, transport_options=transport, options=options,
                                    zone=kwargs.pop("zone", None), **kwargs)

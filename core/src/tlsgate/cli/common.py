@@ -83,8 +83,9 @@ def parse_set_args(ctx: typer.Context, gw: Gateway, ref: str, args: list[str]) -
     endpoint = gw.endpoint(ref)
     etype = gw.endpoint_type(endpoint.type)
     ctype = gw.registry.connection_types.get(endpoint.connection.type)
-    secret = {"password", "ssh_key_password"} | {
-        s.name for s in (*option_specs(etype.options), *option_specs(ctype.options if ctype else None)) if s.secret}
+    specs = (*option_specs(etype.options), *option_specs(ctype.options if ctype else None))
+    secret = {"password", "ssh_key_password"} | {s.name for s in specs if s.secret}
+    repeat = {s.name: s.repeat for s in specs if s.repeat}
     changes: dict[str, Any] = {}
     i = 0
     while i < len(args):
@@ -98,8 +99,11 @@ def parse_set_args(ctx: typer.Context, gw: Gateway, ref: str, args: list[str]) -
                 raise ValidationError("needs a value", option=f"--{name}")
             i += 1
             value = args[i]
-        if name in changes:
+        if name in changes and name in repeat:
+            changes[name] += repeat[name] + value  # as the flag's own joined form
+        elif name in changes:
             raise ValidationError("given twice", option=f"--{name}")
-        changes[name] = read_secret(ctx, value, f"--{name}") if name in secret else value
+        else:
+            changes[name] = read_secret(ctx, value, f"--{name}") if name in secret else value
         i += 1
     return changes

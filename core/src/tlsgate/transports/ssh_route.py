@@ -76,7 +76,10 @@ def parse_jump(spec: str | None) -> tuple[Hop, ...]:
     """The hops of an OpenSSH ``-J`` value (comma-separated, first hop first); () for none."""
     if spec is None or spec.strip().lower() in ("", "none"):
         return ()
-    return tuple(parse_hop(part) for part in spec.split(","))
+    parts = spec.split(",")
+    if any(part.strip().lower() == "none" for part in parts):
+        raise ValueError(f"{spec!r}: 'none' (no bastion) stands alone, not among hops")
+    return tuple(parse_hop(part) for part in parts)
 
 
 def format_jump(hops: tuple[Hop, ...]) -> str:

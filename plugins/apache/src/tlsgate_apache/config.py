@@ -26,6 +26,8 @@ SSL_DIRECTIVES = {
     "sslcertificatekeyfile",
     "sslcertificatechainfile",
 }
+#: the directives the walk reads (sections are always kept)
+_WALKED = frozenset({"include", "includeoptional", "servername", *SSL_DIRECTIVES})
 _VAR = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
 _MAX_DEPTH = 64
 
@@ -83,6 +85,8 @@ class ApacheConfig:
 
     def expand(self, value: str) -> str | None:
         """``${VAR}`` replaced from httpd's defines; None when one is unknown."""
+        if "${" not in value:
+            return value
         missing = False
 
         def sub(m: re.Match[str]) -> str:
@@ -136,7 +140,10 @@ def _include_targets(d: Directive, config: ApacheConfig, connection: Connection)
             config.notes.append(f"{d.where()}: {d.name} {arg}: unknown variable, not followed")
             continue
         if any(ch in path for ch in "*?["):
-            out += [p for p in connection.glob(path) if not (connection.stat(p) or _DIR).is_dir]
+            if config.run.includes:  # httpd lists the files it read (never a directory): no stat each
+                out += [p for p in connection.glob(path) if p in config.run.includes]
+            else:
+                out += [p for p in connection.glob(path) if not (connection.stat(p) or _DIR).is_dir]
             continue
         st = connection.stat(path)
         if st is not None and st.is_dir:
@@ -172,7 +179,7 @@ def _read(config: ApacheConfig, connection: Connection, path: str, trees: dict[s
         data = connection.read_file(path)
         config.files[path] = data
         try:
-            trees[path] = parse(data, path)
+            trees[path] = parse(data, path, keep=_WALKED)
         except ConfigSyntaxError as exc:
             raise OperationError(f"cannot parse {exc}") from None
     return trees[path]

@@ -11,6 +11,8 @@ and a bare ``httpd`` binary all accept alike.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from tlsgate.plugin import CommandResult, Connection, OperationError
@@ -73,12 +75,36 @@ def _address(text: str) -> tuple[str, int | None]:
 
 
 def parse_dump(text: str) -> RunConfig:
-    """Parse the combined dump (each part is recognised by its heading, in any order)."""
+    """Parse the combined dump (each part is recognised by its heading, in any order).
+
+    One pass; the indented lines of the vhost list (most of a large dump) are told apart by
+    their first word, and a vhost's aliases are collected before its entry is made (one
+    :class:`VHostEntry` per vhost, not one per alias)."""
     run = RunConfig()
     section = None
     addr: tuple[str, int | None] | None = None
     defaults: set[tuple[str, int | None, str, int]] = set()
+    #: (ip, port, name, file, line, aliases, default) of each vhost line, in order
+    rows: list[tuple[str, int | None, str, str, int, list[str], bool]] = []
     for line in text.splitlines():
+        if section == "vhosts" and line[:1] == " ":
+            word = line.lstrip()[:5]
+            m = None
+            if word in ("alias", "wild "):
+                m = _ALIAS.match(line)
+                if m and rows:
+                    rows[-1][5].append(m.group(1))
+                    continue
+            elif word == "port ":
+                m = _NAMEVHOST.match(line)
+                if m and addr is not None:
+                    rows.append((addr[0], addr[1], m.group(2), m.group(3), int(m.group(4)), [], False))
+                    continue
+            elif word == "defau":
+                m = _DEFAULT.match(line)
+                if m and addr is not None:
+                    defaults.add((addr[0], addr[1], m.group(2), int(m.group(3))))
+                    continue
         if line.startswith("VirtualHost configuration:"):
             section = "vhosts"
             continue
@@ -118,18 +144,19 @@ def parse_dump(text: str) -> RunConfig:
             if (m := _DEFAULT.match(line)) and addr is not None:
                 defaults.add((addr[0], addr[1], m.group(2), int(m.group(3))))
             elif (m := _NAMEVHOST.match(line)) and addr is not None:
-                run.vhosts.append(VHostEntry(addr[0], addr[1], m.group(2), m.group(3), int(m.group(4))))
-            elif (m := _ALIAS.match(line)) and run.vhosts:
-                last = run.vhosts[-1]
-                run.vhosts[-1] = attrs.evolve(last, aliases=(*last.aliases, m.group(1)))
+                rows.append((addr[0], addr[1], m.group(2), m.group(3), int(m.group(4)), [], False))
+            elif (m := _ALIAS.match(line)) and rows:
+                rows[-1][5].append(m.group(1))
             elif line.rstrip().endswith("is a NameVirtualHost"):
                 addr = _address(line.split()[0])
             elif m := _SINGLE.match(line):
                 ip, port = _address(m.group(1))
                 addr = (ip, port)
-                run.vhosts.append(VHostEntry(ip, port, m.group(2), m.group(3), int(m.group(4)), default=True))
+                rows.append((ip, port, m.group(2), m.group(3), int(m.group(4)), [], True))
     run.vhosts = [
-        attrs.evolve(v, default=True) if (v.ip, v.port, v.file, v.line) in defaults else v for v in run.vhosts
+        VHostEntry(ip, port, name, file, line_no, tuple(aliases),
+                   default or (ip, port, file, line_no) in defaults)
+        for ip, port, name, file, line_no, aliases, default in rows
     ]
     return run
 
@@ -188,6 +215,32 @@ class ApacheControl:
         if run.pid_file and not self.connection.path.isabs(run.pid_file):
             run.pid_file = self.connection.path.join(run.server_root, run.pid_file)
         return run
+
+    def dump_started(self) -> Callable[[], RunConfig]:
+        """:meth:`dump` started in a thread; returns the call that waits for it (and raises what
+        it raised). The caller imports and prepares meanwhile (httpd parses its files without
+        us: its own process, waited on without the GIL); it must not use the connection until
+        the dump is back."""
+        import threading
+
+        box: list[Any] = []
+
+        def work() -> None:
+            try:
+                box.append(self.dump())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+                box.append(exc)
+
+        thread = threading.Thread(target=work, name="apachectl-dump", daemon=True)
+        thread.start()
+
+        def wait() -> RunConfig:
+            thread.join()
+            if isinstance(box[0], BaseException):
+                raise box[0]
+            return box[0]  # type: ignore[no-any-return]
+
+        return wait
 
     def pid(self, run: RunConfig) -> int | None:
         if not run.pid_file:

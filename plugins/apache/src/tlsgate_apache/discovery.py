@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tlsgate.plugin import CertFacts, Connection, Endpoint
 
     from .config import ApacheConfig, VHostSection
-    from .control import ApacheControl, VHostEntry
+    from .control import ApacheControl, RunConfig, VHostEntry
     from .lexer import Directive
 
 VENDOR = "Apache"
@@ -54,30 +54,51 @@ DEFAULT_VHOST = "_default_"
 
 
 def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]:
-    """The node model from httpd's dump and the files (no handshakes)."""
+    """The node model from httpd's dump and the files (no handshakes).
+
+    Each distinct certificate path is read once (and each distinct certificate parsed once, by
+    :func:`read_certificate`); the SNI name of each vhost is chosen as the nodes are built, so
+    every node is made once."""
     cache: dict[str, CertFacts] = {}
+    paths: dict[str, str | None] = {}
+    by_addr: dict[tuple[str, int | None], _Claimed] = {}
     out: list[VHostNode] = []
     seen: set[tuple[str, str, int | None, str, int]] = set()
+    server_certs = config.server_named("sslcertificatefile")
+    server_ssl = config.server_ssl_engine
+    vhosts = config.vhosts
     for entry in config.run.vhosts:
         ident = (entry.name, entry.ip, entry.port, entry.file, entry.line)
         if ident in seen:
             continue
         seen.add(ident)
-        section = config.vhosts.get((entry.file, entry.line))
+        section = vhosts.get((entry.file, entry.line))
         notes: list[str] = []
+        facts: CertFacts | None = None
+        own_certs: list[Directive] = []
         if section is None:
             notes.append("its <VirtualHost> section could not be read")
-        https = is_ssl(config, section)
-        facts: CertFacts | None = None
+            https = False
+        else:
+            engine = None  # the last SSLEngine (section.ssl_engine), and the vhost's own certificates
+            for d in section.directives:
+                if d.lname == "sslengine":
+                    engine = d
+                elif d.lname == "sslcertificatefile":
+                    own_certs.append(d)
+            https = server_ssl if engine is None else bool(engine.args) and engine.args[0].lower() in ("on", "optional")
         if https and section is not None:
-            directives = certificate_directives(config, section)
+            directives = own_certs or server_certs
             if not directives:
                 notes.append("no SSLCertificateFile")
             else:
-                if not section.named("sslcertificatefile"):
+                if not own_certs:
                     notes.append("certificate inherited from the server level")
                 value = directives[0].args[0] if directives[0].args else ""
-                path = config.resolve(connection, value)
+                if value in paths:
+                    path = paths[value]
+                else:
+                    path = paths[value] = config.resolve(connection, value)
                 if path is None:
                     notes.append(f"certificate path {value!r} uses an unknown variable")
                 else:
@@ -86,6 +107,18 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
                         facts = cache[path] = read_certificate(connection, path)
                     if facts.problem:
                         notes.append(facts.problem)
+        # httpd gives an SNI name to the first vhost of the address (in configuration order)
+        # that names it in ServerName or ServerAlias; a vhost whose every name an earlier one
+        # claims cannot be reached by a handshake, and is marked so rather than checked against
+        # the wrong vhost
+        claimed = by_addr.get((entry.ip, entry.port))
+        if claimed is None:
+            claimed = by_addr[(entry.ip, entry.port)] = _Claimed()
+        names = (entry.name, *entry.aliases)  # httpd matches SNI against its own name for the vhost
+        sni = next((name for cand in names if (name := sni_for(cand)) and name not in claimed), None)
+        if sni is None and https and not entry.default and any(sni_for(n) for n in names):
+            notes.append("its names are answered by an earlier vhost on this address")
+        claimed.add(names)
         node = Node(
             # without a ServerName httpd prints its fallback (the address or the host name): the
             # vhost is its address's default, and shown so
@@ -102,8 +135,8 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
             locator=f"{entry.file}:{entry.line}",
             certificate=facts.der if facts else None,
         )
-        out.append(VHostNode(node, entry, section, https))
-    return _assign_sni(out)
+        out.append(VHostNode(node, entry, section, https, sni))
+    return out
 
 
 class _Claimed:
@@ -125,24 +158,6 @@ class _Claimed:
     def __contains__(self, name: str) -> bool:
         low = name.lower()
         return low in self.exact or any(fnmatch.fnmatchcase(low, p) for p in self.patterns)
-
-
-def _assign_sni(vnodes: list[VHostNode]) -> list[VHostNode]:
-    """httpd gives an SNI name to the first vhost of the address (in configuration order) that
-    names it in ServerName or ServerAlias; a vhost whose every name an earlier one claims cannot
-    be reached by a handshake, and is marked so rather than checked against the wrong vhost."""
-    by_addr: dict[tuple[str, int | None], _Claimed] = {}
-    out = []
-    for vn in vnodes:
-        claimed = by_addr.setdefault((vn.entry.ip, vn.entry.port), _Claimed())
-        names = (vn.entry.name, *vn.node.alias)  # httpd matches SNI against its own name for the vhost
-        sni = next((name for cand in names if (name := sni_for(cand)) and name not in claimed), None)
-        if sni is None and vn.ssl and not vn.entry.default and any(sni_for(n) for n in names):
-            vn = attrs.evolve(vn, node=attrs.evolve(
-                vn.node, state=vn.node.state + "; its names are answered by an earlier vhost on this address"))
-        claimed.add(names)
-        out.append(attrs.evolve(vn, sni=sni))
-    return out
 
 
 def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool) -> Target | None:
@@ -171,7 +186,8 @@ def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local:
     ]
 
 
-def discover(connection: Connection, control: ApacheControl) -> tuple[ApacheConfig, list[VHostNode]]:
-    """Ask httpd, parse its files, build the node model."""
-    config = load(connection, control.dump())
+def discover(connection: Connection, control: ApacheControl,
+             run: RunConfig | None = None) -> tuple[ApacheConfig, list[VHostNode]]:
+    """Ask httpd (unless ``run``: what it said), parse its files, build the node model."""
+    config = load(connection, run if run is not None else control.dump())
     return config, build_nodes(config, connection)

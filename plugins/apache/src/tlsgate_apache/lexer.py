@@ -18,7 +18,6 @@ import re
 
 import attrs
 
-_WORD = re.compile(rb"[^ \t\r\n\f\v]+")
 _SLOW = re.compile(rb"[\"'\\]")
 
 
@@ -32,17 +31,24 @@ class Directive:
 
     name: str
     args: list[str]
-    spans: list[tuple[int, int]]  # each argument's bytes in the file, quotes included
+    #: each argument's bytes in the file, quotes included (computed on first use: only the
+    #: directives an install edits need them)
+    _spans: list[tuple[int, int]] | None
     file: str
     line: int
     start: int  # offset of the name (of ``<`` for a section)
     end: int  # offset just past the logical line (before its newline)
     children: list[Directive] | None = None  # sections only
     close_line: int | None = None
+    #: the name in lower case (the lexer passes it: one ``str`` per distinct name)
+    lname: str = attrs.field(default=attrs.Factory(lambda self: self.name.lower(), takes_self=True))
+    _data: bytes = attrs.field(default=b"", repr=False)  # the file's bytes, for the spans
 
     @property
-    def lname(self) -> str:
-        return self.name.lower()
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = _arg_spans(self._data, self.start, self.is_section)
+        return self._spans
 
     @property
     def is_section(self) -> bool:
@@ -130,55 +136,151 @@ def quote(value: str) -> str:
     return '"' + value + '"'
 
 
-def parse(data: bytes, file: str) -> list[Directive]:
-    """The directive tree of one file (includes are not followed here)."""
-    root: list[Directive] = []
-    stack: list[Directive] = []
+#: A line that holds a directive (not blank, not a comment): its first word and the rest of the
+#: line. Blank and comment lines are skipped inside the regular-expression engine.
+_LINE = re.compile(rb"^[ \t\r\f\v]*([^ \t\r\n\f\v#][^ \t\r\n\f\v]*)([^\n]*)", re.M)
+
+
+def _section_args(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """A section tag's argument spans without the closing ``>`` (a word of its own or the end of
+    the last one)."""
+    spans = list(spans)
+    if spans:
+        s, e = spans[-1]
+        if data[s:e] == b">":
+            spans.pop()
+        elif data[e - 1 : e] == b">":
+            spans[-1] = (s, e - 1)
+    return spans
+
+
+def _arg_spans(data: bytes, start: int, section: bool) -> list[tuple[int, int]]:
+    """The argument spans of the directive whose name starts at ``start``."""
+    spans = _tokens(data, start)[0][1:]
+    return _section_args(data, spans) if section else spans
+
+
+#: Directive and section names seen (one ``str`` and its lower case per distinct name, shared by
+#: every file of a process: httpd's vocabulary is a few hundred names; bounded all the same).
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_MAX_NAMES = 4096
+
+
+class _Tree:
+    """The directive tree being built, and the names seen (one ``str`` per distinct name)."""
+
+    __slots__ = ("data", "file", "keep", "names", "root", "stack")
+
+    def __init__(self, data: bytes, file: str, keep: frozenset[str] | None = None) -> None:
+        self.data, self.file, self.keep = data, file, keep
+        self.root: list[Directive] = []
+        self.stack: list[Directive] = []
+        self.names = _NAMES
+
+    def finish(self) -> list[Directive]:
+        if self.stack:
+            raise ConfigSyntaxError(f"{self.file}:{self.stack[-1].line}: <{self.stack[-1].name}> is never closed")
+        return self.root
+
+    def add(self, first: bytes, args: list[str] | None, words: list[bytes] | None,
+            spans: list[tuple[int, int]] | None, line: int, start: int, end: int) -> None:
+        """One logical line: ``args`` (unquoted, with ``spans``) or the bare ``words``."""
+        if first.startswith(b"</"):
+            name = first[2:].rstrip(b">").decode("utf-8", "surrogateescape")
+            if not self.stack or self.stack[-1].lname != name.lower():
+                raise ConfigSyntaxError(f"{self.file}:{line}: </{name}> without a matching <{name}>")
+            self.stack.pop().close_line = line
+            return
+        section = first.startswith(b"<")
+        key = first[1:] if section else first
+        if section and key.endswith(b">"):
+            key = key[:-1]
+        named = self.names.get(key)
+        if named is None:
+            text = key.decode("utf-8", "surrogateescape")
+            named = (text, text.lower())
+            if len(self.names) < _MAX_NAMES:
+                self.names[key] = named
+        if not section and self.keep is not None and named[1] not in self.keep:
+            return
+        if args is None:
+            if section and words:  # the closing ">": a word of its own or the end of the last one
+                if words[-1] == b">":
+                    words = words[:-1]
+                elif words[-1].endswith(b">"):
+                    words = [*words[:-1], words[-1][:-1]]
+            args = [w.decode("utf-8", "surrogateescape") for w in words] if words else []
+        elif section and spans is not None:
+            spans = _section_args(self.data, spans)
+            args = [unquote(self.data[s:e]) for s, e in spans]
+        d = Directive(named[0], args, spans, self.file, line, start, end, [] if section else None, None,
+                      named[1], self.data)
+        (self.stack[-1].children if self.stack else self.root).append(d)  # type: ignore[union-attr]
+        if section:
+            self.stack.append(d)
+
+
+def _slow_line(tree: _Tree, data: bytes, pos: int, line: int) -> tuple[int, int]:
+    """The logical line at ``pos`` token by token (quotes, backslashes); returns the next
+    line's offset and number."""
+    spans, end, crossed = _tokens(data, pos)
+    if spans:
+        s0, e0 = spans[0]
+        args_spans = spans[1:]
+        tree.add(data[s0:e0], [unquote(data[s:e]) for s, e in args_spans], None, args_spans, line, s0, end)
+    return end + 1, line + crossed + 1
+
+
+def parse(data: bytes, file: str, *, keep: frozenset[str] | None = None, tokenwise: bool = False) -> list[Directive]:
+    """The directive tree of one file (includes are not followed here).
+
+    Lines without quotes or backslashes (nearly all) are found by one regular expression and
+    split in C; a region holding a quote or a backslash is read line by line, token by token
+    (``_tokens``). Each step moves forward through the file, so the time is linear in its size
+    (one vhost per file or a hundred alike). ``tokenwise``: every line token by token (the
+    reference the tests compare the fast path with). ``keep``: the (lower-case) names of the
+    directives to keep; sections are always kept, other directives left out (discovery needs a
+    few names of a file's hundreds of lines)."""
+    tree = _Tree(data, file, keep)
+    if tokenwise:
+        pos, line = 0, 1
+        while pos < len(data):
+            pos, line = _slow_line(tree, data, pos, line)
+        return tree.finish()
+    names, stack = tree.names, tree.stack
+    search, count = _LINE.search, data.count
     pos, line, n = 0, 1, len(data)
+    slow = _SLOW.search(data)
+    next_slow = slow.start() if slow else n
     while pos < n:
-        nl = data.find(b"\n", pos)
-        nl = n if nl < 0 else nl
-        if not _SLOW.search(data, pos, nl):  # most lines: no quotes, no backslash
-            spans = [m.span() for m in _WORD.finditer(data, pos, nl)]
-            if spans and data[spans[0][0] : spans[0][0] + 1] == b"#":
-                spans = []
-            end, crossed = nl, 0
+        m = search(data, pos)
+        if m is None:
+            if next_slow >= n:
+                break  # only blank and comment lines left
+            m_end = n
         else:
-            spans, end, crossed = _tokens(data, pos)
-        if spans:
-            first = data[spans[0][0] : spans[0][1]]
-            args_spans = spans[1:]
-            if first.startswith(b"</"):
-                name = first[2:].rstrip(b">").decode("utf-8", "surrogateescape")
-                if not stack or stack[-1].lname != name.lower():
-                    raise ConfigSyntaxError(f"{file}:{line}: </{name}> without a matching <{name}>")
-                stack.pop().close_line = line
-            elif first.startswith(b"<"):
-                name = first[1:].decode("utf-8", "surrogateescape")
-                if name.endswith(">"):
-                    name = name[:-1]
-                args_spans = list(args_spans)
-                if args_spans:
-                    s, e = args_spans[-1]
-                    if data[s:e] == b">":
-                        args_spans.pop()
-                    elif data[e - 1 : e] == b">":
-                        args_spans[-1] = (s, e - 1)
-                d = Directive(name, [unquote(data[s:e]) for s, e in args_spans], args_spans, file, line,
-                              spans[0][0], end, children=[])
-                (stack[-1].children if stack else root).append(d)  # type: ignore[union-attr]
-                stack.append(d)
+            m_end = m.end()
+        if m is not None and m_end < next_slow:
+            first, rest = m.groups()
+            start = m.start(1)
+            line += count(b"\n", pos, start)
+            named = names.get(first) if stack and first[0] != 60 else None  # 60: "<"
+            if named is not None:  # the common case, inline: a directive of a known name in a section
+                if keep is None or named[1] in keep:
+                    d = Directive(named[0], [w.decode("utf-8", "surrogateescape") for w in rest.split()], None,
+                                  file, line, start, m_end, None, None, named[1], data)
+                    stack[-1].children.append(d)  # type: ignore[union-attr]
             else:
-                name = first.decode("utf-8", "surrogateescape")
-                d = Directive(name, [unquote(data[s:e]) for s, e in args_spans], list(args_spans), file, line,
-                              spans[0][0], end)
-                (stack[-1].children if stack else root).append(d)  # type: ignore[union-attr]
-        line += crossed
-        pos = end + 1
-        line += 1
-    if stack:
-        raise ConfigSyntaxError(f"{file}:{stack[-1].line}: <{stack[-1].name}> is never closed")
-    return root
+                tree.add(first, None, rest.split(), None, line, start, m_end)
+            pos, line = m_end + 1, line + 1
+            continue
+        # a quote or a backslash before the end of the next directive line: token by token from
+        # here until past the logical line holding it (a backslash may continue a comment line)
+        while pos < n and pos <= next_slow:
+            pos, line = _slow_line(tree, data, pos, line)
+        slow = _SLOW.search(data, pos) if pos < n else None
+        next_slow = slow.start() if slow else n
+    return tree.finish()
 
 
 def line_at(data: bytes, offset: int) -> int:

@@ -6,7 +6,8 @@ against the prefix; without one, the compiled ``--pid-path``), then its command 
 which binary, prefix (``-p``), error log (``-e``) and ``-g`` directives it was started with, so
 ``nginx -t`` and ``nginx -s reload`` test and signal exactly that instance. When systemd runs it
 (``nginx.service``'s MainPID is that master) the reload goes through ``systemctl reload
-nginx.service`` as the reference document asks.
+nginx.service`` as the reference document asks (or ``systemctl reload UNIT`` for the unit the
+endpoint names with ``--nginx_service``).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ class NginxControl:
         return self.master_pid is not None
 
 
-def find_control(connection: Connection, config: NginxConfig) -> NginxControl:
-    """Locate the running master of ``config`` (if any) and how to talk to it."""
+def find_control(connection: Connection, config: NginxConfig, *, service: str | None = None) -> NginxControl:
+    """Locate the running master of ``config`` (if any) and how to talk to it. ``service``: the
+    systemd unit the endpoint names (``--nginx_service``), used as it is; without one,
+    ``nginx.service`` when systemd's MainPID of it is this master."""
     path = connection.path
     pid_file = _pid_file(connection, config)
     master = _read_master(connection, pid_file) if pid_file else None
@@ -76,7 +79,7 @@ def find_control(connection: Connection, config: NginxConfig) -> NginxControl:
         binary = connection.which("nginx") or "nginx.exe"
         options.setdefault("-p", path.dirname(binary) or ".")
     prefix, error_log, globals_ = options.get("-p"), options.get("-e"), options.get("-g")
-    unit = "nginx.service" if _systemd_owns(connection, pid) else None
+    unit = service or ("nginx.service" if _systemd_owns(connection, pid) else None)
     return NginxControl(
         binary=binary,
         config=config.main,

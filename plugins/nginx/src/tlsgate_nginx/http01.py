@@ -56,7 +56,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
     if not servers:
         raise OperationError(f"http-01 for {domain}: no server block on {endpoint.name!r} serves it over plain "
                              f"HTTP on port {http_port} (add one, or give --http_port)")
-    control = find_control(connection, config)
+    control = find_control(connection, config, service=endpoint.options.nginx_service)
     if not control.running:
         raise OperationError(f"http-01 for {domain}: nginx on {endpoint.name!r} is not running "
                              f"(no master in {control.pid_file})")
@@ -72,7 +72,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
 
     def reload(what: str) -> None:
         old = worker_pids(connection, control.master_pid) if control.master_pid else None
-        result = connection.run(control.reload_argv())
+        result = connection.run(control.reload_argv(), privileged=True)
         if not result.ok:
             raise OperationError(f"{what} failed: {describe_failure(result)}")
         wait_workers_retired(connection, old, VERIFY_DEADLINE)
@@ -81,7 +81,7 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
     with tx:
         for file, file_edits in edits.items():
             tx.write(file, apply_edits(config.files[file], file_edits))
-        test = connection.run(control.test_argv())
+        test = connection.run(control.test_argv(), privileged=True)
         if not test.ok:
             raise OperationError(f"nginx -t failed: {describe_failure(test)}")
         tx.on_rollback(lambda: reload("nginx reload of the restored files"), "reload nginx with the restored files")

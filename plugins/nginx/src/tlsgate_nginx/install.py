@@ -209,7 +209,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     key_path = path.join(certs_dir, f"{stem}.key.pem")
     edits = plan_edits(config, connection, chosen, bundle, cert_path, key_path)
     refuse_package_files(connection, edits)
-    control = find_control(connection, config)
+    control = find_control(connection, config, service=options.nginx_service)
 
     defaults = default_servers(config)
     changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
@@ -289,9 +289,10 @@ def _run(tx: Transaction, argv: list[str], what: str) -> bool:
     return tx.run(argv, what=what, explain=describe_failure, privileged=True) is not None
 
 
-def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None) -> str:
+def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None, *,
+                  service: str | None = None) -> str:
     """``nginx -t`` then reload; raises OperationError with nginx's reason."""
-    control = control or find_control(connection, config)
+    control = control or find_control(connection, config, service=service)
     test = connection.run(control.test_argv(), privileged=True)
     if not test.ok:
         raise OperationError(f"nginx -t failed, not reloaded: {describe_failure(test)}")

@@ -6,6 +6,7 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import attrs
@@ -32,6 +33,11 @@ class NginxOptions:
     certs_dir: str | None = option(
         help="Directory for new certificate and key files (default: tlsgate/ beside the main config file).",
         min_len=1, max_len=4096, metavar="DIR",
+    )
+    nginx_service: str | None = option(
+        help="The systemd unit that runs this nginx: reloads become `systemctl reload UNIT` (through sudo with "
+             "--sudo). Default: nginx.service when systemd runs this configuration's master, else nginx -s reload.",
+        min_len=1, max_len=256, metavar="UNIT",
     )
 
 
@@ -61,7 +67,16 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         problems.append(Problem("must be an absolute path", option="--certs_dir"))
     if certs_dir and "$" in certs_dir:
         problems.append(Problem("must not contain '$' (nginx reads it as a variable)", option="--certs_dir"))
+    service = getattr(options, "nginx_service", None)
+    if service is not None and not SERVICE_UNIT.fullmatch(service):
+        problems.append(Problem("must be a systemd service unit name such as nginx.service (letters, digits, "
+                                "':_.@-' and a backslash, not starting with '-')", option="--nginx_service"))
     return problems
+
+
+#: A systemd service unit name (systemd.unit(5): ASCII letters, digits, ":-_.\\", "@" for
+#: instances), ".service" spelled out so a sudoers rule matches the exact argv; never an option.
+SERVICE_UNIT = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*\.service")
 
 
 def _local(endpoint: Endpoint) -> bool:
@@ -86,7 +101,7 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
     from .install import restart_nginx
 
     config = load(connection, endpoint.options.nginx_config_path)
-    done = restart_nginx(connection, config)
+    done = restart_nginx(connection, config, service=endpoint.options.nginx_service)
     return RestartResult(restarted=True, message=f"nginx -t passed; reloaded ({done})")
 
 #: A temporary exact-match location in every server block serving the domain over plain HTTP on

@@ -320,7 +320,7 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             validate_before_restart(connection, base, new_xml, changes, bundle)
         if plan.method != "windows-service":
             tx.run(restart.configtest_argv(base, plan), what="catalina.sh configtest",
-                   explain=restart.describe_configtest)
+                   explain=restart.describe_configtest, privileged=bool(plan.run_as))  # runuser needs root
         # Connectors that were down before the install are not this install's to fix.
         was_up = {(hc.address, hc.port) for hc in hcs if before.get(hc.locator) is not None}
         must_listen = was_up | {(c.host.address, c.host.port) for c in changes}

@@ -264,7 +264,11 @@ def unit_environment(text: str) -> dict[str, str]:
 
 def _process_environment(connection: Connection, pid: int) -> dict[str, str]:
     """The running JVM's own environment (the variables startup.sh reads), from /proc."""
-    res = connection.run(["cat", f"/proc/{pid}/environ"])
+    # the JVM's user's own file: a non-root account reads it through sudo cat (--sudo)
+    try:
+        res = connection.run(["cat", f"/proc/{pid}/environ"], privileged=True)
+    except OperationError:  # sudo refused cat: the environment is unknown, as without --sudo
+        return {}
     if not res.ok:
         return {}
     env = dict(item.partition("=")[::2] for item in res.stdout.split("\0") if "=" in item)
@@ -333,7 +337,7 @@ def restart(
         # catalina.out, stdin closed) so this command returns and the JVM outlives the session
         script = 'cd "$1" && : >>"$3" || exit 1; setsid sh "$2" >>"$3" 2>&1 </dev/null & echo $!'
         argv = _as_user(plan, [*_env(base, plan), "sh", "-c", script, "sh", base, plan.startup or "", log])
-        res = connection.run(argv, timeout=60)
+        res = connection.run(argv, timeout=60, privileged=bool(plan.run_as))  # runuser needs root
         if not res.ok:
             raise CommandFailed(f"{connection.host}: {plan.startup} failed: {(res.stderr or res.stdout).strip()[-300:]}",
                                 exit_code=res.exit_code, stdout=res.stdout, stderr=res.stderr)
