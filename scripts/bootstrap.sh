@@ -9,7 +9,7 @@ ROOT=$PWD
 VENV=${TLSGATE_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3}
 
-DEBIAN_PACKAGES=(nginx apache2 tomcat10 openssh-server openssh-client openjdk-17-jre-headless openssl procps iproute2
+DEBIAN_PACKAGES=(nginx apache2 tomcat10 tomcat10-admin openssh-server openssh-client openjdk-17-jre-headless openssl procps iproute2
   postgresql pebble bind9 bind9-utils haproxy sudo)
 
 install_debian() {

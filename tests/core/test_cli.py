@@ -164,3 +164,22 @@ def test_local_store_via_cli(tlsgate_home: Path, tmp_path: Path) -> None:
     res = tg("tls", "add", "certdir", "--name", "s2", "--connection_type", "ssh", "--host", "h", "--store", "gw",
              "--dir", str(tmp_path))
     assert res.returncode == 2 and "--store_cred_id: --store and --store_cred_id go together" in res.stderr
+
+
+def test_tls_list_shows_each_endpoint_as_tls_show_does(tlsgate_home: Path, tmp_path: Path) -> None:
+    """``tls list`` reads the rows without the library's models (start-up time): the same
+    shape, secrets redacted, the insecure flag from the plugins' declarations, the organization."""
+    ok("tls", "add", "certdir", "--name", "b-ssh", "--connection_type", "ssh", "--host", "h.example", "--user", "u",
+       "--password", "-", "--dir", str(tmp_path), stdin=SECRET + "\n")
+    ok("tls", "add", "iis", "--name", "a-win", "--connection_type", "winrm_https_insecure", "--host", "w.example",
+       "--user", "u", "--password", "pw")
+    ok("tls", "add", "certdir", "--name", "c-local", "--connection_type", "local", "--dir", str(tmp_path))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "c-local", "--org", "Acme")
+    listed = json.loads(ok("tls", "list", "--json").stdout)
+    assert [e["name"] for e in listed] == ["a-win", "b-ssh", "c-local"]
+    assert listed == [json.loads(ok("tls", "show", e["name"], "--json").stdout) for e in listed]
+    assert [e["insecure"] for e in listed] == [True, False, False]
+    assert listed[1]["connection"]["password"] == "********" and listed[2]["organization"] == "Acme"
+    text = ok("tls", "list").stdout
+    assert SECRET not in text and "a-win" in text and "Acme" in text

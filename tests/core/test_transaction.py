@@ -150,3 +150,31 @@ def test_run_with_explain_names_the_step_and_the_servers_reason(tmp_path) -> Non
             tx.run(["sh", "-c", "echo 'line 3: unknown directive' >&2; exit 1"], what="nginx -t",
                    explain=lambda r: r.stderr.strip())
     assert "nginx -t failed: line 3: unknown directive" in str(err.value)
+
+
+def test_relink_points_a_link_elsewhere_and_back_on_rollback(tmp_path) -> None:
+    """An own copy of a package's site: the link a2ensite made is pointed at it, atomically (no
+    moment without the link), and at the package's file again when the install fails."""
+    available = tmp_path / "sites-available"
+    available.mkdir()
+    (available / "default-ssl.conf").write_text("packaged\n")
+    enabled = tmp_path / "sites-enabled"
+    enabled.mkdir()
+    link = enabled / "default-ssl.conf"
+    link.symlink_to("../sites-available/default-ssl.conf")
+    copy = tmp_path / "own" / "default-ssl.conf"
+    copy.parent.mkdir()
+    with LocalConnection() as conn:
+        with Transaction(conn, dry_run=True) as tx:
+            tx.relink(str(link), str(copy))
+        assert [(s.action, s.target) for s in tx.plan] == [("relink", str(link))]
+        assert os.readlink(link) == "../sites-available/default-ssl.conf"
+        with pytest.raises(OperationError), Transaction(conn) as tx:
+            tx.write(str(copy), b"edited\n")
+            tx.relink(str(link), str(copy))
+            assert os.readlink(link) == str(copy) and link.read_text() == "edited\n"
+            tx.run(["false"], what="config test")
+        assert os.readlink(link) == "../sites-available/default-ssl.conf" and not copy.exists()
+        assert sorted(p.name for p in enabled.iterdir()) == ["default-ssl.conf"]  # no temporary link left
+        with pytest.raises(OperationError, match="not a symbolic link"), Transaction(conn) as tx:
+            tx.relink(str(available / "default-ssl.conf"), str(copy))

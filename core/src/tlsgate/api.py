@@ -32,20 +32,20 @@ from .inventory import (
     Inventory,
     StoredEndpoint,
     connection_from_dict,
+    endpoint_view,
     open_inventory,
-    redact,
     url_without_userinfo,
 )
 from .models import ConnectionSpec, Credentials, Endpoint, InstallResult, Node, RestartResult, ScriptResult
 from .options import OptionSpec, build_options, option_specs, options_to_dict
 from .policy import InstallPolicy, node_names, policy, uncovered_names
-from .registry import Registry, get_registry
 from .secret import Secret
 from .transaction import Transaction
 from .validate import check_alias, check_host, check_name, check_script_path, check_text
 
 if TYPE_CHECKING:  # cryptography loads with the first command that handles a certificate
     from .bundle import CertificateBundle
+    from .registry import Registry  # the plugins load on first use (Gateway.registry)
 
 NAME_RULE = (1, 32)
 HOST_RULE = (1, 255)
@@ -133,9 +133,23 @@ class Gateway:
     """The tlsgate library entry point: inventory + plugins + jobs."""
 
     def __init__(self, inventory: Inventory | None = None, registry: Registry | None = None) -> None:
-        self.registry = registry or get_registry()
+        self._registry = registry
         self.inventory = inventory or open_inventory()
         self._lifecycle: Any = None
+
+    @property
+    def registry(self) -> Registry:
+        """The plugins, loaded on first use (``tls list`` of endpoints needs only what they
+        declare: :func:`tlsgate.declarations.declarations`)."""
+        if self._registry is None:
+            from .registry import get_registry
+
+            self._registry = get_registry()
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self._registry = registry
 
     def close(self) -> None:
         self.inventory.close()
@@ -351,6 +365,14 @@ class Gateway:
     def endpoints(self) -> list[StoredEndpoint]:
         return self.inventory.endpoints()
 
+    def endpoint_views(self) -> list[dict[str, Any]]:
+        """Every endpoint as :meth:`describe` gives it, ordered by name (``tls list --json``)."""
+        if self._registry is None:
+            from .reads import endpoint_views
+
+            return endpoint_views(self.inventory)
+        return [self.describe(s) for s in self.endpoints()]
+
     def describe(self, stored: StoredEndpoint | Endpoint | str) -> dict[str, Any]:
         """JSON shape of an endpoint (secrets redacted): a stored endpoint, an :class:`Endpoint`
         with an instance ID, or a name / instance ID."""
@@ -358,20 +380,13 @@ class Gateway:
             stored = self.inventory.get_endpoint(stored.instance_id or stored.name)
         elif isinstance(stored, str):
             stored = self.inventory.get_endpoint(stored)
-        ctype = self.registry.connection_types.get(stored.connection.get("type", ""))
-        return {
-            "instance_id": stored.id,
-            "name": stored.name,
-            "type": stored.type,
-            "connection": redact(stored.connection),
-            "insecure": bool(ctype and ctype.insecure),
-            "options": redact(stored.options),
-            "organization": stored.organization,
-            "department": stored.department,
-            "zone": stored.zone,
-            "created": stored.created,
-            "updated": stored.updated,
-        }
+        if self._registry is not None:
+            ctype: Any = self._registry.connection_types.get(stored.connection.get("type", ""))
+        else:  # what the plugins declare is enough: they need not load (tlsgate.declarations)
+            from .declarations import declarations
+
+            ctype = declarations().connection_types.get(stored.connection.get("type", ""))
+        return endpoint_view(stored, bool(ctype and ctype.insecure))
 
     def set_zone(self, ref: str, zone: str) -> StoredEndpoint:
         """Move an endpoint to another network zone (``tls set ENDPOINT --zone Z``)."""
@@ -619,7 +634,7 @@ class Gateway:
             self._audit("tls install", "ok" if failure is None else "script failed", endpoint, before=before,
                         after=bundle.fingerprint,
                         details={**details, **extra, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                 "verified": result.verified, **_job(job_id)})
+                                 "verified": result.verified, "messages": list(result.messages), **_job(job_id)})
         outcome = InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), warnings,
                                  sink.id if sink is not None else None, before=before)
         if failure is not None:
@@ -928,6 +943,10 @@ class Gateway:
     def serving_nodes(self, fingerprint: str) -> list[dict[str, Any]]:
         """Every node whose last discovery saw this certificate."""
         return self.inventory.serving_nodes(fingerprint)
+
+    def serving_nodes_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`serving_nodes` of several certificates at once, by fingerprint."""
+        return self.inventory.serving_nodes_of(fingerprints)
 
     def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
         self.inventory.assign_certificate(cert_id, org, department)

@@ -244,30 +244,41 @@ def order_chain(
 ) -> tuple[x509.Certificate, ...]:
     """Order ``others`` as the issuer path from ``leaf`` upward; drop duplicates, certificates
     not on the path, and (unless ``include_root``) the self-signed root."""
-    pool = {certs.fingerprint(c): c for c in others}
+    # a Certificate hashes and compares by its DER: the same as keying on the fingerprint
+    pool = dict.fromkeys(others)
     ordered: list[x509.Certificate] = []
     current = leaf
     while True:
-        issuer = next(
-            (c for fp, c in pool.items() if c.subject == current.issuer and _signed_by(current, c)),
-            None,
-        )
+        issuer = next((c for c in pool if c.subject == current.issuer and _signed_by(current, c)), None)
         if issuer is None or issuer is current or _self_signed(current):
             break
         ordered.append(issuer)
-        pool.pop(certs.fingerprint(issuer))
+        pool.pop(issuer)
         current = issuer
     if ordered and _self_signed(ordered[-1]) and not include_root:
         ordered.pop()
     return tuple(ordered)
 
 
+#: Signature checks already made by this process, by the two certificates (their DER: a
+#: Certificate hashes and compares by it). A keystore of 50 entries sharing one CA checked the
+#: CA's own signature 50 times per read, and an install reads the keystore twice.
+_SIGNED: dict[tuple[x509.Certificate, x509.Certificate], bool] = {}
+
+
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    known = _SIGNED.get((cert, issuer))
+    if known is not None:
+        return known
     try:
         cert.verify_directly_issued_by(issuer)
-        return True
+        ok = True
     except (ValueError, TypeError, Exception):  # noqa: BLE001 - any failure means "not the issuer"
-        return False
+        ok = False
+    if len(_SIGNED) >= 4096:
+        _SIGNED.clear()
+    _SIGNED[(cert, issuer)] = ok
+    return ok
 
 
 def _self_signed(cert: x509.Certificate) -> bool:

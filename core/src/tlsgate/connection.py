@@ -133,6 +133,13 @@ class Connection(abc.ABC):
         out = res.stdout.rstrip("\n") if res.ok else ""
         return out if out.startswith("/") and "\n" not in out else path
 
+    def open_socket(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
+        """A TCP stream to ``host:port`` as seen from the endpoint's host (a service that only
+        answers there, such as Tomcat's Manager on its loopback connector): locally a socket, over
+        ssh a ``direct-tcpip`` channel (sshd's port forwarding). It has ``sendall``, ``recv``,
+        ``makefile`` and ``close``. OperationError when the transport cannot."""
+        raise OperationError(f"{self.host}: this connection cannot open a TCP stream on the endpoint's host")
+
     def sudo_allows(self, argv: Sequence[str]) -> bool | None:
         """Whether :attr:`escalation` would let ``argv`` run (``sudo -n -l``); None without one."""
         return None

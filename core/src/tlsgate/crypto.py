@@ -18,12 +18,13 @@ import os
 import sqlite3
 from functools import lru_cache
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from typing import TYPE_CHECKING
 
 from .errors import OperationError
 from .paths import home
+
+if TYPE_CHECKING:  # cryptography loads with the first secret sealed or opened (start-up time)
+    from cryptography.fernet import Fernet
 
 PREFIX = "enc:v1:"
 _SALT = b"tlsgate master key v1"  # fixed: the passphrase itself must carry the entropy
@@ -35,10 +36,14 @@ _CHECK_KEY = "master_key_check"
 
 @lru_cache(maxsize=8)
 def _fernet_for(env_key: str | None, key_file: str) -> Fernet:
+    from cryptography.fernet import Fernet
+
     if env_key:
         try:
             f = Fernet(env_key.encode())
         except ValueError:
+            from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
             kdf = Scrypt(salt=_SALT, length=32, n=2**15, r=8, p=1)
             f = Fernet(base64.urlsafe_b64encode(kdf.derive(env_key.encode())))
         _check(f, Path(key_file).parent, "TLSGATE_MASTER_KEY")
@@ -61,6 +66,8 @@ def _fernet_for(env_key: str | None, key_file: str) -> Fernet:
 def _create_key(path: Path) -> None:
     """Write a new key under a temporary name, then link it into place: readers see no file or
     the whole key; of several processes creating at once, the first link wins, the rest read it."""
+    from cryptography.fernet import Fernet
+
     tmp = path.with_name(f".master.key.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -110,6 +117,8 @@ def _holds_secrets(directory: Path) -> bool:
 
 def _check(f: Fernet, directory: Path, source: str) -> None:
     """Compare the key with the inventory's check value; record one when there is none."""
+    from cryptography.fernet import InvalidToken
+
     db = _db(directory)
     if db is None:
         return
@@ -149,6 +158,8 @@ def encrypt(value: str | bytes) -> str:
 def decrypt_bytes(token: str) -> bytes:
     if not token.startswith(PREFIX):
         raise OperationError("stored secret is not in the expected encrypted form")
+    from cryptography.fernet import InvalidToken
+
     try:
         return fernet().decrypt(token[len(PREFIX):].encode())
     except InvalidToken:

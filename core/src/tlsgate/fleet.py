@@ -198,7 +198,9 @@ def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
     bundle = gateway.inventory.load_bundle(int(params["certificate_id"]))
     replaces = params.get("replaces")
     outcome = gateway.install(item.endpoint_id or item.endpoint, bundle, replaces=replaces,
-                              alias=params.get("alias"), job_id=job.id)
+                              alias=params.get("alias"), job_id=job.id,
+                              apply_pending=bool(params.get("apply_pending")),
+                              allow_name_mismatch=bool(params.get("allow_name_mismatch")))
     if outcome.skipped:
         served_new = any(n.fingerprint == bundle.fingerprint for n in outcome.nodes_after)
         return "unchanged", outcome.skipped + ("; the new certificate is served" if served_new else ""), \

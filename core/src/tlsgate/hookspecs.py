@@ -23,7 +23,9 @@ Declaration hooks (every plugin's answer is collected):
 
 * :func:`tlsgate_endpoint_types`, :func:`tlsgate_connection_types`,
   :func:`tlsgate_credential_stores` declare what a plugin provides. The registry refuses two
-  plugins that declare the same name.
+  plugins that declare the same name. Their answers must depend only on the installed code (not
+  on the environment or the machine): the core caches them between runs, rebuilt whenever an
+  installed distribution or a loaded source file changes (:mod:`tlsgate.declarations`).
 * :func:`validate` lets every plugin add problems to an endpoint before it is stored or used.
 * :func:`tlsgate_dns_providers` (optional) declares DNS provider kinds for ACME dns-01.
 

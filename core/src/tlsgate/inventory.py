@@ -9,22 +9,22 @@ master key. The audit log is append-only: triggers refuse UPDATE and DELETE on i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import getpass
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import attrs
+from typing import TYPE_CHECKING, Any
 
 from . import crypto, database
 from .errors import NotFoundError, OperationError, ValidationError
-from .models import ConnectionSpec, Endpoint, Node
 from .secret import SealedSecret, Secret
+
+if TYPE_CHECKING:  # the models (attrs) load where they are used: ``tls list`` needs none (start-up)
+    from .models import ConnectionSpec, Endpoint, Node
 
 SCHEMA_VERSION = 6
 
@@ -177,6 +177,8 @@ def now() -> str:
 
 def actor() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
@@ -236,7 +238,8 @@ def url_without_userinfo(value: Any) -> Any:
     return value
 
 
-@attrs.frozen
+# plain frozen dataclasses, not attrs: the records of a read (``tls list``) import no attrs
+@dataclasses.dataclass(frozen=True, slots=True)
 class CertificateRecord:
     id: int
     fingerprint: str
@@ -255,12 +258,12 @@ class CertificateRecord:
     renewal: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        d = attrs.asdict(self)
+        d = dataclasses.asdict(self)
         d["names"] = list(self.names)
         return d
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredEndpoint:
     """An endpoint row whose options are kept raw (the type's plugin may not be installed)."""
 
@@ -274,6 +277,9 @@ class StoredEndpoint:
     created: str
     updated: str
     zone: str = "default"
+    #: whether connection or options hold a sealed secret (else they are plain JSON values and
+    #: need no redacting walk: ``tls list`` of 10,000 endpoints walked every value)
+    sealed: bool = dataclasses.field(default=True, compare=False, repr=False)
 
 
 class Inventory:
@@ -470,6 +476,34 @@ class Inventory:
         ).fetchall()
         return [_stored(r) for r in rows]
 
+    def endpoint_views(self, insecure: Callable[[], Collection[str]]) -> list[dict[str, Any]]:
+        """:func:`endpoint_view` of every endpoint, ordered by name, straight from the rows (no
+        :class:`StoredEndpoint`; one JSON parse per row): ``tls list`` of 10,000 endpoints.
+        ``insecure()``: the connection types that skip TLS verification (asked only when an
+        endpoint is stored: it may need the plugins' declarations)."""
+        rows = self.db.execute(
+            "SELECT e.id, e.name, e.type, '[' || e.connection || ',' || e.options || ']' AS stored, e.zone, "
+            "e.created, e.updated, o.name AS org, d.name AS dept FROM endpoints e "
+            "LEFT JOIN organizations o ON o.id = e.org_id LEFT JOIN departments d ON d.id = e.dept_id "
+            "ORDER BY e.name"
+        ).fetchall()
+        loads = json.loads
+        views = []
+        skips = insecure() if rows else ()
+        for r in rows:
+            text = r["stored"]
+            connection, options = loads(text)
+            if '"$secret"' in text:
+                owner = f"endpoint {r['name']!r}"
+                connection, options = redact(unseal(connection, owner)), redact(unseal(options, owner))
+            views.append({
+                "instance_id": r["id"], "name": r["name"], "type": r["type"], "connection": connection,
+                "insecure": connection.get("type", "") in skips, "options": options,
+                "organization": r["org"], "department": r["dept"], "zone": r["zone"] or "default",
+                "created": r["created"], "updated": r["updated"],
+            })
+        return views
+
     def remove_endpoint(self, ref: str) -> StoredEndpoint:
         stored = self.get_endpoint(ref)
         with self.write() as db:
@@ -511,6 +545,8 @@ class Inventory:
         return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
 
     def nodes(self, endpoint_id: str) -> list[Node]:
+        from .models import Node
+
         rows = self.db.execute("SELECT * FROM nodes WHERE endpoint_id = ? ORDER BY id", (endpoint_id,)).fetchall()
         return [
             Node(name=r["name"], alias=tuple(json.loads(r["alias"])), protocol=r["protocol"], ip=r["ip"],
@@ -602,13 +638,27 @@ class Inventory:
     def serving_nodes(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
         """Every node of the last discoveries (with its endpoint's name and type) that serves
         ``fingerprint`` (every node with a certificate when None)."""
-        sql = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
-               "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
+        sql = _SERVING_SELECT
         if fingerprint is None:
             rows = self.db.execute(sql + "WHERE n.fingerprint IS NOT NULL ORDER BY e.name, n.id").fetchall()
         else:
             rows = self.db.execute(sql + "WHERE n.fingerprint = ? ORDER BY e.name, n.id", (fingerprint,)).fetchall()
         return [dict(r) for r in rows]
+
+    def serving_nodes_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`serving_nodes` of each fingerprint, in a query per 500 (``cert expiring`` of a
+        fleet asked once per certificate)."""
+        sql = _SERVING_SELECT
+        out: dict[str, list[dict[str, Any]]] = {fp: [] for fp in fingerprints}
+        unique = list(out)
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(sql + f"WHERE n.fingerprint IN ({marks}) ORDER BY e.name, n.id",
+                                   tuple(chunk)).fetchall()
+            for r in rows:
+                out[r["fingerprint"]].append(dict(r))
+        return out
 
     def certificates(self) -> list[CertificateRecord]:
         rows = self.db.execute(
@@ -816,21 +866,45 @@ class Inventory:
             "SELECT cred_id FROM store_secrets WHERE store = ? ORDER BY cred_id", (store,))]
 
 
+def endpoint_view(stored: StoredEndpoint, insecure: bool) -> dict[str, Any]:
+    """JSON shape of a stored endpoint (secrets redacted), as ``tls list`` / ``tls show`` print
+    it; ``insecure``: its connection type skips TLS verification."""
+    return {
+        "instance_id": stored.id,
+        "name": stored.name,
+        "type": stored.type,
+        "connection": redact(stored.connection) if stored.sealed else stored.connection,
+        "insecure": insecure,
+        "options": redact(stored.options) if stored.sealed else stored.options,
+        "organization": stored.organization,
+        "department": stored.department,
+        "zone": stored.zone,
+        "created": stored.created,
+        "updated": stored.updated,
+    }
+
+
 def connection_to_dict(spec: ConnectionSpec) -> dict[str, Any]:
+    import attrs
+
     return {k: v for k, v in attrs.asdict(spec, recurse=False).items() if v not in (None, {})}
 
 
 def connection_from_dict(data: dict[str, Any]) -> ConnectionSpec:
+    from .models import ConnectionSpec
+
     return ConnectionSpec(**data)
 
 
 def _stored(row: sqlite3.Row) -> StoredEndpoint:
+    connection, options = row["connection"], row["options"]
+    sealed = '"$secret"' in connection or '"$secret"' in options
+    owner = f"endpoint {row['name']!r}" if sealed else ""
     return StoredEndpoint(
         id=row["id"], name=row["name"], type=row["type"],
-        connection=_unseal_text(row["connection"], f"endpoint {row['name']!r}"),
-        options=_unseal_text(row["options"], f"endpoint {row['name']!r}"),
+        connection=_unseal_text(connection, owner), options=_unseal_text(options, owner),
         organization=row["org"], department=row["dept"], created=row["created"], updated=row["updated"],
-        zone=row["zone"] or "default",
+        zone=row["zone"] or "default", sealed=sealed,
     )
 
 
@@ -841,6 +915,8 @@ def _unseal_text(text: str, owner: str = "") -> Any:
     return unseal(value, owner) if '"$secret"' in text else value
 
 
+_SERVING_SELECT = ("SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
+                   "n.fingerprint, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id ")
 _CERT_SELECT = ("SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON "
                 "o.id = c.org_id LEFT JOIN departments d ON d.id = c.dept_id ")
 

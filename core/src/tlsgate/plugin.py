@@ -55,7 +55,9 @@ The exports, by what they are for:
   driver calls it on its chosen nodes), :func:`uncovered_names`, :func:`node_names`,
   :func:`refuse_pending` (configuration the running server has not loaded),
   :func:`process_start_time`; :func:`remove_superseded` (tlsgate's own files no configuration
-  references any more, after a verified install), :func:`package_owner` (``dpkg -S`` / ``rpm -qf``);
+  references any more, after a verified install), :func:`package_owner` (``dpkg -S`` / ``rpm -qf``),
+  :func:`package_file_routes` / :class:`OwnCopy` (a package's conffile is not edited: an own copy
+  the server's symbolic link points at, ``Transaction.relink``, or a refusal);
 * installs: :class:`Transaction` (backup, atomic write, check, LIFO undo with ``tx.undo``,
   ``tx.save_backup``), :data:`Edit` / :func:`apply_edits` (in-place span edits of a config file);
 * certificates: :class:`CertificateBundle`, :func:`key_matches`, :func:`order_chain`,
@@ -96,7 +98,7 @@ from .errors import (
     ValidationError,
 )
 from .gcpause import gc_paused
-from .hygiene import package_owner, remove_superseded
+from .hygiene import OwnCopy, package_file_route, package_file_routes, package_owner, remove_superseded
 from .models import (
     CommandResult,
     ConnectionSpec,
@@ -271,6 +273,7 @@ __all__ = [
     "Node",
     "NotFoundError",
     "OperationError",
+    "OwnCopy",
     "PlanStep",
     "PluginError",
     "Problem",
@@ -304,6 +307,8 @@ __all__ = [
     "not_after",
     "option",
     "order_chain",
+    "package_file_route",
+    "package_file_routes",
     "package_owner",
     "pem_chain",
     "powershell_error_detail",

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from .connection import Connection
+from .connection import Connection, temp_name
 from .errors import FileChanged, OperationError, TlsgateError
 from .models import CommandResult, InstallResult, PlanStep
 
@@ -197,6 +197,29 @@ class Transaction:
         self.write(cert, bundle.fullchain_pem(), mode=0o644, detail="certificate + chain")
         if chain is not None:
             self.write(chain, bundle.chain_pem(), mode=0o644, detail="chain")
+
+    def relink(self, link: str, target: str, *, detail: str = "") -> None:
+        """Point the symbolic link ``link`` at ``target`` (POSIX; a new link renamed over the old
+        one, so the server never finds it missing); the old target comes back on rollback."""
+        c = self.connection
+        res = c.run(["readlink", "--", link])
+        if not res.ok or not res.stdout.strip():
+            raise OperationError(f"{link} is not a symbolic link")
+        old = res.stdout.rstrip("\n")
+        if not self.step("relink", link, detail or f"-> {target} (was -> {old})"):
+            return
+
+        def point(to: str) -> None:
+            tmp = c.path.join(c.path.dirname(link), temp_name(".link"))
+            c.check(c.run(["ln", "-s", "--", to, tmp], privileged=True), f"ln -s {to}")
+            moved = c.run(["mv", "-f", "-T", "--", tmp, link], privileged=True)
+            if not moved.ok:
+                c.run(["rm", "-f", "--", tmp], privileged=True)
+            c.check(moved, f"mv over {link}")
+
+        point(target)
+        self._real.pop(link, None)
+        self.undo(lambda: (point(old), self._real.pop(link, None)), f"point {link} at {old} again")
 
     def remove(self, path: str) -> None:
         if self.dry_run:

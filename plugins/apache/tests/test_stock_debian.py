@@ -1,7 +1,11 @@
 """Apache as Debian ships it: a throw-away copy of /etc/apache2 with ``a2ensite default-ssl``
 and a snakeoil-like pair, started with Debian's apache2ctl (APACHE_CONFDIR), on 127.0.0.1 high
 ports. Through the ``tlsgate`` command line, locally and over the real sshd (issue 14: pending
-changes, names coverage)."""
+changes, names coverage, package-owned files).
+
+dpkg attributes the copy's files to the apache2 package as it does the originals (the package's
+own dpkg records relocated into the copy, ``DPKG_ADMINDIR``: :mod:`tlsgate_testing.dpkg`), so
+``sites-available/default-ssl.conf`` is apache2's conffile here too (item 7)."""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tlsgate.plugin import OperationError, package_file_route
 from tlsgate_testing.cli import ok, settle, tg
+from tlsgate_testing.connections import LocalConnection
+from tlsgate_testing.dpkg import relocated_admindir
 from tlsgate_testing.fixtures_core import free_port
-from tlsgate_testing.sshd import SshdServer
+from tlsgate_testing.sshd import SshdServer, start_sshd, stop_sshd
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +64,11 @@ class Stock:
         self.conf = root / "etc" / "apache2"
         self.http, self.https = free_port(), free_port()
         self.ctl = root / "apache2ctl"
+        self.dpkg = root / "dpkg"  # DPKG_ADMINDIR: apache2's records, relocated into the copy
+
+    @property
+    def enabled_ssl(self) -> Path:
+        return self.conf / "sites-enabled" / "default-ssl.conf"
 
     @property
     def pid_file(self) -> Path:
@@ -99,6 +111,7 @@ def build(root: Path) -> Stock:
     (s.conf / "sites-enabled" / "default-ssl.conf").symlink_to(Path("..") / "sites-available" / "default-ssl.conf")
     s.ctl.write_text(f'#!/bin/sh\nAPACHE_CONFDIR="{s.conf}" exec {APACHE2CTL} "$@"\n')
     s.ctl.chmod(0o755)
+    relocated_admindir(s.dpkg, {"apache2": (str(ETC), s.conf)})
     return s
 
 
@@ -132,11 +145,23 @@ def served(port: int, sni: str | None = None) -> str | None:
 
 
 def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    certs_dir = s.conf / "tlsgate"
     ok("org", "add", "Acme")
     ok("tls", "delegate", name, "--org", "Acme")
     nodes = json.loads(ok("tls", "discover", name, "--json").stdout)
     # 8: default-ssl has no ServerName: the default vhost of its address, not httpd's fallback name
     assert ("_default_", "https", s.https) in {(n["name"], n["protocol"], n["port"]) for n in nodes}
+    # 8: a discovery error names the command that ran (not "apachectl -S"); the file is put back
+    # as it was, mtime included
+    ports = s.conf / "ports.conf"
+    st, kept = ports.stat(), ports.read_bytes()
+    ports.write_bytes(kept + b"\nNoSuchDirective here\n")
+    broken = tg("tls", "discover", name)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"{s.ctl} -t -D DUMP_VHOSTS" in broken.stderr and "NoSuchDirective" in broken.stderr, broken.stderr
+    assert "-S failed" not in broken.stderr
+    ports.write_bytes(kept)
+    os.utime(ports, ns=(st.st_atime_ns, st.st_mtime_ns))
     pid = s.pid()
     assert pid is not None
     settle()
@@ -187,19 +212,31 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     default = s.conf / "sites-available" / "000-default.conf"
     default.write_text(default.read_text() + "\n# reviewed by the operator\n")
     assert tg("tls", "install", name, *files2, "--node", "www.stock.test").returncode == 1
+    shipped = site.read_bytes()
     done = ok("tls", "install", name, *files2, "--node", "www.stock.test", "--apply_pending")
     assert "verified" in done.stdout
     assert served(s.https) == good.fingerprint
+    # 7: default-ssl.conf is apache2's conffile: left as it was; the vhost now lives in tlsgate's
+    # own copy, which a2ensite's link points at (a2dissite default-ssl still disables it)
+    own_site = certs_dir / "default-ssl.conf"
+    assert site.read_bytes() == shipped
+    assert s.enabled_ssl.is_symlink() and Path(os.readlink(s.enabled_ssl)) == own_site
+    assert f"{site} belongs to the package apache2" in done.stdout and str(own_site) in done.stdout
+    assert good.fingerprint[:12] in own_site.read_text() and "ServerName www.stock.test" in own_site.read_text()
 
     # tlsgate's own writes and the change it applied do not count as pending next time
     again = test_ca.issue("www.stock.test")
     (d / "c3.pem").write_bytes(again.cert_pem + again.chain_pem)
     (d / "k3.pem").write_bytes(again.key_pem)
-    ok("tls", "install", name, "--cert", str(d / "c3.pem"), "--key", str(d / "k3.pem"), "--node", "www.stock.test")
+    again_out = ok("tls", "install", name, "--cert", str(d / "c3.pem"), "--key", str(d / "k3.pem"),
+                   "--node", "www.stock.test")
     assert served(s.https) == again.fingerprint
     assert s.pid() == pid  # graceful restarts only
+    # the own copy is edited in place from now on; the package's file stays as shipped
+    assert site.read_bytes() == shipped and Path(os.readlink(s.enabled_ssl)) == own_site
+    assert again.fingerprint[:12] in own_site.read_text() and "belongs to the package" not in again_out.stdout
     # 6: the server's own directory (ServerRoot/tlsgate); the superseded pair is gone
-    own = sorted(p.name for p in (s.conf / "tlsgate").iterdir())
+    own = sorted(p.name for p in certs_dir.iterdir() if p != own_site)
     assert own and all(again.fingerprint[:12] in n for n in own), own
 
     # ... but someone's edit after that does
@@ -209,13 +246,26 @@ def flow(name: str, s: Stock, test_ca, tmp_path: Path) -> None:  # type: ignore[
     assert late.returncode == 1 and "sites-enabled/000-default.conf" in late.stderr  # as httpd names it
 
 
-def test_stock_local(stock: Stock, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_stock_local(stock: Stock, test_ca, tlsgate_home: Path, tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DPKG_ADMINDIR", str(stock.dpkg))
     ok("tls", "add", "apache", "--name", "web", "--connection_type", "local", "--apachectl_path", str(stock.ctl))
     flow("web", stock, test_ca, tmp_path)
 
 
-def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: Path, tmp_path: Path,
+@pytest.fixture(scope="module")
+def dpkg_sshd(stock: Stock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    """The real sshd whose sessions see the copy's dpkg records (``SetEnv DPKG_ADMINDIR``)."""
+    server = start_sshd(tmp_path_factory.mktemp("dpkg-sshd"), extra_config=f"SetEnv DPKG_ADMINDIR={stock.dpkg}\n")
+    try:
+        yield server
+    finally:
+        stop_sshd(server)
+
+
+def test_stock_over_ssh(stock: Stock, dpkg_sshd: SshdServer, test_ca, tlsgate_home: Path, tmp_path: Path,
                         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    sshd = dpkg_sshd
     home = tmp_path / "user-home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -223,6 +273,9 @@ def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: P
     site = stock.conf / "sites-available" / "default-ssl.conf"
     text = site.read_text()
     site.write_text(re.sub(r"\tServerName www\.stock\.test\n", "", text))
+    stock.enabled_ssl.unlink()
+    stock.enabled_ssl.symlink_to(Path("..") / "sites-available" / "default-ssl.conf")  # a2ensite's link
+    shutil.rmtree(stock.conf / "tlsgate", ignore_errors=True)
     default = stock.conf / "sites-available" / "000-default.conf"
     default.write_text(default.read_text().replace("\n# reviewed by the operator\n", "").replace("# another edit\n", ""))
     stock.run("stop")
@@ -238,3 +291,20 @@ def test_stock_over_ssh(stock: Stock, sshd: SshdServer, test_ca, tlsgate_home: P
        "--apachectl_path", str(stock.ctl), "--certs_dir", str(stock.conf / "tlsgate"))
     ok("tls", "trust", "web-ssh", "--yes")
     flow("web-ssh", stock, test_ca, tmp_path)
+
+
+def test_packaged_file_not_reached_by_a_link_is_refused(stock: Stock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """7: a directive in a package's file that httpd does not read through a link tlsgate may
+    repoint (RHEL's conf.d/ssl.conf, a conffile included directly) is refused with the reason."""
+    monkeypatch.setenv("DPKG_ADMINDIR", str(stock.dpkg))
+    packaged = stock.conf / "mods-available" / "ssl.conf"
+    c = LocalConnection()
+    with pytest.raises(OperationError, match=r"belongs to the package apache2 .*conffile; give the vhost"):
+        package_file_route(c, str(packaged), str(stock.conf / "tlsgate"), fix="give the vhost its own file")
+    # through a2enmod's link the packaged file is routed to a copy of tlsgate's own
+    route = package_file_route(c, str(stock.conf / "mods-enabled" / "ssl.conf"), str(stock.root / "own"), fix="-")
+    assert route is not None and route.owner == "apache2" and route.packaged == str(packaged)
+    assert route.copy == str(stock.root / "own" / "ssl.conf")
+    # a file no package ships: no route, nothing refused
+    monkeypatch.delenv("DPKG_ADMINDIR")
+    assert package_file_route(c, str(packaged), str(stock.root / "own"), fix="-") is None

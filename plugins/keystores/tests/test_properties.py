@@ -150,3 +150,56 @@ def test_p12_rewrite_keeps_unchanged_entries_byte_for_byte(password: str, legacy
     again = p12_codec.load(flipped, password)
     assert again.layout["legacy"] is (not legacy)
     assert key_der(p12_codec.entry_key(again.find("other"), password)) == key_der(_OLD.key)  # type: ignore[arg-type]
+
+
+def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    from pyasn1_modules import rfc7292
+
+    def refuse(*_args: Any) -> Any:
+        raise ValueError("by hand refused: pyasn1 reads it")
+
+    with monkeypatch.context() as m:
+        if not by_hand:
+            m.setattr(p12_codec, "_items_by_hand", refuse)
+            m.setattr(p12_codec, "_safe_bags_by_hand", refuse)
+            m.setattr(p12_codec.pbe, "_fast_profile", refuse)
+        p12_codec._SAFES.clear(), p12_codec._PARSED.clear()
+        pfx = p12_codec._decode(data, rfc7292.PFX(), "not a PKCS#12 file")
+        return [(b.kind, b.value, b.shrouded, b.friendly, b.local_id, b.trusted, b.item, b.profile)
+                for b in p12_codec._bags(pfx, password)]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(names=st.lists(bmp_aliases, min_size=1, max_size=3, unique_by=str.casefold), password=passwords,
+       legacy=st.sampled_from([True, True, True, False]), trusted=st.booleans())
+def test_p12_bags_read_by_hand_are_the_bags_pyasn1_reads(names: list[str], password: str, legacy: bool, trusted: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The safes, bags, attributes and encryption profiles read as plain DER by hand (the fast
+    path of a read) are exactly what pyasn1 decodes from the same file."""
+    assume(not {n.casefold() for n in names} & {"rootca"})
+    store = Keystore("pkcs12", [KeyEntry(n, (_NEW.cert, _CA.intermediate), _NEW.key) for n in names]
+                     + ([TrustedEntry("rootca", _CA.root)] if trusted else []))
+    data = p12_codec.dump(store, password, legacy=legacy)
+    fast = _bag_facts(data, password, True, monkeypatch)
+    assert fast == _bag_facts(data, password, False, monkeypatch)
+    assert [f[3] for f in fast if f[0] == "key"] == names
+    assert {f[7] for f in fast} == {"legacy" if legacy else "modern"}
+    assert any(f[5] for f in fast) == trusted
+
+
+@SETTINGS
+@given(arcs=st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=8),
+       first=st.integers(min_value=0, max_value=2), second=st.integers(min_value=0, max_value=39))
+def test_der_oid_reads_what_the_writer_encodes(arcs: list[int], first: int, second: int) -> None:
+    dotted = ".".join(map(str, [first, second, *arcs]))
+    encoded = p12_codec._oid(dotted)
+    _, body, end = p12_codec.pbe.der_header(encoded, 0)
+    assert end == len(encoded) and p12_codec.pbe.der_oid(encoded[body:end]) == dotted
+
+
+def test_ber_indefinite_lengths_are_left_to_pyasn1() -> None:
+    with pytest.raises(ValueError, match="indefinite"):
+        p12_codec.pbe.der_header(b"\x30\x80\x04\x00\x00\x00", 0)
+    with pytest.raises(ValueError):
+        p12_codec._items_by_hand(b"\x30\x80\x00\x00")

@@ -114,7 +114,6 @@ def test_concurrent_installs_on_two_blocks_of_one_file(tmp_path: Path, test_ca: 
         server.stop()
 
 
-@pytest.mark.xfail(reason="known failure after this session's merges (sudo rules vs the per-endpoint tlsgate/ folder, the install journal vs kill -9 retries): see the session's closing note; to fix next session", strict=False)
 def test_symlinked_site_stays_a_link_local_install_and_rollback(tmp_path: Path, nginx_server, test_ca, cli) -> None:
     """Debian's layout: sites-enabled/x.conf -> ../sites-available/x.conf. The install edits the
     target, the link stays a link; a failed install restores the target, link still a link."""
@@ -135,8 +134,9 @@ def test_symlinked_site_stays_a_link_local_install_and_rollback(tmp_path: Path, 
     (site.prefix / "conf.d" / "30-broken.conf").write_text("no_such_directive on;\n")
     newer = test_ca.issue("gamma.test")
     crt2, key2, chain2 = newer.write(tmp_path / "in2", "g")
+    # the broken file is a pending change: applied on purpose, nginx -t catches it
     failed = cli("tls", "install", "web", "--cert", str(crt2), "--key", str(key2), "--chain", str(chain2),
-                 "--node", "gamma.test")
+                 "--node", "gamma.test", "--apply-pending")
     assert failed.returncode == 1 and "restored" in failed.stderr, failed.stderr
     assert enabled.is_symlink() and target.read_bytes() == edited
 

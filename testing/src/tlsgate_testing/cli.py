@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 
-def tg(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``tlsgate ARGS`` and return what it did (any exit code)."""
+def tg(*args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``tlsgate ARGS`` and return what it did (any exit code); ``input``: its standard input
+    (a secret option given as '-')."""
     return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=timeout)
+                          env=dict(os.environ), timeout=timeout, input=input)
 
 
-def ok(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def ok(*args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``tlsgate ARGS``; it must exit 0 (the failure message shows its output)."""
-    res = tg(*args, timeout=timeout)
+    res = tg(*args, timeout=timeout, input=input)
     assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
     return res
 

@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 def _check_endpoint_type(args: list[str]) -> None:
     """``tls add X`` for a type no plugin serves: say which types are installed (or that none are)."""
     if len(args) >= 3 and args[:2] == ["tls", "add"] and not args[2].startswith("-"):
+        from ..declarations import declarations
         from ..errors import ValidationError
-        from ..registry import get_registry
 
-        types = sorted(get_registry().endpoint_types)
+        types = sorted(declarations().endpoint_types)
         if args[2] not in types:
             if not types:
                 raise ValidationError(
@@ -67,11 +67,10 @@ def _bare_switches(args: list[str]) -> list[str]:
     optional-value options, so the bare form is completed here.)"""
     if len(args) < 2 or args[0] != "tls" or args[1] not in ("add", "set"):
         return args
-    from ..options import option_specs
-    from ..registry import get_registry
+    from ..declarations import declarations
 
-    switches = {spellings for ct in get_registry().connection_types.values()
-                for spec in option_specs(ct.options) if spec.type is bool
+    switches = {spellings for ct in declarations().connection_types.values()
+                for spec in ct.options if spec.type is bool
                 for spellings in (spec.flag, spec.flag.replace("_", "-"))}
     out: list[str] = []
     for i, arg in enumerate(args):

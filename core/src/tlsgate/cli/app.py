@@ -18,15 +18,15 @@ from ..secret import Secret
 from .common import CONTEXT, JsonOpt, gateway, read_secret
 
 if TYPE_CHECKING:
-    from ..options import OptionSpec
-    from ..registry import Registry
+    from ..declarations import Declarations, Spec
 
 
-def get_registry() -> Registry:
-    # imported when a group needs the plugins: ``tlsgate --help`` loads none (start-up time)
-    from ..registry import get_registry
+def declared() -> Declarations:
+    # what the plugins declare, from the cache when nothing changed (``tlsgate.declarations``):
+    # building ``tls add nginx --help`` imports no plugin, ``tlsgate --help`` not even the cache
+    from ..declarations import declarations
 
-    return get_registry()
+    return declarations()
 
 #: The connection flags every ``tls add`` has, in the reference document's order.
 #: The reference document's placeholders for the shared flags.
@@ -65,7 +65,7 @@ def _param(name: str, help_text: str, *, flag: str | None = None, metavar: str |
 _CTX_PARAM = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
 
 
-def _spec_help(spec: OptionSpec) -> str:
+def _spec_help(spec: Spec) -> str:
     text = spec.help
     if spec.choices:
         text += f" One of: {', '.join(spec.choices)}."
@@ -95,7 +95,7 @@ class LazyGroup(TyperGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         lazy = getattr(self, "lazy", {})
-        return [*self.commands, *(n for n in lazy if n not in self.commands)]
+        return [*(n for n in self.commands if n not in lazy), *lazy]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         lazy = getattr(self, "lazy", {})
@@ -149,9 +149,9 @@ class _LightCoercion:
     multi-value option) exactly as ``RuntimeParam.coerce`` returns; a ``str`` value of a ``str``
     parameter without a custom parser is itself; anything else goes to Typer's own coercion.
     The same for a ``bool`` or ``int`` value of a (possibly Optional) ``bool``/``int`` parameter
-    without a range (a flag, a default such as ``--parallel``'s 8) and a ``str`` value of an
-    ``Optional[str]`` one (an endpoint name): otherwise ``tls discover NAME`` imported pydantic
-    for them (~0.1 s of CPU on every call)."""
+    without a range (a flag, a default such as ``--parallel``'s 8), decimal digits of such an
+    ``int`` one, and a ``str`` value of an ``Optional[str]`` one (an endpoint name): otherwise
+    ``tls discover NAME`` imported pydantic for them (~0.1 s of CPU on every call)."""
 
     def __init__(self, descriptor: Any) -> None:
         self.descriptor = descriptor
@@ -163,8 +163,15 @@ class _LightCoercion:
     def coerce(self, value: Any, param: Any, ctx: click.Context) -> Any:
         if value is None:
             return () if (param.multiple or param.nargs == -1) else None
-        if self.plain is not None and type(value) is self.plain and not param.multiple and param.nargs == 1:
+        single = not param.multiple and param.nargs == 1
+        if self.plain is not None and type(value) is self.plain and single:
             return value
+        # an int option's default (``--days`` not given: 30), or plain decimal digits: the value
+        # pydantic gives; anything else (" 7", "1e3", "x") goes to Typer for its answer and message
+        if self.plain is int and single and (
+                type(value) is str and 0 < len(value.removeprefix("-")) <= 18 and value.removeprefix("-").isdigit()
+                and value.removeprefix("-").isascii()):
+            return int(value)
         if self.full is None:
             from typer._coercion import build_runtime_param
 
@@ -198,12 +205,34 @@ def _group(help_text: str, register: Callable[[typer.Typer], None] | None = None
         group.callback()(_no_options)
         if register is not None:
             register(group)
+        commands = _lazy_commands(group)
         command = typer.main.get_command(group)
         assert isinstance(command, LazyGroup)
-        command.lazy = lazy() if lazy is not None else {}
+        command.lazy = {**commands, **(lazy() if lazy is not None else {})}
         return _light(command)
 
     return build
+
+
+def _lazy_commands(group: typer.Typer) -> dict[str, tuple[str, Callable[[], click.Command]]]:
+    """The commands registered on ``group``, taken off it to be converted only when invoked
+    (Typer converts every command's signature to Click parameters when it builds a group: the
+    ``tls`` group's dozen commands cost more than the one that runs). The one-line help is the
+    one Typer would give (``help=``, else the docstring); a hidden command has none."""
+    infos, group.registered_commands = group.registered_commands, []
+    out: dict[str, tuple[str, Callable[[], click.Command]]] = {}
+    for info in infos:
+        assert info.callback is not None
+        name = info.name or typer.main.get_command_name(info.callback.__name__)
+        text = info.short_help or (inspect.cleandoc(info.help) if info.help is not None
+                                   else inspect.getdoc(info.callback)) or ""
+
+        def build(info: Any = info) -> click.Command:
+            return _light(typer.main.get_command_from_info(
+                info, pretty_exceptions_short=group.pretty_exceptions_short, rich_markup_mode=group.rich_markup_mode))
+
+        out[name] = ("" if info.hidden else text, build)
+    return out
 
 
 def _no_options() -> None:
@@ -226,8 +255,8 @@ def _registers(module: str, *functions: str) -> Callable[[typer.Typer], None]:
 
 def _endpoint_types() -> dict[str, tuple[str, Callable[[], click.Command]]]:
     """``tls add``'s subcommands: one per installed endpoint type, each built when invoked."""
-    registry = get_registry()
-    if not registry.endpoint_types:
+    decl = declared()
+    if not decl.endpoint_types:
         def none() -> click.Command:
             def _none() -> None:
                 raise ValidationError("no endpoint types are installed: install a plugin such as tlsgate-keystores")
@@ -236,17 +265,17 @@ def _endpoint_types() -> dict[str, tuple[str, Callable[[], click.Command]]]:
 
         return {"none": ("", none)}
     return {name: (_type_help(name), lambda name=name: _add_type_command(name))  # type: ignore[misc]
-            for name in sorted(registry.endpoint_types)}
+            for name in sorted(decl.endpoint_types)}
 
 
 def _store_kinds() -> dict[str, tuple[str, Callable[[], click.Command]]]:
-    registry = get_registry()
-    return {kind: (registry.credential_stores[kind].description, lambda kind=kind: _add_store_command(kind))  # type: ignore[misc]
-            for kind in sorted(registry.credential_stores)}
+    stores = declared().credential_stores
+    return {kind: (stores[kind].description, lambda kind=kind: _add_store_command(kind))  # type: ignore[misc]
+            for kind in sorted(stores)}
 
 
 def _add_help() -> str:
-    if not get_registry().endpoint_types:
+    if not declared().endpoint_types:
         return "Add an endpoint. No endpoint types are installed: install a plugin (e.g. tlsgate-keystores)."
     return "Add an endpoint of an installed type."
 
@@ -306,31 +335,31 @@ def build_app() -> click.Command:
     app.callback()(_no_options)
     _registers("misc", "register_top")(app)
     _registers("gateway", "register_top")(app)
+    commands = _lazy_commands(app)
     command = typer.main.get_command(app)
     assert isinstance(command, LazyGroup)
-    command.lazy = dict(GROUPS)
+    command.lazy = {**commands, **GROUPS}
     return _light(command)
 
 
 def _type_help(type_name: str) -> str:
-    etype = get_registry().endpoint_types[type_name]
+    etype = declared().endpoint_types[type_name]
     return etype.description + (
         f" Connection types: {', '.join(etype.connection_types)}." if etype.connection_types else ""
     )
 
 
 def _add_type_command(type_name: str) -> click.Command:
-    from ..options import option_specs
     from .output import emit_json, say, warn
 
-    registry = get_registry()
-    etype = registry.endpoint_types[type_name]
-    type_specs = list(option_specs(etype.options))
-    gw_specs: list[OptionSpec] = []
+    decl = declared()
+    etype = decl.endpoint_types[type_name]
+    type_specs = list(etype.options)
+    gw_specs: list[Spec] = []
     seen = {"name", *(n for n, _, _ in CONNECTION_FLAGS), "json"}
     for ctype in etype.connection_types:
-        ct = registry.connection_types.get(ctype)
-        for spec in option_specs(ct.options if ct else None):
+        ct = decl.connection_types.get(ctype)
+        for spec in (ct.options if ct else ()):
             if spec.name not in seen and spec.name not in {s.name for s in type_specs}:
                 gw_specs.append(spec)
                 seen.add(spec.name)
@@ -368,7 +397,7 @@ def _add_type_command(type_name: str) -> click.Command:
             emit_json(gw.describe(endpoint))
         else:
             say(f"Endpoint {endpoint.name!r} added successfully. Instance ID: {endpoint.instance_id}")
-            if registry.connection_types[endpoint.connection.type].insecure:
+            if gw.registry.connection_types[endpoint.connection.type].insecure:
                 warn(f"{endpoint.connection.type} does not verify the server's TLS certificate")
 
     command.__name__ = f"add_{type_name}"
@@ -376,11 +405,10 @@ def _add_type_command(type_name: str) -> click.Command:
 
 
 def _add_store_command(kind: str) -> click.Command:
-    from ..options import option_specs
     from .output import emit_json, say
 
-    stype = get_registry().credential_stores[kind]
-    specs = list(option_specs(stype.options))
+    stype = declared().credential_stores[kind]
+    specs = list(stype.options)
     params = [_param("name", "The credential store name.")]
     params += [_param(s.name, _spec_help(s), metavar=s.metavar) for s in specs]
     params.append(inspect.Parameter("json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt))

@@ -9,6 +9,8 @@ import typer
 from ..errors import ValidationError
 from .common import (
     CONTEXT,
+    AllowNameMismatchOpt,
+    ApplyPendingOpt,
     CertFileOpt,
     ChainFileOpt,
     JsonOpt,
@@ -178,6 +180,8 @@ def register_fleet(cert: typer.Typer) -> None:
         no_wait: NoWaitOpt = False,
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print every endpoint's plan; change nothing.")] = False,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before touching more than 10 endpoints.")] = False,
+        apply_pending: ApplyPendingOpt = False,
+        allow_name_mismatch: AllowNameMismatchOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Deploy a certificate to the selected endpoints, in parallel, as a job: the same install
@@ -206,7 +210,8 @@ def register_fleet(cert: typer.Typer) -> None:
             plans = []
             for stored in chosen:
                 try:
-                    out = gw.install(stored.id, bundle, replaces=old, dry_run=True)
+                    out = gw.install(stored.id, bundle, replaces=old, dry_run=True, apply_pending=apply_pending,
+                                     allow_name_mismatch=allow_name_mismatch)
                     plans.append({"endpoint": stored.name, "skipped": out.skipped,
                                   "plan": [str(p) for p in out.result.plan]})
                 except Exception as exc:  # noqa: BLE001 - one endpoint's problem, shown in its plan
@@ -235,7 +240,8 @@ def register_fleet(cert: typer.Typer) -> None:
         if files:
             cert_id = gw.record_certificate_with_key(bundle, source="deploy")
         job_id = fleet.create_job(gw, "deploy", chosen, {"certificate_id": cert_id, "fingerprint": bundle.fingerprint,
-                                                          "replaces": old, "selection": {
+                                                          "replaces": old, "apply_pending": apply_pending,
+                                                          "allow_name_mismatch": allow_name_mismatch, "selection": {
                                                               k: v for k, v in {"endpoint": endpoints, "type": types,
                                                                                 "org": org_name, "department": department,
                                                                                 "all": all_, "replaces": replaces}.items() if v}},
@@ -257,20 +263,22 @@ def register_fleet(cert: typer.Typer) -> None:
         gw = gateway()
         now = dt.datetime.now(dt.UTC)
         limit = now + dt.timedelta(days=days)
-        found = []
+        candidates = []
         for rec in gw.certificates():
             if not rec.not_after:
                 continue
             end = dt.datetime.fromisoformat(rec.not_after)
-            # a renewed certificate some node still serves is listed whatever its end date
-            if end <= limit or (rec.superseded_by is not None and gw.serving_nodes(rec.fingerprint)):
-                found.append((end, rec))
+            if end <= limit or rec.superseded_by is not None:
+                candidates.append((end, rec))
+        served = gw.serving_nodes_of([rec.fingerprint for _, rec in candidates])  # one query, not one each
+        # a renewed certificate some node still serves is listed whatever its end date
+        found = [(end, rec) for end, rec in candidates if end <= limit or served[rec.fingerprint]]
         found.sort(key=lambda x: x[0])
         out = []
         for end, rec in found:
             out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
                         "status": gw.lifecycle.rollout_state(rec),
-                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in gw.serving_nodes(rec.fingerprint)]})
+                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in served[rec.fingerprint]]})
         if json:
             emit_json(out)
             return

@@ -30,6 +30,14 @@ KeyPasswordOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--key_password", help="Password of an encrypted --key ('-': stdin).")]
 PfxOpt = Annotated[Optional[Path], typer.Option("--pfx", help="PKCS#12 file with key, certificate and chain.")]  # noqa: UP045
 PfxPasswordOpt = Annotated[Optional[str], typer.Option("--pfx_password", help="Password of --pfx ('-': stdin).")]  # noqa: UP045
+# the install policy of tls install and cert deploy (issue 14)
+ApplyPendingOpt = Annotated[bool, typer.Option(
+    "--apply_pending", "--apply-pending",
+    help="Go ahead although the running server has not loaded some of its configuration files "
+         "(the reload/restart applies them too).")]
+AllowNameMismatchOpt = Annotated[bool, typer.Option(
+    "--allow_name_mismatch", "--allow-name-mismatch",
+    help="Install on nodes whose names the certificate does not all cover.")]
 
 
 def gateway() -> Gateway:

@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ..declarations import declarations
 from ..errors import ValidationError
-from ..options import option_specs
-from ..registry import get_registry
 from .common import CONTEXT, JsonOpt, gateway, read_secret
 from .output import emit_json, say, table
 
@@ -21,11 +20,11 @@ Name = Annotated[str, typer.Argument(help="The provider's name in this gateway."
 def register(dns: typer.Typer) -> None:
     from .app import _param, _spec_help, _with_signature
 
-    kinds = get_registry().dns_providers
+    kinds = declarations().dns_providers
     specs: dict[str, Any] = {}
     owners: dict[str, list[str]] = {}
     for kind in sorted(kinds):
-        for spec in option_specs(kinds[kind].options):
+        for spec in kinds[kind].options:
             specs.setdefault(spec.name, spec)
             owners.setdefault(spec.name, []).append(kind)
     params = [
@@ -45,7 +44,7 @@ def register(dns: typer.Typer) -> None:
         if kind not in kinds:
             raise ValidationError(f"unknown DNS provider kind {kind!r} (installed: {', '.join(sorted(kinds)) or 'none'})",
                                   option="KIND")
-        own = {s.name for s in option_specs(kinds[kind].options)}
+        own = {s.name for s in kinds[kind].options}
         options: dict[str, Any] = {}
         for key, value in kwargs.items():
             if value is None:

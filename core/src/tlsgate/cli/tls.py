@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import ValidationError
-from ..models import Node
-from ..registry import get_registry
 from .common import (
     CONTEXT,
+    AllowNameMismatchOpt,
+    ApplyPendingOpt,
     CertFileOpt,
     ChainFileOpt,
     JsonOpt,
@@ -39,8 +39,9 @@ from .job import (
 )
 from .output import clean, emit_json, say, say_lines, table, warn
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models (attrs) load with the commands that use them, not with the group
     from ..api import Gateway
+    from ..models import Node
 
 OptRef = Annotated[Optional[str], typer.Argument(  # noqa: UP045
     help="One endpoint (name or instance ID); or use the selectors.", metavar="[ENDPOINT]")]
@@ -50,8 +51,9 @@ def register(tls: typer.Typer) -> None:
     @tls.command("list", context_settings=CONTEXT)
     def tls_list(json: JsonOpt = False) -> None:
         """List endpoints."""
-        gw = gateway()
-        rows = [gw.describe(s) for s in gw.endpoints()]
+        from ..reads import endpoint_views  # not tlsgate.api: start-up time (see tlsgate.reads)
+
+        rows = endpoint_views()
         if json:
             emit_json(rows)
             return
@@ -166,13 +168,8 @@ def register(tls: typer.Typer) -> None:
         alias: Annotated[Optional[str], typer.Option("--alias", help="Keystore entry alias (default: from the certificate's CN).")] = None,  # noqa: UP045
         dry_run: Annotated[bool, typer.Option("--dry_run", "--dry-run", help="Print the plan; change nothing.")] = False,
         force: Annotated[bool, typer.Option("--force", help="Install an expired or not-yet-valid certificate on purpose (audited).")] = False,
-        apply_pending: Annotated[bool, typer.Option(
-            "--apply_pending", "--apply-pending",
-            help="Go ahead although the running server has not loaded some of its configuration files "
-                 "(the reload/restart applies them too).")] = False,
-        allow_name_mismatch: Annotated[bool, typer.Option(
-            "--allow_name_mismatch", "--allow-name-mismatch",
-            help="Install on nodes whose names the certificate does not all cover.")] = False,
+        apply_pending: ApplyPendingOpt = False,
+        allow_name_mismatch: AllowNameMismatchOpt = False,
         json: JsonOpt = False,
     ) -> None:
         """Install a certificate, key and chain: a transaction (backup, test, reload, verify, restore on failure)."""
@@ -208,7 +205,7 @@ def register(tls: typer.Typer) -> None:
         if failure is not None:
             warn(str(failure))
             raise typer.Exit(1)
-        etype = get_registry().endpoint_types.get(gw.endpoint(endpoint).type)
+        etype = gw.registry.endpoint_types.get(gw.endpoint(endpoint).type)
         if etype is not None and etype.needs_restart and not r.messages:
             say(f"  {etype.name} needs a restart for the new certificate to take effect: tlsgate tls restart {endpoint}")
 

@@ -78,6 +78,14 @@ class LocalConnection(LateCheckedWrites, Connection):
             )
         return self.check(result) if check else result
 
+    def open_socket(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
+        import socket
+
+        try:
+            return socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise OperationError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+
     def read_file(self, path: str) -> bytes:
         # os.open/os.read rather than open(): a buffered file object costs two fstat calls and
         # an object per file, and a discovery reads thousands of small files (vhost includes,

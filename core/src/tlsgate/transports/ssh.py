@@ -295,7 +295,7 @@ def _authenticate(
         raise ConnectionFailed(f"{where}: SSH connection failed: {text}", host=host) from None
 
 
-def _tunnel(via: Any, host: str, port: int, timeout: float, label: str) -> Any:
+def _tunnel(via: Any, host: str, port: int, timeout: float, label: str, through: str = "the bastion") -> Any:
     """A ``direct-tcpip`` channel through the bastion ``via`` to host:port (ssh -J's forwarding)."""
     import paramiko
 
@@ -303,8 +303,8 @@ def _tunnel(via: Any, host: str, port: int, timeout: float, label: str) -> Any:
     try:
         channel = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
     except paramiko.ChannelException as exc:
-        raise ConnectionFailed(f"{label}cannot reach {host}:{port} through the bastion: "
-                               f"{exc.text or 'refused'} (is it listening, and may the bastion forward?)",
+        raise ConnectionFailed(f"{label}cannot reach {host}:{port} through {through}: "
+                               f"{exc.text or 'refused'} (is it listening, and may {through} forward?)",
                                host=host) from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise ConnectionFailed(f"{label}cannot open a tunnel to {host}:{port}: {_plain(exc)}", host=host) from None
@@ -670,6 +670,11 @@ class SSHConnection(LateCheckedWrites, Connection):
         if transport is None or not transport.is_active():
             raise ConnectionFailed(f"{self.where}: the SSH connection is closed", host=self.host)
         return transport
+
+    def open_socket(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
+        channel = _tunnel(self.client, host, port, timeout, f"{self.where}: ", through="its sshd")
+        channel.settimeout(timeout)
+        return channel
 
     @property
     def sftp(self) -> Any:

@@ -22,6 +22,7 @@ from tlsgate.plugin import (
     ValidationError,
     apply_edits,
     key_matches,
+    package_file_routes,
     refuse_pending,
     remove_superseded,
     require_names_covered,
@@ -186,6 +187,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     certs_dir = options.certs_dir or default_certs_dir(connection, config.run.server_root)
     paths = _file_paths(connection, certs_dir, bundle, uses_chain_file(chosen))
     edits = plan_edits(config, connection, chosen, bundle, paths)
+    routes = package_file_routes(connection, edits, certs_dir, fix=PACKAGE_FIX)
 
     chosen_ids = {id(s) for s in chosen}
     changed_nodes = [vn for vn in vnodes if vn.section is not None and id(vn.section) in chosen_ids]
@@ -221,10 +223,14 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         tx.write_pem(bundle, key=paths.key, cert=paths.cert, chain=paths.chain if paths.chain != paths.cert else None)
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
+            detail = "SSLCertificate* at line " + ", ".join(map(str, lines))
+            route = routes.get(file)
+            if route is not None:  # Debian's default-ssl.conf: an own copy, a2ensite's link repointed
+                route.write(tx, apply_edits(config.files[file], file_edits), detail)
+                continue
             real = control.realpath(file)
             where = "" if real == file else f" (through {file})"
-            tx.write(real, apply_edits(config.files[file], file_edits), base=config.files[file],
-                     detail="SSLCertificate* at line " + ", ".join(map(str, lines)) + where)
+            tx.write(real, apply_edits(config.files[file], file_edits), base=config.files[file], detail=detail + where)
         if not dry_run:
             if after_write_hook is not None:
                 after_write_hook(connection, paths)
@@ -253,6 +259,12 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         if removed:
             tx.messages.append("removed superseded tlsgate files no configuration references: " + ", ".join(removed))
     return tx.result(nodes=tuple(dict.fromkeys(vn.node.name for vn in changed_nodes)), verified=verified)
+
+
+#: what an operator can do when the directive lives in a package's file reached other than by a link
+PACKAGE_FIX = ("give the vhost a file of its own (a site in sites-available enabled with a2ensite, or a "
+               "conf.d file no package ships) with its own SSLCertificateFile / SSLCertificateKeyFile, then "
+               "install again")
 
 
 def _run(tx: Transaction, argv: list[str], what: str) -> bool:

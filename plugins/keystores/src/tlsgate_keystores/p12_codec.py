@@ -169,7 +169,23 @@ def _bags(pfx: object, password: str) -> Iterator[_Bag]:
     auth_ci = pfx["authSafe"]  # type: ignore[index]
     if str(auth_ci["contentType"]) != _DATA:
         raise KeystoreError("unsupported", "PKCS#12 file in public-key integrity mode")
-    auth, _ = decoder.decode(bytes(octets(auth_ci["content"])), asn1Spec=rfc7292.AuthenticatedSafe())
+    auth_der = bytes(octets(auth_ci["content"]))
+    try:
+        items = _items_by_hand(auth_der)
+    except (ValueError, IndexError):
+        items = None  # not plain DER: pyasn1 below
+    if items is not None:
+        for index, (kind, body, alg, params) in enumerate(items):
+            if kind == _DATA:
+                safe, item_profile = body, "plain"
+            elif kind == _ENCRYPTED_DATA:
+                safe = _decrypt_safe(alg, params, body, password)
+                item_profile = _profile(alg, params)
+            else:
+                raise KeystoreError("unsupported", "PKCS#12 file with public-key encrypted content")
+            yield from _with_item(_parsed_safe(safe), index, item_profile)
+        return
+    auth, _ = decoder.decode(auth_der, asn1Spec=rfc7292.AuthenticatedSafe())
     for index, ci in enumerate(auth):
         kind = str(ci["contentType"])
         if kind == _DATA:
@@ -183,11 +199,113 @@ def _bags(pfx: object, password: str) -> Iterator[_Bag]:
             item_profile = _profile(str(alg["algorithm"]), params)
         else:
             raise KeystoreError("unsupported", "PKCS#12 file with public-key encrypted content")
-        for bag in _parsed_safe(safe):
-            bag_profile = item_profile
-            if bag.kind == "key":
-                bag_profile = _key_profile(bag) if item_profile == "plain" else None
-            yield attrs.evolve(bag, item=index, profile=bag_profile)
+        yield from _with_item(_parsed_safe(safe), index, item_profile)
+
+
+def _with_item(bags: tuple[_Bag, ...], index: int, item_profile: str | None) -> Iterator[_Bag]:
+    for bag in bags:
+        bag_profile = item_profile
+        if bag.kind == "key":
+            bag_profile = _key_profile(bag) if item_profile == "plain" else None
+        yield attrs.evolve(bag, item=index, profile=bag_profile)
+
+
+# -- the same structures read by hand: pyasn1 decoding them was a quarter of a legacy keystore's
+# read once the key derivations were what they must be. Plain DER only (what cryptography,
+# OpenSSL and Java write); anything else raises ValueError and pyasn1 reads the file as before.
+def _expect(der: bytes, kid: tuple[int, int, int, int], tag: int) -> bytes:
+    if kid[0] != tag:
+        raise ValueError(f"tag {kid[0]:#x} where {tag:#x} was expected")
+    return der[kid[2] : kid[3]]
+
+
+def _items_by_hand(auth: bytes) -> list[tuple[str, bytes, str, bytes | None]]:
+    """Each authenticated-safe item: (content type, the safe (data) or the ciphertext
+    (encryptedData), the encryption OID and parameters)."""
+    tag, body, stop = pbe.der_header(auth, 0)
+    if tag != 0x30 or stop != len(auth):
+        raise ValueError("not an AuthenticatedSafe")
+    out = []
+    for item in pbe.der_children(auth, body, stop):
+        kids = pbe.der_children(auth, item[2], item[3])  # ContentInfo
+        if item[0] != 0x30 or len(kids) != 2 or kids[1][0] != 0xA0:
+            raise ValueError("not a ContentInfo")
+        kind = pbe.der_oid(_expect(auth, kids[0], 0x06))
+        inner = pbe.der_children(auth, kids[1][2], kids[1][3])
+        if len(inner) != 1:
+            raise ValueError("not a ContentInfo")
+        if kind == _DATA:
+            out.append((kind, _expect(auth, inner[0], 0x04), "", None))
+        elif kind == _ENCRYPTED_DATA:
+            ed = pbe.der_children(auth, inner[0][2], inner[0][3])  # EncryptedData
+            if inner[0][0] != 0x30 or len(ed) != 2 or ed[1][0] != 0x30:
+                raise ValueError("not EncryptedData")
+            eci = pbe.der_children(auth, ed[1][2], ed[1][3])  # EncryptedContentInfo
+            if len(eci) != 3 or eci[2][0] != 0x80:  # [0] IMPLICIT OCTET STRING, primitive
+                raise ValueError("EncryptedContentInfo not in plain DER")
+            _expect(auth, eci[0], 0x06)
+            alg, params = pbe.der_algorithm(auth, eci[1][1], eci[1][3])
+            out.append((kind, auth[eci[2][2] : eci[2][3]], alg, params))
+        else:
+            out.append((kind, b"", "", None))
+    return out
+
+
+_BAG_IDS = {str(rfc7292.id_keyBag): "keyBag", str(rfc7292.id_pkcs8ShroudedKeyBag): "shrouded",
+            str(rfc7292.id_certBag): "certBag", str(rfc7292.id_safeContentsBag): "safeContents"}
+_FRIENDLY, _LOCAL_ID = str(rfc7292.pkcs_9_at_friendlyName), str(rfc7292.pkcs_9_at_localKeyId)
+
+
+def _safe_bags_by_hand(safe: bytes) -> list[_Bag]:
+    tag, body, stop = pbe.der_header(safe, 0)
+    if tag != 0x30 or stop != len(safe):
+        raise ValueError("not SafeContents")
+    out: list[_Bag] = []
+    for bag in pbe.der_children(safe, body, stop):
+        kids = pbe.der_children(safe, bag[2], bag[3])  # SafeBag
+        if bag[0] != 0x30 or len(kids) not in (2, 3) or kids[1][0] != 0xA0:
+            raise ValueError("not a SafeBag")
+        bag_id = pbe.der_oid(_expect(safe, kids[0], 0x06))
+        inner = pbe.der_children(safe, kids[1][2], kids[1][3])
+        if len(inner) != 1:
+            raise ValueError("not a SafeBag")
+        value = safe[inner[0][1] : inner[0][3]]
+        which = _BAG_IDS.get(bag_id)
+        if which == "safeContents":
+            out += _safe_bags_by_hand(value)
+            continue
+        if which in ("keyBag", "shrouded"):
+            item = _Bag("key", value, shrouded=which == "shrouded")
+        elif which == "certBag":
+            cb = pbe.der_children(safe, inner[0][2], inner[0][3])  # CertBag
+            if inner[0][0] != 0x30 or len(cb) != 2 or cb[1][0] != 0xA0:
+                raise ValueError("not a CertBag")
+            if pbe.der_oid(_expect(safe, cb[0], 0x06)) != X509_CERT_TYPE:
+                continue  # SDSI certificates: nothing Java or OpenSSL uses
+            cv = pbe.der_children(safe, cb[1][2], cb[1][3])
+            if len(cv) != 1:
+                raise ValueError("not a CertBag")
+            der = _expect(safe, cv[0], 0x04)
+            item = _Bag("cert", der, cert=x509.load_der_x509_certificate(der))
+        else:
+            raise KeystoreError("unsupported", f"PKCS#12 bag type {bag_id} (CRL or secret bag)")
+        if len(kids) == 3:
+            if kids[2][0] != 0x31:
+                raise ValueError("bag attributes are not a SET")
+            for attr in pbe.der_children(safe, kids[2][2], kids[2][3]):
+                parts = pbe.der_children(safe, attr[2], attr[3])
+                if attr[0] != 0x30 or len(parts) != 2 or parts[1][0] != 0x31:
+                    raise ValueError("not an Attribute")
+                kind = pbe.der_oid(_expect(safe, parts[0], 0x06))
+                values = pbe.der_children(safe, parts[1][2], parts[1][3])
+                if kind == _FRIENDLY and values:
+                    item.friendly = _expect(safe, values[0], 0x1E).decode("utf-16-be")
+                elif kind == _LOCAL_ID and values:
+                    item.local_id = _expect(safe, values[0], 0x04)
+                elif kind == ORACLE_TRUSTED:
+                    item.trusted = True
+        out.append(item)
+    return out
 
 
 def _profile(algorithm: str, params: bytes | None) -> str | None:
@@ -198,6 +316,13 @@ def _key_profile(bag: _Bag) -> str | None:
     """The profile of a shrouded key bag's encryption (None for a plain keyBag: re-encrypt it)."""
     if not bag.shrouded:
         return None
+    try:  # EncryptedPrivateKeyInfo: SEQUENCE { AlgorithmIdentifier, OCTET STRING }, read by hand
+        tag, body, stop = pbe.der_header(bag.value, 0)
+        kids = pbe.der_children(bag.value, body, stop)
+        if tag == 0x30 and stop == len(bag.value) and len(kids) == 2 and kids[1][0] == 0x04:
+            return _profile(*pbe.der_algorithm(bag.value, kids[0][1], kids[0][3]))
+    except (ValueError, IndexError):
+        pass  # not plain DER: pyasn1 below
     try:
         epki, _ = decoder.decode(bag.value, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())
         alg = epki["encryptionAlgorithm"]
@@ -241,7 +366,10 @@ def _parsed_safe(safe: bytes) -> tuple[_Bag, ...]:
     tag = hashlib.sha256(safe).digest()
     bags = _PARSED.get(tag)
     if bags is None:
-        bags = tuple(_safe_bags(safe))
+        try:
+            bags = tuple(_safe_bags_by_hand(safe))
+        except (ValueError, IndexError):
+            bags = tuple(_safe_bags(safe))  # not plain DER: pyasn1
         if len(_PARSED) >= _SAFES_MAX:
             _PARSED.pop(next(iter(_PARSED)))
         _PARSED[tag] = bags

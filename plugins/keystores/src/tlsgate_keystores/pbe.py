@@ -49,6 +49,107 @@ MAC_DIGESTS = {
 MAC_OIDS = {name: oid for oid, name in MAC_DIGESTS.items()}
 
 
+# -- a few DER structures read by hand: pyasn1 decoding them was a fifth of a legacy keystore
+# read (its PBE parameters and key-bag algorithms, once per bag per read); anything that is not
+# the plain DER expected raises ValueError and is decoded by pyasn1 as before
+def der_header(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of the contents, end) of the DER element at ``pos`` (definite lengths only)."""
+    tag, length = der[pos], der[pos + 1]
+    body = pos + 2
+    if tag & 0x1F == 0x1F or length == 0x80:
+        raise ValueError("high tag number or indefinite length (BER, not DER)")
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4:
+            raise ValueError("bad length")
+        length = int.from_bytes(der[body : body + n], "big")
+        body += n
+    if body + length > len(der):
+        raise ValueError("truncated")
+    return tag, body, body + length
+
+
+def der_children(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
+    """(tag, element start, contents start, end) of each element between ``start`` and ``end``."""
+    out, pos = [], start
+    while pos < end:
+        tag, body, stop = der_header(der, pos)
+        if stop > end:
+            raise ValueError("element overruns its parent")
+        out.append((tag, pos, body, stop))
+        pos = stop
+    return out
+
+
+def der_oid(body: bytes) -> str:
+    """Dotted text of an OBJECT IDENTIFIER's contents."""
+    if not body or body[-1] & 0x80:
+        raise ValueError("bad OID")
+    parts, value = [], 0
+    for byte in body:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(value)
+            value = 0
+    first = min(parts[0] // 40, 2)
+    return ".".join(map(str, [first, parts[0] - 40 * first, *parts[1:]]))
+
+
+def der_algorithm(der: bytes, start: int = 0, end: int | None = None) -> tuple[str, bytes | None]:
+    """(OID, parameters DER or None) of an AlgorithmIdentifier SEQUENCE at ``start``."""
+    tag, body, stop = der_header(der, start)
+    if tag != 0x30 or (end is not None and stop != end):
+        raise ValueError("not an AlgorithmIdentifier")
+    kids = der_children(der, body, stop)
+    if not kids or kids[0][0] != 0x06 or len(kids) > 2:
+        raise ValueError("not an AlgorithmIdentifier")
+    oid = der_oid(der[kids[0][2] : kids[0][3]])
+    return oid, (der[kids[1][1] : kids[1][3]] if len(kids) == 2 else None)
+
+
+def _der_int(der: bytes, kid: tuple[int, int, int, int]) -> int:
+    if kid[0] != 0x02:
+        raise ValueError("not an INTEGER")
+    return int.from_bytes(der[kid[2] : kid[3]], "big", signed=True)
+
+
+def pkcs12_pbe_params(params: bytes) -> tuple[bytes, int]:
+    """(salt, iterations) of RFC 7292 ``pkcs-12PbeParams``."""
+    tag, body, stop = der_header(params, 0)
+    kids = der_children(params, body, stop)
+    if tag != 0x30 or stop != len(params) or len(kids) != 2 or kids[0][0] != 0x04:
+        raise ValueError("not pkcs-12PbeParams")
+    return params[kids[0][2] : kids[0][3]], _der_int(params, kids[1])
+
+
+def _fast_profile(algorithm_oid: str, params: bytes | None, modern_rounds: int, legacy_rounds: int) -> str | None:
+    if algorithm_oid == PKCS12_PBE + "3":
+        return "legacy" if pkcs12_pbe_params(params or b"")[1] >= legacy_rounds else None
+    if algorithm_oid != PBES2:
+        return None
+    p = params or b""
+    tag, body, stop = der_header(p, 0)
+    kids = der_children(p, body, stop)
+    if tag != 0x30 or stop != len(p) or len(kids) != 2:
+        raise ValueError("not PBES2-params")
+    kdf_oid, kdf_params = der_algorithm(p, kids[0][1], kids[0][3])
+    enc_oid, _ = der_algorithm(p, kids[1][1], kids[1][3])
+    if kdf_oid != PBKDF2 or enc_oid != "2.16.840.1.101.3.4.1.42" or kdf_params is None:
+        return None
+    tag, body, stop = der_header(kdf_params, 0)
+    kp = der_children(kdf_params, body, stop)
+    if tag != 0x30 or len(kp) < 2 or kp[0][0] != 0x04:
+        raise ValueError("not PBKDF2-params (or a salt that is not an OCTET STRING)")
+    rounds = _der_int(kdf_params, kp[1])
+    rest = kp[2:]
+    if rest and rest[0][0] == 0x02:  # keyLength
+        rest = rest[1:]
+    prf = der_algorithm(kdf_params, rest[0][1], rest[0][3])[0] if rest else None
+    if len(rest) > 1:
+        raise ValueError("unexpected PBKDF2-params")
+    return "modern" if prf == "1.2.840.113549.2.9" and rounds >= modern_rounds else None
+
+
 class UnsupportedAlgorithm(ValueError):
     """The file uses an encryption scheme this reader does not implement."""
 
@@ -100,8 +201,11 @@ def decrypt(algorithm_oid: str, params_der: bytes | None, ciphertext: bytes, pas
 
     if algorithm_oid.startswith(PKCS12_PBE) and algorithm_oid[len(PKCS12_PBE) :] in _PKCS12_CIPHERS:
         cipher, key_len = _PKCS12_CIPHERS[algorithm_oid[len(PKCS12_PBE) :]]
-        p, _ = decoder.decode(params_der or b"", asn1Spec=rfc7292.Pkcs_12PbeParams())
-        salt, rounds = bytes(p["salt"]), int(p["iterations"])
+        try:
+            salt, rounds = pkcs12_pbe_params(params_der or b"")
+        except (ValueError, IndexError):
+            p, _ = decoder.decode(params_der or b"", asn1Spec=rfc7292.Pkcs_12PbeParams())
+            salt, rounds = bytes(p["salt"]), int(p["iterations"])
         key = pkcs12_kdf(password, salt, rounds, 1, key_len)
         iv = pkcs12_kdf(password, salt, rounds, 2, 8)
         return _cbc_decrypt(cipher, key, iv, ciphertext, rc2_bits=key_len * 8)
@@ -129,6 +233,10 @@ def profile(algorithm_oid: str, params_der: bytes | None, *, modern_rounds: int,
     """Which of tlsgate's two write profiles an encryption is at least as strong as and the same
     scheme of: "modern" (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC), "legacy" (SHA-1 3-key 3DES),
     else None (weaker rounds, RC2, another cipher: such bags are re-encrypted on write)."""
+    try:
+        return _fast_profile(algorithm_oid, params_der, modern_rounds, legacy_rounds)
+    except (ValueError, IndexError):
+        pass  # not the plain DER read by hand: pyasn1 decides
     from pyasn1.codec.ber import decoder
     from pyasn1.error import PyAsn1Error
     from pyasn1_modules import rfc7292, rfc8018

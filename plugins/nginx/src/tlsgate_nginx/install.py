@@ -28,7 +28,7 @@ from tlsgate.plugin import (
     expect_served,
     key_kind,
     key_matches,
-    package_owner,
+    package_file_routes,
     read_certificate,
     refuse_pending,
     remove_superseded,
@@ -129,17 +129,9 @@ def plan_edits(config: NginxConfig, connection: Connection, chosen: Sequence[Ser
     return dict(edits)
 
 
-def refuse_package_files(connection: Connection, edits: dict[str, list[Edit]]) -> None:
-    """A directive in a file a package ships (Debian's snippets/snakeoil.conf) is not edited:
-    the next upgrade of that package would stop to ask about the changed conffile."""
-    for file in edits:
-        owner = package_owner(connection, file)
-        if owner is not None:
-            raise OperationError(
-                f"{file} belongs to the package {owner} (dpkg -S / rpm -qf): editing it there makes the next "
-                f"upgrade of {owner} ask about a changed conffile; give the server block its own "
-                "ssl_certificate / ssl_certificate_key instead of the packaged include, then install again"
-            )
+#: what an operator can do when the directive lives in a package's file tlsgate does not copy
+PACKAGE_FIX = ("give the server block its own ssl_certificate / ssl_certificate_key instead of the packaged "
+               "include, then install again")
 
 
 def select_servers(
@@ -208,7 +200,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     cert_path = path.join(certs_dir, f"{stem}.fullchain.pem")
     key_path = path.join(certs_dir, f"{stem}.key.pem")
     edits = plan_edits(config, connection, chosen, bundle, cert_path, key_path)
-    refuse_package_files(connection, edits)
+    routes = package_file_routes(connection, edits, certs_dir, fix=PACKAGE_FIX)
     control = find_control(connection, config, service=options.nginx_service)
 
     defaults = default_servers(config)
@@ -242,6 +234,10 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         for file, file_edits in edits.items():
             lines = sorted({config.line_at(file, e[0]) for e in file_edits})
             detail = "ssl_certificate/ssl_certificate_key at line " + ", ".join(map(str, lines))
+            route = routes.get(file)
+            if route is not None:
+                route.write(tx, apply_edits(config.files[file], file_edits), detail)
+                continue
             tx.write(file, apply_edits(config.files[file], file_edits), detail=detail, base=config.files[file])
         if after_write_hook is not None and not dry_run:
             after_write_hook(connection, cert_path, key_path)

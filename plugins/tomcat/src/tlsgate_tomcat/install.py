@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -41,7 +41,7 @@ from tlsgate.plugin import (
     try_served_fingerprint,
 )
 
-from . import keystore, restart, serverxml
+from . import keystore, manager, restart, serverxml
 from .discovery import keystore_password, load_config, probe_target, read_material, resolve
 
 if TYPE_CHECKING:
@@ -54,6 +54,11 @@ FILES_DIR = ("conf", "tlsgate")
 #: every file in conf/tlsgate/ is tlsgate's own (the directory is)
 ANY_NAME = re.compile(r"^[^.].*")
 DEFAULT_ALIAS = "tomcat"
+
+
+#: Test seam: called after the new files are checked and before Tomcat loads them (tests use it
+#: to break a file honestly on disk). Production code never sets it.
+after_validate_hook: Callable[[Connection, Sequence[HostChange]], None] | None = None
 
 
 @attrs.frozen
@@ -301,6 +306,9 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         connection, base, service=endpoint.options.tomcat_service, home=endpoint.options.tomcat_home
     )
     before = {hc.locator: _served(endpoint, hc) for hc in hcs} if not dry_run else {}
+    # Manager credentials: reload the changed hosts in place (no restart); else restart, and say why
+    in_place, why_restart = manager.plan_in_place(endpoint, connection, config, changes)
+    restarted: dict[str, str] = {}
     changed = {c.host.locator for c in changes}
     files_dir = connection.path.join(base, *FILES_DIR)
 
@@ -318,17 +326,26 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
                  detail="set " + ", ".join(names))
         if tx.step("verify", "new keystores", "re-open through the edited server.xml"):
             validate_before_restart(connection, base, new_xml, changes, bundle)
+            if after_validate_hook is not None:
+                after_validate_hook(connection, changes)
         if plan.method != "windows-service":
             tx.run(restart.configtest_argv(base, plan), what="catalina.sh configtest",
                    explain=restart.describe_configtest, privileged=bool(plan.run_as))  # runuser needs root
         # Connectors that were down before the install are not this install's to fix.
         was_up = {(hc.address, hc.port) for hc in hcs if before.get(hc.locator) is not None}
         must_listen = was_up | {(c.host.address, c.host.port) for c in changes}
-        tx.on_rollback(lambda: restart_and_wait(endpoint, connection, config, plan, was_up), "restart Tomcat again")
-        if tx.step("restart", plan.describe()):
-            tx.messages.append(restart_and_wait(endpoint, connection, config, plan, must_listen))
+        targets = [t for c in changes if (t := probe_target(endpoint, c.host)) is not None]
+        old = {t: fp for c in changes if (t := probe_target(endpoint, c.host)) and (fp := before.get(c.host.locator))}
+        reloaded = in_place is not None and _reload_in_place(tx, in_place, targets, bundle, old, restarted)
+        if in_place is not None and not reloaded and not dry_run:
+            why_restart = f"the in-place reload failed ({restarted['why']})"
+        if not reloaded:
+            tx.on_rollback(lambda: restart_and_wait(endpoint, connection, config, plan, was_up), "restart Tomcat again")
+            if tx.step("restart", plan.describe(), why_restart):
+                restarted["done"] = "yes"
+                tx.messages.append(restart_and_wait(endpoint, connection, config, plan, must_listen))
+                tx.messages.append(f"restarted Tomcat (every connector was down for the restart): {why_restart}")
         if tx.step("verify", "TLS handshake", ", ".join(sorted(changed))):
-            targets = [t for c in changes if (t := probe_target(endpoint, c.host)) is not None]
             expect_served(targets, bundle.fingerprint, deadline=15)
             for hc in hcs:
                 old = before.get(hc.locator)
@@ -353,6 +370,41 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         verified=not dry_run,
         alias=next((c.keystore[2] for c in changes if c.keystore), None),
     )
+
+
+def _reload_in_place(tx: Transaction, plan: manager.InPlacePlan, targets: Sequence[Target],
+                     bundle: CertificateBundle, old: dict[Target, str], restarted: dict[str, str]) -> bool:
+    """Repoint and reload the changed hosts in place; True when they serve the new certificate.
+    False when the Manager failed on the way (the caller restarts, which reads server.xml again).
+    The reload answers OK even with a key that does not fit, so the handshake decides: when it
+    does not show the new certificate the install fails, and the rollback points the hosts at
+    their old files and reloads them in place again (no restart either way)."""
+    if not tx.step("reload", plan.describe(), "in place: the JVM and every other connector stay up"):
+        return True  # a dry run: the plan shows the reload, not a restart
+
+    def revert() -> None:
+        if restarted.get("done"):
+            return  # the restarted JVM read the restored server.xml
+        plan.revert()
+        for target, fp in old.items():
+            expect_served([target], fp, deadline=IN_PLACE_DEADLINE)
+
+    tx.on_rollback(revert, "reload the old certificate in place")
+    try:
+        plan.apply()
+    except OperationError as exc:
+        restarted["why"] = str(exc)
+        return False
+    try:
+        expect_served(targets, bundle.fingerprint, deadline=IN_PLACE_DEADLINE)
+    except OperationError as exc:
+        raise OperationError(f"the in-place reload answered OK but the handshake disagrees: {exc}") from None
+    tx.messages.append(f"reloaded in place, Tomcat not restarted: {plan.describe()}")
+    return True
+
+
+#: how long the in-place reload may take to show in a handshake (it is synchronous)
+IN_PLACE_DEADLINE = 5.0
 
 
 def _host_node(hc: HostConfig) -> Node:

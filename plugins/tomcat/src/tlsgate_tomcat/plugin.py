@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
+from tlsgate.plugin import EndpointType, Problem, RestartResult, Secret, delegate, impl, option
 
 if TYPE_CHECKING:
     from tlsgate.plugin import Connection, Endpoint
@@ -43,6 +43,30 @@ class TomcatOptions:
         min_len=1,
         max_len=4096,
     )
+    manager_user: str | None = option(
+        help=(
+            "A Manager user with the manager-jmx role (tomcat-users.xml): installs then reload the TLS "
+            "host in place (reloadSslHostConfig) instead of restarting Tomcat. Give --manager_password too."
+        ),
+        min_len=1,
+        max_len=256,
+    )
+    manager_password: Secret | None = option(
+        help="The Manager user's password (stored encrypted; '-' reads it from standard input).",
+        secret=True,
+        min_len=1,
+        max_len=1024,
+        metavar="<password>",
+    )
+    manager_url: str | None = option(
+        help=(
+            "The Manager's URL as seen from the endpoint's host (reached there: over ssh through sshd's "
+            "forwarding). Default: http://<address>:<port>/manager of server.xml's first plain HTTP connector."
+        ),
+        min_len=1,
+        max_len=2048,
+        metavar="<http-url>",
+    )
 
 
 @impl
@@ -69,6 +93,11 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         return [Problem("the endpoint has no Tomcat options", option="--tomcat_dir")]
     if "\x00" in options.tomcat_dir:
         return [Problem("must not contain NUL", option="--tomcat_dir")]
+    from .manager import check_options
+
+    problems = [Problem(text, option=flag) for flag, text in check_options(options)]
+    if problems:
+        return problems
     if endpoint.connection.type == "local":  # a local check is cheap; remote ones wait for the job
         import os.path
 
