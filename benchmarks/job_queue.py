@@ -76,14 +76,36 @@ def _wait_registered(url: str, count: int) -> None:
         inv.close()
 
 
-def _cpu(procs: list[subprocess.Popen]) -> float:  # type: ignore[type-arg]
-    """CPU seconds (user + system) the processes used so far (Linux /proc)."""
+def _tree_cpu(*roots: int) -> float:
+    """CPU seconds (user + system) used so far by each root process and its whole tree: every
+    live descendant, and the children each has waited for (Linux /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in procs:
-        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
+    stats: dict[int, tuple[int, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / tick)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [r for r in roots if r in stats]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo += children.get(pid, [])
     return total
+
+
+def _cpu(procs: list[subprocess.Popen]) -> float:  # type: ignore[type-arg]
+    return _tree_cpu(*(p.pid for p in procs))
+
+
+def _postmaster(cluster: Any) -> int:
+    return int((cluster.data / "postmaster.pid").read_text().split()[0])
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:  # type: ignore[type-arg]
@@ -108,29 +130,31 @@ def bench_overhead(tasks: int, workers: int = 4) -> dict[str, float]:
         try:
             _wait_registered(url, workers)
             inv = Inventory(url=url)
-            cpu0 = _cpu(procs)
+            cpu0, pg0 = _cpu(procs), _tree_cpu(_postmaster(cluster))
             t = time.perf_counter()
             with inv.write() as db:
                 queue.defer_items(db, [(0, i, "bench") for i in range(tasks)], task=queue.TASK_NOOP)
             while inv.db.execute("SELECT COUNT(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()[0]:
                 time.sleep(0.01)
             queued = time.perf_counter() - t
-            worker_cpu = _cpu(procs) - cpu0
+            worker_cpu, pg_cpu = _cpu(procs) - cpu0, _tree_cpu(_postmaster(cluster)) - pg0
             inv.close()
         finally:
             _stop(procs)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda i: queue._noop_task(0, i), range(tasks)))
-        local = time.perf_counter() - t
+        local, local_cpu = time.perf_counter() - t, time.process_time() - c
     finally:
         cluster.stop("immediate")
     return {"tasks": tasks, "workers": workers, "queue_s": queued, "inprocess_s": local,
             "overhead_ms_per_task": (queued - local) * workers / tasks * 1000,
-            "worker_cpu_ms_per_task": worker_cpu / tasks * 1000}
+            "throughput_ms_per_task": (queued - local) / tasks * 1000,
+            "worker_cpu_ms_per_task": worker_cpu / tasks * 1000, "postgres_cpu_ms_per_task": pg_cpu / tasks * 1000,
+            "inprocess_cpu_ms_per_task": local_cpu / tasks * 1000}
 
 
-def bench_deploy(n: int) -> dict[str, float]:
+def bench_deploy(n: int, legacy: bool = True) -> dict[str, float]:
     from cryptography.fernet import Fernet
     from tlsgate import CertificateBundle, fleet
     from tlsgate.api import Gateway
@@ -160,7 +184,7 @@ def bench_deploy(n: int) -> dict[str, float]:
                 p.write_bytes(old.pfx(PW))
                 gw.add_endpoint("p12", name=f"{tag}-{i:03d}", connection_type="ssh", host=server.host,
                                 port=server.port, user="root", ssh_key_path=str(server.root_key.path),
-                                options={"path": str(p), "store_password": PW}, zone="bench")
+                                options={"path": str(p), "store_password": PW, "is_legacy": legacy}, zone="bench")
                 gw.delegate(f"{tag}-{i:03d}", "Bench")
                 if i == 0:
                     gw.trust_host_key(f"{tag}-000", gw.host_key(f"{tag}-000")[2])
@@ -175,9 +199,12 @@ def bench_deploy(n: int) -> dict[str, float]:
         endpoints = populate(gw, "l")
         cid = gw.record_certificate_with_key(bundle(), source="bench")
         job_id = fleet.create_job(gw, "deploy", endpoints, {"certificate_id": cid})
-        t = time.perf_counter()
+        t, c, s0 = time.perf_counter(), time.process_time(), _tree_cpu(server.pid)
         job = fleet.run_job(gw, job_id, parallel=16)
         out["inprocess_s"] = time.perf_counter() - t
+        out["inprocess_cpu_s"] = time.process_time() - c
+        time.sleep(0.5)  # the last sessions are reaped
+        out["inprocess_sshd_cpu_s"] = _tree_cpu(server.pid) - s0
         assert job.ok, [(i.endpoint, i.reason) for i in job.items if i.state != "changed"][:3]
         gw.close()
 
@@ -191,10 +218,15 @@ def bench_deploy(n: int) -> dict[str, float]:
         try:
             _wait_registered(url, 2)
             cid = gw.record_certificate_with_key(bundle(), source="bench")
-            t = time.perf_counter()
+            pg = _postmaster(cluster)
+            t, c, w0, p0, s0 = time.perf_counter(), time.process_time(), _cpu(procs), _tree_cpu(pg), _tree_cpu(server.pid)
             job_id = fleet.create_job(gw, "deploy", endpoints, {"certificate_id": cid})
             job = fleet.run_job(gw, job_id)
             out["queue_s"] = time.perf_counter() - t
+            out["queue_follower_cpu_s"] = time.process_time() - c
+            time.sleep(0.5)
+            out["queue_workers_cpu_s"], out["queue_postgres_cpu_s"] = _cpu(procs) - w0, _tree_cpu(pg) - p0
+            out["queue_sshd_cpu_s"] = _tree_cpu(server.pid) - s0
             assert job.ok, [(i.endpoint, i.reason) for i in job.items if i.state != "changed"][:3]
         finally:
             _stop(procs)
@@ -216,16 +248,27 @@ def main() -> None:
     ap.add_argument("--only", choices=("overhead", "deploy"))
     ap.add_argument("--tasks", type=int, default=500)
     ap.add_argument("--endpoints", type=int, default=200)
+    ap.add_argument("--p12_profile", choices=("legacy", "modern"), default="legacy",
+                    help="legacy (2,048 PBE rounds: the orchestration shows) or modern (600,000 PBKDF2 rounds per "
+                         "key derivation: ~1.5 s CPU per endpoint, which then dominates)")
     args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     if args.only in (None, "overhead"):
         r = bench_overhead(args.tasks)
         print(f"overhead: {r['tasks']} no-op tasks, {r['workers']} workers: queue {r['queue_s']:.2f} s, "
               f"in-process {r['inprocess_s']:.4f} s -> {r['overhead_ms_per_task']:.2f} ms per task of a worker's time "
-              f"(target <= 5); worker CPU {r['worker_cpu_ms_per_task']:.2f} ms per task")
+              f"(target <= 5), {r['throughput_ms_per_task']:.2f} ms per task of the run's wall; CPU per task: "
+              f"workers {r['worker_cpu_ms_per_task']:.2f} ms + PostgreSQL {r['postgres_cpu_ms_per_task']:.2f} ms "
+              f"(in-process {r['inprocess_cpu_ms_per_task']:.3f} ms)")
     if args.only in (None, "deploy"):
-        r = bench_deploy(args.endpoints)
-        print(f"deploy: {r['endpoints']} p12 endpoints over ssh: queue (2 workers x 8) {r['queue_s']:.1f} s, "
-              f"in-process --parallel 16 {r['inprocess_s']:.1f} s -> ratio {r['ratio_queue_over_inprocess']:.2f}")
+        r = bench_deploy(args.endpoints, legacy=args.p12_profile == "legacy")
+        print(f"deploy: {r['endpoints']} p12 endpoints ({args.p12_profile}) over ssh: queue (2 workers x 8) "
+              f"{r['queue_s']:.1f} s wall, in-process --parallel 16 {r['inprocess_s']:.1f} s wall -> ratio "
+              f"{r['ratio_queue_over_inprocess']:.2f}")
+        print(f"  CPU: queue: workers {r['queue_workers_cpu_s']:.1f} s + PostgreSQL {r['queue_postgres_cpu_s']:.1f} s "
+              f"+ follower {r['queue_follower_cpu_s']:.1f} s + sshd {r['queue_sshd_cpu_s']:.1f} s; in-process: "
+              f"{r['inprocess_cpu_s']:.1f} s + sshd {r['inprocess_sshd_cpu_s']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@
 # (the plugin *and* its dependencies), so the next plugin finds neither. pip's wheel cache makes
 # the re-installs cheap. TLSGATE_LOAD_PLUGINS is not used: "not loaded" is not "not installed".
 #
-# Selection (to keep CI short; the full suite has already run every test once in .venv): per
-# plugin, `--collect-only` of the whole tests folder (every module imports and every fixture it
-# names exists without the other plugins) and then the tests not marked slow (`-m "not slow"`,
-# the real-server tests are the slow ones). Any pytest exit status but 0 is a failure; 5 (no
-# tests collected) included.
+# Selection: the plugin's whole tests folder, slow (real-server) tests included: this is the only
+# pass that runs the plugin folders (scripts/test.sh runs only tests/ in .venv). Any pytest exit
+# status but 0 is a failure; 5 (no tests collected) included. With $TLSGATE_REPORT_DIR set (as
+# scripts/test.sh does), each plugin's JUnit XML goes there as 3-isolated-<plugin>.xml, for
+# scripts/test_report.py's counts and skip reasons.
 #   scripts/test_isolated.sh                 every plugin
 #   scripts/test_isolated.sh plugins/nginx   only the named members
+#   scripts/test_isolated.sh plugins/nginx -- -k reload   ... and extra pytest arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,7 +34,13 @@ print("\n".join(sorted({re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() for d
 }
 BASELINE=$(names)
 
-read -r -a MEMBERS <<< "${*:-$("$VENV/bin/python" - <<'PYEOF'
+ARGS=()
+SELECTED=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -- ]; then shift; ARGS=("$@"); break; fi
+  SELECTED+=("$1"); shift
+done
+read -r -a MEMBERS <<< "${SELECTED[*]:-$("$VENV/bin/python" - <<'PYEOF'
 import tomllib
 cfg = tomllib.load(open("pyproject.toml", "rb"))["tool"]["tlsgate-workspace"]
 print(" ".join(m for m in cfg["members"] if m not in ("core", "testing")))
@@ -66,17 +73,14 @@ PYEOF
     echo "test_isolated.sh: other tlsgate distributions are installed beside $member: $others" >&2
     failed+=("$member"); continue
   fi
-  set +e
-  "$VENV/bin/python" -m pytest -p no:cacheprovider -q --collect-only "$member/tests" >/tmp/tlsgate-isolated-collect.$$ 2>&1
-  rc=$?
-  if [ $rc -eq 0 ]; then
-    "$VENV/bin/python" -m pytest -p no:cacheprovider -q -m "not slow" "$member/tests"
-    rc=$?
-  else
-    cat /tmp/tlsgate-isolated-collect.$$ >&2
+  report=()
+  if [ -n "${TLSGATE_REPORT_DIR:-}" ]; then
+    report=(--junitxml="$TLSGATE_REPORT_DIR/3-isolated-$(basename "$member").xml")
   fi
+  set +e
+  "$VENV/bin/python" -m pytest -p no:cacheprovider -q "${report[@]}" "$member/tests" "${ARGS[@]}"
+  rc=$?
   set -e
-  rm -f /tmp/tlsgate-isolated-collect.$$
   if [ $rc -ne 0 ]; then
     [ $rc -eq 5 ] && echo "test_isolated.sh: $member: pytest collected no tests: that is a failure" >&2
     failed+=("$member")

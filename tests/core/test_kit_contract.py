@@ -49,8 +49,9 @@ def test_fake_connection_files_commands_and_record() -> None:
 class _Pem:
     """A tiny driver whose behaviour a test can break: ``flaw`` names the promise it breaks."""
 
-    def __init__(self, flaw: str | None = None) -> None:
+    def __init__(self, flaw: str | None = None, reload: bool = False) -> None:
         self.flaw = flaw
+        self.reload = reload  # after the writes, ask the "server" to reload (a peer step that can fail)
 
     @impl
     def tlsgate_endpoint_types(self) -> list[EndpointType]:
@@ -74,6 +75,8 @@ class _Pem:
         with Transaction(connection, dry_run=dry_run and self.flaw != "dry run writes") as tx:
             tx.write("/srv/key.pem", bundle.key_pem(), mode=0o600)
             tx.write("/srv/cert.pem", bundle.fullchain_pem())
+            if self.reload and not dry_run:
+                connection.run(["reload"], check=True)
         return tx.result(nodes=("x",), verified=True)
 
 
@@ -102,3 +105,44 @@ def test_each_broken_promise_is_caught(flaw: str, check, message: str, test_ca) 
     case, reg = _case(flaw, test_ca)
     with pytest.raises(AssertionError, match=message):
         check(case, reg)
+
+
+def _peer_case(test_ca, reload: bool) -> tuple[Case, Registry]:  # type: ignore[no-untyped-def]
+    """A driver whose install ends with a "reload" of its peer; ``inject`` makes the peer refuse
+    the next reload, as the F5 and IIS tests make their loopback peers refuse a step."""
+    reg = Registry()
+    reg.register(_Pem(None, reload=reload), name="kitpem", distribution="test-kitpem")
+    reg.finish()
+    armed = {"now": False, "fired": False}
+
+    def peer(argv):  # type: ignore[no-untyped-def]
+        if argv[0] != "reload":
+            return None
+        if armed["now"]:
+            armed.update(now=False, fired=True)
+            return 1, "", "reload refused (injected)"
+        return 0, "", ""
+
+    def inject():  # type: ignore[no-untyped-def]
+        armed["now"] = True
+        return lambda: armed["fired"]
+
+    conn = FakeConnection({"/srv/cert.pem": b"old cert", "/srv/key.pem": b"old key"}, commands=peer)
+    issued = test_ca.issue("x.test")
+    ep = Endpoint(name="k", type="kitpem", connection=ConnectionSpec(type="local"))
+    return Case(ep, conn, CertificateBundle.from_pem(issued.cert_pem, issued.key_pem), snapshot=conn.snapshot,
+                inject=inject), reg
+
+
+def test_a_failure_injected_in_the_peer_is_restored_from(test_ca) -> None:  # type: ignore[no-untyped-def]
+    case, reg = _peer_case(test_ca, reload=True)
+    check_behaviour(case, reg)
+    err = check_failed_install_restores(case, reg)
+    assert "reload refused (injected)" in str(err)
+    assert case.connection.read_file("/srv/cert.pem") == b"old cert"
+
+
+def test_a_peer_failure_the_install_never_reaches_is_reported(test_ca) -> None:  # type: ignore[no-untyped-def]
+    case, reg = _peer_case(test_ca, reload=False)
+    with pytest.raises(AssertionError, match="never reached the step the peer was told to fail"):
+        check_failed_install_restores(case, reg)

@@ -78,6 +78,27 @@ def test_ruff_refuses_a_core_import_in_plugin_code_only(tmp_path: Path) -> None:
             assert "tlsgate.transaction" in res.stdout and "tlsgate.plugin" in res.stdout
 
 
+def test_no_plugin_or_example_file_imports_a_core_internal() -> None:
+    """The issue's check, ``grep -rn "from tlsgate\\.\\(transaction\\|transports\\|inventory\\|api\\)"
+    plugins/ examples/``, over every text file there: sources and tests alike (tests import the
+    core's transports from tlsgate_testing.connections)."""
+    import re
+
+    pattern = re.compile(r"from tlsgate\.(transaction|transports|inventory|api)")
+    hits = []
+    for top in ("plugins", "examples"):
+        for path in sorted((ROOT / top).rglob("*")):
+            if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            try:
+                text = path.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+            hits += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1)
+                     if pattern.search(line)]
+    assert hits == []
+
+
 def _module(name: str, api: object) -> types.ModuleType:
     mod = types.ModuleType(name)
     mod.PLUGIN_API = api  # type: ignore[attr-defined]

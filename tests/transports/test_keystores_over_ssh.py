@@ -204,15 +204,16 @@ def test_connection_dropped_while_the_keystore_is_written(
                     options={"path": str(target), "store_password": STORE_PASSWORD})
     gw.add_org("Acme")
     gw.delegate("drop", "Acme")
-    real_fsync = ssh.SSHConnection._fsync
+    real_batch = ssh._sftp_write_batch  # the temporary's mode, bytes, fsync and close: one batch
     killed: list[int] = []
 
-    def fsync_then_drop(self: ssh.SSHConnection, fh: object) -> None:
-        real_fsync(self, fh)
+    def write_then_drop(*args: object, **kwargs: object) -> object:
+        synced = real_batch(*args, **kwargs)  # type: ignore[arg-type]
         if not killed:  # the job's first write is the keystore's
             killed.append(trusted.kill_sessions())
+        return synced
 
-    monkeypatch.setattr(ssh.SSHConnection, "_fsync", fsync_then_drop)
+    monkeypatch.setattr(ssh, "_sftp_write_batch", write_then_drop)
     bundle = CertificateBundle.from_pem_files(demo / "new" / "app.crt", demo / "new" / "app.key",
                                               demo / "new" / "chain.crt")
     with pytest.raises(OperationError) as err:

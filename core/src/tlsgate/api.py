@@ -27,6 +27,7 @@ from . import leases
 from .connection import Connection, current_temp_tag
 from .errors import NotFoundError, OperationError, TlsgateError, ValidationError
 from .gateway_platform import gateway_platform
+from .gcpause import gc_paused
 from .inventory import (
     Inventory,
     StoredEndpoint,
@@ -483,7 +484,7 @@ class Gateway:
             )
         try:
             # under the lease: a discovery must not store what it read before an install finished
-            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn:
+            with self.lease(endpoint, job_id=job_id), self.connect(endpoint) as conn, gc_paused():
                 nodes = self.registry.discover_nodes(endpoint, conn)
                 self._store_nodes(endpoint, nodes)
         except Exception as exc:
@@ -610,9 +611,10 @@ class Gateway:
                     result = _check_served_names(result, bundle, after_nodes)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-                    cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
-                                                                org_id=org_id, dept_id=dept_id)
-                    self._store_nodes(endpoint, after_nodes)
+                    with self.inventory.write():  # the certificate and the nodes: one commit
+                        cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
+                                                                    org_id=org_id, dept_id=dept_id)
+                        self._store_nodes(endpoint, after_nodes)
         except Exception as exc:
             if not dry_run and result is None:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
@@ -721,9 +723,9 @@ class Gateway:
     def _own_writes(self, endpoint: Endpoint) -> dict[str, float]:
         """The files tlsgate wrote on this endpoint and the mtime each was left with (latest wins)."""
         out: dict[str, float] = {}
-        for entry in self.inventory.audit_log():
-            if entry["endpoint_id"] == endpoint.instance_id and entry["action"] in ("tls install", "backup restore"):
-                out.update(entry["details"].get("file_mtimes") or {})  # a restore is tlsgate's write too
+        # a restore (backup restore, a retry undoing its dead attempt) is tlsgate's write too
+        for details in self.inventory.audit_details(endpoint.instance_id, ("tls install", "backup restore")):
+            out.update(details.get("file_mtimes") or {})
         return out
 
     def _maybe_lease(self, endpoint: Endpoint, dry_run: bool, job_id: int | None) -> Any:

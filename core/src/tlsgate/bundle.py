@@ -144,13 +144,12 @@ class CertificateBundle:
     def trust_problem(self, roots: Sequence[x509.Certificate] | None = None) -> str | None:
         """A warning when the chain does not end at a root the gateway trusts (the system store,
         plus ``TLSGATE_TRUSTED_ROOTS``, a PEM file), else None."""
-        roots = trusted_roots() if roots is None else roots
+        fingerprints, by_subject = _roots_index(tuple(trusted_roots() if roots is None else roots))
         top = self.chain[-1] if self.chain else self.leaf
-        for root in roots:
-            if certs.fingerprint(root) == certs.fingerprint(top):
-                return None
-            if root.subject == top.issuer and _signed_by(top, root):
-                return None
+        if certs.fingerprint(top) in fingerprints:
+            return None
+        if any(_signed_by(top, root) for root in by_subject.get(top.issuer, ())):
+            return None
         return (f"the chain ends at {certs.subject_text(top)}, issued by {top.issuer.rfc4514_string()}, "
                 "which is not a root this gateway trusts; clients may not trust it either")
 
@@ -215,6 +214,16 @@ def trusted_roots() -> list[x509.Certificate]:
 
     files = (ssl.get_default_verify_paths().cafile, os.environ.get("TLSGATE_TRUSTED_ROOTS"))
     return [c for name in files if name for c in _load_roots(name)]
+
+
+@functools.lru_cache(maxsize=4)
+def _roots_index(roots: tuple[x509.Certificate, ...]) -> tuple[frozenset[str], dict[x509.Name, list[x509.Certificate]]]:
+    """The roots' fingerprints and the roots by subject (a fleet run checks one chain per
+    endpoint against the same ~150 system roots)."""
+    by_subject: dict[x509.Name, list[x509.Certificate]] = {}
+    for root in roots:
+        by_subject.setdefault(root.subject, []).append(root)
+    return frozenset(certs.fingerprint(r) for r in roots), by_subject
 
 
 @functools.lru_cache(maxsize=4)

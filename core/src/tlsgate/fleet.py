@@ -174,7 +174,7 @@ def run_item(gateway: Gateway, job_id: int, item_id: int) -> jobs.JobItem:
     """Run one endpoint of a job and record the outcome in its ``job_items`` row. Never raises
     for the endpoint's own failures (they are the row's ``failed`` state with the reason)."""
     inventory = gateway.inventory
-    job = jobs.get(inventory, job_id, refresh=False)
+    job = jobs.header(inventory, job_id)  # not its items: one endpoint of a 200-endpoint job reads one row
     item = jobs.item(inventory, item_id)
     jobs.start_item(inventory, item_id)
     try:

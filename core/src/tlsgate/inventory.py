@@ -286,6 +286,8 @@ class Inventory:
     """The inventory on one engine: ``Inventory(path)`` opens (creating) the SQLite file;
     ``Inventory(url="postgresql://...")`` a PostgreSQL database. Opening migrates the schema."""
 
+    _write_depth = 0  # nesting of write(): only the outermost begins and commits
+
     def __init__(self, path: Path | None = None, *, url: str | None = None, migrate: bool = True) -> None:
         from .paths import home
 
@@ -318,8 +320,17 @@ class Inventory:
     @contextmanager
     def write(self) -> Iterator[Any]:
         """A write transaction that takes the database's writer lock at once (no upgrade
-        deadlocks): SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction advisory lock."""
+        deadlocks): SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction advisory lock. Nested in
+        another ``write()`` of this connection, it is part of that one transaction (one commit)."""
+        if self._write_depth:
+            self._write_depth += 1
+            try:
+                yield self.db
+            finally:
+                self._write_depth -= 1
+            return
         self.db.execute("BEGIN IMMEDIATE")
+        self._write_depth = 1
         try:
             yield self.db
         except BaseException:
@@ -327,6 +338,8 @@ class Inventory:
             raise
         else:
             self.db.execute("COMMIT")
+        finally:
+            self._write_depth = 0
 
     def schema_version(self) -> int:
         if self.dialect == "sqlite":
@@ -792,6 +805,15 @@ class Inventory:
              "gateway": r["gateway"]}
             for r in reversed(rows)
         ]
+
+    def audit_details(self, endpoint_id: str, action: str | tuple[str, ...]) -> list[dict[str, Any]]:
+        """The ``details`` of one endpoint's audit entries of one action (or of several), oldest
+        first (what an install needs of the log, without decoding every entry of every endpoint)."""
+        actions = (action,) if isinstance(action, str) else tuple(action)
+        marks = ", ".join("?" * len(actions))
+        rows = self.db.execute(f"SELECT details FROM audit WHERE endpoint_id = ? AND action IN ({marks}) "  # noqa: S608
+                               "ORDER BY id", (endpoint_id, *actions)).fetchall()
+        return [json.loads(r["details"]) for r in rows]
 
     # -- credential stores ----------------------------------------------------------------------
     def add_store(self, name: str, kind: str, options: dict[str, Any]) -> None:

@@ -160,6 +160,11 @@ def get(inventory: Inventory, job_id: int, *, refresh: bool = True) -> Job:
     return _job(row, items)
 
 
+def header(inventory: Inventory, job_id: int) -> Job:
+    """A job without its items (kind, parameters, state, runner)."""
+    return _job(_job_row(inventory, job_id))
+
+
 def item(inventory: Inventory, item_id: int) -> JobItem:
     row = inventory.db.execute("SELECT * FROM job_items WHERE id = ?", (item_id,)).fetchone()
     if row is None:

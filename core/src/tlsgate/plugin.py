@@ -70,7 +70,8 @@ The exports, by what they are for:
   :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`;
 * ACME (the optional ``acme_http01`` and ``tlsgate_dns_providers`` hooks): :func:`http01_path`
   (the checked URL path of an answer), :func:`expect_http_answer` (wait until it is served),
-  :func:`undo_later` (the cleanup to return), :class:`DnsProviderType`.
+  :func:`undo_later` (the cleanup to return), :class:`DnsProviderType`;
+* :func:`gc_paused`: no cyclic garbage collection while a parse builds many acyclic objects.
 
 Importing this module stays cheap (every CLI call imports every plugin's entry module): the
 certificate, probe and Windows helpers load on first use.
@@ -96,6 +97,7 @@ from .errors import (
     TlsgateError,
     ValidationError,
 )
+from .gcpause import gc_paused
 from .hygiene import OwnCopy, package_file_route, package_file_routes, package_owner, remove_superseded
 from .models import (
     CommandResult,
@@ -292,6 +294,7 @@ __all__ = [
     "expect_http_answer",
     "expect_served",
     "fingerprint",
+    "gc_paused",
     "http01_path",
     "impl",
     "install_policy",

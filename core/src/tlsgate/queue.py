@@ -33,6 +33,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -310,6 +311,10 @@ def _after_item(gateway: Gateway, job_id: int, item_id: int) -> None:
     from . import jobs
 
     inv = gateway.inventory
+    params = json.loads(inv.db.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
+    if item_id not in ((params.get("queue") or {}).get("canary") or []):
+        finish_if_done(gateway, job_id)  # no write lock for the items of a job without a canary
+        return
     with inv.write() as db:
         params = json.loads(db.execute("SELECT params FROM jobs WHERE id = ?", (job_id,)).fetchone()[0])
         canary = (params.get("queue") or {}).get("canary") or []
@@ -435,8 +440,10 @@ async def _worker_main(url: str, zones: list[str], name: str, concurrency: int) 
 
     from .inventory import Inventory, now
 
+    # the pool's connections autocommit (see _pool_factory): procrastinate sends one statement
+    # (one of its SQL functions) per checkout, so a transaction would add a BEGIN and a COMMIT
     connector = PsycopgConnector(conninfo=url, kwargs={"connect_timeout": 10},
-                                 min_size=1, max_size=max(4, concurrency + 2))
+                                 min_size=1, max_size=max(4, concurrency + 2), pool_factory=_pool_factory)
     app = build_app(connector)
     queues = [zone_queue(z) for z in zones] + [ESTATE_QUEUE]
     started = now()
@@ -455,6 +462,37 @@ async def _worker_main(url: str, zones: list[str], name: str, concurrency: int) 
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(inventory.close)
             log.info("worker %s stopped", name)
+
+
+#: A pooled connection idle longer than this is checked (an empty query) before it is lent.
+POOL_CHECK_IDLE = 2.0
+
+
+def _pool_factory(**args: Any) -> Any:
+    """procrastinate's pool, its connections in autocommit, whose ``check`` (an empty query: one
+    more round trip before each of
+    the two or three queries of every task) runs only for a connection idle longer than
+    :data:`POOL_CHECK_IDLE`: a busy worker's connections were just used, and one that went bad
+    under a busy worker (PostgreSQL restarted) fails its query, which stops procrastinate's worker
+    and :func:`_supervise` starts it again on fresh connections."""
+    import weakref
+
+    import psycopg_pool
+
+    last_used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    async def check(conn: Any) -> None:
+        now = time.monotonic()
+        if now - last_used.get(conn, -POOL_CHECK_IDLE - 1) > POOL_CHECK_IDLE:
+            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+        last_used[conn] = now
+
+    async def configure(conn: Any) -> None:
+        await conn.set_autocommit(True)
+
+    args["check"] = check
+    args["configure"] = configure
+    return psycopg_pool.AsyncConnectionPool(**args)
 
 
 async def _supervise(app: Any, queues: list[str], name: str, concurrency: int) -> None:

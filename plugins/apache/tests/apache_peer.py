@@ -16,17 +16,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 from tlsgate_testing.certs import Issued, TestCA
-from tlsgate_testing.fixtures_core import free_port, wait_for_port
+from tlsgate_testing.daemons import kill_daemon, process_alive, read_pid, running, start_daemon
+from tlsgate_testing.fixtures_core import free_port
 
 APACHE_BINARY = os.environ.get("TLSGATE_TEST_APACHE", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("TLSGATE_TEST_APACHE_MODULES", "/usr/lib/apache2/modules")
@@ -254,14 +253,6 @@ def apache_site(root: Path, ca: TestCA) -> ApacheSite:
     )
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 class ApacheServer:
     """A running httpd on an :class:`ApacheSite`."""
 
@@ -270,10 +261,7 @@ class ApacheServer:
 
     @property
     def pid(self) -> int | None:
-        try:
-            return int(self.site.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.site.pid_file)
 
     @property
     def alive(self) -> bool:
@@ -285,41 +273,11 @@ class ApacheServer:
                               check=False)
 
     def start(self) -> None:
-        proc = self.ctl("-k", "start")
-        if proc.returncode != 0:
-            raise RuntimeError(f"httpd did not start: {proc.stderr.strip() or proc.stdout.strip()}")
-        for port in self.site.ports:
-            wait_for_port(port, timeout=15)
-        end = time.monotonic() + 15  # the parent writes its PidFile after it detaches
-        while not self.alive:
-            if time.monotonic() > end:
-                raise RuntimeError(f"httpd wrote no live pid to {self.site.pid_file}")
-            time.sleep(0.02)
+        start_daemon([str(self.site.apachectl), "-k", "start"], "httpd", self.site.ports, pid_file=self.site.pid_file)
 
     def stop(self) -> None:
         """Kill this instance's parent and its children (found from its own PidFile)."""
-        pid = self.pid
-        if pid is None or not process_alive(pid):
-            return
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        for victim in [pid, *map(int, children)]:  # the parent first: it must not fork new children
-            try:
-                os.kill(victim, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 10
-        victims = [pid, *map(int, children)]
-        while time.monotonic() < end and any(process_alive(v) for v in victims):
-            time.sleep(0.02)
-
-    def error_log(self) -> str:
-        try:
-            return self.site.error_log.read_text(errors="replace")
-        except OSError:
-            return ""
+        kill_daemon(self.site.pid_file)
 
 
 @pytest.fixture
@@ -335,9 +293,5 @@ def running_apache(root: Path, ca: TestCA) -> Iterator[tuple[ApacheSite, ApacheS
     if apache_binary() is None:
         pytest.skip("apache2/httpd is not installed")
     site = apache_site(root, ca)
-    server = ApacheServer(site)
-    server.start()
-    try:
+    with running(ApacheServer(site)) as server:
         yield site, server
-    finally:
-        server.stop()

@@ -171,10 +171,13 @@ class Device:
 
     def fail(self, method: str, pattern: str, status: int = 500,
              message: str = "The connection to mcpd has been lost, try again.", times: int = 1,
-             html: bool = False) -> None:
+             html: bool = False) -> Fault:
         """Inject a failure: the next ``times`` requests whose method and path match answer
-        ``status`` with an F5 error body (or an HTML page)."""
-        self.faults.append(Fault(method.upper(), pattern, status, message, times, html))
+        ``status`` with an F5 error body (or an HTML page), before they change anything. Returns
+        the fault (``fault.times == 0`` once it has answered every time)."""
+        fault = Fault(method.upper(), pattern, status, message, times, html)
+        self.faults.append(fault)
+        return fault
 
     def live_tokens(self, user: str | None = None) -> int:
         now = time.time()

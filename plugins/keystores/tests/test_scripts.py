@@ -76,7 +76,7 @@ def test_unusable_install_script_is_refused_before_any_change(driver: Any, p12_f
 
 class NotAdmin(LocalConnection):
     """A local connection that reports a non-root user: the refusal path with root's file access.
-    (The real non-root check, through ``id -u`` as ``nobody``, is the runuser test below.)"""
+    (The real non-root check, the process running as ``nobody``, is the runuser test below.)"""
 
     def is_admin(self) -> bool:
         return False

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,8 @@ from pathlib import Path
 import attrs
 import pytest
 from tlsgate_testing.certs import Issued, TestCA
-from tlsgate_testing.fixtures_core import free_port, wait_for_port
+from tlsgate_testing.daemons import children, kill_daemon, read_pid, running, start_daemon
+from tlsgate_testing.fixtures_core import free_port
 
 NGINX_BINARY = os.environ.get("TLSGATE_TEST_NGINX", "/usr/sbin/nginx")
 
@@ -178,14 +178,6 @@ server {{
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 class NginxServer:
     """A running nginx on an :class:`NginxSite` (or any prefix/config)."""
 
@@ -202,24 +194,14 @@ class NginxServer:
 
     @property
     def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.pid_file)
 
     def start(self) -> None:
-        proc = subprocess.run(self.argv(), capture_output=True, text=True, timeout=30, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"nginx did not start: {proc.stderr.strip()}")
-        for port in self.ports:
-            wait_for_port(port, timeout=15)
+        start_daemon(self.argv(), "nginx", self.ports)
 
     def workers(self) -> list[int]:
         pid = self.pid
-        try:
-            return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except (OSError, ValueError):
-            return []
+        return children(pid) if pid is not None else []
 
     def reload(self, timeout: float = 15.0) -> None:
         """``nginx -s reload``, then wait until the old workers stopped accepting (they exit or
@@ -242,32 +224,8 @@ class NginxServer:
         raise TimeoutError(f"nginx workers {old} still accept connections {timeout} s after a reload")
 
     def stop(self) -> None:
-        """Kill this instance's master and its workers (found from its own pid file).
-
-        SIGKILL rather than SIGTERM: nginx's master polls its exiting workers with growing
-        delays and needs ~2 s per instance to stop, which adds up over a test session.
-        """
-        pid = self.pid
-        if pid is None:
-            return
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        for victim in [pid, *map(int, children)]:
-            try:
-                os.kill(victim, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 10
-        while time.monotonic() < end and _alive(pid):
-            time.sleep(0.02)
-
-    def error_log(self) -> str:
-        try:
-            return (self.prefix / "logs" / "error.log").read_text(errors="replace")
-        except OSError:
-            return ""
+        """Kill this instance's master and its workers (found from its own pid file)."""
+        kill_daemon(self.pid_file)
 
 
 @pytest.fixture
@@ -283,12 +241,13 @@ def running_nginx(prefix: Path, ca: TestCA) -> Iterator[tuple[NginxSite, NginxSe
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")
     site = nginx_site(prefix, ca)
-    server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
-    server.start()
-    try:
+    with running(server_of(site)) as server:
         yield site, server
-    finally:
-        server.stop()
+
+
+def server_of(site: NginxSite) -> NginxServer:
+    """The (not yet started) nginx of ``site``, listening on its three ports."""
+    return NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
 
 
 # -- generated configurations (the benchmark and property tests) ------------------------------

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nginx_peer import NginxServer, nginx_binary, nginx_site
+from nginx_peer import nginx_binary, nginx_site, server_of
+from tlsgate_testing.daemons import running
 from tlsgate_testing.lifecycle import changed_directives, deployed_by_cli, served, tg, tg_json
 
 pytestmark = pytest.mark.slow
@@ -29,12 +30,8 @@ def shop_nginx(tmp_path: Path, test_ca, tlsgate_home):  # type: ignore[no-untype
         pytest.skip("nginx is not installed")
     site = nginx_site(tmp_path / "nginx", test_ca)
     (site.prefix / "conf.d" / "30-shop.conf").write_text(SHOP.format(http=site.http_port, tls=site.tls_port2))
-    server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
-    server.start()
-    try:
+    with running(server_of(site)) as server:
         yield site, server
-    finally:
-        server.stop()
 
 
 def _configs(site) -> dict[Path, bytes]:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tlsgate.transports.local import LocalConnection
+from tlsgate_testing.connections import LocalConnection
 from tlsgate_testing.powershell_grammar import full_scripts, syntax_errors, templates_of
 from tlsgate_testing.winhost import PSError, SimulatedWindowsHost
 from tlsgate_tomcat import restart

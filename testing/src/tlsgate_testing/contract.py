@@ -16,6 +16,17 @@ Behaviour, on the plugin's own endpoints (a real peer or a :class:`~tlsgate_test
 run changes nothing (and says what it would do), and a failed install restores every file byte
 for byte (the kit makes the install fail itself: the write after the first one raises). Each
 check is also callable on its own.
+
+A driver that changes its endpoint through an API rather than file writes (F5 over iControl
+REST, IIS through PowerShell) gives the failure to its own loopback peer instead: ``inject``
+arms one failure at a documented step of the peer and returns a function that says whether it
+fired; the snapshot is then the peer's state (device objects, bindings and stores)::
+
+    def fail_the_profile_patch():
+        fault = device.fail("PATCH", r"/ltm/profile/client-ssl/", 400, "01070734:3: ...")
+        return lambda: fault.times == 0
+
+    check_behaviour(Case(endpoint, session, bundle, snapshot=device.snapshot, inject=fail_the_profile_patch))
 """
 
 from __future__ import annotations
@@ -128,6 +139,10 @@ class Case:
     snapshot: Callable[[], object]
     nodes: Sequence[Node] = ()
     alias: str | None = None
+    #: Arms one failure in the endpoint's own (loopback) peer, to fire during the next install,
+    #: and returns a function telling whether it fired. None: the kit wraps the connection
+    #: (:class:`FailAfterFirstWrite`), which suits drivers that change files.
+    inject: Callable[[], Callable[[], bool]] | None = None
 
 
 def tree_snapshot(*roots: str | Path, dirs: bool = False) -> dict[str, tuple[str, bytes, int]]:
@@ -191,20 +206,29 @@ def check_dry_run_changes_nothing(case: Case, registry: Registry | None = None) 
 
 def check_failed_install_restores(case: Case, registry: Registry | None = None) -> OperationError:
     """Make the install fail after its first write (the next read, write or rename raises, or
-    the next command fails, whichever the driver does first) and check it raised OperationError with
-    ``rolled_back=True`` and restored every file byte for byte."""
+    the next command fails, whichever the driver does first; or, with ``case.inject``, at the step
+    of the peer it arms) and check it raised OperationError with ``rolled_back=True`` and restored
+    every file (the whole snapshot) exactly."""
     reg = _registry(registry)
     before = case.snapshot()
-    broken = FailAfterFirstWrite(case.connection)
+    if case.inject is not None:
+        connection = case.connection
+        fired = case.inject()
+        missed = "the install succeeded although the peer failed the injected step"
+        unarmed = "the install never reached the step the peer was told to fail"
+    else:
+        connection = broken = FailAfterFirstWrite(case.connection)
+        fired = lambda: broken.failed  # noqa: E731
+        missed = "the install succeeded although a write after the first one failed"
+        unarmed = "the install wrote nothing, so no failure could be injected"
     try:
-        reg.install(case.endpoint, broken, case.bundle, list(case.nodes), False, case.alias)
+        reg.install(case.endpoint, connection, case.bundle, list(case.nodes), False, case.alias)
     except OperationError as exc:
-        assert broken.failed, f"the install failed before the injected failure: {exc}"
+        assert fired(), f"the install failed before the injected failure: {exc}"
         assert exc.rolled_back, f"the install failed without rolling back: {exc}"
         _same(before, case.snapshot(), "a failed install did not restore every file")
         return exc
-    raise AssertionError("the install succeeded although a write after the first one failed"
-                         if broken.failed else "the install wrote nothing, so no failure could be injected")
+    raise AssertionError(missed if fired() else unarmed)
 
 
 def check_behaviour(case: Case, registry: Registry | None = None) -> None:

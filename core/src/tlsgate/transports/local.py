@@ -42,6 +42,11 @@ class LocalConnection(LateCheckedWrites, Connection):
             self._runner = LocalPowerShell(program=self.powershell, host=self.host)
         return self._runner.run_powershell(template, params, **options)
 
+    def is_admin(self) -> bool:
+        """Whether the gateway process itself runs as root / an elevated Administrator (no
+        command: the answer is this process's own token)."""
+        return process_is_admin()
+
     def run(
         self,
         argv: Sequence[str],
@@ -124,9 +129,9 @@ class LocalConnection(LateCheckedWrites, Connection):
         except PermissionError:
             raise OperationError(f"localhost: {directory}: permission denied") from None
         try:
-            os.fchmod(fd, mode)  # final mode before any (possibly secret) byte is written
+            _fchmod(fd, tmp, mode)  # final mode before any (possibly secret) byte is written
             old = self.stat(path)
-            if old is not None and old.uid is not None and os.geteuid() == 0:
+            if old is not None and old.uid is not None and _is_root():
                 os.fchown(fd, old.uid, old.gid if old.gid is not None else -1)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -183,8 +188,39 @@ class LocalConnection(LateCheckedWrites, Connection):
 
     def chown_like(self, path: str, reference: str) -> None:
         ref = self.stat(reference)
-        if ref is not None and ref.uid is not None and os.geteuid() == 0:
+        if ref is not None and ref.uid is not None and _is_root():
             os.chown(path, ref.uid, ref.gid if ref.gid is not None else -1)
+
+
+def process_is_admin() -> bool:
+    """Whether this process runs as root (POSIX) or with an elevated Administrators token
+    (Windows). Importable everywhere: the Windows branch loads ctypes' ``windll`` only when it runs.
+
+    Windows: ``shell32.IsUserAnAdmin`` (Microsoft Learn, "IsUserAnAdmin function (shlobj_core.h)":
+    TRUE if the user is a member of the Administrators group; it wraps CheckTokenMembership on the
+    process token, so under UAC a filtered, non-elevated token answers FALSE), the same answer as
+    ``WindowsPrincipal.IsInRole(Administrator)`` that the remote Windows transports ask for, without
+    starting PowerShell. ctypes, not pywin32: one call of a system DLL needs no extra dependency."""
+    if sys.platform == "win32":
+        import ctypes
+
+        return bool(ctypes.windll.shell32.IsUserAnAdmin())  # type: ignore[attr-defined]
+    return os.geteuid() == 0
+
+
+def _is_root() -> bool:
+    """Whether file ownership can (and should) be copied: POSIX root only; Windows has no uid/gid
+    to set (``os.stat`` reports 0 for both there, ``os.geteuid`` does not exist)."""
+    return sys.platform != "win32" and os.geteuid() == 0
+
+
+def _fchmod(fd: int, path: str, mode: int) -> None:
+    """``os.fchmod`` where it exists (POSIX; Windows only from Python 3.13), else ``os.chmod`` of
+    the temporary (on Windows only the read-only bit is set from ``mode``)."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:
+        os.chmod(path, mode)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -461,6 +461,176 @@ def _close_quietly(client: Any, sock: socket.socket | None = None) -> None:
 
 
 # -- the connection -----------------------------------------------------------------------------
+# -- pipelined SFTP ------------------------------------------------------------------------------
+# paramiko's SFTPClient pipelines a file's writes and prefetches its reads, but sends every other
+# request (open, fstat, chmod, fsync, close) alone and waits for its answer; on a busy host each
+# wait is a scheduling round trip through sshd and sftp-server. These helpers send a batch of
+# requests at once on paramiko's own request machinery (the server runs them in order) and
+# collect every answer: a small file is read in two round trips (open; fstat + reads) instead of
+# five, and written in two (open; chmod/chown + writes + fsync + close) instead of seven.
+_CHUNK = 32768  # paramiko's MAX_REQUEST_SIZE: the read/write size every SFTP server accepts
+
+
+class _Replies:
+    """Receives the answers paramiko routes to the object registered with each request."""
+
+    def __init__(self) -> None:
+        self.got: dict[int, tuple[int, Any]] = {}
+
+    def _async_response(self, t: int, msg: Any, num: int) -> None:
+        self.got[num] = (t, msg)
+
+
+def _sftp_batch(sftp: Any, requests: Sequence[tuple[int, tuple[Any, ...]]]) -> list[tuple[int, Any]]:
+    """Send ``requests`` ((command, args), ...) without waiting, then wait for every answer."""
+    replies = _Replies()
+    nums = [sftp._async_request(replies, t, *args) for t, args in requests]
+    for num in nums:
+        while num not in replies.got:
+            sftp._read_response()
+    return [replies.got[n] for n in nums]
+
+
+def _status_error(sftp: Any, t: int, msg: Any) -> OSError | None:
+    """The OSError an SFTP answer stands for (paramiko's mapping of status codes), or None."""
+    from paramiko.sftp import CMD_STATUS, SFTP_OK
+
+    if t != CMD_STATUS:
+        return None
+    code = msg.get_int()
+    return None if code == SFTP_OK else _status_exception(sftp, code, msg.get_text())
+
+
+def _status_exception(sftp: Any, code: int, text: str) -> OSError:
+    from paramiko.message import Message
+    from paramiko.sftp import SFTP_EOF
+
+    if code == SFTP_EOF:  # where an answer was due (paramiko would raise EOFError: "connection lost")
+        return OSError(errno.EIO, f"unexpected end of file: {text}")
+    reply = Message()
+    reply.add_int(code)
+    reply.add_string(text)
+    reply.rewind()
+    try:
+        sftp._convert_status(reply)
+    except OSError as exc:
+        return exc
+    return OSError(text)
+
+
+def _sftp_read(sftp: Any, path: str) -> bytes:
+    """The whole file: open; then fstat and the reads that cover it, pipelined; close (unwaited)."""
+    from paramiko.sftp import (
+        CMD_ATTRS,
+        CMD_CLOSE,
+        CMD_DATA,
+        CMD_FSTAT,
+        CMD_HANDLE,
+        CMD_OPEN,
+        CMD_READ,
+        CMD_STATUS,
+        SFTP_EOF,
+        SFTP_FLAG_READ,
+        int64,
+    )
+    from paramiko.sftp_attr import SFTPAttributes
+
+    t, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_READ, SFTPAttributes())
+    if t != CMD_HANDLE:
+        raise OSError(errno.EIO, "expected a file handle")
+    handle = msg.get_binary()
+    try:
+        parts: list[bytes] = []
+        offset, size, eof = 0, None, False
+        while not eof:
+            # until the size is known: two reads (a small file and its end in one round trip)
+            count = 2 if size is None else max(1, -(-(size - offset) // _CHUNK)) + 1
+            requests = [(CMD_READ, (handle, int64(offset + i * _CHUNK), _CHUNK)) for i in range(count)]
+            if size is None:
+                requests.insert(0, (CMD_FSTAT, (handle,)))
+            replies = _sftp_batch(sftp, requests)
+            if size is None:
+                t, msg = replies.pop(0)
+                if t != CMD_ATTRS:
+                    raise _status_error(sftp, t, msg) or OSError(errno.EIO, "expected file attributes")
+                size = int(SFTPAttributes._from_msg(msg).st_size or 0)
+            start = offset
+            for i, (t, msg) in enumerate(replies):
+                at = start + i * _CHUNK
+                if t == CMD_DATA and at == offset:
+                    chunk = msg.get_binary()
+                    parts.append(chunk)
+                    offset += len(chunk)
+                    continue
+                if t == CMD_STATUS:
+                    code = msg.get_int()
+                    if code != SFTP_EOF:
+                        raise _status_exception(sftp, code, msg.get_text())
+                    # the end: at the contiguous end of what was read, or beyond it when the file
+                    # is no longer than that (a short last read, then EOF); else ask again
+                    eof = at == offset or offset >= size
+                    break
+                if t == CMD_DATA:
+                    break  # after a short read (allowed anywhere): ask again from the new offset
+                raise OSError(errno.EIO, f"unexpected SFTP answer {t}")
+        return b"".join(parts)
+    finally:
+        with contextlib.suppress(Exception):
+            sftp._async_request(type(None), CMD_CLOSE, handle)  # answered later, ignored
+
+
+def _sftp_create(sftp: Any, path: str, mode: int) -> bytes:
+    """Create ``path`` exclusively for writing, with permission bits no wider than ``mode``."""
+    from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_TRUNC, SFTP_FLAG_WRITE
+    from paramiko.sftp_attr import SFTPAttributes
+
+    attr = SFTPAttributes()
+    attr.st_mode = mode & 0o777
+    t, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC | SFTP_FLAG_EXCL, attr)
+    if t != CMD_HANDLE:
+        raise OSError(errno.EIO, "expected a file handle")
+    return bytes(msg.get_binary())
+
+
+def _sftp_write_batch(sftp: Any, handle: bytes, data: bytes, mode: int, owner: tuple[int, int] | None,
+                      *, fsync: bool) -> bool | None:
+    """chmod, [chown, chmod,] write, [fsync,] close on an open handle, in one batch. Returns
+    whether ``fsync@openssh.com`` worked (None: not asked). Raises the first failure (a refused
+    chown excepted)."""
+    from paramiko.sftp import CMD_CLOSE, CMD_EXTENDED, CMD_FSETSTAT, CMD_WRITE, int64
+    from paramiko.sftp_attr import SFTPAttributes
+
+    def perms() -> Any:
+        a = SFTPAttributes()
+        a.st_mode = mode
+        return a
+
+    requests: list[tuple[int, tuple[Any, ...]]] = [(CMD_FSETSTAT, (handle, perms()))]
+    chown_at = fsync_at = -1
+    if owner is not None:
+        a = SFTPAttributes()
+        a.st_uid, a.st_gid = owner
+        chown_at = len(requests)
+        requests += [(CMD_FSETSTAT, (handle, a)), (CMD_FSETSTAT, (handle, perms()))]
+    view = memoryview(data)
+    requests += [(CMD_WRITE, (handle, int64(o), bytes(view[o:o + _CHUNK]))) for o in range(0, len(view), _CHUNK)]
+    if fsync:
+        fsync_at = len(requests)
+        requests.append((CMD_EXTENDED, ("fsync@openssh.com", handle)))
+    requests.append((CMD_CLOSE, (handle,)))
+    fsync_ok = None
+    failure: OSError | None = None
+    for i, (t, msg) in enumerate(_sftp_batch(sftp, requests)):
+        error = _status_error(sftp, t, msg)
+        if i == fsync_at:
+            fsync_ok = error is None  # unsupported by this server: the rename is still atomic
+        elif error is not None and i != chown_at and failure is None:
+            failure = error
+    if failure is not None:
+        raise failure
+    return fsync_ok
+
+
 class SSHConnection(LateCheckedWrites, Connection):
     """A :class:`Connection` over one SSH transport: exec channels and one SFTP session.
 
@@ -525,6 +695,12 @@ class SSHConnection(LateCheckedWrites, Connection):
     def sftp_path(self, path: str) -> str:
         """How ``path`` is spelled for the SFTP server (identity on POSIX)."""
         return path
+
+    @property
+    def _openssh(self) -> bool:
+        """Whether the server is OpenSSH (its sftp-server's ``realpath`` semantics are known)."""
+        transport = self.client.get_transport()
+        return "openssh" in str(getattr(transport, "remote_version", "") or "").lower()
 
     @contextlib.contextmanager
     def _sftp_errors(self, path: str, action: str, *, denied: bool = False) -> Iterator[None]:
@@ -690,13 +866,24 @@ class SSHConnection(LateCheckedWrites, Connection):
     def read_file(self, path: str) -> bytes:
         """The file's bytes over SFTP; when that read is refused and ``--sudo`` is on,
         ``sudo cat`` (root-only keys and configs)."""
+        data = self._read(path)
+        if data is None:
+            raise OperationError(f"{self.host}: {path}: no such file or directory", host=self.host)
+        return data
+
+    def _read(self, path: str) -> bytes | None:
+        """:meth:`read_file`, or None when ``path`` does not exist."""
         try:
-            with self._sftp_errors(path, "read", denied=True), self.sftp.open(self.sftp_path(path), "rb") as fh:
-                fh.prefetch()
-                return bytes(fh.read())
+            with self._sftp_errors(path, "read", denied=True):
+                try:
+                    return _sftp_read(self.sftp, self.sftp_path(path))
+                except FileNotFoundError:
+                    return None
         except PermissionError:
             if self.escalation != "sudo":
                 raise self._denied(path, "reading", "use --sudo, or give the account read permission") from None
+        if self.stat(path) is None:
+            return None
         return self._sudo_read(path)
 
     def _sudo_read(self, path: str) -> bytes:
@@ -736,8 +923,14 @@ class SSHConnection(LateCheckedWrites, Connection):
         self._write(path, data, mode, check=check, expect=expect)
 
     def realpath(self, path: str) -> str:
-        """SFTP ``realpath`` (OpenSSH resolves every link); a missing file: ``readlink -f``."""
-        if self.exists(path):
+        """SFTP ``realpath`` (OpenSSH resolves every link); a missing file: ``readlink -f``.
+        OpenSSH's sftp-server resolves a missing last component (and a dangling link) as
+        ``readlink -f`` does, so against it the one ``realpath`` request is enough."""
+        if self._openssh:
+            with contextlib.suppress(OSError, OperationError):
+                with self._sftp_errors(path, "resolve", denied=True):
+                    return str(self.sftp.normalize(self.sftp_path(path)))
+        elif self.exists(path):
             with self._sftp_errors(path, "resolve"):
                 return str(self.sftp.normalize(self.sftp_path(path)))
         return super().realpath(path)
@@ -764,7 +957,7 @@ class SSHConnection(LateCheckedWrites, Connection):
     def _check_unchanged(self, path: str, check: bool, expect: bytes | None) -> None:
         """The last moment before the rename: never overwrite a file changed since it was read."""
         if check:
-            current = self.read_file(path) if self.exists(path) else None
+            current = self._read(path)
             if current != expect:
                 raise FileChanged(self.host, path)
 
@@ -776,14 +969,18 @@ class SSHConnection(LateCheckedWrites, Connection):
         created = False
         try:
             with self._sftp_errors(path, "write", denied=True):
-                with sftp.open(self.sftp_path(tmp), "wbx") as fh:
-                    created = True
-                    fh.chmod(mode)  # before any (possibly secret) byte is written
-                    if old is not None and old.uid is not None:
-                        with contextlib.suppress(OSError):  # only root may give a file away
-                            fh.chown(old.uid, old.gid if old.gid is not None else -1)
-                        fh.chmod(mode)  # chown may clear set-id bits; the mode is ours again
-                    self._send(fh, data)
+                # created with the final mode's permission bits (never wider: the server's umask
+                # only narrows), then, in one pipelined batch the server runs in order: chmod to
+                # the exact mode, chown to the old owner (only root may give a file away: a
+                # refusal is ignored) and chmod again (chown may clear set-id bits), the bytes,
+                # fsync, close. Any other failure in the batch fails the write.
+                handle = _sftp_create(sftp, self.sftp_path(tmp), mode)
+                created = True
+                owner = (old.uid, old.gid if old.gid is not None else old.uid) \
+                    if old is not None and old.uid is not None else None
+                synced = _sftp_write_batch(sftp, handle, data, mode, owner, fsync=self._fsync_ok is not False)
+                if synced is not None:
+                    self._fsync_ok = synced
             self._check_unchanged(path, check, expect)
             with self._sftp_errors(path, "rename", denied=True):
                 sftp.posix_rename(self.sftp_path(tmp), self.sftp_path(path))

@@ -3,7 +3,11 @@ one node per entry (nothing is written)."""
 
 from __future__ import annotations
 
+import hashlib
 import shlex
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 import attrs
 from tlsgate.plugin import Connection, Endpoint, Node, OperationError, reveal
@@ -30,12 +34,36 @@ def load(endpoint: Endpoint, connection: Connection) -> Loaded:
     if endpoint.type == "p12":
         from . import p12_codec
 
-        return Loaded(data, p12_codec.load(data, option_secret(opts, "store_password") or ""))
+        return Loaded(data, _decoded("p12", data, option_secret(opts, "store_password") or "", p12_codec.load))
     if endpoint.type == "jks":
         from . import jks_codec
 
-        return Loaded(data, jks_codec.load(data, option_secret(opts, "store_password") or ""))
+        return Loaded(data, _decoded("jks", data, option_secret(opts, "store_password") or "", jks_codec.load))
     return _load_pem(endpoint, connection, data)
+
+
+# One install reads the keystore up to four times (discovery, the install itself, the read-back
+# check, the re-discovery): twice the old bytes, twice the new. Decoding is the costly part (key
+# derivations, ASN.1), so the last few decodings are kept, keyed on the exact bytes and password
+# (a changed file is different bytes: it is decoded again). Every caller gets its own copy.
+_DECODED: OrderedDict[tuple[str, bytes, bytes], Keystore] = OrderedDict()
+_DECODED_LOCK = threading.Lock()
+_DECODED_MAX = 32
+
+
+def _decoded(kind: str, data: bytes, password: str, decode: Callable[[bytes, str], Keystore]) -> Keystore:
+    key = (kind, hashlib.sha256(data).digest(), hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest())
+    with _DECODED_LOCK:
+        store = _DECODED.get(key)
+        if store is not None:
+            _DECODED.move_to_end(key)
+    if store is None:
+        store = decode(data, password)  # raises for a wrong password or a damaged file: not kept
+        with _DECODED_LOCK:
+            _DECODED[key] = store
+            while len(_DECODED) > _DECODED_MAX:
+                _DECODED.popitem(last=False)
+    return Keystore(store.format, list(store.entries), list(store.extra), dict(store.layout))
 
 
 def _load_pem(endpoint: Endpoint, connection: Connection, data: bytes) -> Loaded:
