@@ -162,6 +162,75 @@ def test_undecryptable_secret_names_the_endpoint(tmp_path: Path, cli: Any) -> No
     assert "endpoint 'remote'" in out.stdout + out.stderr
 
 
+def test_old_inventory_without_check_value_verifies_the_key_before_adopting_it(cli: Any) -> None:
+    """An inventory from before key check values (secrets, no check value): a key is adopted
+    (its check value written) only once it decrypted one of the secrets; another key is refused,
+    naming the endpoint, and leaves no check value behind that would lock the right key out."""
+    import sqlite3
+
+    from cryptography.fernet import Fernet
+
+    add = ("tls", "add", "certdir", "--connection_type", "ssh", "--host", "127.0.0.1", "--user", "u",
+           "--password", "-", "--dir", "/srv/certs")
+    res = cli(*add, "--name", "remote", stdin="pw\n")
+    assert res.returncode == 0, res.stderr
+    right = (cli.home / "master.key").read_bytes()
+
+    def check_values() -> list[str]:
+        db = sqlite3.connect(cli.home / "inventory.sqlite3")
+        try:
+            return [r[0] for r in db.execute("SELECT value FROM meta WHERE key = 'master_key_check'")]
+        finally:
+            db.close()
+
+    db = sqlite3.connect(cli.home / "inventory.sqlite3")
+    db.execute("DELETE FROM meta WHERE key = 'master_key_check'")  # the old inventory
+    db.commit()
+    db.close()
+    (cli.home / "master.key").write_bytes(Fernet.generate_key())  # someone else's key
+    wrong = cli(*add, "--name", "second", stdin="pw\n")
+    assert wrong.returncode == 1 and "cannot decrypt the secret of endpoint 'remote'" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr and check_values() == []
+    wrong_env = cli(*add, "--name", "second", stdin="pw\n", env={"TLSGATE_MASTER_KEY": "a passphrase"})
+    assert wrong_env.returncode == 1 and "endpoint 'remote'" in wrong_env.stderr and check_values() == []
+
+    (cli.home / "master.key").write_bytes(right)
+    ok = cli(*add, "--name", "second", stdin="pw\n")
+    assert ok.returncode == 0, ok.stderr
+    (value,) = check_values()
+    assert Fernet(right).decrypt(value.encode())  # the verified key's check value
+    assert cli("tls", "show", "second").returncode == 0
+
+
+def test_gateways_sharing_a_postgresql_inventory_share_its_key_check(tmp_path: Path, postgres_database: str) -> None:
+    """The check value lives in the inventory, also on PostgreSQL: a second gateway (its own
+    home) with another master key is refused before it seals anything; with the check value
+    gone (an old inventory), refused naming the endpoint whose secret it tried."""
+    import psycopg
+    from cryptography.fernet import Fernet
+
+    key_a, key_b = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    homes = [tmp_path / "gw-a", tmp_path / "gw-b"]
+    for h in homes:
+        h.mkdir(mode=0o700)
+    gw_a, gw_b = (tlsgate_cli(h) for h in homes)
+    env_a = {"TLSGATE_DATABASE_URL": postgres_database, "TLSGATE_MASTER_KEY": key_a}
+    env_b = {"TLSGATE_DATABASE_URL": postgres_database, "TLSGATE_MASTER_KEY": key_b}
+    add = ("tls", "add", "certdir", "--connection_type", "ssh", "--host", "127.0.0.1", "--user", "u",
+           "--password", "-", "--dir", "/srv/certs")
+    assert gw_a(*add, "--name", "remote", stdin="pw\n", env=env_a).returncode == 0
+    refused = gw_b(*add, "--name", "second", stdin="pw\n", env=env_b)
+    assert refused.returncode == 1 and "key check value differs" in refused.stderr, refused.stderr
+    with psycopg.connect(postgres_database, autocommit=True) as db:
+        db.execute("DELETE FROM meta WHERE key = 'master_key_check'")
+    refused = gw_b(*add, "--name", "second", stdin="pw\n", env=env_b)
+    assert refused.returncode == 1 and "cannot decrypt the secret of endpoint 'remote'" in refused.stderr
+    with psycopg.connect(postgres_database, autocommit=True) as db:
+        assert db.execute("SELECT COUNT(*) FROM meta WHERE key = 'master_key_check'").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM endpoints").fetchone()[0] == 1
+    assert gw_a(*add, "--name", "second", stdin="pw\n", env=env_a).returncode == 0  # the right key
+
+
 def test_thirty_processes_create_one_master_key(tmp_path: Path) -> None:
     home = tmp_path / "fresh"
     home.mkdir(mode=0o700)
@@ -226,6 +295,28 @@ def test_bytes_read_are_capped(tmp_path: Path, cli: Any) -> None:
     _certdir(cli, folder)
     res = cli("tls", "install", "cd", "--cert", "/dev/zero", "--key", "/dev/zero", timeout=60)
     assert res.returncode == 2 and "too large" in res.stderr and "--cert" in res.stderr
+    pfx = cli("tls", "install", "cd", "--pfx", "/dev/zero", timeout=60)
+    assert pfx.returncode == 2 and "too large" in pfx.stderr and "--pfx" in pfx.stderr, pfx.stderr
+    # a pipe (st_size 0) that never ends: the cap is on the bytes read
+    import threading
+
+    ca = TestCA("caps")
+    leaf = ca.issue("caps.test")
+    crt, key, _chain = leaf.write(tmp_path / "in", "c")
+    fifo = tmp_path / "chain.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as fh:
+                while True:
+                    fh.write(b"A" * 65536)
+        except OSError:
+            pass  # the reader stopped at the cap and closed its end
+
+    threading.Thread(target=feed, daemon=True).start()
+    piped = cli("tls", "install", "cd", "--cert", str(crt), "--key", str(key), "--chain", str(fifo), timeout=60)
+    assert piped.returncode == 2 and "too large" in piped.stderr and "--chain" in piped.stderr, piped.stderr
     assert cli("store", "add", "local", "--name", "s").returncode == 0
     big = cli("store", "put", "s", "--store_cred_id", "k", "--ssh_key_path", "/dev/zero", timeout=60)
     assert big.returncode == 2 and "--ssh_key_path" in big.stderr and "too large" in big.stderr

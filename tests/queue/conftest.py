@@ -5,14 +5,13 @@ keystore endpoints on local files, each in a zone.
 A keystore path can be turned into a FIFO (:meth:`Estate.hold`): a worker that installs into it
 blocks reading it until the test serves the original bytes (:meth:`Estate.release`), so a test
 can kill -9 a worker or restart PostgreSQL at a known point of an install, before anything was
-written. The install's atomic rename then replaces the FIFO with the new keystore file."""
+written; releasing it serves the blocked read and puts the original file back."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -54,6 +53,7 @@ class Estate:
         self._servers: list[threading.Thread] = []
         self._stop = threading.Event()
         self.original: dict[str, bytes] = {}
+        self.modes: dict[str, int] = {}
         self.pids_to_kill: list[int] = []
 
     # -- CLI ---------------------------------------------------------------------------------------
@@ -70,12 +70,12 @@ class Estate:
         return json.loads(self.ok(*args, "--json", timeout=timeout).stdout)
 
     # -- endpoints ---------------------------------------------------------------------------------
-    def add_p12(self, name: str, zone: str) -> Path:
+    def add_p12(self, name: str, zone: str, *extra: str) -> Path:
         path = self.tmp / "stores" / f"{name}.p12"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(self.ca.issue(f"{name}.old.example").pfx(PASSWORD))
         self.ok("tls", "add", "p12", "--name", name, "--connection_type", "local", "--path", str(path),
-                "--store_password", "-", "--zone", zone, stdin=PASSWORD + "\n")
+                "--store_password", "-", "--zone", zone, *extra, stdin=PASSWORD + "\n")
         return path
 
     # -- workers -----------------------------------------------------------------------------------
@@ -124,32 +124,35 @@ class Estate:
     def hold(self, path: Path) -> None:
         """Make ``path`` a FIFO: the next install into it blocks reading it."""
         self.original[str(path)] = path.read_bytes()
+        self.modes[str(path)] = path.stat().st_mode & 0o7777
         path.unlink()
         os.mkfifo(path, 0o600)
 
     def release(self, path: Path) -> None:
-        """Serve the original bytes to every reader of the FIFO until it is replaced."""
+        """Serve the original bytes to the reader blocked on the FIFO, and put the original file
+        back (an atomic rename, while the FIFO is still open for writing) before that reader sees
+        end-of-file: every later read (the transaction's backup, its compare just before the
+        rename) finds the regular file. Serving the FIFO twice could hand one reader the bytes
+        twice (a writer that re-opens before the reader's EOF), which reads as a changed file."""
         data = self.original[str(path)]
 
         def serve() -> None:
             while not self._stop.is_set():
                 try:
-                    if not stat.S_ISFIFO(os.stat(path).st_mode):
-                        return
                     fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                except FileNotFoundError:
-                    time.sleep(0.02)
-                    continue
                 except OSError:  # ENXIO: nobody reads yet
                     time.sleep(0.02)
                     continue
                 try:
                     os.set_blocking(fd, True)
+                    tmp = path.with_name(path.name + ".orig")
+                    tmp.write_bytes(data)
+                    os.chmod(tmp, self.modes[str(path)])
                     os.write(fd, data)
-                except OSError:
-                    pass
+                    os.replace(tmp, path)
                 finally:
                     os.close(fd)
+                return
 
         t = threading.Thread(target=serve, daemon=True)
         t.start()

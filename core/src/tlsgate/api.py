@@ -566,7 +566,7 @@ class Gateway:
                 raise ValidationError(f"{validity} (--force installs it anyway)", option="--cert")
             details["forced"] = validity
         warnings = tuple(w for w in [bundle.trust_problem()] if w)
-        sink = None if dry_run else backup_sets.BackupSet(endpoint.name, endpoint.instance_id)
+        sink = None if dry_run else backup_sets.BackupSet(endpoint.name, endpoint.instance_id, job_id=job_id)
         if sink is not None:
             details["backup"] = sink.id
         before: str | None = None
@@ -579,7 +579,7 @@ class Gateway:
             with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
                 if sink is not None:
                     sink.info["host"] = conn.host
-                    self.check_unfinished(endpoint, conn)
+                    self.check_unfinished(endpoint, conn, job_id=job_id)
                 current = self.registry.discover_nodes(endpoint, conn)
                 if replaces is not None:
                     chosen = [n for n in current if n.fingerprint == replaces]
@@ -645,9 +645,12 @@ class Gateway:
     def backup_sets(self) -> list[backup_sets.StoredSet]:
         return backup_sets.load_sets(self.inventory.journal())
 
-    def check_unfinished(self, endpoint: Endpoint, conn: Connection) -> None:
+    def check_unfinished(self, endpoint: Endpoint, conn: Connection, *, job_id: int | None = None) -> None:
         """Before a job changes ``endpoint``: find installs on it whose process died. Their
-        temporaries are removed; one that changed nothing is closed; otherwise refuse."""
+        temporaries are removed; one that changed nothing is closed; one made by an earlier
+        attempt of this same job (``job_id``: a retry of the job's item for this endpoint) is
+        restored and closed, so the retry starts from the endpoint as it was before the job;
+        otherwise (another job's, or a lone install's, changes) refuse."""
         for stored in backup_sets.load_sets(self.inventory.journal(endpoint.instance_id), open_only=True):
             if stored.state != "unfinished" or stored.manifest.get("endpoint_id") != endpoint.instance_id:
                 continue
@@ -658,12 +661,33 @@ class Gateway:
                             details={"backup": stored.id, "changed": [], "temporaries_removed": removed,
                                      "note": "the process died before it changed any file"})
                 continue
+            if job_id is not None and stored.job_id == job_id:
+                self._restore_own(endpoint, conn, stored, removed)
+                continue
             raise OperationError(
                 f"endpoint {endpoint.name!r}: an install started {stored.manifest.get('started')} (pid "
                 f"{stored.manifest.get('pid')}) died after changing {', '.join(changed)}; restore the "
                 f"originals with: tlsgate backup restore {stored.id} (or keep the files as they are: "
                 f"tlsgate backup dismiss {stored.id})"
             )
+
+    def _restore_own(self, endpoint: Endpoint, conn: Connection, stored: backup_sets.StoredSet,
+                     removed: list[str]) -> None:
+        """A retry meets its own job's dead attempt: put the originals back, close the set."""
+        try:
+            restored = backup_sets.restore(conn, stored)
+        except Exception as exc:
+            # "set", not "backup": a failed restore leaves the set open (unfinished), it is no outcome
+            self._audit("backup restore", "failed", endpoint,
+                        details={"set": stored.id, "error": str(exc), "retry_of": stored.job_id})
+            raise OperationError(
+                f"endpoint {endpoint.name!r}: job {stored.job_id}'s earlier attempt died mid-install and "
+                f"restoring its originals failed ({exc}); see: tlsgate backup restore {stored.id}"
+            ) from exc
+        self._audit("backup restore", "restored", endpoint,
+                    details={"backup": stored.id, "restored": restored, "temporaries_removed": removed,
+                             "retry_of": stored.job_id, "file_mtimes": _mtimes(conn, restored),
+                             "note": f"job {stored.job_id} retried: its dead attempt's changes were undone first"})
 
     def restore_backup(self, ref: str) -> tuple[backup_sets.StoredSet, list[str], list[str]]:
         """Put back the originals of an unfinished (or any finished) install; returns the set, the
@@ -677,10 +701,12 @@ class Gateway:
                 removed = backup_sets.remove_temporaries(conn, stored)
                 restored = backup_sets.restore(conn, stored)
         except Exception as exc:
-            self._audit("backup restore", "failed", endpoint, details={"backup": stored.id, "error": str(exc)})
+            # "set", not "backup": a failed restore leaves the set open (unfinished), it is no outcome
+            self._audit("backup restore", "failed", endpoint, details={"set": stored.id, "error": str(exc)})
             raise
         self._audit("backup restore", "restored", endpoint,
-                    details={"backup": stored.id, "restored": restored, "temporaries_removed": removed})
+                    details={"backup": stored.id, "restored": restored, "temporaries_removed": removed,
+                             "file_mtimes": _mtimes(conn, restored)})
         return stored, restored, removed
 
     def dismiss_backup(self, ref: str) -> backup_sets.StoredSet:
@@ -697,7 +723,8 @@ class Gateway:
     def _own_writes(self, endpoint: Endpoint) -> dict[str, float]:
         """The files tlsgate wrote on this endpoint and the mtime each was left with (latest wins)."""
         out: dict[str, float] = {}
-        for details in self.inventory.audit_details(endpoint.instance_id, "tls install"):
+        # a restore (backup restore, a retry undoing its dead attempt) is tlsgate's write too
+        for details in self.inventory.audit_details(endpoint.instance_id, ("tls install", "backup restore")):
             out.update(details.get("file_mtimes") or {})
         return out
 

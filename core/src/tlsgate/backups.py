@@ -12,6 +12,11 @@ backed-up file still holds its original) it is closed quietly; otherwise the job
 says how to restore it (``tlsgate backup restore ID``) or keep the files as they are
 (``tlsgate backup dismiss ID``). The temporaries the dead process left (``.tlsgate-<tag>-*``,
 possibly full copies of a new keystore) are removed in both cases.
+
+One exception: a set made by an earlier attempt of the *same job* on the same endpoint (a
+``job retry``, or the queue re-running a dead worker's task) is the retry's own unfinished work.
+The retry restores its originals (so the endpoint is byte-identical to before the job), closes it
+(``restored``, ``retry_of`` naming the job) and goes on with the full install.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ def process_alive(host: str, pid: int, start: str | None) -> bool:
 class BackupSet:
     """The per-job :class:`~tlsgate.transaction.BackupSink`: originals sealed on the gateway."""
 
-    def __init__(self, endpoint_name: str, endpoint_id: str | None = None, host: str = "") -> None:
+    def __init__(self, endpoint_name: str, endpoint_id: str | None = None, host: str = "",
+                 job_id: int | None = None) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.tag = secrets.token_hex(4)
         self.id = f"{stamp}-{_safe(endpoint_name)}"
@@ -76,6 +82,7 @@ class BackupSet:
             "id": self.id, "endpoint": endpoint_name, "endpoint_id": endpoint_id, "host": host,
             "pid": os.getpid(), "pid_start": _proc_start(os.getpid()), "gateway_host": socket.gethostname(),
             "temp_tag": self.tag, "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "job_id": job_id,
         }
 
     @property
@@ -125,6 +132,12 @@ class StoredSet:
     @property
     def files(self) -> list[dict[str, Any]]:
         return list(self.manifest.get("files", []))
+
+    @property
+    def job_id(self) -> int | None:
+        """The job (fleet / queue) whose install made the set; None for a lone ``tls install``."""
+        value = self.manifest.get("job_id")
+        return int(value) if isinstance(value, int) else None
 
     def original(self, entry: dict[str, Any]) -> bytes | None:
         if not entry.get("existed"):
@@ -224,7 +237,9 @@ def restore(conn: Connection, stored: StoredSet) -> list[str]:
         if original is None:
             conn.remove(path)
         else:
-            conn.write_file(path, original, mode=entry.get("mode") or 0o644)
+            # compared just before the rename like any job's write: one left mid-restore by a
+            # person is not overwritten (the set stays unfinished and says so)
+            conn.write_file_if(path, original, mode=entry.get("mode") or 0o644, expect=current)
         restored.append(path)
     return restored
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import sqlite3
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import OperationError
 from .paths import home
@@ -35,7 +36,9 @@ _CHECK_KEY = "master_key_check"
 
 
 @lru_cache(maxsize=8)
-def _fernet_for(env_key: str | None, key_file: str) -> Fernet:
+def _fernet_for(env_key: str | None, key_file: str, database: str = "") -> Fernet:
+    # ``database`` (the URL, or "" for the SQLite file) is part of the cache key: a key checked
+    # against one inventory is not taken as checked against another
     from cryptography.fernet import Fernet
 
     if env_key:
@@ -83,7 +86,17 @@ def _create_key(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _db(directory: Path) -> sqlite3.Connection | None:
+def _db(directory: Path) -> Any:
+    """The inventory's database: PostgreSQL when ``TLSGATE_DATABASE_URL`` names one (the check
+    value lives with the secrets, shared by every gateway of the estate), else the SQLite file
+    under ``directory`` (None when there is none yet)."""
+    from .database import database_url
+
+    url = database_url()
+    if url:
+        from .database import PostgresConnection
+
+        return PostgresConnection(url)
     db_path = directory / "inventory.sqlite3"
     if not db_path.exists():
         return None
@@ -92,8 +105,44 @@ def _db(directory: Path) -> sqlite3.Connection | None:
     return db
 
 
-def _has_table(db: sqlite3.Connection, name: str) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+def _has_table(db: Any, name: str) -> bool:
+    if isinstance(db, sqlite3.Connection):
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        sql = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+    return db.execute(sql, (name,)).fetchone() is not None
+
+
+#: Where the inventory keeps values sealed with the master key: (table, column, what names the
+#: owner in a message). Every sealed value is ``enc:v1:<token>``, alone or inside JSON.
+SEALED = (
+    ("endpoints", "connection", "name", "endpoint {!r}"),
+    ("endpoints", "options", "name", "endpoint {!r}"),
+    ("stores", "options", "name", "credential store {!r}"),
+    ("store_secrets", "data", "store", "credential store {!r}"),
+    ("certificates", "key", "id", "certificate ID {}"),
+    ("acme_accounts", "data", "name", "ACME account {!r}"),
+    ("dns_providers", "options", "name", "DNS provider {!r}"),
+)
+_TOKEN = re.compile(re.escape(PREFIX) + r"([A-Za-z0-9_\-]+=*)")
+
+
+def _sealed(db: Any, limit: int | None = 1) -> list[tuple[str, str]]:
+    """Up to ``limit`` sealed values of the inventory, as (owner, Fernet token)."""
+    found: list[tuple[str, str]] = []
+    like = f"%{PREFIX}%"
+    for table, column, owner, label in SEALED:
+        if not _has_table(db, table):
+            continue
+        rows = db.execute(f"SELECT {owner}, {column} FROM {table} WHERE {column} LIKE ?"  # noqa: S608 - constants
+                          + (f" LIMIT {int(limit)}" if limit else ""), (like,)).fetchall()
+        for row in rows:
+            match = _TOKEN.search(row[1] or "")
+            if match:
+                found.append((label.format(row[0]), match.group(1)))
+            if limit and len(found) >= limit:
+                return found
+    return found
 
 
 def _holds_secrets(directory: Path) -> bool:
@@ -104,19 +153,16 @@ def _holds_secrets(directory: Path) -> bool:
     try:
         if _has_table(db, "meta") and db.execute("SELECT 1 FROM meta WHERE key = ?", (_CHECK_KEY,)).fetchone():
             return True
-        like = f"%{PREFIX}%"
-        for table, column in (("endpoints", "connection"), ("endpoints", "options"), ("stores", "options"),
-                              ("store_secrets", "data")):
-            if _has_table(db, table) and db.execute(
-                    f"SELECT 1 FROM {table} WHERE {column} LIKE ? LIMIT 1", (like,)).fetchone():  # noqa: S608
-                return True
-        return False
+        return bool(_sealed(db))
     finally:
         db.close()
 
 
 def _check(f: Fernet, directory: Path, source: str) -> None:
-    """Compare the key with the inventory's check value; record one when there is none."""
+    """Compare the key with the inventory's check value. An inventory without one (made before
+    check values existed) that holds secrets gets one only once the key has decrypted one of
+    them: an old inventory never adopts an unverified key; a key that cannot is refused, naming
+    the endpoint (or store, certificate, account) whose secret it tried."""
     from cryptography.fernet import InvalidToken
 
     db = _db(directory)
@@ -134,20 +180,30 @@ def _check(f: Fernet, directory: Path, source: str) -> None:
                     f"the master key ({source}) is not the one this inventory's secrets were sealed with "
                     "(key check value differs); use the original key") from None
             return
+        for owner, token in _sealed(db):
+            try:
+                f.decrypt(token.encode())
+            except InvalidToken:
+                raise OperationError(
+                    f"the master key ({source}) cannot decrypt the secret of {owner}: it is not the key "
+                    "this inventory's secrets were sealed with; use the original key (the inventory has no "
+                    "key check value yet, so none is recorded for this one)") from None
         # recorded on the side: this process may itself hold the inventory's write lock (sealing
         # inside a transaction), so do not wait; a later process records it then
-        db.execute("PRAGMA busy_timeout = 0")
+        if isinstance(db, sqlite3.Connection):
+            db.execute("PRAGMA busy_timeout = 0")
         try:
             db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
                        (_CHECK_KEY, f.encrypt(_CHECK_TEXT).decode()))
-        except sqlite3.OperationalError:
+        except sqlite3.Error:  # PostgreSQL's errors are mapped onto sqlite3's
             pass
     finally:
         db.close()
 
 
 def fernet() -> Fernet:
-    return _fernet_for(os.environ.get("TLSGATE_MASTER_KEY"), str(home() / "master.key"))
+    return _fernet_for(os.environ.get("TLSGATE_MASTER_KEY"), str(home() / "master.key"),
+                       os.environ.get("TLSGATE_DATABASE_URL", ""))
 
 
 def encrypt(value: str | bytes) -> str:

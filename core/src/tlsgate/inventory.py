@@ -806,11 +806,13 @@ class Inventory:
             for r in reversed(rows)
         ]
 
-    def audit_details(self, endpoint_id: str, action: str) -> list[dict[str, Any]]:
-        """The ``details`` of one endpoint's audit entries of one action, oldest first (what an
-        install needs of the log, without decoding every entry of every endpoint)."""
-        rows = self.db.execute("SELECT details FROM audit WHERE endpoint_id = ? AND action = ? ORDER BY id",
-                               (endpoint_id, action)).fetchall()
+    def audit_details(self, endpoint_id: str, action: str | tuple[str, ...]) -> list[dict[str, Any]]:
+        """The ``details`` of one endpoint's audit entries of one action (or of several), oldest
+        first (what an install needs of the log, without decoding every entry of every endpoint)."""
+        actions = (action,) if isinstance(action, str) else tuple(action)
+        marks = ", ".join("?" * len(actions))
+        rows = self.db.execute(f"SELECT details FROM audit WHERE endpoint_id = ? AND action IN ({marks}) "  # noqa: S608
+                               "ORDER BY id", (endpoint_id, *actions)).fetchall()
         return [json.loads(r["details"]) for r in rows]
 
     # -- credential stores ----------------------------------------------------------------------

@@ -100,7 +100,8 @@ def test_wrong_store_password_changes_nothing(store: tuple[Any, Path], driver: A
     ep, path = store
     bad = driver.endpoint(ep.type, path, store_password="wrong-password")
     before = kt.snapshot(path)
-    with pytest.raises(OperationError, match="wrong store password; update the endpoint's --store_password"):
+    with pytest.raises(OperationError,
+                       match=r"wrong store password; set the right one with: tlsgate tls set \S+ --store_password -"):
         driver.install(bad, kt.bundle_of(leaf_b))
     assert kt.snapshot(path) == before
     assert "wrong-password" not in str(before)

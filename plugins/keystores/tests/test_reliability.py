@@ -172,25 +172,44 @@ def test_killed_mid_write_leaves_no_temporary_after_next_job(tmp_path: Path, lea
     assert results == ["started", "interrupted", "started", "ok"]
 
 
-def test_killed_during_install_script_is_found_and_restored(tmp_path: Path, leaf_a: Issued, leaf_b: Issued,
-                                                            cli: Any) -> None:
-    store = tmp_path / "app.p12"
-    store.write_bytes(leaf_a.pfx(PW))
-    before = store.read_bytes()
+def _slow_script(tmp_path: Path, flag: Path | None = None) -> tuple[Path, Path]:
+    """An install script that writes its pid to a marker and sleeps (only while ``flag``
+    exists, when given): a tlsgate process can be killed while it runs. (script, marker)"""
     marker = tmp_path / "script-running"
     script = tmp_path / "slow.sh"
-    script.write_text(f"#!/bin/sh\necho $$ > {marker}.tmp\nmv {marker}.tmp {marker}\nsleep 120\n")
+    body = f"echo $$ > {marker}.tmp; mv {marker}.tmp {marker}; sleep 120"
+    script.write_text(f"#!/bin/sh\nif [ -e {flag} ]; then {body}; fi\nexit 0\n" if flag else f"#!/bin/sh\n{body}\n")
     script.chmod(0o755)
-    _endpoint(cli, store, "--install_script", str(script))
-    proc = cli.spawn("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), "--alias", "web")
+    return script, marker
+
+
+def _kill_in_script(proc: subprocess.Popen[str], marker: Path) -> None:
+    """SIGKILL ``proc`` once its install script runs, then the script's sleep (which we made)."""
     end = time.monotonic() + 120
     while not marker.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < end
+        assert proc.poll() is None and time.monotonic() < end, proc.communicate()
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    os.kill(int(marker.read_text()), signal.SIGKILL)  # the script's sleep, which we made
+    assert proc.returncode == -signal.SIGKILL
+    os.kill(int(marker.read_text()), signal.SIGKILL)
+
+
+def _install_killed_in_script(tmp_path: Path, leaf_a: Issued, leaf_b: Issued, cli: Any) -> tuple[Path, bytes]:
+    """A p12 endpoint whose ``tls install`` was SIGKILLed in its install script (the keystore
+    already written); returns the keystore's path and its bytes before the install."""
+    store = tmp_path / "app.p12"
+    store.write_bytes(leaf_a.pfx(PW))
+    before = store.read_bytes()
+    script, marker = _slow_script(tmp_path)
+    _endpoint(cli, store, "--install_script", str(script))
+    _kill_in_script(cli.spawn("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), "--alias", "web"), marker)
+    return store, before
+
+
+def test_killed_during_install_script_is_found_and_restored(tmp_path: Path, leaf_a: Issued, leaf_b: Issued,
+                                                            cli: Any) -> None:
+    store, before = _install_killed_in_script(tmp_path, leaf_a, leaf_b, cli)
     sets = json.loads(cli("backup", "list", "--json").stdout)
     assert [s["state"] for s in sets] == ["unfinished"]
     refused = cli("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), "--alias", "web")
@@ -246,3 +265,66 @@ def test_aliases_scripts_would_misread_are_refused(tmp_path: Path, leaf_a: Issue
     res = cli("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), f"--alias={alias}")
     assert res.returncode == 2 and res.stderr.startswith("error: --alias: "), res.stderr
     assert store.read_bytes() == before
+
+
+def test_a_retried_job_restores_its_own_dead_attempt_another_job_refuses(tmp_path: Path, leaf_a: Issued,
+                                                                          leaf_b: Issued, test_ca: TestCA,
+                                                                          cli: Any) -> None:
+    """A ``cert deploy`` killed (SIGKILL) in the install script, the keystore already written. Its
+    unfinished backup set is foreign to a lone ``tls install`` and to another deploy (both refuse,
+    naming the set); ``job retry`` of the same job owns it: the originals go back first, then one
+    install runs to its end."""
+    store = tmp_path / "app.p12"
+    store.write_bytes(leaf_a.pfx(PW))
+    flag = tmp_path / "slow"
+    flag.touch()
+    script, marker = _slow_script(tmp_path, flag)
+    _endpoint(cli, store, "--install_script", str(script))
+    inputs = _inputs(leaf_b, tmp_path / "in")
+    _kill_in_script(cli.spawn("cert", "deploy", *inputs, "--endpoint", "ks"), marker)
+    flag.unlink()
+    written = store.read_bytes()
+    assert _aliases(store)  # whole: the new keystore, never a half-written one
+    (job,) = json.loads(cli("job", "list", "--json").stdout)
+    assert job["state"] == "interrupted"
+    (unfinished,) = json.loads(cli("backup", "list", "--json").stdout)
+    assert unfinished["state"] == "unfinished"
+
+    lone = cli("tls", "install", "ks", *inputs)
+    other = cli("cert", "deploy", *_inputs(test_ca.issue("c.example.org"), tmp_path / "c"), "--endpoint", "ks")
+    for res in (lone, other):
+        assert res.returncode == 1 and f"backup restore {unfinished['id']}" in res.stdout + res.stderr, res
+    assert store.read_bytes() == written  # refused before anything was touched
+
+    retried = cli("job", "retry", str(job["id"]), "--json")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["state"] == "done"
+    assert leaf_b.fingerprint in _aliases(store).values()
+    log = json.loads(cli("log", "--json").stdout)
+    assert [e["result"] for e in log if e["action"] == "tls install" and e["result"] != "started"][-1:] == ["ok"]
+    restore = [e for e in log if e["action"] == "backup restore"]
+    assert [(e["result"], e["details"]["retry_of"], e["details"]["restored"]) for e in restore] == [
+        ("restored", job["id"], [str(store)])]
+    assert {s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)} == {"restored", "ok"}
+
+
+def test_a_failed_restore_leaves_the_set_unfinished(tmp_path: Path, leaf_a: Issued, leaf_b: Issued,
+                                                    cli: Any) -> None:
+    """``backup restore`` that cannot put a file back (here the keystore's path became a
+    directory) fails and the set stays ``unfinished``: the next job still refuses, and a later
+    restore, once the cause is gone, completes."""
+    store, before = _install_killed_in_script(tmp_path, leaf_a, leaf_b, cli)
+    (backup,) = json.loads(cli("backup", "list", "--json").stdout)
+    written = store.read_bytes()
+    store.unlink()
+    store.mkdir()
+    failed = cli("backup", "restore", backup["id"])
+    assert failed.returncode == 1, failed.stderr
+    assert [s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)] == ["unfinished"]
+    store.rmdir()
+    store.write_bytes(written)
+    refused = cli("tls", "install", "ks", *_inputs(leaf_b, tmp_path / "in"), "--alias", "web")
+    assert refused.returncode == 1 and f"backup restore {backup['id']}" in refused.stderr, refused.stderr
+    assert cli("backup", "restore", backup["id"]).returncode == 0
+    assert store.read_bytes() == before
+    assert [s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)] == ["restored"]

@@ -123,8 +123,11 @@ def test_symlinked_site_stays_a_link_local_install_and_rollback(tmp_path: Path, 
     _setup(cli, site.config)
     new = test_ca.issue("gamma.test")
     crt, key, chain = new.write(tmp_path / "in", "g")
+    # --apply-pending: the layout (and below, the broken file) are written after nginx started and
+    # are meant to be applied; without it, a slow machine (over a second between the write and
+    # the install) makes the pending-change check refuse first, which is not what this tests
     done = cli("tls", "install", "web", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
-               "--node", "gamma.test")
+               "--node", "gamma.test", "--apply-pending")
     assert done.returncode == 0, done.stderr
     assert enabled.is_symlink() and os.readlink(enabled) == "../sites-available/gamma.conf"
     assert target.read_bytes() != original and new.fingerprint[:12].encode() in target.read_bytes()
@@ -155,6 +158,7 @@ def test_symlinked_site_over_ssh(nginx_server, sshd, tlsgate_home: Path, tmp_pat
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The same layout over a real sshd (SFTP): install and rollback keep the link a link."""
     from tlsgate import CertificateBundle, ConnectionSpec, Credentials, Endpoint, OperationError
+    from tlsgate.policy import InstallPolicy, policy
     from tlsgate_nginx import plugin
     from tlsgate_nginx.plugin import NginxOptions
     from tlsgate_testing.connections import ssh
@@ -169,13 +173,15 @@ def test_symlinked_site_over_ssh(nginx_server, sshd, tlsgate_home: Path, tmp_pat
     with ssh.connect_ssh(ep, Credentials(ssh_key_path=str(sshd.root_key.path))) as conn:
         gamma = [n for n in plugin.discover_nodes(ep, conn) if n.name == "gamma.test"]
         new = test_ca.issue("gamma.test")
-        plugin.install(ep, conn, CertificateBundle.from_pem(new.cert_pem, new.key_pem, new.chain_pem), gamma, False)
+        with policy(InstallPolicy(apply_pending=True)):  # the layout was written after nginx started
+            plugin.install(ep, conn, CertificateBundle.from_pem(new.cert_pem, new.key_pem, new.chain_pem), gamma,
+                           False)
         assert enabled.is_symlink() and new.fingerprint[:12].encode() in target.read_bytes()
         assert try_served_fingerprint("127.0.0.1", site.tls_port, "gamma.test") == new.fingerprint
         edited = target.read_bytes()
         (site.prefix / "conf.d" / "30-broken.conf").write_text("no_such_directive on;\n")
         newer = test_ca.issue("gamma.test")
-        with pytest.raises(OperationError, match="restored"):
+        with pytest.raises(OperationError, match="restored"), policy(InstallPolicy(apply_pending=True)):
             plugin.install(ep, conn, CertificateBundle.from_pem(newer.cert_pem, newer.key_pem, newer.chain_pem),
                            gamma, False)
         assert enabled.is_symlink() and target.read_bytes() == edited

@@ -37,6 +37,39 @@ class PSError(Exception):
 
 
 
+# -- NTFS links ----------------------------------------------------------------------------------
+# Modelled on Microsoft's documentation: about_FileSystem_Provider (Get-Item's LinkType is
+# HardLink, SymbolicLink or Junction on NTFS; Target is the stored target) and "Hard links and
+# junctions" / CreateSymbolicLinkW (a symbolic link's target may be relative to the link's
+# directory; a junction names an absolute local directory). Opening a path follows every link on
+# the way (reads and writes reach the target); deleting or renaming *onto* a link acts on the
+# link itself (DeleteFile, MoveFileEx and ReplaceFile replace the link, not its target).
+LINK_KINDS = ("SymbolicLink", "Junction")
+MAX_LINK_HOPS = 32
+
+
+def check_link(target: str, kind: str) -> None:
+    if kind not in LINK_KINDS:
+        raise ValueError(f"link kind {kind!r}: one of {LINK_KINDS}")
+    if kind == "Junction" and not win.is_absolute_windows_path(target):
+        raise PSError(f"A junction needs an absolute target: '{target}'", 1)
+
+
+def join_link_target(link_path: str, target: str) -> str:
+    """The absolute path a link's stored ``target`` names (relative: to the link's directory)."""
+    if target.startswith("\\\\?\\"):
+        target = target[4:]
+    if not win.is_absolute_windows_path(target):
+        target = ntpath.join(ntpath.dirname(link_path), target)
+    return full_path(target)
+
+
+def full_path(path: str) -> str:
+    """``[IO.Path]::GetFullPath`` of an absolute path: separators and ``.``/``..`` normalised."""
+    drive, parts = split_windows_path(path)
+    return drive + "\\" + "\\".join(parts)
+
+
 # -- Windows paths -------------------------------------------------------------------------------
 def split_windows_path(path: str) -> tuple[str, list[str]]:
     """(``C:``, [components]) of an absolute Windows path; ``/`` and ``\\`` both separate,
@@ -72,6 +105,13 @@ class WinFS:
     def rename(self, src: str, dst: str) -> None: raise NotImplementedError
     def is_private(self, path: str) -> bool: raise NotImplementedError
     def set_private(self, path: str, private: bool) -> None: raise NotImplementedError
+    #: ``path`` becomes an NTFS link to ``target`` (as stored: absolute, or relative to the link's
+    #: directory); ``kind`` is the LinkType Get-Item reports: ``SymbolicLink`` (file or
+    #: directory) or ``Junction`` (directories, absolute target). See :func:`check_link`.
+    def symlink(self, path: str, target: str, kind: str = "SymbolicLink") -> None: raise NotImplementedError
+    #: (LinkType, Target) of the item ``path`` names itself (its parents followed), or None:
+    #: what ``Get-Item -LiteralPath path`` shows as ``.LinkType`` / ``.Target``.
+    def link(self, path: str) -> tuple[str, str] | None: raise NotImplementedError
 
     def makedirs(self, path: str) -> None:
         drive, parts = split_windows_path(path)
@@ -93,9 +133,10 @@ class WinFS:
 @attrs.define
 class _Entry:
     name: str  # as first created (case preserved)
-    data: bytearray | None  # None: a directory
+    data: bytearray | None  # None: a directory (or a link)
     private: bool = False
     mtime: float = attrs.field(factory=time.time)
+    link: tuple[str, str] | None = None  # (LinkType, stored target)
 
 
 class MemoryFS(WinFS):
@@ -106,17 +147,43 @@ class MemoryFS(WinFS):
         for d in drives:
             self.entries[(d.upper(),)] = _Entry(d.upper(), None)
 
-    @staticmethod
-    def _key(path: str) -> tuple[str, ...]:
+    def _key(self, path: str, *, follow: bool = True) -> tuple[str, ...]:
+        """The entry key ``path`` reaches: links among its parents are always followed, a link
+        as the last component only with ``follow`` (open) and not for delete/rename."""
         drive, parts = split_windows_path(path)
+        hops, i = 0, 0
+        while i < len(parts):
+            key = (drive, *(p.casefold() for p in parts[: i + 1]))
+            e = self.entries.get(key)
+            if e is not None and e.link is not None and (follow or i < len(parts) - 1):
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise PSError(f"The name of the file cannot be resolved by the system: '{path}'", 1)
+                here = drive + "\\" + "\\".join(parts[: i + 1])
+                drive, target = split_windows_path(join_link_target(here, e.link[1]))
+                parts, i = target + parts[i + 1:], 0
+                continue
+            i += 1
         return (drive, *(p.casefold() for p in parts))
 
-    def _get(self, path: str) -> _Entry | None:
-        return self.entries.get(self._key(path))
+    def _get(self, path: str, *, follow: bool = True) -> _Entry | None:
+        return self.entries.get(self._key(path, follow=follow))
+
+    def symlink(self, path: str, target: str, kind: str = "SymbolicLink") -> None:
+        check_link(target, kind)
+        self._parent_dir(path)
+        if self._get(path, follow=False) is not None:
+            raise PSError(f"An item with the specified name {path} already exists.", 1)
+        self.entries[self._key(path, follow=False)] = _Entry(split_windows_path(path)[1][-1], None,
+                                                             link=(kind, target))
+
+    def link(self, path: str) -> tuple[str, str] | None:
+        e = self._get(path, follow=False)
+        return e.link if e is not None else None
 
     def kind(self, path: str) -> str | None:
         e = self._get(path)
-        return None if e is None else ("dir" if e.data is None else "file")
+        return None if e is None or e.link is not None else ("dir" if e.data is None else "file")
 
     def _file(self, path: str) -> _Entry:
         e = self._get(path)
@@ -161,17 +228,19 @@ class MemoryFS(WinFS):
 
     def remove(self, path: str) -> None:
         self._file(path)
-        del self.entries[self._key(path)]
+        del self.entries[self._key(path, follow=False)]  # a link: the link goes, not its target
 
     def rename(self, src: str, dst: str) -> None:
-        e = self._file(src)
+        self._file(src)
+        e = self._get(src, follow=False)
+        assert e is not None
         if self.kind(dst) == "dir":
             raise PSError(f"Cannot create a file when that file already exists: '{dst}'", 1)
         self._parent_dir(dst)
-        del self.entries[self._key(src)]
-        old = self._get(dst)
+        del self.entries[self._key(src, follow=False)]
+        old = self._get(dst, follow=False)
         e.name = old.name if old else split_windows_path(dst)[1][-1]
-        self.entries[self._key(dst)] = e
+        self.entries[self._key(dst, follow=False)] = e  # onto a link: replaces the link itself
 
     def is_private(self, path: str) -> bool:
         e = self._get(path)
@@ -247,6 +316,38 @@ class DirectoryFS(WinFS):
             raise PSError(f"Could not find file '{src}'.", 2)
         self._parent_dir(dst)
         os.replace(self.real(src), self.real(dst))
+
+    def symlink(self, path: str, target: str, kind: str = "SymbolicLink") -> None:
+        """A real POSIX symbolic link (so SFTP and every open follow it, as Win32-OpenSSH's do);
+        its LinkType and stored target are recorded in ``<root>/.links.json``."""
+        check_link(target, kind)
+        self._parent_dir(path)
+        if win.is_absolute_windows_path(target):
+            posix: str | Path = self.real(target)
+        else:
+            posix = target.replace("\\", "/")
+        os.symlink(posix, self.real(path))
+        links = self._links()
+        links[str(self.real(path))] = [kind, target]
+        (self.root / ".links.json").write_text(json.dumps(links))
+
+    def _links(self) -> dict[str, list[str]]:
+        f = self.root / ".links.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def link(self, path: str) -> tuple[str, str] | None:
+        p = self.real(path)
+        if not p.is_symlink():
+            return None
+        known = self._links().get(str(p))
+        if known:
+            return known[0], known[1]
+        raw = os.readlink(p)  # made by a test without symlink(): map the POSIX target back
+        root = str(self.root)
+        if raw.startswith(root + "/"):
+            drive_name, _, rest = raw[len(root) + 1:].partition("/")
+            return "SymbolicLink", drive_name + "\\" + rest.replace("/", "\\")
+        return "SymbolicLink", raw.replace("/", "\\")
 
     def _acl(self) -> dict[str, bool]:
         f = self.root / ".acl.json"

@@ -49,7 +49,7 @@ import attrs
 from tlsgate.quoting import PARAMS_PRELUDE
 from tlsgate.transports import windows as win
 
-from .winfs import DirectoryFS, MemoryFS, PSError, WinFS, split_windows_path
+from .winfs import MAX_LINK_HOPS, DirectoryFS, MemoryFS, PSError, WinFS, full_path, join_link_target, split_windows_path
 
 __all__ = [
     "DirectoryFS", "Invocation", "LoopbackWindowsConnection", "MemoryFS", "PSError", "PSResult",
@@ -129,6 +129,12 @@ class SimulatedWindowsHost:
         self.fs.write(path, data.encode() if isinstance(data, str) else data)
         if private:
             self.fs.set_private(path, True)
+
+    def link(self, path: str, target: str, kind: str = "SymbolicLink") -> None:
+        """Make ``path`` an NTFS link (``SymbolicLink`` or ``Junction``) to ``target``, as
+        ``New-Item -ItemType SymbolicLink|Junction -Path path -Target target`` would."""
+        self.fs.makedirs(ntpath.dirname(path))
+        self.fs.symlink(path, target, kind)
 
     def read(self, path: str) -> bytes:
         return self.fs.read(path)
@@ -235,6 +241,16 @@ class SimulatedWindowsHost:
             "exists": True, "is_dir": kind == "dir", "size": self.fs.size(path) if kind == "file" else 0,
             "mtime": self.fs.mtime(path), "private": self.fs.is_private(path) if kind == "file" else False,
         })
+
+    def _t_file_realpath(self, _h: Any, p: Any) -> str:
+        # as the template: Get-Item's LinkType / Target, hop by hop (see winfs' NTFS links note)
+        path = full_path(p["path"])
+        for _ in range(MAX_LINK_HOPS):
+            info = self.fs.link(path)
+            if info is None:
+                return self._json_b64({"path": path})
+            path = join_link_target(path, info[1])
+        raise PSError("too many levels of links", 1)
 
     def _t_file_remove(self, _h: Any, p: Any) -> None:
         kind = self.fs.kind(p["path"])

@@ -142,6 +142,10 @@ class SSHWindowsHost:
         self.winhost().seed(path, data, private=private)
         self._chown()
 
+    def link(self, path: str, target: str, kind: str = "SymbolicLink") -> None:
+        self.winhost().link(path, target, kind)
+        self._chown()
+
     def read(self, path: str) -> bytes:
         return self.winhost().read(path)
 

@@ -136,6 +136,29 @@ $private = (Get-Acl -LiteralPath $P.path).AreAccessRulesProtected
 $mtime = ($i.LastWriteTimeUtc - [DateTime]'1970-01-01').TotalSeconds
 Out-Json @{ exists = $true; is_dir = $dir; size = $size; mtime = $mtime; private = $private }
 """),
+    # The file a path finally names through NTFS links, so that a write goes to the target and
+    # the link stays a link ([IO.File]::Replace / Move on the link's path would replace the link
+    # itself). Microsoft docs, about_FileSystem_Provider: Get-Item's FileInfo / DirectoryInfo
+    # carry the extended properties LinkType (on NTFS: HardLink, SymbolicLink, Junction) and
+    # Target (the link's target as stored: absolute, or relative to the link's directory; an
+    # array in Windows PowerShell 5.1, hence @(...)[0]). A hard link is the file itself. A
+    # Junction or symbolic-link *directory* on the way is followed by Windows itself.
+    "file-realpath": _t("file-realpath", _OUT_JSON + """
+$p = [IO.Path]::GetFullPath($P.path)
+$hops = 0
+while ($true) {
+  $i = Get-Item -LiteralPath $p -Force -ErrorAction SilentlyContinue
+  if ($null -eq $i -or ($i.LinkType -ne 'SymbolicLink' -and $i.LinkType -ne 'Junction')) { break }
+  $t = @($i.Target)[0]
+  if (-not $t) { break }
+  if ($t.StartsWith('\\?\')) { $t = $t.Substring(4) }
+  if (-not [IO.Path]::IsPathRooted($t)) { $t = [IO.Path]::Combine([IO.Path]::GetDirectoryName($p), $t) }
+  $p = [IO.Path]::GetFullPath($t)
+  $hops += 1
+  if ($hops -ge 32) { [Console]::Error.WriteLine('too many levels of links'); exit 1 }
+}
+Out-Json @{ path = $p }
+"""),
     "file-remove": _t("file-remove", """
 if ([IO.Directory]::Exists($P.path)) { [Console]::Error.WriteLine('is a directory'); exit 1 }
 if ([IO.File]::Exists($P.path)) { [IO.File]::Delete($P.path) }
@@ -493,6 +516,14 @@ class WindowsConnection(Connection):
         mode = 0o755 if is_dir else (0o600 if info.get("private") else 0o644)
         return FileStat(size=int(info.get("size") or 0), mode=mode, mtime=float(info.get("mtime") or 0),
                         is_dir=is_dir)
+
+    def realpath(self, path: str) -> str:
+        """The file ``path`` finally names through NTFS symbolic links and junctions (the
+        ``file-realpath`` template): writes and restores go there, so a link stays a link."""
+        res = self.call("file-realpath", {"path": self._abs(path)}, path=path)
+        info = json.loads(base64.b64decode(res.stdout.strip()).decode("utf-8"))
+        found = info.get("path") if isinstance(info, dict) else None
+        return found if isinstance(found, str) and is_absolute_windows_path(found) else path
 
     def remove(self, path: str) -> None:
         self.call("file-remove", {"path": self._abs(path)}, path=path)

@@ -4,6 +4,7 @@ one node per entry (nothing is written)."""
 from __future__ import annotations
 
 import hashlib
+import shlex
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -83,7 +84,8 @@ def _load_pem(endpoint: Endpoint, connection: Connection, data: bytes) -> Loaded
 def failure(endpoint: Endpoint, connection: Connection, exc: KeystoreError) -> OperationError:
     where = f"{connection.host}: {endpoint.options.path}"
     if exc.kind in ("password", "key_password"):
-        return OperationError(f"{where}: {exc}; update the endpoint's {exc.option}", host=connection.host)
+        command = shlex.join(["tlsgate", "tls", "set", endpoint.name, exc.option, "-"])
+        return OperationError(f"{where}: {exc}; set the right one with: {command}", host=connection.host)
     return OperationError(f"{where}: {exc}", host=connection.host)
 
 
