@@ -157,18 +157,71 @@ def pending_files(connection: Connection, files: Iterable[str], since: float) ->
 def _pending(connection: Connection, files: Iterable[str], since: float) -> dict[str, float]:
     own = install_policy().own_writes
     out = {}
-    for path in dict.fromkeys(files):
-        st = connection.stat(path)
-        if st is None or st.is_dir or st.mtime <= since + START_SLACK:
+    for path, mtime in file_mtimes(connection, list(dict.fromkeys(files))).items():
+        if mtime is None or mtime <= since + START_SLACK:
             continue
-        if _own(own, path, st.mtime) or _own(own, _realpath(connection, path), st.mtime):
+        if _own(own, path, mtime) or _own(own, _realpath(connection, path), mtime):
             continue  # tlsgate left it so (a server names a file by its symlink, tlsgate writes the target)
-        out[path] = st.mtime
+        out[path] = mtime
+    return out
+
+
+def file_mtimes(connection: Connection, paths: Sequence[str]) -> dict[str, float | None]:
+    """Each path's modification time (None: missing or a directory), with sub-second precision
+    where the host's ``stat`` gives it (:func:`_precise_mtimes`), else :meth:`Connection.stat`'s."""
+    precise = _precise_mtimes(connection, paths) if getattr(connection, "platform", "posix") == "posix" else {}
+    out: dict[str, float | None] = dict(precise)
+    for path in paths:
+        if path not in out:
+            st = connection.stat(path)
+            out[path] = None if st is None or st.is_dir else st.mtime
+    return {path: out[path] for path in paths}
+
+
+#: Paths per ``stat`` run of :func:`_precise_mtimes` (well inside any ARG_MAX).
+_STAT_BATCH = 256
+_STAT_SCRIPT = 'for f; do stat -L -c "%.9Y %f" -- "$f" 2>/dev/null || echo -; done'
+
+
+def _precise_mtimes(connection: Connection, paths: Sequence[str]) -> dict[str, float | None]:
+    """Modification times with sub-second precision, one ``stat`` run per batch of paths (None: a
+    directory). SFTP (protocol 3) carries whole seconds only, which widened the pending-change
+    check's blind window after a reload to two seconds over ssh: an edit made a second after a
+    reload went unnoticed. GNU stat's ``%.9Y`` gives nanoseconds. A path stat could not read
+    (missing, or a directory the account cannot search: sudo may) and every path of a host
+    without GNU stat (BusyBox, Windows) are left out: callers ask :meth:`Connection.stat`."""
+    import stat as stat_mod
+
+    out: dict[str, float | None] = {}
+    for start in range(0, len(paths), _STAT_BATCH):
+        batch = paths[start:start + _STAT_BATCH]
+        try:
+            res = connection.run(["sh", "-c", _STAT_SCRIPT, "sh", *batch])
+        except Exception:  # noqa: BLE001 - no POSIX shell there: the plain stat path
+            return out
+        lines = res.stdout.splitlines() if res.ok else []
+        if len(lines) != len(batch):
+            return out
+        found: dict[str, float | None] = {}
+        for path, line in zip(batch, lines, strict=True):
+            if line == "-":
+                continue
+            try:
+                mtime, raw_mode = line.split()
+                found[path] = None if stat_mod.S_ISDIR(int(raw_mode, 16)) else float(mtime)
+            except ValueError:
+                return out  # not GNU stat's answer
+        out.update(found)
     return out
 
 
 def _own(own: Mapping[str, float], path: str | None, mtime: float) -> bool:
-    return path is not None and path in own and abs(own[path] - mtime) < 1e-3
+    if path is None or path not in own:
+        return False
+    recorded = own[path]
+    # a whole second: recorded through SFTP's one-second times (before precise times, or a host
+    # without GNU stat), so it matches the precise time's second
+    return abs(recorded - mtime) < 1e-3 or (float(recorded).is_integer() and recorded == int(mtime))
 
 
 def _realpath(connection: Connection, path: str) -> str | None:
