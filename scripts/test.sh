@@ -8,7 +8,8 @@
 #   2. tests/core again on a PostgreSQL inventory (a private initdb cluster);
 #   3. scripts/test_isolated.sh: every plugin's tests folder, all of it (slow tests included),
 #      with only core + tlsgate-testing + that plugin installed. The plugin folders are not run
-#      in pass 1 (that would run them twice).
+#      in pass 1 (that would run them twice). Two lanes: Tomcat in its own venv
+#      (.venv-isolated-2) beside the other plugins in turn.
 # Every pass runs even when an earlier one failed; a pytest pass fails on any pytest exit status but 0
 # (5, "no tests collected", included) or when it passed no test at all. At the end
 # scripts/test_report.py prints, per pass, the counts (passed, failed, skipped, xfailed) and the
@@ -60,7 +61,20 @@ echo "== test.sh: 0-core-alone"
 scripts/check_core_alone.sh || failed+=("0-core-alone")
 run_pass 1-tests tests
 run_pass 2-core-postgresql -q tests/core --inventory=postgresql
-scripts/test_isolated.sh || failed+=("3-isolated")
+# two lanes on this 2-core machine (most of a real-server test is waiting for the server): Tomcat's
+# JVM tests, the longest, in their own isolated venv beside every other plugin in turn
+read -r -a REST <<< "$("$VENV/bin/python" - <<'PYEOF'
+import tomllib
+cfg = tomllib.load(open("pyproject.toml", "rb"))["tool"]["tlsgate-workspace"]
+print(" ".join(m for m in cfg["members"] if m not in ("core", "testing", "plugins/tomcat")))
+PYEOF
+)"
+TLSGATE_ISOLATED_VENV=$ROOT/.venv-isolated-2 scripts/test_isolated.sh plugins/tomcat \
+  > "$REPORTS/isolated-tomcat.log" 2>&1 &
+lane=$!
+scripts/test_isolated.sh "${REST[@]}" || failed+=("3-isolated")
+wait $lane || failed+=("3-isolated-tomcat")
+cat "$REPORTS/isolated-tomcat.log"
 
 set +e
 "$VENV/bin/python" scripts/test_report.py "$REPORTS"/*.xml
