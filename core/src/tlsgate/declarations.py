@@ -49,6 +49,15 @@ _SPEC_FIELDS = ("name", "help", "required", "default", "secret", "min_len", "max
                 "metavar", "repeat")
 
 
+def join_repeated(separator: str | None, values: str | Sequence[str] | None) -> str | None:
+    """The stored value of a repeatable flag's values (None when it was not given): joined with
+    the option's ``repeat`` separator. Shared by :class:`Spec` and
+    :class:`tlsgate.options.OptionSpec` (this module stays free of attrs for start-up)."""
+    if values is None or isinstance(values, str):
+        return values
+    return separator.join(values) if values and separator is not None else None
+
+
 class Spec:
     """One declared option as the command line needs it (the fields of
     :class:`tlsgate.options.OptionSpec`, without its validation)."""
@@ -68,10 +77,7 @@ class Spec:
         return f"--{self.name}"
 
     def joined(self, values: str | Sequence[str] | None) -> str | None:
-        """As :meth:`tlsgate.options.OptionSpec.joined` (that module imports attrs: not here)."""
-        if values is None or isinstance(values, str):
-            return values
-        return self.repeat.join(values) if values and self.repeat is not None else None
+        return join_repeated(self.repeat, values)
 
 
 class Declared:

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from .declarations import join_repeated
 from .errors import ValidationError
 from .secret import Secret
 
@@ -56,9 +57,7 @@ class OptionSpec:
 
     def joined(self, values: str | Sequence[str] | None) -> str | None:
         """The stored value of a repeatable flag's values (None when it was not given)."""
-        if values is None or isinstance(values, str):
-            return values
-        return self.repeat.join(values) if values and self.repeat is not None else None
+        return join_repeated(self.repeat, values)
 
     def check(self, value: Any) -> Any:
         """Return the value converted to the declared type, or raise ValidationError naming the flag."""
