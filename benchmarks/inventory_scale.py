@@ -8,7 +8,8 @@ endpoints of 100 nodes each (100,000 nodes; each endpoint's nodes serve one of 1
 certificates, every tenth endpoint's certificate assigned to an organization) and **B**, 10,000
 endpoints without nodes. Then it times, as subprocesses with stdout piped, best of ``--repeat``:
 
-- ``tlsgate tls nodes <endpoint> --json`` on A (one endpoint's 100 nodes: target < 0.5 s);
+- ``tlsgate tls nodes <endpoint> --json`` on A (one endpoint's 100 nodes: target < 0.5 s) and
+  ``tlsgate tls nodes --all --json`` (all 100,000 nodes, the selector form);
 - ``tlsgate cert list --json`` on A (1,000 certificates) and, when the command exists,
   ``tlsgate cert expiring --json`` (the fleet command; target < 0.5 s);
 - ``tlsgate tls list --json`` on B (10,000 endpoints: target < 0.3 s);
@@ -117,13 +118,14 @@ def main() -> None:
         runs = [
             ('python -c "import typer"', [sys.executable, "-c", "import typer"], env_a, None),
             (f"tls nodes {middle} --json (A)", [TLSGATE, "tls", "nodes", middle, "--json"], env_a, 0.5),
+            ("tls nodes --all --json (A: every node)", [TLSGATE, "tls", "nodes", "--all", "--json"], env_a, 0.5),
             ("cert list --json (A)", [TLSGATE, "cert", "list", "--json"], env_a, 0.5),
             ("tls list --json (B)", [TLSGATE, "tls", "list", "--json"], env_b, 0.3),
         ]
         has_expiring = subprocess.run([TLSGATE, "cert", "expiring", "--help"], env=env_a, capture_output=True,
                                       check=False).returncode == 0
         if has_expiring:
-            runs.insert(3, ("cert expiring --json (A)", [TLSGATE, "cert", "expiring", "--json"], env_a, 0.5))
+            runs.insert(4, ("cert expiring --json (A)", [TLSGATE, "cert", "expiring", "--json"], env_a, 0.5))
         for _label, argv, env, _t in runs:  # warm-up: bytecode written, page cache filled
             subprocess.run(argv, env=env, capture_output=True, check=True)
         print(f"best of {args.repeat}, stdout piped")

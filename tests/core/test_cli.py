@@ -119,6 +119,45 @@ def test_discover_refused_until_delegated_then_nodes(tlsgate_home: Path, tmp_pat
     assert json.loads(ok("tls", "nodes", "d", "--json").stdout)[0]["ssl"] == str(cert_id)
 
 
+def test_nodes_of_selected_endpoints(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    """tls nodes with selectors: one table (an Endpoint column first) / one JSON list naming each
+    node's endpoint; no selector and no ENDPOINT is exit 2, never "all"."""
+    ok("org", "add", "Acme")
+    issued = {}
+    for name in ("b-web", "a-mail", "c-other"):
+        folder = tmp_path / name
+        folder.mkdir()
+        issued[name] = test_ca.issue(f"{name}.example.org")
+        (folder / f"{name}.crt").write_bytes(issued[name].cert_pem)
+        ok("tls", "add", "certdir", "--name", name, "--connection_type", "local", "--dir", str(folder))
+        ok("tls", "delegate", name, "--org", "Acme")
+        ok("tls", "discover", name)
+    got = json.loads(ok("tls", "nodes", "--endpoint", "b-web", "--endpoint", "a-mail", "--json").stdout)
+    assert [(n["endpoint"], n["name"], n["fingerprint"]) for n in got] == [
+        ("a-mail", "a-mail", issued["a-mail"].fingerprint), ("b-web", "b-web", issued["b-web"].fingerprint)]
+    everything = json.loads(ok("tls", "nodes", "--all", "--json").stdout)
+    assert [n["endpoint"] for n in everything] == ["a-mail", "b-web", "c-other"]
+    cert_id = next(c["id"] for c in json.loads(ok("cert", "list", "--json").stdout)
+                   if c["fingerprint"] == issued["b-web"].fingerprint)
+    ok("cert", "assign", str(cert_id), "--org", "Acme")
+    everything = json.loads(ok("tls", "nodes", "--all", "--json").stdout)
+    for name in issued:  # every field as the one-endpoint form prints it (SSL: the assigned ID)
+        single = json.loads(ok("tls", "nodes", name, "--json").stdout)
+        assert [{k: v for k, v in n.items() if k != "endpoint"} for n in everything if n["endpoint"] == name] == single
+    assert [n["ssl"] for n in everything] == ["External", str(cert_id), "External"]
+    text = ok("tls", "nodes", "--type", "certdir").stdout.splitlines()
+    assert text[0].split()[:2] == ["Endpoint", "Name"]
+    assert [line.split()[0] for line in text[1:] if line.strip() and not set(line) <= {"-", " "}] == [
+        "a-mail", "b-web", "c-other"]
+    # the one-endpoint form is unchanged: no endpoint key, no Endpoint column
+    single = json.loads(ok("tls", "nodes", "a-mail", "--json").stdout)
+    assert "endpoint" not in single[0] and ok("tls", "nodes", "a-mail").stdout.split()[0] == "Name"
+    res = tg("tls", "nodes")
+    assert res.returncode == 2 and "no endpoints selected" in res.stderr and "Traceback" not in res.stderr
+    res = tg("tls", "nodes", "--endpoint", "nope")
+    assert res.returncode == 2 and "nope" in res.stderr
+
+
 def test_install_dry_run_then_real_then_audit(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
     folder = tmp_path / "certs"
     folder.mkdir()

@@ -507,6 +507,7 @@ class Gateway:
         self.inventory.replace_nodes(endpoint.instance_id, nodes)
 
     def nodes(self, ref: str) -> list[NodeView]:
+        """The nodes the last discovery of ``ref`` found, as ``tls nodes`` shows them."""
         stored = self.inventory.get_endpoint(ref)
         assigned = self.inventory.certificate_ids_assigned()
         views = []
@@ -518,6 +519,11 @@ class Gateway:
                 ssl = str(cid) if cid is not None else "External"
             views.append(NodeView(node, ssl))
         return views
+
+    def node_rows(self, endpoint_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The nodes of several endpoints (by instance ID; None: every endpoint) in ``tls nodes
+        --json``'s shape, each naming its endpoint (:meth:`Inventory.node_rows`)."""
+        return self.inventory.node_rows(endpoint_ids)
 
     def install(
         self,

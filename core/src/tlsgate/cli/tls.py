@@ -131,13 +131,35 @@ def register(tls: typer.Typer) -> None:
             f"See them with: tlsgate tls nodes {clean(stored.name)}")
 
     @tls.command("nodes", context_settings=CONTEXT)
-    def tls_nodes(endpoint: Ref, json: JsonOpt = False) -> None:
-        """Show the nodes found by the last discovery."""
-        views = gateway().nodes(endpoint)
+    def tls_nodes(
+        endpoint: OptRef = None,
+        endpoints: EndpointSel = None,
+        types: TypeSel = None,
+        org_name: OrgSel = None,
+        department: DeptSel = None,
+        all_: AllSel = False,
+        json: JsonOpt = False,
+    ) -> None:
+        """Show the nodes found by the last discovery of one endpoint (ENDPOINT), or of the
+        selected ones (one table with an Endpoint column; in --json each node names its endpoint)."""
+        gw = gateway()
+        if endpoint and not (endpoints or types or org_name or all_):
+            views = gw.nodes(endpoint)
+            if json:
+                emit_json([v.to_json() for v in views])
+            else:
+                _print_nodes(views)
+            return
+        from .. import fleet
+
+        chosen = fleet.select(gw, selection(endpoints, types, org_name, department, all_, positional=endpoint))
+        rows = gw.node_rows(None if all_ else [s.id for s in chosen])
         if json:
-            emit_json([v.to_json() for v in views])
+            emit_json(rows)
         else:
-            _print_nodes(views)
+            table(["Endpoint", "Name", "Alias", "Protocol", "IP Address", "Port", "SSL", "Vendor", "State"],
+                  [[r["endpoint"], r["name"], ", ".join(r["alias"]), (r["protocol"] or "").upper(), r["ip"],
+                    r["port"], r["ssl"] or "", r["vendor"], r["state"]] for r in rows])
 
     @tls.command("install", context_settings=CONTEXT)
     def tls_install(
