@@ -617,7 +617,7 @@ class Gateway:
                     result = _check_served_names(result, bundle, after_nodes)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-                    with self.inventory.write():  # the certificate and the nodes: one commit
+                    with self.inventory.write(exclusive=False):  # the certificate and the nodes: one commit
                         cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
                                                                     org_id=org_id, dept_id=dept_id)
                         self._store_nodes(endpoint, after_nodes)

@@ -12,9 +12,21 @@ talks to ``self.db``, which is either
 ``lastrowid`` (an ``INSERT`` into a table with an identity ``id`` gets ``RETURNING id``), rows that
 index by position and by name like :class:`sqlite3.Row`, and psycopg's integrity / database
 errors raised as subclasses of sqlite3's, so an ``except sqlite3.IntegrityError`` in an inventory
-method means the same on both engines. A write transaction is ``BEGIN`` plus a transaction-scoped
-advisory lock: writers are serialised exactly as SQLite's ``BEGIN IMMEDIATE`` serialises them, so
-a read-then-write inside :meth:`Inventory.write` is as safe on PostgreSQL as on SQLite.
+method means the same on both engines.
+
+Writers on PostgreSQL. A write transaction is ``BEGIN`` plus the inventory's writer lock, a
+transaction-scoped advisory lock, in one of two modes:
+
+* **exclusive** (``BEGIN`` / ``BEGIN IMMEDIATE`` through :meth:`PostgresConnection.execute`, and
+  :meth:`Inventory.write` by default): the transaction runs alone, exactly as SQLite's
+  ``BEGIN IMMEDIATE`` serialises writers, so any read-then-write inside it is safe;
+* **shared** (:meth:`PostgresConnection.begin_shared`, ``Inventory.write(exclusive=False)``):
+  shared writers run at the same time (PostgreSQL's row locks order them) and wait only for an
+  exclusive one. Only code that is safe against a concurrent shared writer uses it: single
+  statements (a lease upsert, a job item's state, an audit insert), ``INSERT ... ON CONFLICT``
+  instead of a read then an insert, and a row lock (``SELECT ... FOR NO KEY UPDATE``) on the
+  endpoint whose rows a transaction replaces. This is the per-endpoint work of a fleet job, so
+  16 threads or two workers deploying to different endpoints no longer queue behind one lock.
 
 psycopg is imported only when the URL is a PostgreSQL one.
 """
@@ -173,7 +185,8 @@ class PostgresConnection:
 
     Autocommit outside :meth:`begin` (each statement its own transaction, as sqlite3 with
     ``isolation_level=None``); ``BEGIN``/``COMMIT``/``ROLLBACK`` through execute work as in SQLite;
-    ``BEGIN IMMEDIATE`` takes the inventory's writer lock."""
+    ``BEGIN IMMEDIATE`` takes the inventory's writer lock (exclusive; :meth:`begin_shared` takes
+    it shared)."""
 
     dialect = "postgresql"
 
@@ -189,6 +202,7 @@ class PostgresConnection:
 
             raise OperationError(f"inventory database: cannot connect to {redact_url(url)}: {_first_line(exc)}") from None
         self._identity_tables: set[str] | None = None
+        self._shared = False
 
     def close(self) -> None:
         self.raw.close()
@@ -203,10 +217,12 @@ class PostgresConnection:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> PostgresCursor:
         word = sql.strip().split(None, 1)[0].upper() if sql.strip() else ""
         if word == "BEGIN":
+            self._shared = False
             self._execute_raw("BEGIN")
             self._execute_raw("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
             return PostgresCursor(self.raw.cursor())
         if word in ("COMMIT", "ROLLBACK", "END"):
+            self._shared = False
             return PostgresCursor(self._execute_raw(word))
         text = translate(sql)
         if word == "INSERT" and " RETURNING " not in text.upper():
@@ -216,6 +232,24 @@ class PostgresConnection:
                 rows = list(cur.fetchall())
                 return PostgresCursor(cur, lastrowid=rows[0][0] if rows else None, rows=[])
         return PostgresCursor(self._execute_raw(text, params))
+
+    def begin_shared(self) -> None:
+        """``BEGIN`` with the writer lock in shared mode: other shared writers run meanwhile (see
+        the module's docstring for what may run so); an exclusive writer waits for them."""
+        self._execute_raw("BEGIN")
+        self._execute_raw("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK_KEY,))
+        self._shared = True
+
+    @property
+    def shared_transaction(self) -> bool:
+        """True inside a transaction opened by :meth:`begin_shared`."""
+        return self._shared and self.in_transaction
+
+    def lock_endpoint(self, endpoint_id: str) -> None:
+        """Lock one endpoint's row until the transaction ends: the shared writers that replace
+        that endpoint's rows (its nodes) take turns. ``NO KEY UPDATE``: the foreign-key checks of
+        rows that reference the endpoint (``FOR KEY SHARE``) do not wait for it."""
+        self._execute_raw("SELECT id FROM endpoints WHERE id = %s FOR NO KEY UPDATE", (endpoint_id,))
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PostgresCursor:
         cur = self.raw.cursor()

@@ -318,18 +318,30 @@ class Inventory:
         return type(self)(self.path, url=self.url)
 
     @contextmanager
-    def write(self) -> Iterator[Any]:
+    def write(self, *, exclusive: bool = True) -> Iterator[Any]:
         """A write transaction that takes the database's writer lock at once (no upgrade
         deadlocks): SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction advisory lock. Nested in
-        another ``write()`` of this connection, it is part of that one transaction (one commit)."""
+        another ``write()`` of this connection, it is part of that one transaction (one commit).
+
+        ``exclusive=False`` (PostgreSQL; SQLite has one writer whatever is asked): the lock is
+        taken shared, so such writers run concurrently and only an exclusive writer waits for
+        them. For code that stays correct next to a concurrent writer (see
+        :mod:`tlsgate.database`): single statements, ``ON CONFLICT`` upserts, and
+        :meth:`lock_endpoint` before replacing an endpoint's rows. An exclusive write cannot
+        nest in a shared one (it would have to upgrade the lock: two upgraders deadlock)."""
         if self._write_depth:
+            if exclusive and getattr(self.db, "shared_transaction", False):
+                raise RuntimeError("an exclusive inventory write cannot nest in a shared one (exclusive=False)")
             self._write_depth += 1
             try:
                 yield self.db
             finally:
                 self._write_depth -= 1
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        if exclusive or self.dialect != "postgresql":
+            self.db.execute("BEGIN IMMEDIATE")
+        else:
+            self.db.begin_shared()
         self._write_depth = 1
         try:
             yield self.db
@@ -340,6 +352,12 @@ class Inventory:
             self.db.execute("COMMIT")
         finally:
             self._write_depth = 0
+
+    def lock_endpoint(self, db: Any, endpoint_id: str) -> None:
+        """Inside a write: the endpoint's row locked until commit (PostgreSQL; a SQLite writer
+        is alone anyway), so two shared writers replacing its rows take turns."""
+        if self.dialect == "postgresql":
+            db.lock_endpoint(endpoint_id)
 
     def schema_version(self) -> int:
         if self.dialect == "sqlite":
@@ -527,7 +545,8 @@ class Inventory:
     # -- nodes ----------------------------------------------------------------------------------
     def replace_nodes(self, endpoint_id: str, nodes: Sequence[Node]) -> None:
         stamp = now()
-        with self.write() as db:
+        with self.write(exclusive=False) as db:
+            self.lock_endpoint(db, endpoint_id)  # a concurrent replace would add its rows to ours
             db.execute("DELETE FROM nodes WHERE endpoint_id = ?", (endpoint_id,))
             db.executemany(
                 "INSERT INTO nodes(endpoint_id, name, alias, protocol, ip, port, fingerprint, subject, not_after, "
@@ -598,24 +617,31 @@ class Inventory:
         from . import certs as c
 
         ids: list[int] = []
-        with self.write() as db:
+        # a shared write: INSERT ... ON CONFLICT DO NOTHING, not a read then an insert (a
+        # concurrent writer recording the same certificate waits on the unique fingerprint and
+        # then finds the row), and the owner set only where there is none, in the statement
+        with self.write(exclusive=False) as db:
             for cert in certs:
                 fp = c.fingerprint(cert)
                 row = db.execute("SELECT id, org_id FROM certificates WHERE fingerprint = ?", (fp,)).fetchone()
-                if row is not None:
-                    if org_id is not None and row["org_id"] is None:
-                        db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?",
-                                   (org_id, dept_id, row["id"]))
-                    ids.append(int(row["id"]))
-                    continue
-                cur = db.execute(
-                    "INSERT INTO certificates(fingerprint, subject, issuer, names, not_before, not_after, pem, org_id, "
-                    "dept_id, source, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (fp, c.subject_text(cert), cert.issuer.rfc4514_string(), json.dumps(c.dns_names(cert)),
-                     cert.not_valid_before_utc.isoformat(), cert.not_valid_after_utc.isoformat(),
-                     c.to_pem(cert).decode(), org_id, dept_id, source, now()),
-                )
-                ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+                if row is None:
+                    cur = db.execute(
+                        "INSERT INTO certificates(fingerprint, subject, issuer, names, not_before, not_after, pem, "
+                        "org_id, dept_id, source, created) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                        "ON CONFLICT(fingerprint) DO NOTHING",
+                        (fp, c.subject_text(cert), cert.issuer.rfc4514_string(), json.dumps(c.dns_names(cert)),
+                         cert.not_valid_before_utc.isoformat(), cert.not_valid_after_utc.isoformat(),
+                         c.to_pem(cert).decode(), org_id, dept_id, source, now()),
+                    )
+                    if cur.rowcount == 1 and cur.lastrowid is not None:
+                        ids.append(int(cur.lastrowid))
+                        continue
+                    # a concurrent writer recorded it first (PostgreSQL): its row
+                    row = db.execute("SELECT id, org_id FROM certificates WHERE fingerprint = ?", (fp,)).fetchone()
+                if org_id is not None and row["org_id"] is None:
+                    db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ? AND org_id IS NULL",
+                               (org_id, dept_id, row["id"]))
+                ids.append(int(row["id"]))
         return ids
 
     def record_certificate_with_key(
@@ -796,7 +822,7 @@ class Inventory:
         details: dict[str, Any] | None = None,
     ) -> None:
         eid = getattr(endpoint, "id", None) or getattr(endpoint, "instance_id", None)
-        with self.write() as db:
+        with self.write(exclusive=False) as db:  # one insert
             db.execute(
                 "INSERT INTO audit(ts, actor, action, endpoint_id, endpoint_name, result, before_fp, after_fp, details, "
                 "gateway) VALUES (?,?,?,?,?,?,?,?,?,?)",

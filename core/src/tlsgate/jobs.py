@@ -230,7 +230,7 @@ def take_over(inventory: Inventory, job_id: int, holder: str, item_ids: Sequence
 
 
 def start_item(inventory: Inventory, item_id: int) -> None:
-    with inventory.write() as db:
+    with inventory.write(exclusive=False) as db:
         db.execute("UPDATE job_items SET state = 'running', started = ?, finished = NULL, gateway = ?, "
                    "attempts = attempts + 1 WHERE id = ?", (leases.stamp(), leases.gateway_name(), item_id))
 
@@ -238,7 +238,7 @@ def start_item(inventory: Inventory, item_id: int) -> None:
 def finish_item(inventory: Inventory, item_id: int, state: str, *, reason: str | None = None,
                 before: str | None = None, after: str | None = None, details: dict[str, Any] | None = None) -> None:
     assert state in ITEM_STATES
-    with inventory.write() as db:
+    with inventory.write(exclusive=False) as db:
         db.execute("UPDATE job_items SET state = ?, reason = ?, before_fp = ?, after_fp = ?, finished = ?, details = ? "
                    "WHERE id = ?",
                    (state, reason, before, after, leases.stamp(), json.dumps(details or {}, default=str), item_id))
@@ -246,7 +246,7 @@ def finish_item(inventory: Inventory, item_id: int, state: str, *, reason: str |
 
 def skip_items(inventory: Inventory, item_ids: Sequence[int], reason: str) -> None:
     now = leases.stamp()
-    with inventory.write() as db:
+    with inventory.write(exclusive=False) as db:
         db.executemany("UPDATE job_items SET state = 'skipped', reason = ?, finished = ? WHERE id = ? AND state = 'pending'",
                        [(reason, now, i) for i in item_ids])
 
