@@ -45,15 +45,20 @@ install_python() {
     "$PY" -m venv "$VENV"
   fi
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-  local members
-  members=$("$VENV/bin/python" - <<'PYEOF'
+  # one argument per line (a requirement may hold spaces: "uvloop>=0.19; sys_platform != 'win32'")
+  local args=()
+  mapfile -t args < <("$VENV/bin/python" - <<'PYEOF'
 import tomllib
 cfg = tomllib.load(open("pyproject.toml", "rb"))["tool"]["tlsgate-workspace"]
-print(" ".join(["-e " + m for m in cfg["members"]] + cfg["dev-dependencies"]))
+for m in cfg["members"]:
+    print("-e")
+    print(m)
+for r in cfg["dev-dependencies"]:
+    print(r)
 PYEOF
 )
-  # shellcheck disable=SC2086
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check $members
+  [ ${#args[@]} -gt 0 ] || { echo "bootstrap: no workspace members read from pyproject.toml" >&2; return 1; }
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}"
 }
 
 case "${1:-}" in
