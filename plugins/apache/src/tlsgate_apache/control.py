@@ -216,31 +216,12 @@ class ApacheControl:
             run.pid_file = self.connection.path.join(run.server_root, run.pid_file)
         return run
 
-    def dump_started(self) -> Callable[[], RunConfig]:
+    def dump_started(self) -> PendingDump:
         """:meth:`dump` started in a thread; returns the call that waits for it (and raises what
-        it raised). The caller imports and prepares meanwhile (httpd parses its files without
-        us: its own process, waited on without the GIL); it must not use the connection until
-        the dump is back."""
-        import threading
-
-        box: list[Any] = []
-
-        def work() -> None:
-            try:
-                box.append(self.dump())
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
-                box.append(exc)
-
-        thread = threading.Thread(target=work, name="apachectl-dump", daemon=True)
-        thread.start()
-
-        def wait() -> RunConfig:
-            thread.join()
-            if isinstance(box[0], BaseException):
-                raise box[0]
-            return box[0]  # type: ignore[no-any-return]
-
-        return wait
+        it raised). The caller imports and reads ahead meanwhile (httpd parses its files without
+        us: its own process, waited on without the GIL); it must not run commands on the
+        connection until the dump is back."""
+        return PendingDump(self.dump)
 
     def pid(self, run: RunConfig) -> int | None:
         if not run.pid_file:
@@ -308,3 +289,31 @@ class ApacheControl:
             return ""
         res = self.connection.run(["tail", "-n", str(lines), run.error_log])
         return " | ".join(ln.strip() for ln in res.stdout.splitlines() if ln.strip()) if res.ok else ""
+
+
+class PendingDump:
+    """A :meth:`ApacheControl.dump` running in a thread: ``done()`` says whether it has
+    finished, calling it waits for its result (and raises what it raised)."""
+
+    def __init__(self, dump: Callable[[], RunConfig]) -> None:
+        import threading
+
+        self._box: list[Any] = []
+
+        def work() -> None:
+            try:
+                self._box.append(dump())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+                self._box.append(exc)
+
+        self._thread = threading.Thread(target=work, name="apachectl-dump", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def __call__(self) -> RunConfig:
+        self._thread.join()
+        if isinstance(self._box[0], BaseException):
+            raise self._box[0]
+        return self._box[0]  # type: ignore[no-any-return]
