@@ -201,8 +201,11 @@ class ApacheControl:
     def argv(self, *args: str) -> list[str]:
         return [self.apachectl, *args]
 
-    def dump(self) -> RunConfig:
-        result = self.connection.run(self.argv(*DUMP_ARGS), privileged=True)
+    def dump(self, *, spool: bool = False) -> RunConfig:
+        """httpd's view of its configuration. ``spool`` (local endpoints only): its output goes
+        to a private temporary file of this machine rather than a pipe."""
+        result = self._spooled(self.argv(*DUMP_ARGS)) if spool else \
+            self.connection.run(self.argv(*DUMP_ARGS), privileged=True)
         if not result.ok:
             ran = " ".join(self.argv(*DUMP_ARGS))
             raise OperationError(f"{self.connection.host}: {ran} failed: {describe_failure(result)}")
@@ -216,12 +219,30 @@ class ApacheControl:
             run.pid_file = self.connection.path.join(run.server_root, run.pid_file)
         return run
 
-    def dump_started(self) -> PendingDump:
+    def _spooled(self, argv: list[str]) -> CommandResult:
+        """``argv`` run with its stdout in a temporary file, read when it has finished. httpd
+        writes its dump a few bytes at a time (70,000 writes for 10,000 vhosts): through a pipe
+        each write woke the reading thread, 70-85 ms of this process's CPU time, against 2-3 ms
+        for reading the file (and httpd's own run is shorter). The file is created 0600 and
+        removed; it holds what ``-S`` prints (names, addresses, paths), no secret."""
+        import os
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="tlsgate-apache-dump-")
+        os.close(fd)
+        try:
+            result = self.connection.run(["sh", "-c", 'exec "$@" >"$0"', path, *argv], privileged=True)
+            out = self.connection.read_file(path).decode("utf-8", "replace")
+        finally:
+            os.unlink(path)
+        return attrs.evolve(result, argv=tuple(argv), stdout=out)
+
+    def dump_started(self, *, spool: bool = False) -> PendingDump:
         """:meth:`dump` started in a thread; returns the call that waits for it (and raises what
         it raised). The caller imports and reads ahead meanwhile (httpd parses its files without
         us: its own process, waited on without the GIL); it must not run commands on the
         connection until the dump is back."""
-        return PendingDump(self.dump)
+        return PendingDump(lambda: self.dump(spool=spool))
 
     def pid(self, run: RunConfig) -> int | None:
         if not run.pid_file:

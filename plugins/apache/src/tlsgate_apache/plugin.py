@@ -81,8 +81,9 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
 
     from .control import ApacheControl
 
+    local = _local(endpoint)
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
-    dumped = control.dump_started()  # httpd reads its configuration while this process imports
+    dumped = control.dump_started(spool=local)  # httpd reads its configuration while this process imports
     # the parse and the node model allocate hundreds of thousands of acyclic objects: CPython's
     # cyclic collector would rescan the growing heap again and again (a fifth of the time at
     # 10,000 vhosts); nothing here makes cycles that must be freed before the hook returns
@@ -92,7 +93,6 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
         from .speculate import Hint, load_hint, read_ahead, save_hint
 
-        local = _local(endpoint)
         # while httpd runs: read and lex what the last discovery read (local only: over ssh the
         # connection is the dump's until it is back); the walk takes only what httpd's dump names
         ahead = read_ahead(connection, load_hint(endpoint), dumped.done) if local else None
