@@ -97,7 +97,7 @@ def probe_many(targets: Iterable[Target], *, timeout: float = 3.0, threads: int 
     (address, port) goes first, and the other SNI names of a port that refused the connection
     (or did not accept it within ``connect_timeout``) are not tried; the rest run in a bounded
     pool of ``threads``."""
-    unique = sorted(set(targets), key=str)
+    unique = list(dict.fromkeys(targets))  # in the order given (sorting 10,000 by their text cost 10 ms)
     if not unique:
         return {}
     by_port: dict[tuple[str, int], list[Target]] = {}

@@ -105,7 +105,7 @@ class ApacheConfig:
 
     def resolve(self, connection: Connection, value: str) -> str | None:
         """A file argument as an absolute path (relative ones are against ServerRoot)."""
-        expanded = self.expand(value)
+        expanded = self.expand(value) if "${" in value else value
         if expanded is None:
             return None
         if connection.path.isabs(expanded):

@@ -71,6 +71,7 @@ def build_nodes(config: ApacheConfig, connection: Connection,
     server_certs = config.server_named("sslcertificatefile")
     server_ssl = config.server_ssl_engine
     vhosts = config.vhosts
+    resolve = config.resolve
     for entry in config.run.vhosts:
         ident = (entry.name, entry.ip, entry.port, entry.file, entry.line)
         if ident in seen:
@@ -99,10 +100,9 @@ def build_nodes(config: ApacheConfig, connection: Connection,
                 if not own_certs:
                     notes.append("certificate inherited from the server level")
                 value = directives[0].args[0] if directives[0].args else ""
-                if value in paths:
-                    path = paths[value]
-                else:
-                    path = paths[value] = config.resolve(connection, value)
+                path = paths.get(value, "")
+                if path == "":
+                    path = paths[value] = resolve(connection, value)
                 if path is None:
                     notes.append(f"certificate path {value!r} uses an unknown variable")
                 else:
@@ -120,7 +120,12 @@ def build_nodes(config: ApacheConfig, connection: Connection,
         if claimed is None:
             claimed = by_addr[(entry.ip, entry.port)] = _Claimed()
         names = (entry.name, *entry.aliases)  # httpd matches SNI against its own name for the vhost
-        sni = next((name for cand in names if (name := sni_for(cand)) and name not in claimed), None)
+        sni = None
+        for cand in names:
+            name = sni_for(cand)
+            if name and name not in claimed:
+                sni = name
+                break
         if sni is None and https and not entry.default and any(sni_for(n) for n in names):
             notes.append("its names are answered by an earlier vhost on this address")
         claimed.add(names)
@@ -136,7 +141,7 @@ def build_nodes(config: ApacheConfig, connection: Connection,
             subject=facts.subject if facts else None,
             not_after=facts.not_after if facts else None,  # type: ignore[arg-type]
             vendor=VENDOR,
-            state="; ".join(["active", *notes]),
+            state="; ".join(["active", *notes]) if notes else "active",
             locator=f"{entry.file}:{entry.line}",
             certificate=facts.der if facts else None,
         )
