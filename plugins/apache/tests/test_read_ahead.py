@@ -13,7 +13,7 @@ import attrs
 import pytest
 from apache_peer import apache_binary
 from test_discovery_generated import _generate
-from tlsgate import ConnectionSpec, Endpoint
+from tlsgate import ConnectionSpec, Endpoint, OperationError
 from tlsgate_apache import plugin, speculate
 from tlsgate_apache.control import PendingDump
 from tlsgate_apache.plugin import ApacheOptions
@@ -82,3 +82,29 @@ def test_a_broken_hint_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for text in ("{", "[]", '{"ident": 1}', json.dumps({"ident": speculate._ident(endpoint), "files": "x"})):
         speculate.hint_file(endpoint).write_text(text)
         assert speculate.load_hint(endpoint) in (None, speculate.Hint())
+
+
+def test_a_spooled_dump_is_the_piped_one(tmp_path: Path, test_ca: TestCA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpd's dump through a temporary file says what it says through a pipe; the file is
+    removed, and without a writable temporary directory the pipe is used."""
+    if apache_binary() is None:
+        pytest.skip("apache2/httpd is not installed")
+    import tempfile
+
+    from tlsgate_apache.control import ApacheControl
+
+    ctl, _, _ = _generate(tmp_path / "root", test_ca, 30, 10)
+    control = ApacheControl(LocalConnection(), str(ctl))
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    piped = control.dump()
+    assert len(piped.vhosts) >= 30 and piped.includes
+    assert control.dump(spool=True) == piped
+    assert list(spool.iterdir()) == []
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such dir"))
+    assert control.dump(spool=True) == piped
+    # a failing apachectl is named as before (not the shell that ran it)
+    bad = ApacheControl(LocalConnection(), str(tmp_path / "nope"))
+    with pytest.raises(OperationError, match=r"nope -t -D DUMP_VHOSTS .* failed: exit 127"):
+        bad.dump(spool=True)

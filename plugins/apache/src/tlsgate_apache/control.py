@@ -228,7 +228,10 @@ class ApacheControl:
         import os
         import tempfile
 
-        fd, path = tempfile.mkstemp(prefix="tlsgate-apache-dump-")
+        try:
+            fd, path = tempfile.mkstemp(prefix="tlsgate-apache-dump-")
+        except OSError:  # no writable temporary directory: through the pipe after all
+            return self.connection.run(argv, privileged=True)
         os.close(fd)
         try:
             result = self.connection.run(["sh", "-c", 'exec "$@" >"$0"', path, *argv], privileged=True)
