@@ -20,6 +20,8 @@ from tlsgate_apache.plugin import ApacheOptions
 from tlsgate_testing.certs import TestCA
 from tlsgate_testing.connections import LocalConnection
 
+from .conftest import local_endpoint
+
 
 def _discover(endpoint: Endpoint) -> list[tuple]:
     return [attrs.astuple(n) for n in plugin.discover_nodes(endpoint, LocalConnection())]
@@ -108,3 +110,18 @@ def test_a_spooled_dump_is_the_piped_one(tmp_path: Path, test_ca: TestCA, monkey
     bad = ApacheControl(LocalConnection(), str(tmp_path / "nope"))
     with pytest.raises(OperationError, match=r"nope -t -D DUMP_VHOSTS .* failed: exit 127"):
         bad.dump(spool=True)
+
+
+def test_read_ahead_against_a_live_server(apache_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real peer's nodes (served certificates confirmed by handshake) with and without a
+    read-ahead hint."""
+    site, _server = apache_server
+    monkeypatch.setenv("TLSGATE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(PendingDump, "done", lambda self: False)
+    endpoint = local_endpoint(site)
+    cold = _discover(endpoint)
+    hint = speculate.load_hint(endpoint)
+    assert hint is not None and any(f.endswith("10-alpha.conf") for f in hint.files) and hint.certificates
+    assert _discover(endpoint) == cold
+    assert {n[0] for n in cold} >= {"plain.test", "alpha.test", "beta.test", "gamma.test"}
+    assert all("not reachable" not in n[9] for n in cold)  # probed: served what its files say
