@@ -1,4 +1,4 @@
-"""The node rows a discovery stores: aliases as the JSON text json.dumps writes (any text,
+"""The node rows a discovery stores, and the glob its Include walk uses: aliases as the JSON text json.dumps writes (any text,
 quotes, control characters, non-ASCII and the lone surrogates of undecodable config bytes), the
 expiry as ISO text, read back as they were."""
 
@@ -34,3 +34,21 @@ def test_stored_rows_read_back(tmp_path: Path, aliases: list[tuple[str, ...]], d
     assert [r["alias"] for r in rows] == [json.dumps(list(n.alias)) for n in nodes]
     assert [r["not_after"] for r in rows] == [n.not_after.isoformat() if n.not_after else None for n in nodes]
     assert [(n.alias, n.not_after) for n in inv.nodes(ep_id)] == [(n.alias, n.not_after) for n in nodes]
+
+
+_name = st.text(st.sampled_from("ab.*?[]!-_xZ"), min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(names=st.lists(_name, unique=True, max_size=8), pattern=_name)
+def test_connection_glob_matches_as_fnmatchcase(names: list[str], pattern: str) -> None:
+    """Connection.glob's one compiled pattern picks the names fnmatchcase picks (Include walks)."""
+    import fnmatch
+
+    from tlsgate_testing.fake import FakeConnection
+
+    names = [n for n in names if "/" not in n]
+    conn = FakeConnection({f"/d/{n}": b"" for n in names})
+    want = sorted(f"/d/{n}" for n in names if fnmatch.fnmatchcase(n, pattern) and not n.startswith("."))
+    if any(ch in pattern for ch in "*?["):
+        assert conn.glob(f"/d/{pattern}") == want
