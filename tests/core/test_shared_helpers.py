@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -154,5 +155,11 @@ def test_node_as_served_keeps_agrees_corrects_and_notes(test_ca: TestCA) -> None
     assert moved.fingerprint == fingerprint(der_b) and moved.certificate == der_b and "b.test" in (moved.subject or "")
     assert moved.state == "active; serves a certificate other than its files (graceful restart pending?)"
     assert node_as_served(node, None).state == "active; not reachable, certificate read from its file"
+    # every other field kept as it was (Node's fields may grow: each one set here)
+    full = Node(name="a.test", protocol="https", alias=("w.a.test",), ip="127.0.0.1", port=443,
+                fingerprint=fingerprint(der_a), subject="CN=a.test", not_after=a.cert.not_valid_after_utc,
+                vendor="V", state="active", locator="f:1", certificate=der_a)
+    assert len(attrs.fields(Node)) == 12
+    assert node_as_served(full, None) == attrs.evolve(full, state="active; not reachable, certificate read from its file")
     fresh = node_as_served(Node(name="x", port=443, state="active"), der_a)
     assert fresh.state == "active; certificate seen by handshake" and fresh.fingerprint == fingerprint(der_a)

@@ -71,7 +71,9 @@ The exports, by what they are for:
 * ACME (the optional ``acme_http01`` and ``tlsgate_dns_providers`` hooks): :func:`http01_path`
   (the checked URL path of an answer), :func:`expect_http_answer` (wait until it is served),
   :func:`undo_later` (the cleanup to return), :class:`DnsProviderType`;
-* :func:`gc_paused`: no cyclic garbage collection while a parse builds many acyclic objects.
+* :func:`gc_paused`: no cyclic garbage collection while a parse builds many acyclic objects;
+* :func:`cache_dir`: tlsgate's cache directory (``TLSGATE_CACHE_DIR``, else the user's cache
+  directory): what may be lost at any time, e.g. a driver's hints for reading ahead.
 
 Importing this module stays cheap (every CLI call imports every plugin's entry module): the
 certificate, probe and Windows helpers load on first use.
@@ -147,6 +149,7 @@ if TYPE_CHECKING:
         to_der,
         to_pem,
     )
+    from .declarations import cache_dir
     from .lifecycle.dns import DnsProviderType
     from .lifecycle.http01 import http01_path, undo_later
     from .probe import (
@@ -208,6 +211,7 @@ def delegate(hook: str, target: str) -> Any:
 # Loaded on first use (they pull in cryptography, ssl or the Windows runner).
 _LAZY = {
     **dict.fromkeys(("CertificateBundle", "key_matches", "order_chain"), "bundle"),
+    "cache_dir": "declarations",
     **dict.fromkeys(
         (
             "CertFacts", "certificate_facts", "common_name", "covers", "dns_names", "fingerprint", "key_kind",
@@ -286,6 +290,7 @@ __all__ = [
     "ValidationError",
     "WindowsConnection",
     "apply_edits",
+    "cache_dir",
     "certificate_facts",
     "common_name",
     "covers",

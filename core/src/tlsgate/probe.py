@@ -97,7 +97,7 @@ def probe_many(targets: Iterable[Target], *, timeout: float = 3.0, threads: int 
     (address, port) goes first, and the other SNI names of a port that refused the connection
     (or did not accept it within ``connect_timeout``) are not tried; the rest run in a bounded
     pool of ``threads``."""
-    unique = sorted(set(targets), key=str)
+    unique = list(dict.fromkeys(targets))  # in the order given (sorting 10,000 by their text cost 10 ms)
     if not unique:
         return {}
     by_port: dict[tuple[str, int], list[Target]] = {}
@@ -135,12 +135,21 @@ def served_fingerprints(targets: Iterable[Target], *, timeout: float = 3.0, thre
             for t, der in probe_many(targets, timeout=timeout, threads=threads).items()}
 
 
+def _with_state(node: Node, state: str) -> Node:
+    """``attrs.evolve(node, state=state)`` without evolve's generic work per call (a discovery
+    of 10,000 nodes on a stopped server makes one per node)."""
+    return Node(node.name, node.protocol, node.alias, node.ip, node.port, node.fingerprint, node.subject,
+                node.not_after, node.vendor, state, node.locator, node.certificate)
+
+
 def node_as_served(node: Node, der: bytes | None, *, pending: str = "reload pending?") -> Node:
     """``node`` (as its files describe it) corrected by what a handshake to it showed: the same
     node when it serves that certificate; the served certificate's facts and a note when it serves
     another (``pending``: why it might); a note when it did not answer (``der`` None)."""
     if der is None:
-        return attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file")
+        return _with_state(node, node.state + "; not reachable, certificate read from its file")
+    if node.fingerprint is not None and hashlib.sha256(der).hexdigest() == node.fingerprint:
+        return node  # what its files say (the certificate is not parsed again per node)
     from .certs import certificate_facts
 
     facts = certificate_facts(der)

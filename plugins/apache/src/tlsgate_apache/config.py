@@ -74,6 +74,10 @@ class ApacheConfig:
     vhosts: dict[tuple[str, int], VHostSection] = attrs.field(factory=dict)
     server_level: list[Directive] = attrs.field(factory=list)
     notes: list[str] = attrs.field(factory=list)
+    #: files read ahead, taken by the walk as it reaches them (empty after :func:`load`)
+    read_ahead: dict[str, tuple[bytes, list[Directive]]] = attrs.field(factory=dict, repr=False)
+    #: the certificate files discovery read (resolved paths, in order of first use)
+    certificate_paths: list[str] = attrs.field(factory=list, repr=False)
 
     @property
     def server_ssl_engine(self) -> bool:
@@ -101,7 +105,7 @@ class ApacheConfig:
 
     def resolve(self, connection: Connection, value: str) -> str | None:
         """A file argument as an absolute path (relative ones are against ServerRoot)."""
-        expanded = self.expand(value)
+        expanded = self.expand(value) if "${" in value else value
         if expanded is None:
             return None
         if connection.path.isabs(expanded):
@@ -176,6 +180,10 @@ def _dir_files(connection: Connection, directory: str) -> list[str]:
 
 def _read(config: ApacheConfig, connection: Connection, path: str, trees: dict[str, list[Directive]]) -> list[Directive]:
     if path not in trees:
+        ahead = config.read_ahead.pop(path, None)
+        if ahead is not None:  # read and lexed while httpd ran (see speculate.py)
+            config.files[path], trees[path] = ahead
+            return trees[path]
         data = connection.read_file(path)
         config.files[path] = data
         try:
@@ -217,9 +225,12 @@ def _walk(
             vhost.server_name = True  # the vhost names itself (else: it is its address's default)
 
 
-def load(connection: Connection, run: RunConfig) -> ApacheConfig:
-    """Parse every file httpd reads, from its main config file down."""
-    config = ApacheConfig(run=run)
+def load(connection: Connection, run: RunConfig,
+         read_ahead: dict[str, tuple[bytes, list[Directive]]] | None = None) -> ApacheConfig:
+    """Parse every file httpd reads, from its main config file down. ``read_ahead``: files
+    already read and lexed (path: bytes and tree), used when the walk reaches that path."""
+    config = ApacheConfig(run=run, read_ahead=dict(read_ahead or {}))
     trees: dict[str, list[Directive]] = {}
     _walk(_read(config, connection, run.main_file, trees), config, connection, trees, None, 0)
+    config.read_ahead = {}  # what the walk did not reach is not httpd's configuration
     return config

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .config import ApacheConfig, VHostSection
     from .control import ApacheControl, RunConfig, VHostEntry
     from .lexer import Directive
+    from .speculate import ReadAhead
 
 VENDOR = "Apache"
 
@@ -53,13 +54,16 @@ def certificate_directives(config: ApacheConfig, section: VHostSection) -> list[
 DEFAULT_VHOST = "_default_"
 
 
-def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]:
+def build_nodes(config: ApacheConfig, connection: Connection,
+                read_ahead: dict[str, CertFacts] | None = None) -> list[VHostNode]:
     """The node model from httpd's dump and the files (no handshakes).
 
     Each distinct certificate path is read once (and each distinct certificate parsed once, by
-    :func:`read_certificate`); the SNI name of each vhost is chosen as the nodes are built, so
-    every node is made once."""
+    :func:`read_certificate`), or taken from ``read_ahead`` (certificates read while httpd ran,
+    by resolved path); the SNI name of each vhost is chosen as the nodes are built, so every
+    node is made once. The paths read are recorded in ``config.certificate_paths``."""
     cache: dict[str, CertFacts] = {}
+    ahead = read_ahead or {}
     paths: dict[str, str | None] = {}
     by_addr: dict[tuple[str, int | None], _Claimed] = {}
     out: list[VHostNode] = []
@@ -67,6 +71,7 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
     server_certs = config.server_named("sslcertificatefile")
     server_ssl = config.server_ssl_engine
     vhosts = config.vhosts
+    resolve = config.resolve
     for entry in config.run.vhosts:
         ident = (entry.name, entry.ip, entry.port, entry.file, entry.line)
         if ident in seen:
@@ -95,16 +100,16 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
                 if not own_certs:
                     notes.append("certificate inherited from the server level")
                 value = directives[0].args[0] if directives[0].args else ""
-                if value in paths:
-                    path = paths[value]
-                else:
-                    path = paths[value] = config.resolve(connection, value)
+                path = paths.get(value, "")
+                if path == "":
+                    path = paths[value] = resolve(connection, value)
                 if path is None:
                     notes.append(f"certificate path {value!r} uses an unknown variable")
                 else:
                     facts = cache.get(path)
                     if facts is None:
-                        facts = cache[path] = read_certificate(connection, path)
+                        facts = ahead.get(path) or read_certificate(connection, path)
+                        cache[path] = facts
                     if facts.problem:
                         notes.append(facts.problem)
         # httpd gives an SNI name to the first vhost of the address (in configuration order)
@@ -115,7 +120,12 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
         if claimed is None:
             claimed = by_addr[(entry.ip, entry.port)] = _Claimed()
         names = (entry.name, *entry.aliases)  # httpd matches SNI against its own name for the vhost
-        sni = next((name for cand in names if (name := sni_for(cand)) and name not in claimed), None)
+        sni = None
+        for cand in names:
+            name = sni_for(cand)
+            if name and name not in claimed:
+                sni = name
+                break
         if sni is None and https and not entry.default and any(sni_for(n) for n in names):
             notes.append("its names are answered by an earlier vhost on this address")
         claimed.add(names)
@@ -131,11 +141,12 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
             subject=facts.subject if facts else None,
             not_after=facts.not_after if facts else None,  # type: ignore[arg-type]
             vendor=VENDOR,
-            state="; ".join(["active", *notes]),
+            state="; ".join(["active", *notes]) if notes else "active",
             locator=f"{entry.file}:{entry.line}",
             certificate=facts.der if facts else None,
         )
         out.append(VHostNode(node, entry, section, https, sni))
+    config.certificate_paths = list(cache)
     return out
 
 
@@ -186,8 +197,10 @@ def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local:
     ]
 
 
-def discover(connection: Connection, control: ApacheControl,
-             run: RunConfig | None = None) -> tuple[ApacheConfig, list[VHostNode]]:
-    """Ask httpd (unless ``run``: what it said), parse its files, build the node model."""
-    config = load(connection, run if run is not None else control.dump())
-    return config, build_nodes(config, connection)
+def discover(connection: Connection, control: ApacheControl, run: RunConfig | None = None,
+             read_ahead: ReadAhead | None = None) -> tuple[ApacheConfig, list[VHostNode]]:
+    """Ask httpd (unless ``run``: what it said), parse its files, build the node model
+    (``read_ahead``: files and certificates read while httpd ran, see speculate.py)."""
+    config = load(connection, run if run is not None else control.dump(),
+                  read_ahead.files if read_ahead else None)
+    return config, build_nodes(config, connection, read_ahead.certificates if read_ahead else None)

@@ -81,8 +81,9 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
 
     from .control import ApacheControl
 
+    local = _local(endpoint)
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
-    dumped = control.dump_started()  # httpd reads its configuration while this process imports
+    dumped = control.dump_started(spool=local)  # httpd reads its configuration while this process imports
     # the parse and the node model allocate hundreds of thousands of acyclic objects: CPython's
     # cyclic collector would rescan the growing heap again and again (a fifth of the time at
     # 10,000 vhosts); nothing here makes cycles that must be freed before the hook returns
@@ -90,9 +91,16 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     gc.disable()
     try:
         from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
+        from .speculate import Hint, load_hint, read_ahead, save_hint
 
-        config, vnodes = discover(connection, control, dumped())
-        nodes = confirm_by_handshake(vnodes, endpoint, _local(endpoint))
+        # while httpd runs: read and lex what the last discovery read (local only: over ssh the
+        # connection is the dump's until it is back); the walk takes only what httpd's dump names
+        ahead = read_ahead(connection, load_hint(endpoint), dumped.done) if local else None
+        config, vnodes = discover(connection, control, dumped(), ahead)
+        if local:
+            save_hint(endpoint, Hint(list(config.files), config.certificate_paths))
+        del ahead
+        nodes = confirm_by_handshake(vnodes, endpoint, local)
         # the parsed files go now, by reference counting: re-enabled with them alive, the
         # collector's next pass would walk every directive of every file once more
         del config, vnodes
