@@ -14,6 +14,20 @@ import pytest
 from .certs import TestCA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """tlsgate's cache (the plugins' declarations, Apache's read-ahead hints) in the session's
+    temporary directory, not the user's ~/.cache, unless the run names one."""
+    if os.environ.get("TLSGATE_CACHE_DIR"):
+        yield
+        return
+    os.environ["TLSGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("tlsgate-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("TLSGATE_CACHE_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def test_ca() -> TestCA:
     """A throw-away root + intermediate CA (EC P-256) for the whole session."""
