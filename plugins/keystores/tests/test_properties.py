@@ -203,3 +203,44 @@ def test_ber_indefinite_lengths_are_left_to_pyasn1() -> None:
         p12_codec.pbe.der_header(b"\x30\x80\x04\x00\x00\x00", 0)
     with pytest.raises(ValueError):
         p12_codec._items_by_hand(b"\x30\x80\x00\x00")
+
+
+# -- the RFC 7292 key derivation: OpenSSL's (through ctypes) and the Python fallback agree ----------
+def test_openssl_kdf_is_the_one_in_use_here() -> None:
+    """On this Linux machine the C derivation must be found (a silent fallback to Python is what
+    made every legacy install ~10 ms slower); both give RFC 7292's published vector."""
+    from tlsgate_keystores import pbe
+
+    assert pbe._openssl_kdf() is not None
+    salt = bytes.fromhex("0a58cf64530d823f")
+    for kdf in (pbe.pkcs12_kdf, pbe.pkcs12_kdf_python):
+        assert kdf("smeg", salt, 1, 1, 24).hex() == "8aaae6297b6cb04642ab5b077851284eb7128f1a2a7fbca3"
+        assert kdf("smeg", salt, 1, 2, 8).hex() == "79993dfe048d3b76"
+
+
+@settings(max_examples=150, deadline=None)
+@given(password=st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+       salt=st.binary(max_size=40), iterations=st.integers(min_value=1, max_value=2100),
+       purpose=st.integers(min_value=1, max_value=3), size=st.integers(min_value=1, max_value=70),
+       digest=st.sampled_from(["sha1", "sha256", "sha512"]))
+def test_openssl_and_python_kdf_agree(password: str, salt: bytes, iterations: int, purpose: int, size: int,
+                                      digest: str) -> None:
+    from tlsgate_keystores import pbe
+
+    assert pbe.pkcs12_kdf(password, salt, iterations, purpose, size, digest) == \
+        pbe.pkcs12_kdf_python(password, salt, iterations, purpose, size, digest)
+
+
+def test_pure_python_kdf_reads_and_writes_legacy_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no libcrypto is reachable the Python derivation does the whole job: a legacy file
+    written and read with it opens with cryptography's reader."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from tlsgate_keystores import pbe
+
+    monkeypatch.setattr(pbe, "_OPENSSL", [None])
+    monkeypatch.setattr(p12_codec, "_SAFES", {})
+    monkeypatch.setattr(p12_codec, "_PARSED", {})
+    data = p12_codec.dump(base_store(), "pw", legacy=True)
+    assert pkcs12.load_pkcs12(data, b"pw").cert is not None
+    store = p12_codec.load(data, "pw")
+    assert sorted(store.aliases()) == ["other", "rootca"]
