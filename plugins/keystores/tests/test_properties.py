@@ -153,7 +153,7 @@ def test_p12_rewrite_keeps_unchanged_entries_byte_for_byte(password: str, legacy
 
 
 def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    from pyasn1_modules import rfc7292
+    import attrs
 
     def refuse(*_args: Any) -> Any:
         raise ValueError("by hand refused: pyasn1 reads it")
@@ -163,9 +163,10 @@ def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.Mo
             m.setattr(p12_codec, "_items_by_hand", refuse)
             m.setattr(p12_codec, "_safe_bags_by_hand", refuse)
             m.setattr(p12_codec.pbe, "_fast_profile", refuse)
+            m.setattr(p12_codec, "_pfx_by_hand", refuse)
         p12_codec._SAFES.clear(), p12_codec._PARSED.clear()
-        pfx = p12_codec._decode(data, rfc7292.PFX(), "not a PKCS#12 file")
-        return [(b.kind, b.value, b.shrouded, b.friendly, b.local_id, b.trusted, b.item, b.profile)
+        pfx = p12_codec.read_pfx(data)
+        return [attrs.astuple(pfx)] + [(b.kind, b.value, b.shrouded, b.friendly, b.local_id, b.trusted, b.item, b.profile)
                 for b in p12_codec._bags(pfx, password)]
 
 
@@ -175,17 +176,19 @@ def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.Mo
        legacy=st.sampled_from([True, True, True, False]), trusted=st.booleans())
 def test_p12_bags_read_by_hand_are_the_bags_pyasn1_reads(names: list[str], password: str, legacy: bool, trusted: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The safes, bags, attributes and encryption profiles read as plain DER by hand (the fast
-    path of a read) are exactly what pyasn1 decodes from the same file."""
+    """The PFX and its MacData, the safes, bags, attributes and encryption profiles read as plain
+    DER by hand (the fast path of a read) are exactly what pyasn1 decodes from the same file."""
     assume(not {n.casefold() for n in names} & {"rootca"})
     store = Keystore("pkcs12", [KeyEntry(n, (_NEW.cert, _CA.intermediate), _NEW.key) for n in names]
                      + ([TrustedEntry("rootca", _CA.root)] if trusted else []))
     data = p12_codec.dump(store, password, legacy=legacy)
     fast = _bag_facts(data, password, True, monkeypatch)
     assert fast == _bag_facts(data, password, False, monkeypatch)
-    assert [f[3] for f in fast if f[0] == "key"] == names
-    assert {f[7] for f in fast} == {"legacy" if legacy else "modern"}
-    assert any(f[5] for f in fast) == trusted
+    pfx, bags = fast[0], fast[1:]
+    assert pfx[0] == "1.2.840.113549.1.7.1" and pfx[2] and pfx[5] == p12_codec.MAC_ROUNDS  # data, MacData
+    assert [f[3] for f in bags if f[0] == "key"] == names
+    assert {f[7] for f in bags} == {"legacy" if legacy else "modern"}
+    assert any(f[5] for f in bags) == trusted
 
 
 @SETTINGS
