@@ -173,3 +173,60 @@ def test_zone_on_add_show_and_audit_gateway(tlsgate_home: Path, tmp_path: Path) 
     assert log and all("gateway" in e for e in log)
     ok("org", "add", "Z", env={"TLSGATE_GATEWAY": "gw-test"})
     assert json.loads(ok("log", "--json").stdout)[-1]["gateway"] == "gw-test"
+
+
+def test_threads_of_one_process_queue_for_the_sqlite_writer(tmp_path: Path) -> None:
+    """A second thread's write transaction waits for the first one's commit on the process's
+    writer lock (it wakes at the commit), not in SQLite's sleeping busy handler: with SQLite's
+    own wait switched off, it still commits instead of failing 'database is locked'."""
+    import threading
+
+    from tlsgate.inventory import Inventory
+
+    first = Inventory(tmp_path / "inventory.sqlite3")
+    second = first.reopen()
+    second.db.execute("PRAGMA busy_timeout = 0")
+    outcome: list[object] = []
+
+    def write_second() -> None:
+        try:
+            with second.write() as db:
+                db.execute("INSERT INTO meta(key, value) VALUES ('second', '2')")
+            outcome.append("committed")
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome.append(exc)
+
+    with first.write() as db:
+        db.execute("INSERT INTO meta(key, value) VALUES ('first', '1')")
+        thread = threading.Thread(target=write_second)
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive() and not outcome  # waiting for this commit
+    thread.join(10)
+    assert outcome == ["committed"]
+    rows = dict(first.db.execute("SELECT key, value FROM meta WHERE key IN ('first', 'second')").fetchall())
+    assert rows == {"first": "1", "second": "2"}
+    first.close(), second.close()
+
+
+def test_a_non_durable_write_commits_and_leaves_the_connection_durable(tmp_path: Path) -> None:
+    """Leases and heartbeats commit without waiting for the disk (synchronous NORMAL for that
+    commit only): the row is committed (another connection sees it), the connection is back at
+    FULL afterwards, and a durable write cannot silently join a non-durable transaction."""
+    from tlsgate.inventory import Inventory
+
+    inv = Inventory(tmp_path / "inventory.sqlite3")
+    other = inv.reopen()
+    full = inv.db.execute("PRAGMA synchronous").fetchone()[0]
+    assert full == 2  # FULL: every ordinary commit waits for the disk
+    with inv.write(durable=False) as db:
+        db.execute("INSERT INTO meta(key, value) VALUES ('lease', 'x')")
+    assert other.db.execute("SELECT value FROM meta WHERE key = 'lease'").fetchone()[0] == "x"
+    assert inv.db.execute("PRAGMA synchronous").fetchone()[0] == full
+    with pytest.raises(RuntimeError, match="cannot join"), inv.write(durable=False), inv.write():
+        pass
+    assert not inv.db.in_transaction and inv.db.execute("PRAGMA synchronous").fetchone()[0] == full
+    with inv.write() as db, inv.write(durable=False):  # the other way round: part of the durable one
+        db.execute("INSERT INTO meta(key, value) VALUES ('audit', 'y')")
+    assert other.db.execute("SELECT value FROM meta WHERE key = 'audit'").fetchone()[0] == "y"
+    inv.close(), other.close()

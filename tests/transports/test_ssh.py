@@ -56,6 +56,9 @@ def test_registry_connects_through_the_ssh_plugin(trusted: SshdServer) -> None:
 def test_password_login_and_one_connection_reused(conn: ssh.SSHConnection, trusted: SshdServer) -> None:
     sock = conn.client.get_transport().sock  # type: ignore[union-attr]
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    # acknowledges every read at once (else each connection waits ~40 ms for sshd's Nagle-held
+    # channel confirmation; see ssh._QuickAckSocket)
+    assert isinstance(sock, ssh._QuickAckSocket) and sock.gettimeout() is not None
     pids = {conn.run(["sh", "-c", "echo $PPID"]).stdout for _ in range(3)}
     assert len(pids) == 3  # a fresh exec channel each time ...
     assert len(trusted.session_pids()) >= 1

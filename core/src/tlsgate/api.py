@@ -425,6 +425,22 @@ class Gateway:
         ctype = self.registry.connection_types.get(endpoint.connection.type)
         return bool(ctype and ctype.insecure)
 
+    def _audit_installed(self, endpoint: Endpoint, bundle: CertificateBundle, result: InstallResult,
+                         failure: Exception | None, before: str | None, current: Sequence[Node],
+                         cert_id: int | None, details: dict[str, Any], job_id: int | None) -> str | None:
+        """The audit entry of an install that changed the endpoint ("ok", or "script failed"
+        when a step after the change failed); returns ``before`` (the fingerprints replaced)."""
+        if before is None:
+            changed = set(result.nodes)
+            before = ",".join(sorted({n.fingerprint for n in current
+                                      if n.fingerprint and (n.name in changed or changed & set(n.alias))})) or None
+        extra = {"error": str(failure)} if failure is not None else {}
+        self._audit("tls install", "ok" if failure is None else "script failed", endpoint, before=before,
+                    after=bundle.fingerprint,
+                    details={**details, **extra, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
+                             "verified": result.verified, "messages": list(result.messages), **_job(job_id)})
+        return before
+
     def _audit(self, action: str, result: str, endpoint: Endpoint, **kwargs: Any) -> None:
         """Audit entry for a job; jobs over an ``*_insecure`` transport say so in the entry."""
         details = dict(kwargs.pop("details", None) or {})
@@ -581,6 +597,7 @@ class Gateway:
         result: InstallResult | None = None
         failure: Exception | None = None
         cert_id = None
+        audited = False
         try:
             with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
                 if sink is not None:
@@ -617,10 +634,14 @@ class Gateway:
                     result = _check_served_names(result, bundle, after_nodes)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-                    with self.inventory.write(exclusive=False):  # the certificate and the nodes: one commit
+                    # the certificate, the nodes and the audit entry of the outcome: one commit
+                    with self.inventory.write(exclusive=False):
                         cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
                                                                     org_id=org_id, dept_id=dept_id)
                         self._store_nodes(endpoint, after_nodes)
+                        before = self._audit_installed(endpoint, bundle, result, failure, before, current, cert_id,
+                                                       details, job_id)
+                    audited = True  # (committed)
         except Exception as exc:
             if not dry_run and result is None:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",
@@ -631,16 +652,9 @@ class Gateway:
                 raise
             failure = OperationError(f"{failure}; re-discovery failed too: {exc}")
         assert result is not None
-        if before is None and not dry_run:
-            changed = set(result.nodes)
-            before = ",".join(sorted({n.fingerprint for n in current
-                                      if n.fingerprint and (n.name in changed or changed & set(n.alias))})) or None
-        if not dry_run:
-            extra = {"error": str(failure)} if failure is not None else {}
-            self._audit("tls install", "ok" if failure is None else "script failed", endpoint, before=before,
-                        after=bundle.fingerprint,
-                        details={**details, **extra, "certificate_id": cert_id, "nodes_changed": list(result.nodes),
-                                 "verified": result.verified, "messages": list(result.messages), **_job(job_id)})
+        if not dry_run and not audited:
+            before = self._audit_installed(endpoint, bundle, result, failure, before, current, cert_id, details,
+                                           job_id)
         outcome = InstallOutcome(endpoint.name, cert_id, result, tuple(after_nodes), warnings,
                                  sink.id if sink is not None else None, before=before)
         if failure is not None:

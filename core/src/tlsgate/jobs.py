@@ -214,7 +214,7 @@ def refresh_interrupted(inventory: Inventory, job_id: int) -> bool:
 
 
 def heartbeat(inventory: Inventory, job_id: int, holder: str) -> bool:
-    with inventory.write() as db:
+    with inventory.write(durable=False) as db:  # coordination only: see Inventory.write
         cur = db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ? AND holder = ?", (leases.stamp(), job_id, holder))
         return cur.rowcount == 1
 
@@ -230,7 +230,7 @@ def take_over(inventory: Inventory, job_id: int, holder: str, item_ids: Sequence
 
 
 def start_item(inventory: Inventory, item_id: int) -> None:
-    with inventory.write(exclusive=False) as db:
+    with inventory.write(exclusive=False, durable=False) as db:
         db.execute("UPDATE job_items SET state = 'running', started = ?, finished = NULL, gateway = ?, "
                    "attempts = attempts + 1 WHERE id = ?", (leases.stamp(), leases.gateway_name(), item_id))
 

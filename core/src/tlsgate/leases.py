@@ -180,7 +180,7 @@ class Lease:
 
     def _renew(self, inventory: Inventory, lease_ttl: float) -> bool:
         expires = stamp(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lease_ttl))
-        with inventory.write(exclusive=False) as db:  # one statement (see tlsgate.database)
+        with inventory.write(exclusive=False, durable=False) as db:  # one statement (see tlsgate.database)
             cur = db.execute("UPDATE leases SET expires = ? WHERE endpoint_id = ? AND holder = ?",
                              (expires, self.endpoint_id, self.holder))
             ok = cur.rowcount == 1
@@ -197,7 +197,7 @@ def try_acquire(inventory: Inventory, endpoint_id: str, holder: str, job_id: int
     now = dt.datetime.now(dt.UTC)
     now_s = stamp(now)
     expires = stamp(now + dt.timedelta(seconds=lease_ttl))
-    with inventory.write(exclusive=False) as db:  # one statement (see tlsgate.database)
+    with inventory.write(exclusive=False, durable=False) as db:  # one statement (see tlsgate.database)
         cur = db.execute(
             "INSERT INTO leases(endpoint_id, holder, job_id, acquired, expires) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(endpoint_id) DO UPDATE SET holder = excluded.holder, job_id = excluded.job_id, "
@@ -221,13 +221,13 @@ def break_dead(inventory: Inventory, info: LeaseInfo) -> bool:
     """Delete a lease whose holder is sure to be dead (see :func:`holder_dead`)."""
     if not info.holder or not holder_dead(info.holder):
         return False
-    with inventory.write(exclusive=False) as db:  # one statement (see tlsgate.database)
+    with inventory.write(exclusive=False, durable=False) as db:  # one statement (see tlsgate.database)
         cur = db.execute("DELETE FROM leases WHERE endpoint_id = ? AND holder = ?", (info.endpoint_id, info.holder))
         return cur.rowcount == 1
 
 
 def release(inventory: Inventory, endpoint_id: str, holder: str) -> None:
-    with inventory.write(exclusive=False) as db:  # one statement (see tlsgate.database)
+    with inventory.write(exclusive=False, durable=False) as db:  # one statement (see tlsgate.database)
         db.execute("DELETE FROM leases WHERE endpoint_id = ? AND holder = ?", (endpoint_id, holder))
 
 

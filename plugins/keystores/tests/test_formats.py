@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyasn1.codec.ber import decoder
-from pyasn1_modules import rfc7292
 from tlsgate import ConnectionSpec, Endpoint, Secret
 from tlsgate_keystores import p12_codec
 from tlsgate_keystores.errors import KeystoreError
@@ -37,8 +35,11 @@ def test_reads_every_openssl_scheme(tmp_path: Path, leaf_a: Issued, kt: Any, sch
     assert store.aliases() == ["Entry One"]
     assert [c.subject.rfc4514_string() for c in store.entries[0].certs] == [
         "CN=a.example.org", "CN=tlsgate Test Intermediate CA", "CN=tlsgate Test Root CA"]
-    pfx, _ = decoder.decode(data, asn1Spec=rfc7292.PFX())
+    pfx = p12_codec.read_pfx(data)
     assert p12_codec._mac_matches(pfx, PW) and not p12_codec._mac_matches(pfx, PW + "x")
+    with pytest.MonkeyPatch.context() as m:  # OpenSSL's files read by hand as pyasn1 reads them
+        m.setattr(p12_codec, "_pfx_by_hand", lambda _data: (_ for _ in ()).throw(ValueError("refused")))
+        assert p12_codec.read_pfx(data) == pfx
     with pytest.raises(KeystoreError) as err:
         p12_codec.load(data, "wrong")
     assert err.value.kind == "password" and err.value.option == "--store_password"

@@ -153,7 +153,7 @@ def test_p12_rewrite_keeps_unchanged_entries_byte_for_byte(password: str, legacy
 
 
 def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    from pyasn1_modules import rfc7292
+    import attrs
 
     def refuse(*_args: Any) -> Any:
         raise ValueError("by hand refused: pyasn1 reads it")
@@ -163,9 +163,10 @@ def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.Mo
             m.setattr(p12_codec, "_items_by_hand", refuse)
             m.setattr(p12_codec, "_safe_bags_by_hand", refuse)
             m.setattr(p12_codec.pbe, "_fast_profile", refuse)
+            m.setattr(p12_codec, "_pfx_by_hand", refuse)
         p12_codec._SAFES.clear(), p12_codec._PARSED.clear()
-        pfx = p12_codec._decode(data, rfc7292.PFX(), "not a PKCS#12 file")
-        return [(b.kind, b.value, b.shrouded, b.friendly, b.local_id, b.trusted, b.item, b.profile)
+        pfx = p12_codec.read_pfx(data)
+        return [attrs.astuple(pfx)] + [(b.kind, b.value, b.shrouded, b.friendly, b.local_id, b.trusted, b.item, b.profile)
                 for b in p12_codec._bags(pfx, password)]
 
 
@@ -175,17 +176,19 @@ def _bag_facts(data: bytes, password: str, by_hand: bool, monkeypatch: pytest.Mo
        legacy=st.sampled_from([True, True, True, False]), trusted=st.booleans())
 def test_p12_bags_read_by_hand_are_the_bags_pyasn1_reads(names: list[str], password: str, legacy: bool, trusted: bool,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """The safes, bags, attributes and encryption profiles read as plain DER by hand (the fast
-    path of a read) are exactly what pyasn1 decodes from the same file."""
+    """The PFX and its MacData, the safes, bags, attributes and encryption profiles read as plain
+    DER by hand (the fast path of a read) are exactly what pyasn1 decodes from the same file."""
     assume(not {n.casefold() for n in names} & {"rootca"})
     store = Keystore("pkcs12", [KeyEntry(n, (_NEW.cert, _CA.intermediate), _NEW.key) for n in names]
                      + ([TrustedEntry("rootca", _CA.root)] if trusted else []))
     data = p12_codec.dump(store, password, legacy=legacy)
     fast = _bag_facts(data, password, True, monkeypatch)
     assert fast == _bag_facts(data, password, False, monkeypatch)
-    assert [f[3] for f in fast if f[0] == "key"] == names
-    assert {f[7] for f in fast} == {"legacy" if legacy else "modern"}
-    assert any(f[5] for f in fast) == trusted
+    pfx, bags = fast[0], fast[1:]
+    assert pfx[0] == "1.2.840.113549.1.7.1" and pfx[2] and pfx[5] == p12_codec.MAC_ROUNDS  # data, MacData
+    assert [f[3] for f in bags if f[0] == "key"] == names
+    assert {f[7] for f in bags} == {"legacy" if legacy else "modern"}
+    assert any(f[5] for f in bags) == trusted
 
 
 @SETTINGS
@@ -203,3 +206,44 @@ def test_ber_indefinite_lengths_are_left_to_pyasn1() -> None:
         p12_codec.pbe.der_header(b"\x30\x80\x04\x00\x00\x00", 0)
     with pytest.raises(ValueError):
         p12_codec._items_by_hand(b"\x30\x80\x00\x00")
+
+
+# -- the RFC 7292 key derivation: OpenSSL's (through ctypes) and the Python fallback agree ----------
+def test_openssl_kdf_is_the_one_in_use_here() -> None:
+    """On this Linux machine the C derivation must be found (a silent fallback to Python is what
+    made every legacy install ~10 ms slower); both give RFC 7292's published vector."""
+    from tlsgate_keystores import pbe
+
+    assert pbe._openssl_kdf() is not None
+    salt = bytes.fromhex("0a58cf64530d823f")
+    for kdf in (pbe.pkcs12_kdf, pbe.pkcs12_kdf_python):
+        assert kdf("smeg", salt, 1, 1, 24).hex() == "8aaae6297b6cb04642ab5b077851284eb7128f1a2a7fbca3"
+        assert kdf("smeg", salt, 1, 2, 8).hex() == "79993dfe048d3b76"
+
+
+@settings(max_examples=150, deadline=None)
+@given(password=st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+       salt=st.binary(max_size=40), iterations=st.integers(min_value=1, max_value=2100),
+       purpose=st.integers(min_value=1, max_value=3), size=st.integers(min_value=1, max_value=70),
+       digest=st.sampled_from(["sha1", "sha256", "sha512"]))
+def test_openssl_and_python_kdf_agree(password: str, salt: bytes, iterations: int, purpose: int, size: int,
+                                      digest: str) -> None:
+    from tlsgate_keystores import pbe
+
+    assert pbe.pkcs12_kdf(password, salt, iterations, purpose, size, digest) == \
+        pbe.pkcs12_kdf_python(password, salt, iterations, purpose, size, digest)
+
+
+def test_pure_python_kdf_reads_and_writes_legacy_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no libcrypto is reachable the Python derivation does the whole job: a legacy file
+    written and read with it opens with cryptography's reader."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from tlsgate_keystores import pbe
+
+    monkeypatch.setattr(pbe, "_OPENSSL", [None])
+    monkeypatch.setattr(p12_codec, "_SAFES", {})
+    monkeypatch.setattr(p12_codec, "_PARSED", {})
+    data = p12_codec.dump(base_store(), "pw", legacy=True)
+    assert pkcs12.load_pkcs12(data, b"pw").cert is not None
+    store = p12_codec.load(data, "pw")
+    assert sorted(store.aliases()) == ["other", "rootca"]

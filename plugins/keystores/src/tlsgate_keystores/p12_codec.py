@@ -100,7 +100,7 @@ class _Original:
 
 def load(data: bytes, password: str) -> Keystore:
     """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`."""
-    pfx = _decode(data, rfc7292.PFX(), "not a PKCS#12 file")
+    pfx = read_pfx(data)
     if not _mac_matches(pfx, password):
         # a MAC we do not compute ourselves, or the wrong password: let cryptography decide
         try:
@@ -120,41 +120,106 @@ def load(data: bytes, password: str) -> Keystore:
     return store
 
 
-def _raw_items(pfx: object) -> list[bytes] | None:
+@attrs.frozen
+class Pfx:
+    """The outer structure of a PKCS#12 file: the authenticated safe's content type, its DER
+    (None when it is not ``data``: public-key integrity mode) and the MacData, if any."""
+
+    content_type: str
+    auth: bytes | None
+    mac_oid: str | None = None  # MacData: digest algorithm, digest, salt, iterations
+    mac: bytes = b""
+    mac_salt: bytes = b""
+    mac_iterations: int = 1
+
+
+def read_pfx(data: bytes) -> Pfx:
+    """The file's :class:`Pfx`: read by hand when it is plain DER (what cryptography, OpenSSL
+    and Java write: pyasn1 decoding the PFX was a fifth of a read once the key derivations were
+    in C), else by pyasn1. Raises KeystoreError("format") for what is not a PFX."""
+    try:
+        return _pfx_by_hand(data)
+    except (ValueError, IndexError):
+        pass
+    pfx = _decode(data, rfc7292.PFX(), "not a PKCS#12 file")
+    try:
+        auth_ci = pfx["authSafe"]  # type: ignore[index]
+        kind = str(auth_ci["contentType"])
+        auth = bytes(octets(auth_ci["content"])) if kind == _DATA else None
+        mac_data = pfx["macData"]  # type: ignore[index]
+        if not mac_data.isValue:
+            return Pfx(kind, auth)
+        return Pfx(kind, auth, str(mac_data["mac"]["digestAlgorithm"]["algorithm"]), bytes(mac_data["mac"]["digest"]),
+                   bytes(mac_data["macSalt"]), int(mac_data["iterations"]))
+    except (PyAsn1Error, ValueError, KeyError, TypeError):
+        raise KeystoreError("format", "not a PKCS#12 file") from None
+
+
+def _pfx_by_hand(data: bytes) -> Pfx:
+    """PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, macData MacData OPTIONAL };
+    ValueError for anything that is not that in plain DER."""
+    tag, body, stop = pbe.der_header(data, 0)
+    if tag != 0x30 or stop != len(data):
+        raise ValueError("not a PFX")
+    kids = pbe.der_children(data, body, stop)
+    if len(kids) not in (2, 3) or kids[0][0] != 0x02 or kids[1][0] != 0x30:
+        raise ValueError("not a PFX")
+    ci = pbe.der_children(data, kids[1][2], kids[1][3])  # ContentInfo
+    if len(ci) != 2 or ci[1][0] != 0xA0:
+        raise ValueError("not a ContentInfo")
+    kind = pbe.der_oid(_expect(data, ci[0], 0x06))
+    auth = None
+    if kind == _DATA:
+        inner = pbe.der_children(data, ci[1][2], ci[1][3])
+        if len(inner) != 1:
+            raise ValueError("not a ContentInfo")
+        auth = _expect(data, inner[0], 0x04)  # a constructed (BER) OCTET STRING: pyasn1
+    if len(kids) == 2:
+        return Pfx(kind, auth)
+    if kids[2][0] != 0x30:
+        raise ValueError("not MacData")
+    md = pbe.der_children(data, kids[2][2], kids[2][3])
+    if len(md) not in (2, 3) or md[0][0] != 0x30:
+        raise ValueError("not MacData")
+    di = pbe.der_children(data, md[0][2], md[0][3])  # DigestInfo
+    if len(di) != 2:
+        raise ValueError("not a DigestInfo")
+    oid, _ = pbe.der_algorithm(data, di[0][1], di[0][3])
+    iterations = int.from_bytes(_expect(data, md[2], 0x02), "big", signed=True) if len(md) == 3 else 1
+    return Pfx(kind, auth, oid, _expect(data, di[1], 0x04), _expect(data, md[1], 0x04), iterations)
+
+
+def _raw_items(pfx: Pfx) -> list[bytes] | None:
     """The authenticated-safe items exactly as the file encodes them (None: not plain DER, so
     nothing is kept byte for byte)."""
-    try:
-        auth = bytes(octets(pfx["authSafe"]["content"]))  # type: ignore[index]
-        items = _children(auth)
-    except (PyAsn1Error, IndexError, ValueError):
+    auth = pfx.auth
+    if auth is None:
         return None
-    _, start, end = _header(auth, 0)
+    try:
+        items = _children(auth)
+        _, start, end = _header(auth, 0)
+    except (IndexError, ValueError):
+        return None
     return items if end == len(auth) and sum(map(len, items)) == end - start else None
 
 
-def _mac_digest(pfx: object) -> str | None:
-    try:
-        mac_data = pfx["macData"]  # type: ignore[index]
-        return pbe.MAC_DIGESTS.get(str(mac_data["mac"]["digestAlgorithm"]["algorithm"])) if mac_data.isValue else None
-    except (PyAsn1Error, KeyError):
-        return None
+def _mac_digest(pfx: Pfx) -> str | None:
+    return pbe.MAC_DIGESTS.get(pfx.mac_oid) if pfx.mac_oid else None
 
 
-def _mac_matches(pfx: object, password: str) -> bool:
+def _mac_matches(pfx: Pfx, password: str) -> bool:
     """Whether the password verifies the file's HMAC (the store password check: 2048 hash
     rounds, where ``load_pkcs12`` would decrypt every bag once more)."""
     import hmac
 
-    try:
-        mac_data = pfx["macData"]  # type: ignore[index]
-        digest = pbe.MAC_DIGESTS.get(str(mac_data["mac"]["digestAlgorithm"]["algorithm"]))
-        if not mac_data.isValue or digest is None:
-            return False
-        content = bytes(octets(pfx["authSafe"]["content"]))  # type: ignore[index]
-        expected = pbe.mac(content, password, bytes(mac_data["macSalt"]), int(mac_data["iterations"]), digest)
-        return hmac.compare_digest(expected, bytes(mac_data["mac"]["digest"]))
-    except (PyAsn1Error, ValueError, KeyError):
+    digest = _mac_digest(pfx)
+    if digest is None or pfx.auth is None:
         return False
+    try:
+        expected = pbe.mac(pfx.auth, password, pfx.mac_salt, pfx.mac_iterations, digest)
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, pfx.mac)
 
 
 def _decode(data: bytes, spec: object, what: str) -> object:
@@ -165,11 +230,10 @@ def _decode(data: bytes, spec: object, what: str) -> object:
     return value
 
 
-def _bags(pfx: object, password: str) -> Iterator[_Bag]:
-    auth_ci = pfx["authSafe"]  # type: ignore[index]
-    if str(auth_ci["contentType"]) != _DATA:
+def _bags(pfx: Pfx, password: str) -> Iterator[_Bag]:
+    if pfx.content_type != _DATA or pfx.auth is None:
         raise KeystoreError("unsupported", "PKCS#12 file in public-key integrity mode")
-    auth_der = bytes(octets(auth_ci["content"]))
+    auth_der = pfx.auth
     try:
         items = _items_by_hand(auth_der)
     except (ValueError, IndexError):
@@ -541,8 +605,10 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
 
 def safe_items(p12: bytes) -> list[bytes]:
     """The authenticated-safe items (DER ContentInfos) of a file ``cryptography`` just wrote."""
-    pfx, _ = decoder.decode(p12, asn1Spec=rfc7292.PFX())
-    return _children(bytes(octets(pfx["authSafe"]["content"])))
+    auth = read_pfx(p12).auth
+    if auth is None:
+        raise ValueError("not a PKCS#12 file in password integrity mode")
+    return _children(auth)
 
 
 def _children(der: bytes) -> list[bytes]:
