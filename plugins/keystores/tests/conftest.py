@@ -83,7 +83,9 @@ def keytool_list(path: Path, password: str) -> dict[str, dict[str, Any]]:
     store_type = re.search(r"Keystore type: (\S+)", out)
     entries: dict[str, dict[str, Any]] = {}
     for block in out.split("Alias name: ")[1:]:
-        alias = block.splitlines()[0].strip()
+        # the alias exactly as keytool prints it: str.strip() and splitlines() would also cut
+        # a no-break space or U+2028 that is part of it (hypothesis found "0\xa0")
+        alias = block.split("\n", 1)[0].rstrip("\r")
         kind = re.search(r"Entry type: (\S+)", block)
         chain = re.search(r"Certificate chain length: (\d+)", block)
         sha = re.search(r"SHA256: ([0-9A-F:]+)", block)

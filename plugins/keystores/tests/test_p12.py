@@ -158,3 +158,34 @@ def test_java_chain_friendly_names_survive(driver: Any, java_p12: Path, leaf_b: 
     assert "friendlyName: CN=tlsgate Test Intermediate CA" in before  # keytool names chain certs by DN
     driver.install(driver.endpoint("p12", java_p12, store_password=PW), kt.bundle_of(leaf_b))
     assert "friendlyName: CN=tlsgate Test Intermediate CA" in kt.openssl_info(java_p12, PW)
+
+
+@pytest.mark.production_kdf
+def test_java_entries_keep_their_rounds_and_openssl_entries_their_ciphertext(
+        driver: Any, java_p12: Path, p12_file: Path, tmp_path: Path, leaf_a: Issued, leaf_b: Issued, kt: Any) -> None:
+    """An install of another entry does not re-encrypt a Java 17 keystore's entries (PBES2,
+    10,000 rounds, every key in one shared item) at 600,000 rounds, nor an OpenSSL 3 entry (2,048
+    rounds, items of its own) at all: neither is weaker than the file's MAC, and a 300-entry Java
+    keystore took 67 s of CPU when they were. The new entry gets the modern profile's rounds."""
+    from tlsgate_keystores import p12_codec
+
+    assert p12_codec.MODERN_KDF_ROUNDS == 600_000
+    ep = driver.endpoint("p12", java_p12, store_password=PW)
+    result = driver.install(ep, kt.bundle_of(leaf_b))
+    assert result.verified and not result.rolled_back
+    after = kt.keytool_list(java_p12, PW)
+    assert set(after) == {"alpha", "gamma", "rootca", "b.example.org"}
+    assert after["b.example.org"]["sha256"] == leaf_b.fingerprint
+    info = kt.openssl_info(java_p12, PW)
+    keys = [line for line in info.splitlines() if line.startswith("Shrouded Keybag")]
+    # gamma: keytool's own 10,000; alpha: the 2,048 of openssl, which keytool left as it was
+    assert sorted(k.split("Iteration ")[1].split(",")[0] for k in keys) == ["10000", "2048", "600000"], keys
+
+    leaf_a.write(tmp_path / "o", "a")
+    single = tmp_path / "openssl.p12"  # openssl 3 pkcs12 -export: PBES2, 2,048 rounds
+    kt.run_tool(["openssl", "pkcs12", "-export", "-in", str(tmp_path / "o" / "a.crt"), "-inkey",
+                 str(tmp_path / "o" / "a.key"), "-name", "alpha", "-out", str(single), "-passout", "env:KS_TEST_PW"], PW)
+    kept = p12_codec.load(single.read_bytes(), PW).find("alpha").opaque.items  # type: ignore[union-attr]
+    driver.install(driver.endpoint("p12", single, store_password=PW), kt.bundle_of(leaf_b))
+    assert kept and all(item in single.read_bytes() for item in kept)
+    assert set(kt.keytool_list(single, PW)) == {"alpha", "b.example.org"}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from tlsgate import certs
 from tlsgate_keystores import jks_codec, p12_codec, pem_codec
@@ -108,6 +108,7 @@ def test_p12_install_through_the_registry(driver: Any, kt: Any, hyp_dir: Path, a
 @given(alias=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FF, blacklist_categories=("Cc",)),
                      min_size=1, max_size=12),
        password=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=6, max_size=16))
+@example(alias="0\xa0", password="secret-pw")  # a trailing no-break space, as keytool prints it
 def test_jks_install_read_by_keytool(driver: Any, kt: Any, keytool: str, hyp_dir: Path, alias: str,
                                     password: str) -> None:
     from tlsgate_keystores import jks_codec as codec

@@ -50,14 +50,22 @@ from .errors import KeystoreError
 MODERN_KDF_ROUNDS = 600_000
 LEGACY_KDF_ROUNDS = 2048
 MAC_ROUNDS = 2048
+#: The fewest PBKDF2 rounds an unchanged PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) entry may have
+#: to keep its ciphertext in a modern-profile file. A guess of the password is checked against
+#: the file's MAC, at MAC_ROUNDS, so an entry of at least that many rounds is no weaker than the
+#: file tlsgate writes; Java 17 (keyPbeIterationCount 10,000) and OpenSSL 3 (2,048) write such
+#: entries. Re-encrypting them at MODERN_KDF_ROUNDS cost two 600,000-round derivations per
+#: entry: an install into a 300-entry Java keystore took 67 s of CPU.
+KEEP_MODERN_ROUNDS = MAC_ROUNDS
 #: Oracle's "trusted key usage" bag attribute: marks a Java trustedCertEntry.
 ORACLE_TRUSTED = "2.16.840.1.113894.746875.1.1"
 X509_CERT_TYPE = "1.2.840.113549.1.9.22.1"
 _DATA, _ENCRYPTED_DATA = str(rfc5652.id_data), str(rfc5652.id_encryptedData)
 
 
-def encryption(password: str, *, legacy: bool) -> serialization.KeySerializationEncryption:
-    """The explicit profile (never ``BestAvailableEncryption``, whose meaning changes)."""
+def encryption(password: str, *, legacy: bool, rounds: int | None = None) -> serialization.KeySerializationEncryption:
+    """The explicit profile (never ``BestAvailableEncryption``, whose meaning changes);
+    ``rounds``: the modern profile with an entry's own PBKDF2 rounds (see :class:`_Rounds`)."""
     builder = serialization.PrivateFormat.PKCS12.encryption_builder()
     if legacy:
         builder = (
@@ -67,7 +75,7 @@ def encryption(password: str, *, legacy: bool) -> serialization.KeySerialization
         )
     else:
         builder = (
-            builder.kdf_rounds(MODERN_KDF_ROUNDS)
+            builder.kdf_rounds(rounds or MODERN_KDF_ROUNDS)
             .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
             .hmac_hash(hashes.SHA256())
         )
@@ -96,6 +104,16 @@ class _Original:
     legacy: bool  # the file's profile
     key_bag: bytes  # the (shrouded) key bag's value, to decrypt the key when it is needed
     shrouded: bool
+
+
+@attrs.frozen
+class _Rounds:
+    """An unchanged key entry whose bags share authenticated-safe items with other entries' (Java
+    writes every key bag in one item and every certificate in one encrypted item), so it is
+    encoded again on write, in the modern profile with its own PBKDF2 rounds (``KeyEntry.opaque``):
+    no weaker than it was, and not 600,000 rounds twice for each of a Java keystore's entries."""
+
+    rounds: int
 
 
 def load(data: bytes, password: str) -> Keystore:
@@ -373,7 +391,20 @@ def _safe_bags_by_hand(safe: bytes) -> list[_Bag]:
 
 
 def _profile(algorithm: str, params: bytes | None) -> str | None:
-    return pbe.profile(algorithm, params, modern_rounds=MODERN_KDF_ROUNDS, legacy_rounds=LEGACY_KDF_ROUNDS)
+    return pbe.profile(algorithm, params, modern_rounds=min(MODERN_KDF_ROUNDS, KEEP_MODERN_ROUNDS),
+                       legacy_rounds=LEGACY_KDF_ROUNDS)
+
+
+def _key_rounds(bag: _Bag) -> int | None:
+    """The PBKDF2 rounds of a shrouded key bag in the modern scheme (plain DER), else None."""
+    try:
+        tag, body, stop = pbe.der_header(bag.value, 0)
+        kids = pbe.der_children(bag.value, body, stop)
+        if tag == 0x30 and stop == len(bag.value) and len(kids) == 2:
+            return pbe.pbes2_rounds(*pbe.der_algorithm(bag.value, kids[0][1], kids[0][3]))
+    except (ValueError, IndexError):
+        pass
+    return None
 
 
 def _key_profile(bag: _Bag) -> str | None:
@@ -515,9 +546,12 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
         leaf_fp = fps[id(leaf_bag.cert)]
         others = [c for c in all_certs if fps[id(c)] != leaf_fp]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
-        original = _original(kb, leaf_bag, bags, raw, legacy)
-        if original is None and key is None:
-            key = _private_key(kb, password)
+        original: _Original | _Rounds | None = _original(kb, leaf_bag, bags, raw, legacy)
+        if original is None:
+            if key is None:
+                key = _private_key(kb, password)
+            rounds = _key_rounds(kb) if kb.profile == "modern" else None
+            original = _Rounds(rounds) if rounds and rounds < MODERN_KDF_ROUNDS else None
         entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key, opaque=original))
     # chain certificates belong to their entries (so a replaced entry's old intermediates go
     # with it); only certificates no entry uses are kept as loose ones. Friendly names that
@@ -549,7 +583,7 @@ def _original(kb: _Bag, leaf: _Bag, bags: list[_Bag], raw: list[bytes] | None, l
     if any(b.item in mine and b is not kb and b is not leaf for b in bags):
         return None
     # kept only when already in the profile the file is written in: a weaker original (RC2-40,
-    # fewer rounds, a plain key bag) is re-encrypted, as before
+    # fewer rounds than KEEP_MODERN_ROUNDS / LEGACY_KDF_ROUNDS, a plain key bag) is re-encrypted
     wanted = "legacy" if legacy else "modern"
     if kb.profile != wanted or leaf.profile not in (wanted, "plain"):
         return None
@@ -579,8 +613,10 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
             if isinstance(original, _Original) and original.legacy == legacy:
                 items += original.items  # unchanged, already in this profile: kept byte for byte
             else:
+                own = encryption(password, legacy=False, rounds=original.rounds) \
+                    if isinstance(original, _Rounds) and not legacy else enc
                 items += safe_items(pkcs12.serialize_key_and_certificates(
-                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None, enc))
+                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None, own))
             for cert in entry.certs[1:]:
                 fp = fingerprint(cert)
                 name = store.layout.get("cert_names", {}).get(fp)

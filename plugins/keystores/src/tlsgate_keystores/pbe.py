@@ -124,9 +124,23 @@ def pkcs12_pbe_params(params: bytes) -> tuple[bytes, int]:
     return params[kids[0][2] : kids[0][3]], _der_int(params, kids[1])
 
 
+def pbes2_rounds(algorithm_oid: str, params: bytes | None) -> int | None:
+    """The PBKDF2 iteration count of a PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) encryption in
+    plain DER, else None."""
+    try:
+        return _pbes2_rounds(algorithm_oid, params)
+    except (ValueError, IndexError):
+        return None
+
+
 def _fast_profile(algorithm_oid: str, params: bytes | None, modern_rounds: int, legacy_rounds: int) -> str | None:
     if algorithm_oid == PKCS12_PBE + "3":
         return "legacy" if pkcs12_pbe_params(params or b"")[1] >= legacy_rounds else None
+    rounds = _pbes2_rounds(algorithm_oid, params)
+    return "modern" if rounds is not None and rounds >= modern_rounds else None
+
+
+def _pbes2_rounds(algorithm_oid: str, params: bytes | None) -> int | None:
     if algorithm_oid != PBES2:
         return None
     p = params or b""
@@ -149,7 +163,7 @@ def _fast_profile(algorithm_oid: str, params: bytes | None, modern_rounds: int, 
     prf = der_algorithm(kdf_params, rest[0][1], rest[0][3])[0] if rest else None
     if len(rest) > 1:
         raise ValueError("unexpected PBKDF2-params")
-    return "modern" if prf == "1.2.840.113549.2.9" and rounds >= modern_rounds else None
+    return rounds if prf == "1.2.840.113549.2.9" else None
 
 
 class UnsupportedAlgorithm(ValueError):
