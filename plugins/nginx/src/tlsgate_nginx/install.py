@@ -149,8 +149,11 @@ def select_servers(
             ]
             if not match:
                 raise ValidationError(f"no such node on this endpoint: {want.name}", option="--node")
+            # core passes every node the --node value names: a block that listens on plain http
+            # too (listen 80; listen 443 ssl;) is chosen by its https listens; only a block
+            # without any is refused
             for node, server in match:
-                if node.protocol != "https":
+                if not any(n.protocol == "https" for n, s in pairs if s is server):
                     raise ValidationError(
                         f"{node.name} ({node.ip}:{node.port}) is plain http; add 'ssl' to its listen first",
                         option="--node",
