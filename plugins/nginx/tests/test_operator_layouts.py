@@ -159,3 +159,53 @@ def test_node_of_a_block_that_also_listens_on_plain_http(web: Site, cli, test_ca
                   "--node", "plain.test", "--apply-pending")
     assert refused.returncode == 2
     assert "--node" in refused.stderr and "plain http" in refused.stderr
+
+
+def test_rsa_and_ecdsa_pairs_in_one_block(web: Site, cli, test_ca: TestCA, tmp_path: Path) -> None:
+    rsa, ec = web.certs["dual-rsa"], web.certs["dual-ec"]
+    # discovery reports the first pair and checks it by a handshake that asks for its key type
+    dual = [n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout) if n["name"] == "dual.test"]
+    assert [n["fingerprint"] for n in dual] == [rsa.fingerprint]
+    assert "reload pending" not in dual[0]["state"] and "2 certificate pairs" in dual[0]["state"]
+    current = {"rsa": rsa.fingerprint, "ec": ec.fingerprint}
+    for kind in ("rsa", "ec"):
+        new = test_ca.issue("dual.test", key_type=kind)
+        before = web.snapshot()
+        done = cli("tls", "install", "web", *files_for(tmp_path, new, f"dual-{kind}"), "--node", "dual.test")
+        assert done.returncode == 0, done.stderr
+        assert "verified" in done.stdout
+        current[kind] = new.fingerprint
+        # the pair of that key type is replaced; the other one is untouched and still served
+        assert {k: try_served_fingerprint("127.0.0.1", web.tls, "dual.test", key_kind=k) for k in current} == current
+        assert changed_files(before, web.snapshot()) == ["dual.conf"]
+    text = (web.prefix / "sites" / "dual.conf").read_text()
+    assert text.count("ssl_certificate ") == 2 and text.count("ssl_certificate_key ") == 2
+
+
+def test_proxy_protocol_listen_is_discovered_and_verified(web: Site, cli, test_ca: TestCA, tmp_path: Path) -> None:
+    lb = [n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout) if n["name"] == "lb.test"]
+    assert [(n["port"], n["fingerprint"]) for n in lb] == [(web.proxied, web.certs["lb"].fingerprint)]
+    assert "not reachable" not in lb[0]["state"]
+    new = test_ca.issue("lb.test")
+    done = cli("tls", "install", "web", *files_for(tmp_path, new, "lb"))
+    assert done.returncode == 0, done.stderr
+    assert "verified by TLS handshake" in done.stdout
+    assert try_served_fingerprint("127.0.0.1", web.proxied, "lb.test", proxy_protocol=True) == new.fingerprint
+    # a plain handshake gets nothing there: the PROXY header is what made it answer
+    assert try_served_fingerprint("127.0.0.1", web.proxied, "lb.test") is None
+    assert cli("tls", "discover", "web").returncode == 0
+    checked = cli("tls", "verify", "--endpoint", "web", "--json")
+    rows = [r for item in json.loads(checked.stdout)["items"] for r in item["details"]["nodes"]
+            if r["node"] == "lb.test"]
+    assert [r["result"] for r in rows] == ["ok"], checked.stdout
+
+
+def test_verify_reaches_every_node_as_discovery_did(web: Site, cli) -> None:
+    checked = cli("tls", "verify", "--endpoint", "web", "--json")
+    rows = {(r["node"], r["port"]): r["result"] for item in json.loads(checked.stdout)["items"]
+            for r in item["details"]["nodes"] if r["protocol"] == "https"}
+    # a wildcard name (SNI of a label under it), the RSA pair of an RSA+ECDSA block (a handshake
+    # asking for RSA), the PROXY protocol listen (the header first)
+    assert rows == {("web.test", web.tls): "ok", ("dual.test", web.tls): "ok", ("lb.test", web.proxied): "ok",
+                    ("*.wild.test", web.tls): "ok"}, checked.stdout
+    assert checked.returncode == 0

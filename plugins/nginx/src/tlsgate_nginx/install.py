@@ -211,7 +211,8 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     require_names_covered(bundle, changed_nodes)
     # the files of the configuration as nginx reads them, against the master's start
     refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
-    changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
+    kind = key_kind(bundle.key)  # a block with an RSA and an ECDSA pair is checked for the pair replaced
+    changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local, kind))]
     others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
     if not dry_run and control.running:
