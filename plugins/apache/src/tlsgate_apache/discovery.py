@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import Node, Target, node_as_served, probe_host, probe_many, read_certificate, sni_for
+from tlsgate.plugin import (
+    Node,
+    Target,
+    certificate_facts,
+    node_as_served,
+    probe_host,
+    probe_many,
+    read_certificate,
+    sni_for,
+)
 
 from .config import load
 
@@ -94,6 +103,8 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
             else:
                 if not own_certs:
                     notes.append("certificate inherited from the server level")
+                if len(own_certs) > 1:
+                    notes.append(f"first of {len(own_certs)} certificate pairs (one per key type)")
                 value = directives[0].args[0] if directives[0].args else ""
                 if value in paths:
                     path = paths[value]
@@ -160,15 +171,23 @@ class _Claimed:
         return low in self.exact or any(fnmatch.fnmatchcase(low, p) for p in self.patterns)
 
 
-def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool) -> Target | None:
-    """The TLS handshake that reaches this vhost, or None (no port, no usable name)."""
+def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: str | None = None) -> Target | None:
+    """The TLS handshake that reaches this vhost, or None (no port, no usable name).
+
+    A vhost with several pairs (RSA + ECDSA) shows each only to a client asking for its key
+    type: the handshake asks for ``key_kind``, else for the kind of the node's certificate."""
     node = vn.node
     if node.protocol != "https" or node.port is None:
         return None
     ip = "*" if node.ip == "_default_" else node.ip
     if vn.sni is None and not vn.entry.default:
         return None
-    return Target(probe_host(ip, endpoint.connection.host, local), node.port, vn.sni)
+    pairs = len(vn.section.named("sslcertificatefile")) if vn.section is not None else 0
+    if pairs < 2:
+        key_kind = None
+    elif key_kind is None and node.certificate:
+        key_kind = certificate_facts(node.certificate).key_kind
+    return Target(probe_host(ip, endpoint.connection.host, local), node.port, vn.sni, key_kind=key_kind)
 
 
 def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local: bool) -> list[Node]:
