@@ -1,5 +1,6 @@
 """Layouts real operators' httpd servers have, through the ``tlsgate`` command with stdout piped:
-an RSA and an ECDSA pair (and a chain file) in one vhost, checked pair by pair."""
+an RSA and an ECDSA pair (and a chain file) in one vhost, checked pair by pair; an
+``IncludeOptional`` glob under a directory that does not exist, locally and over the real sshd."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tlsgate.plugin import try_served_fingerprint
 from tlsgate_testing.certs import Issued, TestCA
 from tlsgate_testing.daemons import kill_daemon, start_daemon
 from tlsgate_testing.fixtures_core import free_port
+from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +65,8 @@ Group nogroup
 Listen 127.0.0.1:{tls} https
 SSLSessionCache shmcb:{root / 'run' / 'scache'}(512000)
 IncludeOptional sites/*.conf
+# a package's optional directory that this host does not have
+IncludeOptional conf-extra.d/*.conf
 """)
     (root / "sites" / "dual.conf").write_text(f"""<VirtualHost 127.0.0.1:{tls}>
     ServerName dual.test
@@ -136,3 +140,17 @@ def test_rsa_and_ecdsa_pairs_in_one_vhost(site: Site, cli, test_ca: TestCA, tmp_
         assert f"{'Other RSA' if kind == 'rsa' else 'tlsgate Test'} Intermediate CA" in shown.split("Server certificate")[0]
     checked = cli("tls", "verify", "--endpoint", "web", "--json")
     assert checked.returncode == 0, checked.stdout
+
+
+def test_include_optional_under_a_missing_directory_over_ssh(site: Site, cli, sshd: SshdServer) -> None:
+    assert cli("tls", "add", "apache", "--name", "web-ssh", "--connection_type", "ssh", "--host", sshd.host,
+               "--port", str(sshd.port), "--user", "root", "--ssh_key_path", str(sshd.root_key.path),
+               "--apachectl_path", str(site.ctl)).returncode == 0
+    assert cli("tls", "trust", "web-ssh", "--yes").returncode == 0
+    assert cli("org", "add", "acme").returncode == 0
+    assert cli("tls", "delegate", "web-ssh", "--org", "acme").returncode == 0
+    found = cli("tls", "discover", "web-ssh")
+    assert found.returncode == 0, found.stderr
+    nodes = json.loads(cli("tls", "nodes", "web-ssh", "--json").stdout)
+    assert [(n["name"], n["port"], n["fingerprint"]) for n in nodes] == [
+        ("dual.test", site.tls, site.certs["rsa"].fingerprint)]
