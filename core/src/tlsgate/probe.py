@@ -82,7 +82,10 @@ def probe_host(node_ip: str | None, endpoint_host: str | None, local: bool) -> s
 
 
 def sni_for(name: str | None) -> str | None:
-    """The SNI to send for a node name (none for IPs, wildcards and catch-all names)."""
+    """The SNI to send for a node name (none for IPs, wildcards and catch-all names; nginx's
+    ``.example.org``, example.org and every name under it, is reached as example.org)."""
+    if name and name.startswith(".") and len(name) > 1:
+        name = name[1:]
     if not name or name in ("_", "_default_", "localhost") or "*" in name or name.startswith("~"):
         return None if name != "localhost" else name
     # an IP address ends in a digit (IPv4) or holds a colon (IPv6); parsing every name with
@@ -247,7 +250,7 @@ def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: floa
         for target in pending:
             try:
                 got = hashlib.sha256(served_by(target)).hexdigest()
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: an SNI ssl cannot send
                 last[target] = f"no TLS answer ({exc.__class__.__name__}: {exc})"
                 still.append(target)
                 continue
