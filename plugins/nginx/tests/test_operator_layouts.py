@@ -1,6 +1,7 @@
 """Layouts real operators' nginx servers have, driven through the ``tlsgate`` command with stdout
 piped, as a script runs it: one server block listening on plain http and https, an RSA and an
-ECDSA pair in one block, a ``proxy_protocol`` listen behind a load balancer, a wildcard name."""
+ECDSA pair in one block, a ``proxy_protocol`` listen behind a load balancer, a wildcard name,
+a ``.example.org`` name (the domain and every name under it)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def _write_site(root: Path, ca: TestCA) -> Site:
         "dual-ec": ca.issue("dual.test"),
         "lb": ca.issue("lb.test"),
         "wild": ca.issue("*.wild.test"),
+        "dot": ca.issue("dot.test", "*.dot.test"),
     }
     for name, issued in certs.items():
         (root / "certs" / f"{name}.crt").write_bytes(issued.cert_pem + issued.chain_pem)
@@ -90,6 +92,13 @@ server {{
     server_name *.wild.test;
     ssl_certificate certs/wild.crt;
     ssl_certificate_key certs/wild.key;
+}}
+""")
+    (root / "sites" / "dot.conf").write_text(f"""server {{
+    listen 127.0.0.1:{tls} ssl;
+    server_name .dot.test;   # dot.test and every name under it
+    ssl_certificate certs/dot.crt;
+    ssl_certificate_key certs/dot.key;
 }}
 """)
     return Site(root, root / "nginx.conf", http, tls, proxied, certs)
@@ -207,5 +216,22 @@ def test_verify_reaches_every_node_as_discovery_did(web: Site, cli) -> None:
     # a wildcard name (SNI of a label under it), the RSA pair of an RSA+ECDSA block (a handshake
     # asking for RSA), the PROXY protocol listen (the header first)
     assert rows == {("web.test", web.tls): "ok", ("dual.test", web.tls): "ok", ("lb.test", web.proxied): "ok",
-                    ("*.wild.test", web.tls): "ok"}, checked.stdout
+                    ("*.wild.test", web.tls): "ok", (".dot.test", web.tls): "ok"}, checked.stdout
     assert checked.returncode == 0
+
+
+def test_leading_dot_server_name(web: Site, cli, test_ca: TestCA, tmp_path: Path) -> None:
+    dot = [n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout) if n["name"] == ".dot.test"]
+    assert [(n["fingerprint"], n["state"]) for n in dot] == [(web.certs["dot"].fingerprint, "active")]
+    # ".dot.test" answers dot.test itself too: a certificate for *.dot.test alone does not cover it
+    before = web.snapshot()
+    refused = cli("tls", "install", "web", *files_for(tmp_path, test_ca.issue("*.dot.test"), "star"),
+                  "--node", ".dot.test")
+    assert refused.returncode == 2 and "does not cover dot.test" in refused.stderr, refused.stderr
+    assert web.snapshot() == before
+    new = test_ca.issue("dot.test", "*.dot.test")
+    done = cli("tls", "install", "web", *files_for(tmp_path, new, "dot"))
+    assert done.returncode == 0, done.stderr
+    assert "verified by TLS handshake" in done.stdout and ".dot.test" in done.stdout
+    for name in ("dot.test", "www.dot.test"):
+        assert try_served_fingerprint("127.0.0.1", web.tls, name) == new.fingerprint

@@ -165,7 +165,8 @@ def select_servers(
         if node.protocol != "https" or server in chosen:
             continue
         names = [n for n in (node.name, *node.alias) if n not in ("_", "") and not n.startswith("~")]
-        if any(bundle.covers(n) for n in names):
+        # ".example.org" (example.org and every name under it) is chosen by a certificate for example.org
+        if any(bundle.covers(n[1:] if n.startswith(".") else n) for n in names):
             chosen.append(server)
     if not chosen:
         https = sorted({n.name for n, _ in pairs if n.protocol == "https"})
