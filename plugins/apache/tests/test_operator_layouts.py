@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -154,3 +155,26 @@ def test_include_optional_under_a_missing_directory_over_ssh(site: Site, cli, ss
     nodes = json.loads(cli("tls", "nodes", "web-ssh", "--json").stdout)
     assert [(n["name"], n["port"], n["fingerprint"]) for n in nodes] == [
         ("dual.test", site.tls, site.certs["rsa"].fingerprint)]
+
+
+def test_vhost_inheriting_two_server_level_pairs(site: Site, cli) -> None:
+    with (site.root / "httpd.conf").open("a") as conf:
+        conf.write('SSLCertificateFile "tls certs/dual-rsa.crt"\nSSLCertificateKeyFile "tls certs/dual-rsa.key"\n'
+                   'SSLCertificateFile "tls certs/dual-ec.crt"\nSSLCertificateKeyFile "tls certs/dual-ec.key"\n')
+    (site.root / "sites" / "inherit.conf").write_text(
+        f"<VirtualHost 127.0.0.1:{site.tls}>\n    ServerName inherit.test\n    SSLEngine on\n</VirtualHost>\n")
+    restarted = subprocess.run([str(site.ctl), "-k", "graceful"], capture_output=True, text=True, check=False)
+    assert restarted.returncode == 0, restarted.stderr
+    deadline = time.monotonic() + 10
+    while try_served_fingerprint("127.0.0.1", site.tls, "inherit.test", key_kind="rsa") != site.certs["rsa"].fingerprint:
+        assert time.monotonic() < deadline, "httpd did not take the new configuration"
+        time.sleep(0.1)
+    assert cli("tls", "add", "apache", "--name", "web", "--connection_type", "local",
+               "--apachectl_path", str(site.ctl)).returncode == 0
+    assert cli("org", "add", "acme").returncode == 0
+    assert cli("tls", "delegate", "web", "--org", "acme").returncode == 0
+    assert cli("tls", "discover", "web").returncode == 0
+    nodes = {n["name"]: n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout)}
+    inherit = nodes["inherit.test"]
+    assert inherit["fingerprint"] == site.certs["rsa"].fingerprint
+    assert "pending" not in inherit["state"] and "2 certificate pairs" in inherit["state"], inherit["state"]

@@ -40,6 +40,8 @@ class VHostNode:
     ssl: bool
     #: The SNI name whose handshake reaches this vhost (None: none of its names does).
     sni: str | None = None
+    #: How many certificate pairs serve it (its own, else the server level's): 2 for RSA + ECDSA.
+    pairs: int = 1
 
     @property
     def inherited(self) -> bool:
@@ -96,6 +98,7 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
                 elif d.lname == "sslcertificatefile":
                     own_certs.append(d)
             https = server_ssl if engine is None else bool(engine.args) and engine.args[0].lower() in ("on", "optional")
+        directives: list[Directive] = []
         if https and section is not None:
             directives = own_certs or server_certs
             if not directives:
@@ -103,8 +106,8 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
             else:
                 if not own_certs:
                     notes.append("certificate inherited from the server level")
-                if len(own_certs) > 1:
-                    notes.append(f"first of {len(own_certs)} certificate pairs (one per key type)")
+                if len(directives) > 1:
+                    notes.append(f"first of {len(directives)} certificate pairs (one per key type)")
                 value = directives[0].args[0] if directives[0].args else ""
                 if value in paths:
                     path = paths[value]
@@ -146,7 +149,7 @@ def build_nodes(config: ApacheConfig, connection: Connection) -> list[VHostNode]
             locator=f"{entry.file}:{entry.line}",
             certificate=facts.der if facts else None,
         )
-        out.append(VHostNode(node, entry, section, https, sni))
+        out.append(VHostNode(node, entry, section, https, sni, max(1, len(directives))))
     return out
 
 
@@ -182,8 +185,7 @@ def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: s
     ip = "*" if node.ip == "_default_" else node.ip
     if vn.sni is None and not vn.entry.default:
         return None
-    pairs = len(vn.section.named("sslcertificatefile")) if vn.section is not None else 0
-    if pairs < 2:
+    if vn.pairs < 2:
         key_kind = None
     elif key_kind is None and node.certificate:
         key_kind = certificate_facts(node.certificate).key_kind
