@@ -235,3 +235,28 @@ def test_leading_dot_server_name(web: Site, cli, test_ca: TestCA, tmp_path: Path
     assert "verified by TLS handshake" in done.stdout and ".dot.test" in done.stdout
     for name in ("dot.test", "www.dot.test"):
         assert try_served_fingerprint("127.0.0.1", web.tls, name) == new.fingerprint
+
+
+def test_block_inheriting_two_pairs_keeps_the_other_one(web: Site, cli, test_ca: TestCA, tmp_path: Path) -> None:
+    main = web.config.read_text().replace(
+        "    include sites/*.conf;",
+        "    ssl_certificate certs/dual-rsa.crt;\n    ssl_certificate_key certs/dual-rsa.key;\n"
+        "    ssl_certificate certs/dual-ec.crt;\n    ssl_certificate_key certs/dual-ec.key;\n    include sites/*.conf;")
+    web.config.write_text(main)
+    (web.prefix / "sites" / "inherit.conf").write_text(
+        f"server {{\n    listen 127.0.0.1:{web.tls} ssl;\n    server_name dual2.test;\n}}\n")
+    assert cli("tls", "restart", "web").returncode == 0
+    assert cli("tls", "discover", "web").returncode == 0
+    rsa = web.certs["dual-rsa"].fingerprint
+    node = next(n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout) if n["name"] == "dual2.test")
+    assert node["fingerprint"] == rsa and "pending" not in node["state"], node["state"]
+    new = test_ca.issue("dual2.test")  # EC
+    before = web.snapshot()
+    done = cli("tls", "install", "web", *files_for(tmp_path, new, "dual2"))
+    assert done.returncode == 0, done.stderr
+    # the block got its own pairs: the new EC one, and the RSA one it inherited, kept
+    assert try_served_fingerprint("127.0.0.1", web.tls, "dual2.test", key_kind="ec") == new.fingerprint
+    assert try_served_fingerprint("127.0.0.1", web.tls, "dual2.test", key_kind="rsa") == rsa
+    assert changed_files(before, web.snapshot()) == ["inherit.conf"]
+    text = (web.prefix / "sites" / "inherit.conf").read_text()
+    assert "ssl_certificate certs/dual-rsa.crt;" in text and text.count("ssl_certificate ") == 2
