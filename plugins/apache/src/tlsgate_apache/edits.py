@@ -57,7 +57,10 @@ def _after_line(data: bytes, offset: int) -> int:
 
 def _argument(d: Directive, value: str, data: bytes) -> Edit:
     if "${" in " ".join(d.args):
-        raise OperationError(f"{d.where()}: {d.name} uses a variable ({' '.join(d.args)}); tlsgate will not replace it")
+        raise OperationError(
+            f"{d.where()}: {d.name} uses a variable ({' '.join(d.args)}); tlsgate replaces only a path written "
+            "out (a Define or environment variable may name other files too): write this one out, then install again"
+        )
     if not d.spans:
         raise OperationError(f"{d.where()}: {d.name} has no argument")
     start, end = d.spans[0]
