@@ -94,3 +94,15 @@ def test_pending_files_and_own_writes(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+_LABEL = st.from_regex(r"[a-z]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)  # a name, not an address
+
+
+@given(st.lists(_LABEL, min_size=2, max_size=4).map(".".join))
+def test_a_leading_dot_name_is_the_domain_and_every_name_under_it(domain: str) -> None:
+    from tlsgate.probe import sni_for
+
+    # nginx's "server_name .example.org": coverage asks for both names, the probe sends the domain
+    assert node_names(Node(name="." + domain)) == [domain, "*." + domain]
+    assert sni_for("." + domain) == sni_for(domain)

@@ -163,3 +163,63 @@ def test_node_as_served_keeps_agrees_corrects_and_notes(test_ca: TestCA) -> None
     assert node_as_served(full, None) == attrs.evolve(full, state="active; not reachable, certificate read from its file")
     fresh = node_as_served(Node(name="x", port=443, state="active"), der_a)
     assert fresh.state == "active; certificate seen by handshake" and fresh.fingerprint == fingerprint(der_a)
+
+
+def _dual_proxy_listener(pairs: list[Issued], tmp_path: Path, proxy: bool) -> Iterator[tuple[int, list[bytes]]]:
+    """A TLS listener holding one pair per key type; with ``proxy`` it reads a PROXY v1 line
+    first (and records it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for i, issued in enumerate(pairs):
+        cert, key = tmp_path / f"p{i}.crt", tmp_path / f"p{i}.key"
+        cert.write_bytes(issued.cert_pem)
+        key.write_bytes(issued.key_pem)
+        ctx.load_cert_chain(cert, key)  # OpenSSL keeps one certificate per key type
+    sock = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    headers: list[bytes] = []
+
+    def serve() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = sock.accept()
+            except TimeoutError:
+                continue
+            try:
+                if proxy:
+                    client.settimeout(2)
+                    line = b""
+                    while not line.endswith(b"\r\n") and len(line) < 108:
+                        line += client.recv(1)
+                    headers.append(line)
+                with ctx.wrap_socket(client, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1], headers
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+@pytest.mark.parametrize("proxy", [False, True], ids=["plain", "proxy-protocol"])
+def test_a_probe_asks_for_a_key_type_and_sends_a_proxy_header(tmp_path: Path, test_ca: TestCA, proxy: bool) -> None:
+    rsa, ec = test_ca.issue("d.test", key_type="rsa"), test_ca.issue("d.test")
+    gen = _dual_proxy_listener([rsa, ec], tmp_path, proxy)
+    port, headers = next(gen)
+    try:
+        got = served_fingerprints([Target("127.0.0.1", port, "d.test", key_kind=k, proxy_protocol=proxy)
+                                   for k in ("rsa", "ec")])
+        assert {t.key_kind: fp for t, fp in got.items()} == {"rsa": fingerprint(rsa.cert), "ec": fingerprint(ec.cert)}
+        if proxy:
+            assert headers and all(h.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ") and h.endswith(b"\r\n")
+                                   for h in headers)
+        else:
+            assert headers == []
+    finally:
+        next(gen, None)

@@ -771,10 +771,22 @@ class Gateway:
                 if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
                     continue
                 targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
-                                          probe.sni_for(node.name))
+                                          probe.verify_sni(node), proxy_protocol=probe.PROXY_NOTE in (node.state or ""))
             elif node.fingerprint:
                 files.append(i)
         served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
+        # a server with one pair per key type (RSA + ECDSA) shows the other pair to a default
+        # handshake: ask again for the key type of the node's own certificate
+        for i, target in list(targets.items()):
+            got = served_tls.get(target)
+            if got is None or got == nodes[i].fingerprint:
+                continue
+            for kind in probe.KEY_KINDS:
+                again = attrs.evolve(target, key_kind=kind)
+                served_tls[again] = probe.served_fingerprints([again], timeout=3.0)[again]
+                if served_tls[again] == nodes[i].fingerprint:
+                    targets[i] = again
+                    break
         served_files: dict[str, str | None] = {}
         file_error = None
         if files:

@@ -202,6 +202,13 @@ class Connection(abc.ABC):
                 names = self.listdir(d)
             except OSError:
                 continue
+            except OperationError:
+                # a transport that reports a missing directory as an OperationError (SFTP): a
+                # glob under a directory that does not exist matches nothing, as it does locally
+                # (IncludeOptional dir/*.conf, include dir/*); other failures stay errors
+                if self.exists(d):
+                    raise
+                continue
             out += [p.join(d, n) for n in names if match(n) and not n.startswith(".")]
         return sorted(out)
 

@@ -66,7 +66,7 @@ The exports, by what they are for:
   :func:`pem_chain`, :func:`load_pem_certificates`, :func:`load_any_certificate`,
   :class:`CertFacts`, :func:`certificate_facts`, :func:`read_certificate`;
 * probes (verification by TLS handshake): :class:`Target`, :func:`probe_host`, :func:`sni_for`,
-  :data:`WILDCARDS`, :func:`served_certificate`, :func:`try_served_fingerprint`,
+  :data:`WILDCARDS`, :data:`PROXY_NOTE`, :func:`served_certificate`, :func:`try_served_fingerprint`,
   :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`;
 * ACME (the optional ``acme_http01`` and ``tlsgate_dns_providers`` hooks): :func:`http01_path`
   (the checked URL path of an answer), :func:`expect_http_answer` (wait until it is served),
@@ -153,6 +153,7 @@ if TYPE_CHECKING:
     from .lifecycle.dns import DnsProviderType
     from .lifecycle.http01 import http01_path, undo_later
     from .probe import (
+        PROXY_NOTE,
         WILDCARDS,
         Target,
         expect_http_answer,
@@ -222,7 +223,7 @@ _LAZY = {
     ),
     **dict.fromkeys(
         (
-            "WILDCARDS", "Target", "expect_served", "node_as_served", "probe_host", "probe_many", "served_certificate",
+            "PROXY_NOTE", "WILDCARDS", "Target", "expect_served", "node_as_served", "probe_host", "probe_many", "served_certificate",
             "served_fingerprints", "sni_for", "try_served_fingerprint", "expect_http_answer",
         ),
         "probe",
@@ -254,6 +255,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "PLUGIN_API",
     "POWERSHELL_PREFIX",
+    "PROXY_NOTE",
     "PS_OUT_JSON",
     "WILDCARDS",
     "CertFacts",

@@ -79,8 +79,10 @@ def node_names(node: Node) -> list[str]:
             continue
         if name.replace(".", "").isdigit() or ":" in name:  # an address, not a name
             continue
-        if name not in out:
-            out.append(name)
+        # nginx's ".example.org" answers example.org and every name under it
+        for one in (name[1:], "*" + name) if name.startswith(".") and len(name) > 1 else (name,):
+            if one not in out:
+                out.append(one)
     return out
 
 

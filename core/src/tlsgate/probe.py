@@ -29,14 +29,46 @@ def _context() -> ssl.SSLContext:
     return ctx
 
 
+@lru_cache(maxsize=4)
+def _kind_context(key_kind: str) -> ssl.SSLContext:
+    """A client that can only take a certificate of ``key_kind``: TLS 1.2 with the ciphers that
+    authenticate with that key (a TLS 1.3 client cannot choose by signature algorithm from
+    Python's ssl module). A server holding one pair per algorithm (nginx, httpd and Tomcat allow
+    an RSA and an ECDSA pair in one block) shows each pair only to a client asking for it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_KIND_CIPHERS[key_kind])
+    return ctx
+
+
+#: OpenSSL cipher strings per key kind (:func:`tlsgate.certs.key_kind`)
+_KIND_CIPHERS = {"rsa": "aRSA", "ec": "aECDSA", "dsa": "aDSS"}
+#: the key types a server may hold a pair of side by side, most common first
+KEY_KINDS = ("rsa", "ec")
+
+
 @attrs.frozen
 class Target:
+    """Where a handshake goes. ``key_kind`` (``"rsa"``, ``"ec"``): ask for the certificate of that
+    key type, for servers that hold several pairs; ``proxy_protocol``: the listener expects a
+    PROXY protocol header before the handshake (nginx ``listen ... proxy_protocol``, HAProxy
+    ``accept-proxy``)."""
+
     host: str
     port: int
     sni: str | None = None
+    key_kind: str | None = None
+    proxy_protocol: bool = False
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}" + (f" (SNI {self.sni})" if self.sni else "")
+        extra = [f"SNI {self.sni}"] if self.sni else []
+        if self.key_kind:
+            extra.append(f"{self.key_kind.upper()} certificate")
+        if self.proxy_protocol:
+            extra.append("PROXY protocol")
+        return f"{self.host}:{self.port}" + (f" ({', '.join(extra)})" if extra else "")
 
 
 def probe_host(node_ip: str | None, endpoint_host: str | None, local: bool) -> str:
@@ -50,7 +82,10 @@ def probe_host(node_ip: str | None, endpoint_host: str | None, local: bool) -> s
 
 
 def sni_for(name: str | None) -> str | None:
-    """The SNI to send for a node name (none for IPs, wildcards and catch-all names)."""
+    """The SNI to send for a node name (none for IPs, wildcards and catch-all names; nginx's
+    ``.example.org``, example.org and every name under it, is reached as example.org)."""
+    if name and name.startswith(".") and len(name) > 1:
+        name = name[1:]
     if not name or name in ("_", "_default_", "localhost") or "*" in name or name.startswith("~"):
         return None if name != "localhost" else name
     # an IP address ends in a digit (IPv4) or holds a colon (IPv6); parsing every name with
@@ -64,27 +99,78 @@ def sni_for(name: str | None) -> str | None:
         return name
 
 
+#: What a driver writes in a node's state when its listener expects a PROXY protocol header
+#: (``tls verify`` sends one there too).
+PROXY_NOTE = "PROXY protocol"
+
+
+def verify_sni(node: Node) -> str | None:
+    """The SNI that reaches a node by its names: the first name or alias that is a host name; a
+    leading wildcard (``*.example.org``) gets a label of its own."""
+    for name in (node.name, *node.alias):
+        if name.startswith("*.") and len(name) > 2 and "*" not in name[2:]:
+            return "tlsgate-probe" + name[1:]
+        if sni := sni_for(name):
+            return sni
+    return None
+
+
 #: connect timeout of probes (a TCP connect on a live host answers in milliseconds; a dead or
 #: filtered one should not hold a discovery of thousands of nodes)
 CONNECT_TIMEOUT = 1.5
 
 
 def served_certificate(host: str, port: int, sni: str | None = None, *, timeout: float = 5.0,
-                       connect_timeout: float | None = None) -> bytes:
-    """The DER certificate served at host:port for ``sni``. Raises OSError when unreachable."""
+                       connect_timeout: float | None = None, key_kind: str | None = None,
+                       proxy_protocol: bool = False) -> bytes:
+    """The DER certificate served at host:port for ``sni``. Raises OSError when unreachable.
+
+    ``key_kind``: the certificate of that key type (see :class:`Target`); a server that cannot
+    answer such a client (TLS 1.3 only) is asked again as usual. ``proxy_protocol``: send a
+    PROXY protocol v1 header (this connection's own addresses) first."""
+    context = _kind_context(key_kind) if key_kind in _KIND_CIPHERS else None
+    try:
+        return _handshake(host, port, sni, context or _context(), timeout, connect_timeout, proxy_protocol)
+    except ssl.SSLError:
+        if context is None:
+            raise
+    return _handshake(host, port, sni, _context(), timeout, connect_timeout, proxy_protocol)
+
+
+def _handshake(host: str, port: int, sni: str | None, context: ssl.SSLContext, timeout: float,
+               connect_timeout: float | None, proxy_protocol: bool) -> bytes:
     with socket.create_connection((host, port), timeout=connect_timeout or timeout) as sock:
         sock.settimeout(timeout)
-        with _context().wrap_socket(sock, server_hostname=sni) as tls:
+        if proxy_protocol:
+            sock.sendall(_proxy_header(sock))
+        with context.wrap_socket(sock, server_hostname=sni) as tls:
             der = tls.getpeercert(binary_form=True)
     if not der:
         raise OSError("no certificate was served")
     return der
 
 
-def try_served_fingerprint(host: str, port: int, sni: str | None = None, *, timeout: float = 3.0) -> str | None:
+def _proxy_header(sock: socket.socket) -> bytes:
+    """The PROXY protocol v1 line for ``sock`` (haproxy.org/download/2.9/doc/proxy-protocol.txt),
+    naming the connection's real addresses: ``PROXY TCP4 src dst sport dport\r\n``."""
+    src, dst = sock.getsockname(), sock.getpeername()
+    family = "TCP6" if sock.family == socket.AF_INET6 else "TCP4"
+    return f"PROXY {family} {src[0]} {dst[0]} {src[1]} {dst[1]}\r\n".encode("ascii")
+
+
+def served_by(target: Target, *, timeout: float = 5.0, connect_timeout: float | None = None) -> bytes:
+    """:func:`served_certificate` for a :class:`Target` (its SNI, key kind and PROXY header)."""
+    return served_certificate(target.host, target.port, target.sni, timeout=timeout,
+                              connect_timeout=connect_timeout, key_kind=target.key_kind,
+                              proxy_protocol=target.proxy_protocol)
+
+
+def try_served_fingerprint(host: str, port: int, sni: str | None = None, *, timeout: float = 3.0,
+                           key_kind: str | None = None, proxy_protocol: bool = False) -> str | None:
     """SHA-256 hex of what is served, or None when the port does not answer TLS."""
     try:
-        return hashlib.sha256(served_certificate(host, port, sni, timeout=timeout)).hexdigest()
+        return hashlib.sha256(served_certificate(host, port, sni, timeout=timeout, key_kind=key_kind,
+                                                 proxy_protocol=proxy_protocol)).hexdigest()
     except (OSError, ssl.SSLError, ValueError):
         return None
 
@@ -109,8 +195,7 @@ def probe_many(targets: Iterable[Target], *, timeout: float = 3.0, threads: int 
         if (target.host, target.port) in dead:
             return None
         try:
-            return served_certificate(target.host, target.port, target.sni, timeout=timeout,
-                                      connect_timeout=connect_timeout)
+            return served_by(target, timeout=timeout, connect_timeout=connect_timeout)
         except (ConnectionRefusedError, TimeoutError, socket.gaierror):
             dead.add((target.host, target.port))
             return None
@@ -173,8 +258,8 @@ def expect_served(targets: Sequence[Target], fingerprint: str, *, deadline: floa
         still = []
         for target in pending:
             try:
-                got = hashlib.sha256(served_certificate(target.host, target.port, target.sni)).hexdigest()
-            except (OSError, ssl.SSLError) as exc:
+                got = hashlib.sha256(served_by(target)).hexdigest()
+            except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: an SNI ssl cannot send
                 last[target] = f"no TLS answer ({exc.__class__.__name__}: {exc})"
                 still.append(target)
                 continue

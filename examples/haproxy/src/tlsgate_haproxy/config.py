@@ -114,6 +114,7 @@ class Bind:
     ssl: bool
     crt: tuple[str, ...]  # crt arguments, as written
     crt_lists: tuple[str, ...]  # crt-list arguments, as written
+    accept_proxy: bool = False  # ``accept-proxy``: a PROXY protocol header comes before the handshake
 
     @property
     def where(self) -> str:
@@ -197,7 +198,8 @@ def parse(path: str, text: str) -> Config:
         lists = tuple(params[i + 1] for i, w in enumerate(params[:-1]) if w == "crt-list")
         index = per_section.get(section, 0)
         per_section[section] = index + 1
-        binds.append(Bind(section, index, path, number, tuple(addresses), "ssl" in params, crt, lists))
+        binds.append(Bind(section, index, path, number, tuple(addresses), "ssl" in params, crt, lists,
+                          "accept-proxy" in params))
     return Config(path, text, crt_base, pidfile, master_worker, daemon, tuple(binds))
 
 

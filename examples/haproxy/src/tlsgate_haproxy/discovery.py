@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import attrs
 from tlsgate.plugin import (
+    PROXY_NOTE,
     Connection,
     Endpoint,
     Node,
@@ -95,13 +96,15 @@ def slots(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> 
                 (dns_names(leaf) or [common_name(leaf) or ""]) if leaf is not None else [""])
             for a in bind.addresses:
                 for name in names:
+                    state = "active" if note is None else note
                     node = Node(
                         name=name or "(default)", protocol="https", ip=a.host or "*", port=a.port, vendor=VENDOR,
-                        locator=f"{locator_base}|{entry.path}", state="active" if note is None else note,
+                        locator=f"{locator_base}|{entry.path}",
+                        state=f"{state}; {PROXY_NOTE}" if bind.accept_proxy else state,
                         **(_facts(leaf) if leaf is not None else {}),
                     )
                     if probe and leaf is not None:
-                        node = _confirm(node, endpoint, a.host)
+                        node = _confirm(node, endpoint, a.host, proxy_protocol=bind.accept_proxy)
                     out.append(Slot(node, bind, entry))
     return config, out
 
@@ -123,14 +126,16 @@ def _facts(cert) -> dict[str, object]:  # type: ignore[no-untyped-def]
             "certificate": to_der(cert)}
 
 
-def _confirm(node: Node, endpoint: Endpoint, host: str) -> Node:
+def _confirm(node: Node, endpoint: Endpoint, host: str, *, proxy_protocol: bool = False) -> Node:
     """What the address serves for the node's name, when it answers: HAProxy may not have been
-    reloaded since the file changed, and the handshake is what clients get."""
+    reloaded since the file changed, and the handshake is what clients get (after a PROXY
+    protocol header on an ``accept-proxy`` bind)."""
     sni = sni_of(node.name)
     if sni is None:
         return attrs.evolve(node, state=node.state + "; not probed: no server name to send")
     try:
-        der = served_certificate(probe_host(host, endpoint), int(node.port or 0), sni, timeout=3.0)
+        der = served_certificate(probe_host(host, endpoint), int(node.port or 0), sni, timeout=3.0,
+                                 proxy_protocol=proxy_protocol)
     except (OSError, ValueError):
         return attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file")
     served = load_any_certificate(der)

@@ -82,7 +82,7 @@ def targets(endpoint: Endpoint, group: Sequence[Slot]) -> list[Target]:
         sni = sni_of(s.node.name)
         if sni is not None and s.node.port:
             host = probe_host("" if s.node.ip == "*" else str(s.node.ip), endpoint)
-            t = Target(host, int(s.node.port), sni)
+            t = Target(host, int(s.node.port), sni, proxy_protocol=s.bind.accept_proxy)
             if t not in out:
                 out.append(t)
     return out

@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import Node, Target, node_as_served, probe_host, probe_many, read_certificate, sni_for
+from tlsgate.plugin import (
+    Node,
+    Target,
+    certificate_facts,
+    node_as_served,
+    probe_host,
+    probe_many,
+    read_certificate,
+    sni_for,
+)
 
 from .config import load
 
@@ -32,6 +41,8 @@ class VHostNode:
     ssl: bool
     #: The SNI name whose handshake reaches this vhost (None: none of its names does).
     sni: str | None = None
+    #: How many certificate pairs serve it (its own, else the server level's): 2 for RSA + ECDSA.
+    pairs: int = 1
 
     @property
     def inherited(self) -> bool:
@@ -92,6 +103,7 @@ def build_nodes(config: ApacheConfig, connection: Connection,
                 elif d.lname == "sslcertificatefile":
                     own_certs.append(d)
             https = server_ssl if engine is None else bool(engine.args) and engine.args[0].lower() in ("on", "optional")
+        directives: list[Directive] = []
         if https and section is not None:
             directives = own_certs or server_certs
             if not directives:
@@ -99,6 +111,8 @@ def build_nodes(config: ApacheConfig, connection: Connection,
             else:
                 if not own_certs:
                     notes.append("certificate inherited from the server level")
+                if len(directives) > 1:
+                    notes.append(f"first of {len(directives)} certificate pairs (one per key type)")
                 value = directives[0].args[0] if directives[0].args else ""
                 path = paths.get(value, "")
                 if path == "":
@@ -145,7 +159,7 @@ def build_nodes(config: ApacheConfig, connection: Connection,
             locator=f"{entry.file}:{entry.line}",
             certificate=facts.der if facts else None,
         )
-        out.append(VHostNode(node, entry, section, https, sni))
+        out.append(VHostNode(node, entry, section, https, sni, max(1, len(directives))))
     config.certificate_paths = list(cache)
     return out
 
@@ -171,15 +185,22 @@ class _Claimed:
         return low in self.exact or any(fnmatch.fnmatchcase(low, p) for p in self.patterns)
 
 
-def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool) -> Target | None:
-    """The TLS handshake that reaches this vhost, or None (no port, no usable name)."""
+def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: str | None = None) -> Target | None:
+    """The TLS handshake that reaches this vhost, or None (no port, no usable name).
+
+    A vhost with several pairs (RSA + ECDSA) shows each only to a client asking for its key
+    type: the handshake asks for ``key_kind``, else for the kind of the node's certificate."""
     node = vn.node
     if node.protocol != "https" or node.port is None:
         return None
     ip = "*" if node.ip == "_default_" else node.ip
     if vn.sni is None and not vn.entry.default:
         return None
-    return Target(probe_host(ip, endpoint.connection.host, local), node.port, vn.sni)
+    if vn.pairs < 2:
+        key_kind = None
+    elif key_kind is None and node.certificate:
+        key_kind = certificate_facts(node.certificate).key_kind
+    return Target(probe_host(ip, endpoint.connection.host, local), node.port, vn.sni, key_kind=key_kind)
 
 
 def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local: bool) -> list[Node]:

@@ -1,5 +1,6 @@
 """Planning in-place edits: only the arguments of ``SSLCertificateFile``,
-``SSLCertificateKeyFile`` and (where the vhost already has one) ``SSLCertificateChainFile``.
+``SSLCertificateKeyFile`` and (where the vhost already has one, and a single pair)
+``SSLCertificateChainFile``.
 
 A vhost that inherits its pair from the server level gets its own two directives, added on the
 line after its ``<VirtualHost>`` tag, rather than a change to the server-level pair (which every
@@ -56,7 +57,10 @@ def _after_line(data: bytes, offset: int) -> int:
 
 def _argument(d: Directive, value: str, data: bytes) -> Edit:
     if "${" in " ".join(d.args):
-        raise OperationError(f"{d.where()}: {d.name} uses a variable ({' '.join(d.args)}); tlsgate will not replace it")
+        raise OperationError(
+            f"{d.where()}: {d.name} uses a variable ({' '.join(d.args)}); tlsgate replaces only a path written "
+            "out (a Define or environment variable may name other files too): write this one out, then install again"
+        )
     if not d.spans:
         raise OperationError(f"{d.where()}: {d.name} has no argument")
     start, end = d.spans[0]
@@ -131,10 +135,17 @@ def plan_edits(
             if at == len(data) and not data.endswith(b"\n"):
                 text = nl + text
             edits[d.file].append((at, at, text))
+        if len(certs_) > 1:
+            # One chain file for several pairs (RSA + ECDSA, often from different intermediates):
+            # pointing it at this pair's chain would break the other pair's. The new certificate
+            # file holds its own chain, which OpenSSL sends for that pair instead of the shared one.
+            continue
         for chain in section.named("sslcertificatechainfile"):
             edit(chain, paths.chain)
     return dict(edits)
 
 
 def uses_chain_file(chosen: Sequence[VHostSection]) -> bool:
-    return any(s.named("sslcertificatechainfile") for s in chosen if s.named("sslcertificatefile"))
+    """Whether a chosen vhost gets the chain as a file of its own (one with a single pair that
+    names an SSLCertificateChainFile; see :func:`plan_edits`)."""
+    return any(s.named("sslcertificatechainfile") for s in chosen if len(s.named("sslcertificatefile")) == 1)

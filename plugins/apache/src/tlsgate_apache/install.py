@@ -21,6 +21,7 @@ from tlsgate.plugin import (
     Transaction,
     ValidationError,
     apply_edits,
+    key_kind,
     key_matches,
     package_file_routes,
     refuse_pending,
@@ -191,7 +192,8 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
 
     chosen_ids = {id(s) for s in chosen}
     changed_nodes = [vn for vn in vnodes if vn.section is not None and id(vn.section) in chosen_ids]
-    changed = list(dict.fromkeys(t for vn in changed_nodes if (t := handshake_target(vn, endpoint, local))))
+    kind = key_kind(bundle.key)  # a vhost with an RSA and an ECDSA pair is checked for the pair replaced
+    changed = list(dict.fromkeys(t for vn in changed_nodes if (t := handshake_target(vn, endpoint, local, kind))))
     others = [t for vn in vnodes if vn not in changed_nodes and (t := handshake_target(vn, endpoint, local))]
     others = [t for t in dict.fromkeys(others) if t not in changed]
     require_names_covered(bundle, [vn.node for vn in changed_nodes if vn.ssl])

@@ -28,6 +28,7 @@ class Listen:
     quic: bool = False
     default_server: bool = False
     directive: Directive | None = None
+    proxy_protocol: bool = False  # the PROXY protocol header comes before the TLS handshake
 
 
 @attrs.define(eq=False)
@@ -246,14 +247,19 @@ def parse_listen(d: Directive) -> Listen | None:
         quic="quic" in flags,
         default_server="default_server" in flags or "default" in flags,
         directive=d,
+        proxy_protocol="proxy_protocol" in flags,
     )
 
 
 def _mark_ssl_addresses(servers: list[ServerBlock]) -> None:
     # nginx keeps one set of options per listen address: "ssl" on any server's listen makes
     # the address TLS for every server on it (certbot's _update_vhosts_addrs_ssl does the same).
+    # The same holds for proxy_protocol.
     ssl_addresses = {(listen.ip, listen.port) for s in servers for listen in s.listens if listen.ssl}
+    proxied = {(listen.ip, listen.port) for s in servers for listen in s.listens if listen.proxy_protocol}
     for s in servers:
         for listen in s.listens:
             if not listen.quic and (listen.ip, listen.port) in ssl_addresses:
                 listen.ssl = True
+            if not listen.quic and (listen.ip, listen.port) in proxied:
+                listen.proxy_protocol = True

@@ -6,7 +6,17 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import Node, Target, node_as_served, probe_host, probe_many, read_certificate, sni_for
+from tlsgate.plugin import (
+    PROXY_NOTE,
+    Node,
+    Target,
+    certificate_facts,
+    node_as_served,
+    probe_host,
+    probe_many,
+    read_certificate,
+    sni_for,
+)
 
 from .config import gc_paused, load
 
@@ -44,6 +54,8 @@ def build_nodes(
                     notes.append(facts.problem)
             if server.inherited:
                 notes.append("certificate inherited from http")
+            if len(paths) > 1:
+                notes.append(f"first of {len(paths)} certificate pairs (one per key type)")
         name = server.names[0] if server.names else "_"
         alias = tuple(server.names[1:])
         seen: set[tuple[str, int]] = set()
@@ -59,6 +71,8 @@ def build_nodes(
             node_notes = list(notes) if https else []
             if addr in quic_only:
                 node_notes.append("HTTP/3 over QUIC (UDP) only")
+            if listen.proxy_protocol:
+                node_notes.append(PROXY_NOTE)
             if https and not paths:
                 node_notes.append("no ssl_certificate")
             node = Node(
@@ -108,17 +122,26 @@ def _sni_reaching(name: str) -> str | None:
 
 
 def handshake_target(
-    node: Node, server: ServerBlock, defaults: dict[tuple[str, int], ServerBlock], endpoint: Endpoint, local: bool
+    node: Node, server: ServerBlock, defaults: dict[tuple[str, int], ServerBlock], endpoint: Endpoint, local: bool,
+    key_kind: str | None = None,
 ) -> Target | None:
     """The handshake that reaches this node's block, or None when none can be sure to: a name
     nginx routes to the block, else nothing unless the block is its address's default server
-    (a handshake without a matching name lands there, not here)."""
+    (a handshake without a matching name lands there, not here).
+
+    A block with several certificate pairs (RSA + ECDSA) shows each only to a client asking for
+    its key type: the handshake asks for ``key_kind``, else for the kind of the node's certificate.
+    A ``proxy_protocol`` listen gets the PROXY header first."""
     if node.protocol != "https" or node.port is None or "QUIC" in node.state:
         return None
     sni = next((s for n in (node.name, *node.alias) if (s := _sni_reaching(n))), None)
     if sni is None and defaults.get((node.ip or "", node.port)) is not server:
         return None
-    return Target(probe_address(node, endpoint, local), node.port, sni)
+    if len(server.cert_directives) > 1 and key_kind is None and node.certificate:
+        key_kind = certificate_facts(node.certificate).key_kind
+    proxied = any(x.proxy_protocol for x in server.listens if (x.ip, x.port) == (node.ip, node.port))
+    return Target(probe_address(node, endpoint, local), node.port, sni,
+                  key_kind=key_kind if len(server.cert_directives) > 1 else None, proxy_protocol=proxied)
 
 
 def confirm_by_handshake(

@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from .lexer import Directive
 
 
-def _insertion(data: bytes, server: Directive, cert: str, key: str) -> Edit:
-    """Where and what to add to a block that has no ssl_certificate of its own."""
+def _insertion(data: bytes, server: Directive, pairs: Sequence[tuple[str, str]]) -> Edit:
+    """Where and what to add to a block that has no ssl_certificate of its own: ``pairs`` of
+    (certificate, key) values, in order."""
     body = server.body
     eol = data.find(b"\n", body)
     rest = data[body : eol if eol >= 0 else len(data)]
-    lines = [f"ssl_certificate {quote(cert)};", f"ssl_certificate_key {quote(key)};"]
+    lines = [line for cert, key in pairs
+             for line in (f"ssl_certificate {quote(cert)};", f"ssl_certificate_key {quote(key)};")]
     if eol >= 0 and (not rest.strip() or rest.strip().startswith(b"#")):
         indent = _indent_of_children(data, server)
         newline = "\r\n" if data[eol - 1 : eol] == b"\r" else "\n"  # keep the file's line endings
@@ -105,7 +107,18 @@ def plan_edits(config: NginxConfig, connection: Connection, chosen: Sequence[Ser
     for server in chosen:
         if server.inherited or not server.cert_directives:
             data = config.files[server.file]
-            edits[server.file].append(_insertion(data, server.directive, cert_path, key_path))
+            pairs = [(cert_path, key_path)]
+            if server.inherited and len(server.cert_directives) > 1:
+                # A block's own ssl_certificate replaces every pair it inherited from http: keep
+                # the inherited pairs of the other key types (an RSA + ECDSA http level) beside
+                # the new one, as written (relative paths mean the same in any file).
+                i = _pair_for(config, connection, server, bundle)
+                pairs = [(cert_path, key_path) if j == i else (c.args[0], k.args[0])
+                         for j, (c, k) in enumerate(zip(server.cert_directives, server.key_directives, strict=True))]
+                if any("$" in v for pair in pairs for v in pair):
+                    raise OperationError(f"{config.where(server.directive)}: an inherited ssl_certificate uses "
+                                         "variables; give the block its own pairs first")
+            edits[server.file].append(_insertion(data, server.directive, pairs))
             continue
         i = _pair_for(config, connection, server, bundle)
         for d, value in ((server.cert_directives[i], cert_path), (server.key_directives[i], key_path)):
@@ -149,8 +162,11 @@ def select_servers(
             ]
             if not match:
                 raise ValidationError(f"no such node on this endpoint: {want.name}", option="--node")
+            # core passes every node the --node value names: a block that listens on plain http
+            # too (listen 80; listen 443 ssl;) is chosen by its https listens; only a block
+            # without any is refused
             for node, server in match:
-                if node.protocol != "https":
+                if not any(n.protocol == "https" for n, s in pairs if s is server):
                     raise ValidationError(
                         f"{node.name} ({node.ip}:{node.port}) is plain http; add 'ssl' to its listen first",
                         option="--node",
@@ -162,7 +178,8 @@ def select_servers(
         if node.protocol != "https" or server in chosen:
             continue
         names = [n for n in (node.name, *node.alias) if n not in ("_", "") and not n.startswith("~")]
-        if any(bundle.covers(n) for n in names):
+        # ".example.org" (example.org and every name under it) is chosen by a certificate for example.org
+        if any(bundle.covers(n[1:] if n.startswith(".") else n) for n in names):
             chosen.append(server)
     if not chosen:
         https = sorted({n.name for n, _ in pairs if n.protocol == "https"})
@@ -208,7 +225,8 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     require_names_covered(bundle, changed_nodes)
     # the files of the configuration as nginx reads them, against the master's start
     refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
-    changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
+    kind = key_kind(bundle.key)  # a block with an RSA and an ECDSA pair is checked for the pair replaced
+    changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local, kind))]
     others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
     before: dict[Target, str] = {}
     if not dry_run and control.running:

@@ -134,11 +134,15 @@ def probe_sni(hc: HostConfig) -> str | None:
     return hc.host_name
 
 
-def probe_target(endpoint: Endpoint, hc: HostConfig) -> Target | None:
+def probe_target(endpoint: Endpoint, hc: HostConfig, key_kind: str | None = None) -> Target | None:
+    """The handshake that reaches ``hc``. A host with several <Certificate>s (RSA + EC) shows each
+    only to a client asking for its key type: ``key_kind`` asks for one (an install checks the
+    one it replaced)."""
     if hc.port is None or hc.port <= 0:
         return None
     local = endpoint.connection.type == "local"
-    return Target(probe_host(hc.address, endpoint.host, local), hc.port, probe_sni(hc))
+    return Target(probe_host(hc.address, endpoint.host, local), hc.port, probe_sni(hc),
+                  key_kind=key_kind if len(hc.certificates) > 1 else None)
 
 
 def discover(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> list[Node]:

@@ -305,7 +305,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
     plan = restart.plan_restart(
         connection, base, service=endpoint.options.tomcat_service, home=endpoint.options.tomcat_home
     )
-    before = {hc.locator: _served(endpoint, hc) for hc in hcs} if not dry_run else {}
+    kind = key_kind(bundle.key)  # a host with an RSA and an EC <Certificate> is checked for the one replaced
+    before = {hc.locator: _served(endpoint, hc, kind) for hc in hcs} if not dry_run else {}
     # Manager credentials: reload the changed hosts in place (no restart); else restart, and say why
     in_place, why_restart = manager.plan_in_place(endpoint, connection, config, changes)
     restarted: dict[str, str] = {}
@@ -334,8 +335,8 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         # Connectors that were down before the install are not this install's to fix.
         was_up = {(hc.address, hc.port) for hc in hcs if before.get(hc.locator) is not None}
         must_listen = was_up | {(c.host.address, c.host.port) for c in changes}
-        targets = [t for c in changes if (t := probe_target(endpoint, c.host)) is not None]
-        old = {t: fp for c in changes if (t := probe_target(endpoint, c.host)) and (fp := before.get(c.host.locator))}
+        targets = [t for c in changes if (t := probe_target(endpoint, c.host, kind)) is not None]
+        old = {t: fp for c in changes if (t := probe_target(endpoint, c.host, kind)) and (fp := before.get(c.host.locator))}
         reloaded = in_place is not None and _reload_in_place(tx, in_place, targets, bundle, old, restarted)
         if in_place is not None and not reloaded and not dry_run:
             why_restart = f"the in-place reload failed ({restarted['why']})"
@@ -349,7 +350,7 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             expect_served(targets, bundle.fingerprint, deadline=15)
             for hc in hcs:
                 old = before.get(hc.locator)
-                target = probe_target(endpoint, hc)
+                target = probe_target(endpoint, hc, kind)
                 if hc.locator in changed or old is None or target is None:
                     continue
                 expect_served([target], old, deadline=10)
@@ -415,9 +416,9 @@ def _host_node(hc: HostConfig) -> Node:
     return Node(name=name, ip=hc.address, port=hc.port)
 
 
-def _served(endpoint: Endpoint, hc: HostConfig) -> str | None:
-    target = probe_target(endpoint, hc)
-    return try_served_fingerprint(target.host, target.port, target.sni) if target else None
+def _served(endpoint: Endpoint, hc: HostConfig, key_kind: str | None = None) -> str | None:
+    target = probe_target(endpoint, hc, key_kind)
+    return try_served_fingerprint(target.host, target.port, target.sni, key_kind=target.key_kind) if target else None
 
 
 def connector_targets(
