@@ -156,3 +156,22 @@ def test_node_as_served_keeps_agrees_corrects_and_notes(test_ca: TestCA) -> None
     assert node_as_served(node, None).state == "active; not reachable, certificate read from its file"
     fresh = node_as_served(Node(name="x", port=443, state="active"), der_a)
     assert fresh.state == "active; certificate seen by handshake" and fresh.fingerprint == fingerprint(der_a)
+
+
+_LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-ü", min_size=1, max_size=12)
+_HOST = st.lists(_LABEL, min_size=2, max_size=4).map(".".join)
+
+
+@given(host=_HOST, path=st.text(min_size=1, max_size=20).map(lambda t: "/Common/" + t))
+def test_node_sni_takes_the_first_host_name_among_name_and_aliases(host: str, path: str) -> None:
+    """`tls verify` sends a node's host name as SNI: its name when that is one (nginx, Apache,
+    IIS host headers: unchanged, catch-alls stay without SNI), else its first alias that is one
+    (an F5 virtual server path named with its profile's serverName); never a path or a site name."""
+    from tlsgate.probe import node_sni, sni_for
+
+    assert node_sni(host, ("other.example",)) == sni_for(host)
+    assert node_sni("_", (host,)) is None and node_sni("*.example.org", (host,)) is None
+    assert node_sni(path, (path.replace("/Common/", "/Common/cs_"), host)) == sni_for(host)
+    assert node_sni(path, ("/Common/cs", "Default Web Site")) is None
+    assert node_sni("Default Web Site", ("Default Web Site",)) is None
+    assert node_sni("10.1.0.5", (host,)) is None and node_sni("::1", (host,)) is None

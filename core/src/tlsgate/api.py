@@ -751,7 +751,7 @@ class Gateway:
                 if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
                     continue
                 targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
-                                          probe.sni_for(node.name))
+                                          probe.node_sni(node.name, node.alias))
             elif node.fingerprint:
                 files.append(i)
         served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}

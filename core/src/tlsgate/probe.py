@@ -64,6 +64,30 @@ def sni_for(name: str | None) -> str | None:
         return name
 
 
+def _is_host_name(name: str) -> bool:
+    """Whether ``name`` can be a DNS host name at all (labels of letters, digits, ``-``, ``_``,
+    ``*``; IDN letters too): a BIG-IP virtual server path (``/Common/vs_www``) or an IIS site
+    name (``Default Web Site``) cannot."""
+    return bool(name) and all(ch.isalnum() or ch in "-_.*" for ch in name) and ".." not in name
+
+
+def node_sni(name: str | None, aliases: Sequence[str] = ()) -> str | None:
+    """The SNI to send to reach a node: :func:`sni_for` of its name when the name is a host name
+    (or a catch-all), else of its first alias that is one (F5 names a node by the virtual
+    server's path, with the client-ssl profile's ``serverName`` among its aliases)."""
+    if not name or _is_host_name(name):
+        return sni_for(name)
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return None  # an address, as sni_for says
+    except ValueError:
+        pass
+    for alias in aliases:
+        if alias and _is_host_name(alias):
+            return sni_for(alias)
+    return None
+
+
 #: connect timeout of probes (a TCP connect on a live host answers in milliseconds; a dead or
 #: filtered one should not hold a discovery of thousands of nodes)
 CONNECT_TIMEOUT = 1.5
