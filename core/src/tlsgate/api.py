@@ -750,8 +750,9 @@ class Gateway:
             if node.protocol == "https" and node.port:
                 if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
                     continue
-                targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
-                                          probe.node_sni(node.name, node.alias))
+                own = bool(ctype and ctype.node_addresses and node.ip)
+                host = str(node.ip).strip("[]") if own else probe.probe_host(node.ip, endpoint.connection.host, local)
+                targets[i] = probe.Target(host, node.port, probe.node_sni(node.name, node.alias))
             elif node.fingerprint:
                 files.append(i)
         served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}

@@ -53,6 +53,9 @@ class ConnectionType:
     insecure: bool = False
     platform: str = "posix"  # the remote platform this transport reaches: "posix" or "windows"
     host_keys: bool = False  # SSH: host keys checked against known_hosts; --ssh_key_path accepted
+    #: nodes carry the address clients connect to, not an address on the host --host names (a
+    #: load balancer's virtual servers): ``tls verify`` probes a node's own ip
+    node_addresses: bool = False
     #: attrs class of transport-specific ``tls add`` flags (built with :func:`tlsgate.option`),
     #: stored in ``ConnectionSpec.extra``; e.g. ``--ca_bundle`` for winrm_https and rest.
     options: type | None = None

@@ -135,3 +135,41 @@ def test_cli_verify_sends_each_sni_profile_its_server_name(cli, peer, ca_bundle)
     rows = [n for item in job["items"] for n in item["details"]["nodes"]]
     www = sorted((r["node"], r["expected"] == r["served"], r["result"]) for r in rows if r["node"] == "/Common/vs_www")
     assert www == [("/Common/vs_www", True, "ok"), ("/Common/vs_www", True, "ok")], rows
+
+
+def test_cli_verify_probes_virtual_addresses_not_the_management_address(cli, device, mgmt_cert, ca_bundle):
+    """A virtual server answers on its own destination address, not on the management address
+    the endpoint's --host names, so `tls verify` probes the node's address. Nodes the gateway
+    cannot reach are "not probed", not failures: a virtual in route domain 2 (F5 TMOS Routing
+    Administration, "Route Domains": a route domain "isolates network traffic", an address
+    ``10.0.10.1%2`` lives in route domain 2; techdocs.f5.com tmos-routing-administration-13-1-0/9),
+    and a disabled virtual (F5 clouddocs training, class4 module5 lab2: "a disabled virtual server
+    will not process new connections", it answers SYNs with resets)."""
+    from f5_setup import server_context
+    from icontrol_peer import IControlPeer
+    from tlsgate_testing.fixtures_core import free_port
+
+    if not Path(TLSGATE).exists():
+        pytest.skip("the tlsgate command is not installed in this environment")
+    del device.virtuals["/Common/vs_api6"]  # ::1 with nothing listening: unreachable by design
+    device.add_virtual("/Common/vs_dmz", f"/Common/127.0.0.2:{free_port()}",
+                       [("/Common/tcp", "all"), ("/Common/cs_www", "clientside")])
+    del device.virtuals["/Common/vs_www"]  # keep only the virtual on 127.0.0.2 with a listener
+    peer = IControlPeer(device, server_context(mgmt_cert)).start()
+    try:
+        assert peer.serve_virtuals() == ["/Common/vs_dmz"]
+        cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
+            "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
+            stdin=ADMIN_PASSWORD + "\n")
+        cli("org", "add", "Acme")
+        cli("tls", "delegate", "bigip1", "--org", "Acme")
+        cli("tls", "discover", "bigip1")
+        nodes = {n["name"]: n for n in json.loads(cli("tls", "nodes", "bigip1", "--json").stdout)}
+        assert nodes["/Tenant_A/vs_shop"]["state"].startswith("disabled; not probed: "), nodes
+        out = cli("tls", "verify", "--endpoint", "bigip1", "--json")  # exit 0: nothing failed
+        rows = {r["node"]: r for item in json.loads(out.stdout)["items"] for r in item["details"]["nodes"]}
+        assert rows["/Common/vs_dmz"]["result"] == "ok", rows
+        assert rows["/Common/vs_dmz"]["served"] == nodes["/Common/vs_dmz"]["fingerprint"]
+        assert rows["/Tenant_A/vs_shop"]["result"] == "not probed", rows
+    finally:
+        peer.stop()
