@@ -79,6 +79,8 @@ def node_names(node: Node) -> list[str]:
             continue
         if name.replace(".", "").isdigit() or ":" in name:  # an address, not a name
             continue
+        if any(ch.isspace() or ch in "/\\|" for ch in name):  # an F5 object path, an IIS site name
+            continue
         if name not in out:
             out.append(name)
     return out

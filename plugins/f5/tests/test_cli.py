@@ -173,3 +173,34 @@ def test_cli_verify_probes_virtual_addresses_not_the_management_address(cli, dev
         assert rows["/Tenant_A/vs_shop"]["result"] == "not probed", rows
     finally:
         peer.stop()
+
+
+def test_cli_install_claims_a_handshake_only_when_one_happened(cli, peer, ca_bundle, web_ca, tmp_path):
+    """The install line says how it was verified, truthfully: a handshake to vs_www, which
+    listens on 127.0.0.1; for vs_shop (route domain 2, unreachable from the gateway) only the
+    profile read back. A node's name (the virtual server's path) and its profile's path are no
+    host names, so neither is reported as a name the certificate does not cover."""
+    if not Path(TLSGATE).exists():
+        pytest.skip("the tlsgate command is not installed in this environment")
+    cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
+        "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
+        stdin=ADMIN_PASSWORD + "\n")
+    cli("org", "add", "Acme")
+    cli("tls", "delegate", "bigip1", "--org", "Acme")
+    cli("tls", "discover", "bigip1")
+    shop = cli("tls", "install", "bigip1", *_as_args(_files(tmp_path, web_ca, "shop.example.org")),
+               "--node", "/Tenant_A/vs_shop").stdout
+    first = shop.splitlines()[0]
+    assert "verified by reading" in first and "verified by TLS handshake" not in first, shop
+    assert "not verified" not in shop and "does not cover" not in shop, shop
+    www = cli("tls", "install", "bigip1", *_as_args(_files(tmp_path, web_ca, "www.example.com")),
+              "--node", "/Common/cs_www").stdout
+    assert "verified by TLS handshake" in www.splitlines()[0] and "not verified" not in www, www
+    entries = json.loads(cli("log", "--json", "--limit", "5").stdout)
+    installs = [e for e in entries if e["action"] == "tls install" and e["result"] == "ok"]
+    assert len(installs) == 2 and all(e["details"]["verified"] is True for e in installs), installs
+
+
+def _as_args(files: tuple[str, str, str]) -> list[str]:
+    crt, key, chain = files
+    return ["--cert", crt, "--key", key, "--chain", chain]
