@@ -608,7 +608,9 @@ class Gateway:
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
                     details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
-                    result = _check_served_names(result, bundle, after_nodes)
+                    et = self.registry.endpoint_types.get(endpoint.type)
+                    result = _check_served_names(result, bundle, after_nodes,
+                                                 aliases=et.aliases_are_names if et is not None else True)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
                     with self.inventory.write():  # the certificate and the nodes: one commit
@@ -1089,12 +1091,13 @@ def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node]) -> InstallResult:
+def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node], *,
+                        aliases: bool = True) -> InstallResult:
     """Verification checks names as well as fingerprints: each node now serving the leaf must
     answer only for names the leaf covers (only possible with ``--allow-name-mismatch``)."""
     # network nodes only: a keystore entry's name is its alias, not a host name a client asks for
     serving = [n for n in after if n.fingerprint == bundle.fingerprint and n.port]
-    missing = uncovered_names(bundle, [name for n in serving for name in node_names(n)])
+    missing = uncovered_names(bundle, [name for n in serving for name in node_names(n, aliases=aliases)])
     if not missing:
         return result
     return attrs.evolve(result, verified=False, messages=(

@@ -23,6 +23,8 @@ class EndpointType:
     order. ``local_platforms``: gateway platforms on which ``local`` is allowed ("windows",
     "linux"; never "docker"). ``options``: an attrs class built with :func:`tlsgate.option`.
     ``needs_restart``: an install only takes effect after ``tls restart`` (Apache, Tomcat).
+    ``aliases_are_names``: a node's aliases are host names it answers for (server aliases), so
+    the certificate must cover them; False when they are labels (IIS: the site's name).
     """
 
     name: str
@@ -32,6 +34,7 @@ class EndpointType:
     options: type | None = None
     needs_restart: bool = False
     vendor: str = ""
+    aliases_are_names: bool = True
 
 
 @attrs.frozen

@@ -70,10 +70,11 @@ def policy(value: InstallPolicy) -> Iterator[None]:
         _current.reset(token)
 
 
-def node_names(node: Node) -> list[str]:
-    """The host names a node answers for (wildcard server names stay; catch-alls and regexes do not)."""
+def node_names(node: Node, *, aliases: bool = True) -> list[str]:
+    """The host names a node answers for (wildcard server names stay; catch-alls and regexes do
+    not); ``aliases``: its aliases are names too (see ``EndpointType.aliases_are_names``)."""
     out = []
-    for name in (node.name, *node.alias):
+    for name in (node.name, *(node.alias if aliases else ())):
         name = name.strip()
         if not name or name in ("_", "*", "_default_", "localhost") or name.startswith("~") or "$" in name:
             continue

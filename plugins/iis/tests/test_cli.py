@@ -163,3 +163,27 @@ def test_cli_tls_test_says_a_constrained_language_host_needs_full_language(  # t
         "(AppLocker or WDAC policy); the IIS driver needs FullLanguage (Add-Type, New-Object).")
     human = tg("tls", "test", "clm")
     assert human.returncode == 1 and "needs FullLanguage" in human.stdout + human.stderr
+
+
+def test_cli_install_on_an_sni_binding_is_verified_and_names_no_site(winrm_peer_factory, winrm_tls,  # type: ignore[no-untyped-def]
+                                                                      iis_host: SimulatedWindowsHost,
+                                                                      tlsgate_home: Path, iis_ca: TestCA,
+                                                                      tmp_path: Path) -> None:
+    """A binding answers for its host header only: the site's name (the node's alias, ``Shop``)
+    is no name a client asks for, so the install is not reported "not verified: the certificate
+    does not cover Shop" (IIS bindings: protocol, bindingInformation ``ip:port:hostHeader``,
+    learn.microsoft.com/iis/configuration/system.applicationhost/sites/site/bindings/binding)."""
+    peer = winrm_peer_factory("https", host=iis_host)
+    ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+       "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle", str(winrm_tls.ca_bundle),
+       stdin=WINRM_PASSWORD + "\n")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "web1", "--org", "Acme")
+    ok("tls", "discover", "web1")
+    new = iis_ca.issue("shop.example.com")
+    crt, key, chain = new.write(tmp_path / "in", "shop")
+    done = json.loads(ok("tls", "install", "web1", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                         "--node", "Shop|https|*:443:shop.example.com", "--json").stdout)
+    assert not [m for m in done["messages"] if "not verified" in m or "does not cover" in m], done
+    log = json.loads(ok("log", "--json", "--limit", "1").stdout)[0]
+    assert log["action"] == "tls install" and log["details"]["verified"] == done["verified"], log
