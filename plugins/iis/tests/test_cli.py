@@ -187,3 +187,29 @@ def test_cli_install_on_an_sni_binding_is_verified_and_names_no_site(winrm_peer_
     assert not [m for m in done["messages"] if "not verified" in m or "does not cover" in m], done
     log = json.loads(ok("log", "--json", "--limit", "1").stdout)[0]
     assert log["action"] == "tls install" and log["details"]["verified"] == done["verified"], log
+
+
+def test_cli_deploy_replaces_reaches_the_sni_and_the_ip_binding_of_one_certificate(  # type: ignore[no-untyped-def]
+        winrm_peer_factory, winrm_tls, iis_host: SimulatedWindowsHost, tlsgate_home: Path, iis_ca: TestCA,
+        scene_certs, tmp_path: Path) -> None:
+    """`cert deploy --replaces OLD`: the Blog certificate is bound to an SNI binding
+    (blog.example.com:443) and an IP-specific one (127.0.0.5:8443); both get the new one, the
+    other sites' bindings stay, and the re-discovery shows the new certificate on both."""
+    peer = winrm_peer_factory("https", host=iis_host)
+    ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+       "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle", str(winrm_tls.ca_bundle),
+       stdin=WINRM_PASSWORD + "\n")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "web1", "--org", "Acme")
+    ok("tls", "discover", "web1")
+    before = IISSim.load(iis_host).bindings_view()
+    new = iis_ca.issue("blog.example.com")
+    crt, key, chain = new.write(tmp_path / "in", "blog")
+    job = json.loads(ok("cert", "deploy", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                        "--replaces", scene_certs.blog.fingerprint, "--json").stdout)
+    assert [(i["endpoint"], i["state"]) for i in job["items"]] == [("web1", "changed")], job
+    after = IISSim.load(iis_host).bindings_view()
+    assert {k for k in after if after[k] != before[k]} == {("Blog", "https", "*:443:blog.example.com"),
+                                                         ("Blog", "https", "127.0.0.5:8443:")}
+    nodes = json.loads(ok("tls", "nodes", "web1", "--json").stdout)
+    assert sorted(n["port"] for n in nodes if n["fingerprint"] == new.fingerprint) == [443, 8443]
