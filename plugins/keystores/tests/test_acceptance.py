@@ -114,3 +114,32 @@ def test_install_with_two_nodes_replaces_both_entries(tmp_path: Path, test_ca: T
     listed = kt.keytool_list(store, STORE_PW)
     assert listed["tomcat"]["sha256"] == listed["tomcat-old"]["sha256"] == new.fingerprint
     assert listed["corp root"]["type"] == "trustedCertEntry"
+
+
+def test_replacing_an_entry_with_its_own_key_password_says_the_key_password_changed(
+        tmp_path: Path, test_ca: TestCA, kt: Any) -> None:
+    """keytool lets an entry's key password differ from the store password (``-keypass``), and
+    the application names it separately (Tomcat ``certificateKeyPassword``). The new entry's key
+    is protected with the store password (as keytool's default), so the install says so instead of
+    leaving the application to fail at its next start with "Cannot recover key"."""
+    old, new = test_ca.issue("app.example.org"), test_ca.issue("app.example.org")
+    store = keytool_jks_with_two_aliases(tmp_path, old, kt)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    tg(home, "tls", "add", "jks", "--name", "tc", "--connection_type", "local", "--path", str(store),
+       "--store_password", "-", stdin=STORE_PW + "\n")
+    tg(home, "org", "add", "Acme")
+    tg(home, "tls", "delegate", "tc", "--org", "Acme")
+    tg(home, "tls", "discover", "tc")
+    crt, key, chain = new.write(tmp_path / "new", "new")
+    plain = tg(home, "tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+               "--node", "tomcat").stdout
+    assert "key password" not in plain, plain  # that entry's key already opened with the store password
+    out = tg(home, "tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+             "--node", "tomcat-old").stdout
+    assert "'tomcat-old' had a key password of its own" in out and "store password" in out, out
+    # the new key opens with the store password, as the message says
+    pkcs12 = tmp_path / "check.p12"
+    kt.run_tool(["keytool", "-importkeystore", "-noprompt", "-srckeystore", str(store), "-srcstorepass:env",
+                 "KS_TEST_PW", "-srcalias", "tomcat-old", "-srckeypass:env", "KS_TEST_PW", "-destkeystore",
+                 str(pkcs12), "-deststoretype", "PKCS12", "-deststorepass:env", "KS_TEST_PW"], STORE_PW)

@@ -85,6 +85,13 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
                     f"{old.alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
                     option="--node" if nodes and not alias else "--alias",
                 )
+        own_password = []
+        if loaded.store.format == "jks":
+            from . import jks_codec
+
+            store_password = option_secret(opts, "store_password") or ""
+            own_password = [o.alias for o in olds
+                            if isinstance(o, KeyEntry) and jks_codec.own_key_password(o, store_password)]
         new_store = loaded.store
         for entry_alias in aliases:
             new_store = new_store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
@@ -100,6 +107,10 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             _verify(endpoint, connection, bundle, aliases, [e.alias for e in new_store.entries])
             for entry_alias, old in zip(aliases, olds, strict=True):
                 tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
+            tx.messages.extend(
+                f"note: entry {a!r} had a key password of its own; its new key is protected with the store "
+                "password (as keytool does): set the application's key password to the store password "
+                "(e.g. Tomcat certificateKeyPassword)" for a in own_password)
         if endpoint.type == "p12" and loaded.store.layout.get("legacy") and not opts.is_legacy:
             tx.messages.append("note: the file had the legacy PKCS#12 profile and is now PBES2/AES-256 "
                                "(--is_legacy false): Java before 8u301/11.0.12 and Windows Server 2016 cannot read it")
