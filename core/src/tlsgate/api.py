@@ -736,7 +736,8 @@ class Gateway:
     def verify(self, ref: str) -> list[dict[str, Any]]:
         """Compare what each node serves with the inventory's last discovery: TLS nodes by a
         handshake (with SNI, each distinct address/port/SNI once), file nodes (keystore entries)
-        by reading the endpoint again over one connection. One dict per node: endpoint, node,
+        by reading the endpoint again over one connection (a TLS node whose certificate discovery could
+        not read is left out: nothing to compare). One dict per node: endpoint, node,
         port, expected and served fingerprints, certificate (ID, or External), not_after, result
         (``ok`` / ``mismatch`` / ``unreachable`` / ``not probed``)."""
         from . import probe
@@ -751,6 +752,8 @@ class Gateway:
         for i, node in enumerate(nodes):
             if node.protocol == "https" and node.port:
                 if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
+                    continue
+                if not node.fingerprint:  # discovery read no certificate (IIS CCS): nothing to compare
                     continue
                 own = bool(ctype and ctype.node_addresses and node.ip)
                 host = str(node.ip).strip("[]") if own else probe.probe_host(node.ip, endpoint.connection.host, local)

@@ -213,3 +213,41 @@ def test_cli_deploy_replaces_reaches_the_sni_and_the_ip_binding_of_one_certifica
                                                          ("Blog", "https", "127.0.0.5:8443:")}
     nodes = json.loads(ok("tls", "nodes", "web1", "--json").stdout)
     assert sorted(n["port"] for n in nodes if n["fingerprint"] == new.fingerprint) == [443, 8443]
+
+
+def test_cli_verify_does_not_fail_a_binding_whose_certificate_discovery_could_not_read(  # type: ignore[no-untyped-def]
+        winrm_peer_factory, winrm_tls, tlsgate_home: Path, scene_certs, tmp_path: Path) -> None:
+    """`tls verify` compares what a binding serves with what discovery read. A binding that takes
+    its certificate from the Centralized Certificate Store (sslFlags 3: SNI + CCS; the
+    certificate is a file on the CCS share, not in the binding:
+    learn.microsoft.com/iis/configuration/system.applicationhost/sites/site/bindings/binding,
+    "sslFlags") has none to compare with: it is left out, not reported unreachable or a mismatch
+    that fails the whole verify job; the SNI binding beside it is verified by its handshake."""
+    from httpsys import SimHttpSys
+    from iis_scene import der
+    from iis_sim import install_iis
+
+    host = SimulatedWindowsHost()
+    install_iis(host, IISSim())
+    server = SimHttpSys(host)
+    port = server.port
+    sim = IISSim.load(host)
+    sim.add_site("Shop", ("https", f"*:{port}:shop.example.com", 1))
+    sim.add_site("Central", ("https", f"*:{port}:ccs.example.com", 3))
+    sim.bind("Shop", f"*:{port}:shop.example.com", sim.add_certificate(der(scene_certs.shop), key=scene_certs.shop.key))
+    sim.save(host)
+    server.start()
+    try:
+        peer = winrm_peer_factory("https", host=host)
+        ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+           "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle",
+           str(winrm_tls.ca_bundle), stdin=WINRM_PASSWORD + "\n")
+        ok("org", "add", "Acme")
+        ok("tls", "delegate", "web1", "--org", "Acme")
+        ok("tls", "discover", "web1")
+        res = tg("tls", "verify", "--endpoint", "web1", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        rows = [r for item in json.loads(res.stdout)["items"] for r in item["details"]["nodes"]]
+        assert [(r["node"], r["result"]) for r in rows] == [("shop.example.com", "ok")], rows
+    finally:
+        server.stop()
