@@ -90,3 +90,36 @@ def test_bundle_round_trip_any_order(test_ca: TestCA, seed: int, extra_dupes: in
 
 
 _ISSUED: dict = {}
+
+
+_IDN_LABEL = st.text(alphabet="abcxyzäöüßéñçø0123456789", min_size=1, max_size=8).filter(
+    lambda s: s[0] not in "0123456789")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(labels=st.lists(_IDN_LABEL, min_size=1, max_size=2))
+def test_an_internationalized_name_is_covered_by_its_a_label_san(test_ca: TestCA, labels: list[str]) -> None:
+    """A certificate holds IDNs as A-labels (RFC 5280 section 7.2: dNSName is IA5String); an
+    IIS host header may be the U-label (IIS 7+ and HTTP.sys accept Unicode host names:
+    blogs.iis.net/thomad, "Hosting Übersites: IIS7 Support for International Domain Names").
+    Matching compares A-labels (RFC 6125 section 6.4.2), so the U-label is covered too."""
+    import idna
+
+    unicode_name = ".".join([*labels, "example"])
+    try:
+        a_label = idna.encode(unicode_name, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return  # not a valid IDN at all: nothing to compare
+    issued = _issue(test_ca, a_label)
+    bundle = CertificateBundle.from_pem(issued.cert_pem, issued.key_pem, issued.chain_pem)
+    assert bundle.covers(a_label) and bundle.covers(unicode_name) and bundle.covers(unicode_name.replace("example", "EXAMPLE"))
+    assert not bundle.covers("other." + unicode_name)
+
+
+_ISSUED: dict[str, object] = {}
+
+
+def _issue(ca: TestCA, name: str):  # type: ignore[no-untyped-def]
+    if name not in _ISSUED:
+        _ISSUED[name] = ca.issue(name)
+    return _ISSUED[name]

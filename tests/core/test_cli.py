@@ -222,3 +222,32 @@ def test_tls_list_shows_each_endpoint_as_tls_show_does(tlsgate_home: Path, tmp_p
     assert listed[1]["connection"]["password"] == "********" and listed[2]["organization"] == "Acme"
     text = ok("tls", "list").stdout
     assert SECRET not in text and "a-win" in text and "Acme" in text
+
+
+@pytest.mark.parametrize("args", [
+    ["cert", "deploy", "--cert", "{crt}", "--key", "{key}", "--endpoint", "i", "--parallel", "0"],
+    ["cert", "deploy", "--cert", "{crt}", "--key", "{key}", "--endpoint", "i", "--parallel", "0", "--dry-run"],
+    ["cert", "deploy", "--cert", "{crt}", "--key", "{key}", "--endpoint", "i", "--canary", "-1", "--dry-run"],
+    ["cert", "deploy", "--cert", "{crt}", "--key", "{key}", "--endpoint", "i", "--max-failures", "0", "--dry-run"],
+    ["cert", "deploy", "--cert", "{crt}", "--key", "{key}", "--endpoint", "nobody-matches-x", "--parallel", "0"],
+    ["tls", "discover", "--all", "--parallel", "0"],
+    ["tls", "verify", "--all", "--parallel", "-3"],
+])
+def test_fleet_options_out_of_range_exit_2_and_record_no_job(tlsgate_home: Path, tmp_path: Path, test_ca,
+                                                               args: list[str]) -> None:
+    """--parallel < 1, --canary < 0, --max-failures < 1 are invalid input (exit 2, one line naming
+    the option) whatever else the command line says (a dry run, a selection), and leave nothing
+    behind: before, `--parallel 0` recorded a job that stayed "running" for ever (and `job retry`
+    refused it as still running)."""
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    crt, key, _ = test_ca.issue("svc.example.org").write(tmp_path / "in", "svc")
+    ok("tls", "add", "certdir", "--name", "i", "--connection_type", "local", "--dir", str(folder))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "i", "--org", "Acme")
+    res = tg(*[a.format(crt=crt, key=key) for a in args])
+    option = next(a for a in args if a in ("--parallel", "--canary", "--max-failures"))
+    assert res.returncode == 2 and res.stderr.strip().startswith(f"error: {option}: "), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert json.loads(ok("job", "list", "--json").stdout) == []
+    assert json.loads(ok("cert", "list", "--json").stdout) == []

@@ -223,3 +223,24 @@ def test_a_probe_asks_for_a_key_type_and_sends_a_proxy_header(tmp_path: Path, te
             assert headers == []
     finally:
         next(gen, None)
+
+
+_LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-ü", min_size=1, max_size=12)
+_HOST = st.lists(_LABEL, min_size=2, max_size=4).map(".".join)
+
+
+@given(host=_HOST, path=st.text(min_size=1, max_size=20).map(lambda t: "/Common/" + t))
+def test_node_sni_takes_the_first_host_name_among_name_and_aliases(host: str, path: str) -> None:
+    """`tls verify` sends a node's host name as SNI: its name when that is one (nginx, Apache,
+    IIS host headers), else its first alias that is one (an F5 virtual server path named with its
+    profile's serverName; a catch-all or an address named by the block's other names); a wildcard
+    gets a label of its own; never a path or a site name."""
+    from tlsgate.probe import node_sni, sni_for
+
+    assert node_sni(host, ("other.example",)) == sni_for(host)
+    assert node_sni("_", (host,)) == sni_for(host) and node_sni("_") is None
+    assert node_sni("*.example.org", (host,)) == "tlsgate-probe.example.org"
+    assert node_sni(path, (path.replace("/Common/", "/Common/cs_"), host)) == sni_for(host)
+    assert node_sni(path, ("/Common/cs", "Default Web Site")) is None
+    assert node_sni("Default Web Site", ("Default Web Site",)) is None
+    assert node_sni("10.1.0.5", (host,)) == sni_for(host) and node_sni("::1") is None

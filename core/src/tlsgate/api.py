@@ -631,7 +631,9 @@ class Gateway:
                 if not dry_run:
                     after_nodes = self.registry.discover_nodes(endpoint, conn)
                     details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
-                    result = _check_served_names(result, bundle, after_nodes)
+                    et = self.registry.endpoint_types.get(endpoint.type)
+                    result = _check_served_names(result, bundle, after_nodes,
+                                                 aliases=et.aliases_are_names if et is not None else True)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
                     # the certificate, the nodes and the audit entry of the outcome: one commit
@@ -754,7 +756,8 @@ class Gateway:
     def verify(self, ref: str) -> list[dict[str, Any]]:
         """Compare what each node serves with the inventory's last discovery: TLS nodes by a
         handshake (with SNI, each distinct address/port/SNI once), file nodes (keystore entries)
-        by reading the endpoint again over one connection. One dict per node: endpoint, node,
+        by reading the endpoint again over one connection (a TLS node whose certificate discovery could
+        not read is left out: nothing to compare). One dict per node: endpoint, node,
         port, expected and served fingerprints, certificate (ID, or External), not_after, result
         (``ok`` / ``mismatch`` / ``unreachable`` / ``not probed``)."""
         from . import probe
@@ -770,8 +773,12 @@ class Gateway:
             if node.protocol == "https" and node.port:
                 if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
                     continue
-                targets[i] = probe.Target(probe.probe_host(node.ip, endpoint.connection.host, local), node.port,
-                                          probe.verify_sni(node), proxy_protocol=probe.PROXY_NOTE in (node.state or ""))
+                if not node.fingerprint:  # discovery read no certificate (IIS CCS): nothing to compare
+                    continue
+                own = bool(ctype and ctype.node_addresses and node.ip)
+                host = str(node.ip).strip("[]") if own else probe.probe_host(node.ip, endpoint.connection.host, local)
+                targets[i] = probe.Target(host, node.port, probe.verify_sni(node),
+                                          proxy_protocol=probe.PROXY_NOTE in (node.state or ""))
             elif node.fingerprint:
                 files.append(i)
         served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
@@ -1120,12 +1127,13 @@ def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node]) -> InstallResult:
+def _check_served_names(result: InstallResult, bundle: CertificateBundle, after: Sequence[Node], *,
+                        aliases: bool = True) -> InstallResult:
     """Verification checks names as well as fingerprints: each node now serving the leaf must
     answer only for names the leaf covers (only possible with ``--allow-name-mismatch``)."""
     # network nodes only: a keystore entry's name is its alias, not a host name a client asks for
     serving = [n for n in after if n.fingerprint == bundle.fingerprint and n.port]
-    missing = uncovered_names(bundle, [name for n in serving for name in node_names(n)])
+    missing = uncovered_names(bundle, [name for n in serving for name in node_names(n, aliases=aliases)])
     if not missing:
         return result
     return attrs.evolve(result, verified=False, messages=(

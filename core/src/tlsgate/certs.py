@@ -63,9 +63,24 @@ def dns_names(cert: x509.Certificate) -> list[str]:
     return [cn] if cn else []
 
 
+def a_label(hostname: str) -> str:
+    """``hostname`` with its internationalized labels as A-labels (``bücher.example`` ->
+    ``xn--bcher-kva.example``), as certificates hold them (RFC 5280 section 7.2); unchanged when it
+    is ASCII or no valid IDN (UTS #46 mapping, the ``idna`` package's)."""
+    if hostname.isascii():
+        return hostname
+    import idna
+
+    try:
+        return idna.encode(hostname, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return hostname
+
+
 def covers(cert: x509.Certificate, hostname: str) -> bool:
-    """Whether the certificate is valid for ``hostname`` (exact or one-label wildcard, RFC 6125)."""
-    host = hostname.rstrip(".").lower()
+    """Whether the certificate is valid for ``hostname`` (exact or one-label wildcard, RFC 6125;
+    an IDN compares by its A-labels, RFC 6125 section 6.4.2)."""
+    host = a_label(hostname.rstrip(".")).lower()
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

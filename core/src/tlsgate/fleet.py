@@ -112,7 +112,7 @@ def create_job(gateway: Gateway, kind: str, endpoints: Sequence[StoredEndpoint],
     workers)."""
     if kind not in KINDS:
         raise ValidationError(f"unknown job kind {kind!r} (one of: {', '.join(KINDS)})")
-    _check_run_options(1, canary, max_failures)
+    check_run_options(1, canary, max_failures)
     rows = _item_rows(gateway, endpoints, item_params)
     if not queued(gateway):
         return jobs.create(gateway.inventory, kind, params, rows, holder=holder)
@@ -156,7 +156,9 @@ def queued(gateway: Gateway) -> bool:
     return getattr(gateway.inventory, "dialect", "sqlite") == "postgresql"
 
 
-def _check_run_options(parallel: int, canary: int, max_failures: int | None) -> None:
+def check_run_options(parallel: int, canary: int, max_failures: int | None) -> None:
+    """Refuse (exit 2) --parallel < 1, --canary < 0, --max-failures < 1: before anything is
+    selected, recorded or planned."""
     if parallel < 1:
         raise ValidationError("must be at least 1", option="--parallel")
     if canary < 0:
@@ -323,7 +325,7 @@ def run_job(
     """Run a job's pending items (or ``item_ids``): the first ``canary`` must all succeed before
     the rest start; after ``max_failures`` failures no new item starts (the rest end skipped).
     This process is the job's runner meanwhile (holder and heartbeat in the ``jobs`` row)."""
-    _check_run_options(parallel, canary, max_failures)
+    check_run_options(parallel, canary, max_failures)
     if executor is None and queued(gateway):
         # PostgreSQL: the workers of each zone run the items; this process follows them
         from . import queue

@@ -23,6 +23,8 @@ class EndpointType:
     order. ``local_platforms``: gateway platforms on which ``local`` is allowed ("windows",
     "linux"; never "docker"). ``options``: an attrs class built with :func:`tlsgate.option`.
     ``needs_restart``: an install only takes effect after ``tls restart`` (Apache, Tomcat).
+    ``aliases_are_names``: a node's aliases are host names it answers for (server aliases), so
+    the certificate must cover them; False when they are labels (IIS: the site's name).
     """
 
     name: str
@@ -32,6 +34,7 @@ class EndpointType:
     options: type | None = None
     needs_restart: bool = False
     vendor: str = ""
+    aliases_are_names: bool = True
 
 
 @attrs.frozen
@@ -53,6 +56,9 @@ class ConnectionType:
     insecure: bool = False
     platform: str = "posix"  # the remote platform this transport reaches: "posix" or "windows"
     host_keys: bool = False  # SSH: host keys checked against known_hosts; --ssh_key_path accepted
+    #: nodes carry the address clients connect to, not an address on the host --host names (a
+    #: load balancer's virtual servers): ``tls verify`` probes a node's own ip
+    node_addresses: bool = False
     #: attrs class of transport-specific ``tls add`` flags (built with :func:`tlsgate.option`),
     #: stored in ``ConnectionSpec.extra``; e.g. ``--ca_bundle`` for winrm_https and rest.
     options: type | None = None

@@ -70,14 +70,17 @@ def policy(value: InstallPolicy) -> Iterator[None]:
         _current.reset(token)
 
 
-def node_names(node: Node) -> list[str]:
-    """The host names a node answers for (wildcard server names stay; catch-alls and regexes do not)."""
+def node_names(node: Node, *, aliases: bool = True) -> list[str]:
+    """The host names a node answers for (wildcard server names stay; catch-alls and regexes do
+    not); ``aliases``: its aliases are names too (see ``EndpointType.aliases_are_names``)."""
     out = []
-    for name in (node.name, *node.alias):
+    for name in (node.name, *(node.alias if aliases else ())):
         name = name.strip()
         if not name or name in ("_", "*", "_default_", "localhost") or name.startswith("~") or "$" in name:
             continue
         if name.replace(".", "").isdigit() or ":" in name:  # an address, not a name
+            continue
+        if any(ch.isspace() or ch in "/\\|" for ch in name):  # an F5 object path, an IIS site name
             continue
         # nginx's ".example.org" answers example.org and every name under it
         for one in (name[1:], "*" + name) if name.startswith(".") and len(name) > 1 else (name,):

@@ -104,15 +104,31 @@ def sni_for(name: str | None) -> str | None:
 PROXY_NOTE = "PROXY protocol"
 
 
-def verify_sni(node: Node) -> str | None:
-    """The SNI that reaches a node by its names: the first name or alias that is a host name; a
-    leading wildcard (``*.example.org``) gets a label of its own."""
-    for name in (node.name, *node.alias):
-        if name.startswith("*.") and len(name) > 2 and "*" not in name[2:]:
-            return "tlsgate-probe" + name[1:]
-        if sni := sni_for(name):
+def _is_host_name(name: str) -> bool:
+    """Whether ``name`` can be a DNS host name at all (labels of letters, digits, ``-``, ``_``,
+    ``*``; IDN letters too): a BIG-IP virtual server path (``/Common/vs_www``) or an IIS site
+    name (``Default Web Site``) cannot."""
+    return bool(name) and all(ch.isalnum() or ch in "-_.*" for ch in name) and ".." not in name
+
+
+def node_sni(name: str | None, aliases: Sequence[str] = ()) -> str | None:
+    """The SNI that reaches a node by its names: the first of its name and aliases that is a
+    host name (:func:`sni_for`; an F5 node is named by its virtual server's path, with the
+    client-ssl profile's ``serverName`` among its aliases; a catch-all or an address is passed
+    over for the next name); a leading wildcard (``*.example.org``) gets a label of its own."""
+    for one in (name or "", *aliases):
+        if not _is_host_name(one):
+            continue
+        if one.startswith("*.") and len(one) > 2 and "*" not in one[2:]:
+            return "tlsgate-probe" + one[1:]
+        if sni := sni_for(one):
             return sni
     return None
+
+
+def verify_sni(node: Node) -> str | None:
+    """:func:`node_sni` of a node's name and aliases."""
+    return node_sni(node.name, node.alias)
 
 
 #: connect timeout of probes (a TCP connect on a live host answers in milliseconds; a dead or

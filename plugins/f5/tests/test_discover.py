@@ -26,7 +26,8 @@ def test_discovery_is_exact(session, peer, web_certs, f5_version):
         _node("/Common/vs_api6", ("/Common/cs_api", "api.example.com"), "::1", v6_port, web_certs["api"]),
         _node("/Common/vs_www", ("/Common/cs_api", "api.example.com"), "127.0.0.1", www_port, web_certs["api"]),
         _node("/Common/vs_www", ("/Common/cs_www", "www.example.com"), "127.0.0.1", www_port, web_certs["www"]),
-        _node("/Tenant_A/vs_shop", ("/Tenant_A/cs_shop",), "10.1.0.5%2", 443, web_certs["shop"], state="disabled"),
+        _node("/Tenant_A/vs_shop", ("/Tenant_A/cs_shop",), "10.1.0.5%2", 443, web_certs["shop"],
+              state="disabled; not probed: a disabled virtual server accepts no connections"),
     ]
     for e in expected:
         e["vendor"] = f"F5 BIG-IP {f5_version}"

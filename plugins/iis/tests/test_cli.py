@@ -163,3 +163,91 @@ def test_cli_tls_test_says_a_constrained_language_host_needs_full_language(  # t
         "(AppLocker or WDAC policy); the IIS driver needs FullLanguage (Add-Type, New-Object).")
     human = tg("tls", "test", "clm")
     assert human.returncode == 1 and "needs FullLanguage" in human.stdout + human.stderr
+
+
+def test_cli_install_on_an_sni_binding_is_verified_and_names_no_site(winrm_peer_factory, winrm_tls,  # type: ignore[no-untyped-def]
+                                                                      iis_host: SimulatedWindowsHost,
+                                                                      tlsgate_home: Path, iis_ca: TestCA,
+                                                                      tmp_path: Path) -> None:
+    """A binding answers for its host header only: the site's name (the node's alias, ``Shop``)
+    is no name a client asks for, so the install is not reported "not verified: the certificate
+    does not cover Shop" (IIS bindings: protocol, bindingInformation ``ip:port:hostHeader``,
+    learn.microsoft.com/iis/configuration/system.applicationhost/sites/site/bindings/binding)."""
+    peer = winrm_peer_factory("https", host=iis_host)
+    ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+       "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle", str(winrm_tls.ca_bundle),
+       stdin=WINRM_PASSWORD + "\n")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "web1", "--org", "Acme")
+    ok("tls", "discover", "web1")
+    new = iis_ca.issue("shop.example.com")
+    crt, key, chain = new.write(tmp_path / "in", "shop")
+    done = json.loads(ok("tls", "install", "web1", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                         "--node", "Shop|https|*:443:shop.example.com", "--json").stdout)
+    assert not [m for m in done["messages"] if "not verified" in m or "does not cover" in m], done
+    log = json.loads(ok("log", "--json", "--limit", "1").stdout)[0]
+    assert log["action"] == "tls install" and log["details"]["verified"] == done["verified"], log
+
+
+def test_cli_deploy_replaces_reaches_the_sni_and_the_ip_binding_of_one_certificate(  # type: ignore[no-untyped-def]
+        winrm_peer_factory, winrm_tls, iis_host: SimulatedWindowsHost, tlsgate_home: Path, iis_ca: TestCA,
+        scene_certs, tmp_path: Path) -> None:
+    """`cert deploy --replaces OLD`: the Blog certificate is bound to an SNI binding
+    (blog.example.com:443) and an IP-specific one (127.0.0.5:8443); both get the new one, the
+    other sites' bindings stay, and the re-discovery shows the new certificate on both."""
+    peer = winrm_peer_factory("https", host=iis_host)
+    ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+       "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle", str(winrm_tls.ca_bundle),
+       stdin=WINRM_PASSWORD + "\n")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "web1", "--org", "Acme")
+    ok("tls", "discover", "web1")
+    before = IISSim.load(iis_host).bindings_view()
+    new = iis_ca.issue("blog.example.com")
+    crt, key, chain = new.write(tmp_path / "in", "blog")
+    job = json.loads(ok("cert", "deploy", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                        "--replaces", scene_certs.blog.fingerprint, "--json").stdout)
+    assert [(i["endpoint"], i["state"]) for i in job["items"]] == [("web1", "changed")], job
+    after = IISSim.load(iis_host).bindings_view()
+    assert {k for k in after if after[k] != before[k]} == {("Blog", "https", "*:443:blog.example.com"),
+                                                         ("Blog", "https", "127.0.0.5:8443:")}
+    nodes = json.loads(ok("tls", "nodes", "web1", "--json").stdout)
+    assert sorted(n["port"] for n in nodes if n["fingerprint"] == new.fingerprint) == [443, 8443]
+
+
+def test_cli_verify_does_not_fail_a_binding_whose_certificate_discovery_could_not_read(  # type: ignore[no-untyped-def]
+        winrm_peer_factory, winrm_tls, tlsgate_home: Path, scene_certs, tmp_path: Path) -> None:
+    """`tls verify` compares what a binding serves with what discovery read. A binding that takes
+    its certificate from the Centralized Certificate Store (sslFlags 3: SNI + CCS; the
+    certificate is a file on the CCS share, not in the binding:
+    learn.microsoft.com/iis/configuration/system.applicationhost/sites/site/bindings/binding,
+    "sslFlags") has none to compare with: it is left out, not reported unreachable or a mismatch
+    that fails the whole verify job; the SNI binding beside it is verified by its handshake."""
+    from httpsys import SimHttpSys
+    from iis_scene import der
+    from iis_sim import install_iis
+
+    host = SimulatedWindowsHost()
+    install_iis(host, IISSim())
+    server = SimHttpSys(host)
+    port = server.port
+    sim = IISSim.load(host)
+    sim.add_site("Shop", ("https", f"*:{port}:shop.example.com", 1))
+    sim.add_site("Central", ("https", f"*:{port}:ccs.example.com", 3))
+    sim.bind("Shop", f"*:{port}:shop.example.com", sim.add_certificate(der(scene_certs.shop), key=scene_certs.shop.key))
+    sim.save(host)
+    server.start()
+    try:
+        peer = winrm_peer_factory("https", host=host)
+        ok("tls", "add", "iis", "--name", "web1", "--connection_type", "winrm_https", "--host", "127.0.0.1",
+           "--port", str(peer.port), "--user", WINRM_USER, "--password", "-", "--ca_bundle",
+           str(winrm_tls.ca_bundle), stdin=WINRM_PASSWORD + "\n")
+        ok("org", "add", "Acme")
+        ok("tls", "delegate", "web1", "--org", "Acme")
+        ok("tls", "discover", "web1")
+        res = tg("tls", "verify", "--endpoint", "web1", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        rows = [r for item in json.loads(res.stdout)["items"] for r in item["details"]["nodes"]]
+        assert [(r["node"], r["result"]) for r in rows] == [("shop.example.com", "ok")], rows
+    finally:
+        server.stop()

@@ -367,3 +367,20 @@ def test_server_2016_rtm_imports_the_legacy_pfx_but_not_a_modern_one(loopback, s
     res = loopback.run_powershell(scripts.IMPORT_PFX, {"path": TEMP_DIR + "\\modern.pfx", "thumbprint": "00" * 20},
                                   secret_params={"password": "pw"})
     assert res.exit_code == 1 and res.stderr.strip() == WRONG_PFX_PASSWORD
+
+
+def test_a_unicode_host_header_is_chosen_by_the_certificate_of_its_a_label(scene_certs: Scene, iis_ca: TestCA) -> None:
+    """IIS 7+ and HTTP.sys take a binding's host header in Unicode (blogs.iis.net/thomad, "Hosting
+    Übersites: IIS7 Support for International Domain Names (IDN)"); a certificate holds the name
+    as its A-label (RFC 5280 section 7.2). Without --node the install picks the binding whose host
+    header the certificate covers, comparing A-labels."""
+    host = SimulatedWindowsHost()
+    sim = build_scene(scene_certs)
+    sim.add_site("Bücher", ("https", "*:443:bücher.example", 1))
+    sim.bind("Bücher", "*:443:bücher.example", sim.add_certificate(der(scene_certs.shop), key=scene_certs.shop.key))
+    install_iis(host, sim)
+    new = iis_ca.issue("xn--bcher-kva.example")
+    result = install(LoopbackWindowsConnection(host), bundle_of(new))
+    assert result.nodes == ("bücher.example",)
+    after = IISSim.load(host).bindings_view()
+    assert after[("Bücher", "https", "*:443:bücher.example")] == thumbprint(bundle_of(new))

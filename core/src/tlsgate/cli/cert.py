@@ -195,6 +195,7 @@ def register_fleet(cert: typer.Typer) -> None:
             raise ValidationError("give a certificate ID or files (--cert/--key or --pfx), not both", option="--cert")
         if cert_id is None and not files:
             raise ValidationError("is required: a certificate ID, or --cert/--key, or --pfx", option="--cert")
+        fleet.check_run_options(parallel, canary, max_failures)
         gw = gateway()
         check_no_wait(gw, no_wait)
         bundle = read_pem_inputs(ctx, cert_file, key_file, chain_file, pfx, pfx_password, key_password) if files else None

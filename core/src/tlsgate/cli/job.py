@@ -174,6 +174,9 @@ def register(job: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Re-run the endpoints of a job that failed, were skipped or were interrupted."""
+        from .. import fleet
+
+        fleet.check_run_options(parallel, 0, max_failures)
         gw = gateway()
         j = gw.job(job_id)
         if j.state == "running":

@@ -328,6 +328,9 @@ def selector_command(tls: typer.Typer, name: str, *, one: bool = True) -> Callab
             no_wait: NoWaitOpt = False,
             json: JsonOpt = False,
         ) -> None:
+            from .. import fleet
+
+            fleet.check_run_options(parallel, 0, None)
             gw = gateway()
             if one and endpoint and not (endpoints or types or org_name or all_):
                 single(gw, endpoint, json)

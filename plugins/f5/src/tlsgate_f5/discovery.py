@@ -5,7 +5,9 @@ Node naming (what ``tls nodes`` shows): ``name`` is the virtual server's full pa
 (``/Common/vs_www``); ``alias`` is the client-ssl profile's full path, then the profile's SNI
 ``serverName`` when it has one; ``ip``/``port`` come from the destination (``10.0.0.1%2`` keeps
 BIG-IP's route-domain notation; "any port" is None); ``locator`` is
-``<virtual full path>|<profile full path>`` so that an install finds the pair again.
+``<virtual full path>|<profile full path>`` so that an install finds the pair again; ``state`` is
+``active`` / ``disabled``, with ``; not probed: <why>`` when ``tls verify`` cannot reach the
+virtual address (disabled, a route domain other than 0, no specific address or port).
 Certificate facts come from ``/mgmt/tm/sys/file/ssl-cert`` (fingerprint, subject, expiry), not
 ``/sys/crypto/cert``; the certificate itself (DER) is read by a TLS handshake to the virtual
 address when the gateway can reach it and what it serves is the profile's certificate.
@@ -139,10 +141,22 @@ def to_node(state: DeviceState, binding: Binding, served: bytes | None = None) -
         subject=str(item["subject"]) if item.get("subject") else None,
         not_after=epoch_to_datetime(item.get("expirationDate")),
         vendor=f"F5 BIG-IP {state.version}",
-        state="active" if binding.enabled else "disabled",
+        state=("active" if binding.enabled else "disabled") + _not_probed(binding),
         locator=binding.locator,
         certificate=served if served is not None and fp == hashlib.sha256(served).hexdigest() else None,
     )
+
+
+def _not_probed(binding: Binding) -> str:
+    """Why ``tls verify`` does not try a handshake to a binding ("" when it does)."""
+    dest = binding.destination
+    if not binding.enabled:
+        return "; not probed: a disabled virtual server accepts no connections"
+    if dest is not None and dest.route_domain not in (None, 0):
+        return f"; not probed: route domain {dest.route_domain} is not reachable from the gateway"
+    if dest is None or not dest.probeable:
+        return "; not probed: no specific address and port"
+    return ""
 
 
 def probe_target(binding: Binding) -> Target | None:

@@ -261,16 +261,20 @@ def install_bundle(conn: F5Connection, bundle: CertificateBundle, nodes: Sequenc
     if dry_run:
         return InstallResult(nodes=node_names, plan=plan.steps(), dry_run=True, messages=tuple(messages))
     if not plan.changes:
-        return InstallResult(nodes=node_names, verified=True, messages=tuple(messages))
+        return InstallResult(nodes=node_names, verified=True, messages=tuple(messages),
+                             verified_by="reading the client-ssl profiles back (they already held the certificate)")
     uploads = _Uploads(conn)
     # Undone newest first: repoint the profiles, delete the new objects, then the uploads.
     with Transaction(conn, label=f"{conn.where}: install") as tx:
         tx.on_rollback(uploads.remove_or_raise, "remove the uploaded files")
-        messages += _apply(conn, plan, bundle, tx, uploads, probe)
+        applied, handshaked = _apply(conn, plan, bundle, tx, uploads, probe)
+        messages += applied
     messages += _cleanup(conn, plan, uploads)
     new_objects = tuple(path for _kind, path, _name in plan.objects())
     return InstallResult(nodes=node_names, files_written=new_objects, backups=tuple(tx.backups),
-                         plan=plan.steps(), verified=True, messages=tuple(messages))
+                         plan=plan.steps(), verified=True, messages=tuple(messages),
+                         verified_by="TLS handshake" if handshaked else
+                         "reading the client-ssl profiles back (no handshake: no virtual address reachable from the gateway)")
 
 
 def _created(tx: Transaction, conn: F5Connection, collection: str, path: str) -> None:
@@ -278,7 +282,8 @@ def _created(tx: Transaction, conn: F5Connection, collection: str, path: str) ->
 
 
 def _apply(conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, tx: Transaction, uploads: _Uploads,
-           probe: Callable[[Binding], bytes | None]) -> list[str]:
+           probe: Callable[[Binding], bytes | None]) -> tuple[list[str], bool]:
+    """Make the change; return its messages and whether a TLS handshake verified it."""
     messages: list[str] = []
     for name, data in plan.uploads:
         uploads.names.append(name)
@@ -311,9 +316,10 @@ def _apply(conn: F5Connection, plan: InstallPlan, bundle: CertificateBundle, tx:
         new = _entry_for(ch)
         if not any(all(e.get(f) == new[f] for f in ("cert", "key", "chain")) for e in entries):
             raise OperationError(f"{ch.profile} does not read back with the new certificate")
-    messages += _handshakes(plan, bundle, probe)
+    checked, handshaked = _handshakes(plan, bundle, probe)
+    messages += checked
     conn.post("/mgmt/tm/sys/config", {"command": "save"}, timeout=SAVE_TIMEOUT)
-    return messages
+    return messages, handshaked
 
 
 def _repointed(tx: Transaction, conn: F5Connection, change: ProfileChange) -> None:
@@ -350,9 +356,11 @@ def _repoint(conn: F5Connection, plan: InstallPlan, tx: Transaction) -> None:
     conn.patch(f"/mgmt/tm/transaction/{tid}", {"state": "VALIDATING", "validateOnly": False})
 
 
-def _handshakes(plan: InstallPlan, bundle: CertificateBundle, probe: Callable[[Binding], bytes | None]) -> list[str]:
+def _handshakes(plan: InstallPlan, bundle: CertificateBundle,
+                probe: Callable[[Binding], bytes | None]) -> tuple[list[str], bool]:
     """Handshake to each changed profile's virtual servers that the gateway can reach and where
-    the profile is the one a client gets (its SNI name, or the only client-ssl profile)."""
+    the profile is the one a client gets (its SNI name, or the only client-ssl profile); return
+    the messages and whether any handshake took place."""
     changed = {c.profile for c in plan.changes if len(c.new_entries) == 1}
     messages, targets, unreached = [], [], []
     for c in plan.changes:
@@ -378,7 +386,7 @@ def _handshakes(plan: InstallPlan, bundle: CertificateBundle, probe: Callable[[B
         messages.append(
             f"not reachable from the gateway, verified by reading the profiles back: {', '.join(unreached)}"
         )
-    return messages
+    return messages, bool(targets)
 
 
 def _cleanup(conn: F5Connection, plan: InstallPlan, uploads: _Uploads) -> list[str]:

@@ -61,11 +61,11 @@ def tlsgate_connection_types() -> list[ConnectionType]:
     return [
         ConnectionType(
             "rest", "iControl REST over HTTPS; the BIG-IP's certificate is verified (system store or --ca_bundle).",
-            default_port=DEFAULT_PORT, platform="bigip", options=RestOptions,
+            default_port=DEFAULT_PORT, platform="bigip", options=RestOptions, node_addresses=True,
         ),
         ConnectionType(
             "rest_insecure", "iControl REST over HTTPS WITHOUT verifying the BIG-IP's certificate.",
-            default_port=DEFAULT_PORT, insecure=True, platform="bigip",
+            default_port=DEFAULT_PORT, insecure=True, platform="bigip", node_addresses=True,
         ),
     ]
 

@@ -42,6 +42,7 @@ def tlsgate_endpoint_types() -> list[EndpointType]:
             options=None,
             needs_restart=False,
             vendor="Microsoft IIS",
+            aliases_are_names=False,  # a node's alias is its site's name, not a host name
         )
     ]
 

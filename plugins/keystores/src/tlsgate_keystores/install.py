@@ -6,12 +6,12 @@ change here. An install:
 
 1. checks the scripts can run (exists, executable, root/Administrator for local) and opens the
    keystore with the store password: nothing is written if either fails;
-2. replaces the entry of the alias (``--alias``, else the single chosen node, else the alias
+2. replaces the entry of the alias (``--alias``, else every chosen node's entry, else the alias
    derived from the certificate's CN) or adds it, keeping every other entry;
 3. writes the file, reads it back and parses it (the new entry with the new certificate, every
    other alias still there) before the transaction commits; any failure restores the file
    byte for byte;
-4. runs the install script with the alias as its only argument. The keystore write has then
+4. runs the install script with the alias as its only argument (once per entry written). The keystore write has then
    succeeded and stays: the reference document runs the script only "after the certificate and
    private key entries have been successfully created", and rolling the keystore back because a
    post-install hook failed would leave the operator with neither the new certificate nor a
@@ -49,62 +49,74 @@ class InstallScriptFailed(OperationError):
         super().__init__(message, rolled_back=False, host=host)
 
 
-def choose_alias(endpoint: Endpoint, bundle: CertificateBundle, nodes: Sequence[Node], alias: str | None) -> str:
+def choose_aliases(endpoint: Endpoint, bundle: CertificateBundle, nodes: Sequence[Node], alias: str | None) -> list[str]:
+    """The entries the install writes: ``--alias``; else every chosen node's entry (``--node``
+    repeated, or the nodes ``cert deploy --replaces`` found serving the old certificate: one
+    certificate kept under several aliases is renewed in all of them, in one write); else the
+    alias derived from the certificate's CN."""
     if alias:
-        chosen, option = alias, "--alias"
-    elif endpoint.type != "pem" and nodes:
-        derived = bundle.default_alias().casefold()
-        named = [n.locator or n.name for n in nodes]
-        match = [n for n in named if n.casefold() == derived]
-        if match:
-            chosen = match[0]
-        elif len(named) == 1:
-            chosen = named[0]
-        else:
-            raise ValidationError("a keystore install replaces one entry: name one --node or give --alias",
-                                  option="--node")
-        option = "--node"
-    else:
-        chosen, option = bundle.default_alias(), "--alias"
-    return check_alias(chosen, option=option, bmp_only=endpoint.type == "jks")
+        return [check_alias(alias, option="--alias", bmp_only=endpoint.type == "jks")]
+    if endpoint.type != "pem" and nodes:
+        chosen: list[str] = []
+        for node in nodes:
+            name = node.locator or node.name
+            if name.casefold() not in {c.casefold() for c in chosen}:
+                chosen.append(check_alias(name, option="--node", bmp_only=endpoint.type == "jks"))
+        return chosen
+    return [check_alias(bundle.default_alias(), option="--alias", bmp_only=endpoint.type == "jks")]
 
 
 def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, nodes: Sequence[Node],
             dry_run: bool, alias: str | None) -> InstallResult:
     opts = endpoint.options
-    entry_alias = choose_alias(endpoint, bundle, nodes, alias)
+    aliases = choose_aliases(endpoint, bundle, nodes, alias)
     if opts.install_script:
         scripts.preflight(endpoint, connection, opts.install_script, "--install_script")
     try:
         loaded = load(endpoint, connection)
         if endpoint.type == "pem":
-            return _install_pem(endpoint, connection, bundle, loaded, dry_run, entry_alias)
+            return _install_pem(endpoint, connection, bundle, loaded, dry_run, aliases[0])
         if loaded.store.format == "jks":
-            entry_alias = entry_alias.lower()  # Java lowercases JKS aliases; pyjks writes them so
-        old = loaded.store.find(entry_alias)
-        if isinstance(old, TrustedEntry):
-            raise ValidationError(
-                f"{old.alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
-                option="--node" if nodes and not alias else "--alias",
-            )
-        new_store = loaded.store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
+            aliases = [a.lower() for a in aliases]  # Java lowercases JKS aliases; pyjks writes them so
+        olds = [loaded.store.find(a) for a in aliases]
+        for old in olds:
+            if isinstance(old, TrustedEntry):
+                raise ValidationError(
+                    f"{old.alias!r} is a trusted certificate entry in {opts.path}; choose another alias",
+                    option="--node" if nodes and not alias else "--alias",
+                )
+        own_password = []
+        if loaded.store.format == "jks":
+            from . import jks_codec
+
+            store_password = option_secret(opts, "store_password") or ""
+            own_password = [o.alias for o in olds
+                            if isinstance(o, KeyEntry) and jks_codec.own_key_password(o, store_password)]
+        new_store = loaded.store
+        for entry_alias in aliases:
+            new_store = new_store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
         new_data = _dump(endpoint, new_store)
     except KeystoreError as exc:
         raise failure(endpoint, connection, exc) from None
     with Transaction(connection, dry_run=dry_run, label=f"install into {opts.path}") as tx:
-        action = "replace-entry" if old is not None else "add-entry"
         detail = f"{bundle.subject}, SHA-256 {bundle.fingerprint[:16]}..."
-        tx.step(action, f"{opts.path} alias {entry_alias}", detail)
+        for entry_alias, old in zip(aliases, olds, strict=True):
+            tx.step("replace-entry" if old is not None else "add-entry", f"{opts.path} alias {entry_alias}", detail)
         tx.write(opts.path, new_data, base=loaded.data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
         if not dry_run:
-            _verify(endpoint, connection, bundle, entry_alias, [e.alias for e in new_store.entries])
-            tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
+            _verify(endpoint, connection, bundle, aliases, [e.alias for e in new_store.entries])
+            for entry_alias, old in zip(aliases, olds, strict=True):
+                tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
+            tx.messages.extend(
+                f"note: entry {a!r} had a key password of its own; its new key is protected with the store "
+                "password (as keytool does): set the application's key password to the store password "
+                "(e.g. Tomcat certificateKeyPassword)" for a in own_password)
         if endpoint.type == "p12" and loaded.store.layout.get("legacy") and not opts.is_legacy:
             tx.messages.append("note: the file had the legacy PKCS#12 profile and is now PBES2/AES-256 "
                                "(--is_legacy false): Java before 8u301/11.0.12 and Windows Server 2016 cannot read it")
         if new_store.format == "pkcs12" and not (option_secret(opts, "store_password") or "").isascii():
             tx.messages.append("note: Java cannot open a PKCS#12 file whose password is not ASCII")
-    return _after(endpoint, connection, tx, entry_alias, entry_alias)
+    return _after(endpoint, connection, tx, aliases, aliases)
 
 
 def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
@@ -119,7 +131,7 @@ def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
 
 
 def _verify(
-    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, alias: str, aliases: list[str]
+    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, written: list[str], aliases: list[str]
 ) -> None:
     """Read the written file back and parse it before the transaction commits. A PKCS#12 file
     must also open with ``cryptography``'s own reader (an independent check of our MAC)."""
@@ -132,9 +144,10 @@ def _verify(
             pkcs12.load_pkcs12(loaded.data, (option_secret(endpoint.options, "store_password") or "").encode("utf-8"))
     except (KeystoreError, ValueError) as exc:
         raise OperationError(f"the written file does not read back: {exc}") from None
-    entry = reread.find(alias)
-    if not isinstance(entry, KeyEntry) or fingerprint(entry.leaf) != bundle.fingerprint:
-        raise OperationError(f"the written file does not hold entry {alias!r} with the new certificate")
+    for alias in written:
+        entry = reread.find(alias)
+        if not isinstance(entry, KeyEntry) or fingerprint(entry.leaf) != bundle.fingerprint:
+            raise OperationError(f"the written file does not hold entry {alias!r} with the new certificate")
     missing = sorted(set(a.casefold() for a in aliases) - set(a.casefold() for a in reread.aliases()))
     if missing:
         raise OperationError(f"the written file lost entries: {', '.join(missing)}")
@@ -175,29 +188,37 @@ def _install_pem(
             if not key_matches(got, pem_codec.load_key(new_content, password)):
                 raise OperationError(f"{opts.path}: the written key does not read back with the certificate")
             tx.messages.append(f"wrote {opts.path}" + (f" and {opts.key_path}" if separate else ""))
-    return _after(endpoint, connection, tx, alias, node)
+    return _after(endpoint, connection, tx, [alias], [node])
 
 
-def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, alias: str, node: str) -> InstallResult:
-    """Run the install script (after the commit) and build the result."""
+def _after(endpoint: Endpoint, connection: Connection, tx: Transaction, aliases: list[str],
+           nodes: list[str]) -> InstallResult:
+    """Run the install script once per written entry (after the commit) and build the result."""
     script = endpoint.options.install_script
     if tx.dry_run:
         if script:
-            tx.plan.append(_plan_run(script, alias))
-        return tx.result(nodes=(node,), alias=alias)
-    result = tx.result(nodes=(node,), alias=alias, verified=True,
-                       verified_by=f"re-reading {endpoint.options.path}: entry {alias!r} holds the new certificate")
+            tx.plan.extend(_plan_run(script, a) for a in aliases)
+        return tx.result(nodes=tuple(nodes), alias=aliases[0])
+    held = ", ".join(repr(a) for a in aliases)
+    result = tx.result(nodes=tuple(nodes), alias=aliases[0], verified=True,
+                       verified_by=f"re-reading {endpoint.options.path}: "
+                                   f"entr{'y' if len(aliases) == 1 else 'ies'} {held} "
+                                   f"hold{'s' if len(aliases) == 1 else ''} the new certificate")
     if not script:
         return result
-    ran = scripts.run(endpoint, connection, script, [alias], "--install_script")
-    if not ran.ok:
-        raise InstallScriptFailed(
-            f"{connection.host}: the keystore {endpoint.options.path} was updated (entry {alias!r}) but the "
-            f"install script {script} exited {ran.exit_code}: {scripts.tail(ran)}",
-            result=result,
-            host=connection.host,
-        )
-    return attrs.evolve(result, messages=(*result.messages, f"install script {script} exited 0"))
+    messages = list(result.messages)
+    for alias in aliases:
+        ran = scripts.run(endpoint, connection, script, [alias], "--install_script")
+        if not ran.ok:
+            raise InstallScriptFailed(
+                f"{connection.host}: the keystore {endpoint.options.path} was updated (entr"
+                f"{'y' if len(aliases) == 1 else 'ies'} {held}) but the "
+                f"install script {script} exited {ran.exit_code}: {scripts.tail(ran)}",
+                result=attrs.evolve(result, messages=tuple(messages)),
+                host=connection.host,
+            )
+        messages.append(f"install script {script} exited 0" + (f" (alias {alias!r})" if len(aliases) > 1 else ""))
+    return attrs.evolve(result, messages=tuple(messages))
 
 
 def _plan_run(script: str, alias: str) -> PlanStep:

@@ -76,3 +76,23 @@ def dump(store: Keystore, password: str) -> bytes:
         else:
             items.append(jks.TrustedCertEntry.new(entry.alias, to_der(entry.cert)))
     return bytes(jks.KeyStore.new("jks", items).saves(password))
+
+
+def own_key_password(entry: KeyEntry, store_password: str) -> bool:
+    """Whether a JKS key entry's key is protected with a password other than the store password
+    (keytool ``-keypass``). Checked on a copy: the decoded keystore is shared and stays encrypted."""
+    import jks
+
+    item = entry.opaque
+    if not isinstance(item, jks.PrivateKeyEntry) or item.is_decrypted():
+        return False
+    # a fresh entry of the same encrypted bytes (copy.copy recurses in pyjks' __getattr__)
+    probe = jks.PrivateKeyEntry(alias=item.alias, timestamp=item.timestamp, store_type=item.store_type,
+                                cert_chain=item.cert_chain, encrypted=item._encrypted)
+    try:
+        probe.decrypt(store_password)
+    except jks.util.DecryptionFailureException:
+        return True
+    except (jks.util.KeystoreException, ValueError):
+        return False
+    return False
