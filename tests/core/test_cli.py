@@ -153,7 +153,8 @@ def test_nodes_of_selected_endpoints(tlsgate_home: Path, tmp_path: Path, test_ca
     single = json.loads(ok("tls", "nodes", "a-mail", "--json").stdout)
     assert "endpoint" not in single[0] and ok("tls", "nodes", "a-mail").stdout.split()[0] == "Name"
     res = tg("tls", "nodes")
-    assert res.returncode == 2 and "no endpoints selected" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "no endpoints selected: give ENDPOINT, --endpoint, --type, --org or --all" in res.stderr
     res = tg("tls", "nodes", "--endpoint", "nope")
     assert res.returncode == 2 and "nope" in res.stderr
 

@@ -288,7 +288,7 @@ def test_deploy_replaces_exactly_the_nodes_that_served_old(fleet: Fleet, tmp_pat
     assert shown["key_held"] and shown["names"] == ["old.test", "new.test", "beta.test"]  # type: ignore[index]
     # no selector: exit 2, never "all"
     none = f.tg("cert", "deploy", str(new_rec["id"]))
-    assert none.returncode == 2 and "no endpoints selected" in none.stderr
+    assert none.returncode == 2 and "no endpoints selected: give --endpoint, --type, --org, --replaces or --all" in none.stderr
 
 
 def test_injected_failures_max_failures_and_retry(fleet: Fleet, tmp_path: Path) -> None:

@@ -69,12 +69,14 @@ def resolve_certificate_ref(gateway: Gateway, ref: str, option: str = "--replace
         raise ValidationError(str(exc), option=option) from None
 
 
-def select(gateway: Gateway, selection: Selection) -> list[StoredEndpoint]:
-    """The endpoints of a selection, by name. Raises ValidationError (exit 2) for no selector,
+def select(gateway: Gateway, selection: Selection, *, deploy: bool = False) -> list[StoredEndpoint]:
+    """The endpoints of a selection, by name. Raises ValidationError (exit 2) for no selector
+    (naming the selectors of ``cert deploy`` with ``deploy``, else those of the ``tls`` commands),
     an unknown endpoint, organization or department."""
     if selection.empty:
-        raise ValidationError("no endpoints selected: give --endpoint, --type, --org, --replaces or --all",
-                              option="--endpoint")
+        given = "--endpoint, --type, --org, --replaces or --all" if deploy else \
+            "ENDPOINT, --endpoint, --type, --org or --all"
+        raise ValidationError(f"no endpoints selected: give {given}", option="--endpoint")
     if selection.department and not selection.org:
         raise ValidationError("needs --org", option="--department")
     inventory = gateway.inventory

@@ -203,7 +203,7 @@ def register_fleet(cert: typer.Typer) -> None:
             bundle = gw.load_bundle(cert_id)
         assert bundle is not None
         sel = selection(endpoints, types, org_name, department, all_, replaces)
-        chosen = fleet.select(gw, sel)
+        chosen = fleet.select(gw, sel, deploy=True)
         old = fleet.resolve_certificate_ref(gw, replaces) if replaces else None
         if old == bundle.fingerprint:
             raise ValidationError("is the certificate being deployed", option="--replaces")
