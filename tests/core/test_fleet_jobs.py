@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tlsgate import CertificateBundle, fleet, jobs
 from tlsgate.errors import ValidationError
@@ -196,6 +196,7 @@ def test_fingerprint_validator_rejects_everything_else(text: str) -> None:
 
 @settings(max_examples=80)
 @given(st.lists(st.lists(st.text(max_size=12), min_size=3, max_size=3), max_size=6))
+@example([[" ", "", ""]])  # a row of one space: the line keeps it
 def test_plain_table_one_line_per_row_no_control_characters(rows: list[list[str]]) -> None:
     from tlsgate.cli import output
 

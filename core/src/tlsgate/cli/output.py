@@ -141,10 +141,14 @@ def _plain(columns: Sequence[str], cells: list[list[str]], title: str | None) ->
         for i, v in enumerate(row):
             if len(v) > widths[i]:
                 widths[i] = len(v)
-    last = len(columns) - 1
-
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v if i == last else v.ljust(widths[i]) for i, v in enumerate(values)).rstrip(" ")
+        # no padding after the last non-empty cell (a cell's own spaces stay: a plain rstrip
+        # took a row whose only value was " " down to nothing)
+        end = len(values)
+        while end and not values[end - 1]:
+            end -= 1
+        last = end - 1
+        return "  ".join(v if i == last else v.ljust(widths[i]) for i, v in enumerate(values[:end]))
 
     out = [title] if title else []
     out.append(line(columns))
