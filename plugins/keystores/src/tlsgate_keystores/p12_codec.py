@@ -395,35 +395,36 @@ def _profile(algorithm: str, params: bytes | None) -> str | None:
                        legacy_rounds=LEGACY_KDF_ROUNDS)
 
 
-def _key_rounds(bag: _Bag) -> int | None:
-    """The PBKDF2 rounds of a shrouded key bag in the modern scheme (plain DER), else None."""
-    try:
-        tag, body, stop = pbe.der_header(bag.value, 0)
-        kids = pbe.der_children(bag.value, body, stop)
-        if tag == 0x30 and stop == len(bag.value) and len(kids) == 2:
-            return pbe.pbes2_rounds(*pbe.der_algorithm(bag.value, kids[0][1], kids[0][3]))
-    except (ValueError, IndexError):
-        pass
-    return None
-
-
-def _key_profile(bag: _Bag) -> str | None:
-    """The profile of a shrouded key bag's encryption (None for a plain keyBag: re-encrypt it)."""
+def _key_algorithm(bag: _Bag) -> tuple[str, bytes | None] | None:
+    """The encryption (OID, parameters DER) of a shrouded key bag; None for a plain keyBag or an
+    unreadable one."""
     if not bag.shrouded:
         return None
     try:  # EncryptedPrivateKeyInfo: SEQUENCE { AlgorithmIdentifier, OCTET STRING }, read by hand
         tag, body, stop = pbe.der_header(bag.value, 0)
         kids = pbe.der_children(bag.value, body, stop)
         if tag == 0x30 and stop == len(bag.value) and len(kids) == 2 and kids[1][0] == 0x04:
-            return _profile(*pbe.der_algorithm(bag.value, kids[0][1], kids[0][3]))
+            return pbe.der_algorithm(bag.value, kids[0][1], kids[0][3])
     except (ValueError, IndexError):
         pass  # not plain DER: pyasn1 below
     try:
         epki, _ = decoder.decode(bag.value, asn1Spec=rfc5208.EncryptedPrivateKeyInfo())
         alg = epki["encryptionAlgorithm"]
-        return _profile(str(alg["algorithm"]), bytes(alg["parameters"]) if alg["parameters"].isValue else None)
+        return str(alg["algorithm"]), bytes(alg["parameters"]) if alg["parameters"].isValue else None
     except (PyAsn1Error, ValueError, TypeError):
         return None
+
+
+def _key_rounds(bag: _Bag) -> int | None:
+    """The PBKDF2 rounds of a shrouded key bag in the modern scheme, else None."""
+    alg = _key_algorithm(bag)
+    return pbe.pbes2_rounds(*alg) if alg is not None else None
+
+
+def _key_profile(bag: _Bag) -> str | None:
+    """The profile of a shrouded key bag's encryption (None for a plain keyBag: re-encrypt it)."""
+    alg = _key_algorithm(bag)
+    return _profile(*alg) if alg is not None else None
 
 
 #: Decrypted certificate safes by (password, ciphertext) digest. An install reads the keystore,
