@@ -5,9 +5,7 @@ an RSA and an ECDSA pair (and a chain file) in one vhost, checked pair by pair; 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +15,13 @@ import pytest
 from apache_peer import _MODULES, MODULES_DIR, apache_binary
 from tlsgate.plugin import try_served_fingerprint
 from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.cli import cli_runner, tree_snapshot
 from tlsgate_testing.daemons import kill_daemon, start_daemon
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 
-TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
 
 @attrs.frozen
@@ -34,9 +32,7 @@ class Site:
     certs: dict[str, Issued]
 
     def snapshot(self) -> dict[Path, bytes]:
-        skip = {self.root / "logs", self.root / "run"}
-        return {p: p.read_bytes() for p in sorted(self.root.rglob("*"))
-                if p.is_file() and not any(s in p.parents for s in skip)}
+        return tree_snapshot(self.root, skip=("logs", "run"))
 
 
 @pytest.fixture
@@ -92,17 +88,7 @@ IncludeOptional conf-extra.d/*.conf
 
 @pytest.fixture
 def cli(tmp_path: Path):
-    home = tmp_path / "user-home"
-    home.mkdir()
-    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home"), "HOME": str(home)}
-    env.pop("TLSGATE_MASTER_KEY", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([TLSGATE, *args], capture_output=True, text=True, env=env, timeout=180, check=False)
-        assert "Traceback" not in res.stderr, res.stderr
-        return res
-
-    return run
+    return cli_runner(tmp_path, timeout=180)
 
 
 def test_rsa_and_ecdsa_pairs_in_one_vhost(site: Site, cli, test_ca: TestCA, tmp_path: Path) -> None:

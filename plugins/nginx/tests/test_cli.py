@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tlsgate.plugin import try_served_fingerprint
+from tlsgate_testing.cli import cli_runner
 from tlsgate_testing.sshd import SshdServer
 
 pytestmark = pytest.mark.slow
 
-TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
 
 @pytest.fixture
 def cli(tmp_path: Path):
-    home = tmp_path / "user-home"  # never the real ~/.ssh/known_hosts
-    home.mkdir()
-    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home"), "HOME": str(home)}
-    env.pop("TLSGATE_MASTER_KEY", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([TLSGATE, *args], capture_output=True, text=True, env=env, timeout=120, check=False)
-
-    return run
+    return cli_runner(tmp_path, timeout=120)
 
 
 def test_add_delegate_discover_nodes_install(nginx_server, test_ca, cli, tmp_path: Path) -> None:

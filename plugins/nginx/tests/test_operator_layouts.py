@@ -6,9 +6,6 @@ a ``.example.org`` name (the domain and every name under it)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +14,12 @@ import pytest
 from nginx_peer import NginxServer, _main_conf, nginx_binary
 from tlsgate.plugin import try_served_fingerprint
 from tlsgate_testing.certs import Issued, TestCA
+from tlsgate_testing.cli import cli_runner, tree_snapshot
 from tlsgate_testing.daemons import running
 from tlsgate_testing.fixtures_core import free_port
 
 pytestmark = pytest.mark.slow
 
-TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
 
 @attrs.frozen
@@ -35,9 +32,7 @@ class Site:
     certs: dict[str, Issued]
 
     def snapshot(self) -> dict[Path, bytes]:
-        skip = {self.prefix / "logs", self.prefix / "temp"}
-        return {p: p.read_bytes() for p in sorted(self.prefix.rglob("*"))
-                if p.is_file() and not any(s in p.parents for s in skip)}
+        return tree_snapshot(self.prefix, skip=("logs", "temp"))
 
 
 def _write_site(root: Path, ca: TestCA) -> Site:
@@ -116,17 +111,7 @@ def site(tmp_path: Path, test_ca: TestCA) -> Iterator[Site]:
 
 @pytest.fixture
 def cli(tmp_path: Path):
-    home = tmp_path / "user-home"
-    home.mkdir()
-    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home"), "HOME": str(home)}
-    env.pop("TLSGATE_MASTER_KEY", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([TLSGATE, *args], capture_output=True, text=True, env=env, timeout=180, check=False)
-        assert "Traceback" not in res.stderr, res.stderr
-        return res
-
-    return run
+    return cli_runner(tmp_path, timeout=180)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,12 +16,12 @@ from pathlib import Path
 import pytest
 from tlsgate.plugin import try_served_fingerprint
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.cli import cli_runner
 from tlsgate_testing.fixtures_core import free_port
 from tomcat_peer import CATALINA_HOME, CONF_FILES, CONF_SOURCES, RUN_USER, SETENV, TomcatServer, tomcat_available
 
 pytestmark = pytest.mark.slow
 
-TLSGATE = str(Path(sys.executable).with_name("tlsgate"))
 
 SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Server port="{shutdown}" shutdown="SHUTDOWN">
@@ -96,17 +94,7 @@ def dual_tomcat(test_ca: TestCA) -> Iterator[tuple[TomcatServer, dict[str, str]]
 
 @pytest.fixture
 def cli(tmp_path: Path):
-    home = tmp_path / "user-home"
-    home.mkdir()
-    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home"), "HOME": str(home)}
-    env.pop("TLSGATE_MASTER_KEY", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([TLSGATE, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
-        assert "Traceback" not in res.stderr, res.stderr
-        return res
-
-    return run
+    return cli_runner(tmp_path, timeout=300)
 
 
 def test_rsa_and_ec_certificates_of_one_host(dual_tomcat, cli, test_ca: TestCA, tmp_path: Path) -> None:

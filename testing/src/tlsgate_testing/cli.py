@@ -39,3 +39,30 @@ def settle() -> None:
     from tlsgate.policy import START_SLACK
 
     time.sleep(START_SLACK + 0.3)
+
+
+def cli_runner(tmp_path: Path, *, timeout: float = 180) -> Any:
+    """``run(*args)``: the installed ``tlsgate`` command, stdout piped, with a private
+    ``$TLSGATE_HOME`` and ``$HOME`` under ``tmp_path`` (never the real ~/.ssh/known_hosts), no
+    master key from the environment, and no traceback allowed on stderr (a user mistake must be
+    an error message, not a crash)."""
+    exe = str(Path(sys.executable).with_name("tlsgate"))
+    home = tmp_path / "user-home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "TLSGATE_HOME": str(tmp_path / "home"), "HOME": str(home)}
+    env.pop("TLSGATE_MASTER_KEY", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        assert "Traceback" not in res.stderr, res.stderr
+        return res
+
+    return run
+
+
+def tree_snapshot(root: Path, *, skip: tuple[str, ...] = ()) -> dict[Path, bytes]:
+    """Every file under ``root`` and its bytes, but those under the named subfolders (logs, pid
+    and temp folders a running server writes): what "every other file byte-identical" compares."""
+    skipped = {root / s for s in skip}
+    return {p: p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not any(s in p.parents for s in skipped)}
