@@ -52,3 +52,35 @@ def test_connection_glob_matches_as_fnmatchcase(names: list[str], pattern: str) 
     want = sorted(f"/d/{n}" for n in names if fnmatch.fnmatchcase(n, pattern) and not n.startswith("."))
     if any(ch in pattern for ch in "*?["):
         assert conn.glob(f"/d/{pattern}") == want
+
+
+_any = st.text(st.characters(codec=None, exclude_categories=()), max_size=10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(nodes=st.lists(st.tuples(st.sampled_from(["e1", "e2"]), _any, st.lists(_any, max_size=2).map(tuple),
+                                st.sampled_from([None, "", "assigned", "f" * 64]), _any, st.none() | _any,
+                                st.none() | st.integers(0, 65535)), max_size=8))
+def test_node_rows_json_is_node_rows_encoded(tmp_path: Path, test_ca, nodes: list[tuple]) -> None:
+    """``tls nodes --json`` of a selection is built by SQLite's json_object: every row, parsed,
+    is the row node_rows builds in Python (keys in order; "ssl" the assigned ID, External or null;
+    text with quotes, controls, non-ASCII or lone surrogates; null and empty values)."""
+    inv = Inventory(tmp_path / "inventory.sqlite3")
+    if not inv.db.execute("SELECT 1 FROM endpoints").fetchone():
+        for name in ("e2", "e1"):
+            inv.add_endpoint(Endpoint(name=name, type="apache", connection=ConnectionSpec(type="local")), {})
+        inv.add_org("Acme")
+        org_id, _ = inv.org_ids("Acme", None)
+        inv.record_certificate(test_ca.issue("assigned.example").cert, source="test", org_id=org_id)
+    assigned = inv.db.execute("SELECT fingerprint FROM certificates").fetchone()[0]
+    ids = {name: inv.get_endpoint(name).id for name in ("e1", "e2")}
+    for name, ep_id in ids.items():
+        inv.replace_nodes(ep_id, [
+            Node(name=n, alias=a, port=port, fingerprint=assigned if fp == "assigned" else fp, vendor=vendor,
+                 state=state or "", locator=f"f:{i}")
+            for i, (ep, n, a, fp, vendor, state, port) in enumerate(nodes) if ep == name])
+    for selection in (None, [ids["e2"]], [ids["e1"], ids["e2"]]):
+        rows = inv.node_rows(selection)
+        texts = inv.node_rows_json(selection)
+        assert [json.loads(t) for t in texts] == rows
+        assert [list(json.loads(t)) for t in texts] == [list(r) for r in rows]

@@ -46,3 +46,27 @@ def test_ps_quote_has_no_unescaped_quote(value: str) -> None:
 
 def test_encoded_command_is_utf16le_base64() -> None:
     assert base64.b64decode(encode_powershell("Write-Output 'é'")).decode("utf-16-le") == "Write-Output 'é'"
+
+
+def _by_category(value: str) -> str | None:
+    import unicodedata
+
+    from tlsgate.validate import BIDI
+
+    return next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cs") or ch in BIDI), None)
+
+
+def test_bad_character_class_is_every_control_surrogate_and_bidi_code_point() -> None:
+    """The one regex class (a search in C) finds exactly the code points the Unicode categories
+    name: checked for every code point, not a sample."""
+    from tlsgate.validate import bad_character
+
+    wrong = [hex(cp) for cp in range(0x110000) if bad_character(chr(cp)) != _by_category(chr(cp))]
+    assert wrong == []
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=()), max_size=30))
+def test_bad_character_is_the_first_one(value: str) -> None:
+    from tlsgate.validate import bad_character
+
+    assert bad_character(value) == _by_category(value)

@@ -541,6 +541,10 @@ class Gateway:
         --json``'s shape, each naming its endpoint (:meth:`Inventory.node_rows`)."""
         return self.inventory.node_rows(endpoint_ids)
 
+    def node_rows_json(self, endpoint_ids: Sequence[str] | None = None) -> list[str]:
+        """:meth:`node_rows`, each node already one JSON object's text (for ``--json``)."""
+        return self.inventory.node_rows_json(endpoint_ids)
+
     def install(
         self,
         ref: str,

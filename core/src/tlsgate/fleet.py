@@ -232,7 +232,9 @@ def _discover(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
 
 
 def discovery_summary(nodes: Sequence[Any], before: set[tuple[str, str | None]]) -> dict[str, int]:
-    after = {(n.key, n.fingerprint) for n in nodes}
+    from .inventory import storable
+
+    after = {(storable(n.key), n.fingerprint) for n in nodes}  # as stored (``before`` was read back)
     return {
         "nodes": len(nodes),
         "tls": sum(1 for n in nodes if n.fingerprint),

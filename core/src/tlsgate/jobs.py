@@ -23,7 +23,7 @@ import attrs
 
 from . import leases
 from .errors import NotFoundError
-from .inventory import actor
+from .inventory import actor, storable
 
 if TYPE_CHECKING:
     from .inventory import Inventory
@@ -241,14 +241,14 @@ def finish_item(inventory: Inventory, item_id: int, state: str, *, reason: str |
     with inventory.write(exclusive=False) as db:
         db.execute("UPDATE job_items SET state = ?, reason = ?, before_fp = ?, after_fp = ?, finished = ?, details = ? "
                    "WHERE id = ?",
-                   (state, reason, before, after, leases.stamp(), json.dumps(details or {}, default=str), item_id))
+                   (state, storable(reason), before, after, leases.stamp(), json.dumps(details or {}, default=str), item_id))
 
 
 def skip_items(inventory: Inventory, item_ids: Sequence[int], reason: str) -> None:
     now = leases.stamp()
     with inventory.write(exclusive=False) as db:
         db.executemany("UPDATE job_items SET state = 'skipped', reason = ?, finished = ? WHERE id = ? AND state = 'pending'",
-                       [(reason, now, i) for i in item_ids])
+                       [(storable(reason), now, i) for i in item_ids])
 
 
 def finish(inventory: Inventory, job_id: int) -> Job:

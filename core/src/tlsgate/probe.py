@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -88,6 +89,8 @@ def sni_for(name: str | None) -> str | None:
         name = name[1:]
     if not name or name in ("_", "_default_", "localhost") or "*" in name or name.startswith("~"):
         return None if name != "localhost" else name
+    if not _is_host_name(name):  # a regex, a path, a site name, bytes of another encoding
+        return None
     # an IP address ends in a digit (IPv4) or holds a colon (IPv6); parsing every name with
     # ipaddress (an exception per host name) was most of the node model's time at 10,000 blocks
     if ":" not in name and not name[-1:].isdigit():
@@ -108,7 +111,11 @@ def _is_host_name(name: str) -> bool:
     """Whether ``name`` can be a DNS host name at all (labels of letters, digits, ``-``, ``_``,
     ``*``; IDN letters too): a BIG-IP virtual server path (``/Common/vs_www``) or an IIS site
     name (``Default Web Site``) cannot."""
-    return bool(name) and all(ch.isalnum() or ch in "-_.*" for ch in name) and ".." not in name
+    return bool(name) and _HOST_CHARACTERS.fullmatch(name) is not None and ".." not in name
+
+
+#: \w is str.isalnum() or "_" (re's documentation): letters and digits of any script
+_HOST_CHARACTERS = re.compile(r"[\w.*-]+")
 
 
 def node_sni(name: str | None, aliases: Sequence[str] = ()) -> str | None:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..validate import BAD_CHARACTERS
+
 if TYPE_CHECKING:  # rich is imported by the first command that prints through it (start-up time)
     from rich.console import Console
 
@@ -34,21 +36,20 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def escape(text: str) -> str:
     """``text`` with control characters (C0, DEL, C1), bidi controls and unpaired surrogates
     written as Python-style escapes, so a terminal shows them instead of obeying them."""
-    from ..validate import bad_character
-
-    if bad_character(text) is None:
+    if BAD_CHARACTERS.search(text) is None:
         return text
-    out = []
-    for ch in text:
-        if bad_character(ch) is None:
-            out.append(ch)
-        elif ch in _NAMED:
-            out.append(_NAMED[ch])
-        elif ord(ch) <= 0xFF:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(f"\\u{ord(ch):04x}")
-    return "".join(out)
+    return BAD_CHARACTERS.sub(_escaped, text)
+
+
+def _escaped(found: Any) -> str:
+    ch = found.group()
+    if ch in _NAMED:
+        return _NAMED[ch]
+    if ord(ch) <= 0xFF:
+        return f"\\x{ord(ch):02x}"
+    if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte of another encoding, decoded with surrogateescape
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return f"\\u{ord(ch):04x}"
 
 
 #: a JSON list longer than this is written one element per line (still one JSON document)
@@ -77,6 +78,19 @@ def emit_json(data: Any) -> None:
             write(compact + "\n")
             return
     write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def emit_json_texts(parts: list[str]) -> None:
+    """A JSON list whose elements are already encoded (the inventory built them): written one
+    element per line as :func:`emit_json` writes a long list; a short one exactly as emit_json."""
+    if len(parts) <= STREAM_ITEMS and sum(map(len, parts)) <= PRETTY_LIMIT:
+        emit_json(json.loads("[" + ",".join(parts) + "]"))
+        return
+    write = sys.stdout.write
+    write("[\n")
+    for start in range(0, len(parts), 1000):
+        write(",\n".join(parts[start : start + 1000]) + (",\n" if start + 1000 < len(parts) else "\n"))
+    write("]\n")
 
 
 def _element_encoder() -> Any:
@@ -122,7 +136,9 @@ def clean(text: Any) -> str:
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     """A table: rich on a terminal for modest sizes; plain aligned text when stdout is not a
     terminal or the table is long (fast at any size, and stable for scripts)."""
-    cells = [[clean(v) for v in row] for row in rows]
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if BAD_CHARACTERS.search("".join(map("".join, cells))):  # one search for the usual clean table
+        cells = [[escape(v) for v in row] for row in cells]
     if not sys.stdout.isatty() or len(cells) > RICH_MAX_ROWS:
         _plain(columns, cells, title)
         return

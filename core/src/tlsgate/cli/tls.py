@@ -37,7 +37,7 @@ from .job import (
     run_and_report,
     selection,
 )
-from .output import clean, emit_json, say, say_lines, table, warn
+from .output import clean, emit_json, emit_json_texts, say, say_lines, table, warn
 
 if TYPE_CHECKING:  # the models (attrs) load with the commands that use them, not with the group
     from ..api import Gateway
@@ -153,10 +153,11 @@ def register(tls: typer.Typer) -> None:
         from .. import fleet
 
         chosen = fleet.select(gw, selection(endpoints, types, org_name, department, all_, positional=endpoint))
-        rows = gw.node_rows(None if all_ else [s.id for s in chosen])
+        ids = None if all_ else [s.id for s in chosen]
         if json:
-            emit_json(rows)
+            emit_json_texts(gw.node_rows_json(ids))
         else:
+            rows = gw.node_rows(ids)
             table(["Endpoint", "Name", "Alias", "Protocol", "IP Address", "Port", "SSL", "Vendor", "State"],
                   [[r["endpoint"], r["name"], ", ".join(r["alias"]), (r["protocol"] or "").upper(), r["ip"],
                     r["port"], r["ssl"] or "", r["vendor"], r["state"]] for r in rows])
