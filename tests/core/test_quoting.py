@@ -70,3 +70,36 @@ def test_bad_character_is_the_first_one(value: str) -> None:
     from tlsgate.validate import bad_character
 
     assert bad_character(value) == _by_category(value)
+
+
+@given(st.recursive(st.text(st.characters(codec=None, exclude_categories=()), max_size=8) | st.integers() | st.none(),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+                    max_leaves=12), st.integers(0, 2))
+def test_json_output_is_utf8_json_whatever_the_text(data: object, copies: int) -> None:
+    """--json output stays UTF-8 JSON when data holds lone surrogates (bytes of a Latin-1
+    configuration decoded with surrogateescape): each becomes the text \\xNN / \\uNNNN, every
+    other value is unchanged. Short, long (one element per line) and large documents."""
+    import io
+    import sys
+
+    from tlsgate.cli.output import emit_json
+
+    def expected(value: object) -> object:
+        if isinstance(value, str):
+            return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else
+                           f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+        if isinstance(value, list):
+            return [expected(v) for v in value]
+        if isinstance(value, dict):
+            return {expected(k): expected(v) for k, v in value.items()}
+        return value
+
+    doc = [data] * (150 * copies) if copies else data
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # strict, as a piped stdout
+    saved, sys.stdout = sys.stdout, out
+    try:
+        emit_json(doc)
+        out.flush()
+    finally:
+        sys.stdout = saved
+    assert json.loads(out.buffer.getvalue().decode("utf-8")) == expected(doc)

@@ -8,6 +8,7 @@ or certificate subject with ESC sequences, backspaces or newlines is printed as 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,7 @@ def emit_json(data: Any) -> None:
     # json's indent= runs its pure-Python encoder (10,000 endpoints took ~1 s; 90 certificates
     # with 100 nodes each, 1.3 MB, 0.6 s): a long or large list is written by the C encoder
     # one element per line (still one JSON document), anything else large on one line
-    write = sys.stdout.write
+    write = _json_writer()
     encode = _element_encoder()
     if isinstance(data, list) and data:
         parts = list(map(encode, data))
@@ -78,6 +79,30 @@ def emit_json(data: Any) -> None:
             write(compact + "\n")
             return
     write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def _json_writer() -> Any:
+    """``sys.stdout.write`` for JSON text that may hold lone surrogates: a byte of another
+    encoding decoded with surrogateescape (a path or name from a Latin-1 configuration) would
+    stop a UTF-8 stdout with UnicodeEncodeError; inside a JSON string it is written as the text
+    ``\\xNN`` (the form the inventory stores and tables show), other lone surrogates as
+    ``\\uNNNN`` text. A raw surrogate can only stand inside a string literal of the document."""
+    write = sys.stdout.write
+
+    def safe(text: str) -> Any:
+        if _SURROGATE.search(text) is not None:
+            text = _SURROGATE.sub(_json_escaped, text)
+        return write(text)
+
+    return safe
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_escaped(found: Any) -> str:
+    code = ord(found.group())
+    return f"\\\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\\\u{code:04x}"
 
 
 def emit_json_texts(parts: list[str]) -> None:
