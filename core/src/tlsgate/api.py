@@ -1018,6 +1018,10 @@ class Gateway:
         """:meth:`serving_nodes` of several certificates at once, by fingerprint."""
         return self.inventory.serving_nodes_of(fingerprints)
 
+    def serving_node_names_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each fingerprint's serving nodes as endpoint, type, name and port only (``cert expiring``)."""
+        return self.inventory.serving_node_names_of(fingerprints)
+
     def assign_certificate(self, cert_id: int, org: str, department: str | None = None) -> None:
         self.inventory.assign_certificate(cert_id, org, department)
         self.inventory.audit("cert assign", "ok", details={"certificate_id": cert_id, "org": org,

@@ -271,7 +271,7 @@ def register_fleet(cert: typer.Typer) -> None:
             end = dt.datetime.fromisoformat(rec.not_after)
             if end <= limit or rec.superseded_by is not None:
                 candidates.append((end, rec))
-        served = gw.serving_nodes_of([rec.fingerprint for _, rec in candidates])  # one query, not one each
+        served = gw.serving_node_names_of([rec.fingerprint for _, rec in candidates])  # one query, not one each
         # a renewed certificate some node still serves is listed whatever its end date
         found = [(end, rec) for end, rec in candidates if end <= limit or served[rec.fingerprint]]
         found.sort(key=lambda x: x[0])
@@ -279,7 +279,7 @@ def register_fleet(cert: typer.Typer) -> None:
         for end, rec in found:
             out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
                         "status": gw.lifecycle.rollout_state(rec),
-                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in served[rec.fingerprint]]})
+                        "nodes": served[rec.fingerprint]})
         if json:
             emit_json(out)
             return
