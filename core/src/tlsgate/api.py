@@ -1155,11 +1155,15 @@ def _job(job_id: int | None) -> dict[str, Any]:
 def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[str]) -> list[Node]:
     if not wanted:
         return []
+    from .inventory import storable
+
     chosen: list[Node] = []
     for want in wanted:
-        hits = [n for n in current if want in (n.name, n.locator, *n.alias) or want == f"{n.name}:{n.port}"]
+        # a name read in another encoding is given as tls nodes shows it (each byte as \xNN)
+        hits = [n for n in current if want in (n.name, n.locator, *n.alias) or want == f"{n.name}:{n.port}"
+                or want in (storable(n.name), storable(n.locator), f"{storable(n.name)}:{n.port}")]
         if not hits:
-            known = ", ".join(sorted({n.name for n in current})) or "none (run tls discover)"
+            known = ", ".join(sorted({storable(n.name) or "" for n in current})) or "none (run tls discover)"
             raise ValidationError(f"no node {want!r} on endpoint {endpoint.name!r} (nodes: {known})", option="--node")
         chosen += [n for n in hits if n not in chosen]
     return chosen
