@@ -217,3 +217,57 @@ def test_failed_renewal_keeps_the_old_certificate_and_says_when_it_expires(issue
     assert f"{old} (roll.test): failed: ACME directory for {pebble.directory}: cannot reach the ACME server" in res.stdout
     assert f"the old certificate stays in service (expires {not_after})" in res.stdout
     assert {c["id"]: c for c in tg_json("cert", "list")}[old]["superseded_by"] is None
+
+
+def test_the_next_unattended_run_finishes_a_rollout_whose_run_was_killed_mid_install(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The timer's ``cert renew --deploy`` is SIGKILLed mid-install (a pem store with its key in
+    a file of its own: the first of the two files replaced, the second not yet): the next run,
+    unattended, finishes the rollout. The dead run's changes are an earlier attempt of the same
+    rollout (OLD -> NEW on that endpoint), so the next run restores its originals and installs
+    from the start, as ``job retry`` would, instead of refusing every night until someone runs
+    ``backup restore``."""
+    import json
+    import os
+
+    from tlsgate.api import Gateway
+    from tlsgate_testing.interrupt import die_at_env
+
+    _pebble, old = issued
+    cert, key = tmp_path / "store.crt", tmp_path / "store.key"
+    gw = Gateway()
+    try:
+        bundle = gw.lifecycle.bundle(old)
+        cert.write_bytes(bundle.fullchain_pem())
+        key.write_bytes(bundle.key_pem())
+    finally:
+        gw.close()
+    key.chmod(0o600)
+    tg("tls", "add", "pem", "--name", "store", "--connection_type", "local", "--path", str(cert),
+       "--key_path", str(key))
+    tg("tls", "delegate", "store", "--org", "Acme")
+    tg("tls", "discover", "store")
+    originals = cert.read_bytes(), key.read_bytes()
+    env = {**os.environ, **die_at_env(tmp_path / "die", "rename", 2)}  # before the second file's rename
+    killed = subprocess.run([sys.executable, "-m", "tlsgate", "cert", "renew", "--days", "3650", "--deploy"],
+                            env=env, capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -9, killed
+    assert (cert.read_bytes(), key.read_bytes()) != originals  # the first file was replaced
+    fps = {c["id"]: c["fingerprint"] for c in tg_json("cert", "list")}
+    new = next(i for i in fps if i != old)
+    assert tg_json("job", "list")[-1]["state"] == "interrupted"
+
+    res = tg("cert", "renew", "--deploy", "--json", check=False)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    report = json.loads(res.stdout)
+    assert report["ok"] and [(r["old_certificate_id"], r["new_certificate_id"], r["ok"]) for r in report["rollouts"]] \
+        == [(old, new, True)]
+    assert _served_fp(cert) == fps[new]
+    gw = Gateway()
+    try:
+        assert key.read_bytes() == gw.lifecycle.bundle(new).key_pem()  # the new key beside the new certificate
+    finally:
+        gw.close()
+    assert {c["id"]: c for c in tg_json("cert", "list")}[old]["status"] == f"superseded by {new}"
+    assert old not in {c["id"] for c in tg_json("cert", "expiring", "--days", "0")}
+    assert [s for s in tg_json("backup", "list") if s["state"] == "unfinished"] == []
+    assert tg_json("cert", "renew", "--deploy")["rollouts"] == []  # the next run has nothing left to do

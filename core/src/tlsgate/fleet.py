@@ -203,6 +203,7 @@ def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
     replaces = params.get("replaces")
     outcome = gateway.install(item.endpoint_id or item.endpoint, bundle, replaces=replaces,
                               alias=params.get("alias"), job_id=job.id,
+                              resumes=tuple(int(j) for j in params.get("resumes") or ()),
                               apply_pending=bool(params.get("apply_pending")),
                               allow_name_mismatch=bool(params.get("allow_name_mismatch")))
     if outcome.skipped:

@@ -181,6 +181,23 @@ def list_jobs(inventory: Inventory, limit: int | None = None) -> list[Job]:
     return [get(inventory, i) for i in reversed(ids)]
 
 
+def unfinished_rollouts(inventory: Inventory, endpoint_id: str, old_id: int, new_id: int) -> list[int]:
+    """The deploy jobs whose item on ``endpoint_id`` installs certificate ``new_id`` over
+    ``old_id`` (a renewal's rollout) and did not end changed/unchanged: a later run finishing
+    that rollout resumes them (their dead attempts' backup sets are its own)."""
+    rows = inventory.db.execute(
+        "SELECT job_items.job_id AS job_id, job_items.params AS params FROM job_items "
+        "JOIN jobs ON jobs.id = job_items.job_id WHERE job_items.endpoint_id = ? AND jobs.kind = 'deploy' "
+        "AND job_items.state NOT IN ('changed', 'unchanged') ORDER BY job_items.id", (endpoint_id,))
+    out: list[int] = []
+    for r in rows:
+        params = json.loads(r["params"] or "{}")
+        if params.get("old_certificate_id") == old_id and params.get("certificate_id") == new_id \
+                and int(r["job_id"]) not in out:
+            out.append(int(r["job_id"]))
+    return out
+
+
 def runner_dead(row: Any) -> bool:
     """True when a running job's runner is gone: on this gateway, its pid; anywhere, a heartbeat
     older than the lease TTL (the runner renews it every TTL/3)."""

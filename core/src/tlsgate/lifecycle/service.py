@@ -454,9 +454,14 @@ class _RolloutJob:
         endpoints = [s for stored in chosen for s in stored]
         if not endpoints:
             return [{"ok": True, "job": self.job_id, "endpoints": []} for _ in pairs]
+        # an earlier run of this rollout on an endpoint that was killed mid-install left its
+        # backup set open: this item resumes that job's attempt (restores it first) instead of
+        # refusing until someone runs `backup restore`
         params = [{"certificate_id": new.id, "fingerprint": new.fingerprint, "replaces": old.fingerprint,
-                   "old_certificate_id": old.id}
-                  for (old, new), stored in zip(pairs, chosen, strict=True) for _s in stored]
+                   "old_certificate_id": old.id,
+                   **({"resumes": r} if (r := jobs.unfinished_rollouts(self.gw.inventory, s.id, old.id,
+                                                                       new.id)) else {})}
+                  for (old, new), stored in zip(pairs, chosen, strict=True) for s in stored]
         if self.job_id is None:
             self.job_id = fleet.create_job(self.gw, "deploy", endpoints, {"renewal": True}, item_params=params)
             job = fleet.run_job(self.gw, self.job_id)
