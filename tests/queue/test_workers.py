@@ -294,3 +294,27 @@ def test_a_renewal_style_job_grows_and_each_item_installs_its_own_certificate(es
     assert [(i.endpoint, i.state, i.attempts, i.gateway, i.after) for i in job.items] == [
         ("lab-1", "changed", 1, "gw-lab", issued[0].fingerprint), ("lab-2", "changed", 1, "gw-lab", issued[1].fingerprint)]
     assert len(estate.json("job", "list")) == 1
+
+
+def test_a_job_waiting_for_a_zones_worker_says_so_and_offers_no_retry_until_it_ends(estate) -> None:  # type: ignore[no-untyped-def]
+    """No worker serves zone pci yet: the deploy exits 1 naming the zone; while the job waits,
+    ``job show`` says it runs and how to follow it, not ``job retry`` (which refuses a running
+    job, exit 2); once a worker of the zone starts, the job finishes. ``tls show`` names the
+    endpoint's zone, also after ``tls set --zone``."""
+    _setup(estate, {"pci": ["pci-1"]})
+    _issued, files = _deploy_files(estate)
+    res = estate.tg("cert", "deploy", "--all", *files, "--yes")
+    assert res.returncode == 1 and "no live worker serves zone(s) pci" in res.stderr
+    shown = estate.ok("job", "show", "1").stdout
+    assert "Job 1 (deploy) running: 1 pending." in shown
+    assert "job retry" not in shown and "Follow it with: tlsgate job show 1" in shown
+    refused = estate.tg("job", "retry", "1")
+    assert refused.returncode == 2 and "job 1 is still running" in refused.stderr
+    assert "zone              pci" in estate.ok("tls", "show", "pci-1").stdout.splitlines()
+    estate.start_worker("gw-pci", "pci")
+    job = estate.wait_for(lambda: (j := estate.json("job", "show", "1"))["state"] == "done" and j, what="job 1 done")
+    assert [i["state"] for i in job["items"]] == ["changed"]
+    assert "job retry" not in estate.ok("job", "show", "1").stdout
+    estate.ok("tls", "set", "pci-1", "--zone", "pci2")
+    lines = estate.ok("tls", "show", "pci-1").stdout.splitlines()
+    assert "zone              pci2" in lines and "connection.type   local" in lines
