@@ -148,8 +148,14 @@ def _print_renewal(report: object) -> None:
         for e in i.deploy:
             say(f"  deploy to {e['endpoint']}: {e['action']}" + (f": {e['reason']}" if e.get("reason") else ""))
     if report.job is not None:
-        say(f"Rollouts: job {report.job} (tlsgate job show {report.job})"
-            + ("" if report.ok else f"; finish what failed with: tlsgate job retry {report.job}") + ".")
+        unfinished = [e for r in report.rollouts for e in r["endpoints"] if not e.get("ok")] + [
+            e for i in report.items for e in i.deploy if not e.get("ok")]
+        hint = ""
+        if any(e.get("state") == "queued" for e in unfinished):  # `job retry` refuses a job still waiting
+            hint = "; queued items run when a worker of their zone starts"
+        elif unfinished:
+            hint = f"; finish what failed with: tlsgate job retry {report.job}"
+        say(f"Rollouts: job {report.job} (tlsgate job show {report.job}){hint}.")
 
 def register_fleet(cert: typer.Typer) -> None:
     """cert deploy / expiring / show."""

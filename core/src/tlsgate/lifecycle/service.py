@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import NotFoundError, OperationError, PluginError, TlsgateError, ValidationError
-from ..inventory import CertificateRecord
+from ..inventory import CertificateRecord, StoredEndpoint
 from ..options import build_options, options_to_dict
 from ..secret import Secret
 from . import CHALLENGES, KEY_TYPES, REVOCATION_REASONS
@@ -451,33 +451,75 @@ class _RolloutJob:
         if self.dry_run:
             return [{"ok": True, "job": None, "endpoints": [
                 {"endpoint": s.name, "action": "would deploy", "ok": True} for s in stored]} for stored in chosen]
-        endpoints = [s for stored in chosen for s in stored]
-        if not endpoints:
-            return [{"ok": True, "job": self.job_id, "endpoints": []} for _ in pairs]
+        inventory = self.gw.inventory
+        # a rollout still queued (its zone's worker is down) or run by another live run: not
+        # queued a second time, reported as waiting
+        waiting: dict[tuple[int, str], dict[str, Any]] = {}
+        todo: list[tuple[CertificateRecord, CertificateRecord, StoredEndpoint]] = []
+        for (old, new), stored in zip(pairs, chosen, strict=True):
+            for s in stored:
+                found = jobs.queued_rollout(inventory, s.id, old.id)
+                if found is None:
+                    todo.append((old, new, s))
+                    continue
+                job_id, cert_id = found
+                waiting[(old.id, s.id)] = {
+                    "endpoint": s.name, "ok": False, "state": "queued", "action": "queued",
+                    "reason": f"already queued in job {job_id} (installs certificate {cert_id}; "
+                              f"see: tlsgate job show {job_id})"}
+        job = self._run_items(todo) if todo else None
+        out = []
+        for (old, new), stored in zip(pairs, chosen, strict=True):
+            items = [i for i in (job.items if job is not None else ()) if i.params.get("old_certificate_id") == old.id
+                     and i.params.get("certificate_id") == new.id]
+            by_endpoint = {i.endpoint_id: i for i in items}
+            endpoints = []
+            for s in stored:
+                if (old.id, s.id) in waiting:
+                    endpoints.append(waiting[(old.id, s.id)])
+                    continue
+                i = by_endpoint[s.id]
+                if i.state in ("pending", "running"):  # partial follow: no live worker serves its zone
+                    zone = inventory.get_endpoint(s.id).zone
+                    endpoints.append({"endpoint": i.endpoint, "item": i.id, "ok": False, "state": "queued",
+                                      "action": "queued",
+                                      "reason": f"no live worker serves zone {zone} (start tlsgate worker --zone "
+                                                f"{zone}; the task waits for it in job {self.job_id})"})
+                    continue
+                endpoints.append({"endpoint": i.endpoint, "item": i.id, "ok": i.state in jobs.FINAL_OK,
+                                  "state": i.state, "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
+                                  **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})})
+            out.append({"ok": all(e["ok"] for e in endpoints), "job": self.job_id, "endpoints": endpoints})
+        return out
+
+    def _run_items(self, todo: Sequence[tuple[CertificateRecord, CertificateRecord, StoredEndpoint]]) -> Any:
+        """Add one item per (old, new, endpoint) to the run's job (created by the first call)
+        and run them: in this process, or (PostgreSQL) by the workers of each endpoint's zone,
+        waiting only for the zones a live worker serves: a zone whose gateway is down must not
+        stop the run's other renewals."""
+        from .. import fleet, jobs
+
+        inventory = self.gw.inventory
+        endpoints = [s for _old, _new, s in todo]
         # an earlier run of this rollout on an endpoint that was killed mid-install left its
         # backup set open: this item resumes that job's attempt (restores it first) instead of
         # refusing until someone runs `backup restore`
         params = [{"certificate_id": new.id, "fingerprint": new.fingerprint, "replaces": old.fingerprint,
                    "old_certificate_id": old.id,
-                   **({"resumes": r} if (r := jobs.unfinished_rollouts(self.gw.inventory, s.id, old.id,
-                                                                       new.id)) else {})}
-                  for (old, new), stored in zip(pairs, chosen, strict=True) for s in stored]
+                   **({"resumes": r} if (r := jobs.unfinished_rollouts(inventory, s.id, old.id, new.id)) else {})}
+                  for old, new, s in todo]
         if self.job_id is None:
             self.job_id = fleet.create_job(self.gw, "deploy", endpoints, {"renewal": True}, item_params=params)
-            job = fleet.run_job(self.gw, self.job_id)
+            ids = None
         else:
             ids = fleet.add_items(self.gw, self.job_id, endpoints, params)
-            job = fleet.run_job(self.gw, self.job_id, item_ids=ids)
-        out = []
-        for old, new in pairs:
-            items = [i for i in job.items if i.params.get("old_certificate_id") == old.id
-                     and i.params.get("certificate_id") == new.id]
-            out.append({"ok": all(i.state in jobs.FINAL_OK for i in items), "job": self.job_id, "endpoints": [
-                {"endpoint": i.endpoint, "item": i.id, "ok": i.state in jobs.FINAL_OK, "state": i.state,
-                 "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
-                 **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})}
-                for i in items]})
-        return out
+        if not fleet.queued(self.gw):
+            return fleet.run_job(self.gw, self.job_id, item_ids=ids)
+        from .. import queue
+
+        if ids is not None:
+            queue.submit(self.gw, self.job_id, ids)
+        return queue.follow(self.gw, self.job_id, partial=True)
 
 
 class _Http01Solver:
