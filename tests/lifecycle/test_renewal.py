@@ -271,3 +271,18 @@ def test_the_next_unattended_run_finishes_a_rollout_whose_run_was_killed_mid_ins
     assert old not in {c["id"] for c in tg_json("cert", "expiring", "--days", "0")}
     assert [s for s in tg_json("backup", "list") if s["state"] == "unfinished"] == []
     assert tg_json("cert", "renew", "--deploy")["rollouts"] == []  # the next run has nothing left to do
+
+
+def test_two_deploying_runs_at_once_renew_once_and_both_succeed(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two timers' ``cert renew --deploy`` at once: one renews and deploys; the other finds the
+    certificate renewed (or its rollout being deployed by the first run) and is no failure."""
+    _pebble, old = issued
+    stores = [_pem_endpoint(tmp_path, f"store-{n}", old) for n in "abc"]
+    argv = [sys.executable, "-m", "tlsgate", "cert", "renew", "--days", "3650", "--deploy"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    certs = {c["id"]: c for c in tg_json("cert", "list")}
+    assert len(certs) == 2 and certs[old]["status"] == f"superseded by {certs[old]['superseded_by']}"
+    new_fp = certs[certs[old]["superseded_by"]]["fingerprint"]
+    assert [_served_fp(s) for s in stores] == [new_fp] * 3

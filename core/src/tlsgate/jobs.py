@@ -198,20 +198,20 @@ def unfinished_rollouts(inventory: Inventory, endpoint_id: str, old_id: int, new
     return out
 
 
-def queued_rollout(inventory: Inventory, endpoint_id: str, old_id: int) -> tuple[int, int] | None:
-    """(job, certificate) of a rollout that replaces ``old_id`` on ``endpoint_id`` and is still
-    pending or running under a live runner (a queued job waiting for its zone's worker, or
-    another run's), if any: a renewal run does not queue a second one over it (when it installs
-    an older successor, the next run rolls that one forward)."""
+def queued_rollout(inventory: Inventory, endpoint_id: str, old_id: int) -> tuple[int, int, bool] | None:
+    """(job, certificate, queued) of a rollout that replaces ``old_id`` on ``endpoint_id`` and is
+    still pending or running under a live runner: a queued job waiting for its zone's worker
+    (``queued``), or another run's in-process job. A renewal run does not add a second one over
+    it (when it installs an older successor, the next run rolls that one forward)."""
     rows = inventory.db.execute(
-        "SELECT job_items.job_id AS job_id, job_items.params AS params FROM job_items "
+        "SELECT job_items.job_id AS job_id, job_items.params AS params, jobs.holder AS holder FROM job_items "
         "JOIN jobs ON jobs.id = job_items.job_id WHERE job_items.endpoint_id = ? AND jobs.kind = 'deploy' "
         "AND jobs.state = 'running' AND job_items.state IN ('pending', 'running') ORDER BY job_items.id",
         (endpoint_id,)).fetchall()
     for r in rows:
         params = json.loads(r["params"] or "{}")
         if params.get("old_certificate_id") == old_id and not refresh_interrupted(inventory, int(r["job_id"])):
-            return int(r["job_id"]), int(params.get("certificate_id") or 0)
+            return int(r["job_id"]), int(params.get("certificate_id") or 0), not r["holder"]
     return None
 
 

@@ -462,11 +462,16 @@ class _RolloutJob:
                 if found is None:
                     todo.append((old, new, s))
                     continue
-                job_id, cert_id = found
-                waiting[(old.id, s.id)] = {
-                    "endpoint": s.name, "ok": False, "state": "queued", "action": "queued",
-                    "reason": f"already queued in job {job_id} (installs certificate {cert_id}; "
-                              f"see: tlsgate job show {job_id})"}
+                job_id, cert_id, in_queue = found
+                if in_queue:  # waits for its zone's worker: not deployed yet
+                    waiting[(old.id, s.id)] = {
+                        "endpoint": s.name, "ok": False, "state": "queued", "action": "queued",
+                        "reason": f"already queued in job {job_id} (installs certificate {cert_id}; "
+                                  f"see: tlsgate job show {job_id})"}
+                else:  # another run deploys it right now: like a renewal another run holds, no failure
+                    waiting[(old.id, s.id)] = {
+                        "endpoint": s.name, "ok": True, "state": "skipped", "action": "skipped",
+                        "reason": f"another run deploys certificate {cert_id} there now (job {job_id})"}
         job = self._run_items(todo) if todo else None
         out = []
         for (old, new), stored in zip(pairs, chosen, strict=True):
