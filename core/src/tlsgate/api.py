@@ -1017,6 +1017,11 @@ class Gateway:
         """Every node whose last discovery saw this certificate."""
         return self.inventory.serving_nodes(fingerprint)
 
+    def unrecorded_serving_nodes(self) -> list[dict[str, Any]]:
+        """Nodes serving a certificate the inventory has no record of (only its fingerprint,
+        subject and end date, as discovery saw them)."""
+        return self.inventory.unrecorded_serving_nodes()
+
     def serving_nodes_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """:meth:`serving_nodes` of several certificates at once, by fingerprint."""
         return self.inventory.serving_nodes_of(fingerprints)

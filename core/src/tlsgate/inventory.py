@@ -788,6 +788,18 @@ class Inventory:
                 out[r["fingerprint"]].append(dict(r))
         return out
 
+    def unrecorded_serving_nodes(self) -> list[dict[str, Any]]:
+        """Nodes whose certificate the inventory holds no record of (discovery saw its
+        fingerprint and end date but could not read the certificate itself: an F5 virtual server
+        the gateway cannot reach, for one), with the subject and end date discovery saw."""
+        rows = self.db.execute(
+            "SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
+            "n.fingerprint, n.subject, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id "
+            "WHERE n.fingerprint IS NOT NULL AND n.not_after IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.fingerprint = n.fingerprint) ORDER BY e.name, n.id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def certificates(self) -> list[CertificateRecord]:
         rows = self.db.execute(
             "SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON o.id = c.org_id "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, cast
+from typing import Annotated, Any, Optional, cast
 
 import typer
 
@@ -279,13 +279,26 @@ def register_fleet(cert: typer.Typer) -> None:
                 candidates.append((end, rec))
         served = gw.serving_nodes_of([rec.fingerprint for _, rec in candidates])  # one query, not one each
         # a renewed certificate some node still serves is listed whatever its end date
-        found = [(end, rec) for end, rec in candidates if end <= limit or served[rec.fingerprint]]
+        found: list[tuple[dt.datetime, Any, list[dict[str, Any]]]] = [
+            (end, rec.to_json() | {"status": gw.lifecycle.rollout_state(rec)}, served[rec.fingerprint])
+            for end, rec in candidates if end <= limit or served[rec.fingerprint]]
+        # certificates only a device knows: discovery saw their fingerprint and end date but not
+        # the certificate (an F5 virtual server the gateway cannot reach); no ID, the fingerprint
+        # is what `cert deploy --replaces` takes
+        unrecorded: dict[str, list[dict[str, Any]]] = {}
+        for n in gw.unrecorded_serving_nodes():
+            unrecorded.setdefault(n["fingerprint"], []).append(n)
+        for fp, nodes in unrecorded.items():
+            end = dt.datetime.fromisoformat(nodes[0]["not_after"])
+            if end <= limit:
+                found.append((end, {"id": None, "fingerprint": fp, "subject": nodes[0]["subject"],
+                                    "not_after": end.isoformat(), "status": "not in the inventory (discovery saw only "
+                                    "its fingerprint): cert deploy --replaces FINGERPRINT"}, nodes))
         found.sort(key=lambda x: x[0])
         out = []
-        for end, rec in found:
-            out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
-                        "status": gw.lifecycle.rollout_state(rec),
-                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in served[rec.fingerprint]]})
+        for end, view, nodes in found:
+            out.append({**view, "expired": end <= now, "days_left": (end - now).days,
+                        "nodes": [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in nodes]})
         if json:
             emit_json(out)
             return
@@ -293,8 +306,9 @@ def register_fleet(cert: typer.Typer) -> None:
         for c in out:
             nodes = c["nodes"] or [{"endpoint": "", "name": "(not served)", "port": ""}]
             for n in nodes:
-                rows.append([c["id"], c["subject"], c["not_after"][:19], "EXPIRED" if c["expired"] else c["days_left"],
-                             n["endpoint"], n["name"], n["port"] or "", c["status"]])
+                rows.append([c["id"] if c["id"] is not None else "-", c["subject"], c["not_after"][:19],
+                             "EXPIRED" if c["expired"] else c["days_left"], n["endpoint"], n["name"], n["port"] or "",
+                             c["status"] if c["id"] is not None else f"{c['fingerprint'][:16]}... {c['status']}"])
         table(["ID", "Subject", "Not after", "Days left", "Endpoint", "Node", "Port", "Status"], rows)
         if not out:
             say(f"No certificate ends within {days} day(s).")
