@@ -286,3 +286,39 @@ def test_two_deploying_runs_at_once_renew_once_and_both_succeed(issued, tmp_path
     assert len(certs) == 2 and certs[old]["status"] == f"superseded by {certs[old]['superseded_by']}"
     new_fp = certs[certs[old]["superseded_by"]]["fingerprint"]
     assert [_served_fp(s) for s in stores] == [new_fp] * 3
+
+
+def test_a_ca_that_forgot_the_account_is_fixed_by_acme_add_again(issued, bind_server) -> None:  # type: ignore[no-untyped-def]
+    """The CA no longer knows the account (deleted there; here: Pebble restarted, it keeps no
+    state): renewals fail with its accountDoesNotExist, and the operator's fix is to run the same
+    ``acme add`` again, which registers the stored key anew (it used to answer "found" without
+    asking the CA, and every renewal kept failing)."""
+    import os
+
+    from tlsgate_testing.fixtures_core import wait_for_port
+    from tlsgate_testing.pebble import pebble_binary
+
+    pebble, old = issued
+    pebble.stop()
+    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0",
+           "PEBBLE_VA_ALWAYS_VALID": "0"}
+    with open(pebble.root / "pebble-again.log", "wb") as log:
+        again = subprocess.Popen([str(pebble_binary()), "-config", str(pebble.root / "pebble.json"), "-dnsserver",
+                                  bind_server.address], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=pebble.root)
+    try:
+        wait_for_port(pebble.port, timeout=30)
+        failed = tg("cert", "renew", "--days", "3650", check=False)
+        assert failed.returncode == 1 and "(accountDoesNotExist)" in failed.stdout, failed.stdout
+        before = tg_json("acme", "show", "pebble")["uri"]
+        res = tg("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+                 "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
+        assert "registered" in res.stdout and "found" not in res.stdout, res.stdout
+        assert tg_json("acme", "show", "pebble")["uri"] != before
+        renewed = tg_json("cert", "renew", "--days", "3650")
+        assert [c["action"] for c in renewed["certificates"]] == ["renewed"]
+        # and once the CA knows it, the same command finds it and changes nothing
+        assert tg_json("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+                       "--agree_tos")["found"] is True
+    finally:
+        again.terminate()
+        again.wait(timeout=10)

@@ -858,6 +858,11 @@ class Inventory:
             except sqlite3.IntegrityError:
                 raise ValidationError(f"an ACME account named {name!r} already exists", option="NAME") from None
 
+    def update_acme_account(self, name: str, uri: str, data: dict[str, Any]) -> None:
+        """A new URI (the account registered again) and sealed data for an existing account."""
+        with self.write() as db:
+            db.execute("UPDATE acme_accounts SET uri = ?, data = ? WHERE name = ?", (uri, json.dumps(seal(data)), name))
+
     def acme_account(self, name: str) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM acme_accounts WHERE name = ?", (name,)).fetchone()
         if row is None:

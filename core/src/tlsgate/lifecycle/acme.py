@@ -197,9 +197,19 @@ class Session:
         return getattr(meta, "terms_of_service", None) if meta is not None else None
 
     def register(self, email: str | None, *, agree_tos: bool, eab_kid: str | None = None,
-                 eab_hmac_key: Secret | None = None) -> str:
-        """Create the account (or find the one this key already has); returns its URI."""
+                 eab_hmac_key: Secret | None = None, only_existing: bool = False) -> str:
+        """Create the account (or find the one this key already has); returns its URI.
+        ``only_existing``: only find it (``onlyReturnExisting``, RFC 8555 §7.3.1)."""
         eab = None
+        if only_existing:
+            reg = messages.NewRegistration(only_return_existing=True)
+            try:
+                regr = self.client.new_account(reg)
+            except errors.ConflictError as exc:
+                return str(exc.location)
+            except _ACME_ERRORS as exc:
+                raise describe(exc, "account lookup", email or self.directory_url) from None
+            return str(regr.uri)
         if eab_kid:
             try:
                 eab = messages.ExternalAccountBinding.from_data(

@@ -124,7 +124,8 @@ class Lifecycle:
         existing = next((a for a in self.inventory.acme_accounts() if a["name"] == name), None)
         if existing is not None:
             if existing["directory"] == directory and existing["email"] == email:
-                return {**account_view(existing), "found": True}
+                return self._recheck_account(existing, agree_tos=agree_tos, eab_kid=eab_kid, eab_hmac_key=eab_hmac_key,
+                                             ca_pem=_read_ca_bundle(ca_bundle) if ca_bundle is not None else None)
             raise ValidationError(f"an ACME account named {name!r} already exists for {existing['directory']}",
                                   option="NAME")
         ca_pem = _read_ca_bundle(ca_bundle) if ca_bundle is not None else None
@@ -147,6 +148,38 @@ class Lifecycle:
         self.inventory.audit("acme add", "ok", details={"account": name, "directory": directory, "uri": uri,
                                                         "eab": eab_kid is not None})
         return {**account_view(self.inventory.acme_account(name)), "found": False}
+
+    def _recheck_account(self, existing: dict[str, Any], *, agree_tos: bool, eab_kid: str | None,
+                         eab_hmac_key: Secret | None, ca_pem: str | None) -> dict[str, Any]:
+        """``acme add`` again with the same name, directory and e-mail: ask the CA for the
+        account of the stored key. A CA that knows it answers its URI (nothing changes); one that
+        no longer does (an account deleted or a test CA restarted: every order then fails with
+        accountDoesNotExist) registers the key again, and the new URI is kept, so repeating
+        ``acme add`` is the operator's fix. Without EAB values, a CA that requires EAB is only
+        asked for the existing account (``onlyReturnExisting``, RFC 8555 §7.3.1)."""
+        from .acme import AccountKey, Session
+
+        name = existing["name"]
+        key = AccountKey(existing["key"])
+        ca = ca_pem if ca_pem is not None else existing.get("ca_bundle")
+        try:
+            with Session(existing["directory"], key, ca_bundle_pem=ca) as session:
+                uri = session.register(existing["email"], agree_tos=agree_tos or bool(existing.get("agreed")),
+                                       eab_kid=eab_kid, eab_hmac_key=eab_hmac_key,
+                                       only_existing=eab_kid is None and session.client.external_account_required())
+        except TlsgateError as exc:
+            self.inventory.audit("acme add", "failed", details={"account": name, "directory": existing["directory"],
+                                                                  "error": str(exc)})
+            raise
+        if uri != existing["uri"] or (ca_pem is not None and ca_pem != existing.get("ca_bundle")):
+            data = {k: existing.get(k) for k in ("key", "ca_bundle", "eab_kid", "terms_of_service", "agreed")}
+            data["ca_bundle"] = ca
+            self.inventory.update_acme_account(name, uri, data)
+            self.inventory.audit("acme add", "ok", details={"account": name, "directory": existing["directory"],
+                                                            "uri": uri, "previous_uri": existing["uri"],
+                                                            "note": "registered again: the CA no longer knew the account"
+                                                            if uri != existing["uri"] else "CA bundle updated"})
+        return {**account_view(self.inventory.acme_account(name)), "found": uri == existing["uri"]}
 
     def accounts(self) -> list[dict[str, Any]]:
         return [account_view(a) for a in self.inventory.acme_accounts()]
