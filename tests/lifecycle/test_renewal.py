@@ -298,7 +298,7 @@ def test_a_ca_that_forgot_the_account_is_fixed_by_acme_add_again(issued, bind_se
     from tlsgate_testing.fixtures_core import wait_for_port
     from tlsgate_testing.pebble import pebble_binary
 
-    pebble, old = issued
+    pebble, _old = issued
     pebble.stop()
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0",
            "PEBBLE_VA_ALWAYS_VALID": "0"}
@@ -308,7 +308,8 @@ def test_a_ca_that_forgot_the_account_is_fixed_by_acme_add_again(issued, bind_se
     try:
         wait_for_port(pebble.port, timeout=30)
         failed = tg("cert", "renew", "--days", "3650", check=False)
-        assert failed.returncode == 1 and "(accountDoesNotExist)" in failed.stdout, failed.stdout
+        assert failed.returncode == 1 and "(accountDoesNotExist); the CA no longer knows this account: run the " \
+            "same tlsgate acme add again; the old certificate stays in service" in failed.stdout, failed.stdout
         before = tg_json("acme", "show", "pebble")["uri"]
         res = tg("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
                  "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")

@@ -95,6 +95,8 @@ def _describe(exc: BaseException, what: str, subject: str) -> OperationError:
     if isinstance(exc, messages.Error):
         subject = exc.identifier.value if getattr(exc, "identifier", None) is not None else subject
         reason = _problem_text(exc)
+        if exc.code == "accountDoesNotExist":
+            reason += "; the CA no longer knows this account: run the same tlsgate acme add again"
     elif isinstance(exc, errors.ValidationError):
         lines = []
         for authzr in exc.failed_authzrs:
