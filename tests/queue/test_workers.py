@@ -385,3 +385,45 @@ def _served(path: Path) -> str:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return hashlib.sha256(x509.load_pem_x509_certificates(path.read_bytes())[0].public_bytes(Encoding.DER)).hexdigest()
+
+
+def test_the_periodic_renewal_on_a_one_thread_worker_finishes_a_pending_rollout(estate, bind_server,  # type: ignore[no-untyped-def]
+                                                                               pebble_factory, monkeypatch) -> None:
+    """The estate's periodic renewal run (procrastinate periodic task, ``TLSGATE_RENEW_CRON``)
+    on the zone's only worker, ``--concurrency 1``: it queues the pending rollout for the
+    workers instead of waiting inside its own task slot for a task that only that slot could
+    run (which never ended), and the worker then deploys it."""
+    from tlsgate_testing.fixtures_core import free_port
+
+    pebble = pebble_factory(http_port=free_port())
+    estate.ok("dns", "add", "bind", "rfc2136", "--server", "127.0.0.1", "--port", str(bind_server.port), "--zone",
+              "test", "--tsig_key_name", bind_server.key_name, "--tsig_secret", "-", stdin=bind_server.key_secret + "\n")
+    estate.ok("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+              "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
+    estate.ok("org", "add", "Acme")
+    a = estate.json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
+                    "--domain", "tick.test", "--org", "Acme", timeout=120)["certificate_id"]
+    for k, v in estate.env.items():
+        monkeypatch.setenv(k, v)
+    from tlsgate.api import Gateway
+
+    gw = Gateway()
+    try:
+        bundle = gw.lifecycle.bundle(a)
+    finally:
+        gw.close()
+    store = estate.tmp / "tick.pem"
+    store.write_bytes(bundle.fullchain_pem() + bundle.key_pem())
+    estate.ok("tls", "add", "pem", "--name", "lab-a", "--connection_type", "local", "--path", str(store), "--zone", "lab")
+    estate.ok("tls", "delegate", "lab-a", "--org", "Acme")
+    estate.ok("tls", "discover", "lab-a")
+    estate.ok("cert", "renew", "--days", "3650", "--cert", str(a), timeout=120)  # renewed, not deployed: pending
+    a2 = {c["id"]: c for c in estate.json("cert", "list")}[a]["superseded_by"]
+    fp = {c["id"]: c["fingerprint"] for c in estate.json("cert", "list")}[a2]
+
+    estate.env["TLSGATE_RENEW_CRON"] = "*/3 * * * * *"  # every 3 seconds (procrastinate's 6th field)
+    estate.start_worker("gw-lab", "lab", concurrency=1)
+    estate.wait_gateways("gw-lab")
+    estate.wait_for(lambda: _served(store) == fp, timeout=60, what="the pending rollout deployed by the periodic run")
+    estate.wait_for(lambda: {c["id"]: c for c in estate.json("cert", "list")}[a]["status"] == f"superseded by {a2}",
+                    timeout=30, what="the rollout recorded")

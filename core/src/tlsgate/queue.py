@@ -252,7 +252,8 @@ def _nightly_verify_task(timestamp: int) -> None:
 def _renewal_task(timestamp: int) -> None:
     """Periodic: the lifecycle's renewal run (``tlsgate cert renew --deploy``), once per estate."""
     gw = _worker_gateway()
-    report = gw.lifecycle.renew(deploy=True)
+    # queued for the zones' workers, not waited for in this task's slot (see Lifecycle.renew)
+    report = gw.lifecycle.renew(deploy=True, wait=False)
     log.info("renewal run (tick %s): %s", timestamp, "ok" if report.ok else "failures, see tlsgate log")
 
 

@@ -314,12 +314,16 @@ class Lifecycle:
 
     # -- renewal ------------------------------------------------------------------------------
     def renew(self, *, days: int | None = None, cert_ids: Sequence[int] = (), deploy: bool = False,
-              dry_run: bool = False, now: dt.datetime | None = None) -> RenewReport:
+              dry_run: bool = False, now: dt.datetime | None = None, wait: bool = True) -> RenewReport:
         """Renew every ACME certificate that is due (``days``: ends within N days; else its
         renewal window: ARI when the CA offers it, else one third of the lifetime left). With
         ``deploy``, pending rollouts are finished first, then each renewed certificate replaces
         the old one on every node that served it: all of it is one fleet ``deploy`` job (one item
-        per endpoint and certificate; ``job show`` lists them, ``job retry`` finishes them)."""
+        per endpoint and certificate; ``job show`` lists them, ``job retry`` finishes them).
+
+        ``wait=False`` (a queue worker's periodic run, PostgreSQL): the job's items are queued for
+        the workers of their zones and not waited for (a worker waiting in its own task slot for
+        tasks that only its slots run would never finish); they are reported ``queued``."""
         if days is not None and not 0 <= days <= 3650:
             raise ValidationError("must be between 0 and 3650", option="--days")
         now = now or dt.datetime.now(dt.UTC)
@@ -331,7 +335,7 @@ class Lifecycle:
                 raise NotFoundError(f"no certificate with ID {cid} (see: tlsgate cert list)", option="--cert")
             if not rec.acme_account or not rec.renewal:
                 raise ValidationError(f"certificate {cid} was not issued through ACME by this gateway", option="--cert")
-        job = _RolloutJob(self.gw, dry_run)
+        job = _RolloutJob(self.gw, dry_run, wait=wait)
         if deploy:
             pending = [(old, new) for old, new in self.pending_rollouts()
                        if not cert_ids or old.id in cert_ids or new.id in cert_ids]
@@ -472,8 +476,8 @@ class _RolloutJob:
     the endpoint's lease) and runs them; the first call creates the job, later ones add to it
     (pending rollouts first, then the certificates this run renewed)."""
 
-    def __init__(self, gw: Gateway, dry_run: bool) -> None:
-        self.gw, self.dry_run = gw, dry_run
+    def __init__(self, gw: Gateway, dry_run: bool, *, wait: bool = True) -> None:
+        self.gw, self.dry_run, self.wait = gw, dry_run, wait
         self.job_id: int | None = None
 
     def run(self, pairs: Sequence[tuple[CertificateRecord, CertificateRecord]]) -> list[dict[str, Any]]:
@@ -517,12 +521,13 @@ class _RolloutJob:
                     endpoints.append(waiting[(old.id, s.id)])
                     continue
                 i = by_endpoint[s.id]
-                if i.state in ("pending", "running"):  # partial follow: no live worker serves its zone
+                if i.state in ("pending", "running"):  # not waited for, or no live worker serves its zone
                     zone = inventory.get_endpoint(s.id).zone
+                    why = (f"for the workers of zone {zone} (job {self.job_id})" if not self.wait else
+                           f"no live worker serves zone {zone} (start tlsgate worker --zone {zone}; the task "
+                           f"waits for it in job {self.job_id})")
                     endpoints.append({"endpoint": i.endpoint, "item": i.id, "ok": False, "state": "queued",
-                                      "action": "queued",
-                                      "reason": f"no live worker serves zone {zone} (start tlsgate worker --zone "
-                                                f"{zone}; the task waits for it in job {self.job_id})"})
+                                      "action": "queued", "reason": why})
                     continue
                 endpoints.append({"endpoint": i.endpoint, "item": i.id, "ok": i.state in jobs.FINAL_OK,
                                   "state": i.state, "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
@@ -557,6 +562,8 @@ class _RolloutJob:
 
         if ids is not None:
             queue.submit(self.gw, self.job_id, ids)
+        if not self.wait:
+            return jobs.get(inventory, self.job_id, refresh=False)
         return queue.follow(self.gw, self.job_id, partial=True)
 
 
