@@ -270,6 +270,11 @@ def test_the_next_unattended_run_finishes_a_rollout_whose_run_was_killed_mid_ins
     assert {c["id"]: c for c in tg_json("cert", "list")}[old]["status"] == f"superseded by {new}"
     assert old not in {c["id"] for c in tg_json("cert", "expiring", "--days", "0")}
     assert [s for s in tg_json("backup", "list") if s["state"] == "unfinished"] == []
+    # the killed run's job says who finished it, instead of staying "interrupted" for ever
+    killed_job = tg_json("job", "list")[0]
+    assert killed_job["state"] == "done", killed_job
+    item = tg_json("job", "show", str(killed_job["id"]))["items"][0]
+    assert (item["state"], item["reason"]) == ("unchanged", f"finished by job {report['job']}")
     assert tg_json("cert", "renew", "--deploy")["rollouts"] == []  # the next run has nothing left to do
 
 

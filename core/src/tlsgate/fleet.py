@@ -220,6 +220,8 @@ def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
         why = "no node serves the new certificate" if not new else \
             "still serving the old certificate: " + ", ".join(f"{n.name}:{n.port or ''}" for n in old)
         return "failed", f"installed, but the re-discovery disagrees: {why}", outcome.before, bundle.fingerprint, details
+    if params.get("resumes"):  # the dead attempts this item took over are finished too
+        jobs.close_resumed(gateway.inventory, item, [int(j) for j in params["resumes"]])
     return "changed", None, outcome.before, bundle.fingerprint, details
 
 

@@ -198,6 +198,31 @@ def unfinished_rollouts(inventory: Inventory, endpoint_id: str, old_id: int, new
     return out
 
 
+def close_resumed(inventory: Inventory, item: JobItem, job_ids: Sequence[int]) -> None:
+    """``item`` (a renewal rollout OLD -> NEW on its endpoint) ended changed/unchanged after
+    resuming the dead attempts of ``job_ids``: their failed, skipped or interrupted items of the
+    same rollout on that endpoint end ``unchanged`` ("finished by job N"), and such a job whose
+    items are now all done is done, so ``job list`` does not show a finished rollout as
+    interrupted for ever."""
+    now = leases.stamp()
+    for job_id in job_ids:
+        refresh_interrupted(inventory, job_id)
+        rows = inventory.db.execute(
+            "SELECT id, params FROM job_items WHERE job_id = ? AND endpoint_id = ? AND state IN "
+            "('failed', 'skipped', 'interrupted')", (job_id, item.endpoint_id)).fetchall()
+        ids = [int(r["id"]) for r in rows
+               if {k: json.loads(r["params"] or "{}").get(k) for k in ("old_certificate_id", "certificate_id")}
+               == {k: item.params.get(k) for k in ("old_certificate_id", "certificate_id")}]
+        if not ids:
+            continue
+        with inventory.write(exclusive=False) as db:
+            db.executemany("UPDATE job_items SET state = 'unchanged', reason = ?, finished = ? WHERE id = ?",
+                           [(f"finished by job {item.job_id}", now, i) for i in ids])
+        job = get(inventory, job_id, refresh=False)
+        if job.state != "running" and job.ok:
+            finish(inventory, job_id)
+
+
 def queued_rollout(inventory: Inventory, endpoint_id: str, old_id: int) -> tuple[int, int, bool] | None:
     """(job, certificate, queued) of a rollout that replaces ``old_id`` on ``endpoint_id`` and is
     still pending or running under a live runner: a queued job waiting for its zone's worker
