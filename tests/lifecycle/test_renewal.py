@@ -328,3 +328,16 @@ def test_a_ca_that_forgot_the_account_is_fixed_by_acme_add_again(issued, bind_se
     finally:
         again.terminate()
         again.wait(timeout=10)
+
+
+def test_removing_the_account_says_what_happens_to_its_certificates(issued) -> None:  # type: ignore[no-untyped-def]
+    """``acme remove`` tells the truth about the certificates issued through the account: their
+    renewals fail (exit 1, never a silent expiry) until an account of that name is added again."""
+    pebble, old = issued
+    res = tg("acme", "remove", "pebble")
+    assert "1 certificate(s) issued through it cannot renew (cert renew reports them failed) until an ACME " \
+           "account named 'pebble' is added again." in res.stdout, res.stdout
+    failed = tg("cert", "renew", "--days", "3650", check=False)
+    assert failed.returncode == 1 and f"{old} (roll.test): failed: " in failed.stdout
+    add_account(pebble)
+    assert [c["action"] for c in tg_json("cert", "renew", "--days", "3650")["certificates"]] == ["renewed"]
