@@ -217,3 +217,127 @@ def test_failed_renewal_keeps_the_old_certificate_and_says_when_it_expires(issue
     assert f"{old} (roll.test): failed: ACME directory for {pebble.directory}: cannot reach the ACME server" in res.stdout
     assert f"the old certificate stays in service (expires {not_after})" in res.stdout
     assert {c["id"]: c for c in tg_json("cert", "list")}[old]["superseded_by"] is None
+
+
+def test_the_next_unattended_run_finishes_a_rollout_whose_run_was_killed_mid_install(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The timer's ``cert renew --deploy`` is SIGKILLed mid-install (a pem store with its key in
+    a file of its own: the first of the two files replaced, the second not yet): the next run,
+    unattended, finishes the rollout. The dead run's changes are an earlier attempt of the same
+    rollout (OLD -> NEW on that endpoint), so the next run restores its originals and installs
+    from the start, as ``job retry`` would, instead of refusing every night until someone runs
+    ``backup restore``."""
+    import json
+    import os
+
+    from tlsgate.api import Gateway
+    from tlsgate_testing.interrupt import die_at_env
+
+    _pebble, old = issued
+    cert, key = tmp_path / "store.crt", tmp_path / "store.key"
+    gw = Gateway()
+    try:
+        bundle = gw.lifecycle.bundle(old)
+        cert.write_bytes(bundle.fullchain_pem())
+        key.write_bytes(bundle.key_pem())
+    finally:
+        gw.close()
+    key.chmod(0o600)
+    tg("tls", "add", "pem", "--name", "store", "--connection_type", "local", "--path", str(cert),
+       "--key_path", str(key))
+    tg("tls", "delegate", "store", "--org", "Acme")
+    tg("tls", "discover", "store")
+    originals = cert.read_bytes(), key.read_bytes()
+    env = {**os.environ, **die_at_env(tmp_path / "die", "rename", 2)}  # before the second file's rename
+    killed = subprocess.run([sys.executable, "-m", "tlsgate", "cert", "renew", "--days", "3650", "--deploy"],
+                            env=env, capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -9, killed
+    assert (cert.read_bytes(), key.read_bytes()) != originals  # the first file was replaced
+    fps = {c["id"]: c["fingerprint"] for c in tg_json("cert", "list")}
+    new = next(i for i in fps if i != old)
+    assert tg_json("job", "list")[-1]["state"] == "interrupted"
+
+    res = tg("cert", "renew", "--deploy", "--json", check=False)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    report = json.loads(res.stdout)
+    assert report["ok"] and [(r["old_certificate_id"], r["new_certificate_id"], r["ok"]) for r in report["rollouts"]] \
+        == [(old, new, True)]
+    assert _served_fp(cert) == fps[new]
+    gw = Gateway()
+    try:
+        assert key.read_bytes() == gw.lifecycle.bundle(new).key_pem()  # the new key beside the new certificate
+    finally:
+        gw.close()
+    assert {c["id"]: c for c in tg_json("cert", "list")}[old]["status"] == f"superseded by {new}"
+    assert old not in {c["id"] for c in tg_json("cert", "expiring", "--days", "0")}
+    assert [s for s in tg_json("backup", "list") if s["state"] == "unfinished"] == []
+    # the killed run's job says who finished it, instead of staying "interrupted" for ever
+    killed_job = tg_json("job", "list")[0]
+    assert killed_job["state"] == "done", killed_job
+    item = tg_json("job", "show", str(killed_job["id"]))["items"][0]
+    assert (item["state"], item["reason"]) == ("unchanged", f"finished by job {report['job']}")
+    assert tg_json("cert", "renew", "--deploy")["rollouts"] == []  # the next run has nothing left to do
+
+
+def test_two_deploying_runs_at_once_renew_once_and_both_succeed(issued, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two timers' ``cert renew --deploy`` at once: one renews and deploys; the other finds the
+    certificate renewed (or its rollout being deployed by the first run) and is no failure."""
+    _pebble, old = issued
+    stores = [_pem_endpoint(tmp_path, f"store-{n}", old) for n in "abc"]
+    argv = [sys.executable, "-m", "tlsgate", "cert", "renew", "--days", "3650", "--deploy"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    certs = {c["id"]: c for c in tg_json("cert", "list")}
+    assert len(certs) == 2 and certs[old]["status"] == f"superseded by {certs[old]['superseded_by']}"
+    new_fp = certs[certs[old]["superseded_by"]]["fingerprint"]
+    assert [_served_fp(s) for s in stores] == [new_fp] * 3
+
+
+def test_a_ca_that_forgot_the_account_is_fixed_by_acme_add_again(issued, bind_server) -> None:  # type: ignore[no-untyped-def]
+    """The CA no longer knows the account (deleted there; here: Pebble restarted, it keeps no
+    state): renewals fail with its accountDoesNotExist, and the operator's fix is to run the same
+    ``acme add`` again, which registers the stored key anew (it used to answer "found" without
+    asking the CA, and every renewal kept failing)."""
+    import os
+
+    from tlsgate_testing.fixtures_core import wait_for_port
+    from tlsgate_testing.pebble import pebble_binary
+
+    pebble, _old = issued
+    pebble.stop()
+    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0",
+           "PEBBLE_VA_ALWAYS_VALID": "0"}
+    with open(pebble.root / "pebble-again.log", "wb") as log:
+        again = subprocess.Popen([str(pebble_binary()), "-config", str(pebble.root / "pebble.json"), "-dnsserver",
+                                  bind_server.address], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=pebble.root)
+    try:
+        wait_for_port(pebble.port, timeout=30)
+        failed = tg("cert", "renew", "--days", "3650", check=False)
+        assert failed.returncode == 1 and "(accountDoesNotExist); the CA no longer knows this account: run the " \
+            "same tlsgate acme add again; the old certificate stays in service" in failed.stdout, failed.stdout
+        before = tg_json("acme", "show", "pebble")["uri"]
+        res = tg("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+                 "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
+        assert "registered" in res.stdout and "found" not in res.stdout, res.stdout
+        assert tg_json("acme", "show", "pebble")["uri"] != before
+        renewed = tg_json("cert", "renew", "--days", "3650")
+        assert [c["action"] for c in renewed["certificates"]] == ["renewed"]
+        # and once the CA knows it, the same command finds it and changes nothing
+        assert tg_json("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+                       "--agree_tos")["found"] is True
+    finally:
+        again.terminate()
+        again.wait(timeout=10)
+
+
+def test_removing_the_account_says_what_happens_to_its_certificates(issued) -> None:  # type: ignore[no-untyped-def]
+    """``acme remove`` tells the truth about the certificates issued through the account: their
+    renewals fail (exit 1, never a silent expiry) until an account of that name is added again."""
+    pebble, old = issued
+    res = tg("acme", "remove", "pebble")
+    assert "1 certificate(s) issued through it cannot renew (cert renew reports them failed) until an ACME " \
+           "account named 'pebble' is added again." in res.stdout, res.stdout
+    failed = tg("cert", "renew", "--days", "3650", check=False)
+    assert failed.returncode == 1 and f"{old} (roll.test): failed: " in failed.stdout
+    add_account(pebble)
+    assert [c["action"] for c in tg_json("cert", "renew", "--days", "3650")["certificates"]] == ["renewed"]

@@ -294,3 +294,136 @@ def test_a_renewal_style_job_grows_and_each_item_installs_its_own_certificate(es
     assert [(i.endpoint, i.state, i.attempts, i.gateway, i.after) for i in job.items] == [
         ("lab-1", "changed", 1, "gw-lab", issued[0].fingerprint), ("lab-2", "changed", 1, "gw-lab", issued[1].fingerprint)]
     assert len(estate.json("job", "list")) == 1
+
+
+def test_a_job_waiting_for_a_zones_worker_says_so_and_offers_no_retry_until_it_ends(estate) -> None:  # type: ignore[no-untyped-def]
+    """No worker serves zone pci yet: the deploy exits 1 naming the zone; while the job waits,
+    ``job show`` says it runs and how to follow it, not ``job retry`` (which refuses a running
+    job, exit 2); once a worker of the zone starts, the job finishes. ``tls show`` names the
+    endpoint's zone, also after ``tls set --zone``."""
+    _setup(estate, {"pci": ["pci-1"]})
+    _issued, files = _deploy_files(estate)
+    res = estate.tg("cert", "deploy", "--all", *files, "--yes")
+    assert res.returncode == 1 and "no live worker serves zone(s) pci" in res.stderr
+    shown = estate.ok("job", "show", "1").stdout
+    assert "Job 1 (deploy) running: 1 pending." in shown
+    assert "job retry" not in shown and "Follow it with: tlsgate job show 1" in shown
+    refused = estate.tg("job", "retry", "1")
+    assert refused.returncode == 2 and "job 1 is still running" in refused.stderr
+    assert "zone              pci" in estate.ok("tls", "show", "pci-1").stdout.splitlines()
+    estate.start_worker("gw-pci", "pci")
+    job = estate.wait_for(lambda: (j := estate.json("job", "show", "1"))["state"] == "done" and j, what="job 1 done")
+    assert [i["state"] for i in job["items"]] == ["changed"]
+    assert "job retry" not in estate.ok("job", "show", "1").stdout
+    estate.ok("tls", "set", "pci-1", "--zone", "pci2")
+    lines = estate.ok("tls", "show", "pci-1").stdout.splitlines()
+    assert "zone              pci2" in lines and "connection.type   local" in lines
+
+
+def test_renewal_goes_on_when_a_zone_has_no_worker_and_the_rollout_waits_for_it(estate, bind_server, pebble_factory,  # type: ignore[no-untyped-def]
+                                                                               monkeypatch) -> None:
+    """``cert renew --deploy`` on a PostgreSQL estate whose zone pci has no live worker (a
+    gateway down for maintenance): the run still renews every due certificate and says which
+    rollout waits for which zone (exit 1: not deployed everywhere), never queues the same rollout
+    twice, and once a pci worker starts the queued rollout runs; the next run finishes the rest."""
+    from tlsgate_testing.fixtures_core import free_port
+
+    pebble = pebble_factory(http_port=free_port())
+    estate.ok("dns", "add", "bind", "rfc2136", "--server", "127.0.0.1", "--port", str(bind_server.port), "--zone",
+              "test", "--tsig_key_name", bind_server.key_name, "--tsig_secret", "-", stdin=bind_server.key_secret + "\n")
+    estate.ok("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+              "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
+    estate.ok("org", "add", "Acme")
+    a, b = (estate.json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
+                        "--domain", d, "--org", "Acme", timeout=120)["certificate_id"] for d in ("a.test", "b.test"))
+    for k, v in estate.env.items():
+        monkeypatch.setenv(k, v)
+    from tlsgate.api import Gateway
+
+    gw = Gateway()
+    try:
+        bundle = gw.lifecycle.bundle(a)
+    finally:
+        gw.close()
+    store = estate.tmp / "a.pem"
+    store.write_bytes(bundle.fullchain_pem() + bundle.key_pem())
+    estate.ok("tls", "add", "pem", "--name", "pci-a", "--connection_type", "local", "--path", str(store), "--zone", "pci")
+    estate.ok("tls", "delegate", "pci-a", "--org", "Acme")
+    estate.ok("tls", "discover", "pci-a")
+
+    first = estate.tg("cert", "renew", "--days", "3650", "--deploy", "--cert", str(a), timeout=120)
+    assert first.returncode == 1, (first.stdout, first.stderr)
+    certs = {c["id"]: c for c in estate.json("cert", "list")}
+    a2 = certs[a]["superseded_by"]
+    assert f"{a} (a.test): renewed as {a2}" in first.stdout, first.stdout
+    assert "  deploy to pci-a: queued: no live worker serves zone pci (start tlsgate worker --zone pci" in first.stdout
+    assert first.stderr == "" and "job retry" not in first.stdout  # refused while the job waits
+    assert "queued items run when a worker of their zone starts" in first.stdout
+
+    second = estate.tg("cert", "renew", "--days", "3650", "--deploy", timeout=120)
+    assert second.returncode == 1, (second.stdout, second.stderr)
+    certs = {c["id"]: c for c in estate.json("cert", "list")}
+    assert certs[b]["superseded_by"] is not None, second.stdout  # renewed although zone pci is down
+    a3 = certs[a2]["superseded_by"]
+    assert f"rollout {a} -> {a2} on pci-a: queued: already queued in job 1" in second.stdout, second.stdout
+    assert len(estate.json("job", "list")) == 1  # the waiting rollout was not queued a second time
+
+    estate.start_worker("gw-pci", "pci")
+    estate.wait_for(lambda: estate.json("job", "show", "1")["state"] == "done", what="job 1 done")
+    assert _served(store) == certs[a2]["fingerprint"]
+    third = estate.tg("cert", "renew", "--deploy", "--json", timeout=120)
+    assert third.returncode == 0, (third.stdout, third.stderr)
+    assert [(r["old_certificate_id"], r["new_certificate_id"], r["ok"]) for r in json.loads(third.stdout)["rollouts"]] \
+        == [(a2, a3, True)]
+    assert _served(store) == certs[a3]["fingerprint"]
+
+
+def _served(path: Path) -> str:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return hashlib.sha256(x509.load_pem_x509_certificates(path.read_bytes())[0].public_bytes(Encoding.DER)).hexdigest()
+
+
+def test_the_periodic_renewal_on_a_one_thread_worker_finishes_a_pending_rollout(estate, bind_server,  # type: ignore[no-untyped-def]
+                                                                               pebble_factory, monkeypatch) -> None:
+    """The estate's periodic renewal run (procrastinate periodic task, ``TLSGATE_RENEW_CRON``)
+    on the zone's only worker, ``--concurrency 1``: it queues the pending rollout for the
+    workers instead of waiting inside its own task slot for a task that only that slot could
+    run (which never ended), and the worker then deploys it."""
+    from tlsgate_testing.fixtures_core import free_port
+
+    pebble = pebble_factory(http_port=free_port())
+    estate.ok("dns", "add", "bind", "rfc2136", "--server", "127.0.0.1", "--port", str(bind_server.port), "--zone",
+              "test", "--tsig_key_name", bind_server.key_name, "--tsig_secret", "-", stdin=bind_server.key_secret + "\n")
+    estate.ok("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
+              "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
+    estate.ok("org", "add", "Acme")
+    a = estate.json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
+                    "--domain", "tick.test", "--org", "Acme", timeout=120)["certificate_id"]
+    for k, v in estate.env.items():
+        monkeypatch.setenv(k, v)
+    from tlsgate.api import Gateway
+
+    gw = Gateway()
+    try:
+        bundle = gw.lifecycle.bundle(a)
+    finally:
+        gw.close()
+    store = estate.tmp / "tick.pem"
+    store.write_bytes(bundle.fullchain_pem() + bundle.key_pem())
+    estate.ok("tls", "add", "pem", "--name", "lab-a", "--connection_type", "local", "--path", str(store), "--zone", "lab")
+    estate.ok("tls", "delegate", "lab-a", "--org", "Acme")
+    estate.ok("tls", "discover", "lab-a")
+    estate.ok("cert", "renew", "--days", "3650", "--cert", str(a), timeout=120)  # renewed, not deployed: pending
+    a2 = {c["id"]: c for c in estate.json("cert", "list")}[a]["superseded_by"]
+    fp = {c["id"]: c["fingerprint"] for c in estate.json("cert", "list")}[a2]
+
+    estate.env["TLSGATE_RENEW_CRON"] = "*/3 * * * * *"  # every 3 seconds (procrastinate's 6th field)
+    estate.start_worker("gw-lab", "lab", concurrency=1)
+    estate.wait_gateways("gw-lab")
+    estate.wait_for(lambda: _served(store) == fp, timeout=60, what="the pending rollout deployed by the periodic run")
+    estate.wait_for(lambda: {c["id"]: c for c in estate.json("cert", "list")}[a]["status"] == f"superseded by {a2}",
+                    timeout=30, what="the rollout recorded")

@@ -558,6 +558,7 @@ class Gateway:
         allow_name_mismatch: bool = False,
         replaces: str | None = None,
         job_id: int | None = None,
+        resumes: Sequence[int] = (),
     ) -> InstallOutcome:
         """Install a bundle: record the certificate (assigned to the endpoint's organization),
         run the driver's transaction, re-discover. Raises OperationError when it rolled back.
@@ -573,6 +574,10 @@ class Gateway:
         ``apply_pending``: go ahead although the running server has not loaded some of its
         configuration files (a reload would apply them too). ``allow_name_mismatch``: install on
         nodes that answer for names the leaf does not cover. See :mod:`tlsgate.policy`.
+
+        ``resumes``: earlier jobs whose item on this endpoint was this same install (a renewal's
+        rollout OLD -> NEW that a killed run left half done); their dead attempts are restored
+        first, as a retry of ``job_id`` restores its own (:meth:`check_unfinished`).
         """
         endpoint = self.endpoint(ref)
         if not endpoint.delegated:
@@ -606,7 +611,7 @@ class Gateway:
             with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn:
                 if sink is not None:
                     sink.info["host"] = conn.host
-                    self.check_unfinished(endpoint, conn, job_id=job_id)
+                    self.check_unfinished(endpoint, conn, job_id=job_id, resumes=resumes)
                 current = self.registry.discover_nodes(endpoint, conn)
                 if replaces is not None:
                     chosen = [n for n in current if n.fingerprint == replaces]
@@ -671,12 +676,14 @@ class Gateway:
     def backup_sets(self) -> list[backup_sets.StoredSet]:
         return backup_sets.load_sets(self.inventory.journal())
 
-    def check_unfinished(self, endpoint: Endpoint, conn: Connection, *, job_id: int | None = None) -> None:
+    def check_unfinished(self, endpoint: Endpoint, conn: Connection, *, job_id: int | None = None,
+                         resumes: Sequence[int] = ()) -> None:
         """Before a job changes ``endpoint``: find installs on it whose process died. Their
         temporaries are removed; one that changed nothing is closed; one made by an earlier
-        attempt of this same job (``job_id``: a retry of the job's item for this endpoint) is
-        restored and closed, so the retry starts from the endpoint as it was before the job;
-        otherwise (another job's, or a lone install's, changes) refuse."""
+        attempt of this same job (``job_id``: a retry of the job's item for this endpoint), or of
+        a job this one resumes (``resumes``: the same rollout, left by a killed run), is restored
+        and closed, so the retry starts from the endpoint as it was before the job; otherwise
+        (another job's, or a lone install's, changes) refuse."""
         for stored in backup_sets.load_sets(self.inventory.journal(endpoint.instance_id), open_only=True):
             if stored.state != "unfinished" or stored.manifest.get("endpoint_id") != endpoint.instance_id:
                 continue
@@ -687,7 +694,7 @@ class Gateway:
                             details={"backup": stored.id, "changed": [], "temporaries_removed": removed,
                                      "note": "the process died before it changed any file"})
                 continue
-            if job_id is not None and stored.job_id == job_id:
+            if stored.job_id is not None and (stored.job_id == job_id or stored.job_id in resumes):
                 self._restore_own(endpoint, conn, stored, removed)
                 continue
             raise OperationError(
@@ -1013,6 +1020,11 @@ class Gateway:
     def serving_nodes(self, fingerprint: str) -> list[dict[str, Any]]:
         """Every node whose last discovery saw this certificate."""
         return self.inventory.serving_nodes(fingerprint)
+
+    def unrecorded_serving_nodes(self) -> list[dict[str, Any]]:
+        """Nodes serving a certificate the inventory has no record of (only its fingerprint,
+        subject and end date, as discovery saw them)."""
+        return self.inventory.unrecorded_serving_nodes()
 
     def serving_nodes_of(self, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """:meth:`serving_nodes` of several certificates at once, by fingerprint."""

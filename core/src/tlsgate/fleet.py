@@ -203,6 +203,7 @@ def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
     replaces = params.get("replaces")
     outcome = gateway.install(item.endpoint_id or item.endpoint, bundle, replaces=replaces,
                               alias=params.get("alias"), job_id=job.id,
+                              resumes=tuple(int(j) for j in params.get("resumes") or ()),
                               apply_pending=bool(params.get("apply_pending")),
                               allow_name_mismatch=bool(params.get("allow_name_mismatch")))
     if outcome.skipped:
@@ -219,6 +220,8 @@ def _deploy(gateway: Gateway, job: jobs.Job, item: jobs.JobItem) -> Outcome:
         why = "no node serves the new certificate" if not new else \
             "still serving the old certificate: " + ", ".join(f"{n.name}:{n.port or ''}" for n in old)
         return "failed", f"installed, but the re-discovery disagrees: {why}", outcome.before, bundle.fingerprint, details
+    if params.get("resumes"):  # the dead attempts this item took over are finished too
+        jobs.close_resumed(gateway.inventory, item, [int(j) for j in params["resumes"]])
     return "changed", None, outcome.before, bundle.fingerprint, details
 
 

@@ -846,6 +846,18 @@ class Inventory:
                                     tuple(chunk)).fetchall()
         return rows
 
+    def unrecorded_serving_nodes(self) -> list[dict[str, Any]]:
+        """Nodes whose certificate the inventory holds no record of (discovery saw its
+        fingerprint and end date but could not read the certificate itself: an F5 virtual server
+        the gateway cannot reach, for one), with the subject and end date discovery saw."""
+        rows = self.db.execute(
+            "SELECT e.id AS endpoint_id, e.name AS endpoint, e.type AS type, n.name, n.port, n.protocol, "
+            "n.fingerprint, n.subject, n.not_after, n.ip, n.state FROM nodes n JOIN endpoints e ON e.id = n.endpoint_id "
+            "WHERE n.fingerprint IS NOT NULL AND n.not_after IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.fingerprint = n.fingerprint) ORDER BY e.name, n.id"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def certificates(self) -> list[CertificateRecord]:
         rows = self.db.execute(
             "SELECT c.*, o.name AS org, d.name AS dept FROM certificates c LEFT JOIN organizations o ON o.id = c.org_id "
@@ -903,6 +915,11 @@ class Inventory:
                            (name, directory, email, uri, json.dumps(seal(data)), now()))
             except sqlite3.IntegrityError:
                 raise ValidationError(f"an ACME account named {name!r} already exists", option="NAME") from None
+
+    def update_acme_account(self, name: str, uri: str, data: dict[str, Any]) -> None:
+        """A new URI (the account registered again) and sealed data for an existing account."""
+        with self.write() as db:
+            db.execute("UPDATE acme_accounts SET uri = ?, data = ? WHERE name = ?", (uri, json.dumps(seal(data)), name))
 
     def acme_account(self, name: str) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM acme_accounts WHERE name = ?", (name,)).fetchone()

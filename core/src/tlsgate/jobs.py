@@ -181,6 +181,65 @@ def list_jobs(inventory: Inventory, limit: int | None = None) -> list[Job]:
     return [get(inventory, i) for i in reversed(ids)]
 
 
+def unfinished_rollouts(inventory: Inventory, endpoint_id: str, old_id: int, new_id: int) -> list[int]:
+    """The deploy jobs whose item on ``endpoint_id`` installs certificate ``new_id`` over
+    ``old_id`` (a renewal's rollout) and did not end changed/unchanged: a later run finishing
+    that rollout resumes them (their dead attempts' backup sets are its own)."""
+    rows = inventory.db.execute(
+        "SELECT job_items.job_id AS job_id, job_items.params AS params FROM job_items "
+        "JOIN jobs ON jobs.id = job_items.job_id WHERE job_items.endpoint_id = ? AND jobs.kind = 'deploy' "
+        "AND job_items.state NOT IN ('changed', 'unchanged') ORDER BY job_items.id", (endpoint_id,))
+    out: list[int] = []
+    for r in rows:
+        params = json.loads(r["params"] or "{}")
+        if params.get("old_certificate_id") == old_id and params.get("certificate_id") == new_id \
+                and int(r["job_id"]) not in out:
+            out.append(int(r["job_id"]))
+    return out
+
+
+def close_resumed(inventory: Inventory, item: JobItem, job_ids: Sequence[int]) -> None:
+    """``item`` (a renewal rollout OLD -> NEW on its endpoint) ended changed/unchanged after
+    resuming the dead attempts of ``job_ids``: their failed, skipped or interrupted items of the
+    same rollout on that endpoint end ``unchanged`` ("finished by job N"), and such a job whose
+    items are now all done is done, so ``job list`` does not show a finished rollout as
+    interrupted for ever."""
+    now = leases.stamp()
+    for job_id in job_ids:
+        refresh_interrupted(inventory, job_id)
+        rows = inventory.db.execute(
+            "SELECT id, params FROM job_items WHERE job_id = ? AND endpoint_id = ? AND state IN "
+            "('failed', 'skipped', 'interrupted')", (job_id, item.endpoint_id)).fetchall()
+        ids = [int(r["id"]) for r in rows
+               if {k: json.loads(r["params"] or "{}").get(k) for k in ("old_certificate_id", "certificate_id")}
+               == {k: item.params.get(k) for k in ("old_certificate_id", "certificate_id")}]
+        if not ids:
+            continue
+        with inventory.write(exclusive=False) as db:
+            db.executemany("UPDATE job_items SET state = 'unchanged', reason = ?, finished = ? WHERE id = ?",
+                           [(f"finished by job {item.job_id}", now, i) for i in ids])
+        job = get(inventory, job_id, refresh=False)
+        if job.state != "running" and job.ok:
+            finish(inventory, job_id)
+
+
+def queued_rollout(inventory: Inventory, endpoint_id: str, old_id: int) -> tuple[int, int, bool] | None:
+    """(job, certificate, queued) of a rollout that replaces ``old_id`` on ``endpoint_id`` and is
+    still pending or running under a live runner: a queued job waiting for its zone's worker
+    (``queued``), or another run's in-process job. A renewal run does not add a second one over
+    it (when it installs an older successor, the next run rolls that one forward)."""
+    rows = inventory.db.execute(
+        "SELECT job_items.job_id AS job_id, job_items.params AS params, jobs.holder AS holder FROM job_items "
+        "JOIN jobs ON jobs.id = job_items.job_id WHERE job_items.endpoint_id = ? AND jobs.kind = 'deploy' "
+        "AND jobs.state = 'running' AND job_items.state IN ('pending', 'running') ORDER BY job_items.id",
+        (endpoint_id,)).fetchall()
+    for r in rows:
+        params = json.loads(r["params"] or "{}")
+        if params.get("old_certificate_id") == old_id and not refresh_interrupted(inventory, int(r["job_id"])):
+            return int(r["job_id"]), int(params.get("certificate_id") or 0), not r["holder"]
+    return None
+
+
 def runner_dead(row: Any) -> bool:
     """True when a running job's runner is gone: on this gateway, its pid; anywhere, a heartbeat
     older than the lease TTL (the runner renews it every TTL/3)."""

@@ -252,7 +252,8 @@ def _nightly_verify_task(timestamp: int) -> None:
 def _renewal_task(timestamp: int) -> None:
     """Periodic: the lifecycle's renewal run (``tlsgate cert renew --deploy``), once per estate."""
     gw = _worker_gateway()
-    report = gw.lifecycle.renew(deploy=True)
+    # queued for the zones' workers, not waited for in this task's slot (see Lifecycle.renew)
+    report = gw.lifecycle.renew(deploy=True, wait=False)
     log.info("renewal run (tick %s): %s", timestamp, "ok" if report.ok else "failures, see tlsgate log")
 
 
@@ -340,10 +341,13 @@ def _now() -> str:
     return now()
 
 
-def follow(gateway: Gateway, job_id: int, progress: Any = None, *, poll: float = 0.2) -> Any:
+def follow(gateway: Gateway, job_id: int, progress: Any = None, *, poll: float = 0.2,
+           partial: bool = False) -> Any:
     """Wait for a queued job to end, calling ``progress.started`` / ``progress.finished`` as the
     workers report; returns the finished Job. Raises OperationError at once when no live worker
-    serves a zone that has items to run (the tasks stay queued for when one starts)."""
+    serves a zone that has items to run (the tasks stay queued for when one starts); with
+    ``partial`` (a renewal run, which must go on), waits only for the items of served zones and
+    returns the job with the others still pending."""
     import time
 
     from . import jobs
@@ -356,7 +360,14 @@ def follow(gateway: Gateway, job_id: int, progress: Any = None, *, poll: float =
         "SELECT DISTINCT zone FROM job_items WHERE job_id = ? AND state IN ('pending', 'running')", (job_id,))}
     served = {z for g in gateways(inv) if g["alive"] for z in g["zones"]}
     missing = sorted(zones - served)
-    if missing:
+    if missing and partial:
+        unserved = {int(r[0]) for r in inv.db.execute(
+            "SELECT id, zone FROM job_items WHERE job_id = ? AND state IN ('pending', 'running')", (job_id,))
+            if r[1] in missing}
+        waiting -= unserved
+        if not waiting:
+            return jobs.get(inv, job_id, refresh=False)
+    elif missing:
         raise OperationError(f"job {job_id} is queued, but no live worker serves zone(s) {', '.join(missing)}: start "
                              f"tlsgate worker --zone {missing[0]} (the tasks wait for it); then: tlsgate job show {job_id}")
     seen_running: set[int] = set()
@@ -373,7 +384,7 @@ def follow(gateway: Gateway, job_id: int, progress: Any = None, *, poll: float =
                 waiting.discard(item.id)
                 if progress is not None and progress.finished:
                     progress.finished(item)
-        if job.state != "running" and not waiting:
+        if not waiting and (job.state != "running" or partial):
             return job
         time.sleep(poll)
 

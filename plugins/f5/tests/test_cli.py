@@ -204,3 +204,37 @@ def test_cli_install_claims_a_handshake_only_when_one_happened(cli, peer, ca_bun
 def _as_args(files: tuple[str, str, str]) -> list[str]:
     crt, key, chain = files
     return ["--cert", crt, "--key", key, "--chain", chain]
+
+
+def test_cli_expiring_shows_a_certificate_only_the_device_knows_and_deploy_replaces_it(cli, peer, ca_bundle,  # type: ignore[no-untyped-def]
+                                                                                         web_ca, web_certs, tmp_path):
+    """``/Tenant_A/vs_shop`` is disabled and in route domain 2: the gateway cannot reach it, so
+    discovery knows its certificate only from ``sys/file/ssl-cert`` (fingerprint, subject,
+    expirationDate), not the certificate itself. ``cert expiring`` must still list it (no ID:
+    the inventory holds no copy; its fingerprint is what ``--replaces`` takes), and after
+    ``cert deploy --replaces FINGERPRINT`` the new certificate is listed there instead."""
+    if not Path(TLSGATE).exists():
+        pytest.skip("the tlsgate command is not installed in this environment")
+    cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
+        "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
+        stdin=ADMIN_PASSWORD + "\n")
+    cli("org", "add", "Acme")
+    cli("tls", "delegate", "bigip1", "--org", "Acme")
+    cli("tls", "discover", "bigip1")
+    old = web_certs["shop"].fingerprint
+    listed = json.loads(cli("cert", "expiring", "--days", "4000", "--json").stdout)
+    shop = [c for c in listed if c["fingerprint"] == old]
+    assert len(shop) == 1, listed
+    assert shop[0]["id"] is None and shop[0]["subject"] == "CN=shop.example.org" and shop[0]["not_after"]
+    assert [(n["endpoint"], n["name"]) for n in shop[0]["nodes"]] == [("bigip1", "/Tenant_A/vs_shop")]
+    row = next(line for line in cli("cert", "expiring", "--days", "4000").stdout.splitlines() if "shop" in line)
+    assert row.split()[0] == "-" and "/Tenant_A/vs_shop" in row and old[:16] in row
+
+    crt, key, chain = _files(tmp_path, web_ca, "shop.example.org")
+    job = json.loads(cli("cert", "deploy", "--cert", crt, "--key", key, "--chain", chain, "--replaces", old,
+                         "--json").stdout)
+    assert [i["state"] for i in job["items"]] == ["changed"]
+    after = json.loads(cli("cert", "expiring", "--days", "4000", "--json").stdout)
+    assert not [c for c in after if c["fingerprint"] == old]
+    new = [c for c in after if [n["name"] for n in c["nodes"]] == ["/Tenant_A/vs_shop"]]
+    assert len(new) == 1 and isinstance(new[0]["id"], int) and new[0]["fingerprint"] == job["items"][0]["after"]

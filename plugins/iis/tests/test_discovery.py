@@ -53,7 +53,9 @@ def test_bound_certificate_missing_from_store_is_reported(scene_certs: Scene) ->
     nodes = plugin.discover_nodes(ENDPOINT, LoopbackWindowsConnection(host))
     assert nodes[0].fingerprint is None
     assert nodes[0].state == "active; IP-based; bound certificate " + "AB" * 20 + " not found in LocalMachine\\My"
-    assert nodes[1].state == "active; SNI; sslFlags=3; no certificate bound"
+    # not "no certificate bound": HTTP.sys serves the Centralized Certificate Store's ccs.example.com.pfx
+    assert nodes[1].state == ("active; SNI; sslFlags=3; certificate from the Centralized Certificate Store "
+                              "(not managed by tlsgate)")
 
 
 def test_missing_webadministration_is_a_clear_error(iis_host: SimulatedWindowsHost) -> None:

@@ -68,6 +68,9 @@ def register(acme: typer.Typer) -> None:
         if json:
             emit_json({"removed": name, "certificates": view["certificates"]})
         else:
-            extra = f" {len(view['certificates'])} certificate(s) issued through it will not renew." \
-                if view["certificates"] else ""
+            # renewals of these still run (and fail, exit 1) until an account of this name exists
+            # again: a certificate must not expire silently because its account was removed
+            extra = (f" {len(view['certificates'])} certificate(s) issued through it cannot renew (cert renew "
+                     f"reports them failed) until an ACME account named {name!r} is added again."
+                     if view["certificates"] else "")
             say(f"ACME account {name!r} removed.{extra}")

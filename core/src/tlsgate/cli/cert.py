@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, cast
+from typing import Annotated, Any, Optional, cast
 
 import typer
 
@@ -148,8 +148,14 @@ def _print_renewal(report: object) -> None:
         for e in i.deploy:
             say(f"  deploy to {e['endpoint']}: {e['action']}" + (f": {e['reason']}" if e.get("reason") else ""))
     if report.job is not None:
-        say(f"Rollouts: job {report.job} (tlsgate job show {report.job})"
-            + ("" if report.ok else f"; finish what failed with: tlsgate job retry {report.job}") + ".")
+        unfinished = [e for r in report.rollouts for e in r["endpoints"] if not e.get("ok")] + [
+            e for i in report.items for e in i.deploy if not e.get("ok")]
+        hint = ""
+        if any(e.get("state") == "queued" for e in unfinished):  # `job retry` refuses a job still waiting
+            hint = "; queued items run when a worker of their zone starts"
+        elif unfinished:
+            hint = f"; finish what failed with: tlsgate job retry {report.job}"
+        say(f"Rollouts: job {report.job} (tlsgate job show {report.job}){hint}.")
 
 def register_fleet(cert: typer.Typer) -> None:
     """cert deploy / expiring / show."""
@@ -273,13 +279,26 @@ def register_fleet(cert: typer.Typer) -> None:
                 candidates.append((end, rec))
         served = gw.serving_node_names_of([rec.fingerprint for _, rec in candidates])  # one query, not one each
         # a renewed certificate some node still serves is listed whatever its end date
-        found = [(end, rec) for end, rec in candidates if end <= limit or served[rec.fingerprint]]
+        found: list[tuple[dt.datetime, Any, list[dict[str, Any]]]] = [
+            (end, rec.to_json() | {"status": gw.lifecycle.rollout_state(rec)}, served[rec.fingerprint])
+            for end, rec in candidates if end <= limit or served[rec.fingerprint]]
+        # certificates only a device knows: discovery saw their fingerprint and end date but not
+        # the certificate (an F5 virtual server the gateway cannot reach); no ID, the fingerprint
+        # is what `cert deploy --replaces` takes
+        unrecorded: dict[str, list[dict[str, Any]]] = {}
+        for n in gw.unrecorded_serving_nodes():
+            unrecorded.setdefault(n["fingerprint"], []).append(n)
+        for fp, nodes in unrecorded.items():
+            end = dt.datetime.fromisoformat(nodes[0]["not_after"])
+            if end <= limit:
+                found.append((end, {"id": None, "fingerprint": fp, "subject": nodes[0]["subject"],
+                                    "not_after": end.isoformat(), "status": "not in the inventory (discovery saw only "
+                                    "its fingerprint): cert deploy --replaces FINGERPRINT"},
+                              [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in nodes]))
         found.sort(key=lambda x: x[0])
         out = []
-        for end, rec in found:
-            out.append({**rec.to_json(), "expired": end <= now, "days_left": (end - now).days,
-                        "status": gw.lifecycle.rollout_state(rec),
-                        "nodes": served[rec.fingerprint]})
+        for end, view, nodes in found:
+            out.append({**view, "expired": end <= now, "days_left": (end - now).days, "nodes": nodes})
         if json:
             emit_json(out)
             return
@@ -287,8 +306,9 @@ def register_fleet(cert: typer.Typer) -> None:
         for c in out:
             nodes = c["nodes"] or [{"endpoint": "", "name": "(not served)", "port": ""}]
             for n in nodes:
-                rows.append([c["id"], c["subject"], c["not_after"][:19], "EXPIRED" if c["expired"] else c["days_left"],
-                             n["endpoint"], n["name"], n["port"] or "", c["status"]])
+                rows.append([c["id"] if c["id"] is not None else "-", c["subject"], c["not_after"][:19],
+                             "EXPIRED" if c["expired"] else c["days_left"], n["endpoint"], n["name"], n["port"] or "",
+                             c["status"] if c["id"] is not None else f"{c['fingerprint'][:16]}... {c['status']}"])
         table(["ID", "Subject", "Not after", "Days left", "Endpoint", "Node", "Port", "Status"], rows)
         if not out:
             say(f"No certificate ends within {days} day(s).")

@@ -128,7 +128,9 @@ def report(job: Job, *, as_json: bool) -> None:
     counts = job.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     say(f"Job {job.id} ({job.kind}) {job.state}: {summary or 'no endpoints'}.")
-    if not job.ok:
+    if job.state == "running":  # `job retry` refuses a running job: say how to follow it instead
+        say(f"Follow it with: tlsgate job show {job.id}")
+    elif not job.ok:
         say(f"Retry what failed or was skipped with: tlsgate job retry {job.id}")
 
 

@@ -72,14 +72,14 @@ def register(tls: typer.Typer) -> None:
         if json:
             emit_json(data)
             return
-        for key in ("name", "instance_id", "type", "organization", "department"):
-            say(f"{key:<18}{data[key] if data[key] is not None else '-'}")
+        for key in ("name", "instance_id", "type", "organization", "department", "zone"):
+            say(f"{key:<17} {data[key] if data.get(key) is not None else '-'}")
         for key, value in data["connection"].items():
-            say(f"{'connection.' + key:<18} {value}")
+            say(f"{'connection.' + key:<17} {value}")  # a space after a long name too
         if data["insecure"]:
-            say(f"{'tls verification':<18}DISABLED (insecure connection type)")
+            say(f"{'tls verification':<17} DISABLED (insecure connection type)")
         for key, value in data["options"].items():
-            say(f"{key:<18}{value}")
+            say(f"{key:<17} {value}")
 
     @tls.command("remove", context_settings=CONTEXT)
     def tls_remove(endpoint: Ref, json: JsonOpt = False) -> None:

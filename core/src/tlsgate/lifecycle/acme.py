@@ -95,6 +95,8 @@ def _describe(exc: BaseException, what: str, subject: str) -> OperationError:
     if isinstance(exc, messages.Error):
         subject = exc.identifier.value if getattr(exc, "identifier", None) is not None else subject
         reason = _problem_text(exc)
+        if exc.code == "accountDoesNotExist":
+            reason += "; the CA no longer knows this account: run the same tlsgate acme add again"
     elif isinstance(exc, errors.ValidationError):
         lines = []
         for authzr in exc.failed_authzrs:
@@ -197,9 +199,19 @@ class Session:
         return getattr(meta, "terms_of_service", None) if meta is not None else None
 
     def register(self, email: str | None, *, agree_tos: bool, eab_kid: str | None = None,
-                 eab_hmac_key: Secret | None = None) -> str:
-        """Create the account (or find the one this key already has); returns its URI."""
+                 eab_hmac_key: Secret | None = None, only_existing: bool = False) -> str:
+        """Create the account (or find the one this key already has); returns its URI.
+        ``only_existing``: only find it (``onlyReturnExisting``, RFC 8555 §7.3.1)."""
         eab = None
+        if only_existing:
+            reg = messages.NewRegistration(only_return_existing=True)
+            try:
+                regr = self.client.new_account(reg)
+            except errors.ConflictError as exc:
+                return str(exc.location)
+            except _ACME_ERRORS as exc:
+                raise describe(exc, "account lookup", email or self.directory_url) from None
+            return str(regr.uri)
         if eab_kid:
             try:
                 eab = messages.ExternalAccountBinding.from_data(
@@ -239,7 +251,6 @@ class Session:
         except _ACME_ERRORS as exc:
             raise describe(exc, "new order", ", ".join(domains)) from None
         cleanups: list[tuple[str, Callable[[], None]]] = []
-        messages_out: list[str] = []
         try:
             answers = []
             for authzr in orderr.authorizations:
@@ -265,19 +276,18 @@ class Session:
                 orderr = self.client.poll_and_finalize(orderr, deadline)
             except _ACME_ERRORS as exc:
                 raise describe(exc, "order", first) from None
-        finally:
-            failures = []
-            for domain, cleanup in reversed(cleanups):
-                try:
-                    cleanup()
-                except _ACME_ERRORS as exc:
-                    failures.append(f"{domain}: {exc}")
-            if failures:
-                messages_out.append("removing a challenge answer failed: " + "; ".join(failures))
+        except BaseException as exc:
+            failures = _clean_up(cleanups)
+            if failures and isinstance(exc, OperationError):
+                # the CA's (or the solver's) reason first; the answers left behind after it
+                raise OperationError(_printable(f"{exc}; removing a challenge answer failed: {failures}"),
+                                     rolled_back=exc.rolled_back) from None
+            raise
+        failures = _clean_up(cleanups)
         if failures:
-            raise OperationError("ACME order: " + messages_out[-1])
+            raise OperationError(_printable(f"ACME order for {first}: removing a challenge answer failed: {failures}"))
         chain = x509.load_pem_x509_certificates(orderr.fullchain_pem.encode())
-        return Issued(leaf=chain[0], chain=tuple(chain[1:]), key=key, messages=tuple(messages_out))
+        return Issued(leaf=chain[0], chain=tuple(chain[1:]), key=key)
 
     # -- renewal and revocation --------------------------------------------------------------
     def renewal_time(self, cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime | None] | None:
@@ -306,6 +316,19 @@ class Session:
         except _ACME_ERRORS as exc:
             names = ", ".join(_names(cert)) or cert.subject.rfc4514_string()
             raise describe(exc, "revocation", names) from None
+
+
+def _clean_up(cleanups: Sequence[tuple[str, Callable[[], None]]]) -> str:
+    """Run every cleanup, newest first, each whatever the others did (a provider's OperationError
+    for one record must not leave the next record, or an nginx location, behind); returns the
+    failures as one line ("" when all succeeded)."""
+    failures = []
+    for domain, cleanup in reversed(cleanups):
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001 - reported together, after every other cleanup ran
+            failures.append(f"{domain}: {str(exc).strip() or type(exc).__name__}")
+    return "; ".join(failures)
 
 
 def _names(cert: x509.Certificate) -> list[str]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import NotFoundError, OperationError, PluginError, TlsgateError, ValidationError
-from ..inventory import CertificateRecord
+from ..inventory import CertificateRecord, StoredEndpoint
 from ..options import build_options, options_to_dict
 from ..secret import Secret
 from . import CHALLENGES, KEY_TYPES, REVOCATION_REASONS
@@ -124,7 +124,8 @@ class Lifecycle:
         existing = next((a for a in self.inventory.acme_accounts() if a["name"] == name), None)
         if existing is not None:
             if existing["directory"] == directory and existing["email"] == email:
-                return {**account_view(existing), "found": True}
+                return self._recheck_account(existing, agree_tos=agree_tos, eab_kid=eab_kid, eab_hmac_key=eab_hmac_key,
+                                             ca_pem=_read_ca_bundle(ca_bundle) if ca_bundle is not None else None)
             raise ValidationError(f"an ACME account named {name!r} already exists for {existing['directory']}",
                                   option="NAME")
         ca_pem = _read_ca_bundle(ca_bundle) if ca_bundle is not None else None
@@ -147,6 +148,38 @@ class Lifecycle:
         self.inventory.audit("acme add", "ok", details={"account": name, "directory": directory, "uri": uri,
                                                         "eab": eab_kid is not None})
         return {**account_view(self.inventory.acme_account(name)), "found": False}
+
+    def _recheck_account(self, existing: dict[str, Any], *, agree_tos: bool, eab_kid: str | None,
+                         eab_hmac_key: Secret | None, ca_pem: str | None) -> dict[str, Any]:
+        """``acme add`` again with the same name, directory and e-mail: ask the CA for the
+        account of the stored key. A CA that knows it answers its URI (nothing changes); one that
+        no longer does (an account deleted or a test CA restarted: every order then fails with
+        accountDoesNotExist) registers the key again, and the new URI is kept, so repeating
+        ``acme add`` is the operator's fix. Without EAB values, a CA that requires EAB is only
+        asked for the existing account (``onlyReturnExisting``, RFC 8555 §7.3.1)."""
+        from .acme import AccountKey, Session
+
+        name = existing["name"]
+        key = AccountKey(existing["key"])
+        ca = ca_pem if ca_pem is not None else existing.get("ca_bundle")
+        try:
+            with Session(existing["directory"], key, ca_bundle_pem=ca) as session:
+                uri = session.register(existing["email"], agree_tos=agree_tos or bool(existing.get("agreed")),
+                                       eab_kid=eab_kid, eab_hmac_key=eab_hmac_key,
+                                       only_existing=eab_kid is None and session.client.external_account_required())
+        except TlsgateError as exc:
+            self.inventory.audit("acme add", "failed", details={"account": name, "directory": existing["directory"],
+                                                                  "error": str(exc)})
+            raise
+        if uri != existing["uri"] or (ca_pem is not None and ca_pem != existing.get("ca_bundle")):
+            data = {k: existing.get(k) for k in ("key", "ca_bundle", "eab_kid", "terms_of_service", "agreed")}
+            data["ca_bundle"] = ca
+            self.inventory.update_acme_account(name, uri, data)
+            self.inventory.audit("acme add", "ok", details={"account": name, "directory": existing["directory"],
+                                                            "uri": uri, "previous_uri": existing["uri"],
+                                                            "note": "registered again: the CA no longer knew the account"
+                                                            if uri != existing["uri"] else "CA bundle updated"})
+        return {**account_view(self.inventory.acme_account(name)), "found": uri == existing["uri"]}
 
     def accounts(self) -> list[dict[str, Any]]:
         return [account_view(a) for a in self.inventory.acme_accounts()]
@@ -281,12 +314,16 @@ class Lifecycle:
 
     # -- renewal ------------------------------------------------------------------------------
     def renew(self, *, days: int | None = None, cert_ids: Sequence[int] = (), deploy: bool = False,
-              dry_run: bool = False, now: dt.datetime | None = None) -> RenewReport:
+              dry_run: bool = False, now: dt.datetime | None = None, wait: bool = True) -> RenewReport:
         """Renew every ACME certificate that is due (``days``: ends within N days; else its
         renewal window: ARI when the CA offers it, else one third of the lifetime left). With
         ``deploy``, pending rollouts are finished first, then each renewed certificate replaces
         the old one on every node that served it: all of it is one fleet ``deploy`` job (one item
-        per endpoint and certificate; ``job show`` lists them, ``job retry`` finishes them)."""
+        per endpoint and certificate; ``job show`` lists them, ``job retry`` finishes them).
+
+        ``wait=False`` (a queue worker's periodic run, PostgreSQL): the job's items are queued for
+        the workers of their zones and not waited for (a worker waiting in its own task slot for
+        tasks that only its slots run would never finish); they are reported ``queued``."""
         if days is not None and not 0 <= days <= 3650:
             raise ValidationError("must be between 0 and 3650", option="--days")
         now = now or dt.datetime.now(dt.UTC)
@@ -298,7 +335,7 @@ class Lifecycle:
                 raise NotFoundError(f"no certificate with ID {cid} (see: tlsgate cert list)", option="--cert")
             if not rec.acme_account or not rec.renewal:
                 raise ValidationError(f"certificate {cid} was not issued through ACME by this gateway", option="--cert")
-        job = _RolloutJob(self.gw, dry_run)
+        job = _RolloutJob(self.gw, dry_run, wait=wait)
         if deploy:
             pending = [(old, new) for old, new in self.pending_rollouts()
                        if not cert_ids or old.id in cert_ids or new.id in cert_ids]
@@ -439,8 +476,8 @@ class _RolloutJob:
     the endpoint's lease) and runs them; the first call creates the job, later ones add to it
     (pending rollouts first, then the certificates this run renewed)."""
 
-    def __init__(self, gw: Gateway, dry_run: bool) -> None:
-        self.gw, self.dry_run = gw, dry_run
+    def __init__(self, gw: Gateway, dry_run: bool, *, wait: bool = True) -> None:
+        self.gw, self.dry_run, self.wait = gw, dry_run, wait
         self.job_id: int | None = None
 
     def run(self, pairs: Sequence[tuple[CertificateRecord, CertificateRecord]]) -> list[dict[str, Any]]:
@@ -451,28 +488,83 @@ class _RolloutJob:
         if self.dry_run:
             return [{"ok": True, "job": None, "endpoints": [
                 {"endpoint": s.name, "action": "would deploy", "ok": True} for s in stored]} for stored in chosen]
-        endpoints = [s for stored in chosen for s in stored]
-        if not endpoints:
-            return [{"ok": True, "job": self.job_id, "endpoints": []} for _ in pairs]
+        inventory = self.gw.inventory
+        # a rollout still queued (its zone's worker is down) or run by another live run: not
+        # queued a second time, reported as waiting
+        waiting: dict[tuple[int, str], dict[str, Any]] = {}
+        todo: list[tuple[CertificateRecord, CertificateRecord, StoredEndpoint]] = []
+        for (old, new), stored in zip(pairs, chosen, strict=True):
+            for s in stored:
+                found = jobs.queued_rollout(inventory, s.id, old.id)
+                if found is None:
+                    todo.append((old, new, s))
+                    continue
+                job_id, cert_id, in_queue = found
+                if in_queue:  # waits for its zone's worker: not deployed yet
+                    waiting[(old.id, s.id)] = {
+                        "endpoint": s.name, "ok": False, "state": "queued", "action": "queued",
+                        "reason": f"already queued in job {job_id} (installs certificate {cert_id}; "
+                                  f"see: tlsgate job show {job_id})"}
+                else:  # another run deploys it right now: like a renewal another run holds, no failure
+                    waiting[(old.id, s.id)] = {
+                        "endpoint": s.name, "ok": True, "state": "skipped", "action": "skipped",
+                        "reason": f"another run deploys certificate {cert_id} there now (job {job_id})"}
+        job = self._run_items(todo) if todo else None
+        out = []
+        for (old, new), stored in zip(pairs, chosen, strict=True):
+            items = [i for i in (job.items if job is not None else ()) if i.params.get("old_certificate_id") == old.id
+                     and i.params.get("certificate_id") == new.id]
+            by_endpoint = {i.endpoint_id: i for i in items}
+            endpoints = []
+            for s in stored:
+                if (old.id, s.id) in waiting:
+                    endpoints.append(waiting[(old.id, s.id)])
+                    continue
+                i = by_endpoint[s.id]
+                if i.state in ("pending", "running"):  # not waited for, or no live worker serves its zone
+                    zone = inventory.get_endpoint(s.id).zone
+                    why = (f"for the workers of zone {zone} (job {self.job_id})" if not self.wait else
+                           f"no live worker serves zone {zone} (start tlsgate worker --zone {zone}; the task "
+                           f"waits for it in job {self.job_id})")
+                    endpoints.append({"endpoint": i.endpoint, "item": i.id, "ok": False, "state": "queued",
+                                      "action": "queued", "reason": why})
+                    continue
+                endpoints.append({"endpoint": i.endpoint, "item": i.id, "ok": i.state in jobs.FINAL_OK,
+                                  "state": i.state, "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
+                                  **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})})
+            out.append({"ok": all(e["ok"] for e in endpoints), "job": self.job_id, "endpoints": endpoints})
+        return out
+
+    def _run_items(self, todo: Sequence[tuple[CertificateRecord, CertificateRecord, StoredEndpoint]]) -> Any:
+        """Add one item per (old, new, endpoint) to the run's job (created by the first call)
+        and run them: in this process, or (PostgreSQL) by the workers of each endpoint's zone,
+        waiting only for the zones a live worker serves: a zone whose gateway is down must not
+        stop the run's other renewals."""
+        from .. import fleet, jobs
+
+        inventory = self.gw.inventory
+        endpoints = [s for _old, _new, s in todo]
+        # an earlier run of this rollout on an endpoint that was killed mid-install left its
+        # backup set open: this item resumes that job's attempt (restores it first) instead of
+        # refusing until someone runs `backup restore`
         params = [{"certificate_id": new.id, "fingerprint": new.fingerprint, "replaces": old.fingerprint,
-                   "old_certificate_id": old.id}
-                  for (old, new), stored in zip(pairs, chosen, strict=True) for _s in stored]
+                   "old_certificate_id": old.id,
+                   **({"resumes": r} if (r := jobs.unfinished_rollouts(inventory, s.id, old.id, new.id)) else {})}
+                  for old, new, s in todo]
         if self.job_id is None:
             self.job_id = fleet.create_job(self.gw, "deploy", endpoints, {"renewal": True}, item_params=params)
-            job = fleet.run_job(self.gw, self.job_id)
+            ids = None
         else:
             ids = fleet.add_items(self.gw, self.job_id, endpoints, params)
-            job = fleet.run_job(self.gw, self.job_id, item_ids=ids)
-        out = []
-        for old, new in pairs:
-            items = [i for i in job.items if i.params.get("old_certificate_id") == old.id
-                     and i.params.get("certificate_id") == new.id]
-            out.append({"ok": all(i.state in jobs.FINAL_OK for i in items), "job": self.job_id, "endpoints": [
-                {"endpoint": i.endpoint, "item": i.id, "ok": i.state in jobs.FINAL_OK, "state": i.state,
-                 "action": "deployed" if i.state in jobs.FINAL_OK else i.state,
-                 **({"reason": i.reason} if i.reason and i.state not in jobs.FINAL_OK else {})}
-                for i in items]})
-        return out
+        if not fleet.queued(self.gw):
+            return fleet.run_job(self.gw, self.job_id, item_ids=ids)
+        from .. import queue
+
+        if ids is not None:
+            queue.submit(self.gw, self.job_id, ids)
+        if not self.wait:
+            return jobs.get(inventory, self.job_id, refresh=False)
+        return queue.follow(self.gw, self.job_id, partial=True)
 
 
 class _Http01Solver:

@@ -245,6 +245,10 @@ def binding_node(binding: Binding, state: IISState) -> Node:
             notes.append(f"bound certificate {binding.certificate_hash} not found in LocalMachine\\{store}")
         else:
             der = found.der
+    elif binding.https and binding.ssl_flags & CENTRAL_CERT_STORE_FLAG:
+        # sslFlags bit 2 (CentralCertStore, Microsoft Learn "Binding <binding>"): HTTP.sys serves
+        # <host>.pfx from the Centralized Certificate Store share; the binding names no hash
+        notes.append("certificate from the Centralized Certificate Store (not managed by tlsgate)")
     elif binding.https:
         notes.append("no certificate bound")
     node = Node(
