@@ -228,7 +228,9 @@ class ScriptResult:
 
 @attrs.frozen
 class CommandResult:
-    """The outcome of ``Connection.run``. ``stdout``/``stderr`` are decoded text."""
+    """The outcome of ``Connection.run``. ``stdout``/``stderr`` are decoded text; bytes of
+    ``stdout`` that are not UTF-8 (a Latin-1 file name or server name a server's dump prints)
+    are kept with surrogateescape, as file contents are, so that a path names the same file."""
 
     argv: tuple[str, ...]
     exit_code: int

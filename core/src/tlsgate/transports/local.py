@@ -78,7 +78,7 @@ class LocalConnection(LateCheckedWrites, Connection):
             result = CommandResult(
                 tuple(argv),
                 proc.returncode,
-                proc.stdout.decode("utf-8", "replace"),
+                proc.stdout.decode("utf-8", "surrogateescape"),  # paths and names byte for byte
                 proc.stderr.decode("utf-8", "replace"),
             )
         return self.check(result) if check else result

@@ -862,7 +862,7 @@ class SSHConnection(LateCheckedWrites, Connection):
              argv: tuple[str, ...] = ()) -> CommandResult:
         """Run ``command`` (already quoted for the remote shell) on a new exec channel."""
         status, stdout, stderr = self.exec_bytes(command, stdin, timeout=timeout, argv=argv)
-        return CommandResult(argv or (command,), status, stdout.decode("utf-8", "replace"),
+        return CommandResult(argv or (command,), status, stdout.decode("utf-8", "surrogateescape"),
                              stderr.decode("utf-8", "replace"))
 
     def exec_bytes(self, command: str, stdin: bytes = b"", *, timeout: float | None = 120,

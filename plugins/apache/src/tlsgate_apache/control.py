@@ -235,7 +235,7 @@ class ApacheControl:
         os.close(fd)
         try:
             result = self.connection.run(["sh", "-c", 'exec "$@" >"$0"', path, *argv], privileged=True)
-            out = self.connection.read_file(path).decode("utf-8", "replace")
+            out = self.connection.read_file(path).decode("utf-8", "surrogateescape")
         finally:
             os.unlink(path)
         return attrs.evolve(result, argv=tuple(argv), stdout=out)
