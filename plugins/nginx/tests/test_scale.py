@@ -1,0 +1,96 @@
+"""Installs into many server blocks, end to end through ``tlsgate`` (a subprocess, stdout piped)
+against a real nginx: what an install handshakes, and what it says about blocks it left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nginx_peer import generate_config, nginx_binary, server_of_generated
+from tlsgate.plugin import try_served_fingerprint
+from tlsgate_testing.cli import ok, pem_files, settle, tg
+from tlsgate_testing.daemons import running
+from tlsgate_testing.fixtures_core import free_port
+
+pytestmark = pytest.mark.slow
+
+#: ``tlsgate`` itself, with every TLS client handshake of the process counted (written to
+#: $HANDSHAKES_OUT at exit): the CLI as a script runs it, nothing of tlsgate replaced.
+COUNTING_CLI = """
+import atexit, os, ssl, sys
+from pathlib import Path
+count = [0]
+wrap = ssl.SSLContext.wrap_socket
+def counted(self, *args, **kwargs):
+    count[0] += 1
+    return wrap(self, *args, **kwargs)
+ssl.SSLContext.wrap_socket = counted
+atexit.register(lambda: Path(os.environ["HANDSHAKES_OUT"]).write_text(str(count[0])))
+from tlsgate.cli import run
+sys.argv[0] = "tlsgate"
+run()
+"""
+
+
+def counted_tlsgate(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    res = subprocess.run([sys.executable, "-c", COUNTING_CLI, *args], capture_output=True, text=True,
+                         env={**os.environ, "HANDSHAKES_OUT": str(out)}, timeout=600, check=False)
+    return res, int(out.read_text())
+
+
+@pytest.fixture
+def many_blocks(tmp_path: Path, test_ca, tlsgate_home):
+    """A running nginx of 90 TLS server blocks over three ports (site0 .. site89.example.com, one
+    certificate file per block), added, delegated and discovered as endpoint 'big'."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    old = test_ca.issue("old.example.com")
+    ports = [free_port() for _ in range(3)]
+    main = generate_config(tmp_path / "nginx", 90, per_file=30, cert_pem=old.cert_pem + old.chain_pem,
+                           key_pem=old.key_pem, listens=[f"127.0.0.1:{p} ssl" for p in ports], runnable=True)
+    with running(server_of_generated(main, ports)):
+        ok("tls", "add", "nginx", "--name", "big", "--connection_type", "local", "--nginx_config_path", str(main))
+        ok("org", "add", "acme")
+        ok("tls", "delegate", "big", "--org", "acme")
+        ok("tls", "discover", "big")
+        yield main, ports, old
+
+
+def test_install_on_one_of_many_blocks_handshakes_each_block_at_most_twice(many_blocks, test_ca, tmp_path) -> None:
+    _main, ports, old = many_blocks
+    new = test_ca.issue("site7.example.com", "www.site7.example.com")
+    res, handshakes = counted_tlsgate(tmp_path / "count", "tls", "install", "big", *pem_files(tmp_path / "in", new),
+                                      "--node", "site7.example.com")
+    assert res.returncode == 0, res.stderr
+    assert "verified by TLS handshake" in res.stdout
+    assert try_served_fingerprint("127.0.0.1", ports[7 % 3], "site7.example.com") == new.fingerprint
+    assert try_served_fingerprint("127.0.0.1", ports[8 % 3], "site8.example.com") == old.fingerprint
+    # the discovery the install starts with and the one it ends with see every block once each;
+    # the install itself handshakes the block it changed (before, and after the reload), not all
+    # 90 before and after as well (4 x 90 = 360)
+    assert handshakes <= 2 * 90 + 10, handshakes
+
+
+def test_install_that_applies_another_blocks_new_certificate_says_so(many_blocks, test_ca, tmp_path) -> None:
+    main, ports, _old = many_blocks
+    # someone replaced site4's certificate file and has not reloaded yet: tlsgate's reload applies it
+    renewed = test_ca.issue("site4.example.com", "www.site4.example.com")
+    certs = main.parent / "certs"
+    (certs / "site4.crt").write_bytes(renewed.cert_pem + renewed.chain_pem)
+    (certs / "site4.key").write_bytes(renewed.key_pem)
+    settle()
+    new = test_ca.issue("site1.example.com", "www.site1.example.com")
+    res = tg("tls", "install", "big", *pem_files(tmp_path / "in", new), "--node", "site1.example.com",
+             "--apply-pending", "--json")
+    assert res.returncode == 0, res.stderr  # was: rolled back, the other block "failed" verification
+    outcome = json.loads(res.stdout)
+    notes = " ".join(outcome["messages"])
+    assert "site4.example.com" in notes and "did not change" in notes, outcome
+    assert try_served_fingerprint("127.0.0.1", ports[1], "site1.example.com") == new.fingerprint
+    assert try_served_fingerprint("127.0.0.1", ports[4 % 3], "site4.example.com") == renewed.fingerprint
+    nodes = {n["name"]: n for n in json.loads(ok("tls", "nodes", "big", "--json").stdout)}
+    assert nodes["site4.example.com"]["fingerprint"] == renewed.fingerprint
