@@ -4,42 +4,16 @@ against a real nginx: what an install handshakes, and what it says about blocks 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from nginx_peer import generate_config, nginx_binary, server_of_generated
 from tlsgate.plugin import try_served_fingerprint
-from tlsgate_testing.cli import ok, pem_files, settle, tg
+from tlsgate_testing.cli import ok, pem_files, settle, tg, tg_counting_handshakes
 from tlsgate_testing.daemons import running
 from tlsgate_testing.fixtures_core import free_port
 
 pytestmark = pytest.mark.slow
-
-#: ``tlsgate`` itself, with every TLS client handshake of the process counted (written to
-#: $HANDSHAKES_OUT at exit): the CLI as a script runs it, nothing of tlsgate replaced.
-COUNTING_CLI = """
-import atexit, os, ssl, sys
-from pathlib import Path
-count = [0]
-wrap = ssl.SSLContext.wrap_socket
-def counted(self, *args, **kwargs):
-    count[0] += 1
-    return wrap(self, *args, **kwargs)
-ssl.SSLContext.wrap_socket = counted
-atexit.register(lambda: Path(os.environ["HANDSHAKES_OUT"]).write_text(str(count[0])))
-from tlsgate.cli import run
-sys.argv[0] = "tlsgate"
-run()
-"""
-
-
-def counted_tlsgate(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
-    res = subprocess.run([sys.executable, "-c", COUNTING_CLI, *args], capture_output=True, text=True,
-                         env={**os.environ, "HANDSHAKES_OUT": str(out)}, timeout=600, check=False)
-    return res, int(out.read_text())
 
 
 @pytest.fixture
@@ -63,7 +37,7 @@ def many_blocks(tmp_path: Path, test_ca, tlsgate_home):
 def test_install_on_one_of_many_blocks_handshakes_each_block_at_most_twice(many_blocks, test_ca, tmp_path) -> None:
     _main, ports, old = many_blocks
     new = test_ca.issue("site7.example.com", "www.site7.example.com")
-    res, handshakes = counted_tlsgate(tmp_path / "count", "tls", "install", "big", *pem_files(tmp_path / "in", new),
+    res, handshakes = tg_counting_handshakes(tmp_path / "count", "tls", "install", "big", *pem_files(tmp_path / "in", new),
                                       "--node", "site7.example.com")
     assert res.returncode == 0, res.stderr
     assert "verified by TLS handshake" in res.stdout
