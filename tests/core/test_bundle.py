@@ -123,3 +123,31 @@ def _issue(ca: TestCA, name: str):  # type: ignore[no-untyped-def]
     if name not in _ISSUED:
         _ISSUED[name] = ca.issue(name)
     return _ISSUED[name]
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
+_DNS = st.lists(_LABEL, min_size=1, max_size=3).map(".".join)
+
+
+def _covers_by_rfc6125(names: list[str], host: str) -> bool:
+    """The rule written out (RFC 6125 section 6.4: exact, case-insensitive, trailing dot ignored;
+    a wildcard only as the whole left-most label, covering exactly one label)."""
+    host = host.rstrip(".").lower()
+    for name in (n.rstrip(".").lower() for n in names):
+        if name == host or (name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]):
+            return True
+    return False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.one_of(_DNS, _DNS.map("*.{}".format)), min_size=1, max_size=6, unique=True),
+       hosts=st.lists(st.one_of(_DNS, _DNS.map("{}.".format), _DNS.map(str.upper)), min_size=1, max_size=6))
+def test_covers_follows_rfc6125_for_every_name_of_a_many_name_certificate(test_ca: TestCA, names: list[str],
+                                                                          hosts: list[str]) -> None:
+    """The names of a certificate are read once per certificate (a deploy checks thousands of
+    node names against one leaf); the answer is still the rule's, host after host."""
+    from tlsgate.certs import covers
+
+    leaf = test_ca.issue(*names).cert
+    for host in [*hosts, *(n.replace("*", "x") for n in names)]:
+        assert covers(leaf, host) == _covers_by_rfc6125(names, host), (names, host)

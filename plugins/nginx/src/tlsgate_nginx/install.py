@@ -155,11 +155,21 @@ def select_servers(
     certificate covers."""
     chosen: list[ServerBlock] = []
     if wanted:
+        # indexes built once: a deploy passes every node that served the old certificate
+        # (thousands), and a scan of every pair per wanted node was quadratic
+        by_key: dict[str, list[tuple[Node, ServerBlock]]] = defaultdict(list)
+        by_name: dict[str, list[tuple[Node, ServerBlock]]] = defaultdict(list)
+        https_blocks: set[int] = set()
+        for n, s in pairs:
+            by_key[n.key].append((n, s))
+            by_name[n.name].append((n, s))
+            if n.protocol == "https":
+                https_blocks.add(id(s))
+        chosen_ids: set[int] = set()
         for want in wanted:
-            match = [(n, s) for n, s in pairs if n.key == want.key] or [
-                (n, s) for n, s in pairs
-                if n.name == want.name and (want.port is None or n.port == want.port)
-                and (want.ip is None or n.ip == want.ip)
+            match = by_key.get(want.key) or [
+                (n, s) for n, s in by_name.get(want.name, ())
+                if (want.port is None or n.port == want.port) and (want.ip is None or n.ip == want.ip)
             ]
             if not match:
                 raise ValidationError(f"no such node on this endpoint: {want.name}", option="--node")
@@ -167,20 +177,23 @@ def select_servers(
             # too (listen 80; listen 443 ssl;) is chosen by its https listens; only a block
             # without any is refused
             for node, server in match:
-                if not any(n.protocol == "https" for n, s in pairs if s is server):
+                if id(server) not in https_blocks:
                     raise ValidationError(
                         f"{node.name} ({node.ip}:{node.port}) is plain http; add 'ssl' to its listen first",
                         option="--node",
                     )
-                if server not in chosen:
+                if id(server) not in chosen_ids:
+                    chosen_ids.add(id(server))
                     chosen.append(server)
         return chosen
+    taken: set[int] = set()
     for node, server in pairs:
-        if node.protocol != "https" or server in chosen:
+        if node.protocol != "https" or id(server) in taken:
             continue
         names = [n for n in (node.name, *node.alias) if n not in ("_", "") and not n.startswith("~")]
         # ".example.org" (example.org and every name under it) is chosen by a certificate for example.org
         if any(bundle.covers(n[1:] if n.startswith(".") else n) for n in names):
+            taken.add(id(server))
             chosen.append(server)
     if not chosen:
         https = sorted({n.name for n, _ in pairs if n.protocol == "https"})
@@ -222,13 +235,14 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     control = find_control(connection, config, service=options.nginx_service)
 
     defaults = default_servers(config)
-    changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
+    chosen_ids = {id(s) for s in chosen}
+    changed_nodes = [n for n, s in pairs if id(s) in chosen_ids and n.protocol == "https"]
     require_names_covered(bundle, changed_nodes)
     # the files of the configuration as nginx reads them, against the master's start
     refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
     kind = key_kind(bundle.key)  # a block with an RSA and an ECDSA pair is checked for the pair replaced
     changed = list(dict.fromkeys(
-        t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local, kind))))
+        t for n, s in pairs if id(s) in chosen_ids and (t := handshake_target(n, s, defaults, endpoint, local, kind))))
     # Only the changed blocks are handshaked here (what they served, to wait for after a
     # restore) and after the reload (the new certificate). The others are not edited; the
     # core's discoveries before and after the install show any of them serving something else
