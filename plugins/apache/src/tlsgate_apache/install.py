@@ -53,12 +53,19 @@ after_write_hook: Callable[[Connection, Paths], None] | None = None
 def select_sections(vnodes: Sequence[VHostNode], wanted: Sequence[Node], bundle: CertificateBundle) -> list[VHostSection]:
     """The vhosts to change: those of the chosen nodes, else those whose names the certificate covers."""
     chosen: list[VHostSection] = []
+    taken: set[int] = set()
     if wanted:
+        # indexes built once: a deploy passes every node that served the old certificate
+        # (thousands), and a scan of every vhost per wanted node was quadratic
+        by_key: dict[str, list[VHostNode]] = {}
+        by_name: dict[str, list[VHostNode]] = {}
+        for vn in vnodes:
+            by_key.setdefault(vn.node.key, []).append(vn)
+            by_name.setdefault(vn.node.name, []).append(vn)
         for want in wanted:
-            match = [vn for vn in vnodes if vn.node.key == want.key] or [
-                vn for vn in vnodes
-                if vn.node.name == want.name and (want.port is None or vn.node.port == want.port)
-                and (want.ip is None or vn.node.ip == want.ip)
+            match = by_key.get(want.key) or [
+                vn for vn in by_name.get(want.name, ())
+                if (want.port is None or vn.node.port == want.port) and (want.ip is None or vn.node.ip == want.ip)
             ]
             if not match:
                 raise ValidationError(f"no such node on this endpoint: {want.name}", option="--node")
@@ -71,13 +78,15 @@ def select_sections(vnodes: Sequence[VHostNode], wanted: Sequence[Node], bundle:
                     )
                 if vn.section is None:
                     raise OperationError(f"{vn.node.locator}: the <VirtualHost> section could not be read")
-                if vn.section not in chosen:
+                if id(vn.section) not in taken:
+                    taken.add(id(vn.section))
                     chosen.append(vn.section)
         return chosen
     for vn in vnodes:
-        if not vn.ssl or vn.section is None or vn.section in chosen:
+        if not vn.ssl or vn.section is None or id(vn.section) in taken:
             continue
         if any(bundle.covers(n) for n in (vn.node.name, *vn.node.alias) if n):
+            taken.add(id(vn.section))
             chosen.append(vn.section)
     if not chosen:
         https = sorted({vn.node.name for vn in vnodes if vn.ssl})
@@ -150,11 +159,12 @@ def wait_serving(
         if time.monotonic() >= end:
             if pid is None:
                 raise OperationError("httpd is not running after a start")
+            failing = [(t, fp) for t, fp in expected.items() if last.get(t) != fp]
             bad = "; ".join(
                 f"{t}: {'no TLS answer' if last.get(t) is None else 'serves ' + str(last[t])[:16] + '...'}, "
                 f"expected {fp[:16]}..."
-                for t, fp in expected.items() if last.get(t) != fp
-            )
+                for t, fp in failing[:20]
+            ) + (f"; and {len(failing) - 20} more" if len(failing) > 20 else "")  # one readable line
             raise OperationError(f"verification by TLS handshake failed: {bad}")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
