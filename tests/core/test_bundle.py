@@ -151,3 +151,26 @@ def test_covers_follows_rfc6125_for_every_name_of_a_many_name_certificate(test_c
     leaf = test_ca.issue(*names).cert
     for host in [*hosts, *(n.replace("*", "x") for n in names)]:
         assert covers(leaf, host) == _covers_by_rfc6125(names, host), (names, host)
+
+
+_ATTR = st.tuples(st.sampled_from(["CN", "O", "OU"]), st.sampled_from(["a", "b", "A", "é", "a b"]))
+_RDNS = st.lists(st.lists(_ATTR, min_size=1, max_size=2, unique_by=lambda x: x[0]), min_size=0, max_size=3)
+
+
+@given(a=_RDNS, b=_RDNS)
+def test_chain_ordering_compares_names_as_cryptography_does(a, b) -> None:  # type: ignore[no-untyped-def]
+    """The issuer lookup of order_chain keys names once per certificate; the key is equal exactly
+    when x509.Name says the names are equal (OIDs and values per RDN, in order)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from tlsgate.bundle import _name_key
+
+    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME}
+
+    def name(rdns):  # type: ignore[no-untyped-def]
+        return x509.Name([x509.RelativeDistinguishedName(
+            [x509.NameAttribute(oids[k], v) for k, v in rdn])
+            for rdn in rdns])
+
+    na, nb = name(a), name(b)
+    assert (_name_key(na) == _name_key(nb)) == (na == nb)
