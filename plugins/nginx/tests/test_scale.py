@@ -68,3 +68,50 @@ def test_install_that_applies_another_blocks_new_certificate_says_so(many_blocks
     assert try_served_fingerprint("127.0.0.1", ports[4 % 3], "site4.example.com") == renewed.fingerprint
     nodes = {n["name"]: n for n in json.loads(ok("tls", "nodes", "big", "--json").stdout)}
     assert nodes["site4.example.com"]["fingerprint"] == renewed.fingerprint
+
+
+def test_a_deep_include_tree_of_odd_files_is_discovered_and_installed(tmp_path: Path, test_ca, tlsgate_home) -> None:
+    """50 levels of include (nginx has no limit), ending in a glob over a symlinked site with a
+    UTF-8 file name, CRLF line ends and a server_name line of 300 names; a real include loop is
+    a clear error naming the chain."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    from nginx_peer import NginxServer, _main_conf
+
+    root = tmp_path / "nginx"
+    for d in ("logs", "sites-available", "sites-enabled", "certs", "deep",
+              *(f"temp/{t}" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    names = [f"n{i}.example.com" for i in range(300)]
+    old, new = test_ca.issue("xn--caf-dma.example.com", *names), test_ca.issue("xn--caf-dma.example.com", *names)
+    (root / "certs" / "ö.crt").write_bytes(old.cert_pem + old.chain_pem)
+    (root / "certs" / "ö.key").write_bytes(old.key_pem)
+    site = (f"server {{\r\n    listen 127.0.0.1:{port} ssl;\r\n    server_name xn--caf-dma.example.com {' '.join(names)};"
+            f"\r\n    ssl_certificate {root}/certs/ö.crt;\r\n    ssl_certificate_key {root}/certs/ö.key;\r\n}}\r\n")
+    (root / "sites-available" / "café.conf").write_bytes(site.encode())
+    (root / "sites-enabled" / "café.conf").symlink_to(root / "sites-available" / "café.conf")
+    depth = 50
+    for i in range(depth):
+        (root / "deep" / f"{i}.conf").write_text(
+            f"include {root}/deep/{i + 1}.conf;\n" if i + 1 < depth else f"include {root}/sites-enabled/*.conf;\n")
+    main = root / "nginx.conf"
+    main.write_text(_main_conf(root, f"    server_names_hash_bucket_size 128;\n    include {root}/deep/0.conf;\n"))
+    with running(NginxServer(root, main, root / "logs" / "nginx.pid", [port])):
+        ok("tls", "add", "nginx", "--name", "odd", "--connection_type", "local", "--nginx_config_path", str(main))
+        ok("org", "add", "acme")
+        ok("tls", "delegate", "odd", "--org", "acme")
+        found = json.loads(ok("tls", "discover", "odd", "--json").stdout)  # was: "nest deeper than 32"
+        assert [(n["name"], len(n["alias"]), n["fingerprint"]) for n in found] == [
+            ("xn--caf-dma.example.com", 300, old.fingerprint)]
+        done = ok("tls", "install", "odd", *pem_files(tmp_path / "in", new))
+        assert "verified by TLS handshake" in done.stdout
+        assert try_served_fingerprint("127.0.0.1", port, "n299.example.com") == new.fingerprint
+        assert (root / "sites-enabled" / "café.conf").is_symlink()
+        edited = (root / "sites-available" / "café.conf").read_bytes()
+        assert edited.count(b"\r\n") == 6 and b"\n" not in edited.replace(b"\r\n", b"")
+
+    (root / "deep" / "7.conf").write_text(f"include {root}/deep/3.conf;\n")  # 3 -> ... -> 7 -> 3
+    loop = tg("tls", "discover", "odd")
+    assert loop.returncode == 1 and "Traceback" not in loop.stderr
+    assert "include loop" in loop.stderr and "deep/3.conf -> " in loop.stderr and "deep/7.conf -> " in loop.stderr
