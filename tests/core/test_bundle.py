@@ -123,3 +123,54 @@ def _issue(ca: TestCA, name: str):  # type: ignore[no-untyped-def]
     if name not in _ISSUED:
         _ISSUED[name] = ca.issue(name)
     return _ISSUED[name]
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
+_DNS = st.lists(_LABEL, min_size=1, max_size=3).map(".".join)
+
+
+def _covers_by_rfc6125(names: list[str], host: str) -> bool:
+    """The rule written out (RFC 6125 section 6.4: exact, case-insensitive, trailing dot ignored;
+    a wildcard only as the whole left-most label, covering exactly one label)."""
+    host = host.rstrip(".").lower()
+    for name in (n.rstrip(".").lower() for n in names):
+        if name == host or (name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]):
+            return True
+    return False
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.one_of(_DNS, _DNS.map("*.{}".format)), min_size=1, max_size=6, unique=True),
+       hosts=st.lists(st.one_of(_DNS, _DNS.map("{}.".format), _DNS.map(str.upper)), min_size=1, max_size=6))
+def test_covers_follows_rfc6125_for_every_name_of_a_many_name_certificate(test_ca: TestCA, names: list[str],
+                                                                          hosts: list[str]) -> None:
+    """The names of a certificate are read once per certificate (a deploy checks thousands of
+    node names against one leaf); the answer is still the rule's, host after host."""
+    from tlsgate.certs import covers
+
+    leaf = test_ca.issue(*names).cert
+    for host in [*hosts, *(n.replace("*", "x") for n in names)]:
+        assert covers(leaf, host) == _covers_by_rfc6125(names, host), (names, host)
+
+
+_ATTR = st.tuples(st.sampled_from(["CN", "O", "OU"]), st.sampled_from(["a", "b", "A", "é", "a b"]))
+_RDNS = st.lists(st.lists(_ATTR, min_size=1, max_size=2, unique_by=lambda x: x[0]), min_size=0, max_size=3)
+
+
+@given(a=_RDNS, b=_RDNS)
+def test_chain_ordering_compares_names_as_cryptography_does(a, b) -> None:  # type: ignore[no-untyped-def]
+    """The issuer lookup of order_chain keys names once per certificate; the key is equal exactly
+    when x509.Name says the names are equal (OIDs and values per RDN, in order)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from tlsgate.bundle import _name_key
+
+    oids = {"CN": NameOID.COMMON_NAME, "O": NameOID.ORGANIZATION_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME}
+
+    def name(rdns):  # type: ignore[no-untyped-def]
+        return x509.Name([x509.RelativeDistinguishedName(
+            [x509.NameAttribute(oids[k], v) for k, v in rdn])
+            for rdn in rdns])
+
+    na, nb = name(a), name(b)
+    assert (_name_key(na) == _name_key(nb)) == (na == nb)

@@ -146,6 +146,22 @@ def test_probe_many_reads_each_listener_once_and_none_for_a_closed_port(two_list
     assert probe_many([]) == {}
 
 
+def test_expect_fingerprints_waits_for_what_is_pending_and_names_at_most_20(two_listeners) -> None:  # type: ignore[no-untyped-def]
+    from tlsgate.plugin import OperationError, expect_fingerprints, expect_served
+
+    (port_a, a), (port_b, b) = two_listeners
+    ta, tb = Target("127.0.0.1", port_a, "a.test"), Target("127.0.0.1", port_b, "b.test")
+    expect_fingerprints({ta: fingerprint(a.cert), tb: fingerprint(b.cert)}, deadline=5)
+    # 30 names on a listener serving another certificate: one line naming 20 of them and the count
+    wrong = [Target("127.0.0.1", port_a, f"n{i}.test") for i in range(30)]
+    with pytest.raises(OperationError) as excinfo:
+        expect_served(wrong, fingerprint(b.cert), deadline=0.3)
+    message = str(excinfo.value)
+    assert message.startswith("verification by TLS handshake failed: ") and "\n" not in message
+    assert sum(f"SNI n{i}.test)" in message for i in range(30)) == 20
+    assert message.endswith("; and 10 more") and f"expected {fingerprint(b.cert)[:16]}..." in message
+
+
 def test_node_as_served_keeps_agrees_corrects_and_notes(test_ca: TestCA) -> None:
     a, b = test_ca.issue("a.test"), test_ca.issue("b.test")
     der_a, der_b = to_der(a.cert), to_der(b.cert)

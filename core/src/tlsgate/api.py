@@ -643,6 +643,7 @@ class Gateway:
                     et = self.registry.endpoint_types.get(endpoint.type)
                     result = _check_served_names(result, bundle, after_nodes,
                                                  aliases=et.aliases_are_names if et is not None else True)
+                    result = _note_others_changed(result, bundle, current, after_nodes)
                     # recorded while the lease is held, so the inventory matches the endpoint
                     org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
                     # the certificate, the nodes and the audit entry of the outcome: one commit
@@ -1158,6 +1159,30 @@ def _check_served_names(result: InstallResult, bundle: CertificateBundle, after:
         return result
     return attrs.evolve(result, verified=False, messages=(
         *result.messages, f"not verified: the certificate does not cover {', '.join(missing)} (--allow-name-mismatch)"))
+
+
+def _note_others_changed(result: InstallResult, bundle: CertificateBundle, before: Sequence[Node],
+                         after: Sequence[Node]) -> InstallResult:
+    """Say which nodes the install did not change serve another certificate (or none) now than the
+    discovery just before it: a reload applies every file as it is, and drivers handshake only
+    the nodes they changed. Both discoveries handshake every node, so this costs nothing more."""
+    seen = {n.key: n for n in before if n.port}
+    changed: list[str] = []
+    for node in after:
+        old = seen.get(node.key)
+        if old is None or node.name in result.nodes or node.fingerprint == bundle.fingerprint:
+            continue
+        gone = "not reachable" in (node.state or "") and "not reachable" not in (old.state or "")
+        if gone or (old.fingerprint and node.fingerprint and node.fingerprint != old.fingerprint
+                    and "not reachable" not in (node.state or "")):
+            what = "no longer answers" if gone else f"serves {node.fingerprint[:16]}... (was {old.fingerprint[:16]}...)"
+            changed.append(f"{node.name} ({node.ip or '*'}:{node.port}) {what}")
+    if not changed:
+        return result
+    more = f"; and {len(changed) - 5} more (tlsgate tls nodes)" if len(changed) > 5 else ""
+    return attrs.evolve(result, messages=(
+        *result.messages, "nodes this install did not change serve something else since it: "
+        + "; ".join(changed[:5]) + more))
 
 
 def _job(job_id: int | None) -> dict[str, Any]:

@@ -67,7 +67,8 @@ The exports, by what they are for:
   :class:`CertFacts`, :func:`certificate_facts`, :func:`read_certificate`;
 * probes (verification by TLS handshake): :class:`Target`, :func:`probe_host`, :func:`sni_for`,
   :data:`WILDCARDS`, :data:`PROXY_NOTE`, :func:`served_certificate`, :func:`try_served_fingerprint`,
-  :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`;
+  :func:`probe_many`, :func:`served_fingerprints`, :func:`node_as_served`, :func:`expect_served`,
+  :func:`expect_fingerprints` (concurrent, bounded; each round retries only what is pending);
 * ACME (the optional ``acme_http01`` and ``tlsgate_dns_providers`` hooks): :func:`http01_path`
   (the checked URL path of an answer), :func:`expect_http_answer` (wait until it is served),
   :func:`undo_later` (the cleanup to return), :class:`DnsProviderType`;
@@ -156,6 +157,7 @@ if TYPE_CHECKING:
         PROXY_NOTE,
         WILDCARDS,
         Target,
+        expect_fingerprints,
         expect_http_answer,
         expect_served,
         node_as_served,
@@ -223,7 +225,7 @@ _LAZY = {
     ),
     **dict.fromkeys(
         (
-            "PROXY_NOTE", "WILDCARDS", "Target", "expect_served", "node_as_served", "probe_host", "probe_many", "served_certificate",
+            "PROXY_NOTE", "WILDCARDS", "Target", "expect_fingerprints", "expect_served", "node_as_served", "probe_host", "probe_many", "served_certificate",
             "served_fingerprints", "sni_for", "try_served_fingerprint", "expect_http_answer",
         ),
         "probe",
@@ -298,6 +300,7 @@ __all__ = [
     "covers",
     "delegate",
     "dns_names",
+    "expect_fingerprints",
     "expect_http_answer",
     "expect_served",
     "fingerprint",

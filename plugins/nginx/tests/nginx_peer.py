@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -245,6 +245,11 @@ def running_nginx(prefix: Path, ca: TestCA) -> Iterator[tuple[NginxSite, NginxSe
         yield site, server
 
 
+def server_of_generated(main: Path, ports: Sequence[int]) -> NginxServer:
+    """The (not yet started) nginx of a ``generate_config(..., runnable=True)`` configuration."""
+    return NginxServer(main.parent, main, main.parent / "logs" / "nginx.pid", list(ports))
+
+
 def server_of(site: NginxSite) -> NginxServer:
     """The (not yet started) nginx of ``site``, listening on its three ports."""
     return NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
@@ -261,13 +266,18 @@ def generate_config(
     cert_pem: bytes,
     key_pem: bytes,
     distinct_files: bool = True,
+    listens: Sequence[str] = ("443 ssl http2", "[::]:443 ssl http2"),
+    runnable: bool = False,
 ) -> Path:
     """Write a configuration of ``servers`` TLS server blocks spread over include files of
     ``per_file`` blocks (``sites/site-NNNN.conf``, included by a glob) and return the main file.
 
     Each block has its own certificate and key file (copies of ``cert_pem``/``key_pem`` when
     ``distinct_files``; else all blocks share one pair), two listens, two names, comments and
-    locations, roughly what a hosting box carries.
+    locations, roughly what a hosting box carries. ``listens``: the arguments of each block's
+    listen directives (block ``i`` gets ``listens[i % len]`` when ``runnable``, else all of
+    them); ``runnable``: a main file a real nginx starts with under ``root`` (pid, logs and temp
+    paths there, see :func:`server_of_generated`).
     """
     root.mkdir(parents=True, exist_ok=True)
     sites, certs = root / "sites", root / "certs"
@@ -286,12 +296,12 @@ def generate_config(
                 crt, key = certs / f"site{i}.crt", certs / f"site{i}.key"
                 crt.write_bytes(cert_pem)
                 key.write_bytes(key_pem)
+            mine = [listens[i % len(listens)]] if runnable else list(listens)
+            listen_lines = "".join(f"    listen {x};\n" for x in mine)
             parts.append(
                 f"""# site {i}
 server {{
-    listen 443 ssl http2;
-    listen [::]:443 ssl http2;
-    server_name site{i}.example.com www.site{i}.example.com;
+{listen_lines}    server_name site{i}.example.com www.site{i}.example.com;
 
     ssl_certificate     {crt};
     ssl_certificate_key {key};
@@ -311,6 +321,12 @@ server {{
             )
         (sites / f"site-{f:04d}.conf").write_text("".join(parts))
     main = root / "nginx.conf"
+    if runnable:
+        for d in ("logs", *(f"temp/{t}" for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        main.write_text(_main_conf(root, "    server_names_hash_max_size 65536;\n"
+                                         "    server_names_hash_bucket_size 128;\n    include sites/*.conf;\n"))
+        return main
     main.write_text(
         """user www-data;
 worker_processes auto;

@@ -25,6 +25,32 @@ def ok(*args: str, timeout: float = 600, input: str | None = None) -> subprocess
     return res
 
 
+#: ``tlsgate`` itself with every TLS client handshake of the process counted (the count written to
+#: $TLSGATE_TEST_HANDSHAKES at exit): the CLI as a script runs it, nothing of tlsgate replaced.
+_COUNTING_CLI = """
+import atexit, os, ssl, sys
+from pathlib import Path
+count = [0]
+wrap = ssl.SSLContext.wrap_socket
+def counted(self, *args, **kwargs):
+    count[0] += 1
+    return wrap(self, *args, **kwargs)
+ssl.SSLContext.wrap_socket = counted
+atexit.register(lambda: Path(os.environ["TLSGATE_TEST_HANDSHAKES"]).write_text(str(count[0])))
+from tlsgate.cli import run
+sys.argv[0] = "tlsgate"
+run()
+"""
+
+
+def tg_counting_handshakes(count_file: Path, *args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run ``tlsgate ARGS`` (any exit code) and return what it did and how many TLS handshakes
+    it made (probes and verification), counted in its own process."""
+    res = subprocess.run([sys.executable, "-c", _COUNTING_CLI, *args], capture_output=True, text=True,
+                         env={**os.environ, "TLSGATE_TEST_HANDSHAKES": str(count_file)}, timeout=timeout)
+    return res, int(count_file.read_text())
+
+
 def pem_files(directory: Path, issued: Any) -> list[str]:
     """``--cert``/``--key`` options for an issued certificate (leaf + chain in the cert file)."""
     directory.mkdir(parents=True, exist_ok=True)

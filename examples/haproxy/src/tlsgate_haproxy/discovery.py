@@ -10,13 +10,14 @@ from tlsgate.plugin import (
     Endpoint,
     Node,
     OperationError,
+    Target,
     common_name,
     dns_names,
     fingerprint,
     load_any_certificate,
     load_pem_certificates,
     not_after,
-    served_certificate,
+    probe_many,
     subject_text,
     to_der,
 )
@@ -82,6 +83,7 @@ def sni_of(name: str) -> str | None:
 def slots(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> tuple[Config, list[Slot]]:
     config = load_config(connection, endpoint.options.haproxy_config_path)
     out: list[Slot] = []
+    asks: list[tuple[int, str, bool]] = []  # (slot, bind address, PROXY protocol): handshakes to make
     for bind in config.binds:
         locator_base = f"{bind.section}|bind {bind.index}"
         if not bind.ssl:
@@ -103,10 +105,30 @@ def slots(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> 
                         state=f"{state}; {PROXY_NOTE}" if bind.accept_proxy else state,
                         **(_facts(leaf) if leaf is not None else {}),
                     )
-                    if probe and leaf is not None:
-                        node = _confirm(node, endpoint, a.host, proxy_protocol=bind.accept_proxy)
                     out.append(Slot(node, bind, entry))
+                    if probe and leaf is not None:
+                        asks.append((len(out) - 1, a.host, bind.accept_proxy))
+    if asks:
+        out = _confirm_all(out, asks, endpoint)
     return config, out
+
+
+def _confirm_all(out: list[Slot], asks: list[tuple[int, str, bool]], endpoint: Endpoint) -> list[Slot]:
+    """Every slot that asked confirmed by one handshake per (address, port, name), in probe_many's
+    bounded pool; a port that refuses or does not answer in time is tried once, not once per
+    name (a crt-list of thousands of names on a silent port waited 3 s for each)."""
+    targets: dict[int, Target] = {}
+    for i, host, proxied in asks:
+        node = out[i].node
+        sni = sni_of(node.name)
+        if sni is None:
+            out[i] = attrs.evolve(out[i], node=attrs.evolve(node, state=node.state + "; not probed: no server name to send"))
+            continue
+        targets[i] = Target(probe_host(host, endpoint), int(node.port or 0), sni, proxy_protocol=proxied)
+    served = probe_many(targets.values(), timeout=3.0)
+    for i, target in targets.items():
+        out[i] = attrs.evolve(out[i], node=_as_served(out[i].node, served.get(target)))
+    return out
 
 
 def _read_leaf(connection: Connection, path: str):  # type: ignore[no-untyped-def]
@@ -126,17 +148,11 @@ def _facts(cert) -> dict[str, object]:  # type: ignore[no-untyped-def]
             "certificate": to_der(cert)}
 
 
-def _confirm(node: Node, endpoint: Endpoint, host: str, *, proxy_protocol: bool = False) -> Node:
+def _as_served(node: Node, der: bytes | None) -> Node:
     """What the address serves for the node's name, when it answers: HAProxy may not have been
     reloaded since the file changed, and the handshake is what clients get (after a PROXY
     protocol header on an ``accept-proxy`` bind)."""
-    sni = sni_of(node.name)
-    if sni is None:
-        return attrs.evolve(node, state=node.state + "; not probed: no server name to send")
-    try:
-        der = served_certificate(probe_host(host, endpoint), int(node.port or 0), sni, timeout=3.0,
-                                 proxy_protocol=proxy_protocol)
-    except (OSError, ValueError):
+    if der is None:
         return attrs.evolve(node, state=node.state + "; not reachable, certificate read from its file")
     served = load_any_certificate(der)
     if fingerprint(served) == node.fingerprint:

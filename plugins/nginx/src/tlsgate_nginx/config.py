@@ -14,7 +14,7 @@ from tlsgate.plugin import Connection, OperationError, gc_paused
 
 from .lexer import Directive, LineIndex, parse
 
-_MAX_INCLUDE_DEPTH = 32
+_MAX_INCLUDE_DEPTH = 100  # levels of include (a few Python frames each: well under the default limit of 1000)
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -114,6 +114,8 @@ def _load(connection: Connection, main: str) -> NginxConfig:
             data = files[file] = connection.read_file(file)
         return data
 
+    chain: list[str] = [main]  # the files being expanded, outermost first
+
     def expand(directives: list[Directive], depth: int) -> list[Directive]:
         # Splice each include's directives in place of the include, as nginx does.
         out: list[Directive] = []
@@ -127,8 +129,11 @@ def _load(connection: Connection, main: str) -> NginxConfig:
         return out
 
     def include(d: Directive, depth: int) -> list[Directive]:
+        # nginx itself has no limit (a loop overflows its stack); a loop is a file that includes
+        # itself through the chain, and only a chain deeper than the parser's own recursion
+        # budget is refused (an operator's tree may well nest more than a few dozen levels)
         if depth >= _MAX_INCLUDE_DEPTH:
-            raise OperationError(f"{d.file}: includes nest deeper than {_MAX_INCLUDE_DEPTH} (an include loop?)")
+            raise OperationError(f"{d.file}: includes nest deeper than {_MAX_INCLUDE_DEPTH} levels")
         if len(d.args) != 1:
             raise OperationError(f"{d.file}: include takes one argument")
         pattern = d.args[0]
@@ -145,9 +150,16 @@ def _load(connection: Connection, main: str) -> NginxConfig:
                 raise OperationError(f"{d.file}: include {file}: no such file", host=connection.host)
             if st.is_dir:
                 continue
+            if file in chain:
+                loop = " -> ".join([*chain[chain.index(file):], file])
+                raise OperationError(f"{d.file}: include loop: {loop}")
             tree = expanded.get(file)
             if tree is None:
-                tree = expanded[file] = expand(parse(read(file), file, words), depth + 1)
+                chain.append(file)
+                try:
+                    tree = expanded[file] = expand(parse(read(file), file, words), depth + 1)
+                finally:
+                    chain.pop()
             out.extend(tree)
         return out
 

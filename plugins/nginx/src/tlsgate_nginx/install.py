@@ -25,6 +25,7 @@ from tlsgate.plugin import (
     Transaction,
     ValidationError,
     apply_edits,
+    expect_fingerprints,
     expect_served,
     key_kind,
     key_matches,
@@ -154,11 +155,21 @@ def select_servers(
     certificate covers."""
     chosen: list[ServerBlock] = []
     if wanted:
+        # indexes built once: a deploy passes every node that served the old certificate
+        # (thousands), and a scan of every pair per wanted node was quadratic
+        by_key: dict[str, list[tuple[Node, ServerBlock]]] = defaultdict(list)
+        by_name: dict[str, list[tuple[Node, ServerBlock]]] = defaultdict(list)
+        https_blocks: set[int] = set()
+        for n, s in pairs:
+            by_key[n.key].append((n, s))
+            by_name[n.name].append((n, s))
+            if n.protocol == "https":
+                https_blocks.add(id(s))
+        chosen_ids: set[int] = set()
         for want in wanted:
-            match = [(n, s) for n, s in pairs if n.key == want.key] or [
-                (n, s) for n, s in pairs
-                if n.name == want.name and (want.port is None or n.port == want.port)
-                and (want.ip is None or n.ip == want.ip)
+            match = by_key.get(want.key) or [
+                (n, s) for n, s in by_name.get(want.name, ())
+                if (want.port is None or n.port == want.port) and (want.ip is None or n.ip == want.ip)
             ]
             if not match:
                 raise ValidationError(f"no such node on this endpoint: {want.name}", option="--node")
@@ -166,20 +177,23 @@ def select_servers(
             # too (listen 80; listen 443 ssl;) is chosen by its https listens; only a block
             # without any is refused
             for node, server in match:
-                if not any(n.protocol == "https" for n, s in pairs if s is server):
+                if id(server) not in https_blocks:
                     raise ValidationError(
                         f"{node.name} ({node.ip}:{node.port}) is plain http; add 'ssl' to its listen first",
                         option="--node",
                     )
-                if server not in chosen:
+                if id(server) not in chosen_ids:
+                    chosen_ids.add(id(server))
                     chosen.append(server)
         return chosen
+    taken: set[int] = set()
     for node, server in pairs:
-        if node.protocol != "https" or server in chosen:
+        if node.protocol != "https" or id(server) in taken:
             continue
         names = [n for n in (node.name, *node.alias) if n not in ("_", "") and not n.startswith("~")]
         # ".example.org" (example.org and every name under it) is chosen by a certificate for example.org
         if any(bundle.covers(n[1:] if n.startswith(".") else n) for n in names):
+            taken.add(id(server))
             chosen.append(server)
     if not chosen:
         https = sorted({n.name for n, _ in pairs if n.protocol == "https"})
@@ -221,16 +235,21 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     control = find_control(connection, config, service=options.nginx_service)
 
     defaults = default_servers(config)
-    changed_nodes = [n for n, s in pairs if s in chosen and n.protocol == "https"]
+    chosen_ids = {id(s) for s in chosen}
+    changed_nodes = [n for n, s in pairs if id(s) in chosen_ids and n.protocol == "https"]
     require_names_covered(bundle, changed_nodes)
     # the files of the configuration as nginx reads them, against the master's start
     refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
     kind = key_kind(bundle.key)  # a block with an RSA and an ECDSA pair is checked for the pair replaced
-    changed = [t for n, s in pairs if s in chosen and (t := handshake_target(n, s, defaults, endpoint, local, kind))]
-    others = [t for n, s in pairs if s not in chosen and (t := handshake_target(n, s, defaults, endpoint, local))]
+    changed = list(dict.fromkeys(
+        t for n, s in pairs if id(s) in chosen_ids and (t := handshake_target(n, s, defaults, endpoint, local, kind))))
+    # Only the changed blocks are handshaked here (what they served, to wait for after a
+    # restore) and after the reload (the new certificate). The others are not edited; the
+    # core's discoveries before and after the install show any of them serving something else
+    # (an install into 3,000 blocks handshaked every block before and after, one by one).
     before: dict[Target, str] = {}
     if not dry_run and control.running:
-        before = {t: fp for t, fp in served_fingerprints([*changed, *others]).items() if fp}
+        before = {t: fp for t, fp in served_fingerprints(changed).items() if fp}
     reloaded = False
 
     def reload_restored() -> None:
@@ -241,7 +260,7 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         old_workers = worker_pids(connection, control.master_pid) if control.master_pid else None
         connection.check(connection.run(control.reload_argv(), privileged=True), "nginx reload of the restored files")
         wait_workers_retired(connection, old_workers, VERIFY_DEADLINE)
-        _expect_all({t: fp for t, fp in before.items() if t in changed})
+        expect_fingerprints(before, deadline=VERIFY_DEADLINE)
 
     label = f"nginx install on {endpoint.name}"
     verified = False
@@ -268,7 +287,6 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
                 tx.messages.append("old nginx workers still accept connections; the reload may not have applied")
             if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):
                 expect_served(changed, bundle.fingerprint, deadline=VERIFY_DEADLINE)
-                _expect_all({t: fp for t, fp in before.items() if t not in changed})
                 verified = bool(changed)
                 if not changed:
                     tx.messages.append("no changed node is reachable by handshake; not verified")
@@ -287,15 +305,6 @@ CERTS_SUBDIR = "tlsgate"
 
 #: How long a reload may take to show in handshakes (nginx reloads asynchronously).
 VERIFY_DEADLINE = 20.0
-
-
-def _expect_all(expected: dict[Target, str]) -> None:
-    """Wait until each target serves its expected certificate (grouped per fingerprint)."""
-    by_fp: dict[str, list[Target]] = defaultdict(list)
-    for target, fp in expected.items():
-        by_fp[fp].append(target)
-    for fp, targets in by_fp.items():
-        expect_served(targets, fp, deadline=VERIFY_DEADLINE)
 
 
 def _run(tx: Transaction, argv: list[str], what: str) -> bool:
