@@ -11,13 +11,18 @@ keystore commonly holds several. So:
 * writing: ``cryptography`` produces every entry's encrypted bags with the explicit builder
   profile (one ``serialize_key_and_certificates`` call per key entry, one for the loose CA
   certificates, ``serialize_java_truststore`` for trusted entries); their authenticated-safe
-  items are concatenated here and the MAC is computed over the result (RFC 7292).
+  items are concatenated here and the MAC is computed over the result (RFC 7292). A file of
+  one key entry and nothing else is one call, the chain in the certificate's item, as
+  ``openssl pkcs12 -export`` writes it (the second call cost a fleet renewal ~1.6 ms per file
+  in the legacy profile, a 600,000-round derivation in the modern one).
 
 The whole file is written in the endpoint's profile (``--is_legacy``), never dropping an entry.
 An entry that does not change keeps its encrypted bags byte for byte when the file already has
 that profile and the entry's bags sit in authenticated-safe items of their own (as
-``cryptography``, OpenSSL and this module write them): re-encrypting 50 unchanged entries cost
-two PBKDF2 derivations of 600,000 rounds each, per entry, per install. Private keys are decrypted
+``cryptography``, OpenSSL and this module write them in a file of several entries): re-encrypting
+50 unchanged entries cost two PBKDF2 derivations of 600,000 rounds each, per entry, per install.
+(A one-entry file shares its certificate's item with the chain, so the entry is encoded again
+once when a second entry is added.) Private keys are decrypted
 only when an entry has to be re-encrypted (or matched to its certificate without a localKeyId). Profiles (reference: protocols.md section 6):
 
 * modern: PBES2 (PBKDF2-HMAC-SHA256, :data:`MODERN_KDF_ROUNDS`) + AES-256-CBC, HMAC-SHA256 MAC;
@@ -107,6 +112,17 @@ class _Original:
 
 
 @attrs.frozen
+class _KeyBag:
+    """A key entry that is encoded again on write (its bags share an authenticated-safe item
+    with certificates of its chain, as in a file of one entry that ``openssl pkcs12 -export`` or
+    :func:`dump` wrote): its key bag, decrypted only when the entry is written
+    (``KeyEntry.opaque``; decrypting a legacy 3DES key bag cost ~1 ms, on every read)."""
+
+    key_bag: bytes
+    shrouded: bool
+
+
+@attrs.frozen
 class _Rounds:
     """An unchanged key entry whose bags share authenticated-safe items with other entries' (Java
     writes every key bag in one item and every certificate in one encrypted item), so it is
@@ -116,8 +132,10 @@ class _Rounds:
     rounds: int
 
 
-def load(data: bytes, password: str) -> Keystore:
-    """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`."""
+def load(data: bytes, password: str, *, decrypt_keys: bool = False) -> Keystore:
+    """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`. Keys stay encrypted until
+    an entry is written again (:func:`entry_key`); ``decrypt_keys``: every entry's key now (to
+    write the entries in another format or under another password)."""
     pfx = read_pfx(data)
     if not _mac_matches(pfx, password):
         # a MAC we do not compute ourselves, or the wrong password: let cryptography decide
@@ -135,6 +153,9 @@ def load(data: bytes, password: str) -> Keystore:
     legacy = _mac_digest(pfx) == "sha1"
     store = _assemble(bags, password, _raw_items(pfx), legacy)
     store.layout["legacy"] = legacy
+    if decrypt_keys:
+        store.entries = [attrs.evolve(e, key=entry_key(e, password), opaque=None) if isinstance(e, KeyEntry) else e
+                         for e in store.entries]
     return store
 
 
@@ -547,12 +568,14 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
         leaf_fp = fps[id(leaf_bag.cert)]
         others = [c for c in all_certs if fps[id(c)] != leaf_fp]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
-        original: _Original | _Rounds | None = _original(kb, leaf_bag, bags, raw, legacy)
+        original: _Original | _Rounds | _KeyBag | None = _original(kb, leaf_bag, bags, raw, legacy)
         if original is None:
-            if key is None:
-                key = _private_key(kb, password)
             rounds = _key_rounds(kb) if kb.profile == "modern" else None
             original = _Rounds(rounds) if rounds and rounds < MODERN_KDF_ROUNDS else None
+            if original is None and key is None:
+                original = _KeyBag(kb.value, kb.shrouded)
+            elif key is None:
+                key = _private_key(kb, password)
         entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key, opaque=original))
     # chain certificates belong to their entries (so a replaced entry's old intermediates go
     # with it); only certificates no entry uses are kept as loose ones. Friendly names that
@@ -596,7 +619,7 @@ def entry_key(entry: KeyEntry, password: str) -> Any:
     if entry.key is not None:
         return entry.key
     original = entry.opaque
-    if not isinstance(original, _Original):
+    if not isinstance(original, (_Original, _KeyBag)):
         raise KeystoreError("format", f"entry {entry.alias!r} has no private key")
     return _private_key(_Bag("key", original.key_bag, shrouded=original.shrouded), password)
 
@@ -608,19 +631,31 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     items: list[bytes] = []
     chain_certs: dict[str, pkcs12.PKCS12Certificate] = {}
     trusted: list[pkcs12.PKCS12Certificate] = []
+    names = store.layout.get("cert_names", {})
+    if len(store.entries) == 1 and not store.extra and isinstance(store.entries[0], KeyEntry) \
+            and not _kept(store.entries[0], legacy):
+        # one entry, encoded anew: its chain in the same encrypted item as its certificate, as
+        # ``openssl pkcs12 -export`` writes it; one call (a second one for the chain alone cost
+        # ~1.6 ms of key derivations and a MAC that is thrown away, per install)
+        entry = store.entries[0]
+        cas = [pkcs12.PKCS12Certificate(c, names[fingerprint(c)].encode("utf-8") if names.get(fingerprint(c)) else None)
+               for c in entry.certs[1:]]
+        items += safe_items(pkcs12.serialize_key_and_certificates(
+            entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, cas or None, _own(entry, password,
+                                                                                                 legacy, enc)))
+        return _pfx(items, password, legacy)
     for entry in store.entries:
         if isinstance(entry, KeyEntry):
             original = entry.opaque
-            if isinstance(original, _Original) and original.legacy == legacy:
+            if _kept(entry, legacy):
                 items += original.items  # unchanged, already in this profile: kept byte for byte
             else:
-                own = encryption(password, legacy=False, rounds=original.rounds) \
-                    if isinstance(original, _Rounds) and not legacy else enc
                 items += safe_items(pkcs12.serialize_key_and_certificates(
-                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None, own))
+                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None,
+                    _own(entry, password, legacy, enc)))
             for cert in entry.certs[1:]:
                 fp = fingerprint(cert)
-                name = store.layout.get("cert_names", {}).get(fp)
+                name = names.get(fp)
                 chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
         else:
             trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
@@ -630,6 +665,25 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
         items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
     if trusted:
         items += safe_items(pkcs12.serialize_java_truststore(trusted, enc))
+    return _pfx(items, password, legacy)
+
+
+def _kept(entry: KeyEntry, legacy: bool) -> bool:
+    """Whether the entry's encrypted items go into the file as they are (unchanged, already in
+    this profile)."""
+    return isinstance(entry.opaque, _Original) and entry.opaque.legacy == legacy
+
+
+def _own(entry: KeyEntry, password: str, legacy: bool, enc: serialization.KeySerializationEncryption) -> Any:
+    """The encryption of an entry encoded anew: the file's, or (modern) its own PBKDF2 rounds."""
+    original = entry.opaque
+    if isinstance(original, _Rounds) and not legacy:
+        return encryption(password, legacy=False, rounds=original.rounds)
+    return enc
+
+
+def _pfx(items: list[bytes], password: str, legacy: bool) -> bytes:
+    """The PFX of the authenticated-safe items, with its MAC (RFC 7292)."""
     auth_safe = _tlv(0x30, b"".join(items))
     digest = "sha1" if legacy else "sha256"
     salt = os.urandom(8)
