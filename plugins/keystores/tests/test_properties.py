@@ -256,7 +256,8 @@ def test_pure_python_kdf_reads_and_writes_legacy_files(monkeypatch: pytest.Monke
 def test_p12_one_entry_file_round_trips_and_takes_a_second_entry(password: str, legacy: bool, alias: str) -> None:
     """A file of one entry (written in one call, its chain with its certificate) reads back
     with the chain, the key and the alias, in our reader and in cryptography's; its key is
-    decrypted only when needed; a second entry added to it leaves both entries whole."""
+    decrypted only when needed; a second entry of the same CA added to it keeps the first one's
+    items byte for byte, writes the chain once, and leaves both entries whole."""
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     assume(alias.casefold() != "second")
@@ -274,6 +275,9 @@ def test_p12_one_entry_file_round_trips_and_takes_a_second_entry(password: str, 
     assert key_der(theirs.key) == key_der(_OLD.key)
     two = p12_codec.dump(loaded.with_entry(KeyEntry("second", (_NEW.cert, *_NEW.chain), _NEW.key)), password,
                          legacy=legacy)
+    assert all(item in two for item in entry.opaque.items)  # the first entry kept byte for byte, chain included
+    bags = [b for b in p12_codec._bags(p12_codec.read_pfx(two), password) if b.kind == "cert"]
+    assert len(bags) == 2 + len(_OLD.chain)  # the same CA chain once, not again for the second entry
     back = p12_codec.load(two, password)
     assert set(back.aliases()) == {alias, "second"}
     for name, issued in ((alias, _OLD), ("second", _NEW)):

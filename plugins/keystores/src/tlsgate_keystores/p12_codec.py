@@ -11,18 +11,18 @@ keystore commonly holds several. So:
 * writing: ``cryptography`` produces every entry's encrypted bags with the explicit builder
   profile (one ``serialize_key_and_certificates`` call per key entry, one for the loose CA
   certificates, ``serialize_java_truststore`` for trusted entries); their authenticated-safe
-  items are concatenated here and the MAC is computed over the result (RFC 7292). A file of
-  one key entry and nothing else is one call, the chain in the certificate's item, as
-  ``openssl pkcs12 -export`` writes it (the second call cost a fleet renewal ~1.6 ms per file
-  in the legacy profile, a 600,000-round derivation in the modern one).
+  items are concatenated here and the MAC is computed over the result (RFC 7292). Chain
+  certificates go into the item of an entry that has them in its chain, as ``openssl pkcs12
+  -export`` writes them (a call of their own cost a fleet renewal ~1.6 ms per file in the
+  legacy profile, a 600,000-round derivation in the modern one); a loose one, or one no entry
+  written anew has in its chain, into an item of its own.
 
 The whole file is written in the endpoint's profile (``--is_legacy``), never dropping an entry.
 An entry that does not change keeps its encrypted bags byte for byte when the file already has
-that profile and the entry's bags sit in authenticated-safe items of their own (as
-``cryptography``, OpenSSL and this module write them in a file of several entries): re-encrypting
-50 unchanged entries cost two PBKDF2 derivations of 600,000 rounds each, per entry, per install.
-(A one-entry file shares its certificate's item with the chain, so the entry is encoded again
-once when a second entry is added.) Private keys are decrypted
+that profile and the entry's bags sit in authenticated-safe items of their own, with at most
+certificates of the entry's own chain beside them (as ``cryptography``, OpenSSL and this module
+write them): re-encrypting 50 unchanged entries cost two PBKDF2 derivations of 600,000 rounds
+each, per entry, per install. Private keys are decrypted
 only when an entry has to be re-encrypted (or matched to its certificate without a localKeyId). Profiles (reference: protocols.md section 6):
 
 * modern: PBES2 (PBKDF2-HMAC-SHA256, :data:`MODERN_KDF_ROUNDS`) + AES-256-CBC, HMAC-SHA256 MAC;
@@ -109,14 +109,16 @@ class _Original:
     legacy: bool  # the file's profile
     key_bag: bytes  # the (shrouded) key bag's value, to decrypt the key when it is needed
     shrouded: bool
+    #: SHA-256 fingerprints of the chain certificates these items hold besides the entry's own
+    #: certificate (written so by :func:`dump` and ``openssl pkcs12 -export``)
+    carries: frozenset[str] = frozenset()
 
 
 @attrs.frozen
 class _KeyBag:
-    """A key entry that is encoded again on write (its bags share an authenticated-safe item
-    with certificates of its chain, as in a file of one entry that ``openssl pkcs12 -export`` or
-    :func:`dump` wrote): its key bag, decrypted only when the entry is written
-    (``KeyEntry.opaque``; decrypting a legacy 3DES key bag cost ~1 ms, on every read)."""
+    """A key entry that is encoded again on write (its bags share authenticated-safe items with
+    other entries' bags, as Java writes them): its key bag, decrypted only when the entry is
+    written (``KeyEntry.opaque``; decrypting a legacy 3DES key bag cost ~1 ms, on every read)."""
 
     key_bag: bytes
     shrouded: bool
@@ -568,7 +570,8 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
         leaf_fp = fps[id(leaf_bag.cert)]
         others = [c for c in all_certs if fps[id(c)] != leaf_fp]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
-        original: _Original | _Rounds | _KeyBag | None = _original(kb, leaf_bag, bags, raw, legacy)
+        original: _Original | _Rounds | _KeyBag | None = _original(kb, leaf_bag, bags, raw, legacy,
+                                                                   {fps[id(c)] for c in chain})
         if original is None:
             rounds = _key_rounds(kb) if kb.profile == "modern" else None
             original = _Rounds(rounds) if rounds and rounds < MODERN_KDF_ROUNDS else None
@@ -599,19 +602,24 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
     return Keystore("pkcs12", entries, extra, layout={"cert_names": names})
 
 
-def _original(kb: _Bag, leaf: _Bag, bags: list[_Bag], raw: list[bytes] | None, legacy: bool) -> _Original | None:
-    """The entry's own items, when no other bag shares them (else it is re-encoded on write)."""
+def _original(kb: _Bag, leaf: _Bag, bags: list[_Bag], raw: list[bytes] | None, legacy: bool,
+              chain: set[str]) -> _Original | None:
+    """The entry's own items, when no other bag shares them but certificates of the entry's own
+    chain (``chain``: their fingerprints), else None (it is re-encoded on write)."""
     if raw is None or kb.item is None or leaf.item is None:
         return None
     mine = {kb.item, leaf.item}
-    if any(b.item in mine and b is not kb and b is not leaf for b in bags):
+    sharing = [b for b in bags if b.item in mine and b is not kb and b is not leaf]
+    if any(b.kind != "cert" or b.cert is None or b.local_id is not None or b.trusted
+           or fingerprint(b.cert) not in chain for b in sharing):
         return None
     # kept only when already in the profile the file is written in: a weaker original (RC2-40,
     # fewer rounds than KEEP_MODERN_ROUNDS / LEGACY_KDF_ROUNDS, a plain key bag) is re-encrypted
     wanted = "legacy" if legacy else "modern"
     if kb.profile != wanted or leaf.profile not in (wanted, "plain"):
         return None
-    return _Original(tuple(raw[i] for i in sorted(mine)), legacy, kb.value, kb.shrouded)
+    return _Original(tuple(raw[i] for i in sorted(mine)), legacy, kb.value, kb.shrouded,
+                     frozenset(fingerprint(b.cert) for b in sharing if b.cert is not None))
 
 
 def entry_key(entry: KeyEntry, password: str) -> Any:
@@ -629,40 +637,45 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     """The keystore as a PKCS#12 file in the chosen profile (see the module docstring)."""
     enc = encryption(password, legacy=legacy)
     items: list[bytes] = []
-    chain_certs: dict[str, pkcs12.PKCS12Certificate] = {}
-    trusted: list[pkcs12.PKCS12Certificate] = []
     names = store.layout.get("cert_names", {})
-    if len(store.entries) == 1 and not store.extra and isinstance(store.entries[0], KeyEntry) \
-            and not _kept(store.entries[0], legacy):
-        # one entry, encoded anew: its chain in the same encrypted item as its certificate, as
-        # ``openssl pkcs12 -export`` writes it; one call (a second one for the chain alone cost
-        # ~1.6 ms of key derivations and a MAC that is thrown away, per install)
-        entry = store.entries[0]
-        cas = [pkcs12.PKCS12Certificate(c, names[fingerprint(c)].encode("utf-8") if names.get(fingerprint(c)) else None)
-               for c in entry.certs[1:]]
-        items += safe_items(pkcs12.serialize_key_and_certificates(
-            entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, cas or None, _own(entry, password,
-                                                                                                 legacy, enc)))
-        return _pfx(items, password, legacy)
+
+    def bag(cert: x509.Certificate, name: str | None) -> pkcs12.PKCS12Certificate:
+        return pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
+
+    # every chain certificate once; those an unchanged entry's items hold already are not written
+    # again, the rest go into the item of the first entry encoded anew whose chain has them (as
+    # ``openssl pkcs12 -export`` writes a file: a separate call for them cost ~1.6 ms of key
+    # derivations and a MAC that is thrown away, a 600,000-round derivation in the modern profile)
+    carried = {fp for e in store.entries if isinstance(e, KeyEntry) and _kept(e, legacy) for fp in e.opaque.carries}
+    trusted: list[pkcs12.PKCS12Certificate] = []
     for entry in store.entries:
+        if not isinstance(entry, KeyEntry):
+            trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
+            continue
+        if _kept(entry, legacy):
+            items += entry.opaque.items  # unchanged, already in this profile: kept byte for byte
+            continue
+        cas: dict[str, pkcs12.PKCS12Certificate] = {}
+        for cert in entry.certs[1:]:
+            fp = fingerprint(cert)
+            if fp not in carried:
+                cas.setdefault(fp, bag(cert, names.get(fp)))
+        carried.update(cas)
+        items += safe_items(pkcs12.serialize_key_and_certificates(
+            entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, list(cas.values()) or None,
+            _own(entry, password, legacy, enc)))
+    loose: dict[str, pkcs12.PKCS12Certificate] = {}
+    for entry in store.entries:  # an unchanged entry's chain held by none of the items above
         if isinstance(entry, KeyEntry):
-            original = entry.opaque
-            if _kept(entry, legacy):
-                items += original.items  # unchanged, already in this profile: kept byte for byte
-            else:
-                items += safe_items(pkcs12.serialize_key_and_certificates(
-                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None,
-                    _own(entry, password, legacy, enc)))
             for cert in entry.certs[1:]:
                 fp = fingerprint(cert)
-                name = names.get(fp)
-                chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
-        else:
-            trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
+                if fp not in carried:
+                    loose.setdefault(fp, bag(cert, names.get(fp)))
     for cert, name in store.extra:
-        chain_certs[fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
-    if chain_certs:
-        items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
+        if fingerprint(cert) not in carried:
+            loose[fingerprint(cert)] = bag(cert, name)
+    if loose:
+        items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(loose.values()), enc))
     if trusted:
         items += safe_items(pkcs12.serialize_java_truststore(trusted, enc))
     return _pfx(items, password, legacy)
