@@ -751,12 +751,13 @@ class SSHConnection(LateCheckedWrites, Connection):
     def _remember(self, path: str, changes: int, data: bytes | None, st: FileStat | None) -> None:
         """Keep a read (and/or the file's attributes) made while the change counter was
         ``changes``, unless something changed since it was sent."""
-        if self._files is None or self._stats is None or changes != self._changes:
+        files, stats = self._files, self._stats
+        if files is None or stats is None or changes != self._changes:
             return
         if data is not None:
-            self._files[path] = data
+            files[path] = data
         if st is not None:
-            self._stats[path] = st
+            stats[path] = st
 
     @property
     def where(self) -> str:
@@ -975,8 +976,10 @@ class SSHConnection(LateCheckedWrites, Connection):
     def _read(self, path: str, *, fresh: bool = False) -> bytes | None:
         """:meth:`read_file`, or None when ``path`` does not exist. ``fresh``: from the host
         even within :meth:`cached_reads` (and not kept)."""
-        if not fresh and self._files is not None and path in self._files:
-            return self._files[path]
+        files = self._files  # (one look-up each: a probe thread's tunnel may clear it meanwhile)
+        cached = files.get(path) if files is not None and not fresh else None
+        if cached is not None:
+            return cached
         changes = self._changes
         try:
             with self._sftp_errors(path, "read", denied=True):
@@ -1172,8 +1175,10 @@ class SSHConnection(LateCheckedWrites, Connection):
             self._fsync_ok = False  # unsupported by this server: the rename is still atomic
 
     def stat(self, path: str) -> FileStat | None:
-        if self._stats is not None and path in self._stats:
-            return self._stats[path]
+        stats = self._stats
+        cached = stats.get(path) if stats is not None else None
+        if cached is not None:
+            return cached
         changes = self._changes
         try:
             with self._sftp_errors(path, "stat", denied=True):
