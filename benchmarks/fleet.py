@@ -9,9 +9,11 @@
    (target >= 4x), through :func:`tlsgate.fleet.run_job` as ``cert deploy`` runs it.
 2. ``sequential``: the same 60 endpoints one after another, tlsgate against a bare paramiko loop
    with TCP_NODELAY and TCP_QUICKACK (the socket options tlsgate's transport uses) doing, per
-   endpoint, what tlsgate's install does on the wire (connect + key auth, SFTP reads of the
-   keystore, an SFTP write of a temporary with ``fsync@openssh.com``, a rename, the read back,
-   and the same number of exec calls tlsgate made, counted in this run) (target <= 1.3x). Also
+   endpoint, what tlsgate's install does on the wire through paramiko's plain API (connect +
+   key auth; as many exec calls, SFTP stat / realpath requests and whole-file reads as tlsgate
+   sent, counted in this run: the reads before the write, the late check before the rename, the
+   read-back; an SFTP write of a temporary with ``fsync@openssh.com``, a chmod, a rename)
+   (target <= 1.3x). Also
    printed: the same loop with TCP_NODELAY only (the issue's first baseline, which waits ~40 ms
    per connection for sshd's Nagle-held reply) and the loop as a pool of 16 threads.
 3. ``discover``: ``tlsgate tls discover`` of 10,000 nginx server blocks end to end through the
@@ -63,32 +65,46 @@ def tlsgate_home(base: Path) -> Iterator[Path]:
 
 
 # -- 1 and 2: p12 over ssh -------------------------------------------------------------------
-class ExecCounter:
-    """Counts exec calls on SSH channels (what tlsgate sends per install)."""
+class WireCounter:
+    """Counts what tlsgate sends per install that the bare loop repeats: exec calls on SSH
+    channels, SFTP opens of a file for reading (whole-file reads), and SFTP stat / realpath
+    requests."""
 
     def __init__(self) -> None:
         import paramiko
 
-        self.count = 0
-        self._orig = paramiko.Channel.exec_command
+        self.execs = self.reads = self.stats = self.realpaths = 0
+        self._exec = paramiko.Channel.exec_command
+        self._request = paramiko.SFTPClient._async_request
         counter = self
 
-        def wrapped(chan: Any, command: Any) -> Any:
-            counter.count += 1
-            return counter._orig(chan, command)
+        def exec_command(chan: Any, command: Any) -> Any:
+            counter.execs += 1
+            return counter._exec(chan, command)
 
-        self._wrapped = wrapped
+        def request(sftp: Any, fileobj: Any, t: int, *args: Any) -> Any:
+            from paramiko import sftp as codes
 
-    def __enter__(self) -> ExecCounter:
+            if t == codes.CMD_OPEN and args[1] == codes.SFTP_FLAG_READ:
+                counter.reads += 1
+            elif t in (codes.CMD_STAT, codes.CMD_LSTAT):
+                counter.stats += 1
+            elif t == codes.CMD_REALPATH:
+                counter.realpaths += 1
+            return counter._request(sftp, fileobj, t, *args)
+
+        self._wrapped = exec_command, request
+
+    def __enter__(self) -> WireCounter:
         import paramiko
 
-        paramiko.Channel.exec_command = self._wrapped  # type: ignore[method-assign]
+        paramiko.Channel.exec_command, paramiko.SFTPClient._async_request = self._wrapped  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
         import paramiko
 
-        paramiko.Channel.exec_command = self._orig  # type: ignore[method-assign]
+        paramiko.Channel.exec_command, paramiko.SFTPClient._async_request = self._exec, self._request  # type: ignore[method-assign]
 
 
 class QuickAckSocket(socket.socket):
@@ -102,9 +118,13 @@ class QuickAckSocket(socket.socket):
         return data
 
 
-def bare_paramiko(server: Any, paths: list[str], data: bytes, execs: int, reads: int, quickack: bool = True,
+def bare_paramiko(server: Any, paths: list[str], data: bytes, wire: dict[str, int], quickack: bool = True,
                   parallel: int = 1) -> None:
-    """What one install does on the wire, per endpoint, with nothing else around it.
+    """What one install does on the wire, per endpoint, with nothing else around it, through
+    paramiko's plain API: ``wire`` holds what tlsgate sent per endpoint in this run (counted by
+    :class:`WireCounter`): exec calls, stat and realpath requests, and whole-file reads, of
+    which the last two are the late check just before the rename and the read-back after it
+    (so at least 2: tlsgate's safe write needs both), the others before the write.
 
     ``quickack``: the socket acknowledges at once what it receives (``TCP_QUICKACK`` after every
     read), as tlsgate's ssh transport does; without it each connection waits ~40 ms for sshd's
@@ -114,7 +134,7 @@ def bare_paramiko(server: Any, paths: list[str], data: bytes, execs: int, reads:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(parallel) as pool:
-            list(pool.map(lambda p: bare_paramiko(server, [p], data, execs, reads, quickack), paths))
+            list(pool.map(lambda p: bare_paramiko(server, [p], data, wire, quickack), paths))
         return
     import paramiko
     from paramiko.sftp import CMD_EXTENDED
@@ -129,14 +149,18 @@ def bare_paramiko(server: Any, paths: list[str], data: bytes, execs: int, reads:
         key = paramiko.Ed25519Key.from_private_key_file(str(server.root_key.path)) if "ed25519" in \
             server.root_key.public_line else paramiko.PKey.from_path(str(server.root_key.path))
         transport.auth_publickey("root", key)
-        for _ in range(execs):
+        for _ in range(wire["execs"]):
             chan = transport.open_session()
             chan.exec_command("true")
             chan.recv_exit_status()
             chan.close()
         sftp = paramiko.SFTPClient.from_transport(transport)
         assert sftp is not None
-        for _ in range(reads):
+        for _ in range(wire["realpaths"]):
+            sftp.normalize(path)
+        for _ in range(wire["stats"]):
+            sftp.stat(path)
+        for _ in range(max(0, wire["reads"] - 2)):
             with sftp.open(path, "rb") as fh:
                 fh.read()
         tmp = path + ".bench-tmp"
@@ -146,8 +170,10 @@ def bare_paramiko(server: Any, paths: list[str], data: bytes, execs: int, reads:
             # durable before the rename, as tlsgate's write (the server's fsync is part of the work)
             sftp._request(CMD_EXTENDED, "fsync@openssh.com", fh.handle)
         sftp.chmod(tmp, 0o600)
+        with sftp.open(path, "rb") as fh:  # unchanged since it was read? (tlsgate's late check)
+            fh.read()
         sftp.posix_rename(tmp, path)
-        with sftp.open(path, "rb") as fh:
+        with sftp.open(path, "rb") as fh:  # the read-back
             fh.read()
         sftp.close()
         transport.close()
@@ -226,27 +252,27 @@ def bench_deploy(n: int, repeat: int, legacy: bool = True) -> dict[str, float]:
             # the keystores start as TestCA's PBES2 files, which the first deploy rewrites in the
             # endpoints' legacy profile (re-encrypting, and decoding with pyasn1 what is not read by
             # hand); timed, only the side measured first paid that, and the first imports
-            with ExecCounter() as counter:
+            with WireCounter() as counter:
                 deploy(1)
-            execs = round(counter.count / n)
+            wire = {"execs": round(counter.execs / n), "reads": max(2, round(counter.reads / n)),
+                    "stats": round(counter.stats / n), "realpaths": round(counter.realpaths / n)}
             best = {"p16": float("inf"), "p1": float("inf"), "bare": float("inf"), "bare_nodelay": float("inf"),
                     "bare_p16": float("inf")}
             for _ in range(repeat):
                 keep("p1", deploy(1))
                 keep("p16", deploy(16))
                 data = Path(paths[0]).read_bytes()
-                # reads: discovery before, the transaction's read, discovery after (what tlsgate reads)
                 with Clock(server.pid) as clock:
-                    bare_paramiko(server, paths, data, execs, reads=3)
+                    bare_paramiko(server, paths, data, wire)
                 keep("bare", clock)
                 with Clock(server.pid) as clock:
-                    bare_paramiko(server, paths, data, execs, reads=3, quickack=False)
+                    bare_paramiko(server, paths, data, wire, quickack=False)
                 keep("bare_nodelay", clock)
                 with Clock(server.pid) as clock:
-                    bare_paramiko(server, paths, data, execs, reads=3, parallel=16)
+                    bare_paramiko(server, paths, data, wire, parallel=16)
                 keep("bare_p16", clock)
             gw.close()
-            out = {**best, "execs_per_endpoint": execs, "endpoints": n}
+            out = {**best, **{f"{k}_per_endpoint": v for k, v in wire.items()}, "endpoints": n}
     finally:
         stop_sshd(server)
     return out
@@ -313,7 +339,9 @@ def main() -> None:
     if args.only in (None, "deploy"):
         r = bench_deploy(args.endpoints, args.repeat, legacy=args.p12_profile == "legacy")
         print(f"deploy of {r['endpoints']:.0f} p12 endpoints ({args.p12_profile} profile) over loopback sshd "
-              f"({r['execs_per_endpoint']:.0f} exec calls per endpoint):")
+              f"(per endpoint, as tlsgate sent them and the bare loop repeats them: {r['execs_per_endpoint']:.0f} "
+              f"exec calls, {r['reads_per_endpoint']:.0f} whole-file SFTP reads, {r['stats_per_endpoint']:.0f} "
+              f"stat and {r['realpaths_per_endpoint']:.0f} realpath requests):")
         for name, label in (("p16", "--parallel 16"), ("p1", "--parallel 1"),
                             ("bare", "bare paramiko loop"), ("bare_nodelay", "  (TCP_NODELAY only)"),
                             ("bare_p16", "bare pool of 16")):

@@ -95,7 +95,8 @@ class BackupSet:
         self._write_manifest()
 
     def save(self, host: str, path: str, data: bytes | None, mode: int | None) -> str:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.dir.is_dir():  # made by open(), unless the caller skipped it
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         blob = self.dir / f"{len(self.files) + 1:04d}.bin"
         fd = os.open(blob, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:

@@ -144,7 +144,7 @@ class CertificateBundle:
     def trust_problem(self, roots: Sequence[x509.Certificate] | None = None) -> str | None:
         """A warning when the chain does not end at a root the gateway trusts (the system store,
         plus ``TLSGATE_TRUSTED_ROOTS``, a PEM file), else None."""
-        fingerprints, by_subject = _roots_index(tuple(trusted_roots() if roots is None else roots))
+        fingerprints, by_subject = _trusted_index(_root_files()) if roots is None else _roots_index(tuple(roots))
         top = self.chain[-1] if self.chain else self.leaf
         if certs.fingerprint(top) in fingerprints:
             return None
@@ -209,11 +209,21 @@ class CertificateBundle:
 
 def trusted_roots() -> list[x509.Certificate]:
     """The gateway's trusted roots: the system CA file and ``TLSGATE_TRUSTED_ROOTS``."""
+    return [c for name in _root_files() if name for c in _load_roots(name)]
+
+
+def _root_files() -> tuple[str | None, str | None]:
     import os
     import ssl
 
-    files = (ssl.get_default_verify_paths().cafile, os.environ.get("TLSGATE_TRUSTED_ROOTS"))
-    return [c for name in files if name for c in _load_roots(name)]
+    return ssl.get_default_verify_paths().cafile, os.environ.get("TLSGATE_TRUSTED_ROOTS")
+
+
+@functools.lru_cache(maxsize=4)
+def _trusted_index(files: tuple[str | None, str | None]) -> tuple[frozenset[str], dict[x509.Name, list[x509.Certificate]]]:
+    """:func:`_roots_index` of :func:`trusted_roots`, by file names (hashing the ~150 roots'
+    tuple for the cache look-up cost more than the check it saved, once per endpoint)."""
+    return _roots_index(tuple(c for name in files if name for c in _load_roots(name)))
 
 
 @functools.lru_cache(maxsize=4)

@@ -11,11 +11,12 @@ base64-encoded JSON document, never interpolated into the script text.
 from __future__ import annotations
 
 import abc
+import contextlib
 import contextvars
 import ntpath
 import posixpath
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -123,6 +124,19 @@ class Connection(abc.ABC):
         if current != expect:
             raise FileChanged(self.host, path)
         self.write_file(path, data, mode=mode)
+
+    @contextlib.contextmanager
+    def cached_reads(self) -> Iterator[None]:
+        """Within the block the transport may answer a ``read_file`` or ``stat`` of a file it
+        already read or stat'ed in the block from memory, until the next change made through
+        this connection (any write, rename, remove, mkdir, chown, mtime change, command or
+        tunnel), after which the next read goes to the host again. So a read after a write is
+        always a read of the host's file, and a write's late "unchanged?" check always compares
+        the host's file. A change made on the host by someone else is not seen by a repeated
+        read within the block; the core opens the block for one install (its discovery, the
+        driver's load and backup, the read-back, the re-discovery), where such a change is
+        still caught by the write's late check. This default caches nothing."""
+        yield
 
     def realpath(self, path: str) -> str:
         """The file ``path`` finally names, through every symbolic link (``path`` itself when

@@ -19,7 +19,8 @@ def home() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("tlsgate", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.is_dir():  # one stat when it exists (called per secret sealed or opened)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
 
@@ -30,5 +31,6 @@ def known_hosts() -> Path:
 
 def backups_dir() -> Path:
     path = home() / "backups"
-    path.mkdir(exist_ok=True, mode=0o700)
+    if not path.is_dir():
+        path.mkdir(exist_ok=True, mode=0o700)
     return path

@@ -55,7 +55,7 @@ def files(tmp_path: Path, leaf_a: Issued) -> dict[str, Path]:
     p12 = tmp_path / "a.p12"
     p12.write_bytes(leaf_a.pfx(SECRET))
     jks = tmp_path / "a.jks"
-    content = p12_codec.load(p12.read_bytes(), SECRET)
+    content = p12_codec.load(p12.read_bytes(), SECRET, decrypt_keys=True)
     content.format = "jks"
     jks.write_bytes(jks_codec.dump(content, JKS_PW))
     pem = tmp_path / "a.pem"

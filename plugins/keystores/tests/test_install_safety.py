@@ -52,7 +52,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, p12_file: Path, leaf_a
         from tlsgate_keystores import jks_codec, p12_codec
 
         path, opts = tmp_path / "store.jks", {"store_password": PW}
-        content = p12_codec.load(p12_file.read_bytes(), PW)
+        content = p12_codec.load(p12_file.read_bytes(), PW, decrypt_keys=True)
         content.format = "jks"
         path.write_bytes(jks_codec.dump(content, PW))
         assert jks.KeyStore.loads(path.read_bytes(), PW).private_keys

@@ -82,7 +82,7 @@ def test_jks_over_ssh_wrong_password_and_restart(registry: Any, sshd: SshdServer
                                                  leaf_a: Issued, leaf_b: Issued, kt: Any) -> None:
     from tlsgate_keystores import jks_codec, p12_codec
 
-    content = p12_codec.load(leaf_a.pfx(PW), PW)
+    content = p12_codec.load(leaf_a.pfx(PW), PW, decrypt_keys=True)
     content.format = "jks"
     store = remote_dir / "tomcat.jks"
     store.write_bytes(jks_codec.dump(content, PW))

@@ -45,7 +45,7 @@ import select
 import socket
 import stat as stat_mod
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -549,6 +549,11 @@ def _status_exception(sftp: Any, code: int, text: str) -> OSError:
 
 def _sftp_read(sftp: Any, path: str) -> bytes:
     """The whole file: open; then fstat and the reads that cover it, pipelined; close (unwaited)."""
+    return _sftp_read_attrs(sftp, path)[0]
+
+
+def _sftp_read_attrs(sftp: Any, path: str) -> tuple[bytes, Any]:
+    """:func:`_sftp_read` and the file's attributes as its open handle's fstat gave them."""
     from paramiko.sftp import (
         CMD_ATTRS,
         CMD_CLOSE,
@@ -571,6 +576,7 @@ def _sftp_read(sftp: Any, path: str) -> bytes:
     try:
         parts: list[bytes] = []
         offset, size, eof = 0, None, False
+        attributes: Any = None
         while not eof:
             # until the size is known: two reads (a small file and its end in one round trip)
             count = 2 if size is None else max(1, -(-(size - offset) // _CHUNK)) + 1
@@ -582,7 +588,8 @@ def _sftp_read(sftp: Any, path: str) -> bytes:
                 t, msg = replies.pop(0)
                 if t != CMD_ATTRS:
                     raise _status_error(sftp, t, msg) or OSError(errno.EIO, "expected file attributes")
-                size = int(SFTPAttributes._from_msg(msg).st_size or 0)
+                attributes = SFTPAttributes._from_msg(msg)
+                size = int(attributes.st_size or 0)
             start = offset
             for i, (t, msg) in enumerate(replies):
                 at = start + i * _CHUNK
@@ -602,7 +609,7 @@ def _sftp_read(sftp: Any, path: str) -> bytes:
                 if t == CMD_DATA:
                     break  # after a short read (allowed anywhere): ask again from the new offset
                 raise OSError(errno.EIO, f"unexpected SFTP answer {t}")
-        return b"".join(parts)
+        return b"".join(parts), attributes
     finally:
         with contextlib.suppress(Exception):
             sftp._async_request(type(None), CMD_CLOSE, handle)  # answered later, ignored
@@ -660,6 +667,21 @@ def _sftp_write_batch(sftp: Any, handle: bytes, data: bytes, mode: int, owner: t
     return fsync_ok
 
 
+def _changes_host(method: Callable[..., None]) -> Callable[..., None]:
+    """An :class:`SSHConnection` method that changes something on the host: cached reads are
+    forgotten before and after it (see :meth:`SSHConnection.cached_reads`)."""
+
+    @functools.wraps(method)
+    def changing(self: SSHConnection, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        try:
+            method(self, *args, **kwargs)
+        finally:
+            self._changed()
+
+    return changing
+
+
 class SSHConnection(LateCheckedWrites, Connection):
     """A :class:`Connection` over one SSH transport: exec channels and one SFTP session.
 
@@ -688,8 +710,55 @@ class SSHConnection(LateCheckedWrites, Connection):
         self._uid: int | None = None
         #: How the host was reached, for ``tls test`` ("10.0.0.5:22 from ~/.ssh/config; through ...").
         self.route_note = ""
+        #: Within :meth:`cached_reads`: what was read / stat'ed since the last change (else None),
+        #: and a counter of changes, so a read that raced a change is not kept.
+        self._files: dict[str, bytes] | None = None
+        self._stats: dict[str, FileStat] | None = None
+        self._changes = 0
+
+    #: Whether :meth:`cached_reads` caches (subclasses whose writes bypass this class's
+    #: methods turn it off).
+    read_cache = True
 
     # -- plumbing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def cached_reads(self) -> Iterator[None]:
+        """See :meth:`tlsgate.connection.Connection.cached_reads`: one install reads its
+        keystore or config up to six times within milliseconds (discovery, the driver's load,
+        the backup, the read-back, the re-discovery), each two SFTP round trips and ~1 ms of
+        paramiko's Python. Within the block a repeated read or stat of a path is answered from
+        what this connection read last, until any change through it (:meth:`_changed`). The
+        read-back after a write and the late check before a rename are reads of the host's
+        file: every write forgets everything first, and the late check never uses the cache."""
+        if self._files is not None or not self.read_cache:
+            yield  # nested: the outer block's cache
+            return
+        self._files, self._stats = {}, {}
+        try:
+            yield
+        finally:
+            self._files = self._stats = None
+
+    def _changed(self) -> None:
+        """Something may have changed on the host (a write, a rename, a command): forget every
+        cached read (called before and after each such operation)."""
+        self._changes += 1
+        if self._files:
+            self._files.clear()
+        if self._stats:
+            self._stats.clear()
+
+    def _remember(self, path: str, changes: int, data: bytes | None, st: FileStat | None) -> None:
+        """Keep a read (and/or the file's attributes) made while the change counter was
+        ``changes``, unless something changed since it was sent."""
+        files, stats = self._files, self._stats
+        if files is None or stats is None or changes != self._changes:
+            return
+        if data is not None:
+            files[path] = data
+        if st is not None:
+            stats[path] = st
+
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
@@ -701,6 +770,7 @@ class SSHConnection(LateCheckedWrites, Connection):
         return transport
 
     def open_socket(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
+        self._changed()  # what the service at the other end does is not known
         channel = _tunnel(self.client, host, port, timeout, f"{self.where}: ", through="its sshd")
         channel.settimeout(timeout)
         return channel
@@ -871,6 +941,7 @@ class SSHConnection(LateCheckedWrites, Connection):
         import paramiko
 
         label = argv[0] if argv else "command"
+        self._changed()  # a command may change any file (and may still run after a timeout)
         try:
             channel = self._transport().open_session(timeout=timeout)
             channel.settimeout(timeout)
@@ -889,6 +960,8 @@ class SSHConnection(LateCheckedWrites, Connection):
                 raise ConnectionFailed(f"{self.where}: SSH connection lost while running {label}",
                                        host=self.host) from None
             raise OperationError(f"{self.host}: cannot run {label}: {_plain(exc)}", host=self.host) from None
+        finally:
+            self._changed()
         return status, stdout, stderr
 
     # -- files ----------------------------------------------------------------------------------
@@ -900,14 +973,23 @@ class SSHConnection(LateCheckedWrites, Connection):
             raise OperationError(f"{self.host}: {path}: no such file or directory", host=self.host)
         return data
 
-    def _read(self, path: str) -> bytes | None:
-        """:meth:`read_file`, or None when ``path`` does not exist."""
+    def _read(self, path: str, *, fresh: bool = False) -> bytes | None:
+        """:meth:`read_file`, or None when ``path`` does not exist. ``fresh``: from the host
+        even within :meth:`cached_reads` (and not kept)."""
+        files = self._files  # (one look-up each: a probe thread's tunnel may clear it meanwhile)
+        cached = files.get(path) if files is not None and not fresh else None
+        if cached is not None:
+            return cached
+        changes = self._changes
         try:
             with self._sftp_errors(path, "read", denied=True):
                 try:
-                    return _sftp_read(self.sftp, self.sftp_path(path))
+                    data, attributes = _sftp_read_attrs(self.sftp, self.sftp_path(path))
                 except FileNotFoundError:
                     return None
+                if not fresh:
+                    self._remember(path, changes, data, _file_stat(attributes))
+                return data
         except PermissionError:
             if self.escalation != "sudo":
                 raise self._denied(path, "reading", "use --sudo, or give the account read permission") from None
@@ -971,7 +1053,12 @@ class SSHConnection(LateCheckedWrites, Connection):
 
         With ``--sudo``, a directory the account cannot write (or a file that belongs to another
         account, whose owner the account could not keep) goes through :meth:`_write_sudo`."""
-        old = self.stat(path)
+        old = self.stat(path)  # the owner to keep (the content is checked just before the rename)
+        self._replace(path, data, mode, old, check=check, expect=expect)
+
+    @_changes_host
+    def _replace(self, path: str, data: bytes, mode: int, old: FileStat | None, *, check: bool,
+                 expect: bytes | None) -> None:
         if (self.escalation == "sudo" and old is not None and old.uid is not None
                 and self.uid not in (0, old.uid)):
             self._write_sudo(path, data, mode, old, check, expect)
@@ -986,7 +1073,7 @@ class SSHConnection(LateCheckedWrites, Connection):
     def _check_unchanged(self, path: str, check: bool, expect: bytes | None) -> None:
         """The last moment before the rename: never overwrite a file changed since it was read."""
         if check:
-            current = self._read(path)
+            current = self._read(path, fresh=True)
             if current != expect:
                 raise FileChanged(self.host, path)
 
@@ -1088,6 +1175,11 @@ class SSHConnection(LateCheckedWrites, Connection):
             self._fsync_ok = False  # unsupported by this server: the rename is still atomic
 
     def stat(self, path: str) -> FileStat | None:
+        stats = self._stats
+        cached = stats.get(path) if stats is not None else None
+        if cached is not None:
+            return cached
+        changes = self._changes
         try:
             with self._sftp_errors(path, "stat", denied=True):
                 try:
@@ -1098,15 +1190,9 @@ class SSHConnection(LateCheckedWrites, Connection):
             if self.escalation != "sudo":
                 raise self._denied(path, "looking up", "use --sudo, or give the account access to the directory") from None
             return self._sudo_stat(path)
-        mode = attrs.st_mode or 0
-        return FileStat(
-            size=int(attrs.st_size or 0),
-            mode=stat_mod.S_IMODE(mode),
-            mtime=float(attrs.st_mtime or 0),
-            uid=attrs.st_uid,
-            gid=attrs.st_gid,
-            is_dir=stat_mod.S_ISDIR(mode),
-        )
+        st = _file_stat(attrs)
+        self._remember(path, changes, None, st)
+        return st
 
     def _sudo_stat(self, path: str) -> FileStat | None:
         res = self._run_sudo(("stat", "-L", "-c", "%s %f %Y %u %g", "--", path), stdin=None,
@@ -1120,6 +1206,7 @@ class SSHConnection(LateCheckedWrites, Connection):
         return FileStat(size=int(size), mode=stat_mod.S_IMODE(mode), mtime=float(mtime), uid=int(uid),
                         gid=int(gid), is_dir=stat_mod.S_ISDIR(mode))
 
+    @_changes_host
     def remove(self, path: str) -> None:
         try:
             with self._sftp_errors(path, "remove", denied=True), contextlib.suppress(FileNotFoundError):
@@ -1129,6 +1216,7 @@ class SSHConnection(LateCheckedWrites, Connection):
                 raise self._denied(path, "removing", "use --sudo, or give the group write permission") from None
             self._privileged(["rm", "-f", "--", path], f"removing {path}")
 
+    @_changes_host
     def rename(self, src: str, dst: str) -> None:
         try:
             with self._sftp_errors(src, f"rename to {dst}", denied=True):
@@ -1145,6 +1233,7 @@ class SSHConnection(LateCheckedWrites, Connection):
         except PermissionError:
             raise self._denied(path, "listing", "give the account read permission on the directory") from None
 
+    @_changes_host
     def makedirs(self, path: str, *, mode: int = 0o755) -> None:
         existing = self.stat(path)
         if existing is not None:
@@ -1170,6 +1259,7 @@ class SSHConnection(LateCheckedWrites, Connection):
             # (install, mv, rm, cat) creates the directory; the parents exist already (above)
             self._privileged(["install", "-d", "-m", f"{mode:04o}", "--", path], f"creating {path}")
 
+    @_changes_host
     def set_mtime(self, path: str, mtime: float) -> None:
         """SFTP ``setstat`` of the times (the access time kept). A file the account may not
         change (root's, written through sudo) is written once more through sudo with the same
@@ -1187,6 +1277,7 @@ class SSHConnection(LateCheckedWrites, Connection):
                 return
             self._write_sudo(path, self.read_file(path), old.mode, old, mtime=mtime)
 
+    @_changes_host
     def chown_like(self, path: str, reference: str) -> None:
         """Copy uid/gid of ``reference`` onto ``path`` where permitted (through sudo with
         ``--sudo``; silently not otherwise)."""
@@ -1215,6 +1306,20 @@ class SSHConnection(LateCheckedWrites, Connection):
             self._sftp = None
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+def _file_stat(attrs: Any) -> FileStat:
+    """A :class:`FileStat` of paramiko's ``SFTPAttributes`` (of ``stat`` or of an open
+    handle's ``fstat``: both follow symbolic links)."""
+    mode = attrs.st_mode or 0
+    return FileStat(
+        size=int(attrs.st_size or 0),
+        mode=stat_mod.S_IMODE(mode),
+        mtime=float(attrs.st_mtime or 0),
+        uid=attrs.st_uid,
+        gid=attrs.st_gid,
+        is_dir=stat_mod.S_ISDIR(mode),
+    )
 
 
 class _Timeout(Exception):

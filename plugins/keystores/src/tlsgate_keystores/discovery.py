@@ -27,18 +27,22 @@ def option_secret(options: object, name: str) -> str | None:
     return reveal(getattr(options, name, None))
 
 
-def load(endpoint: Endpoint, connection: Connection) -> Loaded:
-    """Read and decode the endpoint's file(s). Raises KeystoreError or OperationError."""
+def load(endpoint: Endpoint, connection: Connection, store_password: str | None = None) -> Loaded:
+    """Read and decode the endpoint's file(s). Raises KeystoreError or OperationError.
+    ``store_password``: the revealed ``--store_password`` when the caller has it already (each
+    reveal decrypts the sealed secret again)."""
     opts = endpoint.options
     data = connection.read_file(opts.path)
-    if endpoint.type == "p12":
-        from . import p12_codec
+    if endpoint.type in ("p12", "jks"):
+        if store_password is None:
+            store_password = option_secret(opts, "store_password") or ""
+        if endpoint.type == "p12":
+            from . import p12_codec
 
-        return Loaded(data, _decoded("p12", data, option_secret(opts, "store_password") or "", p12_codec.load))
-    if endpoint.type == "jks":
+            return Loaded(data, _decoded("p12", data, store_password, p12_codec.load))
         from . import jks_codec
 
-        return Loaded(data, _decoded("jks", data, option_secret(opts, "store_password") or "", jks_codec.load))
+        return Loaded(data, _decoded("jks", data, store_password, jks_codec.load))
     return _load_pem(endpoint, connection, data)
 
 

@@ -72,8 +72,9 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
     aliases = choose_aliases(endpoint, bundle, nodes, alias)
     if opts.install_script:
         scripts.preflight(endpoint, connection, opts.install_script, "--install_script")
+    password = (option_secret(opts, "store_password") or "") if endpoint.type != "pem" else ""
     try:
-        loaded = load(endpoint, connection)
+        loaded = load(endpoint, connection, password)
         if endpoint.type == "pem":
             return _install_pem(endpoint, connection, bundle, loaded, dry_run, aliases[0])
         if loaded.store.format == "jks":
@@ -89,13 +90,12 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         if loaded.store.format == "jks":
             from . import jks_codec
 
-            store_password = option_secret(opts, "store_password") or ""
             own_password = [o.alias for o in olds
-                            if isinstance(o, KeyEntry) and jks_codec.own_key_password(o, store_password)]
+                            if isinstance(o, KeyEntry) and jks_codec.own_key_password(o, password)]
         new_store = loaded.store
         for entry_alias in aliases:
             new_store = new_store.with_entry(KeyEntry(entry_alias, (bundle.leaf, *bundle.chain), bundle.key))
-        new_data = _dump(endpoint, new_store)
+        new_data = _dump(endpoint, new_store, password)
     except KeystoreError as exc:
         raise failure(endpoint, connection, exc) from None
     with Transaction(connection, dry_run=dry_run, label=f"install into {opts.path}") as tx:
@@ -104,7 +104,7 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
             tx.step("replace-entry" if old is not None else "add-entry", f"{opts.path} alias {entry_alias}", detail)
         tx.write(opts.path, new_data, base=loaded.data, detail=f"{loaded.store.format} keystore, {len(new_store.entries)} entries")
         if not dry_run:
-            _verify(endpoint, connection, bundle, aliases, [e.alias for e in new_store.entries])
+            _verify(endpoint, connection, bundle, aliases, [e.alias for e in new_store.entries], password)
             for entry_alias, old in zip(aliases, olds, strict=True):
                 tx.messages.append(f"{'replaced' if old else 'added'} entry {entry_alias!r} in {opts.path}")
             tx.messages.extend(
@@ -114,13 +114,12 @@ def install(endpoint: Endpoint, connection: Connection, bundle: CertificateBundl
         if endpoint.type == "p12" and loaded.store.layout.get("legacy") and not opts.is_legacy:
             tx.messages.append("note: the file had the legacy PKCS#12 profile and is now PBES2/AES-256 "
                                "(--is_legacy false): Java before 8u301/11.0.12 and Windows Server 2016 cannot read it")
-        if new_store.format == "pkcs12" and not (option_secret(opts, "store_password") or "").isascii():
+        if new_store.format == "pkcs12" and not password.isascii():
             tx.messages.append("note: Java cannot open a PKCS#12 file whose password is not ASCII")
     return _after(endpoint, connection, tx, aliases, aliases)
 
 
-def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
-    password = option_secret(endpoint.options, "store_password") or ""
+def _dump(endpoint: Endpoint, store: Keystore, password: str) -> bytes:
     if endpoint.type == "p12":
         from . import p12_codec
 
@@ -131,17 +130,18 @@ def _dump(endpoint: Endpoint, store: Keystore) -> bytes:
 
 
 def _verify(
-    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, written: list[str], aliases: list[str]
+    endpoint: Endpoint, connection: Connection, bundle: CertificateBundle, written: list[str], aliases: list[str],
+    password: str,
 ) -> None:
     """Read the written file back and parse it before the transaction commits. A PKCS#12 file
     must also open with ``cryptography``'s own reader (an independent check of our MAC)."""
     try:
-        loaded = load(endpoint, connection)
+        loaded = load(endpoint, connection, password)
         reread = loaded.store
         if reread.format == "pkcs12":
             from cryptography.hazmat.primitives.serialization import pkcs12
 
-            pkcs12.load_pkcs12(loaded.data, (option_secret(endpoint.options, "store_password") or "").encode("utf-8"))
+            pkcs12.load_pkcs12(loaded.data, password.encode("utf-8"))
     except (KeystoreError, ValueError) as exc:
         raise OperationError(f"the written file does not read back: {exc}") from None
     for alias in written:

@@ -66,9 +66,12 @@ def dump(store: Keystore, password: str) -> bytes:
 
     items = []
     for entry in store.entries:
-        if entry.opaque is not None:
+        if isinstance(entry.opaque, jks.util.AbstractKeystoreEntry):
             items.append(entry.opaque)
         elif isinstance(entry, KeyEntry):
+            if entry.key is None:  # a PKCS#12 file's entry, its key still encrypted there
+                raise KeystoreError("format", f"entry {entry.alias!r}: no decrypted key to write as JKS "
+                                              "(read the PKCS#12 file with decrypt_keys=True)")
             key_der = entry.key.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )

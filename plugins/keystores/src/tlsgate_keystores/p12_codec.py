@@ -11,13 +11,18 @@ keystore commonly holds several. So:
 * writing: ``cryptography`` produces every entry's encrypted bags with the explicit builder
   profile (one ``serialize_key_and_certificates`` call per key entry, one for the loose CA
   certificates, ``serialize_java_truststore`` for trusted entries); their authenticated-safe
-  items are concatenated here and the MAC is computed over the result (RFC 7292).
+  items are concatenated here and the MAC is computed over the result (RFC 7292). Chain
+  certificates go into the item of an entry that has them in its chain, as ``openssl pkcs12
+  -export`` writes them (a call of their own cost a fleet renewal ~1.6 ms per file in the
+  legacy profile, a 600,000-round derivation in the modern one); a loose one, or one no entry
+  written anew has in its chain, into an item of its own.
 
 The whole file is written in the endpoint's profile (``--is_legacy``), never dropping an entry.
 An entry that does not change keeps its encrypted bags byte for byte when the file already has
-that profile and the entry's bags sit in authenticated-safe items of their own (as
-``cryptography``, OpenSSL and this module write them): re-encrypting 50 unchanged entries cost
-two PBKDF2 derivations of 600,000 rounds each, per entry, per install. Private keys are decrypted
+that profile and the entry's bags sit in authenticated-safe items of their own, with at most
+certificates of the entry's own chain beside them (as ``cryptography``, OpenSSL and this module
+write them): re-encrypting 50 unchanged entries cost two PBKDF2 derivations of 600,000 rounds
+each, per entry, per install. Private keys are decrypted
 only when an entry has to be re-encrypted (or matched to its certificate without a localKeyId). Profiles (reference: protocols.md section 6):
 
 * modern: PBES2 (PBKDF2-HMAC-SHA256, :data:`MODERN_KDF_ROUNDS`) + AES-256-CBC, HMAC-SHA256 MAC;
@@ -104,6 +109,19 @@ class _Original:
     legacy: bool  # the file's profile
     key_bag: bytes  # the (shrouded) key bag's value, to decrypt the key when it is needed
     shrouded: bool
+    #: SHA-256 fingerprints of the chain certificates these items hold besides the entry's own
+    #: certificate (written so by :func:`dump` and ``openssl pkcs12 -export``)
+    carries: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class _KeyBag:
+    """A key entry that is encoded again on write (its bags share authenticated-safe items with
+    other entries' bags, as Java writes them): its key bag, decrypted only when the entry is
+    written (``KeyEntry.opaque``; decrypting a legacy 3DES key bag cost ~1 ms, on every read)."""
+
+    key_bag: bytes
+    shrouded: bool
 
 
 @attrs.frozen
@@ -116,8 +134,10 @@ class _Rounds:
     rounds: int
 
 
-def load(data: bytes, password: str) -> Keystore:
-    """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`."""
+def load(data: bytes, password: str, *, decrypt_keys: bool = False) -> Keystore:
+    """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`. Keys stay encrypted until
+    an entry is written again (:func:`entry_key`); ``decrypt_keys``: every entry's key now (to
+    write the entries in another format or under another password)."""
     pfx = read_pfx(data)
     if not _mac_matches(pfx, password):
         # a MAC we do not compute ourselves, or the wrong password: let cryptography decide
@@ -135,6 +155,9 @@ def load(data: bytes, password: str) -> Keystore:
     legacy = _mac_digest(pfx) == "sha1"
     store = _assemble(bags, password, _raw_items(pfx), legacy)
     store.layout["legacy"] = legacy
+    if decrypt_keys:
+        store.entries = [attrs.evolve(e, key=entry_key(e, password), opaque=None) if isinstance(e, KeyEntry) else e
+                         for e in store.entries]
     return store
 
 
@@ -547,12 +570,15 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
         leaf_fp = fps[id(leaf_bag.cert)]
         others = [c for c in all_certs if fps[id(c)] != leaf_fp]
         chain = order_chain(leaf_bag.cert, others, include_root=True)
-        original: _Original | _Rounds | None = _original(kb, leaf_bag, bags, raw, legacy)
+        original: _Original | _Rounds | _KeyBag | None = _original(kb, leaf_bag, bags, raw, legacy,
+                                                                   {fps[id(c)] for c in chain})
         if original is None:
-            if key is None:
-                key = _private_key(kb, password)
             rounds = _key_rounds(kb) if kb.profile == "modern" else None
             original = _Rounds(rounds) if rounds and rounds < MODERN_KDF_ROUNDS else None
+            if original is None and key is None:
+                original = _KeyBag(kb.value, kb.shrouded)
+            elif key is None:
+                key = _private_key(kb, password)
         entries.append(KeyEntry(alias, (leaf_bag.cert, *chain), key, opaque=original))
     # chain certificates belong to their entries (so a replaced entry's old intermediates go
     # with it); only certificates no entry uses are kept as loose ones. Friendly names that
@@ -576,19 +602,24 @@ def _assemble(bags: list[_Bag], password: str, raw: list[bytes] | None = None, l
     return Keystore("pkcs12", entries, extra, layout={"cert_names": names})
 
 
-def _original(kb: _Bag, leaf: _Bag, bags: list[_Bag], raw: list[bytes] | None, legacy: bool) -> _Original | None:
-    """The entry's own items, when no other bag shares them (else it is re-encoded on write)."""
+def _original(kb: _Bag, leaf: _Bag, bags: list[_Bag], raw: list[bytes] | None, legacy: bool,
+              chain: set[str]) -> _Original | None:
+    """The entry's own items, when no other bag shares them but certificates of the entry's own
+    chain (``chain``: their fingerprints), else None (it is re-encoded on write)."""
     if raw is None or kb.item is None or leaf.item is None:
         return None
     mine = {kb.item, leaf.item}
-    if any(b.item in mine and b is not kb and b is not leaf for b in bags):
+    sharing = [b for b in bags if b.item in mine and b is not kb and b is not leaf]
+    if any(b.kind != "cert" or b.cert is None or b.local_id is not None or b.trusted
+           or fingerprint(b.cert) not in chain for b in sharing):
         return None
     # kept only when already in the profile the file is written in: a weaker original (RC2-40,
     # fewer rounds than KEEP_MODERN_ROUNDS / LEGACY_KDF_ROUNDS, a plain key bag) is re-encrypted
     wanted = "legacy" if legacy else "modern"
     if kb.profile != wanted or leaf.profile not in (wanted, "plain"):
         return None
-    return _Original(tuple(raw[i] for i in sorted(mine)), legacy, kb.value, kb.shrouded)
+    return _Original(tuple(raw[i] for i in sorted(mine)), legacy, kb.value, kb.shrouded,
+                     frozenset(fingerprint(b.cert) for b in sharing if b.cert is not None))
 
 
 def entry_key(entry: KeyEntry, password: str) -> Any:
@@ -596,7 +627,7 @@ def entry_key(entry: KeyEntry, password: str) -> Any:
     if entry.key is not None:
         return entry.key
     original = entry.opaque
-    if not isinstance(original, _Original):
+    if not isinstance(original, (_Original, _KeyBag)):
         raise KeystoreError("format", f"entry {entry.alias!r} has no private key")
     return _private_key(_Bag("key", original.key_bag, shrouded=original.shrouded), password)
 
@@ -606,30 +637,66 @@ def dump(store: Keystore, password: str, *, legacy: bool) -> bytes:
     """The keystore as a PKCS#12 file in the chosen profile (see the module docstring)."""
     enc = encryption(password, legacy=legacy)
     items: list[bytes] = []
-    chain_certs: dict[str, pkcs12.PKCS12Certificate] = {}
+    names = store.layout.get("cert_names", {})
+
+    def bag(cert: x509.Certificate, name: str | None) -> pkcs12.PKCS12Certificate:
+        return pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
+
+    # every chain certificate once; those an unchanged entry's items hold already are not written
+    # again, the rest go into the item of the first entry encoded anew whose chain has them (as
+    # ``openssl pkcs12 -export`` writes a file: a separate call for them cost ~1.6 ms of key
+    # derivations and a MAC that is thrown away, a 600,000-round derivation in the modern profile)
+    carried = {fp for e in store.entries if isinstance(e, KeyEntry) and _kept(e, legacy) for fp in e.opaque.carries}
     trusted: list[pkcs12.PKCS12Certificate] = []
     for entry in store.entries:
+        if not isinstance(entry, KeyEntry):
+            trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
+            continue
+        if _kept(entry, legacy):
+            items += entry.opaque.items  # unchanged, already in this profile: kept byte for byte
+            continue
+        cas: dict[str, pkcs12.PKCS12Certificate] = {}
+        for cert in entry.certs[1:]:
+            fp = fingerprint(cert)
+            if fp not in carried:
+                cas.setdefault(fp, bag(cert, names.get(fp)))
+        carried.update(cas)
+        items += safe_items(pkcs12.serialize_key_and_certificates(
+            entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, list(cas.values()) or None,
+            _own(entry, password, legacy, enc)))
+    loose: dict[str, pkcs12.PKCS12Certificate] = {}
+    for entry in store.entries:  # an unchanged entry's chain held by none of the items above
         if isinstance(entry, KeyEntry):
-            original = entry.opaque
-            if isinstance(original, _Original) and original.legacy == legacy:
-                items += original.items  # unchanged, already in this profile: kept byte for byte
-            else:
-                own = encryption(password, legacy=False, rounds=original.rounds) \
-                    if isinstance(original, _Rounds) and not legacy else enc
-                items += safe_items(pkcs12.serialize_key_and_certificates(
-                    entry.alias.encode("utf-8"), entry_key(entry, password), entry.leaf, None, own))
             for cert in entry.certs[1:]:
                 fp = fingerprint(cert)
-                name = store.layout.get("cert_names", {}).get(fp)
-                chain_certs.setdefault(fp, pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None))
-        else:
-            trusted.append(pkcs12.PKCS12Certificate(entry.cert, entry.alias.encode("utf-8")))
+                if fp not in carried:
+                    loose.setdefault(fp, bag(cert, names.get(fp)))
     for cert, name in store.extra:
-        chain_certs[fingerprint(cert)] = pkcs12.PKCS12Certificate(cert, name.encode("utf-8") if name else None)
-    if chain_certs:
-        items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(chain_certs.values()), enc))
+        if fingerprint(cert) not in carried:
+            loose[fingerprint(cert)] = bag(cert, name)
+    if loose:
+        items += safe_items(pkcs12.serialize_key_and_certificates(None, None, None, list(loose.values()), enc))
     if trusted:
         items += safe_items(pkcs12.serialize_java_truststore(trusted, enc))
+    return _pfx(items, password, legacy)
+
+
+def _kept(entry: KeyEntry, legacy: bool) -> bool:
+    """Whether the entry's encrypted items go into the file as they are (unchanged, already in
+    this profile)."""
+    return isinstance(entry.opaque, _Original) and entry.opaque.legacy == legacy
+
+
+def _own(entry: KeyEntry, password: str, legacy: bool, enc: serialization.KeySerializationEncryption) -> Any:
+    """The encryption of an entry encoded anew: the file's, or (modern) its own PBKDF2 rounds."""
+    original = entry.opaque
+    if isinstance(original, _Rounds) and not legacy:
+        return encryption(password, legacy=False, rounds=original.rounds)
+    return enc
+
+
+def _pfx(items: list[bytes], password: str, legacy: bool) -> bytes:
+    """The PFX of the authenticated-safe items, with its MAC (RFC 7292)."""
     auth_safe = _tlv(0x30, b"".join(items))
     digest = "sha1" if legacy else "sha256"
     salt = os.urandom(8)
