@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from tlsgate.plugin import CommandResult, Connection, OperationError
+
+if TYPE_CHECKING:
+    from tlsgate.plugin import EarlyCommand
 
 #: Tried in order on the host when ``--apachectl_path`` is not given.
 CANDIDATES = ("apachectl", "apache2ctl", "httpd")
@@ -204,8 +207,11 @@ class ApacheControl:
     def dump(self, *, spool: bool = False) -> RunConfig:
         """httpd's view of its configuration. ``spool`` (local endpoints only): its output goes
         to a private temporary file of this machine rather than a pipe."""
-        result = self._spooled(self.argv(*DUMP_ARGS)) if spool else \
-            self.connection.run(self.argv(*DUMP_ARGS), privileged=True)
+        argv = self.argv(*DUMP_ARGS)
+        return self.parsed(self._spooled(argv) if spool else self.connection.run(argv, privileged=True))
+
+    def parsed(self, result: CommandResult) -> RunConfig:
+        """The :class:`RunConfig` of a finished dump command (raises when it failed)."""
         if not result.ok:
             ran = " ".join(self.argv(*DUMP_ARGS))
             raise OperationError(f"{self.connection.host}: {ran} failed: {describe_failure(result)}")
@@ -240,11 +246,14 @@ class ApacheControl:
             os.unlink(path)
         return attrs.evolve(result, argv=tuple(argv), stdout=out)
 
-    def dump_started(self, *, spool: bool = False) -> PendingDump:
+    def dump_started(self, *, spool: bool = False, early: EarlyCommand | None = None) -> PendingDump:
         """:meth:`dump` started in a thread; returns the call that waits for it (and raises what
         it raised). The caller imports and reads ahead meanwhile (httpd parses its files without
         us: its own process, waited on without the GIL); it must not run commands on the
-        connection until the dump is back."""
+        connection until the dump is back. ``early``: the same command, started before tlsgate
+        loaded (see :func:`tlsgate.plugin.take_early_command`), waited for instead."""
+        if early is not None:
+            return PendingDump(lambda: self.parsed(early.wait()))
         return PendingDump(lambda: self.dump(spool=spool))
 
     def pid(self, run: RunConfig) -> int | None:

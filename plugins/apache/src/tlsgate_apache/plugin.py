@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
+from tlsgate.plugin import EndpointType, OperationError, Problem, RestartResult, delegate, impl, option
 
 if TYPE_CHECKING:
     from tlsgate.plugin import Connection, Endpoint, Node
@@ -79,11 +79,16 @@ def _local(endpoint: Endpoint) -> bool:
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     import gc
 
-    from .control import ApacheControl
+    from tlsgate.plugin import offer_early_command, take_early_command
+
+    from .control import DUMP_ARGS, ApacheControl
 
     local = _local(endpoint)
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
-    dumped = control.dump_started(spool=local)  # httpd reads its configuration while this process imports
+    dump_argv = control.argv(*DUMP_ARGS)
+    # started by the CLI before tlsgate loaded (the command the last discovery ran), or now
+    early = take_early_command(dump_argv) if local else None
+    dumped = control.dump_started(spool=local, early=early)  # httpd reads its configuration meanwhile
     # the parse and the node model allocate hundreds of thousands of acyclic objects: CPython's
     # cyclic collector would rescan the growing heap again and again (a fifth of the time at
     # 10,000 vhosts); nothing here makes cycles that must be freed before the hook returns
@@ -96,9 +101,20 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         # while httpd runs: read and lex what the last discovery read (local only: over ssh the
         # connection is the dump's until it is back); the walk takes only what httpd's dump names
         ahead = read_ahead(connection, load_hint(endpoint), dumped.done) if local else None
-        config, vnodes = discover(connection, control, dumped(), ahead)
+        try:
+            config, vnodes = discover(connection, control, dumped(), ahead)
+            # the early run started before this discovery held the endpoint's lease (an install
+            # may have been under way): used only if nothing httpd read changed since
+            again = early is not None and early.changed_since_start(config.inputs())
+        except OperationError:
+            if early is None:
+                raise
+            again = True  # the early run failed: a fresh one says whether it still does
+        if again:
+            config, vnodes = discover(connection, control, control.dump(spool=local))
         if local:
             save_hint(endpoint, Hint(list(config.files), config.certificate_paths))
+            offer_early_command(dump_argv)  # the dump is read-only: the next discovery starts it early
         del ahead
         nodes = confirm_by_handshake(vnodes, endpoint, local)
         # the parsed files go now, by reference counting: re-enabled with them alive, the
