@@ -62,6 +62,11 @@ class Early:
         self._fds = (out, err)
         self._env = dict(os.environ)
         self._cwd = os.getcwd()
+        self._ctimes: dict[str, float | None] = {}
+
+    def finished(self) -> bool:
+        """Whether the command has exited (it is not waited for)."""
+        return self._proc.poll() is not None
 
     def matches(self, argv: Sequence[str]) -> bool:
         return list(argv) == self.argv and dict(os.environ) == self._env and os.getcwd() == self._cwd
@@ -85,15 +90,21 @@ class Early:
     def changed_since_start(self, paths: Iterable[str]) -> bool:
         """Whether any of ``paths`` (files or directories of this machine) is missing or had its
         inode changed since shortly before the command started: then its result may show a state
-        from before the endpoint's lease was taken, and the command must run again."""
+        from before the endpoint's lease was taken, and the command must run again. A path given
+        to :meth:`note` is judged by its inode time then."""
         limit = self.started - MARGIN_SECONDS
+        noted = self._ctimes
         for path in paths:
-            try:
-                if os.stat(path).st_ctime >= limit:
-                    return True
-            except OSError:
+            ctime = noted[path] if path in noted else _ctime(path)
+            if ctime is None or ctime >= limit:
                 return True
         return False
+
+    def note(self, path: str) -> None:
+        """Take ``path``'s inode time now, for :meth:`changed_since_start` (a driver notes the
+        files it reads ahead, under the endpoint's lease, while the command still runs; the
+        bytes it read before noting are then those the command read)."""
+        self._ctimes[path] = _ctime(path)
 
     def kill(self) -> None:
         if self._proc.poll() is None:
@@ -108,6 +119,13 @@ class Early:
             except OSError:
                 pass
         self._fds = (-1, -1)
+
+
+def _ctime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_ctime
+    except OSError:
+        return None
 
 
 def _read_all(fd: int) -> bytes:

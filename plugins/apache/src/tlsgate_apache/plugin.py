@@ -96,13 +96,17 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     gc.disable()
     try:
         from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
-        from .speculate import Hint, load_hint, read_ahead, save_hint
+        from .speculate import Hint, load_dump_text, load_hint, read_ahead, save_dump_text, save_hint
 
-        # while httpd runs: read and lex what the last discovery read (local only: over ssh the
-        # connection is the dump's until it is back); the walk takes only what httpd's dump names
-        ahead = read_ahead(connection, load_hint(endpoint), dumped.done) if local else None
+        # while httpd runs: parse what it printed last time, read and lex what the last discovery
+        # read (local only: over ssh the connection is the dump's until it is back); the walk
+        # takes only what httpd's dump names
+        hint = load_hint(endpoint) if local else None
+        last = load_dump_text(endpoint) if early is not None else None
+        guess = control.run_config(last) if last is not None else None
+        ahead = read_ahead(connection, hint, dumped.done, early.note if early is not None else None) if local else None
         try:
-            config, vnodes = discover(connection, control, dumped(), ahead)
+            config, vnodes = discover(connection, control, dumped(guess), ahead)
             # the early run started before this discovery held the endpoint's lease (an install
             # may have been under way): used only if nothing httpd read changed since
             again = early is not None and early.changed_since_start(config.inputs())
@@ -113,7 +117,11 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         if again:
             config, vnodes = discover(connection, control, control.dump(spool=local))
         if local:
-            save_hint(endpoint, Hint(list(config.files), config.certificate_paths))
+            read = Hint(list(config.files), config.certificate_paths)
+            if read != hint:
+                save_hint(endpoint, read)
+            if config.run.text != last:
+                save_dump_text(endpoint, config.run.text)
             offer_early_command(dump_argv)  # the dump is read-only: the next discovery starts it early
         del ahead
         nodes = confirm_by_handshake(vnodes, endpoint, local)
