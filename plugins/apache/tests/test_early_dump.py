@@ -105,3 +105,64 @@ def test_an_early_command_the_endpoint_does_not_run_is_not_used(gen) -> None:  #
     record.chmod(0o622)
     nodes, runs = _discover(log)
     assert runs == ["own"] and nodes == cold
+
+
+def test_the_discovery_made_on_the_last_dump_while_httpd_runs_is_taken_only_if_httpd_prints_the_same(
+    gen, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """In-process, with the early dump started as the CLI starts it and the discovery made on the
+    last dump's parse before the new dump is taken (``done()`` says "not yet" until then)."""
+    import attrs
+    from tlsgate import early
+    from tlsgate.api import Gateway
+    from tlsgate_apache import plugin
+    from tlsgate_apache.control import ApacheControl, EarlyDump, comparable
+    from tlsgate_testing.connections import LocalConnection
+
+    root, log, _ = gen
+    _discover(log)  # records the early command and the dump
+    endpoint = Gateway().endpoint("gen")  # its instance ID names the hint and the last dump
+    monkeypatch.setattr(EarlyDump, "done", lambda self: False)
+    taken: list[bool] = []
+    speculate, parsed = plugin._speculate, ApacheControl.parsed
+    monkeypatch.setattr(plugin, "_speculate", lambda *a: taken.append(True) or speculate(*a))
+    monkeypatch.setattr(ApacheControl, "parsed", lambda self, result, guess=None: (
+        r := parsed(self, result, guess), taken.append(r is guess))[0])
+
+    def discover() -> list[tuple]:
+        early.start_for_cli(["tls", "discover", "gen"])
+        try:
+            return [attrs.astuple(n) for n in plugin.discover_nodes(endpoint, LocalConnection())]
+        finally:
+            early.end()
+
+    def cold() -> list[tuple]:  # no early dump, no hint: nothing guessed or read ahead
+        for f in (root.parent / "cache" / "apache").iterdir():
+            f.unlink()
+        return [attrs.astuple(n) for n in plugin.discover_nodes(endpoint, LocalConnection())]
+
+    _settle(root)
+    warm = discover()
+    assert taken == [True, True]  # speculated, and httpd printed the same: that discovery is the result
+    assert warm == cold()
+
+    # a new site (older than the early start's margin): httpd prints another dump, the guess is dropped
+    (root / "sites" / "zz-new.conf").write_text(
+        "<VirtualHost 127.0.0.1:1>\n    ServerName new.gen.test\n    SSLEngine on\n"
+        "    SSLCertificateFile certs/c2.crt\n</VirtualHost>\n")
+    _discover(log)  # the dump and the record as the last discovery left them
+    (root / "sites" / "zz-new.conf").unlink()
+    _settle(root)
+    taken.clear()
+    changed = discover()
+    assert taken == [True, False]
+    assert changed == cold() == warm and not any(n[0] == "new.gen.test" for n in changed)
+
+    # httpd prints its Mutex lines in hash order, which changes between runs: they are not compared
+    text = subprocess.run([str(log.parent / "apachectl"), "-t", "-D", "DUMP_RUN_CFG"], capture_output=True,
+                          text=True, check=True).stdout
+    mutexes = [ln for ln in text.splitlines() if ln.startswith("Mutex ")]
+    assert len(mutexes) >= 2
+    shuffled = text.replace("\n".join(mutexes), "\n".join(reversed(mutexes)))
+    assert shuffled != text and comparable(shuffled) == comparable(text)
+    assert "Mutex" not in comparable(text)

@@ -58,7 +58,8 @@ class RunConfig:
     modules: set[str] = attrs.field(factory=set)
     includes: set[str] = attrs.field(factory=set)
     vhosts: list[VHostEntry] = attrs.field(factory=list)
-    #: what httpd printed (all of the above come from it)
+    #: what httpd printed (all of the above come from it), less its ``Mutex`` lines (see
+    #: :func:`comparable`)
     text: str = attrs.field(default="", eq=False, repr=False)
 
 
@@ -166,6 +167,20 @@ def parse_dump(text: str) -> RunConfig:
     return run
 
 
+def comparable(text: str) -> str:
+    """A dump without its ``Mutex ...`` lines, which httpd prints in the order of a hash table
+    that changes from run to run, and :func:`parse_dump` does not read: two dumps whose
+    comparable texts are equal parse alike. (httpd prints them in one block; found with
+    ``str.find``, not a regular expression over the megabytes of a large dump.)"""
+    start = text.find("\nMutex ") + 1
+    if not start:
+        return text
+    end = start
+    while text.startswith("Mutex ", end):
+        end = text.find("\n", end) + 1 or len(text)
+    return text[:start] + text[end:]
+
+
 def _tail(result: CommandResult) -> str:
     """httpd's reason: its stderr (where errors go), else stdout (dumps, apachectl's notes)."""
     for text in (result.stderr, result.stdout):
@@ -218,7 +233,7 @@ class ApacheControl:
         if not result.ok:
             ran = " ".join(self.argv(*DUMP_ARGS))
             raise OperationError(f"{self.connection.host}: {ran} failed: {describe_failure(result)}")
-        if guess is not None and guess.text == result.stdout:
+        if guess is not None and guess.text == comparable(result.stdout):
             return guess
         return self.run_config(result.stdout)
 
@@ -232,7 +247,7 @@ class ApacheControl:
             )
         if run.pid_file and not self.connection.path.isabs(run.pid_file):
             run.pid_file = self.connection.path.join(run.server_root, run.pid_file)
-        run.text = text
+        run.text = comparable(text)
         return run
 
     def _spooled(self, argv: list[str]) -> CommandResult:

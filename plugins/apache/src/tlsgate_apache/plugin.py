@@ -14,6 +14,11 @@ from tlsgate.plugin import EndpointType, OperationError, Problem, RestartResult,
 if TYPE_CHECKING:
     from tlsgate.plugin import Connection, Endpoint, Node
 
+    from .config import ApacheConfig
+    from .control import ApacheControl, RunConfig
+    from .discovery import VHostNode
+    from .speculate import ReadAhead
+
 #: The plugin contract this plugin is written for (checked by the registry at load).
 PLUGIN_API = "1.0"
 
@@ -105,8 +110,12 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         last = load_dump_text(endpoint) if early is not None else None
         guess = control.run_config(last) if last is not None else None
         ahead = read_ahead(connection, hint, dumped.done, early.note if early is not None else None) if local else None
+        # still waiting: the whole discovery on the guess, taken if httpd prints the same again
+        speculated = _speculate(connection, control, guess, ahead) if guess is not None and not dumped.done() else None
         try:
-            config, vnodes = discover(connection, control, dumped(guess), ahead)
+            run = dumped(guess)
+            config, vnodes = speculated if speculated is not None and run is guess else \
+                discover(connection, control, run, ahead)
             # the early run started before this discovery held the endpoint's lease (an install
             # may have been under way): used only if nothing httpd read changed since
             again = early is not None and early.changed_since_start(config.inputs())
@@ -132,6 +141,19 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         if enabled:
             gc.enable()
     return nodes
+
+
+def _speculate(connection: Connection, control: ApacheControl, guess: RunConfig,
+               ahead: ReadAhead | None) -> tuple[ApacheConfig, list[VHostNode]] | None:
+    """:func:`~tlsgate_apache.discovery.discover` on the last dump's parse while httpd runs (its
+    reads are those of the discovery, a moment earlier, under the endpoint's lease all the same);
+    None when it fails (the discovery on what httpd prints says why, if it still does)."""
+    from .discovery import discover
+
+    try:
+        return discover(connection, control, guess, ahead)
+    except Exception:  # noqa: BLE001 - only a guess: the real discovery reports its own errors
+        return None
 
 
 #: ``alias`` (keystore entry names) is not taken: virtual hosts have none.
