@@ -113,8 +113,7 @@ def test_the_discovery_made_on_the_last_dump_while_httpd_runs_is_taken_only_if_h
     """In-process, with the early dump started as the CLI starts it and the discovery made on the
     last dump's parse before the new dump is taken (``done()`` says "not yet" until then)."""
     import attrs
-    from tlsgate import early
-    from tlsgate.api import Gateway
+    from tlsgate import Gateway, early
     from tlsgate_apache import plugin
     from tlsgate_apache.control import ApacheControl, EarlyDump, comparable
     from tlsgate_testing.connections import LocalConnection
