@@ -103,15 +103,17 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
         from .speculate import Hint, load_dump_text, load_hint, read_ahead, save_dump_text, save_hint
 
-        # while httpd runs: parse what it printed last time, read and lex what the last discovery
-        # read (local only: over ssh the connection is the dump's until it is back); the walk
-        # takes only what httpd's dump names
+        # while httpd runs: read and lex what the last discovery read (local only: over ssh the
+        # connection is the dump's until it is back; the walk takes only what httpd's dump
+        # names), then discover on what httpd printed last time
         hint = load_hint(endpoint) if local else None
-        last = load_dump_text(endpoint) if early is not None else None
-        guess = control.run_config(last) if last is not None else None
         ahead = read_ahead(connection, hint, dumped.done, early.note if early is not None else None) if local else None
-        # still waiting: the whole discovery on the guess, taken if httpd prints the same again
-        speculated = _speculate(connection, control, guess, ahead) if guess is not None and not dumped.done() else None
+        last = load_dump_text(endpoint) if early is not None else None
+        guess = speculated = None
+        if last is not None and not dumped.done():
+            # still waiting: the whole discovery on the last dump, taken if httpd prints the same
+            guess = control.run_config(last)
+            speculated = _speculate(connection, control, guess, ahead)
         try:
             run = dumped(guess)
             config, vnodes = speculated if speculated is not None and run is guess else \

@@ -6,8 +6,9 @@ of our own work is reading and lexing those files and reading the certificates t
 ones they are rarely changes between two discoveries of an endpoint. So a discovery records the
 files it read and the certificate paths it resolved (a *hint*, in tlsgate's cache directory), and
 the next one reads and lexes those while httpd runs, on the other core. What httpd printed is
-kept too, and parsed while it runs: when it prints exactly the same again, that parse is taken
-(:meth:`~tlsgate_apache.control.ApacheControl.parsed` compares the whole text).
+kept too: when the reading ahead is done before httpd, the whole discovery is made on it, and
+taken when httpd prints the same again (:meth:`~tlsgate_apache.control.ApacheControl.parsed`
+compares the whole text but its Mutex lines).
 
 The hint only decides what is read early, never what is reported: the walk still starts from the
 main file httpd names, follows only the includes httpd lists, evaluates every condition with what
