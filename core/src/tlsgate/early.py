@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from .models import CommandResult
 
 FORMAT = 1
-#: an inode change up to this long before the early start counts as after it (timestamps come
-#: from the kernel's coarse clock, which lags by up to a tick)
+#: an inode change up to this long before the early start counts as after it: timestamps come
+#: from the kernel's coarse clock (a tick behind) and some file systems keep whole seconds
 MARGIN_SECONDS = 2.0
 MAX_RECORD_BYTES = 1 << 16
 
