@@ -100,11 +100,14 @@ class Early:
                 return True
         return False
 
-    def note(self, path: str) -> None:
+    def note(self, path: str) -> bool:
         """Take ``path``'s inode time now, for :meth:`changed_since_start` (a driver notes the
         files it reads ahead, under the endpoint's lease, while the command still runs; the
-        bytes it read before noting are then those the command read)."""
-        self._ctimes[path] = _ctime(path)
+        bytes it read before noting are then those the command read). Returns whether it
+        changed since shortly before the start: then the result will not be taken, and the
+        driver may as well run its own command at once."""
+        ctime = self._ctimes[path] = _ctime(path)
+        return ctime is None or ctime >= self.started - MARGIN_SECONDS
 
     def kill(self) -> None:
         if self._proc.poll() is None:

@@ -107,7 +107,17 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         # connection is the dump's until it is back; the walk takes only what httpd's dump
         # names), then discover on what httpd printed last time
         hint = load_hint(endpoint) if local else None
-        ahead = read_ahead(connection, hint, dumped.done, early.note if early is not None else None) if local else None
+
+        def note(path: str) -> None:
+            """A file read ahead changed since the early dump started: that dump will not be
+            taken; httpd is asked again at once, while the reading ahead goes on."""
+            nonlocal early, dumped
+            if early is not None and early.note(path):
+                early.kill()
+                early, dumped = None, control.dump_started(spool=local)
+
+        ahead = read_ahead(connection, hint, lambda: dumped.done(), note if early is not None else None) \
+            if local else None
         last = load_dump_text(endpoint) if early is not None else None
         guess = speculated = None
         if last is not None and not dumped.done():

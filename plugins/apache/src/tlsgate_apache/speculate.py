@@ -142,7 +142,7 @@ def _write_private(path: Path, body: bytes) -> None:
 
 
 def read_ahead(connection: Connection, hint: Hint | None, done: Callable[[], bool],
-               note: Callable[[str], None] | None = None) -> ReadAhead:
+               note: Callable[[str], object] | None = None) -> ReadAhead:
     """Read and lex the hint's files, then read its certificates, until ``done()`` (the dump is
     back) or the hint is exhausted. A file that cannot be read or lexed is left for the walk,
     which reads it again and reports what it finds. ``note(path)`` is called after each file
