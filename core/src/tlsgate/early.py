@@ -91,11 +91,12 @@ class Early:
         """Whether any of ``paths`` (files or directories of this machine) is missing or had its
         inode changed since shortly before the command started: then its result may show a state
         from before the endpoint's lease was taken, and the command must run again. A path given
-        to :meth:`note` is judged by its inode time then."""
+        to :meth:`note` (or asked about before) is judged by its inode time then: the caller
+        holds the endpoint's lease from before the first question."""
         limit = self.started - MARGIN_SECONDS
         noted = self._ctimes
         for path in paths:
-            ctime = noted[path] if path in noted else _ctime(path)
+            ctime = noted[path] if path in noted else noted.setdefault(path, _ctime(path))
             if ctime is None or ctime >= limit:
                 return True
         return False

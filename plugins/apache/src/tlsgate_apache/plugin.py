@@ -126,17 +126,20 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
             speculated = _speculate(connection, control, guess, ahead)
         try:
             run = dumped(guess)
-            config, vnodes = speculated if speculated is not None and run is guess else \
-                discover(connection, control, run, ahead)
             # the early run started before this discovery held the endpoint's lease (an install
-            # may have been under way): used only if nothing httpd read changed since
-            again = early is not None and early.changed_since_start(config.inputs())
+            # may have been under way): used only if nothing httpd read changed since (asked
+            # first of the files it lists, before any work on its dump, then of all the walk read)
+            again = early is not None and early.changed_since_start(_listed(run))
+            if not again:
+                config, vnodes = speculated if speculated is not None and run is guess else \
+                    discover(connection, control, run, ahead)
+                again = early is not None and early.changed_since_start(config.inputs())
         except OperationError:
             if early is None:
                 raise
             again = True  # the early run failed: a fresh one says whether it still does
-        if again:
-            config, vnodes = discover(connection, control, control.dump(spool=local))
+        if again:  # the files read ahead were read under the lease: still of use
+            config, vnodes = discover(connection, control, control.dump(spool=local), ahead)
         if local:
             read = Hint(list(config.files), config.certificate_paths)
             if read != hint:
@@ -153,6 +156,12 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         if enabled:
             gc.enable()
     return nodes
+
+
+def _listed(run: RunConfig) -> set[str]:
+    """The files httpd's dump lists and the directories holding them."""
+    files = {*run.includes, run.main_file}
+    return {*files, *(p.rsplit("/", 1)[0] or "/" for p in files)}
 
 
 def _speculate(connection: Connection, control: ApacheControl, guess: RunConfig,
