@@ -20,8 +20,9 @@ It prints a Markdown table: wall and CPU time (user + system of each command's w
 tree, which on a loaded machine is the steadier number) of both sides, their ratios (target
 ≤ 1.5 at every size) and tlsgate's time per vhost (linear growth shows as a flat column), with
 the load average before and after (say in RESULTS.md when other work ran meanwhile). The first
-discovery of each configuration has no read-ahead hint yet (see
-``plugins/apache/src/tlsgate_apache/speculate.py``): its time is printed apart; the best of
+discovery of each configuration has no read-ahead hint, no last dump and no early-start record yet
+(see ``plugins/apache/src/tlsgate_apache/speculate.py`` and ``core/src/tlsgate/early.py``: the
+next ones start httpd's dump as the CLI's first step): its time is printed apart; the best of
 ``--repeat`` is over all runs, the first included.
 """
 

@@ -74,7 +74,10 @@ The exports, by what they are for:
   :func:`undo_later` (the cleanup to return), :class:`DnsProviderType`;
 * :func:`gc_paused`: no cyclic garbage collection while a parse builds many acyclic objects;
 * :func:`cache_dir`: tlsgate's cache directory (``TLSGATE_CACHE_DIR``, else the user's cache
-  directory): what may be lost at any time, e.g. a driver's hints for reading ahead.
+  directory): what may be lost at any time, e.g. a driver's hints for reading ahead;
+* :func:`offer_early_command` / :func:`take_early_command` (:class:`EarlyCommand`): a local
+  discovery's slow first command, started by the next ``tls discover NAME`` before tlsgate has
+  loaded (see :mod:`tlsgate.early` for what the driver must check).
 
 Importing this module stays cheap (every CLI call imports every plugin's entry module): the
 certificate, probe and Windows helpers load on first use.
@@ -151,6 +154,9 @@ if TYPE_CHECKING:
         to_pem,
     )
     from .declarations import cache_dir
+    from .early import Early as EarlyCommand
+    from .early import remember as offer_early_command
+    from .early import take as take_early_command
     from .lifecycle.dns import DnsProviderType
     from .lifecycle.http01 import http01_path, undo_later
     from .probe import (
@@ -215,6 +221,8 @@ def delegate(hook: str, target: str) -> Any:
 _LAZY = {
     **dict.fromkeys(("CertificateBundle", "key_matches", "order_chain"), "bundle"),
     "cache_dir": "declarations",
+    "EarlyCommand": "early",
+    **dict.fromkeys(("offer_early_command", "take_early_command"), "early"),
     **dict.fromkeys(
         (
             "CertFacts", "certificate_facts", "common_name", "covers", "dns_names", "fingerprint", "key_kind",
@@ -238,7 +246,8 @@ _LAZY = {
     **dict.fromkeys(("PS_OUT_JSON", "powershell_error_detail", "ps_template"), "transports.windows"),
 }
 #: exported under another name than the module's own
-_RENAMED = {"PS_OUT_JSON": "OUT_JSON", "powershell_error_detail": "error_detail"}
+_RENAMED = {"PS_OUT_JSON": "OUT_JSON", "powershell_error_detail": "error_detail", "EarlyCommand": "Early",
+            "offer_early_command": "remember", "take_early_command": "take"}
 
 
 def __getattr__(name: str) -> Any:
@@ -271,6 +280,7 @@ __all__ = [
     "CredentialStoreType",
     "Credentials",
     "DnsProviderType",
+    "EarlyCommand",
     "Edit",
     "Endpoint",
     "EndpointType",
@@ -315,6 +325,7 @@ __all__ = [
     "node_as_served",
     "node_names",
     "not_after",
+    "offer_early_command",
     "option",
     "order_chain",
     "package_file_route",
@@ -335,6 +346,7 @@ __all__ = [
     "served_fingerprints",
     "sni_for",
     "subject_text",
+    "take_early_command",
     "to_der",
     "to_pem",
     "try_served_fingerprint",

@@ -14,9 +14,19 @@ from ..errors import TlsgateError
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlsgate`` script."""
-    from .app import build_app
+    from .. import early
 
     args = sys.argv[1:] if argv is None else argv
+    early.start_for_cli(args)  # `tls discover NAME`: its driver's slow first command, started now
+    try:
+        return _main(args)
+    finally:
+        early.end()
+
+
+def _main(args: list[str]) -> int:
+    from .app import build_app
+
     try:
         _check_endpoint_type(args)
         args = _bare_switches(args)

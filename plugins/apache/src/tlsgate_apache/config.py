@@ -78,6 +78,13 @@ class ApacheConfig:
     read_ahead: dict[str, tuple[bytes, list[Directive]]] = attrs.field(factory=dict, repr=False)
     #: the certificate files discovery read (resolved paths, in order of first use)
     certificate_paths: list[str] = attrs.field(factory=list, repr=False)
+    #: the directories an Include's glob or directory argument listed
+    listed_dirs: set[str] = attrs.field(factory=set, repr=False)
+
+    def inputs(self) -> set[str]:
+        """Every file and directory (POSIX paths) the walk's result depends on: the files read,
+        the directories holding them, the directories a glob or directory Include listed."""
+        return {*self.files, *(p.rsplit("/", 1)[0] or "/" for p in self.files), *self.listed_dirs}
 
     @property
     def server_ssl_engine(self) -> bool:
@@ -144,6 +151,9 @@ def _include_targets(d: Directive, config: ApacheConfig, connection: Connection)
             config.notes.append(f"{d.where()}: {d.name} {arg}: unknown variable, not followed")
             continue
         if any(ch in path for ch in "*?["):
+            head = path.split("/")
+            wild = next(i for i, part in enumerate(head) if any(ch in part for ch in "*?["))
+            config.listed_dirs.add("/".join(head[:wild]) or "/")
             if config.run.includes:  # httpd lists the files it read (never a directory): no stat each
                 out += [p for p in connection.glob(path) if p in config.run.includes]
             else:
@@ -151,7 +161,7 @@ def _include_targets(d: Directive, config: ApacheConfig, connection: Connection)
             continue
         st = connection.stat(path)
         if st is not None and st.is_dir:
-            out += _dir_files(connection, path)
+            out += _dir_files(connection, path, config.listed_dirs)
         elif st is not None:
             out.append(path)
     return out
@@ -164,7 +174,8 @@ class _Dir:
 _DIR = _Dir()
 
 
-def _dir_files(connection: Connection, directory: str) -> list[str]:
+def _dir_files(connection: Connection, directory: str, listed: set[str]) -> list[str]:
+    listed.add(directory)
     out: list[str] = []
     for name in connection.listdir(directory):
         if name.startswith("."):
@@ -172,7 +183,7 @@ def _dir_files(connection: Connection, directory: str) -> list[str]:
         p = connection.path.join(directory, name)
         st = connection.stat(p)
         if st is not None and st.is_dir:
-            out += _dir_files(connection, p)
+            out += _dir_files(connection, p, listed)
         elif st is not None:
             out.append(p)
     return out

@@ -9,10 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-from tlsgate.plugin import EndpointType, Problem, RestartResult, delegate, impl, option
+from tlsgate.plugin import EndpointType, OperationError, Problem, RestartResult, delegate, impl, option
 
 if TYPE_CHECKING:
     from tlsgate.plugin import Connection, Endpoint, Node
+
+    from .config import ApacheConfig
+    from .control import ApacheControl, RunConfig
+    from .discovery import VHostNode
+    from .speculate import ReadAhead
 
 #: The plugin contract this plugin is written for (checked by the registry at load).
 PLUGIN_API = "1.0"
@@ -79,11 +84,16 @@ def _local(endpoint: Endpoint) -> bool:
 def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     import gc
 
-    from .control import ApacheControl
+    from tlsgate.plugin import offer_early_command, take_early_command
+
+    from .control import DUMP_ARGS, ApacheControl
 
     local = _local(endpoint)
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
-    dumped = control.dump_started(spool=local)  # httpd reads its configuration while this process imports
+    dump_argv = control.argv(*DUMP_ARGS)
+    # started by the CLI before tlsgate loaded (the command the last discovery ran), or now
+    early = take_early_command(dump_argv) if local else None
+    dumped = control.dump_started(spool=local, early=early)  # httpd reads its configuration meanwhile
     # the parse and the node model allocate hundreds of thousands of acyclic objects: CPython's
     # cyclic collector would rescan the growing heap again and again (a fifth of the time at
     # 10,000 vhosts); nothing here makes cycles that must be freed before the hook returns
@@ -91,14 +101,52 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
     gc.disable()
     try:
         from .discovery import confirm_by_handshake, discover  # the lexer, cryptography, the probes
-        from .speculate import Hint, load_hint, read_ahead, save_hint
+        from .speculate import Hint, load_dump_text, load_hint, read_ahead, save_dump_text, save_hint
 
         # while httpd runs: read and lex what the last discovery read (local only: over ssh the
-        # connection is the dump's until it is back); the walk takes only what httpd's dump names
-        ahead = read_ahead(connection, load_hint(endpoint), dumped.done) if local else None
-        config, vnodes = discover(connection, control, dumped(), ahead)
+        # connection is the dump's until it is back; the walk takes only what httpd's dump
+        # names), then discover on what httpd printed last time
+        hint = load_hint(endpoint) if local else None
+
+        def note(path: str) -> None:
+            """A file read ahead changed since the early dump started: that dump will not be
+            taken; httpd is asked again at once, while the reading ahead goes on."""
+            nonlocal early, dumped
+            if early is not None and early.note(path):
+                early.kill()
+                early, dumped = None, control.dump_started(spool=local)
+
+        ahead = read_ahead(connection, hint, lambda: dumped.done(), note if early is not None else None) \
+            if local else None
+        last = load_dump_text(endpoint) if early is not None else None
+        guess = speculated = None
+        if last is not None and not dumped.done():
+            # still waiting: the whole discovery on the last dump, taken if httpd prints the same
+            guess = control.run_config(last)
+            speculated = _speculate(connection, control, guess, ahead)
+        try:
+            run = dumped(guess)
+            # the early run started before this discovery held the endpoint's lease (an install
+            # may have been under way): used only if nothing httpd read changed since (asked
+            # first of the files it lists, before any work on its dump, then of all the walk read)
+            again = early is not None and early.changed_since_start(_listed(run))
+            if not again:
+                config, vnodes = speculated if speculated is not None and run is guess else \
+                    discover(connection, control, run, ahead)
+                again = early is not None and early.changed_since_start(config.inputs())
+        except OperationError:
+            if early is None:
+                raise
+            again = True  # the early run failed: a fresh one says whether it still does
+        if again:  # the files read ahead were read under the lease: still of use
+            config, vnodes = discover(connection, control, control.dump(spool=local), ahead)
         if local:
-            save_hint(endpoint, Hint(list(config.files), config.certificate_paths))
+            read = Hint(list(config.files), config.certificate_paths)
+            if read != hint:
+                save_hint(endpoint, read)
+            if config.run.text != last:
+                save_dump_text(endpoint, config.run.text)
+            offer_early_command(dump_argv)  # the dump is read-only: the next discovery starts it early
         del ahead
         nodes = confirm_by_handshake(vnodes, endpoint, local)
         # the parsed files go now, by reference counting: re-enabled with them alive, the
@@ -108,6 +156,25 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         if enabled:
             gc.enable()
     return nodes
+
+
+def _listed(run: RunConfig) -> set[str]:
+    """The files httpd's dump lists and the directories holding them."""
+    files = {*run.includes, run.main_file}
+    return {*files, *(p.rsplit("/", 1)[0] or "/" for p in files)}
+
+
+def _speculate(connection: Connection, control: ApacheControl, guess: RunConfig,
+               ahead: ReadAhead | None) -> tuple[ApacheConfig, list[VHostNode]] | None:
+    """:func:`~tlsgate_apache.discovery.discover` on the last dump's parse while httpd runs (its
+    reads are those of the discovery, a moment earlier, under the endpoint's lease all the same);
+    None when it fails (the discovery on what httpd prints says why, if it still does)."""
+    from .discovery import discover
+
+    try:
+        return discover(connection, control, guess, ahead)
+    except Exception:  # noqa: BLE001 - only a guess: the real discovery reports its own errors
+        return None
 
 
 #: ``alias`` (keystore entry names) is not taken: virtual hosts have none.

@@ -5,7 +5,10 @@ what we do next depends on it: which files httpd read, its ServerRoot, modules a
 of our own work is reading and lexing those files and reading the certificates they name; which
 ones they are rarely changes between two discoveries of an endpoint. So a discovery records the
 files it read and the certificate paths it resolved (a *hint*, in tlsgate's cache directory), and
-the next one reads and lexes those while httpd runs, on the other core.
+the next one reads and lexes those while httpd runs, on the other core. What httpd printed is
+kept too: when the reading ahead is done before httpd, the whole discovery is made on it, and
+taken when httpd prints the same again (:meth:`~tlsgate_apache.control.ApacheControl.parsed`
+compares the whole text but its Mutex lines).
 
 The hint only decides what is read early, never what is reported: the walk still starts from the
 main file httpd names, follows only the includes httpd lists, evaluates every condition with what
@@ -94,11 +97,39 @@ def load_hint(endpoint: Endpoint) -> Hint | None:
 
 def save_hint(endpoint: Endpoint, hint: Hint) -> None:
     """Record what this discovery read, for the next one (a cache: failures are ignored)."""
+    body = json.dumps({"ident": _ident(endpoint), "files": hint.files[:MAX_PATHS],
+                       "certificates": hint.certificates[:MAX_PATHS]}).encode()
+    _write_private(hint_file(endpoint), body)
+
+
+def dump_file(endpoint: Endpoint) -> Path:
+    return hint_file(endpoint).with_suffix(".dump")
+
+
+def load_dump_text(endpoint: Endpoint) -> str | None:
+    """What httpd printed at the last discovery of this endpoint (its first line: the ident)."""
     try:
-        path = hint_file(endpoint)
+        with open(dump_file(endpoint), "rb") as fh:
+            data = fh.read(MAX_HINT_BYTES + 1)
+    except OSError:
+        return None
+    ident, _, text = data.partition(b"\n")
+    if len(data) > MAX_HINT_BYTES or ident != _ident(endpoint).encode():
+        return None
+    return text.decode("utf-8", "surrogateescape")
+
+
+def save_dump_text(endpoint: Endpoint, text: str) -> None:
+    """Keep what httpd printed, for the next discovery's guess (a cache: failures are ignored).
+    It holds what ``apachectl -S`` prints (names, addresses, paths), no secret; 0600 all the same."""
+    body = _ident(endpoint).encode() + b"\n" + text.encode("utf-8", "surrogateescape")
+    if len(body) <= MAX_HINT_BYTES:
+        _write_private(dump_file(endpoint), body)
+
+
+def _write_private(path: Path, body: bytes) -> None:
+    try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        body = json.dumps({"ident": _ident(endpoint), "files": hint.files[:MAX_PATHS],
-                           "certificates": hint.certificates[:MAX_PATHS]}).encode()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
@@ -110,10 +141,12 @@ def save_hint(endpoint: Endpoint, hint: Hint) -> None:
         return
 
 
-def read_ahead(connection: Connection, hint: Hint | None, done: Callable[[], bool]) -> ReadAhead:
+def read_ahead(connection: Connection, hint: Hint | None, done: Callable[[], bool],
+               note: Callable[[str], object] | None = None) -> ReadAhead:
     """Read and lex the hint's files, then read its certificates, until ``done()`` (the dump is
     back) or the hint is exhausted. A file that cannot be read or lexed is left for the walk,
-    which reads it again and reports what it finds."""
+    which reads it again and reports what it finds. ``note(path)`` is called after each file
+    was read (an early dump's :meth:`~tlsgate.plugin.EarlyCommand.note`)."""
     from tlsgate.plugin import OperationError, read_certificate
 
     from .config import _WALKED
@@ -128,6 +161,8 @@ def read_ahead(connection: Connection, hint: Hint | None, done: Callable[[], boo
             return out
         try:
             data = connection.read_file(path)
+            if note is not None:
+                note(path)
             files[path] = (data, parse(data, path, keep=_WALKED))
         except (OperationError, OSError, ConfigSyntaxError):
             continue
