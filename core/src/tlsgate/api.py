@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # cryptography loads with the first command that handles a ce
 
 NAME_RULE = (1, 32)
 HOST_RULE = (1, 255)
+SECRET_RULE = (1, 1024)  # --password, --ssh_key_password: an empty one is a mistake, never a login
 CONNECTION_FIELDS = ("host", "port", "user", "password", "ssh_key_path", "ssh_key_password", "store", "store_cred_id")
 
 
@@ -333,6 +334,10 @@ class Gateway:
                 )
             if user is not None:
                 _check_text(user, "--user", 1, 256)
+            for flag, secret in (("--password", password), ("--ssh_key_password", ssh_key_password)):
+                if secret is not None and not 1 <= len(secret.reveal()) <= SECRET_RULE[1]:
+                    raise ValidationError(f"must be between {SECRET_RULE[0]} and {SECRET_RULE[1]} characters",
+                                          option=flag)
             extra = {n: extra_specs[n].check(v) for n, v in transport_options.items()}
             spec = ConnectionSpec(
                 type=connection_type, host=host, port=port_num, user=user, password=password,
@@ -1022,7 +1027,7 @@ class Gateway:
     # -- audit ------------------------------------------------------------------------------------
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Audit entries, oldest first (the last ``limit`` when given)."""
-        return self.inventory.audit_log(limit)
+        return self.inventory.audit_log(_check_limit(limit))
 
     # -- fleet jobs -------------------------------------------------------------------------------
     def job(self, job_id: int) -> Any:
@@ -1034,7 +1039,7 @@ class Gateway:
     def jobs(self, limit: int | None = None) -> list[Any]:
         from . import jobs
 
-        return jobs.list_jobs(self.inventory, limit)
+        return jobs.list_jobs(self.inventory, _check_limit(limit))
 
     # -- credential stores ------------------------------------------------------------------------
     def stores(self) -> list[dict[str, Any]]:
@@ -1175,6 +1180,13 @@ def _check_port(port: int | str | None, default: int | None) -> int:
     if not 1 <= value <= 65535:
         raise ValidationError("must be an integer between 1 and 65535", option="--port")
     return value
+
+
+def _check_limit(limit: int | None) -> int | None:
+    """``--limit N`` of a listing: None (everything) or at least 1 (0 and -1 listed everything)."""
+    if limit is not None and limit < 1:
+        raise ValidationError("must be at least 1", option="--limit")
+    return limit
 
 
 def _secret(value: Any) -> Secret | None:

@@ -14,35 +14,69 @@ from ..errors import TlsgateError
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tlsgate`` script."""
-    from .app import build_app
-
     args = sys.argv[1:] if argv is None else argv
+    # ``--json`` (before a ``--`` that ends the options): a failure is one JSON document on
+    # stdout too, {"error": ..., "exit_code": N}, unless the command already wrote its own
+    json_mode = "--json" in (args[: args.index("--")] if "--" in args else args)
     try:
-        _check_endpoint_type(args)
-        args = _bare_switches(args)
-        # standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit
-        build_app()(args=args, prog_name="tlsgate")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        code, message = _run(args, json_mode)
     except TlsgateError as exc:
         if os.environ.get("TLSGATE_DEBUG"):
             raise
         from .output import escape
 
-        print(f"error: {escape(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        code, message = exc.exit_code, escape(str(exc))
+        print(f"error: {message}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code, message = 130, "interrupted"
     except BrokenPipeError:
         return 0
     except Exception as exc:
         if os.environ.get("TLSGATE_DEBUG"):
             raise
-        print(f"error: internal error: {type(exc).__name__}: {exc} (TLSGATE_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        return 1
-    return 0
+        message = f"internal error: {type(exc).__name__}: {exc} (TLSGATE_DEBUG=1 shows the traceback)"
+        print(f"error: {message}", file=sys.stderr)
+        code = 1
+    if code and json_mode:
+        from . import output
+
+        if not output.json_written():
+            output.emit_json({"error": message or f"exit status {code} (see standard error)", "exit_code": code})
+    return code
+
+
+def _run(args: list[str], json_mode: bool) -> tuple[int, str | None]:
+    """Run the command: its exit status and, for a usage error, the parser's message."""
+    from .app import build_app
+
+    _check_endpoint_type(args)
+    args = _bare_switches(args)
+    if not json_mode:
+        # standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit
+        try:
+            build_app()(args=args, prog_name="tlsgate")
+        except SystemExit as exc:
+            return (exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)), None
+        return 0, None
+    # with --json the parser's errors are caught here, so their message can go into the document
+    import typer
+    from typer._click.exceptions import ClickException  # Typer 0.26+ vendors Click
+
+    try:
+        # not standalone: a typer.Exit(N) comes back as N, a normal end as the command's None
+        returned = build_app()(args=args, prog_name="tlsgate", standalone_mode=False)
+    except ClickException as exc:
+        exc.show()
+        return exc.exit_code, exc.format_message()
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        return 1, "aborted"
+    except typer.Exit as exc:  # typer.Exit raised outside the command's own invoke
+        return exc.exit_code, None
+    except SystemExit as exc:
+        return (exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)), None
+    return (returned if isinstance(returned, int) and not isinstance(returned, bool) else 0), None
 
 
 def _check_endpoint_type(args: list[str]) -> None:

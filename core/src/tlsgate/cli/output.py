@@ -57,7 +57,17 @@ STREAM_ITEMS = 100
 PRETTY_LIMIT = 256 * 1024
 
 
+_json_written = False
+
+
+def json_written() -> bool:
+    """Whether this command has written its JSON document (a failure after it adds none)."""
+    return _json_written
+
+
 def emit_json(data: Any) -> None:
+    global _json_written
+    _json_written = True
     # json's indent= runs its pure-Python encoder (10,000 endpoints took ~1 s; 90 certificates
     # with 100 nodes each, 1.3 MB, 0.6 s): a long or large list is written by the C encoder
     # one element per line (still one JSON document), anything else large on one line
@@ -108,6 +118,11 @@ def say_lines(text: str) -> None:
 
 def warn(text: str) -> None:
     print(f"warning: {escape(text)}", file=sys.stderr)
+
+
+def error_line(text: str) -> None:
+    """The ``error: ...`` line of a command that fails after printing its result."""
+    print(f"error: {escape(text)}", file=sys.stderr)
 
 
 #: tables longer than this are written as plain text even on a terminal (rich's renderer takes

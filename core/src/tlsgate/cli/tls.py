@@ -37,7 +37,7 @@ from .job import (
     run_and_report,
     selection,
 )
-from .output import clean, emit_json, say, say_lines, table, warn
+from .output import clean, emit_json, error_line, say, say_lines, table, warn
 
 if TYPE_CHECKING:  # the models (attrs) load with the commands that use them, not with the group
     from ..api import Gateway
@@ -296,6 +296,8 @@ def register(tls: typer.Typer) -> None:
             for line in result.stderr.rstrip().splitlines():
                 warn(line)
         if not result.ok:
+            if not json:  # the script's own stderr, if any, does not say that it failed
+                error_line(f"{result.script} exited with status {result.exit_code}")
             raise typer.Exit(1)
 
 

@@ -1,0 +1,154 @@
+"""The command line against the vendor document and the README's contract, as a script drives it
+(subprocess, stdout piped): every failing command given ``--json`` still writes one JSON
+document (the error, its exit status) to standard output, ranges such as ``--limit`` are
+checked, an empty password or a WinRM login without a user is refused when the endpoint is
+added, not at the first job."""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tlsgate import ValidationError
+
+SECRET = "S3cr3t-conformance"
+
+
+def tg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
+                          env=dict(os.environ), timeout=120)
+
+
+def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = tg(*args, stdin=stdin)
+    assert res.returncode == 0, f"{args}: {res.stderr}"
+    return res
+
+
+@pytest.fixture
+def pem_file(tmp_path: Path, test_ca) -> Path:  # type: ignore[no-untyped-def]
+    issued = test_ca.issue("app.example.org")
+    path = tmp_path / "app.pem"
+    path.write_bytes(issued.cert_pem + issued.key_pem)
+    return path
+
+
+def test_json_errors_are_one_json_document(tlsgate_home: Path, pem_file: Path) -> None:
+    ok("tls", "add", "pem", "--name", "undelegated", "--connection_type", "local", "--path", str(pem_file))
+    failing = [
+        # invalid input (exit 2), with a secret on the command line that must not be echoed
+        (["tls", "add", "pem", "--name", "x", "--connection_type", "rest", "--path", str(pem_file),
+          "--password", SECRET], 2, "--connection_type: must be one of"),
+        (["tls", "show", "nope"], 2, "no endpoint named or with ID 'nope'"),
+        (["cert", "show", "999"], 2, "no certificate '999'"),
+        # a usage error of the command line parser itself (exit 2)
+        (["log", "--limit", "abc"], 2, "--limit"),
+        (["tls", "add", "pem", "--name", "x", "--no_such_flag", "1"], 2, "No such option: --no_such_flag"),
+        # the operation failed (exit 1)
+        (["tls", "discover", "undelegated"], 1, "not delegated"),
+    ]
+    for args, code, message in failing:
+        res = tg(*args, "--json")
+        assert res.returncode == code, (args, res.stderr)
+        assert "Traceback" not in res.stderr
+        doc = json.loads(res.stdout)  # one document, nothing else on stdout
+        assert doc["exit_code"] == code and message in doc["error"], (args, doc)
+        assert message in res.stderr  # people (and logs) still get the error line
+        assert SECRET not in res.stdout + res.stderr
+    # the same commands without --json print nothing on stdout
+    assert tg("tls", "show", "nope").stdout == ""
+
+
+def test_json_error_after_a_json_result_is_not_a_second_document(tlsgate_home: Path, pem_file: Path,
+                                                                  tmp_path: Path) -> None:
+    script = tmp_path / "fail.sh"
+    script.write_text("#!/bin/sh\necho out\necho oops >&2\nexit 3\n")
+    script.chmod(0o755)
+    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(pem_file))
+    res = tg("tls", "run-script", "p", str(script), "--json")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 3 and doc["stderr"] == "oops\n" and "error" not in doc
+
+
+def test_run_script_failure_says_the_exit_status(tlsgate_home: Path, pem_file: Path, tmp_path: Path) -> None:
+    script = tmp_path / "fail.sh"
+    script.write_text("#!/bin/sh\necho partial output\necho 'disk full' >&2\nexit 3\n")
+    script.chmod(0o755)
+    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(pem_file))
+    res = tg("tls", "run-script", "p", str(script), "a b")
+    assert res.returncode == 1
+    assert res.stdout == "partial output\n"
+    assert res.stderr.splitlines() == ["warning: disk full", f"error: {script} exited with status 3"]
+
+
+@pytest.mark.parametrize("command", [["log"], ["job", "list"]])
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_limit_must_be_positive(tlsgate_home: Path, command: list[str], limit: str) -> None:
+    res = tg(*command, "--limit", limit)
+    assert res.returncode == 2 and res.stderr.strip() == "error: --limit: must be at least 1"
+    assert ok(*command, "--limit", "1")
+
+
+def test_empty_passwords_are_refused(tlsgate_home: Path, pem_file: Path, tmp_path: Path) -> None:
+    key = tmp_path / "id_test"
+    key.write_text("not checked at add time\n")
+    base = ["tls", "add", "pem", "--path", "/srv/app.pem", "--connection_type", "ssh", "--host", "app.example"]
+    cases = [
+        ([*base, "--name", "a", "--password", ""], "--password"),
+        ([*base, "--name", "b", "--ssh_key_path", str(key), "--ssh_key_password", ""], "--ssh_key_password"),
+        (["tls", "add", "pem", "--name", "c", "--connection_type", "winrm_https", "--host", "w.example", "--user",
+          "u", "--password", "", "--path", "C:\\app.pem"], "--password"),
+    ]
+    for args, flag in cases:
+        res = tg(*args)
+        assert res.returncode == 2, res.stdout
+        assert res.stderr.strip() == f"error: {flag}: must be between 1 and 1024 characters"
+    # an empty line on standard input is an empty password too
+    res = tg(*base, "--name", "d", "--password", "-", stdin="\n")
+    assert res.returncode == 2 and "--password: must be between 1 and 1024" in res.stderr
+    ok(*base, "--name", "e", "--user", "deploy", "--password", "-", stdin=SECRET + "\n")
+    res = tg("tls", "set", "e", "--password", "")
+    assert res.returncode == 2 and "--password: must be between 1 and 1024" in res.stderr
+    assert json.loads(ok("tls", "show", "e", "--json").stdout)["connection"]["password"] == "********"
+
+
+@pytest.mark.parametrize("ctype", ["winrm_http", "winrm_https", "winrm_https_insecure"])
+def test_winrm_password_needs_a_user(tlsgate_home: Path, ctype: str) -> None:
+    res = tg("tls", "add", "pem", "--name", "w", "--connection_type", ctype, "--host", "w.example",
+             "--password", SECRET, "--path", "C:\\app.pem")
+    assert res.returncode == 2 and SECRET not in res.stderr
+    assert res.stderr.strip() == f"error: --user: is required with --password over {ctype}"
+    ok("tls", "add", "pem", "--name", "w", "--connection_type", ctype, "--host", "w.example", "--user", "admin",
+       "--password", SECRET, "--path", "C:\\app.pem")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(password=st.text(max_size=1100), user=st.one_of(st.none(), st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=20)),
+       ctype=st.sampled_from(["ssh", "winrm_https"]))
+def test_connection_password_rule(tlsgate_home: Path, password: str, user: str | None, ctype: str) -> None:
+    """Any password (any characters): stored when it is 1 to 1024 characters and, over WinRM,
+    there is a user; otherwise a ValidationError naming the flag; never anything else."""
+    from tlsgate.api import Gateway
+
+    gw = Gateway()
+    fields = {"name": "p", "connection_type": ctype, "host": "h.example", "user": user, "password": password,
+              "options": {"path": "/srv/app.pem" if ctype == "ssh" else "C:\\app.pem"}}
+    try:
+        endpoint, _ = gw._build_endpoint("pem", fields)
+    except ValidationError as exc:
+        expected = {"--password"} if not 1 <= len(password) <= 1024 else set()
+        if ctype != "ssh" and user is None:
+            expected.add("--user")
+        assert exc.option in expected, (exc, password[:20], user)
+        assert password not in str(exc) or not password
+    else:
+        assert 1 <= len(password) <= 1024 and (ctype == "ssh" or user is not None)
+        assert endpoint.connection.password is not None and endpoint.connection.password.reveal() == password
