@@ -6,6 +6,7 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import attrs
@@ -62,6 +63,9 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     ctl = getattr(options, "apachectl_path", None)
     if ctl is not None and endpoint.connection.type == "local" and "/" in ctl and not ctl.startswith("/"):
         problems.append(Problem("must be an absolute path or a program name on PATH", option="--apachectl_path"))
+    elif ctl is not None and _local(endpoint) and ctl.startswith("/") and not os.path.isfile(ctl):
+        what = "is a directory" if os.path.isdir(ctl) else "no such file"  # remote paths wait for the job
+        problems.append(Problem(f"{ctl}: {what}", option="--apachectl_path"))
     certs_dir = getattr(options, "certs_dir", None) or "/"
     if not certs_dir.startswith("/"):
         problems.append(Problem("must be an absolute path", option="--certs_dir"))
