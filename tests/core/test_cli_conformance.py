@@ -152,3 +152,59 @@ def test_connection_password_rule(tlsgate_home: Path, password: str, user: str |
     else:
         assert 1 <= len(password) <= 1024 and (ctype == "ssh" or user is not None)
         assert endpoint.connection.password is not None and endpoint.connection.password.reveal() == password
+
+
+#: The reference document's description of each option of ``tls add <type>`` (its "Option
+#: Description" tables): the help of each flag starts with the description and states each limit.
+DOC_OPTIONS: dict[str, dict[str, list[str]]] = {
+    "all": {"--name": ["The name of the", "Must be between 1 and 32 characters"],
+            "--connection_type": ["The connection type"],
+            "--host": ["hostname", "Must be between 1 and 255 characters"],
+            "--port": ["port", "Must be an integer between 1 and 65535"],
+            "--user": ["The username for authentication"], "--password": ["The password for authentication"],
+            "--ssh_key_path": ["The path to the SSH key file"], "--ssh_key_password": ["The password for the SSH key"],
+            "--store": ["The credential store name"], "--store_cred_id": ["The credential store ID"]},
+    "apache": {"--apachectl_path": ["The path to apachectl", "Must be between 1 and 4096 characters"]},
+    "tomcat": {"--tomcat_dir": ["The path to the Tomcat directory", "for example /opt/tomcat",
+                                "Must be at least 1 character long"]},
+    "nginx": {"--nginx_config_path": ["The path to the Nginx config file", "Must be between 1 and 4096 characters"]},
+    "p12": {"--path": ["The path to the keystore or certificate file"], "--store_password": ["The keystore password"],
+            "--install_script": ["The path to the install script"],
+            "--restart_script": ["The path to the restart script"],
+            "--is_legacy": ["Specifies which password-based encryption (PBE) scheme is used to encrypt the PKCS#8 "
+                            "private key inside the PKCS#12 ShroudedKeyBag", "Defaults to false"]},
+    "jks": {"--path": ["The path to the keystore or certificate file"], "--store_password": ["The keystore password"],
+            "--install_script": ["The path to the install script"],
+            "--restart_script": ["The path to the restart script"]},
+    "pem": {"--path": ["The path to the file"], "--install_script": ["The path to the install script"],
+            "--restart_script": ["The path to the restart script"]},
+    "iis": {}, "f5": {},
+}
+
+
+def _option_helps(type_name: str) -> dict[str, str]:
+    """``tls add TYPE --help`` as {flag: its help text on one line}."""
+    import re
+
+    text = ok("tls", "add", type_name, "--help").stdout.split("Options:", 1)[1]
+    helps: dict[str, str] = {}
+    flag = None
+    for line in text.splitlines():
+        m = re.match(r"^  (--\w+)(?: (?:<[^>]*>|[A-Z][A-Z-]*))?", line)
+        if m:
+            flag = m.group(1)
+            helps[flag] = line[m.end():]
+        elif flag:
+            helps[flag] += " " + line.strip()
+    return {k: " ".join(v.split()) for k, v in helps.items()}
+
+
+@pytest.mark.parametrize("type_name", sorted(set(DOC_OPTIONS) - {"all"}))
+def test_add_help_says_what_the_reference_document_says(tlsgate_home: Path, type_name: str) -> None:
+    helps = _option_helps(type_name)
+    for flag, phrases in {**DOC_OPTIONS["all"], **DOC_OPTIONS[type_name]}.items():
+        assert flag in helps, (type_name, flag)
+        for phrase in phrases:
+            assert phrase in helps[flag], (type_name, flag, phrase, helps[flag])
+        # the generated parts of a help (the stdin note, the default) are said once
+        assert helps[flag].count("standard input") <= 1 and helps[flag].count("efault") <= 1, (flag, helps[flag])

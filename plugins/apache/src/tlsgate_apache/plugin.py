@@ -27,8 +27,8 @@ class ApacheOptions:
 
     apachectl_path: str | None = option(
         help=(
-            "The path to apachectl (Debian: apache2ctl; a plain httpd binary works too). "
-            "Default: apachectl, apache2ctl or httpd found on the host."
+            "The path to apachectl (Debian: apache2ctl; a plain httpd binary works too). Must be between 1 "
+            "and 4096 characters. Default: apachectl, apache2ctl or httpd found on the host."
         ),
         min_len=1, max_len=4096, metavar="<apachectl-path>",
     )

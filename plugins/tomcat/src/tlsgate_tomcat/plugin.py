@@ -23,7 +23,8 @@ TYPE = "tomcat"
 @attrs.frozen
 class TomcatOptions:
     tomcat_dir: str = option(
-        help="The Tomcat directory (CATALINA_BASE): the folder that holds conf/server.xml.",
+        help=("The path to the Tomcat directory, for example /opt/tomcat (CATALINA_BASE: the folder that holds "
+              "conf/server.xml). Must be at least 1 character long."),
         required=True,
         min_len=1,
         max_len=4096,
