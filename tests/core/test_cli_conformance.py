@@ -208,3 +208,49 @@ def test_add_help_says_what_the_reference_document_says(tlsgate_home: Path, type
             assert phrase in helps[flag], (type_name, flag, phrase, helps[flag])
         # the generated parts of a help (the stdin note, the default) are said once
         assert helps[flag].count("standard input") <= 1 and helps[flag].count("efault") <= 1, (flag, helps[flag])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--url", "vault.example:8200", "--token", SECRET], "--url: must be an http:// or https:// URL with a host, e.g. https://vault.example:8200"),
+    (["--url", "https://", "--token", SECRET], "--url: must be an http:// or https:// URL with a host, e.g. https://vault.example:8200"),
+    (["--url", "https://vault.example:99999", "--token", SECRET], "--url: the port must be between 1 and 65535"),
+    (["--url", "https://vault.example"], "--token: give --token, or --role_id with --secret_id"),
+    (["--url", "https://vault.example", "--role_id", "r"], "--secret_id: is required with --role_id"),
+    (["--url", "https://vault.example", "--secret_id", SECRET], "--role_id: is required with --secret_id"),
+    (["--url", "https://vault.example", "--token", SECRET, "--ca_bundle", "/nonexistent/ca.pem"],
+     "--ca_bundle: /nonexistent/ca.pem: no such file"),
+])
+def test_vault_store_add_checks_url_and_credentials(tlsgate_home: Path, args: list[str], message: str) -> None:
+    res = tg("store", "add", "vault", "--name", "corp", *args)
+    assert res.returncode == 2 and res.stderr.strip() == f"error: {message}"
+    assert SECRET not in res.stdout + res.stderr
+    assert json.loads(ok("store", "list", "--json").stdout) == []
+
+
+def test_vault_store_add_accepts_what_it_can_use(tlsgate_home: Path, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("checked when the store is used\n")
+    ok("store", "add", "vault", "--name", "a", "--url", "http://127.0.0.1:8200", "--token", SECRET)
+    ok("store", "add", "vault", "--name", "b", "--url", "https://[::1]:8200/", "--role_id", "r", "--secret_id", "-",
+       "--ca_bundle", str(ca), stdin=SECRET + "\n")
+    assert [s["name"] for s in json.loads(ok("store", "list", "--json").stdout)] == ["a", "b"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(url=st.one_of(st.text(max_size=60), st.builds(lambda s, h, p: f"{s}://{h}{p}",
+                                                      st.sampled_from(["http", "https", "ftp", ""]),
+                                                      st.text(max_size=20), st.text(max_size=10))))
+def test_vault_url_rule(url: str) -> None:
+    """Any --url: accepted only as http(s) with a host (and a valid port); never an exception."""
+    from urllib.parse import urlsplit
+
+    from tlsgate.credstores.vault import VaultOptions, check_options
+    from tlsgate.secret import Secret
+
+    problems = check_options(VaultOptions(url=url, token=Secret("t")))  # type: ignore[arg-type]
+    if not problems:
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "https") and parts.hostname
+        assert parts.port is None or 1 <= parts.port <= 65535
+    else:
+        assert [p.option for p in problems] == ["--url"]

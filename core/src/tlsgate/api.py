@@ -1064,6 +1064,9 @@ class Gateway:
                 raise ValidationError("must not hold a user name or password (user:password@); give "
                                       "credentials with the store's own options", option=f"--{key}")
         opts = build_options(stype.options, options)
+        problems = stype.validate(opts) if stype.validate is not None else []
+        if problems:
+            raise ValidationError(problems[0].message, option=problems[0].option)
         self.inventory.add_store(name, kind, options_to_dict(opts))
         self.inventory.audit("store add", "ok", details={"store": name, "kind": kind})
 
