@@ -254,3 +254,13 @@ def test_vault_url_rule(url: str) -> None:
         assert parts.port is None or 1 <= parts.port <= 65535
     else:
         assert [p.option for p in problems] == ["--url"]
+
+
+@pytest.mark.parametrize("command", [["tls", "verify"], ["tls", "discover"], ["tls", "nodes"], ["tls", "restart"]])
+def test_selector_mistakes_are_named(tlsgate_home: Path, pem_file: Path, command: list[str]) -> None:
+    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(pem_file))
+    res = tg(*command, "--type", "nosuchtype")
+    assert res.returncode == 2 and res.stderr.strip().startswith(
+        "error: --type: no endpoint type 'nosuchtype' (installed: "), res.stdout
+    res = tg(*command, "--department", "Web")
+    assert res.returncode == 2 and res.stderr.strip() == "error: --department: needs --org"
