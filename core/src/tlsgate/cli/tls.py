@@ -3,12 +3,13 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..errors import ValidationError
+from ..errors import OperationError, ValidationError
 from .common import (
     CONTEXT,
     AllowNameMismatchOpt,
@@ -267,10 +268,19 @@ def register(tls: typer.Typer) -> None:
         """Show the SSH host key an endpoint presents and record it as trusted."""
         gw = gateway()
         key_type, fingerprint, key, host, port = gw.host_key(endpoint)
-        if not json:
-            say(f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}")
-        if not yes and not typer.confirm("Trust this host key?", default=False):
-            raise typer.Exit(1)
+        shown = f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}"
+        if json:  # stdout is the JSON document: the key and the question go to stderr
+            print(shown, file=sys.stderr)
+        else:
+            say(shown)
+        if not yes:
+            try:
+                agreed = typer.confirm("Trust this host key?", default=False, err=json)
+            except typer.Abort:  # standard input ended (a script, cron): no answer is not a yes
+                raise OperationError(f"{host}:{port}: host key {fingerprint} not trusted: no answer on standard "
+                                     "input (check the fingerprint, then run again with --yes)") from None
+            if not agreed:
+                raise OperationError(f"{host}:{port}: host key {fingerprint} not trusted (declined)")
         gw.trust_host_key(endpoint, key, host, port)
         if json:
             emit_json({"endpoint": endpoint, "host": host, "port": port, "key_type": key_type,
