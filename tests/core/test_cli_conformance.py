@@ -264,3 +264,21 @@ def test_selector_mistakes_are_named(tlsgate_home: Path, pem_file: Path, command
         "error: --type: no endpoint type 'nosuchtype' (installed: "), res.stdout
     res = tg(*command, "--department", "Web")
     assert res.returncode == 2 and res.stderr.strip() == "error: --department: needs --org"
+
+
+def test_set_with_an_empty_value_removes_an_optional_setting(tlsgate_home: Path, pem_file: Path,
+                                                              tmp_path: Path) -> None:
+    """``tls set E --option ''`` puts an optional setting back to its default (a wrong
+    --install_script or --tomcat_service could otherwise only be fixed by removing the endpoint,
+    its delegation and history); a required one or a connection secret is still refused."""
+    script = tmp_path / "reload.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(pem_file),
+       "--install_script", str(script))
+    instance = json.loads(ok("tls", "show", "p", "--json").stdout)["instance_id"]
+    assert "--install_script" in ok("tls", "set", "p", "--install_script", "").stdout
+    shown = json.loads(ok("tls", "show", "p", "--json").stdout)
+    assert shown["options"]["install_script"] is None and shown["instance_id"] == instance
+    res = tg("tls", "set", "p", "--path", "")
+    assert res.returncode == 2 and res.stderr.strip() == "error: --path: is required"

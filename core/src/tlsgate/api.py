@@ -221,7 +221,8 @@ class Gateway:
         type's options, its transport's, and the connection flags but the connection type),
         validated as ``tls add`` validates them. The endpoint keeps its instance ID, delegation,
         nodes and history; the audit entry names the options changed (never their values). A
-        value of None removes an optional setting."""
+        value of None (or "" for an option of the type or its transport) removes an optional
+        setting; a required one is then refused."""
         stored = self.inventory.get_endpoint(ref)
         if not changes:
             raise ValidationError("give at least one option to change (e.g. --store_password -)")
@@ -245,9 +246,9 @@ class Gateway:
             if key in CONNECTION_FIELDS:
                 conn[key] = value
             elif key in type_names:
-                options[key] = value
+                options[key] = None if value == "" else value  # '' removes it: back to the default
             elif key in transport_names:
-                extra[key] = value
+                extra[key] = None if value == "" else value
             else:
                 known = sorted({*CONNECTION_FIELDS, *type_names, *transport_names, "zone"})
                 raise ValidationError(f"is not an option of {stored.type} endpoints over {ctype_name} "

@@ -106,6 +106,10 @@ def test_a_named_tomcat_service_that_does_not_run_this_tomcat_is_an_error(
     assert res.returncode == 1 and "--tomcat_service tomcat99.service:" in res.stderr
     assert t.pids() == pids and t.server_xml.read_bytes() == before
     assert t.served(t.p12_port, "b.test") == t.certs["b"].fingerprint
+    ok("tls", "set", "tc", "--tomcat_service", "")  # the setting removed: Tomcat's own scripts restart it
+    planned = ok("tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                 "--node", "b.test", "--dry-run")
+    assert "catalina.sh configtest" in planned.stdout and t.server_xml.read_bytes() == before
 
 
 @pytest.mark.parametrize("unit", ["-x", "tomcat\n10", "a;b", ""])

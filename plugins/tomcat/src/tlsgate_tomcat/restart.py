@@ -182,8 +182,8 @@ def plan_restart(
                else f"no loaded systemd unit of that name runs {base}")
         raise OperationError(
             f"{connection.host}: --tomcat_service {service}: {why}; name the unit that runs this Tomcat "
-            "(tlsgate tls set ENDPOINT --tomcat_service UNIT) or add the endpoint without it (Tomcat's own "
-            "scripts then restart it)"
+            "(tlsgate tls set ENDPOINT --tomcat_service UNIT) or remove the setting (--tomcat_service '': "
+            "Tomcat's own scripts then restart it)"
         )
     p = connection.path
     procs = tomcat_processes(connection, base)
