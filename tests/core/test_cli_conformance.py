@@ -282,3 +282,16 @@ def test_set_with_an_empty_value_removes_an_optional_setting(tlsgate_home: Path,
     assert shown["options"]["install_script"] is None and shown["instance_id"] == instance
     res = tg("tls", "set", "p", "--path", "")
     assert res.returncode == 2 and res.stderr.strip() == "error: --path: is required"
+
+
+def test_show_is_an_aligned_table_of_plain_values(tlsgate_home: Path) -> None:
+    ok("tls", "add", "pem", "--name", "w", "--connection_type", "winrm_https_insecure", "--host", "w.example",
+       "--user", "admin", "--password", SECRET, "--path", "C:\\app.pem")
+    lines = ok("tls", "show", "w").stdout.splitlines()
+    rows = dict(line.split(None, 1) if len(line.split(None, 1)) == 2 else (line.strip(), "") for line in lines)
+    assert rows["connection.password"] == "********" and SECRET not in "\n".join(lines)
+    assert rows["connection.type"] == "winrm_https_insecure" and rows["organization"] == "-"
+    assert rows["install_script"] == "-" and rows["script_sudo"] == "false"  # not Python's None / False
+    value_column = {len(line) - len(line.split(None, 1)[1]) for line in lines
+                    if not line.startswith("tls verification")}
+    assert len(value_column) == 1, lines  # every value starts in the same column

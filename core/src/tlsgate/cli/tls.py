@@ -73,14 +73,16 @@ def register(tls: typer.Typer) -> None:
         if json:
             emit_json(data)
             return
-        for key in ("name", "instance_id", "type", "organization", "department"):
-            say(f"{key:<18}{data[key] if data[key] is not None else '-'}")
-        for key, value in data["connection"].items():
-            say(f"{'connection.' + key:<18} {value}")
+        rows = [(key, data[key]) for key in ("name", "instance_id", "type", "organization", "department")]
+        rows += [("connection." + key, value) for key, value in data["connection"].items()]
         if data["insecure"]:
-            say(f"{'tls verification':<18}DISABLED (insecure connection type)")
-        for key, value in data["options"].items():
-            say(f"{key:<18}{value}")
+            rows.append(("tls verification", "DISABLED (insecure connection type)"))
+        rows += list(data["options"].items())
+        width = max(len(key) for key, _ in rows) + 2
+        for key, value in rows:  # values as they are typed: '-' for unset, true/false, lists joined
+            shown = ("-" if value is None else str(value).lower() if isinstance(value, bool)
+                     else ", ".join(map(str, value)) if isinstance(value, list) else value)
+            say(f"{key:<{width}}{shown}")
 
     @tls.command("remove", context_settings=CONTEXT)
     def tls_remove(endpoint: Ref, json: JsonOpt = False) -> None:
