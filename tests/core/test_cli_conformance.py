@@ -295,3 +295,23 @@ def test_show_is_an_aligned_table_of_plain_values(tlsgate_home: Path) -> None:
     value_column = {len(line) - len(line.split(None, 1)[1]) for line in lines
                     if not line.startswith("tls verification")}
     assert len(value_column) == 1, lines  # every value starts in the same column
+
+
+def test_an_option_without_its_value_is_named_and_never_echoes_a_secret(tlsgate_home: Path) -> None:
+    """``--user --password S3cr3t``: the parser took '--password' as the user name and printed
+    'Got unexpected extra argument(s) (S3cr3t)', the password, to stderr (and CI logs);
+    ``--user --json`` stored the user name '--json'."""
+    base = ["tls", "add", "pem", "--name", "x", "--connection_type", "ssh", "--host", "h.example", "--path", "/a.pem"]
+    for args, flag, following in ((["--user", "--password", SECRET], "--user", "--password"),
+                                  (["--user", "--json"], "--user", "--json"),
+                                  (["--ssh_key_path", "--store_cred_id", "x"], "--ssh_key_path", "--store_cred_id")):
+        res = tg(*base, *args)
+        assert res.returncode == 2 and SECRET not in res.stdout + res.stderr
+        assert res.stderr.strip() == f"error: {flag}: needs a value ({following} is the next option)"
+    assert json.loads(ok("tls", "list", "--json").stdout) == []
+    # any stray word is refused without being shown: it may be half of an unquoted password
+    res = tg(*base, "--password", "half", SECRET)
+    assert res.returncode == 2 and SECRET not in res.stdout + res.stderr
+    assert "Got unexpected extra argument(s) (not shown" in res.stderr
+    res = tg("tls", "set", "nope", "--user", "--port", "22")
+    assert res.returncode == 2 and res.stderr.strip() == "error: --user: needs a value (--port is the next option)"

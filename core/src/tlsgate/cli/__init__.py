@@ -7,6 +7,7 @@ failed (with the reason). Tracebacks only with ``TLSGATE_DEBUG=1``.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from ..errors import TlsgateError
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     # stdout too, {"error": ..., "exit_code": N}, unless the command already wrote its own
     json_mode = "--json" in (args[: args.index("--")] if "--" in args else args)
     try:
-        code, message = _run(args, json_mode)
+        code, message = _run(args)
     except TlsgateError as exc:
         if os.environ.get("TLSGATE_DEBUG"):
             raise
@@ -46,27 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(args: list[str], json_mode: bool) -> tuple[int, str | None]:
+def _run(args: list[str]) -> tuple[int, str | None]:
     """Run the command: its exit status and, for a usage error, the parser's message."""
+    import typer
+    from typer._click.exceptions import ClickException, UsageError  # Typer 0.26+ vendors Click
+
     from .app import build_app
 
     _check_endpoint_type(args)
     args = _bare_switches(args)
-    if not json_mode:
-        # standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit
-        try:
-            build_app()(args=args, prog_name="tlsgate")
-        except SystemExit as exc:
-            return (exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)), None
-        return 0, None
-    # with --json the parser's errors are caught here, so their message can go into the document
-    import typer
-    from typer._click.exceptions import ClickException  # Typer 0.26+ vendors Click
-
+    _missing_values(args)
     try:
-        # not standalone: a typer.Exit(N) comes back as N, a normal end as the command's None
+        # not standalone: the parser's errors come here (their message goes into --json's
+        # document); a typer.Exit(N) comes back as N, a normal end as the command's None
         returned = build_app()(args=args, prog_name="tlsgate", standalone_mode=False)
     except ClickException as exc:
+        if isinstance(exc, UsageError) and exc.message.startswith("Got unexpected extra argument"):
+            # click lists the words, and a stray word is often half of an unquoted password
+            exc.message = ("Got unexpected extra argument(s) (not shown: one may be part of a secret; quote a "
+                           "value that holds spaces)")
         exc.show()
         return exc.exit_code, exc.format_message()
     except typer.Abort:
@@ -77,6 +76,28 @@ def _run(args: list[str], json_mode: bool) -> tuple[int, str | None]:
     except SystemExit as exc:
         return (exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)), None
     return (returned if isinstance(returned, int) and not isinstance(returned, bool) else 0), None
+
+
+#: an option spelling (``--user``, ``--ssh-key-path``): as the value of another option, it is the
+#: next option, the value having been left out
+_FLAG = re.compile(r"--[A-Za-z][A-Za-z0-9_-]*")
+#: ``tls add`` / ``tls set`` flags that take no value
+_NO_VALUE = frozenset({"--json", "--help", "-h"})
+
+
+def _missing_values(args: list[str]) -> None:
+    """``tls add|set ... --user --password S``: click would take ``--password`` as the user name
+    (and then print the password as an unexpected argument); say that ``--user`` has no value."""
+    if len(args) < 3 or args[0] != "tls" or args[1] not in ("add", "set"):
+        return
+    from ..errors import ValidationError
+
+    for i in range(3, len(args) - 1):
+        arg, following = args[i], args[i + 1]
+        if arg == "--":
+            return
+        if arg.startswith("--") and "=" not in arg and arg not in _NO_VALUE and _FLAG.fullmatch(following):
+            raise ValidationError(f"needs a value ({following} is the next option)", option=arg)
 
 
 def _check_endpoint_type(args: list[str]) -> None:
