@@ -148,7 +148,8 @@ def test_connection_password_rule(tlsgate_home: Path, password: str, user: str |
         if ctype != "ssh" and user is None:
             expected.add("--user")
         assert exc.option in expected, (exc, password[:20], user)
-        assert password not in str(exc) or not password
+        if len(password.strip()) >= 6:  # (a short one may be a word of the message by chance)
+            assert password not in str(exc)
     else:
         assert 1 <= len(password) <= 1024 and (ctype == "ssh" or user is not None)
         assert endpoint.connection.password is not None and endpoint.connection.password.reveal() == password
