@@ -316,3 +316,16 @@ def test_an_option_without_its_value_is_named_and_never_echoes_a_secret(tlsgate_
     assert "Got unexpected extra argument(s) (not shown" in res.stderr
     res = tg("tls", "set", "nope", "--user", "--port", "22")
     assert res.returncode == 2 and res.stderr.strip() == "error: --user: needs a value (--port is the next option)"
+
+
+def test_add_refuses_an_option_given_twice(tlsgate_home: Path, pem_file: Path) -> None:
+    """``tls add ... --name a ... --name b`` added 'b' (the parser keeps the last); ``tls set``
+    already refuses a repeated option. A repeatable one (--ssh_jump) may still be repeated."""
+    res = tg("tls", "add", "pem", "--name", "a", "--connection_type", "local", "--path", str(pem_file), "--name", "b")
+    assert res.returncode == 2 and res.stderr.strip() == "error: --name: given twice"
+    res = tg("tls", "add", "pem", "--name", "a", "--connection_type", "ssh", "--host", "h.example", "--path", "/a",
+             "--port", "22", "--port=2222")
+    assert res.returncode == 2 and res.stderr.strip() == "error: --port: given twice"
+    ok("tls", "add", "pem", "--name", "a", "--connection_type", "ssh", "--host", "h.example", "--path", "/a",
+       "--ssh_jump", "b1.example", "--ssh_jump", "b2.example")
+    assert json.loads(ok("tls", "list", "--json").stdout)[0]["name"] == "a"

@@ -98,6 +98,34 @@ def _missing_values(args: list[str]) -> None:
             return
         if arg.startswith("--") and "=" not in arg and arg not in _NO_VALUE and _FLAG.fullmatch(following):
             raise ValidationError(f"needs a value ({following} is the next option)", option=arg)
+    if args[1] == "add":
+        _given_twice(args)
+
+
+def _given_twice(args: list[str]) -> None:
+    """``tls add T ... --name a ... --name b``: click keeps the last value; refuse it as ``tls set``
+    does (a declared repeatable option such as ``--ssh_jump`` may repeat)."""
+    from ..declarations import declarations
+    from ..errors import ValidationError
+
+    decl = declarations()
+    etype = decl.endpoint_types.get(args[2])
+    if etype is None:
+        return
+    repeatable = {spec.flag for spec in etype.options if spec.repeat}
+    for ctype in etype.connection_types:
+        declared = decl.connection_types.get(ctype)
+        repeatable |= {spec.flag for spec in (declared.options if declared else ()) if spec.repeat}
+    seen: set[str] = set()
+    for arg in args[3:]:
+        if arg == "--":
+            return
+        if not _FLAG.fullmatch(arg.split("=", 1)[0]) or arg in _NO_VALUE:
+            continue
+        flag = "--" + arg.split("=", 1)[0][2:].replace("-", "_")
+        if flag in seen and flag not in repeatable:
+            raise ValidationError("given twice", option=flag)
+        seen.add(flag)
 
 
 def _check_endpoint_type(args: list[str]) -> None:
