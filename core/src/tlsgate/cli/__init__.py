@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import Any, TextIO
 
 from ..errors import TlsgateError
 
@@ -18,7 +19,17 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     # ``--json`` (before a ``--`` that ends the options): a failure is one JSON document on
     # stdout too, {"error": ..., "exit_code": N}, unless the command already wrote its own
-    json_mode = "--json" in (args[: args.index("--")] if "--" in args else args)
+    if "--json" not in (args[: args.index("--")] if "--" in args else args):
+        return _main(args, json_mode=False)
+    stdout = sys.stdout
+    sys.stdout = _Recording(stdout)  # type: ignore[assignment]
+    try:
+        return _main(args, json_mode=True)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(args: list[str], *, json_mode: bool) -> int:
     try:
         code, message = _run(args)
     except TlsgateError as exc:
@@ -39,12 +50,27 @@ def main(argv: list[str] | None = None) -> int:
         message = f"internal error: {type(exc).__name__}: {exc} (TLSGATE_DEBUG=1 shows the traceback)"
         print(f"error: {message}", file=sys.stderr)
         code = 1
-    if code and json_mode:
-        from . import output
+    if code and json_mode and not getattr(sys.stdout, "used", True):  # nothing of the command's own
+        from .output import emit_json
 
-        if not output.json_written():
-            output.emit_json({"error": message or f"exit status {code} (see standard error)", "exit_code": code})
+        emit_json({"error": message or f"exit status {code} (see standard error)", "exit_code": code})
     return code
+
+
+class _Recording:
+    """``sys.stdout`` under ``--json``: notes whether the command wrote anything (its own JSON
+    document, by whichever writer), so that a failure adds an error document only to an empty stdout."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.used = False
+
+    def write(self, text: str) -> int:
+        self.used = self.used or bool(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _run(args: list[str]) -> tuple[int, str | None]:

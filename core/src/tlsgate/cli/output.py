@@ -57,17 +57,7 @@ STREAM_ITEMS = 100
 PRETTY_LIMIT = 256 * 1024
 
 
-_json_written = False
-
-
-def json_written() -> bool:
-    """Whether this command has written its JSON document (a failure after it adds none)."""
-    return _json_written
-
-
 def emit_json(data: Any) -> None:
-    global _json_written
-    _json_written = True
     # json's indent= runs its pure-Python encoder (10,000 endpoints took ~1 s; 90 certificates
     # with 100 nodes each, 1.3 MB, 0.6 s): a long or large list is written by the C encoder
     # one element per line (still one JSON document), anything else large on one line
