@@ -73,7 +73,8 @@ def register(tls: typer.Typer) -> None:
         if json:
             emit_json(data)
             return
-        rows = [(key, data[key]) for key in ("name", "instance_id", "type", "organization", "department")]
+        rows = [(key, data.get(key)) for key in ("name", "instance_id", "type", "organization", "department", "zone")
+                if key in data]
         rows += [("connection." + key, value) for key, value in data["connection"].items()]
         if data["insecure"]:
             rows.append(("tls verification", "DISABLED (insecure connection type)"))
