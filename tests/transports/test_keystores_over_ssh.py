@@ -273,4 +273,5 @@ def test_trust_with_json_or_without_an_answer(trusted: SshdServer, remote: Path,
     assert real in declined.stderr and "Trust this host key?" in declined.stderr
     agreed = tg("tls", "trust", "web", "--json", stdin="y\n")
     assert agreed.returncode == 0 and json.loads(agreed.stdout)["fingerprint"] == real
+    assert agreed.stdout.startswith("{") and declined.stdout.startswith("{")  # nothing of the prompt
     ok("tls", "test", "web")

@@ -278,7 +278,8 @@ def register(tls: typer.Typer) -> None:
             say(shown)
         if not yes:
             try:
-                agreed = typer.confirm("Trust this host key?", default=False, err=json)
+                agreed = _ask_stderr("Trust this host key?") if json else typer.confirm("Trust this host key?",
+                                                                                       default=False)
             except typer.Abort:  # standard input ended (a script, cron): no answer is not a yes
                 raise OperationError(f"{host}:{port}: host key {fingerprint} not trusted: no answer on standard "
                                      "input (check the fingerprint, then run again with --yes)") from None
@@ -322,6 +323,16 @@ def _names_with_addresses(names: Sequence[str], after: Sequence[Node], fp: str) 
                      for n in after if n.name == name and n.fingerprint == fp and n.port is not None]
         out.append((name, list(dict.fromkeys(addresses))))
     return out
+
+
+def _ask_stderr(question: str) -> bool:
+    """A yes/no question on stderr, the answer a line of stdin (typer.confirm(err=True) still
+    writes input()'s prompt space to stdout, the JSON document's stream)."""
+    print(f"{question} [y/N]: ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise typer.Abort()
+    return line.strip().lower() in ("y", "yes")
 
 
 def selector_command(tls: typer.Typer, name: str, *, one: bool = True) -> Callable[[OneEndpoint], OneEndpoint]:
