@@ -460,7 +460,7 @@ def test_show_separator_manifest_mode_and_dry_run_quoting(tmp_path: Path, cli: A
               "--user", "u", "--store", "s", "--store_cred_id", "idc1", "--dir", "/x")
     assert res.returncode == 0, res.stderr
     shown = cli("tls", "show", "remote")
-    assert "connection.store_cred_id idc1" in shown.stdout, shown.stdout
+    assert ["connection.store_cred_id", "idc1"] in [line.split() for line in shown.stdout.splitlines()], shown.stdout
     leaf = ca.issue("q.test")
     crt, key, _chain = leaf.write(tmp_path / "in", "q")
     dry = cli("tls", "install", "cd", "--cert", str(crt), "--key", str(key), "--dry-run")

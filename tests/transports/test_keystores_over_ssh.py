@@ -9,6 +9,7 @@ ID) appears in clear anywhere under $TLSGATE_HOME.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -252,3 +253,25 @@ def test_trust_asks_and_a_changed_key_is_refused_until_trusted_again(
     ok("tls", "trust", "web", "--yes")
     ok("tls", "test", "web")
     assert_nowhere(isolated_home, trusted.password)
+
+
+def test_trust_with_json_or_without_an_answer(trusted: SshdServer, remote: Path, isolated_home: Path) -> None:
+    """A script's ``tls trust --json``: the question goes to stderr, stdout is one JSON document;
+    no answer at all (stdin closed) is a clear error naming --yes, not click's 'Aborted!'."""
+    (isolated_home / "known_hosts").unlink()
+    ok("tls", "add", "pem", "--name", "web", "--connection_type", "ssh", "--host", trusted.host,
+       "--port", str(trusted.port), "--user", trusted.user, "--password", "-", "--path", str(remote / "app.pem"),
+       stdin=trusted.password + "\n")
+    real = ssh.fingerprint(ssh.fetch_host_key(trusted.host, trusted.port)[2])
+    unanswered = tg("tls", "trust", "web", stdin="")
+    assert unanswered.returncode == 1 and "Aborted" not in unanswered.stderr
+    assert unanswered.stderr.strip().splitlines()[-1] == (
+        f"error: {trusted.host}:{trusted.port}: host key {real} not trusted: no answer on standard input "
+        "(check the fingerprint, then run again with --yes)")
+    declined = tg("tls", "trust", "web", "--json", stdin="n\n")
+    assert declined.returncode == 1 and json.loads(declined.stdout)["exit_code"] == 1
+    assert real in declined.stderr and "Trust this host key?" in declined.stderr
+    agreed = tg("tls", "trust", "web", "--json", stdin="y\n")
+    assert agreed.returncode == 0 and json.loads(agreed.stdout)["fingerprint"] == real
+    assert agreed.stdout.startswith("{") and declined.stdout.startswith("{")  # nothing of the prompt
+    ok("tls", "test", "web")

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # cryptography loads with the first command that handles a ce
 
 NAME_RULE = (1, 32)
 HOST_RULE = (1, 255)
+SECRET_RULE = (1, 1024)  # --password, --ssh_key_password: an empty one is a mistake, never a login
 CONNECTION_FIELDS = ("host", "port", "user", "password", "ssh_key_path", "ssh_key_password", "store", "store_cred_id")
 
 
@@ -220,7 +221,8 @@ class Gateway:
         type's options, its transport's, and the connection flags but the connection type),
         validated as ``tls add`` validates them. The endpoint keeps its instance ID, delegation,
         nodes and history; the audit entry names the options changed (never their values). A
-        value of None removes an optional setting."""
+        value of None (or "" for an option of the type or its transport) removes an optional
+        setting; a required one is then refused."""
         stored = self.inventory.get_endpoint(ref)
         if not changes:
             raise ValidationError("give at least one option to change (e.g. --store_password -)")
@@ -244,9 +246,9 @@ class Gateway:
             if key in CONNECTION_FIELDS:
                 conn[key] = value
             elif key in type_names:
-                options[key] = value
+                options[key] = None if value == "" else value  # '' removes it: back to the default
             elif key in transport_names:
-                extra[key] = value
+                extra[key] = None if value == "" else value
             else:
                 known = sorted({*CONNECTION_FIELDS, *type_names, *transport_names, "zone"})
                 raise ValidationError(f"is not an option of {stored.type} endpoints over {ctype_name} "
@@ -333,6 +335,10 @@ class Gateway:
                 )
             if user is not None:
                 _check_text(user, "--user", 1, 256)
+            for flag, secret in (("--password", password), ("--ssh_key_password", ssh_key_password)):
+                if secret is not None and not 1 <= len(secret.reveal()) <= SECRET_RULE[1]:
+                    raise ValidationError(f"must be between {SECRET_RULE[0]} and {SECRET_RULE[1]} characters",
+                                          option=flag)
             extra = {n: extra_specs[n].check(v) for n, v in transport_options.items()}
             spec = ConnectionSpec(
                 type=connection_type, host=host, port=port_num, user=user, password=password,
@@ -1048,7 +1054,7 @@ class Gateway:
     # -- audit ------------------------------------------------------------------------------------
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Audit entries, oldest first (the last ``limit`` when given)."""
-        return self.inventory.audit_log(limit)
+        return self.inventory.audit_log(_check_limit(limit))
 
     # -- fleet jobs -------------------------------------------------------------------------------
     def job(self, job_id: int) -> Any:
@@ -1060,7 +1066,7 @@ class Gateway:
     def jobs(self, limit: int | None = None) -> list[Any]:
         from . import jobs
 
-        return jobs.list_jobs(self.inventory, limit)
+        return jobs.list_jobs(self.inventory, _check_limit(limit))
 
     # -- credential stores ------------------------------------------------------------------------
     def stores(self) -> list[dict[str, Any]]:
@@ -1085,6 +1091,9 @@ class Gateway:
                 raise ValidationError("must not hold a user name or password (user:password@); give "
                                       "credentials with the store's own options", option=f"--{key}")
         opts = build_options(stype.options, options)
+        problems = stype.validate(opts) if stype.validate is not None else []
+        if problems:
+            raise ValidationError(problems[0].message, option=problems[0].option)
         self.inventory.add_store(name, kind, options_to_dict(opts))
         self.inventory.audit("store add", "ok", details={"store": name, "kind": kind})
 
@@ -1235,6 +1244,13 @@ def _check_port(port: int | str | None, default: int | None) -> int:
     if not 1 <= value <= 65535:
         raise ValidationError("must be an integer between 1 and 65535", option="--port")
     return value
+
+
+def _check_limit(limit: int | None) -> int | None:
+    """``--limit N`` of a listing: None (everything) or at least 1 (0 and -1 listed everything)."""
+    if limit is not None and limit < 1:
+        raise ValidationError("must be at least 1", option="--limit")
+    return limit
 
 
 def _secret(value: Any) -> Secret | None:

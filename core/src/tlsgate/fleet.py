@@ -73,14 +73,20 @@ def select(gateway: Gateway, selection: Selection, *, deploy: bool = False) -> l
     """The endpoints of a selection, by name. Raises ValidationError (exit 2) for no selector
     (naming the selectors of ``cert deploy`` with ``deploy``, else those of the ``tls`` commands),
     an unknown endpoint, organization or department."""
+    if selection.department and not selection.org:  # before "no selector": --department alone is one
+        raise ValidationError("needs --org", option="--department")
     if selection.empty:
         given = "--endpoint, --type, --org, --replaces or --all" if deploy else \
             "ENDPOINT, --endpoint, --type, --org or --all"
         raise ValidationError(f"no endpoints selected: give {given}", option="--endpoint")
-    if selection.department and not selection.org:
-        raise ValidationError("needs --org", option="--department")
     inventory = gateway.inventory
     chosen = {s.id: s for s in inventory.endpoints()}
+    # a type no plugin serves and no endpoint has is a typo, not an empty selection
+    known_types = {*gateway.registry.endpoint_types, *(s.type for s in chosen.values())}
+    for type_name in selection.types:
+        if type_name not in known_types:
+            raise ValidationError(f"no endpoint type {type_name!r} (installed: {', '.join(sorted(known_types))})",
+                                  option="--type")
     if selection.endpoints:
         wanted = {}
         for ref in selection.endpoints:

@@ -103,7 +103,8 @@ def tlsgate_credential_stores() -> list[CredentialStoreType]:
 
     Each :class:`tlsgate.plugin.CredentialStoreType` has an options class and a factory that builds a
     client with ``get(cred_id) -> dict`` (keys: user, password, ssh_key, ssh_key_password) and
-    ``test() -> str``.
+    ``test() -> str``; optionally ``validate(options) -> list[Problem]``, run by ``store add``
+    before the store is recorded (no connection: a URL's form, which credentials go together).
     """
 
 

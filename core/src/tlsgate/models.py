@@ -259,7 +259,9 @@ class CredentialStoreType:
     ``options``: attrs class (built with :func:`tlsgate.option`) of ``tlsgate store add <kind>``.
     ``factory(config) -> CredentialStore`` builds a client from the stored options.
     ``writable`` stores keep their secrets in tlsgate itself (``tlsgate store put``); the others
-    are filled with their own tools.
+    are filled with their own tools. ``validate(options) -> list[Problem]``, when given, checks the
+    options of ``tlsgate store add`` before the store is recorded (a URL, which credentials go
+    together); it makes no connection.
     """
 
     name: str
@@ -267,6 +269,7 @@ class CredentialStoreType:
     options: type | None
     factory: Any
     writable: bool = False
+    validate: Any = None
 
 
 def names(nodes: Sequence[Node]) -> list[str]:

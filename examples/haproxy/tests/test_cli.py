@@ -33,6 +33,10 @@ def test_add_validates_the_config_path(tlsgate_home: Path) -> None:
     relative = cli("tls", "add", "haproxy", "--name", "lb", "--connection_type", "local",
                    "--haproxy_config_path", "haproxy.cfg")
     assert relative.returncode == 2 and "--haproxy_config_path: must be an absolute path" in relative.stderr
+    for path, what in (("/nonexistent/haproxy.cfg", "no such file"), ("/etc", "is a directory")):
+        res = cli("tls", "add", "haproxy", "--name", "lb", "--connection_type", "local",
+                  "--haproxy_config_path", path)  # local: checked when added, as a keystore's --path is
+        assert res.returncode == 2 and res.stderr.strip() == f"error: --haproxy_config_path: {path}: {what}"
     shown = json.loads(ok("tls", "add", "haproxy", "--name", "lb", "--connection_type", "local", "--json").stdout)
     assert shown["options"] == {"haproxy_config_path": "/etc/haproxy/haproxy.cfg"}  # the default
     assert "--haproxy_config_path" in ok("tls", "add", "haproxy", "--help").stdout

@@ -91,6 +91,16 @@ def operator_flow(name: str, site, server, test_ca, tmp_path: Path) -> None:  # 
     assert "graceful" in restarted.stdout and server.pid == pid
 
 
+def test_add_checks_a_local_apachectl_path(tlsgate_home: Path) -> None:
+    for path, what in (("/nonexistent/apache2ctl", "no such file"), ("/etc", "is a directory")):
+        res = tg("tls", "add", "apache", "--name", "x", "--connection_type", "local", "--apachectl_path", path)
+        assert res.returncode == 2 and res.stderr.strip() == f"error: --apachectl_path: {path}: {what}"
+    # a program name is looked up on PATH when the job runs; over ssh the path is the remote host's
+    ok("tls", "add", "apache", "--name", "x", "--connection_type", "local", "--apachectl_path", "apache2ctl")
+    ok("tls", "add", "apache", "--name", "y", "--connection_type", "ssh", "--host", "web.example",
+       "--apachectl_path", "/nonexistent/apache2ctl")
+
+
 def test_cli_local(apache_server, test_ca, tlsgate_home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     site, server = apache_server
     added = ok("tls", "add", "apache", "--name", "web", "--connection_type", "local",

@@ -82,6 +82,13 @@ def test_bad_options_exit_2_naming_the_option(cli) -> None:
     wrong = cli("tls", "add", "nginx", "--name", "w", "--connection_type", "winrm_http",
                 "--nginx_config_path", "/etc/nginx/nginx.conf")
     assert wrong.returncode == 2 and "--connection_type" in wrong.stderr
+    for path, what in (("/nonexistent/nginx.conf", "no such file"), ("/etc", "is a directory")):
+        res = cli("tls", "add", "nginx", "--name", "w", "--connection_type", "local", "--nginx_config_path", path)
+        assert res.returncode == 2 and res.stderr.strip() == f"error: --nginx_config_path: {path}: {what}"
+    # over ssh the path is the remote host's: not checked when added
+    remote = cli("tls", "add", "nginx", "--name", "w", "--connection_type", "ssh", "--host", "web.example",
+                 "--nginx_config_path", "/nonexistent/nginx.conf")
+    assert remote.returncode == 0, remote.stderr
 
 
 def test_over_ssh(nginx_server, sshd: SshdServer, test_ca, cli, tmp_path: Path) -> None:

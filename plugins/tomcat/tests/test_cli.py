@@ -10,7 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tlsgate import ConnectionSpec, Endpoint
 from tlsgate_testing.certs import TestCA
+from tlsgate_tomcat import plugin
+from tlsgate_tomcat.plugin import TomcatOptions
 from tomcat_peer import B_PASSWORD, TomcatServer
 
 pytestmark = pytest.mark.slow
@@ -78,3 +83,50 @@ def test_cli_end_to_end(tomcat10: TomcatServer, tlsgate_home: Path, test_ca: Tes
     xml = t.server_xml.read_text()
     generated = xml.split(f"127.0.0.1_{t.jks_port}__default_-{new_fp[:12]}.jks")[1]
     assert "jks-Secret 1" in generated  # the JKS connector's own password was kept
+
+
+def test_a_named_tomcat_service_that_does_not_run_this_tomcat_is_an_error(
+    tomcat10: TomcatServer, tlsgate_home: Path, test_ca: TestCA, tmp_path: Path
+) -> None:
+    """``--tomcat_service`` names how this Tomcat is restarted: when no such systemd unit runs
+    it (here: no systemd at all), restart and install say so and change nothing; they do not
+    restart Tomcat some other way behind the operator's back."""
+    t = tomcat10
+    ok("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(t.base),
+       "--tomcat_service", "tomcat99.service")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "tc", "--org", "Acme")
+    ok("tls", "discover", "tc")
+    pids, before = t.pids(), t.server_xml.read_bytes()
+    res = tg("tls", "restart", "tc")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "--tomcat_service tomcat99.service:" in res.stderr and "tls set ENDPOINT --tomcat_service" in res.stderr
+    crt, key, chain = test_ca.issue("b.test").write(tmp_path, "b")
+    res = tg("tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--node", "b.test")
+    assert res.returncode == 1 and "--tomcat_service tomcat99.service:" in res.stderr
+    assert t.pids() == pids and t.server_xml.read_bytes() == before
+    assert t.served(t.p12_port, "b.test") == t.certs["b"].fingerprint
+    ok("tls", "set", "tc", "--tomcat_service", "")  # the setting removed: Tomcat's own scripts restart it
+    planned = ok("tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                 "--node", "b.test", "--dry-run")
+    assert "catalina.sh configtest" in planned.stdout and t.server_xml.read_bytes() == before
+
+
+@pytest.mark.parametrize("unit", ["-x", "tomcat\n10", "a;b", ""])
+def test_add_refuses_a_service_name_that_is_not_one(tlsgate_home: Path, unit: str) -> None:
+    res = tg("tls", "add", "tomcat", "--name", "tc", "--connection_type", "ssh", "--host", "t.example",
+             "--tomcat_dir", "/opt/tomcat", "--tomcat_service", unit)
+    assert res.returncode == 2 and "--tomcat_service" in res.stderr and "Traceback" not in res.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_service_name_rule(unit: str) -> None:
+    """Any --tomcat_service value: accepted exactly when it is a unit or service name (no option,
+    no shell or control character, no blank at either end); a Problem naming the flag otherwise."""
+    endpoint = Endpoint(name="tc", type="tomcat", connection=ConnectionSpec(type="ssh", host="t.example"),
+                        options=TomcatOptions(tomcat_dir="/opt/tomcat", tomcat_service=unit))
+    problems = [p.option for p in plugin.validate(endpoint)]
+    good = (bool(unit) and unit[0] not in "- " and unit[-1] != " "
+            and all(ch.isascii() and (ch.isalnum() or ch in ":_.@\\ -") for ch in unit))
+    assert problems == ([] if good else ["--tomcat_service"])

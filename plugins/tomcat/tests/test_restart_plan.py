@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pytest
-from tlsgate import FileStat
+from tlsgate import FileStat, OperationError
 from tlsgate_testing.fake import FakeConnection
 from tlsgate_tomcat import restart
 
@@ -85,8 +85,15 @@ def test_named_unit_is_checked_too() -> None:
     other = {**DEBIAN_UNIT, "Environment": "CATALINA_BASE=/srv/a"}
     host = ScriptedHost(systemd=True, units={"tomcat-a": other, "tomcat10": DEBIAN_UNIT}, files=HOME_FILES)
     assert restart.plan_restart(host, "/srv/a", service="tomcat-a").unit == "tomcat-a"
-    plan = restart.plan_restart(host, "/var/lib/tomcat10", service="tomcat-a")
-    assert plan.method == "scripts"  # the named unit runs another Tomcat
+    # the named unit runs another Tomcat: an error, not a restart by the scripts behind systemd's
+    # back (a mistyped unit of a systemd-run Tomcat would leave the unit failed, or restarting it
+    # beside a second JVM)
+    with pytest.raises(OperationError, match="--tomcat_service tomcat-a: no loaded systemd unit of that name runs "
+                                             "/var/lib/tomcat10"):
+        restart.plan_restart(host, "/var/lib/tomcat10", service="tomcat-a")
+    no_systemd = ScriptedHost(systemd=False, files=HOME_FILES)
+    with pytest.raises(OperationError, match="--tomcat_service tomcat10: systemd is not running there"):
+        restart.plan_restart(no_systemd, "/var/lib/tomcat10", service="tomcat10")
 
 
 def test_unit_without_base_runs_its_home() -> None:

@@ -69,9 +69,10 @@ def _spec_help(spec: Spec) -> str:
     text = spec.help
     if spec.choices:
         text += f" One of: {', '.join(spec.choices)}."
-    if spec.default is not None and spec.type is not Secret:
+    # a plugin's own help may say these already ("Defaults to false", "'-' reads it from standard input")
+    if spec.default is not None and spec.type is not Secret and "default" not in text.lower():
         text += f" Default: {str(spec.default).lower() if spec.type is bool else spec.default}."
-    if spec.secret:
+    if spec.secret and "standard input" not in text:
         text += " ('-' reads it from standard input.)"
     if spec.repeat:
         text += f" Repeatable (the values are joined with {spec.repeat!r})."

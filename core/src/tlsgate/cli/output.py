@@ -149,6 +149,11 @@ def warn(text: str) -> None:
     print(f"warning: {escape(text)}", file=sys.stderr)
 
 
+def error_line(text: str) -> None:
+    """The ``error: ...`` line of a command that fails after printing its result."""
+    print(f"error: {escape(text)}", file=sys.stderr)
+
+
 #: tables longer than this are written as plain text even on a terminal (rich's renderer takes
 #: seconds for tens of thousands of rows)
 RICH_MAX_ROWS = 300

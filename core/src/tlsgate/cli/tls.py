@@ -3,12 +3,13 @@ trust, run-script. (``tls add <type>`` is built from the declared options in :mo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..errors import ValidationError
+from ..errors import OperationError, ValidationError
 from .common import (
     CONTEXT,
     AllowNameMismatchOpt,
@@ -37,7 +38,7 @@ from .job import (
     run_and_report,
     selection,
 )
-from .output import clean, emit_json, emit_json_texts, say, say_lines, table, warn
+from .output import clean, emit_json, emit_json_texts, error_line, say, say_lines, table, warn
 
 if TYPE_CHECKING:  # the models (attrs) load with the commands that use them, not with the group
     from ..api import Gateway
@@ -72,14 +73,17 @@ def register(tls: typer.Typer) -> None:
         if json:
             emit_json(data)
             return
-        for key in ("name", "instance_id", "type", "organization", "department", "zone"):
-            say(f"{key:<17} {data[key] if data.get(key) is not None else '-'}")
-        for key, value in data["connection"].items():
-            say(f"{'connection.' + key:<17} {value}")  # a space after a long name too
+        rows = [(key, data.get(key)) for key in ("name", "instance_id", "type", "organization", "department", "zone")
+                if key in data]
+        rows += [("connection." + key, value) for key, value in data["connection"].items()]
         if data["insecure"]:
-            say(f"{'tls verification':<17} DISABLED (insecure connection type)")
-        for key, value in data["options"].items():
-            say(f"{key:<17} {value}")
+            rows.append(("tls verification", "DISABLED (insecure connection type)"))
+        rows += list(data["options"].items())
+        width = max(len(key) for key, _ in rows) + 2
+        for key, value in rows:  # values as they are typed: '-' for unset, true/false, lists joined
+            shown = ("-" if value is None else str(value).lower() if isinstance(value, bool)
+                     else ", ".join(map(str, value)) if isinstance(value, list) else value)
+            say(f"{key:<{width}}{shown}")
 
     @tls.command("remove", context_settings=CONTEXT)
     def tls_remove(endpoint: Ref, json: JsonOpt = False) -> None:
@@ -268,10 +272,20 @@ def register(tls: typer.Typer) -> None:
         """Show the SSH host key an endpoint presents and record it as trusted."""
         gw = gateway()
         key_type, fingerprint, key, host, port = gw.host_key(endpoint)
-        if not json:
-            say(f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}")
-        if not yes and not typer.confirm("Trust this host key?", default=False):
-            raise typer.Exit(1)
+        shown = f"{host}:{port} presents a {key_type} key with fingerprint {fingerprint}"
+        if json:  # stdout is the JSON document: the key and the question go to stderr
+            print(shown, file=sys.stderr)
+        else:
+            say(shown)
+        if not yes:
+            try:
+                agreed = _ask_stderr("Trust this host key?") if json else typer.confirm("Trust this host key?",
+                                                                                       default=False)
+            except typer.Abort:  # standard input ended (a script, cron): no answer is not a yes
+                raise OperationError(f"{host}:{port}: host key {fingerprint} not trusted: no answer on standard "
+                                     "input (check the fingerprint, then run again with --yes)") from None
+            if not agreed:
+                raise OperationError(f"{host}:{port}: host key {fingerprint} not trusted (declined)")
         gw.trust_host_key(endpoint, key, host, port)
         if json:
             emit_json({"endpoint": endpoint, "host": host, "port": port, "key_type": key_type,
@@ -297,6 +311,8 @@ def register(tls: typer.Typer) -> None:
             for line in result.stderr.rstrip().splitlines():
                 warn(line)
         if not result.ok:
+            if not json:  # the script's own stderr, if any, does not say that it failed
+                error_line(f"{result.script} exited with status {result.exit_code}")
             raise typer.Exit(1)
 
 
@@ -308,6 +324,16 @@ def _names_with_addresses(names: Sequence[str], after: Sequence[Node], fp: str) 
                      for n in after if n.name == name and n.fingerprint == fp and n.port is not None]
         out.append((name, list(dict.fromkeys(addresses))))
     return out
+
+
+def _ask_stderr(question: str) -> bool:
+    """A yes/no question on stderr, the answer a line of stdin (typer.confirm(err=True) still
+    writes input()'s prompt space to stdout, the JSON document's stream)."""
+    print(f"{question} [y/N]: ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise typer.Abort()
+    return line.strip().lower() in ("y", "yes")
 
 
 def selector_command(tls: typer.Typer, name: str, *, one: bool = True) -> Callable[[OneEndpoint], OneEndpoint]:

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ..errors import NotFoundError, OperationError
-from ..models import CredentialStoreType
+from ..models import CredentialStoreType, Problem
 from ..options import option
 from ..secret import Secret, reveal
 
@@ -193,9 +193,37 @@ def _first_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def check_options(opts: VaultOptions) -> list[Problem]:
+    """``store add vault``: an http(s) URL with a host, a token or an AppRole pair, an existing
+    --ca_bundle (hvac would only fail at the first job: ``MissingSchema``, "no credentials")."""
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(opts.url)
+    except ValueError:  # "Invalid IPv6 URL": an unbalanced [ ]
+        url = urlsplit("")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return [Problem("must be an http:// or https:// URL with a host, e.g. https://vault.example:8200",
+                        option="--url")]
+    try:
+        url.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        return [Problem("the port must be between 1 and 65535", option="--url")]
+    if opts.role_id and opts.secret_id is None:
+        return [Problem("is required with --role_id", option="--secret_id")]
+    if opts.secret_id is not None and not opts.role_id:
+        return [Problem("is required with --secret_id", option="--role_id")]
+    if opts.token is None and not opts.role_id:
+        return [Problem("give --token, or --role_id with --secret_id", option="--token")]
+    if opts.ca_bundle and not os.path.isfile(opts.ca_bundle):
+        return [Problem(f"{opts.ca_bundle}: no such file", option="--ca_bundle")]
+    return []
+
+
 VAULT = CredentialStoreType(
     name="vault",
     description="HashiCorp Vault / OpenBao KV v2 (token or AppRole).",
     options=VaultOptions,
     factory=VaultStore,
+    validate=check_options,
 )

@@ -259,6 +259,8 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     if spec.type not in WINRM_TYPES:
         return []
     problems = []
+    if spec.password is not None and not spec.user:  # connect_winrm needs both (a store gives its own)
+        problems.append(Problem(f"is required with --password over {spec.type}", option="--user"))
     auth = spec.extra.get("winrm_auth")
     if auth is not None and str(auth).lower() not in AUTH_METHODS:
         problems.append(Problem(f"must be one of: {', '.join(AUTH_METHODS)}", option="--winrm_auth"))

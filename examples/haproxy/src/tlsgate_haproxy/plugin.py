@@ -6,6 +6,7 @@ this entry module stays cheap to import (the driver modules load when a hook run
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import attrs
@@ -48,6 +49,9 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     path = endpoint.options.haproxy_config_path
     if not path.startswith("/"):
         return [Problem("must be an absolute path", "--haproxy_config_path")]
+    if endpoint.connection.type == "local" and not os.path.isfile(path):  # remote paths wait for the job
+        what = "is a directory" if os.path.isdir(path) else "no such file"
+        return [Problem(f"{path}: {what}", "--haproxy_config_path")]
     return []
 
 

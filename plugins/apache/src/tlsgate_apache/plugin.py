@@ -6,6 +6,7 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import attrs
@@ -31,8 +32,8 @@ class ApacheOptions:
 
     apachectl_path: str | None = option(
         help=(
-            "The path to apachectl (Debian: apache2ctl; a plain httpd binary works too). "
-            "Default: apachectl, apache2ctl or httpd found on the host."
+            "The path to apachectl (Debian: apache2ctl; a plain httpd binary works too). Must be between 1 "
+            "and 4096 characters. Default: apachectl, apache2ctl or httpd found on the host."
         ),
         min_len=1, max_len=4096, metavar="<apachectl-path>",
     )
@@ -67,6 +68,9 @@ def validate(endpoint: Endpoint) -> list[Problem]:
     ctl = getattr(options, "apachectl_path", None)
     if ctl is not None and endpoint.connection.type == "local" and "/" in ctl and not ctl.startswith("/"):
         problems.append(Problem("must be an absolute path or a program name on PATH", option="--apachectl_path"))
+    elif ctl is not None and _local(endpoint) and ctl.startswith("/") and not os.path.isfile(ctl):
+        what = "is a directory" if os.path.isdir(ctl) else "no such file"  # remote paths wait for the job
+        problems.append(Problem(f"{ctl}: {what}", option="--apachectl_path"))
     certs_dir = getattr(options, "certs_dir", None) or "/"
     if not certs_dir.startswith("/"):
         problems.append(Problem("must be an absolute path", option="--certs_dir"))

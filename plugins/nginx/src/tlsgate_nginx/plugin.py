@@ -6,6 +6,7 @@ the driver modules load when a hook runs.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,9 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         problems.append(Problem("is required", option="--nginx_config_path"))
     elif not _absolute(path):
         problems.append(Problem("must be an absolute path", option="--nginx_config_path"))
+    elif _local(endpoint) and not os.path.isfile(path):  # remote paths wait for the job
+        what = "is a directory" if os.path.isdir(path) else "no such file"
+        problems.append(Problem(f"{path}: {what}", option="--nginx_config_path"))
     certs_dir = getattr(options, "certs_dir", None)
     if certs_dir and not _absolute(certs_dir):
         problems.append(Problem("must be an absolute path", option="--certs_dir"))

@@ -6,6 +6,7 @@ driver modules, and pyjks inside them, load when a hook runs.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import attrs
@@ -23,7 +24,8 @@ TYPE = "tomcat"
 @attrs.frozen
 class TomcatOptions:
     tomcat_dir: str = option(
-        help="The Tomcat directory (CATALINA_BASE): the folder that holds conf/server.xml.",
+        help=("The path to the Tomcat directory, for example /opt/tomcat (CATALINA_BASE: the folder that holds "
+              "conf/server.xml). Must be at least 1 character long."),
         required=True,
         min_len=1,
         max_len=4096,
@@ -93,6 +95,9 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         return [Problem("the endpoint has no Tomcat options", option="--tomcat_dir")]
     if "\x00" in options.tomcat_dir:
         return [Problem("must not contain NUL", option="--tomcat_dir")]
+    if options.tomcat_service is not None and not SERVICE_NAME.fullmatch(options.tomcat_service):
+        return [Problem("must be a systemd unit or Windows service name (letters, digits, spaces and ':_.@-\\', "
+                        "not starting with '-', nor starting or ending with a space)", option="--tomcat_service")]
     from .manager import check_options
 
     problems = [Problem(text, option=flag) for flag, text in check_options(options)]
@@ -105,6 +110,11 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         if not os.path.isfile(server_xml):
             return [Problem(f"{server_xml} does not exist (give the CATALINA_BASE directory)", option="--tomcat_dir")]
     return []
+
+
+#: A systemd unit (systemd.unit(5): ASCII letters, digits, ":-_.\\@") or a Windows service name
+#: (which may hold spaces); never an option, a path or shell text.
+SERVICE_NAME = re.compile(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\ -]*(?<! )")
 
 
 discover_nodes = delegate("discover_nodes", "tlsgate_tomcat.discovery:discover")

@@ -177,6 +177,14 @@ def plan_restart(
     unit = systemd_unit_for(connection, base, service)
     if unit is not None:
         return RestartPlan("systemd", unit=unit)
+    if service:  # named, so restarting Tomcat some other way would not be what the operator asked
+        why = ("systemd is not running there" if not connection.systemd_running()
+               else f"no loaded systemd unit of that name runs {base}")
+        raise OperationError(
+            f"{connection.host}: --tomcat_service {service}: {why}; name the unit that runs this Tomcat "
+            "(tlsgate tls set ENDPOINT --tomcat_service UNIT) or remove the setting (--tomcat_service '': "
+            "Tomcat's own scripts then restart it)"
+        )
     p = connection.path
     procs = tomcat_processes(connection, base)
     candidates = [home] if home else []
