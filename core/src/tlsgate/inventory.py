@@ -307,10 +307,6 @@ def _sqlite_writer(path: Path | str) -> Any:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _has_surrogate(text: str | None) -> bool:
-    return bool(text) and _SURROGATE.search(text) is not None  # type: ignore[arg-type]
-
-
 def storable(text: str | None) -> str | None:
     r"""``text`` as the inventory can store it: a database holds UTF-8, and a name read from a
     configuration file in another encoding (a Latin-1 ``server_name``, a Latin-1 file name)
@@ -633,18 +629,25 @@ class Inventory:
                 text = expiry[na]
             except KeyError:
                 text = expiry[na] = na.isoformat()  # type: ignore[union-attr]
-            row = (endpoint_id, n.name, "[" + ", ".join(map(quoted, map(storable, n.alias))) + "]", n.protocol, n.ip,
-                   n.port, n.fingerprint, n.subject, text, n.vendor, n.state, n.locator, stamp)
-            rows.append(row if not any(map(_has_surrogate, (n.name, n.subject, n.vendor, n.state, n.locator)))
-                        else tuple(storable(v) if isinstance(v, str) else v for v in row))
+            rows.append((endpoint_id, n.name, "[" + ", ".join(map(quoted, n.alias)) + "]", n.protocol, n.ip,
+                         n.port, n.fingerprint, n.subject, text, n.vendor, n.state, n.locator, stamp))
+        insert = ("INSERT INTO nodes(endpoint_id, name, alias, protocol, ip, port, fingerprint, subject, not_after, "
+                  "vendor, state, locator, discovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
         with self.write(exclusive=False) as db:
             self.lock_endpoint(db, endpoint_id)  # a concurrent replace would add its rows to ours
             db.execute("DELETE FROM nodes WHERE endpoint_id = ?", (endpoint_id,))
-            db.executemany(
-                "INSERT INTO nodes(endpoint_id, name, alias, protocol, ip, port, fingerprint, subject, not_after, "
-                "vendor, state, locator, discovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            try:
+                db.executemany(insert, rows)
+            except UnicodeEncodeError:
+                # a name or path in another encoding (lone surrogates): the rows again, those
+                # bytes as \xNN (storable). Only then: no check of every field of 20,000 nodes
+                # on the usual path. The rows inserted before the failure go first.
+                db.execute("DELETE FROM nodes WHERE endpoint_id = ?", (endpoint_id,))
+                db.executemany(insert, [
+                    (*(storable(v) if isinstance(v, str) else v for v in row[:2]),
+                     "[" + ", ".join(map(quoted, map(storable, n.alias))) + "]",  # type: ignore[arg-type]
+                     *(storable(v) if isinstance(v, str) else v for v in row[3:]))
+                    for row, n in zip(rows, nodes, strict=True)])
 
     def node_keys(self, endpoint_id: str) -> set[tuple[str, str | None]]:
         """(Node.key, fingerprint) of every stored node: what changed since the last discovery,
