@@ -320,12 +320,11 @@ def test_a_job_waiting_for_a_zones_worker_says_so_and_offers_no_retry_until_it_e
     assert "zone              pci2" in lines and "connection.type   local" in lines
 
 
-def test_renewal_goes_on_when_a_zone_has_no_worker_and_the_rollout_waits_for_it(estate, bind_server, pebble_factory,  # type: ignore[no-untyped-def]
-                                                                               monkeypatch) -> None:
-    """``cert renew --deploy`` on a PostgreSQL estate whose zone pci has no live worker (a
-    gateway down for maintenance): the run still renews every due certificate and says which
-    rollout waits for which zone (exit 1: not deployed everywhere), never queues the same rollout
-    twice, and once a pci worker starts the queued rollout runs; the next run finishes the rest."""
+def _issued_pem_endpoint(estate, bind_server, pebble_factory, monkeypatch,  # type: ignore[no-untyped-def]
+                         domains: tuple[str, ...], endpoint: str, zone: str) -> tuple[list[int], Path]:
+    """A real Pebble + BIND account, a certificate (dns-01) for each of ``domains`` assigned to
+    Acme, and a PEM store endpoint ``endpoint`` in ``zone`` serving the first one, discovered.
+    Returns the certificate IDs and the store's path."""
     from tlsgate_testing.fixtures_core import free_port
 
     pebble = pebble_factory(http_port=free_port())
@@ -334,22 +333,33 @@ def test_renewal_goes_on_when_a_zone_has_no_worker_and_the_rollout_waits_for_it(
     estate.ok("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
               "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
     estate.ok("org", "add", "Acme")
-    a, b = (estate.json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
-                        "--domain", d, "--org", "Acme", timeout=120)["certificate_id"] for d in ("a.test", "b.test"))
+    ids = [estate.json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
+                       "--domain", d, "--org", "Acme", timeout=120)["certificate_id"] for d in domains]
     for k, v in estate.env.items():
         monkeypatch.setenv(k, v)
     from tlsgate.api import Gateway
 
     gw = Gateway()
     try:
-        bundle = gw.lifecycle.bundle(a)
+        bundle = gw.lifecycle.bundle(ids[0])
     finally:
         gw.close()
-    store = estate.tmp / "a.pem"
+    store = estate.tmp / f"{domains[0].split('.')[0]}.pem"
     store.write_bytes(bundle.fullchain_pem() + bundle.key_pem())
-    estate.ok("tls", "add", "pem", "--name", "pci-a", "--connection_type", "local", "--path", str(store), "--zone", "pci")
-    estate.ok("tls", "delegate", "pci-a", "--org", "Acme")
-    estate.ok("tls", "discover", "pci-a")
+    estate.ok("tls", "add", "pem", "--name", endpoint, "--connection_type", "local", "--path", str(store), "--zone", zone)
+    estate.ok("tls", "delegate", endpoint, "--org", "Acme")
+    estate.ok("tls", "discover", endpoint)
+    return ids, store
+
+
+def test_renewal_goes_on_when_a_zone_has_no_worker_and_the_rollout_waits_for_it(estate, bind_server, pebble_factory,  # type: ignore[no-untyped-def]
+                                                                               monkeypatch) -> None:
+    """``cert renew --deploy`` on a PostgreSQL estate whose zone pci has no live worker (a
+    gateway down for maintenance): the run still renews every due certificate and says which
+    rollout waits for which zone (exit 1: not deployed everywhere), never queues the same rollout
+    twice, and once a pci worker starts the queued rollout runs; the next run finishes the rest."""
+    (a, b), store = _issued_pem_endpoint(estate, bind_server, pebble_factory, monkeypatch,
+                                         ("a.test", "b.test"), "pci-a", "pci")
 
     first = estate.tg("cert", "renew", "--days", "3650", "--deploy", "--cert", str(a), timeout=120)
     assert first.returncode == 1, (first.stdout, first.stderr)
@@ -393,30 +403,7 @@ def test_the_periodic_renewal_on_a_one_thread_worker_finishes_a_pending_rollout(
     on the zone's only worker, ``--concurrency 1``: it queues the pending rollout for the
     workers instead of waiting inside its own task slot for a task that only that slot could
     run (which never ended), and the worker then deploys it."""
-    from tlsgate_testing.fixtures_core import free_port
-
-    pebble = pebble_factory(http_port=free_port())
-    estate.ok("dns", "add", "bind", "rfc2136", "--server", "127.0.0.1", "--port", str(bind_server.port), "--zone",
-              "test", "--tsig_key_name", bind_server.key_name, "--tsig_secret", "-", stdin=bind_server.key_secret + "\n")
-    estate.ok("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@example.test",
-              "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
-    estate.ok("org", "add", "Acme")
-    a = estate.json("cert", "request", "--acme", "pebble", "--challenge", "dns-01", "--dns", "bind",
-                    "--domain", "tick.test", "--org", "Acme", timeout=120)["certificate_id"]
-    for k, v in estate.env.items():
-        monkeypatch.setenv(k, v)
-    from tlsgate.api import Gateway
-
-    gw = Gateway()
-    try:
-        bundle = gw.lifecycle.bundle(a)
-    finally:
-        gw.close()
-    store = estate.tmp / "tick.pem"
-    store.write_bytes(bundle.fullchain_pem() + bundle.key_pem())
-    estate.ok("tls", "add", "pem", "--name", "lab-a", "--connection_type", "local", "--path", str(store), "--zone", "lab")
-    estate.ok("tls", "delegate", "lab-a", "--org", "Acme")
-    estate.ok("tls", "discover", "lab-a")
+    (a,), store = _issued_pem_endpoint(estate, bind_server, pebble_factory, monkeypatch, ("tick.test",), "lab-a", "lab")
     estate.ok("cert", "renew", "--days", "3650", "--cert", str(a), timeout=120)  # renewed, not deployed: pending
     a2 = {c["id"]: c for c in estate.json("cert", "list")}[a]["superseded_by"]
     fp = {c["id"]: c["fingerprint"] for c in estate.json("cert", "list")}[a2]
