@@ -42,6 +42,16 @@ def _files(tmp: Path, ca: TestCA, *names: str) -> tuple[str, str, str]:
     return str(crt), str(key), str(chain)
 
 
+def _discovered_bigip(cli, peer, ca_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Endpoint ``bigip1`` on the peer (REST, its CA bundle), delegated to Acme, discovered."""
+    cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
+        "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
+        stdin=ADMIN_PASSWORD + "\n")
+    cli("org", "add", "Acme")
+    cli("tls", "delegate", "bigip1", "--org", "Acme")
+    cli("tls", "discover", "bigip1")
+
+
 def test_cli_end_to_end(cli, peer, ca_bundle, web_ca, tmp_path):
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
@@ -124,12 +134,7 @@ def test_cli_verify_sends_each_sni_profile_its_server_name(cli, peer, ca_bundle)
     the path reported every non-default profile as a mismatch."""
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
-    cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
-        "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
-        stdin=ADMIN_PASSWORD + "\n")
-    cli("org", "add", "Acme")
-    cli("tls", "delegate", "bigip1", "--org", "Acme")
-    cli("tls", "discover", "bigip1")
+    _discovered_bigip(cli, peer, ca_bundle)
     out = cli("tls", "verify", "--endpoint", "bigip1", "--json", expect=None)
     job = json.loads(out.stdout)
     rows = [n for item in job["items"] for n in item["details"]["nodes"]]
@@ -182,12 +187,7 @@ def test_cli_install_claims_a_handshake_only_when_one_happened(cli, peer, ca_bun
     host names, so neither is reported as a name the certificate does not cover."""
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
-    cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
-        "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
-        stdin=ADMIN_PASSWORD + "\n")
-    cli("org", "add", "Acme")
-    cli("tls", "delegate", "bigip1", "--org", "Acme")
-    cli("tls", "discover", "bigip1")
+    _discovered_bigip(cli, peer, ca_bundle)
     shop = cli("tls", "install", "bigip1", *_as_args(_files(tmp_path, web_ca, "shop.example.org")),
                "--node", "/Tenant_A/vs_shop").stdout
     first = shop.splitlines()[0]
@@ -215,12 +215,7 @@ def test_cli_expiring_shows_a_certificate_only_the_device_knows_and_deploy_repla
     ``cert deploy --replaces FINGERPRINT`` the new certificate is listed there instead."""
     if not Path(TLSGATE).exists():
         pytest.skip("the tlsgate command is not installed in this environment")
-    cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
-        "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
-        stdin=ADMIN_PASSWORD + "\n")
-    cli("org", "add", "Acme")
-    cli("tls", "delegate", "bigip1", "--org", "Acme")
-    cli("tls", "discover", "bigip1")
+    _discovered_bigip(cli, peer, ca_bundle)
     old = web_certs["shop"].fingerprint
     listed = json.loads(cli("cert", "expiring", "--days", "4000", "--json").stdout)
     shop = [c for c in listed if c["fingerprint"] == old]
