@@ -204,14 +204,7 @@ class Session:
         ``only_existing``: only find it (``onlyReturnExisting``, RFC 8555 §7.3.1)."""
         eab = None
         if only_existing:
-            reg = messages.NewRegistration(only_return_existing=True)
-            try:
-                regr = self.client.new_account(reg)
-            except errors.ConflictError as exc:
-                return str(exc.location)
-            except _ACME_ERRORS as exc:
-                raise describe(exc, "account lookup", email or self.directory_url) from None
-            return str(regr.uri)
+            return self._new_account(messages.NewRegistration(only_return_existing=True), "account lookup", email)
         if eab_kid:
             try:
                 eab = messages.ExternalAccountBinding.from_data(
@@ -225,12 +218,16 @@ class Session:
                 "give --eab_kid and --eab_hmac_key (from the CA's account page)")
         reg = messages.NewRegistration.from_data(email=email, terms_of_service_agreed=agree_tos,
                                                  external_account_binding=eab)
+        return self._new_account(reg, "account registration", email)
+
+    def _new_account(self, reg: Any, what: str, email: str | None) -> str:
+        """newAccount with ``reg``: the account's URI (a 409 Conflict names the existing one)."""
         try:
             regr = self.client.new_account(reg)
         except errors.ConflictError as exc:
             return str(exc.location)
         except _ACME_ERRORS as exc:
-            raise describe(exc, "account registration", email or self.directory_url) from None
+            raise describe(exc, what, email or self.directory_url) from None
         return str(regr.uri)
 
     def deactivate(self) -> None:
