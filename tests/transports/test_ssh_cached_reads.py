@@ -92,3 +92,24 @@ def test_every_change_through_the_connection_forgets(conn: ssh.SSHConnection, tr
         else:
             conn.set_mtime(other, 1_000_000)
         assert conn.read_file(path) == b"after"
+
+
+def test_after_a_command_every_read_polls_the_host(conn: ssh.SSHConnection, trusted: SshdServer) -> None:
+    """A command may start what changes files after it returned (a reload retiring workers, a
+    restart writing its pid file) and the waits that follow poll such files: from the first
+    command of the block on, nothing is kept (an nginx install over ssh waited out its deadline
+    polling /proc entries the cache answered). Kernel views (/proc) are never kept."""
+    import time
+
+    path = trusted.user_path("later.txt")
+    conn.write_file(path, b"before", mode=0o644)  # the account's own file: its command may rewrite it
+    with conn.cached_reads():
+        assert conn.read_file("/proc/self/stat") != b""  # a /proc read: not kept either
+        res = conn.run(["sh", "-c", f"(sleep 0.5; echo after > {path}) </dev/null >/dev/null 2>&1 &"])
+        assert res.ok
+        assert conn.read_file(path) == b"before"
+        deadline = time.monotonic() + 10
+        while conn.read_file(path) != b"after\n":  # the poll sees the background change
+            assert time.monotonic() < deadline, "a read after the command was answered from memory"
+            time.sleep(0.05)
+        assert conn._files == {} and conn._stats == {}  # nothing kept since the command

@@ -682,6 +682,10 @@ def _changes_host(method: Callable[..., None]) -> Callable[..., None]:
     return changing
 
 
+#: Paths whose reads :meth:`SSHConnection.cached_reads` never keeps.
+_LIVE_FILES = ("/proc/", "/sys/", "/dev/")
+
+
 class SSHConnection(LateCheckedWrites, Connection):
     """A :class:`Connection` over one SSH transport: exec channels and one SFTP session.
 
@@ -715,6 +719,12 @@ class SSHConnection(LateCheckedWrites, Connection):
         self._files: dict[str, bytes] | None = None
         self._stats: dict[str, FileStat] | None = None
         self._changes = 0
+        #: Set by the first command or tunnel within :meth:`cached_reads`: from then on nothing
+        #: is kept. A command can start what changes files after it returned (a reload, a
+        #: restart writing its pid file), and the waits that follow poll such files (/proc
+        #: entries of the old workers): a kept read made every poll see the first answer until
+        #: its deadline (nginx over ssh: 80 s of a test's 94).
+        self._live = False
 
     #: Whether :meth:`cached_reads` caches (subclasses whose writes bypass this class's
     #: methods turn it off).
@@ -734,10 +744,12 @@ class SSHConnection(LateCheckedWrites, Connection):
             yield  # nested: the outer block's cache
             return
         self._files, self._stats = {}, {}
+        self._live = False
         try:
             yield
         finally:
             self._files = self._stats = None
+            self._live = False
 
     def _changed(self) -> None:
         """Something may have changed on the host (a write, a rename, a command): forget every
@@ -752,7 +764,9 @@ class SSHConnection(LateCheckedWrites, Connection):
         """Keep a read (and/or the file's attributes) made while the change counter was
         ``changes``, unless something changed since it was sent."""
         files, stats = self._files, self._stats
-        if files is None or stats is None or changes != self._changes:
+        if files is None or stats is None or changes != self._changes or self._live:
+            return
+        if path.startswith(_LIVE_FILES):  # kernel views: the state of processes now
             return
         if data is not None:
             files[path] = data
@@ -771,6 +785,7 @@ class SSHConnection(LateCheckedWrites, Connection):
 
     def open_socket(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
         self._changed()  # what the service at the other end does is not known
+        self._live = self._files is not None
         channel = _tunnel(self.client, host, port, timeout, f"{self.where}: ", through="its sshd")
         channel.settimeout(timeout)
         return channel
@@ -942,6 +957,7 @@ class SSHConnection(LateCheckedWrites, Connection):
 
         label = argv[0] if argv else "command"
         self._changed()  # a command may change any file (and may still run after a timeout)
+        self._live = self._files is not None  # ... and may start what changes them later
         try:
             channel = self._transport().open_session(timeout=timeout)
             channel.settimeout(timeout)
