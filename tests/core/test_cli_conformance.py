@@ -7,29 +7,18 @@ added, not at the first job."""
 from __future__ import annotations
 
 import json
-import os
 import string
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tlsgate import ValidationError
+from tlsgate_testing.cli import ok, tg
 
 SECRET = "S3cr3t-conformance"
 
 
-def tg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
-                          env=dict(os.environ), timeout=120)
-
-
-def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    res = tg(*args, stdin=stdin)
-    assert res.returncode == 0, f"{args}: {res.stderr}"
-    return res
 
 
 @pytest.fixture

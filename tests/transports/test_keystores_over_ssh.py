@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 from cryptography import x509
 from tlsgate import CertificateBundle, ConnectionFailed, OperationError
 from tlsgate.transports import ssh
+from tlsgate_testing.cli import ok, tg
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.openbao import OpenBaoServer
 from tlsgate_testing.sshd import SshdServer
@@ -32,15 +31,6 @@ STORE_PASSWORD = "changeit"  # the demo keystores' password (examples/make_demo_
 FILES = {"p12": "app.p12", "jks": "app.jks", "pem": "app.pem"}
 
 
-def tg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True, input=stdin,
-                          env=dict(os.environ), timeout=180)
-
-
-def ok(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    res = tg(*args, stdin=stdin)
-    assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
-    return res
 
 
 def all_bytes(home: Path) -> bytes:

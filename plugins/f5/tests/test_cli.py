@@ -163,12 +163,7 @@ def test_cli_verify_probes_virtual_addresses_not_the_management_address(cli, dev
     peer = IControlPeer(device, server_context(mgmt_cert)).start()
     try:
         assert peer.serve_virtuals() == ["/Common/vs_dmz"]
-        cli("tls", "add", "f5", "--name", "bigip1", "--connection_type", "rest", "--host", "127.0.0.1",
-            "--port", str(peer.port), "--user", "admin", "--password", "-", "--ca_bundle", str(ca_bundle),
-            stdin=ADMIN_PASSWORD + "\n")
-        cli("org", "add", "Acme")
-        cli("tls", "delegate", "bigip1", "--org", "Acme")
-        cli("tls", "discover", "bigip1")
+        _discovered_bigip(cli, peer, ca_bundle)
         nodes = {n["name"]: n for n in json.loads(cli("tls", "nodes", "bigip1", "--json").stdout)}
         assert nodes["/Tenant_A/vs_shop"]["state"].startswith("disabled; not probed: "), nodes
         out = cli("tls", "verify", "--endpoint", "bigip1", "--json")  # exit 0: nothing failed

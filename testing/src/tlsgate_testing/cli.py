@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Any
 
 
-def tg(*args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``tlsgate ARGS`` and return what it did (any exit code); ``input``: its standard input
-    (a secret option given as '-')."""
+def tg(*args: str, timeout: float = 600, input: str | None = None,
+       stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``tlsgate ARGS`` and return what it did (any exit code); ``input`` (or ``stdin``): its
+    standard input (a secret option given as '-')."""
     return subprocess.run([sys.executable, "-m", "tlsgate", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=timeout, input=input)
+                          env=dict(os.environ), timeout=timeout, input=input if input is not None else stdin)
 
 
-def ok(*args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def ok(*args: str, timeout: float = 600, input: str | None = None,
+       stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``tlsgate ARGS``; it must exit 0 (the failure message shows its output)."""
-    res = tg(*args, timeout=timeout, input=input)
+    res = tg(*args, timeout=timeout, input=input, stdin=stdin)
     assert res.returncode == 0, f"tlsgate {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}"
     return res
 
