@@ -55,12 +55,18 @@ def test_json_errors_are_one_json_document(tlsgate_home: Path, pem_file: Path) -
     assert tg("tls", "show", "nope").stdout == ""
 
 
-def test_json_error_after_a_json_result_is_not_a_second_document(tlsgate_home: Path, pem_file: Path,
-                                                                  tmp_path: Path) -> None:
+def _pem_endpoint_and_script(pem_file: Path, tmp_path: Path, body: str) -> Path:
+    """pem endpoint ``p`` on ``pem_file``, and an executable sh script running ``body``."""
     script = tmp_path / "fail.sh"
-    script.write_text("#!/bin/sh\necho out\necho oops >&2\nexit 3\n")
+    script.write_text(f"#!/bin/sh\n{body}\n")
     script.chmod(0o755)
     ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(pem_file))
+    return script
+
+
+def test_json_error_after_a_json_result_is_not_a_second_document(tlsgate_home: Path, pem_file: Path,
+                                                                  tmp_path: Path) -> None:
+    script = _pem_endpoint_and_script(pem_file, tmp_path, "echo out\necho oops >&2\nexit 3")
     res = tg("tls", "run-script", "p", str(script), "--json")
     assert res.returncode == 1
     doc = json.loads(res.stdout)
@@ -68,10 +74,7 @@ def test_json_error_after_a_json_result_is_not_a_second_document(tlsgate_home: P
 
 
 def test_run_script_failure_says_the_exit_status(tlsgate_home: Path, pem_file: Path, tmp_path: Path) -> None:
-    script = tmp_path / "fail.sh"
-    script.write_text("#!/bin/sh\necho partial output\necho 'disk full' >&2\nexit 3\n")
-    script.chmod(0o755)
-    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(pem_file))
+    script = _pem_endpoint_and_script(pem_file, tmp_path, "echo partial output\necho 'disk full' >&2\nexit 3")
     res = tg("tls", "run-script", "p", str(script), "a b")
     assert res.returncode == 1
     assert res.stdout == "partial output\n"
