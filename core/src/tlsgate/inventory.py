@@ -13,7 +13,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import crypto, database
 from .errors import NotFoundError, OperationError, ValidationError
 from .secret import SealedSecret, Secret
+from .validate import SURROGATES, without_surrogates
 
 if TYPE_CHECKING:  # the models (attrs) load where they are used: ``tls list`` needs none (start-up)
     from .models import ConnectionSpec, Endpoint, Node
@@ -304,19 +304,15 @@ def _sqlite_writer(path: Path | str) -> Any:
     return lock
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def storable(text: str | None) -> str | None:
     r"""``text`` as the inventory can store it: a database holds UTF-8, and a name read from a
     configuration file in another encoding (a Latin-1 ``server_name``, a Latin-1 file name)
     arrives decoded with surrogateescape. Each such byte is kept as ``\xNN`` (as
     :func:`tlsgate.cli.output.escape` shows it), any other lone surrogate as ``\uNNNN``: the
     row is stored and shown, where storing it raised UnicodeEncodeError before."""
-    if text is None or not _SURROGATE.search(text):
+    if text is None or not SURROGATES.search(text):
         return text
-    return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if 0xDC80 <= ord(m.group()) <= 0xDCFF
-                          else f"\\u{ord(m.group()):04x}", text)
+    return without_surrogates(text)
 
 
 class Inventory:

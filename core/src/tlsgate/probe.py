@@ -124,11 +124,9 @@ def node_sni(name: str | None, aliases: Sequence[str] = ()) -> str | None:
     client-ssl profile's ``serverName`` among its aliases; a catch-all or an address is passed
     over for the next name); a leading wildcard (``*.example.org``) gets a label of its own."""
     for one in (name or "", *aliases):
-        if not _is_host_name(one):
-            continue
-        if one.startswith("*.") and len(one) > 2 and "*" not in one[2:]:
+        if one.startswith("*.") and len(one) > 2 and "*" not in one[2:] and _is_host_name(one):
             return "tlsgate-probe" + one[1:]
-        if sni := sni_for(one):
+        if sni := sni_for(one):  # passes over what cannot be a host name
             return sni
     return None
 

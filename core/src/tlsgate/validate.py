@@ -25,6 +25,23 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 BAD_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff" + "".join(sorted(BIDI)) + "]")
 
 
+#: Lone surrogates: what a byte that is not UTF-8 becomes when read with surrogateescape (a
+#: Latin-1 file name or server_name), U+DC80..U+DCFF, or any other unpaired one.
+SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def shown_surrogate(ch: str) -> str:
+    r"""A lone surrogate as text: ``\xNN`` for the byte surrogateescape kept (U+DCNN), else
+    ``\uNNNN``. How the inventory stores it and every output shows it."""
+    code = ord(ch)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate as :func:`shown_surrogate` writes it."""
+    return SURROGATES.sub(lambda found: shown_surrogate(found.group()), text)
+
+
 def bad_character(value: str) -> str | None:
     """The first control, bidi-control or unpaired-surrogate character of ``value``, or None."""
     found = BAD_CHARACTERS.search(value)

@@ -8,12 +8,11 @@ or certificate subject with ESC sequences, backspaces or newlines is printed as 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..validate import BAD_CHARACTERS
+from ..validate import BAD_CHARACTERS, SURROGATES, shown_surrogate
 
 if TYPE_CHECKING:  # rich is imported by the first command that prints through it (start-up time)
     from rich.console import Console
@@ -48,8 +47,8 @@ def _escaped(found: Any) -> str:
         return _NAMED[ch]
     if ord(ch) <= 0xFF:
         return f"\\x{ord(ch):02x}"
-    if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte of another encoding, decoded with surrogateescape
-        return f"\\x{ord(ch) - 0xDC00:02x}"
+    if SURROGATES.match(ch):  # a byte of another encoding (surrogateescape) as \xNN
+        return shown_surrogate(ch)
     return f"\\u{ord(ch):04x}"
 
 
@@ -68,10 +67,7 @@ def emit_json(data: Any) -> None:
     if isinstance(data, list) and data:
         parts = list(map(encode, data))
         if len(data) > STREAM_ITEMS or sum(map(len, parts)) > PRETTY_LIMIT:
-            write("[\n")
-            for start in range(0, len(parts), 1000):
-                write(",\n".join(parts[start : start + 1000]) + (",\n" if start + 1000 < len(parts) else "\n"))
-            write("]\n")
+            _write_list(write, parts)
             return
     elif not isinstance(data, list):
         compact = encode(data)
@@ -90,19 +86,11 @@ def _json_writer() -> Any:
     write = sys.stdout.write
 
     def safe(text: str) -> Any:
-        if _SURROGATE.search(text) is not None:
-            text = _SURROGATE.sub(_json_escaped, text)
+        if SURROGATES.search(text) is not None:  # its backslash escaped: text inside a JSON string
+            text = SURROGATES.sub(lambda found: shown_surrogate(found.group()).replace("\\", "\\\\"), text)
         return write(text)
 
     return safe
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _json_escaped(found: Any) -> str:
-    code = ord(found.group())
-    return f"\\\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\\\u{code:04x}"
 
 
 def emit_json_texts(parts: list[str]) -> None:
@@ -111,7 +99,11 @@ def emit_json_texts(parts: list[str]) -> None:
     if len(parts) <= STREAM_ITEMS and sum(map(len, parts)) <= PRETTY_LIMIT:
         emit_json(json.loads("[" + ",".join(parts) + "]"))
         return
-    write = sys.stdout.write
+    _write_list(sys.stdout.write, parts)
+
+
+def _write_list(write: Any, parts: list[str]) -> None:
+    """One JSON list of encoded elements, one element per line, in writes of 1,000."""
     write("[\n")
     for start in range(0, len(parts), 1000):
         write(",\n".join(parts[start : start + 1000]) + (",\n" if start + 1000 < len(parts) else "\n"))
