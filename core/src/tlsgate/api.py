@@ -619,7 +619,7 @@ class Gateway:
             # a repeat from memory until the next change through the connection (a write, a
             # command); the read-back and the late check before each rename read the host's file
             with self._maybe_lease(endpoint, dry_run, job_id), self.connect(endpoint) as conn, \
-                    _cached_reads(conn):
+                    conn.cached_reads():
                 if sink is not None:
                     sink.info["host"] = conn.host
                     self.check_unfinished(endpoint, conn, job_id=job_id, resumes=resumes)
@@ -1148,12 +1148,6 @@ def _throwaway_bundle(names: Sequence[str]) -> CertificateBundle:
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return CertificateBundle.from_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
-
-
-def _cached_reads(conn: Connection) -> Any:
-    """``conn.cached_reads()``, or nothing for a connection written without it."""
-    scope = getattr(conn, "cached_reads", None)
-    return scope() if scope is not None else nullcontext()
 
 
 def _mtimes(conn: Connection, paths: Sequence[str]) -> dict[str, float]:

@@ -271,17 +271,12 @@ def order_chain(
     return tuple(ordered)
 
 
-#: Each certificate's subject in comparable form, by certificate: a keystore of 500 entries orders
-#: every entry's chain among all its certificates, and comparing x509.Name objects (Python, RDN
-#: by RDN) 1.5 million times per read was most of an install's time.
-_SUBJECTS: dict[x509.Certificate, tuple[frozenset[tuple[str, object]], ...]] = {}
-
-
+@functools.lru_cache(maxsize=4096)  # bounded: a worker process reads certificates for days
 def _subject_key(cert: x509.Certificate) -> tuple[frozenset[tuple[str, object]], ...]:
-    key = _SUBJECTS.get(cert)
-    if key is None:
-        key = _SUBJECTS[cert] = _name_key(cert.subject)
-    return key
+    """Each certificate's subject in comparable form, once per certificate: a keystore of 500
+    entries orders every entry's chain among all its certificates, and comparing x509.Name
+    objects (Python, RDN by RDN) 1.5 million times per read was most of an install's time."""
+    return _name_key(cert.subject)
 
 
 def _name_key(name: x509.Name) -> tuple[frozenset[tuple[str, object]], ...]:

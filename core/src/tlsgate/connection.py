@@ -129,10 +129,11 @@ class Connection(abc.ABC):
     def cached_reads(self) -> Iterator[None]:
         """Within the block the transport may answer a ``read_file`` or ``stat`` of a file it
         already read or stat'ed in the block from memory, until the next change made through
-        this connection (any write, rename, remove, mkdir, chown, mtime change, command or
-        tunnel), after which the next read goes to the host again. So a read after a write is
-        always a read of the host's file, and a write's late "unchanged?" check always compares
-        the host's file. A change made on the host by someone else is not seen by a repeated
+        this connection (any write, rename, remove, mkdir, chown or mtime change), after which
+        the next read goes to the host again; after a command or tunnel nothing is kept for the
+        rest of the block (what it started may change files later, and waits poll them), and
+        kernel views (/proc, /sys, /dev) never are. So a read after a write is always a read of
+        the host's file, and a write's late "unchanged?" check always compares the host's file. A change made on the host by someone else is not seen by a repeated
         read within the block; the core opens the block for one install (its discovery, the
         driver's load and backup, the read-back, the re-discovery), where such a change is
         still caught by the write's late check. This default caches nothing."""
