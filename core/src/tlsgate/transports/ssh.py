@@ -44,6 +44,7 @@ import re
 import select
 import socket
 import stat as stat_mod
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -197,6 +198,10 @@ def _client_key(credentials: Credentials) -> paramiko.PKey | None:
         path = os.path.expanduser(credentials.ssh_key_path)
         try:
             with open(path, "rb") as fh:
+                ident = _file_identity(path, os.fstat(fh.fileno()), passphrase)
+                cached = _key_file_cache_get(ident)
+                if cached is not None:
+                    return cached
                 data = fh.read()
         except FileNotFoundError:
             raise ConnectionFailed(f"--ssh_key_path {path}: no such file on the gateway") from None
@@ -204,8 +209,43 @@ def _client_key(credentials: Credentials) -> paramiko.PKey | None:
             raise ConnectionFailed(f"--ssh_key_path {path}: permission denied") from None
         except IsADirectoryError:
             raise ConnectionFailed(f"--ssh_key_path {path}: is a directory") from None
-        return _with_certificate(load_private_key(data, passphrase, source=f"--ssh_key_path {path}"), path)
+        pkey = _with_certificate(load_private_key(data, passphrase, source=f"--ssh_key_path {path}"), path)
+        if not os.path.exists(f"{path}-cert.pub"):  # with a certificate: loaded each time (it may change alone)
+            _key_file_cache_put(ident, pkey)
+        return pkey
     return None
+
+
+# Parsed keys of --ssh_key_path files, by the file's identity: a fleet job connects once per
+# endpoint, and every endpoint named the same key file, which was read, decrypted (an
+# encrypted key: its KDF) and parsed again for each (~0.7 ms, the bcrypt KDF of an encrypted
+# OpenSSH key far more). Within one process only; a key file that is replaced, rewritten or
+# touched (another inode, size, mtime or ctime), or a different passphrase, is loaded again,
+# and the file is opened (so its permissions are checked) on every connection.
+_KEY_FILES: dict[tuple[Any, ...], paramiko.PKey] = {}
+_KEY_FILES_MAX = 16
+_KEY_FILES_LOCK = threading.Lock()
+
+
+def _file_identity(path: str, st: os.stat_result, passphrase: str | None) -> tuple[Any, ...]:
+    import hashlib
+
+    secret = hashlib.sha256(passphrase.encode("utf-8", "surrogatepass")).digest() if passphrase else b""
+    return (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, secret)
+
+
+def _key_file_cache_get(ident: tuple[Any, ...]) -> paramiko.PKey | None:
+    with _KEY_FILES_LOCK:
+        return _KEY_FILES.get(ident)
+
+
+def _key_file_cache_put(ident: tuple[Any, ...], pkey: paramiko.PKey) -> None:
+    with _KEY_FILES_LOCK:
+        for old in [k for k in _KEY_FILES if k[0] == ident[0]]:  # the file's earlier versions
+            del _KEY_FILES[old]
+        while len(_KEY_FILES) >= _KEY_FILES_MAX:
+            del _KEY_FILES[next(iter(_KEY_FILES))]
+        _KEY_FILES[ident] = pkey
 
 
 def _timeout(endpoint: Endpoint) -> float:
