@@ -27,10 +27,13 @@ def option_secret(options: object, name: str) -> str | None:
     return reveal(getattr(options, name, None))
 
 
-def load(endpoint: Endpoint, connection: Connection, store_password: str | None = None) -> Loaded:
+def load(endpoint: Endpoint, connection: Connection, store_password: str | None = None, *,
+         authenticated: bytes | None = None) -> Loaded:
     """Read and decode the endpoint's file(s). Raises KeystoreError or OperationError.
     ``store_password``: the revealed ``--store_password`` when the caller has it already (each
-    reveal decrypts the sealed secret again)."""
+    reveal decrypts the sealed secret again). ``authenticated``: bytes the caller has just opened
+    with that password through cryptography's ``load_pkcs12`` (MAC verified); when the file still
+    holds exactly them, a p12 decode does not compute the MAC again."""
     opts = endpoint.options
     data = connection.read_file(opts.path)
     if endpoint.type in ("p12", "jks"):
@@ -39,6 +42,9 @@ def load(endpoint: Endpoint, connection: Connection, store_password: str | None 
         if endpoint.type == "p12":
             from . import p12_codec
 
+            if authenticated is not None and authenticated == data:
+                return Loaded(data, _decoded("p12", data, store_password,
+                                             lambda d, p: p12_codec.load(d, p, authenticated=True)))
             return Loaded(data, _decoded("p12", data, store_password, p12_codec.load))
         from . import jks_codec
 

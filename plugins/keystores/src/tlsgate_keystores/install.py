@@ -134,13 +134,19 @@ def _verify(
     password: str,
 ) -> None:
     """Read the written file back and parse it before the transaction commits. A PKCS#12 file
-    must also open with ``cryptography``'s own reader (an independent check of our MAC)."""
-    try:
-        loaded = load(endpoint, connection, password)
-        reread = loaded.store
-        if reread.format == "pkcs12":
-            from cryptography.hazmat.primitives.serialization import pkcs12
+    must also open with ``cryptography``'s own reader (an independent check of our MAC); a p12
+    endpoint's file is opened by it first, so our reader does not verify the same MAC again."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
 
+    try:
+        verified = None
+        if endpoint.type == "p12":
+            data = connection.read_file(endpoint.options.path)  # the host's file (the write forgot the old)
+            pkcs12.load_pkcs12(data, password.encode("utf-8"))
+            verified = data
+        loaded = load(endpoint, connection, password, authenticated=verified)  # the same bytes, from the read
+        reread = loaded.store
+        if reread.format == "pkcs12" and loaded.data != verified:  # (a jks endpoint's PKCS#12, or changed since)
             pkcs12.load_pkcs12(loaded.data, password.encode("utf-8"))
     except (KeystoreError, ValueError) as exc:
         raise OperationError(f"the written file does not read back: {exc}") from None

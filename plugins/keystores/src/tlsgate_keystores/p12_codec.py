@@ -134,12 +134,15 @@ class _Rounds:
     rounds: int
 
 
-def load(data: bytes, password: str, *, decrypt_keys: bool = False) -> Keystore:
+def load(data: bytes, password: str, *, decrypt_keys: bool = False, authenticated: bool = False) -> Keystore:
     """Every entry of a PKCS#12 file. Raises :class:`KeystoreError`. Keys stay encrypted until
     an entry is written again (:func:`entry_key`); ``decrypt_keys``: every entry's key now (to
-    write the entries in another format or under another password)."""
+    write the entries in another format or under another password). ``authenticated``: the
+    caller has just opened these very bytes with this password through ``load_pkcs12`` (which
+    verifies the MAC), so the MAC is not derived and computed a second time (an install's
+    read-back: one 2,048-round derivation)."""
     pfx = read_pfx(data)
-    if not _mac_matches(pfx, password):
+    if not authenticated and not _mac_matches(pfx, password):
         # a MAC we do not compute ourselves, or the wrong password: let cryptography decide
         try:
             pkcs12.load_pkcs12(data, password.encode("utf-8"))
