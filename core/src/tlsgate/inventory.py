@@ -28,7 +28,7 @@ from .validate import SURROGATES, without_surrogates
 if TYPE_CHECKING:  # the models (attrs) load where they are used: ``tls list`` needs none (start-up)
     from .models import ConnectionSpec, Endpoint, Node
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -134,6 +134,12 @@ _MIGRATIONS: dict[int, str] = {
     # certificates, each item naming the certificate it installs and the one it replaces
     6: """
     ALTER TABLE job_items ADD COLUMN params TEXT;
+    """,
+    # every install reads its endpoint's journal and its own earlier writes from the audit log
+    # (Inventory.journal / audit_details by endpoint): without an index each was a scan of every
+    # endpoint's entries, LIKE-matching their JSON, so an install slowed with the whole log's size
+    7: """
+    CREATE INDEX audit_endpoint ON audit(endpoint_id);
     """,
 }
 
