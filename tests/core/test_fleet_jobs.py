@@ -127,6 +127,26 @@ def test_items_name_their_own_certificates_and_a_job_grows(estate, test_ca) -> N
     assert jobs.get(gw.inventory, job_id).to_json()["items"][3]["params"] == item
 
 
+def test_a_run_loads_each_certificate_once(estate, test_ca, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A run unseals and parses each certificate it installs once, not once per endpoint; one
+    whose key the inventory does not hold fails every item that names it."""
+    from tlsgate.inventory import Inventory
+
+    gw, old, bundle, cid, tmp = estate
+    loaded: list[int] = []
+    real = Inventory.load_bundle
+    monkeypatch.setattr(Inventory, "load_bundle", lambda self, c: loaded.append(c) or real(self, c))
+    pick = {e.name: e for e in fleet.select(gw, fleet.Selection(all=True))}
+    keyless = gw.certificate(old.fingerprint).id  # discovered: the inventory has no key for it
+    rows = [pick[n] for n in ("f0", "f1", "f3", "f4", "f5")]
+    params = [{"certificate_id": cid}] * 4 + [{"certificate_id": keyless}]
+    job = fleet.run_job(gw, fleet.create_job(gw, "deploy", rows, {}, item_params=params), parallel=1)
+    assert [i.state for i in job.items] == ["changed"] * 4 + ["failed"]
+    assert "does not hold the private key" in (job.items[4].reason or "")
+    assert loaded == [cid, keyless]
+    assert _file_fp(tmp / "f4") == bundle.fingerprint
+
+
 def test_max_failures_and_canary_skip_the_rest(estate) -> None:  # type: ignore[no-untyped-def]
     gw, old, _bundle, cid, _ = estate
     chosen = [e for e in fleet.select(gw, fleet.Selection(replaces=old.fingerprint)) if e.name != "f0"]
