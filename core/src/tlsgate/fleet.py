@@ -399,7 +399,8 @@ def run_job(
                 jobs.skip_items(inventory, queue, f"not started: --max-failures {max_failures} reached")
             else:
                 failures += _drain(executor, job_id, queue, parallel, left, names, progress)
-                rest = [i for i in queue if jobs.item(inventory, i).state == "pending"]
+                # without a limit every item was started (one query each was spent finding none)
+                rest = [] if left is None else [i for i in queue if jobs.item(inventory, i).state == "pending"]
                 if rest:
                     jobs.skip_items(inventory, rest, f"not started: --max-failures {max_failures} reached")
     finally:
