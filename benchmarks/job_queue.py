@@ -11,7 +11,9 @@ A private PostgreSQL cluster (initdb + pg_ctl, 127.0.0.1, a free port) is starte
    against the same 500 calls in this process on 4 threads. Per-task overhead = (queue wall -
    in-process wall) x 4 workers / 500 tasks: the time a worker spends per task on the queue
    (fetch with SKIP LOCKED, status updates, deletion) (target <= 5 ms). Workers are started and
-   registered before the clock starts.
+   registered before the clock starts. Then the floor under any worker: the same tasks taken by
+   one bare asyncio client (procrastinate's fetch and finish calls, the thread hop; no pool, no
+   procrastinate worker), CPU per task of the client and of PostgreSQL.
 2. ``deploy``: one certificate to 200 p12 endpoints over a real loopback sshd as a
    ``cert deploy`` job: 2 ``tlsgate worker`` processes x ``--concurrency 8`` on a PostgreSQL
    inventory, against ``fleet.run_job(parallel=16)`` in one process on a SQLite inventory (the
@@ -141,6 +143,7 @@ def bench_overhead(tasks: int, workers: int = 4) -> dict[str, float]:
             inv.close()
         finally:
             _stop(procs)
+        floor = _bare_client(url, tasks, cluster)
         t, c = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda i: queue._noop_task(0, i), range(tasks)))
@@ -151,7 +154,51 @@ def bench_overhead(tasks: int, workers: int = 4) -> dict[str, float]:
             "overhead_ms_per_task": (queued - local) * workers / tasks * 1000,
             "throughput_ms_per_task": (queued - local) / tasks * 1000,
             "worker_cpu_ms_per_task": worker_cpu / tasks * 1000, "postgres_cpu_ms_per_task": pg_cpu / tasks * 1000,
-            "inprocess_cpu_ms_per_task": local_cpu / tasks * 1000}
+            "inprocess_cpu_ms_per_task": local_cpu / tasks * 1000, **floor}
+
+
+def _bare_client(url: str, tasks: int, cluster: Any) -> dict[str, float]:
+    """The floor under a worker: the same tasks deferred, then taken by one bare asyncio client
+    (uvloop, one psycopg connection, no pool, no procrastinate worker) that does per task what a
+    worker cannot do without: procrastinate's fetch and finish calls (its SQL functions, the
+    statements its worker sends) and the hop of a sync task to a thread and back. CPU per task
+    of the client and of PostgreSQL."""
+    import asyncio
+
+    import psycopg
+    from psycopg.rows import dict_row
+    from tlsgate import queue
+    from tlsgate.inventory import Inventory
+
+    inv = Inventory(url=url)
+    try:
+        with inv.write() as db:
+            queue.defer_items(db, [(0, i, "bench") for i in range(tasks)], task=queue.TASK_NOOP)
+    finally:
+        inv.close()
+    fetch = ("SELECT id, status, task_name, priority, lock, queueing_lock, args, scheduled_at, queue_name, attempts, "
+             "abort_requested FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s)")
+
+    async def run() -> float:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            worker = (await (await conn.execute("SELECT procrastinate_register_worker_v1()")).fetchone())[0]
+            loop = asyncio.get_running_loop()
+            c = time.process_time()
+            for i in range(tasks):
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(fetch, {"queues": [queue.zone_queue("bench"), queue.ESTATE_QUEUE], "worker_id": worker})
+                row = await cur.fetchone()
+                assert row is not None and row["id"] is not None
+                await loop.run_in_executor(None, queue._noop_task, 0, i)
+                await conn.execute("SELECT procrastinate_finish_job_v1(%(job_id)s, %(status)s, %(delete_job)s)",
+                                   {"job_id": row["id"], "status": "succeeded", "delete_job": True})
+            return time.process_time() - c
+
+    pg = _tree_cpu(_postmaster(cluster))
+    with asyncio.Runner(loop_factory=queue._loop_factory()) as runner:
+        client = runner.run(run())
+    return {"floor_client_cpu_ms_per_task": client / tasks * 1000,
+            "floor_postgres_cpu_ms_per_task": (_tree_cpu(_postmaster(cluster)) - pg) / tasks * 1000}
 
 
 def bench_deploy(n: int, legacy: bool = True) -> dict[str, float]:
@@ -261,6 +308,9 @@ def main() -> None:
               f"(target <= 5), {r['throughput_ms_per_task']:.2f} ms per task of the run's wall; CPU per task: "
               f"workers {r['worker_cpu_ms_per_task']:.2f} ms + PostgreSQL {r['postgres_cpu_ms_per_task']:.2f} ms "
               f"(in-process {r['inprocess_cpu_ms_per_task']:.3f} ms)")
+        print(f"  floor: one bare asyncio client doing procrastinate's fetch + finish and the thread hop per task: "
+              f"CPU per task {r['floor_client_cpu_ms_per_task']:.2f} ms + PostgreSQL "
+              f"{r['floor_postgres_cpu_ms_per_task']:.2f} ms")
     if args.only in (None, "deploy"):
         r = bench_deploy(args.endpoints, legacy=args.p12_profile == "legacy")
         print(f"deploy: {r['endpoints']} p12 endpoints ({args.p12_profile}) over ssh: queue (2 workers x 8) "

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import json
 import logging
 import os
@@ -34,7 +36,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
@@ -104,13 +106,39 @@ def build_app(connector: Any) -> Any:
     # an exception out of a task (not an endpoint's own failure: run_item records those) is the
     # database or the worker: retried a bounded number of times, a little later
     app.task(name=TASK_RUN_ITEM, pass_context=True,
-             retry=RetryStrategy(max_attempts=max_attempts(), wait=1))(_run_item_task)
-    app.task(name=TASK_NOOP)(_noop_task)
-    verify = app.task(name="tlsgate.nightly_verify", queue=ESTATE_QUEUE)(_nightly_verify_task)
+             retry=RetryStrategy(max_attempts=max_attempts(), wait=1))(_in_thread(_run_item_task))
+    app.task(name=TASK_NOOP)(_in_thread(_noop_task))
+    verify = app.task(name="tlsgate.nightly_verify", queue=ESTATE_QUEUE)(_in_thread(_nightly_verify_task))
     app.periodic(cron=os.environ.get("TLSGATE_VERIFY_CRON", "0 3 * * *"), periodic_id="nightly-verify")(verify)
-    renew = app.task(name="tlsgate.renewal_run", queue=ESTATE_QUEUE)(_renewal_task)
+    renew = app.task(name="tlsgate.renewal_run", queue=ESTATE_QUEUE)(_in_thread(_renewal_task))
     app.periodic(cron=os.environ.get("TLSGATE_RENEW_CRON", "30 2 * * *"), periodic_id="renewal")(renew)
     return app
+
+
+def _in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """``fn`` (a sync task) as an async task that runs it in the event loop's default executor
+    (the worker's ``--concurrency`` + 4 threads), in a copy of the caller's context.
+
+    procrastinate runs a sync task through asgiref's ``sync_to_async``, which builds a
+    ``SyncToAsync`` object, a thread handler and a shielded future for every call: ~15% of a
+    worker's CPU per no-op task. This is the same hop, once. Like a sync task in procrastinate,
+    the thread cannot be interrupted: a cancellation (procrastinate's abort of an async job)
+    waits for the function to end and returns what it returned, as the sync task would have."""
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        future = loop.run_in_executor(None, call)
+        while True:
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if future.done():
+                    return future.result()
+                continue  # the thread is still running the task: it ends first
+
+    return run
 
 
 def _transaction_connector(raw: Any) -> Any:
@@ -142,7 +170,30 @@ def defer_items(db: Any, items: Sequence[tuple[int, int, str]], task: str = TASK
     for zone, kwargs in sorted(by_zone.items()):
         deferrer = app.configure_task(task, queue=zone_queue(zone))
         ids.extend(deferrer.batch_defer(*kwargs))
+    if len(ids) >= ANALYZE_BATCH:
+        _analyze_jobs(db)
     return ids
+
+
+#: A batch of at least this many tasks refreshes the planner's statistics of the queue table.
+ANALYZE_BATCH = 50
+
+
+def _analyze_jobs(db: Any) -> None:
+    """``ANALYZE procrastinate_jobs`` inside the deferring transaction (it counts that
+    transaction's own rows; the statistics become visible with the tasks, at commit).
+
+    Why: a worker's fetch (``procrastinate_fetch_job_v2``) wants the head of the ``todo`` queue
+    by ``priority DESC, id``. Planned on statistics that say the table is (nearly) empty -- a
+    queue table is, most of the time: never analyzed, or autovacuum sampled it between bursts --
+    PostgreSQL reads every ``todo`` row with a bitmap scan and sorts them for each fetch, so a
+    burst of N tasks costs O(N^2) (500 tasks: ~0.5 ms of PostgreSQL CPU per task on top of
+    ~0.5 ms; 3,000: 3.7 ms). With statistics that show the burst, the plan is an ordered scan of
+    the partial ``todo`` priority index that stops at the first row it can lock; the workers'
+    cached plans are invalidated by the new statistics. Small batches leave it to autovacuum.
+    ANALYZE needs to own the table (tlsgate created it, see :func:`ensure_schema`); without
+    that PostgreSQL skips it with a warning and nothing else changes."""
+    db.execute("ANALYZE procrastinate_jobs")
 
 
 # -- the task side (in a worker) ----------------------------------------------------------------
@@ -465,14 +516,12 @@ def _loop_factory() -> Any:
 
 
 async def _worker_main(url: str, zones: list[str], name: str, concurrency: int) -> None:
-    from procrastinate import PsycopgConnector
-
     from .inventory import Inventory, now
 
     # the pool's connections autocommit (see _pool_factory): procrastinate sends one statement
     # (one of its SQL functions) per checkout, so a transaction would add a BEGIN and a COMMIT
-    connector = PsycopgConnector(conninfo=url, kwargs={"connect_timeout": 10},
-                                 min_size=1, max_size=max(4, concurrency + 2), pool_factory=_pool_factory)
+    connector = _worker_connector_class()(conninfo=url, kwargs={"connect_timeout": 10},
+                                          min_size=1, max_size=max(4, concurrency + 2), pool_factory=_pool_factory)
     app = build_app(connector)
     queues = [zone_queue(z) for z in zones] + [ESTATE_QUEUE]
     # procrastinate runs a sync task (all of tlsgate's) in the loop's default executor, whose
@@ -498,6 +547,97 @@ async def _worker_main(url: str, zones: list[str], name: str, concurrency: int) 
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(inventory.close)
             log.info("worker %s stopped", name)
+
+
+@functools.cache
+def _worker_connector_class() -> type:
+    """procrastinate's ``PsycopgConnector`` with a leaner path for the two queries of every task
+    (fetch, finish) and for the LISTEN loop; the SQL, the pool and the error mapping are its own.
+
+    * ``execute_query_one_async`` / ``execute_query_async``: the pooled connection is borrowed and
+      returned with ``getconn`` / ``putconn`` (what the pool's ``connection()`` context does,
+      without two nested async context managers per query: ``async with conn`` only commits or
+      rolls back, and the pool's connections autocommit, see :func:`_pool_factory`).
+    * ``_loop_notify``: the notifications are read with psycopg's own ``notifies(timeout=)``;
+      procrastinate wraps each one in ``asyncio.wait_for`` (a task and a timer per notification,
+      and every worker of a zone receives every ``job_inserted`` of it). As before, the
+      connection is checked (``SELECT 1``) when no notification came for ``LISTEN_TIMEOUT``
+      seconds, and a broken one ends the loop (procrastinate then reconnects)."""
+    import psycopg
+    from procrastinate import PsycopgConnector, connector, exceptions
+    from procrastinate.psycopg_connector import wrap_exceptions
+    from psycopg.rows import dict_row
+
+    class WorkerConnector(PsycopgConnector):  # type: ignore[misc]
+        @wrap_exceptions()
+        async def execute_query_async(self, query: Any, **arguments: Any) -> None:
+            if self._json_loads or self._json_dumps:
+                return await super().execute_query_async(query, **arguments)
+            pool = self.pool
+            conn = await pool.getconn()
+            try:
+                await conn.execute(query, self._wrap_json(arguments))
+            finally:
+                await pool.putconn(conn)
+            return None
+
+        @wrap_exceptions()
+        async def execute_query_one_async(self, query: Any, **arguments: Any) -> dict[str, Any]:
+            if self._json_loads or self._json_dumps:
+                return await super().execute_query_one_async(query, **arguments)
+            pool = self.pool
+            conn = await pool.getconn()
+            try:
+                cursor = conn.cursor(row_factory=dict_row)
+                await cursor.execute(query, self._wrap_json(arguments))
+                result = await cursor.fetchone()
+                await cursor.close()
+            finally:
+                await pool.putconn(conn)
+            if result is None:
+                raise exceptions.NoResult
+            return result  # type: ignore[no-any-return]
+
+        @wrap_exceptions()
+        async def _loop_notify(self, on_notification: Any, connection: Any,
+                               timeout: float = connector.LISTEN_TIMEOUT) -> None:
+            loop = asyncio.get_running_loop()
+            woken: set[str] = set()
+            while True:
+                try:
+                    async for notification in connection.notifies(timeout=timeout):
+                        channel, payload = notification.channel, notification.payload
+                        if '"job_inserted"' in payload:
+                            # one wake-up per channel per batch read: the notifications of one
+                            # read are handled without the loop running in between, and all a
+                            # job_inserted does is set the worker's new-job event
+                            if channel in woken:
+                                continue
+                            woken.add(channel)
+                            loop.call_soon(woken.discard, channel)
+                        await on_notification(channel=channel, payload=payload)
+                    await connection.execute("SELECT 1")
+                except psycopg.OperationalError:
+                    break  # the connection is dead: listen_notify connects again
+
+    return WorkerConnector
+
+
+@functools.cache
+def _worker_class() -> type:
+    """procrastinate's ``Worker``, whose structured-log ``extra`` (a dict per log call, with the
+    job's ``asdict``: four per task) is built only when procrastinate's logger shows INFO: the
+    records themselves are unchanged, tlsgate's log format prints no extras, and at the default
+    ``TLSGATE_QUEUE_LOG_LEVEL=WARNING`` the INFO/DEBUG records that carried them are dropped."""
+    from procrastinate.worker import Worker
+
+    class TlsgateWorker(Worker):  # type: ignore[misc]
+        def _log_extra(self, action: str, context: Any, job_result: Any, **kwargs: Any) -> dict[str, Any]:
+            if not self.logger.isEnabledFor(logging.INFO):
+                return {"action": action}
+            return super()._log_extra(action, context, job_result, **kwargs)  # type: ignore[no-any-return]
+
+    return TlsgateWorker
 
 
 #: A pooled connection idle longer than this is checked (an empty query) before it is lent.
@@ -538,7 +678,7 @@ async def _supervise(app: Any, queues: list[str], name: str, concurrency: int) -
     is started again once the database answers."""
     import signal
 
-    from procrastinate.worker import Worker
+    Worker = _worker_class()
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
