@@ -223,7 +223,7 @@ def _walk(
         raise OperationError("Include nesting deeper than 64 levels (a loop?)")
     for d in directives:
         name = d.lname
-        if d.is_section:
+        if d.children is not None:  # a section (d.is_section, without the property call)
             if name in ("ifmodule", "ifdefine", "iffile", "ifversion", "ifdirective", "ifsection"):
                 if _active(d, config, connection):
                     _walk(d.children or (), config, connection, trees, vhost, depth)

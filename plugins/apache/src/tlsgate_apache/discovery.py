@@ -194,13 +194,17 @@ class _Claimed:
         self.patterns: list[str] = []
 
     def add(self, names: Iterable[str]) -> None:
+        exact, patterns = self.exact, self.patterns
         for n in names:
             low = n.lower()
-            (self.patterns.append(low) if "*" in low or "?" in low else self.exact.add(low))
+            (patterns.append(low) if "*" in low or "?" in low else exact.add(low))
 
     def __contains__(self, name: str) -> bool:
         low = name.lower()
-        return low in self.exact or any(fnmatch.fnmatchcase(low, p) for p in self.patterns)
+        if low in self.exact:
+            return True
+        patterns = self.patterns
+        return bool(patterns) and any(fnmatch.fnmatchcase(low, p) for p in patterns)
 
 
 def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: str | None = None) -> Target | None:
