@@ -246,8 +246,9 @@ def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local:
             if not asked:
                 suffix, asked = _unreachable_suffix(), True
             if suffix is not None:
-                fields = vn.fields
-                out.append(Node(*fields[:_STATE], fields[_STATE] + suffix, *fields[_STATE + 1:]))
+                fields = list(vn.fields)
+                fields[_STATE] += suffix
+                out.append(Node(*fields))
                 continue
         out.append(node_as_served(vn.node, der, pending="graceful restart pending?"))
     return out
