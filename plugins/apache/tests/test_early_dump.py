@@ -165,3 +165,72 @@ def test_the_discovery_made_on_the_last_dump_while_httpd_runs_is_taken_only_if_h
     shuffled = text.replace("\n".join(mutexes), "\n".join(reversed(mutexes)))
     assert shuffled != text and comparable(shuffled) == comparable(text)
     assert "Mutex" not in comparable(text)
+
+
+def test_httpd_s_dump_wins_over_the_last_one_when_a_define_from_outside_its_files_changes(
+    gen, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The discovery made on the last dump while httpd runs (and the files read ahead by the last
+    discovery's hint) is dropped when httpd prints another dump although no file it reads
+    changed: a ``-D`` its control script takes from a file of its own decides, through
+    ``<IfDefine>``, ``<IfModule>`` and a globbed ``Include``, which vhosts exist. The nodes are
+    those of a discovery without an early dump, a hint or a last dump, each way round."""
+    import attrs
+    from tlsgate import Gateway, early
+    from tlsgate_apache import plugin
+    from tlsgate_apache.control import ApacheControl, EarlyDump
+    from tlsgate_testing.connections import LocalConnection
+
+    root, log, _ = gen
+    flag = log.parent / "flag"
+    flag.write_text("")
+    wrapper = log.parent / "apachectl"
+    text = wrapper.read_text()  # the logging wrapper: ...exec "<apachectl>" "$@"
+    assert text.endswith('"$@"\n')
+    wrapper.write_text(text[:-1] + f' $(cat "{flag}")\n')  # its words are httpd's last arguments
+    (root / "extra").mkdir()
+    (root / "extra" / "x.conf").write_text(
+        "<VirtualHost 127.0.0.1:1>\n    ServerName extra.gen.test\n    SSLEngine on\n"
+        "    SSLCertificateFile certs/c1.crt\n</VirtualHost>\n")
+    (root / "alt.conf").write_text(
+        "<VirtualHost 127.0.0.1:1>\n    ServerName alt.gen.test\n    SSLEngine on\n"
+        "    SSLCertificateFile certs/c2.crt\n</VirtualHost>\n")
+    with (root / "httpd.conf").open("a") as fh:
+        fh.write("<IfDefine EXTRA>\n    IncludeOptional extra/*.conf\n</IfDefine>\n"
+                 "<IfDefine !EXTRA>\n    <IfModule ssl_module>\n        Include alt.conf\n    </IfModule>\n</IfDefine>\n")
+    _discover(log)  # records the early command and the dump
+    endpoint = Gateway().endpoint("gen")
+    monkeypatch.setattr(EarlyDump, "done", lambda self: False)
+    taken: list[bool] = []
+    speculate, parsed = plugin._speculate, ApacheControl.parsed
+    monkeypatch.setattr(plugin, "_speculate", lambda *a: taken.append(True) or speculate(*a))
+    monkeypatch.setattr(ApacheControl, "parsed", lambda self, result, guess=None: (
+        r := parsed(self, result, guess), taken.append(r is guess))[0])
+
+    def discover() -> list[tuple]:
+        early.start_for_cli(["tls", "discover", "gen"])
+        try:
+            return [attrs.astuple(n) for n in plugin.discover_nodes(endpoint, LocalConnection())]
+        finally:
+            early.end()
+
+    def cold() -> list[tuple]:
+        for f in (root.parent / "cache" / "apache").iterdir():
+            f.unlink()
+        return [attrs.astuple(n) for n in plugin.discover_nodes(endpoint, LocalConnection())]
+
+    _settle(root)
+    plain = discover()
+    assert taken == [True, True] and plain == cold()
+    assert any(n[0] == "alt.gen.test" for n in plain) and not any(n[0] == "extra.gen.test" for n in plain)
+    discover()  # the last dump and the hint are this layout's again (cold() removed them)
+
+    for words, present, absent in (("-D EXTRA", "extra.gen.test", "alt.gen.test"),
+                                   ("", "alt.gen.test", "extra.gen.test")):
+        flag.write_text(words)
+        taken.clear()
+        got = discover()
+        assert taken == [True, False]  # made on the last dump, dropped: httpd printed another
+        assert got == cold()
+        assert any(n[0] == present for n in got) and not any(n[0] == absent for n in got)
+        discover()  # the last dump and the hint of this layout, for the next round

@@ -117,3 +117,39 @@ def test_keep_leaves_out_only_the_other_directives(data: bytes, names: set[str])
         return
     assert _kept(parse(data, "f", keep=keep), None) == _kept(full, keep)
     assert _kept(parse(data, "f", keep=keep, tokenwise=True), None) == _kept(full, keep)
+
+
+_NAMED = st.sampled_from([
+    "SSLEngine", "sslengine", "SSLENGINE", "SslEngine", "SSLEngineX", "xSSLEngine", "SSLEngine#", "SSLEngine>",
+    "SSLCertificateKeyFile", "SSLCertificate\u212aeyFile", "sslcertificate\u212aeyfile", "SSLCertificateKey",
+    "Include", "IncludeOptional", "INCLUDEOPTIONAL", "Includes", "ServerName", "<VirtualHost", "</VirtualHost>",
+    "<IfModule", "</IfModule>", "on", "#", '"q"', "'q", "\\", "a\\", "x", "<ServerName", "\u0130nclude",
+])
+
+
+@st.composite
+def _named_config(draw) -> bytes:  # type: ignore[no-untyped-def]
+    lines = []
+    for _ in range(draw(st.integers(0, 14))):
+        words = draw(st.lists(_NAMED | _PIECES, min_size=1, max_size=4))
+        lines.append(draw(st.sampled_from(["", "  ", "\t", "\f", "\v "])) + draw(_SPACE).join(words) + draw(_END))
+    return "".join(lines).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_named_config())
+def test_keep_finds_its_names_as_the_lexer_compares_them(data: bytes) -> None:
+    """The fast path with ``keep`` skips the other lines inside the expression: it keeps the
+    names as ``str.lower`` compares them (any ASCII case; the Kelvin sign is a ``k``), whole
+    first words only, and gives the tree token-by-token reading gives (spans and lines too)."""
+    keep = frozenset({"sslengine", "sslcertificatekeyfile", "include", "includeoptional", "servername"})
+    try:
+        want = _shape(parse(data, "f", keep=keep, tokenwise=True))
+    except ConfigSyntaxError as exc:
+        with pytest.raises(ConfigSyntaxError) as got:
+            parse(data, "f", keep=keep)
+        assert str(got.value) == str(exc)
+        return
+    assert _shape(parse(data, "f", keep=keep)) == want
+    full = parse(data, "f")
+    assert _kept(parse(data, "f", keep=keep), None) == _kept(full, keep)

@@ -11,6 +11,7 @@ httpd's own ``DUMP_INCLUDES`` lists.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 
@@ -115,9 +116,15 @@ class ApacheConfig:
         expanded = self.expand(value) if "${" in value else value
         if expanded is None:
             return None
-        if connection.path.isabs(expanded):
+        path = connection.path
+        if path is posixpath:  # posixpath.isabs and join, inline (once per certificate path)
+            if expanded.startswith("/"):
+                return expanded
+            root = self.run.server_root
+            return root + expanded if not root or root.endswith("/") else f"{root}/{expanded}"
+        if path.isabs(expanded):
             return expanded
-        return connection.path.join(self.run.server_root, expanded)
+        return path.join(self.run.server_root, expanded)
 
     def line_at(self, file: str, offset: int) -> int:
         return self.files[file].count(b"\n", 0, offset) + 1
@@ -216,7 +223,7 @@ def _walk(
         raise OperationError("Include nesting deeper than 64 levels (a loop?)")
     for d in directives:
         name = d.lname
-        if d.is_section:
+        if d.children is not None:  # a section (d.is_section, without the property call)
             if name in ("ifmodule", "ifdefine", "iffile", "ifversion", "ifdirective", "ifsection"):
                 if _active(d, config, connection):
                     _walk(d.children or (), config, connection, trees, vhost, depth)

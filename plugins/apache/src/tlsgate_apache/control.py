@@ -70,6 +70,10 @@ _DEFAULT = re.compile(r"^\s+default server (\S+) \((.*):(\d+)\)$")
 _ALIAS = re.compile(r"^\s+(?:wild )?alias (\S+)$")
 _QUOTED = re.compile(r'^(ServerRoot|PidFile|Main ErrorLog): "(.*)"$')
 _INCLUDE = re.compile(r"^\s*\((\*|\d+)\) (.*)$")
+#: an alias, namevhost or default server line: _ALIAS, _NAMEVHOST, _DEFAULT in one expression
+#: (groups: alias; port, name, file, line; file, line of the default server)
+_VHOST_LINE = re.compile(r"\s+(?:(?:wild )?alias (\S+)|port (\S+) namevhost (\S+) \((.*):(\d+)\)"
+                         r"|default server \S+ \((.*):(\d+)\))$")
 
 
 def _address(text: str) -> tuple[str, int | None]:
@@ -93,24 +97,33 @@ def parse_dump(text: str) -> RunConfig:
     #: (ip, port, name, file, line, aliases, default) of each vhost line, in order
     rows: list[tuple[str, int | None, str, str, int, list[str], bool]] = []
     for line in text.splitlines():
-        if section == "vhosts" and line[:1] == " ":
-            word = line.lstrip()[:5]
-            m = None
-            if word in ("alias", "wild "):
-                m = _ALIAS.match(line)
-                if m and rows:
-                    rows[-1][5].append(m.group(1))
+        # an indented line (most of a large dump) is one of its section's, by one expression:
+        # none of the headings and run lines below starts with a space
+        if line[:1] == " " and section is not None:
+            if section == "vhosts":
+                m = _VHOST_LINE.match(line)
+                if m is not None:  # (what the lines below do with it, else nothing)
+                    alias, port, name, file, line_no, default_file, default_line = m.groups()
+                    if alias is not None:
+                        if rows:
+                            rows[-1][5].append(alias)
+                    elif port is not None:
+                        if addr is not None:
+                            rows.append((addr[0], addr[1], name, file, int(line_no), [], False))
+                    elif addr is not None:
+                        defaults.add((addr[0], addr[1], default_file, int(default_line)))
                     continue
-            elif word == "port ":
-                m = _NAMEVHOST.match(line)
-                if m and addr is not None:
-                    rows.append((addr[0], addr[1], m.group(2), m.group(3), int(m.group(4)), [], False))
-                    continue
-            elif word == "defau":
-                m = _DEFAULT.match(line)
-                if m and addr is not None:
-                    defaults.add((addr[0], addr[1], m.group(2), int(m.group(3))))
-                    continue
+            elif section == "includes":
+                m = _INCLUDE.match(line)
+                if m:
+                    if m.group(1) == "*" and not run.main_file:
+                        run.main_file = m.group(2)
+                    run.includes.add(m.group(2))
+                continue
+            elif section == "modules":
+                if line.strip():
+                    run.modules.add(line.split()[0])
+                continue
         if line.startswith("VirtualHost configuration:"):
             section = "vhosts"
             continue

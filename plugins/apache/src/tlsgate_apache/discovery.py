@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from tlsgate.plugin import (
@@ -31,22 +31,40 @@ if TYPE_CHECKING:
 VENDOR = "Apache"
 
 
-@attrs.frozen
 class VHostNode:
-    """A node with what install needs to find its configuration again."""
+    """A node with what install needs to find its configuration again.
 
-    node: Node
-    entry: VHostEntry
-    section: VHostSection | None
-    ssl: bool
-    #: The SNI name whose handshake reaches this vhost (None: none of its names does).
-    sni: str | None = None
-    #: How many certificate pairs serve it (its own, else the server level's): 2 for RSA + ECDSA.
-    pairs: int = 1
+    The :class:`Node` is made when first asked for (``fields``: its arguments in order): a
+    discovery's handshakes usually decide its state first, and a node is then made once
+    (:func:`confirm_by_handshake`), not once as the files say and again as served."""
+
+    __slots__ = ("_node", "entry", "fields", "pairs", "section", "sni", "ssl")
+
+    def __init__(self, fields: tuple[Any, ...], entry: VHostEntry, section: VHostSection | None, ssl: bool,
+                 sni: str | None = None, pairs: int = 1) -> None:
+        self.fields = fields
+        self.entry = entry
+        self.section = section
+        self.ssl = ssl
+        #: The SNI name whose handshake reaches this vhost (None: none of its names does).
+        self.sni = sni
+        #: How many certificate pairs serve it (its own, else the server level's): 2 for RSA + ECDSA.
+        self.pairs = pairs
+        self._node: Node | None = None
+
+    @property
+    def node(self) -> Node:
+        if self._node is None:
+            self._node = Node(*self.fields)
+        return self._node
 
     @property
     def inherited(self) -> bool:
         return self.section is not None and not self.section.named("sslcertificatefile")
+
+
+#: the index of each of :class:`Node`'s fields in :attr:`VHostNode.fields`
+_PROTOCOL, _IP, _PORT, _STATE, _CERTIFICATE = 1, 3, 4, 9, 11
 
 
 def is_ssl(config: ApacheConfig, section: VHostSection | None) -> bool:
@@ -143,23 +161,23 @@ def build_nodes(config: ApacheConfig, connection: Connection,
         if sni is None and https and not entry.default and any(sni_for(n) for n in names):
             notes.append("its names are answered by an earlier vhost on this address")
         claimed.add(names)
-        node = Node(
+        fields = (  # Node's fields in order (see VHostNode)
             # without a ServerName httpd prints its fallback (the address or the host name): the
             # vhost is its address's default, and shown so
-            name=entry.name if section is None or section.server_name else DEFAULT_VHOST,
-            alias=entry.aliases,
-            protocol="https" if https else "http",
-            ip=entry.ip,
-            port=entry.port,
-            fingerprint=facts.fingerprint if facts else None,
-            subject=facts.subject if facts else None,
-            not_after=facts.not_after if facts else None,  # type: ignore[arg-type]
-            vendor=VENDOR,
-            state="; ".join(["active", *notes]) if notes else "active",
-            locator=f"{entry.file}:{entry.line}",
-            certificate=facts.der if facts else None,
+            entry.name if section is None or section.server_name else DEFAULT_VHOST,
+            "https" if https else "http",
+            entry.aliases,
+            entry.ip,
+            entry.port,
+            facts.fingerprint if facts else None,
+            facts.subject if facts else None,
+            facts.not_after if facts else None,
+            VENDOR,
+            "; ".join(["active", *notes]) if notes else "active",
+            f"{entry.file}:{entry.line}",
+            facts.der if facts else None,
         )
-        out.append(VHostNode(node, entry, section, https, sni, max(1, len(directives))))
+        out.append(VHostNode(fields, entry, section, https, sni, max(1, len(directives))))
     config.certificate_paths = list(cache)
     return out
 
@@ -176,13 +194,17 @@ class _Claimed:
         self.patterns: list[str] = []
 
     def add(self, names: Iterable[str]) -> None:
+        exact, patterns = self.exact, self.patterns
         for n in names:
             low = n.lower()
-            (self.patterns.append(low) if "*" in low or "?" in low else self.exact.add(low))
+            (patterns.append(low) if "*" in low or "?" in low else exact.add(low))
 
     def __contains__(self, name: str) -> bool:
         low = name.lower()
-        return low in self.exact or any(fnmatch.fnmatchcase(low, p) for p in self.patterns)
+        if low in self.exact:
+            return True
+        patterns = self.patterns
+        return bool(patterns) and any(fnmatch.fnmatchcase(low, p) for p in patterns)
 
 
 def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: str | None = None) -> Target | None:
@@ -190,17 +212,18 @@ def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: s
 
     A vhost with several pairs (RSA + ECDSA) shows each only to a client asking for its key
     type: the handshake asks for ``key_kind``, else for the kind of the node's certificate."""
-    node = vn.node
-    if node.protocol != "https" or node.port is None:
+    fields = vn.fields
+    port = fields[_PORT]
+    if fields[_PROTOCOL] != "https" or port is None:
         return None
-    ip = "*" if node.ip == "_default_" else node.ip
+    ip = "*" if fields[_IP] == "_default_" else fields[_IP]
     if vn.sni is None and not vn.entry.default:
         return None
     if vn.pairs < 2:
         key_kind = None
-    elif key_kind is None and node.certificate:
-        key_kind = certificate_facts(node.certificate).key_kind
-    return Target(probe_host(ip, endpoint.connection.host, local), node.port, vn.sni, key_kind=key_kind)
+    elif key_kind is None and fields[_CERTIFICATE]:
+        key_kind = certificate_facts(fields[_CERTIFICATE]).key_kind
+    return Target(probe_host(ip, endpoint.connection.host, local), port, vn.sni, key_kind=key_kind)
 
 
 def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local: bool) -> list[Node]:
@@ -209,13 +232,37 @@ def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local:
     An unreachable node keeps what its files say, and says so in its state.
     """
     vnodes = list(vnodes)
-    targets = {id(vn): t for vn in vnodes if (t := handshake_target(vn, endpoint, local)) is not None}
-    served = probe_many(targets.values())
-    return [
-        vn.node if (t := targets.get(id(vn))) is None
-        else node_as_served(vn.node, served[t], pending="graceful restart pending?")
-        for vn in vnodes
-    ]
+    targets = [handshake_target(vn, endpoint, local) for vn in vnodes]
+    served = probe_many(t for t in targets if t is not None)
+    suffix: str | None = None
+    asked = False
+    out = []
+    for vn, t in zip(vnodes, targets, strict=True):
+        if t is None:
+            out.append(vn.node)
+            continue
+        der = served[t]
+        if der is None and vn._node is None:  # node_as_served(vn.node, None) without making vn.node first
+            if not asked:
+                suffix, asked = _unreachable_suffix(), True
+            if suffix is not None:
+                fields = list(vn.fields)
+                fields[_STATE] += suffix
+                out.append(Node(*fields))
+                continue
+        out.append(node_as_served(vn.node, der, pending="graceful restart pending?"))
+    return out
+
+
+def _unreachable_suffix() -> str | None:
+    """What :func:`node_as_served` adds to the state of a node that did not answer, when that
+    is all it changes (else None: it is asked for each node)."""
+    sample = Node("n", "https", ("a",), "127.0.0.1", 1, "f", "s", None, VENDOR, "active", "l:1", b"c")
+    told = node_as_served(sample, None)
+    state = told.state
+    if not state.startswith(sample.state) or told != attrs.evolve(sample, state=state):
+        return None
+    return state[len(sample.state):]
 
 
 def discover(connection: Connection, control: ApacheControl, run: RunConfig | None = None,
