@@ -802,7 +802,9 @@ class Gateway:
                 host = str(node.ip).strip("[]") if own else probe.probe_host(node.ip, endpoint.connection.host, local)
                 targets[i] = probe.Target(host, node.port, probe.verify_sni(node),
                                           proxy_protocol=probe.PROXY_NOTE in (node.state or ""))
-            elif node.fingerprint:
+            elif node.fingerprint and "not probed" not in (node.state or ""):
+                # a keystore entry: read again; a TLS node no handshake reaches (an nginx
+                # block on a unix socket) stays "not probed", never "ok" from its file
                 files.append(i)
         served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
         # a server with one pair per key type (RSA + ECDSA) shows the other pair to a default
