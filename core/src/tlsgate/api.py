@@ -1216,6 +1216,16 @@ def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[
         hits = [n for n in current if want in (n.name, n.locator, *n.alias) or want == f"{n.name}:{n.port}"
                 or want in (storable(n.name), storable(n.locator), f"{storable(n.name)}:{n.port}")]
         if not hits:
+            # host names and Java keystore aliases are case-insensitive (keytool stores "My App"
+            # as "my app"): a spelling that names exactly one node whatever the case is that node
+            folded = want.casefold()
+            hits = [n for n in current if folded in {x.casefold() for x in (n.name or "", *n.alias)}
+                    or folded == f"{n.name}:{n.port}".casefold()]
+            if len({n.name for n in hits}) > 1:
+                raise ValidationError(f"--node {want!r} matches {', '.join(sorted({storable(n.name) or '' for n in hits}))} "
+                                      f"on endpoint {endpoint.name!r} but none exactly; give the name as tls nodes "
+                                      "shows it", option="--node")
+        if not hits:
             known = ", ".join(sorted({storable(n.name) or "" for n in current})) or "none (run tls discover)"
             raise ValidationError(f"no node {want!r} on endpoint {endpoint.name!r} (nodes: {known})", option="--node")
         chosen += [n for n in hits if n not in chosen]
