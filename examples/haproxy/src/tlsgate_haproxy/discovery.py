@@ -14,6 +14,7 @@ from tlsgate.plugin import (
     common_name,
     dns_names,
     fingerprint,
+    key_kind,
     load_any_certificate,
     load_pem_certificates,
     not_after,
@@ -120,6 +121,9 @@ def slots(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> 
             continue
         for entry in cert_entries(connection, config, bind):
             leaf, note = _read_leaf(connection, entry.path)
+            if entry.bundle_kind is not None and leaf is not None:
+                # the key the member holds decides (a site.pem.rsa holding an EC pair is served as EC)
+                entry = attrs.evolve(entry, bundle_kind=key_kind(leaf))
             names = sni_names(entry.filters) or (
                 (dns_names(leaf) or [common_name(leaf) or ""]) if leaf is not None else [""])
             for a in bind.addresses:
