@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -174,3 +177,45 @@ def test_chain_ordering_compares_names_as_cryptography_does(a, b) -> None:  # ty
 
     na, nb = name(a), name(b)
     assert (_name_key(na) == _name_key(nb)) == (na == nb)
+
+
+def test_trusted_roots_load_quietly_from_parallel_threads() -> None:
+    """A parallel deploy checks every endpoint's bundle against the trusted roots in its own
+    thread: the warning about system roots with non-positive serials, hidden while they load,
+    must not reach stderr because two threads' catch_warnings() undid each other's filter (the
+    parse is slowed down here so that two loads overlap, as they do on a busy gateway)."""
+    import ssl
+
+    cafile = ssl.get_default_verify_paths().cafile
+    if not cafile or not Path(cafile).exists():
+        pytest.skip("no system CA file")
+    script = f"""
+import threading, time, warnings
+from pathlib import Path
+from cryptography import x509
+from tlsgate import bundle
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    x509.load_pem_x509_certificates(Path({cafile!r}).read_bytes())
+if not seen:
+    raise SystemExit(3)  # no root here makes cryptography warn: nothing to show
+real = x509.load_pem_x509_certificates
+def slow(data, _order=[]):
+    _order.append(1)
+    time.sleep(0.2 if len(_order) == 1 else 0.4)  # the first load ends while the second is inside
+    return real(data)
+x509.load_pem_x509_certificates = slow
+barrier = threading.Barrier(2)
+def load(delay):
+    barrier.wait()
+    time.sleep(delay)
+    bundle._load_roots({cafile!r})
+threads = [threading.Thread(target=load, args=(d,)) for d in (0.0, 0.1)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    if res.returncode == 3:
+        pytest.skip("no system root here makes cryptography warn")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "", res.stderr

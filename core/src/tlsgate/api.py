@@ -802,7 +802,9 @@ class Gateway:
                 host = str(node.ip).strip("[]") if own else probe.probe_host(node.ip, endpoint.connection.host, local)
                 targets[i] = probe.Target(host, node.port, probe.verify_sni(node),
                                           proxy_protocol=probe.PROXY_NOTE in (node.state or ""))
-            elif node.fingerprint:
+            elif node.fingerprint and "not probed" not in (node.state or ""):
+                # a keystore entry: read again; a TLS node no handshake reaches (an nginx
+                # block on a unix socket) stays "not probed", never "ok" from its file
                 files.append(i)
         served_tls = probe.served_fingerprints(targets.values(), timeout=3.0) if targets else {}
         # a server with one pair per key type (RSA + ECDSA) shows the other pair to a default
@@ -1213,6 +1215,16 @@ def _select_nodes(endpoint: Endpoint, current: Sequence[Node], wanted: Sequence[
         # a name read in another encoding is given as tls nodes shows it (each byte as \xNN)
         hits = [n for n in current if want in (n.name, n.locator, *n.alias) or want == f"{n.name}:{n.port}"
                 or want in (storable(n.name), storable(n.locator), f"{storable(n.name)}:{n.port}")]
+        if not hits:
+            # host names and Java keystore aliases are case-insensitive (keytool stores "My App"
+            # as "my app"): a spelling that names exactly one node whatever the case is that node
+            folded = want.casefold()
+            hits = [n for n in current if folded in {x.casefold() for x in (n.name or "", *n.alias)}
+                    or folded == f"{n.name}:{n.port}".casefold()]
+            if len({n.name for n in hits}) > 1:
+                raise ValidationError(f"--node {want!r} matches {', '.join(sorted({storable(n.name) or '' for n in hits}))} "
+                                      f"on endpoint {endpoint.name!r} but none exactly; give the name as tls nodes "
+                                      "shows it", option="--node")
         if not hits:
             known = ", ".join(sorted({storable(n.name) or "" for n in current})) or "none (run tls discover)"
             raise ValidationError(f"no node {want!r} on endpoint {endpoint.name!r} (nodes: {known})", option="--node")

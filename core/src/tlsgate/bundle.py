@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -236,13 +237,19 @@ def _roots_index(roots: tuple[x509.Certificate, ...]) -> tuple[frozenset[str], d
     return frozenset(certs.fingerprint(r) for r in roots), by_subject
 
 
+#: catch_warnings() swaps the process-wide filter list: two threads inside it at once (a
+#: parallel deploy checking each endpoint's bundle) restore each other's filters, and the
+#: warning it hides reached stderr. One loader at a time.
+_ROOTS_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _load_roots(name: str) -> tuple[x509.Certificate, ...]:
     import warnings
 
     try:
         data = Path(name).read_bytes()
-        with warnings.catch_warnings():
+        with _ROOTS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a few system roots have non-positive serials
             return tuple(x509.load_pem_x509_certificates(data))
     except (OSError, ValueError):

@@ -1,6 +1,7 @@
 """Layouts real operators' HAProxy has, through the ``tlsgate`` command with stdout piped: a bind
 on two addresses, a bind on ::1 with a crt-list, and an ``accept-proxy`` bind behind another
-load balancer (the PROXY protocol header comes before the TLS handshake)."""
+load balancer (the PROXY protocol header comes before the TLS handshake), and a multi-certificate
+bundle (``crt site.pem`` loading ``site.pem.rsa`` and ``site.pem.ecdsa``)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,51 @@ def test_binds_on_several_addresses_and_behind_a_proxy(site: HaproxySite, test_c
     results = {(r["node"], r["port"]): r["result"] for item in json.loads(checked.stdout)["items"]
                for r in item["details"]["nodes"]}
     assert results[("lb.test", site.tls_port2)] == "ok" and checked.returncode == 0, checked.stdout
+
+
+def test_multi_certificate_bundle_members_each_installed_and_verified(tmp_path: Path, test_ca: TestCA,
+                                                                      tlsgate_home: Path) -> None:
+    """``crt site.pem`` where only ``site.pem.rsa`` and ``site.pem.ecdsa`` exist (HAProxy loads
+    both, one per key type): discovery shows both with their certificates, an install replaces
+    only the member of the new key's type, and verify checks each by a handshake for its type."""
+    if not os.path.exists(HAPROXY):
+        pytest.fail("haproxy is required (apt-get install haproxy)")
+    s = haproxy_site(tmp_path / "haproxy", test_ca)
+    root = s.dir
+    pairs = {"rsa": test_ca.issue("alpha.test", key_type="rsa"), "ec": test_ca.issue("alpha.test")}
+    suffix = {"rsa": ".rsa", "ec": ".ecdsa"}
+    (root / "certs" / "alpha.pem").unlink()
+    for kind, issued in pairs.items():
+        (root / "certs" / f"site.pem{suffix[kind]}").write_bytes(issued.cert_pem + issued.chain_pem + issued.key_pem)
+    text = s.config.read_text().replace("ssl crt alpha.pem crt-list", "ssl crt site.pem crt-list")
+    s.config.write_text(text)
+    s.certs["alpha"] = pairs["ec"]  # start() waits for a handshake with alpha.test
+    start(s)
+    try:
+        assert cli("tls", "add", "haproxy", "--name", "lb", "--connection_type", "local",
+                   "--haproxy_config_path", str(s.config)).returncode == 0
+        assert cli("org", "add", "acme").returncode == 0
+        assert cli("tls", "delegate", "lb", "--org", "acme").returncode == 0
+        assert cli("tls", "discover", "lb").returncode == 0
+        nodes = [n for n in json.loads(cli("tls", "nodes", "lb", "--json").stdout) if n["name"] == "alpha.test"]
+        assert sorted(n["fingerprint"] for n in nodes) == sorted(p.fingerprint for p in pairs.values())
+        assert all("unreadable" not in n["state"] and "serves another" not in n["state"] for n in nodes), nodes
+        current = {kind: p.fingerprint for kind, p in pairs.items()}
+        for kind in ("rsa", "ec"):
+            new = test_ca.issue("alpha.test", key_type=kind)
+            crt, key, chain = new.write(tmp_path / f"in-{kind}", "alpha")
+            other = root / "certs" / f"site.pem{suffix['ec' if kind == 'rsa' else 'rsa']}"
+            untouched = other.read_bytes()
+            done = cli("tls", "install", "lb", "--cert", str(crt), "--key", str(key), "--chain", str(chain))
+            assert done.returncode == 0, done.stderr
+            assert "verified by TLS handshake" in done.stdout
+            current[kind] = new.fingerprint
+            assert {k: try_served_fingerprint("127.0.0.1", s.tls_port, "alpha.test", key_kind=k) for k in current} == current
+            assert other.read_bytes() == untouched and not (root / "certs" / "site.pem").exists()
+        checked = cli("tls", "verify", "--endpoint", "lb", "--json")
+        assert checked.returncode == 0, checked.stdout
+        results = [r for item in json.loads(checked.stdout)["items"] for r in item["details"]["nodes"]
+                   if r["node"] == "alpha.test" and r["port"] == s.tls_port]
+        assert len(results) == 2 and {r["result"] for r in results} == {"ok"}, results
+    finally:
+        stop(s)

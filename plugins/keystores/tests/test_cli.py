@@ -261,3 +261,29 @@ def test_install_by_alias_node_and_pfx(cli: Cli, files: dict[str, Path], tmp_pat
     nodes = json.loads(cli("tls", "nodes", "ep", "--json").stdout)
     found = {n.get("name") or n.get("Name"): n for n in nodes}
     assert set(found) == {"leaf", "my app"}, nodes
+
+
+def test_node_named_as_keytool_was_given_the_alias(cli: Cli, tmp_path: Path, test_ca: Any, kt: Any) -> None:
+    """keytool keeps PKCS#12 and JKS aliases in lower case (Java aliases are case-insensitive):
+    ``--node "Payments API"`` names the entry keytool lists as "payments api", and only it."""
+    store = tmp_path / "multi.p12"
+    for alias in ("Payments API", "Admin"):
+        src = tmp_path / f"{alias}.p12"
+        src.write_bytes(test_ca.issue(f"{alias.split()[0].lower()}.example.org").pfx("src-pw", alias=alias))
+        kt.run_tool(["keytool", "-importkeystore", "-noprompt", "-srckeystore", str(src), "-srcstoretype", "PKCS12",
+                     "-srcstorepass", "src-pw", "-destkeystore", str(store), "-deststoretype", "PKCS12",
+                     "-deststorepass:env", "KS_TEST_PW"], JKS_PW)
+    assert set(kt.keytool_list(store, JKS_PW)) == {"payments api", "admin"}
+    cli("tls", "add", "p12", "--name", "ep", "--connection_type", "local", "--path", str(store),
+        "--store_password", "-", stdin=JKS_PW)
+    cli("org", "add", "Acme")
+    cli("tls", "delegate", "ep", "--org", "Acme")
+    cli("tls", "discover", "ep")
+    admin = kt.keytool_list(store, JKS_PW)["admin"]["sha256"]
+    new = test_ca.issue("payments.example.org")
+    crt, key, chain = new.write(tmp_path / "new", "p")
+    done = cli("tls", "install", "ep", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+               "--node", "Payments API")
+    assert "replaced entry 'payments api'" in done.stdout, done.stdout
+    assert {a: e["sha256"] for a, e in kt.keytool_list(store, JKS_PW).items()} == {
+        "payments api": new.fingerprint, "admin": admin}

@@ -70,7 +70,10 @@ def test_listen_forms() -> None:
     for text, want in forms.items():
         x = parse_listen(parse(text.encode(), "t")[0])
         assert (x.ip, x.port, x.ssl, x.quic, x.default_server) == want, text
-    assert parse_listen(parse(b"listen unix:/run/x.sock;", "t")[0]) is None
+    for text, want in {"listen unix:/run/x.sock;": ("unix:/run/x.sock", None, False, False, False),
+                       "listen unix:/run/y.sock ssl default_server;": ("unix:/run/y.sock", None, True, False, True)}.items():
+        x = parse_listen(parse(text.encode(), "t")[0])
+        assert (x.ip, x.port, x.ssl, x.quic, x.default_server) == want, text
 
 
 def test_variables_inheritance_quic_ssl_on_and_shared_addresses() -> None:
@@ -83,7 +86,8 @@ http {
              ssl_certificate_key $ssl_server_name.key; }
     server { listen 443; server_name b.test c.test; }          # ssl because a.test made *:443 TLS
     server { listen 8443; ssl on; server_name ""; }           # legacy ssl on, no name
-    server { listen unix:/run/x.sock; server_name u.test; }
+    server { listen unix:/run/x.sock; server_name u.test; }    # plain http on a socket: not shown
+    server { listen unix:/run/y.sock ssl; server_name v.test; ssl_certificate /c/v.pem; }
     server { server_name d.test; }                            # default listen *:80
 }
 stream { server { listen 12345 ssl; ssl_certificate /c/s.pem; } }
@@ -101,6 +105,7 @@ stream { server { listen 12345 ssl; ssl_certificate /c/s.pem; } }
          "active; /c/http.pem: no PEM certificate; certificate inherited from http"),
         ("_", (), "https", "0.0.0.0", 8443,
          "active; /c/http.pem: no PEM certificate; certificate inherited from http"),
+        ("v.test", (), "https", "unix:/run/y.sock", None, "active; cannot read /c/v.pem: localhost: /c/v.pem: no such file"),
         ("d.test", (), "http", "0.0.0.0", 80, "active"),
     ]
 

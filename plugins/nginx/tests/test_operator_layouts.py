@@ -245,3 +245,35 @@ def test_block_inheriting_two_pairs_keeps_the_other_one(web: Site, cli, test_ca:
     assert changed_files(before, web.snapshot()) == ["inherit.conf"]
     text = (web.prefix / "sites" / "inherit.conf").read_text()
     assert "ssl_certificate certs/dual-rsa.crt;" in text and text.count("ssl_certificate ") == 2
+
+
+def test_block_on_a_unix_socket_is_discovered_installed_and_not_probed(web: Site, cli, test_ca: TestCA,
+                                                                       tmp_path: Path) -> None:
+    """A block a local proxy reaches over a socket (``listen unix:... ssl``) serves a certificate
+    too: discovery shows it (not probed: no handshake reaches a socket), ``cert expiring`` and an
+    install by name reach it, and verify says what it could not check instead of "ok"."""
+    sock = web.prefix / "logs" / "tls.sock"
+    old = test_ca.issue("sock.test")
+    (web.prefix / "certs" / "sock.crt").write_bytes(old.cert_pem + old.chain_pem)
+    (web.prefix / "certs" / "sock.key").write_bytes(old.key_pem)
+    (web.prefix / "sites" / "sock.conf").write_text(
+        f"server {{\n    listen unix:{sock} ssl;\n    server_name sock.test;\n"
+        "    ssl_certificate certs/sock.crt;\n    ssl_certificate_key certs/sock.key;\n}\n")
+    assert cli("tls", "restart", "web").returncode == 0
+    assert cli("tls", "discover", "web").returncode == 0
+    nodes = [n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout) if n["name"] == "sock.test"]
+    assert [(n["ip"], n["port"], n["protocol"], n["fingerprint"]) for n in nodes] == [
+        (f"unix:{sock}", None, "https", old.fingerprint)], nodes
+    assert "not probed: listens on a unix socket" in nodes[0]["state"]
+    new = test_ca.issue("sock.test")
+    before = web.snapshot()
+    done = cli("tls", "install", "web", *files_for(tmp_path, new, "sock"))
+    assert done.returncode == 0, done.stderr
+    assert "not verified" in done.stdout and "verified by TLS handshake" not in done.stdout, done.stdout
+    assert changed_files(before, web.snapshot()) == ["sock.conf"]
+    node = next(n for n in json.loads(cli("tls", "nodes", "web", "--json").stdout) if n["name"] == "sock.test")
+    assert node["fingerprint"] == new.fingerprint
+    checked = cli("tls", "verify", "--endpoint", "web", "--json")
+    rows = [r["result"] for item in json.loads(checked.stdout)["items"] for r in item["details"]["nodes"]
+            if r["node"] == "sock.test"]
+    assert rows == ["not probed"], checked.stdout

@@ -5,6 +5,7 @@ mid-write, during ``nginx -t``, during the reload), then found and restored."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -142,6 +143,50 @@ def test_symlinked_site_stays_a_link_local_install_and_rollback(tmp_path: Path, 
                  "--node", "gamma.test", "--apply-pending")
     assert failed.returncode == 1 and "restored" in failed.stderr, failed.stderr
     assert enabled.is_symlink() and target.read_bytes() == edited
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A directory on a tmpfs of 8 KiB that is already full (needs root, as the suite runs)."""
+    where = tmp_path / "full"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        with contextlib.suppress(OSError):
+            (where / "filler").write_bytes(b"x" * 65536)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_disk_full_under_certs_dir_names_the_file_and_restores(tmp_path: Path, test_ca: TestCA, cli,
+                                                                full_disk: Path) -> None:
+    """--certs_dir on a full file system: the install fails, its error names the file it could
+    not write and why (as a read error does), everything is restored, nothing is left behind."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    root = tmp_path / "nginx"
+    conf, port, old = _two_blocks(root, test_ca)
+    server = NginxServer(root, conf, root / "logs" / "nginx.pid", [port])
+    server.start()
+    try:
+        assert cli("tls", "add", "nginx", "--name", "web", "--connection_type", "local", "--nginx_config_path",
+                   str(conf), "--certs_dir", str(full_disk)).returncode == 0
+        _setup(cli, conf)
+        before = conf.read_bytes()
+        crt, key, chain = test_ca.issue("a.test").write(tmp_path / "in", "a")
+        failed = cli("tls", "install", "web", "--cert", str(crt), "--key", str(key), "--chain", str(chain))
+        assert failed.returncode == 1, failed.stderr
+        assert "every change was restored" in failed.stderr
+        assert f"localhost: {full_disk}/tlsgate-a.test-" in failed.stderr, failed.stderr
+        assert "no space left on device" in failed.stderr.lower()
+        assert "OSError" not in failed.stderr and "Errno" not in failed.stderr, failed.stderr
+        assert conf.read_bytes() == before
+        assert _temporaries(root) == [] and sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+        assert try_served_fingerprint("127.0.0.1", port, "a.test") == old["a.test"].fingerprint  # type: ignore[attr-defined]
+    finally:
+        server.stop()
 
 
 def _link_layout(site) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]

@@ -128,6 +128,9 @@ class LocalConnection(LateCheckedWrites, Connection):
             raise OperationError(f"localhost: {directory}: no such directory") from None
         except PermissionError:
             raise OperationError(f"localhost: {directory}: permission denied") from None
+        except OSError as exc:  # ENOSPC (no inode left), EROFS, EDQUOT, ...
+            raise _write_error(directory, "create a temporary file", exc) from None
+        step = "write"
         try:
             _fchmod(fd, tmp, mode)  # final mode before any (possibly secret) byte is written
             old = self.stat(path)
@@ -143,13 +146,18 @@ class LocalConnection(LateCheckedWrites, Connection):
                 current = self.read_file(path) if os.path.lexists(path) else None
                 if current != expect:
                     raise FileChanged(self.host, path)
+            step = "rename"
             os.replace(tmp, path)
             _fsync_dir(directory)
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+            if isinstance(exc, OSError):
+                # a full disk, a quota, an immutable file: one line naming the file, as a read
+                # error does (not "OSError: [Errno 28] ..." without a path)
+                raise _write_error(path, step, exc) from None
             raise
 
     def realpath(self, path: str) -> str:
@@ -212,6 +220,15 @@ def _is_root() -> bool:
     """Whether file ownership can (and should) be copied: POSIX root only; Windows has no uid/gid
     to set (``os.stat`` reports 0 for both there, ``os.geteuid`` does not exist)."""
     return sys.platform != "win32" and os.geteuid() == 0
+
+
+def _write_error(path: str, step: str, exc: OSError) -> OperationError:
+    """``localhost: PATH: write failed: No space left on device`` (``permission denied (rename:
+    Operation not permitted)`` for an immutable or protected file): what failed, on which file."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, PermissionError):
+        return OperationError(f"localhost: {path}: permission denied ({step}: {reason})")
+    return OperationError(f"localhost: {path}: {step} failed: {reason}")
 
 
 def _fchmod(fd: int, path: str, mode: int) -> None:

@@ -21,6 +21,10 @@ SECTIONS = frozenset({
 })
 #: Files in a ``crt`` directory that HAProxy loads as extras of a certificate, not as certificates.
 EXTRA_SUFFIXES = (".key", ".ocsp", ".issuer", ".sctl")
+#: A multi-certificate bundle (``ssl-load-extra-files`` ``bundle``, on by default): ``crt site.pem``
+#: naming no file loads ``site.pem.rsa``, ``site.pem.ecdsa`` and ``site.pem.dsa``, one certificate
+#: of each key type (the key type of each, as :func:`tlsgate.plugin.key_kind` names it).
+BUNDLE_SUFFIXES = {".rsa": "rsa", ".ecdsa": "ec", ".dsa": "dsa"}
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,12 @@ class CertEntry:
     path: str
     filters: tuple[str, ...] = ()
     origin: str = ""  # "crt", "crt dir", "crt-list <file>:<line>"
+    bundle_kind: str | None = None  # key type of a bundle member (site.pem.rsa: "rsa"), else None
+
+
+def bundle_kind(path: str) -> str | None:
+    """The key type a bundle member's suffix stands for (``.rsa``: ``"rsa"``), else None."""
+    return next((kind for suffix, kind in BUNDLE_SUFFIXES.items() if path.endswith(suffix)), None)
 
 
 @attrs.frozen

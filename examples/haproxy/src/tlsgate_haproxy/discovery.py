@@ -14,6 +14,7 @@ from tlsgate.plugin import (
     common_name,
     dns_names,
     fingerprint,
+    key_kind,
     load_any_certificate,
     load_pem_certificates,
     not_after,
@@ -22,7 +23,19 @@ from tlsgate.plugin import (
     to_der,
 )
 
-from .config import EXTRA_SUFFIXES, Bind, CertEntry, Config, ConfigError, parse, parse_crt_list, resolve, sni_names
+from .config import (
+    BUNDLE_SUFFIXES,
+    EXTRA_SUFFIXES,
+    Bind,
+    CertEntry,
+    Config,
+    ConfigError,
+    bundle_kind,
+    parse,
+    parse_crt_list,
+    resolve,
+    sni_names,
+)
 
 VENDOR = "HAProxy"
 
@@ -55,9 +68,9 @@ def cert_entries(connection: Connection, config: Config, bind: Bind) -> list[Cer
             for name in connection.listdir(path):
                 if name.startswith(".") or name.endswith(EXTRA_SUFFIXES):
                     continue
-                out.append(CertEntry(p.join(path, name), (), f"crt {crt} (directory)"))
+                out.append(CertEntry(p.join(path, name), (), f"crt {crt} (directory)", bundle_kind(name)))
         else:
-            out.append(CertEntry(path, (), f"crt {crt}"))
+            out += _file_or_bundle(connection, path, st is not None, (), f"crt {crt}")
     for listed in bind.crt_lists:
         list_path = resolve(listed, config.crt_base, config_dir, p.join)
         try:
@@ -65,9 +78,23 @@ def cert_entries(connection: Connection, config: Config, bind: Bind) -> list[Cer
         except ConfigError as exc:
             raise OperationError(str(exc)) from None
         for line, cert, filters in entries:
-            out.append(CertEntry(resolve(cert, config.crt_base, config_dir, p.join), filters,
-                                 f"crt-list {listed}:{line}"))
+            path = resolve(cert, config.crt_base, config_dir, p.join)
+            out += _file_or_bundle(connection, path, connection.stat(path) is not None, filters,
+                                   f"crt-list {listed}:{line}")
     return out
+
+
+def _file_or_bundle(connection: Connection, path: str, exists: bool, filters: tuple[str, ...],
+                    origin: str) -> list[CertEntry]:
+    """The file itself; when there is none, the members of its multi-certificate bundle
+    (``path.rsa``, ``path.ecdsa``, ``path.dsa``) that exist, as HAProxy loads them; when there
+    are none either, the missing file (discovery says it is unreadable)."""
+    if not exists:
+        members = [CertEntry(path + suffix, filters, f"{origin} (bundle)", kind)
+                   for suffix, kind in BUNDLE_SUFFIXES.items() if connection.stat(path + suffix) is not None]
+        if members:
+            return members
+    return [CertEntry(path, filters, origin)]
 
 
 def probe_host(host: str, endpoint: Endpoint) -> str:
@@ -94,11 +121,17 @@ def slots(endpoint: Endpoint, connection: Connection, *, probe: bool = True) -> 
             continue
         for entry in cert_entries(connection, config, bind):
             leaf, note = _read_leaf(connection, entry.path)
+            if entry.bundle_kind is not None and leaf is not None:
+                # the key the member holds decides (a site.pem.rsa holding an EC pair is served as EC)
+                entry = attrs.evolve(entry, bundle_kind=key_kind(leaf))
             names = sni_names(entry.filters) or (
                 (dns_names(leaf) or [common_name(leaf) or ""]) if leaf is not None else [""])
             for a in bind.addresses:
                 for name in names:
                     state = "active" if note is None else note
+                    if entry.bundle_kind is not None:
+                        member = connection.path.basename(entry.path)
+                        state += f"; {entry.bundle_kind.upper()} certificate of a bundle ({member})"
                     node = Node(
                         name=name or "(default)", protocol="https", ip=a.host or "*", port=a.port, vendor=VENDOR,
                         locator=f"{locator_base}|{entry.path}",
@@ -124,7 +157,10 @@ def _confirm_all(out: list[Slot], asks: list[tuple[int, str, bool]], endpoint: E
         if sni is None:
             out[i] = attrs.evolve(out[i], node=attrs.evolve(node, state=node.state + "; not probed: no server name to send"))
             continue
-        targets[i] = Target(probe_host(host, endpoint), int(node.port or 0), sni, proxy_protocol=proxied)
+        entry = out[i].entry
+        # a bundle member is served to a client that asks for its key type
+        targets[i] = Target(probe_host(host, endpoint), int(node.port or 0), sni,
+                            key_kind=entry.bundle_kind if entry is not None else None, proxy_protocol=proxied)
     served = probe_many(targets.values(), timeout=3.0)
     for i, target in targets.items():
         out[i] = attrs.evolve(out[i], node=_as_served(out[i].node, served.get(target)))

@@ -26,6 +26,7 @@ from tlsgate.plugin import (
     Transaction,
     ValidationError,
     expect_served,
+    key_kind,
     key_matches,
 )
 
@@ -38,7 +39,25 @@ VERIFY_DEADLINE = 15.0
 
 def choose(all_slots: Sequence[Slot], wanted: Sequence[Node], bundle: CertificateBundle) -> list[Slot]:
     """The slots to change: those of the chosen nodes (by key, else by name and address), else
-    every https node whose name the certificate covers."""
+    every https node whose name the certificate covers; of a multi-certificate bundle
+    (``site.pem.rsa`` + ``site.pem.ecdsa``), only the member of the new key's type."""
+    return _of_key_type(_choose(all_slots, wanted, bundle), key_kind(bundle.key))
+
+
+def _of_key_type(chosen: list[Slot], kind: str) -> list[Slot]:
+    members = [s for s in chosen if s.entry is not None and s.entry.bundle_kind is not None]
+    if not members:
+        return chosen
+    fitting = [s for s in chosen if s.entry is None or s.entry.bundle_kind in (None, kind)]
+    if not any(s in fitting for s in members):
+        files = ", ".join(sorted({s.entry.path for s in members if s.entry is not None}))
+        raise ValidationError(
+            f"the chosen nodes are served by a multi-certificate bundle ({files}) with no member for a "
+            f"{kind.upper()} key; install a certificate of one of its key types", option="--node")
+    return fitting
+
+
+def _choose(all_slots: Sequence[Slot], wanted: Sequence[Node], bundle: CertificateBundle) -> list[Slot]:
     https = [s for s in all_slots if s.entry is not None]
     if wanted:
         chosen: list[Slot] = []
@@ -82,7 +101,8 @@ def targets(endpoint: Endpoint, group: Sequence[Slot]) -> list[Target]:
         sni = sni_of(s.node.name)
         if sni is not None and s.node.port:
             host = probe_host("" if s.node.ip == "*" else str(s.node.ip), endpoint)
-            t = Target(host, int(s.node.port), sni, proxy_protocol=s.bind.accept_proxy)
+            kind = s.entry.bundle_kind if s.entry is not None else None
+            t = Target(host, int(s.node.port), sni, key_kind=kind, proxy_protocol=s.bind.accept_proxy)
             if t not in out:
                 out.append(t)
     return out

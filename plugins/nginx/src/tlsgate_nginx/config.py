@@ -22,8 +22,8 @@ _GLOB_CHARS = frozenset("*?[")
 class Listen:
     """One ``listen`` of a server block, as nginx reads it."""
 
-    ip: str  # "0.0.0.0" for a bare port or "*", "::" for "[::]", else as written
-    port: int
+    ip: str  # "0.0.0.0" for a bare port or "*", "::" for "[::]", "unix:PATH" for a socket, else as written
+    port: int | None  # None for a unix socket
     ssl: bool
     quic: bool = False
     default_server: bool = False
@@ -232,13 +232,17 @@ def _server(
 
 
 def parse_listen(d: Directive) -> Listen | None:
-    """A ``listen`` directive as address + flags; None for unix sockets."""
+    """A ``listen`` directive as address + flags (a unix socket: ``ip`` ``unix:PATH``, no port)."""
     if not d.args:
         return None
     addr = d.args[0]
-    if addr.startswith("unix:"):
-        return None
     flags = set(d.args[1:])
+    if addr.startswith("unix:"):
+        # a block behind a local proxy (HAProxy, a sidecar) that reaches it over a socket still
+        # serves its certificate there: discovered and installed like any other, not probed
+        return Listen(ip=addr, port=None, ssl="ssl" in flags,
+                      default_server="default_server" in flags or "default" in flags, directive=d,
+                      proxy_protocol="proxy_protocol" in flags)
     if addr.startswith("["):
         host, _, rest = addr[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else "80"

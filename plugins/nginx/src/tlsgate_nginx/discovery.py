@@ -68,6 +68,8 @@ def build_nodes(
                 continue
             seen.add(addr)
             https = listen.ssl or listen.quic
+            if listen.port is None and not https:
+                continue  # plain http on a unix socket: no certificate, nothing to show
             node_notes = list(notes) if https else []
             if addr in quic_only:
                 node_notes.append("HTTP/3 over QUIC (UDP) only")
@@ -159,7 +161,9 @@ def confirm_by_handshake(
     for node, _server in pairs:
         target = targets.get(node.key)
         if target is None:
-            if node.protocol == "https" and "QUIC" not in node.state:
+            if node.protocol == "https" and (node.ip or "").startswith("unix:"):
+                node = attrs.evolve(node, state=node.state + "; not probed: listens on a unix socket")
+            elif node.protocol == "https" and "QUIC" not in node.state:
                 node = attrs.evolve(node, state=node.state + "; not probed: no server name reaches this block")
             out.append(node)
         else:
