@@ -668,9 +668,14 @@ class Inventory:
     def node_keys(self, endpoint_id: str) -> set[tuple[str, str | None]]:
         """(Node.key, fingerprint) of every stored node: what changed since the last discovery,
         without building 20,000 Node objects."""
-        rows = self.db.execute("SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?",
-                               (endpoint_id,))
-        return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
+        query = "SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?"
+        if isinstance(self.db, sqlite3.Connection):
+            cursor = self.db.cursor()
+            cursor.row_factory = None  # plain tuples: a sqlite3.Row and five lookups by name per node cost more
+            rows = cursor.execute(query, (endpoint_id,))
+        else:
+            rows = self.db.execute(query, (endpoint_id,))
+        return {(f"{name}|{ip or ''}|{port or ''}|{locator or ''}", fp) for name, ip, port, locator, fp in rows}
 
     def nodes(self, endpoint_id: str) -> list[Node]:
         from .models import Node
