@@ -84,6 +84,16 @@ def _address(text: str) -> tuple[str, int | None]:
     return ip.strip("[]"), None if port == "*" else int(port)
 
 
+def _add_include(run: RunConfig, line: str) -> None:
+    """One line of httpd's "Included configuration files" list: the file, and the main one
+    (the first at depth ``*``)."""
+    m = _INCLUDE.match(line)
+    if m:
+        if m.group(1) == "*" and not run.main_file:
+            run.main_file = m.group(2)
+        run.includes.add(m.group(2))
+
+
 def parse_dump(text: str) -> RunConfig:
     """Parse the combined dump (each part is recognised by its heading, in any order).
 
@@ -114,11 +124,7 @@ def parse_dump(text: str) -> RunConfig:
                         defaults.add((addr[0], addr[1], default_file, int(default_line)))
                     continue
             elif section == "includes":
-                m = _INCLUDE.match(line)
-                if m:
-                    if m.group(1) == "*" and not run.main_file:
-                        run.main_file = m.group(2)
-                    run.includes.add(m.group(2))
+                _add_include(run, line)
                 continue
             elif section == "modules":
                 if line.strip():
@@ -150,15 +156,9 @@ def parse_dump(text: str) -> RunConfig:
             if not name.startswith("DUMP_"):
                 run.defines[name] = value
             continue
+        # (an indented module line was taken above: only the include list has unindented entries)
         if section == "includes":
-            m = _INCLUDE.match(line)
-            if m:
-                if m.group(1) == "*" and not run.main_file:
-                    run.main_file = m.group(2)
-                run.includes.add(m.group(2))
-        elif section == "modules":
-            if line.startswith(" ") and line.strip():
-                run.modules.add(line.split()[0])
+            _add_include(run, line)
         elif section == "vhosts":
             if (m := _DEFAULT.match(line)) and addr is not None:
                 defaults.add((addr[0], addr[1], m.group(2), int(m.group(3))))
