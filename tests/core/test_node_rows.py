@@ -84,3 +84,52 @@ def test_node_rows_json_is_node_rows_encoded(tmp_path: Path, test_ca, nodes: lis
         texts = inv.node_rows_json(selection)
         assert [json.loads(t) for t in texts] == rows
         assert [list(json.loads(t)) for t in texts] == [list(r) for r in rows]
+
+
+def _stored(inv: Inventory, ep_id: str) -> list[tuple]:
+    return [tuple(r) for r in inv.db.execute(
+        "SELECT id, discovered, name, alias, protocol, ip, port, fingerprint, subject, not_after, vendor, state, "
+        "locator FROM nodes WHERE endpoint_id = ? ORDER BY id", (ep_id,))]
+
+
+def test_a_rediscovery_stores_what_it_found_whether_or_not_anything_changed(tmp_path: Path) -> None:
+    import attrs
+    from tlsgate import inventory as inventory_module
+
+    inv = Inventory(tmp_path / "inventory.sqlite3")
+    inv.add_endpoint(Endpoint(name="e", type="apache", connection=ConnectionSpec(type="local")), {})
+    ep_id = inv.get_endpoint("e").id
+    end = dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    inv.add_endpoint(Endpoint(name="f", type="apache", connection=ConnectionSpec(type="local")), {})
+    other = inv.get_endpoint("f").id
+    nodes = [Node(name=f"n{i}.example.org", alias=(f"www.n{i}",), protocol="https",
+                  ip="127.0.0.1", port=443 + i, fingerprint=f"{i:064x}", subject=f"CN=n{i}", not_after=end,
+                  vendor="Apache", state="active", locator=f"f.conf:{i}") for i in range(4)]
+    changed = {
+        "name": "other", "alias": ("x",), "protocol": "http", "ip": "127.0.0.2", "port": 8443, "fingerprint": None,
+        "subject": "CN=x", "not_after": end + dt.timedelta(days=1), "vendor": "V", "state": "active; note",
+        "locator": "g.conf:1",
+    }
+    # a name in another encoding (stored as \\xNN: never "unchanged", always stored again)
+    variants = [nodes, nodes[::-1], nodes[:3], [*nodes, nodes[0]], [], [attrs.evolve(nodes[0], alias=("b\udce9",))]]
+    variants += [[*nodes[:2], attrs.evolve(nodes[2], **{f: v}), nodes[3]] for f, v in changed.items()]
+    stamps = iter(f"2027-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00" for i in range(999))
+    real_now = inventory_module.now
+    try:
+        inventory_module.now = lambda: next(stamps)
+        for k, variant in enumerate(variants):
+            inv.replace_nodes(ep_id, nodes)
+            inv.replace_nodes(other, [Node(f"o{k}")])  # a row after e's: e's stored again get new IDs
+            before = _stored(inv, ep_id)
+            inv.replace_nodes(ep_id, nodes)  # unchanged: the same rows (IDs), a new time of discovery
+            again = _stored(inv, ep_id)
+            assert [r[:1] + r[2:] for r in again] == [r[:1] + r[2:] for r in before]
+            assert len({r[1] for r in again}) == 1 and again[0][1] > before[0][1]
+            inv.replace_nodes(ep_id, variant)
+            after = _stored(inv, ep_id)
+            assert [(n.name, n.alias, n.port, n.fingerprint, n.state, n.locator) for n in inv.nodes(ep_id)] == [
+                (n.name, n.alias, n.port, n.fingerprint, n.state, n.locator) for n in variant]
+            assert len({r[1] for r in after}) <= 1 and all(r[1] > again[0][1] for r in after)
+            assert variant == nodes or not after or after[0][0] > max(r[0] for r in again)  # stored anew
+    finally:
+        inventory_module.now = real_now

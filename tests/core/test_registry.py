@@ -115,3 +115,98 @@ def test_core_alone_says_no_endpoint_types_are_installed(tmp_path) -> None:
     ]
     res = subprocess.run([sys.executable, "-m", "tlsgate", "plugins", "list"], capture_output=True, text=True, env=env)
     assert res.returncode == 0 and "no endpoint types are installed" in res.stderr
+
+
+# -- a registry from the declarations' cache: each plugin imported when first used ----------------
+
+_DEFERRED_PROBE = """
+import json, sys
+from tlsgate.registry import get_registry
+reg = get_registry()
+out = {"pending_at_start": sorted(reg._pending), "types": list(reg.endpoint_types),
+       "owners": {t: reg.owner_of_type(t) for t in reg.endpoint_types},
+       "plugins": {n: i.to_json() for n, i in reg.plugins.items()}}
+reg.endpoint_types["nginx"]  # its plugin only
+out["loaded_after_nginx"] = sorted(m for m in sys.modules if m.startswith("tlsgate_"))
+reg.connection_types["local"]
+out["pending_after"] = sorted(reg._pending)
+reg._load_all()
+out["order"] = [n for n, _ in reg.pm.list_name_plugin()]
+print(json.dumps(out))
+"""
+
+
+def _probe(code: str, env: dict[str, str], cwd) -> dict:  # type: ignore[no-untyped-def]
+    import json
+    import os
+
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, cwd=cwd, check=True)
+    return json.loads(res.stdout)
+
+
+def test_a_registry_from_the_cache_imports_a_plugin_when_it_is_used(tmp_path) -> None:
+    import os
+    import time
+
+    from tlsgate.declarations import RACY_SECONDS
+
+    env = {"TLSGATE_HOME": str(tmp_path / "home"), "TLSGATE_CACHE_DIR": str(tmp_path / "cache")}
+    cwd = tmp_path / "cwd"  # on sys.path (python -c): nothing writes to it
+    cwd.mkdir()
+    os.utime(cwd, (1_600_000_000, 1_600_000_000))
+    full = _probe(_DEFERRED_PROBE, env, cwd)  # no cache: every plugin loaded, the cache written
+    assert full["pending_at_start"] == []
+    if not list((tmp_path / "cache").glob("plugins-*.json")):
+        time.sleep(RACY_SECONDS + 0.1)  # a source file changed a moment ago (tlsgate.declarations)
+        _probe(_DEFERRED_PROBE, env, cwd)
+    deferred = _probe(_DEFERRED_PROBE, env, cwd)
+    assert {"nginx", "apache", "keystores", "local"} <= set(deferred["pending_at_start"])
+    # the same names, owners and plugin facts as a full load, before anything was imported
+    for key in ("types", "owners", "plugins", "order"):
+        assert deferred[key] == full[key], key
+    assert "tlsgate_nginx" in deferred["loaded_after_nginx"]
+    assert not {"tlsgate_apache", "tlsgate_keystores", "tlsgate_f5"} & set(deferred["loaded_after_nginx"])
+    assert "nginx" not in deferred["pending_after"] and "local" not in deferred["pending_after"]
+    assert "apache" in deferred["pending_after"]
+
+
+def _full_and_deferred():  # type: ignore[no-untyped-def]
+    from tlsgate.registry import plugin_table
+
+    full = Registry()
+    full.load_entry_points()
+    return full, plugin_table(full)
+
+
+def test_a_deferred_registry_keeps_the_full_loads_hook_order() -> None:
+    full, table = _full_and_deferred()
+    reg = Registry.deferred(table)
+    reg.endpoint_types["tomcat"], reg.connection_types["ssh"], reg.endpoint_types["apache"]
+    assert [n for n, _ in reg.pm.list_name_plugin()] == [n for n in (p["name"] for p in table)
+                                                         if n in ("tomcat", "ssh", "apache")]
+    ep = Endpoint(name="x", type="apache", connection=ConnectionSpec("local"),
+                  options=reg.endpoint_types["apache"].options())
+    assert reg.validate(ep) == full.validate(ep)  # every plugin loaded, in the full load's order
+    assert [n for n, _ in reg.pm.list_name_plugin()] == [n for n, _ in full.pm.list_name_plugin()]
+    assert list(reg.endpoint_types.items()) == list(full.endpoint_types.items())
+
+
+def test_a_plugin_declaring_otherwise_than_the_cache_says_reloads_every_plugin() -> None:
+    _, table = _full_and_deferred()
+    stale = [dict(e, endpoint_types=[*e["endpoint_types"], "gone"]) if e["name"] == "nginx" else e for e in table]
+    reg = Registry.deferred(stale)
+    assert "gone" in reg.endpoint_types
+    types = reg.endpoint_types
+    assert types["nginx"].name == "nginx"  # loading nginx showed the table wrong: a full load
+    assert reg._pending == {} and "gone" not in reg.endpoint_types and "gone" not in types
+    assert reg.owner_of_type("nginx") == "nginx"
+
+
+def test_a_plugin_that_no_longer_loads_is_named(tmp_path) -> None:
+    _, table = _full_and_deferred()
+    broken = [dict(e, value="tlsgate_no_such_module.plugin") if e["name"] == "f5" else e for e in table]
+    reg = Registry.deferred(broken)
+    assert reg.endpoint_types["nginx"].name == "nginx"
+    with pytest.raises(PluginError, match=r"plugin 'f5' \(distribution tlsgate-f5 .*\) failed to load"):
+        reg.endpoint_types["f5"]

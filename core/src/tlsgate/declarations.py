@@ -18,7 +18,9 @@ were built from:
   source edited in place, in an editable install or in site-packages).
 
 A cache whose recorded facts differ in any way from the files' current ones is rebuilt by loading
-the plugins (:func:`tlsgate.registry.get_registry`). A cache is not written while any of those
+the plugins (:func:`load_registry`). The cache also holds the table of plugins (entry point,
+distribution, version, what each declares): with it, :func:`tlsgate.registry.get_registry`
+imports a plugin only when it is used (:func:`deferred_registry`). A cache is not written while any of those
 files changed in the last :data:`RACY_SECONDS` (a change within the file system's timestamp
 granularity after they were read would otherwise go unseen, git's "racy clean" case), nor when a
 declaration holds a value JSON cannot carry exactly. When the process already loaded the
@@ -41,7 +43,7 @@ from .secret import Secret
 if TYPE_CHECKING:
     from .registry import Registry
 
-FORMAT = 2
+FORMAT = 3
 RACY_SECONDS = 2.0
 _FILTER_VARS = ("TLSGATE_LOAD_PLUGINS", "TLSGATE_DISABLE_PLUGINS")
 _TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool, "Secret": Secret}
@@ -236,18 +238,62 @@ def _unchanged(recorded: Mapping[str, Any]) -> bool:
     return all(_stat(path) == facts for path, facts in recorded.items())
 
 
-def _read_cache() -> Declarations | None:
+def _read_cache() -> tuple[Declarations, list[dict[str, Any]]] | None:
+    """The cached declarations and plugin table, when nothing they were built from changed
+    (checked once per process: the answer is kept)."""
+    global _valid
     ident = _ident()
+    if _valid is not None and _valid[0] == ident:
+        return _valid[1]
     try:
         data = json.loads(cache_file(ident).read_bytes())
         if data.get("ident") != ident or not _unchanged(data["files"]):
             return None
-        return Declarations(data["declarations"])
+        table = data["plugins"]
+        if not (isinstance(table, list) and all(isinstance(e, dict) for e in table)):
+            return None
+        _valid = (ident, (Declarations(data["declarations"]), table))
+        return _valid[1]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # absent, unreadable or not ours: rebuilt from the plugins
 
 
-def _write_cache(files: dict[str, Any], data: dict[str, Any], started: float) -> None:
+_valid: tuple[str, tuple[Declarations, list[dict[str, Any]]]] | None = None
+
+
+def deferred_registry() -> Registry | None:
+    """A registry that imports each plugin on first use (:meth:`Registry.deferred`), from the
+    cache; None when there is no valid cache."""
+    cached = _read_cache()
+    if cached is None:
+        return None
+    from .registry import Registry
+
+    return Registry.deferred(cached[1], cached[0])
+
+
+def load_registry() -> Registry:
+    """A registry of every plugin, loaded from the entry points; writes the cache from it (the
+    facts are taken before the plugins load: a change while they load shows next time)."""
+    from .registry import Registry, plugin_table
+
+    started = time.time()
+    paths = _paths()
+    files = {p: _stat(p) for p in [*paths, *_distribution_files(paths)]}
+    registry = Registry()
+    registry.load_entry_points()
+    try:
+        data = _data_from_registry(registry)
+        table = plugin_table(registry)
+    except _Unrepresentable:
+        return registry  # its declarations are read from it, uncached
+    packages = {__package__, *(info.module.split(".", 1)[0] for info in registry.plugins.values())}
+    files.update({p: _stat(p) for p in _module_files(packages) if p not in files})
+    _write_cache(files, data, table, started)
+    return registry
+
+
+def _write_cache(files: dict[str, Any], data: dict[str, Any], table: list[dict[str, Any]], started: float) -> None:
     newest = max((facts[0] for facts in files.values() if facts), default=0)
     if newest >= (started - RACY_SECONDS) * 1e9:
         return  # something changed a moment ago: not trusted yet (see the module's docstring)
@@ -256,7 +302,7 @@ def _write_cache(files: dict[str, Any], data: dict[str, Any], started: float) ->
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"ident": ident, "files": files, "declarations": data}))
+        tmp.write_text(json.dumps({"ident": ident, "files": files, "declarations": data, "plugins": table}))
         os.replace(tmp, target)
     except OSError:
         pass  # a read-only cache directory only costs the next command the plugin load
@@ -272,6 +318,8 @@ def declarations() -> Declarations:
     reg = sys.modules.get(f"{__package__}.registry")  # not imported for nothing (pluggy, models)
     loaded = getattr(reg, "_registry", None)
     if loaded is not None:
+        if getattr(loaded, "declared", None) is not None:  # a registry from the cache: its declarations, no plugin loaded
+            return loaded.declared  # type: ignore[no-any-return]
         if _current is None or _current[0] is not loaded:
             try:
                 _current = (loaded, Declarations(_data_from_registry(loaded)))
@@ -282,21 +330,9 @@ def declarations() -> Declarations:
         return _current[1]
     cached = _read_cache()
     if cached is not None:
-        _current = (None, cached)
-        return cached
+        _current = (None, cached[0])
+        return cached[0]
     from . import registry as reg
 
-    started = time.time()
-    paths = _paths()
-    # the facts are taken before the plugins load: a change while they load shows next time
-    files = {p: _stat(p) for p in [*paths, *_distribution_files(paths)]}
-    registry = reg.get_registry()
-    try:
-        data = _data_from_registry(registry)
-    except _Unrepresentable:
-        return declarations()  # from the loaded registry, uncached
-    packages = {__package__, *(info.module.split(".", 1)[0] for info in registry.plugins.values())}
-    files.update({p: _stat(p) for p in _module_files(packages) if p not in files})
-    _write_cache(files, data, started)
-    _current = (registry, Declarations(data))
-    return _current[1]
+    reg.get_registry()  # no valid cache: every plugin loaded (load_registry), the cache written
+    return declarations()  # from the loaded registry

@@ -27,6 +27,7 @@ import attrs
 from . import jobs, leases
 from .errors import NotFoundError, ValidationError
 from .inventory import normalize_fingerprint
+from .runs import check_run_options, discovery_summary
 
 if TYPE_CHECKING:
     from .api import Gateway
@@ -164,17 +165,6 @@ def queued(gateway: Gateway) -> bool:
     return getattr(gateway.inventory, "dialect", "sqlite") == "postgresql"
 
 
-def check_run_options(parallel: int, canary: int, max_failures: int | None) -> None:
-    """Refuse (exit 2) --parallel < 1, --canary < 0, --max-failures < 1: before anything is
-    selected, recorded or planned."""
-    if parallel < 1:
-        raise ValidationError("must be at least 1", option="--parallel")
-    if canary < 0:
-        raise ValidationError("must be 0 or more", option="--canary")
-    if max_failures is not None and max_failures < 1:
-        raise ValidationError("must be at least 1", option="--max-failures")
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0] if "\n" in text else text
@@ -263,18 +253,6 @@ def _discover(gateway: Gateway, job: jobs.Job, item: jobs.JobItem, bundles: Bund
     summary = discovery_summary(nodes, before)
     state = "changed" if summary["changed"] or len(before) != len(nodes) else "unchanged"
     return state, None, None, None, summary
-
-
-def discovery_summary(nodes: Sequence[Any], before: set[tuple[str, str | None]]) -> dict[str, int]:
-    from .inventory import storable
-
-    after = {(storable(n.key), n.fingerprint) for n in nodes}  # as stored (``before`` was read back)
-    return {
-        "nodes": len(nodes),
-        "tls": sum(1 for n in nodes if n.fingerprint),
-        "changed": len(after - before),
-        "unreachable": sum(1 for n in nodes if "not reachable" in (n.state or "")),
-    }
 
 
 def _restart(gateway: Gateway, job: jobs.Job, item: jobs.JobItem, bundles: Bundles) -> Outcome:

@@ -637,6 +637,12 @@ class Inventory:
                   "vendor, state, locator, discovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
         with self.write(exclusive=False) as db:
             self.lock_endpoint(db, endpoint_id)  # a concurrent replace would add its rows to ours
+            if self._stored_as(db, endpoint_id, rows):
+                # the same nodes in the same order (a rediscovery of an unchanged server): only
+                # their time of discovery changes, one UPDATE instead of deleting and inserting
+                # every row with its two index entries (10,000 nodes: ~40 ms against ~160 ms)
+                db.execute("UPDATE nodes SET discovered = ? WHERE endpoint_id = ?", (stamp, endpoint_id))
+                return
             db.execute("DELETE FROM nodes WHERE endpoint_id = ?", (endpoint_id,))
             try:
                 db.executemany(insert, rows)
@@ -651,12 +657,31 @@ class Inventory:
                      *(storable(v) if isinstance(v, str) else v for v in row[3:]))
                     for row, n in zip(rows, nodes, strict=True)])
 
+    def _stored_as(self, db: Any, endpoint_id: str, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Whether the endpoint's stored nodes are ``rows`` (as :meth:`replace_nodes` builds them)
+        field for field and in order, their time of discovery aside."""
+        query = ("SELECT name, alias, protocol, ip, port, fingerprint, subject, not_after, vendor, state, locator "
+                 "FROM nodes WHERE endpoint_id = ? ORDER BY id")
+        if isinstance(db, sqlite3.Connection):
+            cursor = db.cursor()
+            cursor.row_factory = None  # plain tuples: a sqlite3.Row per node costs more than the compare
+            stored = cursor.execute(query, (endpoint_id,)).fetchall()
+        else:
+            stored = [tuple(r) for r in db.execute(query, (endpoint_id,)).fetchall()]
+        return len(stored) == len(rows) and all(
+            old == new[1:12] for old, new in zip(stored, rows, strict=True))
+
     def node_keys(self, endpoint_id: str) -> set[tuple[str, str | None]]:
         """(Node.key, fingerprint) of every stored node: what changed since the last discovery,
         without building 20,000 Node objects."""
-        rows = self.db.execute("SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?",
-                               (endpoint_id,))
-        return {(f"{r['name']}|{r['ip'] or ''}|{r['port'] or ''}|{r['locator'] or ''}", r["fingerprint"]) for r in rows}
+        query = "SELECT name, ip, port, locator, fingerprint FROM nodes WHERE endpoint_id = ?"
+        if isinstance(self.db, sqlite3.Connection):
+            cursor = self.db.cursor()
+            cursor.row_factory = None  # plain tuples: a sqlite3.Row and five lookups by name per node cost more
+            rows = cursor.execute(query, (endpoint_id,))
+        else:
+            rows = self.db.execute(query, (endpoint_id,))
+        return {(f"{name}|{ip or ''}|{port or ''}|{locator or ''}", fp) for name, ip, port, locator, fp in rows}
 
     def nodes(self, endpoint_id: str) -> list[Node]:
         from .models import Node

@@ -6,13 +6,27 @@ loaded in sorted order; ``TLSGATE_DISABLE_PLUGINS`` (a blocklist) and ``TLSGATE_
 (an allowlist: a production gateway that holds private keys should run only the plugins it names)
 take comma-separated entry-point or distribution names. Under an allowlist the core's own
 plugins (distribution ``tlsgate``) still load unless blocklisted.
+
+**Loading on first use.** Scanning the entry points (``importlib.metadata``, ~25 ms) and
+importing and registering every plugin (~90 ms with the bundled ones) is most of the fixed cost
+of a command that works on one endpoint, which needs one endpoint type's plugin and one
+connection type's. So when :mod:`tlsgate.declarations` holds a valid cache (nothing it was built
+from changed: see there), :func:`get_registry` builds the registry from the cached table of
+plugins (name, entry point, distribution, version, what each declares) and imports a plugin only
+when something of it is used: an endpoint type, connection type, credential store or DNS
+provider it declares, or a hook dispatched to it. What it dispatches is what a full load
+dispatches: a hook goes to the owner plus every plugin that declares nothing (those load with
+the first dispatch), :meth:`Registry.validate` loads every plugin, and the plugin manager's
+registration order (pluggy's call order) is kept as a full load makes it. A plugin that, once
+loaded, declares other names than the cache says (declarations that depend on something the
+cache does not watch) makes the registry load every plugin afresh from the entry points.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 import pluggy
@@ -39,6 +53,52 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "tlsgate"
 CORE_DISTRIBUTION = "tlsgate"
+#: what each plugin declares, by kind: the registry's attribute and the declaration hook
+KINDS = (("endpoint_types", "tlsgate_endpoint_types"), ("connection_types", "tlsgate_connection_types"),
+         ("credential_stores", "tlsgate_credential_stores"), ("dns_providers", "tlsgate_dns_providers"))
+
+T = TypeVar("T")
+
+
+class Declared(Mapping[str, T], Generic[T]):
+    """The declared items of one kind (endpoint types, ...) by name, in load order. Under a
+    registry built from the cache (:meth:`Registry.deferred`) the names are known before their
+    plugin is imported: looking one up imports its owner; ``in``, ``len`` and iterating over the
+    names import nothing."""
+
+    def __init__(self, registry: Registry, owners: dict[str, str]) -> None:
+        self._registry = registry
+        self._owners = owners  # name -> plugin, the registry's own table (filled as plugins load)
+        self._items: dict[str, T] = {}
+
+    def __getitem__(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            owner = self._owners.get(name)
+            if owner is None or owner not in self._registry._pending:
+                raise
+        self._registry._ensure((owner,))
+        return self._items[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._owners
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._owners))
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def __repr__(self) -> str:
+        return f"Declared({list(self._owners)})"
+
+    def loaded(self, name: str) -> bool:
+        """Whether ``name``'s item is here (its plugin loaded and registered)."""
+        return name in self._items
+
+    def put(self, name: str, item: T) -> None:
+        self._items[name] = item
 
 
 @attrs.frozen
@@ -94,14 +154,22 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self._objects: dict[str, Any] = {}
-        self.endpoint_types: dict[str, EndpointType] = {}
-        self.connection_types: dict[str, ConnectionType] = {}
-        self.credential_stores: dict[str, CredentialStoreType] = {}
-        self.dns_providers: dict[str, DnsProviderType] = {}
         self._type_owner: dict[str, str] = {}
         self._conn_owner: dict[str, str] = {}
         self._store_owner: dict[str, str] = {}
         self._dns_owner: dict[str, str] = {}
+        self.endpoint_types: Declared[EndpointType] = Declared(self, self._type_owner)
+        self.connection_types: Declared[ConnectionType] = Declared(self, self._conn_owner)
+        self.credential_stores: Declared[CredentialStoreType] = Declared(self, self._store_owner)
+        self.dns_providers: Declared[DnsProviderType] = Declared(self, self._dns_owner)
+        #: the entry point (``module:attr``) of each plugin loaded from one, by name
+        self.entry_points: dict[str, str] = {}
+        #: a registry from the cache: the plugins not imported yet (name -> their cached entry),
+        #: every plugin's name in load order, and the cache's declarations
+        self._pending: dict[str, Mapping[str, Any]] = {}
+        self._order: list[str] = []
+        self._registered: list[str] = []  # the plugin manager's registration order
+        self.declared: Any = None  # tlsgate.declarations.Declarations, for a registry from the cache
 
     # -- loading ------------------------------------------------------------------------------
     def load_entry_points(self) -> None:
@@ -134,7 +202,84 @@ class Registry:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             self.register(obj, name=ep.name, distribution=dist, version=version)
+            self.entry_points[ep.name] = ep.value
         self.finish()
+
+    @classmethod
+    def deferred(cls, table: Sequence[Mapping[str, Any]], declared: Any = None) -> Registry:
+        """A registry of the plugins in ``table`` (:func:`plugin_table` of a full load, in its
+        order), each imported on first use. ``declared``: the declarations cached with it."""
+        registry = cls()
+        registry.declared = declared
+        owners = dict(zip((k for k, _ in KINDS), (registry._type_owner, registry._conn_owner,
+                                                  registry._store_owner, registry._dns_owner), strict=True))
+        for entry in table:
+            name = entry["name"]
+            registry._pending[name] = entry
+            registry._order.append(name)
+            registry.plugins[name] = PluginInfo(
+                name=name, distribution=entry["distribution"], version=entry["version"], module=entry["module"],
+                **{kind: tuple(entry[kind]) for kind, _ in KINDS})
+            for kind, _ in KINDS:
+                for item in entry[kind]:
+                    owners[kind].setdefault(item, name)
+        return registry
+
+    def _ensure(self, names: Sequence[str]) -> None:
+        """Import and register the named pending plugins (and, with the first, every plugin that
+        declares nothing: those take part in every hook), keeping a full load's order."""
+        wanted = {n for n in names if n in self._pending}
+        if not wanted:
+            return
+        wanted |= {n for n, e in self._pending.items() if not any(e[kind] for kind, _ in KINDS)}
+        for name in [n for n in self._order if n in wanted]:
+            entry = self._pending.pop(name)
+            try:
+                obj = _load_entry_point(entry["value"])
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r} (distribution {entry['distribution']} {entry['version']}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            self.register(obj, name=name, distribution=entry["distribution"], version=entry["version"])
+            self.entry_points[name] = entry["value"]
+            info = self.plugins[name]
+            if info.module != entry["module"] or any(tuple(entry[kind]) != getattr(info, kind) for kind, _ in KINDS):
+                self._reload()  # it declares other names than when the cache was made
+                return
+        self._reorder()
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self._reload()  # as a full load does, which names the plugin
+
+    def _load_all(self) -> None:
+        self._ensure(list(self._pending))
+
+    def _reorder(self) -> None:
+        """Register the loaded plugins with the plugin manager again in a full load's order when
+        they were loaded in another (pluggy calls hook implementations in registration order)."""
+        ranked = set(self._order)
+        order = [n for n in self._order if n in self._objects] + [n for n in self._registered if n not in ranked]
+        if order == self._registered:
+            return
+        for name in self._registered:
+            self.pm.unregister(name=name)
+        for name in order:
+            self.pm.register(self._objects[name], name=name)
+        self._registered = order
+
+    def _reload(self) -> None:
+        """Forget the cached table: every plugin loaded from the entry points, as without a cache
+        (the mappings already handed out stay this registry's)."""
+        fresh = Registry()
+        fresh.load_entry_points()
+        tables = {kind: getattr(self, kind) for kind, _ in KINDS}
+        self.__dict__.update(fresh.__dict__)
+        for kind, table in tables.items():
+            new = getattr(fresh, kind)
+            table._owners, table._items, table._registry = new._owners, new._items, self
+            setattr(self, kind, table)
 
     def register(
         self, obj: Any, *, name: str, distribution: str = "?", version: str = "?"
@@ -145,6 +290,7 @@ class Registry:
             self.pm.register(obj, name=name)
         except ValueError as exc:
             raise PluginError(f"plugin {name!r} ({distribution}) cannot register: {exc}") from exc
+        self._registered.append(name)
         self._objects[name] = obj
         types = self._declared(obj, name, distribution, "tlsgate_endpoint_types", EndpointType)
         conns = self._declared(obj, name, distribution, "tlsgate_connection_types", ConnectionType)
@@ -157,13 +303,13 @@ class Registry:
             ("DNS provider kind", dns, self.dns_providers, self._dns_owner),
         ):
             for item in items:
-                if item.name in table:
+                if table.loaded(item.name) or owners.get(item.name, name) != name:
                     other = self.plugins[owners[item.name]]
                     raise PluginError(
                         f"{what} {item.name!r} is declared by two plugins: "
                         f"{other.name} ({other.distribution}) and {name} ({distribution})"
                     )
-                table[item.name] = item
+                table.put(item.name, item)
                 owners[item.name] = name
         module = getattr(obj, "__name__", type(obj).__name__)
         self.plugins[name] = PluginInfo(
@@ -224,9 +370,10 @@ class Registry:
             ) from None
 
     def _caller(self, hook: str, owner: str) -> Callable[..., Any]:
+        self._ensure((owner,))
         declaring = {*self._type_owner.values(), *self._conn_owner.values(), *self._store_owner.values(),
                      *self._dns_owner.values()}
-        remove = [self._objects[n] for n in declaring if n != owner]
+        remove = [self._objects[n] for n in declaring if n != owner and n in self._objects]
         return self.pm.subset_hook_caller(hook, remove_plugins=remove)
 
     def _call(self, hook: str, owner: str, **kwargs: Any) -> Any:
@@ -250,6 +397,7 @@ class Registry:
     def validate(self, endpoint: Endpoint) -> list[Problem]:
         """Every plugin's problems with ``endpoint``. Each implementation is called on its own,
         so that one that crashes is named (a PluginError), like in the other hooks."""
+        self._load_all()
         kwargs = {"endpoint": endpoint}
         problems: list[Problem] = []
         for hookimpl in reversed(self.pm.hook.validate.get_hookimpls()):  # pluggy's call order
@@ -327,7 +475,9 @@ class Registry:
 
     def answers_http01(self, type_name: str) -> bool:
         """Whether the plugin owning ``type_name`` implements :func:`hookspecs.acme_http01`."""
-        owner = self._objects.get(self.owner_of_type(type_name))
+        name = self.owner_of_type(type_name)
+        self._ensure((name,))
+        owner = self._objects.get(name)
         return callable(getattr(owner, "acme_http01", None))
 
     def dns_provider(self, kind: str) -> DnsProviderType:
@@ -347,16 +497,37 @@ class Registry:
             ) from None
 
 
+def _load_entry_point(value: str) -> Any:
+    """What an entry point's ``module:attr.attr`` names (as ``EntryPoint.load``, without
+    importing ``importlib.metadata``)."""
+    import importlib
+
+    module, _, attrs_ = value.split("[", 1)[0].partition(":")
+    obj = importlib.import_module(module.strip())
+    for attr in filter(None, attrs_.strip().split(".")):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def plugin_table(registry: Registry) -> list[dict[str, Any]]:
+    """What :meth:`Registry.deferred` needs of a registry loaded from the entry points: each
+    plugin's entry point, distribution, version, module and declared names, in load order."""
+    return [{"name": info.name, "value": registry.entry_points[info.name], "distribution": info.distribution,
+             "version": info.version, "module": info.module, **{kind: list(getattr(info, kind)) for kind, _ in KINDS}}
+            for info in registry.plugins.values()]
+
+
 _registry: Registry | None = None
 
 
 def get_registry(*, reload: bool = False) -> Registry:
-    """The process-wide registry, loaded from entry points on first call."""
+    """The process-wide registry: from the plugin declarations' cache when it is valid (each
+    plugin imported on first use), else loaded from the entry points (and the cache written)."""
     global _registry
     if _registry is None or reload:
-        registry = Registry()
-        registry.load_entry_points()
-        _registry = registry
+        from . import declarations
+
+        _registry = (None if reload else declarations.deferred_registry()) or declarations.load_registry()
     return _registry
 
 

@@ -127,7 +127,7 @@ def register(tls: typer.Typer) -> None:
         if json:
             emit_json([v.to_json() for v in gw.nodes(endpoint)])
             return
-        from ..fleet import discovery_summary
+        from ..runs import discovery_summary
 
         sm = discovery_summary(nodes, before)
         say(f"Discovered {sm['nodes']} node(s) on {clean(stored.name)!r}: {sm['tls']} with a certificate, "
@@ -355,9 +355,9 @@ def selector_command(tls: typer.Typer, name: str, *, one: bool = True) -> Callab
             no_wait: NoWaitOpt = False,
             json: JsonOpt = False,
         ) -> None:
-            from .. import fleet
+            from ..runs import check_run_options  # not tlsgate.fleet: the one-endpoint form needs no job
 
-            fleet.check_run_options(parallel, 0, None)
+            check_run_options(parallel, 0, None)
             gw = gateway()
             if one and endpoint and not (endpoints or types or org_name or all_):
                 single(gw, endpoint, json)
