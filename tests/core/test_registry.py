@@ -131,7 +131,7 @@ out["loaded_after_nginx"] = sorted(m for m in sys.modules if m.startswith("tlsga
 reg.connection_types["local"]
 out["pending_after"] = sorted(reg._pending)
 reg._load_all()
-out["order"] = [n for n, _ in reg.pm.list_name_plugin()]
+out["order"] = [i.plugin_name for i in reg._full_load_order(reg.pm.hook.validate.get_hookimpls())]
 print(json.dumps(out))
 """
 
@@ -183,13 +183,36 @@ def test_a_deferred_registry_keeps_the_full_loads_hook_order() -> None:
     full, table = _full_and_deferred()
     reg = Registry.deferred(table)
     reg.endpoint_types["tomcat"], reg.connection_types["ssh"], reg.endpoint_types["apache"]
-    assert [n for n, _ in reg.pm.list_name_plugin()] == [n for n in (p["name"] for p in table)
-                                                         if n in ("tomcat", "ssh", "apache")]
+    assert {n for n, _ in reg.pm.list_name_plugin()} == {"tomcat", "ssh", "apache"}
     ep = Endpoint(name="x", type="apache", connection=ConnectionSpec("local"),
                   options=reg.endpoint_types["apache"].options())
-    assert reg.validate(ep) == full.validate(ep)  # every plugin loaded, in the full load's order
-    assert [n for n, _ in reg.pm.list_name_plugin()] == [n for n, _ in full.pm.list_name_plugin()]
+    assert reg.validate(ep) == full.validate(ep)  # every plugin loaded, called in the full load's order
+    assert [i.plugin_name for i in reg._full_load_order(reg.pm.hook.validate.get_hookimpls())] == [
+        i.plugin_name for i in full.pm.hook.validate.get_hookimpls()]
     assert list(reg.endpoint_types.items()) == list(full.endpoint_types.items())
+
+
+def test_a_deferred_registry_loads_each_plugin_once_for_concurrent_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, table = _full_and_deferred()
+    for _ in range(5):
+        reg = Registry.deferred(table)
+        names = [t for e in table for t in e["endpoint_types"]] * 4
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(lambda n: reg.endpoint_types[n].name, names))  # noqa: B023
+        assert got == names
+
+
+def test_a_plugin_that_declares_nothing_loads_every_plugin_in_order() -> None:
+    _, table = _full_and_deferred()
+    silent = {"name": "zz-policy", "value": "tlsgate.gcpause", "distribution": "test", "version": "1",
+              "module": "tlsgate.gcpause", **{k: [] for k in ("endpoint_types", "connection_types",
+                                                          "credential_stores", "dns_providers")}}
+    reg = Registry.deferred([*table, silent])
+    reg.endpoint_types["nginx"]
+    assert reg._pending == {}
+    assert [n for n, _ in reg.pm.list_name_plugin()] == [e["name"] for e in table] + ["zz-policy"]
 
 
 def test_a_plugin_declaring_otherwise_than_the_cache_says_reloads_every_plugin() -> None:

@@ -15,9 +15,10 @@ from changed: see there), :func:`get_registry` builds the registry from the cach
 plugins (name, entry point, distribution, version, what each declares) and imports a plugin only
 when something of it is used: an endpoint type, connection type, credential store or DNS
 provider it declares, or a hook dispatched to it. What it dispatches is what a full load
-dispatches: a hook goes to the owner plus every plugin that declares nothing (those load with
-the first dispatch), :meth:`Registry.validate` loads every plugin, and the plugin manager's
-registration order (pluggy's call order) is kept as a full load makes it. A plugin that, once
+dispatches: a hook goes to the owner plus every plugin that declares nothing (when there is such
+a plugin, every plugin loads with the first use, in a full load's order), and
+:meth:`Registry.validate` loads every plugin and calls them in a full load's order. Loading is
+under a lock (fleet threads look up types concurrently). A plugin that, once
 loaded, declares other names than the cache says (declarations that depend on something the
 cache does not watch) makes the registry load every plugin afresh from the entry points.
 """
@@ -25,6 +26,7 @@ cache does not watch) makes the registry load every plugin afresh from the entry
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -75,11 +77,12 @@ class Declared(Mapping[str, T], Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            pass
+        with self._registry._loading:  # another thread may be loading its plugin right now
             owner = self._owners.get(name)
-            if owner is None or owner not in self._registry._pending:
-                raise
-        self._registry._ensure((owner,))
-        return self._items[name]
+            if owner is not None:
+                self._registry._ensure((owner,))
+            return self._items[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._owners
@@ -168,7 +171,7 @@ class Registry:
         #: every plugin's name in load order, and the cache's declarations
         self._pending: dict[str, Mapping[str, Any]] = {}
         self._order: list[str] = []
-        self._registered: list[str] = []  # the plugin manager's registration order
+        self._loading = threading.RLock()  # fleet threads look types up concurrently
         self.declared: Any = None  # tlsgate.declarations.Declarations, for a registry from the cache
 
     # -- loading ------------------------------------------------------------------------------
@@ -226,48 +229,49 @@ class Registry:
         return registry
 
     def _ensure(self, names: Sequence[str]) -> None:
-        """Import and register the named pending plugins (and, with the first, every plugin that
-        declares nothing: those take part in every hook), keeping a full load's order."""
-        wanted = {n for n in names if n in self._pending}
-        if not wanted:
-            return
-        wanted |= {n for n, e in self._pending.items() if not any(e[kind] for kind, _ in KINDS)}
-        for name in [n for n in self._order if n in wanted]:
-            entry = self._pending.pop(name)
-            try:
-                obj = _load_entry_point(entry["value"])
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {name!r} (distribution {entry['distribution']} {entry['version']}) failed to load: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            self.register(obj, name=name, distribution=entry["distribution"], version=entry["version"])
-            self.entry_points[name] = entry["value"]
-            info = self.plugins[name]
-            if info.module != entry["module"] or any(tuple(entry[kind]) != getattr(info, kind) for kind, _ in KINDS):
-                self._reload()  # it declares other names than when the cache was made
+        """Import and register the named pending plugins, in a full load's order. When some
+        plugin declares nothing (it takes part in every hook, so the order of registration,
+        pluggy's call order, matters), every pending plugin loads at once: as a full load."""
+        with self._loading:
+            wanted = {n for n in names if n in self._pending}
+            if not wanted:
                 return
-        self._reorder()
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError:
-            self._reload()  # as a full load does, which names the plugin
+            if any(not any(e[kind] for kind, _ in KINDS) for e in self._pending.values()):
+                wanted = set(self._pending)
+            for name in [n for n in self._order if n in wanted]:
+                entry = self._pending[name]
+                try:
+                    obj = _load_entry_point(entry["value"])
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {name!r} (distribution {entry['distribution']} {entry['version']}) failed to load: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                self.register(obj, name=name, distribution=entry["distribution"], version=entry["version"])
+                del self._pending[name]
+                self.entry_points[name] = entry["value"]
+                info = self.plugins[name]
+                if info.module != entry["module"] or any(tuple(entry[kind]) != getattr(info, kind)
+                                                         for kind, _ in KINDS):
+                    self._reload()  # it declares other names than when the cache was made
+                    return
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError:
+                self._reload()  # as a full load does, which names the plugin
 
     def _load_all(self) -> None:
         self._ensure(list(self._pending))
 
-    def _reorder(self) -> None:
-        """Register the loaded plugins with the plugin manager again in a full load's order when
-        they were loaded in another (pluggy calls hook implementations in registration order)."""
-        ranked = set(self._order)
-        order = [n for n in self._order if n in self._objects] + [n for n in self._registered if n not in ranked]
-        if order == self._registered:
-            return
-        for name in self._registered:
-            self.pm.unregister(name=name)
-        for name in order:
-            self.pm.register(self._objects[name], name=name)
-        self._registered = order
+    def _full_load_order(self, impls: Sequence[Any]) -> list[Any]:
+        """``impls`` (one hook's, as pluggy lists them: trylast, plain, tryfirst, each group in
+        registration order) in the order a full load registers them (plugins loaded on first
+        use registered in another)."""
+        if not self._order:
+            return list(impls)
+        rank = {n: i for i, n in enumerate(self._order)}
+        return sorted(impls, key=lambda i: (2 if i.tryfirst else 0 if i.trylast else 1,
+                                            rank.get(i.plugin_name, len(rank))))
 
     def _reload(self) -> None:
         """Forget the cached table: every plugin loaded from the entry points, as without a cache
@@ -275,6 +279,7 @@ class Registry:
         fresh = Registry()
         fresh.load_entry_points()
         tables = {kind: getattr(self, kind) for kind, _ in KINDS}
+        fresh._loading = self._loading
         self.__dict__.update(fresh.__dict__)
         for kind, table in tables.items():
             new = getattr(fresh, kind)
@@ -290,7 +295,6 @@ class Registry:
             self.pm.register(obj, name=name)
         except ValueError as exc:
             raise PluginError(f"plugin {name!r} ({distribution}) cannot register: {exc}") from exc
-        self._registered.append(name)
         self._objects[name] = obj
         types = self._declared(obj, name, distribution, "tlsgate_endpoint_types", EndpointType)
         conns = self._declared(obj, name, distribution, "tlsgate_connection_types", ConnectionType)
@@ -400,7 +404,7 @@ class Registry:
         self._load_all()
         kwargs = {"endpoint": endpoint}
         problems: list[Problem] = []
-        for hookimpl in reversed(self.pm.hook.validate.get_hookimpls()):  # pluggy's call order
+        for hookimpl in reversed(self._full_load_order(self.pm.hook.validate.get_hookimpls())):  # pluggy's call order
             if hookimpl.hookwrapper or getattr(hookimpl, "wrapper", False):
                 continue
             try:
