@@ -414,3 +414,59 @@ def test_the_periodic_renewal_on_a_one_thread_worker_finishes_a_pending_rollout(
     estate.wait_for(lambda: _served(store) == fp, timeout=60, what="the pending rollout deployed by the periodic run")
     estate.wait_for(lambda: {c["id"]: c for c in estate.json("cert", "list")}[a]["status"] == f"superseded by {a2}",
                     timeout=30, what="the rollout recorded")
+
+
+# procrastinate 3.x internals reshaped as a later 3.x might: the same behaviour, other signatures.
+# Loaded into the worker process through sitecustomize (before tlsgate builds its classes).
+_RESHAPED = '''
+import procrastinate
+from procrastinate.worker import Worker
+
+_loop_notify = procrastinate.PsycopgConnector._loop_notify
+_log_extra = Worker._log_extra
+
+
+async def reshaped_loop_notify(self, **kwargs):
+    return await _loop_notify(self, **kwargs)
+
+
+def reshaped_log_extra(self, *args, **kwargs):
+    return _log_extra(self, *args, **kwargs)
+
+
+procrastinate.PsycopgConnector._loop_notify = reshaped_loop_notify
+Worker._log_extra = reshaped_log_extra
+'''
+
+
+def test_a_procrastinate_whose_internals_changed_runs_its_stock_worker(estate) -> None:  # type: ignore[no-untyped-def]
+    """tlsgate's leaner worker path overrides private methods of procrastinate 3.x; a 3.x that
+    reshapes them must not stop a gateway: the worker says so and runs procrastinate's stock
+    connector and worker, and the job completes as before."""
+    import os
+
+    shim = estate.tmp / "reshaped"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(_RESHAPED)
+    estate.env["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim), os.environ.get("PYTHONPATH")) if p)
+    _setup(estate, {"old": ["old-1", "old-2"]})
+    estate.start_worker("gw-stock", "old")
+    estate.wait_gateways("gw-stock")
+    del estate.env["PYTHONPATH"]  # the CLI itself runs unchanged
+    issued, files = _deploy_files(estate)
+    job = estate.json("cert", "deploy", "--all", *files, "--yes")
+    assert job["state"] == "done", (job, estate.worker_log("gw-stock"))
+    assert sorted((i["endpoint"], i["state"], i["after"]) for i in job["items"]) == [
+        ("old-1", "changed", issued.fingerprint), ("old-2", "changed", issued.fingerprint)]
+    log = estate.worker_log("gw-stock")
+    assert "using procrastinate's stock PsycopgConnector" in log, log
+    assert "using procrastinate's stock Worker" in log, log
+
+
+def test_the_installed_procrastinate_gets_the_leaner_worker_path() -> None:
+    """The check above must not fall back on the procrastinate this project pins: the queue
+    overhead benchmark's numbers are the leaner path's."""
+    from tlsgate import queue
+
+    assert queue._worker_connector_class().__name__ == "WorkerConnector"
+    assert queue._worker_class().__name__ == "TlsgateWorker"

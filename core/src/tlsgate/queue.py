@@ -150,13 +150,11 @@ def _transaction_connector(raw: Any) -> Any:
         def connection(self) -> contextlib.AbstractContextManager[Any]:
             return contextlib.nullcontext(raw)
 
-    class TransactionConnector(SyncPsycopgConnector):
-        def __init__(self) -> None:
-            super().__init__()
-            self._pool = _OneConnection()  # type: ignore[assignment]
-            self._pool_externally_set = True
-
-    return TransactionConnector()
+    # procrastinate's public ``open(pool=)``: an existing pool, which ``close`` leaves alone; all
+    # the sync connector asks of it is ``connection()``
+    connector = SyncPsycopgConnector()
+    connector.open(_OneConnection())  # type: ignore[arg-type]
+    return connector
 
 
 def defer_items(db: Any, items: Sequence[tuple[int, int, str]], task: str = TASK_RUN_ITEM) -> list[int]:
@@ -549,6 +547,43 @@ async def _worker_main(url: str, zones: list[str], name: str, concurrency: int) 
             log.info("worker %s stopped", name)
 
 
+def _overrides_fit(cls: type, wanted: dict[str, tuple[str, ...]]) -> bool:
+    """Whether ``cls`` (procrastinate's) still has each method of ``wanted`` with those leading
+    parameters (after ``self``): the leaner paths below override private methods of
+    procrastinate 3.x, which a later 3.x may rename or reshape. When one no longer fits, the
+    worker runs procrastinate's stock class instead (slower per task, the same behaviour) and
+    says so once in the worker's log, rather than failing on the first task."""
+    import inspect
+
+    for name, params in wanted.items():
+        method = getattr(cls, name, None)
+        if not callable(method):
+            return False
+        try:
+            names = list(inspect.signature(method).parameters)[1:]
+        except (TypeError, ValueError):
+            return False
+        if names[:len(params)] != list(params):
+            return False
+    return True
+
+
+def _stock(kind: str, cls: type) -> type:
+    import procrastinate
+
+    log.warning("procrastinate %s: its %s internals differ from what tlsgate's leaner worker path "
+                "expects; using procrastinate's stock %s", getattr(procrastinate, "__version__", "?"),
+                kind, cls.__name__)
+    return cls
+
+
+#: procrastinate 3.x's private methods that :func:`_worker_connector_class` and
+#: :func:`_worker_class` override or call, with their leading parameters.
+CONNECTOR_INTERNALS = {"_wrap_json": ("arguments",), "_loop_notify": ("on_notification", "connection", "timeout"),
+                       "execute_query_async": ("query",), "execute_query_one_async": ("query",)}
+WORKER_INTERNALS = {"_log_extra": ("action", "context", "job_result")}
+
+
 @functools.cache
 def _worker_connector_class() -> type:
     """procrastinate's ``PsycopgConnector`` with a leaner path for the two queries of every task
@@ -564,14 +599,25 @@ def _worker_connector_class() -> type:
       connection is checked (``SELECT 1``) when no notification came for ``LISTEN_TIMEOUT``
       seconds, and a broken one ends the loop (procrastinate then reconnects)."""
     import psycopg
-    from procrastinate import PsycopgConnector, connector, exceptions
-    from procrastinate.psycopg_connector import wrap_exceptions
-    from psycopg.rows import dict_row
+    from procrastinate import PsycopgConnector
+
+    try:
+        from procrastinate import connector, exceptions
+        from procrastinate.psycopg_connector import wrap_exceptions
+        from psycopg.rows import dict_row
+
+        fits = (_overrides_fit(PsycopgConnector, CONNECTOR_INTERNALS)
+                and isinstance(getattr(PsycopgConnector, "pool", None), property)
+                and hasattr(connector, "LISTEN_TIMEOUT") and hasattr(exceptions, "NoResult"))
+    except ImportError:
+        fits = False
+    if not fits:
+        return _stock("connector", PsycopgConnector)
 
     class WorkerConnector(PsycopgConnector):  # type: ignore[misc]
         @wrap_exceptions()
         async def execute_query_async(self, query: Any, **arguments: Any) -> None:
-            if self._json_loads or self._json_dumps:
+            if getattr(self, "_json_loads", True) or getattr(self, "_json_dumps", True):
                 return await super().execute_query_async(query, **arguments)
             pool = self.pool
             conn = await pool.getconn()
@@ -583,7 +629,7 @@ def _worker_connector_class() -> type:
 
         @wrap_exceptions()
         async def execute_query_one_async(self, query: Any, **arguments: Any) -> dict[str, Any]:
-            if self._json_loads or self._json_dumps:
+            if getattr(self, "_json_loads", True) or getattr(self, "_json_dumps", True):
                 return await super().execute_query_one_async(query, **arguments)
             pool = self.pool
             conn = await pool.getconn()
@@ -630,6 +676,9 @@ def _worker_class() -> type:
     records themselves are unchanged, tlsgate's log format prints no extras, and at the default
     ``TLSGATE_QUEUE_LOG_LEVEL=WARNING`` the INFO/DEBUG records that carried them are dropped."""
     from procrastinate.worker import Worker
+
+    if not _overrides_fit(Worker, WORKER_INTERNALS):
+        return _stock("worker", Worker)
 
     class TlsgateWorker(Worker):  # type: ignore[misc]
         def _log_extra(self, action: str, context: Any, job_result: Any, **kwargs: Any) -> dict[str, Any]:
