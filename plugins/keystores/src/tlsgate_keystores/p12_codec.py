@@ -35,6 +35,7 @@ only when an entry has to be re-encrypted (or matched to its certificate without
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -463,6 +464,7 @@ def _key_profile(bag: _Bag) -> str | None:
 #: values are certificate bags (public data); private keys are never cached.
 _SAFES: dict[bytes, bytes] = {}
 _SAFES_MAX = 4096
+_CACHE_LOCK = threading.Lock()
 
 
 def _safe_tag(algorithm: str, params: bytes | None, ciphertext: bytes, password: str) -> bytes:
@@ -483,9 +485,11 @@ def _decrypt_safe(algorithm: str, params: bytes | None, ciphertext: bytes, passw
 
 def _remember_safe(algorithm: str, params: bytes | None, ciphertext: bytes, password: str, safe: bytes,
                    tag: bytes | None = None) -> None:
-    if len(_SAFES) >= _SAFES_MAX:
-        _SAFES.pop(next(iter(_SAFES)))
-    _SAFES[tag or _safe_tag(algorithm, params, ciphertext, password)] = safe
+    tag = tag or _safe_tag(algorithm, params, ciphertext, password)
+    with _CACHE_LOCK:  # a fleet run's threads: the oldest one dropped once, never the same twice
+        if len(_SAFES) >= _SAFES_MAX:
+            _SAFES.pop(next(iter(_SAFES)), None)
+        _SAFES[tag] = safe
 
 
 #: Bags of a safe already decoded by this process, by the safe's digest (pyasn1 decoding is the
@@ -503,9 +507,10 @@ def _parsed_safe(safe: bytes) -> tuple[_Bag, ...]:
             bags = tuple(_safe_bags_by_hand(safe))
         except (ValueError, IndexError):
             bags = tuple(_safe_bags(safe))  # not plain DER: pyasn1
-        if len(_PARSED) >= _SAFES_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[tag] = bags
+        with _CACHE_LOCK:
+            if len(_PARSED) >= _SAFES_MAX:
+                _PARSED.pop(next(iter(_PARSED)), None)
+            _PARSED[tag] = bags
     return bags
 
 
