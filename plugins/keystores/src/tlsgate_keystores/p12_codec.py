@@ -746,7 +746,12 @@ def _der_set(elements: list[bytes]) -> bytes:
     """A DER SET OF: its elements in the order of their encodings (X.690 11.6: compared as octet
     strings, the shorter padded with zeros), as cryptography writes bag attributes."""
     width = max(map(len, elements))
-    return _tlv(0x31, b"".join(sorted(elements, key=lambda e: e.ljust(width, b"\0"))))
+
+    def padded(element: bytes) -> bytes:
+        return element.ljust(width, b"\0")
+
+    ordered: list[bytes] = sorted(elements, key=padded)
+    return _tlv(0x31, b"".join(ordered))
 
 
 def _cert_bag(cert: x509.Certificate, attributes: bytes) -> bytes:
