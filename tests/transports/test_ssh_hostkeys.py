@@ -3,6 +3,7 @@ other entry, comments and hashed entries included; fingerprints match ssh-keygen
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -76,3 +77,23 @@ def test_fingerprint_matches_ssh_keygen(isolated_home: Path, tmp_path: Path) -> 
     pub.write_text(f"{key.get_name()} {key.get_base64()}\n")
     out = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True).stdout
     assert out.split()[1] == ssh.fingerprint(key)
+
+
+def test_known_hosts_are_read_on_every_look_up(isolated_home: Path) -> None:
+    """The parse of a known_hosts file is reused only for the same text: a key replaced in place
+    (same length, same inode, written back within the same clock tick), a removed entry and a
+    removed file are all seen by the next look-up."""
+    known = isolated_home / "known_hosts"
+    first, second = make_key(), make_key()
+    known.write_text(f"h.example ssh-ed25519 {first.get_base64()}\n")
+    assert ssh.known_host_keys("h.example", 22) == {"ssh-ed25519": first}
+    assert ssh.known_host_keys("h.example", 22) == {"ssh-ed25519": first}  # (from the parse kept)
+    before = known.stat()
+    with known.open("r+") as fh:  # the same size, in place
+        fh.write(f"h.example ssh-ed25519 {second.get_base64()}\n")
+    os.utime(known, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert ssh.known_host_keys("h.example", 22) == {"ssh-ed25519": second}
+    known.write_text("# nothing trusted\n")
+    assert ssh.known_host_keys("h.example", 22) == {}
+    known.unlink()
+    assert ssh.known_host_keys("h.example", 22) == {}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from tlsgate import CertificateBundle, OperationError, ValidationError
 from tlsgate_testing.certs import Issued
 from tlsgate_testing.connections import LocalConnection
@@ -73,6 +74,31 @@ def test_failed_write_or_read_back_restores_the_file(store: tuple[Any, Path], co
     assert err.value.rolled_back and "every change was restored" in str(err.value)
     assert kt.snapshot(path)[:2] == before[:2]  # bytes and mode
     assert kt.leftovers(path.parent) == []
+
+
+def test_legacy_read_back_trusts_cryptography_not_the_remembered_safe(driver: Any, p12_file: Path, leaf_a: Issued,
+                                                                    leaf_b: Issued, kt: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The legacy writer remembers the certificate safe it encrypted, so our reader's read-back
+    takes it from memory; should what was encrypted not be that safe (here: a safe holding the
+    old certificate), cryptography's reading of the host's file is what the read-back checks:
+    the install fails and the file is restored."""
+    from tlsgate_keystores import p12_codec
+
+    real = p12_codec._encrypt_legacy
+    old_safe = p12_codec._tlv(0x30, p12_codec._cert_bag(leaf_a.cert, b""))
+
+    def encrypt(plain: bytes, password: str) -> tuple[bytes, bytes, bytes]:
+        return real(old_safe if plain.startswith(b"\x30") and "b.example.org".encode("utf-16-be") in plain
+                    and leaf_b.cert.public_bytes(serialization.Encoding.DER) in plain else plain, password)
+
+    monkeypatch.setattr(p12_codec, "_encrypt_legacy", encrypt)
+    ep = driver.endpoint("p12", p12_file, store_password=PW, is_legacy=True)
+    before = kt.snapshot(p12_file)
+    with pytest.raises(OperationError, match=r"does not read back with the new certificate \(cryptography") as err:
+        driver.install(ep, kt.bundle_of(leaf_b))
+    assert err.value.rolled_back
+    assert kt.snapshot(p12_file)[:2] == before[:2]
 
 
 def test_second_file_failing_restores_the_first(driver: Any, tmp_path: Path, leaf_a: Issued, leaf_b: Issued,

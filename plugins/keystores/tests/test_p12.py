@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ def test_legacy_profile_is_3des_with_sha1_mac(driver: Any, java_p12: Path, leaf_
     listed = kt.keytool_list(java_p12, PW)
     assert set(listed) == {"alpha", "gamma", "rootca", "b.example.org"}
     assert listed["b.example.org"]["sha256"] == leaf_b.fingerprint
+    # the new entry's bags (encoded by tlsgate, not cryptography) decrypt in openssl: its key too
+    keys = kt.run_tool(["openssl", "pkcs12", "-in", str(java_p12), "-nocerts", "-nodes", "-passin", "env:KS_TEST_PW"],
+                       PW).stdout
+    wanted = leaf_b.key.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    found = [serialization.load_pem_private_key(block.encode(), None).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for block in re.findall(r"-----BEGIN PRIVATE KEY-----.*?-----END PRIVATE KEY-----\n", keys, flags=re.S)]
+    assert len(found) == 3 and wanted in found  # alpha, gamma and the new one
 
 
 def test_replaces_entry_of_the_alias_case_insensitively(driver: Any, p12_file: Path, leaf_b: Issued, kt: Any) -> None:

@@ -285,3 +285,60 @@ def test_p12_one_entry_file_round_trips_and_takes_a_second_entry(password: str, 
         assert isinstance(got, KeyEntry) and certs.fingerprint(got.leaf) == issued.fingerprint
         assert key_der(p12_codec.entry_key(got, password)) == key_der(issued.key)
         assert [certs.fingerprint(c) for c in got.certs[1:]] == [certs.fingerprint(c) for c in issued.chain]
+
+
+def _plain_items(items: list[bytes], password: str) -> list[tuple[Any, ...]]:
+    """Each authenticated-safe item with its encryption undone: (kind, scheme, rounds, salt length,
+    plaintext), where a key item's plaintext is its SafeContents with the shrouded key's
+    EncryptedPrivateKeyInfo (random salt, ciphertext) cut out, followed by the decrypted
+    PrivateKeyInfo."""
+    from tlsgate_keystores import pbe
+
+    out: list[tuple[Any, ...]] = []
+    for item in items:
+        [(kind, body, alg, params)] = p12_codec._items_by_hand(p12_codec._tlv(0x30, item))
+        if kind == p12_codec._ENCRYPTED_DATA:
+            salt, rounds = pbe.pkcs12_pbe_params(params or b"")
+            out.append(("encrypted", alg, rounds, len(salt), pbe.decrypt(alg, params, body, password)))
+            continue
+        (bag,) = p12_codec._safe_bags_by_hand(body)
+        _, kb_body, kb_end = pbe.der_header(bag.value, 0)
+        (alg_kid, ct_kid) = pbe.der_children(bag.value, kb_body, kb_end)
+        alg, params = pbe.der_algorithm(bag.value, alg_kid[1], alg_kid[3])
+        salt, rounds = pbe.pkcs12_pbe_params(params or b"")
+        plain = pbe.decrypt(alg, params, bag.value[ct_kid[2]:ct_kid[3]], password)
+        out.append(("data", alg, rounds, len(salt), body.replace(bag.value, b""), plain))
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alias=aliases, password=passwords,
+       names=st.lists(st.none() | st.text(printable, min_size=1, max_size=90), min_size=0, max_size=2))
+@example(alias="x" * 100, password="p", names=["intermediate"])  # a friendlyName sorting after localKeyId
+def test_legacy_items_written_by_hand_are_the_bags_cryptography_writes(alias: str, password: str,
+                                                                        names: list[str | None]) -> None:
+    """The legacy profile's entry items encoded here (``legacy_items``: the same derivations in
+    the system OpenSSL) are cryptography's to the byte once their encryption is undone: the same
+    bags, attributes (in DER SET order), schemes, rounds and salt sizes; cryptography's reader
+    opens the file with the certificate, the chain's friendly names and the key."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    cas = [pkcs12.PKCS12Certificate(c, n.encode() if n else None)
+           for c, n in zip((_CA.intermediate, _CA.root), names, strict=False)]
+    ours = p12_codec.legacy_items(alias, _NEW.key, _NEW.cert, cas, password)
+    assert ours is not None
+    theirs = p12_codec.safe_items(pkcs12.serialize_key_and_certificates(
+        alias.encode(), _NEW.key, _NEW.cert, cas or None, p12_codec.encryption(password, legacy=True)))
+    assert _plain_items(ours, password) == _plain_items(theirs, password)
+    assert [len(i) for i in ours] == [len(i) for i in theirs]
+    opened = pkcs12.load_pkcs12(p12_codec._pfx(ours, password, True), password.encode())
+    assert opened.cert is not None and opened.cert.certificate == _NEW.cert
+    # (friendly names outside the BMP: cryptography 50 reads None, for its own files too)
+    assert [(c.certificate, c.friendly_name) for c in opened.additional_certs] == [
+        (c.certificate, c.friendly_name if c.friendly_name and max(c.friendly_name.decode()) <= "\uffff" else None)
+        for c in cas]
+    assert key_der(opened.key) == key_der(_NEW.key)
+
+
+def test_legacy_items_leave_an_empty_password_to_cryptography() -> None:
+    assert p12_codec.legacy_items("a", _NEW.key, _NEW.cert, [], "") is None

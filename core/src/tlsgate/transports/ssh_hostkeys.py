@@ -43,15 +43,35 @@ def user_known_hosts() -> Path:
     return Path.home() / ".ssh" / "known_hosts"
 
 
+#: The last parse of each known_hosts file, with the exact text it was parsed from: the file is
+#: read on every connection and parsed again only when its text differs (a fleet job connects
+#: once per endpoint, and paramiko builds every line's key object on each parse).
+_PARSED: dict[str, tuple[str, paramiko.HostKeys]] = {}
+
+
 def _load_host_keys(path: Path) -> paramiko.HostKeys:
+    """The file's host keys (none when it does not exist). Callers only look keys up in it."""
     import paramiko
 
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return paramiko.HostKeys()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConnectionFailed(f"cannot read known hosts file {path}: {exc}") from None
+    cached = _PARSED.get(str(path))
+    if cached is not None and cached[0] == text:
+        return cached[1]
     keys = paramiko.HostKeys()
-    if path.exists():
-        try:
-            keys.load(str(path))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConnectionFailed(f"cannot read known hosts file {path}: {exc}") from None
+    try:
+        keys.load(str(path))
+        unchanged = path.read_text() == text  # (kept only when what load() read is that text)
+    except FileNotFoundError:
+        return paramiko.HostKeys()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConnectionFailed(f"cannot read known hosts file {path}: {exc}") from None
+    if unchanged:
+        _PARSED[str(path)] = (text, keys)
     return keys
 
 

@@ -34,6 +34,7 @@ from .entries import KeyEntry, TrustedEntry, check_alias
 from .errors import KeystoreError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.serialization import pkcs12
     from tlsgate.plugin import CertificateBundle, Connection, Endpoint, InstallResult, Node
 
     from .discovery import Loaded
@@ -134,16 +135,21 @@ def _verify(
     password: str,
 ) -> None:
     """Read the written file back and parse it before the transaction commits. A PKCS#12 file
-    must also open with ``cryptography``'s own reader (an independent check of our MAC); a p12
-    endpoint's file is opened by it first, so our reader does not verify the same MAC again."""
+    must also open with ``cryptography``'s own reader (an independent check of our MAC and of
+    every bag's encryption); a p12 endpoint's file is opened by it first, so our reader does not
+    verify the same MAC again, and what cryptography read must hold the new certificate (and,
+    when it is the entry cryptography returns the key of, the key that belongs to it): our
+    reader may take a certificate safe it wrote itself from memory (see
+    ``p12_codec.legacy_items``), cryptography decrypts the host's bytes."""
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     try:
         verified = None
         if endpoint.type == "p12":
             data = connection.read_file(endpoint.options.path)  # the host's file (the write forgot the old)
-            pkcs12.load_pkcs12(data, password.encode("utf-8"))
+            opened = pkcs12.load_pkcs12(data, password.encode("utf-8"))
             verified = data
+            _check_opened(opened, bundle)
         loaded = load(endpoint, connection, password, authenticated=verified)  # the same bytes, from the read
         reread = loaded.store
         if reread.format == "pkcs12" and loaded.data != verified:  # (a jks endpoint's PKCS#12, or changed since)
@@ -157,6 +163,17 @@ def _verify(
     missing = sorted(set(a.casefold() for a in aliases) - set(a.casefold() for a in reread.aliases()))
     if missing:
         raise OperationError(f"the written file lost entries: {', '.join(missing)}")
+
+
+def _check_opened(opened: pkcs12.PKCS12KeyAndCertificates, bundle: CertificateBundle) -> None:
+    """cryptography's reading of the written file holds the new certificate; when that is the
+    certificate it matched a key to, the key is the bundle's."""
+    found = [c.certificate for c in (opened.cert, *opened.additional_certs) if c is not None]
+    if not any(fingerprint(c) == bundle.fingerprint for c in found):
+        raise OperationError("the written file does not read back with the new certificate (cryptography's reader)")
+    if opened.cert is not None and fingerprint(opened.cert.certificate) == bundle.fingerprint \
+            and (opened.key is None or not key_matches(opened.cert.certificate, opened.key)):
+        raise OperationError("the written file does not read back with the new certificate's key")
 
 
 def _install_pem(

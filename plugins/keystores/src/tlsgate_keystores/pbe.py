@@ -333,6 +333,24 @@ def decrypt(algorithm_oid: str, params_der: bytes | None, ciphertext: bytes, pas
     raise UnsupportedAlgorithm(f"encryption scheme {algorithm_oid}")
 
 
+def encrypt_3des(plain: bytes, password: str, salt: bytes, rounds: int) -> bytes:
+    """``plain`` encrypted with pbeWithSHAAnd3-KeyTripleDES-CBC (RFC 7292 appendix C; the
+    legacy profile's key and certificate bags): the key and IV from :func:`pkcs12_kdf`, PKCS#7
+    padding. :func:`decrypt` undoes it."""
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+
+    key = pkcs12_kdf(password, salt, rounds, 1, 24)
+    iv = pkcs12_kdf(password, salt, rounds, 2, 8)
+    padder = padding.PKCS7(64).padder()
+    enc = Cipher(TripleDES(key), modes.CBC(iv)).encryptor()
+    return enc.update(padder.update(plain) + padder.finalize()) + enc.finalize()
+
+
+def fast_kdf() -> bool:
+    """Whether :func:`pkcs12_kdf` runs in C here (OpenSSL's, through ctypes)."""
+    return _openssl_kdf() is not None
+
+
 def profile(algorithm_oid: str, params_der: bytes | None, *, modern_rounds: int, legacy_rounds: int) -> str | None:
     """Which of tlsgate's two write profiles an encryption is at least as strong as and the same
     scheme of: "modern" (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC), "legacy" (SHA-1 3-key 3DES),
