@@ -83,6 +83,14 @@ def test_a_wrong_tsig_secret_fails_in_one_line_and_the_order_leaves_nothing(tlsg
     assert bind_server.txt("_acme-challenge.nope.test") == [] and tg_json("cert", "list") == []
 
 
+def test_a_dns_server_given_by_host_name_is_reached_at_its_address(tlsgate_home, bind_server) -> None:  # type: ignore[no-untyped-def]
+    # dnspython takes only addresses: a --server host name crashed every use ("internal error: ValueError")
+    tg_json("dns", "add", "byname", "rfc2136", "--server", "localhost", "--port", str(bind_server.port), "--zone",
+            "test", "--tsig_key_name", bind_server.key_name, "--tsig_secret", "-", stdin=bind_server.key_secret + "\n")
+    res = tg("dns", "test", "byname")
+    assert res.stdout.startswith("localhost:") and "is authoritative for test" in res.stdout
+
+
 def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]
     pebble = pebble_factory(http_port=free_port(), eab=True)
     base = ["acme", "add", "corp", "--directory", pebble.directory, "--email", "ops@example.test",

@@ -43,6 +43,8 @@ class Rfc2136Provider:
 
         self.name = name
         self.options = options
+        self._address: str | None = None
+        _check_server(options.server)
         if (options.tsig_key_name is None) != (options.tsig_secret is None):
             raise ValidationError("--tsig_key_name and --tsig_secret go together",
                                   option="--tsig_secret" if options.tsig_secret is None else "--tsig_key_name")
@@ -58,6 +60,25 @@ class Rfc2136Provider:
                 self.keyring = dns.tsigkeyring.from_text({options.tsig_key_name: options.tsig_secret.reveal()})
             except Exception:  # noqa: BLE001 - a bad base64 secret
                 raise ValidationError("is not a base64 TSIG secret", option="--tsig_secret") from None
+
+    @property
+    def address(self) -> str:
+        """The server's IP address (dnspython takes no host name): a ``--server`` host name is
+        resolved once, at the first use."""
+        if self._address is None:
+            import ipaddress
+            import socket
+
+            try:
+                self._address = str(ipaddress.ip_address(self.options.server.strip("[]")))
+            except ValueError:
+                try:
+                    infos = socket.getaddrinfo(self.options.server, self.options.port, proto=socket.IPPROTO_TCP)
+                except OSError as exc:
+                    raise OperationError(f"dns {self.name}: cannot resolve --server {self.options.server}: "
+                                         f"{exc.strerror or exc}") from None
+                self._address = str(infos[0][4][0])
+        return self._address
 
     # -- updates -----------------------------------------------------------------------------
     def _relative(self, fqdn: str) -> Any:
@@ -84,7 +105,7 @@ class Rfc2136Provider:
             upd.delete(rel, "TXT", _txt(value))
         what = "adding" if add else "removing"
         try:
-            resp = dns.query.tcp(upd, self.options.server, port=self.options.port, timeout=15)
+            resp = dns.query.tcp(upd, self.address, port=self.options.port, timeout=15)
         except (dns.tsig.PeerBadKey, dns.tsig.PeerBadSignature, dns.tsig.PeerBadTime) as exc:
             raise OperationError(f"dns {self.name}: {what} TXT {fqdn}: {self.options.server}:{self.options.port} "
                                  f"refused the TSIG key ({type(exc).__name__}: check --tsig_key_name, "
@@ -110,7 +131,7 @@ class Rfc2136Provider:
 
         query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
         try:
-            resp = dns.query.udp(query, self.options.server, port=self.options.port, timeout=3)
+            resp = dns.query.udp(query, self.address, port=self.options.port, timeout=3)
         except (dns.exception.DNSException, OSError):
             return False
         for rrset in resp.answer:
@@ -140,7 +161,7 @@ class Rfc2136Provider:
 
         zone = self.zone.to_text()
         try:
-            resp = dns.query.udp(dns.message.make_query(self.zone, dns.rdatatype.SOA), self.options.server,
+            resp = dns.query.udp(dns.message.make_query(self.zone, dns.rdatatype.SOA), self.address,
                                  port=self.options.port, timeout=5)
         except (dns.exception.DNSException, OSError) as exc:
             raise OperationError(f"dns {self.name}: {self.options.server}:{self.options.port} did not answer: "
@@ -159,6 +180,16 @@ class Rfc2136Provider:
             self.remove_txt(fqdn, value)
         return (f"{self.options.server}:{self.options.port} is authoritative for {zone}; "
                 f"a {'TSIG-signed ' if self.keyring else ''}update was accepted and removed")
+
+
+def _check_server(server: str) -> None:
+    from ...validate import check_host
+
+    head, sep, tail = server.rpartition(":")
+    if sep and tail.isdigit() and head and ":" not in head:  # host:port, the form dig and nsupdate take
+        raise ValidationError(f"{server!r} is not a host name or an IP address (give the port with --port)",
+                              option="--server")
+    check_host(server, "--server")
 
 
 def _txt(value: str) -> str:
