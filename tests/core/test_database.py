@@ -61,6 +61,10 @@ def test_redact_url_hides_the_password(user: str, password: str) -> None:
     url = f"postgresql://{user}:{password}@127.0.0.1:5432/db"
     shown = redact_url(url)
     assert shown == f"postgresql://{user}:****@127.0.0.1:5432/db"
+    from urllib.parse import quote
+
+    assert redact_url(f"postgresql://{user}@h/db?password={quote(password, safe='')}&a=1") == \
+        f"postgresql://{user}@h/db?password=****&a=1"
 
 
 # -- db status / migrate on either engine ----------------------------------------------------
@@ -91,6 +95,12 @@ def test_unreachable_postgres_fails_with_reason(tlsgate_home: Path) -> None:
     assert res.returncode == 1
     assert res.stderr.startswith("error: inventory database: cannot connect to postgresql://nobody:****@127.0.0.1")
     assert "pw-not-shown" not in res.stderr and "Traceback" not in res.stderr
+    # libpq also takes the password as a query parameter (and sslpassword for the client key)
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none?sslmode=disable&password=pw-in-query&sslpassword=kp"
+    ok("org", "add", "Acme")  # an inventory for db copy to read
+    for res in (tg("db", "status", "--json", env={"TLSGATE_DATABASE_URL": url}), tg("db", "copy", "--to", url)):
+        assert res.returncode == 1 and "sslmode=disable&password=****&sslpassword=****" in res.stderr
+        assert "pw-in-query" not in res.stdout + res.stderr and "=kp" not in res.stdout + res.stderr
 
 
 # -- db copy: SQLite -> PostgreSQL ----------------------------------------------------------------

@@ -75,8 +75,10 @@ def sqlite_path_from_url(url: str) -> Path | None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``****`` (for output and errors)."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+    """The URL with any password replaced by ``****`` (for output and errors): the userinfo's,
+    and libpq's ``password`` and ``sslpassword`` query parameters."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1****", url, flags=re.IGNORECASE)
 
 
 class Row(Sequence[Any]):
