@@ -285,13 +285,19 @@ def register_fleet(cert: typer.Typer) -> None:
         # certificates only a device knows: discovery saw their fingerprint and end date but not
         # the certificate (an F5 virtual server the gateway cannot reach); no ID, the fingerprint
         # is what `cert deploy --replaces` takes
+        # (the same keys as a recorded certificate's, null where unknown: one shape per item)
+        import dataclasses
+
+        from ..inventory import CertificateRecord
+
+        unknown = dict.fromkeys(f.name for f in dataclasses.fields(CertificateRecord))
         unrecorded: dict[str, list[dict[str, Any]]] = {}
         for n in gw.unrecorded_serving_nodes():
             unrecorded.setdefault(n["fingerprint"], []).append(n)
         for fp, nodes in unrecorded.items():
             end = dt.datetime.fromisoformat(nodes[0]["not_after"])
             if end <= limit:
-                found.append((end, {"id": None, "fingerprint": fp, "subject": nodes[0]["subject"],
+                found.append((end, {**unknown, "fingerprint": fp, "subject": nodes[0]["subject"],
                                     "not_after": end.isoformat(), "status": "not in the inventory (discovery saw only "
                                     "its fingerprint): cert deploy --replaces FINGERPRINT"},
                               [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in nodes]))
