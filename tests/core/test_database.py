@@ -101,6 +101,11 @@ def test_unreachable_postgres_fails_with_reason(tlsgate_home: Path) -> None:
     for res in (tg("db", "status", "--json", env={"TLSGATE_DATABASE_URL": url}), tg("db", "copy", "--to", url)):
         assert res.returncode == 1 and "sslmode=disable&password=****&sslpassword=****" in res.stderr
         assert "pw-in-query" not in res.stdout + res.stderr and "=kp" not in res.stdout + res.stderr
+    # a bare '@' in the password: libpq takes its tail for the host name and prints it
+    url = f"postgresql://nobody:pw@tail-not-shown@127.0.0.1:{free_port()}/none"
+    for res in (tg("tls", "list", env={"TLSGATE_DATABASE_URL": url}), tg("db", "copy", "--to", url, "--json")):
+        assert res.returncode == 2 and "as %40" in res.stderr, res.stderr
+        assert "tail-not-shown" not in res.stdout + res.stderr and len(res.stderr.splitlines()) == 1
 
 
 # -- db copy: SQLite -> PostgreSQL ----------------------------------------------------------------
