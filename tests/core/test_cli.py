@@ -252,3 +252,17 @@ def test_fleet_options_out_of_range_exit_2_and_record_no_job(tlsgate_home: Path,
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert json.loads(ok("job", "list", "--json").stdout) == []
     assert json.loads(ok("cert", "list", "--json").stdout) == []
+
+
+def test_verify_of_an_endpoint_never_discovered_is_not_a_pass(tlsgate_home: Path, tmp_path: Path) -> None:
+    # it was "unchanged", exit 0: a nightly verify passed endpoints whose discovery had always
+    # failed (wrong password) or never run, with nothing compared at all
+    ok("tls", "add", "certdir", "--name", "fresh", "--connection_type", "local", "--dir", str(tmp_path))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "fresh", "--org", "Acme")
+    res = tg("tls", "verify", "--endpoint", "fresh")
+    assert res.returncode == 1 and "fresh: nothing to verify: no discovery of 'fresh' succeeded yet" in res.stdout
+    item = json.loads(tg("tls", "verify", "--endpoint", "fresh", "--json").stdout)["items"][0]
+    assert item["state"] == "failed" and "tlsgate tls discover fresh" in item["reason"]
+    ok("tls", "discover", "fresh")  # an empty directory: discovered, no node, nothing wrong
+    assert json.loads(ok("tls", "verify", "--endpoint", "fresh", "--json").stdout)["items"][0]["state"] == "unchanged"

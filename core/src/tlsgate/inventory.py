@@ -683,6 +683,13 @@ class Inventory:
             rows = self.db.execute(query, (endpoint_id,))
         return {(f"{name}|{ip or ''}|{port or ''}|{locator or ''}", fp) for name, ip, port, locator, fp in rows}
 
+    def ever_discovered(self, endpoint_id: str) -> bool:
+        """Whether a discovery of the endpoint ever succeeded (its audit entry), so that "no
+        node" means "none found" rather than "never looked"."""
+        row = self.db.execute("SELECT 1 FROM audit WHERE endpoint_id = ? AND action = 'tls discover' AND result = 'ok' "
+                              "LIMIT 1", (endpoint_id,)).fetchone()
+        return row is not None
+
     def nodes(self, endpoint_id: str) -> list[Node]:
         from .models import Node
 
