@@ -266,3 +266,24 @@ def test_verify_of_an_endpoint_never_discovered_is_not_a_pass(tlsgate_home: Path
     assert item["state"] == "failed" and "tlsgate tls discover fresh" in item["reason"]
     ok("tls", "discover", "fresh")  # an empty directory: discovered, no node, nothing wrong
     assert json.loads(ok("tls", "verify", "--endpoint", "fresh", "--json").stdout)["items"][0]["state"] == "unchanged"
+
+
+def test_cert_deploy_of_an_expired_certificate_is_refused_up_front(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    # it became a failed job (exit 1) whose every item said "--force installs it anyway", an
+    # option cert deploy does not have; the expired certificate was recorded with its key
+    import datetime as dt
+
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    old = test_ca.issue("svc.example.org", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=10)
+    crt, key, chain = old.write(tmp_path / "in", "svc")
+    ok("tls", "add", "certdir", "--name", "i", "--connection_type", "local", "--dir", str(folder))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "i", "--org", "Acme")
+    files = ["--cert", str(crt), "--key", str(key), "--chain", str(chain), "--endpoint", "i"]
+    for extra in ([], ["--dry-run"], ["--json"]):
+        res = tg("cert", "deploy", *files, *extra)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.startswith("error: --cert: the certificate expired on ") and "cert deploy" in res.stderr
+    assert json.loads(ok("job", "list", "--json").stdout) == [] and json.loads(ok("cert", "list", "--json").stdout) == []
+    assert list(folder.iterdir()) == []

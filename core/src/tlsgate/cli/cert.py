@@ -208,6 +208,14 @@ def register_fleet(cert: typer.Typer) -> None:
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
         assert bundle is not None
+        # what tls install refuses for every endpoint, refused once before any job or record
+        problem = bundle.leaf_problem()
+        if problem:
+            raise ValidationError(problem, option="--cert")
+        validity = bundle.validity_problem()
+        if validity:
+            raise ValidationError(f"{validity} (cert deploy installs no such certificate; tls install --force "
+                                  "does, one endpoint at a time)", option="--cert")
         sel = selection(endpoints, types, org_name, department, all_, replaces)
         chosen = fleet.select(gw, sel, deploy=True)
         old = fleet.resolve_certificate_ref(gw, replaces) if replaces else None
