@@ -287,3 +287,19 @@ def test_cert_deploy_of_an_expired_certificate_is_refused_up_front(tlsgate_home:
         assert res.stderr.startswith("error: --cert: the certificate expired on ") and "cert deploy" in res.stderr
     assert json.loads(ok("job", "list", "--json").stdout) == [] and json.loads(ok("cert", "list", "--json").stdout) == []
     assert list(folder.iterdir()) == []
+
+
+def test_cert_deploy_dry_run_json_items_have_one_shape(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    new = test_ca.issue("svc.example.org")
+    crt, key, chain = new.write(tmp_path / "in", "svc")
+    for name in ("a-ok", "b-undelegated"):
+        (tmp_path / name).mkdir()
+        ok("tls", "add", "certdir", "--name", name, "--connection_type", "local", "--dir", str(tmp_path / name))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "a-ok", "--org", "Acme")
+    res = tg("cert", "deploy", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--type", "certdir",
+             "--dry-run", "--json")
+    assert res.returncode == 1, res.stderr
+    items = json.loads(res.stdout)["endpoints"]
+    assert [set(i) for i in items] == [{"endpoint", "skipped", "error", "plan"}] * 2
+    assert items[0]["error"] is None and items[0]["plan"] and "not delegated" in items[1]["error"]

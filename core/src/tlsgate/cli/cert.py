@@ -227,12 +227,14 @@ def register_fleet(cert: typer.Typer) -> None:
                 try:
                     out = gw.install(stored.id, bundle, replaces=old, dry_run=True, apply_pending=apply_pending,
                                      allow_name_mismatch=allow_name_mismatch)
-                    plans.append({"endpoint": stored.name, "skipped": out.skipped,
+                    plans.append({"endpoint": stored.name, "skipped": out.skipped, "error": None,
                                   "plan": [str(p) for p in out.result.plan]})
                 except Exception as exc:  # noqa: BLE001 - one endpoint's problem, shown in its plan
-                    plans.append({"endpoint": stored.name, "error": str(exc), "plan": []})
+                    plans.append({"endpoint": stored.name, "skipped": None, "error": str(exc), "plan": []})
             if json:
                 emit_json({"dry_run": True, "fingerprint": bundle.fingerprint, "endpoints": plans})
+                if any(p["error"] for p in plans):
+                    raise typer.Exit(1)  # as without --json
                 return
             say(f"Plan for {len(plans)} endpoint(s) (dry run, nothing changed):")
             for p in plans:
