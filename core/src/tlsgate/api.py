@@ -1035,6 +1035,15 @@ class Gateway:
         """Every node whose last discovery saw this certificate."""
         return self.inventory.serving_nodes(fingerprint)
 
+    @staticmethod
+    def certificate_keys() -> tuple[str, ...]:
+        """The keys of a certificate record's JSON (``to_json``), in order."""
+        import dataclasses
+
+        from .inventory import CertificateRecord
+
+        return tuple(f.name for f in dataclasses.fields(CertificateRecord))
+
     def unrecorded_serving_nodes(self) -> list[dict[str, Any]]:
         """Nodes serving a certificate the inventory has no record of (only its fingerprint,
         subject and end date, as discovery saw them)."""

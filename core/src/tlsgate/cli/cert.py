@@ -296,11 +296,7 @@ def register_fleet(cert: typer.Typer) -> None:
         # the certificate (an F5 virtual server the gateway cannot reach); no ID, the fingerprint
         # is what `cert deploy --replaces` takes
         # (the same keys as a recorded certificate's, null where unknown: one shape per item)
-        import dataclasses
-
-        from ..inventory import CertificateRecord
-
-        unknown = dict.fromkeys(f.name for f in dataclasses.fields(CertificateRecord))
+        unknown = dict.fromkeys(gw.certificate_keys())
         unrecorded: dict[str, list[dict[str, Any]]] = {}
         for n in gw.unrecorded_serving_nodes():
             unrecorded.setdefault(n["fingerprint"], []).append(n)
