@@ -303,3 +303,26 @@ def test_cert_deploy_dry_run_json_items_have_one_shape(tlsgate_home: Path, tmp_p
     items = json.loads(res.stdout)["endpoints"]
     assert [set(i) for i in items] == [{"endpoint", "skipped", "error", "plan"}] * 2
     assert items[0]["error"] is None and items[0]["plan"] and "not delegated" in items[1]["error"]
+
+
+BIG = "99999999999999999999"  # beyond SQLite's (and PostgreSQL's) 64-bit integers
+
+
+@pytest.mark.parametrize("args, code, line", [
+    (["job", "show", BIG], 2, f"error: no job with ID {BIG}"),
+    (["job", "retry", BIG], 2, f"error: no job with ID {BIG}"),
+    (["cert", "show", BIG], 2, f"error: no certificate '{BIG}'"),
+    (["cert", "assign", BIG, "--org", "Acme"], 2, f"error: no certificate with ID {BIG}"),
+    (["cert", "revoke", BIG], 2, f"error: no certificate '{BIG}'"),
+    (["cert", "deploy", BIG, "--all"], 2, f"error: no certificate with ID {BIG}"),
+    (["log", "--limit", BIG], 0, ""),
+    (["job", "list", "--limit", BIG], 0, ""),
+    (["cert", "expiring", "--days", BIG], 0, ""),
+])
+def test_an_id_or_number_beyond_64_bits_is_a_user_error_not_a_crash(tlsgate_home: Path, args: list[str], code: int,
+                                                                   line: str) -> None:
+    # each was "error: internal error: OverflowError: Python int too large to convert to SQLite INTEGER"
+    ok("org", "add", "Acme")
+    res = tg(*args)
+    assert res.returncode == code and "internal error" not in res.stderr, res.stderr
+    assert res.stderr.startswith(line) and len(res.stderr.splitlines()) <= 1, res.stderr

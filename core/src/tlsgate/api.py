@@ -1265,7 +1265,9 @@ def _check_limit(limit: int | None) -> int | None:
     """``--limit N`` of a listing: None (everything) or at least 1 (0 and -1 listed everything)."""
     if limit is not None and limit < 1:
         raise ValidationError("must be at least 1", option="--limit")
-    return limit
+    from .inventory import MAX_ID
+
+    return None if limit is not None and limit > MAX_ID else limit  # more than there can be: everything
 
 
 def _secret(value: Any) -> Secret | None:

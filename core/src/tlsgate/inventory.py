@@ -226,6 +226,15 @@ def unseal(value: Any, owner: str = "") -> Any:
     return value
 
 
+#: The largest integer SQLite and PostgreSQL store (bigint): an ID beyond it names no row.
+MAX_ID = 2**63 - 1
+
+
+def stored_id(value: int) -> bool:
+    """Whether ``value`` can be an ID of a row (a larger one would not even bind as a parameter)."""
+    return -MAX_ID - 1 <= value <= MAX_ID
+
+
 def redact(value: Any) -> Any:
     """JSON-ready form for output: Secrets become "********"."""
     if isinstance(value, Secret):
@@ -824,7 +833,8 @@ class Inventory:
         there is no such certificate, ValidationError when its key is not held)."""
         from .bundle import CertificateBundle
 
-        row = self.db.execute("SELECT pem, key, chain FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        row = self.db.execute("SELECT pem, key, chain FROM certificates WHERE id = ?",
+                              (cert_id,)).fetchone() if stored_id(cert_id) else None
         if row is None:
             raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
         if not row["key"]:
@@ -838,7 +848,7 @@ class Inventory:
         """A certificate by ID or SHA-256 fingerprint (hex, colons allowed)."""
         text = str(ref).strip()
         if text.isdigit():
-            row = self.db.execute(_CERT_SELECT + "WHERE c.id = ?", (int(text),)).fetchone()
+            row = self.db.execute(_CERT_SELECT + "WHERE c.id = ?", (int(text),)).fetchone() if stored_id(int(text)) else None
         else:
             row = self.db.execute(_CERT_SELECT + "WHERE c.fingerprint = ?", (normalize_fingerprint(text),)).fetchone()
         if row is None:
@@ -846,6 +856,8 @@ class Inventory:
         return _cert_record(row)
 
     def has_key(self, cert_id: int) -> bool:
+        if not stored_id(cert_id):
+            return False
         row = self.db.execute("SELECT key FROM certificates WHERE id = ?", (cert_id,)).fetchone()
         return bool(row and row["key"])
 
@@ -914,6 +926,8 @@ class Inventory:
 
     def assign_certificate(self, cert_id: int, org: str, dept: str | None) -> None:
         org_id, dept_id = self.org_ids(org, dept)
+        if not stored_id(cert_id):
+            raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
         with self.write() as db:
             cur = db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?", (org_id, dept_id, cert_id))
             if cur.rowcount == 0:

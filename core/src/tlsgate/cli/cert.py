@@ -279,7 +279,10 @@ def register_fleet(cert: typer.Typer) -> None:
             raise ValidationError("must be 0 or more", option="--days")
         gw = gateway()
         now = dt.datetime.now(dt.UTC)
-        limit = now + dt.timedelta(days=days)
+        try:
+            limit = now + dt.timedelta(days=days)
+        except OverflowError:  # beyond year 9999: every certificate
+            limit = dt.datetime.max.replace(tzinfo=dt.UTC)
         candidates = []
         for rec in gw.certificates():
             if not rec.not_after:
