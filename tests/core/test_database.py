@@ -245,3 +245,17 @@ def test_a_non_durable_write_commits_and_leaves_the_connection_durable(tmp_path:
         db.execute("INSERT INTO meta(key, value) VALUES ('audit', 'y')")
     assert other.db.execute("SELECT value FROM meta WHERE key = 'audit'").fetchone()[0] == "y"
     inv.close(), other.close()
+
+
+def test_db_status_of_a_postgres_database_nobody_migrated_yet(tmp_path: Path, postgres_cluster,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first thing one types crashed: "internal error: relation procrastinate_jobs does not exist"
+    name = f"empty_{os.getpid()}"
+    postgres_cluster.admin(f"CREATE DATABASE {name}")
+    monkeypatch.setenv("TLSGATE_HOME", str(tmp_path / "home"))
+    res = tg("db", "status", "--json", env={"TLSGATE_DATABASE_URL": postgres_cluster.url(name)})
+    assert res.returncode == 0, res.stderr
+    status = json.loads(res.stdout)
+    assert status["schema_version"] == 0 and status["queue"] == []
+    assert "pending: tlsgate db migrate" in ok("db", "status", env={"TLSGATE_DATABASE_URL": postgres_cluster.url(name)}).stdout
+
