@@ -259,3 +259,15 @@ def test_db_status_of_a_postgres_database_nobody_migrated_yet(tmp_path: Path, po
     assert status["schema_version"] == 0 and status["queue"] == []
     assert "pending: tlsgate db migrate" in ok("db", "status", env={"TLSGATE_DATABASE_URL": postgres_cluster.url(name)}).stdout
 
+
+def test_db_copy_from_a_file_that_is_no_inventory(tmp_path: Path, postgres_database: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # "internal error: DatabaseError: file is not a database"
+    monkeypatch.setenv("TLSGATE_HOME", str(tmp_path / "home"))
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    for path in (tmp_path / "notes.txt", tmp_path / "empty"):
+        res = tg("db", "copy", "--from", str(path), "--to", postgres_database)
+        assert res.returncode == 2 and res.stderr.startswith("error: --from: ") and "not a SQLite inventory" in res.stderr
+        assert "internal error" not in res.stderr and len(res.stderr.splitlines()) == 1
+    assert (tmp_path / "empty").read_bytes() == b""  # not made an inventory by opening it

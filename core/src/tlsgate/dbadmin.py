@@ -9,6 +9,7 @@ append-only audit log arrives whole, in order, before one more entry that record
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,13 @@ def copy_inventory(source: Inventory, destination: Inventory) -> dict[str, int]:
 def open_sqlite(path: Path) -> Inventory:
     if not path.is_file():
         raise ValidationError(f"{path}: no such inventory file", option="--from")
-    return Inventory(path)
+    with path.open("rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":  # (opening it would make any empty file an inventory)
+            raise ValidationError(f"{path}: not a SQLite inventory", option="--from")
+    try:
+        return Inventory(path)
+    except sqlite3.DatabaseError as exc:
+        raise ValidationError(f"{path}: not a SQLite inventory ({exc})", option="--from") from None
 
 
 # -- the library API the ``tlsgate db`` commands call -----------------------------------------
