@@ -326,3 +326,14 @@ def test_an_id_or_number_beyond_64_bits_is_a_user_error_not_a_crash(tlsgate_home
     res = tg(*args)
     assert res.returncode == code and "internal error" not in res.stderr, res.stderr
     assert res.stderr.startswith(line) and len(res.stderr.splitlines()) <= 1, res.stderr
+
+
+@pytest.mark.parametrize("flag", ["--password", "--ssh_key_password"])
+def test_store_put_keeps_the_secret_rule_of_tls_add(tlsgate_home: Path, flag: str) -> None:
+    # an empty (or 2,000-character) password was stored and then offered as a login
+    ok("store", "add", "local", "--name", "gw")
+    for value, stdin in (("", None), ("-", "\n"), ("x" * 1025, None)):
+        res = tg("store", "put", "gw", "--store_cred_id", "web", "--user", "u", flag, value, stdin=stdin)
+        assert res.returncode == 2 and res.stderr.strip() == f"error: {flag}: must be between 1 and 1024 characters"
+    assert "x" * 1025 not in res.stdout + res.stderr
+    ok("store", "put", "gw", "--store_cred_id", "web", "--user", "u", flag, "-", stdin="x" * 1024 + "\n")

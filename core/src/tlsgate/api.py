@@ -1133,6 +1133,10 @@ class Gateway:
                                   option="--store")
         _check_text(cred_id, "--store_cred_id", 1, 1024)
         clean = {k: (v.reveal() if isinstance(v, Secret) else v) for k, v in values.items() if v is not None}
+        for key in ("password", "ssh_key_password"):  # the rule of tls add: an empty one is never a login
+            if key in clean and not SECRET_RULE[0] <= len(clean[key]) <= SECRET_RULE[1]:
+                raise ValidationError(f"must be between {SECRET_RULE[0]} and {SECRET_RULE[1]} characters",
+                                      option=f"--{key}")
         if not clean:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
