@@ -48,6 +48,9 @@ class Rfc2136Provider:
         if (options.tsig_key_name is None) != (options.tsig_secret is None):
             raise ValidationError("--tsig_key_name and --tsig_secret go together",
                                   option="--tsig_secret" if options.tsig_secret is None else "--tsig_key_name")
+        _check_dns_name(options.zone, "--zone")
+        if options.tsig_key_name is not None:
+            _check_dns_name(options.tsig_key_name, "--tsig_key_name")
         try:
             self.zone = dns.name.from_text(options.zone)
         except Exception:  # noqa: BLE001 - dnspython raises several kinds for a bad name
@@ -180,6 +183,16 @@ class Rfc2136Provider:
             self.remove_txt(fqdn, value)
         return (f"{self.options.server}:{self.options.port} is authoritative for {zone}; "
                 f"a {'TSIG-signed ' if self.keyring else ''}update was accepted and removed")
+
+
+def _check_dns_name(name: str, option: str) -> None:
+    """Letters, digits, '-' and '_' in dot-separated labels of 1 to 63 (dnspython takes a
+    blank or a backslash as part of a label, so 'bad zone' named a zone no server has)."""
+    import re
+
+    labels = (name[:-1] if name.endswith(".") else name).split(".")
+    if not all(re.fullmatch(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?", label) for label in labels):
+        raise ValidationError(f"{name!r} is not a DNS name", option=option)
 
 
 def _check_server(server: str) -> None:
