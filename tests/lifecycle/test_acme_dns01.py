@@ -115,6 +115,17 @@ def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pe
     assert tg_json("acme", "list") == []
 
 
+def test_an_untrusted_acme_server_is_one_balanced_line(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]
+    # the reason lost its closing parenthesis: "(certificate verify failed: ... (_ssl.c:1006); trust its CA"
+    pebble = pebble_factory(http_port=free_port())
+    res = tg("acme", "add", "p", "--directory", pebble.directory, "--email", "ops@example.test", "--agree_tos",
+             check=False)
+    line = res.stderr.strip()
+    assert res.returncode == 1 and len(line.splitlines()) == 1, res.stderr
+    assert "TLS verification of the ACME server failed (" in line and line.endswith("; trust its CA with --ca_bundle")
+    assert line.count("(") == line.count(")"), line
+
+
 def test_a_bad_nonce_is_retried_once_then_one_clear_line(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]
     pebble = pebble_factory(http_port=free_port(), nonce_reject=100)  # every nonce is "bad"
     res = tg("acme", "add", "p", "--directory", pebble.directory, "--email", "ops@example.test",
