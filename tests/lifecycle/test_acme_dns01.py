@@ -65,6 +65,13 @@ def test_dns01_with_rfc2136_wildcard_record_removed_secrets_sealed(tlsgate_home,
     again = tg("cert", "revoke", str(issued["certificate_id"]), check=False)
     assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
     assert "alreadyRevoked" in again.stderr and "wild.test" in again.stderr
+    # the inventory says so, and never deploys it again (cert list/show showed nothing, and
+    # cert deploy ID installed the revoked certificate)
+    cid = str(issued["certificate_id"])
+    assert tg_json("cert", "show", cid)["status"] == "revoked (superseded)"
+    assert [c["status"] for c in tg_json("cert", "list") if c["id"] == issued["certificate_id"]] == ["revoked (superseded)"]
+    res = tg("cert", "deploy", cid, "--all", check=False)
+    assert res.returncode == 2 and res.stderr.startswith(f"error: ID: certificate {cid} was revoked (superseded)")
 
 
 def test_a_wrong_tsig_secret_fails_in_one_line_and_the_order_leaves_nothing(tlsgate_home, bind_server,  # type: ignore[no-untyped-def]

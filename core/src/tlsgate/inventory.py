@@ -1052,6 +1052,13 @@ class Inventory:
                 out.append({"id": r["id"], "result": r["result"], "endpoint_id": r["endpoint_id"], "details": details})
         return out
 
+    def revocations(self) -> dict[str, str]:
+        """The reason of each certificate revoked through ``cert revoke`` (by fingerprint), from
+        its audit entries."""
+        rows = self.db.execute("SELECT before_fp, details FROM audit WHERE action = 'cert revoke' AND result = 'ok' "
+                               "AND before_fp IS NOT NULL").fetchall()
+        return {r["before_fp"]: str(json.loads(r["details"]).get("reason") or "unspecified") for r in rows}
+
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         if limit:
             rows = self.db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (int(limit),)).fetchall()

@@ -208,6 +208,10 @@ def register_fleet(cert: typer.Typer) -> None:
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
         assert bundle is not None
+        revoked = gw.lifecycle.revoked(bundle.fingerprint)
+        if revoked is not None:  # clients refuse it: deploying it breaks every node it reaches
+            raise ValidationError(f"certificate {cert_id if cert_id is not None else bundle.subject} was revoked "
+                                  f"({revoked}): deploy its successor", option="ID")
         # what tls install refuses for every endpoint, refused once before any job or record
         problem = bundle.leaf_problem()
         if problem:
