@@ -337,3 +337,23 @@ def test_store_put_keeps_the_secret_rule_of_tls_add(tlsgate_home: Path, flag: st
         assert res.returncode == 2 and res.stderr.strip() == f"error: {flag}: must be between 1 and 1024 characters"
     assert "x" * 1025 not in res.stdout + res.stderr
     ok("store", "put", "gw", "--store_cred_id", "web", "--user", "u", flag, "-", stdin="x" * 1024 + "\n")
+
+
+def test_a_failed_job_item_keeps_the_whole_reason(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    # the reason was cut at its first newline: for a keystore path holding one, the job said
+    # "the keystore /srv/a" and dropped what failed (the install script's exit status)
+    old, new = test_ca.issue("svc.example.org"), test_ca.issue("svc.example.org")
+    path = tmp_path / "a\nb.pem"
+    path.write_bytes(old.cert_pem + old.key_pem)
+    crt, key, chain = new.write(tmp_path / "in", "svc")
+    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(path),
+       "--install_script", "/bin/false")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "p", "--org", "Acme")
+    res = tg("cert", "deploy", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--endpoint", "p", "--json")
+    assert res.returncode == 1
+    reason = json.loads(res.stdout)["items"][0]["reason"]
+    assert str(path) in reason and "exited 1" in reason, reason
+    shown = tg("job", "show", str(json.loads(res.stdout)["id"])).stdout
+    row = next(line for line in shown.splitlines() if line.startswith("p "))
+    assert "a\\nb.pem" in row and "exited 1" in row  # one table row: the newline shown as \n

@@ -166,8 +166,9 @@ def queued(gateway: Gateway) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if "\n" in text else text
+    """The reason a job item failed: the whole message, as ``tls install`` prints it (a newline
+    in it may be data, e.g. in a path; tables show it escaped, so the row stays one line)."""
+    return str(exc).strip() or type(exc).__name__
 
 
 class Bundles:
