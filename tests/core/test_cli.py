@@ -252,3 +252,108 @@ def test_fleet_options_out_of_range_exit_2_and_record_no_job(tlsgate_home: Path,
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert json.loads(ok("job", "list", "--json").stdout) == []
     assert json.loads(ok("cert", "list", "--json").stdout) == []
+
+
+def test_verify_of_an_endpoint_never_discovered_is_not_a_pass(tlsgate_home: Path, tmp_path: Path) -> None:
+    # it was "unchanged", exit 0: a nightly verify passed endpoints whose discovery had always
+    # failed (wrong password) or never run, with nothing compared at all
+    ok("tls", "add", "certdir", "--name", "fresh", "--connection_type", "local", "--dir", str(tmp_path))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "fresh", "--org", "Acme")
+    res = tg("tls", "verify", "--endpoint", "fresh")
+    assert res.returncode == 1 and "fresh: nothing to verify: no discovery of 'fresh' succeeded yet" in res.stdout
+    item = json.loads(tg("tls", "verify", "--endpoint", "fresh", "--json").stdout)["items"][0]
+    assert item["state"] == "failed" and "tlsgate tls discover fresh" in item["reason"]
+    ok("tls", "discover", "fresh")  # an empty directory: discovered, no node, nothing wrong
+    assert json.loads(ok("tls", "verify", "--endpoint", "fresh", "--json").stdout)["items"][0]["state"] == "unchanged"
+
+
+def test_cert_deploy_of_an_expired_certificate_is_refused_up_front(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    # it became a failed job (exit 1) whose every item said "--force installs it anyway", an
+    # option cert deploy does not have; the expired certificate was recorded with its key
+    import datetime as dt
+
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    old = test_ca.issue("svc.example.org", not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), days=10)
+    crt, key, chain = old.write(tmp_path / "in", "svc")
+    ok("tls", "add", "certdir", "--name", "i", "--connection_type", "local", "--dir", str(folder))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "i", "--org", "Acme")
+    files = ["--cert", str(crt), "--key", str(key), "--chain", str(chain), "--endpoint", "i"]
+    for extra in ([], ["--dry-run"], ["--json"]):
+        res = tg("cert", "deploy", *files, *extra)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.startswith("error: --cert: the certificate expired on ") and "cert deploy" in res.stderr
+    assert json.loads(ok("job", "list", "--json").stdout) == [] and json.loads(ok("cert", "list", "--json").stdout) == []
+    assert list(folder.iterdir()) == []
+
+
+def test_cert_deploy_dry_run_json_items_have_one_shape(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    new = test_ca.issue("svc.example.org")
+    crt, key, chain = new.write(tmp_path / "in", "svc")
+    for name in ("a-ok", "b-undelegated"):
+        (tmp_path / name).mkdir()
+        ok("tls", "add", "certdir", "--name", name, "--connection_type", "local", "--dir", str(tmp_path / name))
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "a-ok", "--org", "Acme")
+    res = tg("cert", "deploy", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--type", "certdir",
+             "--dry-run", "--json")
+    assert res.returncode == 1, res.stderr
+    items = json.loads(res.stdout)["endpoints"]
+    assert [set(i) for i in items] == [{"endpoint", "skipped", "error", "plan"}] * 2
+    assert items[0]["error"] is None and items[0]["plan"] and "not delegated" in items[1]["error"]
+
+
+BIG = "99999999999999999999"  # beyond SQLite's (and PostgreSQL's) 64-bit integers
+
+
+@pytest.mark.parametrize("args, code, line", [
+    (["job", "show", BIG], 2, f"error: no job with ID {BIG}"),
+    (["job", "retry", BIG], 2, f"error: no job with ID {BIG}"),
+    (["cert", "show", BIG], 2, f"error: no certificate '{BIG}'"),
+    (["cert", "assign", BIG, "--org", "Acme"], 2, f"error: no certificate with ID {BIG}"),
+    (["cert", "revoke", BIG], 2, f"error: no certificate '{BIG}'"),
+    (["cert", "deploy", BIG, "--all"], 2, f"error: no certificate with ID {BIG}"),
+    (["log", "--limit", BIG], 0, ""),
+    (["job", "list", "--limit", BIG], 0, ""),
+    (["cert", "expiring", "--days", BIG], 0, ""),
+])
+def test_an_id_or_number_beyond_64_bits_is_a_user_error_not_a_crash(tlsgate_home: Path, args: list[str], code: int,
+                                                                   line: str) -> None:
+    # each was "error: internal error: OverflowError: Python int too large to convert to SQLite INTEGER"
+    ok("org", "add", "Acme")
+    res = tg(*args)
+    assert res.returncode == code and "internal error" not in res.stderr, res.stderr
+    assert res.stderr.startswith(line) and len(res.stderr.splitlines()) <= 1, res.stderr
+
+
+@pytest.mark.parametrize("flag", ["--password", "--ssh_key_password"])
+def test_store_put_keeps_the_secret_rule_of_tls_add(tlsgate_home: Path, flag: str) -> None:
+    # an empty (or 2,000-character) password was stored and then offered as a login
+    ok("store", "add", "local", "--name", "gw")
+    for value, stdin in (("", None), ("-", "\n"), ("x" * 1025, None)):
+        res = tg("store", "put", "gw", "--store_cred_id", "web", "--user", "u", flag, value, stdin=stdin)
+        assert res.returncode == 2 and res.stderr.strip() == f"error: {flag}: must be between 1 and 1024 characters"
+    assert "x" * 1025 not in res.stdout + res.stderr
+    ok("store", "put", "gw", "--store_cred_id", "web", "--user", "u", flag, "-", stdin="x" * 1024 + "\n")
+
+
+def test_a_failed_job_item_keeps_the_whole_reason(tlsgate_home: Path, tmp_path: Path, test_ca) -> None:
+    # the reason was cut at its first newline: for a keystore path holding one, the job said
+    # "the keystore /srv/a" and dropped what failed (the install script's exit status)
+    old, new = test_ca.issue("svc.example.org"), test_ca.issue("svc.example.org")
+    path = tmp_path / "a\nb.pem"
+    path.write_bytes(old.cert_pem + old.key_pem)
+    crt, key, chain = new.write(tmp_path / "in", "svc")
+    ok("tls", "add", "pem", "--name", "p", "--connection_type", "local", "--path", str(path),
+       "--install_script", "/bin/false")
+    ok("org", "add", "Acme")
+    ok("tls", "delegate", "p", "--org", "Acme")
+    res = tg("cert", "deploy", "--cert", str(crt), "--key", str(key), "--chain", str(chain), "--endpoint", "p", "--json")
+    assert res.returncode == 1
+    reason = json.loads(res.stdout)["items"][0]["reason"]
+    assert str(path) in reason and "exited 1" in reason, reason
+    shown = tg("job", "show", str(json.loads(res.stdout)["id"])).stdout
+    row = next(line for line in shown.splitlines() if line.startswith("p "))
+    assert "a\\nb.pem" in row and "exited 1" in row  # one table row: the newline shown as \n

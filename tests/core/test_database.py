@@ -61,6 +61,10 @@ def test_redact_url_hides_the_password(user: str, password: str) -> None:
     url = f"postgresql://{user}:{password}@127.0.0.1:5432/db"
     shown = redact_url(url)
     assert shown == f"postgresql://{user}:****@127.0.0.1:5432/db"
+    from urllib.parse import quote
+
+    assert redact_url(f"postgresql://{user}@h/db?password={quote(password, safe='')}&a=1") == \
+        f"postgresql://{user}@h/db?password=****&a=1"
 
 
 # -- db status / migrate on either engine ----------------------------------------------------
@@ -91,6 +95,17 @@ def test_unreachable_postgres_fails_with_reason(tlsgate_home: Path) -> None:
     assert res.returncode == 1
     assert res.stderr.startswith("error: inventory database: cannot connect to postgresql://nobody:****@127.0.0.1")
     assert "pw-not-shown" not in res.stderr and "Traceback" not in res.stderr
+    # libpq also takes the password as a query parameter (and sslpassword for the client key)
+    url = f"postgresql://nobody@127.0.0.1:{free_port()}/none?sslmode=disable&password=pw-in-query&sslpassword=kp"
+    ok("org", "add", "Acme")  # an inventory for db copy to read
+    for res in (tg("db", "status", "--json", env={"TLSGATE_DATABASE_URL": url}), tg("db", "copy", "--to", url)):
+        assert res.returncode == 1 and "sslmode=disable&password=****&sslpassword=****" in res.stderr
+        assert "pw-in-query" not in res.stdout + res.stderr and "=kp" not in res.stdout + res.stderr
+    # a bare '@' in the password: libpq takes its tail for the host name and prints it
+    url = f"postgresql://nobody:pw@tail-not-shown@127.0.0.1:{free_port()}/none"
+    for res in (tg("tls", "list", env={"TLSGATE_DATABASE_URL": url}), tg("db", "copy", "--to", url, "--json")):
+        assert res.returncode == 2 and "as %40" in res.stderr, res.stderr
+        assert "tail-not-shown" not in res.stdout + res.stderr and len(res.stderr.splitlines()) == 1
 
 
 # -- db copy: SQLite -> PostgreSQL ----------------------------------------------------------------
@@ -230,3 +245,29 @@ def test_a_non_durable_write_commits_and_leaves_the_connection_durable(tmp_path:
         db.execute("INSERT INTO meta(key, value) VALUES ('audit', 'y')")
     assert other.db.execute("SELECT value FROM meta WHERE key = 'audit'").fetchone()[0] == "y"
     inv.close(), other.close()
+
+
+def test_db_status_of_a_postgres_database_nobody_migrated_yet(tmp_path: Path, postgres_cluster,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first thing one types crashed: "internal error: relation procrastinate_jobs does not exist"
+    name = f"empty_{os.getpid()}"
+    postgres_cluster.admin(f"CREATE DATABASE {name}")
+    monkeypatch.setenv("TLSGATE_HOME", str(tmp_path / "home"))
+    res = tg("db", "status", "--json", env={"TLSGATE_DATABASE_URL": postgres_cluster.url(name)})
+    assert res.returncode == 0, res.stderr
+    status = json.loads(res.stdout)
+    assert status["schema_version"] == 0 and status["queue"] == []
+    assert "pending: tlsgate db migrate" in ok("db", "status", env={"TLSGATE_DATABASE_URL": postgres_cluster.url(name)}).stdout
+
+
+def test_db_copy_from_a_file_that_is_no_inventory(tmp_path: Path, postgres_database: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # "internal error: DatabaseError: file is not a database"
+    monkeypatch.setenv("TLSGATE_HOME", str(tmp_path / "home"))
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a database\n" * 100)
+    for path in (tmp_path / "notes.txt", tmp_path / "empty"):
+        res = tg("db", "copy", "--from", str(path), "--to", postgres_database)
+        assert res.returncode == 2 and res.stderr.startswith("error: --from: ") and "not a SQLite inventory" in res.stderr
+        assert "internal error" not in res.stderr and len(res.stderr.splitlines()) == 1
+    assert (tmp_path / "empty").read_bytes() == b""  # not made an inventory by opening it

@@ -65,6 +65,13 @@ def test_dns01_with_rfc2136_wildcard_record_removed_secrets_sealed(tlsgate_home,
     again = tg("cert", "revoke", str(issued["certificate_id"]), check=False)
     assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
     assert "alreadyRevoked" in again.stderr and "wild.test" in again.stderr
+    # the inventory says so, and never deploys it again (cert list/show showed nothing, and
+    # cert deploy ID installed the revoked certificate)
+    cid = str(issued["certificate_id"])
+    assert tg_json("cert", "show", cid)["status"] == "revoked (superseded)"
+    assert [c["status"] for c in tg_json("cert", "list") if c["id"] == issued["certificate_id"]] == ["revoked (superseded)"]
+    res = tg("cert", "deploy", cid, "--all", check=False)
+    assert res.returncode == 2 and res.stderr.startswith(f"error: ID: certificate {cid} was revoked (superseded)")
 
 
 def test_a_wrong_tsig_secret_fails_in_one_line_and_the_order_leaves_nothing(tlsgate_home, bind_server,  # type: ignore[no-untyped-def]
@@ -81,6 +88,14 @@ def test_a_wrong_tsig_secret_fails_in_one_line_and_the_order_leaves_nothing(tlsg
     assert res.stderr.startswith("error: dns bad: adding TXT _acme-challenge.nope.test.: 127.0.0.1:")
     assert "refused the TSIG key (PeerBadSignature: check --tsig_key_name" in res.stderr
     assert bind_server.txt("_acme-challenge.nope.test") == [] and tg_json("cert", "list") == []
+
+
+def test_a_dns_server_given_by_host_name_is_reached_at_its_address(tlsgate_home, bind_server) -> None:  # type: ignore[no-untyped-def]
+    # dnspython takes only addresses: a --server host name crashed every use ("internal error: ValueError")
+    tg_json("dns", "add", "byname", "rfc2136", "--server", "localhost", "--port", str(bind_server.port), "--zone",
+            "test", "--tsig_key_name", bind_server.key_name, "--tsig_secret", "-", stdin=bind_server.key_secret + "\n")
+    res = tg("dns", "test", "byname")
+    assert res.stdout.startswith("localhost:") and "is authoritative for test" in res.stdout
 
 
 def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]
@@ -105,6 +120,17 @@ def test_external_account_binding_refused_without_accepted_with(tlsgate_home, pe
     assert tg_json(*base, "--eab_kid", "kid-1", "--eab_hmac_key", "-", stdin=secret + "\n")["found"] is True
     assert tg_json("acme", "remove", "corp") == {"removed": "corp", "certificates": []}
     assert tg_json("acme", "list") == []
+
+
+def test_an_untrusted_acme_server_is_one_balanced_line(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]
+    # the reason lost its closing parenthesis: "(certificate verify failed: ... (_ssl.c:1006); trust its CA"
+    pebble = pebble_factory(http_port=free_port())
+    res = tg("acme", "add", "p", "--directory", pebble.directory, "--email", "ops@example.test", "--agree_tos",
+             check=False)
+    line = res.stderr.strip()
+    assert res.returncode == 1 and len(line.splitlines()) == 1, res.stderr
+    assert "TLS verification of the ACME server failed (" in line and line.endswith("; trust its CA with --ca_bundle")
+    assert line.count("(") == line.count(")"), line
 
 
 def test_a_bad_nonce_is_retried_once_then_one_clear_line(tlsgate_home, pebble_factory) -> None:  # type: ignore[no-untyped-def]

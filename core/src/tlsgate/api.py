@@ -1035,6 +1035,15 @@ class Gateway:
         """Every node whose last discovery saw this certificate."""
         return self.inventory.serving_nodes(fingerprint)
 
+    @staticmethod
+    def certificate_keys() -> tuple[str, ...]:
+        """The keys of a certificate record's JSON (``to_json``), in order."""
+        import dataclasses
+
+        from .inventory import CertificateRecord
+
+        return tuple(f.name for f in dataclasses.fields(CertificateRecord))
+
     def unrecorded_serving_nodes(self) -> list[dict[str, Any]]:
         """Nodes serving a certificate the inventory has no record of (only its fingerprint,
         subject and end date, as discovery saw them)."""
@@ -1124,6 +1133,10 @@ class Gateway:
                                   option="--store")
         _check_text(cred_id, "--store_cred_id", 1, 1024)
         clean = {k: (v.reveal() if isinstance(v, Secret) else v) for k, v in values.items() if v is not None}
+        for key in ("password", "ssh_key_password"):  # the rule of tls add: an empty one is never a login
+            if key in clean and not SECRET_RULE[0] <= len(clean[key]) <= SECRET_RULE[1]:
+                raise ValidationError(f"must be between {SECRET_RULE[0]} and {SECRET_RULE[1]} characters",
+                                      option=f"--{key}")
         if not clean:
             raise ValidationError("give at least one of --user, --password, --ssh_key_path, --ssh_key_password")
         self.inventory.put_store_secret(store, cred_id, clean)
@@ -1256,7 +1269,9 @@ def _check_limit(limit: int | None) -> int | None:
     """``--limit N`` of a listing: None (everything) or at least 1 (0 and -1 listed everything)."""
     if limit is not None and limit < 1:
         raise ValidationError("must be at least 1", option="--limit")
-    return limit
+    from .inventory import MAX_ID
+
+    return None if limit is not None and limit > MAX_ID else limit  # more than there can be: everything
 
 
 def _secret(value: Any) -> Secret | None:

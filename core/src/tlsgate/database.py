@@ -64,7 +64,18 @@ def database_url() -> str | None:
         from .errors import ValidationError
 
         raise ValidationError(f"{URL_VARIABLE} must be a postgresql:// URL (or unset for the SQLite file)")
+    check_userinfo(url, URL_VARIABLE)
     return url
+
+
+def check_userinfo(url: str, name: str) -> None:
+    """Refuse a URL whose user name or password holds a bare '@': libpq ends the password at the
+    first one and takes the rest for the host, which its errors then print (the password's tail)."""
+    if url.split("://", 1)[-1].split("?", 1)[0].count("@") > 1:
+        from .errors import ValidationError
+
+        raise ValidationError(f"{name}: write '@' in the user name or password as %40 (only the one before "
+                              "the host is literal)")
 
 
 def sqlite_path_from_url(url: str) -> Path | None:
@@ -75,8 +86,10 @@ def sqlite_path_from_url(url: str) -> Path | None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``****`` (for output and errors)."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", url)
+    """The URL with any password replaced by ``****`` (for output and errors): the userinfo's,
+    and libpq's ``password`` and ``sslpassword`` query parameters."""
+    url = re.sub(r"(://[^:/@]*:).*@", r"\1****@", url)  # to the last '@': a password may hold any byte
+    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1****", url, flags=re.IGNORECASE)
 
 
 class Row(Sequence[Any]):

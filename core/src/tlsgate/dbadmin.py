@@ -9,6 +9,7 @@ append-only audit log arrives whole, in order, before one more entry that record
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,13 @@ def count(inv: Inventory, table: str) -> int:
     return int(inv.db.execute(f"SELECT COUNT(*) FROM {_ident(table)}").fetchone()[0])  # noqa: S608 (checked name)
 
 
+def queue_tables(inv: Inventory) -> set[str]:
+    """The queue's tables that exist (none before ``tlsgate db migrate``)."""
+    return {r[0] for r in inv.db.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+        "AND table_name = 'procrastinate_jobs'")}
+
+
 def status(inv: Inventory) -> dict[str, Any]:
     """Engine, location, schema version, row counts and (PostgreSQL) the queue's job counts."""
     names = tables(inv)
@@ -93,7 +101,9 @@ def status(inv: Inventory) -> dict[str, Any]:
         "latest_schema_version": SCHEMA_VERSION,
         "tables": {t: count(inv, t) for t in names if t != "tlsgate_schema"},
     }
-    if inv.dialect == "postgresql":
+    if inv.dialect == "postgresql" and "procrastinate_jobs" not in queue_tables(inv):
+        out["queue"] = []  # not migrated yet: no queue at all
+    elif inv.dialect == "postgresql":
         rows = inv.db.execute(
             "SELECT queue_name, status::text AS status, COUNT(*) AS n FROM procrastinate_jobs "
             "GROUP BY queue_name, status ORDER BY queue_name, status").fetchall()
@@ -145,7 +155,13 @@ def copy_inventory(source: Inventory, destination: Inventory) -> dict[str, int]:
 def open_sqlite(path: Path) -> Inventory:
     if not path.is_file():
         raise ValidationError(f"{path}: no such inventory file", option="--from")
-    return Inventory(path)
+    with path.open("rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":  # (opening it would make any empty file an inventory)
+            raise ValidationError(f"{path}: not a SQLite inventory", option="--from")
+    try:
+        return Inventory(path)
+    except sqlite3.DatabaseError as exc:
+        raise ValidationError(f"{path}: not a SQLite inventory ({exc})", option="--from") from None
 
 
 # -- the library API the ``tlsgate db`` commands call -----------------------------------------

@@ -166,8 +166,9 @@ def queued(gateway: Gateway) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if "\n" in text else text
+    """The reason a job item failed: the whole message, as ``tls install`` prints it (a newline
+    in it may be data, e.g. in a path; tables show it escaped, so the row stays one line)."""
+    return str(exc).strip() or type(exc).__name__
 
 
 class Bundles:
@@ -265,6 +266,11 @@ def _verify(gateway: Gateway, job: jobs.Job, item: jobs.JobItem, bundles: Bundle
     checks = gateway.verify(item.endpoint_id or item.endpoint)
     bad = [c for c in checks if c["result"] not in ("ok", "not probed")]
     details = {"nodes": checks}
+    if not checks and item.endpoint_id and not gateway.inventory.ever_discovered(item.endpoint_id) \
+            and not gateway.inventory.nodes(item.endpoint_id):
+        # nothing was compared: not a pass (an endpoint whose discovery always failed, or never ran)
+        return "failed", (f"nothing to verify: no discovery of {item.endpoint!r} succeeded yet "
+                          f"(run: tlsgate tls discover {item.endpoint})"), None, None, details
     if bad:
         kinds = sorted({c["result"] for c in bad})
         return "failed", f"{len(bad)} node(s) " + "/".join(kinds), None, None, details

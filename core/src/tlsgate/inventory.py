@@ -226,6 +226,15 @@ def unseal(value: Any, owner: str = "") -> Any:
     return value
 
 
+#: The largest integer SQLite and PostgreSQL store (bigint): an ID beyond it names no row.
+MAX_ID = 2**63 - 1
+
+
+def stored_id(value: int) -> bool:
+    """Whether ``value`` can be an ID of a row (a larger one would not even bind as a parameter)."""
+    return -MAX_ID - 1 <= value <= MAX_ID
+
+
 def redact(value: Any) -> Any:
     """JSON-ready form for output: Secrets become "********"."""
     if isinstance(value, Secret):
@@ -683,6 +692,13 @@ class Inventory:
             rows = self.db.execute(query, (endpoint_id,))
         return {(f"{name}|{ip or ''}|{port or ''}|{locator or ''}", fp) for name, ip, port, locator, fp in rows}
 
+    def ever_discovered(self, endpoint_id: str) -> bool:
+        """Whether a discovery of the endpoint ever succeeded (its audit entry), so that "no
+        node" means "none found" rather than "never looked"."""
+        row = self.db.execute("SELECT 1 FROM audit WHERE endpoint_id = ? AND action = 'tls discover' AND result = 'ok' "
+                              "LIMIT 1", (endpoint_id,)).fetchone()
+        return row is not None
+
     def nodes(self, endpoint_id: str) -> list[Node]:
         from .models import Node
 
@@ -817,7 +833,8 @@ class Inventory:
         there is no such certificate, ValidationError when its key is not held)."""
         from .bundle import CertificateBundle
 
-        row = self.db.execute("SELECT pem, key, chain FROM certificates WHERE id = ?", (cert_id,)).fetchone()
+        row = self.db.execute("SELECT pem, key, chain FROM certificates WHERE id = ?",
+                              (cert_id,)).fetchone() if stored_id(cert_id) else None
         if row is None:
             raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
         if not row["key"]:
@@ -831,7 +848,7 @@ class Inventory:
         """A certificate by ID or SHA-256 fingerprint (hex, colons allowed)."""
         text = str(ref).strip()
         if text.isdigit():
-            row = self.db.execute(_CERT_SELECT + "WHERE c.id = ?", (int(text),)).fetchone()
+            row = self.db.execute(_CERT_SELECT + "WHERE c.id = ?", (int(text),)).fetchone() if stored_id(int(text)) else None
         else:
             row = self.db.execute(_CERT_SELECT + "WHERE c.fingerprint = ?", (normalize_fingerprint(text),)).fetchone()
         if row is None:
@@ -839,6 +856,8 @@ class Inventory:
         return _cert_record(row)
 
     def has_key(self, cert_id: int) -> bool:
+        if not stored_id(cert_id):
+            return False
         row = self.db.execute("SELECT key FROM certificates WHERE id = ?", (cert_id,)).fetchone()
         return bool(row and row["key"])
 
@@ -907,6 +926,8 @@ class Inventory:
 
     def assign_certificate(self, cert_id: int, org: str, dept: str | None) -> None:
         org_id, dept_id = self.org_ids(org, dept)
+        if not stored_id(cert_id):
+            raise NotFoundError(f"no certificate with ID {cert_id} (see: tlsgate cert list)")
         with self.write() as db:
             cur = db.execute("UPDATE certificates SET org_id = ?, dept_id = ? WHERE id = ?", (org_id, dept_id, cert_id))
             if cur.rowcount == 0:
@@ -1030,6 +1051,13 @@ class Inventory:
             if details.get("backup") is not None:
                 out.append({"id": r["id"], "result": r["result"], "endpoint_id": r["endpoint_id"], "details": details})
         return out
+
+    def revocations(self) -> dict[str, str]:
+        """The reason of each certificate revoked through ``cert revoke`` (by fingerprint), from
+        its audit entries."""
+        rows = self.db.execute("SELECT before_fp, details FROM audit WHERE action = 'cert revoke' AND result = 'ok' "
+                               "AND before_fp IS NOT NULL").fetchall()
+        return {r["before_fp"]: str(json.loads(r["details"]).get("reason") or "unspecified") for r in rows}
 
     def audit_log(self, limit: int | None = None) -> list[dict[str, Any]]:
         if limit:

@@ -23,7 +23,7 @@ import attrs
 
 from . import leases
 from .errors import NotFoundError
-from .inventory import actor, storable
+from .inventory import actor, storable, stored_id
 
 if TYPE_CHECKING:
     from .inventory import Inventory
@@ -139,7 +139,7 @@ def insert_items(db: Any, job_id: int, endpoints: Sequence[ItemRow]) -> list[int
 
 
 def _job_row(inventory: Inventory, job_id: int) -> Any:
-    row = inventory.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    row = inventory.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone() if stored_id(job_id) else None
     if row is None:
         raise NotFoundError(f"no job with ID {job_id} (see: tlsgate job list)")
     return row
@@ -153,6 +153,8 @@ def _job(row: Any, items: Iterable[JobItem] = ()) -> Job:
 
 def get(inventory: Inventory, job_id: int, *, refresh: bool = True) -> Job:
     """A job with its items (a dead runner's unfinished items are marked interrupted first)."""
+    if not stored_id(job_id):
+        raise NotFoundError(f"no job with ID {job_id} (see: tlsgate job list)")
     if refresh:
         refresh_interrupted(inventory, job_id)
     row = _job_row(inventory, job_id)

@@ -217,6 +217,8 @@ def test_cli_expiring_shows_a_certificate_only_the_device_knows_and_deploy_repla
     assert len(shop) == 1, listed
     assert shop[0]["id"] is None and shop[0]["subject"] == "CN=shop.example.org" and shop[0]["not_after"]
     assert [(n["endpoint"], n["name"]) for n in shop[0]["nodes"]] == [("bigip1", "/Tenant_A/vs_shop")]
+    # one shape for every item (a script reads c["names"] or c["issuer"] of each): unknown is null
+    assert all(set(c) == set(listed[0]) for c in listed) and shop[0]["issuer"] is None and shop[0]["names"] is None
     row = next(line for line in cli("cert", "expiring", "--days", "4000").stdout.splitlines() if "shop" in line)
     assert row.split()[0] == "-" and "/Tenant_A/vs_shop" in row and old[:16] in row
 

@@ -73,3 +73,13 @@ def test_discovery_without_expanded_subcollections(session, peer, monkeypatch):
 def test_empty_device_has_no_nodes(session, peer):
     peer.device.virtuals.clear()
     assert plugin.discover_nodes(endpoint=None, connection=session) == []
+
+
+def test_a_device_without_the_server_ssl_collection_is_discovered(session, peer):
+    """server-ssl profiles only tell install which objects stay referenced: a device (or an
+    account) that answers 404 for that collection failed every discovery ("GET
+    /mgmt/tm/ltm/profile/server-ssl failed: 404")."""
+    from tlsgate_f5 import discovery as disc
+
+    peer.device.fail("GET", disc.SERVER_PROFILES, 404, "The requested URI was not found", times=10)
+    assert len(plugin.discover_nodes(endpoint=None, connection=session)) == 4

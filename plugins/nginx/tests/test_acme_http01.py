@@ -85,3 +85,22 @@ def test_http01_via_nginx_request_deploy_and_renew(shop_nginx, pebble_factory) -
     # idempotent: the renewed certificate is the one due next time, the old one is never renewed again
     again = tg_json("cert", "renew", "--dry-run")
     assert [c["certificate_id"] for c in again["certificates"]] == [item["new_certificate_id"]]
+
+
+def test_http01_into_a_server_block_written_on_one_line(shop_nginx, pebble_factory) -> None:  # type: ignore[no-untyped-def]
+    # the answer's trailing '# tlsgate: ...' comment swallowed the rest of the line, '}' included:
+    # nginx -t failed ("unexpected end of file, expecting '}'") and no certificate could be issued
+    site, _server = shop_nginx
+    one_line = site.prefix / "conf.d" / "40-one-line.conf"
+    one_line.write_text(f"server {{ listen 127.0.0.1:{site.http_port}; server_name one.test; }}\n")
+    tg("tls", "add", "nginx", "--name", "web", "--connection_type", "local", "--nginx_config_path", str(site.config))
+    tg("org", "add", "Acme")
+    tg("tls", "delegate", "web", "--org", "Acme")
+    pebble = pebble_factory(http_port=site.http_port)
+    tg("acme", "add", "pebble", "--directory", pebble.directory, "--email", "ops@shop.test",
+       "--ca_bundle", str(pebble.ca_bundle), "--agree_tos")
+    before = _configs(site)
+    issued = tg_json("cert", "request", "--acme", "pebble", "--domain", "one.test", "--via", "web",
+                     "--http_port", str(site.http_port))
+    assert issued["names"] == ["one.test"]
+    assert _configs(site) == before, "the http-01 answer was not removed byte for byte"

@@ -208,6 +208,18 @@ def register_fleet(cert: typer.Typer) -> None:
         if cert_id is not None:
             bundle = gw.load_bundle(cert_id)
         assert bundle is not None
+        revoked = gw.lifecycle.revoked(bundle.fingerprint)
+        if revoked is not None:  # clients refuse it: deploying it breaks every node it reaches
+            raise ValidationError(f"certificate {cert_id if cert_id is not None else bundle.subject} was revoked "
+                                  f"({revoked}): deploy its successor", option="ID")
+        # what tls install refuses for every endpoint, refused once before any job or record
+        problem = bundle.leaf_problem()
+        if problem:
+            raise ValidationError(problem, option="--cert")
+        validity = bundle.validity_problem()
+        if validity:
+            raise ValidationError(f"{validity} (cert deploy installs no such certificate; tls install --force "
+                                  "does, one endpoint at a time)", option="--cert")
         sel = selection(endpoints, types, org_name, department, all_, replaces)
         chosen = fleet.select(gw, sel, deploy=True)
         old = fleet.resolve_certificate_ref(gw, replaces) if replaces else None
@@ -219,12 +231,14 @@ def register_fleet(cert: typer.Typer) -> None:
                 try:
                     out = gw.install(stored.id, bundle, replaces=old, dry_run=True, apply_pending=apply_pending,
                                      allow_name_mismatch=allow_name_mismatch)
-                    plans.append({"endpoint": stored.name, "skipped": out.skipped,
+                    plans.append({"endpoint": stored.name, "skipped": out.skipped, "error": None,
                                   "plan": [str(p) for p in out.result.plan]})
                 except Exception as exc:  # noqa: BLE001 - one endpoint's problem, shown in its plan
-                    plans.append({"endpoint": stored.name, "error": str(exc), "plan": []})
+                    plans.append({"endpoint": stored.name, "skipped": None, "error": str(exc), "plan": []})
             if json:
                 emit_json({"dry_run": True, "fingerprint": bundle.fingerprint, "endpoints": plans})
+                if any(p["error"] for p in plans):
+                    raise typer.Exit(1)  # as without --json
                 return
             say(f"Plan for {len(plans)} endpoint(s) (dry run, nothing changed):")
             for p in plans:
@@ -269,7 +283,10 @@ def register_fleet(cert: typer.Typer) -> None:
             raise ValidationError("must be between 0 and 36500", option="--days")
         gw = gateway()
         now = dt.datetime.now(dt.UTC)
-        limit = now + dt.timedelta(days=days)
+        try:
+            limit = now + dt.timedelta(days=days)
+        except OverflowError:  # beyond year 9999: every certificate
+            limit = dt.datetime.max.replace(tzinfo=dt.UTC)
         candidates = []
         for rec in gw.certificates():
             if not rec.not_after:
@@ -285,13 +302,15 @@ def register_fleet(cert: typer.Typer) -> None:
         # certificates only a device knows: discovery saw their fingerprint and end date but not
         # the certificate (an F5 virtual server the gateway cannot reach); no ID, the fingerprint
         # is what `cert deploy --replaces` takes
+        # (the same keys as a recorded certificate's, null where unknown: one shape per item)
+        unknown = dict.fromkeys(gw.certificate_keys())
         unrecorded: dict[str, list[dict[str, Any]]] = {}
         for n in gw.unrecorded_serving_nodes():
             unrecorded.setdefault(n["fingerprint"], []).append(n)
         for fp, nodes in unrecorded.items():
             end = dt.datetime.fromisoformat(nodes[0]["not_after"])
             if end <= limit:
-                found.append((end, {"id": None, "fingerprint": fp, "subject": nodes[0]["subject"],
+                found.append((end, {**unknown, "fingerprint": fp, "subject": nodes[0]["subject"],
                                     "not_after": end.isoformat(), "status": "not in the inventory (discovery saw only "
                                     "its fingerprint): cert deploy --replaces FINGERPRINT"},
                               [{k: n[k] for k in ("endpoint", "type", "name", "port")} for n in nodes]))

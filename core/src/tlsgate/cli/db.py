@@ -56,6 +56,9 @@ def register(db: typer.Typer) -> None:
 
         if not to or not to.startswith(("postgresql://", "postgres://")):
             raise ValidationError("must be a postgresql:// URL", option="--to")
+        from ..database import check_userinfo
+
+        check_userinfo(to, "--to")
         result = copy_to(to, source)
         if json:
             emit_json(result)

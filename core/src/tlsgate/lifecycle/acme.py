@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
@@ -123,7 +124,13 @@ def _short(exc: BaseException) -> str:
     for marker in ("Caused by ", "] "):
         if marker in text:
             text = text.rsplit(marker, 1)[-1]
-    return text.strip(" ()'\"")[:300]
+    text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)  # OpenSSL's source line says nothing to an operator
+    text = text.strip(" '\"")
+    while text.startswith("(") and text.endswith(")"):  # the wrapping parentheses, never just one of a pair
+        text = text[1:-1].strip(" '\"")
+    while text.count(")") > text.count("(") and text.endswith(")"):
+        text = text[:-1].rstrip(" '\"")
+    return text[:300]
 
 
 # -- sessions --------------------------------------------------------------------------------

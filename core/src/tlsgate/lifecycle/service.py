@@ -101,6 +101,7 @@ class Lifecycle:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.inventory = gateway.inventory
+        self._revoked: dict[str, str] | None = None  # fingerprint -> reason, read once
 
     # -- ACME accounts ------------------------------------------------------------------------
     def add_account(self, name: str, *, directory: str, email: str | None, eab_kid: str | None = None,
@@ -434,8 +435,24 @@ class Lifecycle:
                 out.append((rec, newest))
         return out
 
+    def revoked(self, fingerprint: str) -> str | None:
+        """The reason a certificate was revoked with ``cert revoke`` (None: it was not)."""
+        if self._revoked is None:
+            self._revoked = self.inventory.revocations()
+        return self._revoked.get(fingerprint)
+
     def rollout_state(self, rec: CertificateRecord) -> str:
-        """'' or how far a superseded certificate's replacement got, as cert list/show say it."""
+        """'' or how far a superseded certificate's replacement got (and whether it was revoked),
+        as cert list/show say it."""
+        # only a certificate issued through an ACME account can have been revoked (one audit
+        # read per process, and none for an estate of other certificates)
+        reason = self.revoked(rec.fingerprint) if rec.acme_account else None
+        state = self._rollout_state(rec)
+        if reason is None:
+            return state
+        return f"revoked ({reason})" + (f"; {state}" if state else "")
+
+    def _rollout_state(self, rec: CertificateRecord) -> str:
         if rec.superseded_by is None:
             return ""
         serving = self.inventory.serving_nodes(rec.fingerprint)
@@ -466,6 +483,7 @@ class Lifecycle:
             raise
         self.inventory.audit("cert revoke", "ok", before=rec.fingerprint,
                              details={"certificate_id": cert_id, "reason": reason})
+        self._revoked = None
         return {"certificate_id": cert_id, "revoked": True, "reason": reason}
 
 

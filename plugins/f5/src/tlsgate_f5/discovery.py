@@ -95,9 +95,23 @@ def profile_references(profile: dict[str, Any]) -> set[str]:
     return out - {NONE, ""}
 
 
+def _optional_items(conn: F5Connection, path: str) -> list[dict[str, Any]]:
+    """A collection only the references come from (server-ssl profiles): a device or account
+    without it answers 404, which means "none" (BIG-IP itself refuses to delete an object a
+    profile still references, so install's clean-up stays safe)."""
+    from .rest import F5Error
+
+    try:
+        return conn.items(path)
+    except F5Error as exc:
+        if exc.status == 404:
+            return []
+        raise
+
+
 def read_state(conn: F5Connection) -> DeviceState:
     profiles = {p["fullPath"]: p for p in conn.items(PROFILES)}
-    server_profiles = {p["fullPath"]: p for p in conn.items(SERVER_PROFILES)}
+    server_profiles = {p["fullPath"]: p for p in _optional_items(conn, SERVER_PROFILES)}
     certs = {c["fullPath"]: c for c in conn.items(CERTS)}
     keys = {k["fullPath"]: k for k in conn.items(KEYS)}
     bindings: list[Binding] = []

@@ -66,8 +66,10 @@ def answer_http01(endpoint: Endpoint, connection: Connection, domain: str, token
         body = server.directive.body
         newline = "\r\n" if b"\r\n" in data else "\n"
         indent = _indent_of_children(data, server.directive)
-        text = (f"{newline}{indent}location = {url_path} {{ default_type text/plain; "
-                f'return 200 "{key_authorization}"; }}  # tlsgate: temporary ACME http-01 answer')
+        # the comment on a line of its own: what follows '{' on the same line (a block written
+        # on one line, its '}' included) must not become part of it
+        text = (f"{newline}{indent}# tlsgate: temporary ACME http-01 answer{newline}{indent}location = {url_path} "
+                f'{{ default_type text/plain; return 200 "{key_authorization}"; }}')
         edits.setdefault(server.file, []).append((body, body, text.encode()))
 
     def reload(what: str) -> None:

@@ -43,9 +43,14 @@ class Rfc2136Provider:
 
         self.name = name
         self.options = options
+        self._address: str | None = None
+        _check_server(options.server)
         if (options.tsig_key_name is None) != (options.tsig_secret is None):
             raise ValidationError("--tsig_key_name and --tsig_secret go together",
                                   option="--tsig_secret" if options.tsig_secret is None else "--tsig_key_name")
+        _check_dns_name(options.zone, "--zone")
+        if options.tsig_key_name is not None:
+            _check_dns_name(options.tsig_key_name, "--tsig_key_name")
         try:
             self.zone = dns.name.from_text(options.zone)
         except Exception:  # noqa: BLE001 - dnspython raises several kinds for a bad name
@@ -58,6 +63,25 @@ class Rfc2136Provider:
                 self.keyring = dns.tsigkeyring.from_text({options.tsig_key_name: options.tsig_secret.reveal()})
             except Exception:  # noqa: BLE001 - a bad base64 secret
                 raise ValidationError("is not a base64 TSIG secret", option="--tsig_secret") from None
+
+    @property
+    def address(self) -> str:
+        """The server's IP address (dnspython takes no host name): a ``--server`` host name is
+        resolved once, at the first use."""
+        if self._address is None:
+            import ipaddress
+            import socket
+
+            try:
+                self._address = str(ipaddress.ip_address(self.options.server.strip("[]")))
+            except ValueError:
+                try:
+                    infos = socket.getaddrinfo(self.options.server, self.options.port, proto=socket.IPPROTO_TCP)
+                except OSError as exc:
+                    raise OperationError(f"dns {self.name}: cannot resolve --server {self.options.server}: "
+                                         f"{exc.strerror or exc}") from None
+                self._address = str(infos[0][4][0])
+        return self._address
 
     # -- updates -----------------------------------------------------------------------------
     def _relative(self, fqdn: str) -> Any:
@@ -84,7 +108,7 @@ class Rfc2136Provider:
             upd.delete(rel, "TXT", _txt(value))
         what = "adding" if add else "removing"
         try:
-            resp = dns.query.tcp(upd, self.options.server, port=self.options.port, timeout=15)
+            resp = dns.query.tcp(upd, self.address, port=self.options.port, timeout=15)
         except (dns.tsig.PeerBadKey, dns.tsig.PeerBadSignature, dns.tsig.PeerBadTime) as exc:
             raise OperationError(f"dns {self.name}: {what} TXT {fqdn}: {self.options.server}:{self.options.port} "
                                  f"refused the TSIG key ({type(exc).__name__}: check --tsig_key_name, "
@@ -110,7 +134,7 @@ class Rfc2136Provider:
 
         query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
         try:
-            resp = dns.query.udp(query, self.options.server, port=self.options.port, timeout=3)
+            resp = dns.query.udp(query, self.address, port=self.options.port, timeout=3)
         except (dns.exception.DNSException, OSError):
             return False
         for rrset in resp.answer:
@@ -140,7 +164,7 @@ class Rfc2136Provider:
 
         zone = self.zone.to_text()
         try:
-            resp = dns.query.udp(dns.message.make_query(self.zone, dns.rdatatype.SOA), self.options.server,
+            resp = dns.query.udp(dns.message.make_query(self.zone, dns.rdatatype.SOA), self.address,
                                  port=self.options.port, timeout=5)
         except (dns.exception.DNSException, OSError) as exc:
             raise OperationError(f"dns {self.name}: {self.options.server}:{self.options.port} did not answer: "
@@ -159,6 +183,26 @@ class Rfc2136Provider:
             self.remove_txt(fqdn, value)
         return (f"{self.options.server}:{self.options.port} is authoritative for {zone}; "
                 f"a {'TSIG-signed ' if self.keyring else ''}update was accepted and removed")
+
+
+def _check_dns_name(name: str, option: str) -> None:
+    """Letters, digits, '-' and '_' in dot-separated labels of 1 to 63 (dnspython takes a
+    blank or a backslash as part of a label, so 'bad zone' named a zone no server has)."""
+    import re
+
+    labels = (name[:-1] if name.endswith(".") else name).split(".")
+    if not all(re.fullmatch(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?", label) for label in labels):
+        raise ValidationError(f"{name!r} is not a DNS name", option=option)
+
+
+def _check_server(server: str) -> None:
+    from ...validate import check_host
+
+    head, sep, tail = server.rpartition(":")
+    if sep and tail.isdigit() and head and ":" not in head:  # host:port, the form dig and nsupdate take
+        raise ValidationError(f"{server!r} is not a host name or an IP address (give the port with --port)",
+                              option="--server")
+    check_host(server, "--server")
 
 
 def _txt(value: str) -> str:
