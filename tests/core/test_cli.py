@@ -357,3 +357,18 @@ def test_a_failed_job_item_keeps_the_whole_reason(tlsgate_home: Path, tmp_path: 
     shown = tg("job", "show", str(json.loads(res.stdout)["id"])).stdout
     row = next(line for line in shown.splitlines() if line.startswith("p "))
     assert "a\\nb.pem" in row and "exited 1" in row  # one table row: the newline shown as \n
+
+
+def test_a_hint_naming_a_command_quotes_the_name_for_the_shell(tlsgate_home: Path, tmp_path: Path) -> None:
+    # an organization (store, DNS provider) name may hold blanks: the hint's command was printed
+    # unquoted, so pasting it created an organization named 'Big' with a stray argument
+    import shlex
+
+    res = tg("cert", "assign", "1", "--org", "Big Co")
+    assert res.returncode == 2, res.stderr
+    hint = res.stderr.split("create it with: ", 1)[1].rstrip().removesuffix(")")
+    assert shlex.split(hint) == ["tlsgate", "org", "add", "Big Co"], res.stderr
+    res = tg("store", "add", "local", "--name", "my store")
+    assert res.returncode == 0, res.stderr
+    hint = res.stdout.split("Check it with: ", 1)[1].strip()
+    assert shlex.split(hint) == ["tlsgate", "store", "test", "my store"], res.stdout

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import shlex
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -510,7 +511,7 @@ class Inventory:
     def _org_id(self, org: str) -> int:
         row = self.db.execute("SELECT id FROM organizations WHERE name = ?", (org,)).fetchone()
         if row is None:
-            raise NotFoundError(f"no organization named {org!r} (create it with: tlsgate org add {org})", option="--org")
+            raise NotFoundError(f"no organization named {org!r} (create it with: tlsgate org add {shlex.quote(org)})", option="--org")
         return int(row["id"])
 
     def _dept_id(self, org_id: int, dept: str) -> int:

@@ -6,6 +6,7 @@ Typer 0.26+ vendors Click and no longer accepts Click objects, so this is the su
 from __future__ import annotations
 
 import inspect
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -427,7 +428,7 @@ def _add_store_command(kind: str) -> click.Command:
         if as_json:
             emit_json(gw.store(name))
         else:
-            say(f"Credential store {name!r} ({kind}) added. Check it with: tlsgate store test {name}")
+            say(f"Credential store {name!r} ({kind}) added. Check it with: tlsgate store test {shlex.quote(name)}")
 
     command.__name__ = f"store_add_{kind}"
     return _single(kind, stype.description, _with_signature(command, params))

@@ -5,6 +5,7 @@ kind it does not belong to), built from the kinds' declared options like ``store
 from __future__ import annotations
 
 import inspect
+import shlex
 from typing import Annotated, Any
 
 import typer
@@ -56,7 +57,7 @@ def register(dns: typer.Typer) -> None:
         if as_json:
             emit_json(view)
         else:
-            say(f"DNS provider {name!r} ({kind}) added. Check it with: tlsgate dns test {name}")
+            say(f"DNS provider {name!r} ({kind}) added. Check it with: tlsgate dns test {shlex.quote(name)}")
 
     dns.command("add", help="Add a DNS provider (for cert request --challenge dns-01 --dns NAME).",
                 context_settings=CONTEXT)(_with_signature(dns_add, params))
