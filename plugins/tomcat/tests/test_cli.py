@@ -112,6 +112,25 @@ def test_a_named_tomcat_service_that_does_not_run_this_tomcat_is_an_error(
     assert "catalina.sh configtest" in planned.stdout and t.server_xml.read_bytes() == before
 
 
+def test_restart_names_why_a_connector_does_not_listen(tomcat10: TomcatServer, tlsgate_home: Path) -> None:
+    """A connector whose port another process holds: the JVM runs on without it, and ``tls
+    restart`` fails naming that connector and Tomcat's own reason from catalina.out."""
+    import socket
+
+    t = tomcat10
+    ok("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(t.base))
+    original = t.server_xml.read_bytes()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        t.server_xml.write_bytes(original.replace(f'port="{t.jks_port}"'.encode(), f'port="{taken}"'.encode(), 1))
+        res = tg("tls", "restart", "tc")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    assert f"127.0.0.1:{taken}" in res.stderr and "Address already in use" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
 @pytest.mark.parametrize("unit", ["-x", "tomcat\n10", "a;b", ""])
 def test_add_refuses_a_service_name_that_is_not_one(tlsgate_home: Path, unit: str) -> None:
     res = tg("tls", "add", "tomcat", "--name", "tc", "--connection_type", "ssh", "--host", "t.example",
