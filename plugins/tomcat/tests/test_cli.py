@@ -42,6 +42,24 @@ def test_add_refuses_an_empty_tomcat_dir(tlsgate_home: Path) -> None:
     assert docker.returncode == 2
 
 
+def test_add_refuses_a_relative_tomcat_dir(tlsgate_home: Path, tmp_path: Path) -> None:
+    """A relative --tomcat_dir (or --tomcat_home) would name another directory from every other
+    working directory (a cron job's, the login directory over ssh): refused, as other types' paths."""
+    (tmp_path / "tc" / "conf").mkdir(parents=True)
+    (tmp_path / "tc" / "conf" / "server.xml").write_text("<Server/>")
+    for connection in (("--connection_type", "local"),
+                       ("--connection_type", "ssh", "--host", "tc.example", "--user", "u", "--password", "p")):
+        res = subprocess.run([sys.executable, "-m", "tlsgate", "tls", "add", "tomcat", "--name", "tc", *connection,
+                              "--tomcat_dir", "tc"], capture_output=True, text=True, env=dict(os.environ),
+                             cwd=tmp_path, timeout=60)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
+        assert "--tomcat_dir" in res.stderr and "absolute" in res.stderr, res.stderr
+    home = tg("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(tmp_path / "tc"),
+              "--tomcat_home", "usr/share/tomcat10")
+    assert home.returncode == 2 and "--tomcat_home" in home.stderr and "absolute" in home.stderr, home.stderr
+    assert "tc" not in tg("tls", "list").stdout.split()
+
+
 def test_cli_end_to_end(tomcat10: TomcatServer, tlsgate_home: Path, test_ca: TestCA, tmp_path: Path) -> None:
     t = tomcat10
     added = ok("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(t.base))
