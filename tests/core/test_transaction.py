@@ -178,3 +178,20 @@ def test_relink_points_a_link_elsewhere_and_back_on_rollback(tmp_path) -> None:
         assert sorted(p.name for p in enabled.iterdir()) == ["default-ssl.conf"]  # no temporary link left
         with pytest.raises(OperationError, match="not a symbolic link"), Transaction(conn) as tx:
             tx.relink(str(available / "default-ssl.conf"), str(copy))
+
+
+def test_a_rewrite_with_the_same_bytes_gets_its_old_mtime_back_on_rollback(tmp_path) -> None:
+    """Installing the certificate a file already names writes the same bytes again (the same
+    config, the same key file): a rollback finds the content as it was, and must still put the
+    old mtime back, or the server's pending-change check refuses the next install."""
+    conf = tmp_path / "site.conf"
+    conf.write_bytes(b"same\n")
+    os.utime(conf, (1_700_000_000, 1_700_000_000))
+    with LocalConnection() as conn:
+        with pytest.raises(OperationError) as err:
+            with Transaction(conn) as tx:
+                tx.write(str(conf), b"same\n")
+                assert conf.stat().st_mtime != 1_700_000_000
+                tx.run(["false"], what="config test")
+    assert err.value.rolled_back
+    assert conf.read_bytes() == b"same\n" and conf.stat().st_mtime == 1_700_000_000

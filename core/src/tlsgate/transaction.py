@@ -310,6 +310,10 @@ class Transaction:
             try:
                 current = self.connection.read_file(path) if self.connection.exists(path) else None
                 if current == original.data:
+                    if original.wrote and current is not None:
+                        # the job wrote the same bytes again (the certificate the file already
+                        # named): the content is as it was, the mtime is not
+                        self._restore_mtime(path, original.mtime)
                     continue
                 if original.wrote and current != original.written and original.data is not None:
                     # another writer, or a damaged read-back: the original goes back all the
