@@ -174,11 +174,15 @@ class Transaction:
         expect = original.written if original.wrote else original.data
         try:
             self.connection.write_file_if(real, data, mode=mode, expect=expect)
-        except BaseException:
+        except Exception:
             if first_touch:
                 # write_file is atomic: when it fails, ``path`` is as it was, so there is nothing to
                 # restore (and no "restore incomplete" alarm when the connection itself is gone).
                 self._journal.remove(("file", real, None))
+            raise
+        except BaseException:
+            # Ctrl-C (or SystemExit) may land after the rename: the entry stays, and the
+            # rollback restores the file unless it still holds the original
             raise
         original.written, original.wrote = data, True
         self.written.append(real)
