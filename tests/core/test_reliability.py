@@ -471,3 +471,41 @@ def test_show_separator_manifest_mode_and_dry_run_quoting(tmp_path: Path, cli: A
     backup = json.loads(done.stdout)["backup"]
     manifest = cli.home / "backups" / backup / "manifest.json"
     assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
+
+
+_CTRL_C_AFTER_INSTALL = '''
+import tlsgate.registry as _r
+_install, _discover, _done = _r.Registry.install, _r.Registry.discover_nodes, []
+def install(self, *args, **kwargs):
+    result = _install(self, *args, **kwargs)
+    _done.append(1)
+    return result
+def discover_nodes(self, *args, **kwargs):
+    if _done:
+        raise KeyboardInterrupt  # Ctrl-C in the re-discovery after the install
+    return _discover(self, *args, **kwargs)
+_r.Registry.install, _r.Registry.discover_nodes = install, discover_nodes
+'''
+
+
+def test_ctrl_c_after_the_install_committed_leaves_no_unfinished_set(tmp_path: Path, cli: Any, ca: TestCA) -> None:
+    """Ctrl-C once the driver's transaction is done (during the re-discovery): the endpoint
+    holds the new certificate, and the install is recorded as done, so the next job on the
+    endpoint runs instead of refusing for a dead job's 'unfinished' backup set."""
+    folder = tmp_path / "certs"
+    _certdir(cli, folder)
+    (folder / "site.crt").write_bytes(ca.issue("site.test").cert_pem)
+    assert cli("tls", "discover", "cd").returncode == 0
+    new = ca.issue("site.test")
+    crt, key, _ = new.write(tmp_path / "in", "new")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_CTRL_C_AFTER_INSTALL)
+    args = ("tls", "install", "cd", "--cert", str(crt), "--key", str(key), "--node", "site.crt")
+    interrupted = cli(*args, env={"PYTHONPATH": str(hook)})
+    assert interrupted.returncode in (130, -2), interrupted.stdout + interrupted.stderr
+    assert "Traceback" not in interrupted.stderr
+    assert (folder / "site.crt").read_bytes().startswith(new.cert_pem)  # the install itself was done
+    assert [s["state"] for s in json.loads(cli("backup", "list", "--json").stdout)] == ["ok"]
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr

@@ -178,3 +178,46 @@ def test_relink_points_a_link_elsewhere_and_back_on_rollback(tmp_path) -> None:
         assert sorted(p.name for p in enabled.iterdir()) == ["default-ssl.conf"]  # no temporary link left
         with pytest.raises(OperationError, match="not a symbolic link"), Transaction(conn) as tx:
             tx.relink(str(available / "default-ssl.conf"), str(copy))
+
+
+def test_a_rewrite_with_the_same_bytes_gets_its_old_mtime_back_on_rollback(tmp_path) -> None:
+    """Installing the certificate a file already names writes the same bytes again (the same
+    config, the same key file): a rollback finds the content as it was, and must still put the
+    old mtime back, or the server's pending-change check refuses the next install."""
+    conf = tmp_path / "site.conf"
+    conf.write_bytes(b"same\n")
+    os.utime(conf, (1_700_000_000, 1_700_000_000))
+    with LocalConnection() as conn:
+        with pytest.raises(OperationError) as err:
+            with Transaction(conn) as tx:
+                tx.write(str(conf), b"same\n")
+                assert conf.stat().st_mtime != 1_700_000_000
+                tx.run(["false"], what="config test")
+    assert err.value.rolled_back
+    assert conf.read_bytes() == b"same\n" and conf.stat().st_mtime == 1_700_000_000
+
+
+def test_ctrl_c_just_after_a_rename_still_restores_that_file(tmp_path) -> None:
+    """Ctrl-C can land inside the atomic write after its rename (while it syncs the directory):
+    the file is new then, and the rollback must put the original back, not only remove the
+    other files (a config left naming the removed key and certificate breaks the next reload)."""
+    conf = tmp_path / "site.conf"
+    conf.write_bytes(b"ssl_certificate old.crt;\n")
+    key = tmp_path / "new.key"
+
+    class CtrlCAfterRename(LocalConnection):
+        interrupted = False
+
+        def write_file_if(self, path, data, **kwargs):  # type: ignore[no-untyped-def,override]
+            super().write_file_if(path, data, **kwargs)
+            if path == str(conf) and not self.interrupted:
+                self.interrupted = True
+                raise KeyboardInterrupt
+
+    with CtrlCAfterRename() as conn:
+        with pytest.raises(KeyboardInterrupt):
+            with Transaction(conn) as tx:
+                tx.write(str(key), b"secret", mode=0o600)
+                tx.write(str(conf), b"ssl_certificate new.crt;\n")
+    assert conf.read_bytes() == b"ssl_certificate old.crt;\n"
+    assert not key.exists()

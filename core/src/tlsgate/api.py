@@ -649,22 +649,35 @@ class Gateway:
                 finally:
                     current_temp_tag.reset(tag)
                 if not dry_run:
-                    after_nodes = self.registry.discover_nodes(endpoint, conn)
-                    details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
-                    et = self.registry.endpoint_types.get(endpoint.type)
-                    result = _check_served_names(result, bundle, after_nodes,
-                                                 aliases=et.aliases_are_names if et is not None else True)
-                    result = _note_others_changed(result, bundle, current, after_nodes)
-                    # recorded while the lease is held, so the inventory matches the endpoint
-                    org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
-                    # the certificate, the nodes and the audit entry of the outcome: one commit
-                    with self.inventory.write(exclusive=False):
-                        cert_id = self.inventory.record_certificate(bundle.leaf, source=f"installed:{endpoint.name}",
-                                                                    org_id=org_id, dept_id=dept_id)
-                        self._store_nodes(endpoint, after_nodes)
-                        before = self._audit_installed(endpoint, bundle, result, failure, before, current, cert_id,
-                                                       details, job_id)
-                    audited = True  # (committed)
+                    try:
+                        after_nodes = self.registry.discover_nodes(endpoint, conn)
+                        details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
+                        et = self.registry.endpoint_types.get(endpoint.type)
+                        result = _check_served_names(result, bundle, after_nodes,
+                                                     aliases=et.aliases_are_names if et is not None else True)
+                        result = _note_others_changed(result, bundle, current, after_nodes)
+                        # recorded while the lease is held, so the inventory matches the endpoint
+                        org_id, dept_id = self.inventory.org_ids(endpoint.organization or "", endpoint.department)
+                        # the certificate, the nodes and the audit entry of the outcome: one commit
+                        with self.inventory.write(exclusive=False):
+                            cert_id = self.inventory.record_certificate(bundle.leaf,
+                                                                        source=f"installed:{endpoint.name}",
+                                                                        org_id=org_id, dept_id=dept_id)
+                            self._store_nodes(endpoint, after_nodes)
+                            before = self._audit_installed(endpoint, bundle, result, failure, before, current,
+                                                           cert_id, details, job_id)
+                        audited = True  # (committed)
+                    except Exception:
+                        raise
+                    except BaseException:
+                        # Ctrl-C once the change stands: record it (with the mtimes it left, as
+                        # tlsgate's own writes), so the next job does not take it for a dead one
+                        if not audited:
+                            details["file_mtimes"] = {**rules.applied, **_mtimes(conn, result.files_written)}
+                            details["note"] = "interrupted after the install, before it was recorded in full"
+                            self._audit_installed(endpoint, bundle, result, failure, before, current, cert_id,
+                                                  details, job_id)
+                        raise
         except Exception as exc:
             if not dry_run and result is None:
                 self._audit("tls install", "rolled back" if getattr(exc, "rolled_back", False) else "failed",

@@ -174,11 +174,15 @@ class Transaction:
         expect = original.written if original.wrote else original.data
         try:
             self.connection.write_file_if(real, data, mode=mode, expect=expect)
-        except BaseException:
+        except Exception:
             if first_touch:
                 # write_file is atomic: when it fails, ``path`` is as it was, so there is nothing to
                 # restore (and no "restore incomplete" alarm when the connection itself is gone).
                 self._journal.remove(("file", real, None))
+            raise
+        except BaseException:
+            # Ctrl-C (or SystemExit) may land after the rename: the entry stays, and the
+            # rollback restores the file unless it still holds the original
             raise
         original.written, original.wrote = data, True
         self.written.append(real)
@@ -310,6 +314,10 @@ class Transaction:
             try:
                 current = self.connection.read_file(path) if self.connection.exists(path) else None
                 if current == original.data:
+                    if original.wrote and current is not None:
+                        # the job wrote the same bytes again (the certificate the file already
+                        # named): the content is as it was, the mtime is not
+                        self._restore_mtime(path, original.mtime)
                     continue
                 if original.wrote and current != original.written and original.data is not None:
                     # another writer, or a damaged read-back: the original goes back all the

@@ -276,3 +276,29 @@ def test_restart_refuses_a_config_that_fails_apachectl_t(apache_server) -> None:
     with pytest.raises(OperationError, match=r"apachectl -t failed, not restarted: .*NoSuchDirective"):
         plugin.restart(local_endpoint(site), LocalConnection())
     assert server.alive and server.pid == pid
+
+
+class CtrlCDuringGraceful(LocalConnection):
+    """Ctrl-C while ``apachectl -k graceful`` runs: httpd has its signal already, tlsgate is
+    interrupted before the command returned."""
+
+    interrupted = False
+
+    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def,override]
+        result = super().run(argv, **kwargs)
+        if "graceful" in argv and not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        return result
+
+
+def test_ctrl_c_during_the_graceful_restart_restarts_with_the_restored_files(apache_server, test_ca) -> None:
+    site, server = apache_server
+    before_files, before = site.snapshot(), served_map(site)
+    connection = CtrlCDuringGraceful()
+    with pytest.raises(KeyboardInterrupt):
+        plugin.install(local_endpoint(site), connection, bundle_for(test_ca.issue("beta.test")), [], False)
+    assert connection.interrupted
+    assert site.snapshot() == before_files
+    assert server.alive
+    assert served_map(site) == before  # httpd read the restored files again, not only the disk has them

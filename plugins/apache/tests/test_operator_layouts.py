@@ -164,3 +164,53 @@ def test_vhost_inheriting_two_server_level_pairs(site: Site, cli) -> None:
     inherit = nodes["inherit.test"]
     assert inherit["fingerprint"] == site.certs["rsa"].fingerprint
     assert "pending" not in inherit["state"] and "2 certificate pairs" in inherit["state"], inherit["state"]
+
+
+def test_server_alias_of_a_vhost_alone_on_its_address(tmp_path: Path, cli, test_ca: TestCA) -> None:
+    """httpd's vhost dump lists a vhost's aliases only on an address several vhosts share: the
+    ServerAlias of a vhost alone on its address (``*:443``, ``[::1]:443``) is a name it answers
+    all the same, shown as its Alias and checked against the certificate before an install."""
+    binary = apache_binary()
+    if binary is None:
+        pytest.skip("apache2/httpd is not installed")
+    root = tmp_path / "httpd"
+    for d in ("run", "logs", "sites", "bin"):
+        (root / d).mkdir(parents=True)
+    port, port6 = free_port(), free_port()
+    old = test_ca.issue("solo.test", "alt.solo.test")
+    (root / "solo.crt").write_bytes(old.cert_pem)
+    (root / "solo.key").write_bytes(old.key_pem)
+    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so" for m in _MODULES)
+    (root / "httpd.conf").write_text(f"""ServerRoot "{root}"
+{loads}
+PidFile run/httpd.pid
+ErrorLog logs/error.log
+ServerName localhost
+Listen 127.0.0.1:{port} https
+Listen [::1]:{port6} https
+Define ALT alt.solo.test
+IncludeOptional sites/*.conf
+""")
+    (root / "sites" / "solo.conf").write_text(f"""<VirtualHost *:{port} [::1]:{port6}>
+    ServerName solo.test
+    ServerAlias ${{ALT}}
+    SSLEngine on
+    SSLCertificateFile solo.crt
+    SSLCertificateKeyFile solo.key
+</VirtualHost>
+""")
+    ctl = root / "bin" / "apachectl"
+    ctl.write_text(f'#!/bin/sh\nexec "{binary}" -d "{root}" -f "{root}/httpd.conf" "$@"\n')
+    ctl.chmod(0o755)
+    assert cli("tls", "add", "apache", "--name", "solo", "--connection_type", "local",
+               "--apachectl_path", str(ctl)).returncode == 0
+    assert cli("org", "add", "acme").returncode == 0
+    assert cli("tls", "delegate", "solo", "--org", "acme").returncode == 0
+    assert cli("tls", "discover", "solo").returncode == 0
+    nodes = json.loads(cli("tls", "nodes", "solo", "--json").stdout)
+    assert sorted((n["ip"], n["port"], n["alias"]) for n in nodes) == [
+        ("*", port, ["alt.solo.test"]), ("::1", port6, ["alt.solo.test"])]
+    crt, key, _ = test_ca.issue("solo.test").write(tmp_path / "in", "new")
+    refused = cli("tls", "install", "solo", "--cert", str(crt), "--key", str(key), "--node", "solo.test", "--dry-run")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "alt.solo.test" in refused.stderr

@@ -16,6 +16,7 @@ import pytest
 from nginx_peer import NginxServer, nginx_binary, nginx_site
 from tlsgate.probe import try_served_fingerprint
 from tlsgate_testing.certs import TestCA
+from tlsgate_testing.cli import settle
 from tlsgate_testing.fixtures_core import free_port
 from tlsgate_testing.interrupt import PauseBinary, die_at_env, tlsgate_cli
 
@@ -306,4 +307,82 @@ def test_killed_install_is_found_and_restored(stage: str, tmp_path: Path, test_c
     finally:
         for s in ("test", "reload"):
             wrapper.release(s)
+        server.stop()
+
+
+def test_ctrl_c_after_the_reload_reloads_the_restored_files(tmp_path: Path, test_ca: TestCA, cli) -> None:
+    """Ctrl-C while ``nginx -s reload`` runs (nginx has the signal, tlsgate waits for the command):
+    the files are restored, and nginx is reloaded again with them, so it serves the old certificate
+    (not the new one from files that no longer exist), and the next install works."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    wrapper = PauseBinary(tmp_path / "wrap", nginx_binary() or "nginx", {"reload": ("-s reload", True)})
+    site = nginx_site(tmp_path / "nginx", test_ca)
+    server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
+    server.binary = str(wrapper.path)
+    server.start()
+    try:
+        _setup(cli, site.config)
+        before = site.snapshot()
+        old_fp = site.certs["beta.test"].fingerprint
+        new = test_ca.issue("beta.test")
+        crt, key, chain = new.write(tmp_path / "in", "new")
+        args = ("tls", "install", "web", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                "--node", "beta.test")
+        wrapper.pause("reload")
+        proc = cli.spawn(*args)
+        wrapper.wait_at("reload", proc)
+        (wrapper.dir / "pause-reload").unlink()  # the rollback's own reload does not stop
+        os.kill(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+        assert proc.returncode in (130, -signal.SIGINT)
+        assert site.snapshot() == before
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == old_fp
+        again = cli(*args)
+        assert again.returncode == 0, again.stderr
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == new.fingerprint
+    finally:
+        wrapper.release("reload")
+        server.stop()
+
+
+def test_ctrl_c_in_a_reinstall_of_the_served_certificate_leaves_nothing_pending(
+        tmp_path: Path, test_ca: TestCA, cli) -> None:
+    """Installing again the certificate a block already serves from tlsgate's files writes the
+    same bytes (same file names, same config); Ctrl-C before the reload rolls it back, and the
+    next install is not refused for changes nginx "has not loaded" (the files' old mtimes are back)."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    wrapper = PauseBinary(tmp_path / "wrap", nginx_binary() or "nginx", {"test": ("-t", False)})
+    site = nginx_site(tmp_path / "nginx", test_ca)
+    server = NginxServer(site.prefix, site.config, site.pid_file, [site.http_port, site.tls_port, site.tls_port2])
+    server.binary = str(wrapper.path)
+    server.start()
+    try:
+        _setup(cli, site.config)
+        crt, key, chain = test_ca.issue("beta.test").write(tmp_path / "in", "new")
+        args = ("tls", "install", "web", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
+                "--node", "beta.test")
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        server.reload()  # nginx has loaded everything: nothing is pending
+        settle()
+        before = {p: (data, round(p.stat().st_mtime, 3)) for p, data in site.snapshot().items()}
+        wrapper.pause("test")
+        proc = cli.spawn(*args)
+        wrapper.wait_at("test", proc)
+        (wrapper.dir / "pause-test").unlink()
+        os.kill(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+        wrapper.release("test")
+        assert proc.returncode in (130, -signal.SIGINT)
+        assert {p: (data, round(p.stat().st_mtime, 3)) for p, data in site.snapshot().items()} == before
+        other = test_ca.issue("beta.test")
+        crt2, key2, chain2 = other.write(tmp_path / "in2", "new")
+        again = cli("tls", "install", "web", "--cert", str(crt2), "--key", str(key2), "--chain", str(chain2),
+                    "--node", "beta.test")
+        assert again.returncode == 0, again.stderr
+        assert try_served_fingerprint("127.0.0.1", site.tls_port, "beta.test") == other.fingerprint
+    finally:
+        wrapper.release("test")
         server.stop()

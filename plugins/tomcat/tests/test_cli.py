@@ -42,6 +42,24 @@ def test_add_refuses_an_empty_tomcat_dir(tlsgate_home: Path) -> None:
     assert docker.returncode == 2
 
 
+def test_add_refuses_a_relative_tomcat_dir(tlsgate_home: Path, tmp_path: Path) -> None:
+    """A relative --tomcat_dir (or --tomcat_home) would name another directory from every other
+    working directory (a cron job's, the login directory over ssh): refused, as other types' paths."""
+    (tmp_path / "tc" / "conf").mkdir(parents=True)
+    (tmp_path / "tc" / "conf" / "server.xml").write_text("<Server/>")
+    for connection in (("--connection_type", "local"),
+                       ("--connection_type", "ssh", "--host", "tc.example", "--user", "u", "--password", "p")):
+        res = subprocess.run([sys.executable, "-m", "tlsgate", "tls", "add", "tomcat", "--name", "tc", *connection,
+                              "--tomcat_dir", "tc"], capture_output=True, text=True, env=dict(os.environ),
+                             cwd=tmp_path, timeout=60)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
+        assert "--tomcat_dir" in res.stderr and "absolute" in res.stderr, res.stderr
+    home = tg("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(tmp_path / "tc"),
+              "--tomcat_home", "usr/share/tomcat10")
+    assert home.returncode == 2 and "--tomcat_home" in home.stderr and "absolute" in home.stderr, home.stderr
+    assert "tc" not in tg("tls", "list").stdout.split()
+
+
 def test_cli_end_to_end(tomcat10: TomcatServer, tlsgate_home: Path, test_ca: TestCA, tmp_path: Path) -> None:
     t = tomcat10
     added = ok("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(t.base))
@@ -110,6 +128,25 @@ def test_a_named_tomcat_service_that_does_not_run_this_tomcat_is_an_error(
     planned = ok("tls", "install", "tc", "--cert", str(crt), "--key", str(key), "--chain", str(chain),
                  "--node", "b.test", "--dry-run")
     assert "catalina.sh configtest" in planned.stdout and t.server_xml.read_bytes() == before
+
+
+def test_restart_names_why_a_connector_does_not_listen(tomcat10: TomcatServer, tlsgate_home: Path) -> None:
+    """A connector whose port another process holds: the JVM runs on without it, and ``tls
+    restart`` fails naming that connector and Tomcat's own reason from catalina.out."""
+    import socket
+
+    t = tomcat10
+    ok("tls", "add", "tomcat", "--name", "tc", "--connection_type", "local", "--tomcat_dir", str(t.base))
+    original = t.server_xml.read_bytes()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        t.server_xml.write_bytes(original.replace(f'port="{t.jks_port}"'.encode(), f'port="{taken}"'.encode(), 1))
+        res = tg("tls", "restart", "tc")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    assert f"127.0.0.1:{taken}" in res.stderr and "Address already in use" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
 @pytest.mark.parametrize("unit", ["-x", "tomcat\n10", "a;b", ""])

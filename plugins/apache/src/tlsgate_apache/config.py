@@ -28,7 +28,7 @@ SSL_DIRECTIVES = {
     "sslcertificatechainfile",
 }
 #: the directives the walk reads (sections are always kept)
-_WALKED = frozenset({"include", "includeoptional", "servername", *SSL_DIRECTIVES})
+_WALKED = frozenset({"include", "includeoptional", "servername", "serveralias", *SSL_DIRECTIVES})
 _VAR = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
 _MAX_DEPTH = 64
 
@@ -42,6 +42,9 @@ class VHostSection:
     directives: list[Directive] = attrs.field(factory=list)
     #: a ServerName of its own (without one httpd shows its fallback name)
     server_name: bool = False
+    #: its ServerAlias names, ``${VAR}`` expanded (httpd's dump lists them only for a vhost that
+    #: shares its address with another)
+    aliases: list[str] = attrs.field(factory=list)
 
     @property
     def file(self) -> str:
@@ -241,6 +244,8 @@ def _walk(
             (vhost.directives if vhost is not None else config.server_level).append(d)
         elif name == "servername" and vhost is not None:
             vhost.server_name = True  # the vhost names itself (else: it is its address's default)
+        elif name == "serveralias" and vhost is not None:
+            vhost.aliases += [a for a in map(config.expand, d.args) if a]
 
 
 def load(connection: Connection, run: RunConfig,

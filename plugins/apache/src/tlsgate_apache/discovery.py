@@ -151,7 +151,10 @@ def build_nodes(config: ApacheConfig, connection: Connection,
         claimed = by_addr.get((entry.ip, entry.port))
         if claimed is None:
             claimed = by_addr[(entry.ip, entry.port)] = _Claimed()
-        names = (entry.name, *entry.aliases)  # httpd matches SNI against its own name for the vhost
+        aliases = entry.aliases
+        if not aliases and section is not None and section.aliases:
+            aliases = tuple(section.aliases)  # a vhost alone on its address: the dump lists no alias
+        names = (entry.name, *aliases)  # httpd matches SNI against its own name for the vhost
         sni = None
         for cand in names:
             name = sni_for(cand)
@@ -166,7 +169,7 @@ def build_nodes(config: ApacheConfig, connection: Connection,
             # vhost is its address's default, and shown so
             entry.name if section is None or section.server_name else DEFAULT_VHOST,
             "https" if https else "http",
-            entry.aliases,
+            aliases,
             entry.ip,
             entry.port,
             facts.fingerprint if facts else None,

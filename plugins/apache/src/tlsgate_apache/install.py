@@ -254,7 +254,13 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         _run(tx, control.argv("-t"), "apachectl -t")
         if pid_before is not None:
             tx.on_rollback(recover, "graceful restart (or start) with the restored files")
-            signalled = _run(tx, control.argv("-k", "graceful"), "apachectl -k graceful")
+            try:
+                signalled = _run(tx, control.argv("-k", "graceful"), "apachectl -k graceful")
+            except BaseException as exc:
+                # Ctrl-C (or a kill) while apachectl ran: httpd may have its signal already, so the
+                # rollback restarts it with the restored files; a graceful that failed did not
+                signalled = not isinstance(exc, Exception)
+                raise
             if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):
                 wait_serving(control, config.run, dict.fromkeys(changed, bundle.fingerprint),
                              deadline=VERIFY_DEADLINE)

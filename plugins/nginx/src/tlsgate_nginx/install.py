@@ -282,7 +282,13 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
         if control.running:
             tx.on_rollback(reload_restored, "reload nginx with the restored files")
             old_workers = worker_pids(connection, control.master_pid) if not dry_run and control.master_pid else None
-            reloaded = _run(tx, control.reload_argv(), "nginx reload")
+            try:
+                reloaded = _run(tx, control.reload_argv(), "nginx reload")
+            except BaseException as exc:
+                # Ctrl-C (or a kill) while the reload command ran: nginx may have the signal
+                # already, so the rollback reloads the restored files; a reload that failed did not
+                reloaded = not isinstance(exc, Exception)
+                raise
             if reloaded and not wait_workers_retired(connection, old_workers, VERIFY_DEADLINE):
                 tx.messages.append("old nginx workers still accept connections; the reload may not have applied")
             if tx.step("verify", ", ".join(map(str, changed)) or "nothing reachable", "TLS handshake"):

@@ -459,7 +459,11 @@ def restart_and_wait(
             f"Tomcat exited during its start: {restart.exit_reason(connection, config.base, plan, since)}"
         )
     if closed:
+        # the JVM runs on without a connector that failed (a port taken, a keystore that does not
+        # open): its log says why
+        why = restart.log_reason(connection, config.base, plan, since) if plan.method != "windows-service" else ""
         raise OperationError(
             "Tomcat restarted but these TLS connectors do not listen: " + ", ".join(str(t) for t in closed)
+            + (f": {why}" if why else "")
         )
     return message

@@ -95,6 +95,10 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         return [Problem("the endpoint has no Tomcat options", option="--tomcat_dir")]
     if "\x00" in options.tomcat_dir:
         return [Problem("must not contain NUL", option="--tomcat_dir")]
+    relative = [flag for flag, path in (("--tomcat_dir", options.tomcat_dir), ("--tomcat_home", options.tomcat_home))
+                if path and not _absolute(endpoint, path)]
+    if relative:  # it would name another directory from any other working directory
+        return [Problem("must be an absolute path", option=flag) for flag in relative]
     if options.tomcat_service is not None and not SERVICE_NAME.fullmatch(options.tomcat_service):
         return [Problem("must be a systemd unit or Windows service name (letters, digits, spaces and ':_.@-\\', "
                         "not starting with '-', nor starting or ending with a space)", option="--tomcat_service")]
@@ -110,6 +114,17 @@ def validate(endpoint: Endpoint) -> list[Problem]:
         if not os.path.isfile(server_xml):
             return [Problem(f"{server_xml} does not exist (give the CATALINA_BASE directory)", option="--tomcat_dir")]
     return []
+
+
+def _absolute(endpoint: Endpoint, path: str) -> bool:
+    """Absolute on the endpoint's host: this one's rules for ``local``, Windows' for WinRM, POSIX for ssh."""
+    import ntpath
+    import os.path
+    import posixpath
+
+    ctype = endpoint.connection.type
+    isabs = os.path.isabs if ctype == "local" else ntpath.isabs if ctype.startswith("winrm") else posixpath.isabs
+    return isabs(path)
 
 
 #: A systemd unit (systemd.unit(5): ASCII letters, digits, ":-_.\\@") or a Windows service name

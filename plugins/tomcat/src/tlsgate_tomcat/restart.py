@@ -315,6 +315,16 @@ def exit_reason(connection: Connection, base: str, plan: RestartPlan, since: int
     return _reason(lines) or " | ".join(ln.strip() for ln in lines[-3:] if ln.strip()) or f"(nothing in {log})"
 
 
+def log_reason(connection: Connection, base: str, plan: RestartPlan, since: int) -> str:
+    """The telling lines (SEVERE / exceptions) catalina.out got since byte ``since``, or ''."""
+    log = dict(plan.environment).get("CATALINA_OUT") or connection_join(base, "logs", "catalina.out")
+    try:
+        data = connection.read_file(log)[since:]
+    except OperationError:
+        return ""
+    return _reason(data.decode(errors="replace").splitlines())
+
+
 def log_size(connection: Connection, base: str, plan: RestartPlan) -> int:
     log = dict(plan.environment).get("CATALINA_OUT") or connection_join(base, "logs", "catalina.out")
     st = connection.stat(log)
