@@ -386,3 +386,27 @@ def test_ctrl_c_in_a_reinstall_of_the_served_certificate_leaves_nothing_pending(
     finally:
         wrapper.release("test")
         server.stop()
+
+
+def test_restart_starts_an_nginx_that_is_not_running(tmp_path: Path, test_ca: TestCA, cli) -> None:
+    # tls restart of a stopped nginx was "nginx is not running ...; nothing to reload" (exit 1),
+    # where Apache and Tomcat start a stopped server
+    conf, port, issued = _two_blocks(tmp_path / "n", test_ca)
+    server = NginxServer(tmp_path / "n", conf, tmp_path / "n" / "logs" / "nginx.pid", [port])
+    _setup(cli, conf)
+    try:
+        res = cli("tls", "restart", "web")
+        assert res.returncode == 0, res.stderr
+        assert "was not running" in res.stdout and "started" in res.stdout, res.stdout
+        assert server.pid is not None
+        assert try_served_fingerprint("127.0.0.1", port, "a.test") == issued["a.test"].fingerprint  # type: ignore[attr-defined]
+        # running now: the next restart reloads it
+        again = cli("tls", "restart", "web")
+        assert again.returncode == 0 and "reloaded" in again.stdout, again.stdout + again.stderr
+    finally:
+        server.stop()
+    # a configuration its supervisor runs in the foreground is not started behind its back
+    conf.write_text(conf.read_text().replace("worker_processes 1;", "worker_processes 1;\ndaemon off;"))
+    refused = cli("tls", "restart", "web")
+    assert refused.returncode == 1 and "'daemon off'" in refused.stderr, refused.stderr
+    assert try_served_fingerprint("127.0.0.1", port, "a.test") is None  # nothing listens: not started

@@ -16,6 +16,7 @@ replace one.
 from __future__ import annotations
 
 import re
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -320,14 +321,43 @@ def _run(tx: Transaction, argv: list[str], what: str) -> bool:
 
 def restart_nginx(connection: Connection, config: NginxConfig, control: NginxControl | None = None, *,
                   service: str | None = None) -> str:
-    """``nginx -t`` then reload; raises OperationError with nginx's reason."""
+    """``nginx -t`` then reload, or start an nginx that is not running (as ``tls restart`` of
+    Apache and Tomcat starts a stopped server); raises OperationError with nginx's reason.
+    Returns what ran, and ``started`` when nginx was started."""
     control = control or find_control(connection, config, service=service)
     test = connection.run(control.test_argv(), privileged=True)
     if not test.ok:
         raise OperationError(f"nginx -t failed, not reloaded: {describe_failure(test)}")
     if not control.running:
-        raise OperationError(f"nginx is not running (no master in {control.pid_file}); nothing to reload")
+        return _start_nginx(connection, config, control, service)
     res = connection.run(control.reload_argv(), privileged=True)
     if not res.ok:
         raise OperationError(f"nginx reload failed: {describe_failure(res)}")
     return " ".join(control.reload_argv())
+
+
+#: How long a started nginx may take to write its pid file.
+START_DEADLINE = 15.0
+
+
+def _start_nginx(connection: Connection, config: NginxConfig, control: NginxControl, service: str | None) -> str:
+    """Start the nginx of ``config``: through the endpoint's systemd unit when it names one
+    (``--nginx_service``), else the binary with the configuration (``nginx -c FILE``, which
+    daemonizes). A configuration that says ``daemon off`` runs under a supervisor that tlsgate
+    does not know: refused with that reason rather than left running in the foreground."""
+    daemon = config.main_directive("daemon")
+    if service is None and daemon is not None and daemon.args[:1] == ["off"]:
+        raise OperationError(f"nginx is not running (no master in {control.pid_file}) and its configuration says "
+                             "'daemon off' (a supervisor runs it in the foreground): start it there, or name its "
+                             "systemd unit with --nginx_service")
+    argv = ["systemctl", "start", service] if service else control.base()
+    res = connection.run(argv, privileged=True)
+    if not res.ok:
+        raise OperationError(f"nginx was not running and did not start: {describe_failure(res)}")
+    end = time.monotonic() + START_DEADLINE
+    while not find_control(connection, config, service=service).running:
+        if time.monotonic() > end:
+            raise OperationError(f"nginx was started ({' '.join(argv)}) but no master wrote {control.pid_file} "
+                                 f"within {START_DEADLINE:.0f} s")
+        time.sleep(0.1)
+    return "started: " + " ".join(argv)

@@ -106,6 +106,8 @@ def restart(endpoint: Endpoint, connection: Connection) -> RestartResult:
 
     config = load(connection, endpoint.options.nginx_config_path)
     done = restart_nginx(connection, config, service=endpoint.options.nginx_service)
+    if done.startswith("started: "):
+        return RestartResult(restarted=True, message=f"nginx -t passed; nginx was not running: {done}")
     return RestartResult(restarted=True, message=f"nginx -t passed; reloaded ({done})")
 
 #: A temporary exact-match location in every server block serving the domain over plain HTTP on
