@@ -129,10 +129,13 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         ahead = read_ahead(recorder, hint, lambda: dumped.done(), note if early is not None else None) \
             if local and reused is None else None
         last = load_dump_text(endpoint) if early is not None else None
-        guess = speculated = None
+        guess = speculated = confirmed = None
         if reused is not None:
             if last is not None and reuse.dump_digest(last) == reused.dump:
                 guess = RunConfig(text=last)  # taken (``run is guess``) only if httpd prints it again
+            # the handshakes while httpd runs: what a vhost serves does not depend on the dump,
+            # and the recorded nodes are the ones taken when httpd prints the same
+            confirmed = confirm_by_handshake(reused.vnodes(), endpoint, local)
         elif last is not None and not dumped.done():
             # still waiting: the whole discovery on the last dump, taken if httpd prints the same
             guess = control.run_config(last)
@@ -148,7 +151,7 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
             again = early is not None and early.changed_since_start(listed)
             if not again:
                 if reused is not None:
-                    config, vnodes = None, reused.vnodes()
+                    config, vnodes = None, []
                     again = early is not None and early.changed_since_start(reused.inputs())
                 else:
                     config, vnodes = speculated if speculated is not None and run is guess else \
@@ -171,7 +174,7 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
                 reuse.save(endpoint, config, vnodes, recorder, _listed(config.run))  # type: ignore[arg-type]
             offer_early_command(dump_argv)  # the dump is read-only: the next discovery starts it early
         del ahead
-        nodes = confirm_by_handshake(vnodes, endpoint, local)
+        nodes = confirmed if config is None and confirmed is not None else confirm_by_handshake(vnodes, endpoint, local)
         # the parsed files go now, by reference counting: re-enabled with them alive, the
         # collector's next pass would walk every directive of every file once more
         del config, vnodes
