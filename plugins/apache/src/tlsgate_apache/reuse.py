@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -136,13 +136,14 @@ _ASK: dict[str, Callable[[Connection, str], Any]] = {
 }
 
 
-def _digest(paths: Iterable[str], data_of: Callable[[str], bytes]) -> str:
-    """One digest of the paths, in order, and of each one's bytes."""
-    h = hashlib.sha256()
+def _digest(paths: Sequence[str], data_of: Callable[[str], bytes]) -> str:
+    """One digest of the paths, in order, and of each one's bytes (a path holds no NUL; each
+    file's length goes before its bytes)."""
+    h = hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape"))
     update = h.update
     for path in paths:
         data = data_of(path)
-        update(f"{len(path)}:{path}:{len(data)}:".encode("utf-8", "surrogateescape"))
+        update(len(data).to_bytes(8, "little"))
         update(data)
     return h.hexdigest()
 
@@ -262,7 +263,7 @@ def save(endpoint: Endpoint, config: ApacheConfig, vnodes: list[VHostNode], reco
         "ident": _ident(endpoint),
         "dump": dump_digest(config.run.text),
         "files": list(files),
-        "files_digest": _digest(files, files.__getitem__),
+        "files_digest": _digest(list(files), files.__getitem__),
         "certificates": certificates,
         "certificates_digest": _digest(certificates, read.__getitem__),  # type: ignore[arg-type]
         "answers": [[kind, arg, answer] for (kind, arg), answer in recorder.answers.items()],
