@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .discovery import VHostNode
 
 FORMAT = 1
-MAX_RECORD_BYTES = 256 << 20
+MAX_RECORD_BYTES = 64 << 20  # as speculate.MAX_HINT_BYTES
 
 
 def _ident(endpoint: Endpoint) -> str:
