@@ -78,8 +78,16 @@ def test_a_reused_discovery_gives_the_nodes_of_one_made_from_scratch(
     assert made == [1] and renamed != renewed and any(n[0].startswith("sitf") for n in renamed)
     assert renamed == _cold(endpoint, cache)
 
+    # a damaged record (well-formed JSON, nodes of the wrong shape) is not used
+    data = json.loads(record.read_text())
+    data["nodes"] = [["only a name"] for _ in data["nodes"]]
+    record.write_text(json.dumps(data))
+    del made[:]
+    assert _discover(endpoint) == renamed and made == [1]
+
     # a record others may write, or one of another endpoint, is not used
     del made[:]
+    assert _discover(endpoint) == renamed and made == []  # (recorded again above)
     record.chmod(0o622)
     assert _discover(endpoint) == renamed and made == [1]
     assert record.stat().st_mode & 0o777 == 0o600  # written again, private

@@ -131,11 +131,16 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
         last = load_dump_text(endpoint) if early is not None else None
         guess = speculated = confirmed = None
         if reused is not None:
+            try:
+                recorded = reused.vnodes()
+            except (ValueError, TypeError, KeyError, IndexError):  # a damaged record: made from the files
+                reused = None
+        if reused is not None:
             if last is not None and reuse.dump_digest(last) == reused.dump:
                 guess = RunConfig(text=last)  # taken (``run is guess``) only if httpd prints it again
             # the handshakes while httpd runs: what a vhost serves does not depend on the dump,
             # and the recorded nodes are the ones taken when httpd prints the same
-            confirmed = confirm_by_handshake(reused.vnodes(), endpoint, local)
+            confirmed = confirm_by_handshake(recorded, endpoint, local)
         elif last is not None and not dumped.done():
             # still waiting: the whole discovery on the last dump, taken if httpd prints the same
             guess = control.run_config(last)
