@@ -41,14 +41,19 @@ FORMAT = 1
 MAX_RECORD_BYTES = 64 << 20  # as speculate.MAX_HINT_BYTES
 
 
-def _ident(endpoint: Endpoint) -> str:
+def _ident(endpoint: Endpoint) -> str | None:
+    """What a record must have been made by; None when the code's own files cannot be told apart
+    (no record is then written or taken)."""
     import tlsgate
 
-    return json.dumps([FORMAT, tlsgate.__version__, _plugin_version(), endpoint.instance_id,
+    code = _plugin_version()
+    if code is None:
+        return None
+    return json.dumps([FORMAT, tlsgate.__version__, code, endpoint.instance_id,
                        endpoint.connection.type, getattr(endpoint.options, "apachectl_path", None)])
 
 
-def _plugin_version() -> str:
+def _plugin_version() -> str | None:
     """The code that makes the nodes, as its modules' sizes and modification times (a changed
     driver, even at the same version number, makes nodes its own way)."""
     import tlsgate
@@ -60,8 +65,8 @@ def _plugin_version() -> str:
                  *(os.path.join(core, n) for n in ("certs.py", "probe.py"))):
         try:
             st = os.stat(path)
-        except OSError:
-            return "unknown"
+        except OSError:  # not files (a zip import): no way to tell one version from another
+            return None
         out.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
     return ",".join(out)
 
@@ -231,7 +236,8 @@ def load(endpoint: Endpoint) -> Reused | None:
         if len(data) > MAX_RECORD_BYTES:
             return None
         stored = json.loads(data)
-        if not isinstance(stored, dict) or stored.get("ident") != _ident(endpoint):
+        ident = _ident(endpoint)
+        if ident is None or not isinstance(stored, dict) or stored.get("ident") != ident:
             return None
         return Reused(stored)
     except (OSError, ValueError, KeyError, TypeError):
@@ -246,7 +252,8 @@ def save(endpoint: Endpoint, config: ApacheConfig, vnodes: list[VHostNode], reco
     path = record_file(endpoint)
     read = recorder.read
     certificates = config.certificate_paths
-    if not recorder.consistent or any(read.get(p) is None for p in certificates):
+    ident = _ident(endpoint)
+    if ident is None or not recorder.consistent or any(read.get(p) is None for p in certificates):
         _remove(path)
         return
     facts: dict[tuple[Any, ...], int] = {}
@@ -260,7 +267,7 @@ def save(endpoint: Endpoint, config: ApacheConfig, vnodes: list[VHostNode], reco
                       bool(vn.entry.default)])
     files = config.files
     body = json.dumps({
-        "ident": _ident(endpoint),
+        "ident": ident,
         "dump": dump_digest(config.run.text),
         "files": list(files),
         "files_digest": _digest(list(files), files.__getitem__),
