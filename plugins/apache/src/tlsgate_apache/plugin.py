@@ -141,6 +141,7 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
             # the handshakes while httpd runs: what a vhost serves does not depend on the dump,
             # and the recorded nodes are the ones taken when httpd prints the same
             confirmed = confirm_by_handshake(recorded, endpoint, local)
+            inputs = reused.inputs()  # for the early run's check, made before waiting
         elif last is not None and not dumped.done():
             # still waiting: the whole discovery on the last dump, taken if httpd prints the same
             guess = control.run_config(last)
@@ -157,7 +158,7 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
             if not again:
                 if reused is not None:
                     config, vnodes = None, []
-                    again = early is not None and early.changed_since_start(reused.inputs())
+                    again = early is not None and early.changed_since_start(inputs)
                 else:
                     config, vnodes = speculated if speculated is not None and run is guess else \
                         discover(recorder, control, run, ahead)
