@@ -279,7 +279,7 @@ def save(endpoint: Endpoint, config: ApacheConfig, vnodes: list[VHostNode], reco
         "facts": [[base64.b64encode(der).decode() if der is not None else None, fp, subject,
                    na.isoformat() if na is not None else None] for der, fp, subject, na in facts],
         "nodes": nodes,
-    }).encode("utf-8", "surrogateescape")
+    }, separators=(",", ":")).encode("utf-8", "surrogateescape")
     from .speculate import _write_private
 
     if len(body) <= MAX_RECORD_BYTES:
