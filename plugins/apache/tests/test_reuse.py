@@ -78,6 +78,9 @@ def test_a_reused_discovery_gives_the_nodes_of_one_made_from_scratch(
     assert made == [1] and renamed != renewed and any(n[0].startswith("sitf") for n in renamed)
     assert renamed == _cold(endpoint, cache)
 
+    if per_file != 1:
+        return  # (the record's own checks below do not depend on the layout)
+
     # a damaged record (well-formed JSON, nodes of the wrong shape) is not used
     data = json.loads(record.read_text())
     data["nodes"] = [["only a name"] for _ in data["nodes"]]
