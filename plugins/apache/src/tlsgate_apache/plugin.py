@@ -90,7 +90,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
 
     from tlsgate.plugin import offer_early_command, take_early_command
 
-    from .control import DUMP_ARGS, ApacheControl
+    from . import reuse
+    from .control import DUMP_ARGS, ApacheControl, RunConfig
 
     local = _local(endpoint)
     control = ApacheControl.find(connection, endpoint.options.apachectl_path)
@@ -109,7 +110,8 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
 
         # while httpd runs: read and lex what the last discovery read (local only: over ssh the
         # connection is the dump's until it is back; the walk takes only what httpd's dump
-        # names), then discover on what httpd printed last time
+        # names), then discover on what httpd printed last time; or, when the last discovery's
+        # record says nothing it was made from changed, check that instead (reuse.py)
         hint = load_hint(endpoint) if local else None
 
         def note(path: str) -> None:
@@ -120,39 +122,65 @@ def discover_nodes(endpoint: Endpoint, connection: Connection) -> list[Node]:
                 early.kill()
                 early, dumped = None, control.dump_started(spool=local)
 
-        ahead = read_ahead(connection, hint, lambda: dumped.done(), note if early is not None else None) \
-            if local else None
+        recorder = reuse.Recorder(connection) if local else connection
+        reused = reuse.load(endpoint) if local else None
+        if reused is not None and not reused.unchanged(connection, note if early is not None else None):
+            reused = None
+        ahead = read_ahead(recorder, hint, lambda: dumped.done(), note if early is not None else None) \
+            if local and reused is None else None
         last = load_dump_text(endpoint) if early is not None else None
-        guess = speculated = None
-        if last is not None and not dumped.done():
+        guess = speculated = confirmed = None
+        if reused is not None:
+            try:
+                recorded = reused.vnodes()
+            except (ValueError, TypeError, KeyError, IndexError):  # a damaged record: made from the files
+                reused = None
+        if reused is not None:
+            if last is not None and reuse.dump_digest(last) == reused.dump:
+                guess = RunConfig(text=last)  # taken (``run is guess``) only if httpd prints it again
+            # the handshakes while httpd runs: what a vhost serves does not depend on the dump,
+            # and the recorded nodes are the ones taken when httpd prints the same
+            confirmed = confirm_by_handshake(recorded, endpoint, local)
+            inputs = reused.inputs()  # for the early run's check, made before waiting
+        elif last is not None and not dumped.done():
             # still waiting: the whole discovery on the last dump, taken if httpd prints the same
             guess = control.run_config(last)
-            speculated = _speculate(connection, control, guess, ahead)
+            speculated = _speculate(recorder, control, guess, ahead)
         try:
             run = dumped(guess)
+            if reused is not None and run is not guess and reuse.dump_digest(run.text) != reused.dump:
+                reused = None  # httpd printed something else (``guess``, if any, holds the text only)
             # the early run started before this discovery held the endpoint's lease (an install
             # may have been under way): used only if nothing httpd read changed since (asked
             # first of the files it lists, before any work on its dump, then of all the walk read)
-            again = early is not None and early.changed_since_start(_listed(run))
+            listed = reused.listed if reused is not None else _listed(run)
+            again = early is not None and early.changed_since_start(listed)
             if not again:
-                config, vnodes = speculated if speculated is not None and run is guess else \
-                    discover(connection, control, run, ahead)
-                again = early is not None and early.changed_since_start(config.inputs())
+                if reused is not None:
+                    config, vnodes = None, []
+                    again = early is not None and early.changed_since_start(inputs)
+                else:
+                    config, vnodes = speculated if speculated is not None and run is guess else \
+                        discover(recorder, control, run, ahead)
+                    again = early is not None and early.changed_since_start(config.inputs())
         except OperationError:
             if early is None:
                 raise
             again = True  # the early run failed: a fresh one says whether it still does
         if again:  # the files read ahead were read under the lease: still of use
-            config, vnodes = discover(connection, control, control.dump(spool=local), ahead)
+            config, vnodes = discover(recorder, control, control.dump(spool=local), ahead)
         if local:
-            read = Hint(list(config.files), config.certificate_paths)
+            made = config if config is not None else reused
+            read = Hint(list(made.files), made.certificate_paths)  # type: ignore[union-attr]
             if read != hint:
                 save_hint(endpoint, read)
-            if config.run.text != last:
-                save_dump_text(endpoint, config.run.text)
+            if config is not None:
+                if config.run.text != last:
+                    save_dump_text(endpoint, config.run.text)
+                reuse.save(endpoint, config, vnodes, recorder, _listed(config.run))  # type: ignore[arg-type]
             offer_early_command(dump_argv)  # the dump is read-only: the next discovery starts it early
         del ahead
-        nodes = confirm_by_handshake(vnodes, endpoint, local)
+        nodes = confirmed if config is None and confirmed is not None else confirm_by_handshake(vnodes, endpoint, local)
         # the parsed files go now, by reference counting: re-enabled with them alive, the
         # collector's next pass would walk every directive of every file once more
         del config, vnodes
