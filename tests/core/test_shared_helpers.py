@@ -261,3 +261,16 @@ def test_node_sni_takes_the_first_host_name_among_name_and_aliases(host: str, pa
     assert node_sni(path, ("/Common/cs", "Default Web Site")) is None
     assert node_sni("Default Web Site", ("Default Web Site",)) is None
     assert node_sni("10.1.0.5", (host,)) == sni_for(host) and node_sni("::1") is None
+
+
+def test_a_wildcard_node_is_probed_where_no_address_specific_node_of_its_port_answers() -> None:
+    from tlsgate.probe import claimed_addresses, probe_host_for
+
+    claimed = claimed_addresses([("127.0.0.1", 443), ("*", 443), ("::1", 8443), ("*", 80), (None, None)])
+    assert claimed == {443: {"127.0.0.1"}, 8443: {"::1"}}
+    assert probe_host_for("*", 443, None, True, claimed) == "127.0.0.2"  # 127.0.0.1 is another vhost's
+    assert probe_host_for("0.0.0.0", 8443, None, True, claimed) == "127.0.0.1"  # noqa: S104
+    assert probe_host_for("127.0.0.1", 443, None, True, claimed) == "127.0.0.1"  # its own address
+    assert probe_host_for("*", 443, "127.0.0.1", False, claimed) is None  # remote: cannot reach it
+    assert probe_host_for("*", 443, "web1.test", False, claimed) == "web1.test"
+    assert probe_host_for("*", 443, None, True, {443: {"127.0.0.1", "127.0.0.2", "::1"}}) is None

@@ -805,6 +805,7 @@ class Gateway:
         local = not (ctype and ctype.remote)
         targets: dict[int, probe.Target] = {}
         files: list[int] = []
+        claimed = probe.claimed_addresses((n.ip, n.port) for n in nodes if n.protocol == "https")
         for i, node in enumerate(nodes):
             if node.protocol == "https" and node.port:
                 if "not probed" in (node.state or "") or "QUIC" in (node.state or ""):
@@ -812,7 +813,10 @@ class Gateway:
                 if not node.fingerprint:  # discovery read no certificate (IIS CCS): nothing to compare
                     continue
                 own = bool(ctype and ctype.node_addresses and node.ip)
-                host = str(node.ip).strip("[]") if own else probe.probe_host(node.ip, endpoint.connection.host, local)
+                host = (str(node.ip).strip("[]") if own
+                        else probe.probe_host_for(node.ip, node.port, endpoint.connection.host, local, claimed))
+                if host is None:  # a wildcard node behind an address-specific one: not reachable here
+                    continue
                 targets[i] = probe.Target(host, node.port, probe.verify_sni(node),
                                           proxy_protocol=probe.PROXY_NOTE in (node.state or ""))
             elif node.fingerprint and "not probed" not in (node.state or ""):

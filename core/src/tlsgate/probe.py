@@ -82,6 +82,40 @@ def probe_host(node_ip: str | None, endpoint_host: str | None, local: bool) -> s
     return endpoint_host or "127.0.0.1"
 
 
+#: Loopback addresses a local wildcard node (``*:443``, ``listen 443``) is probed at, in turn:
+#: the first that no address-specific node of that port claims. Linux routes all of 127/8 to
+#: ``lo``, and a listener on every address (IPv4 or dual-stack) answers on 127.0.0.2 as on
+#: 127.0.0.1; ``::1`` only where the server listens on IPv6.
+WILDCARD_PROBES = ("127.0.0.1", "127.0.0.2", "::1")
+
+
+def claimed_addresses(pairs: Iterable[tuple[str | None, int | None]]) -> dict[int, set[str]]:
+    """The specific addresses (not wildcards) that nodes listen on, by port, from ``(ip, port)``."""
+    out: dict[int, set[str]] = {}
+    for ip, port in pairs:
+        if port is not None and ip not in WILDCARDS and ip != "_default_":
+            out.setdefault(port, set()).add(str(ip).strip("[]"))
+    return out
+
+
+def probe_host_for(node_ip: str | None, port: int | None, endpoint_host: str | None, local: bool,
+                   claimed: dict[int, set[str]] | None) -> str | None:
+    """:func:`probe_host`, for a server that prefers the most specific listen address: a node on
+    a wildcard address is not what answers on an address that an address-specific node of the
+    same port names (httpd: "An In-Depth Discussion of Virtual Host Matching" — the best IP match
+    first, ``*`` only where none; nginx: "How nginx processes a request" — the address and port
+    are matched against the listen directives before the server names). ``claimed``
+    (:func:`claimed_addresses`): such addresses. A local wildcard node is probed at a loopback
+    address none of them claims; a remote one whose host is claimed is not probed (None),
+    rather than compared with another node's certificate."""
+    host = probe_host(node_ip, endpoint_host, local)
+    taken = claimed.get(port) if claimed and port is not None and node_ip in WILDCARDS | {"_default_"} else None
+    if not taken or host.strip("[]") not in taken:
+        return host
+    free = [a for a in WILDCARD_PROBES if a not in taken] if local else []
+    return free[0] if free else None
+
+
 def sni_for(name: str | None) -> str | None:
     """The SNI to send for a node name (none for IPs, wildcards and catch-all names; nginx's
     ``.example.org``, example.org and every name under it, is reached as example.org)."""

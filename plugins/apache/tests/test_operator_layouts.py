@@ -214,3 +214,73 @@ IncludeOptional sites/*.conf
     refused = cli("tls", "install", "solo", "--cert", str(crt), "--key", str(key), "--node", "solo.test", "--dry-run")
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "alt.solo.test" in refused.stderr
+
+
+def test_a_star_vhost_beside_an_address_specific_one_on_its_port(tmp_path: Path, cli, test_ca: TestCA) -> None:
+    """``<VirtualHost *:P>`` and ``<VirtualHost 127.0.0.1:P>`` on one ``Listen P``: httpd answers
+    127.0.0.1 with the address-specific vhost (the most specific address wins), so the ``*``
+    vhost was probed at 127.0.0.1, reported as serving "a certificate other than its files", and
+    an install on it failed its verification and rolled back. It is probed where httpd serves it
+    (another loopback address), and an install on it is verified there."""
+    binary = apache_binary()
+    if binary is None:
+        pytest.skip("apache2/httpd is not installed")
+    root = tmp_path / "httpd"
+    for d in ("run", "logs", "sites", "bin"):
+        (root / d).mkdir(parents=True)
+    port = free_port()
+    certs = {"star": test_ca.issue("star.test"), "ip": test_ca.issue("ip.test")}
+    for name, issued in certs.items():
+        (root / f"{name}.crt").write_bytes(issued.cert_pem)
+        (root / f"{name}.key").write_bytes(issued.key_pem)
+    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so" for m in _MODULES)
+    (root / "httpd.conf").write_text(f"""ServerRoot "{root}"
+{loads}
+PidFile run/httpd.pid
+Mutex file:{root / 'run'} default
+ErrorLog logs/error.log
+ServerName localhost
+User nobody
+Group nogroup
+Listen 127.0.0.1:{port} https
+Listen 127.0.0.2:{port} https
+IncludeOptional sites/*.conf
+""")
+    (root / "sites" / "a-ip.conf").write_text(f"""<VirtualHost 127.0.0.1:{port}>
+    ServerName ip.test
+    SSLEngine on
+    SSLCertificateFile ip.crt
+    SSLCertificateKeyFile ip.key
+</VirtualHost>
+""")
+    (root / "sites" / "b-star.conf").write_text(f"""<VirtualHost *:{port}>
+    ServerName star.test
+    SSLEngine on
+    SSLCertificateFile star.crt
+    SSLCertificateKeyFile star.key
+</VirtualHost>
+""")
+    ctl = root / "bin" / "apachectl"
+    ctl.write_text(f'#!/bin/sh\nexec "{binary}" -d "{root}" -f "{root}/httpd.conf" "$@"\n')
+    ctl.chmod(0o755)
+    start_daemon([str(ctl), "-k", "start"], "httpd", [port], pid_file=root / "run" / "httpd.pid")
+    try:
+        assert cli("tls", "add", "apache", "--name", "mixed", "--connection_type", "local",
+                   "--apachectl_path", str(ctl)).returncode == 0
+        assert cli("org", "add", "acme").returncode == 0
+        assert cli("tls", "delegate", "mixed", "--org", "acme").returncode == 0
+        assert cli("tls", "discover", "mixed").returncode == 0
+        nodes = {n["name"]: n for n in json.loads(cli("tls", "nodes", "mixed", "--json").stdout)}
+        assert nodes["star.test"]["fingerprint"] == certs["star"].fingerprint
+        assert "other than" not in nodes["star.test"]["state"], nodes["star.test"]
+        assert "other than" not in nodes["ip.test"]["state"], nodes["ip.test"]
+        new = test_ca.issue("star.test")
+        crt, key, _ = new.write(tmp_path / "in", "new")
+        done = cli("tls", "install", "mixed", "--cert", str(crt), "--key", str(key), "--node", "star.test")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert try_served_fingerprint("127.0.0.2", port, "star.test") == new.fingerprint
+        assert try_served_fingerprint("127.0.0.1", port, "ip.test") == certs["ip"].fingerprint
+        verified = cli("tls", "verify", "mixed")  # exit 0: every node serves what the inventory says
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        kill_daemon(root / "run" / "httpd.pid")

@@ -12,11 +12,12 @@ from tlsgate.plugin import (
     Target,
     certificate_facts,
     node_as_served,
-    probe_host,
+    probe_host_for,
     probe_many,
     read_certificate,
     sni_for,
 )
+from tlsgate.plugin import claimed_addresses as core_claimed
 
 from .config import load
 
@@ -210,11 +211,20 @@ class _Claimed:
         return bool(patterns) and any(fnmatch.fnmatchcase(low, p) for p in patterns)
 
 
-def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: str | None = None) -> Target | None:
+def claimed_addresses(vnodes: Iterable[VHostNode]) -> dict[int, set[str]]:
+    """The specific addresses (not ``*``) that vhosts listen on, by port."""
+    return core_claimed((vn.fields[_IP], vn.fields[_PORT]) for vn in vnodes)
+
+
+def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: str | None = None,
+                     claimed: dict[int, set[str]] | None = None) -> Target | None:
     """The TLS handshake that reaches this vhost, or None (no port, no usable name).
 
     A vhost with several pairs (RSA + ECDSA) shows each only to a client asking for its key
-    type: the handshake asks for ``key_kind``, else for the kind of the node's certificate."""
+    type: the handshake asks for ``key_kind``, else for the kind of the node's certificate.
+
+    A ``*:port`` vhost is probed where httpd serves it: not on an address an address-specific
+    vhost of that port claims (``claimed``, see :func:`tlsgate.plugin.probe_host_for`)."""
     fields = vn.fields
     port = fields[_PORT]
     if fields[_PROTOCOL] != "https" or port is None:
@@ -226,7 +236,8 @@ def handshake_target(vn: VHostNode, endpoint: Endpoint, local: bool, key_kind: s
         key_kind = None
     elif key_kind is None and fields[_CERTIFICATE]:
         key_kind = certificate_facts(fields[_CERTIFICATE]).key_kind
-    return Target(probe_host(ip, endpoint.connection.host, local), port, vn.sni, key_kind=key_kind)
+    host = probe_host_for(ip, port, endpoint.connection.host, local, claimed)
+    return None if host is None else Target(host, port, vn.sni, key_kind=key_kind)
 
 
 def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local: bool) -> list[Node]:
@@ -235,7 +246,8 @@ def confirm_by_handshake(vnodes: Iterable[VHostNode], endpoint: Endpoint, local:
     An unreachable node keeps what its files say, and says so in its state.
     """
     vnodes = list(vnodes)
-    targets = [handshake_target(vn, endpoint, local) for vn in vnodes]
+    claimed = claimed_addresses(vnodes)
+    targets = [handshake_target(vn, endpoint, local, claimed=claimed) for vn in vnodes]
     served = probe_many(t for t in targets if t is not None)
     suffix: str | None = None
     asked = False

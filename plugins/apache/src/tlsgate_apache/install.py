@@ -32,7 +32,7 @@ from tlsgate.plugin import (
 
 from .config import load
 from .control import ApacheControl, describe_failure
-from .discovery import discover, handshake_target
+from .discovery import claimed_addresses, discover, handshake_target
 from .edits import Paths, plan_edits, uses_chain_file
 
 if TYPE_CHECKING:
@@ -204,7 +204,9 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     chosen_ids = {id(s) for s in chosen}
     changed_nodes = [vn for vn in vnodes if vn.section is not None and id(vn.section) in chosen_ids]
     kind = key_kind(bundle.key)  # a vhost with an RSA and an ECDSA pair is checked for the pair replaced
-    changed = list(dict.fromkeys(t for vn in changed_nodes if (t := handshake_target(vn, endpoint, local, kind))))
+    claimed = claimed_addresses(vnodes)
+    changed = list(dict.fromkeys(t for vn in changed_nodes
+                                 if (t := handshake_target(vn, endpoint, local, kind, claimed))))
     require_names_covered(bundle, [vn.node for vn in changed_nodes if vn.ssl])
     pid_before = control.running_pid(config.run)  # read-only: a dry run plans what would happen
     # httpd's own list of its configuration files (DUMP_INCLUDES) against the master's start

@@ -11,8 +11,9 @@ from tlsgate.plugin import (
     Node,
     Target,
     certificate_facts,
+    claimed_addresses,
     node_as_served,
-    probe_host,
+    probe_host_for,
     probe_many,
     read_certificate,
     sni_for,
@@ -95,12 +96,19 @@ def build_nodes(
     return out
 
 
-def probe_address(node: Node, endpoint: Endpoint, local: bool) -> str:
+def probe_address(node: Node, endpoint: Endpoint, local: bool, claimed: dict[int, set[str]] | None = None) -> str | None:
     """Where to reach a node: its own address on a local host (``::1`` for ``[::]``, which
-    nginx binds IPv6-only), else the endpoint's host."""
+    nginx binds IPv6-only), else the endpoint's host; for a wildcard listen, an address that
+    no address-specific listen of the port claims (nginx matches the address before the
+    names), None when there is none (see :func:`tlsgate.plugin.probe_host_for`)."""
     if local and node.ip == "::":
-        return "::1"
-    return probe_host(node.ip, endpoint.connection.host, local)
+        return None if "::1" in (claimed or {}).get(node.port or 0, ()) else "::1"
+    return probe_host_for(node.ip, node.port, endpoint.connection.host, local, claimed)
+
+
+def claimed_listens(nodes: Iterable[Node]) -> dict[int, set[str]]:
+    """The specific listen addresses of the https nodes, by port."""
+    return claimed_addresses((n.ip, n.port) for n in nodes if n.protocol == "https")
 
 
 def default_servers(config: NginxConfig) -> dict[tuple[str, int], ServerBlock]:
@@ -125,7 +133,7 @@ def _sni_reaching(name: str) -> str | None:
 
 def handshake_target(
     node: Node, server: ServerBlock, defaults: dict[tuple[str, int], ServerBlock], endpoint: Endpoint, local: bool,
-    key_kind: str | None = None,
+    key_kind: str | None = None, claimed: dict[int, set[str]] | None = None,
 ) -> Target | None:
     """The handshake that reaches this node's block, or None when none can be sure to: a name
     nginx routes to the block, else nothing unless the block is its address's default server
@@ -142,7 +150,10 @@ def handshake_target(
     if len(server.cert_directives) > 1 and key_kind is None and node.certificate:
         key_kind = certificate_facts(node.certificate).key_kind
     proxied = any(x.proxy_protocol for x in server.listens if (x.ip, x.port) == (node.ip, node.port))
-    return Target(probe_address(node, endpoint, local), node.port, sni,
+    host = probe_address(node, endpoint, local, claimed)
+    if host is None:
+        return None
+    return Target(host, node.port, sni,
                   key_kind=key_kind if len(server.cert_directives) > 1 else None, proxy_protocol=proxied)
 
 
@@ -155,7 +166,9 @@ def confirm_by_handshake(
     """
     pairs = list(pairs)
     defaults = default_servers(config)
-    targets = {node.key: t for node, server in pairs if (t := handshake_target(node, server, defaults, endpoint, local))}
+    claimed = claimed_listens(n for n, _ in pairs)
+    targets = {node.key: t for node, server in pairs
+               if (t := handshake_target(node, server, defaults, endpoint, local, claimed=claimed))}
     served = probe_many(targets.values())
     out = []
     for node, _server in pairs:

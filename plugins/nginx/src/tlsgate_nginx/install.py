@@ -39,7 +39,7 @@ from tlsgate.plugin import (
 )
 
 from .control import describe_failure, find_control, wait_workers_retired, worker_pids
-from .discovery import default_servers, discover, handshake_target, resolve
+from .discovery import claimed_listens, default_servers, discover, handshake_target, resolve
 from .lexer import quote
 
 if TYPE_CHECKING:
@@ -242,8 +242,9 @@ def install_bundle(endpoint: Endpoint, connection: Connection, bundle: Certifica
     # the files of the configuration as nginx reads them, against the master's start
     refuse_pending(connection, sorted(config.files), control.master_pid if control.running else None, "nginx")
     kind = key_kind(bundle.key)  # a block with an RSA and an ECDSA pair is checked for the pair replaced
+    claimed = claimed_listens(n for n, _ in pairs)
     changed = list(dict.fromkeys(
-        t for n, s in pairs if id(s) in chosen_ids and (t := handshake_target(n, s, defaults, endpoint, local, kind))))
+        t for n, s in pairs if id(s) in chosen_ids and (t := handshake_target(n, s, defaults, endpoint, local, kind, claimed))))
     # Only the changed blocks are handshaked here (what they served, to wait for after a
     # restore) and after the reload (the new certificate). The others are not edited; the
     # core's discoveries before and after the install show any of them serving something else
