@@ -269,7 +269,7 @@ def test_a_wildcard_node_is_probed_where_no_address_specific_node_of_its_port_an
     claimed = claimed_addresses([("127.0.0.1", 443), ("*", 443), ("::1", 8443), ("*", 80), (None, None)])
     assert claimed == {443: {"127.0.0.1"}, 8443: {"::1"}}
     assert probe_host_for("*", 443, None, True, claimed) == "127.0.0.2"  # 127.0.0.1 is another vhost's
-    assert probe_host_for("0.0.0.0", 8443, None, True, claimed) == "127.0.0.1"  # noqa: S104
+    assert probe_host_for("0.0.0.0", 8443, None, True, claimed) == "127.0.0.1"
     assert probe_host_for("127.0.0.1", 443, None, True, claimed) == "127.0.0.1"  # its own address
     assert probe_host_for("*", 443, "127.0.0.1", False, claimed) is None  # remote: cannot reach it
     assert probe_host_for("*", 443, "web1.test", False, claimed) == "web1.test"
