@@ -97,7 +97,8 @@ def test_unreachable_postgres_fails_with_reason(tlsgate_home: Path) -> None:
     assert "pw-not-shown" not in res.stderr and "Traceback" not in res.stderr
     # libpq also takes the password as a query parameter (and sslpassword for the client key)
     url = f"postgresql://nobody@127.0.0.1:{free_port()}/none?sslmode=disable&password=pw-in-query&sslpassword=kp"
-    ok("org", "add", "Acme")  # an inventory for db copy to read
+    # a SQLite inventory for db copy to read (also on the PostgreSQL pass, whose URL is in the environment)
+    ok("org", "add", "Acme", env={"TLSGATE_DATABASE_URL": None})  # type: ignore[dict-item]
     for res in (tg("db", "status", "--json", env={"TLSGATE_DATABASE_URL": url}), tg("db", "copy", "--to", url)):
         assert res.returncode == 1 and "sslmode=disable&password=****&sslpassword=****" in res.stderr
         assert "pw-in-query" not in res.stdout + res.stderr and "=kp" not in res.stdout + res.stderr
