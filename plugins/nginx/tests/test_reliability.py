@@ -410,3 +410,9 @@ def test_restart_starts_an_nginx_that_is_not_running(tmp_path: Path, test_ca: Te
     refused = cli("tls", "restart", "web")
     assert refused.returncode == 1 and "'daemon off'" in refused.stderr, refused.stderr
     assert try_served_fingerprint("127.0.0.1", port, "a.test") is None  # nothing listens: not started
+    # without a pid file whether an nginx runs cannot be told: none is started beside it
+    conf.write_text(conf.read_text().replace("daemon off;", "").replace(f"pid {tmp_path / 'n'}/logs/nginx.pid;", "pid off;"))
+    assert "pid off;" in conf.read_text()
+    refused = cli("tls", "restart", "web")
+    assert refused.returncode == 1 and "'pid off'" in refused.stderr, refused.stderr
+    assert try_served_fingerprint("127.0.0.1", port, "a.test") is None

@@ -142,6 +142,12 @@ def _compiled_paths(connection: Connection) -> dict[str, str]:
     return out
 
 
+def master_running(connection: Connection, pid_file: str) -> bool:
+    """Whether the pid file names a live nginx master (what :func:`find_control` checks, without
+    locating the pid file or reading the master's flags again)."""
+    return _read_master(connection, pid_file) is not None
+
+
 def _read_master(connection: Connection, pid_file: str) -> tuple[int, list[str]] | None:
     try:
         pid = int(connection.read_file(pid_file).strip())

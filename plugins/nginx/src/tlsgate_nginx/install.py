@@ -38,7 +38,7 @@ from tlsgate.plugin import (
     served_fingerprints,
 )
 
-from .control import describe_failure, find_control, wait_workers_retired, worker_pids
+from .control import describe_failure, find_control, master_running, wait_workers_retired, worker_pids
 from .discovery import claimed_listens, default_servers, discover, handshake_target, resolve
 from .lexer import quote
 
@@ -346,6 +346,9 @@ def _start_nginx(connection: Connection, config: NginxConfig, control: NginxCont
     (``--nginx_service``), else the binary with the configuration (``nginx -c FILE``, which
     daemonizes). A configuration that says ``daemon off`` runs under a supervisor that tlsgate
     does not know: refused with that reason rather than left running in the foreground."""
+    if control.pid_file is None:  # 'pid off': whether an nginx runs cannot be told, so none is started
+        raise OperationError("nginx's configuration says 'pid off': tlsgate cannot tell whether it runs; "
+                             "nothing reloaded or started")
     daemon = config.main_directive("daemon")
     if service is None and daemon is not None and daemon.args[:1] == ["off"]:
         raise OperationError(f"nginx is not running (no master in {control.pid_file}) and its configuration says "
@@ -356,7 +359,7 @@ def _start_nginx(connection: Connection, config: NginxConfig, control: NginxCont
     if not res.ok:
         raise OperationError(f"nginx was not running and did not start: {describe_failure(res)}")
     end = time.monotonic() + START_DEADLINE
-    while not find_control(connection, config, service=service).running:
+    while not master_running(connection, control.pid_file):
         if time.monotonic() > end:
             raise OperationError(f"nginx was started ({' '.join(argv)}) but no master wrote {control.pid_file} "
                                  f"within {START_DEADLINE:.0f} s")
