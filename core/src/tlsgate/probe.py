@@ -88,12 +88,15 @@ def probe_host(node_ip: str | None, endpoint_host: str | None, local: bool) -> s
 #: 127.0.0.1; ``::1`` only where the server listens on IPv6.
 WILDCARD_PROBES = ("127.0.0.1", "127.0.0.2", "::1")
 
+#: A node address that names no one address: the listen wildcards and httpd's ``_default_``.
+_ANY_ADDRESS = frozenset(WILDCARDS | {"_default_"})
+
 
 def claimed_addresses(pairs: Iterable[tuple[str | None, int | None]]) -> dict[int, set[str]]:
     """The specific addresses (not wildcards) that nodes listen on, by port, from ``(ip, port)``."""
     out: dict[int, set[str]] = {}
     for ip, port in pairs:
-        if port is not None and ip not in WILDCARDS and ip != "_default_":
+        if port is not None and ip not in _ANY_ADDRESS:
             out.setdefault(port, set()).add(str(ip).strip("[]"))
     return out
 
@@ -109,7 +112,7 @@ def probe_host_for(node_ip: str | None, port: int | None, endpoint_host: str | N
     address none of them claims; a remote one whose host is claimed is not probed (None),
     rather than compared with another node's certificate."""
     host = probe_host(node_ip, endpoint_host, local)
-    taken = claimed.get(port) if claimed and port is not None and node_ip in WILDCARDS | {"_default_"} else None
+    taken = claimed.get(port) if claimed and port is not None and node_ip in _ANY_ADDRESS else None
     if not taken or host.strip("[]") not in taken:
         return host
     free = [a for a in WILDCARD_PROBES if a not in taken] if local else []
