@@ -23,6 +23,27 @@ from tlsgate_testing.sshd import SshdServer
 pytestmark = pytest.mark.slow
 
 
+def _httpd_root(tmp_path: Path, *dirs: str) -> Path:
+    """A private ServerRoot under ``tmp_path`` with ``dirs`` and ``bin`` (skips without httpd)."""
+    if apache_binary() is None:
+        pytest.skip("apache2/httpd is not installed")
+    root = tmp_path / "httpd"
+    for d in (*dirs, "bin"):
+        (root / d).mkdir(parents=True)
+    return root
+
+
+def _write_httpd(root: Path, directives: str) -> Path:
+    """``root``/httpd.conf (ServerRoot, the modules, then ``directives``) and ``bin/apachectl``
+    running httpd on it; returns that apachectl."""
+    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so" for m in _MODULES)
+    (root / "httpd.conf").write_text(f'ServerRoot "{root}"\n{loads}\n{directives}')
+    ctl = root / "bin" / "apachectl"
+    ctl.write_text(f'#!/bin/sh\nexec "{apache_binary()}" -d "{root}" -f "{root}/httpd.conf" "$@"\n')
+    ctl.chmod(0o755)
+    return ctl
+
+
 
 @attrs.frozen
 class Site:
@@ -37,22 +58,14 @@ class Site:
 
 @pytest.fixture
 def site(tmp_path: Path, test_ca: TestCA) -> Iterator[Site]:
-    binary = apache_binary()
-    if binary is None:
-        pytest.skip("apache2/httpd is not installed")
-    root = tmp_path / "httpd"
-    for d in ("run", "logs", "sites", "tls certs", "bin"):
-        (root / d).mkdir(parents=True)
+    root = _httpd_root(tmp_path, "run", "logs", "sites", "tls certs")
     tls = free_port()
     certs = {"rsa": test_ca.issue("dual.test", key_type="rsa"), "ec": test_ca.issue("dual.test")}
     for kind, issued in certs.items():
         (root / "tls certs" / f"dual-{kind}.crt").write_bytes(issued.cert_pem)
         (root / "tls certs" / f"dual-{kind}.key").write_bytes(issued.key_pem)
     (root / "tls certs" / "chain.pem").write_bytes(certs["ec"].chain_pem)
-    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so" for m in _MODULES)
-    (root / "httpd.conf").write_text(f"""ServerRoot "{root}"
-{loads}
-PidFile run/httpd.pid
+    ctl = _write_httpd(root, f"""PidFile run/httpd.pid
 Mutex file:{root / 'run'} default
 ErrorLog logs/error.log
 LogLevel warn
@@ -76,9 +89,6 @@ IncludeOptional conf-extra.d/*.conf
     SSLCertificateChainFile "tls certs/chain.pem"
 </VirtualHost>
 """)
-    ctl = root / "bin" / "apachectl"
-    ctl.write_text(f'#!/bin/sh\nexec "{binary}" -d "{root}" -f "{root}/httpd.conf" "$@"\n')
-    ctl.chmod(0o755)
     start_daemon([str(ctl), "-k", "start"], "httpd", [tls], pid_file=root / "run" / "httpd.pid")
     try:
         yield Site(root, ctl, tls, certs)
@@ -170,20 +180,12 @@ def test_server_alias_of_a_vhost_alone_on_its_address(tmp_path: Path, cli, test_
     """httpd's vhost dump lists a vhost's aliases only on an address several vhosts share: the
     ServerAlias of a vhost alone on its address (``*:443``, ``[::1]:443``) is a name it answers
     all the same, shown as its Alias and checked against the certificate before an install."""
-    binary = apache_binary()
-    if binary is None:
-        pytest.skip("apache2/httpd is not installed")
-    root = tmp_path / "httpd"
-    for d in ("run", "logs", "sites", "bin"):
-        (root / d).mkdir(parents=True)
+    root = _httpd_root(tmp_path, "run", "logs", "sites")
     port, port6 = free_port(), free_port()
     old = test_ca.issue("solo.test", "alt.solo.test")
     (root / "solo.crt").write_bytes(old.cert_pem)
     (root / "solo.key").write_bytes(old.key_pem)
-    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so" for m in _MODULES)
-    (root / "httpd.conf").write_text(f"""ServerRoot "{root}"
-{loads}
-PidFile run/httpd.pid
+    ctl = _write_httpd(root, f"""PidFile run/httpd.pid
 ErrorLog logs/error.log
 ServerName localhost
 Listen 127.0.0.1:{port} https
@@ -199,9 +201,6 @@ IncludeOptional sites/*.conf
     SSLCertificateKeyFile solo.key
 </VirtualHost>
 """)
-    ctl = root / "bin" / "apachectl"
-    ctl.write_text(f'#!/bin/sh\nexec "{binary}" -d "{root}" -f "{root}/httpd.conf" "$@"\n')
-    ctl.chmod(0o755)
     assert cli("tls", "add", "apache", "--name", "solo", "--connection_type", "local",
                "--apachectl_path", str(ctl)).returncode == 0
     assert cli("org", "add", "acme").returncode == 0
@@ -222,21 +221,13 @@ def test_a_star_vhost_beside_an_address_specific_one_on_its_port(tmp_path: Path,
     vhost was probed at 127.0.0.1, reported as serving "a certificate other than its files", and
     an install on it failed its verification and rolled back. It is probed where httpd serves it
     (another loopback address), and an install on it is verified there."""
-    binary = apache_binary()
-    if binary is None:
-        pytest.skip("apache2/httpd is not installed")
-    root = tmp_path / "httpd"
-    for d in ("run", "logs", "sites", "bin"):
-        (root / d).mkdir(parents=True)
+    root = _httpd_root(tmp_path, "run", "logs", "sites")
     port = free_port()
     certs = {"star": test_ca.issue("star.test"), "ip": test_ca.issue("ip.test")}
     for name, issued in certs.items():
         (root / f"{name}.crt").write_bytes(issued.cert_pem)
         (root / f"{name}.key").write_bytes(issued.key_pem)
-    loads = "\n".join(f"LoadModule {m}_module {MODULES_DIR}/mod_{m}.so" for m in _MODULES)
-    (root / "httpd.conf").write_text(f"""ServerRoot "{root}"
-{loads}
-PidFile run/httpd.pid
+    ctl = _write_httpd(root, f"""PidFile run/httpd.pid
 Mutex file:{root / 'run'} default
 ErrorLog logs/error.log
 ServerName localhost
@@ -260,9 +251,6 @@ IncludeOptional sites/*.conf
     SSLCertificateKeyFile star.key
 </VirtualHost>
 """)
-    ctl = root / "bin" / "apachectl"
-    ctl.write_text(f'#!/bin/sh\nexec "{binary}" -d "{root}" -f "{root}/httpd.conf" "$@"\n')
-    ctl.chmod(0o755)
     start_daemon([str(ctl), "-k", "start"], "httpd", [port], pid_file=root / "run" / "httpd.pid")
     try:
         assert cli("tls", "add", "apache", "--name", "mixed", "--connection_type", "local",
